@@ -1,0 +1,49 @@
+"""Every generated RTL block, by name: what `mars verilog`, synthesis and the testbenches
+iterate over.  A new block (decoder, controller, top) is one more entry here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from mars.config import MarsConfig
+
+from .macro import CimMacro
+
+__all__ = ["Block", "BLOCKS", "block", "to_verilog"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A generated block: its Verilog module name and how to build it from a config."""
+
+    name: str
+    build: Callable[[MarsConfig], wiring.Component]
+    description: str
+
+
+BLOCKS: dict[str, Block] = {
+    b.name: b for b in [
+        Block("cim_macro", CimMacro, "one SRAM-CIM macro (storage + bit-serial compute)"),
+    ]
+}
+
+
+def block(name: str) -> Block:
+    try:
+        return BLOCKS[name]
+    except KeyError:
+        raise KeyError(f"unknown block {name!r} (blocks: {', '.join(BLOCKS)})") from None
+
+
+def to_verilog(name: str, config: MarsConfig) -> str:
+    """Verilog text of block `name` for `config`.
+
+    Source-location attributes are left out so that the text depends only on the
+    configuration, not on where the repository is checked out.
+    """
+    component = block(name).build(config)
+    return verilog.convert(component, name=name, emit_src=False)

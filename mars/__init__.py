@@ -1,0 +1,1 @@
+"""MARS SRAM-CIM accelerator generator."""

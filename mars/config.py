@@ -1,0 +1,395 @@
+"""The accelerator configuration: one frozen, validated dataclass.
+
+`MarsConfig` is the single source of truth that the golden model, the RTL generators, the
+testbenches and (later) the trainer all read.  Every geometry of the CIM macro is a field
+here; nothing downstream hard-codes a size.  Named presets are built with
+`dataclasses.replace` from the defaults, in the way Gemmini derives its variants.
+
+The arithmetic the fields describe is in ``../shared/design/BRIEF.md`` and ``docs/macro.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ConfigError",
+    "ReadoutMode",
+    "SkipGranularity",
+    "MarsConfig",
+    "PRESETS",
+    "preset",
+    "load_config",
+]
+
+#: Bumped whenever a field is added, removed or changes meaning.
+SCHEMA_VERSION = 1
+_SCHEMA_NAME = "mars-config"
+
+
+class ConfigError(ValueError):
+    """An impossible or malformed configuration; the message names the field and value."""
+
+
+class ReadoutMode(enum.Enum):
+    """How a column's popcount is read out (the ADC model).
+
+    ``exact`` needs at least ceil(log2(G+1)) readout bits and returns the popcount.
+    ``saturating`` clips the popcount at ``2**readout_bits - 1``.
+    HCiM-style binary/ternary readouts with scale factors are planned and will be added
+    here as further members.
+    """
+
+    EXACT = "exact"
+    SATURATING = "saturating"
+
+
+class SkipGranularity(enum.Enum):
+    """Which output channels share one sparsity group (a skippable unit of work)."""
+
+    PARTITION = "partition"
+    MACRO = "macro"
+
+
+def _is_pow2(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class MarsConfig:
+    """Geometry and arithmetic of a MARS accelerator.
+
+    Parameters
+    ----------
+    name : str
+        A label for reports; not part of the content hash.
+    rows : int
+        R, word lines of one CIM macro.
+    cols : int
+        C, bit-line columns of one macro (1-bit cells).
+    partitions : int
+        P, column partitions of a macro.
+    rows_per_step : int
+        G, word lines switched on at once (one compute step reads G rows).
+    weight_bits : int
+        Wb, two's-complement weight width; a weight occupies Wb adjacent columns.
+    act_bits : int
+        Ab, unsigned activation width, applied bit-serially.
+    act_bits_per_cycle : int
+        Activation bits the macro model handles per clock cycle (1 is bit-serial, Ab is
+        bit-parallel); must divide Ab.
+    readout_bits : int
+        Width of the per-column readout (ADC) result.
+    readout_mode : ReadoutMode
+        ``exact`` or ``saturating``.
+    skip_granularity : SkipGranularity
+        Output channels that share one sparsity group: a partition or the whole macro.
+    cores : int
+        CIM cores in the accelerator.
+    macros_per_core : int
+        CIM macros in each core.
+    weight_sram_rows : int
+        Depth of each core's weight SRAM, in macro rows (C bits each).
+    act_buffer_words : int
+        Depth of each ping-pong activation buffer, in Ab-bit activations.
+
+    Raises
+    ------
+    ConfigError
+        If a field has the wrong type or the fields are inconsistent.
+    """
+
+    name: str = "default"
+    rows: int = 256
+    cols: int = 64
+    partitions: int = 8
+    rows_per_step: int = 8
+    weight_bits: int = 4
+    act_bits: int = 4
+    act_bits_per_cycle: int = 1
+    readout_bits: int = 4
+    readout_mode: ReadoutMode = ReadoutMode.EXACT
+    skip_granularity: SkipGranularity = SkipGranularity.PARTITION
+    cores: int = 4
+    macros_per_core: int = 2
+    weight_sram_rows: int = 4096
+    act_buffer_words: int = 16384
+
+    def __post_init__(self) -> None:
+        # Accept the enum's string value too (JSON, CLI), but store the enum.
+        for field, enum_type in (("readout_mode", ReadoutMode),
+                                 ("skip_granularity", SkipGranularity)):
+            value = getattr(self, field)
+            if not isinstance(value, enum_type):
+                try:
+                    object.__setattr__(self, field, enum_type(value))
+                except ValueError:
+                    allowed = ", ".join(repr(m.value) for m in enum_type)
+                    raise ConfigError(
+                        f"{field} must be one of {allowed}, not {value!r}") from None
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"name must be a non-empty string, not {self.name!r}")
+        for field in _INT_FIELDS:
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{field} must be an integer, not {value!r}")
+            if value < 1:
+                raise ConfigError(f"{field} must be at least 1, not {value}")
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
+        R, C, P, G = self.rows, self.cols, self.partitions, self.rows_per_step
+        Wb, Ab = self.weight_bits, self.act_bits
+        if R % G:
+            raise ConfigError(
+                f"rows_per_step (G={G}) must divide rows (R={R})")
+        if C % P:
+            raise ConfigError(
+                f"partitions (P={P}) must divide cols (C={C})")
+        if Wb < 2:
+            raise ConfigError(
+                f"weight_bits must be at least 2 for two's complement, not {Wb}")
+        if (C // P) % Wb:
+            raise ConfigError(
+                f"weight_bits (Wb={Wb}) must divide the columns per partition "
+                f"(C/P={C // P})")
+        if Ab % self.act_bits_per_cycle:
+            raise ConfigError(
+                f"act_bits_per_cycle ({self.act_bits_per_cycle}) must divide "
+                f"act_bits (Ab={Ab})")
+        if self.readout_mode is ReadoutMode.EXACT and self.readout_bits < self.exact_readout_bits:
+            raise ConfigError(
+                f"readout_bits ({self.readout_bits}) is too narrow for an exact readout of "
+                f"G={G} rows: it needs at least {self.exact_readout_bits}; use "
+                f"readout_mode 'saturating' to model a narrower ADC")
+        if self.readout_bits > self.exact_readout_bits + 8:
+            raise ConfigError(
+                f"readout_bits ({self.readout_bits}) is far wider than any popcount of "
+                f"G={G} rows ({self.exact_readout_bits} bits suffice)")
+        if not _is_pow2(self.weight_sram_rows):
+            raise ConfigError(
+                f"weight_sram_rows must be a power of two, not {self.weight_sram_rows}")
+        if not _is_pow2(self.act_buffer_words):
+            raise ConfigError(
+                f"act_buffer_words must be a power of two, not {self.act_buffer_words}")
+        if self.weight_sram_rows < R:
+            raise ConfigError(
+                f"weight_sram_rows ({self.weight_sram_rows}) must hold at least one macro's "
+                f"rows (R={R})")
+
+    # -- derived values ------------------------------------------------------------------
+
+    @property
+    def cols_per_partition(self) -> int:
+        """Columns in one partition, C/P."""
+        return self.cols // self.partitions
+
+    @property
+    def channels_per_macro(self) -> int:
+        """Output channels one macro computes at once, C/Wb (one weight per row each)."""
+        return self.cols // self.weight_bits
+
+    @property
+    def channels_per_partition(self) -> int:
+        """Output channels in one partition, (C/P)/Wb."""
+        return self.cols_per_partition // self.weight_bits
+
+    @property
+    def channels_per_group(self) -> int:
+        """Output channels that share one sparsity group (see `skip_granularity`)."""
+        if self.skip_granularity is SkipGranularity.MACRO:
+            return self.channels_per_macro
+        return self.channels_per_partition
+
+    @property
+    def row_slots(self) -> int:
+        """Row groups of G rows in a macro, R/G: the addresses a compute step can name."""
+        return self.rows // self.rows_per_step
+
+    @property
+    def exact_readout_bits(self) -> int:
+        """Readout bits that represent every popcount of G rows, ceil(log2(G+1))."""
+        return max(1, math.ceil(math.log2(self.rows_per_step + 1)))
+
+    @property
+    def readout_max(self) -> int:
+        """Largest value the readout returns, min(G, 2**readout_bits - 1)."""
+        return min(self.rows_per_step, 2 ** self.readout_bits - 1)
+
+    @property
+    def cycles_per_step(self) -> int:
+        """Clock cycles the macro spends on one compute step, Ab / act_bits_per_cycle."""
+        return self.act_bits // self.act_bits_per_cycle
+
+    @property
+    def psum_range(self) -> tuple[int, int]:
+        """Smallest and largest partial sum one compute step can produce (inclusive)."""
+        x_max = 2 ** self.act_bits - 1
+        q_max = self.readout_max
+        pos_weight = 2 ** (self.weight_bits - 1) - 1   # magnitude bits
+        neg_weight = 2 ** (self.weight_bits - 1)       # sign bit
+        return -x_max * neg_weight * q_max, x_max * pos_weight * q_max
+
+    @property
+    def psum_bits(self) -> int:
+        """Signed width that holds every partial sum of one compute step."""
+        lo, hi = self.psum_range
+        return max(lo.bit_length() if lo >= 0 else (-lo - 1).bit_length(),
+                   hi.bit_length()) + 1
+
+    @property
+    def weight_min(self) -> int:
+        return -(2 ** (self.weight_bits - 1))
+
+    @property
+    def weight_max(self) -> int:
+        return 2 ** (self.weight_bits - 1) - 1
+
+    @property
+    def act_max(self) -> int:
+        return 2 ** self.act_bits - 1
+
+    @property
+    def macros(self) -> int:
+        """Macros in the whole accelerator."""
+        return self.cores * self.macros_per_core
+
+    # -- serialisation -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of the fields (enums as their string values)."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            out[field.name] = value.value if isinstance(value, enum.Enum) else value
+        return out
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical JSON of every field except `name`.
+
+        Two configurations that build the same hardware have the same hash, whatever
+        they are called; packages and memory images carry it to detect a mismatch.
+        """
+        content = self.to_dict()
+        del content["name"]
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def short_hash(self) -> str:
+        """First 12 hex digits of `content_hash`, for folder names and log lines."""
+        return self.content_hash[:12]
+
+    def to_json(self) -> str:
+        """JSON text with schema name and version, the fields and the content hash."""
+        doc = {"schema": _SCHEMA_NAME, "schema_version": SCHEMA_VERSION, **self.to_dict(),
+               "content_hash": self.content_hash}
+        return json.dumps(doc, indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], *, source: str = "configuration") -> MarsConfig:
+        """Build from a dict as written by `to_json`.
+
+        Missing fields take their defaults (the ``default`` preset).  Unknown fields, a
+        wrong schema or version, and a stored hash that disagrees with the content are
+        errors.
+        """
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{source}: expected a JSON object, not {type(doc).__name__}")
+        doc = dict(doc)
+        schema = doc.pop("schema", _SCHEMA_NAME)
+        if schema != _SCHEMA_NAME:
+            raise ConfigError(f"{source}: schema must be {_SCHEMA_NAME!r}, not {schema!r}")
+        version = doc.pop("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise ConfigError(
+                f"{source}: schema_version {version!r} is not supported "
+                f"(this tool reads version {SCHEMA_VERSION})")
+        stored_hash = doc.pop("content_hash", None)
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown field {unknown[0]!r} "
+                f"(known fields: {', '.join(sorted(known))})")
+        try:
+            config = cls(**doc)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
+        if stored_hash is not None and stored_hash != config.content_hash:
+            raise ConfigError(
+                f"{source}: content_hash {stored_hash!r} does not match the fields "
+                f"(they hash to {config.content_hash!r}); the file was edited or damaged")
+        return config
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "configuration") -> MarsConfig:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"{source}: not valid JSON ({error.msg} at line {error.lineno}, "
+                f"column {error.colno})") from None
+        return cls.from_dict(doc, source=source)
+
+    def replace(self, **changes: Any) -> MarsConfig:
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+
+_INT_FIELDS = tuple(f.name for f in dataclasses.fields(MarsConfig) if f.type == "int")
+
+
+_DEFAULT = MarsConfig()
+
+#: Named presets.  ``tiny`` fits an iCE40UP5K (30 EBRs, 5280 LUTs); ``default`` follows the
+#: published MARS organisation (four cores, 8-partition macros) with geometry of our choosing.
+PRESETS: dict[str, MarsConfig] = {
+    "default": _DEFAULT,
+    "tiny": _DEFAULT.replace(
+        name="tiny", rows=64, cols=16, partitions=2, rows_per_step=4, readout_bits=3,
+        cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=2048),
+    # An ADC narrower than the popcount: exercises the saturating readout.
+    "adc3": _DEFAULT.replace(
+        name="adc3", rows=128, cols=32, partitions=4, rows_per_step=16,
+        readout_bits=3, readout_mode=ReadoutMode.SATURATING, cores=2, macros_per_core=2),
+    # 8-bit weights and activations, with two activation bits per cycle.
+    "wide8": _DEFAULT.replace(
+        name="wide8", rows=128, cols=64, partitions=8, rows_per_step=8, weight_bits=8,
+        act_bits=8, act_bits_per_cycle=2, readout_bits=4),
+}
+
+
+def preset(name: str) -> MarsConfig:
+    """The named preset; `ConfigError` listing the presets if there is none."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown preset {name!r} (presets: {', '.join(sorted(PRESETS))})") from None
+
+
+def load_config(spec: str | Path) -> MarsConfig:
+    """A preset name or the path of a JSON file, as the CLI's ``--config`` takes it."""
+    spec_str = str(spec)
+    if spec_str in PRESETS:
+        return PRESETS[spec_str]
+    path = Path(spec_str)
+    if path.suffix.lower() == ".json" or path.exists():
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ConfigError(f"cannot read configuration {str(path)!r}: "
+                              f"{error.strerror}") from None
+        return MarsConfig.from_json(text, source=str(path))
+    raise ConfigError(
+        f"unknown preset {spec_str!r} and no such JSON file "
+        f"(presets: {', '.join(sorted(PRESETS))})")

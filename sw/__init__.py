@@ -1,0 +1,1 @@
+"""Software side: golden model, CLI, (later) trainer and exporter."""

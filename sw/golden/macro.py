@@ -1,0 +1,113 @@
+"""Golden model of one SRAM-CIM macro compute step, exactly as BRIEF.md defines it.
+
+One compute step switches on G word lines (one row slot) and applies G unsigned Ab-bit
+activations bit-serially.  For activation bit i and weight bit j of output channel n::
+
+    p[i, j, n] = popcount_g(x_bit_i[g] AND w_bit_j[g, n])
+    q[i, j, n] = readout(p[i, j, n])               # exact, or saturating ADC
+    y[n]       = sum_i sum_j 2**i * s_j * 2**j * q[i, j, n],  s_j = -1 if j == Wb-1 else +1
+
+Everything is vectorised over leading batch axes so that whole layers (and later whole
+networks) run through the same code the RTL is checked against.
+
+Storage layout of one macro row (C bits): the weight of output channel n occupies
+columns n*Wb .. n*Wb+Wb-1, bit j of its two's-complement code in column n*Wb+j.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mars.config import MarsConfig, ReadoutMode
+
+__all__ = ["popcounts", "readout", "macro_step", "pack_row", "unpack_row"]
+
+
+def _check_range(name: str, array: np.ndarray, lo: int, hi: int) -> None:
+    if array.size and (array.min() < lo or array.max() > hi):
+        bad = array[(array < lo) | (array > hi)].flat[0]
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], found {bad}")
+
+
+def _bits(values: np.ndarray, width: int) -> np.ndarray:
+    """Bits of two's-complement `values` along a new last axis, LSB first (int64 0/1)."""
+    return (values[..., None] >> np.arange(width, dtype=np.int64)) & 1
+
+
+def popcounts(x: np.ndarray, w: np.ndarray, config: MarsConfig) -> np.ndarray:
+    """Column popcounts of one compute step.
+
+    Parameters
+    ----------
+    x : array of shape (..., G)
+        Unsigned activations in [0, 2**Ab - 1].
+    w : array of shape (..., G, N)
+        Signed weights in [-2**(Wb-1), 2**(Wb-1) - 1]; broadcast against `x`.
+
+    Returns
+    -------
+    array of shape (..., Ab, Wb, N)
+        ``p[..., i, j, n]``, the number of active rows whose input bit i and weight bit j
+        are both one.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    G = config.rows_per_step
+    if x.shape[-1] != G or w.shape[-2] != G:
+        raise ValueError(
+            f"a compute step takes G={G} rows: got activations {x.shape}, weights {w.shape}")
+    _check_range("activations", x, 0, config.act_max)
+    _check_range("weights", w, config.weight_min, config.weight_max)
+    x_bits = _bits(x, config.act_bits)        # (..., G, Ab)
+    w_bits = _bits(w, config.weight_bits)     # (..., G, N, Wb)
+    return np.einsum("...gi,...gnj->...ijn", x_bits, w_bits)
+
+
+def readout(p: np.ndarray, config: MarsConfig) -> np.ndarray:
+    """The per-column readout (ADC) of popcounts `p`."""
+    if config.readout_mode is ReadoutMode.EXACT:
+        return p
+    if config.readout_mode is ReadoutMode.SATURATING:
+        return np.minimum(p, 2 ** config.readout_bits - 1)
+    raise NotImplementedError(f"readout mode {config.readout_mode.value!r}")
+
+
+def _shift_add_weights(config: MarsConfig) -> np.ndarray:
+    """``2**i * s_j * 2**j`` for every (input bit i, weight bit j), shape (Ab, Wb)."""
+    i = np.arange(config.act_bits, dtype=np.int64)[:, None]
+    j = np.arange(config.weight_bits, dtype=np.int64)[None, :]
+    sign = np.where(j == config.weight_bits - 1, -1, 1)
+    return sign * (1 << (i + j))
+
+
+def macro_step(x: np.ndarray, w: np.ndarray, config: MarsConfig) -> np.ndarray:
+    """Partial sums of one compute step, shape (..., N), int64.
+
+    With an exact readout this equals ``x @ w``; with a saturating readout it is what
+    the hardware computes, popcount clipping included.
+    """
+    q = readout(popcounts(x, w, config), config)
+    return np.einsum("...ijn,ij->...n", q, _shift_add_weights(config))
+
+
+def pack_row(weights: np.ndarray, config: MarsConfig) -> int:
+    """The C-bit word of one macro row holding `weights` (one per output channel)."""
+    weights = np.asarray(weights, dtype=np.int64)
+    n_channels = config.channels_per_macro
+    if weights.shape != (n_channels,):
+        raise ValueError(f"a macro row holds {n_channels} weights, got shape {weights.shape}")
+    _check_range("weights", weights, config.weight_min, config.weight_max)
+    mask = (1 << config.weight_bits) - 1
+    word = 0
+    for n, value in enumerate(weights.tolist()):
+        word |= (value & mask) << (n * config.weight_bits)
+    return word
+
+
+def unpack_row(word: int, config: MarsConfig) -> np.ndarray:
+    """Inverse of `pack_row`: the signed weights stored in a C-bit row word."""
+    if not 0 <= word < 1 << config.cols:
+        raise ValueError(f"a macro row word has {config.cols} bits, got {word:#x}")
+    Wb = config.weight_bits
+    codes = [(word >> (n * Wb)) & ((1 << Wb) - 1) for n in range(config.channels_per_macro)]
+    return np.array([c - (1 << Wb) if c >> (Wb - 1) else c for c in codes], dtype=np.int64)

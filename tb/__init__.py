@@ -1,0 +1,1 @@
+"""cocotb testbenches and the verification library they share."""
