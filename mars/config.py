@@ -14,7 +14,6 @@ import dataclasses
 import enum
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +215,7 @@ class MarsConfig:
     @property
     def exact_readout_bits(self) -> int:
         """Readout bits that represent every popcount of G rows, ceil(log2(G+1))."""
-        return max(1, math.ceil(math.log2(self.rows_per_step + 1)))
+        return max(1, self.rows_per_step.bit_length())
 
     @property
     def readout_max(self) -> int:
@@ -309,11 +308,14 @@ class MarsConfig:
         if schema != _SCHEMA_NAME:
             raise ConfigError(f"{source}: schema must be {_SCHEMA_NAME!r}, not {schema!r}")
         version = doc.pop("schema_version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:
             raise ConfigError(
                 f"{source}: schema_version {version!r} is not supported "
                 f"(this tool reads version {SCHEMA_VERSION})")
+        has_hash = "content_hash" in doc
         stored_hash = doc.pop("content_hash", None)
+        if has_hash and not isinstance(stored_hash, str):
+            raise ConfigError(f"{source}: content_hash must be a string, not {stored_hash!r}")
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -324,7 +326,7 @@ class MarsConfig:
             config = cls(**doc)
         except ConfigError as error:
             raise ConfigError(f"{source}: {error}") from None
-        if stored_hash is not None and stored_hash != config.content_hash:
+        if has_hash and stored_hash != config.content_hash:
             raise ConfigError(
                 f"{source}: content_hash {stored_hash!r} does not match the fields "
                 f"(they hash to {config.content_hash!r}); the file was edited or damaged")

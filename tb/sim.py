@@ -71,8 +71,9 @@ def run_testbench(block: str, config: MarsConfig, simulator: str, test_module: s
                   waves: bool = False) -> dict:
     """Build `block` for `config` on `simulator`, run cocotb `test_module`, return its stats.
 
-    Raises an exception (from cocotb's runner, under pytest) if a test fails.
+    Raises an exception if a cocotb test fails.
     """
+    from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     if simulator not in SIMULATORS:
@@ -99,10 +100,15 @@ def run_testbench(block: str, config: MarsConfig, simulator: str, test_module: s
     stats_file.unlink(missing_ok=True)
     test_env = {"MARS_CONFIG": str(config_json), "MARS_STATS": str(stats_file),
                 **(env or {})}
-    runner.test(
+    results = runner.test(
         test_module=test_module, hdl_toplevel=block, build_dir=work_dir,
         test_dir=work_dir, extra_env=test_env, waves=waves,
         results_xml=str(work_dir / f"results-{os.getpid()}.xml"))
+    # Under pytest the runner raises on a failed test; elsewhere (benchmarks) check here.
+    n_tests, n_failed = get_results(results)
+    if n_failed:
+        raise RuntimeError(f"{test_module} on {simulator}: {n_failed} of {n_tests} cocotb "
+                           f"tests failed (log above, results in {results})")
     if not stats_file.exists():
         raise RuntimeError(f"testbench {test_module} wrote no statistics to {stats_file}")
     stats = json.loads(stats_file.read_text())

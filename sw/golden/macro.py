@@ -29,6 +29,14 @@ def _check_range(name: str, array: np.ndarray, lo: int, hi: int) -> None:
         raise ValueError(f"{name} must lie in [{lo}, {hi}], found {bad}")
 
 
+def _as_int_array(name: str, values) -> np.ndarray:
+    """`values` as int64, refusing anything that is not integral (no silent truncation)."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iub":
+        raise ValueError(f"{name} must be integers, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
 def _bits(values: np.ndarray, width: int) -> np.ndarray:
     """Bits of two's-complement `values` along a new last axis, LSB first (int64 0/1)."""
     return (values[..., None] >> np.arange(width, dtype=np.int64)) & 1
@@ -50,10 +58,10 @@ def popcounts(x: np.ndarray, w: np.ndarray, config: MarsConfig) -> np.ndarray:
         ``p[..., i, j, n]``, the number of active rows whose input bit i and weight bit j
         are both one.
     """
-    x = np.asarray(x, dtype=np.int64)
-    w = np.asarray(w, dtype=np.int64)
+    x = _as_int_array("activations", x)
+    w = _as_int_array("weights", w)
     G = config.rows_per_step
-    if x.shape[-1] != G or w.shape[-2] != G:
+    if x.ndim < 1 or w.ndim < 2 or x.shape[-1] != G or w.shape[-2] != G:
         raise ValueError(
             f"a compute step takes G={G} rows: got activations {x.shape}, weights {w.shape}")
     _check_range("activations", x, 0, config.act_max)
@@ -92,7 +100,7 @@ def macro_step(x: np.ndarray, w: np.ndarray, config: MarsConfig) -> np.ndarray:
 
 def pack_row(weights: np.ndarray, config: MarsConfig) -> int:
     """The C-bit word of one macro row holding `weights` (one per output channel)."""
-    weights = np.asarray(weights, dtype=np.int64)
+    weights = _as_int_array("weights", weights)
     n_channels = config.channels_per_macro
     if weights.shape != (n_channels,):
         raise ValueError(f"a macro row holds {n_channels} weights, got shape {weights.shape}")

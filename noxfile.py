@@ -1,0 +1,51 @@
+"""Entry points: ``nox -s verilog`` (emit RTL), ``nox -s tests``, ``nox -s synth``,
+``nox -s bench``.  Positional arguments after ``--`` are passed on (see each session)."""
+
+import nox
+
+nox.options.sessions = ["verilog"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def verilog(session: nox.Session) -> None:
+    """Emit the Verilog of every block into build/verilog/<config>/.
+
+    ``nox -s verilog`` emits the ``default`` preset; ``nox -s verilog -- tiny my.json``
+    emits the named presets or JSON configurations.
+    """
+    session.install("-e", ".")
+    for config in session.posargs or ["default"]:
+        session.run("mars", "verilog", "--config", config)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit tests, cocotb simulations (Verilator and Icarus) and synthesis checks.
+
+    Extra arguments go to pytest, e.g. ``nox -s tests -- -m "not synth" -k tiny``.
+    """
+    session.install("-e", ".[test]")
+    session.run("pytest", "-n", "auto", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def synth(session: nox.Session) -> None:
+    """Yosys synthesis for ECP5 and iCE40 of every block for every preset (or the given
+    presets/JSON files); reports in build/synth/<config>/report.json."""
+    session.install("-e", ".[synth]")
+    from_presets = session.posargs or session.run(
+        "python", "-c", "from mars.config import PRESETS; print(' '.join(PRESETS))",
+        silent=True).split()
+    for config in from_presets:
+        session.run("mars", "synth", "--config", config)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks behind the figures in docs/benchmarks.md (emit time, simulation speed)."""
+    session.install("-e", ".[test]")
+    session.run("python", "bench/run.py", *session.posargs)
