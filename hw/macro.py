@@ -1,18 +1,21 @@
 """Behavioural model of one SRAM-CIM macro, as synthesizable Amaranth.
 
-The macro holds R rows of C one-bit cells.  A compute step names one *row slot* (G
-consecutive rows, switched on together) and brings G unsigned Ab-bit activations; the macro
-returns one signed partial sum per output channel (C/Wb of them), computed bit-serially
-exactly as `mars.sw.golden.macro_step` does.
+The macro holds R rows of C one-bit cells, split into D *word-line domains* of C/D
+columns (D = P at partition skip granularity, 1 at macro granularity).  Each domain
+switches on its own row slot (G consecutive rows) with its own G unsigned Ab-bit
+activations, so the stored groups of different partitions can come from different K-rows.
+A compute step takes a row slot and G activations per domain and returns one signed
+partial sum per output channel (C/Wb of them), computed bit-serially exactly as
+`mars.sw.golden.macro_step` computes each domain's channels.
 
-Storage is one `amaranth.lib.memory.Memory` of R/G words of G*C bits: a row slot is one
-word, so all G rows of a step come out of a single synchronous read and synthesis maps the
-array to block RAM.  Rows are written one at a time through a write port with C-bit
-granularity.
+Storage is one `amaranth.lib.memory.Memory` per domain, of R/G words of G*C/D bits: a row
+slot is one word, so all G rows of a step come out of a single synchronous read, and
+synthesis maps the arrays to block RAM.  Rows are written one at a time (all C columns,
+every domain) through a write port with C/D-bit granularity.
 
 Timing: a step occupies the macro for ``Ab / act_bits_per_cycle`` cycles.  The next step's
-read is issued in the last cycle of the current one, so back-to-back steps sustain one step
-per ``Ab / act_bits_per_cycle`` cycles; the result appears one cycle after the last.
+reads are issued in the last cycle of the current one, so back-to-back steps sustain one
+step per ``Ab / act_bits_per_cycle`` cycles; the result appears one cycle after the last.
 """
 
 from __future__ import annotations
@@ -37,10 +40,13 @@ def write_layout(config: MarsConfig) -> data.StructLayout:
 
 
 def request_layout(config: MarsConfig) -> data.StructLayout:
-    """One compute step: the row slot to switch on and the G activations for its rows."""
+    """One compute step: per word-line domain, the row slot to switch on and the G
+    activations for its rows."""
+    D = config.wordline_domains
     return data.StructLayout({
-        "slot": range(config.row_slots),
-        "acts": data.ArrayLayout(unsigned(config.act_bits), config.rows_per_step),
+        "slots": data.ArrayLayout(range(config.row_slots), D),
+        "acts": data.ArrayLayout(
+            data.ArrayLayout(unsigned(config.act_bits), config.rows_per_step), D),
     })
 
 
@@ -71,7 +77,7 @@ class CimMacro(wiring.Component):
     write : In(stream.Signature(write_layout(config)))
         Row writes; one per cycle, `ready` is always high.
     request : In(stream.Signature(request_layout(config)))
-        Compute steps.
+        Compute steps: a row slot and G activations per word-line domain.
     result : Out(stream.Signature(result_layout(config)))
         Partial sums, one payload per accepted request, in order.
     """
@@ -90,30 +96,38 @@ class CimMacro(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._config
-        G, C, Wb, Ab = cfg.rows_per_step, cfg.cols, cfg.weight_bits, cfg.act_bits
+        G, Wb, Ab = cfg.rows_per_step, cfg.weight_bits, cfg.act_bits
         b = cfg.act_bits_per_cycle
         steps = cfg.cycles_per_step
         m = Module()
 
-        m.submodules.storage = storage = Memory(
-            shape=unsigned(G * C), depth=cfg.row_slots, init=[])
-        write_port = storage.write_port(granularity=C)
-        read_port = storage.read_port(domain="sync")
+        D, Cd = cfg.wordline_domains, cfg.cols_per_domain
+        n_per_domain = cfg.channels_per_macro // D
 
-        # -- row writes ----------------------------------------------------------------
-        m.d.comb += [
-            self.write.ready.eq(1),
-            write_port.addr.eq(self.write.payload.slot),
-            write_port.data.eq(self.write.payload.data.replicate(G)),
-        ]
-        for lane in range(G):
-            m.d.comb += write_port.en[lane].eq(
-                self.write.valid & (self.write.payload.lane == lane))
+        # -- storage: one memory per word-line domain, a row slot per word -------------
+        read_ports = []
+        for d in range(D):
+            # ``ram_style = "block"`` makes Yosys's memory_libmap map the array to block
+            # RAM (DP16KD, SB_RAM40_4K); left to itself it picks LUT RAM or flip-flops
+            # for the shallow (R/G-word) arrays of the small presets.
+            storage = Memory(shape=unsigned(G * Cd), depth=cfg.row_slots, init=[],
+                             attrs={"ram_style": "block"})
+            m.submodules[f"storage{d}"] = storage
+            write_port = storage.write_port(granularity=Cd)
+            read_ports.append(storage.read_port(domain="sync"))
+            m.d.comb += [
+                write_port.addr.eq(self.write.payload.slot),
+                write_port.data.eq(self.write.payload.data[d * Cd:(d + 1) * Cd].replicate(G)),
+            ]
+            for lane in range(G):
+                m.d.comb += write_port.en[lane].eq(
+                    self.write.valid & (self.write.payload.lane == lane))
+        m.d.comb += self.write.ready.eq(1)
 
         # -- compute-step control --------------------------------------------------------
         busy = Signal()
         cycle = Signal(range(steps))
-        acts = Signal(data.ArrayLayout(unsigned(Ab), G))   # shifted left by b per cycle
+        acts = Signal.like(self.request.payload.acts)   # shifted left by b per cycle
         accs = Signal(data.ArrayLayout(signed(cfg.psum_bits), cfg.channels_per_macro))
 
         last = busy & (cycle == steps - 1)
@@ -122,23 +136,25 @@ class CimMacro(wiring.Component):
         advance = busy & ~last
         accept = self.request.valid & self.request.ready
         m.d.comb += self.request.ready.eq(~busy | finish)
-        # The read is issued as a request is accepted; with `en` low afterwards the read
+        # The reads are issued as a request is accepted; with `en` low afterwards the read
         # data holds for the whole step, so the array is read once per step.
-        m.d.comb += [
-            read_port.addr.eq(self.request.payload.slot),
-            read_port.en.eq(accept),
-        ]
+        for d, read_port in enumerate(read_ports):
+            m.d.comb += [
+                read_port.addr.eq(self.request.payload.slots[d]),
+                read_port.en.eq(accept),
+            ]
 
         # -- datapath: this cycle's b activation bits (MSB first, Horner shift-add) --------
-        rows = [read_port.data[g * C:(g + 1) * C] for g in range(G)]
         q_max = cfg.readout_max
         next_accs = []
         for n in range(cfg.channels_per_macro):
+            d, col = divmod(n, n_per_domain)
+            rows = [read_ports[d].data[g * Cd:(g + 1) * Cd] for g in range(G)]
             terms = []
             for k in range(b):          # k-th bit of this cycle's chunk, weight 2**k
-                x_bit = [acts[g][Ab - b + k] for g in range(G)]
+                x_bit = [acts[d][g][Ab - b + k] for g in range(G)]
                 for j in range(Wb):
-                    p = _popcount([x_bit[g] & rows[g][n * Wb + j] for g in range(G)])
+                    p = _popcount([x_bit[g] & rows[g][col * Wb + j] for g in range(G)])
                     if cfg.readout_mode is ReadoutMode.SATURATING and q_max < G:
                         p = Mux(p > q_max, q_max, p)
                     term = p << (j + k)
@@ -154,8 +170,9 @@ class CimMacro(wiring.Component):
             m.d.sync += cycle.eq(cycle + 1)
             for n, value in enumerate(next_accs):
                 m.d.sync += accs[n].eq(value)
-            for g in range(G):
-                m.d.sync += acts[g].eq(acts[g] << b)
+            for d in range(D):
+                for g in range(G):
+                    m.d.sync += acts[d][g].eq(acts[d][g] << b)
         with m.If(finish):
             m.d.sync += [busy.eq(0), self.result.valid.eq(1)]
             for n, value in enumerate(next_accs):

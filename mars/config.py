@@ -208,6 +208,17 @@ class MarsConfig:
         return self.channels_per_partition
 
     @property
+    def wordline_domains(self) -> int:
+        """Column sets with word lines of their own, D: P at partition skip granularity
+        (each partition switches on its own row slot with its own inputs), else 1."""
+        return self.cols // (self.channels_per_group * self.weight_bits)
+
+    @property
+    def cols_per_domain(self) -> int:
+        """Columns of one word-line domain, C/D."""
+        return self.cols // self.wordline_domains
+
+    @property
     def row_slots(self) -> int:
         """Row groups of G rows in a macro, R/G: the addresses a compute step can name."""
         return self.rows // self.rows_per_step
@@ -359,10 +370,11 @@ PRESETS: dict[str, MarsConfig] = {
     "tiny": _DEFAULT.replace(
         name="tiny", rows=64, cols=16, partitions=2, rows_per_step=4, readout_bits=3,
         cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=2048),
-    # An ADC narrower than the popcount: exercises the saturating readout.
+    # An ADC narrower than the popcount (saturating readout), whole-macro skip groups.
     "adc3": _DEFAULT.replace(
         name="adc3", rows=128, cols=32, partitions=4, rows_per_step=16,
-        readout_bits=3, readout_mode=ReadoutMode.SATURATING, cores=2, macros_per_core=2),
+        readout_bits=3, readout_mode=ReadoutMode.SATURATING,
+        skip_granularity=SkipGranularity.MACRO, cores=2, macros_per_core=2),
     # 8-bit weights and activations, with two activation bits per cycle.
     "wide8": _DEFAULT.replace(
         name="wide8", rows=128, cols=64, partitions=8, rows_per_step=8, weight_bits=8,

@@ -1,5 +1,5 @@
 """cocotb testbench of `cim_macro`: random weights and compute steps, every result checked
-bit for bit against `mars.sw.golden.macro_step`.
+bit for bit against `mars.sw.golden.macro_compute`.
 
 Run through `mars.tb.sim.run_testbench` (see tb/test_macro.py), which sets:
 
@@ -27,7 +27,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from mars.config import MarsConfig
 from mars.hw.macro import request_layout, result_layout, write_layout
-from mars.sw.golden import macro_step, pack_row
+from mars.sw.golden import macro_compute, pack_row
 from mars.tb.streams import Scoreboard, StreamDriver, StreamMonitor
 
 CLOCK_NS = 10
@@ -90,13 +90,13 @@ class MacroBench:
     async def compute(self, weights: np.ndarray, ops: int) -> int:
         """`ops` random steps against `weights`; waits for every result; returns cycles."""
         cfg = self.config
-        slots = self.rng.integers(0, cfg.row_slots, size=ops)
-        acts = self.rng.integers(0, cfg.act_max + 1, size=(ops, cfg.rows_per_step))
-        per_slot = weights.reshape(cfg.row_slots, cfg.rows_per_step, -1)
-        expected = macro_step(acts, per_slot[slots], cfg)       # one vectorised call
+        D = cfg.wordline_domains
+        slots = self.rng.integers(0, cfg.row_slots, size=(ops, D))
+        acts = self.rng.integers(0, cfg.act_max + 1, size=(ops, D, cfg.rows_per_step))
+        expected = macro_compute(weights, slots, acts, cfg)     # one vectorised call
         for row in expected:
-            self.scoreboard.expect(tuple(int(v) for v in row))
-        self.requests.extend({"slot": int(s), "acts": [int(a) for a in x]}
+            self.scoreboard.expect(tuple(row.tolist()))
+        self.requests.extend({"slots": s.tolist(), "acts": x.tolist()}
                              for s, x in zip(slots, acts))
         start = _cycles()
         # Budget: every step at its worst with the random gaps, plus slack.

@@ -5,8 +5,9 @@ import pytest
 from mars.config import PRESETS
 from mars.tb.sim import SIMULATORS, run_testbench
 
-# tiny (the iCE40 preset), adc3 (saturating readout, G=16), wide8 (8-bit, 2 bits/cycle)
-CONFIGS = [PRESETS["tiny"], PRESETS["adc3"], PRESETS["wide8"]]
+# tiny (the iCE40 preset), default (8 word-line domains), adc3 (saturating readout, G=16,
+# one domain), wide8 (8-bit, 2 bits per cycle)
+CONFIGS = [PRESETS["tiny"], PRESETS["default"], PRESETS["adc3"], PRESETS["wide8"]]
 
 
 @pytest.mark.sim

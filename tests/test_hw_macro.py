@@ -6,12 +6,13 @@ from amaranth.sim import Simulator
 
 from mars.config import PRESETS, MarsConfig
 from mars.hw.macro import CimMacro
-from mars.sw.golden import macro_step, pack_row
+from mars.sw.golden import macro_compute, pack_row
 
 CONFIGS = [
     PRESETS["tiny"],
     PRESETS["adc3"],
     PRESETS["wide8"],
+    PRESETS["tiny"].replace(name="tiny-macro-skip", skip_granularity="macro"),
     # bit-parallel (one step per cycle), odd G, no saturation headroom
     MarsConfig(name="parallel", rows=24, cols=12, partitions=2, rows_per_step=3,
                weight_bits=3, act_bits=2, act_bits_per_cycle=2, readout_bits=2,
@@ -43,7 +44,7 @@ def run_macro(config, weights, slots, acts, *, stall_prob=0.0, seed=0):
         timing["start"] = 0
         count = 0
         for slot, x in zip(slots, acts):
-            ctx.set(dut.request.payload, {"slot": int(slot), "acts": [int(v) for v in x]})
+            ctx.set(dut.request.payload, {"slots": slot.tolist(), "acts": x.tolist()})
             ctx.set(dut.request.valid, 1)
             await ctx.tick().until(dut.request.ready)
             count += 1
@@ -79,11 +80,10 @@ def test_macro_matches_golden(config):
     rng = np.random.default_rng(1)
     weights = random_weights(rng, config)
     n = 40
-    slots = rng.integers(0, config.row_slots, size=n)
-    acts = rng.integers(0, config.act_max + 1, size=(n, config.rows_per_step))
+    D = config.wordline_domains
+    slots = rng.integers(0, config.row_slots, size=(n, D))
+    acts = rng.integers(0, config.act_max + 1, size=(n, D, config.rows_per_step))
     results, _ = run_macro(config, weights, slots, acts, stall_prob=0.3)
-    G = config.rows_per_step
-    expected = np.stack([macro_step(acts[k], weights[s * G:(s + 1) * G], config)
-                         for k, s in enumerate(slots)])
+    expected = macro_compute(weights, slots, acts, config)
     assert results.shape == expected.shape
     np.testing.assert_array_equal(results, expected)

@@ -20,7 +20,7 @@ import numpy as np
 
 from mars.config import MarsConfig, ReadoutMode
 
-__all__ = ["popcounts", "readout", "macro_step", "pack_row", "unpack_row"]
+__all__ = ["popcounts", "readout", "macro_step", "macro_compute", "pack_row", "unpack_row"]
 
 
 def _check_range(name: str, array: np.ndarray, lo: int, hi: int) -> None:
@@ -96,6 +96,36 @@ def macro_step(x: np.ndarray, w: np.ndarray, config: MarsConfig) -> np.ndarray:
     """
     q = readout(popcounts(x, w, config), config)
     return np.einsum("...ijn,ij->...n", q, _shift_add_weights(config))
+
+
+def macro_compute(weights: np.ndarray, slots: np.ndarray, acts: np.ndarray,
+                  config: MarsConfig) -> np.ndarray:
+    """What the whole macro returns for compute requests, shape (..., C/Wb).
+
+    Parameters
+    ----------
+    weights : array of shape (R, C/Wb)
+        The macro's contents: row r holds one weight per output channel.
+    slots : int array of shape (..., D)
+        Row slot switched on in each word-line domain.
+    acts : int array of shape (..., D, G)
+        Activations of each domain's G rows.
+
+    Channel n belongs to domain ``n // (C/Wb/D)``, whose slot and activations give it.
+    """
+    D, G = config.wordline_domains, config.rows_per_step
+    weights = _as_int_array("weights", weights)
+    slots = _as_int_array("slots", slots)
+    if weights.shape != (config.rows, config.channels_per_macro):
+        raise ValueError(f"macro weights must have shape {(config.rows, config.channels_per_macro)}"
+                         f", got {weights.shape}")
+    if slots.shape[-1:] != (D,):
+        raise ValueError(f"slots must end in the D={D} word-line domains, got {slots.shape}")
+    _check_range("slots", slots, 0, config.row_slots - 1)
+    per_slot = weights.reshape(config.row_slots, G, D, -1)            # (R/G, G, D, N/D)
+    chosen = per_slot[slots, :, np.arange(D), :]                       # (..., D, G, N/D)
+    psums = macro_step(acts, chosen, config)                           # (..., D, N/D)
+    return psums.reshape(*psums.shape[:-2], config.channels_per_macro)
 
 
 def pack_row(weights: np.ndarray, config: MarsConfig) -> int:
