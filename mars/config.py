@@ -98,6 +98,10 @@ class MarsConfig:
         Depth of each core's weight SRAM, in macro rows (C bits each).
     act_buffer_words : int
         Depth of each ping-pong activation buffer, in Ab-bit activations.
+    acc_bits : int
+        Signed width of a layer's accumulators (partial sums over groups, plus bias).
+    requant_mult_bits : int
+        Unsigned width of the per-channel requantisation multiplier M.
 
     Raises
     ------
@@ -120,6 +124,8 @@ class MarsConfig:
     macros_per_core: int = 2
     weight_sram_rows: int = 4096
     act_buffer_words: int = 16384
+    acc_bits: int = 32
+    requant_mult_bits: int = 16
 
     def __post_init__(self) -> None:
         # Accept the enum's string value too (JSON, CLI), but store the enum.
@@ -172,6 +178,13 @@ class MarsConfig:
             raise ConfigError(
                 f"readout_bits ({self.readout_bits}) is far wider than any popcount of "
                 f"G={G} rows ({self.exact_readout_bits} bits suffice)")
+        if not self.psum_bits < self.acc_bits <= 64:
+            raise ConfigError(
+                f"acc_bits ({self.acc_bits}) must exceed psum_bits ({self.psum_bits}) "
+                f"and be at most 64")
+        if not 2 <= self.requant_mult_bits <= 32:
+            raise ConfigError(
+                f"requant_mult_bits must lie in [2, 32], not {self.requant_mult_bits}")
         if not _is_pow2(self.weight_sram_rows):
             raise ConfigError(
                 f"weight_sram_rows must be a power of two, not {self.weight_sram_rows}")

@@ -94,7 +94,19 @@ def violated_fields(d: dict) -> set[str]:
         bad.add("weight_sram_rows")
     if not is_pow2(d["act_buffer_words"]):
         bad.add("act_buffer_words")
+    if not step_psum_bits(G, Wb, Ab, rb) < d["acc_bits"] <= 64:
+        bad.add("acc_bits")
+    if not 2 <= d["requant_mult_bits"] <= 32:
+        bad.add("requant_mult_bits")
     return bad
+
+
+def step_psum_bits(G, Wb, Ab, readout_bits):
+    """Signed width of one step's extreme partial sums: every input at its maximum, every
+    weight bit but the sign (largest) or only the sign (smallest), each popcount capped."""
+    q = min(G, 2 ** readout_bits - 1)
+    x = 2 ** Ab - 1
+    return min_signed_bits(-x * 2 ** (Wb - 1) * q, x * (2 ** (Wb - 1) - 1) * q)
 
 
 def ref_step(x, w, Ab, Wb, cap):
@@ -132,7 +144,7 @@ def small_config(G, Wb, Ab, mode="exact", readout_bits=None, **extra):
     fields = dict(name=f"g{G}w{Wb}a{Ab}", rows=G, cols=Wb, partitions=1, rows_per_step=G,
                   weight_bits=Wb, act_bits=Ab, act_bits_per_cycle=1,
                   readout_bits=readout_bits, readout_mode=mode, cores=1, macros_per_core=1,
-                  weight_sram_rows=next_pow2(G), act_buffer_words=1)
+                  weight_sram_rows=next_pow2(G), act_buffer_words=1, acc_bits=64)
     fields.update(extra)
     return MarsConfig(**fields)
 
@@ -151,7 +163,9 @@ def valid_fields(draw):
     need = min_unsigned_bits(G)
     rb = draw(st.integers(need if mode == "exact" else 1, need + 8))
     wsr = next_pow2(R) * 2 ** draw(st.integers(0, 4))
+    acc = draw(st.integers(step_psum_bits(G, Wb, Ab, rb) + 1, 64))
     return dict(
+        acc_bits=acc, requant_mult_bits=draw(st.integers(2, 32)),
         name=draw(st.text(min_size=1, max_size=12)), rows=R, cols=C, partitions=P,
         rows_per_step=G, weight_bits=Wb, act_bits=Ab, act_bits_per_cycle=apc,
         readout_bits=rb, readout_mode=mode,
@@ -237,6 +251,10 @@ RULES = [
     (dict(weight_sram_rows=3000), ["weight_sram_rows", "power of two", "3000"]),
     (dict(act_buffer_words=1000), ["act_buffer_words", "power of two", "1000"]),
     (dict(weight_sram_rows=128), ["weight_sram_rows", "(128)", "R=256"]),
+    (dict(acc_bits=11), ["acc_bits", "(11)", "psum_bits (11)"]),
+    (dict(acc_bits=65), ["acc_bits", "(65)", "at most 64"]),
+    (dict(requant_mult_bits=1), ["requant_mult_bits", "[2, 32]", "not 1"]),
+    (dict(requant_mult_bits=33), ["requant_mult_bits", "not 33"]),
 ]
 
 
@@ -280,6 +298,8 @@ MUTATIONS = {
     "rows": st.integers(-1, 300),
     "weight_sram_rows": st.sampled_from([0, 1, 2, 3, 8, 24, 32, 64, 96, 128, 256, 512]),
     "act_buffer_words": st.sampled_from([0, 1, 3, 4, 6, 1024, 1000]),
+    "acc_bits": st.sampled_from([0, 1, 8, 11, 12, 16, 32, 64, 65]),
+    "requant_mult_bits": st.sampled_from([0, 1, 2, 16, 32, 33]),
     "readout_mode": st.sampled_from(["exact", "saturating"]),
 }
 
@@ -382,12 +402,12 @@ def test_psum_width_is_minimal_by_brute_force(G, Wb, Ab, mode, rb):
 
 
 @pytest.mark.parametrize("G", list(range(1, 70))
-                         + sorted({2 ** k + d for k in range(1, 71) for d in (-1, 0, 1)}))
+                         + sorted({2 ** k + d for k in range(1, 41) for d in (-1, 0, 1)}))
 def test_exact_readout_bits_minimal_for_zero_to_G(G):
     need = min_unsigned_bits(G)
     assert 2 ** need - 1 >= G and (need == 1 or 2 ** (need - 1) - 1 < G)
     config = MarsConfig(rows=G, rows_per_step=G, weight_sram_rows=next_pow2(G),
-                        readout_bits=need)
+                        readout_bits=need, acc_bits=64)
     assert config.exact_readout_bits == need
     assert config.readout_max == G
     if need > 1:
@@ -571,6 +591,7 @@ HASH_CHANGES = {
     "act_bits": 8, "act_bits_per_cycle": 2, "readout_bits": 5,
     "readout_mode": "saturating", "skip_granularity": "macro", "cores": 2,
     "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192,
+    "acc_bits": 24, "requant_mult_bits": 12,
 }
 
 

@@ -1,0 +1,1 @@
+"""CIM-aware sparse weight format: groups, index codes, packing and memory images."""

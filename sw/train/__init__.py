@@ -1,0 +1,1 @@
+"""Quantisation-aware training with BN folding, CIM-aware group pruning, model export."""

