@@ -8,6 +8,9 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
 PYTHON = "3.11"
+# Installed on its own first: pip then takes the CPU wheel from the local find-links instead
+# of resolving torch with everything else (which can pull the newest CUDA build, GBs).
+TORCH = "torch==2.13.0"
 
 
 @nox.session(python=PYTHON)
@@ -28,6 +31,7 @@ def tests(session: nox.Session) -> None:
 
     Extra arguments go to pytest, e.g. ``nox -s tests -- -m "not synth" -k tiny``.
     """
+    session.install(TORCH)
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "auto", *session.posargs)
 
@@ -47,5 +51,6 @@ def synth(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks behind the figures in docs/benchmarks.md (emit time, simulation speed)."""
+    session.install(TORCH)
     session.install("-e", ".[test]")
     session.run("python", "bench/run.py", *session.posargs)
