@@ -1,0 +1,212 @@
+"""Export of a trained `QNetwork` to the integer network of the model package.
+
+The integer tensors are computed from the folded float tensors with the very functions
+the fake-quantised forward pass uses (`weight_codes`, `bias_codes`), so the codes are the
+ones that were trained.  The requantisation ratio ``r = s_in * s_w[o] / s_out`` becomes an
+integer multiplier and shift, ``r ~ M / 2^S`` (`requant_parameters`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mars.config import MarsConfig
+from mars.sw.golden.network import (AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode,
+                                    shift_range)
+from mars.sw.layer import LayerKind
+
+from .quant import QNetwork, bias_codes, weight_codes
+
+__all__ = ["ExportError", "requant_parameters", "export_network", "NodeScales",
+           "torch_integer_forward", "accumulator_bound"]
+
+
+class ExportError(ValueError):
+    """A trained network the configuration cannot hold; the message names the layer."""
+
+
+def requant_parameters(ratio: np.ndarray, config: MarsConfig, where: str
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel integer (M, S) with ``M / 2^S ~ ratio``.
+
+    S is the largest shift in `shift_range` (1 .. acc_bits + requant_mult_bits - 1) for
+    which ``M = floor(ratio * 2^S + 1/2)`` stays below 2^requant_mult_bits, which keeps
+    the most precision; a ratio too small for any shift gets M = 0 at the largest S.
+    """
+    lo, hi = shift_range(config)
+    mmax = (1 << config.requant_mult_bits) - 1
+    multipliers, shifts = [], []
+    for r in np.asarray(ratio, dtype=np.float64).tolist():
+        if not math.isfinite(r) or r <= 0:
+            raise ExportError(f"{where}: requantisation ratio {r!r} is not a positive number")
+        shift = min(hi, max(lo, math.floor(math.log2(mmax / r))))
+        while shift > lo and math.floor(math.ldexp(r, shift) + 0.5) > mmax:
+            shift -= 1
+        while shift < hi and math.floor(math.ldexp(r, shift + 1) + 0.5) <= mmax:
+            shift += 1
+        m = math.floor(math.ldexp(r, shift) + 0.5)
+        if m > mmax:
+            raise ExportError(
+                f"{where}: requantisation ratio {r:.6g} needs a multiplier above "
+                f"2^{config.requant_mult_bits} - 1 even at shift {lo}; the output step is "
+                f"too small for requant_mult_bits={config.requant_mult_bits}")
+        multipliers.append(m)
+        shifts.append(shift)
+    return np.array(multipliers, dtype=np.int64), np.array(shifts, dtype=np.int64)
+
+
+@dataclasses.dataclass
+class NodeScales:
+    """Float steps of one layer (for the manifest): input, per-channel weight, output."""
+
+    input: float | None = None
+    weight: list[float] | None = None
+    output: float | None = None
+    inputs: list[float] | None = None     # add: the steps of its two inputs' real values
+
+
+def accumulator_bound(weight: np.ndarray, bias: np.ndarray, act_max: int) -> int:
+    """Largest |acc| any input can produce: ``max_o sum_k |W[o,k]| * act_max + |bias[o]|``."""
+    return int((np.abs(weight).sum(axis=1) * act_max + np.abs(bias)).max(initial=0))
+
+
+@torch.no_grad()
+def export_network(qnet: QNetwork) -> tuple[IntegerNetwork, dict[str, NodeScales]]:
+    """The integer network of a trained `QNetwork`, and the float steps behind it.
+
+    Raises `ExportError` naming the layer if an accumulator could leave the
+    ``acc_bits`` range or a requantisation ratio does not fit ``requant_mult_bits``.
+    """
+    config = qnet.config
+    if config.acc_bits - 1 + config.requant_mult_bits > 62:
+        raise ExportError(f"acc_bits ({config.acc_bits}) + requant_mult_bits "
+                          f"({config.requant_mult_bits}) must be at most 63: the requantisation "
+                          f"product acc*M is computed in 64 bits")
+    steps: dict[str, float] = {"input": qnet.input_scale}
+    acc_steps: dict[str, np.ndarray] = {}
+    nodes, scales = [], {}
+    acc_limit = (1 << (config.acc_bits - 1)) - 1
+    first = qnet.nodes[0]
+    c0 = first.in_shape
+    for spec in qnet.nodes:
+        if spec.is_layer:
+            layer = qnet.layers[spec.name]
+            w_f, b_f = layer.folded()
+            s_w = layer.weight_scale(w_f)
+            s_in = torch.tensor(steps[spec.inputs[0]], dtype=torch.float32)
+            codes = weight_codes(w_f, s_w, config.weight_bits)
+            bias = bias_codes(b_f, s_in, s_w)
+            if not torch.isfinite(bias).all():
+                raise ExportError(f"layer {spec.source!r} ({spec.name}): the bias is not finite")
+            weight = layer.matrix(codes).numpy().astype(np.int64)
+            bias = bias.numpy().astype(np.float64)
+            if np.abs(bias).max(initial=0) > acc_limit:
+                raise ExportError(f"layer {spec.source!r} ({spec.name}): a bias code "
+                                  f"({np.abs(bias).max():.4g}) leaves the "
+                                  f"{config.acc_bits}-bit accumulator")
+            bias = bias.astype(np.int64)
+            bound = accumulator_bound(weight, bias, config.act_max)
+            if bound > acc_limit:
+                raise ExportError(f"layer {spec.source!r} ({spec.name}): accumulators can "
+                                  f"reach {bound}, beyond the {config.acc_bits}-bit range "
+                                  f"(acc_bits); K = {spec.geometry.k} is too large for "
+                                  f"Wb={config.weight_bits}, Ab={config.act_bits}")
+            s_w64 = s_w.numpy().astype(np.float64)
+            acc_step = float(s_in) * s_w64
+            multiplier = shift = None
+            out_step = None
+            if layer.out_quant is not None:
+                out_step = float(layer.out_quant.scale.abs().clamp_min(1e-8))
+                multiplier, shift = requant_parameters(
+                    acc_step / out_step, config, f"layer {spec.source!r} ({spec.name})")
+                steps[spec.name] = out_step
+            else:
+                acc_steps[spec.name] = acc_step
+            nodes.append(LayerNode(spec.name, spec.inputs, spec.geometry, weight, bias,
+                                   spec.output, multiplier, shift))
+            scales[spec.name] = NodeScales(input=float(s_in), weight=s_w64.tolist(),
+                                           output=out_step)
+        elif spec.op == "maxpool":
+            nodes.append(PoolNode(spec.name, spec.inputs, spec.in_shape, spec.kernel,
+                                  spec.stride, spec.pad))
+            steps[spec.name] = steps[spec.inputs[0]]
+        elif spec.op == "flatten":
+            nodes.append(FlattenNode(spec.name, spec.inputs, spec.in_shape))
+            steps[spec.name] = steps[spec.inputs[0]]
+        elif spec.op == "add":
+            out_step = float(qnet.adds[spec.name].scale.abs().clamp_min(1e-8))
+            channels = spec.out_shape[2]
+            ms, ss, in_steps = [], [], []
+            for name in spec.inputs:
+                step = acc_steps[name] if name in acc_steps else \
+                    np.full(channels, steps[name], dtype=np.float64)
+                m, s = requant_parameters(step / out_step, config,
+                                          f"add {spec.source!r} ({spec.name}) input {name!r}")
+                ms.append(m)
+                ss.append(s)
+                in_steps.append(float(step[0]) if name not in acc_steps else None)
+            nodes.append(AddNode(spec.name, spec.inputs, np.stack(ms), np.stack(ss)))
+            steps[spec.name] = out_step
+            scales[spec.name] = NodeScales(output=out_step, inputs=in_steps)
+        else:
+            raise TypeError(f"unknown op {spec.op!r}")
+    h, w, c = c0
+    network = IntegerNetwork(config, (h, w, c), tuple(nodes), nodes[-1].name)
+    return network, scales
+
+
+@torch.no_grad()
+def torch_integer_forward(qnet: QNetwork, network: IntegerNetwork,
+                          codes: torch.Tensor) -> torch.Tensor:
+    """The integer network evaluated with PyTorch operators in PyTorch's own layouts.
+
+    `codes` are Ab-bit images (N, C, H, W).  Weights go back to PyTorch's layout through
+    each layer's `from_matrix` (undoing the HWC permutation of linear layers); maps stay
+    NCHW; flatten is PyTorch's (CHW).  Convolutions run in float64, exact for integers
+    below 2^53; requantisation in int64.  Returns int64 logits.  An independent check of
+    the export's layouts against `mars.sw.golden.network.run_network` (HWC, im2col).
+    """
+    def requant(acc: torch.Tensor, m: np.ndarray, s: np.ndarray) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (acc.dim() - 2)
+        m_t = torch.from_numpy(m).view(shape)
+        s_t = torch.from_numpy(s).view(shape)
+        return torch.bitwise_right_shift(acc * m_t + torch.bitwise_left_shift(
+            torch.ones_like(s_t), s_t - 1), s_t)
+
+    act_max = network.config.act_max
+    values = {"input": codes.to(torch.float64)}
+    for node in network.nodes:
+        src = values[node.inputs[0]]
+        if isinstance(node, LayerNode):
+            layer = qnet.layers[node.name]
+            weight = layer.from_matrix(torch.from_numpy(node.weight)).to(torch.float64)
+            bias = torch.from_numpy(node.bias).to(torch.float64)
+            if layer.kind is LayerKind.CONV:
+                acc = F.conv2d(src, weight, bias, stride=layer.stride, padding=layer.pad)
+            else:
+                acc = F.linear(src, weight, bias)
+            acc = torch.round(acc).to(torch.int64)
+            if node.output == "acc":
+                values[node.name] = acc
+            else:
+                values[node.name] = requant(acc, node.multiplier, node.shift).clamp(
+                    0, act_max).to(torch.float64)
+        elif isinstance(node, PoolNode):
+            values[node.name] = F.max_pool2d(src, node.kernel, node.stride, node.pad)
+        elif isinstance(node, FlattenNode):
+            values[node.name] = torch.flatten(src, 1)
+        elif isinstance(node, AddNode):
+            parts = []
+            for i, name in enumerate(node.inputs):
+                value = values[name]
+                value = value if value.dtype == torch.int64 else torch.round(value).to(
+                    torch.int64)
+                parts.append(requant(value, node.multiplier[i], node.shift[i]))
+            values[node.name] = (parts[0] + parts[1]).clamp(0, act_max).to(torch.float64)
+    out = values[network.output]
+    return out.reshape(out.shape[0], -1).to(torch.int64)

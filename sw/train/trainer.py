@@ -1,0 +1,446 @@
+"""The training pipeline behind ``mars train``: float training, QAT with BN folding and
+CIM-aware pruning, integer export, verification and the model package.
+
+Steps (docs/training.md):
+
+1. **float**: the float network (BN in training mode) for ``epochs`` epochs -> the float
+   baseline accuracy;
+2. **qat**: the `QNetwork` (BN folded with frozen statistics, fake-quantised weights and
+   activations, LSQ steps calibrated on one batch) for ``qat_epochs`` epochs, pruned on
+   Zhu & Gupta's cubic schedule from 0 to the target sparsity over the first
+   ``prune_end`` fraction of the steps, then fine-tuned with fixed masks;
+3. **export**: integer weights, biases, (M, S); the integer network is run in NumPy
+   (`mars.sw.golden.network.run_network`) over the whole test split, and checked against
+   the same integers evaluated with PyTorch's operators in PyTorch's layouts (exactly
+   equal logits required) -> the accuracy the package reports;
+4. **package**: written atomically.
+
+Deterministic on CPU for a given seed and thread count: the same inputs give a
+byte-identical package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mars.config import MarsConfig
+from mars.sw.golden.network import IntegerNetwork, LayerNode, run_network
+
+from .data import Dataset, load_dataset
+from .export import NodeScales, export_network, torch_integer_forward
+from .models import Node, build_model, default_model, parse_model
+from .package import build_package_files, write_folder_atomically
+from .prune import LayerSparsity, Pruner, agp_sparsity, group_shape, zero_groups
+from .quant import QNetwork, input_codes
+
+__all__ = ["TrainOptions", "TrainResult", "TrainingError", "train", "summary_table",
+           "accuracy", "deterministic"]
+
+
+class TrainingError(RuntimeError):
+    """Training that cannot go on (a loss that became NaN, ...); the message says where."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Everything `train` needs besides the configuration; defaults train the digits CNN.
+
+    ``weight_bits``/``act_bits`` override the configuration's (the package's config.json
+    carries the result).  ``sparsity`` is the target fraction of pruned groups (or
+    weights, for ``structure="unstructured"``) per prunable layer (``scope="layer"``) or
+    over all prunable layers (``"global"``); the first layer stays dense unless
+    ``prune_first``.  ``train_subset``/``test_subset`` keep the first images only (tests,
+    quick looks).  ``test_vectors`` test images go into the package with their expected
+    logits.
+    """
+
+    dataset: str = "digits"
+    data_path: str | None = None
+    model: str | None = None
+    weight_bits: int | None = None
+    act_bits: int | None = None
+    epochs: int = 30
+    qat_epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    qat_lr: float = 5e-4
+    weight_decay: float = 1e-4
+    sparsity: float = 0.5
+    structure: str = "group"
+    scope: str = "layer"
+    prune_first: bool = False
+    prune_end: float = 0.6
+    seed: int = 0
+    threads: int = 2
+    train_subset: int | None = None
+    test_subset: int | None = None
+    test_vectors: int = 1000
+
+    def check(self) -> None:
+        for name in ("epochs", "qat_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
+        if self.batch_size < 1 or self.threads < 1 or self.test_vectors < 0:
+            raise ValueError("batch_size and threads must be positive, test_vectors >= 0")
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"sparsity must lie in [0, 1), not {self.sparsity}")
+        if not 0.0 < self.prune_end <= 1.0:
+            raise ValueError(f"prune_end must lie in (0, 1], not {self.prune_end}")
+        if self.structure not in ("group", "unstructured"):
+            raise ValueError(f"structure must be 'group' or 'unstructured', not "
+                             f"{self.structure!r}")
+        if self.scope not in ("layer", "global"):
+            raise ValueError(f"scope must be 'layer' or 'global', not {self.scope!r}")
+        if self.lr <= 0 or self.qat_lr <= 0 or self.weight_decay < 0:
+            raise ValueError("learning rates must be positive, weight_decay >= 0")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run produced (accuracies are fractions of the test split)."""
+
+    package: Path | None
+    config: MarsConfig
+    network: IntegerNetwork
+    layers: list[LayerSparsity]
+    float_accuracy: float
+    qat_accuracy: float
+    integer_accuracy: float
+    agreement: float             # fake-quantised vs integer predictions, fraction equal
+    test_images: int
+    seconds: dict[str, float]
+    package_bytes: int = 0
+
+
+@contextlib.contextmanager
+def deterministic(seed: int, threads: int) -> Iterator[None]:
+    """Seeded, deterministic PyTorch on `threads` CPU threads; restores the settings."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def _progress(iterable, *, enabled: bool, **kwargs):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(images[i:i + batch]).argmax(dim=1)
+                      for i in range(0, len(images), batch)])
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((predict(model, images) == labels).float().mean()) if len(labels) else 0.0
+
+
+def _cosine(step: int, total: int) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
+         weight_decay: float, batch_size: int, generator: torch.Generator, phase: str,
+         show: bool, before_step: Callable[[int, int], None] | None = None) -> None:
+    """Adam with a cosine learning-rate decay; `before_step(step, total)` runs first at
+    every step (the pruning schedule)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    per_epoch = math.ceil(len(x) / batch_size)
+    total = epochs * per_epoch
+    step = 0
+    bar = _progress(range(epochs), enabled=show, desc=phase, unit="epoch")
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        running, batches = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            if before_step is not None:
+                before_step(step, total)
+            index = order[start:start + batch_size]
+            loss = F.cross_entropy(model(x[index]), y[index])
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"{phase}: the loss became {loss.item()} at epoch {epoch + 1}, step "
+                    f"{start // batch_size + 1}; try a lower learning rate")
+            for group in optimiser.param_groups:
+                group["lr"] = lr * _cosine(step, total)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            running += loss.item()
+            batches += 1
+            step += 1
+        if show:
+            bar.set_postfix(loss=f"{running / max(batches, 1):.4f}")
+
+
+def _to_hwc_codes(codes: torch.Tensor, act_bits: int) -> np.ndarray:
+    dtype = np.uint8 if act_bits <= 8 else np.uint16
+    return codes.permute(0, 2, 3, 1).numpy().astype(dtype)
+
+
+def _layer_sparsity(network: IntegerNetwork, qnet: QNetwork, prunable: set[str],
+                    config: MarsConfig) -> list[LayerSparsity]:
+    rows = []
+    G, cpg = config.rows_per_step, config.channels_per_group
+    for layer in network.layers:
+        n, k = layer.weight.shape
+        blocks, kgroups = group_shape(n, k, G, cpg)
+        mask = qnet.layers[layer.name].matrix(qnet.layers[layer.name].mask).numpy()
+        rows.append(LayerSparsity(
+            name=layer.name, prunable=layer.name in prunable, groups=blocks * kgroups,
+            pruned_groups=int(zero_groups(mask, G, cpg).sum()),
+            zero_groups=int(zero_groups(layer.weight, G, cpg).sum()),
+            weights=n * k, zero_weights=int((layer.weight == 0).sum())))
+    return rows
+
+
+def summary_table(result: TrainResult, nodes: list[Node]) -> str:
+    """Per-layer table (shape, group sparsity, stored groups) and the accuracies."""
+    by_name = {n.name: n for n in nodes}
+    head = (f"{'layer':<8} {'source':<22} {'op':<6} {'N x K':>11} {'groups':>7} "
+            f"{'pruned':>7} {'stored':>7} {'group sp.':>9} {'weight sp.':>10}")
+    lines = [head, "-" * len(head)]
+    total = stored = 0
+    for row in result.layers:
+        node = by_name[row.name]
+        n, k = node.geometry.cout, node.geometry.k
+        lines.append(
+            f"{row.name:<8} {node.source[:22]:<22} {node.op:<6} {f'{n} x {k}':>11} "
+            f"{row.groups:>7} {row.pruned_groups:>7} {row.stored_groups:>7} "
+            f"{100 * row.group_sparsity:>8.1f}% {100 * row.weight_sparsity:>9.1f}%"
+            + ("" if row.prunable else "  (dense)"))
+        total += row.groups
+        stored += row.stored_groups
+    lines.append("-" * len(head))
+    lines.append(f"{'total':<8} {'':<22} {'':<6} {'':>11} {total:>7} {'':>7} {stored:>7} "
+                 f"{100 * (1 - stored / max(total, 1)):>8.1f}%")
+    lines.append("")
+    lines.append(f"accuracy on {result.test_images} test images:  float "
+                 f"{100 * result.float_accuracy:.2f} %   QAT (fake-quant) "
+                 f"{100 * result.qat_accuracy:.2f} %   integer {100 * result.integer_accuracy:.2f} %"
+                 f"   (fake-quant/integer predictions agree on "
+                 f"{100 * result.agreement:.2f} %)")
+    secs = result.seconds
+    lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()))
+    return "\n".join(lines)
+
+
+def _dataset_header(data: Dataset, options: TrainOptions, model_name: str) -> dict[str, Any]:
+    split = ("stratified 80/20 split of scikit-learn's digits, seed "
+             "mars.sw.train.data.DIGITS_SPLIT_SEED" if data.name == "digits"
+             else "official train/test files")
+    return {"name": data.name, "split": split, "train_images": int(len(data.x_train)),
+            "test_images": int(len(data.x_test)), "classes": int(data.classes),
+            "image_shape_chw": list(data.image_shape), "pixel_max": int(data.pixel_max),
+            "fingerprint": data.fingerprint()}
+
+
+def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
+          out: Path | str | None = None, *, model: nn.Sequential | None = None,
+          data: Dataset | None = None, progress: bool = True,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """Train, export and (if `out` is given) write the model package.
+
+    `model` replaces the named model (an nn.Sequential of supported layers); `data`
+    replaces loading ``options.dataset``.  `log` receives progress lines and the summary.
+    """
+    options.check()
+    if options.weight_bits is not None or options.act_bits is not None:
+        config = config.replace(weight_bits=options.weight_bits or config.weight_bits,
+                                act_bits=options.act_bits or config.act_bits)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    with deterministic(options.seed, options.threads):
+        if data is None:
+            data = load_dataset(options.dataset, options.data_path)
+        data = data.subset(options.train_subset, options.test_subset)
+        model_name = "user" if model is not None else (options.model or
+                                                       default_model(data.name))
+        if model is None:
+            model = build_model(model_name, data.image_shape, data.classes)
+        nodes = parse_model(model, data.image_shape)
+        classes = nodes[-1].geometry.cout * nodes[-1].out_shape[0] * nodes[-1].out_shape[1]
+        if classes != data.classes:
+            raise ValueError(f"the network outputs {classes} logits, the {data.name} data "
+                             f"set has {data.classes} classes")
+        x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+        x_test, y_test = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
+        generator = torch.Generator().manual_seed(options.seed)
+        seconds["data"] = time.perf_counter() - start
+
+        # 1. float
+        t0 = time.perf_counter()
+        _fit(model, x_train, y_train, epochs=options.epochs, lr=options.lr,
+             weight_decay=options.weight_decay, batch_size=options.batch_size,
+             generator=generator, phase="float", show=progress)
+        float_acc = accuracy(model, x_test, y_test)
+        seconds["float"] = time.perf_counter() - t0
+        log(f"float: {100 * float_acc:.2f} % test accuracy ({options.epochs} epochs, "
+            f"{seconds['float']:.1f} s)")
+
+        # 2. QAT with BN folding and pruning
+        t0 = time.perf_counter()
+        qnet = QNetwork(nodes, config)
+        qnet.calibrate(x_train[:512])
+        qnet.quantised = True
+        layer_names = [n.name for n in nodes if n.is_layer]
+        exempt = () if options.prune_first else (layer_names[0],)
+        pruner = Pruner(list(qnet.layers.values()), G=config.rows_per_step,
+                        cpg=config.channels_per_group, sparsity=options.sparsity,
+                        structure=options.structure, scope=options.scope, exempt=exempt)
+        per_epoch = math.ceil(len(x_train) / options.batch_size)
+        every = max(1, per_epoch // 4)
+
+        def schedule(step: int, total: int) -> None:
+            end = max(1, round(options.prune_end * total))
+            if step % every == 0 or step == end:
+                pruner.step(agp_sparsity(step, 0, end, options.sparsity))
+
+        _fit(qnet, x_train, y_train, epochs=options.qat_epochs, lr=options.qat_lr,
+             weight_decay=0.0, batch_size=options.batch_size, generator=generator,
+             phase="qat", show=progress, before_step=schedule)
+        pruner.step(options.sparsity)      # the target, also with zero QAT epochs
+        qat_pred = predict(qnet, x_test)
+        qat_acc = float((qat_pred == y_test).float().mean()) if len(y_test) else 0.0
+        seconds["qat"] = time.perf_counter() - t0
+        log(f"qat: {100 * qat_acc:.2f} % test accuracy ({options.qat_epochs} epochs, "
+            f"{options.structure} sparsity {options.sparsity:.0%}, {seconds['qat']:.1f} s)")
+
+        # 3. export and verification
+        t0 = time.perf_counter()
+        network, scales = export_network(qnet)
+        codes = input_codes(x_test, config.act_bits)
+        hwc = _to_hwc_codes(codes, config.act_bits)
+        logits = run_network(network, hwc)
+        int_pred = torch.from_numpy(logits.argmax(axis=1))
+        int_acc = float((int_pred == y_test).float().mean()) if len(y_test) else 0.0
+        torch_logits = torch.cat([torch_integer_forward(qnet, network, codes[i:i + 500])
+                                  for i in range(0, len(codes), 500)]) if len(codes) else \
+            torch.zeros((0, classes), dtype=torch.int64)
+        if not np.array_equal(torch_logits.numpy(), logits):
+            bad = int(np.flatnonzero((torch_logits.numpy() != logits).any(axis=1))[0])
+            raise RuntimeError(f"internal error: the integer network in NumPy and in PyTorch "
+                               f"disagree on test image {bad}")
+        agreement = float((int_pred == qat_pred).float().mean()) if len(y_test) else 1.0
+        seconds["export"] = time.perf_counter() - t0
+        prunable = {n for n in layer_names if n not in exempt}
+        layers = _layer_sparsity(network, qnet, prunable, config)
+        result = TrainResult(None, config, network, layers, float_acc, qat_acc, int_acc,
+                             agreement, len(y_test), seconds)
+
+        # 4. package
+        if out is not None:
+            t0 = time.perf_counter()
+            files = _package_files(result, nodes, scales, options, data, model_name, hwc,
+                                   y_test.numpy(), logits)
+            result.package = write_folder_atomically(Path(out), files)
+            result.package_bytes = sum(len(v) for v in files.values())
+            seconds["package"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - start
+    log(summary_table(result, nodes))
+    if result.package is not None:
+        log(f"package: {result.package} ({result.package_bytes / 1024:.1f} KiB, config "
+            f"{config.name}, hash {config.short_hash})")
+    return result
+
+
+def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, NodeScales],
+                   options: TrainOptions, data: Dataset, model_name: str, hwc: np.ndarray,
+                   labels: np.ndarray, logits: np.ndarray) -> dict[str, bytes]:
+    import mars.sw.golden.network  # noqa: F401  (the reader of what is written here)
+    from . import sparse_files
+
+    config, network = result.config, result.network
+    sparsity = {row.name: row for row in result.layers}
+    node_info: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        info: dict[str, Any] = {"source": node.source, "in_shape": list(node.in_shape),
+                                "out_shape": list(node.out_shape)}
+        scale = scales.get(node.name)
+        if node.is_layer:
+            info["batch_norm_folded"] = node.bn is not None
+            if node.flatten_from is not None:
+                info["columns_permuted_from_chw"] = list(node.flatten_from)
+            info["scales"] = {"input": scale.input, "weight": scale.weight,
+                              "output": scale.output}
+            row = sparsity[node.name]
+            info["sparsity"] = {
+                "prunable": row.prunable, "groups": row.groups,
+                "pruned_groups": row.pruned_groups, "zero_groups": row.zero_groups,
+                "stored_groups": row.stored_groups, "group_sparsity": row.group_sparsity,
+                "weight_sparsity": row.weight_sparsity}
+        elif node.op == "add":
+            info["scales"] = {"output": scale.output, "inputs": scale.inputs}
+        node_info[node.name] = info
+    count = min(options.test_vectors, len(hwc))
+    total_groups = sum(r.groups for r in result.layers)
+    stored = sum(r.stored_groups for r in result.layers)
+    header = {
+        "generator": {"tool": "mars train", "mars": _version(), "torch": torch.__version__,
+                      "numpy": np.__version__},
+        "dataset": _dataset_header(data, options, model_name),
+        "model": {"name": model_name},
+        "training": {
+            "seed": options.seed, "threads": options.threads, "epochs": options.epochs,
+            "qat_epochs": options.qat_epochs, "batch_size": options.batch_size,
+            "lr": options.lr, "qat_lr": options.qat_lr, "weight_decay": options.weight_decay,
+            "method": "BN folded with frozen statistics (Jacob et al. 2018, Krishnamoorthi "
+                      "2018); per-channel symmetric weights; LSQ activation steps (Esser "
+                      "et al. 2020); STE rounding",
+        },
+        "sparsity": {
+            "structure": options.structure, "scope": options.scope,
+            "target": options.sparsity, "first_layer_dense": not options.prune_first,
+            "schedule": f"cubic (Zhu & Gupta 2017) over the first {options.prune_end:.0%} "
+                        f"of QAT steps",
+            "group_rows": config.rows_per_step, "group_channels": config.channels_per_group,
+            "groups": total_groups, "stored_groups": stored,
+            "group_sparsity": 1 - stored / max(total_groups, 1)},
+        "input": {"shape": list(network.input_shape), "layout": "HWC", "bits": config.act_bits,
+                  "scale": 1.0 / config.act_max, "pixel_max": int(data.pixel_max),
+                  "quantisation": "q = floor(p * (2^Ab - 1) / pixel_max + 1/2), p the raw "
+                                  "pixel in [0, pixel_max]"},
+        "accuracy": {"float": result.float_accuracy, "qat": result.qat_accuracy,
+                     "integer": result.integer_accuracy, "test_images": result.test_images,
+                     "fake_quant_agreement": result.agreement,
+                     "test_vectors": float((logits[:count].argmax(axis=1)
+                                            == labels[:count]).mean()) if count else 0.0},
+    }
+    extra_files, node_extra = sparse_files.build(network)
+    return build_package_files(network, node_info=node_info, header=header,
+                               test_inputs=hwc[:count], test_labels=labels[:count],
+                               test_logits=logits[:count], extra_files=extra_files,
+                               node_extra=node_extra)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mars-cim")
+    except PackageNotFoundError:
+        return "unknown"
