@@ -11,6 +11,7 @@ from amaranth.lib import wiring
 
 from mars.config import MarsConfig
 
+from .decoder import SparseDecoder
 from .macro import CimMacro
 
 __all__ = ["Block", "BLOCKS", "block", "to_verilog"]
@@ -28,6 +29,8 @@ class Block:
 BLOCKS: dict[str, Block] = {
     b.name: b for b in [
         Block("cim_macro", CimMacro, "one SRAM-CIM macro (storage + bit-serial compute)"),
+        Block("sparse_decoder", SparseDecoder,
+              "sparse-weight decoder: index code -> row slots and im2col buffer addresses"),
     ]
 }
 

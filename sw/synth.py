@@ -24,6 +24,7 @@ from typing import Any
 
 from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, to_verilog
+from mars.sw.sparse.hwformat import DecoderFormat
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "resources", "run_synth"]
 
@@ -39,6 +40,8 @@ BRAM_BITS: dict[str, int] = {"ecp5": 18432, "ice40": 4096}
 #: Storage bits a block must hold, by block name; blocks not listed record ``None``.
 STORAGE_BITS: dict[str, Callable[[MarsConfig], int]] = {
     "cim_macro": lambda config: config.rows * config.cols,
+    # index memory + k-table (mars.sw.sparse.DecoderFormat)
+    "sparse_decoder": lambda config: DecoderFormat(config).storage_bits,
 }
 
 # Cell types counted in each category (an entry ending in ``*`` is a prefix).

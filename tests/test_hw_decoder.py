@@ -1,0 +1,273 @@
+"""Amaranth-simulator tests of the sparse-weight decoder against the NumPy golden model.
+
+The expected payloads come from `mars.sw.golden.decoder_walk`, which works from
+`LayerGeometry.im2col` alone, independently of the descriptor and k-table arithmetic the
+RTL uses.  Error behaviour is checked against hand-built bad index codes and descriptors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from mars.config import PRESETS, MarsConfig
+from mars.hw.decoder import SparseDecoder, payload_layout
+from mars.sw.golden import decoder_walk
+from mars.sw.layer import LayerGeometry
+from mars.sw.sparse import DecoderFormat, descriptor, ktable_words
+
+TINY = PRESETS["tiny"]
+# odd G (3, not a power of two) and memories whose depths are not powers of two
+ODD = MarsConfig(name="odd", rows=24, cols=12, partitions=2, rows_per_step=3, weight_bits=3,
+                 act_bits=2, act_bits_per_cycle=2, readout_bits=2, cores=1,
+                 macros_per_core=1, weight_sram_rows=128, act_buffer_words=512)
+
+
+def payload_dict(const, config) -> dict:
+    G = config.rows_per_step
+    return {"slot": int(const.slot), "kgroup": int(const.kgroup),
+            "addrs": [int(const.addrs[g]) for g in range(G)], "pad": int(const.pad),
+            "first": int(const.first), "last": int(const.last),
+            "walk_first": int(const.walk_first), "walk_last": int(const.walk_last),
+            "filler": int(const.filler)}
+
+
+def run_decoder(config, walks, *, index=(), ktable=(), write_index=(), write_ktable=(),
+                ready_prob=1.0, seed=0, max_cycles=20000):
+    """Load memories, run `walks` (descriptors) back to back, collect payloads.
+
+    Returns (payloads, error flags after each walk, cycles from first start to last
+    payload).  `write_*` are written through the write ports before the first walk.
+    """
+    dut = SparseDecoder(config, index_init=list(index), ktable_init=list(ktable))
+    rng = np.random.default_rng(seed)
+    got, errors, timing = [], [], {}
+
+    async def control(ctx):
+        ctx.set(dut.start.valid, 0)
+        for addr, word in write_index:
+            ctx.set(dut.index_write.payload, {"addr": addr, "data": word})
+            ctx.set(dut.index_write.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.index_write.valid, 0)
+        for addr, word in write_ktable:
+            ctx.set(dut.ktable_write.payload, {"addr": addr, "data": word})
+            ctx.set(dut.ktable_write.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.ktable_write.valid, 0)
+        cycles = 0
+        for desc in walks:
+            ctx.set(dut.start.payload, desc)
+            ctx.set(dut.start.valid, 1)
+            await ctx.tick().until(dut.start.ready)
+            timing.setdefault("start", cycles)
+            ctx.set(dut.start.valid, 0)
+            await ctx.tick()
+            while ctx.get(dut.busy):
+                await ctx.tick()
+                cycles += 1
+                assert cycles < max_cycles, "the decoder hangs (busy for too long)"
+            err = ctx.get(dut.error)
+            errors.append({k: int(getattr(err, k))
+                           for k in ("descriptor", "index_range", "index_order")})
+        timing["done"] = True
+
+    async def consumer(ctx):
+        while True:
+            ctx.set(dut.out.ready, int(rng.random() < ready_prob))
+            await ctx.tick()
+
+    async def monitor(ctx):
+        cycle = 0
+        async for _, _, valid, ready, payload in ctx.tick().sample(
+                dut.out.valid, dut.out.ready, dut.out.payload):
+            cycle += 1
+            if valid and ready:
+                got.append(payload_dict(payload, config))
+                timing.setdefault("first_out", cycle)
+                timing["last_out"] = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(control)
+    sim.add_testbench(consumer, background=True)
+    sim.add_process(monitor)
+    sim.run()
+    assert "done" in timing, "the decoder did not finish its walks"
+    return got, errors, timing
+
+
+def random_kept(rng, n_kgroups, density):
+    return np.flatnonzero(rng.random(n_kgroups) < density)
+
+
+LAYERS = [
+    LayerGeometry("conv", 5, 6, 3, 8, 3, 3, 1, 1),     # first layer: Cin < G, pad 1
+    LayerGeometry("conv", 7, 5, 8, 8, 3, 2, 2, 1),     # stride 2, non-square kernel
+    LayerGeometry("conv", 4, 4, 5, 8, 1, 1, 1, 0),     # 1x1
+    LayerGeometry("conv", 2, 2, 4, 8, 3, 3, 1, 2),     # kernel larger than the map
+    LayerGeometry.linear(37, 10),                      # K not a multiple of G
+]
+
+
+@pytest.mark.parametrize("config", [TINY, ODD], ids=lambda c: c.name)
+def test_walks_match_golden(config):
+    """Several layers back to back, sparsities from dense to empty, random stalls."""
+    rng = np.random.default_rng(3)
+    fmt = DecoderFormat(config)
+    walks, expected, index, ktable = [], [], [], []
+    for n, geometry in enumerate(LAYERS):
+        KG = -(-geometry.k // config.rows_per_step)
+        kept = random_kept(rng, KG, [1.0, 0.5, 0.3, 0.0, 0.7][n])
+        steps = len(kept) + (n % 2)
+        base_k, base_i = len(ktable), len(index)
+        ktable += ktable_words(geometry, config)
+        index += kept.tolist()
+        act_base = int(rng.integers(0, config.act_buffer_words))
+        walks.append(descriptor(geometry, config, count=len(kept), steps=steps,
+                                act_base=act_base, ktable_base=base_k, index_start=base_i,
+                                slot_base=base_i))
+        expected += decoder_walk(geometry, kept, config, steps=steps, act_base=act_base,
+                                 slot_base=base_i).payloads()
+    assert len(ktable) <= fmt.max_kgroups and len(index) <= fmt.index_depth
+    got, errors, _ = run_decoder(config, walks, index=index, ktable=ktable, ready_prob=0.6)
+    assert all(not any(e.values()) for e in errors)
+    assert len(got) == len(expected)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert g == e, f"payload {i}"
+
+
+def test_write_ports_load_the_memories():
+    """The same walk with memories loaded through the write ports instead of init."""
+    config = TINY
+    geometry = LAYERS[0]
+    kept = np.array([0, 2, 3, 6])
+    kt = ktable_words(geometry, config)
+    desc = descriptor(geometry, config, count=len(kept), index_start=5, ktable_base=9,
+                      slot_base=5)
+    got, errors, _ = run_decoder(
+        config, [desc], write_index=[(5 + i, int(k)) for i, k in enumerate(kept)],
+        write_ktable=[(9 + i, w) for i, w in enumerate(kt)])
+    assert errors == [{"descriptor": 0, "index_range": 0, "index_order": 0}]
+    assert got == decoder_walk(geometry, kept, config, slot_base=5).payloads()
+
+
+def test_one_group_per_cycle():
+    """With a consumer that never stalls, n payloads arrive in n consecutive cycles."""
+    config = TINY
+    geometry = LayerGeometry("conv", 6, 6, 4, 4, 3, 3, 1, 1)
+    kept = np.array([0, 1, 4, 5, 8])
+    desc = descriptor(geometry, config, count=len(kept))
+    got, _, timing = run_decoder(config, [desc], index=kept.tolist(),
+                                 ktable=ktable_words(geometry, config))
+    n = geometry.out_h * geometry.out_w * len(kept)
+    assert len(got) == n
+    assert timing["last_out"] - timing["first_out"] == n - 1
+
+
+def bad_walk(config, kept, *, k_groups_geometry=LAYERS[1]):
+    geometry = k_groups_geometry
+    desc = descriptor(geometry, config, count=len(kept))
+    return geometry, desc
+
+
+@pytest.mark.parametrize("kept, bad_at, flag", [
+    ([0, 3, 99, 5], 2, "index_range"),       # 99 >= k_groups
+    ([1, 4, 4, 6], 2, "index_order"),        # repeated
+    ([2, 7, 5], 2, "index_order"),           # decreasing
+    ([12], 0, "index_range"),                # first entry out of range (k_groups = 12)
+])
+def test_bad_index_sets_sticky_flag(kept, bad_at, flag):
+    """Payloads before the bad entry come out, nothing after it; the flag stays set until
+    the next walk, which clears it."""
+    config = TINY
+    geometry = LAYERS[1]
+    KG = -(-geometry.k // config.rows_per_step)
+    assert KG == 12
+    # the descriptor is built for a valid code of the same length, then the memory is bad
+    desc = descriptor(geometry, config, count=len(kept))
+    kt = ktable_words(geometry, config)
+    good_kept = np.arange(2)
+    good = descriptor(geometry, config, count=2, index_start=len(kept))
+    got, errors, _ = run_decoder(config, [desc, good], index=list(kept) + good_kept.tolist(),
+                                 ktable=kt, ready_prob=0.7)
+    prefix = decoder_walk(geometry, kept[:bad_at], config, steps=len(kept)).payloads()
+    prefix = prefix[:bad_at]                   # the first pixel, up to the bad entry
+    tail = decoder_walk(geometry, good_kept, config).payloads()
+    assert got == prefix + tail
+    assert errors[0] == {"descriptor": 0, "index_range": int(flag == "index_range"),
+                         "index_order": int(flag == "index_order")}
+    assert errors[1] == {"descriptor": 0, "index_range": 0, "index_order": 0}
+
+
+@pytest.mark.parametrize("change", [
+    {"k_groups": 0}, {"last_lanes": 0}, {"last_lanes": 5}, {"count": 3, "steps": 2},
+    {"out_h": 0}, {"out_w": 0}, {"index_start": 63}, {"slot_base": 62},
+    {"ktable_base": 505}, {"count": 12},
+])
+def test_bad_descriptor_is_rejected(change):
+    config = TINY
+    geometry = LAYERS[1]
+    desc = {**descriptor(geometry, config, count=3), **change}
+    got, errors, _ = run_decoder(config, [desc], index=[0, 1, 2],
+                                 ktable=ktable_words(geometry, config))
+    assert got == []
+    assert errors == [{"descriptor": 1, "index_range": 0, "index_order": 0}]
+
+
+def test_empty_walk_emits_nothing():
+    config = TINY
+    desc = descriptor(LAYERS[1], config, count=0)
+    got, errors, _ = run_decoder(config, [desc])
+    assert got == [] and errors == [{"descriptor": 0, "index_range": 0, "index_order": 0}]
+
+
+def test_payload_layout_matches_software_fields():
+    layout = payload_layout(TINY)
+    fmt = DecoderFormat(TINY)
+    assert layout.size == (fmt.slot_bits + fmt.kgroup_bits + TINY.rows_per_step
+                           * (fmt.addr_bits + 1) + 5)
+
+
+def random_geometry(rng, config):
+    """A random conv or linear layer that fits the decoder of `config`."""
+    while True:
+        if rng.random() < 0.2:
+            geometry = LayerGeometry.linear(int(rng.integers(1, 80)), 4)
+        else:
+            kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+            try:
+                geometry = LayerGeometry(
+                    "conv", int(rng.integers(1, 7)), int(rng.integers(1, 7)),
+                    int(rng.integers(1, 10)), 4, kh, kw, int(rng.integers(1, 4)),
+                    int(rng.integers(0, min(kh, kw))))
+            except ValueError:
+                continue
+        try:
+            DecoderFormat(config).check_layer(geometry)
+        except ValueError:
+            continue
+        return geometry
+
+
+@pytest.mark.parametrize("name", ["default", "adc3", "wide8"])
+def test_random_layers_other_presets(name):
+    """Random layers (shapes, strides, padding, sparsity 0..100 %) on the bigger presets."""
+    config = PRESETS[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    walks, expected, index, ktable = [], [], [], []
+    for _ in range(6):
+        geometry = random_geometry(rng, config)
+        KG = -(-geometry.k // config.rows_per_step)
+        kept = random_kept(rng, KG, rng.random())
+        act_base = int(rng.integers(0, config.act_buffer_words))
+        walks.append(descriptor(geometry, config, count=len(kept), act_base=act_base,
+                                ktable_base=len(ktable), index_start=len(index)))
+        expected += decoder_walk(geometry, kept, config, act_base=act_base).payloads()
+        ktable += ktable_words(geometry, config)
+        index += kept.tolist()
+    got, errors, _ = run_decoder(config, walks, index=index, ktable=ktable, ready_prob=0.8,
+                                 seed=1)
+    assert not any(any(e.values()) for e in errors)
+    assert got == expected
