@@ -51,6 +51,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mars.sw.train.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mars", description="MARS SRAM-CIM accelerator generator",
@@ -76,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", action="append", choices=["ecp5", "ice40"],
                    help="FPGA family; repeat for several (default: both)")
     p.set_defaults(func=_cmd_synth)
+
+    from mars.sw.train.command import add_arguments as train_arguments
+
+    p = sub.add_parser("train", help="train a CIM-aware quantised, pruned network and write "
+                       "its model package", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _config_arg(p)
+    train_arguments(p)
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -387,6 +387,41 @@ def _requant_arrays(reader: _Reader, entry: dict, where: str, shape: tuple[int, 
     return multiplier, shift
 
 
+def _check_sparse(entry: Any, reader: _Reader, layer: LayerNode, config: MarsConfig) -> None:
+    """The sparse-format files of a layer agree with its dense weights: the group map is
+    the weights' zero groups and the packed weight image unpacks to exactly ``W``."""
+    from mars.sw.sparse import ImageError, MemoryImage, groups_of, unpack_layer
+
+    where = f"node {layer.name!r} sparse"
+    if not isinstance(entry, dict):
+        raise PackageError(f"{where}: expected an object, got {entry!r}")
+    expected = groups_of(layer.weight, config).kept
+    kept = reader.array(entry.get("kept"), f"{where} kept", dtype="|b1", shape=expected.shape)
+    if not np.array_equal(kept, expected):
+        raise PackageError(f"{where}: the group map disagrees with the weights' zero groups")
+    refs = [entry.get("weights_image"), entry.get("ktable_image"),
+            *(entry.get("index_images") or [])]
+    texts = []
+    for ref in refs:
+        if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
+            raise PackageError(f"{where}: bad image reference {ref!r}")
+        try:
+            data = (reader.root / ref["file"]).read_bytes()
+        except OSError:
+            raise PackageError(f"{where}: file {ref['file']!r} is missing") from None
+        if _sha256(data) != ref.get("sha256"):
+            raise PackageError(f"{where}: file {ref['file']!r} does not match its sha256")
+        texts.append(data.decode("ascii", errors="replace"))
+    try:
+        image = MemoryImage.from_hex(texts[0], config, "weights", source=refs[0]["file"])
+        codes = [np.flatnonzero(row) for row in kept]
+        weights = unpack_layer(image.words, codes, layer.geometry, config)
+    except (ImageError, ValueError) as error:
+        raise PackageError(f"{where}: {error}") from None
+    if not np.array_equal(weights, layer.weight):
+        raise PackageError(f"{where}: the packed weight image does not unpack to the weights")
+
+
 def _shape3(value: Any, where: str) -> tuple[int, int, int]:
     if not (isinstance(value, list) and len(value) == 3
             and all(isinstance(v, int) and v > 0 for v in value)):
@@ -458,11 +493,13 @@ def _parse_node(entry: Any, reader: _Reader, config: MarsConfig,
     raise PackageError(f"{where}: unknown op {op!r}")
 
 
-def load_package(path: Path | str) -> ModelPackage:
+def load_package(path: Path | str, *, check_sparse: bool = True) -> ModelPackage:
     """Read and check a model package folder (docs/model-package.md).
 
     Every file's sha256, dtype and shape is checked against the manifest and every integer
-    against its range; `PackageError` names what is wrong.
+    against its range; each layer's sparse-format files (group map, packed weight image)
+    must agree with its dense weights (with `check_sparse`, they must also be present).
+    `PackageError` names what is wrong.
     """
     root = Path(path)
     try:
@@ -501,6 +538,11 @@ def load_package(path: Path | str) -> ModelPackage:
         raise PackageError(f"{str(root)!r}: manifest has no nodes")
     shapes = {"input": input_shape}
     nodes = tuple(_parse_node(entry, reader, config, shapes) for entry in nodes_doc)
+    for entry, node in zip(nodes_doc, nodes):
+        if isinstance(node, LayerNode) and (check_sparse or "sparse" in entry):
+            if "sparse" not in entry:
+                raise PackageError(f"node {node.name!r}: no sparse-format files")
+            _check_sparse(entry["sparse"], reader, node, config)
     if output != nodes[-1].name or not isinstance(nodes[-1], LayerNode) \
             or nodes[-1].output != "acc":
         raise PackageError(f"{str(root)!r}: the output must be the last node, a layer with "

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 __all__ = ["group_shape", "group_scores", "group_keep", "expand_groups", "group_listing",
-           "agp_sparsity", "Pruner", "LayerSparsity", "zero_groups"]
+           "agp_sparsity", "Pruner", "LayerSparsity", "zero_groups", "SCOPES"]
 
 
 def group_shape(n: int, k: int, rows_per_step: int, channels_per_group: int) -> tuple[int, int]:
@@ -120,6 +120,9 @@ class LayerSparsity:
         return self.zero_weights / self.weights
 
 
+SCOPES = ("layer", "block", "global")
+
+
 class Pruner:
     """Applies a pruning schedule to the `QLayer`\\ s of a `QNetwork`.
 
@@ -130,9 +133,12 @@ class Pruner:
     structure : str
         ``"group"`` (CIM-aware groups) or ``"unstructured"`` (single weights).
     scope : str
-        ``"layer"``: each prunable layer reaches `sparsity`; ``"global"``: the fraction
-        over all prunable layers does, scores normalised by each layer's RMS weight
-        (groups by their RMS) so that layers of different scale compare.
+        ``"layer"``: each prunable layer reaches `sparsity`; ``"block"``: so does each
+        output block of each layer (the same number of kept groups in every block, so the
+        word-line domains that share row slots have no zero fill; groups only);
+        ``"global"``: the fraction over all prunable layers does, scores normalised by
+        each layer's RMS weight (groups by their RMS) so that layers of different scale
+        compare.
     """
 
     def __init__(self, layers, *, G: int, cpg: int, sparsity: float, structure: str = "group",
@@ -141,8 +147,10 @@ class Pruner:
             raise ValueError(f"sparsity must lie in [0, 1), not {sparsity}")
         if structure not in ("group", "unstructured"):
             raise ValueError(f"structure must be 'group' or 'unstructured', not {structure!r}")
-        if scope not in ("layer", "global"):
-            raise ValueError(f"scope must be 'layer' or 'global', not {scope!r}")
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        if scope == "block" and structure != "group":
+            raise ValueError("scope 'block' needs group pruning")
         self.layers = [layer for layer in layers if layer.node_name not in exempt]
         self.G, self.cpg = G, cpg
         self.sparsity, self.structure, self.scope = sparsity, structure, scope
@@ -173,6 +181,11 @@ class Pruner:
         if self.scope == "layer":
             for layer, (scores, _) in zip(self.layers, units):
                 self._apply(layer, group_keep(scores, sparsity))
+            return
+        if self.scope == "block":
+            for layer, (scores, _) in zip(self.layers, units):
+                keep = torch.stack([group_keep(row, sparsity) for row in scores])
+                self._apply(layer, keep)
             return
         normalised = []
         for scores, sizes in units:

@@ -41,7 +41,7 @@ from .data import Dataset, load_dataset
 from .export import NodeScales, export_network, torch_integer_forward
 from .models import Node, build_model, default_model, parse_model
 from .package import build_package_files, write_folder_atomically
-from .prune import LayerSparsity, Pruner, agp_sparsity, group_shape, zero_groups
+from .prune import SCOPES, LayerSparsity, Pruner, agp_sparsity, group_shape, zero_groups
 from .quant import QNetwork, input_codes
 
 __all__ = ["TrainOptions", "TrainResult", "TrainingError", "train", "summary_table",
@@ -100,8 +100,10 @@ class TrainOptions:
         if self.structure not in ("group", "unstructured"):
             raise ValueError(f"structure must be 'group' or 'unstructured', not "
                              f"{self.structure!r}")
-        if self.scope not in ("layer", "global"):
-            raise ValueError(f"scope must be 'layer' or 'global', not {self.scope!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}")
+        if self.scope == "block" and self.structure != "group":
+            raise ValueError("scope 'block' needs group pruning")
         if self.lr <= 0 or self.qat_lr <= 0 or self.weight_decay < 0:
             raise ValueError("learning rates must be positive, weight_decay >= 0")
 
@@ -153,8 +155,14 @@ def predict(model: nn.Module, images: torch.Tensor, batch: int = 500) -> torch.T
                       for i in range(0, len(images), batch)])
 
 
+def _fraction(predictions, labels) -> float:
+    """Fraction of equal entries, from exact integer counts."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    return int((predictions == labels).sum()) / len(labels) if len(labels) else 0.0
+
+
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((predict(model, images) == labels).float().mean()) if len(labels) else 0.0
+    return _fraction(predict(model, images).numpy(), labels.numpy())
 
 
 def _cosine(step: int, total: int) -> float:
@@ -325,7 +333,7 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
              phase="qat", show=progress, before_step=schedule)
         pruner.step(options.sparsity)      # the target, also with zero QAT epochs
         qat_pred = predict(qnet, x_test)
-        qat_acc = float((qat_pred == y_test).float().mean()) if len(y_test) else 0.0
+        qat_acc = _fraction(qat_pred.numpy(), y_test.numpy())
         seconds["qat"] = time.perf_counter() - t0
         log(f"qat: {100 * qat_acc:.2f} % test accuracy ({options.qat_epochs} epochs, "
             f"{options.structure} sparsity {options.sparsity:.0%}, {seconds['qat']:.1f} s)")
@@ -336,8 +344,8 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         codes = input_codes(x_test, config.act_bits)
         hwc = _to_hwc_codes(codes, config.act_bits)
         logits = run_network(network, hwc)
-        int_pred = torch.from_numpy(logits.argmax(axis=1))
-        int_acc = float((int_pred == y_test).float().mean()) if len(y_test) else 0.0
+        int_pred = logits.argmax(axis=1)
+        int_acc = _fraction(int_pred, y_test.numpy())
         torch_logits = torch.cat([torch_integer_forward(qnet, network, codes[i:i + 500])
                                   for i in range(0, len(codes), 500)]) if len(codes) else \
             torch.zeros((0, classes), dtype=torch.int64)
@@ -345,7 +353,7 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
             bad = int(np.flatnonzero((torch_logits.numpy() != logits).any(axis=1))[0])
             raise RuntimeError(f"internal error: the integer network in NumPy and in PyTorch "
                                f"disagree on test image {bad}")
-        agreement = float((int_pred == qat_pred).float().mean()) if len(y_test) else 1.0
+        agreement = _fraction(int_pred, qat_pred.numpy()) if len(y_test) else 1.0
         seconds["export"] = time.perf_counter() - t0
         prunable = {n for n in layer_names if n not in exempt}
         layers = _layer_sparsity(network, qnet, prunable, config)
@@ -427,8 +435,7 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
         "accuracy": {"float": result.float_accuracy, "qat": result.qat_accuracy,
                      "integer": result.integer_accuracy, "test_images": result.test_images,
                      "fake_quant_agreement": result.agreement,
-                     "test_vectors": float((logits[:count].argmax(axis=1)
-                                            == labels[:count]).mean()) if count else 0.0},
+                     "test_vectors": _fraction(logits[:count].argmax(axis=1), labels[:count])},
     }
     extra_files, node_extra = sparse_files.build(network)
     return build_package_files(network, node_info=node_info, header=header,

@@ -1,0 +1,98 @@
+"""``mars train``: arguments and the command (PyTorch is imported only when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1) (or 0%% .. 99%%), not {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mars train`` (``--config`` is added by the caller)."""
+    from .data import DATASETS            # no PyTorch behind these two imports
+
+    parser.add_argument("--out", metavar="PKG",
+                        help="package folder (default: build/packages/<dataset>-<config>)")
+    parser.add_argument("--dataset", choices=DATASETS, default="digits",
+                        help="data set; digits ships with scikit-learn")
+    parser.add_argument("--data-path", metavar="DIR",
+                        help="folder of CIFAR-10 python batches or MNIST idx files")
+    parser.add_argument("--model", metavar="NAME",
+                        help="digits-cnn, vgg8, vgg11, resnet8, resnet20 or module:function "
+                             "(default: digits-cnn; resnet8 for cifar10)")
+    parser.add_argument("--sparsity", type=_fraction, default=0.5,
+                        help="target pruned fraction of groups (or weights), e.g. 0.75 or 75%%")
+    parser.add_argument("--structure", choices=("group", "unstructured"), default="group",
+                        help="prune CIM groups or single weights (the comparison)")
+    parser.add_argument("--scope", choices=("layer", "block", "global"), default="layer",
+                        help="where the target applies: each layer, each output block, or "
+                             "over all layers")
+    parser.add_argument("--prune-first", action="store_true",
+                        help="prune the first layer too (default: keep it dense)")
+    parser.add_argument("--weight-bits", type=int, metavar="WB",
+                        help="override the configuration's weight_bits")
+    parser.add_argument("--act-bits", type=int, metavar="AB",
+                        help="override the configuration's act_bits")
+    parser.add_argument("--epochs", type=int, default=30, help="float training epochs")
+    parser.add_argument("--qat-epochs", type=int, default=30,
+                        help="quantisation-aware (and pruning) epochs")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3, help="float learning rate (Adam)")
+    parser.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (Adam)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
+    parser.add_argument("--train-subset", type=int, metavar="N",
+                        help="train on the first N training images only")
+    parser.add_argument("--test-subset", type=int, metavar="N",
+                        help="evaluate on the first N test images only")
+    parser.add_argument("--test-vectors", type=int, default=1000, metavar="N",
+                        help="test images stored in the package with their logits")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mars train``; errors the user can fix print one line and return 2."""
+    from mars.config import ConfigError, load_config
+    from mars.sw.golden.network import PackageError
+
+    from .data import DataError
+    from .export import ExportError
+    from .models import ModelError
+    from .sparse_files import SparseExportError
+    from .trainer import TrainingError, TrainOptions, train
+
+    config = load_config(args.config)
+    out = Path(args.out) if args.out else Path("build") / "packages" / \
+        f"{args.dataset}-{config.name}"
+    try:
+        options = TrainOptions(
+            dataset=args.dataset, data_path=args.data_path, model=args.model,
+            weight_bits=args.weight_bits, act_bits=args.act_bits, epochs=args.epochs,
+            qat_epochs=args.qat_epochs, batch_size=args.batch_size, lr=args.lr,
+            qat_lr=args.qat_lr, sparsity=args.sparsity, structure=args.structure,
+            scope=args.scope, prune_first=args.prune_first, seed=args.seed,
+            threads=args.threads, train_subset=args.train_subset,
+            test_subset=args.test_subset, test_vectors=args.test_vectors)
+        train(config, options, out, progress=not args.no_progress)
+    except (DataError, ModelError, ExportError, SparseExportError, TrainingError,
+            PackageError) as error:
+        print(f"mars: error: {error}", file=sys.stderr)
+        return 2
+    except ConfigError:
+        raise                                 # reported by mars.sw.cli.main
+    except ValueError as error:
+        print(f"mars: error: {error}", file=sys.stderr)
+        return 2
+    return 0
