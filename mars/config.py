@@ -102,6 +102,14 @@ class MarsConfig:
         Signed width of a layer's accumulators (partial sums over groups, plus bias).
     requant_mult_bits : int
         Unsigned width of the per-channel requantisation multiplier M.
+    program_words : int
+        Depth of each macro unit's and each core loader's program memory (instructions).
+    param_words : int
+        Depth of each macro unit's parameter memory (bias, M, S of one block set a word).
+    result_words : int
+        Depth of the result memory that receives the last layer's raw accumulators.
+    max_layers : int
+        Most layers in one program (depth of the per-layer cycle counters).
 
     Raises
     ------
@@ -126,6 +134,10 @@ class MarsConfig:
     act_buffer_words: int = 16384
     acc_bits: int = 32
     requant_mult_bits: int = 16
+    program_words: int = 256
+    param_words: int = 256
+    result_words: int = 256
+    max_layers: int = 64
 
     def __post_init__(self) -> None:
         # Accept the enum's string value too (JSON, CLI), but store the enum.
@@ -185,6 +197,9 @@ class MarsConfig:
         if not 2 <= self.requant_mult_bits <= 32:
             raise ConfigError(
                 f"requant_mult_bits must lie in [2, 32], not {self.requant_mult_bits}")
+        for field in ("program_words", "param_words", "result_words", "max_layers"):
+            if not _is_pow2(getattr(self, field)):
+                raise ConfigError(f"{field} must be a power of two, not {getattr(self, field)}")
         if not _is_pow2(self.weight_sram_rows):
             raise ConfigError(
                 f"weight_sram_rows must be a power of two, not {self.weight_sram_rows}")
@@ -382,7 +397,8 @@ PRESETS: dict[str, MarsConfig] = {
     "default": _DEFAULT,
     "tiny": _DEFAULT.replace(
         name="tiny", rows=64, cols=16, partitions=2, rows_per_step=4, readout_bits=3,
-        cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=2048),
+        cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=2048,
+        program_words=64, param_words=64, result_words=16, max_layers=16),
     # An ADC narrower than the popcount (saturating readout), whole-macro skip groups.
     "adc3": _DEFAULT.replace(
         name="adc3", rows=128, cols=32, partitions=4, rows_per_step=16,

@@ -98,6 +98,9 @@ def violated_fields(d: dict) -> set[str]:
         bad.add("acc_bits")
     if not 2 <= d["requant_mult_bits"] <= 32:
         bad.add("requant_mult_bits")
+    for field in ("program_words", "param_words", "result_words", "max_layers"):
+        if not is_pow2(d[field]):
+            bad.add(field)
     return bad
 
 
@@ -165,6 +168,8 @@ def valid_fields(draw):
     wsr = next_pow2(R) * 2 ** draw(st.integers(0, 4))
     acc = draw(st.integers(step_psum_bits(G, Wb, Ab, rb) + 1, 64))
     return dict(
+        program_words=2 ** draw(st.integers(0, 10)), param_words=2 ** draw(st.integers(0, 10)),
+        result_words=2 ** draw(st.integers(0, 10)), max_layers=2 ** draw(st.integers(0, 8)),
         acc_bits=acc, requant_mult_bits=draw(st.integers(2, 32)),
         name=draw(st.text(min_size=1, max_size=12)), rows=R, cols=C, partitions=P,
         rows_per_step=G, weight_bits=Wb, act_bits=Ab, act_bits_per_cycle=apc,
@@ -255,6 +260,8 @@ RULES = [
     (dict(acc_bits=65), ["acc_bits", "(65)", "at most 64"]),
     (dict(requant_mult_bits=1), ["requant_mult_bits", "[2, 32]", "not 1"]),
     (dict(requant_mult_bits=33), ["requant_mult_bits", "not 33"]),
+    (dict(program_words=100), ["program_words", "power of two", "100"]),
+    (dict(result_words=3), ["result_words", "power of two", "3"]),
 ]
 
 
@@ -300,6 +307,8 @@ MUTATIONS = {
     "act_buffer_words": st.sampled_from([0, 1, 3, 4, 6, 1024, 1000]),
     "acc_bits": st.sampled_from([0, 1, 8, 11, 12, 16, 32, 64, 65]),
     "requant_mult_bits": st.sampled_from([0, 1, 2, 16, 32, 33]),
+    "program_words": st.sampled_from([0, 1, 3, 64, 100]),
+    "max_layers": st.sampled_from([0, 1, 12, 16]),
     "readout_mode": st.sampled_from(["exact", "saturating"]),
 }
 
@@ -591,7 +600,8 @@ HASH_CHANGES = {
     "act_bits": 8, "act_bits_per_cycle": 2, "readout_bits": 5,
     "readout_mode": "saturating", "skip_granularity": "macro", "cores": 2,
     "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192,
-    "acc_bits": 24, "requant_mult_bits": 12,
+    "acc_bits": 24, "requant_mult_bits": 12, "program_words": 128, "param_words": 512,
+    "result_words": 64, "max_layers": 32,
 }
 
 
