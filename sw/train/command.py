@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="float learning rate (Adam)")
     parser.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (Adam)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch CPU threads (the package depends on it)")
     parser.add_argument("--train-subset", type=int, metavar="N",
                         help="train on the first N training images only")
     parser.add_argument("--test-subset", type=int, metavar="N",

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 __all__ = ["group_shape", "group_scores", "group_keep", "expand_groups", "group_listing",
-           "agp_sparsity", "Pruner", "LayerSparsity", "zero_groups", "SCOPES"]
+           "agp_sparsity", "prune_count", "Pruner", "LayerSparsity", "zero_groups", "SCOPES"]
 
 
 def group_shape(n: int, k: int, rows_per_step: int, channels_per_group: int) -> tuple[int, int]:
@@ -80,9 +80,15 @@ def _lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
     return pruned.reshape(scores.shape)
 
 
+def prune_count(units: int, sparsity: float) -> int:
+    """Units to prune for `sparsity`: ``round(sparsity * units)``, but never all of them
+    (a layer or block keeps at least one)."""
+    return min(int(round(sparsity * units)), units - 1)
+
+
 def group_keep(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Keep mask pruning ``round(sparsity * groups)`` lowest-scoring groups."""
-    return ~_lowest(scores, int(round(sparsity * scores.numel())))
+    """Keep mask pruning the `prune_count` lowest-scoring groups."""
+    return ~_lowest(scores, prune_count(scores.numel(), sparsity))
 
 
 def agp_sparsity(step: int, start: int, end: int, final: float) -> float:
@@ -192,7 +198,7 @@ class Pruner:
             rms = scores.pow(2).sum().div(sizes.sum()).sqrt().clamp_min(1e-30)
             normalised.append(scores / sizes.sqrt() / rms)
         flat = torch.cat([s.flatten() for s in normalised])
-        pruned = _lowest(flat, int(round(sparsity * flat.numel())))
+        pruned = _lowest(flat, prune_count(flat.numel(), sparsity))
         offset = 0
         for layer, scores in zip(self.layers, normalised):
             count = scores.numel()

@@ -82,7 +82,7 @@ class TrainOptions:
     prune_first: bool = False
     prune_end: float = 0.6
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     train_subset: int | None = None
     test_subset: int | None = None
     test_vectors: int = 1000
