@@ -70,7 +70,7 @@ def words_to_rows(words, config: MarsConfig) -> np.ndarray:
     raw = np.frombuffer(b"".join(w.to_bytes(n_bytes, "little") for w in words),
                         dtype=np.uint8).reshape(len(words), n_bytes)
     bits = np.unpackbits(raw, axis=1, bitorder="little")[:, :C].astype(np.int64)
-    codes = (bits.reshape(len(words), -1, Wb) << np.arange(Wb)).sum(axis=2)
+    codes = (bits.reshape(len(words), config.channels_per_macro, Wb) << np.arange(Wb)).sum(axis=2)
     return np.where(codes >> (Wb - 1), codes - (1 << Wb), codes)
 
 
