@@ -9,55 +9,20 @@ integer multiplier and shift, ``r ~ M / 2^S`` (`requant_parameters`).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mars.config import MarsConfig
-from mars.sw.golden.network import (AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode,
-                                    shift_range)
+from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerKind
 
 from .quant import QNetwork, bias_codes, weight_codes
+from .requant import ExportError, requant_parameters
 
 __all__ = ["ExportError", "requant_parameters", "export_network", "NodeScales",
            "torch_integer_forward", "accumulator_bound"]
-
-
-class ExportError(ValueError):
-    """A trained network the configuration cannot hold; the message names the layer."""
-
-
-def requant_parameters(ratio: np.ndarray, config: MarsConfig, where: str
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel integer (M, S) with ``M / 2^S ~ ratio``.
-
-    S is the largest shift in `shift_range` (1 .. acc_bits + requant_mult_bits - 1) for
-    which ``M = floor(ratio * 2^S + 1/2)`` stays below 2^requant_mult_bits, which keeps
-    the most precision; a ratio too small for any shift gets M = 0 at the largest S.
-    """
-    lo, hi = shift_range(config)
-    mmax = (1 << config.requant_mult_bits) - 1
-    multipliers, shifts = [], []
-    for r in np.asarray(ratio, dtype=np.float64).tolist():
-        if not math.isfinite(r) or r <= 0:
-            raise ExportError(f"{where}: requantisation ratio {r!r} is not a positive number")
-        shift = min(hi, max(lo, math.floor(math.log2(mmax / r))))
-        while shift > lo and math.floor(math.ldexp(r, shift) + 0.5) > mmax:
-            shift -= 1
-        while shift < hi and math.floor(math.ldexp(r, shift + 1) + 0.5) <= mmax:
-            shift += 1
-        m = math.floor(math.ldexp(r, shift) + 0.5)
-        if m > mmax:
-            raise ExportError(
-                f"{where}: requantisation ratio {r:.6g} needs a multiplier above "
-                f"2^{config.requant_mult_bits} - 1 even at shift {lo}; the output step is "
-                f"too small for requant_mult_bits={config.requant_mult_bits}")
-        multipliers.append(m)
-        shifts.append(shift)
-    return np.array(multipliers, dtype=np.int64), np.array(shifts, dtype=np.int64)
 
 
 @dataclasses.dataclass
@@ -79,57 +44,60 @@ def accumulator_bound(weight: np.ndarray, bias: np.ndarray, act_max: int) -> int
 def export_network(qnet: QNetwork) -> tuple[IntegerNetwork, dict[str, NodeScales]]:
     """The integer network of a trained `QNetwork`, and the float steps behind it.
 
-    Raises `ExportError` naming the layer if an accumulator could leave the
-    ``acc_bits`` range or a requantisation ratio does not fit ``requant_mult_bits``.
+    Every integer is computed exactly as the fake-quantised forward pass computes it (the
+    same float32 steps, the same functions), so the two agree.  Raises `ExportError`
+    naming the layer if an accumulator could leave the ``acc_bits`` range or a
+    requantisation ratio does not fit ``requant_mult_bits``.
     """
     config = qnet.config
     if config.acc_bits - 1 + config.requant_mult_bits > 62:
         raise ExportError(f"acc_bits ({config.acc_bits}) + requant_mult_bits "
                           f"({config.requant_mult_bits}) must be at most 63: the requantisation "
                           f"product acc*M is computed in 64 bits")
-    steps: dict[str, float] = {"input": qnet.input_scale}
-    acc_steps: dict[str, np.ndarray] = {}
+    # float32 step of every activation tensor; per-channel float32 step of accumulators
+    steps: dict[str, torch.Tensor] = {"input": torch.tensor(qnet.input_scale)}
+    acc_steps: dict[str, torch.Tensor] = {}
     nodes, scales = [], {}
     acc_limit = (1 << (config.acc_bits - 1)) - 1
-    first = qnet.nodes[0]
-    c0 = first.in_shape
+
+    def ratio(in_step: torch.Tensor, out_step: torch.Tensor) -> np.ndarray:
+        return (in_step.double() / out_step.double()).reshape(-1).numpy()
+
     for spec in qnet.nodes:
+        where = f"layer {spec.source!r} ({spec.name})"
         if spec.is_layer:
             layer = qnet.layers[spec.name]
             w_f, b_f = layer.folded()
             s_w = layer.weight_scale(w_f)
-            s_in = torch.tensor(steps[spec.inputs[0]], dtype=torch.float32)
+            s_in = steps[spec.inputs[0]]
             codes = weight_codes(w_f, s_w, config.weight_bits)
-            bias = bias_codes(b_f, s_in, s_w)
-            if not torch.isfinite(bias).all():
-                raise ExportError(f"layer {spec.source!r} ({spec.name}): the bias is not finite")
-            weight = layer.matrix(codes).numpy().astype(np.int64)
-            bias = bias.numpy().astype(np.float64)
+            bias = bias_codes(b_f, s_in, s_w).double().numpy()
+            if not np.all(np.isfinite(bias)):
+                raise ExportError(f"{where}: the bias is not finite")
             if np.abs(bias).max(initial=0) > acc_limit:
-                raise ExportError(f"layer {spec.source!r} ({spec.name}): a bias code "
-                                  f"({np.abs(bias).max():.4g}) leaves the "
-                                  f"{config.acc_bits}-bit accumulator")
+                raise ExportError(f"{where}: a bias code ({np.abs(bias).max():.4g}) leaves "
+                                  f"the {config.acc_bits}-bit accumulator")
+            weight = layer.matrix(codes).numpy().astype(np.int64)
             bias = bias.astype(np.int64)
             bound = accumulator_bound(weight, bias, config.act_max)
             if bound > acc_limit:
-                raise ExportError(f"layer {spec.source!r} ({spec.name}): accumulators can "
-                                  f"reach {bound}, beyond the {config.acc_bits}-bit range "
-                                  f"(acc_bits); K = {spec.geometry.k} is too large for "
-                                  f"Wb={config.weight_bits}, Ab={config.act_bits}")
-            s_w64 = s_w.numpy().astype(np.float64)
-            acc_step = float(s_in) * s_w64
-            multiplier = shift = None
-            out_step = None
+                raise ExportError(f"{where}: accumulators can reach {bound}, beyond the "
+                                  f"{config.acc_bits}-bit range (acc_bits); K = "
+                                  f"{spec.geometry.k} is too large for Wb={config.weight_bits}, "
+                                  f"Ab={config.act_bits}")
+            acc_step = s_in * s_w
+            multiplier = shift = out_step = None
             if layer.out_quant is not None:
-                out_step = float(layer.out_quant.scale.abs().clamp_min(1e-8))
-                multiplier, shift = requant_parameters(
-                    acc_step / out_step, config, f"layer {spec.source!r} ({spec.name})")
-                steps[spec.name] = out_step
+                out = layer.out_quant.step
+                multiplier, shift = requant_parameters(ratio(acc_step, out), config, where)
+                steps[spec.name] = out
+                out_step = float(out)
             else:
                 acc_steps[spec.name] = acc_step
             nodes.append(LayerNode(spec.name, spec.inputs, spec.geometry, weight, bias,
                                    spec.output, multiplier, shift))
-            scales[spec.name] = NodeScales(input=float(s_in), weight=s_w64.tolist(),
+            scales[spec.name] = NodeScales(input=float(s_in),
+                                           weight=s_w.double().numpy().tolist(),
                                            output=out_step)
         elif spec.op == "maxpool":
             nodes.append(PoolNode(spec.name, spec.inputs, spec.in_shape, spec.kernel,
@@ -139,24 +107,27 @@ def export_network(qnet: QNetwork) -> tuple[IntegerNetwork, dict[str, NodeScales
             nodes.append(FlattenNode(spec.name, spec.inputs, spec.in_shape))
             steps[spec.name] = steps[spec.inputs[0]]
         elif spec.op == "add":
-            out_step = float(qnet.adds[spec.name].scale.abs().clamp_min(1e-8))
+            out = qnet.adds[spec.name].step
             channels = spec.out_shape[2]
             ms, ss, in_steps = [], [], []
             for name in spec.inputs:
-                step = acc_steps[name] if name in acc_steps else \
-                    np.full(channels, steps[name], dtype=np.float64)
-                m, s = requant_parameters(step / out_step, config,
-                                          f"add {spec.source!r} ({spec.name}) input {name!r}")
+                in_step = acc_steps.get(name)
+                if in_step is None:
+                    in_step = steps[name]
+                    in_steps.append(float(in_step))
+                else:
+                    in_steps.append(None)
+                r = np.broadcast_to(ratio(in_step, out), (channels,))
+                m, s = requant_parameters(r, config, f"add {spec.source!r} ({spec.name}) "
+                                                     f"input {name!r}")
                 ms.append(m)
                 ss.append(s)
-                in_steps.append(float(step[0]) if name not in acc_steps else None)
             nodes.append(AddNode(spec.name, spec.inputs, np.stack(ms), np.stack(ss)))
-            steps[spec.name] = out_step
-            scales[spec.name] = NodeScales(output=out_step, inputs=in_steps)
+            steps[spec.name] = out
+            scales[spec.name] = NodeScales(output=float(out), inputs=in_steps)
         else:
             raise TypeError(f"unknown op {spec.op!r}")
-    h, w, c = c0
-    network = IntegerNetwork(config, (h, w, c), tuple(nodes), nodes[-1].name)
+    network = IntegerNetwork(config, qnet.nodes[0].in_shape, tuple(nodes), nodes[-1].name)
     return network, scales
 
 

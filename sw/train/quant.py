@@ -35,6 +35,7 @@ from mars.config import MarsConfig
 from mars.sw.layer import LayerKind
 
 from .models import Node, hwc_permutation
+from .requant import requant_parameters
 
 __all__ = ["round_half_up", "round_ste", "ActQuant", "QLayer", "QNetwork", "input_codes",
            "weight_codes", "bias_codes", "ACT_INIT_QUANTILE"]
@@ -53,7 +54,9 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
 
 
 def _grad_scale(x: torch.Tensor, factor: float) -> torch.Tensor:
-    return (x - x * factor).detach() + x * factor
+    """`x` in the forward pass (exactly), gradient times `factor` in the backward pass."""
+    scaled = x * factor
+    return x.detach() + (scaled - scaled.detach())
 
 
 def input_codes(images: torch.Tensor, act_bits: int) -> torch.Tensor:
@@ -77,18 +80,26 @@ def bias_codes(b_f: torch.Tensor, s_in: torch.Tensor, s_w: torch.Tensor,
 
 
 class ActQuant(nn.Module):
-    """Unsigned Ab-bit activation quantiser with a learned step (LSQ).
+    """Unsigned Ab-bit activation quantiser with a learned step s (LSQ).
 
-    ``forward(parts)`` returns ``clamp(sum_p round(p / s), 0, 2^Ab - 1) * s``: one part for
-    a layer's output, two for a residual add (each input rounded to the step first, as
-    the integer add does).
+    ``forward(parts)`` takes integer-valued tensors with their steps, ``(codes, step)``
+    (a layer's accumulators with ``s_in * s_w[o]``, or activations with theirs), and
+    returns ``clamp(sum_p round(codes_p * M_p / 2^S_p), 0, 2^Ab - 1) * s`` where
+    ``M_p / 2^S_p`` is `requant_parameters` of ``step_p / s``: exactly the integer
+    network's requantisation (evaluated in float64, exact for these magnitudes), with
+    gradients flowing as if ``M / 2^S`` were ``step_p / s`` (straight through).
     """
 
-    def __init__(self, bits: int) -> None:
+    def __init__(self, config: MarsConfig) -> None:
         super().__init__()
-        self.qmax = (1 << bits) - 1
+        self.config = config
+        self.qmax = config.act_max
         self.scale = nn.Parameter(torch.tensor(1.0))
         self.register_buffer("initialised", torch.tensor(False))
+
+    @property
+    def step(self) -> torch.Tensor:
+        return self.scale.abs().clamp_min(1e-8)
 
     def calibrate(self, value: torch.Tensor) -> None:
         """Set the step from a float activation (before it is quantised)."""
@@ -102,11 +113,20 @@ class ActQuant(nn.Module):
             self.scale.fill_(float(top) / self.qmax)
             self.initialised.fill_(True)
 
-    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        numel = parts[0][0].numel()
-        step = _grad_scale(self.scale.abs().clamp_min(1e-8), 1.0 / (numel * self.qmax) ** 0.5)
-        codes = sum(round_ste(p / step) for p in parts)
-        return torch.clamp(codes, 0, self.qmax) * step
+    def forward(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        codes0 = parts[0][0]
+        numel = codes0[0].numel()
+        step = _grad_scale(self.step, 1.0 / (numel * self.qmax) ** 0.5)
+        total = 0
+        for codes, in_step in parts:
+            ratio = in_step.double() / step.double()
+            m, s = requant_parameters(ratio.detach().numpy(), self.config, strict=False)
+            exact = torch.from_numpy(np.ldexp(m.astype(np.float64), -s)).reshape(ratio.shape)
+            ratio = ratio + (exact - ratio).detach()          # value exactly M / 2^S
+            if ratio.dim() == 1 and codes.dim() == 4:
+                ratio = ratio.view(1, -1, 1, 1)
+            total = total + round_ste(codes.double() * ratio)
+        return torch.clamp(total, 0, self.qmax).float() * step
 
 
 class QLayer(nn.Module):
@@ -140,7 +160,7 @@ class QLayer(nn.Module):
         self.register_buffer("mask", torch.ones_like(self.weight))
         perm = hwc_permutation(node.flatten_from) if node.flatten_from is not None else None
         self.register_buffer("perm", None if perm is None else torch.from_numpy(perm))
-        self.out_quant = ActQuant(config.act_bits) if node.output == "act" else None
+        self.out_quant = ActQuant(config) if node.output == "act" else None
 
     # -- layouts --------------------------------------------------------------------------
 
@@ -185,18 +205,27 @@ class QLayer(nn.Module):
         absmax = torch.where(absmax > 0, absmax, top)
         return absmax / qmax
 
-    def forward(self, x: torch.Tensor, s_in: torch.Tensor | None) -> torch.Tensor:
-        """Pre-activation output: float if `s_in` is None, else fake-quantised weights and
-        bias for an input of step `s_in`."""
+    def forward(self, x: torch.Tensor, s_in: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pre-activation output: float if `s_in` is None; else fake-quantised weights and
+        bias for an input of step `s_in`, returned as integer accumulators (straight
+        through) with their per-channel step ``s_in * s_w``."""
         w_f, b_f = self.folded()
+        acc_step = None
         if s_in is not None:
             s_w = self.weight_scale(w_f)
             w_f = weight_codes(w_f, s_w, self.weight_bits, ste=True) * \
                 s_w.view(-1, *([1] * (w_f.dim() - 1)))
             b_f = bias_codes(b_f, s_in, s_w, ste=True) * (s_in * s_w)
+            acc_step = s_in * s_w
         if self.kind is LayerKind.CONV:
-            return F.conv2d(x, w_f, b_f, stride=self.stride, padding=self.pad)
-        return F.linear(x, w_f, b_f)
+            y = F.conv2d(x, w_f, b_f, stride=self.stride, padding=self.pad)
+        else:
+            y = F.linear(x, w_f, b_f)
+        if acc_step is None:
+            return y, None
+        shape = (1, -1, 1, 1) if y.dim() == 4 else (1, -1)
+        return round_ste(y / acc_step.view(shape)), acc_step
 
 
 class QNetwork(nn.Module):
@@ -213,7 +242,7 @@ class QNetwork(nn.Module):
         self.layers = nn.ModuleDict({
             n.name: QLayer(n, config, per_channel=n is not layers[-1]) for n in layers})
         self.adds = nn.ModuleDict({
-            n.name: ActQuant(config.act_bits) for n in nodes if n.op == "add"})
+            n.name: ActQuant(config) for n in nodes if n.op == "add"})
         self.quantised = False
         self.calibrating = False
 
@@ -221,55 +250,64 @@ class QNetwork(nn.Module):
     def input_scale(self) -> float:
         return 1.0 / ((1 << self.config.act_bits) - 1)
 
-    def activation_scale(self, name: str) -> torch.Tensor | None:
-        """Step of the activation tensor `name` (None for raw accumulators)."""
-        if name == "input":
-            return torch.tensor(self.input_scale)
-        node = next(n for n in self.nodes if n.name == name)
-        if node.is_layer:
-            quant = self.layers[name].out_quant
-            return None if quant is None else quant.scale.abs().clamp_min(1e-8)
-        if node.op == "add":
-            return self.adds[name].scale.abs().clamp_min(1e-8)
-        return self.activation_scale(node.inputs[0])
-
-    def _quantise(self, quant: ActQuant, parts: list[torch.Tensor]) -> torch.Tensor:
-        if not self.quantised:
-            return torch.relu(sum(parts))
+    def _quantise(self, quant: ActQuant, parts: list[tuple[torch.Tensor, torch.Tensor]]
+                  ) -> torch.Tensor:
         if self.calibrating and not bool(quant.initialised):
-            quant.calibrate(torch.relu(sum(parts)))
+            shape = [(1, -1, 1, 1) if step.dim() == 1 and codes.dim() == 4 else
+                     ((1, -1) if step.dim() == 1 else ()) for codes, step in parts]
+            quant.calibrate(torch.relu(sum(codes * step.view(sh) if sh else codes * step
+                                           for (codes, step), sh in zip(parts, shape))))
         return quant(parts)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.quantised:
-            x = input_codes(images, self.config.act_bits) * self.input_scale
-            steps = {"input": torch.tensor(self.input_scale)}
-        else:
-            x, steps = images, {}
-        values = {"input": x}
+        if not self.quantised:
+            return self._forward_float(images)
+        # every tensor as (integer codes, step): activations with a scalar step, raw
+        # accumulators with a per-channel step
+        step0 = torch.tensor(self.input_scale)
+        ints = {"input": (input_codes(images, self.config.act_bits), step0)}
+        for node in self.nodes:
+            codes, step = ints[node.inputs[0]]
+            if node.is_layer:
+                layer = self.layers[node.name]
+                acc, acc_step = layer(codes * step, step)
+                if layer.out_quant is not None:
+                    value = self._quantise(layer.out_quant, [(acc, acc_step)])
+                    out_step = layer.out_quant.step
+                    ints[node.name] = (round_ste(value / out_step), out_step)
+                else:
+                    ints[node.name] = (acc, acc_step)
+            elif node.op == "maxpool":
+                ints[node.name] = (F.max_pool2d(codes, node.kernel, node.stride, node.pad), step)
+            elif node.op == "flatten":
+                ints[node.name] = (torch.flatten(codes, 1), step)
+            elif node.op == "add":
+                quant = self.adds[node.name]
+                value = self._quantise(quant, [ints[node.inputs[0]], ints[node.inputs[1]]])
+                ints[node.name] = (round_ste(value / quant.step), quant.step)
+            else:
+                raise TypeError(f"unknown op {node.op!r}")
+        codes, step = ints[self.nodes[-1].name]
+        shape = (1, -1, 1, 1) if codes.dim() == 4 else (1, -1)
+        return codes * step.view(shape)
+
+    def _forward_float(self, images: torch.Tensor) -> torch.Tensor:
+        """The folded float network (no quantisation): equals the float model in eval."""
+        values = {"input": images}
         for node in self.nodes:
             src = values[node.inputs[0]]
             if node.is_layer:
                 layer = self.layers[node.name]
-                y = layer(src, steps.get(node.inputs[0]) if self.quantised else None)
-                if layer.out_quant is not None:
-                    y = self._quantise(layer.out_quant, [y])
-                    steps[node.name] = layer.out_quant.scale.abs().clamp_min(1e-8)
+                y, _ = layer(src, None)
+                values[node.name] = torch.relu(y) if layer.out_quant is not None else y
             elif node.op == "maxpool":
-                y = F.max_pool2d(src, node.kernel, node.stride, node.pad)
-                if node.inputs[0] in steps:
-                    steps[node.name] = steps[node.inputs[0]]
+                values[node.name] = F.max_pool2d(src, node.kernel, node.stride, node.pad)
             elif node.op == "flatten":
-                y = torch.flatten(src, 1)
-                if node.inputs[0] in steps:
-                    steps[node.name] = steps[node.inputs[0]]
+                values[node.name] = torch.flatten(src, 1)
             elif node.op == "add":
-                quant = self.adds[node.name]
-                y = self._quantise(quant, [src, values[node.inputs[1]]])
-                steps[node.name] = quant.scale.abs().clamp_min(1e-8)
+                values[node.name] = torch.relu(src + values[node.inputs[1]])
             else:
                 raise TypeError(f"unknown op {node.op!r}")
-            values[node.name] = y
         return values[self.nodes[-1].name]
 
     @torch.no_grad()

@@ -123,6 +123,7 @@ class TrainResult:
     test_images: int
     seconds: dict[str, float]
     package_bytes: int = 0
+    qnet: QNetwork | None = dataclasses.field(default=None, repr=False)
 
 
 @contextlib.contextmanager
@@ -358,7 +359,7 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         prunable = {n for n in layer_names if n not in exempt}
         layers = _layer_sparsity(network, qnet, prunable, config)
         result = TrainResult(None, config, network, layers, float_acc, qat_acc, int_acc,
-                             agreement, len(y_test), seconds)
+                             agreement, len(y_test), seconds, qnet=qnet)
 
         # 4. package
         if out is not None:
