@@ -1,0 +1,74 @@
+"""``mars train`` on the command line: a short run end to end and its error messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mars.sw.cli import main
+from mars.sw.golden.network import load_package, run_network
+
+SHORT = ["--epochs", "2", "--qat-epochs", "1", "--train-subset", "256", "--test-subset", "64",
+         "--no-progress"]
+
+
+def test_train_writes_a_package_and_a_summary(tmp_path, capsys):
+    out = tmp_path / "pkg"
+    rc = main(["train", "--config", "tiny", "--out", str(out), "--sparsity", "75%",
+               "--weight-bits", "4", "--act-bits", "4", "--seed", "3", *SHORT])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    package = load_package(out)
+    assert package.network.config.name == "tiny"
+    assert package.manifest["sparsity"]["target"] == 0.75
+    assert package.manifest["training"]["seed"] == 3
+    assert np.array_equal(run_network(package.network, package.test_inputs),
+                          package.test_logits)
+    for text in ("layer", "conv1", "stored", "float", "integer", str(out)):
+        assert text in captured.out
+    assert f"integer {100 * package.accuracy:.2f} %" in captured.out
+
+
+def test_train_overrides_bits_in_the_packaged_config(tmp_path, capsys):
+    out = tmp_path / "pkg8"
+    rc = main(["train", "--out", str(out), "--weight-bits", "8", "--act-bits", "8", *SHORT])
+    assert rc == 0, capsys.readouterr().err
+    package = load_package(out)
+    assert (package.network.config.weight_bits, package.network.config.act_bits) == (8, 8)
+    assert package.test_inputs.max() > 15                  # 8-bit input codes
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "mnist"], "give its folder with --data-path"),
+    (["--dataset", "cifar10", "--data-path", "/nonexistent/cifar"], "is not a folder"),
+    (["--model", "lenet"], "unknown model 'lenet'"),
+    (["--weight-bits", "3"], "weight_bits (Wb=3) must divide"),
+])
+def test_train_errors(tmp_path, capsys, argv, message):
+    out = tmp_path / "pkg"
+    rc = main(["train", "--out", str(out), *SHORT, *argv])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert message in captured.err
+    assert captured.err.startswith("mars: error:")
+    assert not out.exists()
+
+
+def test_train_rejects_an_unsupported_user_model(tmp_path, capsys, monkeypatch):
+    (tmp_path / "my_models.py").write_text(
+        "from torch import nn\n"
+        "def net(image_shape, classes):\n"
+        "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Dropout(),\n"
+        "                         nn.Flatten(), nn.Linear(4 * 36, classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc = main(["train", "--out", str(tmp_path / "pkg"), "--model", "my_models:net", *SHORT])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "layer '2' (Dropout) is not supported" in captured.err
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_sparsity_argument_is_checked(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--sparsity", "1.5"])
+    assert "must lie in [0, 1)" in capsys.readouterr().err
