@@ -13,6 +13,7 @@ from mars.config import MarsConfig
 
 from .decoder import SparseDecoder
 from .macro import CimMacro
+from .top import MarsTop
 
 __all__ = ["Block", "BLOCKS", "block", "to_verilog"]
 
@@ -31,6 +32,8 @@ BLOCKS: dict[str, Block] = {
         Block("cim_macro", CimMacro, "one SRAM-CIM macro (storage + bit-serial compute)"),
         Block("sparse_decoder", SparseDecoder,
               "sparse-weight decoder: index code -> row slots and im2col buffer addresses"),
+        Block("mars_top", MarsTop,
+              "the accelerator: cores x macro units, buffers, controller, host port"),
     ]
 }
 

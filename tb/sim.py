@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ __all__ = ["SIMULATORS", "REPO_ROOT", "available_simulators", "run_testbench"]
 SIMULATORS = ("verilator", "icarus")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Amaranth's Verilog is lint-clean for Icarus; Verilator warns on signed add chains.
-_VERILATOR_ARGS = ["-Wno-WIDTH", "-Wno-fatal", "-O3"]
+_VERILATOR_ARGS = ["-Wno-WIDTH", "-Wno-fatal", "-O3", "--no-timing"]
 
 
 def _setup_verilator() -> bool:
@@ -54,6 +55,22 @@ def available_simulators() -> dict[str, str | None]:
         "icarus": None if shutil.which("iverilog") else
         "iverilog is not on PATH (apt-get install -y iverilog)",
     }
+
+
+_TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;")
+
+
+def simulation_verilog(text: str) -> str:
+    """Verilog for simulation: Yosys's time-0 trigger of ``always @*`` blocks made robust.
+
+    Yosys's Verilog (which Amaranth emits) gives each module a dummy register, initialised
+    to 0 in its declaration, that every ``always @*`` block reads so that it runs once at
+    time 0.  Icarus Verilog applies declaration initialisers before the ``always`` blocks
+    wait for events, so the blocks whose inputs never change (e.g. held in reset) stay at
+    X, and X spreads (seen on the accelerator top: decoders stuck with X error flags).
+    Toggling the dummy at 1 ps, once every block waits, evaluates them all.
+    """
+    return _TRIGGER.sub(r"reg \1 = 0;\n  initial #1 \1 = 1'b1;", text)
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -87,7 +104,7 @@ def run_testbench(block: str, config: MarsConfig, simulator: str, test_module: s
     work_dir.mkdir(parents=True, exist_ok=True)
     verilog = design_dir / f"{block}.v"
     config_json = design_dir / "config.json"
-    _write_if_changed(verilog, to_verilog(block, config))
+    _write_if_changed(verilog, simulation_verilog(to_verilog(block, config)))
     _write_if_changed(config_json, config.to_json())
 
     runner = get_runner(simulator)

@@ -1,0 +1,120 @@
+"""A core's weight loader: copies macro rows from the core's weight SRAM into its macros.
+
+It runs a program of LOAD instructions (``count`` rows from SRAM row ``src`` to macro row
+``dst`` of macro unit ``unit``, one row a cycle) with a SYNC at the end of each layer, where
+it waits for the controller's ``go``.  The weight SRAM itself belongs to the top; the
+loader drives its read port (data one cycle after ``sram_en``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from mars.config import MarsConfig
+
+from .macro import write_layout
+from .unit import Op
+
+__all__ = ["load_layout", "CoreLoader"]
+
+
+def _bits(count: int) -> int:
+    return max(1, (count - 1).bit_length())
+
+
+def load_layout(config: MarsConfig) -> data.StructLayout:
+    """One loader program word."""
+    return data.StructLayout({
+        "op": unsigned(2),
+        "unit": range(config.macros_per_core),
+        "src": unsigned(_bits(config.weight_sram_rows)),
+        "dst": range(config.rows),
+        "count": range(config.rows + 1),
+    })
+
+
+class CoreLoader(wiring.Component):
+    """Members: ``go``/``waiting`` (SYNC handshake), ``prog_write`` (host), ``sram_en``,
+    ``sram_addr``, ``sram_data`` (weight SRAM read), ``loads[u]`` (row writes into macro
+    unit u)."""
+
+    def __init__(self, config: MarsConfig, *, init: list[int] | None = None):
+        self._config = config
+        self._init = list(init or [])
+        super().__init__({
+            "go": In(1),
+            "waiting": Out(1),
+            "prog_write": In(stream.Signature(data.StructLayout({
+                "addr": unsigned(_bits(config.program_words)),
+                "data": load_layout(config)}))),
+            "sram_en": Out(1),
+            "sram_addr": Out(unsigned(_bits(config.weight_sram_rows))),
+            "sram_data": In(unsigned(config.cols)),
+            "loads": Out(stream.Signature(write_layout(config))).array(
+                config.macros_per_core),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._config
+        G = cfg.rows_per_step
+        m = Module()
+        program = Memory(shape=unsigned(load_layout(cfg).size), depth=cfg.program_words,
+                         init=self._init)
+        m.submodules.prog_mem = program
+        write = program.write_port()
+        m.d.comb += [write.addr.eq(self.prog_write.payload.addr),
+                     write.data.eq(self.prog_write.payload.data),
+                     write.en.eq(self.prog_write.valid), self.prog_write.ready.eq(1)]
+        read = program.read_port()
+
+        pc = Signal(range(cfg.program_words))
+        insn = Signal(load_layout(cfg))
+        left = Signal(range(cfg.rows + 1))
+        src = Signal.like(self.sram_addr)
+        slot = Signal(range(cfg.row_slots))
+        lane = Signal(range(G))
+        # The row read in one cycle is written the next, with the slot/lane it was read for.
+        w_valid = Signal()
+        w_slot = Signal.like(slot)
+        w_lane = Signal.like(lane)
+        m.d.comb += [read.addr.eq(pc), self.sram_addr.eq(src)]
+        for u, port in enumerate(self.loads):
+            m.d.comb += [port.valid.eq(w_valid & (insn.unit == u)),
+                         port.payload.slot.eq(w_slot), port.payload.lane.eq(w_lane),
+                         port.payload.data.eq(self.sram_data)]
+        m.d.sync += w_valid.eq(0)
+
+        with m.FSM(name="loader"):
+            with m.State("FETCH"):
+                m.d.comb += read.en.eq(1)
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                insn_next = data.View(load_layout(cfg), read.data)
+                m.d.sync += [insn.eq(insn_next), left.eq(insn_next.count),
+                             src.eq(insn_next.src),
+                             slot.eq(insn_next.dst // G), lane.eq(insn_next.dst % G)]
+                with m.If(insn_next.op == Op.SYNC):
+                    m.next = "SYNC"
+                with m.Else():
+                    m.next = "COPY"
+            with m.State("COPY"):
+                with m.If(left == 0):
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
+                with m.Else():
+                    m.d.comb += self.sram_en.eq(1)
+                    m.d.sync += [w_valid.eq(1), w_slot.eq(slot), w_lane.eq(lane),
+                                 src.eq(src + 1), left.eq(left - 1)]
+                    with m.If(lane == G - 1):
+                        m.d.sync += [lane.eq(0), slot.eq(slot + 1)]
+                    with m.Else():
+                        m.d.sync += lane.eq(lane + 1)
+            with m.State("SYNC"):
+                m.d.comb += self.waiting.eq(1)
+                with m.If(self.go):
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
+        return m
