@@ -281,3 +281,24 @@ def test_residual_network_exports_its_adds(tmp_path):
     assert np.array_equal(torch_integer_forward(result.qnet, package.network, codes).numpy(),
                           package.test_logits)
     assert package.manifest["sparsity"]["first_layer_dense"] is False
+    assert np.array_equal(docs_sketch()(str(tmp_path / "res"), package.test_inputs),
+                          package.test_logits)
+
+
+# -- the specification ----------------------------------------------------------------------
+
+def docs_sketch():
+    """The reimplementation printed in docs/model-package.md, executed as written."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "model-package.md").read_text()
+    code = text.split("### A reimplementation in a few lines")[1].split("```python")[1]
+    namespace: dict = {}
+    exec(code.split("```")[0], namespace)
+    return namespace["run"]
+
+
+def test_the_specification_sketch_reproduces_the_logits(trained, tmp_path):
+    _, out, _ = trained
+    package = load_package(out)
+    assert np.array_equal(docs_sketch()(str(out), package.test_inputs), package.test_logits)

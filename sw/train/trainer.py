@@ -259,9 +259,11 @@ def summary_table(result: TrainResult, nodes: list[Node]) -> str:
 
 
 def _dataset_header(data: Dataset, options: TrainOptions, model_name: str) -> dict[str, Any]:
-    split = ("stratified 80/20 split of scikit-learn's digits, seed "
-             "mars.sw.train.data.DIGITS_SPLIT_SEED" if data.name == "digits"
-             else "official train/test files")
+    from .data import DIGITS_SPLIT_SEED, DIGITS_TEST_FRACTION
+
+    split = (f"stratified: per class, np.random.default_rng({DIGITS_SPLIT_SEED} + label)"
+             f".permutation; the first round({DIGITS_TEST_FRACTION} * n) are test images"
+             if data.name == "digits" else "official train/test files")
     return {"name": data.name, "split": split, "train_images": int(len(data.x_train)),
             "test_images": int(len(data.x_test)), "classes": int(data.classes),
             "image_shape_chw": list(data.image_shape), "pixel_max": int(data.pixel_max),

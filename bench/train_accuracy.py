@@ -1,0 +1,191 @@
+"""Trainer benchmarks behind docs/training.md.
+
+    python bench/train_accuracy.py [--seeds 0 1 2] [--only accuracy|time]
+
+(1) accuracy on scikit-learn's digits: the float baseline against Wb/Ab = 8/8 and 4/4 at
+group sparsity 0, 50, 75 and 90 %, with unstructured pruning at the same sparsity beside
+it, over several seeds; (2) wall time of the default ``mars train`` on 1 and 2 threads;
+(3) the package size and the stored model against a dense int8 model.  Every run is
+``mars.sw.train.train`` with the defaults of ``mars train`` except the varied option.
+Writes build/bench/train/results.json and build/bench/train/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mars.config import PRESETS
+from mars.sw.golden.network import load_package
+from mars.sw.sparse import DecoderFormat
+from mars.sw.train.trainer import TrainOptions, train
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "build" / "bench" / "train"
+BITS = ((8, 8), (4, 4))
+SPARSITIES = (0.0, 0.5, 0.75, 0.9)
+
+
+def bench_accuracy(seeds: list[int]) -> list[dict]:
+    rows = []
+    config = PRESETS["default"]
+    for wb, ab in BITS:
+        for sparsity in SPARSITIES:
+            for structure in ("group", "unstructured"):
+                if sparsity == 0 and structure == "unstructured":
+                    continue
+                for seed in seeds:
+                    options = TrainOptions(weight_bits=wb, act_bits=ab, sparsity=sparsity,
+                                           structure=structure, seed=seed)
+                    start = time.perf_counter()
+                    result = train(config, options, None, progress=False, log=lambda s: None)
+                    row = {"wb": wb, "ab": ab, "sparsity": sparsity, "structure": structure,
+                           "seed": seed, "float": result.float_accuracy,
+                           "qat": result.qat_accuracy, "integer": result.integer_accuracy,
+                           "agreement": result.agreement,
+                           "group_sparsity": _group_sparsity(result),
+                           "seconds": time.perf_counter() - start}
+                    rows.append(row)
+                    print(f"{wb}/{ab} {structure:<12} {sparsity:.0%} seed {seed}: float "
+                          f"{100 * row['float']:.2f} %, integer {100 * row['integer']:.2f} % "
+                          f"(group sparsity {100 * row['group_sparsity']:.1f} %, "
+                          f"{row['seconds']:.1f} s)", flush=True)
+    return rows
+
+
+def _group_sparsity(result) -> float:
+    prunable = [r for r in result.layers if r.prunable]
+    return 1 - sum(r.stored_groups for r in prunable) / sum(r.groups for r in prunable)
+
+
+def bench_time() -> list[dict]:
+    rows = []
+    for threads in (1, 2):
+        out = OUT / f"pkg-threads{threads}"
+        cmd = ["mars", "train", "--out", str(out), "--threads", str(threads), "--no-progress"]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        rows.append({"command": " ".join(cmd[:1] + cmd[1:2] + cmd[4:]),
+                     "threads": threads, "wall_s": time.perf_counter() - start})
+        print(f"mars train --threads {threads}: {rows[-1]['wall_s']:.1f} s", flush=True)
+    return rows
+
+
+def bench_size() -> list[dict]:
+    """Package size and stored model bytes for the default package, sparsities 0..90 %."""
+    rows = []
+    config = PRESETS["default"]
+    fmt = DecoderFormat(config)
+    for structure, sparsity in [("group", s) for s in SPARSITIES] + [("unstructured", 0.75)]:
+        out = OUT / f"pkg-{structure}-{int(100 * sparsity)}"
+        train(config, TrainOptions(sparsity=sparsity, structure=structure), out,
+              progress=False, log=lambda s: None)
+        package = load_package(out)
+        folder = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        dense_int8 = bias = packed = index = 0
+        for node in package.manifest["nodes"]:
+            if node["op"] not in ("conv", "linear"):
+                continue
+            n, k = node["weight"]["shape"]
+            dense_int8 += n * k
+            bias += 4 * n + (4 * n if "multiplier" in node else 0)   # bias + (M, S) words
+            sparse = node["sparse"]
+            packed += sparse["weights_image"]["words"] * config.cols // 8
+            index += sum(img["words"] for img in sparse["index_images"]) * fmt.kgroup_bits / 8
+        rows.append({"structure": structure, "sparsity": sparsity, "folder_bytes": folder,
+                     "dense_int8_weight_bytes": dense_int8, "packed_weight_bytes": packed,
+                     "index_bytes": index, "bias_requant_bytes": bias,
+                     "integer_accuracy": package.accuracy})
+        print(f"size {structure} {sparsity:.0%}: folder {folder} B, dense int8 weights "
+              f"{dense_int8} B, packed {packed} B + index {index:.0f} B", flush=True)
+    return rows
+
+
+def _summary(rows: list[dict]) -> dict:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["wb"], row["ab"], row["structure"], row["sparsity"]), []).append(row)
+    out = {}
+    for key, items in groups.items():
+        ints = [100 * r["integer"] for r in items]
+        floats = [100 * r["float"] for r in items]
+        out[key] = {"integer_mean": statistics.mean(ints), "integer_min": min(ints),
+                    "integer_max": max(ints), "float_mean": statistics.mean(floats),
+                    "agreement_min": min(r["agreement"] for r in items),
+                    "group_sparsity": statistics.mean(r["group_sparsity"] for r in items),
+                    "seconds_mean": statistics.mean(r["seconds"] for r in items),
+                    "n": len(items)}
+    return out
+
+
+def markdown(results: dict) -> str:
+    lines = [f"Measured {results['date']} on {results['machine']} with "
+             f"`python bench/train_accuracy.py --seeds {' '.join(map(str, results['seeds']))}`.",
+             ""]
+    if results.get("accuracy"):
+        summary = _summary(results["accuracy"])
+        floats = sorted({round(100 * r["float"], 2) for r in results["accuracy"]})
+        lines += [f"Float baseline (same float phase for every row of a seed): "
+                  f"{', '.join(f'{f:.2f} %' for f in floats)} "
+                  f"(mean {statistics.mean(100 * r['float'] for r in results['accuracy']):.2f} %).",
+                  "",
+                  "| Wb/Ab | target sparsity | group pruning: integer acc. % (mean, min..max) "
+                  "| unstructured: integer acc. % (mean, min..max) | fake-quant = integer |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for wb, ab in BITS:
+            for s in SPARSITIES:
+                g = summary[(wb, ab, "group", s)]
+                u = summary.get((wb, ab, "unstructured", s))
+                ucell = "-" if u is None else (f"{u['integer_mean']:.2f} ({u['integer_min']:.2f}"
+                                               f"..{u['integer_max']:.2f})")
+                agree = min(g["agreement_min"], u["agreement_min"] if u else 1.0)
+                lines.append(f"| {wb}/{ab} | {100 * s:.0f} % | {g['integer_mean']:.2f} "
+                             f"({g['integer_min']:.2f}..{g['integer_max']:.2f}) | {ucell} | "
+                             f"{'all' if agree == 1.0 else f'{100 * agree:.2f} %'} |")
+        lines.append("")
+    if results.get("time"):
+        lines += ["| command | threads | wall time (s) |", "| --- | ---: | ---: |"]
+        lines += [f"| `{r['command']}` | {r['threads']} | {r['wall_s']:.1f} |"
+                  for r in results["time"]]
+        lines.append("")
+    if results.get("size"):
+        lines += ["| pruning | target | package folder (bytes) | dense int8 weights (bytes) "
+                  "| packed weight image (bytes) | index memories (bytes) | bias + M/S (bytes) "
+                  "| integer acc. % |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['structure']} | {100 * r['sparsity']:.0f} % | {r['folder_bytes']} | "
+                  f"{r['dense_int8_weight_bytes']} | {r['packed_weight_bytes']} | "
+                  f"{r['index_bytes']:.0f} | {r['bias_requant_bytes']} | "
+                  f"{100 * r['integer_accuracy']:.2f} |" for r in results["size"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", choices=["accuracy", "time", "size"])
+    args = parser.parse_args(argv)
+    results = {"date": datetime.date.today().isoformat(), "seeds": args.seeds,
+               "machine": f"{platform.machine()}, Python {platform.python_version()}"}
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.only in (None, "time"):
+        results["time"] = bench_time()
+    if args.only in (None, "size"):
+        results["size"] = bench_size()
+    if args.only in (None, "accuracy"):
+        results["accuracy"] = bench_accuracy(args.seeds)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    (OUT / "training.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
