@@ -120,7 +120,7 @@ class MarsConfig:
     name: str = "default"
     rows: int = 256
     cols: int = 64
-    partitions: int = 8
+    partitions: int = 4
     rows_per_step: int = 8
     weight_bits: int = 4
     act_bits: int = 4
@@ -128,10 +128,10 @@ class MarsConfig:
     readout_bits: int = 4
     readout_mode: ReadoutMode = ReadoutMode.EXACT
     skip_granularity: SkipGranularity = SkipGranularity.PARTITION
-    cores: int = 4
+    cores: int = 2
     macros_per_core: int = 2
-    weight_sram_rows: int = 4096
-    act_buffer_words: int = 16384
+    weight_sram_rows: int = 2048
+    act_buffer_words: int = 4096
     acc_bits: int = 32
     requant_mult_bits: int = 16
     program_words: int = 256

@@ -237,7 +237,11 @@ def test_enum_fields_accept_their_string_values():
                                 skip_granularity=SkipGranularity.MACRO)
 
 
-# Each rule, broken on purpose on top of the defaults (R=256, C=64, P=8, G=8, Wb=4, Ab=4).
+# Each rule, broken on purpose on top of a fixed base (R=256, C=64, P=8, G=8, Wb=4, Ab=4),
+# spelled out so that the table does not depend on the defaults.
+BASE = dict(rows=256, cols=64, partitions=8, rows_per_step=8, weight_bits=4, act_bits=4,
+            act_bits_per_cycle=1, readout_bits=4, readout_mode="exact",
+            weight_sram_rows=4096, act_buffer_words=16384)
 RULES = [
     (dict(rows=250), ["rows_per_step", "G=8", "rows", "R=250"]),
     (dict(rows_per_step=3), ["rows_per_step", "G=3", "R=256"]),
@@ -268,7 +272,7 @@ RULES = [
 @pytest.mark.parametrize("changes, fragments", RULES)
 def test_each_rule_raises_naming_field_and_values(changes, fragments):
     with pytest.raises(ConfigError) as info:
-        MarsConfig(**changes)
+        MarsConfig(**{**BASE, **changes})
     for fragment in fragments:
         assert fragment in str(info.value), (fragment, str(info.value))
 
@@ -285,7 +289,7 @@ def test_each_rule_raises_naming_field_and_values(changes, fragments):
     dict(rows=8, weight_sram_rows=8),                       # a single row slot
 ])
 def test_boundary_cases_accepted(changes):
-    MarsConfig(**changes)
+    MarsConfig(**{**BASE, **changes})
 
 
 def test_replace_validates_again():
@@ -596,10 +600,10 @@ def test_from_json_invalid_fields_prefixed_with_source(field, value, fragment):
 
 # One valid change of every field except `name`, on top of the defaults.
 HASH_CHANGES = {
-    "rows": 512, "cols": 128, "partitions": 4, "rows_per_step": 4, "weight_bits": 8,
+    "rows": 512, "cols": 128, "partitions": 2, "rows_per_step": 4, "weight_bits": 8,
     "act_bits": 8, "act_bits_per_cycle": 2, "readout_bits": 5,
-    "readout_mode": "saturating", "skip_granularity": "macro", "cores": 2,
-    "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192,
+    "readout_mode": "saturating", "skip_granularity": "macro", "cores": 3,
+    "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192 * 2,
     "acc_bits": 24, "requant_mult_bits": 12, "program_words": 128, "param_words": 512,
     "result_words": 64, "max_layers": 32,
 }
