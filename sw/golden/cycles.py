@@ -1,0 +1,273 @@
+"""Cycle model of the accelerator top: how many clock cycles each phase of a mapped network
+takes in the RTL, and the ideal bound it is measured against.
+
+The model replays, one clock cycle at a time, the control of every block of the top
+(controller, core loaders, macro-unit sequencers, and each unit's walk pipeline: decoders,
+gather, macro, accumulator, writer) with the same handshakes as the RTL, but without any
+data: a payload is just its position in the walk.  The data never changes the timing (no
+stage waits on a value), so the count is exact; tests/tb check it against the RTL's own
+per-phase counters on every network they run.
+
+Why a replay and not a formula: the pipeline overlaps the writer of one pixel with the
+macro steps of the next, and short pixels (few steps, many channels) make the writer the
+bottleneck, so the steady state alternates between two limits; the replay gets every
+boundary right by construction and still runs at well over 10^5 cycles per second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from mars.config import MarsConfig
+
+__all__ = ["PhaseCycles", "walk_cycles", "phase_cycles", "network_cycles", "ideal_cycles"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseCycles:
+    layer: int
+    cycles: int
+    load_cycles: int     # cycles of the LOAD state (macro rows copied from weight SRAMs)
+    walk_cycles: int     # cycles of the WALK state (the units computing)
+
+
+class _Walk:
+    """The walk pipeline of one macro unit (decoders .. writer), cycle by cycle."""
+
+    def __init__(self, cps: int):
+        self.cps = cps
+        self.idle()
+
+    def idle(self) -> None:
+        self.total = self.steps = self.n_valid = 1
+        self.active = False
+        self.issued = 0
+        self.s1 = self.s2 = self.out = None        # payload positions (None: empty)
+        self.b = None
+        self.busy, self.cyc, self.cur = False, 0, None
+        self.result = None
+        self.hold_full, self.hold_walk_last = False, False
+        self.n_ch = 0
+        self.w2_valid = self.w2_walk_last = False
+
+    def start(self, steps: int, pixels: int, n_valid: int) -> None:
+        self.steps, self.total, self.n_valid = steps, steps * pixels, n_valid
+        self.active = self.total > 0
+        self.issued = 0
+        self.n_ch = 0
+
+    def walk_done(self) -> bool:
+        return self.w2_valid and self.w2_walk_last
+
+    def tick(self) -> None:
+        # -- combinational ------------------------------------------------------------
+        last_step = self.busy and self.cyc == self.cps - 1
+        is_last = self.result is not None and self.result % self.steps == self.steps - 1
+        w_last = self.hold_full and self.n_ch == self.n_valid - 1
+        hold_free = (not self.hold_full) or w_last
+        r_ready = (not is_last) or hold_free
+        out_free = self.result is None or r_ready
+        finish = last_step and out_free
+        req_ready = (not self.busy) or finish
+        take = self.out is not None and (self.b is None or req_ready)
+        advance = self.out is None or take
+        issue = self.active and advance
+        accept_req = self.b is not None and req_ready
+        acc_accept = self.result is not None and r_ready
+
+        # -- registers: writer, accumulator ----------------------------------------------
+        self.w2_valid = self.hold_full
+        self.w2_walk_last = w_last and self.hold_walk_last
+        if self.hold_full:
+            self.n_ch = 0 if w_last else self.n_ch + 1
+        if acc_accept and is_last:
+            self.hold_full = True
+            self.hold_walk_last = self.result == self.total - 1
+        elif w_last:
+            self.hold_full = False
+        # -- macro ------------------------------------------------------------------------
+        if acc_accept:
+            self.result = None
+        if self.busy and not last_step:
+            self.cyc += 1
+        if finish:
+            self.busy = False
+            self.result = self.cur
+        if accept_req:
+            self.busy, self.cyc, self.cur = True, 0, self.b
+        # -- gather -----------------------------------------------------------------------
+        taken = self.out if take else None
+        if take:
+            self.b = taken
+        elif req_ready:
+            self.b = None
+        # -- decoders (all D in step) ---------------------------------------------------
+        if advance:
+            s0 = self.issued if issue else None
+            self.out, self.s2, self.s1 = self.s2, self.s1, s0
+        if issue:
+            self.issued += 1
+            if self.issued == self.total:
+                self.active = False
+
+
+class _Unit:
+    """A macro unit's sequencer over its program: ('walk', steps, pixels, n_valid) or
+    ('sync',)."""
+
+    def __init__(self, program: list[tuple], cps: int):
+        self.program = program
+        self.walk = _Walk(cps)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state, self.pc = "FETCH", 0
+        self.walk.idle()
+
+    @property
+    def waiting(self) -> bool:
+        return self.state == "SYNC"
+
+    def tick(self, go: bool) -> None:
+        state, insn = self.state, self.program[self.pc]
+        done = self.walk.walk_done()
+        self.walk.tick()
+        if state == "START":            # the decoders take the descriptor at this edge
+            self.walk.start(*insn[1:])
+        if state == "FETCH":
+            self.state = "DECODE"
+        elif state == "DECODE":
+            self.state = "SYNC" if insn[0] == "sync" else "START"
+        elif state == "START":
+            self.state = "RUN"
+        elif state == "RUN":
+            if done:
+                self.pc += 1
+                self.state = "FETCH"
+        elif state == "SYNC" and go:
+            self.pc += 1
+            self.state = "FETCH"
+
+
+class _Loader:
+    """A core loader over its program: ('load', rows) or ('sync',)."""
+
+    def __init__(self, program: list[tuple]):
+        self.program = program
+        self.reset()
+
+    def reset(self) -> None:
+        self.state, self.pc, self.left = "FETCH", 0, 0
+
+    @property
+    def waiting(self) -> bool:
+        return self.state == "SYNC"
+
+    def tick(self, go: bool) -> None:
+        state = self.state
+        if state == "FETCH":
+            self.state = "DECODE"
+        elif state == "DECODE":
+            insn = self.program[self.pc]
+            if insn[0] == "sync":
+                self.state = "SYNC"
+            else:
+                self.left = insn[1]
+                self.state = "COPY"
+        elif state == "COPY":
+            if self.left == 0:
+                self.pc += 1
+                self.state = "FETCH"
+            else:
+                self.left -= 1
+        elif state == "SYNC" and go:
+            self.pc += 1
+            self.state = "FETCH"
+
+
+def _programs(mapping) -> tuple[list[list[tuple]], list[list[tuple]]]:
+    cfg = mapping.config
+    units = [[("sync",)] for _ in range(cfg.macros)]
+    loaders = [[] for _ in range(cfg.cores)]
+    for phase in mapping.phases:
+        for walk in phase.walks:
+            units[walk.unit].append(("walk", walk.steps, walk.pixels, walk.n_valid))
+        for ld in phase.loads:
+            loaders[ld.unit // cfg.macros_per_core].append(("load", ld.count))
+        for program in units:
+            program.append(("sync",))
+        for program in loaders:
+            program.append(("sync",))
+    return units, loaders
+
+
+def network_cycles(mapping) -> list[PhaseCycles]:
+    """Cycles of every phase of one inference of `mapping` (a `mars.sw.mapper.Mapping`),
+    as the top's per-phase counters report them."""
+    cfg = mapping.config
+    unit_programs, loader_programs = _programs(mapping)
+    units = [_Unit(p, cfg.cycles_per_step) for p in unit_programs]
+    loaders = [_Loader(p) for p in loader_programs]
+    results = []
+    for index, phase in enumerate(mapping.phases):
+        load = walk = 0
+        # LOAD: wait for every loader (and unit) at a SYNC, then release the units.
+        while True:
+            load += 1
+            if all(ld.waiting for ld in loaders) and all(u.waiting for u in units):
+                for ld in loaders:
+                    ld.tick(False)
+                for u in units:
+                    u.tick(True)
+                break
+            for ld in loaders:
+                ld.tick(False)
+            for u in units:
+                u.tick(False)
+        # WALK: wait for every unit back at a SYNC, then release the loaders.
+        while True:
+            walk += 1
+            if all(u.waiting for u in units):
+                for ld in loaders:
+                    ld.tick(True)
+                for u in units:
+                    u.tick(False)
+                break
+            for ld in loaders:
+                ld.tick(False)
+            for u in units:
+                u.tick(False)
+        results.append(PhaseCycles(phase.layer, load + walk, load, walk))
+    return results
+
+
+def ideal_cycles(mapping) -> list[float]:
+    """The bound each layer is measured against: stored (kept) groups x output pixels x
+    cycles per step, spread over every macro's word-line domains, one group each per
+    step: ``sum_blocks(kept) * pixels * Ab/b / (macros * D)``."""
+    cfg = mapping.config
+    lanes = cfg.macros * cfg.wordline_domains
+    out = []
+    for plan in mapping.layers:
+        g = plan.node.geometry
+        kept = plan.packed.stored_groups
+        out.append(kept * g.out_h * g.out_w * cfg.cycles_per_step / lanes)
+    return out
+
+
+def phase_cycles(mapping) -> list[int]:
+    return [p.cycles for p in network_cycles(mapping)]
+
+
+@functools.lru_cache(maxsize=None)
+def walk_cycles(cps: int, steps: int, pixels: int, n_valid: int) -> int:
+    """Cycles from a walk's START to its last write (for reports and quick estimates)."""
+    walk = _Walk(cps)
+    walk.start(steps, pixels, n_valid)
+    cycles = 1
+    walk.tick()
+    while not walk.walk_done():
+        walk.tick()
+        cycles += 1
+    return cycles
