@@ -80,9 +80,12 @@ def run_decoder(config, walks, *, index=(), ktable=(), write_index=(), write_kta
 
     async def monitor(ctx):
         cycle = 0
-        async for _, _, valid, ready, payload in ctx.tick().sample(
-                dut.out.valid, dut.out.ready, dut.out.payload):
+        async for _, _, valid, ready, payload, start_valid, start_ready in ctx.tick().sample(
+                dut.out.valid, dut.out.ready, dut.out.payload, dut.start.valid,
+                dut.start.ready):
             cycle += 1
+            if start_valid and start_ready:
+                timing.setdefault("first_start", cycle)
             if valid and ready:
                 got.append(payload_dict(payload, config))
                 timing.setdefault("first_out", cycle)
@@ -164,6 +167,8 @@ def test_one_group_per_cycle():
     n = geometry.out_h * geometry.out_w * len(kept)
     assert len(got) == n
     assert timing["last_out"] - timing["first_out"] == n - 1
+    # latency: issue, index read, k-table read, output register
+    assert timing["first_out"] - timing["first_start"] == 4
 
 
 def bad_walk(config, kept, *, k_groups_geometry=LAYERS[1]):
