@@ -1,0 +1,91 @@
+"""Random integer networks for the accelerator's tests and benchmarks.
+
+Each builder returns an `IntegerNetwork` for a configuration, with random weights pruned
+group by group (the unit the hardware skips) at a given group sparsity, random biases,
+and requantisation parameters that keep activations spread over their range.  The shapes
+cover what the top must handle: odd channel counts, stride 2, padding, 1x1 kernels, fused
+pooling, linear-only networks, fully dense and heavily sparse layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from mars.config import MarsConfig
+from mars.sw.golden.network import FlattenNode, IntegerNetwork, LayerNode, PoolNode
+from mars.sw.layer import LayerGeometry, LayerKind
+
+__all__ = ["random_layer", "NETWORKS", "random_inputs"]
+
+
+def random_layer(rng: np.random.Generator, config: MarsConfig, name: str, source: str,
+                 geometry: LayerGeometry, output: str, sparsity: float) -> LayerNode:
+    """A layer with random Wb-bit weights whose groups are pruned with probability
+    `sparsity` (at least one group is kept unless `sparsity` is 1)."""
+    g, cfg = geometry, config
+    W = rng.integers(cfg.weight_min, cfg.weight_max + 1, size=(g.cout, g.k))
+    G, cpg = cfg.rows_per_step, cfg.channels_per_group
+    blocks, kgroups = -(-g.cout // cpg), -(-g.k // G)
+    pruned = rng.random((blocks, kgroups)) < sparsity
+    for cb, kg in zip(*np.nonzero(pruned)):
+        W[cb * cpg:(cb + 1) * cpg, kg * G:(kg + 1) * G] = 0
+    bias = rng.integers(-4 * g.k, 4 * g.k + 1, size=g.cout)
+    if output == "acc":
+        return LayerNode(name, (source,), g, W, bias, "acc")
+    # Scale so that a typical accumulator (~ sqrt(K) * |w| * |x|) lands mid-range.
+    typical = max(1.0, np.sqrt(g.k) * cfg.weight_max * cfg.act_max / 2)
+    shift = rng.integers(12, 17, size=g.cout)
+    mult = np.maximum(1, (cfg.act_max * 2.0 ** shift / typical
+                          * rng.uniform(0.5, 1.5, size=g.cout)).astype(np.int64))
+    mult = np.minimum(mult, 2 ** cfg.requant_mult_bits - 1)
+    return LayerNode(name, (source,), g, W, bias, "act", mult, shift)
+
+
+def _conv(h, w, cin, cout, k=3, stride=1, pad=1) -> LayerGeometry:
+    return LayerGeometry(LayerKind.CONV, h, w, cin, cout, k, k, stride, pad)
+
+
+def _cnn(config, rng, sparsity):
+    """conv 3x3 pad 1 -> pool 2 -> conv 3x3 stride 2 -> flatten -> linear."""
+    l1 = random_layer(rng, config, "c1", "input", _conv(6, 6, 3, 5), "act", sparsity)
+    p1 = PoolNode("p1", ("c1",), (6, 6, 5), 2, 2, 0)
+    l2 = random_layer(rng, config, "c2", "p1", _conv(3, 3, 5, 6, stride=2), "act", sparsity)
+    f = FlattenNode("f", ("c2",), (2, 2, 6))
+    l3 = random_layer(rng, config, "fc", "f", LayerGeometry.linear(24, 7), "acc", sparsity)
+    return IntegerNetwork(config, (6, 6, 3), (l1, p1, l2, f, l3), "fc")
+
+
+def _odd(config, rng, sparsity):
+    """Odd channel counts, a 1x1 conv, no padding, an odd map with a floor-mode pool."""
+    l1 = random_layer(rng, config, "c1", "input", _conv(7, 7, 3, 7, k=3, pad=0), "act",
+                      sparsity)
+    l2 = random_layer(rng, config, "c2", "c1", _conv(5, 5, 7, 9, k=1, pad=0), "act",
+                      sparsity)
+    p2 = PoolNode("p2", ("c2",), (5, 5, 9), 2, 2, 0)
+    f = FlattenNode("f", ("p2",), (2, 2, 9))
+    l3 = random_layer(rng, config, "fc", "f", LayerGeometry.linear(36, 3), "acc", sparsity)
+    return IntegerNetwork(config, (7, 7, 3), (l1, l2, p2, f, l3), "fc")
+
+
+def _mlp(config, rng, sparsity):
+    """Linear layers only."""
+    l1 = random_layer(rng, config, "fc1", "input", LayerGeometry.linear(20, 11), "act",
+                      sparsity)
+    l2 = random_layer(rng, config, "fc2", "fc1", LayerGeometry.linear(11, 5), "acc", sparsity)
+    return IntegerNetwork(config, (1, 1, 20), (l1, l2), "fc2")
+
+
+NETWORKS: dict[str, tuple[Callable, float]] = {
+    "cnn": (_cnn, 0.5),
+    "odd": (_odd, 0.4),
+    "mlp": (_mlp, 0.5),
+    "dense": (_cnn, 0.0),
+    "sparse": (_odd, 0.9),
+}
+
+
+def random_inputs(network: IntegerNetwork, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Random Ab-bit images (count, H, W, C)."""
+    return rng.integers(0, network.config.act_max + 1, size=(count, *network.input_shape))
