@@ -3,9 +3,10 @@
     python bench/train_accuracy.py [--seeds 0 1 2] [--only accuracy|time]
 
 (1) accuracy on scikit-learn's digits: the float baseline against Wb/Ab = 8/8 and 4/4 at
-group sparsity 0, 50, 75 and 90 %, with unstructured pruning at the same sparsity beside
-it, over several seeds; (2) wall time of the default ``mars train`` on 1 and 2 threads;
-(3) the package size and the stored model against a dense int8 model.  Every run is
+group sparsity 0, 50, 75 and 90 % (target per layer, and per output block), with
+unstructured pruning at the same sparsity beside it, over several seeds; (2) wall time of
+the default ``mars train`` on 1 and 2 threads; (3) the package size, the stored model
+against a dense int8 model, and the macro compute steps per image.  Every run is
 ``mars.sw.train.train`` with the defaults of ``mars train`` except the varied option.
 Writes build/bench/train/results.json and build/bench/train/training.md.
 """
@@ -31,6 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "bench" / "train"
 BITS = ((8, 8), (4, 4))
 SPARSITIES = (0.0, 0.5, 0.75, 0.9)
+#: (structure, scope): CIM groups with the target per layer, the same per output block
+#: (balanced word-line domains), and single weights (the comparison).
+VARIANTS = (("group", "layer"), ("group", "block"), ("unstructured", "layer"))
 
 
 def bench_accuracy(seeds: list[int]) -> list[dict]:
@@ -38,22 +42,22 @@ def bench_accuracy(seeds: list[int]) -> list[dict]:
     config = PRESETS["default"]
     for wb, ab in BITS:
         for sparsity in SPARSITIES:
-            for structure in ("group", "unstructured"):
-                if sparsity == 0 and structure == "unstructured":
+            for structure, scope in VARIANTS:
+                if sparsity == 0 and (structure, scope) != VARIANTS[0]:
                     continue
                 for seed in seeds:
                     options = TrainOptions(weight_bits=wb, act_bits=ab, sparsity=sparsity,
-                                           structure=structure, seed=seed)
+                                           structure=structure, scope=scope, seed=seed)
                     start = time.perf_counter()
                     result = train(config, options, None, progress=False, log=lambda s: None)
                     row = {"wb": wb, "ab": ab, "sparsity": sparsity, "structure": structure,
-                           "seed": seed, "float": result.float_accuracy,
+                           "scope": scope, "seed": seed, "float": result.float_accuracy,
                            "qat": result.qat_accuracy, "integer": result.integer_accuracy,
                            "agreement": result.agreement,
                            "group_sparsity": _group_sparsity(result),
                            "seconds": time.perf_counter() - start}
                     rows.append(row)
-                    print(f"{wb}/{ab} {structure:<12} {sparsity:.0%} seed {seed}: float "
+                    print(f"{wb}/{ab} {structure:<12} {scope:<5} {sparsity:.0%} seed {seed}: float "
                           f"{100 * row['float']:.2f} %, integer {100 * row['integer']:.2f} % "
                           f"(group sparsity {100 * row['group_sparsity']:.1f} %, "
                           f"{row['seconds']:.1f} s)", flush=True)
@@ -83,13 +87,15 @@ def bench_size() -> list[dict]:
     rows = []
     config = PRESETS["default"]
     fmt = DecoderFormat(config)
-    for structure, sparsity in [("group", s) for s in SPARSITIES] + [("unstructured", 0.75)]:
-        out = OUT / f"pkg-{structure}-{int(100 * sparsity)}"
-        train(config, TrainOptions(sparsity=sparsity, structure=structure), out,
+    runs = [("group", "layer", s) for s in SPARSITIES] + \
+        [("group", "block", s) for s in SPARSITIES[1:]] + [("unstructured", "layer", 0.75)]
+    for structure, scope, sparsity in runs:
+        out = OUT / f"pkg-{structure}-{scope}-{int(100 * sparsity)}"
+        train(config, TrainOptions(sparsity=sparsity, structure=structure, scope=scope), out,
               progress=False, log=lambda s: None)
         package = load_package(out)
         folder = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-        dense_int8 = bias = packed = index = 0
+        dense_int8 = bias = packed = index = steps = 0
         for node in package.manifest["nodes"]:
             if node["op"] not in ("conv", "linear"):
                 continue
@@ -99,19 +105,24 @@ def bench_size() -> list[dict]:
             sparse = node["sparse"]
             packed += sparse["weights_image"]["words"] * config.cols // 8
             index += sum(img["words"] for img in sparse["index_images"]) * fmt.kgroup_bits / 8
-        rows.append({"structure": structure, "sparsity": sparsity, "folder_bytes": folder,
+            h, w, _ = node["out_shape"]
+            steps += sparse["stored_slots"] * h * w        # compute steps of one image
+        rows.append({"structure": structure, "scope": scope, "sparsity": sparsity,
+                     "folder_bytes": folder, "compute_steps": steps,
                      "dense_int8_weight_bytes": dense_int8, "packed_weight_bytes": packed,
                      "index_bytes": index, "bias_requant_bytes": bias,
                      "integer_accuracy": package.accuracy})
-        print(f"size {structure} {sparsity:.0%}: folder {folder} B, dense int8 weights "
-              f"{dense_int8} B, packed {packed} B + index {index:.0f} B", flush=True)
+        print(f"size {structure} {scope} {sparsity:.0%}: folder {folder} B, dense int8 "
+              f"weights {dense_int8} B, packed {packed} B + index {index:.0f} B, "
+              f"{steps} compute steps/image", flush=True)
     return rows
 
 
 def _summary(rows: list[dict]) -> dict:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["wb"], row["ab"], row["structure"], row["sparsity"]), []).append(row)
+        key = (row["wb"], row["ab"], row["structure"], row["scope"], row["sparsity"])
+        groups.setdefault(key, []).append(row)
     out = {}
     for key, items in groups.items():
         ints = [100 * r["integer"] for r in items]
@@ -136,19 +147,22 @@ def markdown(results: dict) -> str:
                   f"{', '.join(f'{f:.2f} %' for f in floats)} "
                   f"(mean {statistics.mean(100 * r['float'] for r in results['accuracy']):.2f} %).",
                   "",
-                  "| Wb/Ab | target sparsity | group pruning: integer acc. % (mean, min..max) "
-                  "| unstructured: integer acc. % (mean, min..max) | fake-quant = integer |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+                  "| Wb/Ab | target sparsity | group, per layer | group, per block "
+                  "| unstructured | fake-quant = integer |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+
+        def cell(entry):
+            if entry is None:
+                return "-"
+            return (f"{entry['integer_mean']:.2f} ({entry['integer_min']:.2f}.."
+                    f"{entry['integer_max']:.2f})")
         for wb, ab in BITS:
             for s in SPARSITIES:
-                g = summary[(wb, ab, "group", s)]
-                u = summary.get((wb, ab, "unstructured", s))
-                ucell = "-" if u is None else (f"{u['integer_mean']:.2f} ({u['integer_min']:.2f}"
-                                               f"..{u['integer_max']:.2f})")
-                agree = min(g["agreement_min"], u["agreement_min"] if u else 1.0)
-                lines.append(f"| {wb}/{ab} | {100 * s:.0f} % | {g['integer_mean']:.2f} "
-                             f"({g['integer_min']:.2f}..{g['integer_max']:.2f}) | {ucell} | "
-                             f"{'all' if agree == 1.0 else f'{100 * agree:.2f} %'} |")
+                entries = [summary.get((wb, ab, st, sc, s)) for st, sc in VARIANTS]
+                agree = min(e["agreement_min"] for e in entries if e is not None)
+                lines.append(f"| {wb}/{ab} | {100 * s:.0f} % | "
+                             + " | ".join(cell(e) for e in entries)
+                             + f" | {'all' if agree == 1.0 else f'{100 * agree:.2f} %'} |")
         lines.append("")
     if results.get("time"):
         lines += ["| command | threads | wall time (s) |", "| --- | ---: | ---: |"]
@@ -156,13 +170,14 @@ def markdown(results: dict) -> str:
                   for r in results["time"]]
         lines.append("")
     if results.get("size"):
-        lines += ["| pruning | target | package folder (bytes) | dense int8 weights (bytes) "
-                  "| packed weight image (bytes) | index memories (bytes) | bias + M/S (bytes) "
-                  "| integer acc. % |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r['structure']} | {100 * r['sparsity']:.0f} % | {r['folder_bytes']} | "
-                  f"{r['dense_int8_weight_bytes']} | {r['packed_weight_bytes']} | "
-                  f"{r['index_bytes']:.0f} | {r['bias_requant_bytes']} | "
+        lines += ["| pruning | scope | target | package folder (bytes) | dense int8 weights "
+                  "(bytes) | packed weight image (bytes) | index memories (bytes) "
+                  "| bias + M/S (bytes) | compute steps / image | integer acc. % |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['structure']} | {r['scope']} | {100 * r['sparsity']:.0f} % | "
+                  f"{r['folder_bytes']} | {r['dense_int8_weight_bytes']} | "
+                  f"{r['packed_weight_bytes']} | {r['index_bytes']:.0f} | "
+                  f"{r['bias_requant_bytes']} | {r['compute_steps']} | "
                   f"{100 * r['integer_accuracy']:.2f} |" for r in results["size"]]
     return "\n".join(lines) + "\n"
 
@@ -175,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {"date": datetime.date.today().isoformat(), "seeds": args.seeds,
                "machine": f"{platform.machine()}, Python {platform.python_version()}"}
     OUT.mkdir(parents=True, exist_ok=True)
-    if args.only in (None, "time"):
-        results["time"] = bench_time()
     if args.only in (None, "size"):
         results["size"] = bench_size()
     if args.only in (None, "accuracy"):
         results["accuracy"] = bench_accuracy(args.seeds)
+    if args.only in (None, "time"):
+        results["time"] = bench_time()
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     (OUT / "training.md").write_text(markdown(results))
     print(markdown(results))

@@ -78,26 +78,26 @@ def test_group_masks_have_the_group_structure(name, sparsity):
 
 
 def test_linear_after_flatten_is_grouped_in_hwc_order():
-    config = PRESETS["default"]
-    qnet = QNetwork(parse_model(network(), (5, 4, 4)), config)
+    G, cpg = 8, 2
+    qnet = QNetwork(parse_model(network(), (5, 4, 4)), PRESETS["default"])
     layer = qnet.layers["fc0"]
-    Pruner([layer], G=8, cpg=2, sparsity=0.5).step(0.5)
+    Pruner([layer], G=G, cpg=cpg, sparsity=0.5).step(0.5)
     hwc = layer.matrix(layer.mask).numpy()
     torch_order = layer.mask.numpy()
     # structured in the accelerator's (HWC) column order ...
-    for cells in brute_groups(*hwc.shape, 8, 2).values():
+    for cells in brute_groups(*hwc.shape, G, cpg).values():
         assert len({hwc[c] for c in cells}) == 1
     # ... which is not PyTorch's CHW order (11 channels x 16 pixels)
     assert any(len({torch_order[c] for c in cells}) > 1
-               for cells in brute_groups(*torch_order.shape, 8, 2).values())
+               for cells in brute_groups(*torch_order.shape, G, cpg).values())
     assert np.array_equal(layer.from_matrix(layer.matrix(layer.mask)).numpy(), torch_order)
 
 
 def test_block_scope_balances_the_output_blocks():
     config = PRESETS["default"]
     qnet = QNetwork(parse_model(network(), (5, 4, 4)), config)
-    Pruner(qnet.layers.values(), G=8, cpg=2, sparsity=0.75, scope="block",
-           exempt=("conv0",)).step(0.75)
+    Pruner(qnet.layers.values(), G=config.rows_per_step, cpg=config.channels_per_group,
+           sparsity=0.75, scope="block", exempt=("conv0",)).step(0.75)
     for lname in ("conv1", "fc0"):
         layer = qnet.layers[lname]
         kept = groups_of(layer.matrix(layer.mask).numpy().astype(np.int64), config).kept
