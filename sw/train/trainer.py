@@ -227,6 +227,22 @@ def _layer_sparsity(network: IntegerNetwork, qnet: QNetwork, prunable: set[str],
     return rows
 
 
+def check_fits(nodes: list[Node], config: MarsConfig) -> None:
+    """Before training: every layer must fit the sparse decoder of `config` (its k-table);
+    `SparseExportError` names the layer that does not."""
+    from mars.sw.sparse import DecoderLimitError, ktable_words
+
+    from .sparse_files import SparseExportError
+
+    for node in nodes:
+        if node.is_layer:
+            try:
+                ktable_words(node.geometry, config)
+            except DecoderLimitError as error:
+                raise SparseExportError(f"layer {node.source!r} ({node.name}): {error}") \
+                    from None
+
+
 def summary_table(result: TrainResult, nodes: list[Node]) -> str:
     """Per-layer table (shape, group sparsity, stored groups) and the accuracies."""
     by_name = {n.name: n for n in nodes}
@@ -294,6 +310,7 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         if model is None:
             model = build_model(model_name, data.image_shape, data.classes)
         nodes = parse_model(model, data.image_shape)
+        check_fits(nodes, config)
         classes = nodes[-1].geometry.cout * nodes[-1].out_shape[0] * nodes[-1].out_shape[1]
         if classes != data.classes:
             raise ValueError(f"the network outputs {classes} logits, the {data.name} data "
