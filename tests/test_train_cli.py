@@ -72,3 +72,38 @@ def test_sparsity_argument_is_checked(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--sparsity", "1.5"])
     assert "must lie in [0, 1)" in capsys.readouterr().err
+
+
+def test_cifar10_resnet_end_to_end_and_a_config_that_cannot_hold_it(tmp_path, capsys):
+    """CIFAR-10 batches written here; resnet8 does not fit the default preset's activation
+    buffers (stopped before training), and runs on a configuration with larger ones."""
+    import pickle
+
+    from mars.config import PRESETS
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, size=(8, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, 8).tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    args = ["train", "--dataset", "cifar10", "--data-path", str(folder), "--epochs", "1",
+            "--qat-epochs", "1", "--train-subset", "16", "--test-subset", "4", "--no-progress"]
+    rc = main([*args, "--out", str(tmp_path / "no")])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "layer '3.body.0' (conv1): the input map (32x32x16 = 16384 activations) does not " \
+           "fit an activation buffer of" in captured.err
+    assert "float:" not in captured.out                  # stopped before training
+    big = tmp_path / "big.json"
+    big.write_text(PRESETS["default"].replace(name="big", act_buffer_words=16384).to_json())
+    rc = main([*args, "--config", str(big), "--out", str(tmp_path / "pkg")])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    package = load_package(tmp_path / "pkg")
+    assert package.manifest["model"]["name"] == "resnet8"
+    assert [n.op for n in package.network.nodes].count("add") == 3
+    assert package.test_inputs.shape == (4, 32, 32, 3)
+    assert np.array_equal(run_network(package.network, package.test_inputs),
+                          package.test_logits)
