@@ -174,18 +174,19 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr:
          weight_decay: float, batch_size: int, generator: torch.Generator, phase: str,
          show: bool, before_step: Callable[[int, int], None] | None = None) -> None:
     """Adam with a cosine learning-rate decay; `before_step(step, total)` runs first at
-    every step (the pruning schedule)."""
+    every step (the pruning schedule).  A last batch of a single image is skipped (batch
+    norm cannot train on it)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    per_epoch = math.ceil(len(x) / batch_size)
-    total = epochs * per_epoch
+    starts = [s for s in range(0, len(x), batch_size) if len(x) - s > 1]
+    total = epochs * len(starts)
     step = 0
     bar = _progress(range(epochs), enabled=show, desc=phase, unit="epoch")
     for epoch in bar:
         model.train()
         order = torch.randperm(len(x), generator=generator)
         running, batches = 0.0, 0
-        for start in range(0, len(x), batch_size):
+        for start in starts:
             if before_step is not None:
                 before_step(step, total)
             index = order[start:start + batch_size]
