@@ -15,9 +15,12 @@ and the folded tensors are fake-quantised as the integer network will use them:
   used).  The last layer uses one scale for all its channels so that its raw integer
   accumulators are proportional to the float logits (same arg-max);
 - bias: ``round(b_f / (s_in * s_w[o]))``, the accumulator's own scale;
-- activations: unsigned Ab-bit after the ReLU, ``clamp(round(y / s_a), 0, 2^Ab - 1)``,
-  with a learned step ``s_a`` per tensor (LSQ, Esser et al., ICLR 2020), initialised
-  from a calibration batch;
+- activations: unsigned Ab-bit after the ReLU with a learned step ``s_a`` per tensor
+  (LSQ, Esser et al., ICLR 2020), initialised from a calibration batch, computed as the
+  integer network does: the layer's accumulators are recovered as integers and
+  requantised with the integer (M, S) of ``s_in * s_w[o] / s_a``,
+  ``clamp(round(acc * M / 2^S), 0, 2^Ab - 1)`` (see `ActQuant`), so that the
+  fake-quantised network and the exported integer network give the same outputs;
 - the image: ``round(x * (2^Ab - 1))`` with x in [0, 1], a fixed scale.
 
 ``round`` is round-half-up, ``floor(v + 1/2)``, everywhere, as in the integer network;
