@@ -8,7 +8,7 @@ loader drives its read port (data one cycle after ``sram_en``).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,7 +37,8 @@ def load_layout(config: MarsConfig) -> data.StructLayout:
 
 
 class CoreLoader(wiring.Component):
-    """Members: ``go``/``waiting`` (SYNC handshake), ``prog_write`` (host), ``sram_en``,
+    """Members: ``go``/``waiting`` (SYNC handshake), ``skip`` (copy nothing: the rows are
+    already in the macros), ``prog_write`` (host), ``sram_en``,
     ``sram_addr``, ``sram_data`` (weight SRAM read), ``loads[u]`` (row writes into macro
     unit u)."""
 
@@ -47,6 +48,7 @@ class CoreLoader(wiring.Component):
         super().__init__({
             "go": In(1),
             "waiting": Out(1),
+            "skip": In(1),
             "prog_write": In(stream.Signature(data.StructLayout({
                 "addr": unsigned(_bits(config.program_words)),
                 "data": load_layout(config)}))),
@@ -93,7 +95,8 @@ class CoreLoader(wiring.Component):
                 m.next = "DECODE"
             with m.State("DECODE"):
                 insn_next = data.View(load_layout(cfg), read.data)
-                m.d.sync += [insn.eq(insn_next), left.eq(insn_next.count),
+                # With `skip` (weights already resident) every LOAD copies nothing.
+                m.d.sync += [insn.eq(insn_next), left.eq(Mux(self.skip, 0, insn_next.count)),
                              src.eq(insn_next.src),
                              slot.eq(insn_next.dst // G), lane.eq(insn_next.dst % G)]
                 with m.If(insn_next.op == Op.SYNC):

@@ -41,7 +41,7 @@ __all__ = ["Region", "HostFormat", "MarsTop"]
 class Region(enum.IntEnum):
     """Top bits of a host address: which memory (docs/architecture.md, "Host port")."""
 
-    CONTROL = 0       # 0: n_layers (w), status (r); 1: total cycles (r)
+    CONTROL = 0       # 0: phases (w), status (r); 1: skip_loads (w), total cycles (r)
     ACT = 1           # activation memory, both banks
     RESULT = 2        # result memory
     WEIGHTS = 3       # weight SRAM of core `unit`
@@ -182,12 +182,16 @@ class MarsTop(wiring.Component):
         act_host_w = act.write_port()
         m.d.comb += [act_host_w.addr.eq(hp.offset), act_host_w.data.eq(hp.data),
                      act_host_w.en.eq(host_hits(Region.ACT))]
+        lanes = fmt.write_lanes
         for u, unit in enumerate(units):
-            write = act.write_port()
-            m.d.comb += [write.addr.eq(unit.out_addr), write.data.eq(unit.out_data),
-                         write.en.eq(unit.out_en)]
-            pool = act.read_port(transparent_for=(write,))
-            m.d.comb += [pool.addr.eq(unit.pool_addr), unit.pool_data.eq(pool.data)]
+            for lane in range(lanes):
+                write = act.write_port()
+                m.d.comb += [write.addr.eq(unit.out_addr[lane]),
+                             write.data.eq(unit.out_data[lane]),
+                             write.en.eq(unit.out_en[lane])]
+                pool = act.read_port(transparent_for=(write,))
+                m.d.comb += [pool.addr.eq(unit.pool_addr[lane]),
+                             unit.pool_data[lane].eq(pool.data)]
             for lane in range(D * G):
                 read = act.read_port()
                 m.d.comb += [read.addr.eq(unit.act_addr[lane]), read.en.eq(unit.act_en),
@@ -197,9 +201,11 @@ class MarsTop(wiring.Component):
         result = Memory(shape=signed(cfg.acc_bits), depth=cfg.result_words, init=[])
         m.submodules.result = result
         for unit in units:
-            write = result.write_port()
-            m.d.comb += [write.addr.eq(unit.res_addr), write.data.eq(unit.res_data),
-                         write.en.eq(unit.res_en)]
+            for lane in range(lanes):
+                write = result.write_port()
+                m.d.comb += [write.addr.eq(unit.res_addr[lane]),
+                             write.data.eq(unit.res_data[lane]),
+                             write.en.eq(unit.res_en[lane])]
         result_host_r = result.read_port()
 
         cycles_mem = Memory(shape=unsigned(32), depth=cfg.max_layers, init=[])
@@ -223,8 +229,13 @@ class MarsTop(wiring.Component):
             m.d.comb += unit.go.eq(go_units)
         m.d.comb += [self.error.eq(Cat(*(u.error for u in units)).any()),
                      cycles_w.addr.eq(layer), cycles_w.data.eq(layer_cycles + 1)]
+        skip_loads = Signal()
+        for ld in loaders:
+            m.d.comb += ld.skip.eq(skip_loads)
         with m.If(host_hits(Region.CONTROL) & (hp.offset == 0)):
             m.d.sync += n_layers.eq(hp.data)
+        with m.If(host_hits(Region.CONTROL) & (hp.offset == 1)):
+            m.d.sync += skip_loads.eq(hp.data[0])
 
         # Programs: a loader runs each layer's LOADs then a SYNC; a unit starts with a SYNC
         # and runs each layer's WALKs then a SYNC.  LOAD phase: wait until every loader is

@@ -55,6 +55,10 @@ class UnitFormat:
         self.value_bits = self.decoder.value_bits
         self.pool_bits = 3                                      # pool window 1..7
         self.result_addr_bits = max(1, (config.result_words - 1).bit_length())
+        # Channels the writer handles per cycle: enough that a pixel's writes never take
+        # longer than one macro step (cycles_per_step), so the writer never limits.
+        n = config.channels_per_macro
+        self.write_lanes = min(n, -(-n // config.cycles_per_step))
 
 
 def instruction_layout(config: MarsConfig) -> data.StructLayout:
@@ -143,14 +147,14 @@ class MacroUnit(wiring.Component):
             "act_en": Out(1),
             "act_addr": Out(data.ArrayLayout(unsigned(fmt.act_addr_bits), D * G)),
             "act_data": In(data.ArrayLayout(unsigned(Ab), D * G)),
-            "out_en": Out(1),
-            "out_addr": Out(unsigned(fmt.act_addr_bits)),
-            "out_data": Out(unsigned(Ab)),
-            "pool_addr": Out(unsigned(fmt.act_addr_bits)),
-            "pool_data": In(unsigned(Ab)),
-            "res_en": Out(1),
-            "res_addr": Out(unsigned(fmt.result_addr_bits)),
-            "res_data": Out(signed(config.acc_bits)),
+            "out_en": Out(unsigned(fmt.write_lanes)),
+            "out_addr": Out(data.ArrayLayout(unsigned(fmt.act_addr_bits), fmt.write_lanes)),
+            "out_data": Out(data.ArrayLayout(unsigned(Ab), fmt.write_lanes)),
+            "pool_addr": Out(data.ArrayLayout(unsigned(fmt.act_addr_bits), fmt.write_lanes)),
+            "pool_data": In(data.ArrayLayout(unsigned(Ab), fmt.write_lanes)),
+            "res_en": Out(unsigned(fmt.write_lanes)),
+            "res_addr": Out(data.ArrayLayout(unsigned(fmt.result_addr_bits), fmt.write_lanes)),
+            "res_data": Out(data.ArrayLayout(signed(config.acc_bits), fmt.write_lanes)),
         })
 
     @property
@@ -293,9 +297,11 @@ class MacroUnit(wiring.Component):
         with m.If(accept & ~r_side.last):
             m.d.sync += [accs[n].eq(sums[n]) for n in range(N)]
 
-        # -- writer: one channel a cycle; W1 multiplies and reads, W2 rounds and writes ----
-        n_ch = Signal(range(N + 1))
-        m.d.comb += w_last_channel.eq(hold_full & (n_ch == insn.n_valid - 1))
+        # -- writer: `write_lanes` channels a cycle; W1 multiplies and reads the pooled
+        # value, W2 rounds, clamps, takes the max and writes ------------------------------
+        L = fmt.write_lanes
+        n_ch = Signal(range(N + L))
+        m.d.comb += w_last_channel.eq(hold_full & (n_ch + L >= insn.n_valid))
         # output position (pooled), kept incrementally
         ox = Signal(fmt.value_bits)
         kx = Signal(fmt.pool_bits)
@@ -307,50 +313,61 @@ class MacroUnit(wiring.Component):
         in_bounds = (px < insn.pool_w) & (py < insn.pool_h)
         first_in_window = (kx == 0) & (ky == 0)
 
-        w1_addr = Signal(fmt.value_bits + 1)
-        m.d.comb += [w1_addr.eq(insn.out_base + pix_addr + n_ch),
-                     self.pool_addr.eq(Cat(w1_addr[:fmt.decoder.addr_bits], insn.out_bank))]
         product_shape = signed(cfg.acc_bits + cfg.requant_mult_bits + 2)
+        lane_layout = data.StructLayout({
+            "write": 1, "addr": unsigned(fmt.value_bits + 1), "product": product_shape,
+            "acc": signed(cfg.acc_bits), "shift": unsigned(fmt.shift_bits)})
         w2 = Signal(data.StructLayout({
-            "valid": 1, "write": 1, "max": 1, "walk_last": 1, "addr": unsigned(fmt.value_bits + 1),
-            "product": product_shape, "acc": signed(cfg.acc_bits),
-            "shift": unsigned(fmt.shift_bits)}))
+            "valid": 1, "max": 1, "walk_last": 1,
+            "lanes": data.ArrayLayout(lane_layout, L)}))
         m.d.sync += [
             w2.valid.eq(hold_full),
-            w2.write.eq(hold_full & in_bounds),
             w2.max.eq(~first_in_window & (insn.pool_k != 1)),
             w2.walk_last.eq(w_last_channel & hold_walk_last),
-            w2.addr.eq(w1_addr),
-            w2.product.eq(hold[n_ch] * par[n_ch].mult),
-            w2.acc.eq(hold[n_ch]),
-            w2.shift.eq(par[n_ch].shift),
         ]
-        with m.If(hold_full):
-            m.d.sync += n_ch.eq(Mux(w_last_channel, 0, n_ch + 1))
-
-        rounded = Signal(product_shape)
         act_max = cfg.act_max
-        requantised = Signal(unsigned(cfg.act_bits))
-        # (acc*M + 2^(S-1)) >> S; the rounding constant is (1 << S) >> 1 (0 for S = 0).
-        half = Signal(product_shape)
-        m.d.comb += [half.eq((Const(1, product_shape.width) << w2.shift) >> 1),
-                     rounded.eq((w2.product + half) >> w2.shift)]
-        with m.If(rounded < 0):
-            m.d.comb += requantised.eq(0)
-        with m.Elif(rounded > act_max):
-            m.d.comb += requantised.eq(act_max)
-        with m.Else():
-            m.d.comb += requantised.eq(rounded)
-        value = Mux(w2.max & (self.pool_data > requantised), self.pool_data, requantised)
-        m.d.comb += [
-            self.out_en.eq(w2.valid & w2.write & ~insn.acc_out),
-            self.out_addr.eq(Cat(w2.addr[:fmt.decoder.addr_bits], insn.out_bank)),
-            self.out_data.eq(value),
-            self.res_en.eq(w2.valid & w2.write & insn.acc_out),
-            self.res_addr.eq(w2.addr),
-            self.res_data.eq(w2.acc),
-            walk_done.eq(w2.valid & w2.walk_last),
-        ]
+        for lane in range(L):
+            ch = Signal(range(N + L), name=f"ch{lane}")
+            w1_addr = Signal(fmt.value_bits + 1, name=f"w1_addr{lane}")
+            m.d.comb += [
+                ch.eq(n_ch + lane),
+                w1_addr.eq(insn.out_base + pix_addr + ch),
+                self.pool_addr[lane].eq(Cat(w1_addr[:fmt.decoder.addr_bits], insn.out_bank)),
+            ]
+            w2l = w2.lanes[lane]
+            m.d.sync += [
+                w2l.write.eq(hold_full & in_bounds & (ch < insn.n_valid)),
+                w2l.addr.eq(w1_addr),
+                w2l.product.eq(hold[ch] * par[ch].mult),
+                w2l.acc.eq(hold[ch]),
+                w2l.shift.eq(par[ch].shift),
+            ]
+            # (acc*M + 2^(S-1)) >> S; the rounding constant is (1 << S) >> 1 (0 for S = 0).
+            half = Signal(product_shape, name=f"half{lane}")
+            rounded = Signal(product_shape, name=f"rounded{lane}")
+            requantised = Signal(unsigned(cfg.act_bits), name=f"requantised{lane}")
+            m.d.comb += [half.eq((Const(1, product_shape.width) << w2l.shift) >> 1),
+                         rounded.eq((w2l.product + half) >> w2l.shift)]
+            with m.If(rounded < 0):
+                m.d.comb += requantised.eq(0)
+            with m.Elif(rounded > act_max):
+                m.d.comb += requantised.eq(act_max)
+            with m.Else():
+                m.d.comb += requantised.eq(rounded)
+            pooled = self.pool_data[lane]
+            write = w2.valid & w2l.write
+            m.d.comb += [
+                self.out_en[lane].eq(write & ~insn.acc_out),
+                self.out_addr[lane].eq(Cat(w2l.addr[:fmt.decoder.addr_bits], insn.out_bank)),
+                self.out_data[lane].eq(Mux(w2.max & (pooled > requantised), pooled,
+                                           requantised)),
+                self.res_en[lane].eq(write & insn.acc_out),
+                self.res_addr[lane].eq(w2l.addr),
+                self.res_data[lane].eq(w2l.acc),
+            ]
+        with m.If(hold_full):
+            m.d.sync += n_ch.eq(Mux(w_last_channel, 0, n_ch + L))
+        m.d.comb += walk_done.eq(w2.valid & w2.walk_last)
 
         # Position of the next pixel, advanced as a pixel's last channel is issued.
         with m.If(w_last_channel):

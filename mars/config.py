@@ -118,7 +118,7 @@ class MarsConfig:
     """
 
     name: str = "default"
-    rows: int = 256
+    rows: int = 512
     cols: int = 64
     partitions: int = 4
     rows_per_step: int = 8

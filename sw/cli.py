@@ -57,6 +57,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mars.sw.run import run_package
+
+    inputs = None
+    if args.inputs:
+        try:
+            inputs = np.load(args.inputs, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise _UserError(f"cannot read inputs {args.inputs!r}: {error}") from None
+    config = load_config(args.config) if args.config else None
+    result = run_package(args.package, inputs, backend=args.backend, config=config)
+    result.save(Path(args.out))
+    print(f"{len(result.logits)} inputs on {args.backend}: predictions "
+          f"{result.predictions[:16].tolist()}{' ...' if len(result.logits) > 16 else ''}; "
+          f"{int(result.cycles[0])} cycles per inference; wrote {args.out}")
+    return 0
+
+
+def _cmd_flow(args: argparse.Namespace) -> int:
+    from mars.sw.run import flow
+
+    report = flow(package=Path(args.package) if args.package else None, out=Path(args.out),
+                  simulator=args.simulator, count=args.count)
+    return 0 if report["bit_exact"] and report["cycle_model_exact"] else 1
+
+
+class _UserError(Exception):
+    """A mistake in the command line's inputs: one line on stderr, exit status 2."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mars", description="MARS SRAM-CIM accelerator generator",
@@ -90,14 +122,42 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     train_arguments(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("run", help="run a model package on the golden model or the RTL",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--package", required=True, metavar="PKG", help="model package folder")
+    p.add_argument("--inputs", metavar="X.npy",
+                   help="quantised HWC images (B, H, W, C) (default: the package's test inputs)")
+    p.add_argument("--backend", choices=["golden", "verilator", "icarus"], default="golden")
+    p.add_argument("--config", metavar="PRESET_OR_JSON",
+                   help="refuse to run unless the package was built for this configuration")
+    p.add_argument("--out", default="build/run/outputs.npz", metavar="Y.npz",
+                   help="logits, predictions, cycles, layer_cycles, phase_cycles")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("flow", help="the main job: train (or reuse) a package, emit RTL, "
+                       "simulate, check bit-exactness and cycles, report",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--package", metavar="PKG",
+                   help="use this package (default: train the digits network once into "
+                        "OUT/package and reuse it)")
+    p.add_argument("--out", default="build/flow", metavar="DIR")
+    p.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+    p.add_argument("--count", type=int, default=100, metavar="N",
+                   help="test inputs to simulate")
+    p.set_defaults(func=_cmd_flow)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from mars.sw.golden.network import PackageError
+    from mars.sw.mapper import MappingError
+    from mars.sw.run import RunError
+
     try:
         return args.func(args)
-    except ConfigError as error:
+    except (ConfigError, PackageError, MappingError, RunError, _UserError) as error:
         print(f"mars: error: {error}", file=sys.stderr)
         return 2
 

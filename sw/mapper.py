@@ -100,6 +100,9 @@ class Mapping:
     phases: list[Phase]
     memories: dict[tuple[str, int, int], list]   # (region, unit, domain) -> words
     output_shape: tuple[int, int, int]
+    #: All weights fit in the macros at once: they are loaded in the first phase and a
+    #: later inference may skip every load (the top's ``skip_loads``).
+    resident: bool = False
 
     @property
     def n_phases(self) -> int:
@@ -198,6 +201,8 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
     unit_index: dict[tuple[int, int, int], int] = {}    # (layer, set, unit) -> index start
     unit_param: dict[tuple[int, int, int], int] = {}    # (layer, set, unit) -> param addr
 
+    # -- first pass: pack every layer and share its work out -----------------------------
+    layers = []
     for li, (node, pool) in enumerate(chain):
         g = node.geometry
         last = li == len(chain) - 1
@@ -238,10 +243,23 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
             owner[u].append((b, band))
             load[u] += steps[b] * band[1] * g.out_w
 
+        layers.append((li, node, pool, g, last, packed, pool_k, out_h, out_w, steps, owner))
+
+    # Weight-stationary if every unit's block sets of every layer fit its macro at once:
+    # all rows are loaded in the first phase and stay (`Mapping.resident`); otherwise each
+    # layer loads its own, in as many phases as its sets need.
+    need = [0] * units
+    for *_, steps, owner in layers:
+        for u in range(units):
+            need[u] += sum(steps[b] for b in {b for b, _ in owner[u]})
+    resident = max(need) <= slots_per_macro
+    resident_used = [0] * units
+
+    for li, node, pool, g, last, packed, pool_k, out_h, out_w, steps, owner in layers:
         # Phases: every unit's sets must fit its macro; otherwise split into rounds.
         rounds: list[dict[int, list]] = []
         for u in range(units):
-            round_no, used = 0, 0
+            round_no, used = 0, resident_used[u] if resident else 0
             placed: dict[int, int] = {}                       # set -> slot base this round
             for b, band in owner[u]:
                 if b not in placed:
@@ -252,6 +270,7 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
                 while len(rounds) <= round_no:
                     rounds.append({})
                 rounds[round_no].setdefault(u, []).append((b, band, placed[b]))
+            resident_used[u] = used
 
         # Per-layer tables: k-table per unit (all domains), index codes per set, params.
         plan = LayerPlan(node.name, li, node, pool, packed, (out_h, out_w, g.cout), [])
@@ -276,8 +295,8 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
                         sram[core].extend(packed.rows[first:first + packed.set_steps[b] * G])
                     if b not in loaded and packed.set_steps[b]:
                         loaded.add(b)
-                        phase.loads.append(Load(u, sram_of_set[key], slot_base * G,
-                                                packed.set_steps[b] * G))
+                        (phases[0] if resident else phase).loads.append(Load(
+                            u, sram_of_set[key], slot_base * G, packed.set_steps[b] * G))
                     if (li, b, u) not in unit_index:
                         unit_index[(li, b, u)] = len(index_mem[(u, 0)])
                         for d in range(D):
@@ -340,7 +359,7 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
     for core in range(cfg.cores):
         memories[("weights", core, 0)] = list(sram[core])
         memories[("loader", core, 0)] = [ll.const(w).as_bits() for w in loader_programs[core]]
-    return Mapping(cfg, network, plans, phases, memories, plans[-1].out_shape)
+    return Mapping(cfg, network, plans, phases, memories, plans[-1].out_shape, resident)
 
 
 def _param_word(node: LayerNode, block_set: int, n: int, raw: bool) -> list[dict]:

@@ -20,6 +20,9 @@ def simulate(mapping: Mapping, inputs: np.ndarray, simulator: str, *,
              budget: int) -> dict:
     """Outputs (B, n_outputs) int64, cycles per input and per phase, from the RTL.
 
+    With a resident mapping the first input loads the weights and the later ones skip
+    the loads (``skip_loads``), as a deployed accelerator would.
+
     `inputs` are quantised HWC images (B, H, W, C); `budget` is the most cycles one
     inference may take before the run is stopped as hung.
     """
@@ -34,6 +37,7 @@ def simulate(mapping: Mapping, inputs: np.ndarray, simulator: str, *,
         "phases": mapping.n_phases,
         "n_outputs": h * w * c,
         "budget": int(budget),
+        "resident": mapping.resident,
     }
     work = REPO_ROOT / "build" / "sim" / "cases"
     work.mkdir(parents=True, exist_ok=True)

@@ -600,7 +600,7 @@ def test_from_json_invalid_fields_prefixed_with_source(field, value, fragment):
 
 # One valid change of every field except `name`, on top of the defaults.
 HASH_CHANGES = {
-    "rows": 512, "cols": 128, "partitions": 2, "rows_per_step": 4, "weight_bits": 8,
+    "rows": 1024, "cols": 128, "partitions": 2, "rows_per_step": 4, "weight_bits": 8,
     "act_bits": 8, "act_bits_per_cycle": 2, "readout_bits": 5,
     "readout_mode": "saturating", "skip_granularity": "macro", "cores": 3,
     "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192 * 2,

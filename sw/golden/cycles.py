@@ -35,8 +35,8 @@ class PhaseCycles:
 class _Walk:
     """The walk pipeline of one macro unit (decoders .. writer), cycle by cycle."""
 
-    def __init__(self, cps: int):
-        self.cps = cps
+    def __init__(self, cps: int, lanes: int):
+        self.cps, self.lanes = cps, lanes
         self.idle()
 
     def idle(self) -> None:
@@ -64,7 +64,7 @@ class _Walk:
         # -- combinational ------------------------------------------------------------
         last_step = self.busy and self.cyc == self.cps - 1
         is_last = self.result is not None and self.result % self.steps == self.steps - 1
-        w_last = self.hold_full and self.n_ch == self.n_valid - 1
+        w_last = self.hold_full and self.n_ch + self.lanes >= self.n_valid
         hold_free = (not self.hold_full) or w_last
         r_ready = (not is_last) or hold_free
         out_free = self.result is None or r_ready
@@ -80,7 +80,7 @@ class _Walk:
         self.w2_valid = self.hold_full
         self.w2_walk_last = w_last and self.hold_walk_last
         if self.hold_full:
-            self.n_ch = 0 if w_last else self.n_ch + 1
+            self.n_ch = 0 if w_last else self.n_ch + self.lanes
         if acc_accept and is_last:
             self.hold_full = True
             self.hold_walk_last = self.result == self.total - 1
@@ -116,9 +116,9 @@ class _Unit:
     """A macro unit's sequencer over its program: ('walk', steps, pixels, n_valid) or
     ('sync',)."""
 
-    def __init__(self, program: list[tuple], cps: int):
+    def __init__(self, program: list[tuple], cps: int, lanes: int):
         self.program = program
-        self.walk = _Walk(cps)
+        self.walk = _Walk(cps, lanes)
         self.reset()
 
     def reset(self) -> None:
@@ -186,7 +186,7 @@ class _Loader:
             self.state = "FETCH"
 
 
-def _programs(mapping) -> tuple[list[list[tuple]], list[list[tuple]]]:
+def _programs(mapping, skip_loads: bool) -> tuple[list[list[tuple]], list[list[tuple]]]:
     cfg = mapping.config
     units = [[("sync",)] for _ in range(cfg.macros)]
     loaders = [[] for _ in range(cfg.cores)]
@@ -194,7 +194,8 @@ def _programs(mapping) -> tuple[list[list[tuple]], list[list[tuple]]]:
         for walk in phase.walks:
             units[walk.unit].append(("walk", walk.steps, walk.pixels, walk.n_valid))
         for ld in phase.loads:
-            loaders[ld.unit // cfg.macros_per_core].append(("load", ld.count))
+            loaders[ld.unit // cfg.macros_per_core].append(
+                ("load", 0 if skip_loads else ld.count))
         for program in units:
             program.append(("sync",))
         for program in loaders:
@@ -202,12 +203,15 @@ def _programs(mapping) -> tuple[list[list[tuple]], list[list[tuple]]]:
     return units, loaders
 
 
-def network_cycles(mapping) -> list[PhaseCycles]:
+def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     """Cycles of every phase of one inference of `mapping` (a `mars.sw.mapper.Mapping`),
-    as the top's per-phase counters report them."""
+    as the top's per-phase counters report them.  `skip_loads`: the weights are already
+    in the macros (a resident mapping after its first inference)."""
     cfg = mapping.config
-    unit_programs, loader_programs = _programs(mapping)
-    units = [_Unit(p, cfg.cycles_per_step) for p in unit_programs]
+    unit_programs, loader_programs = _programs(mapping, skip_loads)
+    from mars.hw.unit import UnitFormat
+    lanes = UnitFormat(cfg).write_lanes
+    units = [_Unit(p, cfg.cycles_per_step, lanes) for p in unit_programs]
     loaders = [_Loader(p) for p in loader_programs]
     results = []
     for index, phase in enumerate(mapping.phases):
@@ -261,9 +265,9 @@ def phase_cycles(mapping) -> list[int]:
 
 
 @functools.lru_cache(maxsize=None)
-def walk_cycles(cps: int, steps: int, pixels: int, n_valid: int) -> int:
+def walk_cycles(cps: int, lanes: int, steps: int, pixels: int, n_valid: int) -> int:
     """Cycles from a walk's START to its last write (for reports and quick estimates)."""
-    walk = _Walk(cps)
+    walk = _Walk(cps, lanes)
     walk.start(steps, pixels, n_valid)
     cycles = 1
     walk.tick()
