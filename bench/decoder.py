@@ -18,7 +18,6 @@ import datetime
 import json
 import platform
 import sys
-from pathlib import Path
 
 from mars.config import PRESETS
 from mars.tb.sim import REPO_ROOT, SIMULATORS, run_testbench

@@ -8,7 +8,8 @@ packs every layer with `mars.sw.sparse.pack_layer` and reports, per network, con
 and sparsity, the **index bits per stored weight bit** (all index codes of the network /
 weight bits of its kept groups) of every encoding in `mars.sw.sparse.ENCODINGS`, of the
 hardware's fixed-width absolute format (``hw``: `DecoderFormat.kgroup_bits` per kept
-group, the count lives in the descriptor) and the entropy bound log2 C(n, k).
+group, the count lives in the descriptor; the buffer is enlarged to hold the network's
+largest input map where the preset's is smaller) and the entropy bound log2 C(n, k).
 Writes build/bench/sparse_index.json and build/bench/sparse_index.md.
 """
 
@@ -98,7 +99,11 @@ def measure(network: str, layers: list[LayerGeometry], config: MarsConfig, spars
             rng: np.random.Generator) -> dict:
     bits = dict.fromkeys([*ENCODINGS, "hw", "entropy"], 0.0)
     stored = groups = kept = 0
-    kgroup_bits = DecoderFormat(config).kgroup_bits
+    # The hardware's index width follows from the activation buffer (DecoderFormat); the
+    # presets' buffers are smaller than a CIFAR map, so size it for the largest input map.
+    largest = max(geometry.in_size for geometry in layers)
+    buffer = max(config.act_buffer_words, 1 << (largest - 1).bit_length())
+    kgroup_bits = DecoderFormat(config.replace(act_buffer_words=buffer)).kgroup_bits
     for geometry in layers:
         packed = pack_layer(masked_weights(geometry, config, sparsity, rng), geometry, config)
         for encoding in ENCODINGS:
@@ -111,7 +116,8 @@ def measure(network: str, layers: list[LayerGeometry], config: MarsConfig, spars
         kept += packed.stored_groups
     return {"network": network, "config": config.name, "sparsity": sparsity,
             "measured_sparsity": 1 - kept / groups, "groups": groups, "kept": kept,
-            "stored_weight_bits": stored,
+            "stored_weight_bits": stored, "hw_buffer_words": buffer,
+            "hw_kgroup_bits": kgroup_bits,
             "overhead": {k: (v / stored if stored else None) for k, v in bits.items()}}
 
 
@@ -119,13 +125,14 @@ def markdown(results: dict) -> str:
     columns = [*ENCODINGS, "hw", "entropy"]
     lines = [f"Measured {results['date']} with `python bench/sparse_index.py` "
              f"(seed {results['seed']}): index bits per stored weight bit, in %.", "",
-             "| network | config | group sparsity | " + " | ".join(columns) + " |",
-             "| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |"]
+             "| network | config | group sparsity | " + " | ".join(columns) + " | hw width |",
+             "| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " | ---: |"]
     for row in results["rows"]:
         cells = ["-" if row["overhead"][c] is None else f"{100 * row['overhead'][c]:.1f}"
                  for c in columns]
         lines.append(f"| {row['network']} | {row['config']} | "
-                     f"{100 * row['measured_sparsity']:.0f} % | " + " | ".join(cells) + " |")
+                     f"{100 * row['measured_sparsity']:.0f} % | " + " | ".join(cells)
+                     + f" | {row['hw_kgroup_bits']} |")
     return "\n".join(lines) + "\n"
 
 
