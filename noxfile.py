@@ -1,9 +1,10 @@
-"""Entry points: ``nox -s verilog`` (emit RTL), ``nox -s tests``, ``nox -s synth``,
-``nox -s bench``.  Positional arguments after ``--`` are passed on (see each session)."""
+"""Entry points: ``nox -s flow`` (the main job), ``nox -s verilog`` (emit RTL),
+``nox -s tests``, ``nox -s synth``, ``nox -s bench``.  Positional arguments after ``--``
+are passed on (see each session)."""
 
 import nox
 
-nox.options.sessions = ["verilog"]
+nox.options.sessions = ["flow"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
@@ -26,6 +27,17 @@ def verilog(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def flow(session: nox.Session) -> None:
+    """The main job: train the digits network (once, reused after), emit RTL, simulate its
+    test inputs on Verilator, check bit-exactness and cycles against the golden and cycle
+    models, and print the report (build/flow/report.json).  ``-- --count N`` etc. are
+    passed to ``mars flow``."""
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run("mars", "flow", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Unit tests, cocotb simulations (Verilator and Icarus) and synthesis checks.
 
@@ -38,14 +50,22 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def synth(session: nox.Session) -> None:
-    """Yosys synthesis for ECP5 and iCE40 of every block for every preset (or the given
-    presets/JSON files); reports in build/synth/<config>/report.json."""
+    """Yosys synthesis for ECP5 and iCE40 of the macro and the decoder for every preset
+    (or the given presets/JSON files), and of the whole top for ECP5 (tiny preset);
+    reports in build/synth/<config>/report.json and build/synth/<config>-top/."""
     session.install("-e", ".[synth]")
     from_presets = session.posargs or session.run(
         "python", "-c", "from mars.config import PRESETS; print(' '.join(PRESETS))",
         silent=True).split()
     for config in from_presets:
-        session.run("mars", "synth", "--config", config)
+        session.run("mars", "synth", "--config", config, "--block", "cim_macro",
+                    "--block", "sparse_decoder")
+    # The whole top: every memory port is replicated block RAM, so only the small
+    # configuration is practical here (minutes); see docs/synthesis.md.
+    tops = session.posargs or ["tiny"]
+    for config in tops:
+        session.run("mars", "synth", "--config", config, "--block", "mars_top",
+                    "--family", "ecp5", "--out", f"build/synth/{config}-top")
 
 
 @nox.session(python=PYTHON)

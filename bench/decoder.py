@@ -45,17 +45,10 @@ def bench_synth(presets: list[str]) -> list[dict]:
 
     rows = []
     for name in presets:
-        # `run_synth` goes through every block of `BLOCKS`; the others (the whole top
-        # level) take minutes, so the run is restricted to the decoder.  The Yosys script
-        # and the counting are those of `mars synth`.
-        everything = synth.BLOCKS
-        synth.BLOCKS = {"sparse_decoder": everything["sparse_decoder"]}
-        try:
-            report_path = synth.run_synth(
-                PRESETS[name], REPO_ROOT / "build" / "synth" / f"{name}-decoder",
-                progress=print)
-        finally:
-            synth.BLOCKS = everything
+        # The decoder alone (the Yosys script and the counting of `mars synth`).
+        report_path = synth.run_synth(
+            PRESETS[name], REPO_ROOT / "build" / "synth" / f"{name}-decoder",
+            progress=print, blocks=["sparse_decoder"])
         report = json.loads(report_path.read_text())
         for family, result in report["blocks"]["sparse_decoder"].items():
             rows.append({"preset": name, "config_hash": report["config_hash"][:12],

@@ -46,7 +46,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     out = Path(args.out) if args.out else Path("build") / "synth" / config.name
-    report = run_synth(config, out, families=args.family, progress=print)
+    report = run_synth(config, out, families=args.family, progress=print, blocks=args.block)
     print(f"wrote {report}")
     return 0
 
@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: build/synth/<config name>)")
     p.add_argument("--family", action="append", choices=["ecp5", "ice40"],
                    help="FPGA family; repeat for several (default: both)")
+    p.add_argument("--block", action="append", metavar="NAME",
+                   help="block to synthesize; repeat for several (default: every block)")
     p.set_defaults(func=_cmd_synth)
 
     from mars.sw.train.command import add_arguments as train_arguments

@@ -117,12 +117,12 @@ def _chain(network: IntegerNetwork) -> list[tuple[LayerNode, PoolNode | None]]:
     i = 0
     while i < len(nodes):
         node = nodes[i]
-        if tuple(node.inputs) != (previous,):
-            raise MappingError(f"node {node.name!r}: the accelerator runs a chain of layers; "
-                               f"this node reads {list(node.inputs)}, not {previous!r}")
         if isinstance(node, AddNode):
             raise MappingError(f"node {node.name!r}: residual adds are not supported by the "
                                f"accelerator yet (the golden model runs them)")
+        if tuple(node.inputs) != (previous,):
+            raise MappingError(f"node {node.name!r}: the accelerator runs a chain of layers; "
+                               f"this node reads {list(node.inputs)}, not {previous!r}")
         if isinstance(node, FlattenNode):
             previous = node.name
             i += 1

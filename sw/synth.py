@@ -180,7 +180,8 @@ def _synth_one(command: list[str], out_dir: Path, name: str, family: str,
 
 
 def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = None,
-              progress: Callable[[str], None] | None = None) -> Path:
+              progress: Callable[[str], None] | None = None,
+              blocks: list[str] | None = None) -> Path:
     """Synthesize every block of `config` for each family and write ``report.json``.
 
     Parameters
@@ -193,6 +194,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         Any of ``"ecp5"`` and ``"ice40"``; both if None.
     progress : callable, optional
         Receives one line per block and family.
+    blocks : list of str, optional
+        Names from `mars.hw.blocks.BLOCKS`; all of them if None.
 
     Returns
     -------
@@ -210,6 +213,10 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     unknown = [family for family in chosen if family not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown family {unknown[0]!r} (families: {', '.join(FAMILIES)})")
+    names = list(dict.fromkeys(blocks or BLOCKS))
+    unknown = [name for name in names if name not in BLOCKS]
+    if unknown:
+        raise ValueError(f"unknown block {unknown[0]!r} (blocks: {', '.join(BLOCKS)})")
     say = progress or (lambda line: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,17 +224,17 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     report_path.unlink(missing_ok=True)   # a failed run must not leave an old report
     command = _yosys_command()
     version = _yosys_version(command)
-    say(f"synthesizing {len(BLOCKS)} block(s) of {config.name} ({config.short_hash}) "
+    say(f"synthesizing {len(names)} block(s) of {config.name} ({config.short_hash}) "
         f"for {', '.join(chosen)} with {_short_version(version)}")
 
-    blocks: dict[str, dict[str, Any]] = {}
-    for name in BLOCKS:
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
         (out_dir / f"{name}.v").write_text(to_verilog(name, config))
         needed = STORAGE_BITS[name](config) if name in STORAGE_BITS else None
-        blocks[name] = {}
+        results[name] = {}
         for family in chosen:
             result = _synth_one(command, out_dir, name, family, needed)
-            blocks[name][family] = result
+            results[name][family] = result
             say(f"  {name} {family}: {result['luts']} LUT4 eq., {result['ff']} FF, "
                 f"{result['bram']} BRAM, {result['lutram']} LUT RAM, {result['dsp']} DSP "
                 f"in {result['seconds']:.1f} s")
@@ -238,7 +245,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         "yosys": version,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "families": chosen,
-        "blocks": blocks,
+        "blocks": results,
     }
     tmp = report_path.with_name(f".{report_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
