@@ -213,35 +213,28 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     lanes = UnitFormat(cfg).write_lanes
     units = [_Unit(p, cfg.cycles_per_step, lanes) for p in unit_programs]
     loaders = [_Loader(p) for p in loader_programs]
+
+    def state_until(done, *, release_units: bool) -> int:
+        """Cycles of one controller state: tick everything until `done()` holds, then
+        (in that last cycle) release the units or the loaders from their SYNC."""
+        cycles = 0
+        while True:
+            cycles += 1
+            last = done()
+            for ld in loaders:
+                ld.tick(last and not release_units)
+            for u in units:
+                u.tick(last and release_units)
+            if last:
+                return cycles
+
     results = []
-    for index, phase in enumerate(mapping.phases):
-        load = walk = 0
-        # LOAD: wait for every loader (and unit) at a SYNC, then release the units.
-        while True:
-            load += 1
-            if all(ld.waiting for ld in loaders) and all(u.waiting for u in units):
-                for ld in loaders:
-                    ld.tick(False)
-                for u in units:
-                    u.tick(True)
-                break
-            for ld in loaders:
-                ld.tick(False)
-            for u in units:
-                u.tick(False)
-        # WALK: wait for every unit back at a SYNC, then release the loaders.
-        while True:
-            walk += 1
-            if all(u.waiting for u in units):
-                for ld in loaders:
-                    ld.tick(True)
-                for u in units:
-                    u.tick(False)
-                break
-            for ld in loaders:
-                ld.tick(False)
-            for u in units:
-                u.tick(False)
+    for phase in mapping.phases:
+        # LOAD: every loader (and unit) at a SYNC -> release the units; WALK: every unit
+        # back at a SYNC -> release the loaders.
+        load = state_until(lambda: all(ld.waiting for ld in loaders)
+                           and all(u.waiting for u in units), release_units=True)
+        walk = state_until(lambda: all(u.waiting for u in units), release_units=False)
         results.append(PhaseCycles(phase.layer, load + walk, load, walk))
     return results
 
