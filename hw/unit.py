@@ -40,7 +40,10 @@ __all__ = ["Op", "UnitFormat", "instruction_layout", "param_layout", "MacroUnit"
 
 
 class Op(enum.IntEnum):
+    """Program word opcodes: a unit's WALK or a loader's LOAD (the same code), or SYNC."""
+
     WALK = 0
+    LOAD = 0
     SYNC = 1
 
 

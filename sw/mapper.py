@@ -339,7 +339,7 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
             programs[u].append(sync)
         for ld in phase.loads:
             core, j = divmod(ld.unit, cfg.macros_per_core)
-            loader_programs[core].append({"op": int(Op.WALK), "unit": j, "src": ld.src,
+            loader_programs[core].append({"op": int(Op.LOAD), "unit": j, "src": ld.src,
                                           "dst": ld.dst, "count": ld.count})
         for core in range(cfg.cores):
             loader_programs[core].append(sync)
