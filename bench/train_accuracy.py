@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import platform
 import statistics
 import subprocess
@@ -32,35 +33,44 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "bench" / "train"
 BITS = ((8, 8), (4, 4))
 SPARSITIES = (0.0, 0.5, 0.75, 0.9)
-#: (structure, scope): CIM groups with the target per layer, the same per output block
-#: (balanced word-line domains), and single weights (the comparison).
-VARIANTS = (("group", "layer"), ("group", "block"), ("unstructured", "layer"))
+#: Pruning variants (label, TrainOptions fields): CIM groups with the target per layer, per
+#: output block (balanced word-line domains), per layer with the classifier kept dense, and
+#: single weights (the comparison).
+VARIANTS = (
+    ("group, per layer", {"structure": "group", "scope": "layer"}),
+    ("group, per block", {"structure": "group", "scope": "block"}),
+    ("group, classifier dense", {"structure": "group", "scope": "layer", "prune_last": False}),
+    ("unstructured", {"structure": "unstructured", "scope": "layer"}),
+)
 
 
-def bench_accuracy(seeds: list[int]) -> list[dict]:
+def _accuracy_run(job: tuple) -> dict:
+    wb, ab, sparsity, label, fields, seed = job
+    options = TrainOptions(weight_bits=wb, act_bits=ab, sparsity=sparsity, seed=seed, **fields)
+    start = time.perf_counter()
+    result = train(PRESETS["default"], options, None, progress=False, log=lambda s: None)
+    all_layers = 1 - sum(r.stored_groups for r in result.layers) / \
+        sum(r.groups for r in result.layers)
+    return {"wb": wb, "ab": ab, "sparsity": sparsity, "variant": label, "seed": seed,
+            "float": result.float_accuracy, "qat": result.qat_accuracy,
+            "integer": result.integer_accuracy, "agreement": result.agreement,
+            "group_sparsity": _group_sparsity(result), "group_sparsity_all": all_layers,
+            "seconds": time.perf_counter() - start}
+
+
+def bench_accuracy(seeds: list[int], jobs: int) -> list[dict]:
+    work = [(wb, ab, sparsity, label, fields, seed)
+            for wb, ab in BITS for sparsity in SPARSITIES for label, fields in VARIANTS
+            if sparsity > 0 or label == VARIANTS[0][0] for seed in seeds]
     rows = []
-    config = PRESETS["default"]
-    for wb, ab in BITS:
-        for sparsity in SPARSITIES:
-            for structure, scope in VARIANTS:
-                if sparsity == 0 and (structure, scope) != VARIANTS[0]:
-                    continue
-                for seed in seeds:
-                    options = TrainOptions(weight_bits=wb, act_bits=ab, sparsity=sparsity,
-                                           structure=structure, scope=scope, seed=seed)
-                    start = time.perf_counter()
-                    result = train(config, options, None, progress=False, log=lambda s: None)
-                    row = {"wb": wb, "ab": ab, "sparsity": sparsity, "structure": structure,
-                           "scope": scope, "seed": seed, "float": result.float_accuracy,
-                           "qat": result.qat_accuracy, "integer": result.integer_accuracy,
-                           "agreement": result.agreement,
-                           "group_sparsity": _group_sparsity(result),
-                           "seconds": time.perf_counter() - start}
-                    rows.append(row)
-                    print(f"{wb}/{ab} {structure:<12} {scope:<5} {sparsity:.0%} seed {seed}: float "
-                          f"{100 * row['float']:.2f} %, integer {100 * row['integer']:.2f} % "
-                          f"(group sparsity {100 * row['group_sparsity']:.1f} %, "
-                          f"{row['seconds']:.1f} s)", flush=True)
+    with multiprocessing.Pool(jobs) as pool:
+        for row in pool.imap(_accuracy_run, work):
+            rows.append(row)
+            print(f"{row['wb']}/{row['ab']} {row['variant']:<24} {row['sparsity']:.0%} seed "
+                  f"{row['seed']}: float {100 * row['float']:.2f} %, integer "
+                  f"{100 * row['integer']:.2f} % (group sparsity {100 * row['group_sparsity']:.1f} "
+                  f"% of prunable, {100 * row['group_sparsity_all']:.1f} % of all layers, "
+                  f"{row['seconds']:.1f} s)", flush=True)
     return rows
 
 
@@ -121,7 +131,7 @@ def bench_size() -> list[dict]:
 def _summary(rows: list[dict]) -> dict:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        key = (row["wb"], row["ab"], row["structure"], row["scope"], row["sparsity"])
+        key = (row["wb"], row["ab"], row["variant"], row["sparsity"])
         groups.setdefault(key, []).append(row)
     out = {}
     for key, items in groups.items():
@@ -131,6 +141,8 @@ def _summary(rows: list[dict]) -> dict:
                     "integer_max": max(ints), "float_mean": statistics.mean(floats),
                     "agreement_min": min(r["agreement"] for r in items),
                     "group_sparsity": statistics.mean(r["group_sparsity"] for r in items),
+                    "group_sparsity_all": statistics.mean(r["group_sparsity_all"]
+                                                          for r in items),
                     "seconds_mean": statistics.mean(r["seconds"] for r in items),
                     "n": len(items)}
     return out
@@ -138,7 +150,8 @@ def _summary(rows: list[dict]) -> dict:
 
 def markdown(results: dict) -> str:
     lines = [f"Measured {results['date']} on {results['machine']} with "
-             f"`python bench/train_accuracy.py --seeds {' '.join(map(str, results['seeds']))}`.",
+             f"`python bench/train_accuracy.py --seeds {' '.join(map(str, results['seeds']))}"
+             f"{' --jobs ' + str(results['jobs']) if results.get('jobs', 1) > 1 else ''}`.",
              ""]
     if results.get("accuracy"):
         summary = _summary(results["accuracy"])
@@ -147,9 +160,10 @@ def markdown(results: dict) -> str:
                   f"{', '.join(f'{f:.2f} %' for f in floats)} "
                   f"(mean {statistics.mean(100 * r['float'] for r in results['accuracy']):.2f} %).",
                   "",
-                  "| Wb/Ab | target sparsity | group, per layer | group, per block "
-                  "| unstructured | fake-quant = integer |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                  "| Wb/Ab | target sparsity | "
+                  + " | ".join(label for label, _ in VARIANTS)
+                  + " | fake-quant = integer |",
+                  "| --- | ---: | " + "---: | " * len(VARIANTS) + "---: |"]
 
         def cell(entry):
             if entry is None:
@@ -158,11 +172,21 @@ def markdown(results: dict) -> str:
                     f"{entry['integer_max']:.2f})")
         for wb, ab in BITS:
             for s in SPARSITIES:
-                entries = [summary.get((wb, ab, st, sc, s)) for st, sc in VARIANTS]
+                entries = [summary.get((wb, ab, label, s)) for label, _ in VARIANTS]
                 agree = min(e["agreement_min"] for e in entries if e is not None)
                 lines.append(f"| {wb}/{ab} | {100 * s:.0f} % | "
                              + " | ".join(cell(e) for e in entries)
                              + f" | {'all' if agree == 1.0 else f'{100 * agree:.2f} %'} |")
+        lines += ["", "Measured group sparsity (stored groups, mean over seeds), of the "
+                  "prunable layers / of all layers:", "",
+                  "| Wb/Ab | target | " + " | ".join(label for label, _ in VARIANTS) + " |",
+                  "| --- | ---: |" + " ---: |" * len(VARIANTS)]
+        for wb, ab in BITS:
+            for s in SPARSITIES[1:]:
+                entries = [summary.get((wb, ab, label, s)) for label, _ in VARIANTS]
+                lines.append(f"| {wb}/{ab} | {100 * s:.0f} % | " + " | ".join(
+                    f"{100 * e['group_sparsity']:.1f} / {100 * e['group_sparsity_all']:.1f}"
+                    for e in entries) + " |")
         lines.append("")
     if results.get("time"):
         lines += ["| command | threads | wall time (s) |", "| --- | ---: | ---: |"]
@@ -186,14 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", choices=["accuracy", "time", "size"])
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="accuracy runs in parallel (each on one thread)")
     args = parser.parse_args(argv)
     results = {"date": datetime.date.today().isoformat(), "seeds": args.seeds,
+               "jobs": args.jobs,
                "machine": f"{platform.machine()}, Python {platform.python_version()}"}
     OUT.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "size"):
         results["size"] = bench_size()
     if args.only in (None, "accuracy"):
-        results["accuracy"] = bench_accuracy(args.seeds)
+        results["accuracy"] = bench_accuracy(args.seeds, args.jobs)
     if args.only in (None, "time"):
         results["time"] = bench_time()
     (OUT / "results.json").write_text(json.dumps(results, indent=2))

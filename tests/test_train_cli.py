@@ -31,11 +31,17 @@ def test_train_writes_a_package_and_a_summary(tmp_path, capsys):
 
 def test_train_overrides_bits_in_the_packaged_config(tmp_path, capsys):
     out = tmp_path / "pkg8"
-    rc = main(["train", "--out", str(out), "--weight-bits", "8", "--act-bits", "8", *SHORT])
+    rc = main(["train", "--out", str(out), "--weight-bits", "8", "--act-bits", "8",
+               "--keep-last-dense", "--distill", "0", *SHORT])
     assert rc == 0, capsys.readouterr().err
     package = load_package(out)
     assert (package.network.config.weight_bits, package.network.config.act_bits) == (8, 8)
     assert package.test_inputs.max() > 15                  # 8-bit input codes
+    assert package.manifest["sparsity"]["last_layer_dense"] is True
+    assert package.manifest["training"]["distill"] == 0.0
+    first, *middle, last = [n for n in package.manifest["nodes"] if "sparsity" in n]
+    assert not first["sparsity"]["prunable"] and not last["sparsity"]["prunable"]
+    assert all(n["sparsity"]["prunable"] and n["sparsity"]["pruned_groups"] for n in middle)
 
 
 @pytest.mark.parametrize("argv, message", [

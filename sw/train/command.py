@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "over all layers")
     parser.add_argument("--prune-first", action="store_true",
                         help="prune the first layer too (default: keep it dense)")
+    parser.add_argument("--keep-last-dense", action="store_true",
+                        help="do not prune the last layer (the classifier)")
+    parser.add_argument("--distill", type=float, default=0.9, metavar="W",
+                        help="weight of the distillation loss from the float network during "
+                             "QAT (0: plain cross-entropy)")
     parser.add_argument("--weight-bits", type=int, metavar="WB",
                         help="override the configuration's weight_bits")
     parser.add_argument("--act-bits", type=int, metavar="AB",
@@ -83,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             weight_bits=args.weight_bits, act_bits=args.act_bits, epochs=args.epochs,
             qat_epochs=args.qat_epochs, batch_size=args.batch_size, lr=args.lr,
             qat_lr=args.qat_lr, sparsity=args.sparsity, structure=args.structure,
-            scope=args.scope, prune_first=args.prune_first, seed=args.seed,
+            scope=args.scope, prune_first=args.prune_first,
+            prune_last=not args.keep_last_dense, distill=args.distill, seed=args.seed,
             threads=args.threads, train_subset=args.train_subset,
             test_subset=args.test_subset, test_vectors=args.test_vectors)
         train(config, options, out, progress=not args.no_progress)

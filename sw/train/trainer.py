@@ -48,6 +48,10 @@ __all__ = ["TrainOptions", "TrainResult", "TrainingError", "train", "summary_tab
            "accuracy", "deterministic"]
 
 
+#: Temperature of the distillation loss (Hinton et al. 2015).
+DISTILL_T = 4.0
+
+
 class TrainingError(RuntimeError):
     """Training that cannot go on (a loss that became NaN, ...); the message says where."""
 
@@ -60,8 +64,9 @@ class TrainOptions:
     carries the result).  ``sparsity`` is the target fraction of pruned groups (or
     weights, for ``structure="unstructured"``) per prunable layer (``scope="layer"``) or
     over all prunable layers (``"global"``); the first layer stays dense unless
-    ``prune_first``.  ``train_subset``/``test_subset`` keep the first images only (tests,
-    quick looks).  ``test_vectors`` test images go into the package with their expected
+    ``prune_first`` (the last layer too unless ``prune_last`` is false).  ``distill`` weighs
+    the distillation loss from the float network in QAT (0 disables it).
+    ``train_subset``/``test_subset`` keep the first images only (tests, quick looks).  ``test_vectors`` test images go into the package with their expected
     logits.
     """
 
@@ -80,7 +85,9 @@ class TrainOptions:
     structure: str = "group"
     scope: str = "layer"
     prune_first: bool = False
+    prune_last: bool = True
     prune_end: float = 0.6
+    distill: float = 0.9
     seed: int = 0
     threads: int = 1
     train_subset: int | None = None
@@ -95,6 +102,8 @@ class TrainOptions:
             raise ValueError("batch_size and threads must be positive, test_vectors >= 0")
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity must lie in [0, 1), not {self.sparsity}")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError(f"distill must lie in [0, 1], not {self.distill}")
         if not 0.0 < self.prune_end <= 1.0:
             raise ValueError(f"prune_end must lie in (0, 1], not {self.prune_end}")
         if self.structure not in ("group", "unstructured"):
@@ -172,7 +181,8 @@ def _cosine(step: int, total: int) -> float:
 
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
          weight_decay: float, batch_size: int, generator: torch.Generator, phase: str,
-         show: bool, before_step: Callable[[int, int], None] | None = None) -> None:
+         show: bool, before_step: Callable[[int, int], None] | None = None,
+         teacher: nn.Module | None = None, distill: float = 0.0) -> None:
     """Adam with a cosine learning-rate decay; `before_step(step, total)` runs first at
     every step (the pruning schedule).  A last batch of a single image is skipped (batch
     norm cannot train on it)."""
@@ -190,7 +200,14 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr:
             if before_step is not None:
                 before_step(step, total)
             index = order[start:start + batch_size]
-            loss = F.cross_entropy(model(x[index]), y[index])
+            logits = model(x[index])
+            loss = F.cross_entropy(logits, y[index])
+            if teacher is not None and distill > 0:
+                with torch.no_grad():
+                    target = F.softmax(teacher(x[index]) / DISTILL_T, dim=1)
+                soft = F.kl_div(F.log_softmax(logits / DISTILL_T, dim=1), target,
+                                reduction="batchmean") * DISTILL_T ** 2
+                loss = (1 - distill) * loss + distill * soft
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"{phase}: the loss became {loss.item()} at epoch {epoch + 1}, step "
@@ -263,7 +280,8 @@ def summary_table(result: TrainResult, nodes: list[Node]) -> str:
         stored += row.stored_groups
     lines.append("-" * len(head))
     lines.append(f"{'total':<8} {'':<22} {'':<6} {'':>11} {total:>7} {'':>7} {stored:>7} "
-                 f"{100 * (1 - stored / max(total, 1)):>8.1f}%")
+                 f"{100 * (1 - stored / max(total, 1)):>8.1f}%   (prunable layers: "
+                 f"{100 * _prunable_sparsity(result.layers):.1f}%)")
     lines.append("")
     lines.append(f"accuracy on {result.test_images} test images:  float "
                  f"{100 * result.float_accuracy:.2f} %   QAT (fake-quant) "
@@ -273,6 +291,13 @@ def summary_table(result: TrainResult, nodes: list[Node]) -> str:
     secs = result.seconds
     lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()))
     return "\n".join(lines)
+
+
+def _prunable_sparsity(layers: list[LayerSparsity]) -> float:
+    """Fraction of the groups of the prunable layers that are not stored."""
+    rows = [r for r in layers if r.prunable]
+    total = sum(r.groups for r in rows)
+    return 1 - sum(r.stored_groups for r in rows) / total if total else 0.0
 
 
 def _dataset_header(data: Dataset, options: TrainOptions, model_name: str) -> dict[str, Any]:
@@ -337,7 +362,8 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         qnet.calibrate(x_train[:512])
         qnet.quantised = True
         layer_names = [n.name for n in nodes if n.is_layer]
-        exempt = () if options.prune_first else (layer_names[0],)
+        exempt = (() if options.prune_first else (layer_names[0],)) + \
+            (() if options.prune_last else (layer_names[-1],))
         pruner = Pruner(list(qnet.layers.values()), G=config.rows_per_step,
                         cpg=config.channels_per_group, sparsity=options.sparsity,
                         structure=options.structure, scope=options.scope, exempt=exempt)
@@ -349,9 +375,11 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
             if step % every == 0 or step == end:
                 pruner.step(agp_sparsity(step, 0, end, options.sparsity))
 
+        model.eval()
         _fit(qnet, x_train, y_train, epochs=options.qat_epochs, lr=options.qat_lr,
              weight_decay=0.0, batch_size=options.batch_size, generator=generator,
-             phase="qat", show=progress, before_step=schedule)
+             phase="qat", show=progress, before_step=schedule, teacher=model,
+             distill=options.distill)
         pruner.step(options.sparsity)      # the target, also with zero QAT epochs
         qat_pred = predict(qnet, x_test)
         qat_acc = _fraction(qat_pred.numpy(), y_test.numpy())
@@ -437,18 +465,22 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
             "seed": options.seed, "threads": options.threads, "epochs": options.epochs,
             "qat_epochs": options.qat_epochs, "batch_size": options.batch_size,
             "lr": options.lr, "qat_lr": options.qat_lr, "weight_decay": options.weight_decay,
+            "distill": options.distill,
             "method": "BN folded with frozen statistics (Jacob et al. 2018, Krishnamoorthi "
                       "2018); per-channel symmetric weights; LSQ activation steps (Esser "
-                      "et al. 2020); STE rounding",
+                      "et al. 2020); STE rounding; distillation from the float network "
+                      "(Hinton et al. 2015)",
         },
         "sparsity": {
             "structure": options.structure, "scope": options.scope,
             "target": options.sparsity, "first_layer_dense": not options.prune_first,
+            "last_layer_dense": not options.prune_last,
             "schedule": f"cubic (Zhu & Gupta 2017) over the first {options.prune_end:.0%} "
                         f"of QAT steps",
             "group_rows": config.rows_per_step, "group_channels": config.channels_per_group,
             "groups": total_groups, "stored_groups": stored,
-            "group_sparsity": 1 - stored / max(total_groups, 1)},
+            "group_sparsity": 1 - stored / max(total_groups, 1),
+            "prunable_group_sparsity": _prunable_sparsity(result.layers)},
         "input": {"shape": list(network.input_shape), "layout": "HWC", "bits": config.act_bits,
                   "scale": 1.0 / config.act_max, "pixel_max": int(data.pixel_max),
                   "quantisation": "q = floor(p * (2^Ab - 1) / pixel_max + 1/2), p the raw "
