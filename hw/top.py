@@ -179,16 +179,20 @@ class MarsTop(wiring.Component):
         act = Memory(shape=unsigned(cfg.act_bits), depth=2 * cfg.act_buffer_words,
                      init=self._init.get(("act", 0, 0), []))
         m.submodules.act = act
-        act_host_w = act.write_port()
-        m.d.comb += [act_host_w.addr.eq(hp.offset), act_host_w.data.eq(hp.data),
-                     act_host_w.en.eq(host_hits(Region.ACT))]
         lanes = fmt.write_lanes
         for u, unit in enumerate(units):
             for lane in range(lanes):
                 write = act.write_port()
-                m.d.comb += [write.addr.eq(unit.out_addr[lane]),
-                             write.data.eq(unit.out_data[lane]),
-                             write.en.eq(unit.out_en[lane])]
+                addr, value, enable = unit.out_addr[lane], unit.out_data[lane], \
+                    unit.out_en[lane]
+                if u == 0 and lane == 0:
+                    # The host shares the first writer's port (it writes only while the
+                    # accelerator is idle): with one unit and one lane the memory has a
+                    # single write port and maps to block RAM.
+                    addr = Mux(enable, addr, hp.offset)
+                    value = Mux(enable, value, hp.data)
+                    enable = enable | host_hits(Region.ACT)
+                m.d.comb += [write.addr.eq(addr), write.data.eq(value), write.en.eq(enable)]
                 pool = act.read_port(transparent_for=(write,))
                 m.d.comb += [pool.addr.eq(unit.pool_addr[lane]),
                              unit.pool_data[lane].eq(pool.data)]
