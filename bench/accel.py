@@ -18,7 +18,6 @@ import platform
 import sys
 import time
 
-import numpy as np
 
 from mars.config import PRESETS
 from mars.sw.golden.cycles import ideal_cycles, network_cycles

@@ -16,7 +16,6 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from mars.config import PRESETS
 from mars.hw.blocks import BLOCKS, to_verilog

@@ -118,7 +118,7 @@ class MarsTop(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
-        cfg, host_fmt = self._config, self._host
+        cfg = self._config
         fmt = UnitFormat(cfg)
         D, G = cfg.wordline_domains, cfg.rows_per_step
         m = Module()

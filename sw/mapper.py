@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 
-import numpy as np
 
 from mars.config import MarsConfig
 from mars.sw.golden.network import (

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from mars.config import MarsConfig
 
 __all__ = ["PhaseCycles", "walk_cycles", "phase_cycles", "network_cycles", "ideal_cycles"]
 
