@@ -27,7 +27,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +112,7 @@ class AddNode:
     op = "add"
 
 
-Node = Union[LayerNode, PoolNode, FlattenNode, AddNode]
+Node = LayerNode | PoolNode | FlattenNode | AddNode
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -77,7 +77,7 @@ def split_indices(labels: np.ndarray, test_fraction: float,
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         order = np.random.default_rng(seed + int(label)).permutation(len(members))
-        test.append(members[order[:int(round(len(members) * test_fraction))]])
+        test.append(members[order[:round(len(members) * test_fraction)]])
     test_idx = np.sort(np.concatenate(test))
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
     return train_idx, test_idx

@@ -359,7 +359,7 @@ def vgg_cifar(image_shape=(3, 32, 32), classes: int = 10, cfg: str = "vgg8",
             layers.append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
         else:
-            out = max(1, int(round(entry * width)))
+            out = max(1, round(entry * width))
             layers.extend(_conv_bn_relu(channels, out))
             channels = out
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * h * w, classes))

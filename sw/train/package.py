@@ -99,7 +99,7 @@ def build_package_files(
         entry.update((node_extra or {}).get(node.name, {}))
         nodes.append(entry)
     tests = {
-        "count": int(len(test_inputs)),
+        "count": len(test_inputs),
         "inputs": files.tensor("tests/inputs.npy", test_inputs, act_dtype(config.act_bits)),
         "labels": files.tensor("tests/labels.npy", test_labels, "<i4"),
         "logits": files.tensor("tests/logits.npy", test_logits, acc_dtype(config.acc_bits)),

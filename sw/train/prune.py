@@ -83,7 +83,7 @@ def _lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
 def prune_count(units: int, sparsity: float) -> int:
     """Units to prune for `sparsity`: ``round(sparsity * units)``, but never all of them
     (a layer or block keeps at least one)."""
-    return min(int(round(sparsity * units)), units - 1)
+    return min(round(sparsity * units), units - 1)
 
 
 def group_keep(scores: torch.Tensor, sparsity: float) -> torch.Tensor:

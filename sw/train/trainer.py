@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mars.config import MarsConfig
-from mars.sw.golden.network import IntegerNetwork, LayerNode, run_network
+from mars.sw.golden.network import IntegerNetwork, run_network
 
 from .data import Dataset, load_dataset
 from .export import NodeScales, export_network, torch_integer_forward
@@ -306,8 +306,8 @@ def _dataset_header(data: Dataset, options: TrainOptions, model_name: str) -> di
     split = (f"stratified: per class, np.random.default_rng({DIGITS_SPLIT_SEED} + label)"
              f".permutation; the first round({DIGITS_TEST_FRACTION} * n) are test images"
              if data.name == "digits" else "official train/test files")
-    return {"name": data.name, "split": split, "train_images": int(len(data.x_train)),
-            "test_images": int(len(data.x_test)), "classes": int(data.classes),
+    return {"name": data.name, "split": split, "train_images": len(data.x_train),
+            "test_images": len(data.x_test), "classes": int(data.classes),
             "image_shape_chw": list(data.image_shape), "pixel_max": int(data.pixel_max),
             "fingerprint": data.fingerprint()}
 
