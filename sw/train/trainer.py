@@ -155,7 +155,8 @@ def _progress(iterable, *, enabled: bool, **kwargs):
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
+    # disable=None: bars on a terminal only, not in logs captured from a pipe
+    return tqdm(iterable, leave=False, dynamic_ncols=True, disable=None, **kwargs)
 
 
 @torch.no_grad()
