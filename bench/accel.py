@@ -20,7 +20,7 @@ import time
 
 
 from mars.config import PRESETS
-from mars.sw.golden.cycles import ideal_cycles, network_cycles
+from mars.sw.golden.cycles import ideal_cycles, layer_walk_cycles, steady_cycles
 from mars.sw.golden.network import load_package
 from mars.sw.mapper import map_network
 from mars.sw.run import densified, run_network_on
@@ -28,10 +28,6 @@ from mars.sw.train.trainer import TrainOptions, train
 from mars.tb.sim import REPO_ROOT
 
 OUT = REPO_ROOT / "build" / "bench"
-
-
-def steady_cycles(mapping) -> list:
-    return network_cycles(mapping, skip_loads=mapping.resident)
 
 
 def bench(sparsity: float, inputs: int, icarus_inputs: int) -> dict:
@@ -53,9 +49,7 @@ def bench(sparsity: float, inputs: int, icarus_inputs: int) -> dict:
     row["dense_cycles"] = sum(p.cycles for p in steady_cycles(dense))
     row["speedup"] = row["dense_cycles"] / row["cycles"]
     ideal = ideal_cycles(mapping)
-    walks: dict[int, int] = {}
-    for phase, counted in zip(mapping.phases, steady_cycles(mapping)):
-        walks[phase.layer] = walks.get(phase.layer, 0) + counted.walk_cycles
+    walks = layer_walk_cycles(mapping, steady_cycles(mapping))
     row["layers"] = [{"name": plan.name, "sparsity": plan.packed.sparsity,
                       "cycles": int(rtl.layer_cycles[-1][i]), "walk": walks[i],
                       "ideal": ideal[i]} for i, plan in enumerate(mapping.layers)]

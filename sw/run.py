@@ -18,7 +18,9 @@ import numpy as np
 
 from mars.config import MarsConfig
 from mars.sw.golden.accel import run_accelerator
-from mars.sw.golden.cycles import ideal_cycles, network_cycles
+from mars.sw.golden.cycles import (
+    ideal_cycles, layer_walk_cycles, network_cycles, steady_cycles,
+)
 from mars.sw.golden.network import IntegerNetwork, LayerNode, ModelPackage, load_package
 from mars.sw.mapper import Mapping, map_network
 
@@ -105,7 +107,7 @@ def run_network_on(network: IntegerNetwork, inputs: np.ndarray, backend: str,
         logits = run_accelerator(network, x)
         # Like the RTL run: the first inference loads the weights; with a resident mapping
         # the later ones skip the loads.
-        later = [p.cycles for p in network_cycles(mapping, skip_loads=mapping.resident)]
+        later = [p.cycles for p in steady_cycles(mapping)]
         phases = np.array([model] + [later] * (len(x) - 1), dtype=np.int64)
     else:
         # Verilator: the thin native harness (fast build, ~10^5-10^6 cycles/s, loads
@@ -201,15 +203,11 @@ def flow(*, package: Path | None, out: Path, simulator: str = "verilator",
 
     say("[5/5] report")
     dense_mapping = map_network(densified(network))
-    dense_cycles = sum(p.cycles for p in network_cycles(dense_mapping,
-                                                        skip_loads=dense_mapping.resident))
+    dense_cycles = sum(p.cycles for p in steady_cycles(dense_mapping))
     ideal = ideal_cycles(mapping)
     # The steady state: the last inference (with resident weights, loads are skipped).
     per_layer = rtl.layer_cycles[-1]
-    walk = {}
-    for phase, counted in zip(mapping.phases,
-                              network_cycles(mapping, skip_loads=mapping.resident)):
-        walk[phase.layer] = walk.get(phase.layer, 0) + counted.walk_cycles
+    walk = layer_walk_cycles(mapping, steady_cycles(mapping))
     layers = []
     for i, plan in enumerate(mapping.layers):
         layers.append({
@@ -230,7 +228,7 @@ def flow(*, package: Path | None, out: Path, simulator: str = "verilator",
         "first_inference_cycles": int(rtl.cycles[0]), "weights_resident": mapping.resident,
         "speedup_from_sparsity": dense_cycles / sparse_cycles,
         "ideal_cycles": sum(ideal),
-        "utilisation": sum(ideal) / sum(walk.values()),
+        "utilisation": sum(ideal) / sum(walk),
         "simulated_cycles_per_second": rtl.simulated_cycles_per_second,
         "layers": layers, "seconds": timings,
     }

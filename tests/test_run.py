@@ -94,7 +94,7 @@ def test_densified_keeps_every_group():
     assert map_network(dense).layers[0].packed.sparsity == 0.0
 
 
-def test_cli_run_refuses_a_package_for_another_config(tmp_path, capsys):
+def test_cli_run_refuses_a_missing_package(tmp_path, capsys):
     missing = tmp_path / "nothing"
     assert main(["run", "--package", str(missing), "--out", str(tmp_path / "y.npz")]) == 2
     assert "not a model package" in capsys.readouterr().err

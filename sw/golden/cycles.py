@@ -20,7 +20,8 @@ import dataclasses
 import functools
 
 
-__all__ = ["PhaseCycles", "walk_cycles", "phase_cycles", "network_cycles", "ideal_cycles"]
+__all__ = ["PhaseCycles", "walk_cycles", "phase_cycles", "network_cycles", "steady_cycles",
+           "layer_walk_cycles", "ideal_cycles"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +237,19 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
         walk = state_until(lambda: all(u.waiting for u in units), release_units=False)
         results.append(PhaseCycles(phase.layer, load + walk, load, walk))
     return results
+
+
+def steady_cycles(mapping) -> list[PhaseCycles]:
+    """The phases of an inference in the steady state: resident weights stay loaded."""
+    return network_cycles(mapping, skip_loads=mapping.resident)
+
+
+def layer_walk_cycles(mapping, phases: list[PhaseCycles]) -> list[int]:
+    """WALK cycles of each layer (the compute part of its phases, without loads)."""
+    walk = [0] * len(mapping.layers)
+    for phase in phases:
+        walk[phase.layer] += phase.walk_cycles
+    return walk
 
 
 def ideal_cycles(mapping) -> list[float]:
