@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mars.errors import MarsError
+
 __all__ = [
     "SCHEMA_VERSION",
     "ConfigError",
@@ -33,7 +35,7 @@ SCHEMA_VERSION = 1
 _SCHEMA_NAME = "mars-config"
 
 
-class ConfigError(ValueError):
+class ConfigError(MarsError, ValueError):
     """An impossible or malformed configuration; the message names the field and value."""
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from mars.config import PRESETS, ConfigError, load_config
+from mars.errors import MarsError
 
 __all__ = ["main"]
 
@@ -85,7 +86,7 @@ def _cmd_flow(args: argparse.Namespace) -> int:
     return 0 if report["bit_exact"] and report["cycle_model_exact"] else 1
 
 
-class _UserError(Exception):
+class _UserError(MarsError):
     """A mistake in the command line's inputs: one line on stderr, exit status 2."""
 
 
@@ -153,13 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mars.sw.golden.network import PackageError
-    from mars.sw.mapper import MappingError
-    from mars.sw.run import RunError
-
     try:
         return args.func(args)
-    except (ConfigError, PackageError, MappingError, RunError, _UserError) as error:
+    except MarsError as error:
         print(f"mars: error: {error}", file=sys.stderr)
         return 2
 

@@ -27,6 +27,7 @@ import dataclasses
 from collections import defaultdict
 
 
+from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.sw.golden.network import (
     AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode,
@@ -38,7 +39,7 @@ from mars.sw.sparse.hwformat import DecoderFormat, DecoderLimitError, descriptor
 __all__ = ["MappingError", "Walk", "Load", "Phase", "LayerPlan", "Mapping", "map_network"]
 
 
-class MappingError(ValueError):
+class MappingError(MarsError, ValueError):
     """The network does not fit this accelerator; the message names the node and limit."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import (
@@ -30,7 +31,7 @@ __all__ = ["BACKENDS", "RunError", "RunResult", "check_inputs", "run_package",
 BACKENDS = ("golden", "verilator", "icarus")
 
 
-class RunError(ValueError):
+class RunError(MarsError, ValueError):
     """Inputs, package or configuration that cannot run; the message says why."""
 
 

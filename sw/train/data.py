@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mars.errors import MarsError
+
 __all__ = ["DataError", "Dataset", "DATASETS", "load_dataset", "load_digits", "load_cifar10",
            "load_mnist", "split_indices", "DIGITS_SPLIT_SEED", "DIGITS_TEST_FRACTION"]
 
@@ -27,7 +29,7 @@ DIGITS_SPLIT_SEED = 20240
 DIGITS_TEST_FRACTION = 0.2
 
 
-class DataError(ValueError):
+class DataError(MarsError, ValueError):
     """A data path that is missing or whose files are malformed; the message names it."""
 
 

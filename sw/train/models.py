@@ -33,13 +33,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from mars.errors import MarsError
 from mars.sw.layer import LayerGeometry, LayerKind
 
 __all__ = ["ModelError", "Residual", "Node", "parse_model", "digits_cnn", "vgg_cifar",
            "resnet_cifar", "MODELS", "build_model", "default_model"]
 
 
-class ModelError(ValueError):
+class ModelError(MarsError, ValueError):
     """A network the accelerator cannot run; the message names the offending layer."""
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.sw.golden.network import shift_range
 
 __all__ = ["ExportError", "requant_parameters"]
 
 
-class ExportError(ValueError):
+class ExportError(MarsError, ValueError):
     """A trained network the configuration cannot hold; the message names the layer."""
 
 

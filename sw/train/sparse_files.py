@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mars.errors import MarsError
 from mars.sw.golden.network import IntegerNetwork
 from mars.sw.sparse import ENCODINGS, DecoderLimitError, pack_layer
 
@@ -21,7 +22,7 @@ from .package import npy_bytes, tensor_ref
 __all__ = ["build", "SparseExportError"]
 
 
-class SparseExportError(ValueError):
+class SparseExportError(MarsError, ValueError):
     """A layer the sparse format or the decoder of this configuration cannot hold."""
 
 

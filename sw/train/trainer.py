@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.sw.golden.network import IntegerNetwork, run_network
 
@@ -52,7 +53,7 @@ __all__ = ["TrainOptions", "TrainResult", "TrainingError", "train", "summary_tab
 DISTILL_T = 4.0
 
 
-class TrainingError(RuntimeError):
+class TrainingError(MarsError, RuntimeError):
     """Training that cannot go on (a loss that became NaN, ...); the message says where."""
 
 

@@ -1,0 +1,17 @@
+"""The one base class of every error a user can cause.
+
+Every command-line entry point catches :class:`MarsError` once and prints one line,
+``mars: error: <message>``, with exit status 2. Anything else that escapes is a bug in this
+project, not in the user's input, and keeps its traceback.
+"""
+
+__all__ = ["MarsError"]
+
+
+class MarsError(Exception):
+    """An error caused by the user's input (configuration, package, option, file, network).
+
+    Subclasses keep their historical second base (``ValueError`` or ``RuntimeError``) so
+    that existing ``except ValueError`` callers still work. The message must name the
+    problem (field, option, file or layer) and, where there is one, the fix.
+    """
