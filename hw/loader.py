@@ -1,7 +1,7 @@
 """A core's weight loader: copies macro rows from the core's weight SRAM into its macros.
 
 It runs a program of LOAD instructions (``count`` rows from SRAM row ``src`` to macro row
-``dst`` of macro unit ``unit``, one row a cycle) with a SYNC at the end of each layer, where
+``dst`` of macro unit ``unit``, one row a cycle) with a SYNC at the end of each phase, where
 it waits for the controller's ``go``.  The weight SRAM itself belongs to the top; the
 loader drives its read port (data one cycle after ``sram_en``).
 """
@@ -63,14 +63,7 @@ class CoreLoader(wiring.Component):
         cfg = self._config
         G = cfg.rows_per_step
         m = Module()
-        program = Memory(shape=unsigned(load_layout(cfg).size), depth=cfg.program_words,
-                         init=self._init)
-        m.submodules.prog_mem = program
-        write = program.write_port()
-        m.d.comb += [write.addr.eq(self.prog_write.payload.addr),
-                     write.data.eq(self.prog_write.payload.data),
-                     write.en.eq(self.prog_write.valid), self.prog_write.ready.eq(1)]
-        read = program.read_port()
+        read = self._program(m)
 
         pc = Signal(range(cfg.program_words))
         insn = Signal(load_layout(cfg))
@@ -121,3 +114,14 @@ class CoreLoader(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
         return m
+
+    def _program(self, m):
+        """The program memory with the host's write port; returns its read port."""
+        program = Memory(shape=unsigned(load_layout(self._config).size),
+                         depth=self._config.program_words, init=self._init)
+        m.submodules.prog_mem = program
+        write = program.write_port()
+        m.d.comb += [write.addr.eq(self.prog_write.payload.addr),
+                     write.data.eq(self.prog_write.payload.data),
+                     write.en.eq(self.prog_write.valid), self.prog_write.ready.eq(1)]
+        return program.read_port()

@@ -325,7 +325,7 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
         check(f"weight SRAM (core {core})", len(words), cfg.weight_sram_rows)
     for u, words in params.items():
         check(f"parameter memory (unit {u})", len(words), cfg.param_words)
-    check("phases (layer cycle counters, max_layers)", len(phases), cfg.max_layers)
+    check("phases (phase cycle counters, max_phases)", len(phases), cfg.max_phases)
 
     # -- programs ----------------------------------------------------------------------------
     insn = instruction_layout(cfg)
