@@ -12,7 +12,7 @@ has two parts:
 The phase's cycle count runs from the first cycle of its LOAD part to the cycle its WALK
 part ends, both included; ``total_cycles`` counts the whole run.  While idle, ``running``
 is low and the top holds the loaders and units in reset.  See docs/architecture.md
-("Controller").
+("Phases and weights").
 """
 
 from __future__ import annotations

@@ -37,10 +37,33 @@ def load_layout(config: MarsConfig) -> data.StructLayout:
 
 
 class CoreLoader(wiring.Component):
-    """Members: ``go``/``waiting`` (SYNC handshake), ``skip`` (copy nothing: the rows are
-    already in the macros), ``prog_write`` (host), ``sram_en``,
-    ``sram_addr``, ``sram_data`` (weight SRAM read), ``loads[u]`` (row writes into macro
-    unit u)."""
+    """A core's weight loader; see the module docstring.
+
+    Parameters
+    ----------
+    config : MarsConfig
+        Sets the program depth, the weight SRAM depth, R, G and ``macros_per_core``.
+    init : list of int, optional
+        Initial program (`load_layout` words); zeros by default.
+
+    Members
+    -------
+    go : In(1)
+        Leave the SYNC the loader waits at.
+    waiting : Out(1)
+        Waiting at a SYNC (every row of the phase written).
+    skip : In(1)
+        Every LOAD copies nothing (the rows are already in the macros).
+    prog_write : In(stream.Signature(...))
+        Host writes into the program memory (``addr``, ``data``; ``ready`` always 1).
+    sram_en : Out(1)
+    sram_addr : Out(unsigned(log2(weight_sram_rows)))
+    sram_data : In(unsigned(cols))
+        The weight SRAM read (data one cycle after ``sram_en``).
+    loads : Out(stream.Signature(write_layout(config))).array(macros_per_core)
+        Row writes into each macro unit of the core, one row a cycle (``ready`` ignored:
+        the macro always takes a write).
+    """
 
     def __init__(self, config: MarsConfig, *, init: list[int] | None = None):
         self._config = config

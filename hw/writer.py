@@ -5,7 +5,8 @@ two pipeline stages:
 
 * W1 multiplies each lane's accumulator by its channel's multiplier M and reads the
   output word it will write (``pool_addr``: the pooling read, for max pooling);
-* W2 rounds, shifts and clamps (docs/model-package.md)::
+* W2 rounds, shifts and clamps (docs/architecture.md, "Arithmetic of the writer";
+  docs/model-package.md)::
 
       q = clamp((acc * M + ((1 << S) >> 1)) >> S, 0, 2**Ab - 1)
 

@@ -5,7 +5,7 @@ testbenches and (later) the trainer all read.  Every geometry of the CIM macro i
 here; nothing downstream hard-codes a size.  Named presets are built with
 `dataclasses.replace` from the defaults, in the way Gemmini derives its variants.
 
-The arithmetic the fields describe is in ``../shared/design/BRIEF.md`` and ``docs/macro.md``.
+The arithmetic the fields describe is in ``docs/architecture.md`` and ``docs/macro.md``.
 """
 
 from __future__ import annotations
