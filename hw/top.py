@@ -23,64 +23,19 @@ it.  See docs/architecture.md for the reasons and the address map.
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.host import HostFormat, Region
+from mars.contract.program import UnitFormat
 
 from .loader import CoreLoader
-from .unit import MacroUnit, UnitFormat
+from .unit import MacroUnit
 
-__all__ = ["Region", "HostFormat", "MarsTop"]
-
-
-class Region(enum.IntEnum):
-    """Top bits of a host address: which memory (docs/architecture.md, "Host port")."""
-
-    CONTROL = 0       # 0: phases (w), status (r); 1: skip_loads (w), total cycles (r)
-    ACT = 1           # activation memory, both banks
-    RESULT = 2        # result memory
-    WEIGHTS = 3       # weight SRAM of core `unit`
-    LOADER = 4        # loader program of core `unit`
-    PROGRAM = 5       # program of macro unit `unit`
-    PARAMS = 6        # parameters of macro unit `unit`
-    INDEX = 7         # index memory of unit `unit`, domain `domain`
-    KTABLE = 8        # k-table of unit `unit`, domain `domain`
-    CYCLES = 9        # cycles of layer `offset` (r)
-
-
-class HostFormat:
-    """Field widths of the host port, from the configuration."""
-
-    def __init__(self, config: MarsConfig):
-        from .loader import load_layout
-        from .unit import instruction_layout, param_layout
-        from .decoder import ktable_layout
-        units = max(config.macros, config.cores)
-        self.unit_bits = max(1, (units - 1).bit_length())
-        self.domain_bits = max(1, (config.wordline_domains - 1).bit_length())
-        depths = [2 * config.act_buffer_words, config.result_words, config.weight_sram_rows,
-                  config.program_words, config.param_words, config.max_layers,
-                  UnitFormat(config).decoder.index_depth,
-                  UnitFormat(config).decoder.max_kgroups]
-        self.offset_bits = max(1, (max(depths) - 1).bit_length())
-        self.data_bits = max(config.cols, config.acc_bits, 32,
-                             instruction_layout(config).size, param_layout(config).size,
-                             load_layout(config).size, ktable_layout(config).size)
-
-    def layout(self) -> data.StructLayout:
-        return data.StructLayout({
-            "write": 1,
-            "region": unsigned(4),
-            "unit": unsigned(self.unit_bits),
-            "domain": unsigned(self.domain_bits),
-            "offset": unsigned(self.offset_bits),
-            "data": unsigned(self.data_bits),
-        })
+__all__ = ["MarsTop"]
 
 
 class MarsTop(wiring.Component):

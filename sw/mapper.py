@@ -29,12 +29,13 @@ from collections import defaultdict
 
 from mars.errors import MarsError
 from mars.config import MarsConfig
+from mars.contract.decoder import DecoderFormat, DecoderLimitError, descriptor
+from mars.contract.program import Op, instruction_layout, load_layout, param_layout
 from mars.sw.golden.network import (
     AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode,
 )
 from mars.sw.layer import LayerKind
 from mars.sw.sparse import pack_layer
-from mars.sw.sparse.hwformat import DecoderFormat, DecoderLimitError, descriptor
 
 __all__ = ["MappingError", "Walk", "Load", "Phase", "LayerPlan", "Mapping", "map_network"]
 
@@ -54,7 +55,7 @@ class Walk:
     out_w: int
     steps: int           # payloads per pixel (the set's most kept groups, at least 1)
     n_valid: int         # channels of the set that exist
-    word: dict           # the program word (fields of hw.unit.instruction_layout)
+    word: dict           # the program word (fields of contract.program.instruction_layout)
 
     @property
     def pixels(self) -> int:
@@ -174,8 +175,6 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
         raise MappingError(
             f"the network was built for configuration {network.config.short_hash} "
             f"({network.config.name}), not {cfg.short_hash} ({cfg.name})")
-    from mars.hw.loader import load_layout
-    from mars.hw.unit import Op, instruction_layout, param_layout
 
     chain = _chain(network)
     G, D, N = cfg.rows_per_step, cfg.wordline_domains, cfg.channels_per_macro

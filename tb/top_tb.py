@@ -24,7 +24,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from mars.config import MarsConfig
-from mars.hw.top import HostFormat, Region
+from mars.contract.host import HostFormat, Region
 
 CLOCK_NS = 10
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from mars.config import MarsConfig
 from mars.hw.blocks import to_verilog
-from mars.hw.top import HostFormat, Region
+from mars.contract.host import HostFormat, Region
 from mars.sw.mapper import Mapping
 
 from ..sim import REPO_ROOT, available_simulators
