@@ -29,7 +29,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-from mars.contract.host import HostFormat, Region
+from mars.contract.host import HostFormat, HostMemory, Region
 from mars.contract.program import UnitFormat
 
 from .loader import CoreLoader
@@ -40,6 +40,14 @@ __all__ = ["MarsTop"]
 
 class MarsTop(wiring.Component):
     """The accelerator.
+
+    Parameters
+    ----------
+    config : MarsConfig
+    init : dict, optional
+        Initial memory contents keyed like `mars.sw.mapper.Mapping.memories`:
+        ``(HostMemory, unit, domain)`` to a list of words; ``"phases"`` presets the
+        number of phases.  Empty by default (the host port loads everything).
 
     Members
     -------
@@ -57,8 +65,8 @@ class MarsTop(wiring.Component):
         self._config = config
         self._init = init or {}
         self._host = HostFormat(config)
-        #: The top's own memories by name, once elaborated (for simulator backdoors).
-        self.memories: dict[str, Memory] = {}
+        #: The top's own memories (activations, results, cycle counters), once elaborated.
+        self.memories: dict[HostMemory, Memory] = {}
         super().__init__({
             "host": In(stream.Signature(self._host.layout())),
             "host_read": Out(stream.Signature(unsigned(self._host.data_bits))),
@@ -92,11 +100,11 @@ class MarsTop(wiring.Component):
         # is idle; their memories keep what the host wrote.
         running = Signal()
         for c in range(cfg.cores):
-            loader = CoreLoader(cfg, init=self._init.get(("loader", c, 0)))
+            loader = CoreLoader(cfg, init=self._init.get((HostMemory.LOADER, c, 0)))
             m.submodules[f"loader{c}"] = ResetInserter(~running)(loader)
             loaders.append(loader)
             sram = Memory(shape=unsigned(cfg.cols), depth=cfg.weight_sram_rows,
-                          init=self._init.get(("weights", c, 0), []),
+                          init=self._init.get((HostMemory.WEIGHTS, c, 0), []),
                           attrs={"ram_style": "block"})
             m.submodules[f"weights{c}"] = sram
             sw = sram.write_port()
@@ -111,10 +119,10 @@ class MarsTop(wiring.Component):
             for j in range(cfg.macros_per_core):
                 u = c * cfg.macros_per_core + j
                 unit = MacroUnit(cfg, init={
-                    "program": self._init.get(("program", u, 0), []),
-                    "params": self._init.get(("params", u, 0), []),
-                    **{("index", d): self._init.get(("index", u, d)) for d in range(D)},
-                    **{("ktable", d): self._init.get(("ktable", u, d)) for d in range(D)}})
+                    "program": self._init.get((HostMemory.PROGRAM, u, 0), []),
+                    "params": self._init.get((HostMemory.PARAMS, u, 0), []),
+                    **{("index", d): self._init.get((HostMemory.INDEX, u, d)) for d in range(D)},
+                    **{("ktable", d): self._init.get((HostMemory.KTABLE, u, d)) for d in range(D)}})
                 m.submodules[f"unit{u}"] = ResetInserter(~running)(unit)
                 units.append(unit)
                 wiring.connect(m, loader.loads[j], unit.load)
@@ -132,7 +140,7 @@ class MarsTop(wiring.Component):
 
         # -- activation memory: two banks, a read port per unit lane ----------------------
         act = Memory(shape=unsigned(cfg.act_bits), depth=2 * cfg.act_buffer_words,
-                     init=self._init.get(("act", 0, 0), []))
+                     init=self._init.get((HostMemory.ACT, 0, 0), []))
         m.submodules.act = act
         lanes = fmt.write_lanes
         for u, unit in enumerate(units):
@@ -169,7 +177,8 @@ class MarsTop(wiring.Component):
 
         cycles_mem = Memory(shape=unsigned(32), depth=cfg.max_layers, init=[])
         m.submodules.cycle_mem = cycles_mem
-        self.memories.update(act=act, result=result, cycles=cycles_mem)
+        self.memories.update({HostMemory.ACT: act, HostMemory.RESULT: result,
+                              HostMemory.CYCLES: cycles_mem})
         cycles_w = cycles_mem.write_port()
         cycles_r = cycles_mem.read_port()
 

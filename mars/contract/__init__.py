@@ -10,7 +10,10 @@ hardware, the software or the testbenches (checked by import-linter, see pyproje
 * `mars.contract.decoder`: the decoder's format (`DecoderFormat`, `descriptor`,
   `ktable_words`) and word layouts.
 * `mars.contract.program`: macro-unit instructions, parameter words, loader instructions.
-* `mars.contract.host`: the host port (`Region`, `HostFormat`).
+* `mars.contract.host`: the host port (`Region`, `HostMemory`, control registers,
+  `Status`, `HostFormat`).
+* `mars.contract.export`: all of it as JSON (`contract_json`; ``contract.json`` beside the
+  Verilog that ``mars verilog`` writes).
 """
 
 from .decoder import (
@@ -28,7 +31,17 @@ from .decoder import (
     payload_fields,
     payload_layout,
 )
-from .host import HostFormat, Region
+from .export import contract_json, contract_text, layout_json
+from .host import (
+    READ_LATENCY,
+    ControlRead,
+    ControlWrite,
+    HostFormat,
+    HostMemory,
+    Region,
+    Scope,
+    Status,
+)
 from .layer import LayerGeometry, LayerKind
 from .program import Op, UnitFormat, instruction_layout, load_layout, param_layout
 
@@ -37,7 +50,9 @@ __all__ = [
     "descriptor_layout", "error_layout", "index_write_layout", "ktable_fields",
     "ktable_layout", "ktable_words", "ktable_write_layout", "payload_fields",
     "payload_layout",
-    "HostFormat", "Region",
+    "contract_json", "contract_text", "layout_json",
+    "READ_LATENCY", "ControlRead", "ControlWrite", "HostFormat", "HostMemory", "Region",
+    "Scope", "Status",
     "LayerGeometry", "LayerKind",
     "Op", "UnitFormat", "instruction_layout", "load_layout", "param_layout",
 ]
