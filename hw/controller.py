@@ -22,12 +22,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.host import ControlWrite
 
 __all__ = ["Controller", "control_write_layout", "phase_end_layout"]
 
 
 def control_write_layout() -> data.StructLayout:
-    """A write of a control register: ``addr`` 0 = phases, 1 = skip_loads (bit 0)."""
+    """A write of a control register: ``addr`` is a `ControlWrite` (phases, skip_loads)."""
     return data.StructLayout({"addr": unsigned(1), "data": unsigned(32)})
 
 
@@ -51,8 +52,8 @@ class Controller(wiring.Component):
     Members
     -------
     control : In(stream.Signature(control_write_layout()))
-        Host writes of the phase count (``addr`` 0) and of ``skip_loads`` (``addr`` 1);
-        ``ready`` is always 1.
+        Host writes of the phase count (``addr`` `ControlWrite.PHASES`) and of
+        ``skip_loads`` (`ControlWrite.SKIP_LOADS`, bit 0); ``ready`` is always 1.
     start : In(1)
         Start a run (ignored while running or while the phase count is 0).
     loaders_waiting : In(cores)
@@ -102,9 +103,9 @@ class Controller(wiring.Component):
         phase_cycles = Signal(32)
         control = self.control
         m.d.comb += control.ready.eq(1)
-        with m.If(control.valid & (control.payload.addr == 0)):
+        with m.If(control.valid & (control.payload.addr == ControlWrite.PHASES)):
             m.d.sync += n_phases.eq(control.payload.data)
-        with m.If(control.valid & (control.payload.addr == 1)):
+        with m.If(control.valid & (control.payload.addr == ControlWrite.SKIP_LOADS)):
             m.d.sync += self.skip_loads.eq(control.payload.data[0])
 
         all_loaders = self.loaders_waiting.all()

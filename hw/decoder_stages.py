@@ -15,7 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-from mars.sw.sparse.hwformat import DecoderFormat
+from mars.contract.decoder import DecoderFormat, descriptor_layout, ktable_layout
 
 __all__ = ["item_layout", "WalkIssue", "LaneExpander"]
 
@@ -28,11 +28,6 @@ def item_layout(config: MarsConfig) -> data.StructLayout:
     return data.StructLayout({
         "valid": 1, "first": 1, "last": 1, "walk_first": 1, "walk_last": 1, "filler": 1,
         "slot": unsigned(fmt.slot_bits), "bx": signed(ob), "pix": signed(ob)})
-
-
-def _descriptor_layout(config: MarsConfig) -> data.StructLayout:
-    from .decoder import descriptor_layout     # decoder.py imports this module
-    return descriptor_layout(config)
 
 
 class WalkIssue(wiring.Component):
@@ -77,11 +72,11 @@ class WalkIssue(wiring.Component):
         self._config = config
         self._format = fmt = DecoderFormat(config)
         super().__init__({
-            "start": In(stream.Signature(_descriptor_layout(config))),
+            "start": In(stream.Signature(descriptor_layout(config))),
             "in_flight": In(1),
             "advance": In(1),
             "stop": In(1),
-            "desc": Out(_descriptor_layout(config)),
+            "desc": Out(descriptor_layout(config)),
             "active": Out(1),
             "item": Out(item_layout(config)),
             "index_addr": Out(unsigned(fmt.slot_bits)),
@@ -185,12 +180,11 @@ class LaneExpander(wiring.Component):
     """
 
     def __init__(self, config: MarsConfig):
-        from .decoder import ktable_layout
         self._config = config
         self._format = fmt = DecoderFormat(config)
         G = config.rows_per_step
         super().__init__({
-            "desc": In(_descriptor_layout(config)),
+            "desc": In(descriptor_layout(config)),
             "entry": In(ktable_layout(config)),
             "kgroup": In(unsigned(fmt.kgroup_bits)),
             "bx": In(signed(fmt.offset_bits)),

@@ -22,10 +22,10 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.decoder import payload_layout
+from mars.contract.program import UnitFormat
 
-from .decoder import payload_layout
 from .macro import request_layout
-from .unit import UnitFormat
 
 __all__ = ["ActivationGather", "side_layout"]
 

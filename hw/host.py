@@ -20,8 +20,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-
-from .top import HostFormat, Region
+from mars.contract.host import ControlRead, HostFormat, Region
 
 __all__ = ["HostPort"]
 
@@ -106,6 +105,6 @@ class HostPort(wiring.Component):
                 read_region == Region.ACT, self.act_data, Mux(
                     read_region == Region.RESULT, self.result_data.as_unsigned(), Mux(
                         read_region == Region.CYCLES, self.cycles_data, Mux(
-                            read_offset == 0, self.status, self.total_cycles))))),
+                            read_offset == ControlRead.STATUS, self.status, self.total_cycles))))),
         ]
         return m

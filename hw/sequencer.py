@@ -20,9 +20,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-
-from .decoder import descriptor_layout
-from .unit import Op, instruction_layout, param_layout
+from mars.contract.decoder import descriptor_layout
+from mars.contract.program import Op, instruction_layout, param_layout
 
 __all__ = ["UnitSequencer", "memory_write_layout"]
 

@@ -23,68 +23,33 @@ it.  See docs/architecture.md for the reasons and the address map.
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.host import ControlWrite, HostFormat, HostMemory, Region
+from mars.contract.program import UnitFormat
 
+from .controller import Controller
+from .host import HostPort
 from .loader import CoreLoader
-from .unit import MacroUnit, UnitFormat
+from .unit import MacroUnit
 
-__all__ = ["Region", "HostFormat", "MarsTop"]
-
-
-class Region(enum.IntEnum):
-    """Top bits of a host address: which memory (docs/architecture.md, "Host port")."""
-
-    CONTROL = 0       # 0: phases (w), status (r); 1: skip_loads (w), total cycles (r)
-    ACT = 1           # activation memory, both banks
-    RESULT = 2        # result memory
-    WEIGHTS = 3       # weight SRAM of core `unit`
-    LOADER = 4        # loader program of core `unit`
-    PROGRAM = 5       # program of macro unit `unit`
-    PARAMS = 6        # parameters of macro unit `unit`
-    INDEX = 7         # index memory of unit `unit`, domain `domain`
-    KTABLE = 8        # k-table of unit `unit`, domain `domain`
-    CYCLES = 9        # cycles of phase `offset` (r)
-
-
-class HostFormat:
-    """Field widths of the host port, from the configuration."""
-
-    def __init__(self, config: MarsConfig):
-        from .loader import load_layout
-        from .unit import instruction_layout, param_layout
-        from .decoder import ktable_layout
-        units = max(config.macros, config.cores)
-        self.unit_bits = max(1, (units - 1).bit_length())
-        self.domain_bits = max(1, (config.wordline_domains - 1).bit_length())
-        depths = [2 * config.act_buffer_words, config.result_words, config.weight_sram_rows,
-                  config.program_words, config.param_words, config.max_phases,
-                  UnitFormat(config).decoder.index_depth,
-                  UnitFormat(config).decoder.max_kgroups]
-        self.offset_bits = max(1, (max(depths) - 1).bit_length())
-        self.data_bits = max(config.cols, config.acc_bits, 32,
-                             instruction_layout(config).size, param_layout(config).size,
-                             load_layout(config).size, ktable_layout(config).size)
-
-    def layout(self) -> data.StructLayout:
-        return data.StructLayout({
-            "write": 1,
-            "region": unsigned(4),
-            "unit": unsigned(self.unit_bits),
-            "domain": unsigned(self.domain_bits),
-            "offset": unsigned(self.offset_bits),
-            "data": unsigned(self.data_bits),
-        })
+__all__ = ["MarsTop"]
 
 
 class MarsTop(wiring.Component):
     """The accelerator.
+
+    Parameters
+    ----------
+    config : MarsConfig
+    init : dict, optional
+        Initial memory contents keyed like `mars.sw.mapper.Mapping.memories`:
+        ``(HostMemory, unit, domain)`` to a list of words; ``"phases"`` presets the
+        number of phases.  Empty by default (the host port loads everything).
 
     Members
     -------
@@ -102,8 +67,8 @@ class MarsTop(wiring.Component):
         self._config = config
         self._init = init or {}
         self._host = HostFormat(config)
-        #: The top's own memories by name, once elaborated (for simulator backdoors).
-        self.memories: dict[str, Memory] = {}
+        #: The top's own memories (activations, results, cycle counters), once elaborated.
+        self.memories: dict[HostMemory, Memory] = {}
         super().__init__({
             "host": In(stream.Signature(self._host.layout())),
             "host_read": Out(stream.Signature(unsigned(self._host.data_bits))),
@@ -118,9 +83,6 @@ class MarsTop(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
-        from .controller import Controller
-        from .host import HostPort
-
         cfg = self._config
         m = Module()
         m.submodules.host_port = port = HostPort(cfg)
@@ -133,8 +95,10 @@ class MarsTop(wiring.Component):
         self._cycle_memory(m, port, ctrl)
 
         m.d.comb += [
-            ctrl.control.valid.eq(port.region[Region.CONTROL]),
-            ctrl.control.payload.addr.eq(port.offset[0]),
+            # Writes past the control registers are ignored.
+            ctrl.control.valid.eq(port.region[Region.CONTROL]
+                                  & (port.offset < len(ControlWrite))),
+            ctrl.control.payload.addr.eq(port.offset),
             ctrl.control.payload.data.eq(port.data),
             ctrl.start.eq(self.start),
             self.busy.eq(ctrl.running), self.done.eq(ctrl.done),
@@ -158,11 +122,11 @@ class MarsTop(wiring.Component):
         cfg, init = self._config, self._init
         loaders, units = [], []
         for c in range(cfg.cores):
-            loader = CoreLoader(cfg, init=init.get(("loader", c, 0)))
+            loader = CoreLoader(cfg, init=init.get((HostMemory.LOADER, c, 0)))
             m.submodules[f"loader{c}"] = ResetInserter(~running)(loader)
             loaders.append(loader)
             sram = Memory(shape=unsigned(cfg.cols), depth=cfg.weight_sram_rows,
-                          init=init.get(("weights", c, 0), []), attrs={"ram_style": "block"})
+                          init=init.get((HostMemory.WEIGHTS, c, 0), []), attrs={"ram_style": "block"})
             m.submodules[f"weights{c}"] = sram
             sw = sram.write_port()
             sr = sram.read_port()
@@ -183,10 +147,10 @@ class MarsTop(wiring.Component):
         """Macro unit `u` with its memories' initial contents and host writes."""
         init, D = self._init, self._config.wordline_domains
         unit = MacroUnit(self._config, init={
-            "program": init.get(("program", u, 0), []),
-            "params": init.get(("params", u, 0), []),
-            **{("index", d): init.get(("index", u, d)) for d in range(D)},
-            **{("ktable", d): init.get(("ktable", u, d)) for d in range(D)}})
+            "program": init.get((HostMemory.PROGRAM, u, 0), []),
+            "params": init.get((HostMemory.PARAMS, u, 0), []),
+            **{("index", d): init.get((HostMemory.INDEX, u, d)) for d in range(D)},
+            **{("ktable", d): init.get((HostMemory.KTABLE, u, d)) for d in range(D)}})
         m.submodules[f"unit{u}"] = ResetInserter(~running)(unit)
         for target, region in ((unit.prog_write, Region.PROGRAM),
                                (unit.param_write, Region.PARAMS)):
@@ -207,9 +171,9 @@ class MarsTop(wiring.Component):
         write (shared with the first writer) and read ports."""
         cfg = self._config
         act = Memory(shape=unsigned(cfg.act_bits), depth=2 * cfg.act_buffer_words,
-                     init=self._init.get(("act", 0, 0), []))
+                     init=self._init.get((HostMemory.ACT, 0, 0), []))
         m.submodules.act = act
-        self.memories["act"] = act
+        self.memories[HostMemory.ACT] = act
         for u, unit in enumerate(units):
             for lane in range(UnitFormat(cfg).write_lanes):
                 write = act.write_port()
@@ -238,7 +202,7 @@ class MarsTop(wiring.Component):
         cfg = self._config
         result = Memory(shape=signed(cfg.acc_bits), depth=cfg.result_words, init=[])
         m.submodules.result = result
-        self.memories["result"] = result
+        self.memories[HostMemory.RESULT] = result
         for unit in units:
             for lane in range(UnitFormat(cfg).write_lanes):
                 write = result.write_port()
@@ -252,7 +216,7 @@ class MarsTop(wiring.Component):
         """The per-phase cycle counts, written by the controller, read by the host."""
         cycles = Memory(shape=unsigned(32), depth=self._config.max_phases, init=[])
         m.submodules.cycle_mem = cycles
-        self.memories["cycles"] = cycles
+        self.memories[HostMemory.CYCLES] = cycles
         write = cycles.write_port()
         host_read = cycles.read_port()
         m.d.comb += [write.addr.eq(ctrl.phase_end.phase), write.data.eq(ctrl.phase_end.cycles),

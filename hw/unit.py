@@ -25,83 +25,22 @@ write port, so back-to-back read-modify-writes of one address are exact).
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Cat, Module, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-from mars.sw.sparse.hwformat import DecoderFormat
+from mars.contract.decoder import index_write_layout, ktable_write_layout
+from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
-from .decoder import SparseDecoder, descriptor_layout, index_write_layout, ktable_write_layout
+from .accumulator import Accumulator
+from .decoder import SparseDecoder
+from .gather import ActivationGather
 from .macro import CimMacro, write_layout
+from .sequencer import UnitSequencer, memory_write_layout
+from .writer import UnitWriter
 
-__all__ = ["Op", "UnitFormat", "instruction_layout", "param_layout", "MacroUnit"]
-
-
-class Op(enum.IntEnum):
-    """Program word opcodes: a unit's WALK or a loader's LOAD (the same code), or SYNC."""
-
-    WALK = 0
-    LOAD = 0
-    SYNC = 1
-
-
-class UnitFormat:
-    """Widths of the macro unit's program and parameter words, from the configuration."""
-
-    def __init__(self, config: MarsConfig):
-        self.config = config
-        self.decoder = DecoderFormat(config)
-        self.shift_bits = (config.acc_bits + config.requant_mult_bits).bit_length()
-        self.act_addr_bits = self.decoder.addr_bits + 1        # + the ping-pong bank
-        self.value_bits = self.decoder.value_bits
-        self.pool_bits = 3                                      # pool window 1..7
-        self.result_addr_bits = max(1, (config.result_words - 1).bit_length())
-        # Channels the writer handles per cycle: enough that a pixel's writes never take
-        # longer than one macro step (cycles_per_step), so the writer never limits.
-        n = config.channels_per_macro
-        self.write_lanes = min(n, -(-n // config.cycles_per_step))
-
-
-def instruction_layout(config: MarsConfig) -> data.StructLayout:
-    """One program word of a macro unit (docs/architecture.md, "Programs")."""
-    fmt = UnitFormat(config)
-    D = config.wordline_domains
-    depth_bits = fmt.decoder.index_depth.bit_length()
-    vb = fmt.value_bits
-    return data.StructLayout({
-        "op": unsigned(2),
-        "desc": descriptor_layout(config),          # index_start/count: per domain below
-        "index_start": data.ArrayLayout(unsigned(fmt.decoder.slot_bits), D),
-        "count": data.ArrayLayout(unsigned(depth_bits), D),
-        "in_bank": 1,
-        "out_bank": 1,
-        "acc_out": 1,                               # raw accumulators to the result memory
-        "param_addr": range(config.param_words),
-        "n_valid": range(config.channels_per_macro + 1),
-        "pool_k": unsigned(fmt.pool_bits),
-        "pool_w": unsigned(vb),
-        "pool_h": unsigned(vb),
-        "out_base": unsigned(vb),
-        "out_pitch": unsigned(vb),
-        "out_row_pitch": unsigned(vb),
-    })
-
-
-def param_layout(config: MarsConfig) -> data.ArrayLayout:
-    """One parameter word: bias, multiplier M and shift S of every macro channel."""
-    fmt = UnitFormat(config)
-    return data.ArrayLayout(data.StructLayout({
-        "bias": signed(config.acc_bits),
-        "mult": unsigned(config.requant_mult_bits),
-        "shift": unsigned(fmt.shift_bits),
-    }), config.channels_per_macro)
-
-
-def _write_layout(addr_bits: int, data_shape) -> data.StructLayout:
-    return data.StructLayout({"addr": unsigned(addr_bits), "data": data_shape})
+__all__ = ["MacroUnit"]
 
 
 class MacroUnit(wiring.Component):
@@ -139,11 +78,10 @@ class MacroUnit(wiring.Component):
             "waiting": Out(1),
             "error": Out(1),
             "load": In(stream.Signature(write_layout(config))),
-            "prog_write": In(stream.Signature(_write_layout(
-                max(1, (config.program_words - 1).bit_length()),
-                instruction_layout(config)))),
-            "param_write": In(stream.Signature(_write_layout(
-                max(1, (config.param_words - 1).bit_length()), param_layout(config)))),
+            "prog_write": In(stream.Signature(memory_write_layout(
+                config.program_words, instruction_layout(config)))),
+            "param_write": In(stream.Signature(memory_write_layout(
+                config.param_words, param_layout(config)))),
             "index_write": In(stream.Signature(data.StructLayout(
                 {**domain, "write": index_write_layout(config)}))),
             "ktable_write": In(stream.Signature(data.StructLayout(
@@ -166,11 +104,6 @@ class MacroUnit(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
-        from .accumulator import Accumulator
-        from .gather import ActivationGather
-        from .sequencer import UnitSequencer
-        from .writer import UnitWriter
-
         cfg, init = self._config, self._init
         m = Module()
         m.submodules.sequencer = seq = UnitSequencer(

@@ -30,9 +30,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
 from .accumulator import pixel_layout
-from .unit import UnitFormat, instruction_layout, param_layout
 
 __all__ = ["UnitWriter"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS
+from mars.contract.host import Region
 from mars.hw.host import HostPort
-from mars.hw.top import Region
 
 # Two cores of two units: four units, so the unit field has two bits.
 CONFIG = PRESETS["tiny"].replace(name="tiny-4u", cores=2, macros_per_core=2)

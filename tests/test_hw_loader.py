@@ -16,8 +16,8 @@ from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS
-from mars.hw.loader import CoreLoader, load_layout
-from mars.hw.unit import Op
+from mars.contract.program import Op, load_layout
+from mars.hw.loader import CoreLoader
 
 # Two units per core, so the unit field is exercised.
 CONFIG = PRESETS["tiny"].replace(name="tiny-2u", macros_per_core=2)

@@ -17,7 +17,7 @@ from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS
-from mars.hw.unit import UnitFormat
+from mars.contract.program import UnitFormat
 from mars.hw.writer import UnitWriter
 from mars.sw.golden.network import requantise
 
