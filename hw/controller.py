@@ -24,18 +24,12 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.host import ControlWrite
 
-__all__ = ["Controller", "control_write_layout", "phase_end_layout"]
+__all__ = ["Controller", "control_write_layout"]
 
 
 def control_write_layout() -> data.StructLayout:
     """A write of a control register: ``addr`` is a `ControlWrite` (phases, skip_loads)."""
     return data.StructLayout({"addr": unsigned(1), "data": unsigned(32)})
-
-
-def phase_end_layout(config: MarsConfig) -> data.StructLayout:
-    """The end of a phase: its index and its cycle count (``valid`` for one cycle)."""
-    return data.StructLayout({"valid": 1, "phase": range(config.max_phases + 1),
-                              "cycles": unsigned(32)})
 
 
 class Controller(wiring.Component):
@@ -68,8 +62,13 @@ class Controller(wiring.Component):
         A run is in progress.
     done : Out(1)
         The last run finished (cleared by the next start).
-    phase_end : Out(phase_end_layout(config))
-        One cycle per finished phase: its index and its cycle count.
+    phase : Out(range(max_phases + 1))
+        The current phase (a register; 0 at the start of a run).
+    phase_cycles : Out(unsigned(32))
+        Cycles of the current phase before this one (a register); a phase that ends now
+        took ``phase_cycles + 1`` cycles.
+    phase_end : Out(1)
+        The current phase ends this cycle (the top writes its cycle count).
     total_cycles : Out(unsigned(32))
         Cycles of the current (or last) run.
     """
@@ -87,7 +86,9 @@ class Controller(wiring.Component):
             "skip_loads": Out(1),
             "running": Out(1),
             "done": Out(1),
-            "phase_end": Out(phase_end_layout(config)),
+            "phase": Out(range(config.max_phases + 1)),
+            "phase_cycles": Out(unsigned(32)),
+            "phase_end": Out(1),
             "total_cycles": Out(unsigned(32)),
         })
 
@@ -99,8 +100,9 @@ class Controller(wiring.Component):
         cfg = self._config
         m = Module()
         n_phases = Signal(range(cfg.max_phases + 1), init=self._phases)
-        phase = Signal(range(cfg.max_phases + 1))
-        phase_cycles = Signal(32)
+        # The outputs are the registers themselves: a port assembled from comb slices of
+        # a register that never changed would start undefined on event-driven simulators.
+        phase, phase_cycles = self.phase, self.phase_cycles
         control = self.control
         m.d.comb += control.ready.eq(1)
         with m.If(control.valid & (control.payload.addr == ControlWrite.PHASES)):
@@ -110,8 +112,6 @@ class Controller(wiring.Component):
 
         all_loaders = self.loaders_waiting.all()
         all_units = self.units_waiting.all()
-        m.d.comb += [self.phase_end.phase.eq(phase),
-                     self.phase_end.cycles.eq(phase_cycles + 1)]
 
         def count():
             return [phase_cycles.eq(phase_cycles + 1),
@@ -131,7 +131,7 @@ class Controller(wiring.Component):
             with m.State("WALK"):
                 m.d.sync += count()
                 with m.If(all_units):
-                    m.d.comb += self.phase_end.valid.eq(1)
+                    m.d.comb += self.phase_end.eq(1)
                     m.d.sync += [phase.eq(phase + 1), phase_cycles.eq(0)]
                     with m.If(phase + 1 == n_phases):
                         m.d.sync += [self.done.eq(1), self.running.eq(0)]

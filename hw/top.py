@@ -219,6 +219,6 @@ class MarsTop(wiring.Component):
         self.memories[HostMemory.CYCLES] = cycles
         write = cycles.write_port()
         host_read = cycles.read_port()
-        m.d.comb += [write.addr.eq(ctrl.phase_end.phase), write.data.eq(ctrl.phase_end.cycles),
-                     write.en.eq(ctrl.phase_end.valid),
+        m.d.comb += [write.addr.eq(ctrl.phase), write.data.eq(ctrl.phase_cycles + 1),
+                     write.en.eq(ctrl.phase_end),
                      host_read.addr.eq(port.offset), port.cycles_data.eq(host_read.data)]

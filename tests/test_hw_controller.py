@@ -47,9 +47,8 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
                                              if t >= w))
             ctx.set(dut.units_waiting, sum(1 << u for u, w in enumerate(unit_wait_from)
                                            if t >= w))
-            end = ctx.get(dut.phase_end)
-            if end.valid:
-                trace["phase_end"].append((t, int(end.phase), int(end.cycles)))
+            if ctx.get(dut.phase_end):
+                trace["phase_end"].append((t, ctx.get(dut.phase), ctx.get(dut.phase_cycles) + 1))
             if ctx.get(dut.go_units):
                 trace["go_units"].append(t)
                 unit_wait_from = [t + 1 + w for w in walks[phase]]
