@@ -126,7 +126,8 @@ class MarsTop(wiring.Component):
             m.submodules[f"loader{c}"] = ResetInserter(~running)(loader)
             loaders.append(loader)
             sram = Memory(shape=unsigned(cfg.cols), depth=cfg.weight_sram_rows,
-                          init=init.get((HostMemory.WEIGHTS, c, 0), []), attrs={"ram_style": "block"})
+                          init=init.get((HostMemory.WEIGHTS, c, 0), []),
+                          attrs={"ram_style": "block"})
             m.submodules[f"weights{c}"] = sram
             sw = sram.write_port()
             sr = sram.read_port()
