@@ -2,7 +2,10 @@
 
 Everything is produced in a hidden temporary folder beside the destination first; only
 when every file is complete are they moved into place.  A failure half way leaves the
-destination as it was, so nothing half-written ever looks valid.
+destination as it was, so nothing half-written ever looks valid.  Single files (reports)
+go through `replace_file`: a private temporary file beside the target, then
+``os.replace``, so a reader, a parallel writer or a kill sees the old file or the new
+one, never a torn one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,27 @@ from pathlib import Path
 from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, to_verilog
 
-__all__ = ["write_atomically", "emit_verilog"]
+__all__ = ["replace_file", "write_atomically", "emit_verilog"]
+
+
+def replace_file(path: Path, data: str | bytes) -> Path:
+    """Write `data` (text or bytes) to `path` atomically; returns `path`.
+
+    The temporary file has a unique name (``.<name>.<random>.tmp``) in the same folder, so
+    parallel writers never share it; it is removed if writing fails.  Raises `OSError` if
+    the folder cannot be written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_atomically(out_dir: Path, files: dict[str, Callable[[], str]]) -> list[Path]:
