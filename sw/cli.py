@@ -81,6 +81,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_flow(args: argparse.Namespace) -> int:
     from mars.sw.run import flow
 
+    if args.count < 1:                        # [:0] or [:-n] would silently drop inputs
+        raise _UserError(f"--count must be at least 1, not {args.count}")
     report = flow(package=Path(args.package) if args.package else None, out=Path(args.out),
                   simulator=args.simulator, count=args.count)
     return 0 if report["bit_exact"] and report["cycle_model_exact"] else 1
