@@ -164,3 +164,23 @@ def test_replace_file_is_whole_or_old(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     replace_file(target, b"new")
     assert target.read_text() == "new"
+
+
+@pytest.mark.parametrize("backend, install", [("icarus", "apt-get install -y iverilog"),
+                                              ("verilator", "apt-get install -y g++ make")])
+def test_cli_run_without_the_simulator_is_one_line(tmp_path, monkeypatch, capsys, backend,
+                                                   install):
+    from mars.config import PRESETS
+    from mars.sw.cli import main
+    from mars.tb.networks import write_random_package
+
+    write_random_package(tmp_path / "pkg", PRESETS["tiny"])
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))     # no iverilog, g++ or make
+    monkeypatch.setenv("MARS_BUILD_DIR", str(tmp_path / "build"))
+    rc = main(["run", "--package", str(tmp_path / "pkg"), "--backend", backend,
+               "--out", str(tmp_path / "y.npz")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith(f"mars: error: {backend} is not available") and install in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "y.npz").exists()
