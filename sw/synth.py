@@ -25,8 +25,8 @@ from typing import Any
 from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, to_verilog
+from mars.contract.decoder import DecoderFormat
 from mars.sw.emit import replace_file
-from mars.sw.sparse.hwformat import DecoderFormat
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "resources", "run_synth"]
 
