@@ -267,3 +267,18 @@ def test_estimate_command_table_json_and_plots(package, tmp_path, capsys):
 def test_estimate_command_refuses_another_config(package, capsys):
     assert main(["estimate", "--package", str(package), "--config", "tiny"]) == 2
     assert "--config gives" in capsys.readouterr().err
+
+
+def test_flow_report_shows_the_estimate():
+    from mars.sw.run import format_report
+
+    mapping = map_network(conv_net())
+    est = estimate(mapping)
+    report = {"config": "tiny", "inputs": 1, "simulator": "verilator", "bit_exact": True,
+              "mismatched_inputs": 0, "cycle_model_exact": True, "rtl_accuracy": 1.0,
+              "package_accuracy": 1.0, "weights_resident": True, "first_inference_cycles": 1,
+              "cycles_per_inference": 1, "dense_cycles_per_inference": 1,
+              "speedup_from_sparsity": 1.0, "utilisation": 1.0,
+              "simulated_cycles_per_second": 1.0, "layers": [], "estimate": est}
+    text = format_report(report)
+    assert f"{est['tops_per_w_effective']:.1f}" in text and "frames/s" in text
