@@ -31,9 +31,23 @@ class EstimateError(MarsError, ValueError):
     """An estimate that cannot be made (a clock that is not positive, ...)."""
 
 
-def _index_bits(cfg) -> int:
-    kgroups = -(-cfg.act_buffer_words // cfg.rows_per_step)
-    return max(1, (kgroups - 1).bit_length())
+def _bits_for(count: int) -> int:
+    return max(1, (count - 1).bit_length())
+
+
+def decoder_step_pj(cfg, tech: Technology) -> float:
+    """One decoder step of one domain (pJ): an index-memory read (a K-group number, one
+    entry per weight-SRAM row slot), a k-table read (two offsets of addr_bits+1 and
+    addr_bits+2 bits, one entry per K-group of the largest layer) and G address adds
+    (docs/decoder.md gives the widths)."""
+    G = cfg.rows_per_step
+    kgroups = -(-cfg.act_buffer_words // G)
+    index_bits, index_depth = _bits_for(kgroups), cfg.weight_sram_rows // G
+    addr_bits = _bits_for(cfg.act_buffer_words)
+    ktable_bits = 2 * addr_bits + 3
+    return (tech.sram_pj(index_bits, index_depth * index_bits)
+            + tech.sram_pj(ktable_bits, kgroups * ktable_bits)
+            + G * tech.add_pj(addr_bits))
 
 
 def component_energy(counts: LayerCounts, cfg, tech: Technology) -> dict[str, float]:
@@ -57,7 +71,7 @@ def component_energy(counts: LayerCounts, cfg, tech: Technology) -> dict[str, fl
                               * act_word + counts.pool_reads * tech.add_pj(Ab)
                               + counts.result_writes
                               * tech.sram_pj(cfg.acc_bits, cfg.result_words * cfg.acc_bits)),
-        "decoder": counts.index_reads * _index_bits(cfg) * tech.index_fj_per_bit / 1000.0,
+        "decoder": counts.index_reads * decoder_step_pj(cfg, tech),
         "weight load": (counts.weight_sram_reads * tech.sram_pj(C, cfg.weight_sram_rows * C)
                         + counts.macro_row_writes * tech.sram_pj(C, R * C)),
     }
@@ -85,7 +99,7 @@ def area_um2(cfg, tech: Technology) -> dict[str, float]:
     bits = _storage_bits(cfg)
     N, D = cfg.channels_per_macro, cfg.wordline_domains
     lanes = min(N, -(-N // cfg.cycles_per_step))          # the writer's channels a cycle
-    addr = max(1, (cfg.act_buffer_words - 1).bit_length())
+    addr = _bits_for(cfg.act_buffer_words)
     unit = (N * (cfg.acc_bits + cfg.psum_bits) * tech.add_um2_per_bit
             + lanes * cfg.acc_bits * cfg.requant_mult_bits * tech.mult_um2_per_bit2
             + D * cfg.rows_per_step * addr * tech.add_um2_per_bit)

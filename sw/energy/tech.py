@@ -117,8 +117,6 @@ class Technology:
         Cell area over total area of a CIM macro, readouts included (0..1].
     add_um2_per_bit, mult_um2_per_bit2 : float
         Adder area per bit and multiplier area per bit product (um^2).
-    index_fj_per_bit : float
-        Decoder energy per index bit walked (fJ): index-memory read and k-table step.
 
     Raises
     ------
@@ -143,7 +141,6 @@ class Technology:
     cim_array_efficiency: float = 0.35
     add_um2_per_bit: float = _D["add_um2_per_bit"]
     mult_um2_per_bit2: float = _D["mult_um2_per_bit2"]
-    index_fj_per_bit: float = 10.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
