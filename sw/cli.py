@@ -92,6 +92,12 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return run_estimate(args)
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from mars.sw.energy.command import run_sweep_command
+
+    return run_sweep_command(args)
+
+
 class _UserError(MarsError):
     """A mistake in the command line's inputs: one line on stderr, exit status 2."""
 
@@ -163,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_estimate_arguments(p)
     p.set_defaults(func=_cmd_estimate)
+
+    from mars.sw.energy.command import add_sweep_arguments
+
+    p = sub.add_parser("sweep", help="train or reuse, estimate (and simulate) a grid of "
+                       "configurations and sparsities; one CSV row per point",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_sweep_arguments(p)
+    p.set_defaults(func=_cmd_sweep)
     return parser
 
 

@@ -297,3 +297,55 @@ def test_flow_report_shows_the_estimate():
               "simulated_cycles_per_second": 1.0, "layers": [], "estimate": est}
     text = format_report(report)
     assert f"{est['tops_per_w_effective']:.1f}" in text and "frames/s" in text
+
+
+# -- mars sweep --------------------------------------------------------------------------------
+
+def test_pareto_front_by_hand():
+    from mars.sw.energy.sweep import pareto_front
+
+    points = [(1.0, 0.5), (2.0, 0.9), (3.0, 0.8), (2.0, 0.6), (0.5, 0.5), (4.0, 0.95)]
+    # (1.0, 0.5) loses to (0.5, 0.5); (3.0, 0.8) and (2.0, 0.6) lose to (2.0, 0.9).
+    assert pareto_front(points) == [4, 1, 5]
+
+
+def test_sweep_locally_and_on_a_dask_cluster_give_the_same_rows(package, tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    from mars.sw.energy.sweep import COLUMNS, SweepPoint, run_sweep
+
+    quick = {"epochs": 1, "qat_epochs": 1, "train_subset": 128, "test_subset": 32,
+             "scope": "block"}
+    points = [SweepPoint("default", 0.5, str(package), backend="golden", count=3),
+              SweepPoint("default", 0.75, str(tmp_path / "p75"), quick),
+              SweepPoint("tiny", 0.5, str(package))]     # built for default: an error row
+    local = run_sweep(points, progress=lambda line: None)
+    assert (tmp_path / "p75" / "manifest.json").exists()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        remote = run_sweep(points, scheduler=client, progress=lambda line: None)
+    assert remote == local
+    assert [sorted(row) for row in local] == [sorted(COLUMNS)] * 3
+    assert local[0]["sim_cycles_match"] is True and local[0]["sim_inputs"] == 3
+    assert local[0]["error"] == local[1]["error"] == ""
+    assert local[1]["cycles"] < local[0]["cycles"]          # more sparsity, fewer cycles
+    assert local[1]["energy_uj"] < local[0]["energy_uj"]
+    assert "configuration" in local[2]["error"]
+
+
+def test_sweep_command_writes_one_row_per_point_and_the_pareto_plot(package, tmp_path,
+                                                                    capsys):
+    import csv
+    import shutil
+
+    packages = tmp_path / "pk"
+    shutil.copytree(package, packages / "default-block-s50")   # reused, not retrained
+    out = tmp_path / "sweep.csv"
+    assert main(["sweep", "--sparsity", "50%", "--packages", str(packages), "--out", str(out),
+                 "--plots", str(tmp_path / "plots")]) == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(rows) == 1 and rows[0]["error"] == ""
+    assert (tmp_path / "plots" / "sweep_pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["sweep", "--scheduler", "bogus://nowhere", "--packages",
+                 str(packages), "--out", str(out)]) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
