@@ -151,7 +151,8 @@ def estimate(mapping, tech: Technology | None = None, *, clock_mhz: float | None
         raise EstimateError(f"--clock must be a positive number of MHz, not {clock!r}")
     cfg = mapping.config
     steady = network_cycles(mapping, skip_loads=mapping.resident)
-    first = network_cycles(mapping)
+    # Without resident weights every inference loads them: the first is the steady one.
+    first = network_cycles(mapping) if mapping.resident else steady
     walk = layer_walk_cycles(mapping, steady)
     ideal = ideal_cycles(mapping)
     counts = network_counts(mapping, steady=True)
