@@ -406,8 +406,10 @@ _INT_FIELDS = tuple(f.name for f in dataclasses.fields(MarsConfig) if f.type == 
 
 _DEFAULT = MarsConfig()
 
-#: Named presets.  ``tiny`` fits an iCE40UP5K (30 EBRs, 5280 LUTs); ``default`` follows the
-#: published MARS organisation (four cores, 8-partition macros) with geometry of our choosing.
+#: Named presets.  ``default``: 2 cores x 2 macro units of 512 x 64-cell macros (4
+#: partitions, G = 8, 4-bit weights and activations, 4-bit exact readout).  ``tiny``: one
+#: core, one unit of a 64 x 16 macro (2 partitions, G = 4); its macro and decoders fit an
+#: iCE40UP5K, its whole top an LFE5U-25F (docs/synthesis.md).
 PRESETS: dict[str, MarsConfig] = {
     "default": _DEFAULT,
     "tiny": _DEFAULT.replace(
