@@ -22,7 +22,8 @@ from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import (
     ideal_cycles, layer_walk_cycles, network_cycles, steady_cycles,
 )
-from mars.sw.golden.network import IntegerNetwork, LayerNode, ModelPackage, load_package
+from mars.sw.golden.network import IntegerNetwork, LayerNode
+from mars.sw.package import ModelPackage, load_package
 from mars.sw.mapper import Mapping, map_network
 
 __all__ = ["BACKENDS", "RunError", "RunResult", "check_inputs", "run_package",

@@ -71,12 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``mars train``; errors the user can fix print one line and return 2."""
     from mars.config import ConfigError, load_config
-    from mars.sw.golden.network import PackageError
+    from mars.sw.package import PackageError
 
     from .data import DataError
     from .export import ExportError
     from .models import ModelError
-    from .sparse_files import SparseExportError
+    from mars.sw.package.sparse import SparseExportError
     from .trainer import TrainingError, TrainOptions, train
 
     config = load_config(args.config)
