@@ -9,6 +9,7 @@ pooling, linear-only networks, fully dense and heavily sparse layers.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -17,7 +18,13 @@ from mars.config import MarsConfig
 from mars.sw.golden.network import FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerGeometry, LayerKind
 
-__all__ = ["random_layer", "NETWORKS", "random_inputs"]
+__all__ = ["random_layer", "NETWORKS", "random_inputs", "stable_seed"]
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed in [0, 2^31) from the parts' text (CRC-32): the same in every process, unlike
+    ``hash()`` of a string, which Python randomises per process."""
+    return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
 def random_layer(rng: np.random.Generator, config: MarsConfig, name: str, source: str,
