@@ -291,7 +291,10 @@ def _plan_layer(cfg: MarsConfig, index: int, node: LayerNode, pool: PoolNode | N
     g = node.geometry
     pool_k = pool.kernel if pool else 1
     _check_buffers(cfg, node, pool_k, last)
-    packed = pack_layer(node.weight, g, cfg)
+    try:
+        packed = pack_layer(node.weight, g, cfg)
+    except ValueError as error:             # weights the sparse format cannot hold
+        raise MappingError(f"layer {node.name!r}: {error}") from None
     steps = tuple(max(1, s) for s in packed.set_steps)
     for b, s in enumerate(steps):
         if s > cfg.row_slots:

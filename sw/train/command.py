@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-__all__ = ["add_arguments", "run"]
+from mars.errors import MarsError
+
+__all__ = ["add_arguments", "run", "TrainOptionError"]
 
 
 def _fraction(text: str) -> float:
@@ -53,10 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=30, help="float training epochs")
     parser.add_argument("--qat-epochs", type=int, default=30,
                         help="quantisation-aware (and pruning) epochs")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
     parser.add_argument("--lr", type=float, default=2e-3, help="float learning rate (Adam)")
     parser.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (Adam)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of initialisation, shuffling and pruning")
     parser.add_argument("--threads", type=int, default=1,
                         help="PyTorch CPU threads (the package depends on it)")
     parser.add_argument("--train-subset", type=int, metavar="N",
@@ -68,16 +70,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``mars train``; errors the user can fix print one line and return 2."""
-    from mars.config import ConfigError, load_config
-    from mars.sw.package import PackageError
+class TrainOptionError(MarsError, ValueError):
+    """Options of ``mars train`` that contradict each other or the data set."""
 
-    from .data import DataError
-    from .export import ExportError
-    from .models import ModelError
-    from mars.sw.package.sparse import SparseExportError
-    from .trainer import TrainingError, TrainOptions, train
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mars train``.  Errors the user can fix are `MarsError`s, reported once by
+    `mars.sw.cli.main` (one line, exit status 2)."""
+    from mars.config import load_config
+
+    from .trainer import TrainOptions, train
 
     config = load_config(args.config)
     out = Path(args.out) if args.out else Path("build") / "packages" / \
@@ -92,14 +94,12 @@ def run(args: argparse.Namespace) -> int:
             prune_last=not args.keep_last_dense, distill=args.distill, seed=args.seed,
             threads=args.threads, train_subset=args.train_subset,
             test_subset=args.test_subset, test_vectors=args.test_vectors)
+    except ValueError as error:              # TrainOptions checks its fields
+        raise TrainOptionError(str(error)) from None
+    try:
         train(config, options, out, progress=not args.no_progress)
-    except (DataError, ModelError, ExportError, SparseExportError, TrainingError,
-            PackageError) as error:
-        print(f"mars: error: {error}", file=sys.stderr)
-        return 2
-    except ConfigError:
-        raise                                 # reported by mars.sw.cli.main
-    except ValueError as error:
-        print(f"mars: error: {error}", file=sys.stderr)
-        return 2
+    except MarsError:
+        raise
+    except ValueError as error:              # e.g. a model whose outputs miss the classes
+        raise TrainOptionError(str(error)) from None
     return 0
