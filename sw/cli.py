@@ -29,6 +29,16 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _config_arg(parser: argparse.ArgumentParser, *, package: bool = False) -> None:
     """``--config`` means the same in every command: the configuration to use.  A command
     that reads a model package takes the package's unless told otherwise, and refuses a
@@ -190,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (report, outputs, package, Verilog)")
     p.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator",
                    help="HDL simulator for the RTL")
-    p.add_argument("--count", type=int, default=100, metavar="N",
+    p.add_argument("--count", type=_positive_int, default=100, metavar="N",
                    help="test inputs to simulate")
     p.set_defaults(func=_cmd_flow)
     return parser

@@ -133,6 +133,13 @@ def test_flow_config_must_be_the_packages(package, tmp_path, capsys):
     assert "--config" in line
 
 
+def test_flow_count_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["flow", "--count", "0"])
+    assert info.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
 def test_a_real_process_exits_2_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mars.sw.cli", "verilog", "--config", str(tmp_path / "x.json")],
