@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mars.config import MarsConfig
+from mars.contract.export import contract_text
 from mars.hw.blocks import BLOCKS, to_verilog
 
 __all__ = ["write_atomically", "emit_verilog"]
@@ -40,7 +41,8 @@ def write_atomically(out_dir: Path, files: dict[str, Callable[[], str]]) -> list
 
 def emit_verilog(config: MarsConfig, out_dir: Path,
                  report: Callable[[str], None] | None = None) -> list[Path]:
-    """The Verilog of every block for `config` and ``config.json`` beside it.
+    """The Verilog of every block for `config`, with ``config.json`` and ``contract.json``
+    (`mars.contract.export`: address map, word layouts, memories) beside it.
 
     Returns the paths written.  `report`, if given, receives one line per block with the
     time its conversion took.
@@ -57,4 +59,5 @@ def emit_verilog(config: MarsConfig, out_dir: Path,
 
     files: dict[str, Callable[[], str]] = {f"{name}.v": producer(name) for name in BLOCKS}
     files["config.json"] = config.to_json
+    files["contract.json"] = lambda: contract_text(config)
     return write_atomically(out_dir, files)

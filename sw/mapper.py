@@ -38,11 +38,13 @@ import dataclasses
 from collections import defaultdict
 
 from mars.config import MarsConfig
+from mars.contract.decoder import DecoderFormat, DecoderLimitError, descriptor
+from mars.contract.host import HostMemory
+from mars.contract.program import Op, instruction_layout, load_layout, param_layout
 from mars.errors import MarsError
 from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerKind
 from mars.sw.sparse import PackedLayer, pack_layer
-from mars.sw.sparse.hwformat import DecoderFormat, DecoderLimitError, descriptor
 
 __all__ = ["MappingError", "Walk", "Load", "Phase", "LayerPlan", "Mapping", "map_network"]
 
@@ -60,7 +62,7 @@ class Walk:
 
     ``steps`` is the number of payloads per output pixel (the set's most kept groups, at
     least 1), ``n_valid`` the channels of the set that exist, ``word`` the program word
-    (fields of `mars.hw.unit.instruction_layout`).
+    (fields of `mars.contract.program.instruction_layout`).
     """
 
     unit: int
@@ -116,9 +118,9 @@ class LayerPlan:
 class Mapping:
     """A network mapped onto a configuration.
 
-    ``memories`` maps (memory, unit or core, domain) to its words: ``program``,
-    ``params``, ``index`` and ``ktable`` per macro unit (index and k-table per word-line
-    domain), ``weights`` and ``loader`` per core.  ``resident``: all weights fit in the
+    ``memories`` maps (`HostMemory`, unit or core, domain) to its words: ``PROGRAM``,
+    ``PARAMS``, ``INDEX`` and ``KTABLE`` per macro unit (index and k-table per word-line
+    domain), ``WEIGHTS`` and ``LOADER`` per core.  ``resident``: all weights fit in the
     macros at once; they are loaded in the first phase and a later inference may skip
     every load (the top's ``skip_loads``).
     """
@@ -127,7 +129,7 @@ class Mapping:
     network: IntegerNetwork
     layers: list[LayerPlan]
     phases: list[Phase]
-    memories: dict[tuple[str, int, int], list]
+    memories: dict[tuple[HostMemory, int, int], list]
     output_shape: tuple[int, int, int]
     resident: bool = False
 
@@ -565,25 +567,23 @@ def _programs(cfg: MarsConfig, phases: list[Phase], sync: dict,
     return programs, loader_programs
 
 
-def _emit(cfg: MarsConfig, alloc: _Allocator) -> dict[tuple[str, int, int], list]:
+def _emit(cfg: MarsConfig, alloc: _Allocator) -> dict[tuple[HostMemory, int, int], list]:
     """Stage 4: check every depth, then encode every memory's words."""
-    from mars.hw.loader import load_layout
-    from mars.hw.unit import Op, instruction_layout, param_layout
-
     _check_tables(cfg, alloc)
     programs, loader_programs = _programs(cfg, alloc.phases, {"op": int(Op.SYNC)},
                                           int(Op.LOAD))
     insn, pl, ll = instruction_layout(cfg), param_layout(cfg), load_layout(cfg)
-    memories: dict[tuple[str, int, int], list] = {}
+    memories: dict[tuple[HostMemory, int, int], list] = {}
     for u in range(cfg.macros):
-        memories[("program", u, 0)] = [insn.const(w).as_bits() for w in programs[u]]
-        memories[("params", u, 0)] = [pl.const(w).as_bits() for w in alloc.params[u]]
+        memories[(HostMemory.PROGRAM, u, 0)] = [insn.const(w).as_bits() for w in programs[u]]
+        memories[(HostMemory.PARAMS, u, 0)] = [pl.const(w).as_bits() for w in alloc.params[u]]
         for d in range(cfg.wordline_domains):
-            memories[("index", u, d)] = list(alloc.index_mem[(u, d)])
-            memories[("ktable", u, d)] = list(alloc.ktable_mem[(u, d)])
+            memories[(HostMemory.INDEX, u, d)] = list(alloc.index_mem[(u, d)])
+            memories[(HostMemory.KTABLE, u, d)] = list(alloc.ktable_mem[(u, d)])
     for core in range(cfg.cores):
-        memories[("weights", core, 0)] = list(alloc.sram[core])
-        memories[("loader", core, 0)] = [ll.const(w).as_bits() for w in loader_programs[core]]
+        memories[(HostMemory.WEIGHTS, core, 0)] = list(alloc.sram[core])
+        memories[(HostMemory.LOADER, core, 0)] = [ll.const(w).as_bits()
+                                                   for w in loader_programs[core]]
     return memories
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, to_verilog
-from mars.sw.sparse.hwformat import DecoderFormat
+from mars.contract.decoder import DecoderFormat
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "resources", "run_synth"]
 

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from mars.config import PRESETS
+from mars.contract.decoder import DecoderFormat, descriptor
+from mars.contract.host import HostMemory
+from mars.contract.program import Op, instruction_layout, load_layout, param_layout
 from mars.sw.mapper import MappingError, map_network
 from mars.sw.sparse import groups_of
-from mars.sw.sparse.hwformat import DecoderFormat, descriptor
 from mars.tb.networks import NETWORKS, stable_seed
 
 # Presets, plus small macros that force several rounds per layer or reloads.
@@ -51,14 +53,8 @@ def case(request):
 
 
 def memory(mapping, name, index, domain=0):
-    """A memory image by name, whatever the key's type (a string or an enum member)."""
-    for key, words in mapping.memories.items():
-        kind = key[0]
-        label = str(getattr(kind, "value", kind)).lower()
-        if (label == name or getattr(kind, "name", "").lower() == name) \
-                and key[1:] == (index, domain):
-            return words
-    raise KeyError((name, index, domain))
+    """The image of memory `name` (a `HostMemory` value) of unit or core `index`."""
+    return mapping.memories[(HostMemory(name), index, domain)]
 
 
 def test_mapping_covers_a_multi_round_layer():
@@ -180,9 +176,6 @@ def ops(words, layout):
 
 
 def test_programs_end_every_phase_in_a_sync(case):
-    from mars.hw.loader import load_layout
-    from mars.hw.unit import Op, instruction_layout
-
     mapping, where = case
     cfg = mapping.config
     sync = int(Op.SYNC)
@@ -203,9 +196,6 @@ def test_programs_end_every_phase_in_a_sync(case):
 
 
 def test_memory_images_fit_their_depths_and_widths(case):
-    from mars.hw.loader import load_layout
-    from mars.hw.unit import instruction_layout, param_layout
-
     mapping, where = case
     cfg = mapping.config
     dfmt = DecoderFormat(cfg)
