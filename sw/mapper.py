@@ -48,8 +48,9 @@ from mars.sw.sparse import PackedLayer, pack_layer
 
 __all__ = ["MappingError", "Walk", "Load", "Phase", "LayerPlan", "Mapping", "map_network"]
 
-#: The configuration field that bounds the number of phases (per-phase cycle counters).
-_PHASES_FIELD = "max_layers"
+#: The configuration field that bounds the number of phases (per-phase cycle counters); it
+#: is being renamed from ``max_layers`` to ``max_phases`` (issue 8, "Names and text").
+_PHASES_FIELD = "max_phases" if hasattr(MarsConfig, "max_phases") else "max_layers"
 
 
 class MappingError(MarsError, ValueError):

@@ -129,3 +129,30 @@ def test_a_unit_with_two_walks_outlasts_two_units_with_one_each():
     [split] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, walk(1, 1, 3, 3, 9)])]))
     assert same.walk_cycles == W[0] + W[1] + 2 * 4 + 3
     assert split.walk_cycles == max(W) + 4 + 3
+
+
+def test_a_mapped_one_layer_network_counted_by_hand():
+    """A real mapping (one linear layer on `tiny`, two block sets on one unit): its first
+    inference loads both sets' rows in the first phase, then walks them one by one; the
+    steady state skips the loads."""
+    import numpy as np
+
+    from mars.sw.golden.network import IntegerNetwork
+    from mars.sw.layer import LayerGeometry
+    from mars.sw.mapper import map_network
+    from mars.tb.networks import random_layer, stable_seed
+
+    cfg = TINY
+    seed = stable_seed("one-layer")
+    layer = random_layer(np.random.default_rng(seed), cfg, "fc", "input",
+                         LayerGeometry.linear(20, 7), "acc", 0.3)
+    mapping = map_network(IntegerNetwork(cfg, (1, 1, 20), (layer,), "fc"))
+    [phase] = mapping.phases
+    assert mapping.resident and len(phase.walks) == 2, f"seed {seed}"
+    cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
+    walks = sum(walk_by_hand(cps, lanes, w.steps, 1, w.n_valid) + 4 for w in phase.walks) + 3
+    loads = sum(ld.count + 3 for ld in phase.loads) + 3
+    [first] = network_cycles(mapping)
+    [steady] = network_cycles(mapping, skip_loads=True)
+    assert (first.load_cycles, first.walk_cycles) == (loads, walks), f"seed {seed}"
+    assert (steady.load_cycles, steady.walk_cycles) == (3 * len(phase.loads) + 3, walks)
