@@ -39,16 +39,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _config_arg(parser: argparse.ArgumentParser, *, package: bool = False) -> None:
+def _config_arg(parser: argparse.ArgumentParser, *, package: str | None = None) -> None:
     """``--config`` means the same in every command: the configuration to use.  A command
-    that reads a model package takes the package's unless told otherwise, and refuses a
-    configuration the package was not built for."""
+    that reads a model package takes the package's unless told otherwise (`package` says
+    what the default is) and refuses a configuration the package was not built for."""
     presets = ", ".join(sorted(PRESETS))
     if package:
         parser.add_argument(
             "--config", metavar="PRESET_OR_JSON",
             help=f"the configuration to use: a preset ({presets}) or a configuration JSON "
-                 f"file; it must be the package's (default: the package's)")
+                 f"file; a package must have been built for it (default: {package})")
     else:
         parser.add_argument(
             "--config", default="default", metavar="PRESET_OR_JSON",
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantised HWC images (B, H, W, C) (default: the package's test inputs)")
     p.add_argument("--backend", choices=["golden", "verilator", "icarus"], default="golden",
                    help="the golden model, or the RTL on a simulator")
-    _config_arg(p, package=True)
+    _config_arg(p, package="the package's")
     p.add_argument("--out", default="build/run/outputs.npz", metavar="Y.npz",
                    help="logits, predictions, cycles, layer_cycles, phase_cycles")
     p.set_defaults(func=_cmd_run)
@@ -191,11 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--package", metavar="PKG",
                    help="use this package (default: train the digits network once into "
                         "OUT/package and reuse it)")
-    p.add_argument(
-        "--config", metavar="PRESET_OR_JSON",
-        help="the configuration to use: a preset or a configuration JSON file; with "
-             "--package it must be the package's (default: the package's, or the default "
-             "preset when training)")
+    _config_arg(p, package="the package's; when training, the default preset")
     p.add_argument("--out", default="build/flow", metavar="DIR",
                    help="output folder (report, outputs, package, Verilog)")
     p.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator",
