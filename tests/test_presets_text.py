@@ -56,8 +56,10 @@ def test_readme_describes_the_default_preset_with_its_values():
 
 
 def test_no_docstring_points_outside_the_repository():
-    for folder in ("mars", "sw", "hw", "tb"):
-        for path in (ROOT / folder).rglob("*.py"):
+    sources = [p for folder in ("mars", "sw", "hw", "tb", "bench")
+               for p in (ROOT / folder).rglob("*.py")]
+    for path in sources + sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]:
+        if path.is_file():
             text = path.read_text()
             for pattern in ("BRIEF.md", "shared/design", "../shared"):
                 assert pattern not in text, f"{path.relative_to(ROOT)} mentions {pattern}"
