@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from mars.config import PRESETS, ConfigError, load_config
+from mars.config import PRESETS, load_config
 from mars.errors import MarsError
 
 __all__ = ["main"]
