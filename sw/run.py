@@ -230,6 +230,8 @@ def flow(*, package: Path | None, out: Path, simulator: str = "verilator",
         "simulated_cycles_per_second": rtl.simulated_cycles_per_second,
         "layers": layers, "seconds": timings,
     }
+    from mars.sw.energy import estimate           # energy, TOPS/W, FPS (docs/energy.md)
+    report["estimate"] = estimate(mapping, dense_mapping=dense_mapping)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     rtl.save(out / "rtl_outputs.npz")
@@ -255,6 +257,11 @@ def format_report(report: dict) -> str:
         f"({report['speedup_from_sparsity']:.2f}x from sparsity)",
         f"  macro utilisation (WALK)  : {100 * report['utilisation']:.0f} % of the ideal bound",
         f"  simulation speed          : {report['simulated_cycles_per_second']:.0f} cycles/s",
+    ]
+    if "estimate" in report:
+        from mars.sw.energy.report import summary_lines
+        lines += summary_lines(report["estimate"])
+    lines += [
         "",
         f"  {'layer':<10} {'sparsity':>8} {'groups':>7} {'cycles':>8} {'ideal':>8} {'util':>6}",
     ]
