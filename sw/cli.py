@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="frames/s, latency, energy, TOPS/W and area of a "
                        "model package (docs/energy.md)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     add_estimate_arguments(p)
     p.set_defaults(func=_cmd_estimate)
 
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="train or reuse, estimate (and simulate) a grid of "
                        "configurations and sparsities; one CSV row per point",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     add_sweep_arguments(p)
     p.set_defaults(func=_cmd_sweep)
     return parser
