@@ -29,16 +29,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def _config_arg(parser: argparse.ArgumentParser, *, package: str | None = None) -> None:
     """``--config`` means the same in every command: the configuration to use.  A command
     that reads a model package takes the package's unless told otherwise (`package` says
@@ -117,6 +107,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_flow(args: argparse.Namespace) -> int:
     from mars.sw.run import flow
 
+    if args.count < 1:                        # [:0] or [:-n] would silently drop inputs
+        raise _UserError(f"--count must be at least 1, not {args.count}")
     config = load_config(args.config) if args.config else None
     report = flow(package=Path(args.package) if args.package else None, out=Path(args.out),
                   simulator=args.simulator, count=args.count, config=config)
@@ -208,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (report, outputs, package, Verilog)")
     p.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator",
                    help="HDL simulator for the RTL")
-    p.add_argument("--count", type=_positive_int, default=100, metavar="N",
+    p.add_argument("--count", type=int, default=100, metavar="N",
                    help="test inputs to simulate")
     p.set_defaults(func=_cmd_flow)
 

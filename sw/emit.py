@@ -1,15 +1,11 @@
-"""Write generated files into an output folder all at once or not at all.
+"""Emit the Verilog of every block of a configuration into a folder, all at once.
 
-Everything is produced in a hidden temporary folder beside the destination first; only
-when every file is complete are they moved into place.  A failure half way leaves the
-destination as it was, so nothing half-written ever looks valid.
+The folder is written through `mars.sw.files.write_atomically`: a failure half way leaves
+the destination as it was, so nothing half-written ever looks valid.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,26 +13,9 @@ from pathlib import Path
 from mars.config import MarsConfig
 from mars.contract.export import contract_text
 from mars.hw.blocks import BLOCKS, to_verilog
+from mars.sw.files import write_atomically
 
-__all__ = ["write_atomically", "emit_verilog"]
-
-
-def write_atomically(out_dir: Path, files: dict[str, Callable[[], str]]) -> list[Path]:
-    """Produce each file's text by calling its function, then move all into `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        for name, produce in files.items():
-            (staging / name).write_text(produce())
-        out_dir.mkdir(exist_ok=True)
-        written = []
-        for name in files:
-            os.replace(staging / name, out_dir / name)
-            written.append(out_dir / name)
-        return written
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+__all__ = ["emit_verilog"]
 
 
 def emit_verilog(config: MarsConfig, out_dir: Path,

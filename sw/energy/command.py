@@ -57,8 +57,8 @@ def run_estimate(args: argparse.Namespace) -> int:
     if args.json:
         path = Path(args.json)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(est, indent=2) + "\n")
+            from mars.sw.files import replace_file      # whole or old after any signal
+            replace_file(path, json.dumps(est, indent=2) + "\n")
         except OSError as error:
             raise _EstimateOptionError(f"cannot write --json {str(path)!r}: "
                                        f"{error.strerror}") from None

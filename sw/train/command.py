@@ -7,7 +7,29 @@ from pathlib import Path
 
 from mars.errors import MarsError
 
-__all__ = ["add_arguments", "run", "TrainOptionError"]
+__all__ = ["OptionError", "add_arguments", "check_options", "run"]
+
+
+class OptionError(MarsError, ValueError):
+    """A ``mars train`` option out of its range or contradicting another (or the data set);
+    the message names it."""
+
+
+#: Integer options of ``mars train``: attribute, option, smallest and largest value (None:
+#: unbounded).  An option left out (None) takes the configuration's or the default value;
+#: 0 is a value like any other and is checked, never taken for "not given".
+_INT_OPTIONS = (
+    ("weight_bits", "--weight-bits", 2, None),       # two's complement needs a sign bit
+    ("act_bits", "--act-bits", 1, None),
+    ("epochs", "--epochs", 0, None),
+    ("qat_epochs", "--qat-epochs", 0, None),
+    ("batch_size", "--batch-size", 1, None),
+    ("seed", "--seed", 0, 2 ** 63 - 1),              # what torch's generators take
+    ("threads", "--threads", 1, None),
+    ("train_subset", "--train-subset", 2, None),     # one image gives no training step
+    ("test_subset", "--test-subset", 1, None),
+    ("test_vectors", "--test-vectors", 0, None),
+)
 
 
 def _fraction(text: str) -> float:
@@ -70,8 +92,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-class TrainOptionError(MarsError, ValueError):
-    """Options of ``mars train`` that contradict each other or the data set."""
+def check_options(args: argparse.Namespace) -> None:
+    """Raise `OptionError` naming the first integer option out of its range."""
+    for attribute, option, lo, hi in _INT_OPTIONS:
+        value = getattr(args, attribute, None)
+        if value is None:
+            continue
+        if value < lo:
+            raise OptionError(f"{option} must be at least {lo}, not {value}")
+        if hi is not None and value > hi:
+            raise OptionError(f"{option} must be at most {hi}, not {value}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
 
     from .trainer import TrainOptions, train
 
+    check_options(args)
     config = load_config(args.config)
-    out = Path(args.out) if args.out else Path("build") / "packages" / \
+    out = Path(args.out) if args.out is not None else Path("build") / "packages" / \
         f"{args.dataset}-{config.name}"
     try:
         options = TrainOptions(
@@ -95,11 +126,11 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads, train_subset=args.train_subset,
             test_subset=args.test_subset, test_vectors=args.test_vectors)
     except ValueError as error:              # TrainOptions checks its fields
-        raise TrainOptionError(str(error)) from None
+        raise OptionError(str(error)) from None
     try:
         train(config, options, out, progress=not args.no_progress)
     except MarsError:
         raise
     except ValueError as error:              # e.g. a model whose outputs miss the classes
-        raise TrainOptionError(str(error)) from None
+        raise OptionError(str(error)) from None
     return 0
