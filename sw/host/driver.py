@@ -324,15 +324,18 @@ class HostDriver:
         runs, self._runs = self._runs, []
         for n, (pending, budget) in enumerate(runs):
             outcome: RunStatus = pending.value
+            # The error flag is the cause when both show: a rejected walk stalls its unit.
+            if outcome.status & Status.ERROR:
+                ended = ("" if outcome.cycles is not None else
+                         f" and did not finish within {budget} cycles")
+                raise AcceleratorError(
+                    f"the accelerator raised its error flag in run {n + 1} of this batch "
+                    f"(a decoder rejected a descriptor or an index code){ended}; status "
+                    f"{_flags(outcome.status)}")
             if outcome.cycles is None:
                 raise AcceleratorTimeout(
                     f"no done after {budget} cycles (run {n + 1} of this batch; status "
                     f"{_flags(outcome.status)}): the accelerator hangs")
-            if outcome.status & Status.ERROR:
-                raise AcceleratorError(
-                    f"the accelerator raised its error flag in run {n + 1} of this batch "
-                    f"(a decoder rejected a descriptor or an index code; status "
-                    f"{_flags(outcome.status)})")
 
 
 def _flags(status: Status) -> str:
