@@ -152,10 +152,10 @@ class Transport:
         """Pulse ``start`` and wait at most `budget` cycles for ``done``; a `RunStatus`."""
         raise NotImplementedError
 
-    def write_memory(self, memory: HostMemory, unit: int, domain: int,
+    def write_memory(self, memory: HostMemory, unit: int, domain: int, offset: int,
                      values: Sequence[int], words: Iterable[int]) -> None:
-        """Fill one memory from offset 0: `values` are its contents, `words` the host
-        words that write them (generated lazily).  By default every word is sent."""
+        """Fill words ``offset, offset+1, ...`` of one memory with `values`; `words` are the
+        host words that write them (generated lazily).  By default every word is sent."""
         for word in words:
             self.write(word)
 
@@ -205,13 +205,13 @@ class HostDriver:
     # -- memories ------------------------------------------------------------------------
 
     def write_memory(self, memory: HostMemory, words: Sequence[int], *, unit: int = 0,
-                     domain: int = 0) -> None:
-        """Write `words` into `memory` (copy `unit`, `domain`) from offset 0."""
+                     domain: int = 0, offset: int = 0) -> None:
+        """Write `words` into `memory` (copy `unit`, `domain`) from `offset` on."""
         memory = HostMemory(memory)
         if not memory.host_writes:
             raise ValueError(f"the host does not write the {memory.value} memory")
         values = [int(w) for w in words]
-        self._check_address(memory, unit, domain, 0, len(values))
+        self._check_address(memory, unit, domain, offset, len(values))
         width = memory.width(self.config)
         for value in values:
             if not 0 <= value < 1 << width:
@@ -219,10 +219,10 @@ class HostDriver:
         region = memory.region
 
         def encoded() -> Iterator[int]:
-            for offset, value in enumerate(values):
-                yield self.word(region, offset, value, unit=unit, domain=domain)
+            for i, value in enumerate(values):
+                yield self.word(region, offset + i, value, unit=unit, domain=domain)
 
-        self.transport.write_memory(memory, unit, domain, values, encoded())
+        self.transport.write_memory(memory, unit, domain, offset, values, encoded())
 
     def write_memories(self, memories: Mapping[tuple[HostMemory, int, int], Sequence[int]]
                        ) -> None:
