@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mars.config import PRESETS
-from mars.contract import HostMemory, Region, Status, contract_json
+from mars.contract import HostFormat, HostMemory, Region, Status, contract_json
 from mars.errors import MarsError
 from mars.sw.host import (
     AcceleratorError,
@@ -153,6 +153,24 @@ def test_host_word_hand_counted_tiny():
     assert driver.word(Region.KTABLE, 2, 9, unit=0, domain=1) == \
         1 | 8 << 1 | 1 << 6 | 2 << 7 | 9 << 19
     assert driver.word(Region.RESULT, 7, write=False) == 2 << 1 | 7 << 7
+
+
+@pytest.mark.parametrize("preset", ["tiny", "default"])
+def test_host_word_is_amaranths_packing(preset):
+    config = PRESETS[preset]
+    layout = HostFormat(config).layout()
+    driver = HostDriver(config, FakeTop(config))
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        fields = {name: int(rng.integers(0, 1 << min(field.width, 62)))
+                  for name, field in layout}
+        fields["region"] = int(rng.integers(0, len(Region)))
+        word = driver.word(Region(fields["region"]), fields["offset"], fields["data"],
+                           write=bool(fields["write"]), unit=fields["unit"],
+                           domain=fields["domain"])
+        assert word == layout.const(fields).as_bits()
+    with pytest.raises(ValueError, match="offset"):
+        driver.word(Region.ACT, 1 << HostFormat(config).offset_bits)
 
 
 def test_load_writes_every_word_of_every_memory():

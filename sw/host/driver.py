@@ -176,7 +176,10 @@ class HostDriver:
         self.config = config
         self.transport = transport
         self.format = HostFormat(config)
-        self._layout = self.format.layout()
+        # (offset, width) of each field of a host word, from the layout (packed by shifts:
+        # `layout.const` per word would dominate a load of thousands of words).
+        self._fields = {name: (field.offset, field.width)
+                        for name, field in self.format.layout()}
         self._runs: list[tuple[Pending, int]] = []
 
     # -- words ---------------------------------------------------------------------------
@@ -184,9 +187,14 @@ class HostDriver:
     def word(self, region: Region, offset: int, data: int = 0, *, write: bool = True,
              unit: int = 0, domain: int = 0) -> int:
         """The host word (an int, `HostFormat.layout`) of one access."""
-        return self._layout.const({"write": int(write), "region": int(region), "unit": unit,
-                                   "domain": domain, "offset": offset,
-                                   "data": data}).as_bits()
+        word = 0
+        for name, value in (("write", int(write)), ("region", int(region)), ("unit", unit),
+                            ("domain", domain), ("offset", offset), ("data", data)):
+            shift, width = self._fields[name]
+            if not 0 <= value < 1 << width:
+                raise ValueError(f"host word field {name} = {value} does not fit {width} bits")
+            word |= value << shift
+        return word
 
     def _check_address(self, memory: HostMemory, unit: int, domain: int, offset: int,
                        count: int = 1) -> None:
