@@ -11,7 +11,6 @@ placeholder on PyPI; it is the minimum the serial host link (`mars.hw.bridge`) n
 * `UARTTransmitter`: start bit, 8 data bits LSB first, stop bit, each `divisor` cycles.
 """
 
-from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
@@ -154,16 +153,19 @@ class UARTTransmitter(wiring.Component):
         timer = Signal(range(div))
         bits = Signal(range(11))
         shift = Signal(10, init=0x3FF)     # stop bit, 8 data bits, start bit (LSB first)
-        m.d.comb += [self.tx.eq(shift[0]), self.data.ready.eq(bits == 0)]
-        with m.If(bits == 0):
-            with m.If(self.data.valid):
-                m.d.sync += [shift.eq((1 << 9) | (self.data.payload << 1)),
-                             bits.eq(10), timer.eq(div - 1)]
-        with m.Elif(timer != 0):
-            m.d.sync += timer.eq(timer - 1)
-        with m.Else():
-            m.d.sync += [shift.eq((shift >> 1) | (1 << 9)), bits.eq(bits - 1),
-                         timer.eq(div - 1)]
+        # The next byte is taken in the last cycle of a stop bit: back to back, a byte
+        # every 10 bits exactly.
+        last = (bits == 1) & (timer == 0)
+        m.d.comb += [self.tx.eq(shift[0]), self.data.ready.eq((bits == 0) | last)]
+        with m.If(self.data.valid & self.data.ready):
+            m.d.sync += [shift.eq((1 << 9) | (self.data.payload << 1)),
+                         bits.eq(10), timer.eq(div - 1)]
+        with m.Elif(bits != 0):
+            with m.If(timer != 0):
+                m.d.sync += timer.eq(timer - 1)
+            with m.Else():
+                m.d.sync += [shift.eq((shift >> 1) | (1 << 9)), bits.eq(bits - 1),
+                             timer.eq(div - 1)]
         return m
 
 
