@@ -448,3 +448,28 @@ def test_transport_round_trips_every_read_memory_on_the_model():
     assert [port.memory[(Region.PARAMS, 1, 0, k)] for k in range(5)] == params
     # 600 one-byte words: 248 a WRITE frame, 254 a READ frame; 108-byte params: 2 a frame.
     assert transport.frames == -(-600 // 248) + -(-5 // 2) + -(-600 // 254)
+
+
+def test_board_run_writes_what_mars_run_writes(tmp_path):
+    from mars.sw.host.board import board_run
+    from mars.sw.run import run_package
+    from mars.tb.networks import write_random_package
+    from mars.tb.serial_link import SimulatedPort
+
+    logits = write_random_package(tmp_path / "pkg", TINY, "mlp", seed=4, count=2)
+    run = board_run(tmp_path / "pkg", SimulatedPort(BridgedTop(TINY, timeout=64)))
+    golden = run_package(tmp_path / "pkg", backend="golden")
+    np.testing.assert_array_equal(run.result.logits, logits)
+    np.testing.assert_array_equal(run.result.phase_cycles, golden.phase_cycles)
+    assert run.retries == 0 and run.frames > 0 and run.bytes_received > 0
+    run.result.save(tmp_path / "y.npz")
+    assert str(np.load(tmp_path / "y.npz")["backend"]) == "board"
+
+
+def test_board_run_command_names_a_missing_port(tmp_path, capsys):
+    from mars.sw.cli import main
+
+    assert main(["board", "run", "--port", str(tmp_path / "ttyNONE"), "--package",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mars: error: cannot open serial port") and err.count("\n") == 1
