@@ -13,7 +13,6 @@ in a sticky, saturating error counter that the STATUS command reads.
 accelerator, with the serial pins and the status outputs.
 """
 
-from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring

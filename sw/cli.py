@@ -89,7 +89,7 @@ def _cmd_flow(args: argparse.Namespace) -> int:
 
 
 def _cmd_board(args: argparse.Namespace) -> int:
-    from mars.sw.host.board import run_board_command
+    from mars.sw.board import run_board_command
 
     return run_board_command(args)
 
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test inputs to simulate")
     p.set_defaults(func=_cmd_flow)
 
-    from mars.sw.host.board import add_board_arguments
+    from mars.sw.board import add_board_arguments
 
     p = sub.add_parser("board", help="run a package on an FPGA board through its serial "
                        "host link (docs/serial.md)")

@@ -451,7 +451,7 @@ def test_transport_round_trips_every_read_memory_on_the_model():
 
 
 def test_board_run_writes_what_mars_run_writes(tmp_path):
-    from mars.sw.host.board import board_run
+    from mars.sw.board import board_run
     from mars.sw.run import run_package
     from mars.tb.networks import write_random_package
     from mars.tb.serial_link import SimulatedPort

@@ -17,8 +17,8 @@ import numpy as np
 
 from mars.errors import MarsError
 
-from .driver import HostDriver, run_inferences
-from .serial import SerialTransport, open_port
+from mars.sw.host import HostDriver, run_inferences
+from mars.sw.host.serial import SerialTransport, open_port
 
 __all__ = ["BoardRun", "board_run", "add_board_arguments", "run_board_command"]
 
