@@ -309,7 +309,7 @@ class SerialBridge(wiring.Component):
                 m.next = "RUN_WAIT"
             with m.State("RUN_WAIT"):
                 with m.If(self.done | (cycles == budget)):
-                    flags = status | Cat(Const(0, 7), ~self.done)
+                    flags = status | Mux(self.done, 0, RUN_TIMEOUT_FLAG)
                     m.d.sync += [resp.eq(Cat(cycles, flags)), resp_left.eq(5),
                                  code.eq(ErrorCode.OK), resp_len.eq(6)]
                     m.next = "R_SYNC"
