@@ -456,7 +456,7 @@ def test_board_run_writes_what_mars_run_writes(tmp_path):
     from mars.tb.networks import write_random_package
     from mars.tb.serial_link import SimulatedPort
 
-    logits = write_random_package(tmp_path / "pkg", TINY, "mlp", seed=4, count=2)
+    logits = write_random_package(tmp_path / "pkg", TINY, "mlp", seed=4, count=1)
     run = board_run(tmp_path / "pkg", SimulatedPort(BridgedTop(TINY, timeout=64)))
     golden = run_package(tmp_path / "pkg", backend="golden")
     np.testing.assert_array_equal(run.result.logits, logits)
