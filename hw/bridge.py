@@ -149,7 +149,10 @@ class SerialBridge(wiring.Component):
         # -- executor / answer state ---------------------------------------------------
         pointer = Signal(8)           # buffer address of the next WRITE data byte
         lane = Signal(8)              # byte of the current word
-        word = Signal(data_bits)      # a WRITE word being assembled, or a READ answer
+        # A WRITE word being assembled, or a READ answer being sent: a plain shift register
+        # (bytes enter at the top, leave at the bottom), so each bit costs a flop and at
+        # most a 2-input mux instead of a byte-lane decoder.
+        word = Signal(8 * data_bytes)
         done_words = Signal(8)
         resp_len = Signal(8)
         resp = Signal(40)             # RUN / STATUS answer bytes, LSB first
@@ -162,7 +165,7 @@ class SerialBridge(wiring.Component):
 
         hp = host.payload
         m.d.comb += [hp.region.eq(region), hp.unit.eq(unit), hp.domain.eq(domain),
-                     hp.offset.eq(offset), hp.data.eq(word)]
+                     hp.offset.eq(offset), hp.data.eq(word[:data_bits])]
 
         rx_crc = crc16_step(m, crc, rx_byte, "rx_crc")
         tx_crc_next = crc16_step(m, tx_crc, tx.payload, "tx_crc")
@@ -234,7 +237,7 @@ class SerialBridge(wiring.Component):
                     m.next = "REJECT"
                 with m.Elif(cmd == Command.WRITE):
                     with m.If((length >= HEADER_BYTES + 2) & nb_ok & (modulo == 0)):
-                        m.d.sync += [pointer.eq(HEADER_BYTES + 1), lane.eq(0), word.eq(0)]
+                        m.d.sync += [pointer.eq(HEADER_BYTES + 1), lane.eq(0)]
                         m.next = "W_FETCH"
                     with m.Else():
                         m.d.sync += code.eq(ErrorCode.BAD_LENGTH)
@@ -283,21 +286,21 @@ class SerialBridge(wiring.Component):
             with m.State("W_FETCH"):          # the buffer answers one cycle later
                 m.next = "W_BYTE"
             with m.State("W_BYTE"):
-                with m.Switch(lane):
-                    for i in range(data_bytes):
-                        with m.Case(i):
-                            m.d.sync += word[8 * i:min(8 * i + 8, data_bits)].eq(buf_r.data)
-                m.d.sync += pointer.eq(pointer + 1)
-                with m.If(lane + 1 == nbytes):
+                # Shift in the word's B bytes (least significant first), then zeros up to
+                # the data field's width: the word ends aligned at the bottom.
+                data_byte = Mux(lane < nbytes, buf_r.data, 0)
+                m.d.sync += [word.eq(Cat(word[8:], data_byte)), lane.eq(lane + 1)]
+                with m.If(lane < nbytes):
+                    m.d.sync += pointer.eq(pointer + 1)
+                with m.If(lane + 1 == data_bytes):
                     m.d.sync += lane.eq(0)
                     m.next = "W_PUSH"
-                with m.Else():
-                    m.d.sync += lane.eq(lane + 1)
+                with m.Elif(lane + 1 < nbytes):
                     m.next = "W_FETCH"
             with m.State("W_PUSH"):
                 m.d.comb += [host.valid.eq(1), hp.write.eq(1)]
                 with m.If(host.ready):
-                    m.d.sync += [offset.eq(offset + 1), word.eq(0)]
+                    m.d.sync += offset.eq(offset + 1)
                     with m.If(pointer == length):
                         m.d.sync += [code.eq(ErrorCode.OK), resp_len.eq(1), resp_left.eq(0)]
                         m.next = "R_SYNC"
