@@ -14,7 +14,7 @@ import numpy as np
 import serial
 
 from mars.sw.board import board_run
-from mars.sw.golden.network import load_package
+from mars.sw.package import load_package
 from mars.sw.run import run_package
 from mars.tb.board import BoardSimulation, build
 

@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from mars.sw.golden.network import load_package
+from mars.sw.package import load_package
 from mars.sw.host import HostDriver, run_inferences
 from mars.sw.host.serial import SerialTransport
 from mars.sw.mapper import map_network
