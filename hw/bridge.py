@@ -166,6 +166,15 @@ class SerialBridge(wiring.Component):
         hp = host.payload
         m.d.comb += [hp.region.eq(region), hp.unit.eq(unit), hp.domain.eq(domain),
                      hp.offset.eq(offset), hp.data.eq(word[:data_bits])]
+        # One shift for both directions (a byte in at the top, one out at the bottom) and
+        # one parallel load: a LUT a bit.
+        shift = Signal()
+        shift_in = Signal(8)
+        load = Signal()
+        with m.If(load):
+            m.d.sync += word.eq(self.host_read.payload)
+        with m.Elif(shift):
+            m.d.sync += word.eq(Cat(word[8:], shift_in))
 
         rx_crc = crc16_step(m, crc, rx_byte, "rx_crc")
         tx_crc_next = crc16_step(m, tx_crc, tx.payload, "tx_crc")
@@ -289,7 +298,8 @@ class SerialBridge(wiring.Component):
                 # Shift in the word's B bytes (least significant first), then zeros up to
                 # the data field's width: the word ends aligned at the bottom.
                 data_byte = Mux(lane < nbytes, buf_r.data, 0)
-                m.d.sync += [word.eq(Cat(word[8:], data_byte)), lane.eq(lane + 1)]
+                m.d.comb += [shift.eq(1), shift_in.eq(data_byte)]
+                m.d.sync += lane.eq(lane + 1)
                 with m.If(lane < nbytes):
                     m.d.sync += pointer.eq(pointer + 1)
                 with m.If(lane + 1 == data_bytes):
@@ -353,11 +363,13 @@ class SerialBridge(wiring.Component):
             with m.State("RD_WAIT"):
                 m.d.comb += self.host_read.ready.eq(1)
                 with m.If(self.host_read.valid):
-                    m.d.sync += [word.eq(self.host_read.payload), lane.eq(0)]
+                    m.d.comb += load.eq(1)
+                    m.d.sync += lane.eq(0)
                     m.next = "RD_SEND"
             with m.State("RD_SEND"):
                 with m.If(send(word[:8], "RD_SEND")):
-                    m.d.sync += [word.eq(word >> 8), lane.eq(lane + 1)]
+                    m.d.comb += shift.eq(1)
+                    m.d.sync += lane.eq(lane + 1)
                     with m.If(lane + 1 == nbytes):
                         m.d.sync += [offset.eq(offset + 1), done_words.eq(done_words + 1)]
                         with m.If(done_words + 1 == count):
