@@ -18,6 +18,7 @@ from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNo
 from mars.sw.layer import LayerKind
 
 from .quant import QNetwork, bias_codes, weight_codes
+from .readout import is_exact
 from .requant import ExportError, requant_parameters
 
 __all__ = ["ExportError", "requant_parameters", "export_network", "NodeScales",
@@ -138,8 +139,10 @@ def torch_integer_forward(qnet: QNetwork, network: IntegerNetwork,
     `codes` are Ab-bit images (N, C, H, W).  Weights go back to PyTorch's layout through
     each layer's `from_matrix` (undoing the HWC permutation of linear layers); maps stay
     NCHW; flatten is PyTorch's (CHW).  Convolutions run in float64, exact for integers
-    below 2^53; requantisation in int64.  Returns int64 logits.  An independent check of
-    the export's layouts against `mars.sw.golden.network.run_network` (HWC, im2col).
+    below 2^53; requantisation in int64.  With a readout other than exact each product is
+    the macro's (`QLayer.hardware_accumulators`, PyTorch's unfold and bit planes).
+    Returns int64 logits.  An independent check of the export's layouts and of the
+    readout against `mars.sw.golden.accel.run_accelerator` (HWC, im2col, `macro_step`).
     """
     def requant(acc: torch.Tensor, m: np.ndarray, s: np.ndarray) -> torch.Tensor:
         shape = (1, -1) + (1,) * (acc.dim() - 2)
@@ -156,7 +159,10 @@ def torch_integer_forward(qnet: QNetwork, network: IntegerNetwork,
             layer = qnet.layers[node.name]
             weight = layer.from_matrix(torch.from_numpy(node.weight)).to(torch.float64)
             bias = torch.from_numpy(node.bias).to(torch.float64)
-            if layer.kind is LayerKind.CONV:
+            if not is_exact(network.config):
+                # the macro's readout: per K-group, bit plane and bit column (readout.py)
+                acc = layer.hardware_accumulators(src, weight, bias)
+            elif layer.kind is LayerKind.CONV:
                 acc = F.conv2d(src, weight, bias, stride=layer.stride, padding=layer.pad)
             else:
                 acc = F.linear(src, weight, bias)

@@ -21,7 +21,12 @@ and the folded tensors are fake-quantised as the integer network will use them:
   requantised with the integer (M, S) of ``s_in * s_w[o] / s_a``,
   ``clamp(round(acc * M / 2^S), 0, 2^Ab - 1)`` (see `ActQuant`), so that the
   fake-quantised network and the exported integer network give the same outputs;
-- the image: ``round(x * (2^Ab - 1))`` with x in [0, 1], a fixed scale.
+- the image: ``round(x * (2^Ab - 1))`` with x in [0, 1], a fixed scale;
+- the product: with a readout other than ``exact`` (a saturating ADC, ...) each layer's
+  integer accumulators are the accelerator's, ``readout_product`` of the activation and
+  weight codes (per K-group of G rows, per activation bit and weight bit, the column
+  popcount read out, then shift-added) plus the bias code, with the gradient of the exact
+  product (straight through, `readout_ste`).
 
 ``round`` is round-half-up, ``floor(v + 1/2)``, everywhere, as in the integer network;
 gradients pass it straight through (STE, Bengio et al. 2013).
@@ -38,6 +43,7 @@ from mars.config import MarsConfig
 from mars.sw.layer import LayerKind
 
 from .models import Node, hwc_permutation
+from .readout import accelerator_patches, is_exact, readout_product, readout_ste
 from .requant import requant_parameters
 
 __all__ = ["round_half_up", "round_ste", "ActQuant", "QLayer", "QNetwork", "input_codes",
@@ -148,6 +154,10 @@ class QLayer(nn.Module):
         self.kind = node.geometry.kind
         self.stride, self.pad = node.geometry.stride, node.geometry.pad
         self.weight_bits = config.weight_bits
+        self.config = config
+        #: compute the accelerator's readout in the quantised forward pass (else the exact
+        #: product, the readout-unaware baseline)
+        self.readout_aware = True
         self.per_channel = per_channel
         cout = module.weight.shape[0]
         self.weight = nn.Parameter(module.weight.detach().clone())
@@ -208,18 +218,22 @@ class QLayer(nn.Module):
         absmax = torch.where(absmax > 0, absmax, top)
         return absmax / qmax
 
-    def forward(self, x: torch.Tensor, s_in: torch.Tensor | None
+    def forward(self, x: torch.Tensor, s_in: torch.Tensor | None,
+                codes: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Pre-activation output: float if `s_in` is None; else fake-quantised weights and
         bias for an input of step `s_in`, returned as integer accumulators (straight
-        through) with their per-channel step ``s_in * s_w``."""
+        through) with their per-channel step ``s_in * s_w``.  `codes` are the input's
+        integer codes (``x / s_in``); with a readout other than exact the accumulators are
+        the accelerator's (`hardware_accumulators`), the gradient the exact product's."""
         w_f, b_f = self.folded()
         acc_step = None
         if s_in is not None:
             s_w = self.weight_scale(w_f)
-            w_f = weight_codes(w_f, s_w, self.weight_bits, ste=True) * \
-                s_w.view(-1, *([1] * (w_f.dim() - 1)))
-            b_f = bias_codes(b_f, s_in, s_w, ste=True) * (s_in * s_w)
+            w_codes = weight_codes(w_f, s_w, self.weight_bits, ste=True)
+            b_codes = bias_codes(b_f, s_in, s_w, ste=True)
+            w_f = w_codes * s_w.view(-1, *([1] * (w_f.dim() - 1)))
+            b_f = b_codes * (s_in * s_w)
             acc_step = s_in * s_w
         if self.kind is LayerKind.CONV:
             y = F.conv2d(x, w_f, b_f, stride=self.stride, padding=self.pad)
@@ -228,7 +242,32 @@ class QLayer(nn.Module):
         if acc_step is None:
             return y, None
         shape = (1, -1, 1, 1) if y.dim() == 4 else (1, -1)
-        return round_ste(y / acc_step.view(shape)), acc_step
+        acc = round_ste(y / acc_step.view(shape))
+        if self.readout_aware and not is_exact(self.config):
+            if codes is None:
+                codes = torch.round(x / s_in)
+            hw = self.hardware_accumulators(codes.detach(), w_codes.detach(),
+                                            b_codes.detach())
+            acc = readout_ste(acc, hw)
+        return acc, acc_step
+
+    @torch.no_grad()
+    def hardware_accumulators(self, codes: torch.Tensor, w_codes: torch.Tensor,
+                              b_codes: torch.Tensor) -> torch.Tensor:
+        """The accelerator's accumulators for input codes (NCHW or (B, K)), the weight
+        codes (PyTorch layout) and bias codes: `readout_product` plus the bias, in the
+        layer's output layout, float64."""
+        patches = accelerator_patches(codes, self.kind is LayerKind.CONV,
+                                      self.weight.shape[-1] if self.weight.dim() == 4 else 1,
+                                      self.stride, self.pad, self.perm)
+        prod = readout_product(patches, self.matrix(w_codes), self.config)
+        prod = prod + b_codes.to(torch.float64)
+        if self.kind is not LayerKind.CONV:
+            return prod
+        b, cout = codes.shape[0], w_codes.shape[0]
+        h_out = (codes.shape[2] + 2 * self.pad - self.weight.shape[2]) // self.stride + 1
+        w_out = (codes.shape[3] + 2 * self.pad - self.weight.shape[3]) // self.stride + 1
+        return prod.reshape(b, h_out, w_out, cout).permute(0, 3, 1, 2)
 
 
 class QNetwork(nn.Module):
@@ -273,7 +312,7 @@ class QNetwork(nn.Module):
             codes, step = ints[node.inputs[0]]
             if node.is_layer:
                 layer = self.layers[node.name]
-                acc, acc_step = layer(codes * step, step)
+                acc, acc_step = layer(codes * step, step, codes)
                 if layer.out_quant is not None:
                     value = self._quantise(layer.out_quant, [(acc, acc_step)])
                     out_step = layer.out_quant.step
