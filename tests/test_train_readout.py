@@ -30,13 +30,19 @@ def readout_configs():
                                                     readout_bits=bits)
         yield f"{name}-exact", base.replace(readout_mode="exact",
                                             readout_bits=base.exact_readout_bits)
+        for mode in ("binary", "ternary"):
+            for threshold in (1, base.rows_per_step // 2):
+                yield f"{name}-{mode}{threshold}", base.replace(
+                    readout_mode=mode, readout_threshold=threshold, scale_bits=10,
+                    scale_frac_bits=2)
 
 
 CONFIGS = dict(readout_configs())
 
 
-def loop_product(patches, weight, config):
-    """``patches @ W.T`` as one `macro_step` per K-group of G K-rows (zero-padded)."""
+def loop_product(patches, weight, config, scales=None):
+    """``patches @ W.T`` as one `macro_step` per K-group of G K-rows (zero-padded); with
+    a binary/ternary readout the sum shifted right by scale_frac_bits (floor)."""
     G = config.rows_per_step
     k = weight.shape[1]
     pad = -k % G
@@ -44,12 +50,14 @@ def loop_product(patches, weight, config):
     w = np.pad(weight.T, [(0, pad), (0, 0)])
     total = np.zeros(patches.shape[:-1] + (weight.shape[0],), dtype=np.int64)
     for kg in range(x.shape[-1] // G):
-        total += macro_step(x[..., kg * G:(kg + 1) * G], w[kg * G:(kg + 1) * G], config)
-    return total
+        total += macro_step(x[..., kg * G:(kg + 1) * G], w[kg * G:(kg + 1) * G], config,
+                            scales)
+    return total >> config.scale_frac_bits if config.scaled_readout else total
 
 
-def brute_product(x, w, config):
-    """Scalar loops over patches, channels, K-groups, bit planes and bit columns."""
+def brute_product(x, w, config, scales=None):
+    """Scalar loops over patches, channels, K-groups, bit planes and bit columns
+    (docs/macro.md, "Readout")."""
     G, Ab, Wb = config.rows_per_step, config.act_bits, config.weight_bits
     top = 2 ** config.readout_bits - 1
     out = np.zeros((len(x), len(w)), dtype=np.int64)
@@ -60,10 +68,19 @@ def brute_product(x, w, config):
                     for j in range(Wb):
                         p = sum(((int(x[m, k]) >> i) & 1) * ((int(w[n, k]) >> j) & 1)
                                 for k in range(start, min(start + G, x.shape[1])))
+                        sign = -1 if j == Wb - 1 else 1
                         if config.readout_mode is ReadoutMode.SATURATING:
                             p = min(p, top)
-                        sign = -1 if j == Wb - 1 else 1
-                        out[m, n] += sign * (p << (i + j))
+                        if config.readout_mode is ReadoutMode.BINARY:
+                            out[m, n] += (p >= config.readout_threshold) * \
+                                int(scales[n, j]) << i
+                        elif config.readout_mode is ReadoutMode.TERNARY:
+                            out[m, n] += sign * (p >= config.readout_threshold) * \
+                                int(scales[n, j]) << i
+                        else:
+                            out[m, n] += sign * (p << (i + j))
+    if config.scaled_readout:
+        return out >> config.scale_frac_bits
     return out
 
 
@@ -79,19 +96,35 @@ def test_products_equal_the_macro_golden_model(name):
     # corners: all ones saturate every column, zeros give zero popcounts
     x[0, 0] = config.act_max
     w[0] = -1
-    expected = loop_product(x, w, config)
-    got_numpy = macro_product(x, w, None, config, chunk=5)
-    got_torch = readout_product(torch.from_numpy(x), torch.from_numpy(w), config, chunk=3)
+    scales = None
+    if config.scaled_readout:
+        top = 1 << (config.scale_bits - 1)
+        scales = rng.integers(-top, top, (n, config.weight_bits))
+    expected = loop_product(x, w, config, scales)
+    got_numpy = macro_product(x, w, Layer(scales), config, chunk=5)
+    got_torch = readout_product(torch.from_numpy(x), torch.from_numpy(w), config, chunk=3,
+                                scales=None if scales is None else torch.from_numpy(scales))
     assert np.array_equal(got_numpy, expected), f"seed {seed}"
     assert np.array_equal(got_torch.numpy().astype(np.int64), expected), f"seed {seed}"
 
 
-def test_the_golden_step_against_brute_force_popcounts():
-    config = PRESETS["adc3"]
+class Layer:
+    """The part of a `LayerNode` the product reads: its column scale factors."""
+
+    def __init__(self, scales):
+        self.scales = scales
+
+
+@pytest.mark.parametrize("name", ["adc3-sat3", "adc3-binary1", "adc3-ternary8",
+                                  "wide8-ternary4", "tiny-binary2"])
+def test_the_golden_step_against_brute_force_popcounts(name):
+    config = CONFIGS[name]
     rng = np.random.default_rng(7)
     x = rng.integers(0, config.act_max + 1, (3, 40))
     w = rng.integers(config.weight_min, config.weight_max + 1, (4, 40))
-    assert np.array_equal(loop_product(x, w, config), brute_product(x, w, config))
+    scales = rng.integers(-64, 64, (4, config.weight_bits))
+    assert np.array_equal(loop_product(x, w, config, scales),
+                          brute_product(x, w, config, scales))
 
 
 def random_qnet(config, seed):
@@ -131,34 +164,86 @@ def test_fake_quantised_layers_compute_the_hardware_accumulators(name):
     assert not np.array_equal(expected, patches @ w.T + b)
 
 
-def test_gradients_flow_straight_through_the_readout():
-    config = CONFIGS["adc3-sat2"]
+@pytest.mark.parametrize("name", ["adc3-sat2", "adc3-ternary8", "default-binary4"])
+def test_gradients_flow_straight_through_the_readout(name):
+    config = CONFIGS[name]
     qnet, images = random_qnet(config, 4)
     qnet.train()
     qnet(images[:4]).sum().backward()
-    for layer in qnet.layers.values():
-        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+    # (a random network with a comparator readout may leave later layers without input)
+    assert qnet.layers["conv0"].weight.grad.abs().sum() > 0
+    if config.scaled_readout:        # the scale factors are trained
+        assert any(layer.column_scale.grad is not None and layer.column_scale.grad.abs().sum() > 0
+                   for layer in qnet.layers.values())
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"scale_bits": 20}, ["scale_bits (20)", "acc_bits", "act_buffer_words"]),
+    ({"readout_threshold": 9}, ["readout_threshold (9)", "rows_per_step"]),
+    ({"scale_frac_bits": 12}, ["scale_frac_bits (12)", "scale_bits (12)"]),
+    ({"scale_rounding": "up"}, ["scale_rounding", "'up'"]),
+])
+def test_impossible_scale_factor_formats_are_refused(fields, words):
+    from mars.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        PRESETS["default"].replace(readout_mode="ternary", **fields)
+    for word in words:
+        assert word in str(error.value)
+
+
+@pytest.mark.parametrize("field", ["readout_threshold", "scale_bits", "scale_frac_bits"])
+def test_scale_fields_are_integers(field):
+    from mars.config import ConfigError
+
+    for bad in ("8", True, 2.5, None):
+        with pytest.raises(ConfigError, match=f"{field} must be an integer"):
+            PRESETS["default"].replace(readout_mode="binary", **{field: bad})
+    with pytest.raises(ConfigError, match=f"{field} must be at least"):
+        PRESETS["default"].replace(readout_mode="binary", **{field: -1})
+
+
+def test_scale_codes_round_as_configured():
+    for rounding, expected in (("nearest", [3, -2, 2, 127]), ("floor", [2, -3, 2, 127])):
+        # 0.625 * 2^2 = 2.5 rounds half up to 3 or floors to 2; 1000 clamps at 2^7 - 1
+        config = CONFIGS["default-binary4"].replace(scale_rounding=rounding, scale_bits=8,
+                                                    scale_frac_bits=2)
+        qnet, _ = random_qnet(config, 1)
+        layer = next(iter(qnet.layers.values()))
+        with torch.no_grad():
+            layer.column_scale[0] = torch.tensor([0.625, -0.625, 0.5, 1000.0])
+        assert layer.scale_codes()[0].tolist() == expected, rounding
 
 
 QUICK = TrainOptions(epochs=2, qat_epochs=1, train_subset=128, test_subset=40,
                      test_vectors=40, sparsity=0.5)
 
 
-@pytest.fixture(scope="module", params=sorted(PRESETS))
+#: every preset, and the ADC-less readouts on two of them
+PACKAGE_CONFIGS = {**PRESETS,
+                   "adc3-ternary": PRESETS["adc3"].replace(readout_mode="ternary",
+                                                           readout_threshold=3),
+                   "tiny-binary": PRESETS["tiny"].replace(readout_mode="binary",
+                                                          readout_threshold=2)}
+
+
+@pytest.fixture(scope="module", params=sorted(PACKAGE_CONFIGS))
 def package(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("readout") / request.param
-    result = train(PRESETS[request.param], QUICK, out, progress=False, log=lambda line: None)
+    result = train(PACKAGE_CONFIGS[request.param], QUICK, out, progress=False,
+                   log=lambda line: None)
     return request.param, result, load_package(out)
 
 
 def test_package_logits_are_the_accelerators(package):
     name, result, pkg = package
-    assert pkg.network.config.readout_mode is PRESETS[name].readout_mode
+    config = PACKAGE_CONFIGS[name]
+    assert pkg.network.config.readout_mode is config.readout_mode
     golden = run_accelerator(pkg.network, pkg.test_inputs)
     assert np.array_equal(pkg.test_logits, golden)
     # independently: the per-K-group macro steps (a few images: a slow loop)
     looped = run_network(pkg.network, pkg.test_inputs[:4],
-                         product=lambda p, w, layer, c: loop_product(p, w, c))
+                         product=lambda p, w, layer, c: loop_product(p, w, c, layer.scales))
     assert np.array_equal(pkg.test_logits[:4], looped)
     assert pkg.manifest["accuracy"]["integer"] == result.integer_accuracy
     assert result.integer_accuracy == np.mean(golden.argmax(axis=1) == pkg.test_labels)
@@ -166,6 +251,12 @@ def test_package_logits_are_the_accelerators(package):
     codes = torch.from_numpy(pkg.test_inputs).permute(0, 3, 1, 2).float()
     fake = predict(result.qnet, codes / pkg.network.config.act_max).numpy()
     assert np.mean(fake == golden.argmax(axis=1)) >= 0.95
-    if PRESETS[name].readout_mode is ReadoutMode.SATURATING:
+    if config.readout_mode is not ReadoutMode.EXACT:
         exact = run_network(pkg.network, pkg.test_inputs)
         assert not np.array_equal(exact, golden)         # the readout is not a no-op here
+    for layer in pkg.network.layers:
+        if config.scaled_readout:
+            assert layer.scales.shape == (layer.weight.shape[0], config.weight_bits)
+            assert np.abs(layer.scales).max() < 1 << (config.scale_bits - 1)
+        else:
+            assert layer.scales is None

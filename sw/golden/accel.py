@@ -14,7 +14,7 @@ import numpy as np
 
 from mars.config import MarsConfig, ReadoutMode
 
-from .macro import _shift_add_weights, readout
+from .macro import _shift_add_weights, check_scales, column_signs, readout
 from .network import IntegerNetwork, LayerNode, exact_product, run_network
 
 __all__ = ["macro_product", "accelerator_product", "run_accelerator"]
@@ -29,6 +29,10 @@ def macro_product(patches: np.ndarray, weight: np.ndarray, layer: LayerNode | No
     K-row ``kg*G + g`` is lane g of K-group kg.  The column popcounts of all K-groups are
     computed at once as products of 0/1 bit planes (float64 matrix products, exact for
     these counts) and go through `readout`; `chunk` patches at a time bound the memory.
+
+    Binary/ternary readouts scale each comparator bit by the layer's column scale factor
+    codes (``layer.scales``, (N, Wb)) and shift the layer's sum right by
+    ``scale_frac_bits`` (floor) once, after the last K-group.
 
     Parameters
     ----------
@@ -56,6 +60,12 @@ def macro_product(patches: np.ndarray, weight: np.ndarray, layer: LayerNode | No
     w_bits = (w[None] >> np.arange(Wb)[:, None, None]) & 1            # (Wb, N, KG*G)
     w_bits = w_bits.reshape(Wb * n, k_groups, G).transpose(1, 2, 0).astype(np.float64)
     coeff = _shift_add_weights(config)                                  # (Ab, Wb)
+    scaled = config.scaled_readout
+    if scaled:
+        # binary/ternary: 2^i * s_j * a[n, j] per comparator bit (docs/macro.md)
+        scales = check_scales(getattr(layer, "scales", None), n, config)
+        i_weight = 1 << np.arange(Ab, dtype=np.int64)
+        signed = scales.T * column_signs(config)[:, None]               # (Wb, N)
     out = np.empty((x.shape[0], n), dtype=np.int64)
     for start in range(0, x.shape[0], chunk):
         xc = x[start:start + chunk]
@@ -64,7 +74,12 @@ def macro_product(patches: np.ndarray, weight: np.ndarray, layer: LayerNode | No
         x_bits = x_bits.reshape(Ab * m, k_groups, G).transpose(1, 0, 2).astype(np.float64)
         p = np.rint(np.matmul(x_bits, w_bits)).astype(np.int64)         # (KG, Ab*m, Wb*N)
         q = readout(p, config).sum(axis=0).reshape(Ab, m, Wb, n)
-        out[start:start + m] = np.einsum("imjn,ij->mn", q, coeff)
+        if scaled:
+            out[start:start + m] = np.einsum("imjn,i,jn->mn", q, i_weight, signed)
+        else:
+            out[start:start + m] = np.einsum("imjn,ij->mn", q, coeff)
+    if scaled:
+        out >>= config.scale_frac_bits          # once per layer, floor
     return out.reshape(*lead, n)
 
 

@@ -57,7 +57,9 @@ class PackageError(MarsError, ValueError):
 @dataclasses.dataclass(frozen=True, eq=False)
 class LayerNode:
     """A conv or linear layer: ``W`` (N, K) and ``bias`` (N,) as int64; ``output`` is
-    ``"act"`` (requantised with per-channel ``multiplier``/``shift``) or ``"acc"``."""
+    ``"act"`` (requantised with per-channel ``multiplier``/``shift``) or ``"acc"``.
+    ``scales`` (N, Wb) int64: the column scale factor codes of a binary/ternary readout
+    (`mars.sw.golden.macro`), None for the other readouts."""
 
     name: str
     inputs: tuple[str, ...]
@@ -67,6 +69,7 @@ class LayerNode:
     output: str
     multiplier: np.ndarray | None = None
     shift: np.ndarray | None = None
+    scales: np.ndarray | None = None
 
     @property
     def op(self) -> str:
@@ -468,8 +471,16 @@ def _parse_node(entry: Any, reader: _Reader, config: MarsConfig,
         multiplier = shift = None
         if output == "act":
             multiplier, shift = _requant_arrays(reader, entry, where, (n,), config)
+        scales = None
+        if config.scaled_readout:
+            # column scale factors of the binary/ternary readout (docs/model-package.md)
+            scales = reader.array(entry.get("scales"), f"{where} scales", dtype="<i4",
+                                  shape=(n, config.weight_bits)).astype(np.int64)
+            _check_range(f"{where} scales", scales, -(1 << (config.scale_bits - 1)),
+                         (1 << (config.scale_bits - 1)) - 1)
         shapes[name] = (geometry.out_h, geometry.out_w, n)
-        return LayerNode(name, inputs, geometry, weight, bias, output, multiplier, shift)
+        return LayerNode(name, inputs, geometry, weight, bias, output, multiplier, shift,
+                         scales)
     if op == "maxpool":
         try:
             kernel, stride, pad = (int(entry[key]) for key in ("kernel", "stride", "pad"))

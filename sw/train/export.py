@@ -22,7 +22,7 @@ from .readout import is_exact
 from .requant import ExportError, requant_parameters
 
 __all__ = ["ExportError", "requant_parameters", "export_network", "NodeScales",
-           "torch_integer_forward", "accumulator_bound"]
+           "torch_integer_forward", "accumulator_bound", "scaled_accumulator_bound"]
 
 
 @dataclasses.dataclass
@@ -38,6 +38,17 @@ class NodeScales:
 def accumulator_bound(weight: np.ndarray, bias: np.ndarray, act_max: int) -> int:
     """Largest |acc| any input can produce: ``max_o sum_k |W[o,k]| * act_max + |bias[o]|``."""
     return int((np.abs(weight).sum(axis=1) * act_max + np.abs(bias)).max(initial=0))
+
+
+def scaled_accumulator_bound(scales: np.ndarray, bias: np.ndarray, k: int,
+                             config) -> int:
+    """Binary/ternary readouts: largest |acc|, ``(KG * act_max * max_n sum_j |a[n, j]|)
+    >> scale_frac_bits + |bias|`` with KG = ceil(K / G) steps (the sum before the shift
+    fits by the configuration's own check)."""
+    k_groups = -(-k // config.rows_per_step)
+    per_channel = (k_groups * config.act_max * np.abs(scales).sum(axis=1)) >> \
+        config.scale_frac_bits
+    return int((per_channel + np.abs(bias)).max(initial=0))
 
 
 @torch.no_grad()
@@ -79,7 +90,13 @@ def export_network(qnet: QNetwork) -> tuple[IntegerNetwork, dict[str, NodeScales
                                   f"the {config.acc_bits}-bit accumulator")
             weight = layer.matrix(codes).numpy().astype(np.int64)
             bias = bias.astype(np.int64)
-            bound = accumulator_bound(weight, bias, config.act_max)
+            column_scales = None
+            if config.scaled_readout:
+                column_scales = layer.scale_codes().numpy().astype(np.int64)
+                bound = scaled_accumulator_bound(column_scales, bias, spec.geometry.k,
+                                                 config)
+            else:
+                bound = accumulator_bound(weight, bias, config.act_max)
             if bound > acc_limit:
                 raise ExportError(f"{where}: accumulators can reach {bound}, beyond the "
                                   f"{config.acc_bits}-bit range (acc_bits); K = "
@@ -95,7 +112,7 @@ def export_network(qnet: QNetwork) -> tuple[IntegerNetwork, dict[str, NodeScales
             else:
                 acc_steps[spec.name] = acc_step
             nodes.append(LayerNode(spec.name, spec.inputs, spec.geometry, weight, bias,
-                                   spec.output, multiplier, shift))
+                                   spec.output, multiplier, shift, column_scales))
             scales[spec.name] = NodeScales(input=float(s_in),
                                            weight=s_w.double().numpy().tolist(),
                                            output=out_step)
@@ -161,7 +178,8 @@ def torch_integer_forward(qnet: QNetwork, network: IntegerNetwork,
             bias = torch.from_numpy(node.bias).to(torch.float64)
             if not is_exact(network.config):
                 # the macro's readout: per K-group, bit plane and bit column (readout.py)
-                acc = layer.hardware_accumulators(src, weight, bias)
+                scales = None if node.scales is None else torch.from_numpy(node.scales)
+                acc = layer.hardware_accumulators(src, weight, bias, scales)
             elif layer.kind is LayerKind.CONV:
                 acc = F.conv2d(src, weight, bias, stride=layer.stride, padding=layer.pad)
             else:

@@ -10,8 +10,10 @@ K-group, activation bit i and weight bit j the column popcount
 
 Everything is batched: one ``bmm`` over the K-groups of (bit planes of every patch) x
 (bit columns of every output channel).  Popcounts are at most G, exact in float32; the
-shift-add is done in float64 (exact below 2^53).  No gradient flows through it: the
-trainer adds it to the exact product with a straight-through estimator (`readout_ste`).
+shift-add is done in float64 (exact below 2^53).  No gradient flows through the popcounts
+and the readout: the trainer adds the result to the exact product with a straight-through
+estimator (`readout_ste`).  Binary/ternary readouts: the comparator bits are scaled by the
+column scale factor codes, through which a gradient does flow (they are trained).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch
 
 from mars.config import MarsConfig, ReadoutMode
 
-__all__ = ["is_exact", "readout_product", "readout_ste", "accelerator_patches"]
+__all__ = ["is_exact", "column_signs", "readout_product", "readout_ste",
+           "accelerator_patches"]
 
 
 def is_exact(config: MarsConfig) -> bool:
@@ -34,6 +37,8 @@ def _readout(p: torch.Tensor, config: MarsConfig) -> torch.Tensor:
         return p
     if config.readout_mode is ReadoutMode.SATURATING:
         return p.clamp_max_(float(2 ** config.readout_bits - 1))
+    if config.scaled_readout:
+        return (p >= config.readout_threshold).to(p.dtype)      # the comparator bit
     raise NotImplementedError(f"readout mode {config.readout_mode.value!r}")
 
 
@@ -45,9 +50,16 @@ def _shift_add(config: MarsConfig) -> torch.Tensor:
     return sign * torch.pow(2.0, i + j)
 
 
-@torch.no_grad()
+def column_signs(config: MarsConfig) -> torch.Tensor:
+    """`mars.sw.golden.macro.column_signs` as a float64 tensor (Wb,)."""
+    j = torch.arange(config.weight_bits)
+    if config.readout_mode is ReadoutMode.TERNARY:
+        return torch.where(j == config.weight_bits - 1, -1.0, 1.0).to(torch.float64)
+    return torch.ones(config.weight_bits, dtype=torch.float64)
+
+
 def readout_product(patches: torch.Tensor, weight: torch.Tensor, config: MarsConfig,
-                    chunk: int = 8192) -> torch.Tensor:
+                    chunk: int = 8192, scales: torch.Tensor | None = None) -> torch.Tensor:
     """The accelerator's ``patches @ weight.T`` under the configured readout.
 
     Parameters
@@ -59,12 +71,19 @@ def readout_product(patches: torch.Tensor, weight: torch.Tensor, config: MarsCon
         Integer-valued weights in [-2^(Wb-1), 2^(Wb-1) - 1], the layer's matrix.
     chunk : int
         Patches handled at once (bounds memory; the result does not depend on it).
+    scales : tensor of shape (N, Wb), optional
+        Binary/ternary readouts: the column scale factor codes (integer-valued; may carry
+        a gradient, which flows to them).  The result is the scaled sum shifted right by
+        ``scale_frac_bits``, floor, as `mars.sw.golden.accel.macro_product`; without
+        `scales` it is the sum before scaling, ``sum_kg sum_i 2^i c`` per (patch, bit
+        column j, channel n), shape (..., Wb, N).
 
     Returns
     -------
     tensor of shape (..., N), float64 holding integers
     """
     G, Ab, Wb = config.rows_per_step, config.act_bits, config.weight_bits
+    scaled = config.scaled_readout
     lead = patches.shape[:-1]
     k = patches.shape[-1]
     n = weight.shape[0]
@@ -72,28 +91,42 @@ def readout_product(patches: torch.Tensor, weight: torch.Tensor, config: MarsCon
         raise ValueError(f"patches have K={k}, the weight {tuple(weight.shape)}")
     kg = -(-k // G)
     pad = kg * G - k
-    x = patches.reshape(-1, k).to(torch.int64)
-    w = weight.to(torch.int64)
-    if pad:
-        x = torch.nn.functional.pad(x, (0, pad))
-        w = torch.nn.functional.pad(w, (0, pad))
-    # weight bit columns: (KG, G, Wb*N), bit j of the two's-complement code
-    w_bits = (w[None] >> torch.arange(Wb)[:, None, None]) & 1           # (Wb, N, KG*G)
-    w_bits = w_bits.reshape(Wb * n, kg, G).permute(1, 2, 0).to(torch.float32)
-    coeff = _shift_add(config)
-    i_shift = torch.arange(Ab)[:, None, None]
-    out = []
-    for start in range(0, x.shape[0], chunk):
-        xc = x[start:start + chunk]
-        m = xc.shape[0]
-        x_bits = (xc[None] >> i_shift) & 1                              # (Ab, m, KG*G)
-        x_bits = x_bits.reshape(Ab * m, kg, G).transpose(0, 1).to(torch.float32)
-        p = torch.bmm(x_bits, w_bits)                                   # (KG, Ab*m, Wb*N)
-        q = _readout(p, config).sum(dim=0).to(torch.float64)            # (Ab*m, Wb*N)
-        q = q.reshape(Ab, m, Wb, n)
-        out.append(torch.einsum("imjn,ij->mn", q, coeff))
-    result = torch.cat(out) if out else torch.zeros((0, n), dtype=torch.float64)
-    return result.reshape(*lead, n)
+    with torch.no_grad():
+        x = patches.reshape(-1, k).to(torch.int64)
+        w = weight.to(torch.int64)
+        if pad:
+            x = torch.nn.functional.pad(x, (0, pad))
+            w = torch.nn.functional.pad(w, (0, pad))
+        # weight bit columns: (KG, G, Wb*N), bit j of the two's-complement code
+        w_bits = (w[None] >> torch.arange(Wb)[:, None, None]) & 1       # (Wb, N, KG*G)
+        w_bits = w_bits.reshape(Wb * n, kg, G).permute(1, 2, 0).to(torch.float32)
+        coeff = _shift_add(config)
+        i_weight = torch.pow(2.0, torch.arange(Ab, dtype=torch.float64))
+        i_shift = torch.arange(Ab)[:, None, None]
+        out = []
+        for start in range(0, x.shape[0], chunk):
+            xc = x[start:start + chunk]
+            m = xc.shape[0]
+            x_bits = (xc[None] >> i_shift) & 1                          # (Ab, m, KG*G)
+            x_bits = x_bits.reshape(Ab * m, kg, G).transpose(0, 1).to(torch.float32)
+            p = torch.bmm(x_bits, w_bits)                               # (KG, Ab*m, Wb*N)
+            q = _readout(p, config).sum(dim=0).to(torch.float64)        # (Ab*m, Wb*N)
+            q = q.reshape(Ab, m, Wb, n)
+            if scaled:
+                out.append(torch.einsum("imjn,i->mjn", q, i_weight))
+            else:
+                out.append(torch.einsum("imjn,ij->mn", q, coeff))
+        shape = (0, Wb, n) if scaled else (0, n)
+        result = torch.cat(out) if out else torch.zeros(shape, dtype=torch.float64)
+    if not scaled:
+        return result.reshape(*lead, n)
+    if scales is None:
+        return result.reshape(*lead, Wb, n)
+    signed = scales.to(torch.float64).T * column_signs(config)[:, None]   # (Wb, N)
+    total = (result * signed).sum(dim=1)
+    frac = float(2 ** config.scale_frac_bits)
+    shifted = total / frac
+    return (shifted + (torch.floor(shifted) - shifted).detach()).reshape(*lead, n)
 
 
 def accelerator_patches(codes: torch.Tensor, kind_conv: bool, kernel: int, stride: int,
@@ -115,5 +148,7 @@ def accelerator_patches(codes: torch.Tensor, kind_conv: bool, kernel: int, strid
 
 
 def readout_ste(exact: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:
-    """`hardware` in the forward pass, the gradient of `exact` in the backward pass."""
-    return exact + (hardware.to(exact.dtype) - exact).detach()
+    """`hardware` in the forward pass; in the backward pass the gradient of `exact` (to
+    the weights and inputs, straight through the readout) plus that of `hardware` (to the
+    column scale factors of a binary/ternary readout, if any)."""
+    return hardware.to(exact.dtype) + (exact - exact.detach())
