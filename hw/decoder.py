@@ -3,7 +3,7 @@ cycle, the row slot of the next stored group and the activation-buffer addresses
 inputs that go with it.
 
 A walk is started with a *descriptor* (`descriptor_layout`, built in software by
-`mars.sw.sparse.descriptor`).  For every output pixel (oy, then ox, row-major) and every
+`mars.contract.decoder.descriptor`).  For every output pixel (oy, then ox, row-major) and every
 step s of the pixel (``s < count``: the s-th kept K-group of the block; ``count <= s <
 steps``: a filler) the decoder emits a payload (`payload_layout`).  Pruned groups take no
 cycle: the index memory lists only kept groups.
@@ -19,7 +19,7 @@ free, so ``valid`` never waits on ``ready``)::
 The lane arithmetic needs no multiplier and no divider: software puts the per-layer
 products into the descriptor (steps of the window origin, row pitch, kernel-row length)
 and the k-table (position and offset of each K-group's first K-row); see
-`mars.sw.sparse.hwformat` and docs/decoder.md.
+`mars.contract.decoder` and docs/decoder.md.
 
 Errors (sticky, cleared when the next walk starts; ``error`` is a struct of flags):
 ``descriptor`` (rejected at start: nothing is emitted), ``index_range`` (an index word
@@ -36,52 +36,17 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-from mars.sw.sparse.hwformat import (
+from mars.contract.decoder import (
     DecoderFormat,
-    descriptor_fields,
-    ktable_fields,
-    payload_fields,
+    descriptor_layout,
+    error_layout,
+    index_write_layout,
+    ktable_layout,
+    ktable_write_layout,
+    payload_layout,
 )
 
-__all__ = ["SparseDecoder", "descriptor_layout", "payload_layout", "error_layout",
-           "index_write_layout", "ktable_write_layout", "ktable_layout"]
-
-
-def descriptor_layout(config: MarsConfig) -> data.StructLayout:
-    """The runtime parameters of one walk (fields of `mars.sw.sparse.descriptor`)."""
-    return data.StructLayout({
-        name: signed(bits) if is_signed else unsigned(bits)
-        for name, bits, is_signed in descriptor_fields(config)})
-
-
-def payload_layout(config: MarsConfig) -> data.StructLayout:
-    """One output payload: row slot, K-group, G addresses, padding mask and markers."""
-    fields = {}
-    for name, bits, count in payload_fields(config):
-        fields[name] = data.ArrayLayout(unsigned(bits), count) if count > 1 else unsigned(bits)
-    return data.StructLayout(fields)
-
-
-def ktable_layout(config: MarsConfig) -> data.StructLayout:
-    """A k-table word: ``p0`` (position in the kernel row), ``rel0`` (window offset)."""
-    return data.StructLayout({name: unsigned(bits) for name, bits in ktable_fields(config)})
-
-
-def error_layout() -> data.StructLayout:
-    """Sticky error flags of the last walk."""
-    return data.StructLayout({"descriptor": 1, "index_range": 1, "index_order": 1})
-
-
-def index_write_layout(config: MarsConfig) -> data.StructLayout:
-    fmt = DecoderFormat(config)
-    return data.StructLayout({"addr": unsigned(fmt.slot_bits),
-                              "data": unsigned(fmt.kgroup_bits)})
-
-
-def ktable_write_layout(config: MarsConfig) -> data.StructLayout:
-    fmt = DecoderFormat(config)
-    return data.StructLayout({"addr": unsigned(fmt.kgroup_bits),
-                              "data": unsigned(fmt.ktable_bits)})
+__all__ = ["SparseDecoder"]
 
 
 class SparseDecoder(wiring.Component):

@@ -14,26 +14,15 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.program import Op, load_layout
 
 from .macro import write_layout
-from .unit import Op
 
-__all__ = ["load_layout", "CoreLoader"]
+__all__ = ["CoreLoader"]
 
 
 def _bits(count: int) -> int:
     return max(1, (count - 1).bit_length())
-
-
-def load_layout(config: MarsConfig) -> data.StructLayout:
-    """One loader program word."""
-    return data.StructLayout({
-        "op": unsigned(2),
-        "unit": range(config.macros_per_core),
-        "src": unsigned(_bits(config.weight_sram_rows)),
-        "dst": range(config.rows),
-        "count": range(config.rows + 1),
-    })
 
 
 class CoreLoader(wiring.Component):

@@ -23,68 +23,31 @@ it.  See docs/architecture.md for the reasons and the address map.
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.host import HostFormat, HostMemory, Region
+from mars.contract.program import UnitFormat
 
 from .loader import CoreLoader
-from .unit import MacroUnit, UnitFormat
+from .unit import MacroUnit
 
-__all__ = ["Region", "HostFormat", "MarsTop"]
-
-
-class Region(enum.IntEnum):
-    """Top bits of a host address: which memory (docs/architecture.md, "Host port")."""
-
-    CONTROL = 0       # 0: phases (w), status (r); 1: skip_loads (w), total cycles (r)
-    ACT = 1           # activation memory, both banks
-    RESULT = 2        # result memory
-    WEIGHTS = 3       # weight SRAM of core `unit`
-    LOADER = 4        # loader program of core `unit`
-    PROGRAM = 5       # program of macro unit `unit`
-    PARAMS = 6        # parameters of macro unit `unit`
-    INDEX = 7         # index memory of unit `unit`, domain `domain`
-    KTABLE = 8        # k-table of unit `unit`, domain `domain`
-    CYCLES = 9        # cycles of layer `offset` (r)
-
-
-class HostFormat:
-    """Field widths of the host port, from the configuration."""
-
-    def __init__(self, config: MarsConfig):
-        from .loader import load_layout
-        from .unit import instruction_layout, param_layout
-        from .decoder import ktable_layout
-        units = max(config.macros, config.cores)
-        self.unit_bits = max(1, (units - 1).bit_length())
-        self.domain_bits = max(1, (config.wordline_domains - 1).bit_length())
-        depths = [2 * config.act_buffer_words, config.result_words, config.weight_sram_rows,
-                  config.program_words, config.param_words, config.max_layers,
-                  UnitFormat(config).decoder.index_depth,
-                  UnitFormat(config).decoder.max_kgroups]
-        self.offset_bits = max(1, (max(depths) - 1).bit_length())
-        self.data_bits = max(config.cols, config.acc_bits, 32,
-                             instruction_layout(config).size, param_layout(config).size,
-                             load_layout(config).size, ktable_layout(config).size)
-
-    def layout(self) -> data.StructLayout:
-        return data.StructLayout({
-            "write": 1,
-            "region": unsigned(4),
-            "unit": unsigned(self.unit_bits),
-            "domain": unsigned(self.domain_bits),
-            "offset": unsigned(self.offset_bits),
-            "data": unsigned(self.data_bits),
-        })
+__all__ = ["MarsTop"]
 
 
 class MarsTop(wiring.Component):
     """The accelerator.
+
+    Parameters
+    ----------
+    config : MarsConfig
+    init : dict, optional
+        Initial memory contents keyed like `mars.sw.mapper.Mapping.memories`:
+        ``(HostMemory, unit, domain)`` to a list of words; ``"phases"`` presets the
+        number of phases.  Empty by default (the host port loads everything).
 
     Members
     -------
@@ -102,8 +65,8 @@ class MarsTop(wiring.Component):
         self._config = config
         self._init = init or {}
         self._host = HostFormat(config)
-        #: The top's own memories by name, once elaborated (for simulator backdoors).
-        self.memories: dict[str, Memory] = {}
+        #: The top's own memories (activations, results, cycle counters), once elaborated.
+        self.memories: dict[HostMemory, Memory] = {}
         super().__init__({
             "host": In(stream.Signature(self._host.layout())),
             "host_read": Out(stream.Signature(unsigned(self._host.data_bits))),
@@ -137,11 +100,11 @@ class MarsTop(wiring.Component):
         # is idle; their memories keep what the host wrote.
         running = Signal()
         for c in range(cfg.cores):
-            loader = CoreLoader(cfg, init=self._init.get(("loader", c, 0)))
+            loader = CoreLoader(cfg, init=self._init.get((HostMemory.LOADER, c, 0)))
             m.submodules[f"loader{c}"] = ResetInserter(~running)(loader)
             loaders.append(loader)
             sram = Memory(shape=unsigned(cfg.cols), depth=cfg.weight_sram_rows,
-                          init=self._init.get(("weights", c, 0), []),
+                          init=self._init.get((HostMemory.WEIGHTS, c, 0), []),
                           attrs={"ram_style": "block"})
             m.submodules[f"weights{c}"] = sram
             sw = sram.write_port()
@@ -156,10 +119,10 @@ class MarsTop(wiring.Component):
             for j in range(cfg.macros_per_core):
                 u = c * cfg.macros_per_core + j
                 unit = MacroUnit(cfg, init={
-                    "program": self._init.get(("program", u, 0), []),
-                    "params": self._init.get(("params", u, 0), []),
-                    **{("index", d): self._init.get(("index", u, d)) for d in range(D)},
-                    **{("ktable", d): self._init.get(("ktable", u, d)) for d in range(D)}})
+                    "program": self._init.get((HostMemory.PROGRAM, u, 0), []),
+                    "params": self._init.get((HostMemory.PARAMS, u, 0), []),
+                    **{("index", d): self._init.get((HostMemory.INDEX, u, d)) for d in range(D)},
+                    **{("ktable", d): self._init.get((HostMemory.KTABLE, u, d)) for d in range(D)}})
                 m.submodules[f"unit{u}"] = ResetInserter(~running)(unit)
                 units.append(unit)
                 wiring.connect(m, loader.loads[j], unit.load)
@@ -177,7 +140,7 @@ class MarsTop(wiring.Component):
 
         # -- activation memory: two banks, a read port per unit lane ----------------------
         act = Memory(shape=unsigned(cfg.act_bits), depth=2 * cfg.act_buffer_words,
-                     init=self._init.get(("act", 0, 0), []))
+                     init=self._init.get((HostMemory.ACT, 0, 0), []))
         m.submodules.act = act
         lanes = fmt.write_lanes
         for u, unit in enumerate(units):
@@ -214,7 +177,8 @@ class MarsTop(wiring.Component):
 
         cycles_mem = Memory(shape=unsigned(32), depth=cfg.max_layers, init=[])
         m.submodules.cycle_mem = cycles_mem
-        self.memories.update(act=act, result=result, cycles=cycles_mem)
+        self.memories.update({HostMemory.ACT: act, HostMemory.RESULT: result,
+                              HostMemory.CYCLES: cycles_mem})
         cycles_w = cycles_mem.write_port()
         cycles_r = cycles_mem.read_port()
 

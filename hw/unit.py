@@ -22,8 +22,6 @@ write port, so back-to-back read-modify-writes of one address are exact).
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -31,72 +29,13 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-from mars.sw.sparse.hwformat import DecoderFormat
+from mars.contract.decoder import index_write_layout, ktable_write_layout
+from mars.contract.program import Op, UnitFormat, instruction_layout, param_layout
 
-from .decoder import SparseDecoder, descriptor_layout, index_write_layout, ktable_write_layout
+from .decoder import SparseDecoder
 from .macro import CimMacro, write_layout
 
-__all__ = ["Op", "UnitFormat", "instruction_layout", "param_layout", "MacroUnit"]
-
-
-class Op(enum.IntEnum):
-    """Program word opcodes: a unit's WALK or a loader's LOAD (the same code), or SYNC."""
-
-    WALK = 0
-    LOAD = 0
-    SYNC = 1
-
-
-class UnitFormat:
-    """Widths of the macro unit's program and parameter words, from the configuration."""
-
-    def __init__(self, config: MarsConfig):
-        self.config = config
-        self.decoder = DecoderFormat(config)
-        self.shift_bits = (config.acc_bits + config.requant_mult_bits).bit_length()
-        self.act_addr_bits = self.decoder.addr_bits + 1        # + the ping-pong bank
-        self.value_bits = self.decoder.value_bits
-        self.pool_bits = 3                                      # pool window 1..7
-        self.result_addr_bits = max(1, (config.result_words - 1).bit_length())
-        # Channels the writer handles per cycle: enough that a pixel's writes never take
-        # longer than one macro step (cycles_per_step), so the writer never limits.
-        n = config.channels_per_macro
-        self.write_lanes = min(n, -(-n // config.cycles_per_step))
-
-
-def instruction_layout(config: MarsConfig) -> data.StructLayout:
-    """One program word of a macro unit (docs/architecture.md, "Programs")."""
-    fmt = UnitFormat(config)
-    D = config.wordline_domains
-    depth_bits = fmt.decoder.index_depth.bit_length()
-    vb = fmt.value_bits
-    return data.StructLayout({
-        "op": unsigned(2),
-        "desc": descriptor_layout(config),          # index_start/count: per domain below
-        "index_start": data.ArrayLayout(unsigned(fmt.decoder.slot_bits), D),
-        "count": data.ArrayLayout(unsigned(depth_bits), D),
-        "in_bank": 1,
-        "out_bank": 1,
-        "acc_out": 1,                               # raw accumulators to the result memory
-        "param_addr": range(config.param_words),
-        "n_valid": range(config.channels_per_macro + 1),
-        "pool_k": unsigned(fmt.pool_bits),
-        "pool_w": unsigned(vb),
-        "pool_h": unsigned(vb),
-        "out_base": unsigned(vb),
-        "out_pitch": unsigned(vb),
-        "out_row_pitch": unsigned(vb),
-    })
-
-
-def param_layout(config: MarsConfig) -> data.ArrayLayout:
-    """One parameter word: bias, multiplier M and shift S of every macro channel."""
-    fmt = UnitFormat(config)
-    return data.ArrayLayout(data.StructLayout({
-        "bias": signed(config.acc_bits),
-        "mult": unsigned(config.requant_mult_bits),
-        "shift": unsigned(fmt.shift_bits),
-    }), config.channels_per_macro)
+__all__ = ["MacroUnit"]
 
 
 def _write_layout(addr_bits: int, data_shape) -> data.StructLayout:

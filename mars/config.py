@@ -220,6 +220,12 @@ class MarsConfig:
         if not 2 <= self.requant_mult_bits <= 32:
             raise ConfigError(
                 f"requant_mult_bits must lie in [2, 32], not {self.requant_mult_bits}")
+        if self.acc_bits + self.requant_mult_bits > 63:
+            # The golden model requantises in int64: acc*M + 2^(S-1) must not wrap.
+            raise ConfigError(
+                f"acc_bits ({self.acc_bits}) + requant_mult_bits ({self.requant_mult_bits}) "
+                f"must be at most 63: the requantisation product acc*M is computed in "
+                f"64-bit signed integers")
         for field in ("program_words", "param_words", "result_words", "max_layers"):
             if not _is_pow2(getattr(self, field)):
                 raise ConfigError(f"{field} must be a power of two, not {getattr(self, field)}")

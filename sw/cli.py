@@ -81,9 +81,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_flow(args: argparse.Namespace) -> int:
     from mars.sw.run import flow
 
+    if args.count < 1:                        # [:0] or [:-n] would silently drop inputs
+        raise _UserError(f"--count must be at least 1, not {args.count}")
     report = flow(package=Path(args.package) if args.package else None, out=Path(args.out),
                   simulator=args.simulator, count=args.count)
     return 0 if report["bit_exact"] and report["cycle_model_exact"] else 1
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from mars.sw.energy.command import run_estimate
+
+    return run_estimate(args)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from mars.sw.energy.command import run_sweep_command
+
+    return run_sweep_command(args)
 
 
 class _UserError(MarsError):
@@ -149,6 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=100, metavar="N",
                    help="test inputs to simulate")
     p.set_defaults(func=_cmd_flow)
+
+    from mars.sw.energy.command import add_estimate_arguments
+
+    p = sub.add_parser("estimate", help="frames/s, latency, energy, TOPS/W and area of a "
+                       "model package (docs/energy.md)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_estimate_arguments(p)
+    p.set_defaults(func=_cmd_estimate)
+
+    from mars.sw.energy.command import add_sweep_arguments
+
+    p = sub.add_parser("sweep", help="train or reuse, estimate (and simulate) a grid of "
+                       "configurations and sparsities; one CSV row per point",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_sweep_arguments(p)
+    p.set_defaults(func=_cmd_sweep)
     return parser
 
 

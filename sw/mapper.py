@@ -29,12 +29,14 @@ from collections import defaultdict
 
 from mars.errors import MarsError
 from mars.config import MarsConfig
+from mars.contract.decoder import DecoderFormat, DecoderLimitError, descriptor
+from mars.contract.host import HostMemory
+from mars.contract.program import Op, instruction_layout, load_layout, param_layout
 from mars.sw.golden.network import (
     AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode,
 )
 from mars.sw.layer import LayerKind
 from mars.sw.sparse import pack_layer
-from mars.sw.sparse.hwformat import DecoderFormat, DecoderLimitError, descriptor
 
 __all__ = ["MappingError", "Walk", "Load", "Phase", "LayerPlan", "Mapping", "map_network"]
 
@@ -54,7 +56,7 @@ class Walk:
     out_w: int
     steps: int           # payloads per pixel (the set's most kept groups, at least 1)
     n_valid: int         # channels of the set that exist
-    word: dict           # the program word (fields of hw.unit.instruction_layout)
+    word: dict           # the program word (fields of contract.program.instruction_layout)
 
     @property
     def pixels(self) -> int:
@@ -98,7 +100,7 @@ class Mapping:
     network: IntegerNetwork
     layers: list[LayerPlan]
     phases: list[Phase]
-    memories: dict[tuple[str, int, int], list]   # (region, unit, domain) -> words
+    memories: dict[tuple[HostMemory, int, int], list]   # (memory, unit, domain) -> words
     output_shape: tuple[int, int, int]
     #: All weights fit in the macros at once: they are loaded in the first phase and a
     #: later inference may skip every load (the top's ``skip_loads``).
@@ -174,8 +176,6 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
         raise MappingError(
             f"the network was built for configuration {network.config.short_hash} "
             f"({network.config.name}), not {cfg.short_hash} ({cfg.name})")
-    from mars.hw.loader import load_layout
-    from mars.hw.unit import Op, instruction_layout, param_layout
 
     chain = _chain(network)
     G, D, N = cfg.rows_per_step, cfg.wordline_domains, cfg.channels_per_macro
@@ -349,16 +349,17 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
         check(f"loader program (core {core})", len(words), cfg.program_words)
 
     pl, ll = param_layout(cfg), load_layout(cfg)
-    memories: dict[tuple[str, int, int], list] = {}
+    memories: dict[tuple[HostMemory, int, int], list] = {}
     for u in range(units):
-        memories[("program", u, 0)] = [insn.const(w).as_bits() for w in programs[u]]
-        memories[("params", u, 0)] = [pl.const(w).as_bits() for w in params[u]]
+        memories[(HostMemory.PROGRAM, u, 0)] = [insn.const(w).as_bits() for w in programs[u]]
+        memories[(HostMemory.PARAMS, u, 0)] = [pl.const(w).as_bits() for w in params[u]]
         for d in range(D):
-            memories[("index", u, d)] = list(index_mem[(u, d)])
-            memories[("ktable", u, d)] = list(ktable_mem[(u, d)])
+            memories[(HostMemory.INDEX, u, d)] = list(index_mem[(u, d)])
+            memories[(HostMemory.KTABLE, u, d)] = list(ktable_mem[(u, d)])
     for core in range(cfg.cores):
-        memories[("weights", core, 0)] = list(sram[core])
-        memories[("loader", core, 0)] = [ll.const(w).as_bits() for w in loader_programs[core]]
+        memories[(HostMemory.WEIGHTS, core, 0)] = list(sram[core])
+        memories[(HostMemory.LOADER, core, 0)] = [ll.const(w).as_bits()
+                                                   for w in loader_programs[core]]
     return Mapping(cfg, network, plans, phases, memories, plans[-1].out_shape, resident)
 
 

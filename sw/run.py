@@ -9,6 +9,7 @@ hardware (`mars.sw.mapper`), and the shape and range of the inputs.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import time
 from collections.abc import Callable
@@ -23,7 +24,9 @@ from mars.sw.golden.cycles import (
     ideal_cycles, layer_walk_cycles, network_cycles, steady_cycles,
 )
 from mars.sw.golden.network import IntegerNetwork, LayerNode, ModelPackage, load_package
+from mars.sw.emit import replace_file
 from mars.sw.mapper import Mapping, map_network
+from mars.sw.simulate import simulate
 
 __all__ = ["BACKENDS", "RunError", "RunResult", "check_inputs", "run_package",
            "run_network_on", "densified", "flow"]
@@ -33,6 +36,15 @@ BACKENDS = ("golden", "verilator", "icarus")
 
 class RunError(MarsError, ValueError):
     """Inputs, package or configuration that cannot run; the message says why."""
+
+
+def _write_output(path: Path, data: str | bytes) -> None:
+    """Replace `path` atomically (old or new after any signal, never torn); an unwritable
+    folder is a `RunError` naming it."""
+    try:
+        replace_file(path, data)
+    except OSError as error:
+        raise RunError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
 
 
 @dataclasses.dataclass
@@ -63,15 +75,13 @@ class RunResult:
 
     def save(self, path: Path) -> None:
         """Write the result as ``.npz`` (keys: see docs/architecture.md, "mars run")."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, logits=self.logits, predictions=self.predictions,
+        buffer = io.BytesIO()
+        np.savez(buffer, logits=self.logits, predictions=self.predictions,
                  cycles=self.cycles, layer_cycles=self.layer_cycles,
                  phase_cycles=self.phase_cycles,
                  layer_names=np.array([p.name for p in self.mapping.layers]),
                  backend=np.array(self.backend))
-        tmp.replace(path)
+        _write_output(Path(path), buffer.getvalue())
 
 
 def check_inputs(inputs: np.ndarray, network: IntegerNetwork) -> np.ndarray:
@@ -111,18 +121,8 @@ def run_network_on(network: IntegerNetwork, inputs: np.ndarray, backend: str,
         later = [p.cycles for p in steady_cycles(mapping)]
         phases = np.array([model] + [later] * (len(x) - 1), dtype=np.int64)
     else:
-        # Verilator: the thin native harness (fast build, ~10^5-10^6 cycles/s, loads
-        # everything through the host port); Icarus: the cocotb bench (backdoor loads).
-        budget = 2 * sum(model) + 1000
-        if backend == "verilator":
-            from mars.tb.native import simulate_native
-            stats = simulate_native(mapping, x, budget=budget)
-        else:
-            from mars.tb.accel import simulate     # cocotb is needed only here
-            stats = simulate(mapping, x, backend, budget=budget)
-        if stats["error"]:
-            raise RunError("the accelerator raised its error flag (a decoder rejected a "
-                           "descriptor or an index code)")
+        # The host driver raises AcceleratorError on the error flag or a timeout.
+        stats = simulate(mapping, x, backend, budget=2 * sum(model) + 1000)
         logits = stats["outputs"].reshape(len(x), -1)
         phases = np.array(stats["phase_cycles"], dtype=np.int64)
     seconds = time.perf_counter() - start
@@ -233,8 +233,9 @@ def flow(*, package: Path | None, out: Path, simulator: str = "verilator",
         "simulated_cycles_per_second": rtl.simulated_cycles_per_second,
         "layers": layers, "seconds": timings,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    from mars.sw.energy import estimate           # energy, TOPS/W, FPS (docs/energy.md)
+    report["estimate"] = estimate(mapping, dense_mapping=dense_mapping)
+    _write_output(out / "report.json", json.dumps(report, indent=2))
     rtl.save(out / "rtl_outputs.npz")
     say(format_report(report))
     return report
@@ -258,6 +259,11 @@ def format_report(report: dict) -> str:
         f"({report['speedup_from_sparsity']:.2f}x from sparsity)",
         f"  macro utilisation (WALK)  : {100 * report['utilisation']:.0f} % of the ideal bound",
         f"  simulation speed          : {report['simulated_cycles_per_second']:.0f} cycles/s",
+    ]
+    if "estimate" in report:
+        from mars.sw.energy.report import summary_lines
+        lines += summary_lines(report["estimate"])
+    lines += [
         "",
         f"  {'layer':<10} {'sparsity':>8} {'groups':>7} {'cycles':>8} {'ideal':>8} {'util':>6}",
     ]

@@ -25,7 +25,8 @@ from typing import Any
 from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, to_verilog
-from mars.sw.sparse.hwformat import DecoderFormat
+from mars.contract.decoder import DecoderFormat
+from mars.sw.emit import replace_file
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "resources", "run_synth"]
 
@@ -248,7 +249,5 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         "families": chosen,
         "blocks": results,
     }
-    tmp = report_path.with_name(f".{report_path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, report_path)
+    replace_file(report_path, json.dumps(report, indent=2) + "\n")   # unique temp name
     return report_path

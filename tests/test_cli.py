@@ -30,7 +30,7 @@ def test_verilog_writes_rtl_and_config(tmp_path, capsys):
     stdout = run_ok(capsys, "verilog", "--config", "tiny", "--out", str(out))
     written = files_in(out)
     assert {"cim_macro.v", "config.json"} <= set(written)
-    assert set(written) == {f"{name}.v" for name in BLOCKS} | {"config.json"}
+    assert set(written) == {f"{name}.v" for name in BLOCKS} | {"config.json", "contract.json"}
     verilog = written["cim_macro.v"].decode()
     assert "module cim_macro" in verilog
     assert "endmodule" in verilog

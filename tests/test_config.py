@@ -100,6 +100,9 @@ def violated_fields(d: dict) -> set[str]:
         bad.add("acc_bits")
     if not 2 <= d["requant_mult_bits"] <= 32:
         bad.add("requant_mult_bits")
+    if not bad & {"acc_bits", "requant_mult_bits"} and \
+            d["acc_bits"] + d["requant_mult_bits"] > 63:
+        bad |= {"acc_bits", "requant_mult_bits"}           # acc*M must fit int64
     for field in ("program_words", "param_words", "result_words", "max_layers"):
         if not is_pow2(d[field]):
             bad.add(field)
@@ -149,7 +152,8 @@ def small_config(G, Wb, Ab, mode="exact", readout_bits=None, **extra):
     fields = dict(name=f"g{G}w{Wb}a{Ab}", rows=G, cols=Wb, partitions=1, rows_per_step=G,
                   weight_bits=Wb, act_bits=Ab, act_bits_per_cycle=1,
                   readout_bits=readout_bits, readout_mode=mode, cores=1, macros_per_core=1,
-                  weight_sram_rows=next_pow2(G), act_buffer_words=1, acc_bits=64)
+                  weight_sram_rows=next_pow2(G), act_buffer_words=1, acc_bits=61,
+                  requant_mult_bits=2)
     fields.update(extra)
     return MarsConfig(**fields)
 
@@ -168,11 +172,11 @@ def valid_fields(draw):
     need = min_unsigned_bits(G)
     rb = draw(st.integers(need if mode == "exact" else 1, need + 8))
     wsr = next_pow2(R) * 2 ** draw(st.integers(0, 4))
-    acc = draw(st.integers(step_psum_bits(G, Wb, Ab, rb) + 1, 64))
+    acc = draw(st.integers(step_psum_bits(G, Wb, Ab, rb) + 1, 61))
     return dict(
         program_words=2 ** draw(st.integers(0, 10)), param_words=2 ** draw(st.integers(0, 10)),
         result_words=2 ** draw(st.integers(0, 10)), max_layers=2 ** draw(st.integers(0, 8)),
-        acc_bits=acc, requant_mult_bits=draw(st.integers(2, 32)),
+        acc_bits=acc, requant_mult_bits=draw(st.integers(2, min(32, 63 - acc))),
         name=draw(st.text(min_size=1, max_size=12)), rows=R, cols=C, partitions=P,
         rows_per_step=G, weight_bits=Wb, act_bits=Ab, act_bits_per_cycle=apc,
         readout_bits=rb, readout_mode=mode,
@@ -266,6 +270,9 @@ RULES = [
     (dict(acc_bits=65), ["acc_bits", "(65)", "at most 64"]),
     (dict(requant_mult_bits=1), ["requant_mult_bits", "[2, 32]", "not 1"]),
     (dict(requant_mult_bits=33), ["requant_mult_bits", "not 33"]),
+    (dict(acc_bits=40, requant_mult_bits=24),
+     ["acc_bits (40)", "requant_mult_bits (24)", "at most 63", "64-bit"]),
+    (dict(acc_bits=64, requant_mult_bits=2), ["acc_bits (64)", "requant_mult_bits (2)"]),
     (dict(program_words=100), ["program_words", "power of two", "100"]),
     (dict(result_words=3), ["result_words", "power of two", "3"]),
 ]
@@ -289,6 +296,8 @@ def test_each_rule_raises_naming_field_and_values(changes, fragments):
     dict(weight_bits=8),                                    # C/P = 8
     dict(weight_bits=2),
     dict(rows=8, weight_sram_rows=8),                       # a single row slot
+    dict(acc_bits=31, requant_mult_bits=32),                # acc*M just fits int64
+    dict(acc_bits=61, requant_mult_bits=2),
 ])
 def test_boundary_cases_accepted(changes):
     MarsConfig(**{**BASE, **changes})
@@ -422,7 +431,7 @@ def test_exact_readout_bits_minimal_for_zero_to_G(G):
     need = min_unsigned_bits(G)
     assert 2 ** need - 1 >= G and (need == 1 or 2 ** (need - 1) - 1 < G)
     config = MarsConfig(rows=G, rows_per_step=G, weight_sram_rows=next_pow2(G),
-                        readout_bits=need, acc_bits=64)
+                        readout_bits=need, acc_bits=61, requant_mult_bits=2)
     assert config.exact_readout_bits == need
     assert config.readout_max == G
     if need > 1:
@@ -735,3 +744,33 @@ def test_from_json_non_string_hash(bad):
     doc["content_hash"] = bad
     with pytest.raises(ConfigError, match=re.escape(f"content_hash must be a string, not {bad!r}")):
         MarsConfig.from_json(json.dumps(doc))
+
+
+# -- the requantisation product fits the golden model's int64 -------------------------------
+
+def extreme_requant_cases(acc_bits, mult_bits):
+    """Accumulator, multiplier and shift at the ends of their ranges."""
+    accs = (-(2 ** (acc_bits - 1)), 2 ** (acc_bits - 1) - 1)
+    mults = (1, 2 ** mult_bits - 1)
+    shifts = (1, acc_bits + mult_bits - 1)              # mars.sw.golden.network.shift_range
+    return list(itertools.product(accs, mults, shifts))
+
+
+@pytest.mark.parametrize("acc_bits, mult_bits", [(31, 32), (47, 16), (61, 2)])
+def test_largest_allowed_requantisation_is_exact_in_the_golden_model(acc_bits, mult_bits):
+    from mars.sw.golden.network import rescale
+
+    MarsConfig(acc_bits=acc_bits, requant_mult_bits=mult_bits)       # allowed
+    for acc, mult, shift in extreme_requant_cases(acc_bits, mult_bits):
+        exact = (acc * mult + 2 ** (shift - 1)) // 2 ** shift         # Python integers
+        got = rescale(np.array([acc]), np.array([mult]), np.array([shift]))
+        assert int(got[0]) == exact, (acc, mult, shift)
+
+
+@pytest.mark.parametrize("acc_bits, mult_bits", [(32, 32), (40, 24), (62, 2)])
+def test_one_bit_more_would_overflow_int64(acc_bits, mult_bits):
+    # The limit is tight: one bit more and some intermediate acc*M + 2^(S-1) leaves int64.
+    assert any(acc * mult + 2 ** (shift - 1) > 2 ** 63 - 1
+               for acc, mult, shift in extreme_requant_cases(acc_bits, mult_bits))
+    with pytest.raises(ConfigError, match="at most 63"):
+        MarsConfig(acc_bits=acc_bits, requant_mult_bits=mult_bits)

@@ -12,10 +12,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS, MarsConfig
-from mars.hw.decoder import SparseDecoder, payload_layout
+from mars.contract.decoder import DecoderFormat, descriptor, ktable_words, payload_layout
+from mars.contract.layer import LayerGeometry
+from mars.hw.decoder import SparseDecoder
 from mars.sw.golden import decoder_walk
-from mars.sw.layer import LayerGeometry
-from mars.sw.sparse import DecoderFormat, descriptor, ktable_words
 
 TINY = PRESETS["tiny"]
 # odd G (3, not a power of two) and memories whose depths are not powers of two

@@ -99,3 +99,10 @@ def test_cli_run_refuses_a_missing_package(tmp_path, capsys):
     assert main(["run", "--package", str(missing), "--out", str(tmp_path / "y.npz")]) == 2
     assert "not a model package" in capsys.readouterr().err
     assert not (tmp_path / "y.npz").exists()
+
+
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_cli_flow_refuses_a_count_below_one(tmp_path, capsys, count):
+    assert main(["flow", "--out", str(tmp_path), "--count", count]) == 2
+    assert capsys.readouterr().err == f"mars: error: --count must be at least 1, not {count}\n"
+    assert list(tmp_path.iterdir()) == []

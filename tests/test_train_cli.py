@@ -113,3 +113,37 @@ def test_cifar10_resnet_end_to_end_and_a_config_that_cannot_hold_it(tmp_path, ca
     assert package.test_inputs.shape == (4, 32, 32, 3)
     assert np.array_equal(run_network(package.network, package.test_inputs),
                           package.test_logits)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--act-bits", "0", "--act-bits must be at least 1, not 0"),
+    ("--weight-bits", "0", "--weight-bits must be at least 2, not 0"),
+    ("--weight-bits", "1", "--weight-bits must be at least 2, not 1"),
+    ("--epochs", "-1", "--epochs must be at least 0, not -1"),
+    ("--qat-epochs", "-2", "--qat-epochs must be at least 0, not -2"),
+    ("--batch-size", "0", "--batch-size must be at least 1, not 0"),
+    ("--threads", "0", "--threads must be at least 1, not 0"),
+    ("--seed", "-1", "--seed must be at least 0, not -1"),
+    ("--seed", str(2 ** 64), f"--seed must be at most {2 ** 63 - 1}, not {2 ** 64}"),
+    ("--train-subset", "0", "--train-subset must be at least 2, not 0"),
+    ("--train-subset", "-5", "--train-subset must be at least 2, not -5"),
+    ("--test-subset", "0", "--test-subset must be at least 1, not 0"),
+    ("--test-vectors", "-1", "--test-vectors must be at least 0, not -1"),
+])
+def test_integer_options_out_of_range_are_one_line(tmp_path, capsys, option, value, message):
+    # 0 is a value, not "option not given": it must never fall back to the configuration's.
+    out = tmp_path / "pkg"
+    rc = main(["train", "--out", str(out), *SHORT, option, value])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err == f"mars: error: {message}\n"
+    assert not out.exists()
+
+
+def test_every_integer_option_is_range_checked():
+    from mars.sw.cli import build_parser
+    from mars.sw.train.command import _INT_OPTIONS
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    int_options = {action.dest for action in train._actions if action.type is int}
+    assert int_options == {attribute for attribute, *_ in _INT_OPTIONS}

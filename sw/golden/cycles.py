@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from mars.contract.program import UnitFormat
 
 __all__ = ["PhaseCycles", "walk_cycles", "phase_cycles", "network_cycles", "steady_cycles",
            "layer_walk_cycles", "ideal_cycles"]
@@ -209,7 +210,6 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     in the macros (a resident mapping after its first inference)."""
     cfg = mapping.config
     unit_programs, loader_programs = _programs(mapping, skip_loads)
-    from mars.hw.unit import UnitFormat
     lanes = UnitFormat(cfg).write_lanes
     units = [_Unit(p, cfg.cycles_per_step, lanes) for p in unit_programs]
     loaders = [_Loader(p) for p in loader_programs]

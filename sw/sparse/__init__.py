@@ -19,7 +19,7 @@ from .groups import (
     groups_of,
     iter_groups,
 )
-from .hwformat import (
+from mars.contract.decoder import (  # the decoder format, re-exported
     DecoderFormat,
     DecoderLimitError,
     descriptor,

@@ -47,7 +47,7 @@ from pathlib import Path
 from mars.errors import MarsError
 from mars.config import MarsConfig
 
-from .hwformat import DecoderFormat
+from mars.contract.decoder import DecoderFormat
 
 __all__ = ["IMAGE_VERSION", "KINDS", "ImageError", "MemoryImage", "image_width"]
 

@@ -19,7 +19,7 @@ measured (bench/sparse_index.py, docs/sparse-format.md) and decodes it back exac
 
 The count field is ``bit_length(n_kgroups)`` bits (it holds 0..n_kgroups).  Bits are
 written most significant first; a `Bits` holds the string as an integer and a length.
-The hardware uses a fixed-width absolute form instead (see `mars.sw.sparse.hwformat`).
+The hardware uses a fixed-width absolute form instead (see `mars.contract.decoder`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from mars.config import MarsConfig
 from mars.sw.layer import LayerGeometry, flatten_conv_weight
 
 from .groups import GroupMap, group_counts, group_view, groups_of
-from .hwformat import descriptor, ktable_words
+from mars.contract.decoder import descriptor, ktable_words
 from .index import check_index_code, index_bits
 
 __all__ = ["PackedLayer", "pack_layer", "unpack_layer", "rows_to_words", "words_to_rows"]
@@ -194,7 +194,7 @@ class PackedLayer:
         return words
 
     def ktable(self) -> list[int]:
-        """The layer's k-table words (`mars.sw.sparse.hwformat.ktable_words`)."""
+        """The layer's k-table words (`mars.contract.decoder.ktable_words`)."""
         return ktable_words(self.geometry, self.config)
 
     def descriptor(self, block: int, *, act_base: int = 0, ktable_base: int = 0,

@@ -6,7 +6,30 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_arguments", "run"]
+from mars.errors import MarsError
+
+__all__ = ["OptionError", "add_arguments", "check_options", "run"]
+
+
+class OptionError(MarsError, ValueError):
+    """A ``mars train`` option out of its range; the message names the option."""
+
+
+#: Integer options of ``mars train``: attribute, option, smallest and largest value (None:
+#: unbounded).  An option left out (None) takes the configuration's or the default value;
+#: 0 is a value like any other and is checked, never taken for "not given".
+_INT_OPTIONS = (
+    ("weight_bits", "--weight-bits", 2, None),       # two's complement needs a sign bit
+    ("act_bits", "--act-bits", 1, None),
+    ("epochs", "--epochs", 0, None),
+    ("qat_epochs", "--qat-epochs", 0, None),
+    ("batch_size", "--batch-size", 1, None),
+    ("seed", "--seed", 0, 2 ** 63 - 1),              # what torch's generators take
+    ("threads", "--threads", 1, None),
+    ("train_subset", "--train-subset", 2, None),     # one image gives no training step
+    ("test_subset", "--test-subset", 1, None),
+    ("test_vectors", "--test-vectors", 0, None),
+)
 
 
 def _fraction(text: str) -> float:
@@ -68,6 +91,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Raise `OptionError` naming the first integer option out of its range."""
+    for attribute, option, lo, hi in _INT_OPTIONS:
+        value = getattr(args, attribute, None)
+        if value is None:
+            continue
+        if value < lo:
+            raise OptionError(f"{option} must be at least {lo}, not {value}")
+        if hi is not None and value > hi:
+            raise OptionError(f"{option} must be at most {hi}, not {value}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``mars train``; errors the user can fix print one line and return 2."""
     from mars.config import ConfigError, load_config
@@ -79,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from .sparse_files import SparseExportError
     from .trainer import TrainingError, TrainOptions, train
 
+    check_options(args)
     config = load_config(args.config)
-    out = Path(args.out) if args.out else Path("build") / "packages" / \
+    out = Path(args.out) if args.out is not None else Path("build") / "packages" / \
         f"{args.dataset}-{config.name}"
     try:
         options = TrainOptions(

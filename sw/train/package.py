@@ -10,15 +10,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mars.sw.emit import staging_folder, swap_into_place
 from mars.sw.golden.network import (PACKAGE_FORMAT, PACKAGE_VERSION, AddNode, FlattenNode,
                                     IntegerNetwork, LayerNode, PackageError, PoolNode,
                                     acc_dtype, act_dtype, weight_dtype)
@@ -150,21 +149,15 @@ def write_folder_atomically(out_dir: Path | str, files: dict[str, bytes | Callab
     if out_dir.exists() and not _is_replaceable(out_dir):
         raise PackageError(f"{str(out_dir)!r} exists and is not a model package; not "
                            f"overwriting it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    old = None
+    # One atomic exchange replaces an existing package: after any signal it is the old
+    # package or the new one, never neither; litter of killed runs is cleaned next time.
+    staging = staging_folder(out_dir)
     try:
         for rel, data in files.items():
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data() if callable(data) else data)
-        os.chmod(staging, 0o755)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / "package")
-        os.replace(staging, out_dir)
+        swap_into_place(staging, out_dir)
         return out_dir
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)

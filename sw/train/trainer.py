@@ -108,6 +108,12 @@ class TrainOptions:
                 raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
         if self.batch_size < 1 or self.threads < 1 or self.test_vectors < 0:
             raise ValueError("batch_size and threads must be positive, test_vectors >= 0")
+        # A slice [:0] or [:-n] would be silent; one training image gives no step (_fit
+        # skips the last batch of one).
+        for name, lo in (("train_subset", 2), ("test_subset", 1)):
+            value = getattr(self, name)
+            if value is not None and value < lo:
+                raise ValueError(f"{name} must be at least {lo}, not {value}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity must lie in [0, 1), not {self.sparsity}")
         if not 0.0 <= self.distill <= 1.0:
@@ -332,8 +338,10 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
     """
     options.check()
     if options.weight_bits is not None or options.act_bits is not None:
-        config = config.replace(weight_bits=options.weight_bits or config.weight_bits,
-                                act_bits=options.act_bits or config.act_bits)
+        config = config.replace(
+            weight_bits=config.weight_bits if options.weight_bits is None
+            else options.weight_bits,
+            act_bits=config.act_bits if options.act_bits is None else options.act_bits)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     with deterministic(options.seed, options.threads):

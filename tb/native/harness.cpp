@@ -1,9 +1,14 @@
 // Thin Verilator harness for whole-network runs of mars_top (no cocotb, no Python per
-// cycle).  (Verilator spells the ports with "__" as "___05F".)  It replays a script of host-port transactions written by mars.tb.native:
-//   W <hex>        one host write (payload in hex, LSB word last)
+// cycle): the transport of mars.tb.native.NativeTransport, driven by the host driver
+// (mars.sw.host.HostDriver).  Verilator spells the ports with "__" as "___05F".
+// It reads commands from stdin (or from the file named by its argument):
+//   W <hex>        one host write (the host word in hex)
 //   R <hex>        one host read; prints "R <hex>" with the answer
-//   S <budget>     pulse start, run until done; prints "S <cycles>" or "S timeout"
-// and prints "END <cycles simulated> <seconds>" at the end.
+//   S <budget>     pulse start, run until done or for at most <budget> cycles; prints
+//                  "S <cycles> <status>" or "S timeout <status>", where <status> is the
+//                  top's busy | done << 1 | error << 2 (mars.contract.host.Status)
+// and prints "END <cycles simulated> <seconds>" at the end of its input.  Every answer is
+// flushed at once, so a driver may wait for it.
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -64,9 +69,14 @@ static std::string get_hex(const T& signal, int words) {
 
 int main(int argc, char** argv) {
     Verilated::commandArgs(argc, argv);
-    if (argc < 2) { std::cerr << "usage: harness SCRIPT\n"; return 2; }
-    std::ifstream script(argv[1]);
-    if (!script) { std::cerr << "cannot open " << argv[1] << "\n"; return 2; }
+    std::ios::sync_with_stdio(false);
+    std::cin.tie(nullptr);
+    std::ifstream file;
+    if (argc >= 2 && std::string(argv[1]) != "-") {
+        file.open(argv[1]);
+        if (!file) { std::cerr << "cannot open " << argv[1] << "\n"; return 2; }
+    }
+    std::istream& script = file.is_open() ? static_cast<std::istream&>(file) : std::cin;
     top = new Vmars_top;
     const int payload_words = (int)((sizeof(top->host___05Fpayload) + 3) / 4);
     const int read_words = (int)((sizeof(top->host_read___05Fpayload) + 3) / 4);
@@ -83,7 +93,8 @@ int main(int argc, char** argv) {
             top->host___05Fvalid = 0;
             if (op == "R") {
                 while (true) { top->eval(); if (top->host_read___05Fvalid) break; tick(); }
-                std::cout << "R " << get_hex(top->host_read___05Fpayload, read_words) << "\n";
+                std::cout << "R " << get_hex(top->host_read___05Fpayload, read_words)
+                          << std::endl;
                 tick();
             }
         } else if (op == "S") {
@@ -91,14 +102,18 @@ int main(int argc, char** argv) {
             top->start = 1; tick(); top->start = 0;
             uint64_t n = 0;
             while (!top->done && n < budget) { tick(); ++n; }
-            if (top->done) std::cout << "S " << n << "\n"; else std::cout << "S timeout\n";
+            top->eval();
+            const unsigned status = (top->busy ? 1u : 0u) | (top->done ? 2u : 0u)
+                                    | (top->error ? 4u : 0u);
+            if (top->done) std::cout << "S " << n << " " << status << std::endl;
+            else std::cout << "S timeout " << status << std::endl;
         } else {
             std::cerr << "bad script line: " << op << "\n";
             return 2;
         }
     }
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cout << "END " << cycles << " " << s << "\n";
+    std::cout << "END " << cycles << " " << s << std::endl;
     top->final();
     delete top;
     return 0;

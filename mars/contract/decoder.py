@@ -1,5 +1,9 @@
 """What the sparse-weight decoder RTL reads: widths, the k-table and the layer descriptor.
 
+Part of the hardware/software contract (`mars.contract`): the RTL (`mars.hw.decoder`) builds
+its ports from the layouts here and the software (`mars.sw.sparse`, the mapper) fills them
+from the functions here.
+
 Everything the decoder (`mars.hw.decoder`) needs besides the index code is computed here,
 in software, once per layer, so that the per-cycle path of the RTL has no division and no
 multiplication by runtime values:
@@ -31,13 +35,17 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
 
-from mars.errors import MarsError
 from mars.config import MarsConfig
-from mars.sw.layer import LayerGeometry
+from mars.errors import MarsError
+from mars.contract.layer import LayerGeometry
 
 __all__ = ["DecoderLimitError", "DecoderFormat", "ktable_words", "ktable_fields",
-           "descriptor", "descriptor_fields", "payload_fields"]
+           "descriptor", "descriptor_fields", "payload_fields",
+           "descriptor_layout", "payload_layout", "error_layout", "index_write_layout",
+           "ktable_write_layout", "ktable_layout"]
 
 
 class DecoderLimitError(MarsError, ValueError):
@@ -155,8 +163,8 @@ class DecoderFormat:
                 f"K = {g.k} exceeds the decoder's k-table ({self.max_kgroups} K-groups of "
                 f"G={cfg.rows_per_step}, K <= {self.max_k})")
         fields = _descriptor_values(g, cfg)
-        for name, bits, signed in descriptor_fields(cfg):
-            if not signed and name in fields:
+        for name, bits, is_signed in descriptor_fields(cfg):
+            if not is_signed and name in fields:
                 self._fits_unsigned(name, fields[name], bits)
         p, a = _lane_offsets(g, cfg)
         self._fits_unsigned("k-table p0", int(p.max()), self.value_bits)
@@ -311,3 +319,42 @@ def descriptor(geometry: LayerGeometry, config: MarsConfig, *, count: int,
     values.update(act_base=act_base, ktable_base=ktable_base, index_start=index_start,
                   count=count, steps=steps, slot_base=slot_base)
     return {name: values[name] for name, _, _ in descriptor_fields(config)}
+
+
+# -- Amaranth layouts of the decoder's words -----------------------------------------------
+
+def descriptor_layout(config: MarsConfig) -> data.StructLayout:
+    """The runtime parameters of one walk (the fields of `descriptor`)."""
+    return data.StructLayout({
+        name: signed(bits) if is_signed else unsigned(bits)
+        for name, bits, is_signed in descriptor_fields(config)})
+
+
+def payload_layout(config: MarsConfig) -> data.StructLayout:
+    """One output payload: row slot, K-group, G addresses, padding mask and markers."""
+    fields = {}
+    for name, bits, count in payload_fields(config):
+        fields[name] = data.ArrayLayout(unsigned(bits), count) if count > 1 else unsigned(bits)
+    return data.StructLayout(fields)
+
+
+def ktable_layout(config: MarsConfig) -> data.StructLayout:
+    """A k-table word: ``p0`` (position in the kernel row), ``rel0`` (window offset)."""
+    return data.StructLayout({name: unsigned(bits) for name, bits in ktable_fields(config)})
+
+
+def error_layout() -> data.StructLayout:
+    """Sticky error flags of the last walk."""
+    return data.StructLayout({"descriptor": 1, "index_range": 1, "index_order": 1})
+
+
+def index_write_layout(config: MarsConfig) -> data.StructLayout:
+    fmt = DecoderFormat(config)
+    return data.StructLayout({"addr": unsigned(fmt.slot_bits),
+                              "data": unsigned(fmt.kgroup_bits)})
+
+
+def ktable_write_layout(config: MarsConfig) -> data.StructLayout:
+    fmt = DecoderFormat(config)
+    return data.StructLayout({"addr": unsigned(fmt.kgroup_bits),
+                              "data": unsigned(fmt.ktable_bits)})
