@@ -8,6 +8,8 @@ per K-group, bit plane and bit column written here from docs/macro.md.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -219,8 +221,8 @@ QUICK = TrainOptions(epochs=2, qat_epochs=1, train_subset=128, test_subset=40,
                      test_vectors=40, sparsity=0.5)
 
 
-#: every preset, and the ADC-less readouts on two of them
-PACKAGE_CONFIGS = {**PRESETS,
+#: every preset (adc3 also with readout-aware QAT), and the ADC-less readouts on two
+PACKAGE_CONFIGS = {**PRESETS, "adc3-aware": PRESETS["adc3"],
                    "adc3-ternary": PRESETS["adc3"].replace(readout_mode="ternary",
                                                            readout_threshold=3),
                    "tiny-binary": PRESETS["tiny"].replace(readout_mode="binary",
@@ -230,8 +232,13 @@ PACKAGE_CONFIGS = {**PRESETS,
 @pytest.fixture(scope="module", params=sorted(PACKAGE_CONFIGS))
 def package(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("readout") / request.param
-    result = train(PACKAGE_CONFIGS[request.param], QUICK, out, progress=False,
+    options = dataclasses.replace(QUICK, readout_aware=True) \
+        if request.param.endswith("-aware") else QUICK
+    result = train(PACKAGE_CONFIGS[request.param], options, out, progress=False,
                    log=lambda line: None)
+    aware = options.readout_aware if options.readout_aware is not None else \
+        PACKAGE_CONFIGS[request.param].scaled_readout
+    assert all(layer.readout_aware == aware for layer in result.qnet.layers.values())
     return request.param, result, load_package(out)
 
 

@@ -72,9 +72,11 @@ class TrainOptions:
     the distillation loss from the float network in QAT (0 disables it).
     ``train_subset``/``test_subset`` keep the first images only (tests, quick looks).
     ``test_vectors`` test images go into the package with their expected logits.
-    ``readout_aware`` (default) makes QAT compute every product with the configured
-    readout (`mars.sw.train.readout`); false trains with the exact product (a baseline:
-    the package's logits are the accelerator's either way).
+    ``readout_aware`` true makes QAT compute every product with the configured readout
+    (`mars.sw.train.readout`); false trains with the exact product (the package's logits
+    are the accelerator's either way); None (default) is true for the binary/ternary
+    readouts (their scale factors are trained) and false otherwise (on digits at 3-bit
+    saturation readout-aware QAT was unstable and gained nothing, docs/training.md).
     """
 
     dataset: str = "digits"
@@ -100,7 +102,7 @@ class TrainOptions:
     train_subset: int | None = None
     test_subset: int | None = None
     test_vectors: int = 1000
-    readout_aware: bool = True
+    readout_aware: bool | None = None
 
     def check(self) -> None:
         for name in ("epochs", "qat_epochs"):
@@ -376,8 +378,11 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         # 2. QAT with BN folding and pruning
         t0 = time.perf_counter()
         qnet = QNetwork(nodes, config)
+        aware = options.readout_aware
+        if aware is None:
+            aware = config.scaled_readout
         for layer in qnet.layers.values():
-            layer.readout_aware = options.readout_aware
+            layer.readout_aware = aware
         qnet.calibrate(x_train[:512])
         qnet.quantised = True
         layer_names = [n.name for n in nodes if n.is_layer]
@@ -486,7 +491,8 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
             "qat_epochs": options.qat_epochs, "batch_size": options.batch_size,
             "lr": options.lr, "qat_lr": options.qat_lr, "weight_decay": options.weight_decay,
             "distill": options.distill,
-            "readout_aware": options.readout_aware,
+            "readout_aware": bool(options.readout_aware if options.readout_aware is not None
+                                  else config.scaled_readout),
             "method": "BN folded with frozen statistics (Jacob et al. 2018, Krishnamoorthi "
                       "2018); per-channel symmetric weights; LSQ activation steps (Esser "
                       "et al. 2020); STE rounding; distillation from the float network "
