@@ -26,7 +26,7 @@ from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, to_verilog
 from mars.contract.decoder import DecoderFormat
-from mars.sw.emit import replace_file
+from mars.sw.files import replace_file
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "resources", "run_synth"]
 

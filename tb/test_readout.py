@@ -10,7 +10,8 @@ from mars.config import PRESETS
 @pytest.mark.sim
 def test_adc3_package_logits_are_the_rtls(tmp_path):
     pytest.importorskip("torch")
-    from mars.sw.golden.network import load_package, run_network
+    from mars.sw.golden.network import run_network
+    from mars.sw.package import load_package
     from mars.sw.run import run_network_on
     from mars.sw.train.trainer import TrainOptions, train
 

@@ -17,7 +17,8 @@ import torch
 from mars.config import PRESETS, ReadoutMode
 from mars.sw.golden import macro_step
 from mars.sw.golden.accel import macro_product, run_accelerator
-from mars.sw.golden.network import im2col, load_package, run_network
+from mars.sw.golden.network import im2col, run_network
+from mars.sw.package import load_package
 from mars.sw.train.models import digits_cnn, parse_model
 from mars.sw.train.quant import QNetwork, bias_codes, weight_codes
 from mars.sw.train.readout import readout_product
