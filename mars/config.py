@@ -32,8 +32,13 @@ __all__ = [
     "load_config",
 ]
 
-#: Bumped whenever a field is added, removed or changes meaning.
-SCHEMA_VERSION = 1
+#: Bumped whenever a field is added, removed, renamed or changes meaning.
+SCHEMA_VERSION = 2
+#: What changed since each older version, and how to update a file written by it.
+_SCHEMA_CHANGES = {
+    1: "version 2 renamed max_layers to max_phases: rename that field if the file has it, "
+       "set schema_version to 2 and delete content_hash (the hash covers field names)",
+}
 _SCHEMA_NAME = "mars-config"
 
 
@@ -127,8 +132,9 @@ class MarsConfig:
         Depth of each macro unit's parameter memory (bias, M, S of one block set a word).
     result_words : int
         Depth of the result memory that receives the last layer's raw accumulators.
-    max_layers : int
-        Most layers in one program (depth of the per-layer cycle counters).
+    max_phases : int
+        Most phases in one run (depth of the per-phase cycle counters); a phase loads
+        macro rows, then computes (docs/architecture.md).
 
     Raises
     ------
@@ -160,7 +166,7 @@ class MarsConfig:
     program_words: int = 256
     param_words: int = 256
     result_words: int = 256
-    max_layers: int = 64
+    max_phases: int = 64
 
     def __post_init__(self) -> None:
         # Accept the enum's string value too (JSON, CLI), but store the enum.
@@ -228,7 +234,7 @@ class MarsConfig:
                 f"acc_bits ({self.acc_bits}) + requant_mult_bits ({self.requant_mult_bits}) "
                 f"must be at most 63: the requantisation product acc*M is computed in "
                 f"64-bit signed integers")
-        for field in ("program_words", "param_words", "result_words", "max_layers"):
+        for field in ("program_words", "param_words", "result_words", "max_phases"):
             if not _is_pow2(getattr(self, field)):
                 raise ConfigError(f"{field} must be a power of two, not {getattr(self, field)}")
         if not _is_pow2(self.weight_sram_rows):
@@ -423,9 +429,10 @@ class MarsConfig:
             raise ConfigError(f"{source}: schema must be {_SCHEMA_NAME!r}, not {schema!r}")
         version = doc.pop("schema_version", SCHEMA_VERSION)
         if type(version) is not int or version != SCHEMA_VERSION:
+            change = _SCHEMA_CHANGES.get(version) if type(version) is int else None
             raise ConfigError(
                 f"{source}: schema_version {version!r} is not supported "
-                f"(this tool reads version {SCHEMA_VERSION})")
+                f"(this tool reads version {SCHEMA_VERSION})" + (f"; {change}" if change else ""))
         has_hash = "content_hash" in doc
         stored_hash = doc.pop("content_hash", None)
         if has_hash and not isinstance(stored_hash, str):
@@ -476,7 +483,7 @@ PRESETS: dict[str, MarsConfig] = {
     "tiny": _DEFAULT.replace(
         name="tiny", rows=64, cols=16, partitions=2, rows_per_step=4, readout_bits=3,
         cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=2048,
-        program_words=64, param_words=64, result_words=16, max_layers=16),
+        program_words=64, param_words=64, result_words=16, max_phases=16),
     # An ADC narrower than the popcount (saturating readout), whole-macro skip groups.
     "adc3": _DEFAULT.replace(
         name="adc3", rows=128, cols=32, partitions=4, rows_per_step=16,

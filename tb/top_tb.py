@@ -46,8 +46,8 @@ CLOCK_NS = 10
 
 #: Where each memory of the top sits in the simulator's hierarchy (for the backdoor).
 _PATHS = {
-    HostMemory.PROGRAM: "unit{unit}.prog_mem",
-    HostMemory.PARAMS: "unit{unit}.params",
+    HostMemory.PROGRAM: "unit{unit}.sequencer.prog_mem",
+    HostMemory.PARAMS: "unit{unit}.sequencer.params",
     HostMemory.INDEX: "unit{unit}.decoder{domain}.index_mem",
     HostMemory.KTABLE: "unit{unit}.decoder{domain}.ktable_mem",
     HostMemory.WEIGHTS: "weights{unit}",

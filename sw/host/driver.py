@@ -262,8 +262,8 @@ class HostDriver:
 
     def set_phases(self, phases: int) -> None:
         """The number of phases a run has (`ControlWrite.PHASES`)."""
-        if not 0 <= phases <= self.config.max_layers:
-            raise ValueError(f"phases ({phases}) must lie in [0, {self.config.max_layers}]")
+        if not 0 <= phases <= self.config.max_phases:
+            raise ValueError(f"phases ({phases}) must lie in [0, {self.config.max_phases}]")
         self.transport.write(self.word(Region.CONTROL, ControlWrite.PHASES, phases))
 
     def set_skip_loads(self, skip: bool) -> None:
