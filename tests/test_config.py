@@ -33,8 +33,10 @@ from mars.config import (
 )
 
 FIELDS = [f.name for f in dataclasses.fields(MarsConfig)]
+# the binary/ternary readout fields have their own rules (tests/test_train_readout.py)
+SCALE_FIELDS = ("readout_threshold", "scale_bits", "scale_frac_bits", "scale_rounding")
 INT_FIELDS = [name for name in FIELDS
-              if name not in ("name", "readout_mode", "skip_granularity")]
+              if name not in ("name", "readout_mode", "skip_granularity", *SCALE_FIELDS)]
 HYPO = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
@@ -616,7 +618,8 @@ def test_from_json_renamed_keeps_hash_valid():
     ("cores", True, "cores must be an integer, not True"),
     ("cols", None, "cols must be an integer, not None"),
     ("rows_per_step", 3, "rows_per_step (G=3) must divide rows (R=64)"),
-    ("readout_mode", "adc", "readout_mode must be one of 'exact', 'saturating', not 'adc'"),
+    ("readout_mode", "adc", "readout_mode must be one of 'exact', 'saturating', 'binary', "
+                            "'ternary', not 'adc'"),
     ("skip_granularity", "row", "skip_granularity must be one of"),
     ("name", "", "name must be a non-empty string"),
 ])
@@ -640,6 +643,7 @@ HASH_CHANGES = {
     "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192 * 2,
     "acc_bits": 24, "requant_mult_bits": 12, "program_words": 128, "param_words": 512,
     "result_words": 64, "max_phases": 32,
+    "readout_threshold": 2, "scale_bits": 10, "scale_frac_bits": 3, "scale_rounding": "floor",
 }
 
 
