@@ -14,8 +14,10 @@ accelerator, with the serial pins and the status outputs.
 """
 
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -35,7 +37,8 @@ from mars.contract.serial import (
 from .top import MarsTop
 from .uart import UART
 
-__all__ = ["crc16_step", "SerialBridge", "BridgedTop", "SerialTop"]
+__all__ = ["crc16_step", "FRAME", "RequestSignature", "FrameReceiver", "CommandExecutor",
+           "SerialBridge", "BridgedTop", "SerialTop"]
 
 _POLY = 0x1021
 
@@ -52,8 +55,452 @@ def crc16_step(m: Module, crc, byte, name: str) -> Signal:
     return crc
 
 
+#: The request frame's fields as the receiver stores them (bytes of the body; ``offset``
+#: and ``budget`` little-endian), the frame's ``length`` (LEN) and the answer's ``code``.
+FRAME = data.StructLayout({
+    "length": 8, "cmd": 8, "region": 8, "unit": 8, "domain": 8, "offset": 16,
+    "nbytes": 8, "count": 8, "budget": 32, "code": 8,
+})
+
+
+class RequestSignature(wiring.Signature):
+    """From the frame receiver (the source) to the command executor.
+
+    Members
+    -------
+    fields : Out(FRAME)
+        The last frame's fields; ``code`` is `ErrorCode.OK` for a frame to execute, else
+        the error a NAK names.  Stable from ``valid`` until ``answered``, except ``offset``.
+    valid : Out(1)
+        One cycle: answer (and, ``code`` OK, execute) the frame in ``fields``.
+    answered : In(1)
+        One cycle: the answer's last byte is sent; the receiver listens again.
+    advance : In(1)
+        Step ``fields.offset`` to the next word.
+    body_addr : In(8)
+        Body buffer address (byte 0: CMD).
+    body_data : Out(8)
+        The body byte at ``body_addr`` one cycle before.
+    errors : Out(16)
+        Rejected frames since reset (saturates).
+    last_error : Out(8)
+        `ErrorCode` of the last rejected frame (0: none).
+    """
+
+    def __init__(self):
+        super().__init__({
+            "fields": Out(FRAME), "valid": Out(1), "answered": In(1), "advance": In(1),
+            "body_addr": In(8), "body_data": Out(8), "errors": Out(16), "last_error": Out(8),
+        })
+
+
+class FrameReceiver(wiring.Component):
+    """Request frames from `rx` into a 255-byte body buffer: sync, length, CRC, the
+    command's length rules (`mars.contract.serial.FrameReceiver` is its model), the
+    inter-byte timeout, the error counter.
+
+    Parameters
+    ----------
+    config : MarsConfig
+        Gives the widest word (`SerialFormat.data_bytes`) a WRITE or READ may carry.
+    timeout : int
+        Idle cycles inside a frame after which it is rejected as truncated (and the idle
+        time that ends the discarding after any rejected frame).
+
+    Members
+    -------
+    rx : In(stream.Signature(8))
+        Received bytes; ``ready`` while receiving or discarding, not between ``valid``
+        and ``answered``.
+    request : Out(RequestSignature())
+        The frame to answer, the body buffer's read port and the error counter.
+    """
+
+    rx: In(stream.Signature(8))
+    request: Out(RequestSignature())
+
+    def __init__(self, config: MarsConfig, *, timeout: int):
+        self._data_bytes = SerialFormat(config).data_bytes
+        self._timeout = timeout
+        super().__init__()
+
+    def _idle_timer(self, m: Module, got) -> Signal:
+        """Cycles since the last byte, saturating at the timeout; high once reached."""
+        idle = Signal(range(self._timeout + 1))
+        timed_out = Signal()
+        m.d.comb += timed_out.eq(idle == self._timeout)
+        with m.If(got):
+            m.d.sync += idle.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += idle.eq(idle + 1)
+        return timed_out
+
+    def _error_counter(self, m: Module) -> Signal:
+        """The saturating count and the last code; returns the strobe that counts
+        ``fields.code``."""
+        req = self.request
+        errors = Signal(16)
+        last_error = Signal(8)
+        reject = Signal()
+        m.d.comb += [req.errors.eq(errors), req.last_error.eq(last_error)]
+        with m.If(reject):
+            m.d.sync += last_error.eq(req.fields.code)
+            with m.If(errors != 0xFFFF):
+                m.d.sync += errors.eq(errors + 1)
+        return reject
+
+    def _store(self, m: Module, index, modulo, byte) -> None:
+        """Body byte `index` into its field (CMD, the header, B, N, RUN's budget) and the
+        count of WRITE data bytes modulo B."""
+        f = self.request.fields
+        with m.Switch(index):
+            for i, field in enumerate([f.cmd, f.region, f.unit, f.domain]):
+                with m.Case(i):
+                    m.d.sync += field.eq(byte)
+            with m.Case(4):
+                m.d.sync += f.offset[:8].eq(byte)
+            with m.Case(5):
+                m.d.sync += f.offset[8:].eq(byte)
+            with m.Case(HEADER_BYTES):
+                m.d.sync += f.nbytes.eq(byte)
+            with m.Case(HEADER_BYTES + 1):
+                m.d.sync += f.count.eq(byte)
+        # RUN's budget: bytes 1..4, little-endian.
+        for i in range(4):
+            with m.If(index == i + 1):
+                m.d.sync += f.budget[8 * i:8 * i + 8].eq(byte)
+        with m.If(index > HEADER_BYTES):
+            m.d.sync += modulo.eq(Mux(modulo + 1 == f.nbytes, 0, modulo + 1))
+
+    def _body_error(self, m: Module, crc, modulo) -> Signal:
+        """The `ErrorCode` of a complete frame (OK: execute it)."""
+        f = self.request.fields
+        nb_ok = (f.nbytes != 0) & (f.nbytes <= self._data_bytes)
+        length_ok = Signal()
+        known = Signal(init=1)        # a command this bridge executes
+        error = Signal(8)
+        with m.Switch(f.cmd):
+            with m.Case(Command.WRITE):
+                m.d.comb += length_ok.eq((f.length >= HEADER_BYTES + 2) & nb_ok
+                                         & (modulo == 0))
+            with m.Case(Command.READ):
+                m.d.comb += length_ok.eq((f.length == HEADER_BYTES + 2) & nb_ok
+                                         & (f.count != 0)
+                                         & (f.count * f.nbytes <= MAX_BODY - 1))
+            with m.Case(Command.RUN):
+                m.d.comb += length_ok.eq(f.length == 5)
+            with m.Case(Command.STATUS):
+                m.d.comb += length_ok.eq(f.length == 1)
+            with m.Default():
+                m.d.comb += known.eq(0)
+        with m.If(crc != 0):
+            m.d.comb += error.eq(ErrorCode.BAD_CRC)
+        with m.Elif(~known):
+            m.d.comb += error.eq(ErrorCode.BAD_COMMAND)
+        with m.Elif(~length_ok):
+            m.d.comb += error.eq(ErrorCode.BAD_LENGTH)
+        return error
+
+    def elaborate(self, platform):
+        m = Module()
+        rx, req = self.rx, self.request
+        f = req.fields
+        got = rx.valid & rx.ready
+        m.submodules.buffer = buffer = Memory(shape=unsigned(8), depth=MAX_BODY + 1, init=[])
+        buf_w = buffer.write_port()
+        buf_r = buffer.read_port()
+        m.d.comb += [buf_r.addr.eq(req.body_addr), req.body_data.eq(buf_r.data)]
+
+        index = Signal(8)             # body bytes received
+        crc = Signal(16)
+        modulo = Signal(8)            # WRITE data bytes received, modulo B
+        timed_out = self._idle_timer(m, got)
+        reject = self._error_counter(m)
+        rx_crc = crc16_step(m, crc, rx.payload, "rx_crc")
+        with m.If(req.advance):
+            m.d.sync += f.offset.eq(f.offset + 1)
+
+        def fail(code):
+            m.d.sync += f.code.eq(code)
+            m.next = "REJECT"
+
+        with m.FSM(name="receiver"):
+            with m.State("IDLE"):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(got):
+                    m.d.sync += [crc.eq(0xFFFF), index.eq(0), modulo.eq(0)]
+                    with m.If(rx.payload == REQUEST_SYNC):
+                        # OK unless the frame fails: the executor reads it with ``valid``.
+                        m.d.sync += f.code.eq(ErrorCode.OK)
+                        m.next = "LEN"
+                    with m.Else():
+                        fail(ErrorCode.BAD_SYNC)
+            with m.State("LEN"):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(got):
+                    m.d.sync += [f.length.eq(rx.payload), crc.eq(rx_crc)]
+                    with m.If(rx.payload == 0):
+                        fail(ErrorCode.BAD_LENGTH)
+                    with m.Else():
+                        m.next = "BODY"
+                with m.Elif(timed_out):
+                    fail(ErrorCode.TIMEOUT)
+            with m.State("BODY"):
+                m.d.comb += [rx.ready.eq(1), buf_w.addr.eq(index), buf_w.data.eq(rx.payload),
+                             buf_w.en.eq(got)]
+                with m.If(got):
+                    m.d.sync += [crc.eq(rx_crc), index.eq(index + 1)]
+                    self._store(m, index, modulo, rx.payload)
+                    with m.If(index + 1 == f.length):
+                        m.next = "CRC_HI"
+                with m.Elif(timed_out):
+                    fail(ErrorCode.TIMEOUT)
+            for state, after in (("CRC_HI", "CRC_LO"), ("CRC_LO", "CHECK")):
+                with m.State(state):
+                    m.d.comb += rx.ready.eq(1)
+                    with m.If(got):
+                        m.d.sync += crc.eq(rx_crc)
+                        m.next = after
+                    with m.Elif(timed_out):
+                        fail(ErrorCode.TIMEOUT)
+            with m.State("CHECK"):
+                error = self._body_error(m, crc, modulo)
+                with m.If(error != ErrorCode.OK):
+                    fail(error)
+                with m.Else():
+                    m.d.comb += req.valid.eq(1)
+                    m.next = "ANSWER"
+            with m.State("REJECT"):
+                # Count the error; a truncated frame is answered at once (the line is
+                # already idle), any other after the rest of the frame has passed.
+                m.d.comb += reject.eq(1)
+                with m.If(f.code == ErrorCode.TIMEOUT):
+                    m.d.comb += req.valid.eq(1)
+                    m.next = "ANSWER"
+                with m.Else():
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(timed_out & ~got):
+                    m.d.comb += req.valid.eq(1)
+                    m.next = "ANSWER"
+            with m.State("ANSWER"):
+                with m.If(req.answered):
+                    m.next = "IDLE"
+        return m
+
+
+class CommandExecutor(wiring.Component):
+    """Executes a received frame on the host port and sends the response frame (ACK or
+    NAK, CRC-16/CCITT-FALSE).  A READ streams each host word out as it arrives.
+
+    Parameters
+    ----------
+    config : MarsConfig
+        The accelerator whose host port (`HostFormat`) the executor drives.
+
+    Members
+    -------
+    request : In(RequestSignature())
+        The frame from `FrameReceiver`.
+    tx : Out(stream.Signature(8))
+        Response bytes.
+    host : Out(stream.Signature(HostFormat(config).layout()))
+    host_read : In(stream.Signature(unsigned(data_bits)))
+    start : Out(1)
+    busy, done, error : In(1)
+        The accelerator's host port (connect to `MarsTop`).
+    """
+
+    def __init__(self, config: MarsConfig):
+        self._host = HostFormat(config)
+        self._data_bytes = SerialFormat(config).data_bytes
+        super().__init__({
+            "request": In(RequestSignature()),
+            "tx": Out(stream.Signature(8)),
+            "host": Out(stream.Signature(self._host.layout())),
+            "host_read": In(stream.Signature(unsigned(self._host.data_bits))),
+            "start": Out(1),
+            "busy": In(1),
+            "done": In(1),
+            "error": In(1),
+        })
+
+    def _registers(self, m: Module) -> SimpleNamespace:
+        """The executor's registers, the status byte, and the word register's shift/load."""
+        r = SimpleNamespace(
+            pointer=Signal(8),        # buffer address of the next WRITE data byte
+            lane=Signal(8),           # byte of the current word
+            # A WRITE word being assembled, or a READ answer being sent: a plain shift
+            # register (bytes enter at the top, leave at the bottom), so each bit costs a
+            # flop and at most a 2-input mux instead of a byte-lane decoder.
+            word=Signal(8 * self._data_bytes),
+            done_words=Signal(8),
+            resp_len=Signal(8),
+            resp=Signal(40),          # RUN / STATUS answer bytes, LSB first
+            resp_left=Signal(3),
+            tx_crc=Signal(16),
+            cycles=Signal(32),
+            status=Signal(8),
+            shift=Signal(), shift_in=Signal(8), load=Signal(),
+        )
+        m.d.comb += [r.status.eq(Cat(self.busy, self.done, self.error)),
+                     self.request.body_addr.eq(r.pointer)]
+        # One shift for both directions (a byte in at the top, one out at the bottom) and
+        # one parallel load: a LUT a bit.
+        with m.If(r.load):
+            m.d.sync += r.word.eq(self.host_read.payload)
+        with m.Elif(r.shift):
+            m.d.sync += r.word.eq(Cat(r.word[8:], r.shift_in))
+        r.tx_crc_next = crc16_step(m, r.tx_crc, self.tx.payload, "tx_crc")
+        return r
+
+    def _send(self, m: Module, r, value, then: str, *, covered: bool = True):
+        """Offer response byte `value`; once taken go to `then` (and cover it by the CRC)."""
+        m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(value)]
+        with m.If(self.tx.ready):
+            if covered:
+                m.d.sync += r.tx_crc.eq(r.tx_crc_next)
+            m.next = then
+        return self.tx.ready
+
+    def _accept(self, m: Module, r) -> None:
+        """The WAIT state: a NAK, or the start of the frame's command."""
+        req = self.request
+        f = req.fields
+        with m.State("WAIT"):
+            with m.If(req.valid):
+                with m.If(f.code != ErrorCode.OK):
+                    m.d.sync += [r.resp_len.eq(1), r.resp_left.eq(0)]
+                    m.next = "R_SYNC"
+                with m.Elif(f.cmd == Command.WRITE):
+                    m.d.sync += [r.pointer.eq(HEADER_BYTES + 1), r.lane.eq(0)]
+                    m.next = "W_FETCH"
+                with m.Elif(f.cmd == Command.READ):
+                    m.d.sync += [r.done_words.eq(0), r.resp_len.eq(1 + f.count * f.nbytes)]
+                    m.next = "R_SYNC"
+                with m.Elif(f.cmd == Command.RUN):
+                    m.next = "RUN_START"
+                with m.Else():            # STATUS
+                    m.d.sync += [r.resp.eq(Cat(req.errors, req.last_error, r.status)),
+                                 r.resp_left.eq(4), r.resp_len.eq(5)]
+                    m.next = "R_SYNC"
+
+    def _write(self, m: Module, r) -> None:
+        """WRITE: each word's B bytes from the body buffer into the word register, then a
+        host-port write."""
+        f = self.request.fields
+        with m.State("W_FETCH"):          # the buffer answers one cycle later
+            m.next = "W_BYTE"
+        with m.State("W_BYTE"):
+            # Shift in the word's B bytes (least significant first), then zeros up to the
+            # data field's width: the word ends aligned at the bottom.
+            data_byte = Mux(r.lane < f.nbytes, self.request.body_data, 0)
+            m.d.comb += [r.shift.eq(1), r.shift_in.eq(data_byte)]
+            m.d.sync += r.lane.eq(r.lane + 1)
+            with m.If(r.lane < f.nbytes):
+                m.d.sync += r.pointer.eq(r.pointer + 1)
+            with m.If(r.lane + 1 == self._data_bytes):
+                m.d.sync += r.lane.eq(0)
+                m.next = "W_PUSH"
+            with m.Elif(r.lane + 1 < f.nbytes):
+                m.next = "W_FETCH"
+        with m.State("W_PUSH"):
+            m.d.comb += [self.host.valid.eq(1), self.host.payload.write.eq(1)]
+            with m.If(self.host.ready):
+                m.d.comb += self.request.advance.eq(1)
+                with m.If(r.pointer == f.length):
+                    m.d.sync += [r.resp_len.eq(1), r.resp_left.eq(0)]
+                    m.next = "R_SYNC"
+                with m.Else():
+                    m.next = "W_FETCH"
+
+    def _run(self, m: Module, r) -> None:
+        """RUN: start the accelerator, count cycles until ``done`` or the budget."""
+        with m.State("RUN_START"):
+            m.d.comb += self.start.eq(1)
+            m.d.sync += r.cycles.eq(0)
+            m.next = "RUN_WAIT"
+        with m.State("RUN_WAIT"):
+            with m.If(self.done | (r.cycles == self.request.fields.budget)):
+                flags = r.status | Mux(self.done, 0, RUN_TIMEOUT_FLAG)
+                m.d.sync += [r.resp.eq(Cat(r.cycles, flags)), r.resp_left.eq(5),
+                             r.resp_len.eq(6)]
+                m.next = "R_SYNC"
+            with m.Else():
+                m.d.sync += r.cycles.eq(r.cycles + 1)
+
+    def _read(self, m: Module, r) -> None:
+        """READ: for each of the N words a host-port read, its B bytes sent as they come."""
+        f = self.request.fields
+        with m.State("RD_ISSUE"):
+            m.d.comb += [self.host.valid.eq(1), self.host.payload.write.eq(0)]
+            with m.If(self.host.ready):
+                m.next = "RD_WAIT"
+        with m.State("RD_WAIT"):
+            m.d.comb += self.host_read.ready.eq(1)
+            with m.If(self.host_read.valid):
+                m.d.comb += r.load.eq(1)
+                m.d.sync += r.lane.eq(0)
+                m.next = "RD_SEND"
+        with m.State("RD_SEND"):
+            with m.If(self._send(m, r, r.word[:8], "RD_SEND")):
+                m.d.comb += r.shift.eq(1)
+                m.d.sync += r.lane.eq(r.lane + 1)
+                with m.If(r.lane + 1 == f.nbytes):
+                    m.d.comb += self.request.advance.eq(1)
+                    m.d.sync += r.done_words.eq(r.done_words + 1)
+                    with m.If(r.done_words + 1 == f.count):
+                        m.next = "R_CRC_HI"
+                    with m.Else():
+                        m.next = "RD_ISSUE"
+
+    def _answer(self, m: Module, r) -> None:
+        """The response frame around the data: SYNC, LEN, CODE, RUN/STATUS bytes, CRC."""
+        f = self.request.fields
+        with m.State("R_SYNC"):
+            m.d.sync += r.tx_crc.eq(0xFFFF)
+            self._send(m, r, RESPONSE_SYNC, "R_LEN", covered=False)
+        with m.State("R_LEN"):
+            self._send(m, r, r.resp_len, "R_CODE")
+        with m.State("R_CODE"):
+            with m.If(self._send(m, r, f.code, "R_CRC_HI")):
+                with m.If(f.code != ErrorCode.OK):
+                    m.next = "R_CRC_HI"
+                with m.Elif(f.cmd == Command.READ):
+                    m.next = "RD_ISSUE"
+                with m.Elif(r.resp_left != 0):
+                    m.next = "R_DATA"
+        with m.State("R_DATA"):
+            with m.If(self._send(m, r, r.resp[:8], "R_DATA")):
+                m.d.sync += [r.resp.eq(r.resp >> 8), r.resp_left.eq(r.resp_left - 1)]
+                with m.If(r.resp_left == 1):
+                    m.next = "R_CRC_HI"
+        with m.State("R_CRC_HI"):
+            self._send(m, r, r.tx_crc[8:], "R_CRC_LO", covered=False)
+        with m.State("R_CRC_LO"):
+            m.d.comb += self.request.answered.eq(self.tx.ready)
+            self._send(m, r, r.tx_crc[:8], "WAIT", covered=False)
+
+    def elaborate(self, platform):
+        m = Module()
+        f = self.request.fields
+        r = self._registers(m)
+        hp = self.host.payload
+        m.d.comb += [hp.region.eq(f.region), hp.unit.eq(f.unit), hp.domain.eq(f.domain),
+                     hp.offset.eq(f.offset), hp.data.eq(r.word[:self._host.data_bits])]
+        with m.FSM(name="executor"):
+            self._accept(m, r)
+            self._write(m, r)
+            self._run(m, r)
+            self._read(m, r)
+            self._answer(m, r)
+        return m
+
+
 class SerialBridge(wiring.Component):
-    """Request frames from `rx`, host-port accesses, response frames on `tx`.
+    """Request frames from `rx`, host-port accesses, response frames on `tx`: a
+    `FrameReceiver` and a `CommandExecutor`.
 
     Parameters
     ----------
@@ -79,6 +526,11 @@ class SerialBridge(wiring.Component):
         Rejected frames since reset (saturates).
     last_error : Out(8)
         `ErrorCode` of the last rejected frame (0: none).
+
+    Raises
+    ------
+    ValueError
+        `timeout` is not an integer of at least 2.
     """
 
     def __init__(self, config: MarsConfig, *, timeout: int):
@@ -88,7 +540,6 @@ class SerialBridge(wiring.Component):
         self._config = config
         self._timeout = timeout
         self._host = HostFormat(config)
-        self._serial = SerialFormat(config)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -104,282 +555,17 @@ class SerialBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        data_bytes = self._serial.data_bytes
-        data_bits = self._host.data_bits
-        rx, tx, host = self.rx, self.tx, self.host
-        rx_byte = rx.payload
-        got = rx.valid & rx.ready
-
-        buffer = Memory(shape=unsigned(8), depth=MAX_BODY + 1, init=[])
-        m.submodules.buffer = buffer
-        buf_w = buffer.write_port()
-        buf_r = buffer.read_port()
-
-        # -- receiver state ------------------------------------------------------------
-        length = Signal(8)            # LEN: bytes of CMD and arguments
-        index = Signal(8)             # body bytes received
-        crc = Signal(16)
-        idle = Signal(range(self._timeout + 1))
-        cmd = Signal(8)
-        region = Signal(8)
-        unit = Signal(8)
-        domain = Signal(8)
-        offset = Signal(16)
-        nbytes = Signal(8)            # B
-        count = Signal(8)             # N
-        budget = Signal(32)
-        modulo = Signal(8)            # WRITE data bytes received, modulo B
-        code = Signal(8)              # answer CODE
-        timed_out = Signal()
-        m.d.comb += timed_out.eq(idle == self._timeout)
-        with m.If(got):
-            m.d.sync += idle.eq(0)
-        with m.Elif(~timed_out):
-            m.d.sync += idle.eq(idle + 1)
-
-        errors = Signal(16)
-        last_error = Signal(8)
-        m.d.comb += [self.errors.eq(errors), self.last_error.eq(last_error)]
-        reject = Signal()             # count the error in `code` (set this cycle)
-        with m.If(reject):
-            m.d.sync += last_error.eq(code)
-            with m.If(errors != 0xFFFF):
-                m.d.sync += errors.eq(errors + 1)
-
-        # -- executor / answer state ---------------------------------------------------
-        pointer = Signal(8)           # buffer address of the next WRITE data byte
-        lane = Signal(8)              # byte of the current word
-        # A WRITE word being assembled, or a READ answer being sent: a plain shift register
-        # (bytes enter at the top, leave at the bottom), so each bit costs a flop and at
-        # most a 2-input mux instead of a byte-lane decoder.
-        word = Signal(8 * data_bytes)
-        done_words = Signal(8)
-        resp_len = Signal(8)
-        resp = Signal(40)             # RUN / STATUS answer bytes, LSB first
-        resp_left = Signal(3)
-        tx_crc = Signal(16)
-        cycles = Signal(32)
-        status = Signal(8)
-        m.d.comb += [status.eq(Cat(self.busy, self.done, self.error)),
-                     buf_r.addr.eq(pointer)]
-
-        hp = host.payload
-        m.d.comb += [hp.region.eq(region), hp.unit.eq(unit), hp.domain.eq(domain),
-                     hp.offset.eq(offset), hp.data.eq(word[:data_bits])]
-        # One shift for both directions (a byte in at the top, one out at the bottom) and
-        # one parallel load: a LUT a bit.
-        shift = Signal()
-        shift_in = Signal(8)
-        load = Signal()
-        with m.If(load):
-            m.d.sync += word.eq(self.host_read.payload)
-        with m.Elif(shift):
-            m.d.sync += word.eq(Cat(word[8:], shift_in))
-
-        rx_crc = crc16_step(m, crc, rx_byte, "rx_crc")
-        tx_crc_next = crc16_step(m, tx_crc, tx.payload, "tx_crc")
-
-        with m.FSM(name="bridge"):
-            # ---- receive -------------------------------------------------------------
-            with m.State("IDLE"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(got):
-                    m.d.sync += [crc.eq(0xFFFF), index.eq(0), modulo.eq(0)]
-                    with m.If(rx_byte == REQUEST_SYNC):
-                        m.next = "LEN"
-                    with m.Else():
-                        m.d.sync += code.eq(ErrorCode.BAD_SYNC)
-                        m.next = "REJECT"
-            with m.State("LEN"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(got):
-                    m.d.sync += [length.eq(rx_byte), crc.eq(rx_crc)]
-                    with m.If(rx_byte == 0):
-                        m.d.sync += code.eq(ErrorCode.BAD_LENGTH)
-                        m.next = "REJECT"
-                    with m.Else():
-                        m.next = "BODY"
-                with m.Elif(timed_out):
-                    m.d.sync += code.eq(ErrorCode.TIMEOUT)
-                    m.next = "REJECT"
-            with m.State("BODY"):
-                m.d.comb += [rx.ready.eq(1), buf_w.addr.eq(index), buf_w.data.eq(rx_byte),
-                             buf_w.en.eq(got)]
-                with m.If(got):
-                    m.d.sync += [crc.eq(rx_crc), index.eq(index + 1)]
-                    with m.Switch(index):
-                        for i, field in enumerate([cmd, region, unit, domain]):
-                            with m.Case(i):
-                                m.d.sync += field.eq(rx_byte)
-                        with m.Case(4):
-                            m.d.sync += offset[:8].eq(rx_byte)
-                        with m.Case(5):
-                            m.d.sync += offset[8:].eq(rx_byte)
-                        with m.Case(HEADER_BYTES):
-                            m.d.sync += nbytes.eq(rx_byte)
-                        with m.Case(HEADER_BYTES + 1):
-                            m.d.sync += count.eq(rx_byte)
-                    # RUN's budget: bytes 1..4, little-endian.
-                    for i in range(4):
-                        with m.If(index == i + 1):
-                            m.d.sync += budget[8 * i:8 * i + 8].eq(rx_byte)
-                    with m.If(index > HEADER_BYTES):
-                        m.d.sync += modulo.eq(Mux(modulo + 1 == nbytes, 0, modulo + 1))
-                    with m.If(index + 1 == length):
-                        m.next = "CRC_HI"
-                with m.Elif(timed_out):
-                    m.d.sync += code.eq(ErrorCode.TIMEOUT)
-                    m.next = "REJECT"
-            for state, after in (("CRC_HI", "CRC_LO"), ("CRC_LO", "CHECK")):
-                with m.State(state):
-                    m.d.comb += rx.ready.eq(1)
-                    with m.If(got):
-                        m.d.sync += crc.eq(rx_crc)
-                        m.next = after
-                    with m.Elif(timed_out):
-                        m.d.sync += code.eq(ErrorCode.TIMEOUT)
-                        m.next = "REJECT"
-            with m.State("CHECK"):
-                nb_ok = (nbytes != 0) & (nbytes <= data_bytes)
-                with m.If(crc != 0):
-                    m.d.sync += code.eq(ErrorCode.BAD_CRC)
-                    m.next = "REJECT"
-                with m.Elif(cmd == Command.WRITE):
-                    with m.If((length >= HEADER_BYTES + 2) & nb_ok & (modulo == 0)):
-                        m.d.sync += [pointer.eq(HEADER_BYTES + 1), lane.eq(0)]
-                        m.next = "W_FETCH"
-                    with m.Else():
-                        m.d.sync += code.eq(ErrorCode.BAD_LENGTH)
-                        m.next = "REJECT"
-                with m.Elif(cmd == Command.READ):
-                    with m.If((length == HEADER_BYTES + 2) & nb_ok & (count != 0)
-                              & (count * nbytes <= MAX_BODY - 1)):
-                        m.d.sync += [done_words.eq(0), code.eq(ErrorCode.OK),
-                                     resp_len.eq(1 + count * nbytes)]
-                        m.next = "R_SYNC"
-                    with m.Else():
-                        m.d.sync += code.eq(ErrorCode.BAD_LENGTH)
-                        m.next = "REJECT"
-                with m.Elif(cmd == Command.RUN):
-                    with m.If(length == 5):
-                        m.next = "RUN_START"
-                    with m.Else():
-                        m.d.sync += code.eq(ErrorCode.BAD_LENGTH)
-                        m.next = "REJECT"
-                with m.Elif(cmd == Command.STATUS):
-                    with m.If(length == 1):
-                        m.d.sync += [resp.eq(Cat(errors, last_error, status)),
-                                     resp_left.eq(4), code.eq(ErrorCode.OK), resp_len.eq(5)]
-                        m.next = "R_SYNC"
-                    with m.Else():
-                        m.d.sync += code.eq(ErrorCode.BAD_LENGTH)
-                        m.next = "REJECT"
-                with m.Else():
-                    m.d.sync += code.eq(ErrorCode.BAD_COMMAND)
-                    m.next = "REJECT"
-            with m.State("REJECT"):
-                # Count the error; a truncated frame is answered at once (the line is
-                # already idle), any other after the rest of the frame has passed.
-                m.d.comb += reject.eq(1)
-                m.d.sync += [resp_len.eq(1), resp_left.eq(0)]
-                with m.If(code == ErrorCode.TIMEOUT):
-                    m.next = "R_SYNC"
-                with m.Else():
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(timed_out & ~got):
-                    m.next = "R_SYNC"
-
-            # ---- execute ---------------------------------------------------------------
-            with m.State("W_FETCH"):          # the buffer answers one cycle later
-                m.next = "W_BYTE"
-            with m.State("W_BYTE"):
-                # Shift in the word's B bytes (least significant first), then zeros up to
-                # the data field's width: the word ends aligned at the bottom.
-                data_byte = Mux(lane < nbytes, buf_r.data, 0)
-                m.d.comb += [shift.eq(1), shift_in.eq(data_byte)]
-                m.d.sync += lane.eq(lane + 1)
-                with m.If(lane < nbytes):
-                    m.d.sync += pointer.eq(pointer + 1)
-                with m.If(lane + 1 == data_bytes):
-                    m.d.sync += lane.eq(0)
-                    m.next = "W_PUSH"
-                with m.Elif(lane + 1 < nbytes):
-                    m.next = "W_FETCH"
-            with m.State("W_PUSH"):
-                m.d.comb += [host.valid.eq(1), hp.write.eq(1)]
-                with m.If(host.ready):
-                    m.d.sync += offset.eq(offset + 1)
-                    with m.If(pointer == length):
-                        m.d.sync += [code.eq(ErrorCode.OK), resp_len.eq(1), resp_left.eq(0)]
-                        m.next = "R_SYNC"
-                    with m.Else():
-                        m.next = "W_FETCH"
-            with m.State("RUN_START"):
-                m.d.comb += self.start.eq(1)
-                m.d.sync += cycles.eq(0)
-                m.next = "RUN_WAIT"
-            with m.State("RUN_WAIT"):
-                with m.If(self.done | (cycles == budget)):
-                    flags = status | Mux(self.done, 0, RUN_TIMEOUT_FLAG)
-                    m.d.sync += [resp.eq(Cat(cycles, flags)), resp_left.eq(5),
-                                 code.eq(ErrorCode.OK), resp_len.eq(6)]
-                    m.next = "R_SYNC"
-                with m.Else():
-                    m.d.sync += cycles.eq(cycles + 1)
-
-            # ---- answer ----------------------------------------------------------------
-            def send(value, then, *, covered=True):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(value)]
-                with m.If(tx.ready):
-                    if covered:
-                        m.d.sync += tx_crc.eq(tx_crc_next)
-                    m.next = then
-                return tx.ready
-
-            with m.State("R_SYNC"):
-                m.d.sync += tx_crc.eq(0xFFFF)
-                send(RESPONSE_SYNC, "R_LEN", covered=False)
-            with m.State("R_LEN"):
-                send(resp_len, "R_CODE")
-            with m.State("R_CODE"):
-                with m.If(send(code, "R_CRC_HI")):
-                    with m.If(code != ErrorCode.OK):
-                        m.next = "R_CRC_HI"
-                    with m.Elif(cmd == Command.READ):
-                        m.next = "RD_ISSUE"
-                    with m.Elif(resp_left != 0):
-                        m.next = "R_DATA"
-            with m.State("R_DATA"):
-                with m.If(send(resp[:8], "R_DATA")):
-                    m.d.sync += [resp.eq(resp >> 8), resp_left.eq(resp_left - 1)]
-                    with m.If(resp_left == 1):
-                        m.next = "R_CRC_HI"
-            with m.State("RD_ISSUE"):
-                m.d.comb += [host.valid.eq(1), hp.write.eq(0)]
-                with m.If(host.ready):
-                    m.next = "RD_WAIT"
-            with m.State("RD_WAIT"):
-                m.d.comb += self.host_read.ready.eq(1)
-                with m.If(self.host_read.valid):
-                    m.d.comb += load.eq(1)
-                    m.d.sync += lane.eq(0)
-                    m.next = "RD_SEND"
-            with m.State("RD_SEND"):
-                with m.If(send(word[:8], "RD_SEND")):
-                    m.d.comb += shift.eq(1)
-                    m.d.sync += lane.eq(lane + 1)
-                    with m.If(lane + 1 == nbytes):
-                        m.d.sync += [offset.eq(offset + 1), done_words.eq(done_words + 1)]
-                        with m.If(done_words + 1 == count):
-                            m.next = "R_CRC_HI"
-                        with m.Else():
-                            m.next = "RD_ISSUE"
-            with m.State("R_CRC_HI"):
-                send(tx_crc[8:], "R_CRC_LO", covered=False)
-            with m.State("R_CRC_LO"):
-                send(tx_crc[:8], "IDLE", covered=False)
+        m.submodules.receiver = receiver = FrameReceiver(self._config, timeout=self._timeout)
+        m.submodules.executor = executor = CommandExecutor(self._config)
+        wiring.connect(m, wiring.flipped(self.rx), receiver.rx)
+        wiring.connect(m, receiver.request, executor.request)
+        wiring.connect(m, executor.tx, wiring.flipped(self.tx))
+        wiring.connect(m, executor.host, wiring.flipped(self.host))
+        wiring.connect(m, wiring.flipped(self.host_read), executor.host_read)
+        m.d.comb += [self.start.eq(executor.start), executor.busy.eq(self.busy),
+                     executor.done.eq(self.done), executor.error.eq(self.error),
+                     self.errors.eq(receiver.request.errors),
+                     self.last_error.eq(receiver.request.last_error)]
         return m
 
 
