@@ -274,6 +274,7 @@ def test_routed_macro_agrees_with_yosys(routed_macro, family):
 def test_same_seed_same_result(routed_macro):
     path, report, _ = routed_macro
     first = report["blocks"]["cim_macro"]["ecp5"]
-    again = place_and_route(path.parent, "again", "ecp5", first["netlist"], seed=first["pnr"]["seed"])
+    again = place_and_route(path.parent, "again", "ecp5", first["netlist"],
+                            seed=first["pnr"]["seed"])
     for key in ("fmax_mhz", "luts", "ff", "bram", "critical_path"):
         assert again[key] == first["pnr"][key], key
