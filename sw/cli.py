@@ -47,7 +47,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     out = Path(args.out) if args.out else Path("build") / "synth" / config.name
-    report = run_synth(config, out, families=args.family, progress=print, blocks=args.block,
+    # flush: the long steps' progress lines must show up at once in a piped log (nox, CI)
+    report = run_synth(config, out, families=args.family,
+                       progress=lambda line: print(line, flush=True), blocks=args.block,
                        pnr=args.pnr, freq_mhz=args.freq, seed=args.seed)
     print(f"wrote {report}")
     return 0
