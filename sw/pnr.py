@@ -26,8 +26,8 @@ from typing import Any
 
 from mars.errors import MarsError
 
-__all__ = ["PARTS", "Part", "PnrError", "nextpnr_command", "overflows", "place_and_route",
-           "summarise"]
+__all__ = ["PARTS", "Part", "PnrError", "log_tail", "nextpnr_command", "overflows",
+           "place_and_route", "summarise"]
 
 _LOG_TAIL_LINES = 25
 
@@ -190,9 +190,20 @@ def summarise(family: str, report: Mapping[str, Any], log_text: str = "") -> dic
     return summary
 
 
-def _log_tail(log: Path, fallback: str) -> str:
-    text = log.read_text(errors="replace") if log.exists() else fallback
-    return "\n".join(text.strip().splitlines()[-_LOG_TAIL_LINES:])
+def log_tail(log: Path, fallback: str, stderr: str = "") -> str:
+    """The end of the tool's log, then the end of its stderr when the log lacks it: a
+    WebAssembly trap (e.g. Yosys out of its 4 GB) is reported there, not in the log.
+
+    `fallback` (the whole output) stands in for a missing or empty log.
+    """
+    text = log.read_text(errors="replace") if log.exists() else ""
+    if not text.strip():
+        return "\n".join(fallback.strip().splitlines()[-_LOG_TAIL_LINES:])
+    tail = text.strip().splitlines()[-_LOG_TAIL_LINES:]
+    extra = [line for line in stderr.strip().splitlines()
+             if line.strip() and not line.startswith("Preparing to run")
+             and line not in tail][-10:]
+    return "\n".join(tail + (["(stderr)", *extra] if extra else []))
 
 
 def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
@@ -253,8 +264,7 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         full = done.stdout + done.stderr
         over = overflows(log_text + "\n" + full)
         why = f"; does not fit {part.name}: {', '.join(over)}" if over else ""
-        tail = _log_tail(log_path, full) if log_text.strip() else \
-            "\n".join(full.strip().splitlines()[-_LOG_TAIL_LINES:])
+        tail = log_tail(log_path, full, done.stderr)
         raise PnrError(f"{part.tool} failed on block {name!r} for {family} "
                        f"(exit {done.returncode}, log {log_path}){why}:\n{tail}")
     summary = summarise(family, json.loads(report_path.read_text()),

