@@ -21,7 +21,7 @@ import time
 
 from mars.config import PRESETS
 from mars.sw.golden.cycles import ideal_cycles, layer_walk_cycles, steady_cycles
-from mars.sw.golden.network import load_package
+from mars.sw.package import load_package
 from mars.sw.mapper import map_network
 from mars.sw.run import densified, run_network_on
 from mars.sw.train.trainer import TrainOptions, train

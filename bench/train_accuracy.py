@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from mars.config import PRESETS
-from mars.sw.golden.network import load_package
+from mars.sw.package import load_package
 from mars.sw.sparse import DecoderFormat
 from mars.sw.train.trainer import TrainOptions, train
 

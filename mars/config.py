@@ -5,7 +5,7 @@ testbenches and (later) the trainer all read.  Every geometry of the CIM macro i
 here; nothing downstream hard-codes a size.  Named presets are built with
 `dataclasses.replace` from the defaults, in the way Gemmini derives its variants.
 
-The arithmetic the fields describe is in ``../shared/design/BRIEF.md`` and ``docs/macro.md``.
+The arithmetic the fields describe is in ``docs/macro.md`` and ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ __all__ = [
     "SkipGranularity",
     "MarsConfig",
     "PRESETS",
+    "PRESET_PURPOSES",
+    "describe",
     "preset",
     "load_config",
 ]
@@ -399,8 +401,8 @@ _INT_FIELDS = tuple(f.name for f in dataclasses.fields(MarsConfig) if f.type == 
 
 _DEFAULT = MarsConfig()
 
-#: Named presets.  ``tiny`` fits an iCE40UP5K (30 EBRs, 5280 LUTs); ``default`` follows the
-#: published MARS organisation (four cores, 8-partition macros) with geometry of our choosing.
+#: Named presets, each described by `describe` from its own values (docs/configuration.md,
+#: "Presets", is checked against them).  What each is for is `PRESET_PURPOSES`.
 PRESETS: dict[str, MarsConfig] = {
     "default": _DEFAULT,
     "tiny": _DEFAULT.replace(
@@ -417,6 +419,34 @@ PRESETS: dict[str, MarsConfig] = {
         name="wide8", rows=128, cols=64, partitions=8, rows_per_step=8, weight_bits=8,
         act_bits=8, act_bits_per_cycle=2, readout_bits=4),
 }
+
+
+#: What each preset is for (its values are described by `describe`).
+PRESET_PURPOSES: dict[str, str] = {
+    "default": "the reference design: several cores of partitioned macros, sized to build "
+               "and simulate in minutes",
+    "tiny": "fits an iCE40UP5K",
+    "adc3": "an ADC narrower than the popcount (saturating readout), whole-macro skip groups",
+    "wide8": "wider weights and activations, several activation bits per cycle",
+}
+
+
+def describe(config: MarsConfig) -> str:
+    """One line saying what `config` builds, generated from its fields, e.g. ``512x64
+    macro, 4 partitions, 8 word lines on at once, 4-bit weights and activations, exact
+    4-bit readout, 2 cores x 2 macros``."""
+    c = config
+    bits = (f"{c.weight_bits}-bit weights and activations" if c.weight_bits == c.act_bits
+            else f"{c.weight_bits}-bit weights, {c.act_bits}-bit activations")
+    if c.act_bits_per_cycle > 1:
+        bits += f" ({c.act_bits_per_cycle} activation bits per cycle)"
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+    return (f"{c.rows}x{c.cols} macro, {count(c.partitions, 'partition')}, "
+            f"{count(c.rows_per_step, 'word line')} on at once, {bits}, "
+            f"{c.readout_mode.value} {c.readout_bits}-bit readout, "
+            f"{count(c.cores, 'core')} x {count(c.macros_per_core, 'macro')}")
 
 
 def preset(name: str) -> MarsConfig:

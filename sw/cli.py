@@ -7,21 +7,43 @@ also reachable from Python (and from the nox sessions).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
 
-from mars.config import PRESETS, ConfigError, load_config
+from mars.config import PRESETS, load_config
 from mars.errors import MarsError
 
 __all__ = ["main"]
 
 
-def _config_arg(parser: argparse.ArgumentParser, default: str = "default") -> None:
-    parser.add_argument(
-        "--config", default=default, metavar="PRESET_OR_JSON",
-        help=f"a preset ({', '.join(sorted(PRESETS))}) or a configuration JSON file "
-             f"(default: %(default)s)")
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default once: appended only when the help does not already say
+    it, and never for a default of None or False (those help texts say what happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "(default:" in text or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
+
+
+def _config_arg(parser: argparse.ArgumentParser, *, package: str | None = None) -> None:
+    """``--config`` means the same in every command: the configuration to use.  A command
+    that reads a model package takes the package's unless told otherwise (`package` says
+    what the default is) and refuses a configuration the package was not built for."""
+    presets = ", ".join(sorted(PRESETS))
+    if package:
+        parser.add_argument(
+            "--config", metavar="PRESET_OR_JSON",
+            help=f"the configuration to use: a preset ({presets}) or a configuration JSON "
+                 f"file; a package must have been built for it (default: {package})")
+    else:
+        parser.add_argument(
+            "--config", default="default", metavar="PRESET_OR_JSON",
+            help=f"the configuration to use: a preset ({presets}) or a configuration JSON "
+                 f"file (default: %(default)s)")
 
 
 def _cmd_verilog(args: argparse.Namespace) -> int:
@@ -30,7 +52,8 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     out = Path(args.out) if args.out else Path("build") / "verilog" / config.name
     start = time.perf_counter()
-    written = emit_verilog(config, out, report=lambda line: print(f"  {line}"))
+    with _writing(out):
+        written = emit_verilog(config, out, report=lambda line: print(f"  {line}"))
     print(f"wrote {len(written)} files to {out} (config {config.name}, "
           f"hash {config.short_hash}) in {time.perf_counter() - start:.2f} s")
     return 0
@@ -47,10 +70,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     out = Path(args.out) if args.out else Path("build") / "synth" / config.name
-    # flush: the long steps' progress lines must show up at once in a piped log (nox, CI)
-    report = run_synth(config, out, families=args.family,
-                       progress=lambda line: print(line, flush=True), blocks=args.block,
-                       pnr=args.pnr, freq_mhz=args.freq, seed=args.seed)
+    with _writing(out):
+        # flush: the long steps' progress lines must show up at once in a piped log (nox, CI)
+        report = run_synth(config, out, families=args.family,
+                           progress=lambda line: print(line, flush=True), blocks=args.block,
+                           pnr=args.pnr, freq_mhz=args.freq, seed=args.seed)
     print(f"wrote {report}")
     return 0
 
@@ -74,7 +98,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise _UserError(f"cannot read inputs {args.inputs!r}: {error}") from None
     config = load_config(args.config) if args.config else None
     result = run_package(args.package, inputs, backend=args.backend, config=config)
-    result.save(Path(args.out))
+    with _writing(args.out):
+        result.save(Path(args.out))
     print(f"{len(result.logits)} inputs on {args.backend}: predictions "
           f"{result.predictions[:16].tolist()}{' ...' if len(result.logits) > 16 else ''}; "
           f"{int(result.cycles[0])} cycles per inference; wrote {args.out}")
@@ -86,8 +111,9 @@ def _cmd_flow(args: argparse.Namespace) -> int:
 
     if args.count < 1:                        # [:0] or [:-n] would silently drop inputs
         raise _UserError(f"--count must be at least 1, not {args.count}")
+    config = load_config(args.config) if args.config else None
     report = flow(package=Path(args.package) if args.package else None, out=Path(args.out),
-                  simulator=args.simulator, count=args.count)
+                  simulator=args.simulator, count=args.count, config=config)
     return 0 if report["bit_exact"] and report["cycle_model_exact"] else 1
 
 
@@ -107,26 +133,36 @@ class _UserError(MarsError):
     """A mistake in the command line's inputs: one line on stderr, exit status 2."""
 
 
+@contextlib.contextmanager
+def _writing(path):
+    """An output the user named that cannot be written is their error, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise _UserError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mars", description="MARS SRAM-CIM accelerator generator",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("verilog", help="emit the Verilog of every block for a configuration",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     _config_arg(p)
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default: build/verilog/<config name>)")
     p.set_defaults(func=_cmd_verilog)
 
-    p = sub.add_parser("config", help="print a configuration as JSON (validated)")
+    p = sub.add_parser("config", help="print a configuration as JSON (validated)",
+                       formatter_class=_HelpFormatter)
     _config_arg(p)
     p.set_defaults(func=_cmd_config)
 
     p = sub.add_parser("synth", help="Yosys synthesis (and with --pnr nextpnr place-and-route) "
                        "of every block for ECP5 and iCE40",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     _config_arg(p)
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default: build/synth/<config name>)")
@@ -146,31 +182,34 @@ def build_parser() -> argparse.ArgumentParser:
     from mars.sw.train.command import add_arguments as train_arguments
 
     p = sub.add_parser("train", help="train a CIM-aware quantised, pruned network and write "
-                       "its model package", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "its model package", formatter_class=_HelpFormatter)
     _config_arg(p)
     train_arguments(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("run", help="run a model package on the golden model or the RTL",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     p.add_argument("--package", required=True, metavar="PKG", help="model package folder")
     p.add_argument("--inputs", metavar="X.npy",
                    help="quantised HWC images (B, H, W, C) (default: the package's test inputs)")
-    p.add_argument("--backend", choices=["golden", "verilator", "icarus"], default="golden")
-    p.add_argument("--config", metavar="PRESET_OR_JSON",
-                   help="refuse to run unless the package was built for this configuration")
+    p.add_argument("--backend", choices=["golden", "verilator", "icarus"], default="golden",
+                   help="the golden model, or the RTL on a simulator")
+    _config_arg(p, package="the package's")
     p.add_argument("--out", default="build/run/outputs.npz", metavar="Y.npz",
                    help="logits, predictions, cycles, layer_cycles, phase_cycles")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("flow", help="the main job: train (or reuse) a package, emit RTL, "
                        "simulate, check bit-exactness and cycles, report",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     p.add_argument("--package", metavar="PKG",
                    help="use this package (default: train the digits network once into "
                         "OUT/package and reuse it)")
-    p.add_argument("--out", default="build/flow", metavar="DIR")
-    p.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+    _config_arg(p, package="the package's; when training, the default preset")
+    p.add_argument("--out", default="build/flow", metavar="DIR",
+                   help="output folder (report, outputs, package, Verilog)")
+    p.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator",
+                   help="HDL simulator for the RTL")
     p.add_argument("--count", type=int, default=100, metavar="N",
                    help="test inputs to simulate")
     p.set_defaults(func=_cmd_flow)
@@ -179,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="frames/s, latency, energy, TOPS/W and area of a "
                        "model package (docs/energy.md)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     add_estimate_arguments(p)
     p.set_defaults(func=_cmd_estimate)
 
@@ -187,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="train or reuse, estimate (and simulate) a grid of "
                        "configurations and sparsities; one CSV row per point",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     add_sweep_arguments(p)
     p.set_defaults(func=_cmd_sweep)
     return parser

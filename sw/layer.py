@@ -1,9 +1,10 @@
 """Geometry of one conv or linear layer as the accelerator sees it: a matrix product.
 
 A layer is ``acc[o] = sum_k W[o, k] * A[k]`` with K = kh*kw*Cin rows, flattened with Cin
-fastest, then kw, then kh (BRIEF.md), and N = Cout columns.  A linear layer is a 1x1
-convolution of a 1x1 image with Cin = in_features.  Activations live in the buffers in
-HWC order (channel fastest): element (y, x, c) of an H x W x C map is at ``(y*W + x)*C + c``.
+fastest, then kw, then kh (docs/model-package.md), and N = Cout columns.  A linear layer
+is a 1x1 convolution of a 1x1 image with Cin = in_features.  Activations live in the
+buffers in HWC order (channel fastest): element (y, x, c) of an H x W x C map is at
+``(y*W + x)*C + c``.
 
 `LayerGeometry` and `LayerKind` are defined in `mars.contract.layer` (re-exported here);
 this module adds the weight reshapes between PyTorch's and the accelerator's order.

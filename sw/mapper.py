@@ -1,7 +1,7 @@
 """Map an integer network onto the accelerator: programs and memory contents.
 
 Given an `IntegerNetwork` (a model package, docs/model-package.md) and the configuration,
-`map_network` decides where everything goes (docs/architecture.md, "Mapping"):
+`map_network` decides where everything goes (docs/architecture.md, "How work is split"):
 
 * Conv and linear layers run on the macro units; a max pool right after a layer is fused
   into that layer's writer (non-overlapping windows only); a flatten is free (maps are HWC
@@ -17,8 +17,19 @@ Given an `IntegerNetwork` (a model package, docs/model-package.md) and the confi
   weight SRAMs) and one WALK.  A layer whose block sets do not all fit in the macros at
   once takes several phases, reloading in between.
 
-The result, a `Mapping`, holds every memory's words (`Mapping.memories`), the per-phase
-schedule the cycle model uses, and the reason for every refusal is a `MappingError`.
+The mapping runs in four named stages, each a function from dataclasses to dataclasses:
+
+1. **plan** (`_plan_layer`): check a (layer, fused pool) pair against the buffers, pack its
+   weights and share its work items (block set, row band) out to the units (`LayerWork`);
+2. **schedule** (`_schedule`): decide whether every weight stays resident and place each
+   unit's block sets in row slots, round by round (`LayerSchedule` of `Placement`s);
+3. **allocate** (`_Allocator`): give every block set its weight-SRAM rows, index entries,
+   k-table words and parameter word, and build the phases' `Load`s and `Walk`s;
+4. **emit** (`_emit`): check every memory's depth and encode the programs and memory
+   images (`Mapping.memories`).
+
+The result, a `Mapping`, holds every memory's words, the per-phase schedule the cycle model
+uses, and the reason for every refusal is a `MappingError`.
 """
 
 from __future__ import annotations
@@ -26,19 +37,20 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 
-
-from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.contract.decoder import DecoderFormat, DecoderLimitError, descriptor
 from mars.contract.host import HostMemory
 from mars.contract.program import Op, instruction_layout, load_layout, param_layout
-from mars.sw.golden.network import (
-    AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode,
-)
+from mars.errors import MarsError
+from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerKind
-from mars.sw.sparse import pack_layer
+from mars.sw.sparse import PackedLayer, pack_layer
 
 __all__ = ["MappingError", "Walk", "Load", "Phase", "LayerPlan", "Mapping", "map_network"]
+
+#: The configuration field that bounds the number of phases (per-phase cycle counters); it
+#: is being renamed from ``max_layers`` to ``max_phases`` (issue 8, "Names and text").
+_PHASES_FIELD = "max_phases" if hasattr(MarsConfig, "max_phases") else "max_layers"
 
 
 class MappingError(MarsError, ValueError):
@@ -47,19 +59,25 @@ class MappingError(MarsError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Walk:
-    """One block set of one layer over a band of output rows, on one macro unit."""
+    """One block set of one layer over a band of output rows, on one macro unit.
+
+    ``steps`` is the number of payloads per output pixel (the set's most kept groups, at
+    least 1), ``n_valid`` the channels of the set that exist, ``word`` the program word
+    (fields of `mars.contract.program.instruction_layout`).
+    """
 
     unit: int
     block_set: int
     row0: int
     rows: int
     out_w: int
-    steps: int           # payloads per pixel (the set's most kept groups, at least 1)
-    n_valid: int         # channels of the set that exist
-    word: dict           # the program word (fields of contract.program.instruction_layout)
+    steps: int
+    n_valid: int
+    word: dict
 
     @property
     def pixels(self) -> int:
+        """Output pixels the walk computes (before pooling): rows x out_w."""
         return self.rows * self.out_w
 
 
@@ -76,6 +94,8 @@ class Load:
 
 @dataclasses.dataclass
 class Phase:
+    """One LOAD and one WALK: the loads every core loader runs, then every unit's walks."""
+
     layer: int
     loads: list[Load]
     walks: list[Walk]
@@ -83,33 +103,43 @@ class Phase:
 
 @dataclasses.dataclass
 class LayerPlan:
-    """What the mapper decided for one conv/linear layer."""
+    """What the mapper decided for one conv/linear layer: its packed weights, its output
+    shape after the fused pool and the indices of its phases in `Mapping.phases`."""
 
     name: str
     index: int
     node: LayerNode
     pool: PoolNode | None
-    packed: object          # mars.sw.sparse.PackedLayer
-    out_shape: tuple[int, int, int]      # after the fused pool
+    packed: PackedLayer
+    out_shape: tuple[int, int, int]
     phases: list[int]
 
 
 @dataclasses.dataclass
 class Mapping:
+    """A network mapped onto a configuration.
+
+    ``memories`` maps (`HostMemory`, unit or core, domain) to its words: ``PROGRAM``,
+    ``PARAMS``, ``INDEX`` and ``KTABLE`` per macro unit (index and k-table per word-line
+    domain), ``WEIGHTS`` and ``LOADER`` per core.  ``resident``: all weights fit in the
+    macros at once; they are loaded in the first phase and a later inference may skip
+    every load (the top's ``skip_loads``).
+    """
+
     config: MarsConfig
     network: IntegerNetwork
     layers: list[LayerPlan]
     phases: list[Phase]
-    memories: dict[tuple[HostMemory, int, int], list]   # (memory, unit, domain) -> words
+    memories: dict[tuple[HostMemory, int, int], list]
     output_shape: tuple[int, int, int]
-    #: All weights fit in the macros at once: they are loaded in the first phase and a
-    #: later inference may skip every load (the top's ``skip_loads``).
     resident: bool = False
 
     @property
     def n_phases(self) -> int:
         return len(self.phases)
 
+
+# -- stage 0: the chain of layers ------------------------------------------------------------
 
 def _chain(network: IntegerNetwork) -> list[tuple[LayerNode, PoolNode | None]]:
     """The network as (layer, fused pool) pairs, checking that the hardware can run it."""
@@ -119,31 +149,15 @@ def _chain(network: IntegerNetwork) -> list[tuple[LayerNode, PoolNode | None]]:
     i = 0
     while i < len(nodes):
         node = nodes[i]
-        if isinstance(node, AddNode):
-            raise MappingError(f"node {node.name!r}: residual adds are not supported by the "
-                               f"accelerator yet (the golden model runs them)")
-        if tuple(node.inputs) != (previous,):
-            raise MappingError(f"node {node.name!r}: the accelerator runs a chain of layers; "
-                               f"this node reads {list(node.inputs)}, not {previous!r}")
+        _check_chained(node, previous)
         if isinstance(node, FlattenNode):
             previous = node.name
             i += 1
             continue
-        if isinstance(node, PoolNode):
-            raise MappingError(f"node {node.name!r}: a max pool must follow a conv layer "
-                               f"with requantised outputs to be fused into it")
-        if not isinstance(node, LayerNode):
-            raise MappingError(f"node {node.name!r}: unsupported operation {node.op!r}")
         pool = None
         if i + 1 < len(nodes) and isinstance(nodes[i + 1], PoolNode):
             pool = nodes[i + 1]
-            if node.output != "act":
-                raise MappingError(f"node {pool.name!r}: pooling raw accumulators")
-            if pool.stride != pool.kernel or pool.pad != 0 or not 1 <= pool.kernel <= 7:
-                raise MappingError(
-                    f"node {pool.name!r}: only non-overlapping pools (kernel = stride <= 7, "
-                    f"no padding) are fused; got kernel {pool.kernel}, stride {pool.stride}, "
-                    f"pad {pool.pad}")
+            _check_fused_pool(node, pool)
             i += 1
         chain.append((node, pool))
         previous = (pool or node).name
@@ -160,207 +174,294 @@ def _chain(network: IntegerNetwork) -> list[tuple[LayerNode, PoolNode | None]]:
     return chain
 
 
-def _bands(out_h: int, pool_k: int, parts: int) -> list[tuple[int, int]]:
+def _check_chained(node, previous: str) -> None:
+    """`node` reads `previous` and is a layer or a flatten (a pool must be fused)."""
+    if isinstance(node, AddNode):
+        raise MappingError(f"node {node.name!r}: residual adds are not supported by the "
+                           f"accelerator yet (the golden model runs them)")
+    if tuple(node.inputs) != (previous,):
+        raise MappingError(f"node {node.name!r}: the accelerator runs a chain of layers; "
+                           f"this node reads {list(node.inputs)}, not {previous!r}")
+    if isinstance(node, PoolNode):
+        raise MappingError(f"node {node.name!r}: a max pool must follow a conv layer "
+                           f"with requantised outputs to be fused into it")
+    if not isinstance(node, (LayerNode, FlattenNode)):
+        raise MappingError(f"node {node.name!r}: unsupported operation {node.op!r}")
+
+
+def _check_fused_pool(node: LayerNode, pool: PoolNode) -> None:
+    if node.output != "act":
+        raise MappingError(f"node {pool.name!r}: pooling raw accumulators")
+    if pool.stride != pool.kernel or pool.pad != 0 or not 1 <= pool.kernel <= 7:
+        raise MappingError(
+            f"node {pool.name!r}: only non-overlapping pools (kernel = stride <= 7, "
+            f"no padding) are fused; got kernel {pool.kernel}, stride {pool.stride}, "
+            f"pad {pool.pad}")
+
+
+# -- stage 1: plan (pack each layer, share its work out) -------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Band:
+    """Output rows ``row0 .. row0 + rows - 1`` of a layer (before pooling)."""
+
+    row0: int
+    rows: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkItem:
+    """One block set of a layer over one band of output rows."""
+
+    block_set: int
+    band: Band
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerWork:
+    """The plan of one layer: packed weights, output shape and each unit's work items.
+
+    ``steps[b]`` is block set b's payloads per pixel (its most kept groups, at least 1);
+    ``owner[u]`` lists the work items of unit u in the order they were assigned.
+    """
+
+    index: int
+    node: LayerNode
+    pool: PoolNode | None
+    packed: PackedLayer
+    last: bool
+    out_h: int          # after the fused pool
+    out_w: int
+    steps: tuple[int, ...]
+    owner: tuple[tuple[WorkItem, ...], ...]
+
+    @property
+    def pool_k(self) -> int:
+        return self.pool.kernel if self.pool else 1
+
+    def sets_of(self, unit: int) -> set[int]:
+        """The block sets unit `unit` computes (for some band)."""
+        return {item.block_set for item in self.owner[unit]}
+
+
+def _bands(out_h: int, pool_k: int, parts: int) -> list[Band]:
     """Split output rows into at most `parts` bands, each starting on a pool window."""
     windows = -(-out_h // pool_k)
     parts = max(1, min(parts, windows))
     edges = [round(i * windows / parts) * pool_k for i in range(parts + 1)]
     edges[-1] = out_h
-    return [(a, b - a) for a, b in zip(edges, edges[1:]) if b > a]
+    return [Band(a, b - a) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Mapping:
-    """Programs and memory contents that run `network` on the accelerator."""
-    cfg = config or network.config
-    if cfg.content_hash != network.config.content_hash:
-        raise MappingError(
-            f"the network was built for configuration {network.config.short_hash} "
-            f"({network.config.name}), not {cfg.short_hash} ({cfg.name})")
+def _check_buffers(cfg: MarsConfig, node: LayerNode, pool_k: int, last: bool) -> None:
+    """The layer's input and (pooled) output fit their buffers and the decoder."""
+    g = node.geometry
+    if g.in_size > cfg.act_buffer_words:
+        raise MappingError(f"layer {node.name!r}: its input ({g.in_h}x{g.in_w}x{g.cin}) "
+                           f"exceeds an activation buffer ({cfg.act_buffer_words} words, "
+                           f"act_buffer_words)")
+    try:
+        DecoderFormat(cfg).check_layer(g)
+    except DecoderLimitError as error:
+        raise MappingError(f"layer {node.name!r}: {error} (raise act_buffer_words in the "
+                           f"configuration)") from None
+    out_h, out_w = g.out_h // pool_k, g.out_w // pool_k
+    out_size = out_h * out_w * g.cout
+    if last and out_size > cfg.result_words:
+        raise MappingError(f"layer {node.name!r}: {out_size} outputs exceed the result "
+                           f"memory ({cfg.result_words} words, result_words)")
+    if not last and out_size > cfg.act_buffer_words:
+        raise MappingError(f"layer {node.name!r}: its output ({out_h}x{out_w}x{g.cout}) "
+                           f"exceeds an activation buffer ({cfg.act_buffer_words} words, "
+                           f"act_buffer_words)")
 
-    chain = _chain(network)
-    G, D, N = cfg.rows_per_step, cfg.wordline_domains, cfg.channels_per_macro
-    units = cfg.macros
-    dfmt = DecoderFormat(cfg)
-    slots_per_macro = cfg.row_slots
 
-    h, w, c = network.input_shape
-    if h * w * c > cfg.act_buffer_words:
-        raise MappingError(f"the input map ({h}x{w}x{c}) exceeds an activation buffer "
-                           f"({cfg.act_buffer_words} words)")
+def _assign(items: list[WorkItem], steps: tuple[int, ...], out_w: int,
+            units: int) -> tuple[tuple[WorkItem, ...], ...]:
+    """Longest first (steps x pixels), each to the least-loaded unit (lowest on ties)."""
+    load = [0] * units
+    owner: list[list[WorkItem]] = [[] for _ in range(units)]
+    for item in sorted(items, key=lambda it: -(steps[it.block_set] * it.band.rows)):
+        u = min(range(units), key=lambda x: (load[x], x))
+        owner[u].append(item)
+        load[u] += steps[item.block_set] * item.band.rows * out_w
+    return tuple(tuple(work) for work in owner)
 
-    phases: list[Phase] = []
-    plans: list[LayerPlan] = []
-    # Per-unit/domain memory fill (index, k-table), per-unit params and programs,
-    # per-core weight SRAM.
-    index_mem = defaultdict(list)          # (unit, domain) -> words
-    ktable_mem = defaultdict(list)
-    params = defaultdict(list)             # unit -> param words (dicts)
-    sram = defaultdict(list)               # core -> row words
-    sram_of_set: dict[tuple[int, int, int], int] = {}   # (layer, set, core) -> src row
-    unit_ktable: dict[tuple[int, int], int] = {}        # (layer, unit) -> ktable base
-    unit_index: dict[tuple[int, int, int], int] = {}    # (layer, set, unit) -> index start
-    unit_param: dict[tuple[int, int, int], int] = {}    # (layer, set, unit) -> param addr
 
-    # -- first pass: pack every layer and share its work out -----------------------------
-    layers = []
-    for li, (node, pool) in enumerate(chain):
-        g = node.geometry
-        last = li == len(chain) - 1
-        if g.in_size > cfg.act_buffer_words:
-            raise MappingError(f"layer {node.name!r}: its input ({g.in_h}x{g.in_w}x{g.cin}) "
-                               f"exceeds an activation buffer ({cfg.act_buffer_words} words)")
-        try:
-            dfmt.check_layer(g)
-        except DecoderLimitError as error:
-            raise MappingError(f"layer {node.name!r}: {error}") from None
+def _plan_layer(cfg: MarsConfig, index: int, node: LayerNode, pool: PoolNode | None,
+                last: bool) -> LayerWork:
+    """Stage 1 for one layer: check it, pack it, share its work items out."""
+    g = node.geometry
+    pool_k = pool.kernel if pool else 1
+    _check_buffers(cfg, node, pool_k, last)
+    try:
         packed = pack_layer(node.weight, g, cfg)
-        pool_k = pool.kernel if pool else 1
-        out_h, out_w = g.out_h // pool_k, g.out_w // pool_k
-        out_size = out_h * out_w * g.cout
-        if last and out_size > cfg.result_words:
-            raise MappingError(f"layer {node.name!r}: {out_size} outputs exceed the result "
-                               f"memory ({cfg.result_words} words)")
-        if not last and out_size > cfg.act_buffer_words:
-            raise MappingError(f"layer {node.name!r}: its output ({out_h}x{out_w}x{g.cout}) "
-                               f"exceeds an activation buffer ({cfg.act_buffer_words} words)")
-        steps = [max(1, s) for s in packed.set_steps]
-        for b, s in enumerate(steps):
-            if s > slots_per_macro:
-                raise MappingError(
-                    f"layer {node.name!r}: block set {b} keeps {s} groups per output block, "
-                    f"a macro holds {slots_per_macro} row slots (R/G); prune more or use "
-                    f"more rows")
+    except ValueError as error:             # weights the sparse format cannot hold
+        raise MappingError(f"layer {node.name!r}: {error}") from None
+    steps = tuple(max(1, s) for s in packed.set_steps)
+    for b, s in enumerate(steps):
+        if s > cfg.row_slots:
+            raise MappingError(
+                f"layer {node.name!r}: block set {b} keeps {s} groups per output block, "
+                f"a macro holds {cfg.row_slots} row slots (R/G); prune more or use "
+                f"more rows")
+    # Bands of output rows only when there are fewer block sets than units.
+    n_sets, units = packed.n_sets, cfg.macros
+    bands_per_set = max(1, units // n_sets) if n_sets < units else 1
+    items = [WorkItem(b, band) for b in range(n_sets)
+             for band in _bands(g.out_h, pool_k, bands_per_set)]
+    owner = _assign(items, steps, g.out_w, units)
+    return LayerWork(index, node, pool, packed, last, g.out_h // pool_k, g.out_w // pool_k,
+                     steps, owner)
 
-        # Work items: (set, band); bands when there are fewer sets than units.
-        n_sets = packed.n_sets
-        bands_per_set = max(1, units // n_sets) if n_sets < units else 1
-        items = [(b, band) for b in range(n_sets)
-                 for band in _bands(g.out_h, pool_k, bands_per_set)]
-        load = [0] * units
-        owner: list[list[tuple[int, tuple[int, int]]]] = [[] for _ in range(units)]
-        for b, band in sorted(items, key=lambda it: -(steps[it[0]] * it[1][1])):
-            u = min(range(units), key=lambda x: (load[x], x))
-            owner[u].append((b, band))
-            load[u] += steps[b] * band[1] * g.out_w
 
-        layers.append((li, node, pool, g, last, packed, pool_k, out_h, out_w, steps, owner))
+# -- stage 2: schedule (residency, row slots, rounds) ----------------------------------------
 
-    # Weight-stationary if every unit's block sets of every layer fit its macro at once:
-    # all rows are loaded in the first phase and stay (`Mapping.resident`); otherwise each
-    # layer loads its own, in as many phases as its sets need.
-    need = [0] * units
-    for *_, steps, owner in layers:
-        for u in range(units):
-            need[u] += sum(steps[b] for b in {b for b, _ in owner[u]})
-    resident = max(need) <= slots_per_macro
-    resident_used = [0] * units
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """A work item placed in a unit's macro: its block set's rows start at row slot
+    ``slot_base`` (G macro rows a slot)."""
 
-    for li, node, pool, g, last, packed, pool_k, out_h, out_w, steps, owner in layers:
-        # Phases: every unit's sets must fit its macro; otherwise split into rounds.
-        rounds: list[dict[int, list]] = []
-        for u in range(units):
-            round_no, used = 0, resident_used[u] if resident else 0
-            placed: dict[int, int] = {}                       # set -> slot base this round
-            for b, band in owner[u]:
+    item: WorkItem
+    slot_base: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSchedule:
+    """The rounds (phases) of one layer: ``rounds[r][unit]`` lists the unit's placements
+    in round r; units without work in a round are absent."""
+
+    rounds: tuple[dict[int, list[Placement]], ...]
+
+
+def _is_resident(works: list[LayerWork], cfg: MarsConfig) -> bool:
+    """Every unit's block sets of every layer fit its macro at once."""
+    need = [0] * cfg.macros
+    for work in works:
+        for u in range(cfg.macros):
+            need[u] += sum(work.steps[b] for b in work.sets_of(u))
+    return max(need) <= cfg.row_slots
+
+
+def _schedule(works: list[LayerWork], cfg: MarsConfig) -> tuple[bool, list[LayerSchedule]]:
+    """Stage 2: weight-stationary if everything fits (all rows loaded in the first phase
+    and kept, `Mapping.resident`); otherwise each layer loads its own rows, in as many
+    rounds as its block sets need."""
+    resident = _is_resident(works, cfg)
+    used_by_unit = [0] * cfg.macros          # row slots filled (carried over if resident)
+    schedules = []
+    for work in works:
+        rounds: list[dict[int, list[Placement]]] = []
+        for u in range(cfg.macros):
+            round_no, used = 0, used_by_unit[u] if resident else 0
+            placed: dict[int, int] = {}          # block set -> slot base in this round
+            for item in work.owner[u]:
+                b = item.block_set
                 if b not in placed:
-                    if used + steps[b] > slots_per_macro:
+                    if used + work.steps[b] > cfg.row_slots:
                         round_no, used, placed = round_no + 1, 0, {}
                     placed[b] = used
-                    used += steps[b]
+                    used += work.steps[b]
                 while len(rounds) <= round_no:
                     rounds.append({})
-                rounds[round_no].setdefault(u, []).append((b, band, placed[b]))
-            resident_used[u] = used
+                rounds[round_no].setdefault(u, []).append(Placement(item, placed[b]))
+            used_by_unit[u] = used
+        schedules.append(LayerSchedule(tuple(rounds)))
+    return resident, schedules
 
-        # Per-layer tables: k-table per unit (all domains), index codes per set, params.
-        plan = LayerPlan(node.name, li, node, pool, packed, (out_h, out_w, g.cout), [])
-        plans.append(plan)
-        kt_words = packed.ktable()
-        for rnd in rounds:
-            phase = Phase(li, [], [])
-            plan.phases.append(len(phases))
-            phases.append(phase)
-            for u, work in sorted(rnd.items()):
-                core = u // cfg.macros_per_core
-                if (li, u) not in unit_ktable:
-                    unit_ktable[(li, u)] = len(ktable_mem[(u, 0)])
-                    for d in range(D):
-                        ktable_mem[(u, d)].extend(kt_words)
-                loaded: set[int] = set()
-                for b, (row0, rows), slot_base in work:
-                    key = (li, b, core)
-                    if key not in sram_of_set:
-                        sram_of_set[key] = len(sram[core])
-                        first = packed.set_slot_start[b] * G
-                        sram[core].extend(packed.rows[first:first + packed.set_steps[b] * G])
-                    if b not in loaded and packed.set_steps[b]:
-                        loaded.add(b)
-                        (phases[0] if resident else phase).loads.append(Load(
-                            u, sram_of_set[key], slot_base * G, packed.set_steps[b] * G))
-                    if (li, b, u) not in unit_index:
-                        unit_index[(li, b, u)] = len(index_mem[(u, 0)])
-                        for d in range(D):
-                            cb = b * D + d
-                            code = (packed.index_codes[cb].tolist()
-                                    if cb < packed.n_blocks else [])
-                            index_mem[(u, d)].extend(code + [0] * (steps[b] - len(code)))
-                    if (li, b, u) not in unit_param:
-                        unit_param[(li, b, u)] = len(params[u])
-                        params[u].append(_param_word(node, b, N, last))
-                    phase.walks.append(_walk(
-                        cfg, node, packed, u, b, row0, rows, steps[b], slot_base,
-                        unit_index[(li, b, u)], unit_ktable[(li, u)],
-                        unit_param[(li, b, u)], pool_k, (out_h, out_w), li, last))
 
-    # -- limits of the memories ------------------------------------------------------------
-    def check(name: str, used: int, depth: int) -> None:
-        if used > depth:
-            raise MappingError(f"the network needs {used} words of {name}; the configuration "
-                               f"has {depth} (raise it in the configuration)")
-    for (u, d), words in index_mem.items():
-        check(f"index memory (unit {u})", len(words), dfmt.index_depth)
-    for (u, d), words in ktable_mem.items():
-        check(f"k-table (unit {u})", len(words), dfmt.max_kgroups)
-    for core, words in sram.items():
-        check(f"weight SRAM (core {core})", len(words), cfg.weight_sram_rows)
-    for u, words in params.items():
-        check(f"parameter memory (unit {u})", len(words), cfg.param_words)
-    check("phases (layer cycle counters, max_layers)", len(phases), cfg.max_layers)
+# -- stage 3: allocate (memory addresses, loads, walks) --------------------------------------
 
-    # -- programs ----------------------------------------------------------------------------
-    insn = instruction_layout(cfg)
-    sync = {"op": int(Op.SYNC)}
-    programs = {u: [sync] for u in range(units)}
-    loader_programs = {core: [] for core in range(cfg.cores)}
-    for phase in phases:
-        for walk in phase.walks:
-            programs[walk.unit].append(walk.word)
-        for u in range(units):
-            programs[u].append(sync)
-        for ld in phase.loads:
-            core, j = divmod(ld.unit, cfg.macros_per_core)
-            loader_programs[core].append({"op": int(Op.LOAD), "unit": j, "src": ld.src,
-                                          "dst": ld.dst, "count": ld.count})
-        for core in range(cfg.cores):
-            loader_programs[core].append(sync)
-    for u, words in programs.items():
-        check(f"program memory (unit {u})", len(words), cfg.program_words)
-    for core, words in loader_programs.items():
-        check(f"loader program (core {core})", len(words), cfg.program_words)
+@dataclasses.dataclass(frozen=True)
+class WalkAddresses:
+    """Where a walk's tables start: index entry, k-table word, parameter word."""
 
-    pl, ll = param_layout(cfg), load_layout(cfg)
-    memories: dict[tuple[HostMemory, int, int], list] = {}
-    for u in range(units):
-        memories[(HostMemory.PROGRAM, u, 0)] = [insn.const(w).as_bits() for w in programs[u]]
-        memories[(HostMemory.PARAMS, u, 0)] = [pl.const(w).as_bits() for w in params[u]]
-        for d in range(D):
-            memories[(HostMemory.INDEX, u, d)] = list(index_mem[(u, d)])
-            memories[(HostMemory.KTABLE, u, d)] = list(ktable_mem[(u, d)])
-    for core in range(cfg.cores):
-        memories[(HostMemory.WEIGHTS, core, 0)] = list(sram[core])
-        memories[(HostMemory.LOADER, core, 0)] = [ll.const(w).as_bits()
-                                                   for w in loader_programs[core]]
-    return Mapping(cfg, network, plans, phases, memories, plans[-1].out_shape, resident)
+    index_start: int
+    ktable_base: int
+    param_addr: int
+
+
+class _Allocator:
+    """Stage 3: fills the per-unit and per-core memories in order of first use and builds
+    each phase's loads and walks.  Each table is allocated once per (layer, block set,
+    unit or core) and shared by every band that needs it."""
+
+    def __init__(self, cfg: MarsConfig, resident: bool) -> None:
+        self.cfg, self.resident = cfg, resident
+        self.index_mem: dict[tuple[int, int], list[int]] = defaultdict(list)  # (unit, domain)
+        self.ktable_mem: dict[tuple[int, int], list[int]] = defaultdict(list)
+        self.params: dict[int, list] = defaultdict(list)        # unit -> parameter words
+        self.sram: dict[int, list[int]] = defaultdict(list)     # core -> weight rows
+        self._sram_row: dict[tuple[int, int, int], int] = {}    # (layer, set, core)
+        self._ktable: dict[tuple[int, int], int] = {}           # (layer, unit)
+        self._index: dict[tuple[int, int, int], int] = {}       # (layer, set, unit)
+        self._param: dict[tuple[int, int, int], int] = {}       # (layer, set, unit)
+        self.phases: list[Phase] = []
+
+    def layer(self, work: LayerWork, schedule: LayerSchedule) -> LayerPlan:
+        """Allocate one layer's tables and append its phases."""
+        g = work.node.geometry
+        plan = LayerPlan(work.node.name, work.index, work.node, work.pool, work.packed,
+                         (work.out_h, work.out_w, g.cout), [])
+        kt_words = work.packed.ktable()
+        for rnd in schedule.rounds:
+            phase = Phase(work.index, [], [])
+            plan.phases.append(len(self.phases))
+            self.phases.append(phase)
+            for u, placements in sorted(rnd.items()):
+                self._unit_round(work, kt_words, u, placements, phase)
+        return plan
+
+    def _unit_round(self, work: LayerWork, kt_words: list[int], u: int,
+                    placements: list[Placement], phase: Phase) -> None:
+        li, packed, G = work.index, work.packed, self.cfg.rows_per_step
+        core = u // self.cfg.macros_per_core
+        if (li, u) not in self._ktable:
+            self._ktable[(li, u)] = len(self.ktable_mem[(u, 0)])
+            for d in range(self.cfg.wordline_domains):
+                self.ktable_mem[(u, d)].extend(kt_words)
+        loaded: set[int] = set()
+        for place in placements:
+            b = place.item.block_set
+            src = self._weights(work, b, core)
+            if b not in loaded and packed.set_steps[b]:
+                loaded.add(b)
+                target = self.phases[0] if self.resident else phase
+                target.loads.append(Load(u, src, place.slot_base * G, packed.set_steps[b] * G))
+            addresses = WalkAddresses(self._index_entries(work, b, u),
+                                      self._ktable[(li, u)], self._param_word(work, b, u))
+            phase.walks.append(_walk(self.cfg, work, u, place, addresses))
+
+    def _weights(self, work: LayerWork, b: int, core: int) -> int:
+        """Weight-SRAM row of block set `b`'s stored rows in `core`."""
+        key = (work.index, b, core)
+        if key not in self._sram_row:
+            G, packed = self.cfg.rows_per_step, work.packed
+            self._sram_row[key] = len(self.sram[core])
+            first = packed.set_slot_start[b] * G
+            self.sram[core].extend(packed.rows[first:first + packed.set_steps[b] * G])
+        return self._sram_row[key]
+
+    def _index_entries(self, work: LayerWork, b: int, u: int) -> int:
+        """Index-memory start of block set `b` in unit `u` (every domain, padded to the
+        set's steps with K-group 0: fillers are never read past the block's count)."""
+        key = (work.index, b, u)
+        if key not in self._index:
+            packed, D = work.packed, self.cfg.wordline_domains
+            self._index[key] = len(self.index_mem[(u, 0)])
+            for d in range(D):
+                cb = b * D + d
+                code = packed.index_codes[cb].tolist() if cb < packed.n_blocks else []
+                self.index_mem[(u, d)].extend(code + [0] * (work.steps[b] - len(code)))
+        return self._index[key]
+
+    def _param_word(self, work: LayerWork, b: int, u: int) -> int:
+        key = (work.index, b, u)
+        if key not in self._param:
+            self._param[key] = len(self.params[u])
+            self.params[u].append(_param_word(work.node, b, self.cfg.channels_per_macro,
+                                              work.last))
+        return self._param[key]
 
 
 def _param_word(node: LayerNode, block_set: int, n: int, raw: bool) -> list[dict]:
@@ -377,33 +478,149 @@ def _param_word(node: LayerNode, block_set: int, n: int, raw: bool) -> list[dict
     return out
 
 
-def _walk(cfg: MarsConfig, node: LayerNode, packed, unit: int, block_set: int, row0: int,
-          rows: int, steps: int, slot_base: int, index_start: int, ktable_base: int,
-          param_addr: int, pool_k: int, pooled: tuple[int, int], layer: int,
-          last: bool) -> Walk:
-    g = node.geometry
+def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
+          at: WalkAddresses) -> Walk:
+    """The WALK word of one placement: descriptor, index counts, banks, output addressing."""
+    g, packed = work.node.geometry, work.packed
     D, N = cfg.wordline_domains, cfg.channels_per_macro
-    counts = []
-    for d in range(D):
-        cb = block_set * D + d
-        counts.append(len(packed.index_codes[cb]) if cb < packed.n_blocks else 0)
-    desc = descriptor(g, cfg, count=0, steps=steps, act_base=0, ktable_base=ktable_base,
-                      index_start=index_start, slot_base=slot_base)
+    b, row0, rows = place.item.block_set, place.item.band.row0, place.item.band.rows
+    steps, pool_k, last = work.steps[b], work.pool_k, work.last
+    counts = [len(packed.index_codes[b * D + d]) if b * D + d < packed.n_blocks else 0
+              for d in range(D)]
+    try:
+        desc = descriptor(g, cfg, count=0, steps=steps, act_base=0,
+                          ktable_base=at.ktable_base, index_start=at.index_start,
+                          slot_base=place.slot_base)
+    except DecoderLimitError as error:
+        raise MappingError(
+            f"layer {work.node.name!r}: {error} (the decoder's memories grow with "
+            f"weight_sram_rows (index, row slots) and act_buffer_words (k-table): raise "
+            f"them in the configuration)") from None
     # A band of output rows: move the window origin down and walk fewer rows.
     desc["by0"] += row0 * desc["step_y"]
     desc["out_h"] = rows
-    out_h, out_w = pooled
-    n_valid = min(N, g.cout - block_set * N)
-    pool_h = (min(row0 + rows, out_h * pool_k) - row0) // pool_k if rows else 0
+    n_valid = min(N, g.cout - b * N)
+    pool_h = (min(row0 + rows, work.out_h * pool_k) - row0) // pool_k if rows else 0
     word = {
         "op": 0, "desc": desc,
-        "index_start": [index_start] * D, "count": counts,
-        "in_bank": layer % 2, "out_bank": (layer + 1) % 2, "acc_out": int(last),
-        "param_addr": param_addr, "n_valid": n_valid,
-        "pool_k": pool_k, "pool_w": out_w, "pool_h": max(0, pool_h),
-        "out_base": (row0 // pool_k) * out_w * g.cout + block_set * N,
-        "out_pitch": g.cout, "out_row_pitch": out_w * g.cout,
+        "index_start": [at.index_start] * D, "count": counts,
+        "in_bank": work.index % 2, "out_bank": (work.index + 1) % 2, "acc_out": int(last),
+        "param_addr": at.param_addr, "n_valid": n_valid,
+        "pool_k": pool_k, "pool_w": work.out_w, "pool_h": max(0, pool_h),
+        "out_base": (row0 // pool_k) * work.out_w * g.cout + b * N,
+        "out_pitch": g.cout, "out_row_pitch": work.out_w * g.cout,
     }
     if g.kind is LayerKind.LINEAR:
         word["pool_w"], word["pool_h"] = 1, 1
-    return Walk(unit, block_set, row0, rows, g.out_w, steps, n_valid, word)
+    return Walk(unit, b, row0, rows, g.out_w, steps, n_valid, word)
+
+
+# -- stage 4: emit (depth checks, programs, memory images) -----------------------------------
+
+def _check_depth(what: str, used: int, depth: int, field: str) -> None:
+    if used > depth:
+        raise MappingError(f"the network needs {used} words of {what}; the configuration "
+                           f"has {depth} (raise {field} in the configuration)")
+
+
+def _check_tables(cfg: MarsConfig, alloc: _Allocator) -> None:
+    dfmt = DecoderFormat(cfg)
+    for (u, _), words in alloc.index_mem.items():
+        _check_depth(f"index memory (unit {u})", len(words), dfmt.index_depth,
+                     "weight_sram_rows")
+    for (u, _), words in alloc.ktable_mem.items():
+        _check_depth(f"k-table (unit {u})", len(words), dfmt.max_kgroups, "act_buffer_words")
+    for core, words in alloc.sram.items():
+        _check_depth(f"weight SRAM (core {core})", len(words), cfg.weight_sram_rows,
+                     "weight_sram_rows")
+    for u, words in alloc.params.items():
+        _check_depth(f"parameter memory (unit {u})", len(words), cfg.param_words,
+                     "param_words")
+    if len(alloc.phases) > getattr(cfg, _PHASES_FIELD):
+        raise MappingError(f"the network needs {len(alloc.phases)} phases; the configuration "
+                           f"counts the cycles of {getattr(cfg, _PHASES_FIELD)} (raise "
+                           f"{_PHASES_FIELD} in the configuration)")
+
+
+def _programs(cfg: MarsConfig, phases: list[Phase], sync: dict,
+              load_op: int) -> tuple[dict[int, list[dict]], dict[int, list[dict]]]:
+    """Unit programs (SYNC, then each phase's walks and a SYNC) and loader programs (each
+    phase's loads and a SYNC), as field dicts."""
+    programs = {u: [sync] for u in range(cfg.macros)}
+    loader_programs: dict[int, list[dict]] = {core: [] for core in range(cfg.cores)}
+    for phase in phases:
+        for walk in phase.walks:
+            programs[walk.unit].append(walk.word)
+        for u in range(cfg.macros):
+            programs[u].append(sync)
+        for ld in phase.loads:
+            core, j = divmod(ld.unit, cfg.macros_per_core)
+            loader_programs[core].append({"op": load_op, "unit": j, "src": ld.src,
+                                          "dst": ld.dst, "count": ld.count})
+        for core in range(cfg.cores):
+            loader_programs[core].append(sync)
+    for u, words in programs.items():
+        _check_depth(f"program memory (unit {u})", len(words), cfg.program_words,
+                     "program_words")
+    for core, words in loader_programs.items():
+        _check_depth(f"loader program (core {core})", len(words), cfg.program_words,
+                     "program_words")
+    return programs, loader_programs
+
+
+def _emit(cfg: MarsConfig, alloc: _Allocator) -> dict[tuple[HostMemory, int, int], list]:
+    """Stage 4: check every depth, then encode every memory's words."""
+    _check_tables(cfg, alloc)
+    programs, loader_programs = _programs(cfg, alloc.phases, {"op": int(Op.SYNC)},
+                                          int(Op.LOAD))
+    insn, pl, ll = instruction_layout(cfg), param_layout(cfg), load_layout(cfg)
+    memories: dict[tuple[HostMemory, int, int], list] = {}
+    for u in range(cfg.macros):
+        memories[(HostMemory.PROGRAM, u, 0)] = [insn.const(w).as_bits() for w in programs[u]]
+        memories[(HostMemory.PARAMS, u, 0)] = [pl.const(w).as_bits() for w in alloc.params[u]]
+        for d in range(cfg.wordline_domains):
+            memories[(HostMemory.INDEX, u, d)] = list(alloc.index_mem[(u, d)])
+            memories[(HostMemory.KTABLE, u, d)] = list(alloc.ktable_mem[(u, d)])
+    for core in range(cfg.cores):
+        memories[(HostMemory.WEIGHTS, core, 0)] = list(alloc.sram[core])
+        memories[(HostMemory.LOADER, core, 0)] = [ll.const(w).as_bits()
+                                                   for w in loader_programs[core]]
+    return memories
+
+
+# -- the whole mapping -----------------------------------------------------------------------
+
+def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Mapping:
+    """Programs and memory contents that run `network` on the accelerator.
+
+    Parameters
+    ----------
+    network : IntegerNetwork
+        A chain of conv/linear layers (fused pools, free flattens); the last one outputs
+        raw accumulators.
+    config : MarsConfig, optional
+        The configuration to map onto; it must be the network's (default: the network's).
+
+    Raises
+    ------
+    MappingError
+        If the network does not fit the configuration: the message names the node or the
+        memory, and the configuration field to raise.
+    """
+    cfg = config or network.config
+    if cfg.content_hash != network.config.content_hash:
+        raise MappingError(
+            f"the network was built for configuration {network.config.short_hash} "
+            f"({network.config.name}), not {cfg.short_hash} ({cfg.name})")
+    chain = _chain(network)
+    h, w, c = network.input_shape
+    if h * w * c > cfg.act_buffer_words:
+        raise MappingError(f"the input map ({h}x{w}x{c}) exceeds an activation buffer "
+                           f"({cfg.act_buffer_words} words, act_buffer_words)")
+    works = [_plan_layer(cfg, i, node, pool, i == len(chain) - 1)
+             for i, (node, pool) in enumerate(chain)]
+    resident, schedules = _schedule(works, cfg)
+    alloc = _Allocator(cfg, resident)
+    plans = [alloc.layer(work, schedule) for work, schedule in zip(works, schedules)]
+    memories = _emit(cfg, alloc)
+    return Mapping(cfg, network, plans, alloc.phases, memories, plans[-1].out_shape, resident)

@@ -23,9 +23,10 @@ from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import (
     ideal_cycles, layer_walk_cycles, network_cycles, steady_cycles,
 )
-from mars.sw.golden.network import IntegerNetwork, LayerNode, ModelPackage, load_package
-from mars.sw.emit import replace_file
+from mars.sw.files import replace_file
+from mars.sw.golden.network import IntegerNetwork, LayerNode
 from mars.sw.mapper import Mapping, map_network
+from mars.sw.package import ModelPackage, load_package
 from mars.sw.simulate import simulate
 
 __all__ = ["BACKENDS", "RunError", "RunResult", "check_inputs", "run_package",
@@ -135,8 +136,8 @@ def _load(package: Path | str, config: MarsConfig | None) -> ModelPackage:
     if config is not None and config.content_hash != pkg.network.config.content_hash:
         raise RunError(
             f"the package was built for configuration {pkg.network.config.short_hash} "
-            f"({pkg.network.config.name}); --config gives {config.short_hash} "
-            f"({config.name})")
+            f"({pkg.network.config.name}), not {config.short_hash} ({config.name}) given by "
+            f"--config; leave --config out to use the package's")
     return pkg
 
 
@@ -157,9 +158,14 @@ def densified(network: IntegerNetwork) -> IntegerNetwork:
 
 
 def flow(*, package: Path | None, out: Path, simulator: str = "verilator",
-         count: int | None = None, train_options=None,
+         count: int | None = None, train_options=None, config: MarsConfig | None = None,
          say: Callable[[str], None] = print) -> dict:
-    """The main job: (train,) emit RTL, simulate the test inputs, check, report."""
+    """The main job: (train,) emit RTL, simulate the test inputs, check, report.
+
+    `config` is the configuration to use: without a `package` the digits network is
+    trained for it (default: the ``default`` preset); a package must have been built for
+    it (`RunError` otherwise; default: the package's).
+    """
     from mars.sw.emit import emit_verilog
 
     out = Path(out)
@@ -173,13 +179,13 @@ def flow(*, package: Path | None, out: Path, simulator: str = "verilator",
             say(f"[1/5] training the default digits network into {package}")
             # Block scope: every output block keeps as many groups as the others, so the
             # D word-line domains of a macro never wait for each other (no fillers).
-            train(PRESETS["default"], train_options or TrainOptions(scope="block"), package,
-                  progress=True)
+            train(config or PRESETS["default"], train_options or TrainOptions(scope="block"),
+                  package, progress=True)
         else:
             say(f"[1/5] reusing the package in {package}")
     else:
         say(f"[1/5] using the package {package}")
-    pkg = load_package(package)
+    pkg = _load(package, config)
     network, config = pkg.network, pkg.network.config
     timings["package"] = time.perf_counter() - t0
 

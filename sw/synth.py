@@ -34,7 +34,7 @@ from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, block, to_verilog
 from mars.hw.ooc import OutOfContext
 from mars.contract.decoder import DecoderFormat
-from mars.sw.emit import replace_file
+from mars.sw.files import replace_file
 from mars.sw.pnr import PARTS, log_tail, place_and_route
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "pnr_table", "resources",

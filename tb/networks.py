@@ -9,6 +9,7 @@ pooling, linear-only networks, fully dense and heavily sparse layers.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -17,7 +18,13 @@ from mars.config import MarsConfig
 from mars.sw.golden.network import FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerGeometry, LayerKind
 
-__all__ = ["random_layer", "NETWORKS", "random_inputs", "write_random_package"]
+__all__ = ["random_layer", "NETWORKS", "random_inputs", "stable_seed", "write_random_package"]
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed in [0, 2^31) from the parts' text (CRC-32): the same in every process, unlike
+    ``hash()`` of a string, which Python randomises per process."""
+    return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
 def random_layer(rng: np.random.Generator, config: MarsConfig, name: str, source: str,
@@ -96,14 +103,13 @@ def write_random_package(out, config: MarsConfig, name: str = "cnn", seed: int =
     """Write a model package (docs/model-package.md) of the random network `name` with
     `count` random test inputs, without training; returns its golden logits (count, N)."""
     from mars.sw.golden.network import run_network
-    from mars.sw.train import sparse_files
-    from mars.sw.train.package import build_package_files, write_folder_atomically
+    from mars.sw.package import build_package_files, sparse, write_folder_atomically
 
     build, sparsity = NETWORKS[name]
     network = build(config, np.random.default_rng(seed), sparsity)
     inputs = random_inputs(network, np.random.default_rng(seed + 1), count)
     logits = np.asarray(run_network(network, inputs)).reshape(count, -1)
-    extra, node_extra = sparse_files.build(network)
+    extra, node_extra = sparse.build(network)
     files = build_package_files(
         network, node_info={}, header={"input": {"shape": list(network.input_shape)}},
         test_inputs=inputs, test_labels=np.zeros(count, dtype=np.int32), test_logits=logits,

@@ -26,7 +26,7 @@ from pathlib import Path
 from mars.config import MarsConfig
 from mars.errors import EnvironmentProblem, MarsError
 from mars.hw.blocks import to_verilog
-from mars.sw.emit import replace_file
+from mars.sw.files import replace_file
 
 from .cache import build_dir, cached_entry
 

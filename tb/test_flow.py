@@ -35,7 +35,7 @@ def test_flow_on_verilator(digits_package, tmp_path):
 
 @pytest.mark.sim
 def test_default_network_on_icarus(digits_package):
-    from mars.sw.golden.network import load_package
+    from mars.sw.package import load_package
 
     package = load_package(digits_package)
     inputs = package.test_inputs[:1]

@@ -97,12 +97,12 @@ class CocotbTransport(Transport):
         self._ops.append(("S", budget, answer))
         return answer
 
-    def write_memory(self, memory: HostMemory, unit: int, domain: int,
+    def write_memory(self, memory: HostMemory, unit: int, domain: int, offset: int,
                      values: Sequence[int], words: Iterable[int]) -> None:
         if self._backdoor:
-            self._ops.append(("M", memory, unit, domain, list(values)))
+            self._ops.append(("M", memory, unit, domain, offset, list(values)))
         else:
-            super().write_memory(memory, unit, domain, values, words)
+            super().write_memory(memory, unit, domain, offset, values, words)
 
     async def flush(self) -> None:
         ops, self._ops = self._ops, []
@@ -125,10 +125,10 @@ class CocotbTransport(Transport):
             elif op[0] == "S":
                 op[2].resolve(await self._run(op[1]))
             else:
-                _, memory, unit, domain, values = op
+                _, memory, unit, domain, offset, values = op
                 array = _array(dut, memory, unit, domain)
                 for i, value in enumerate(values):
-                    array[i].value = value
+                    array[offset + i].value = value
                 await RisingEdge(dut.clk)
 
     async def _send(self, word: int) -> None:

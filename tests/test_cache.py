@@ -12,7 +12,7 @@ import pytest
 from filelock import FileLock
 
 from mars.errors import EnvironmentProblem, MarsError
-from mars.sw.emit import replace_file
+from mars.sw.files import replace_file
 from mars.tb import sim
 from mars.tb.cache import STAMP, build_dir, cached_entry, clean_staging, entry_is_complete
 

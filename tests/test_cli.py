@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mars.config import PRESETS, MarsConfig
+from mars.contract import contract_json
 from mars.hw.blocks import BLOCKS
 from mars.sw.cli import main
 
@@ -29,8 +30,10 @@ def test_verilog_writes_rtl_and_config(tmp_path, capsys):
     out = tmp_path / "rtl"
     stdout = run_ok(capsys, "verilog", "--config", "tiny", "--out", str(out))
     written = files_in(out)
-    assert {"cim_macro.v", "config.json"} <= set(written)
+    assert {"cim_macro.v", "config.json", "contract.json"} <= set(written)
     assert set(written) == {f"{name}.v" for name in BLOCKS} | {"config.json", "contract.json"}
+    contract = json.loads(written["contract.json"])
+    assert contract == contract_json(PRESETS["tiny"])
     verilog = written["cim_macro.v"].decode()
     assert "module cim_macro" in verilog
     assert "endmodule" in verilog

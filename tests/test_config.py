@@ -1,7 +1,7 @@
 """Unit tests of `mars.config`: validation, derived values, JSON, content hash, loading.
 
 Every expectation here is computed independently of the code under test: validity by a
-predicate written from the rules in BRIEF.md / the MarsConfig docstring, derived widths by
+predicate written from the rules in docs/configuration.md / the MarsConfig docstring, derived widths by
 brute force, hashes only ever compared with other hashes.
 """
 
@@ -116,7 +116,7 @@ def step_psum_bits(G, Wb, Ab, readout_bits):
 
 
 def ref_step(x, w, Ab, Wb, cap):
-    """One channel's partial sum straight from the BRIEF formula (Python ints)."""
+    """One channel's partial sum straight from the formula of docs/macro.md (Python ints)."""
     total = 0
     for i in range(Ab):
         for j in range(Wb):

@@ -1,4 +1,4 @@
-"""Output folders and files replaced all at once (mars.sw.emit): after a failure or a
+"""Output folders and files replaced all at once (mars.sw.files): after a failure or a
 signal at any point a reader finds the old output or the new one, never a mix, and the
 next run cleans what a killed run left."""
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from mars.sw import emit
-from mars.sw.emit import STAGING_MARK, staging_folder, swap_into_place, write_atomically
+from mars.sw import files as emit
+from mars.sw.files import STAGING_MARK, staging_folder, swap_into_place, write_atomically
 
 
 class Killed(BaseException):
@@ -113,7 +113,7 @@ def test_stale_staging_litter_is_cleaned(tmp_path):
 def test_package_replacement_is_old_or_new_after_a_signal(tmp_path, monkeypatch, when):
     import json
 
-    from mars.sw.train.package import write_folder_atomically
+    from mars.sw.package import write_folder_atomically
 
     manifest = json.dumps({"format": "mars-model-package"}).encode()
     out = tmp_path / "pkg"

@@ -1,7 +1,7 @@
 """Unit tests of the NumPy golden model of one CIM macro compute step (`mars.sw.golden`).
 
 The expectations are independent of the code under test: the plain integer dot product for
-an exact readout, and a pure-Python loop written straight from the BRIEF formula for the
+an exact readout, and a pure-Python loop written straight from docs/macro.md's formula for the
 saturating one.
 """
 
@@ -43,7 +43,7 @@ def twos(value: int, width: int) -> int:
 
 
 def brief_step(x, w, config):
-    """BRIEF.md, literally: p[i][j] = popcount_g(x_bit_i AND w_bit_j), q = readout(p),
+    """docs/macro.md ("Arithmetic"), literally: p[i][j] = popcount_g(x_bit_i AND w_bit_j), q = readout(p),
     y = sum_i sum_j 2^i * (j == Wb-1 ? -2^j : 2^j) * q.  `x` has G ints, `w` G rows of N."""
     G, Ab, Wb = config.rows_per_step, config.act_bits, config.weight_bits
     saturating = config.readout_mode is ReadoutMode.SATURATING

@@ -1,6 +1,6 @@
 """Tests of the decoder's software side: the golden address stream
 (`mars.sw.golden.decoder_walk`) against a brute-force im2col on a padded input map, and the
-descriptor + k-table arithmetic the RTL performs (`mars.sw.sparse.hwformat`), modelled
+descriptor + k-table arithmetic the RTL performs (`mars.contract.decoder`), modelled
 here step by step as docs/decoder.md describes it, against the golden stream."""
 
 from __future__ import annotations

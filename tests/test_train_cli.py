@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mars.sw.cli import main
-from mars.sw.golden.network import load_package, run_network
+from mars.sw.golden.network import run_network
+from mars.sw.package import load_package
 
 SHORT = ["--epochs", "2", "--qat-epochs", "1", "--train-subset", "256", "--test-subset", "64",
          "--no-progress"]

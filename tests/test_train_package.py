@@ -15,11 +15,12 @@ import torch
 
 from mars.config import PRESETS
 from mars.sw.golden import macro_step
-from mars.sw.golden.network import PackageError, load_package, run_network
+from mars.sw.golden.network import run_network
+from mars.sw.package import PackageError, load_package
 from mars.sw.train.data import Dataset
 from mars.sw.train.export import ExportError, torch_integer_forward
 from mars.sw.train.models import resnet_cifar
-from mars.sw.train.package import write_folder_atomically
+from mars.sw.package import write_folder_atomically
 from mars.sw.train.quant import input_codes
 from mars.sw.train.trainer import TrainingError, TrainOptions, predict, train
 

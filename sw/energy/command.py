@@ -18,7 +18,9 @@ class _EstimateOptionError(MarsError, ValueError):
 def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--package", required=True, metavar="PKG", help="model package folder")
     parser.add_argument("--config", metavar="PRESET_OR_JSON",
-                        help="refuse unless the package was built for this configuration")
+                        help="the configuration to use: a preset or a configuration JSON "
+                             "file; the package must have been built for it (default: the "
+                             "package's)")
     parser.add_argument("--tech", metavar="FILE",
                         help="technology JSON (per-event energies, areas; default: the "
                              "28 nm values of docs/energy.md)")
@@ -33,7 +35,7 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_estimate(args: argparse.Namespace) -> int:
     from mars.config import load_config
-    from mars.sw.golden.network import load_package
+    from mars.sw.package import load_package
 
     from .model import estimate_network
     from .report import format_estimate, plot_estimate
@@ -55,7 +57,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     if args.json:
         path = Path(args.json)
         try:
-            from mars.sw.emit import replace_file      # whole or old after any signal
+            from mars.sw.files import replace_file      # whole or old after any signal
             replace_file(path, json.dumps(est, indent=2) + "\n")
         except OSError as error:
             raise _EstimateOptionError(f"cannot write --json {str(path)!r}: "
@@ -80,12 +82,14 @@ def _fraction(text: str) -> float:
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", action="append", metavar="PRESET_OR_JSON",
-                        help="configuration; repeat for several (default: default)")
+                        help="the configuration to use: a preset or a configuration JSON "
+                             "file; repeat for several (default: default)")
     parser.add_argument("--sparsity", action="append", type=_fraction, metavar="S",
                         help="group sparsity (0.5 or 50%%); repeat (default: 0, 50%%, 75%%)")
     parser.add_argument("--packages", default="build/sweep/packages", metavar="DIR",
                         help="where each point's package is trained once and then reused")
-    parser.add_argument("--out", default="build/sweep/sweep.csv", metavar="CSV")
+    parser.add_argument("--out", default="build/sweep/sweep.csv", metavar="CSV",
+                        help="one row per point")
     parser.add_argument("--plots", default="build/sweep", metavar="DIR",
                         help="accuracy against energy and cycles with the Pareto front")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
@@ -100,12 +104,14 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tech", metavar="FILE", help="technology JSON")
     parser.add_argument("--clock", type=float, metavar="MHZ", help="clock in MHz")
     train = parser.add_argument_group("training of missing packages")
-    train.add_argument("--scope", choices=("layer", "block", "global"), default="block")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--qat-epochs", type=int, default=30)
+    train.add_argument("--scope", choices=("layer", "block", "global"), default="block",
+                       help="where the sparsity target applies (as in mars train)")
+    train.add_argument("--epochs", type=int, default=30, help="float training epochs")
+    train.add_argument("--qat-epochs", type=int, default=30,
+                       help="quantisation-aware (and pruning) epochs")
     train.add_argument("--train-subset", type=int, metavar="N")
     train.add_argument("--test-subset", type=int, metavar="N")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="training seed")
 
 
 def sweep_points(args: argparse.Namespace) -> list:

@@ -49,7 +49,7 @@ class SweepPoint:
 
 def _train_if_missing(point: SweepPoint):
     from mars.config import load_config
-    from mars.sw.golden.network import load_package
+    from mars.sw.package import load_package
 
     package, config = Path(point.package), load_config(point.config)
     if not (package / "manifest.json").exists():

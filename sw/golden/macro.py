@@ -1,4 +1,4 @@
-"""Golden model of one SRAM-CIM macro compute step, exactly as BRIEF.md defines it.
+"""Golden model of one SRAM-CIM macro compute step, exactly as docs/macro.md defines it.
 
 One compute step switches on G word lines (one row slot) and applies G unsigned Ab-bit
 activations bit-serially.  For activation bit i and weight bit j of output channel n::

@@ -152,10 +152,10 @@ class Transport:
         """Pulse ``start`` and wait at most `budget` cycles for ``done``; a `RunStatus`."""
         raise NotImplementedError
 
-    def write_memory(self, memory: HostMemory, unit: int, domain: int,
+    def write_memory(self, memory: HostMemory, unit: int, domain: int, offset: int,
                      values: Sequence[int], words: Iterable[int]) -> None:
-        """Fill one memory from offset 0: `values` are its contents, `words` the host
-        words that write them (generated lazily).  By default every word is sent."""
+        """Fill words ``offset, offset+1, ...`` of one memory with `values`; `words` are the
+        host words that write them (generated lazily).  By default every word is sent."""
         for word in words:
             self.write(word)
 
@@ -176,7 +176,10 @@ class HostDriver:
         self.config = config
         self.transport = transport
         self.format = HostFormat(config)
-        self._layout = self.format.layout()
+        # (offset, width) of each field of a host word, from the layout (packed by shifts:
+        # `layout.const` per word would dominate a load of thousands of words).
+        self._fields = {name: (field.offset, field.width)
+                        for name, field in self.format.layout()}
         self._runs: list[tuple[Pending, int]] = []
 
     # -- words ---------------------------------------------------------------------------
@@ -184,9 +187,14 @@ class HostDriver:
     def word(self, region: Region, offset: int, data: int = 0, *, write: bool = True,
              unit: int = 0, domain: int = 0) -> int:
         """The host word (an int, `HostFormat.layout`) of one access."""
-        return self._layout.const({"write": int(write), "region": int(region), "unit": unit,
-                                   "domain": domain, "offset": offset,
-                                   "data": data}).as_bits()
+        word = 0
+        for name, value in (("write", int(write)), ("region", int(region)), ("unit", unit),
+                            ("domain", domain), ("offset", offset), ("data", data)):
+            shift, width = self._fields[name]
+            if not 0 <= value < 1 << width:
+                raise ValueError(f"host word field {name} = {value} does not fit {width} bits")
+            word |= value << shift
+        return word
 
     def _check_address(self, memory: HostMemory, unit: int, domain: int, offset: int,
                        count: int = 1) -> None:
@@ -205,13 +213,13 @@ class HostDriver:
     # -- memories ------------------------------------------------------------------------
 
     def write_memory(self, memory: HostMemory, words: Sequence[int], *, unit: int = 0,
-                     domain: int = 0) -> None:
-        """Write `words` into `memory` (copy `unit`, `domain`) from offset 0."""
+                     domain: int = 0, offset: int = 0) -> None:
+        """Write `words` into `memory` (copy `unit`, `domain`) from `offset` on."""
         memory = HostMemory(memory)
         if not memory.host_writes:
             raise ValueError(f"the host does not write the {memory.value} memory")
         values = [int(w) for w in words]
-        self._check_address(memory, unit, domain, 0, len(values))
+        self._check_address(memory, unit, domain, offset, len(values))
         width = memory.width(self.config)
         for value in values:
             if not 0 <= value < 1 << width:
@@ -219,10 +227,10 @@ class HostDriver:
         region = memory.region
 
         def encoded() -> Iterator[int]:
-            for offset, value in enumerate(values):
-                yield self.word(region, offset, value, unit=unit, domain=domain)
+            for i, value in enumerate(values):
+                yield self.word(region, offset + i, value, unit=unit, domain=domain)
 
-        self.transport.write_memory(memory, unit, domain, values, encoded())
+        self.transport.write_memory(memory, unit, domain, offset, values, encoded())
 
     def write_memories(self, memories: Mapping[tuple[HostMemory, int, int], Sequence[int]]
                        ) -> None:
@@ -324,15 +332,18 @@ class HostDriver:
         runs, self._runs = self._runs, []
         for n, (pending, budget) in enumerate(runs):
             outcome: RunStatus = pending.value
+            # The error flag is the cause when both show: a rejected walk stalls its unit.
+            if outcome.status & Status.ERROR:
+                ended = ("" if outcome.cycles is not None else
+                         f" and did not finish within {budget} cycles")
+                raise AcceleratorError(
+                    f"the accelerator raised its error flag in run {n + 1} of this batch "
+                    f"(a decoder rejected a descriptor or an index code){ended}; status "
+                    f"{_flags(outcome.status)}")
             if outcome.cycles is None:
                 raise AcceleratorTimeout(
                     f"no done after {budget} cycles (run {n + 1} of this batch; status "
                     f"{_flags(outcome.status)}): the accelerator hangs")
-            if outcome.status & Status.ERROR:
-                raise AcceleratorError(
-                    f"the accelerator raised its error flag in run {n + 1} of this batch "
-                    f"(a decoder rejected a descriptor or an index code; status "
-                    f"{_flags(outcome.status)})")
 
 
 def _flags(status: Status) -> str:

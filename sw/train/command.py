@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from mars.errors import MarsError
@@ -12,7 +11,8 @@ __all__ = ["OptionError", "add_arguments", "check_options", "run"]
 
 
 class OptionError(MarsError, ValueError):
-    """A ``mars train`` option out of its range; the message names the option."""
+    """A ``mars train`` option out of its range or contradicting another (or the data set);
+    the message names it."""
 
 
 #: Integer options of ``mars train``: attribute, option, smallest and largest value (None:
@@ -76,10 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=30, help="float training epochs")
     parser.add_argument("--qat-epochs", type=int, default=30,
                         help="quantisation-aware (and pruning) epochs")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
     parser.add_argument("--lr", type=float, default=2e-3, help="float learning rate (Adam)")
     parser.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (Adam)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of initialisation, shuffling and pruning")
     parser.add_argument("--threads", type=int, default=1,
                         help="PyTorch CPU threads (the package depends on it)")
     parser.add_argument("--train-subset", type=int, metavar="N",
@@ -104,15 +105,11 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``mars train``; errors the user can fix print one line and return 2."""
-    from mars.config import ConfigError, load_config
-    from mars.sw.golden.network import PackageError
+    """Run ``mars train``.  Errors the user can fix are `MarsError`s, reported once by
+    `mars.sw.cli.main` (one line, exit status 2)."""
+    from mars.config import load_config
 
-    from .data import DataError
-    from .export import ExportError
-    from .models import ModelError
-    from .sparse_files import SparseExportError
-    from .trainer import TrainingError, TrainOptions, train
+    from .trainer import TrainOptions, train
 
     check_options(args)
     config = load_config(args.config)
@@ -128,14 +125,12 @@ def run(args: argparse.Namespace) -> int:
             prune_last=not args.keep_last_dense, distill=args.distill, seed=args.seed,
             threads=args.threads, train_subset=args.train_subset,
             test_subset=args.test_subset, test_vectors=args.test_vectors)
+    except ValueError as error:              # TrainOptions checks its fields
+        raise OptionError(str(error)) from None
+    try:
         train(config, options, out, progress=not args.no_progress)
-    except (DataError, ModelError, ExportError, SparseExportError, TrainingError,
-            PackageError) as error:
-        print(f"mars: error: {error}", file=sys.stderr)
-        return 2
-    except ConfigError:
-        raise                                 # reported by mars.sw.cli.main
-    except ValueError as error:
-        print(f"mars: error: {error}", file=sys.stderr)
-        return 2
+    except MarsError:
+        raise
+    except ValueError as error:              # e.g. a model whose outputs miss the classes
+        raise OptionError(str(error)) from None
     return 0

@@ -1,6 +1,6 @@
 """CIM-aware group pruning (and unstructured pruning for comparison).
 
-A sparsity group is the unit the macro can skip (BRIEF.md, "Sparsity group"): G
+A sparsity group is the unit the macro can skip (docs/sparse-format.md, "Groups"): G
 consecutive K-rows times the output channels that share those word lines.  For a layer's
 (N, K) weight matrix (K in `flatten_conv_weight` order), with ``G = config.rows_per_step``
 and ``cpg = config.channels_per_group``::

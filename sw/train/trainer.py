@@ -41,7 +41,7 @@ from mars.sw.golden.network import IntegerNetwork, run_network
 from .data import Dataset, load_dataset
 from .export import NodeScales, export_network, torch_integer_forward
 from .models import Node, build_model, default_model, parse_model
-from .package import build_package_files, write_folder_atomically
+from mars.sw.package.writer import build_package_files, write_folder_atomically
 from .prune import SCOPES, LayerSparsity, Pruner, agp_sparsity, group_shape, zero_groups
 from .quant import QNetwork, input_codes
 
@@ -258,7 +258,7 @@ def check_fits(nodes: list[Node], config: MarsConfig) -> None:
     `SparseExportError` names the layer that does not."""
     from mars.sw.sparse import DecoderLimitError, ktable_words
 
-    from .sparse_files import SparseExportError
+    from mars.sw.package.sparse import SparseExportError
 
     for node in nodes:
         if node.is_layer:
@@ -438,8 +438,8 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
 def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, NodeScales],
                    options: TrainOptions, data: Dataset, model_name: str, hwc: np.ndarray,
                    labels: np.ndarray, logits: np.ndarray) -> dict[str, bytes]:
-    import mars.sw.golden.network  # noqa: F401  (the reader of what is written here)
-    from . import sparse_files
+    import mars.sw.package.reader  # noqa: F401  (the reader of what is written here)
+    from mars.sw.package import sparse as sparse_files
 
     config, network = result.config, result.network
     sparsity = {row.name: row for row in result.layers}

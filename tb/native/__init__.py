@@ -158,20 +158,19 @@ class NativeTransport(Transport):
         """End the harness; its statistics: ``cycles_simulated``, ``wall_s``."""
         if self._commands:
             self.flush()
-        self._process.stdin.close()
-        end = self._process.stdout.read().split()
-        self._process.wait()
+        out, err = self._process.communicate()
+        end = out.split()
         if self._process.returncode != 0 or len(end) < 3 or end[0] != "END":
-            raise RuntimeError(f"the Verilator harness failed: {self._stderr()}")
+            raise RuntimeError(f"the Verilator harness failed: {err.strip()[-2000:]}")
         return {"cycles_simulated": int(end[1]), "wall_s": float(end[2])}
 
     def __enter__(self) -> NativeTransport:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._process.poll() is None:
+        if self._process.returncode is None:    # not closed: kill, reap, close the pipes
             self._process.kill()
-            self._process.wait()
+            self._process.communicate()
 
 
 def simulate_native(mapping: Mapping, inputs: np.ndarray, *, budget: int,

@@ -7,8 +7,8 @@
 //   S <budget>     pulse start, run until done or for at most <budget> cycles; prints
 //                  "S <cycles> <status>" or "S timeout <status>", where <status> is the
 //                  top's busy | done << 1 | error << 2 (mars.contract.host.Status)
-// and prints "END <cycles simulated> <seconds>" at the end of its input.  Every answer is
-// flushed at once, so a driver may wait for it.
+// and prints "END <cycles simulated> <seconds>" at the end of its input.  Answers are
+// flushed whenever the harness is about to wait for input, so a driver may wait for them.
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -85,7 +85,15 @@ int main(int argc, char** argv) {
     top->rst = 0;
     auto t0 = std::chrono::steady_clock::now();
     std::string op, arg;
-    while (script >> op >> arg) {
+    std::string line;
+    while (true) {
+        // Answers go out before the harness waits for more input (nothing left in the
+        // buffer or the pipe), so a driver waiting for them never deadlocks, without a
+        // flush per answer.  Whole lines are read so that no newline is left behind.
+        if (script.rdbuf()->in_avail() <= 0) std::cout.flush();
+        if (!std::getline(script, line)) break;
+        std::istringstream words(line);
+        if (!(words >> op >> arg)) continue;
         if (op == "W" || op == "R") {
             set_hex(top->host___05Fpayload, arg, payload_words);
             top->host___05Fvalid = 1;
@@ -93,8 +101,7 @@ int main(int argc, char** argv) {
             top->host___05Fvalid = 0;
             if (op == "R") {
                 while (true) { top->eval(); if (top->host_read___05Fvalid) break; tick(); }
-                std::cout << "R " << get_hex(top->host_read___05Fpayload, read_words)
-                          << std::endl;
+                std::cout << "R " << get_hex(top->host_read___05Fpayload, read_words) << "\n";
                 tick();
             }
         } else if (op == "S") {
@@ -105,8 +112,8 @@ int main(int argc, char** argv) {
             top->eval();
             const unsigned status = (top->busy ? 1u : 0u) | (top->done ? 2u : 0u)
                                     | (top->error ? 4u : 0u);
-            if (top->done) std::cout << "S " << n << " " << status << std::endl;
-            else std::cout << "S timeout " << status << std::endl;
+            if (top->done) std::cout << "S " << n << " " << status << "\n";
+            else std::cout << "S timeout " << status << "\n";
         } else {
             std::cerr << "bad script line: " << op << "\n";
             return 2;

@@ -1,4 +1,4 @@
-"""Writing a model package: the folder `mars.sw.golden.network.load_package` reads.
+"""Writing a model package: the folder `mars.sw.package.reader.load_package` reads.
 
 docs/model-package.md specifies every file.  The package is produced in a hidden staging
 folder beside the destination and renamed into place only when complete, so an
@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from mars.sw.emit import staging_folder, swap_into_place
-from mars.sw.golden.network import (PACKAGE_FORMAT, PACKAGE_VERSION, AddNode, FlattenNode,
-                                    IntegerNetwork, LayerNode, PackageError, PoolNode,
-                                    acc_dtype, act_dtype, weight_dtype)
+from mars.sw.files import staging_folder, swap_into_place
+from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
+
+from .format import (PACKAGE_FORMAT, PACKAGE_VERSION, PackageError, acc_dtype, act_dtype,
+                     weight_dtype)
 
 __all__ = ["npy_bytes", "tensor_ref", "write_folder_atomically", "build_package_files"]
 

@@ -17,7 +17,7 @@ from mars.errors import MarsError
 from mars.sw.golden.network import IntegerNetwork
 from mars.sw.sparse import ENCODINGS, DecoderLimitError, pack_layer
 
-from .package import npy_bytes, tensor_ref
+from .writer import npy_bytes, tensor_ref
 
 __all__ = ["build", "SparseExportError"]
 

@@ -1,0 +1,158 @@
+"""The cycle model (`mars.sw.golden.cycles`) against cycles counted by hand, stage by stage.
+
+The counts follow the blocks' state machines as docs/architecture.md ("Cycle model")
+describes them; the sim tests compare the same model with the RTL's own counters.
+
+* A walk, from the cycle after its START to its last write: 3 (decoder stages) + 1
+  (gather) + 1 (the macro takes the request) + T (the first pixel's macro steps,
+  T = steps x Ab/b) + 1 (accumulator) + w (writer: w = ceil(valid channels / write
+  lanes)), then one pixel every max(T, w) cycles: the macro and the writer overlap, the
+  slower one sets the pace.
+* A unit's WALK state: per walk FETCH, DECODE, START, the walk, one RUN cycle that sees it
+  done; then FETCH, DECODE and the SYNC cycle in which the controller releases it.
+* A loader's LOAD state: per LOAD FETCH, DECODE, count + 1 COPY cycles; then FETCH,
+  DECODE, SYNC.  With ``skip_loads`` every count is 0.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+
+from mars.config import PRESETS
+from mars.sw.golden.cycles import layer_walk_cycles, network_cycles, walk_cycles
+from mars.sw.mapper import Load, Phase, Walk
+
+TINY, DEFAULT = PRESETS["tiny"], PRESETS["default"]
+
+
+def lanes_of(config):
+    """Channels the writer writes a cycle: ceil(C/Wb / cycles_per_step) (architecture.md,
+    "Arithmetic of the writer")."""
+    n = config.channels_per_macro
+    return min(n, -(-n // config.cycles_per_step))
+
+
+def walk_by_hand(cps, lanes, steps, pixels, n_valid):
+    T, w = steps * cps, -(-n_valid // lanes)
+    first = 3 + 1 + 1 + T + 1 + w
+    return first + (pixels - 1) * max(T, w)
+
+
+# (cycles per step, lanes, steps, pixels, valid channels): counted on paper.
+HAND = [
+    ((1, 1, 1, 1, 1), 8),       # 3+1+1+1+1+1: one payload through every stage
+    ((1, 4, 1, 1, 4), 8),       # four channels in one writer cycle
+    ((4, 1, 1, 1, 1), 11),      # the macro takes Ab/b = 4 cycles a step
+    ((1, 1, 2, 3, 1), 9 + 2 * 2),   # macro-bound: a pixel every 2 cycles
+    ((1, 1, 1, 3, 4), 11 + 2 * 4),  # writer-bound: a pixel every 4 cycles
+]
+
+
+@pytest.mark.parametrize("args,cycles", HAND, ids=[str(a) for a, _ in HAND])
+def test_walk_cycles_counted_by_hand(args, cycles):
+    assert walk_by_hand(*args) == cycles
+    assert walk_cycles(*args) == cycles
+
+
+def test_walk_cycles_formula_over_a_grid():
+    for cps in (1, 2, 4):
+        for lanes in (1, 2, 4):
+            for n_valid in (1, 3, 8, 16):
+                for steps in (1, 2, 5):
+                    for pixels in (1, 2, 7):
+                        args = (cps, lanes, steps, pixels, n_valid)
+                        assert walk_cycles(*args) == walk_by_hand(*args), args
+
+
+def fake_mapping(config, phases, resident=False):
+    return SimpleNamespace(config=config, phases=phases, resident=resident,
+                           layers=[None] * (1 + max(p.layer for p in phases)))
+
+
+def walk(unit, steps, rows, out_w, n_valid):
+    return Walk(unit, 0, 0, rows, out_w, steps, n_valid, {})
+
+
+def test_one_phase_one_unit_counted_by_hand():
+    cfg = TINY
+    cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
+    walks = [walk(0, 2, 3, 3, 4), walk(0, 1, 1, 5, 2)]
+    phase = Phase(0, [Load(0, 0, 0, 8), Load(0, 8, 8, 4)], walks)
+    [result] = network_cycles(fake_mapping(cfg, [phase]))
+    load = (8 + 3) + (4 + 3) + 3                # per LOAD: FETCH, DECODE, count+1 COPY
+    W = [walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid) for w in walks]
+    walk_state = sum(w + 4 for w in W) + 3      # per walk: FETCH, DECODE, START, RUN
+    assert (result.load_cycles, result.walk_cycles) == (load, walk_state)
+    assert result.cycles == load + walk_state
+
+
+def test_skip_loads_leaves_fetch_decode_and_one_copy_cycle():
+    cfg = TINY
+    phase = Phase(0, [Load(0, 0, 0, 8), Load(0, 8, 8, 4)], [walk(0, 1, 1, 1, 1)])
+    [result] = network_cycles(fake_mapping(cfg, [phase]), skip_loads=True)
+    assert result.load_cycles == 2 * 3 + 3
+
+
+def test_phase_without_loads_waits_for_the_first_sync_only():
+    [result] = network_cycles(fake_mapping(TINY, [Phase(0, [], [walk(0, 1, 1, 1, 1)])]))
+    assert result.load_cycles == 3                # FETCH, DECODE, SYNC
+
+
+def test_phases_release_every_unit_together():
+    """Two cores of two units: a WALK state lasts as long as its slowest unit; a LOAD
+    state as long as its slowest core loader; each phase starts from the SYNCs."""
+    cfg = DEFAULT
+    cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
+    short, long = walk(1, 1, 1, 2, 3), walk(2, 3, 2, 4, cfg.channels_per_macro)
+    phases = [
+        Phase(0, [Load(0, 0, 0, 16), Load(3, 0, 0, 40)], [short, long]),
+        Phase(1, [Load(1, 0, 0, 5)], [walk(0, 2, 1, 3, 1), walk(3, 2, 1, 3, 1)]),
+    ]
+    results = network_cycles(fake_mapping(cfg, phases))
+    W = {id(w): walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid)
+         for p in phases for w in p.walks}
+    expected = [
+        (max(16, 40) + 3 + 3, max(W[id(short)], W[id(long)]) + 4 + 3),
+        (5 + 3 + 3, W[id(phases[1].walks[0])] + 4 + 3),
+    ]
+    assert [(r.load_cycles, r.walk_cycles) for r in results] == expected
+    assert [r.layer for r in results] == [0, 1]
+    assert layer_walk_cycles(fake_mapping(cfg, phases), results) == [e[1] for e in expected]
+
+
+def test_a_unit_with_two_walks_outlasts_two_units_with_one_each():
+    cfg = DEFAULT
+    cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
+    a, b = walk(0, 2, 2, 2, 4), walk(0, 1, 3, 3, 9)
+    W = [walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid) for w in (a, b)]
+    [same] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b])]))
+    [split] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, walk(1, 1, 3, 3, 9)])]))
+    assert same.walk_cycles == W[0] + W[1] + 2 * 4 + 3
+    assert split.walk_cycles == max(W) + 4 + 3
+
+
+def test_a_mapped_one_layer_network_counted_by_hand():
+    """A real mapping (one linear layer on `tiny`, two block sets on one unit): its first
+    inference loads both sets' rows in the first phase, then walks them one by one; the
+    steady state skips the loads."""
+    import numpy as np
+
+    from mars.sw.golden.network import IntegerNetwork
+    from mars.sw.layer import LayerGeometry
+    from mars.sw.mapper import map_network
+    from mars.tb.networks import random_layer, stable_seed
+
+    cfg = TINY
+    seed = stable_seed("one-layer")
+    layer = random_layer(np.random.default_rng(seed), cfg, "fc", "input",
+                         LayerGeometry.linear(20, 7), "acc", 0.3)
+    mapping = map_network(IntegerNetwork(cfg, (1, 1, 20), (layer,), "fc"))
+    [phase] = mapping.phases
+    assert mapping.resident and len(phase.walks) == 2, f"seed {seed}"
+    cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
+    walks = sum(walk_by_hand(cps, lanes, w.steps, 1, w.n_valid) + 4 for w in phase.walks) + 3
+    loads = sum(ld.count + 3 for ld in phase.loads) + 3
+    [first] = network_cycles(mapping)
+    [steady] = network_cycles(mapping, skip_loads=True)
+    assert (first.load_cycles, first.walk_cycles) == (loads, walks), f"seed {seed}"
+    assert (steady.load_cycles, steady.walk_cycles) == (3 * len(phase.loads) + 3, walks)
