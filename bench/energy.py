@@ -48,7 +48,7 @@ VGG = {
 #: with memories large enough for CIFAR-10 maps and VGG weights.
 CIFAR = PRESETS["default"].replace(
     name="cifar", act_buffer_words=65536, weight_sram_rows=65536, result_words=256,
-    program_words=2048, param_words=1024, max_layers=256)
+    program_words=2048, param_words=1024, max_phases=256)
 
 
 def _balanced(layer: LayerNode, sparsity: float, rng: np.random.Generator) -> LayerNode:

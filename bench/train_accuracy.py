@@ -1,12 +1,14 @@
 """Trainer benchmarks behind docs/training.md.
 
-    python bench/train_accuracy.py [--seeds 0 1 2] [--only accuracy|time]
+    python bench/train_accuracy.py [--seeds 0 1 2] [--only accuracy|time|size|readout]
 
 (1) accuracy on scikit-learn's digits: the float baseline against Wb/Ab = 8/8 and 4/4 at
 group sparsity 0, 50, 75 and 90 % (target per layer, and per output block), with
 unstructured pruning at the same sparsity beside it, over several seeds; (2) wall time of
 the default ``mars train`` on 1 and 2 threads; (3) the package size, the stored model
-against a dense int8 model, and the macro compute steps per image.  Every run is
+against a dense int8 model, and the macro compute steps per image; (4) ``--only readout``: the ``adc3`` geometry (G = 16)
+with an exact readout against a saturating 3-bit ADC, with and without
+readout-aware training, at 50 % group sparsity (build/bench/train/readout.md).  Every run is
 ``mars.sw.train.train`` with the defaults of ``mars train`` except the varied option.
 Writes build/bench/train/results.json and build/bench/train/training.md.
 """
@@ -77,6 +79,83 @@ def bench_accuracy(seeds: list[int], jobs: int) -> list[dict]:
 def _group_sparsity(result) -> float:
     prunable = [r for r in result.layers if r.prunable]
     return 1 - sum(r.stored_groups for r in prunable) / sum(r.groups for r in prunable)
+
+
+#: Readouts of the adc3 geometry: (label, config fields, readout-aware training).
+READOUTS = (
+    ("exact (5 bits)", {"readout_mode": "exact", "readout_bits": 5}, True),
+    ("saturating 3 bits", {"readout_mode": "saturating", "readout_bits": 3}, True),
+    ("saturating 3 bits, unaware", {"readout_mode": "saturating", "readout_bits": 3}, False),
+)
+READOUT_SPARSITY = 0.5
+
+
+def _readout_run(job: tuple) -> dict:
+    label, fields, aware, seed = job
+    config = PRESETS["adc3"].replace(**fields)
+    options = TrainOptions(sparsity=READOUT_SPARSITY, seed=seed, readout_aware=aware)
+    start = time.perf_counter()
+    try:
+        result = train(config, options, None, progress=False, log=lambda s: None)
+    except Exception as error:          # a run that cannot be exported is a result too
+        return {"readout": label, "seed": seed, "error": str(error), "integer": None,
+                "qat_seconds": 0.0, "seconds": time.perf_counter() - start}
+    return {"readout": label, "seed": seed, "float": result.float_accuracy,
+            "qat": result.qat_accuracy, "integer": result.integer_accuracy,
+            "agreement": result.agreement, "group_sparsity": _group_sparsity(result),
+            "qat_seconds": result.seconds["qat"], "seconds": time.perf_counter() - start}
+
+
+def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None) -> list[dict]:
+    work = [(label, fields, aware, seed) for index, (label, fields, aware) in enumerate(READOUTS)
+            if which is None or index in which for seed in seeds]
+    rows = []
+    with multiprocessing.Pool(jobs) as pool:
+        for row in pool.imap(_readout_run, work):
+            rows.append(row)
+            if row.get("error"):
+                print(f"{row['readout']:<28} seed {row['seed']}: FAILED: {row['error']}",
+                      flush=True)
+                continue
+            print(f"{row['readout']:<28} seed {row['seed']}: integer "
+                  f"{100 * row['integer']:.2f} %, fake-quant agreement "
+                  f"{100 * row['agreement']:.2f} %, QAT {row['qat_seconds']:.0f} s", flush=True)
+    return rows
+
+
+def readout_markdown(rows: list[dict], seeds: list[int], jobs: int) -> str:
+    lines = [f"Measured {datetime.date.today().isoformat()} with `python "
+             f"bench/train_accuracy.py --only readout --seeds {' '.join(map(str, seeds))}"
+             f"{' --jobs ' + str(jobs) if jobs > 1 else ''}` (adc3 geometry, digits CNN, "
+             f"{100 * READOUT_SPARSITY:.0f} % group sparsity per layer, `mars train` "
+             f"defaults otherwise).", "",
+             "| readout | training | integer acc. %, mean (min..max) | vs exact (points) | "
+             "fake-quant = accelerator predictions | QAT time (s) |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    by_label: dict[str, list[dict]] = {}
+    for row in rows:
+        by_label.setdefault(row["readout"], []).append(row)
+    exact_rows = [r for r in by_label.get(READOUTS[0][0], rows) if not r.get("error")]
+    exact = statistics.mean(100 * r["integer"] for r in exact_rows) if exact_rows else 0.0
+    for label, _, aware in READOUTS:
+        items = by_label.get(label)
+        if not items:
+            continue
+        failed = [r for r in items if r.get("error")]
+        items = [r for r in items if not r.get("error")]
+        if not items:
+            lines.append(f"| {label} | - | failed ({len(failed)} runs) | | | |")
+            continue
+        accs = [100 * r["integer"] for r in items]
+        mean = statistics.mean(accs)
+        lines.append(f"| {label.replace(', unaware', '')} | "
+                     f"{'readout-aware' if aware else 'exact product'} | {mean:.2f} "
+                     f"({min(accs):.2f}..{max(accs):.2f}) | {mean - exact:+.2f} | "
+                     f"{100 * min(r['agreement'] for r in items):.2f} % (min) | "
+                     f"{statistics.mean(r['qat_seconds'] for r in items):.0f} |"
+                     + (f" ({len(failed)} of {len(failed) + len(items)} runs failed to "
+                        f"export)" if failed else ""))
+    return "\n".join(lines) + "\n"
 
 
 def bench_time(repeats: int = 3) -> list[dict]:
@@ -215,7 +294,9 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", choices=["accuracy", "time", "size"])
+    parser.add_argument("--only", choices=["accuracy", "time", "size", "readout"])
+    parser.add_argument("--readouts", type=int, nargs="+",
+                        help="--only readout: indices into READOUTS to run (default all)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="accuracy runs in parallel (each on one thread)")
     args = parser.parse_args(argv)
@@ -223,6 +304,13 @@ def main(argv: list[str] | None = None) -> int:
                "jobs": args.jobs,
                "machine": f"{platform.machine()}, Python {platform.python_version()}"}
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.only == "readout":
+        rows = bench_readout(args.seeds, args.jobs, args.readouts)
+        (OUT / "readout.json").write_text(json.dumps(rows, indent=2))
+        text = readout_markdown(rows, args.seeds, args.jobs)
+        (OUT / "readout.md").write_text(text)
+        print(text)
+        return 0
     if args.only in (None, "size"):
         results["size"] = bench_size()
     if args.only in (None, "accuracy"):

@@ -46,6 +46,8 @@ from mars.contract.decoder import (
     payload_layout,
 )
 
+from .decoder_stages import LaneExpander, WalkIssue, item_layout
+
 __all__ = ["SparseDecoder"]
 
 
@@ -100,13 +102,73 @@ class SparseDecoder(wiring.Component):
 
     def elaborate(self, platform):
         cfg, fmt = self._config, self._format
-        G, ab, vb, ob = cfg.rows_per_step, fmt.addr_bits, fmt.value_bits, fmt.offset_bits
         m = Module()
+        index_read, ktable_read = self._memories(m)
+        m.submodules.issue = walk = WalkIssue(cfg)
+        m.submodules.lanes = lanes = LaneExpander(cfg)
+        desc, out = walk.desc, self.out
+        advance = Signal()
+        m.d.comb += advance.eq(~out.valid | out.ready)
+        # Stage registers: the markers and the window origin travel with each item.
+        s1 = Signal(item_layout(cfg))
+        s2 = Signal(item_layout(cfg))
+        s2_kg = Signal(fmt.kgroup_bits)
 
-        # -- memories (block RAM; see hw/macro.py for why ram_style is needed) ---------------
+        # -- S1: the index word, its checks, the k-table read -------------------------------
+        kg = index_read.data
+        range_error = s1.valid & ~s1.filler & (kg >= desc.k_groups)
+        prev_kg = Signal(fmt.kgroup_bits)
+        order_error = s1.valid & ~s1.filler & ~s1.first & (kg <= prev_kg)
+        kill = Signal()
+        wiring.connect(m, wiring.flipped(self.start), walk.start)
+        m.d.comb += [
+            walk.advance.eq(advance), walk.stop.eq(kill),
+            walk.in_flight.eq(s1.valid | s2.valid),
+            index_read.addr.eq(walk.index_addr), index_read.en.eq(advance),
+            kill.eq(range_error | order_error),
+            ktable_read.addr.eq(desc.ktable_base + Mux(s1.filler | kill, 0, kg)),
+            ktable_read.en.eq(advance),
+            # -- S2: lane expansion, pad test, addresses
+            lanes.desc.eq(desc), lanes.entry.eq(ktable_read.data), lanes.kgroup.eq(s2_kg),
+            lanes.bx.eq(s2.bx), lanes.pix.eq(s2.pix), lanes.filler.eq(s2.filler),
+            self.busy.eq(walk.active | s1.valid | s2.valid | out.valid),
+        ]
+
+        # -- output register and stage advance ----------------------------------------------
+        with m.If(advance):
+            m.d.sync += [
+                s1.eq(walk.item),
+                s2.eq(s1),
+                s2.valid.eq(s1.valid & ~kill),
+                s2_kg.eq(Mux(s1.filler, 0, kg)),
+                out.valid.eq(s2.valid),
+                out.payload.slot.eq(s2.slot),
+                out.payload.kgroup.eq(s2_kg),
+                out.payload.addrs.eq(lanes.addrs),
+                out.payload.pad.eq(lanes.pad),
+            ]
+            for name in ("first", "last", "walk_first", "walk_last", "filler"):
+                m.d.sync += getattr(out.payload, name).eq(getattr(s2, name))
+            with m.If(s1.valid & ~s1.filler):
+                m.d.sync += prev_kg.eq(kg)
+            with m.If(kill):
+                # The bad item and the one issued behind it are dropped; the walk ends.
+                m.d.sync += [s1.valid.eq(0),
+                             self.error.index_range.eq(self.error.index_range | range_error),
+                             self.error.index_order.eq(self.error.index_order | order_error)]
+        with m.If(walk.started):
+            m.d.sync += [self.error.eq(0), self.error.descriptor.eq(walk.bad)]
+        return m
+
+    def _memories(self, m):
+        """The index and k-table memories with their write ports; returns the read ports.
+
+        Block RAM; see hw/macro.py for why ``ram_style`` is needed.
+        """
+        fmt, vb = self._format, self._format.value_bits
         index_mem = Memory(shape=unsigned(fmt.kgroup_bits), depth=fmt.index_depth,
                            init=self._index_init, attrs={"ram_style": "block"})
-        ktable_mem = Memory(shape=ktable_layout(cfg), depth=fmt.max_kgroups,
+        ktable_mem = Memory(shape=ktable_layout(self._config), depth=fmt.max_kgroups,
                             init=[{"p0": w & ((1 << vb) - 1), "rel0": w >> vb}
                                   for w in self._ktable_init],
                             attrs={"ram_style": "block"})
@@ -121,157 +183,4 @@ class SparseDecoder(wiring.Component):
                 write.en.eq(port.valid & (port.payload.addr < depth)),
                 port.ready.eq(1),
             ]
-        index_read = index_mem.read_port(domain="sync")
-        ktable_read = ktable_mem.read_port(domain="sync")
-
-        # -- the walk: descriptor, counters, issue stage ------------------------------------
-        desc = Signal(descriptor_layout(cfg))
-        active = Signal()
-        s = Signal(range(fmt.index_depth + 1))
-        ox = Signal(vb)
-        oy = Signal(vb)
-        bx = Signal(signed(ob))
-        by = Signal(signed(ob))
-
-        out = self.out
-        advance = Signal()
-        m.d.comb += advance.eq(~out.valid | out.ready)
-        issue = Signal()
-        m.d.comb += issue.eq(active & advance)
-
-        # Stage registers: the markers and the window origin travel with each item.
-        item = data.StructLayout({
-            "valid": 1, "first": 1, "last": 1, "walk_first": 1, "walk_last": 1, "filler": 1,
-            "slot": unsigned(fmt.slot_bits), "bx": signed(ob), "pix": signed(ob)})
-        s0 = Signal(item)
-        s1 = Signal(item)
-        s2 = Signal(item)
-        s2_kg = Signal(fmt.kgroup_bits)
-
-        last_step = s == desc.steps - 1
-        last_pixel = (ox == desc.out_w - 1) & (oy == desc.out_h - 1)
-        m.d.comb += [
-            s0.valid.eq(issue),
-            s0.first.eq(s == 0),
-            s0.last.eq(last_step),
-            s0.walk_first.eq((s == 0) & (ox == 0) & (oy == 0)),
-            s0.walk_last.eq(last_step & last_pixel),
-            s0.filler.eq(s >= desc.count),
-            s0.slot.eq(desc.slot_base + s),
-            s0.bx.eq(bx),
-            s0.pix.eq(by + bx),
-            # Fillers read a harmless in-range word instead of one past the code.
-            index_read.addr.eq(desc.index_start + Mux(s0.filler, 0, s)),
-            index_read.en.eq(advance),
-        ]
-
-        # -- S1: the index word, its checks, the k-table read -------------------------------
-        kg = index_read.data
-        range_error = s1.valid & ~s1.filler & (kg >= desc.k_groups)
-        prev_kg = Signal(fmt.kgroup_bits)
-        order_error = s1.valid & ~s1.filler & ~s1.first & (kg <= prev_kg)
-        kill = Signal()
-        m.d.comb += [
-            kill.eq(range_error | order_error),
-            ktable_read.addr.eq(desc.ktable_base + Mux(s1.filler | kill, 0, kg)),
-            ktable_read.en.eq(advance),
-        ]
-
-        # -- S2: lane expansion, pad test, addresses ----------------------------------------
-        entry = ktable_read.data
-        p_lanes, a_lanes = [], []
-        for g in range(G):
-            p = Signal(vb, name=f"p{g}")
-            a = Signal(signed(ob), name=f"a{g}")
-            if g == 0:
-                m.d.comb += [p.eq(entry.p0), a.eq(entry.rel0)]
-            else:
-                # Next K-row: one column further, or the start of the next kernel row.
-                step = p_lanes[-1] + 1
-                wrap = step == desc.row_len
-                m.d.comb += [
-                    p.eq(Mux(wrap, 0, step)),
-                    a.eq(a_lanes[-1] + 1 + Mux(wrap, desc.row_jump, 0)),
-                ]
-            p_lanes.append(p)
-            a_lanes.append(a)
-
-        last_kgroup = s2_kg == desc.k_groups - 1
-        lanes_ok = []
-        addrs = []
-        for g in range(G):
-            xo = Signal(signed(ob), name=f"xo{g}")
-            off = Signal(signed(ob), name=f"off{g}")
-            ok = Signal(name=f"ok{g}")
-            m.d.comb += [
-                xo.eq(s2.bx + p_lanes[g]),
-                off.eq(s2.pix + a_lanes[g]),
-                # x inside the row, then (x being inside) the offset inside the map is
-                # exactly y inside the map; lanes past K are padding too.
-                ok.eq(~s2.filler & (xo >= 0) & (xo < desc.row_size) & (off >= 0)
-                      & (off < desc.map_size) & (~last_kgroup | (g < desc.last_lanes))),
-            ]
-            lanes_ok.append(ok)
-            addrs.append(Mux(ok, (desc.act_base + off)[:ab], 0))
-
-        # -- output register and stage advance ----------------------------------------------
-        with m.If(advance):
-            m.d.sync += [
-                s1.eq(s0),
-                s2.eq(s1),
-                s2.valid.eq(s1.valid & ~kill),
-                s2_kg.eq(Mux(s1.filler, 0, kg)),
-                out.valid.eq(s2.valid),
-                out.payload.slot.eq(s2.slot),
-                out.payload.kgroup.eq(s2_kg),
-            ]
-            for name in ("first", "last", "walk_first", "walk_last", "filler"):
-                m.d.sync += getattr(out.payload, name).eq(getattr(s2, name))
-            for g in range(G):
-                m.d.sync += [out.payload.addrs[g].eq(addrs[g]),
-                             out.payload.pad[g].eq(~lanes_ok[g])]
-            with m.If(s1.valid & ~s1.filler):
-                m.d.sync += prev_kg.eq(kg)
-            with m.If(kill):
-                # The bad item and the one issued behind it are dropped; the walk ends.
-                m.d.sync += [s1.valid.eq(0), active.eq(0)]
-                m.d.sync += [self.error.index_range.eq(self.error.index_range | range_error),
-                             self.error.index_order.eq(self.error.index_order | order_error)]
-
-        with m.If(issue & ~kill):
-            with m.If(last_step):
-                m.d.sync += s.eq(0)
-                with m.If(ox == desc.out_w - 1):
-                    m.d.sync += [ox.eq(0), bx.eq(desc.bx0)]
-                    with m.If(oy == desc.out_h - 1):
-                        m.d.sync += active.eq(0)
-                    with m.Else():
-                        m.d.sync += [oy.eq(oy + 1), by.eq(by + desc.step_y)]
-                with m.Else():
-                    m.d.sync += [ox.eq(ox + 1), bx.eq(bx + desc.step_x)]
-            with m.Else():
-                m.d.sync += s.eq(s + 1)
-
-        # -- starting a walk ----------------------------------------------------------------
-        new = self.start.payload
-        bad = Signal()
-        m.d.comb += [
-            bad.eq((new.k_groups == 0) | (new.count > new.k_groups)
-                   | (new.ktable_base + new.k_groups > fmt.max_kgroups)
-                   | (new.last_lanes == 0) | (new.last_lanes > G)
-                   | (new.steps < new.count)
-                   | (new.index_start + new.count > fmt.index_depth)
-                   | (new.slot_base + new.steps > fmt.index_depth)
-                   | (new.out_h == 0) | (new.out_w == 0)),
-            self.start.ready.eq(~active & ~s1.valid & ~s2.valid),
-            self.busy.eq(active | s1.valid | s2.valid | out.valid),
-        ]
-        with m.If(self.start.valid & self.start.ready):
-            m.d.sync += [
-                desc.eq(new),
-                self.error.eq(0),
-                self.error.descriptor.eq(bad),
-                active.eq(~bad & (new.steps != 0)),
-                s.eq(0), ox.eq(0), oy.eq(0), bx.eq(new.bx0), by.eq(new.by0),
-            ]
-        return m
+        return index_mem.read_port(domain="sync"), ktable_mem.read_port(domain="sync")

@@ -1,7 +1,7 @@
 """A core's weight loader: copies macro rows from the core's weight SRAM into its macros.
 
 It runs a program of LOAD instructions (``count`` rows from SRAM row ``src`` to macro row
-``dst`` of macro unit ``unit``, one row a cycle) with a SYNC at the end of each layer, where
+``dst`` of macro unit ``unit``, one row a cycle) with a SYNC at the end of each phase, where
 it waits for the controller's ``go``.  The weight SRAM itself belongs to the top; the
 loader drives its read port (data one cycle after ``sram_en``).
 """
@@ -26,10 +26,33 @@ def _bits(count: int) -> int:
 
 
 class CoreLoader(wiring.Component):
-    """Members: ``go``/``waiting`` (SYNC handshake), ``skip`` (copy nothing: the rows are
-    already in the macros), ``prog_write`` (host), ``sram_en``,
-    ``sram_addr``, ``sram_data`` (weight SRAM read), ``loads[u]`` (row writes into macro
-    unit u)."""
+    """A core's weight loader; see the module docstring.
+
+    Parameters
+    ----------
+    config : MarsConfig
+        Sets the program depth, the weight SRAM depth, R, G and ``macros_per_core``.
+    init : list of int, optional
+        Initial program (`load_layout` words); zeros by default.
+
+    Members
+    -------
+    go : In(1)
+        Leave the SYNC the loader waits at.
+    waiting : Out(1)
+        Waiting at a SYNC (every row of the phase written).
+    skip : In(1)
+        Every LOAD copies nothing (the rows are already in the macros).
+    prog_write : In(stream.Signature(...))
+        Host writes into the program memory (``addr``, ``data``; ``ready`` always 1).
+    sram_en : Out(1)
+    sram_addr : Out(unsigned(log2(weight_sram_rows)))
+    sram_data : In(unsigned(cols))
+        The weight SRAM read (data one cycle after ``sram_en``).
+    loads : Out(stream.Signature(write_layout(config))).array(macros_per_core)
+        Row writes into each macro unit of the core, one row a cycle (``ready`` ignored:
+        the macro always takes a write).
+    """
 
     def __init__(self, config: MarsConfig, *, init: list[int] | None = None):
         self._config = config
@@ -52,14 +75,7 @@ class CoreLoader(wiring.Component):
         cfg = self._config
         G = cfg.rows_per_step
         m = Module()
-        program = Memory(shape=unsigned(load_layout(cfg).size), depth=cfg.program_words,
-                         init=self._init)
-        m.submodules.prog_mem = program
-        write = program.write_port()
-        m.d.comb += [write.addr.eq(self.prog_write.payload.addr),
-                     write.data.eq(self.prog_write.payload.data),
-                     write.en.eq(self.prog_write.valid), self.prog_write.ready.eq(1)]
-        read = program.read_port()
+        read = self._program(m)
 
         pc = Signal(range(cfg.program_words))
         insn = Signal(load_layout(cfg))
@@ -110,3 +126,14 @@ class CoreLoader(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
         return m
+
+    def _program(self, m):
+        """The program memory with the host's write port; returns its read port."""
+        program = Memory(shape=unsigned(load_layout(self._config).size),
+                         depth=self._config.program_words, init=self._init)
+        m.submodules.prog_mem = program
+        write = program.write_port()
+        m.d.comb += [write.addr.eq(self.prog_write.payload.addr),
+                     write.data.eq(self.prog_write.payload.data),
+                     write.en.eq(self.prog_write.valid), self.prog_write.ready.eq(1)]
+        return program.read_port()

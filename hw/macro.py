@@ -13,6 +13,13 @@ slot is one word, so all G rows of a step come out of a single synchronous read,
 synthesis maps the arrays to block RAM.  Rows are written one at a time (all C columns,
 every domain) through a write port with C/D-bit granularity.
 
+Binary/ternary readouts (HCiM): each column's popcount goes through a comparator,
+``c = [p >= readout_threshold]``, and a digital unit adds the column's scale factor code
+(input `scales`, held by the caller for a whole layer) where ``c`` is one: ``+a[n, j]``,
+or for ternary ``-a[n, j]`` on the sign column; where ``c`` is zero the adder input is
+gated to zero (nothing is added).  The result is the scaled sum in units of
+``2**-scale_frac_bits`` (docs/macro.md).
+
 Timing: a step occupies the macro for ``Ab / act_bits_per_cycle`` cycles.  The next step's
 reads are issued in the last cycle of the current one, so back-to-back steps sustain one
 step per ``Ab / act_bits_per_cycle`` cycles; the result appears one cycle after the last.
@@ -27,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig, ReadoutMode
 
-__all__ = ["CimMacro", "write_layout", "request_layout", "result_layout"]
+__all__ = ["CimMacro", "write_layout", "request_layout", "result_layout", "scales_layout"]
 
 
 def write_layout(config: MarsConfig) -> data.StructLayout:
@@ -48,6 +55,13 @@ def request_layout(config: MarsConfig) -> data.StructLayout:
         "acts": data.ArrayLayout(
             data.ArrayLayout(unsigned(config.act_bits), config.rows_per_step), D),
     })
+
+
+def scales_layout(config: MarsConfig) -> data.ArrayLayout:
+    """Binary/ternary readouts: the column scale factor codes, ``[n][j]`` signed
+    ``scale_bits`` wide (channel n, weight bit column j), flattened LSB first."""
+    return data.ArrayLayout(data.ArrayLayout(signed(config.scale_bits), config.weight_bits),
+                            config.channels_per_macro)
 
 
 def result_layout(config: MarsConfig) -> data.ArrayLayout:
@@ -80,15 +94,20 @@ class CimMacro(wiring.Component):
         Compute steps: a row slot and G activations per word-line domain.
     result : Out(stream.Signature(result_layout(config)))
         Partial sums, one payload per accepted request, in order.
+    scales : In(scales_layout(config))
+        Binary/ternary readouts only: the column scale factor codes, stable during a step.
     """
 
     def __init__(self, config: MarsConfig):
         self._config = config
-        super().__init__({
+        members = {
             "write": In(stream.Signature(write_layout(config))),
             "request": In(stream.Signature(request_layout(config))),
             "result": Out(stream.Signature(result_layout(config))),
-        })
+        }
+        if config.scaled_readout:
+            members["scales"] = In(scales_layout(config))
+        super().__init__(members)
 
     @property
     def config(self) -> MarsConfig:
@@ -155,6 +174,14 @@ class CimMacro(wiring.Component):
                 x_bit = [acts[d][g][Ab - b + k] for g in range(G)]
                 for j in range(Wb):
                     p = _popcount([x_bit[g] & rows[g][col * Wb + j] for g in range(G)])
+                    if cfg.scaled_readout:
+                        # comparator bit, then the digital unit: add the scale factor
+                        # (gated to zero when the comparator bit is zero)
+                        fire = p >= cfg.readout_threshold
+                        term = Mux(fire, self.scales[n][j], 0) << k
+                        negate = cfg.readout_mode is ReadoutMode.TERNARY and j == Wb - 1
+                        terms.append(-term if negate else term)
+                        continue
                     if cfg.readout_mode is ReadoutMode.SATURATING and q_max < G:
                         p = Mux(p > q_max, q_max, p)
                     term = p << (j + k)

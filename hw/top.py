@@ -10,11 +10,11 @@ Structure (docs/architecture.md):
   by every unit's writer;
 * the result memory (``result_words`` signed ``acc_bits`` words) for the last layer's raw
   accumulators;
-* the controller: per layer, a LOAD phase (the loaders copy the layer's macro rows) and a
-  WALK phase (the units compute), each ended by a SYNC of every participant; a cycle
-  counter per layer;
-* the host port: a stream of word writes (and reads) into every memory and the control
-  registers.
+* the controller (`Controller`): per phase, a LOAD part (the loaders copy the phase's macro
+  rows) and a WALK part (the units compute), each ended by a SYNC of every participant; a
+  cycle counter per phase;
+* the host port (`HostPort`): a stream of word writes (and reads) into every memory and
+  the control registers.
 
 The activation memory has as many read ports as the units have lanes: a behavioural
 model (simulation and small FPGA builds replicate it); a silicon implementation would bank
@@ -23,15 +23,17 @@ it.  See docs/architecture.md for the reasons and the address map.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-from mars.contract.host import HostFormat, HostMemory, Region
+from mars.contract.host import ControlWrite, HostFormat, HostMemory, Region
 from mars.contract.program import UnitFormat
 
+from .controller import Controller
+from .host import HostPort
 from .loader import CoreLoader
 from .unit import MacroUnit
 
@@ -56,7 +58,7 @@ class MarsTop(wiring.Component):
         of the activation, result, control and cycle registers answer on `host_read`.
     host_read : Out(stream.Signature(unsigned(data_bits)))
     start : In(1)
-        Pulse: run the program from the start (``n_layers`` layers).
+        Pulse: run the programs from the start (the phase count the host wrote).
     busy, done, error : Out(1)
         Running; finished (until the next start); a decoder reported an error.
     """
@@ -82,180 +84,142 @@ class MarsTop(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._config
-        fmt = UnitFormat(cfg)
-        D, G = cfg.wordline_domains, cfg.rows_per_step
         m = Module()
-        host = self.host
-        hp = host.payload
-        host_write = host.valid & hp.write
+        m.submodules.host_port = port = HostPort(cfg)
+        m.submodules.controller = ctrl = Controller(cfg, phases=self._init.get("phases", 0))
+        wiring.connect(m, wiring.flipped(self.host), port.host)
+        wiring.connect(m, port.host_read, wiring.flipped(self.host_read))
+        loaders, units = self._cores(m, port, ctrl.running)
+        self._activation_memory(m, port, units)
+        self._result_memory(m, port, units)
+        self._cycle_memory(m, port, ctrl)
 
-        def host_hits(region: Region, unit: int | None = None):
-            hit = host_write & (hp.region == region)
-            return hit if unit is None else hit & (hp.unit == unit)
+        m.d.comb += [
+            # Writes past the control registers are ignored.
+            ctrl.control.valid.eq(port.region[Region.CONTROL]
+                                  & (port.offset < len(ControlWrite))),
+            ctrl.control.payload.addr.eq(port.offset),
+            ctrl.control.payload.data.eq(port.data),
+            ctrl.start.eq(self.start),
+            self.busy.eq(ctrl.running), self.done.eq(ctrl.done),
+            self.error.eq(Cat(*(u.error for u in units)).any()),
+            port.status.eq(Cat(self.busy, self.done, self.error)),
+            port.total_cycles.eq(ctrl.total_cycles),
+        ]
+        for c, loader in enumerate(loaders):
+            m.d.comb += [ctrl.loaders_waiting[c].eq(loader.waiting),
+                         loader.go.eq(ctrl.go_loaders), loader.skip.eq(ctrl.skip_loads)]
+        for u, unit in enumerate(units):
+            m.d.comb += [ctrl.units_waiting[u].eq(unit.waiting), unit.go.eq(ctrl.go_units)]
+        return m
 
-        # -- macro units and core loaders --------------------------------------------------
-        units = []
-        loaders = []
-        # Loaders and units are held in reset (program counters at 0) while the controller
-        # is idle; their memories keep what the host wrote.
-        running = Signal()
+    def _cores(self, m, port, running) -> tuple[list[CoreLoader], list[MacroUnit]]:
+        """Each core's weight SRAM, loader and macro units, with their host writes.
+
+        Loaders and units are held in reset (program counters at 0) while the controller
+        is idle (``running`` low); their memories keep what the host wrote.
+        """
+        cfg, init = self._config, self._init
+        loaders, units = [], []
         for c in range(cfg.cores):
-            loader = CoreLoader(cfg, init=self._init.get((HostMemory.LOADER, c, 0)))
+            loader = CoreLoader(cfg, init=init.get((HostMemory.LOADER, c, 0)))
             m.submodules[f"loader{c}"] = ResetInserter(~running)(loader)
             loaders.append(loader)
             sram = Memory(shape=unsigned(cfg.cols), depth=cfg.weight_sram_rows,
-                          init=self._init.get((HostMemory.WEIGHTS, c, 0), []),
+                          init=init.get((HostMemory.WEIGHTS, c, 0), []),
                           attrs={"ram_style": "block"})
             m.submodules[f"weights{c}"] = sram
             sw = sram.write_port()
             sr = sram.read_port()
-            m.d.comb += [sw.addr.eq(hp.offset), sw.data.eq(hp.data),
-                         sw.en.eq(host_hits(Region.WEIGHTS, c)),
+            m.d.comb += [sw.addr.eq(port.offset), sw.data.eq(port.data),
+                         sw.en.eq(port.region[Region.WEIGHTS] & port.unit[c]),
                          sr.addr.eq(loader.sram_addr), sr.en.eq(loader.sram_en),
                          loader.sram_data.eq(sr.data),
-                         loader.prog_write.valid.eq(host_hits(Region.LOADER, c)),
-                         loader.prog_write.payload.addr.eq(hp.offset),
-                         loader.prog_write.payload.data.eq(hp.data)]
+                         loader.prog_write.valid.eq(port.region[Region.LOADER] & port.unit[c]),
+                         loader.prog_write.payload.addr.eq(port.offset),
+                         loader.prog_write.payload.data.eq(port.data)]
             for j in range(cfg.macros_per_core):
-                u = c * cfg.macros_per_core + j
-                unit = MacroUnit(cfg, init={
-                    "program": self._init.get((HostMemory.PROGRAM, u, 0), []),
-                    "params": self._init.get((HostMemory.PARAMS, u, 0), []),
-                    **{("index", d): self._init.get((HostMemory.INDEX, u, d)) for d in range(D)},
-                    **{("ktable", d): self._init.get((HostMemory.KTABLE, u, d)) for d in range(D)}})
-                m.submodules[f"unit{u}"] = ResetInserter(~running)(unit)
-                units.append(unit)
+                unit = self._unit(m, port, c * cfg.macros_per_core + j, running)
                 wiring.connect(m, loader.loads[j], unit.load)
-                for port, region in ((unit.prog_write, Region.PROGRAM),
-                                     (unit.param_write, Region.PARAMS)):
-                    m.d.comb += [port.valid.eq(host_hits(region, u)),
-                                 port.payload.addr.eq(hp.offset),
-                                 port.payload.data.eq(hp.data)]
-                for port, region in ((unit.index_write, Region.INDEX),
-                                     (unit.ktable_write, Region.KTABLE)):
-                    m.d.comb += [port.valid.eq(host_hits(region, u)),
-                                 port.payload.domain.eq(hp.domain),
-                                 port.payload.write.addr.eq(hp.offset),
-                                 port.payload.write.data.eq(hp.data)]
+                units.append(unit)
+        return loaders, units
 
-        # -- activation memory: two banks, a read port per unit lane ----------------------
+    def _unit(self, m, port, u: int, running) -> MacroUnit:
+        """Macro unit `u` with its memories' initial contents and host writes."""
+        init, D = self._init, self._config.wordline_domains
+        unit = MacroUnit(self._config, init={
+            "program": init.get((HostMemory.PROGRAM, u, 0), []),
+            "params": init.get((HostMemory.PARAMS, u, 0), []),
+            **{("index", d): init.get((HostMemory.INDEX, u, d)) for d in range(D)},
+            **{("ktable", d): init.get((HostMemory.KTABLE, u, d)) for d in range(D)}})
+        m.submodules[f"unit{u}"] = ResetInserter(~running)(unit)
+        for target, region in ((unit.prog_write, Region.PROGRAM),
+                               (unit.param_write, Region.PARAMS)):
+            m.d.comb += [target.valid.eq(port.region[region] & port.unit[u]),
+                         target.payload.addr.eq(port.offset),
+                         target.payload.data.eq(port.data)]
+        for target, region in ((unit.index_write, Region.INDEX),
+                               (unit.ktable_write, Region.KTABLE)):
+            m.d.comb += [target.valid.eq(port.region[region] & port.unit[u]),
+                         target.payload.domain.eq(port.domain),
+                         target.payload.write.addr.eq(port.offset),
+                         target.payload.write.data.eq(port.data)]
+        return unit
+
+    def _activation_memory(self, m, port, units: list[MacroUnit]) -> None:
+        """Both ping-pong banks: per unit lane a write port and a pooling read port
+        (transparent for that write), per unit a read port per gather lane, and the host's
+        write (shared with the first writer) and read ports."""
+        cfg = self._config
         act = Memory(shape=unsigned(cfg.act_bits), depth=2 * cfg.act_buffer_words,
                      init=self._init.get((HostMemory.ACT, 0, 0), []))
         m.submodules.act = act
-        lanes = fmt.write_lanes
+        self.memories[HostMemory.ACT] = act
         for u, unit in enumerate(units):
-            for lane in range(lanes):
+            for lane in range(UnitFormat(cfg).write_lanes):
                 write = act.write_port()
-                addr, value, enable = unit.out_addr[lane], unit.out_data[lane], \
-                    unit.out_en[lane]
+                addr, value, enable = (unit.out_addr[lane], unit.out_data[lane],
+                                       unit.out_en[lane])
                 if u == 0 and lane == 0:
                     # The host shares the first writer's port (it writes only while the
                     # accelerator is idle): with one unit and one lane the memory has a
                     # single write port and maps to block RAM.
-                    addr = Mux(enable, addr, hp.offset)
-                    value = Mux(enable, value, hp.data)
-                    enable = enable | host_hits(Region.ACT)
+                    addr = Mux(enable, addr, port.offset)
+                    value = Mux(enable, value, port.data)
+                    enable = enable | port.region[Region.ACT]
                 m.d.comb += [write.addr.eq(addr), write.data.eq(value), write.en.eq(enable)]
                 pool = act.read_port(transparent_for=(write,))
                 m.d.comb += [pool.addr.eq(unit.pool_addr[lane]),
                              unit.pool_data[lane].eq(pool.data)]
-            for lane in range(D * G):
+            for lane in range(cfg.wordline_domains * cfg.rows_per_step):
                 read = act.read_port()
                 m.d.comb += [read.addr.eq(unit.act_addr[lane]), read.en.eq(unit.act_en),
                              unit.act_data[lane].eq(read.data)]
-        act_host_r = act.read_port()
+        host_read = act.read_port()
+        m.d.comb += [host_read.addr.eq(port.offset), port.act_data.eq(host_read.data)]
 
+    def _result_memory(self, m, port, units: list[MacroUnit]) -> None:
+        """The result memory: a write port per unit lane, the host's read port."""
+        cfg = self._config
         result = Memory(shape=signed(cfg.acc_bits), depth=cfg.result_words, init=[])
         m.submodules.result = result
+        self.memories[HostMemory.RESULT] = result
         for unit in units:
-            for lane in range(lanes):
+            for lane in range(UnitFormat(cfg).write_lanes):
                 write = result.write_port()
                 m.d.comb += [write.addr.eq(unit.res_addr[lane]),
                              write.data.eq(unit.res_data[lane]),
                              write.en.eq(unit.res_en[lane])]
-        result_host_r = result.read_port()
+        host_read = result.read_port()
+        m.d.comb += [host_read.addr.eq(port.offset), port.result_data.eq(host_read.data)]
 
-        cycles_mem = Memory(shape=unsigned(32), depth=cfg.max_layers, init=[])
-        m.submodules.cycle_mem = cycles_mem
-        self.memories.update({HostMemory.ACT: act, HostMemory.RESULT: result,
-                              HostMemory.CYCLES: cycles_mem})
-        cycles_w = cycles_mem.write_port()
-        cycles_r = cycles_mem.read_port()
-
-        # -- controller ----------------------------------------------------------------------
-        n_layers = Signal(range(cfg.max_layers + 1), init=self._init.get("phases", 0))
-        layer = Signal(range(cfg.max_layers + 1))
-        layer_cycles = Signal(32)
-        total_cycles = Signal(32)
-        all_loaders = Cat(*(ld.waiting for ld in loaders)).all()
-        all_units = Cat(*(u.waiting for u in units)).all()
-        go_loaders = Signal()
-        go_units = Signal()
-        for ld in loaders:
-            m.d.comb += ld.go.eq(go_loaders)
-        for unit in units:
-            m.d.comb += unit.go.eq(go_units)
-        m.d.comb += [self.error.eq(Cat(*(u.error for u in units)).any()),
-                     cycles_w.addr.eq(layer), cycles_w.data.eq(layer_cycles + 1)]
-        skip_loads = Signal()
-        for ld in loaders:
-            m.d.comb += ld.skip.eq(skip_loads)
-        with m.If(host_hits(Region.CONTROL) & (hp.offset == 0)):
-            m.d.sync += n_layers.eq(hp.data)
-        with m.If(host_hits(Region.CONTROL) & (hp.offset == 1)):
-            m.d.sync += skip_loads.eq(hp.data[0])
-
-        # Programs: a loader runs each layer's LOADs then a SYNC; a unit starts with a SYNC
-        # and runs each layer's WALKs then a SYNC.  LOAD phase: wait until every loader is
-        # at its SYNC (every unit already waits at its own), release the units.  WALK
-        # phase: wait until every unit is back at a SYNC, release the loaders.
-        m.d.comb += self.busy.eq(running)
-        with m.FSM(name="ctrl"):
-            with m.State("IDLE"):
-                with m.If(self.start & (n_layers != 0)):
-                    m.d.sync += [running.eq(1), layer.eq(0), layer_cycles.eq(0),
-                                 total_cycles.eq(0), self.done.eq(0)]
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.sync += [layer_cycles.eq(layer_cycles + 1),
-                             total_cycles.eq(total_cycles + 1)]
-                with m.If(all_loaders & all_units):
-                    m.d.comb += go_units.eq(1)
-                    m.next = "WALK"
-            with m.State("WALK"):
-                m.d.sync += [layer_cycles.eq(layer_cycles + 1),
-                             total_cycles.eq(total_cycles + 1)]
-                with m.If(all_units):
-                    m.d.comb += cycles_w.en.eq(1)
-                    m.d.sync += [layer.eq(layer + 1), layer_cycles.eq(0)]
-                    with m.If(layer + 1 == n_layers):
-                        m.d.sync += [self.done.eq(1), running.eq(0)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.comb += go_loaders.eq(1)
-                        m.next = "LOAD"
-
-        # -- host reads: answered one cycle after the request ----------------------------
-        read_pending = Signal()
-        read_region = Signal(4)
-        read_offset = Signal.like(hp.offset)
-        m.d.comb += [
-            host.ready.eq(~read_pending),
-            act_host_r.addr.eq(hp.offset), result_host_r.addr.eq(hp.offset),
-            cycles_r.addr.eq(hp.offset),
-        ]
-        with m.If(host.valid & ~hp.write & ~read_pending):
-            m.d.sync += [read_pending.eq(1), read_region.eq(hp.region),
-                         read_offset.eq(hp.offset)]
-        with m.If(self.host_read.valid & self.host_read.ready):
-            m.d.sync += read_pending.eq(0)
-        status = Cat(self.busy, self.done, self.error)
-        m.d.comb += [
-            self.host_read.valid.eq(read_pending),
-            self.host_read.payload.eq(Mux(
-                read_region == Region.ACT, act_host_r.data, Mux(
-                    read_region == Region.RESULT, result_host_r.data.as_unsigned(), Mux(
-                        read_region == Region.CYCLES, cycles_r.data, Mux(
-                            read_offset == 0, status, total_cycles))))),
-        ]
-        return m
+    def _cycle_memory(self, m, port, ctrl) -> None:
+        """The per-phase cycle counts, written by the controller, read by the host."""
+        cycles = Memory(shape=unsigned(32), depth=self._config.max_phases, init=[])
+        m.submodules.cycle_mem = cycles
+        self.memories[HostMemory.CYCLES] = cycles
+        write = cycles.write_port()
+        host_read = cycles.read_port()
+        m.d.comb += [write.addr.eq(ctrl.phase), write.data.eq(ctrl.phase_cycles + 1),
+                     write.en.eq(ctrl.phase_end),
+                     host_read.addr.eq(port.offset), port.cycles_data.eq(host_read.data)]

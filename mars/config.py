@@ -32,8 +32,13 @@ __all__ = [
     "load_config",
 ]
 
-#: Bumped whenever a field is added, removed or changes meaning.
-SCHEMA_VERSION = 1
+#: Bumped whenever a field is added, removed, renamed or changes meaning.
+SCHEMA_VERSION = 2
+#: What changed since each older version, and how to update a file written by it.
+_SCHEMA_CHANGES = {
+    1: "version 2 renamed max_layers to max_phases: rename that field if the file has it, "
+       "set schema_version to 2 and delete content_hash (the hash covers field names)",
+}
 _SCHEMA_NAME = "mars-config"
 
 
@@ -46,12 +51,18 @@ class ReadoutMode(enum.Enum):
 
     ``exact`` needs at least ceil(log2(G+1)) readout bits and returns the popcount.
     ``saturating`` clips the popcount at ``2**readout_bits - 1``.
-    HCiM-style binary/ternary readouts with scale factors are planned and will be added
-    here as further members.
+    ``binary`` and ``ternary`` are ADC-less (HCiM, arXiv 2403.13577): a comparator turns
+    the popcount p into q = [p >= readout_threshold] in {0, 1}, or into the ternary
+    q = s_j * [p >= readout_threshold] in {-1, 0, +1} of the column's signed partial sum
+    (s_j = -1 on a weight's sign column); a digital unit multiplies q by a trained
+    per-column scale factor (``scale_bits``-bit fixed point with ``scale_frac_bits``
+    fraction bits) and accumulates (docs/macro.md).
     """
 
     EXACT = "exact"
     SATURATING = "saturating"
+    BINARY = "binary"
+    TERNARY = "ternary"
 
 
 class SkipGranularity(enum.Enum):
@@ -91,7 +102,16 @@ class MarsConfig:
     readout_bits : int
         Width of the per-column readout (ADC) result.
     readout_mode : ReadoutMode
-        ``exact`` or ``saturating``.
+        ``exact``, ``saturating``, ``binary`` or ``ternary``.
+    readout_threshold : int
+        Binary/ternary readouts: the comparator's threshold on the popcount, 1..G.
+    scale_bits : int
+        Binary/ternary readouts: signed two's-complement width of a column scale factor.
+    scale_frac_bits : int
+        Binary/ternary readouts: fraction bits of a column scale factor (0 .. scale_bits-1);
+        a layer's product is its scaled sum shifted right (floor) by this many bits.
+    scale_rounding : str
+        ``nearest`` (round half up) or ``floor``: how trained scale factors become codes.
     skip_granularity : SkipGranularity
         Output channels that share one sparsity group: a partition or the whole macro.
     cores : int
@@ -112,8 +132,9 @@ class MarsConfig:
         Depth of each macro unit's parameter memory (bias, M, S of one block set a word).
     result_words : int
         Depth of the result memory that receives the last layer's raw accumulators.
-    max_layers : int
-        Most layers in one program (depth of the per-layer cycle counters).
+    max_phases : int
+        Most phases in one run (depth of the per-phase cycle counters); a phase loads
+        macro rows, then computes (docs/architecture.md).
 
     Raises
     ------
@@ -131,6 +152,10 @@ class MarsConfig:
     act_bits_per_cycle: int = 1
     readout_bits: int = 4
     readout_mode: ReadoutMode = ReadoutMode.EXACT
+    readout_threshold: int = 1
+    scale_bits: int = 12
+    scale_frac_bits: int = 2
+    scale_rounding: str = "nearest"
     skip_granularity: SkipGranularity = SkipGranularity.PARTITION
     cores: int = 2
     macros_per_core: int = 2
@@ -141,7 +166,7 @@ class MarsConfig:
     program_words: int = 256
     param_words: int = 256
     result_words: int = 256
-    max_layers: int = 64
+    max_phases: int = 64
 
     def __post_init__(self) -> None:
         # Accept the enum's string value too (JSON, CLI), but store the enum.
@@ -161,8 +186,9 @@ class MarsConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{field} must be an integer, not {value!r}")
-            if value < 1:
-                raise ConfigError(f"{field} must be at least 1, not {value}")
+            if value < (0 if field == "scale_frac_bits" else 1):
+                raise ConfigError(f"{field} must be at least "
+                                  f"{0 if field == 'scale_frac_bits' else 1}, not {value}")
         self._check_consistency()
 
     def _check_consistency(self) -> None:
@@ -190,6 +216,7 @@ class MarsConfig:
                 f"readout_bits ({self.readout_bits}) is too narrow for an exact readout of "
                 f"G={G} rows: it needs at least {self.exact_readout_bits}; use "
                 f"readout_mode 'saturating' to model a narrower ADC")
+        self._check_scale_factors()
         if self.readout_bits > self.exact_readout_bits + 8:
             raise ConfigError(
                 f"readout_bits ({self.readout_bits}) is far wider than any popcount of "
@@ -207,7 +234,7 @@ class MarsConfig:
                 f"acc_bits ({self.acc_bits}) + requant_mult_bits ({self.requant_mult_bits}) "
                 f"must be at most 63: the requantisation product acc*M is computed in "
                 f"64-bit signed integers")
-        for field in ("program_words", "param_words", "result_words", "max_layers"):
+        for field in ("program_words", "param_words", "result_words", "max_phases"):
             if not _is_pow2(getattr(self, field)):
                 raise ConfigError(f"{field} must be a power of two, not {getattr(self, field)}")
         if not _is_pow2(self.weight_sram_rows):
@@ -222,6 +249,44 @@ class MarsConfig:
                 f"rows (R={R})")
 
     # -- derived values ------------------------------------------------------------------
+
+    def _check_scale_factors(self) -> None:
+        """Binary/ternary readouts: threshold, scale-factor format, accumulator room."""
+        if self.scale_rounding not in SCALE_ROUNDINGS:
+            raise ConfigError(f"scale_rounding must be one of "
+                              f"{', '.join(map(repr, SCALE_ROUNDINGS))}, not "
+                              f"{self.scale_rounding!r}")
+        if not self.scaled_readout:
+            return
+        G = self.rows_per_step
+        if not 1 <= self.readout_threshold <= G:
+            raise ConfigError(f"readout_threshold ({self.readout_threshold}) must lie in "
+                              f"1..G={G} (rows_per_step) for a {self.readout_mode.value} "
+                              f"readout")
+        if not 2 <= self.scale_bits <= 24:
+            raise ConfigError(f"scale_bits must lie in [2, 24], not {self.scale_bits}")
+        if self.scale_frac_bits >= self.scale_bits:
+            raise ConfigError(f"scale_frac_bits ({self.scale_frac_bits}) must be smaller "
+                              f"than scale_bits ({self.scale_bits})")
+        # a layer sums at most max_kgroups steps (the decoder's k-table depth) before the
+        # shift by scale_frac_bits: that sum must fit the accumulator
+        bound = self.max_kgroups * self.psum_range[1]
+        if bound.bit_length() + 1 > self.acc_bits:
+            raise ConfigError(
+                f"scale_bits ({self.scale_bits}) overflows the accumulator: "
+                f"{self.max_kgroups} K-groups (act_buffer_words / rows_per_step) x "
+                f"(2^act_bits - 1) x weight_bits x 2^(scale_bits-1) needs "
+                f"{bound.bit_length() + 1} bits, acc_bits is {self.acc_bits}")
+
+    @property
+    def scaled_readout(self) -> bool:
+        """True for the ADC-less readouts (binary, ternary) with column scale factors."""
+        return self.readout_mode in (ReadoutMode.BINARY, ReadoutMode.TERNARY)
+
+    @property
+    def max_kgroups(self) -> int:
+        """Most K-groups of one layer: ceil(act_buffer_words / G) (the k-table depth)."""
+        return -(-self.act_buffer_words // self.rows_per_step)
 
     @property
     def cols_per_partition(self) -> int:
@@ -278,8 +343,14 @@ class MarsConfig:
 
     @property
     def psum_range(self) -> tuple[int, int]:
-        """Smallest and largest partial sum one compute step can produce (inclusive)."""
+        """Smallest and largest partial sum one compute step can produce (inclusive).
+
+        Binary/ternary readouts: ``sum_i 2^i sum_j |scale|`` in units of 2^-scale_frac_bits,
+        scale factors in [-2^(scale_bits-1), 2^(scale_bits-1) - 1]."""
         x_max = 2 ** self.act_bits - 1
+        if self.scaled_readout:
+            return (-x_max * self.weight_bits * 2 ** (self.scale_bits - 1),
+                    x_max * self.weight_bits * 2 ** (self.scale_bits - 1))
         q_max = self.readout_max
         pos_weight = 2 ** (self.weight_bits - 1) - 1   # magnitude bits
         neg_weight = 2 ** (self.weight_bits - 1)       # sign bit
@@ -358,9 +429,10 @@ class MarsConfig:
             raise ConfigError(f"{source}: schema must be {_SCHEMA_NAME!r}, not {schema!r}")
         version = doc.pop("schema_version", SCHEMA_VERSION)
         if type(version) is not int or version != SCHEMA_VERSION:
+            change = _SCHEMA_CHANGES.get(version) if type(version) is int else None
             raise ConfigError(
                 f"{source}: schema_version {version!r} is not supported "
-                f"(this tool reads version {SCHEMA_VERSION})")
+                f"(this tool reads version {SCHEMA_VERSION})" + (f"; {change}" if change else ""))
         has_hash = "content_hash" in doc
         stored_hash = doc.pop("content_hash", None)
         if has_hash and not isinstance(stored_hash, str):
@@ -396,6 +468,9 @@ class MarsConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: How trained scale factors become fixed-point codes.
+SCALE_ROUNDINGS = ("nearest", "floor")
+
 _INT_FIELDS = tuple(f.name for f in dataclasses.fields(MarsConfig) if f.type == "int")
 
 
@@ -408,7 +483,7 @@ PRESETS: dict[str, MarsConfig] = {
     "tiny": _DEFAULT.replace(
         name="tiny", rows=64, cols=16, partitions=2, rows_per_step=4, readout_bits=3,
         cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=2048,
-        program_words=64, param_words=64, result_words=16, max_layers=16),
+        program_words=64, param_words=64, result_words=16, max_phases=16),
     # An ADC narrower than the popcount (saturating readout), whole-macro skip groups.
     "adc3": _DEFAULT.replace(
         name="adc3", rows=128, cols=32, partitions=4, rows_per_step=16,

@@ -117,6 +117,12 @@ def _cmd_flow(args: argparse.Namespace) -> int:
     return 0 if report["bit_exact"] and report["cycle_model_exact"] else 1
 
 
+def _cmd_board(args: argparse.Namespace) -> int:
+    from mars.sw.board import run_board_command
+
+    return run_board_command(args)
+
+
 def _cmd_estimate(args: argparse.Namespace) -> int:
     from mars.sw.energy.command import run_estimate
 
@@ -213,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=100, metavar="N",
                    help="test inputs to simulate")
     p.set_defaults(func=_cmd_flow)
+
+    from mars.sw.board import add_board_arguments
+
+    p = sub.add_parser("board", help="run a package on an FPGA board through its serial "
+                       "host link (docs/serial.md)")
+    actions = p.add_subparsers(dest="board_command", required=True, metavar="ACTION")
+    p = actions.add_parser("run", help="load a package through the serial link, run its "
+                           "inputs, write the same outputs as mars run",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_board_arguments(p)
+    p.set_defaults(func=_cmd_board)
 
     from mars.sw.energy.command import add_estimate_arguments
 

@@ -48,11 +48,6 @@ from mars.sw.sparse import PackedLayer, pack_layer
 
 __all__ = ["MappingError", "Walk", "Load", "Phase", "LayerPlan", "Mapping", "map_network"]
 
-#: The configuration field that bounds the number of phases (per-phase cycle counters); it
-#: is being renamed from ``max_layers`` to ``max_phases`` (issue 8, "Names and text").
-_PHASES_FIELD = "max_phases" if hasattr(MarsConfig, "max_phases") else "max_layers"
-
-
 class MappingError(MarsError, ValueError):
     """The network does not fit this accelerator; the message names the node and limit."""
 
@@ -536,10 +531,10 @@ def _check_tables(cfg: MarsConfig, alloc: _Allocator) -> None:
     for u, words in alloc.params.items():
         _check_depth(f"parameter memory (unit {u})", len(words), cfg.param_words,
                      "param_words")
-    if len(alloc.phases) > getattr(cfg, _PHASES_FIELD):
+    if len(alloc.phases) > cfg.max_phases:
         raise MappingError(f"the network needs {len(alloc.phases)} phases; the configuration "
-                           f"counts the cycles of {getattr(cfg, _PHASES_FIELD)} (raise "
-                           f"{_PHASES_FIELD} in the configuration)")
+                           f"counts the cycles of {cfg.max_phases} (raise "
+                           "max_phases in the configuration)")
 
 
 def _programs(cfg: MarsConfig, phases: list[Phase], sync: dict,

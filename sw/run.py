@@ -111,6 +111,10 @@ def run_network_on(network: IntegerNetwork, inputs: np.ndarray, backend: str,
     (simulators) or the cycle model (golden)."""
     if backend not in BACKENDS:
         raise RunError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend != "golden" and network.config.scaled_readout:
+        # the macro RTL has the comparator and scale-add, the top does not load scales yet
+        raise RunError(f"readout_mode {network.config.readout_mode.value!r}: the accelerator "
+                       f"RTL does not load column scale factors yet; use --backend golden")
     x = check_inputs(inputs, network)
     mapping = mapping or map_network(network)
     model = [p.cycles for p in network_cycles(mapping)]

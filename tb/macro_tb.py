@@ -87,13 +87,29 @@ class MacroBench:
             await RisingEdge(self.clock)
         return weights
 
-    async def compute(self, weights: np.ndarray, ops: int) -> int:
+    def set_random_scales(self, dut) -> np.ndarray | None:
+        """Binary/ternary readouts: random column scale factor codes on the `scales`
+        input (held for the following steps); returns them, (C/Wb, Wb)."""
+        cfg = self.config
+        if not cfg.scaled_readout:
+            return None
+        top = 1 << (cfg.scale_bits - 1)
+        scales = self.rng.integers(-top, top, size=(cfg.channels_per_macro, cfg.weight_bits))
+        mask = (1 << cfg.scale_bits) - 1
+        word = 0
+        for index, value in enumerate(scales.reshape(-1).tolist()):
+            word |= (value & mask) << (index * cfg.scale_bits)
+        dut.scales.value = word
+        return scales
+
+    async def compute(self, weights: np.ndarray, ops: int,
+                      scales: np.ndarray | None = None) -> int:
         """`ops` random steps against `weights`; waits for every result; returns cycles."""
         cfg = self.config
         D = cfg.wordline_domains
         slots = self.rng.integers(0, cfg.row_slots, size=(ops, D))
         acts = self.rng.integers(0, cfg.act_max + 1, size=(ops, D, cfg.rows_per_step))
-        expected = macro_compute(weights, slots, acts, cfg)     # one vectorised call
+        expected = macro_compute(weights, slots, acts, cfg, scales)   # one vectorised call
         for row in expected:
             self.scoreboard.expect(tuple(row.tolist()))
         self.requests.extend({"slots": s.tolist(), "acts": x.tolist()}
@@ -125,7 +141,8 @@ async def random_steps_against_golden(dut):
     start = _cycles()
     for _ in range(2):              # a reload must replace every row
         weights = await bench.load_random_weights()
-        await bench.compute(weights, ops)
+        scales = bench.set_random_scales(dut)
+        await bench.compute(weights, ops, scales)
     cycles = _cycles() - start
     wall = time.perf_counter() - wall
     _write_stats(ops_compared=bench.scoreboard.compared,
@@ -142,7 +159,7 @@ async def sustained_throughput(dut):
     bench = MacroBench(dut, config, seed + 1, 1.0, 1.0)
     await _reset(dut)
     weights = await bench.load_random_weights()
-    cycles = await bench.compute(weights, ops)
+    cycles = await bench.compute(weights, ops, bench.set_random_scales(dut))
     bench.scoreboard.assert_clean()
     # Pipeline fill: one cycle to read the row slot, one to register the result, and the
     # driver/monitor handshakes; the steady state must be exactly cycles_per_step.

@@ -14,12 +14,12 @@ from amaranth.sim import Simulator
 from mars.config import MarsConfig
 from mars.contract.host import Status
 from mars.hw.top import MarsTop
-from mars.sw.host import Pending, RunStatus, Transport
+from mars.sw.host import RecordingTransport, RunStatus
 
 __all__ = ["PysimTransport"]
 
 
-class PysimTransport(Transport):
+class PysimTransport(RecordingTransport):
     """Plays the recorded session on a fresh `MarsTop` for `config` at each `flush`.
 
     The simulation restarts from reset at every flush, so a session (load, runs, reads)
@@ -27,25 +27,12 @@ class PysimTransport(Transport):
     """
 
     def __init__(self, config: MarsConfig):
+        super().__init__()
         self._config = config
-        self._ops: list[tuple] = []
         self.cycles = 0
 
-    def write(self, word: int) -> None:
-        self._ops.append(("W", word, None))
-
-    def read(self, word: int) -> Pending:
-        answer = Pending()
-        self._ops.append(("R", word, answer))
-        return answer
-
-    def run(self, budget: int) -> Pending:
-        answer = Pending()
-        self._ops.append(("S", budget, answer))
-        return answer
-
     def flush(self) -> None:
-        ops, self._ops = self._ops, []
+        ops = self.take_ops()
         top = MarsTop(self._config)
         sim = Simulator(top)
         sim.add_clock(1e-8)

@@ -36,9 +36,8 @@ from mars.sw.host import (
     AcceleratorError,
     AcceleratorTimeout,
     HostDriver,
-    Pending,
+    RecordingTransport,
     RunStatus,
-    Transport,
     run_inferences,
 )
 
@@ -46,8 +45,8 @@ CLOCK_NS = 10
 
 #: Where each memory of the top sits in the simulator's hierarchy (for the backdoor).
 _PATHS = {
-    HostMemory.PROGRAM: "unit{unit}.prog_mem",
-    HostMemory.PARAMS: "unit{unit}.params",
+    HostMemory.PROGRAM: "unit{unit}.sequencer.prog_mem",
+    HostMemory.PARAMS: "unit{unit}.sequencer.params",
     HostMemory.INDEX: "unit{unit}.decoder{domain}.index_mem",
     HostMemory.KTABLE: "unit{unit}.decoder{domain}.ktable_mem",
     HostMemory.WEIGHTS: "weights{unit}",
@@ -66,7 +65,7 @@ def _array(dut, memory: HostMemory, unit: int, domain: int):
     return handle
 
 
-class CocotbTransport(Transport):
+class CocotbTransport(RecordingTransport):
     """The host port of a simulated `mars_top`, driven from cocotb.
 
     Operations are recorded and played by ``await flush()``; every operation starts and
@@ -78,24 +77,11 @@ class CocotbTransport(Transport):
     is_async = True
 
     def __init__(self, dut, *, backdoor: bool = False):
+        super().__init__()
         self._dut = dut
         self._backdoor = backdoor
-        self._ops: list[tuple] = []
         #: Cycles from start to done of every finished run, in order.
         self.run_cycles: list[int] = []
-
-    def write(self, word: int) -> None:
-        self._ops.append(("W", word))
-
-    def read(self, word: int) -> Pending:
-        answer = Pending()
-        self._ops.append(("R", word, answer))
-        return answer
-
-    def run(self, budget: int) -> Pending:
-        answer = Pending()
-        self._ops.append(("S", budget, answer))
-        return answer
 
     def write_memory(self, memory: HostMemory, unit: int, domain: int, offset: int,
                      values: Sequence[int], words: Iterable[int]) -> None:
@@ -105,7 +91,7 @@ class CocotbTransport(Transport):
             super().write_memory(memory, unit, domain, offset, values, words)
 
     async def flush(self) -> None:
-        ops, self._ops = self._ops, []
+        ops = self.take_ops()
         dut = self._dut
         for op in ops:
             if op[0] == "W":

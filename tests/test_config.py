@@ -8,6 +8,7 @@ brute force, hashes only ever compared with other hashes.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -32,8 +33,10 @@ from mars.config import (
 )
 
 FIELDS = [f.name for f in dataclasses.fields(MarsConfig)]
+# the binary/ternary readout fields have their own rules (tests/test_train_readout.py)
+SCALE_FIELDS = ("readout_threshold", "scale_bits", "scale_frac_bits", "scale_rounding")
 INT_FIELDS = [name for name in FIELDS
-              if name not in ("name", "readout_mode", "skip_granularity")]
+              if name not in ("name", "readout_mode", "skip_granularity", *SCALE_FIELDS)]
 HYPO = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
@@ -101,7 +104,7 @@ def violated_fields(d: dict) -> set[str]:
     if not bad & {"acc_bits", "requant_mult_bits"} and \
             d["acc_bits"] + d["requant_mult_bits"] > 63:
         bad |= {"acc_bits", "requant_mult_bits"}           # acc*M must fit int64
-    for field in ("program_words", "param_words", "result_words", "max_layers"):
+    for field in ("program_words", "param_words", "result_words", "max_phases"):
         if not is_pow2(d[field]):
             bad.add(field)
     return bad
@@ -173,7 +176,7 @@ def valid_fields(draw):
     acc = draw(st.integers(step_psum_bits(G, Wb, Ab, rb) + 1, 61))
     return dict(
         program_words=2 ** draw(st.integers(0, 10)), param_words=2 ** draw(st.integers(0, 10)),
-        result_words=2 ** draw(st.integers(0, 10)), max_layers=2 ** draw(st.integers(0, 8)),
+        result_words=2 ** draw(st.integers(0, 10)), max_phases=2 ** draw(st.integers(0, 8)),
         acc_bits=acc, requant_mult_bits=draw(st.integers(2, min(32, 63 - acc))),
         name=draw(st.text(min_size=1, max_size=12)), rows=R, cols=C, partitions=P,
         rows_per_step=G, weight_bits=Wb, act_bits=Ab, act_bits_per_cycle=apc,
@@ -321,7 +324,7 @@ MUTATIONS = {
     "acc_bits": st.sampled_from([0, 1, 8, 11, 12, 16, 32, 64, 65]),
     "requant_mult_bits": st.sampled_from([0, 1, 2, 16, 32, 33]),
     "program_words": st.sampled_from([0, 1, 3, 64, 100]),
-    "max_layers": st.sampled_from([0, 1, 12, 16]),
+    "max_phases": st.sampled_from([0, 1, 12, 16]),
     "readout_mode": st.sampled_from(["exact", "saturating"]),
 }
 
@@ -556,6 +559,30 @@ def test_from_json_wrong_schema_version(version):
     assert f"version {SCHEMA_VERSION}" in message
 
 
+def version1_doc(config: MarsConfig) -> dict:
+    """`config` as a version-1 tool wrote it: ``max_layers`` for ``max_phases``, hashed so."""
+    fields = {("max_layers" if k == "max_phases" else k): v for k, v in config.to_dict().items()}
+    content = {k: v for k, v in fields.items() if k != "name"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return {"schema": "mars-config", "schema_version": 1, **fields,
+            "content_hash": hashlib.sha256(canonical.encode()).hexdigest()}
+
+
+def test_from_json_version1_names_the_rename():
+    old = version1_doc(PRESETS["tiny"])
+    with pytest.raises(ConfigError) as info:
+        MarsConfig.from_json(json.dumps(old), source="old.json")
+    message = str(info.value)
+    assert message.startswith("old.json: schema_version 1 is not supported"), message
+    assert "renamed max_layers to max_phases" in message, message
+    assert "\n" not in message
+    # Following the hint gives back the configuration.
+    old["max_phases"] = old.pop("max_layers")
+    old["schema_version"] = 2
+    del old["content_hash"]
+    assert MarsConfig.from_json(json.dumps(old)) == PRESETS["tiny"]
+
+
 def test_from_json_tampered_hash():
     doc = tiny_doc()
     good = doc["content_hash"]
@@ -591,7 +618,8 @@ def test_from_json_renamed_keeps_hash_valid():
     ("cores", True, "cores must be an integer, not True"),
     ("cols", None, "cols must be an integer, not None"),
     ("rows_per_step", 3, "rows_per_step (G=3) must divide rows (R=64)"),
-    ("readout_mode", "adc", "readout_mode must be one of 'exact', 'saturating', not 'adc'"),
+    ("readout_mode", "adc", "readout_mode must be one of 'exact', 'saturating', 'binary', "
+                            "'ternary', not 'adc'"),
     ("skip_granularity", "row", "skip_granularity must be one of"),
     ("name", "", "name must be a non-empty string"),
 ])
@@ -614,7 +642,8 @@ HASH_CHANGES = {
     "readout_mode": "saturating", "skip_granularity": "macro", "cores": 3,
     "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192 * 2,
     "acc_bits": 24, "requant_mult_bits": 12, "program_words": 128, "param_words": 512,
-    "result_words": 64, "max_layers": 32,
+    "result_words": 64, "max_phases": 32,
+    "readout_threshold": 2, "scale_bits": 10, "scale_frac_bits": 3, "scale_rounding": "floor",
 }
 
 

@@ -325,7 +325,7 @@ def test_async_transport():
     (lambda d: d.write_memory(HostMemory.INDEX, [1], domain=2), "domain 2 outside"),
     (lambda d: d.write_memory(HostMemory.WEIGHTS, [1], unit=1), "unit 1 outside"),
     (lambda d: d.write_memory(HostMemory.ACT, [16]), "does not fit 4 bits"),
-    (lambda d: d.set_phases(TINY.max_layers + 1), "phases"),
+    (lambda d: d.set_phases(TINY.max_phases + 1), "phases"),
     (lambda d: d.run(0), "budget"),
 ])
 def test_bad_requests_are_refused_before_any_word(call, message):

@@ -216,7 +216,7 @@ def test_memory_images_fit_their_depths_and_widths(case):
                 words = memory(mapping, name, i, d)
                 assert len(words) <= depth, f"{where}: {name} {i}/{d}"
                 assert all(0 <= int(w) < 1 << width for w in words), f"{where}: {name}"
-    assert mapping.n_phases <= getattr(cfg, "max_phases", getattr(cfg, "max_layers", None))
+    assert mapping.n_phases <= cfg.max_phases
 
 
 def test_refusals_name_the_configuration_field():

@@ -130,7 +130,7 @@ class HostMemory(enum.Enum):
             HostMemory.KTABLE: fmt.decoder.max_kgroups,
             HostMemory.ACT: 2 * config.act_buffer_words,
             HostMemory.RESULT: config.result_words,
-            HostMemory.CYCLES: config.max_layers,
+            HostMemory.CYCLES: config.max_phases,
         }[self]
 
     def width(self, config: MarsConfig) -> int:

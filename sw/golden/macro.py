@@ -7,6 +7,18 @@ activations bit-serially.  For activation bit i and weight bit j of output chann
     q[i, j, n] = readout(p[i, j, n])               # exact, or saturating ADC
     y[n]       = sum_i sum_j 2**i * s_j * 2**j * q[i, j, n],  s_j = -1 if j == Wb-1 else +1
 
+The ADC-less readouts (``binary``, ``ternary``; HCiM, arXiv 2403.13577) replace the ADC
+with a comparator, ``c[i, j, n] = [p[i, j, n] >= T]`` (T = ``readout_threshold``), and the
+shift-add's column weight ``s_j * 2**j`` with a trained per-column scale factor code
+``a[n, j]`` (signed, ``scale_bits`` wide, ``scale_frac_bits`` fraction bits)::
+
+    binary:  q[i, j, n] = c[i, j, n]             in {0, 1}
+    ternary: q[i, j, n] = s_j * c[i, j, n]       in {-1, 0, +1}
+    y[n]     = sum_i sum_j 2**i * a[n, j] * q[i, j, n]      (units of 2**-scale_frac_bits)
+
+A zero q adds nothing (the digital unit skips it); a layer's product is the sum of its
+steps' ``y`` shifted right by ``scale_frac_bits`` (floor), see `mars.sw.golden.accel`.
+
 Everything is vectorised over leading batch axes so that whole layers (and later whole
 networks) run through the same code the RTL is checked against.
 
@@ -20,7 +32,8 @@ import numpy as np
 
 from mars.config import MarsConfig, ReadoutMode
 
-__all__ = ["popcounts", "readout", "macro_step", "macro_compute", "pack_row", "unpack_row"]
+__all__ = ["popcounts", "readout", "column_signs", "check_scales", "scaled_shift_add",
+           "macro_step", "macro_compute", "pack_row", "unpack_row"]
 
 
 def _check_range(name: str, array: np.ndarray, lo: int, hi: int) -> None:
@@ -72,12 +85,48 @@ def popcounts(x: np.ndarray, w: np.ndarray, config: MarsConfig) -> np.ndarray:
 
 
 def readout(p: np.ndarray, config: MarsConfig) -> np.ndarray:
-    """The per-column readout (ADC) of popcounts `p`."""
+    """The per-column readout (ADC or comparator) of popcounts `p`: the popcount (exact),
+    the popcount clipped at ``2**readout_bits - 1`` (saturating), or the comparator bit
+    ``[p >= readout_threshold]`` (binary, ternary; the ternary sign is the column's,
+    applied with the scale factor in `scaled_shift_add`).  Zero maps to zero in every
+    mode."""
     if config.readout_mode is ReadoutMode.EXACT:
         return p
     if config.readout_mode is ReadoutMode.SATURATING:
         return np.minimum(p, 2 ** config.readout_bits - 1)
+    if config.scaled_readout:
+        return (p >= config.readout_threshold).astype(np.int64)
     raise NotImplementedError(f"readout mode {config.readout_mode.value!r}")
+
+
+def column_signs(config: MarsConfig) -> np.ndarray:
+    """Sign each bit column's comparator bit takes, (Wb,): ``s_j`` for ternary (-1 on the
+    sign column), +1 for binary."""
+    j = np.arange(config.weight_bits)
+    if config.readout_mode is ReadoutMode.TERNARY:
+        return np.where(j == config.weight_bits - 1, -1, 1).astype(np.int64)
+    return np.ones(config.weight_bits, dtype=np.int64)
+
+
+def check_scales(scales, n_channels: int, config: MarsConfig) -> np.ndarray:
+    """Column scale factor codes as int64 (N, Wb), range-checked (``scale_bits`` signed)."""
+    if scales is None:
+        raise ValueError(f"a {config.readout_mode.value} readout needs column scale factors")
+    scales = _as_int_array("scale factors", scales)
+    if scales.shape != (n_channels, config.weight_bits):
+        raise ValueError(f"scale factors must have shape {(n_channels, config.weight_bits)}, "
+                         f"got {scales.shape}")
+    top = 1 << (config.scale_bits - 1)
+    _check_range("scale factors", scales, -top, top - 1)
+    return scales
+
+
+def scaled_shift_add(c: np.ndarray, scales: np.ndarray, config: MarsConfig) -> np.ndarray:
+    """``sum_i sum_j 2**i * a[n, j] * s_j * c[..., i, j, n]`` for comparator bits `c`
+    (..., Ab, Wb, N) and scale codes `scales` (N, Wb): shape (..., N), int64."""
+    i_weight = 1 << np.arange(config.act_bits, dtype=np.int64)
+    signed = scales.T * column_signs(config)[:, None]                   # (Wb, N)
+    return np.einsum("...ijn,i,jn->...n", c, i_weight, signed)
 
 
 def _shift_add_weights(config: MarsConfig) -> np.ndarray:
@@ -88,18 +137,23 @@ def _shift_add_weights(config: MarsConfig) -> np.ndarray:
     return sign * (1 << (i + j))
 
 
-def macro_step(x: np.ndarray, w: np.ndarray, config: MarsConfig) -> np.ndarray:
+def macro_step(x: np.ndarray, w: np.ndarray, config: MarsConfig,
+               scales: np.ndarray | None = None) -> np.ndarray:
     """Partial sums of one compute step, shape (..., N), int64.
 
     With an exact readout this equals ``x @ w``; with a saturating readout it is what
-    the hardware computes, popcount clipping included.
+    the hardware computes, popcount clipping included.  Binary/ternary readouts need the
+    column scale factor codes `scales` (N, Wb) and return the scaled sum in units of
+    ``2**-scale_frac_bits`` (not yet shifted).
     """
     q = readout(popcounts(x, w, config), config)
+    if config.scaled_readout:
+        return scaled_shift_add(q, check_scales(scales, q.shape[-1], config), config)
     return np.einsum("...ijn,ij->...n", q, _shift_add_weights(config))
 
 
 def macro_compute(weights: np.ndarray, slots: np.ndarray, acts: np.ndarray,
-                  config: MarsConfig) -> np.ndarray:
+                  config: MarsConfig, scales: np.ndarray | None = None) -> np.ndarray:
     """What the whole macro returns for compute requests, shape (..., C/Wb).
 
     Parameters
@@ -110,6 +164,9 @@ def macro_compute(weights: np.ndarray, slots: np.ndarray, acts: np.ndarray,
         Row slot switched on in each word-line domain.
     acts : int array of shape (..., D, G)
         Activations of each domain's G rows.
+
+    scales : int array of shape (C/Wb, Wb), optional
+        Binary/ternary readouts: each channel's column scale factor codes.
 
     Channel n belongs to domain ``n // (C/Wb/D)``, whose slot and activations give it.
     """
@@ -124,6 +181,14 @@ def macro_compute(weights: np.ndarray, slots: np.ndarray, acts: np.ndarray,
     _check_range("slots", slots, 0, config.row_slots - 1)
     per_slot = weights.reshape(config.row_slots, G, D, -1)            # (R/G, G, D, N/D)
     chosen = per_slot[slots, :, np.arange(D), :]                       # (..., D, G, N/D)
+    if config.scaled_readout:
+        scales = check_scales(scales, config.channels_per_macro, config).reshape(
+            D, -1, config.weight_bits)                                 # (D, N/D, Wb)
+        q = readout(popcounts(acts, chosen, config), config)          # (..., D, Ab, Wb, N/D)
+        i_weight = 1 << np.arange(config.act_bits, dtype=np.int64)
+        signed = scales * column_signs(config)                         # (D, N/D, Wb)
+        psums = np.einsum("...dijn,i,dnj->...dn", q, i_weight, signed)
+        return psums.reshape(*psums.shape[:-2], config.channels_per_macro)
     psums = macro_step(acts, chosen, config)                           # (..., D, N/D)
     return psums.reshape(*psums.shape[:-2], config.channels_per_macro)
 

@@ -47,7 +47,9 @@ class AccumulatorOverflow(MarsError, OverflowError):
 @dataclasses.dataclass(frozen=True, eq=False)
 class LayerNode:
     """A conv or linear layer: ``W`` (N, K) and ``bias`` (N,) as int64; ``output`` is
-    ``"act"`` (requantised with per-channel ``multiplier``/``shift``) or ``"acc"``."""
+    ``"act"`` (requantised with per-channel ``multiplier``/``shift``) or ``"acc"``.
+    ``scales`` (N, Wb) int64: the column scale factor codes of a binary/ternary readout
+    (`mars.sw.golden.macro`), None for the other readouts."""
 
     name: str
     inputs: tuple[str, ...]
@@ -57,6 +59,7 @@ class LayerNode:
     output: str
     multiplier: np.ndarray | None = None
     shift: np.ndarray | None = None
+    scales: np.ndarray | None = None
 
     @property
     def op(self) -> str:

@@ -8,10 +8,11 @@ from .driver import (
     HostDriver,
     Inference,
     Pending,
+    RecordingTransport,
     RunStatus,
     Transport,
     run_inferences,
 )
 
 __all__ = ["AcceleratorError", "AcceleratorTimeout", "HostDriver", "Inference", "Pending",
-           "RunStatus", "Transport", "run_inferences"]
+           "RecordingTransport", "RunStatus", "Transport", "run_inferences"]

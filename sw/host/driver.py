@@ -45,7 +45,7 @@ from mars.contract.host import (
 from mars.errors import MarsError
 
 __all__ = ["AcceleratorError", "AcceleratorTimeout", "Pending", "RunStatus", "Transport",
-           "HostDriver", "Inference", "run_inferences"]
+           "RecordingTransport", "HostDriver", "Inference", "run_inferences"]
 
 
 class AcceleratorError(MarsError, RuntimeError):
@@ -163,6 +163,36 @@ class Transport:
         """Execute what was recorded and deliver every answer (nothing to do here)."""
 
 
+class RecordingTransport(Transport):
+    """A transport that records a session and plays it at `flush`: the base of every
+    batching transport (simulators restarted per session, cocotb).
+
+    Recorded operations, in order, in ``self._ops``: ``("W", word, None)``,
+    ``("R", word, Pending)`` and ``("S", budget, Pending)``.
+    """
+
+    def __init__(self) -> None:
+        self._ops: list[tuple] = []
+
+    def write(self, word: int) -> None:
+        self._ops.append(("W", word, None))
+
+    def read(self, word: int) -> Pending:
+        answer = Pending()
+        self._ops.append(("R", word, answer))
+        return answer
+
+    def run(self, budget: int) -> Pending:
+        answer = Pending()
+        self._ops.append(("S", budget, answer))
+        return answer
+
+    def take_ops(self) -> list[tuple]:
+        """The recorded operations, leaving the record empty."""
+        ops, self._ops = self._ops, []
+        return ops
+
+
 class HostDriver:
     """The host side of the accelerator built from `config`, over `transport`.
 
@@ -262,8 +292,8 @@ class HostDriver:
 
     def set_phases(self, phases: int) -> None:
         """The number of phases a run has (`ControlWrite.PHASES`)."""
-        if not 0 <= phases <= self.config.max_layers:
-            raise ValueError(f"phases ({phases}) must lie in [0, {self.config.max_layers}]")
+        if not 0 <= phases <= self.config.max_phases:
+            raise ValueError(f"phases ({phases}) must lie in [0, {self.config.max_phases}]")
         self.transport.write(self.word(Region.CONTROL, ControlWrite.PHASES, phases))
 
     def set_skip_loads(self, skip: bool) -> None:

@@ -182,8 +182,16 @@ def _parse_node(entry: Any, reader: _Reader, config: MarsConfig,
         multiplier = shift = None
         if output == "act":
             multiplier, shift = _requant_arrays(reader, entry, where, (n,), config)
+        scales = None
+        if config.scaled_readout:
+            # column scale factors of the binary/ternary readout (docs/model-package.md)
+            scales = reader.array(entry.get("scales"), f"{where} scales", dtype="<i4",
+                                  shape=(n, config.weight_bits)).astype(np.int64)
+            _check_range(f"{where} scales", scales, -(1 << (config.scale_bits - 1)),
+                         (1 << (config.scale_bits - 1)) - 1)
         shapes[name] = (geometry.out_h, geometry.out_w, n)
-        return LayerNode(name, inputs, geometry, weight, bias, output, multiplier, shift)
+        return LayerNode(name, inputs, geometry, weight, bias, output, multiplier, shift,
+                         scales)
     if op == "maxpool":
         try:
             kernel, stride, pad = (int(entry[key]) for key in ("kernel", "stride", "pad"))

@@ -86,6 +86,8 @@ def build_package_files(
                 entry["multiplier"] = files.tensor(f"{base}.multiplier.npy", node.multiplier,
                                                    "<u4")
                 entry["shift"] = files.tensor(f"{base}.shift.npy", node.shift, "|u1")
+            if config.scaled_readout:
+                entry["scales"] = files.tensor(f"{base}.scales.npy", node.scales, "<i4")
         elif isinstance(node, PoolNode):
             entry.update(kernel=node.kernel, stride=node.stride, pad=node.pad)
         elif isinstance(node, FlattenNode):

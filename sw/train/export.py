@@ -18,10 +18,11 @@ from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNo
 from mars.sw.layer import LayerKind
 
 from .quant import QNetwork, bias_codes, weight_codes
+from .readout import is_exact
 from .requant import ExportError, requant_parameters
 
 __all__ = ["ExportError", "requant_parameters", "export_network", "NodeScales",
-           "torch_integer_forward", "accumulator_bound"]
+           "torch_integer_forward", "accumulator_bound", "scaled_accumulator_bound"]
 
 
 @dataclasses.dataclass
@@ -37,6 +38,17 @@ class NodeScales:
 def accumulator_bound(weight: np.ndarray, bias: np.ndarray, act_max: int) -> int:
     """Largest |acc| any input can produce: ``max_o sum_k |W[o,k]| * act_max + |bias[o]|``."""
     return int((np.abs(weight).sum(axis=1) * act_max + np.abs(bias)).max(initial=0))
+
+
+def scaled_accumulator_bound(scales: np.ndarray, bias: np.ndarray, k: int,
+                             config) -> int:
+    """Binary/ternary readouts: largest |acc|, ``(KG * act_max * max_n sum_j |a[n, j]|)
+    >> scale_frac_bits + |bias|`` with KG = ceil(K / G) steps (the sum before the shift
+    fits by the configuration's own check)."""
+    k_groups = -(-k // config.rows_per_step)
+    per_channel = (k_groups * config.act_max * np.abs(scales).sum(axis=1)) >> \
+        config.scale_frac_bits
+    return int((per_channel + np.abs(bias)).max(initial=0))
 
 
 @torch.no_grad()
@@ -78,7 +90,13 @@ def export_network(qnet: QNetwork) -> tuple[IntegerNetwork, dict[str, NodeScales
                                   f"the {config.acc_bits}-bit accumulator")
             weight = layer.matrix(codes).numpy().astype(np.int64)
             bias = bias.astype(np.int64)
-            bound = accumulator_bound(weight, bias, config.act_max)
+            column_scales = None
+            if config.scaled_readout:
+                column_scales = layer.scale_codes().numpy().astype(np.int64)
+                bound = scaled_accumulator_bound(column_scales, bias, spec.geometry.k,
+                                                 config)
+            else:
+                bound = accumulator_bound(weight, bias, config.act_max)
             if bound > acc_limit:
                 raise ExportError(f"{where}: accumulators can reach {bound}, beyond the "
                                   f"{config.acc_bits}-bit range (acc_bits); K = "
@@ -94,7 +112,7 @@ def export_network(qnet: QNetwork) -> tuple[IntegerNetwork, dict[str, NodeScales
             else:
                 acc_steps[spec.name] = acc_step
             nodes.append(LayerNode(spec.name, spec.inputs, spec.geometry, weight, bias,
-                                   spec.output, multiplier, shift))
+                                   spec.output, multiplier, shift, column_scales))
             scales[spec.name] = NodeScales(input=float(s_in),
                                            weight=s_w.double().numpy().tolist(),
                                            output=out_step)
@@ -138,8 +156,10 @@ def torch_integer_forward(qnet: QNetwork, network: IntegerNetwork,
     `codes` are Ab-bit images (N, C, H, W).  Weights go back to PyTorch's layout through
     each layer's `from_matrix` (undoing the HWC permutation of linear layers); maps stay
     NCHW; flatten is PyTorch's (CHW).  Convolutions run in float64, exact for integers
-    below 2^53; requantisation in int64.  Returns int64 logits.  An independent check of
-    the export's layouts against `mars.sw.golden.network.run_network` (HWC, im2col).
+    below 2^53; requantisation in int64.  With a readout other than exact each product is
+    the macro's (`QLayer.hardware_accumulators`, PyTorch's unfold and bit planes).
+    Returns int64 logits.  An independent check of the export's layouts and of the
+    readout against `mars.sw.golden.accel.run_accelerator` (HWC, im2col, `macro_step`).
     """
     def requant(acc: torch.Tensor, m: np.ndarray, s: np.ndarray) -> torch.Tensor:
         shape = (1, -1) + (1,) * (acc.dim() - 2)
@@ -156,7 +176,11 @@ def torch_integer_forward(qnet: QNetwork, network: IntegerNetwork,
             layer = qnet.layers[node.name]
             weight = layer.from_matrix(torch.from_numpy(node.weight)).to(torch.float64)
             bias = torch.from_numpy(node.bias).to(torch.float64)
-            if layer.kind is LayerKind.CONV:
+            if not is_exact(network.config):
+                # the macro's readout: per K-group, bit plane and bit column (readout.py)
+                scales = None if node.scales is None else torch.from_numpy(node.scales)
+                acc = layer.hardware_accumulators(src, weight, bias, scales)
+            elif layer.kind is LayerKind.CONV:
                 acc = F.conv2d(src, weight, bias, stride=layer.stride, padding=layer.pad)
             else:
                 acc = F.linear(src, weight, bias)

@@ -21,7 +21,12 @@ and the folded tensors are fake-quantised as the integer network will use them:
   requantised with the integer (M, S) of ``s_in * s_w[o] / s_a``,
   ``clamp(round(acc * M / 2^S), 0, 2^Ab - 1)`` (see `ActQuant`), so that the
   fake-quantised network and the exported integer network give the same outputs;
-- the image: ``round(x * (2^Ab - 1))`` with x in [0, 1], a fixed scale.
+- the image: ``round(x * (2^Ab - 1))`` with x in [0, 1], a fixed scale;
+- the product: with a readout other than ``exact`` (a saturating ADC, ...) each layer's
+  integer accumulators are the accelerator's, ``readout_product`` of the activation and
+  weight codes (per K-group of G rows, per activation bit and weight bit, the column
+  popcount read out, then shift-added) plus the bias code, with the gradient of the exact
+  product (straight through, `readout_ste`).
 
 ``round`` is round-half-up, ``floor(v + 1/2)``, everywhere, as in the integer network;
 gradients pass it straight through (STE, Bengio et al. 2013).
@@ -38,6 +43,8 @@ from mars.config import MarsConfig
 from mars.sw.layer import LayerKind
 
 from .models import Node, hwc_permutation
+from .readout import (accelerator_patches, column_signs, is_exact, readout_product,
+                      readout_ste)
 from .requant import requant_parameters
 
 __all__ = ["round_half_up", "round_ste", "ActQuant", "QLayer", "QNetwork", "input_codes",
@@ -148,6 +155,10 @@ class QLayer(nn.Module):
         self.kind = node.geometry.kind
         self.stride, self.pad = node.geometry.stride, node.geometry.pad
         self.weight_bits = config.weight_bits
+        self.config = config
+        #: compute the accelerator's readout in the quantised forward pass (else the exact
+        #: product, the readout-unaware baseline)
+        self.readout_aware = True
         self.per_channel = per_channel
         cout = module.weight.shape[0]
         self.weight = nn.Parameter(module.weight.detach().clone())
@@ -161,6 +172,11 @@ class QLayer(nn.Module):
             self.register_buffer("running_var", bn.running_var.detach().clone())
             self.eps = bn.eps
         self.register_buffer("mask", torch.ones_like(self.weight))
+        if config.scaled_readout:
+            # binary/ternary readouts: per-column scale factors in product units (trained),
+            # set from the first quantised batch (`init_column_scales`)
+            self.column_scale = nn.Parameter(torch.ones(cout, config.weight_bits))
+            self.register_buffer("scales_ready", torch.tensor(False))
         perm = hwc_permutation(node.flatten_from) if node.flatten_from is not None else None
         self.register_buffer("perm", None if perm is None else torch.from_numpy(perm))
         self.out_quant = ActQuant(config) if node.output == "act" else None
@@ -208,18 +224,22 @@ class QLayer(nn.Module):
         absmax = torch.where(absmax > 0, absmax, top)
         return absmax / qmax
 
-    def forward(self, x: torch.Tensor, s_in: torch.Tensor | None
+    def forward(self, x: torch.Tensor, s_in: torch.Tensor | None,
+                codes: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Pre-activation output: float if `s_in` is None; else fake-quantised weights and
         bias for an input of step `s_in`, returned as integer accumulators (straight
-        through) with their per-channel step ``s_in * s_w``."""
+        through) with their per-channel step ``s_in * s_w``.  `codes` are the input's
+        integer codes (``x / s_in``); with a readout other than exact the accumulators are
+        the accelerator's (`hardware_accumulators`), the gradient the exact product's."""
         w_f, b_f = self.folded()
         acc_step = None
         if s_in is not None:
             s_w = self.weight_scale(w_f)
-            w_f = weight_codes(w_f, s_w, self.weight_bits, ste=True) * \
-                s_w.view(-1, *([1] * (w_f.dim() - 1)))
-            b_f = bias_codes(b_f, s_in, s_w, ste=True) * (s_in * s_w)
+            w_codes = weight_codes(w_f, s_w, self.weight_bits, ste=True)
+            b_codes = bias_codes(b_f, s_in, s_w, ste=True)
+            w_f = w_codes * s_w.view(-1, *([1] * (w_f.dim() - 1)))
+            b_f = b_codes * (s_in * s_w)
             acc_step = s_in * s_w
         if self.kind is LayerKind.CONV:
             y = F.conv2d(x, w_f, b_f, stride=self.stride, padding=self.pad)
@@ -228,7 +248,79 @@ class QLayer(nn.Module):
         if acc_step is None:
             return y, None
         shape = (1, -1, 1, 1) if y.dim() == 4 else (1, -1)
-        return round_ste(y / acc_step.view(shape)), acc_step
+        acc = round_ste(y / acc_step.view(shape))
+        if codes is None:
+            codes = torch.round(x / s_in)
+        if self.config.scaled_readout and not bool(self.scales_ready):
+            self.init_column_scales(codes.detach(), w_codes.detach())
+        if self.readout_aware and not is_exact(self.config):
+            scales = self.scale_codes(ste=True) if self.config.scaled_readout else None
+            hw = self.hardware_accumulators(codes.detach(), w_codes.detach(),
+                                            b_codes.detach(), scales)
+            acc = readout_ste(acc, hw)
+        return acc, acc_step
+
+    def scale_codes(self, ste: bool = False) -> torch.Tensor:
+        """Fixed-point codes of the column scale factors, (N, Wb): ``round(a * 2^F)``
+        (or floor, ``scale_rounding``) clamped to ``scale_bits`` signed; float tensor of
+        integers (straight-through gradient if `ste`)."""
+        cfg = self.config
+        value = self.column_scale * float(2 ** cfg.scale_frac_bits)
+        if cfg.scale_rounding == "floor":
+            rounded = torch.floor(value)
+            codes = value + (rounded - value).detach() if ste else rounded
+        else:
+            codes = round_ste(value) if ste else round_half_up(value)
+        top = float(2 ** (cfg.scale_bits - 1))
+        return torch.clamp(codes, -top, top - 1)
+
+    @torch.no_grad()
+    def init_column_scales(self, codes: torch.Tensor, w_codes: torch.Tensor) -> None:
+        """Start the scale factors at the least-squares fit, per output channel, of the
+        exact product by the comparator bits of this batch: ``a[n, :]`` minimises
+        ``sum_m (exact[m, n] - sum_j a[n, j] * s'_j * Q[m, j, n])^2`` with ``Q`` the
+        comparator bits summed over K-groups and bit planes (``2^i`` each) and ``s'_j``
+        the column signs (ternary); ``s_j * 2^j * mean popcount`` where the fit is
+        singular."""
+        cfg = self.config
+        patches = accelerator_patches(codes, self.kind is LayerKind.CONV,
+                                      self.weight.shape[-1] if self.weight.dim() == 4 else 1,
+                                      self.stride, self.pad, self.perm)
+        patches = patches.reshape(-1, patches.shape[-1]).to(torch.float64)
+        matrix = self.matrix(w_codes).to(torch.float64)
+        signs = column_signs(cfg)
+        counts = readout_product(patches, matrix, cfg) * signs[None, :, None]  # (M, Wb, N)
+        exact = patches @ matrix.T                                              # (M, N)
+        a = torch.einsum("mjn,mkn->njk", counts, counts)                        # (N, Wb, Wb)
+        b = torch.einsum("mjn,mn->nj", counts, exact)                           # (N, Wb)
+        eye = torch.eye(cfg.weight_bits, dtype=torch.float64)
+        ridge = 1e-6 * a.diagonal(dim1=1, dim2=2).sum(dim=1).clamp_min(1.0)
+        fit = torch.linalg.solve(a + ridge[:, None, None] * eye, b[..., None])[..., 0]
+        j = torch.arange(cfg.weight_bits, dtype=torch.float64)
+        fallback = torch.pow(2.0, j) * torch.where(j == cfg.weight_bits - 1, -1.0, 1.0) \
+            / signs * max(1.0, cfg.readout_threshold)
+        fit = torch.where(torch.isfinite(fit) & (fit != 0), fit, fallback[None, :])
+        self.column_scale.copy_(fit.to(self.column_scale.dtype))
+        self.scales_ready.fill_(True)
+
+    def hardware_accumulators(self, codes: torch.Tensor, w_codes: torch.Tensor,
+                              b_codes: torch.Tensor, scales: torch.Tensor | None = None
+                              ) -> torch.Tensor:
+        """The accelerator's accumulators for input codes (NCHW or (B, K)), the weight
+        codes (PyTorch layout), bias codes and (binary/ternary) column scale codes (N, Wb):
+        `readout_product` plus the bias, in the layer's output layout, float64.  Only the
+        scale codes carry a gradient."""
+        patches = accelerator_patches(codes, self.kind is LayerKind.CONV,
+                                      self.weight.shape[-1] if self.weight.dim() == 4 else 1,
+                                      self.stride, self.pad, self.perm)
+        prod = readout_product(patches, self.matrix(w_codes), self.config, scales=scales)
+        prod = prod + b_codes.to(torch.float64)
+        if self.kind is not LayerKind.CONV:
+            return prod
+        b, cout = codes.shape[0], w_codes.shape[0]
+        h_out = (codes.shape[2] + 2 * self.pad - self.weight.shape[2]) // self.stride + 1
+        w_out = (codes.shape[3] + 2 * self.pad - self.weight.shape[3]) // self.stride + 1
+        return prod.reshape(b, h_out, w_out, cout).permute(0, 3, 1, 2)
 
 
 class QNetwork(nn.Module):
@@ -273,7 +365,7 @@ class QNetwork(nn.Module):
             codes, step = ints[node.inputs[0]]
             if node.is_layer:
                 layer = self.layers[node.name]
-                acc, acc_step = layer(codes * step, step)
+                acc, acc_step = layer(codes * step, step, codes)
                 if layer.out_quant is not None:
                     value = self._quantise(layer.out_quant, [(acc, acc_step)])
                     out_step = layer.out_quant.step

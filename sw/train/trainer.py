@@ -6,13 +6,15 @@ Steps (docs/training.md):
 1. **float**: the float network (BN in training mode) for ``epochs`` epochs -> the float
    baseline accuracy;
 2. **qat**: the `QNetwork` (BN folded with frozen statistics, fake-quantised weights and
-   activations, LSQ steps calibrated on one batch) for ``qat_epochs`` epochs, pruned on
+   activations, LSQ steps calibrated on one batch, every product through the configured
+   readout with a straight-through gradient) for ``qat_epochs`` epochs, pruned on
    Zhu & Gupta's cubic schedule from 0 to the target sparsity over the first
    ``prune_end`` fraction of the steps, then fine-tuned with fixed masks;
 3. **export**: integer weights, biases, (M, S); the integer network is run in NumPy
-   (`mars.sw.golden.network.run_network`) over the whole test split, and checked against
-   the same integers evaluated with PyTorch's operators in PyTorch's layouts (exactly
-   equal logits required) -> the accuracy the package reports;
+   with the accelerator's arithmetic (`mars.sw.golden.accel.run_accelerator`: the
+   configured readout of every macro step) over the whole test split, and checked
+   against the same integers evaluated with PyTorch's operators in PyTorch's layouts
+   (exactly equal logits required) -> the logits and accuracy the package reports;
 4. **package**: written atomically.
 
 Deterministic on CPU for a given seed and thread count: the same inputs give a
@@ -36,7 +38,8 @@ from torch import nn
 
 from mars.errors import MarsError
 from mars.config import MarsConfig
-from mars.sw.golden.network import IntegerNetwork, run_network
+from mars.sw.golden.accel import run_accelerator
+from mars.sw.golden.network import IntegerNetwork
 
 from .data import Dataset, load_dataset
 from .export import NodeScales, export_network, torch_integer_forward
@@ -67,8 +70,13 @@ class TrainOptions:
     over all prunable layers (``"global"``); the first layer stays dense unless
     ``prune_first`` (the last layer too unless ``prune_last`` is false).  ``distill`` weighs
     the distillation loss from the float network in QAT (0 disables it).
-    ``train_subset``/``test_subset`` keep the first images only (tests, quick looks).  ``test_vectors`` test images go into the package with their expected
-    logits.
+    ``train_subset``/``test_subset`` keep the first images only (tests, quick looks).
+    ``test_vectors`` test images go into the package with their expected logits.
+    ``readout_aware`` true makes QAT compute every product with the configured readout
+    (`mars.sw.train.readout`); false trains with the exact product (the package's logits
+    are the accelerator's either way); None (default) is true for the binary/ternary
+    readouts (their scale factors are trained) and false otherwise (on digits at 3-bit
+    saturation readout-aware QAT was unstable and gained nothing, docs/training.md).
     """
 
     dataset: str = "digits"
@@ -94,6 +102,7 @@ class TrainOptions:
     train_subset: int | None = None
     test_subset: int | None = None
     test_vectors: int = 1000
+    readout_aware: bool | None = None
 
     def check(self) -> None:
         for name in ("epochs", "qat_epochs"):
@@ -369,6 +378,11 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         # 2. QAT with BN folding and pruning
         t0 = time.perf_counter()
         qnet = QNetwork(nodes, config)
+        aware = options.readout_aware
+        if aware is None:
+            aware = config.scaled_readout
+        for layer in qnet.layers.values():
+            layer.readout_aware = aware
         qnet.calibrate(x_train[:512])
         qnet.quantised = True
         layer_names = [n.name for n in nodes if n.is_layer]
@@ -402,7 +416,8 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         network, scales = export_network(qnet)
         codes = input_codes(x_test, config.act_bits)
         hwc = _to_hwc_codes(codes, config.act_bits)
-        logits = run_network(network, hwc)
+        # the accelerator's arithmetic (its readout included): what the hardware computes
+        logits = run_accelerator(network, hwc)
         int_pred = logits.argmax(axis=1)
         int_acc = _fraction(int_pred, y_test.numpy())
         torch_logits = torch.cat([torch_integer_forward(qnet, network, codes[i:i + 500])
@@ -476,6 +491,8 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
             "qat_epochs": options.qat_epochs, "batch_size": options.batch_size,
             "lr": options.lr, "qat_lr": options.qat_lr, "weight_decay": options.weight_decay,
             "distill": options.distill,
+            "readout_aware": bool(options.readout_aware if options.readout_aware is not None
+                                  else config.scaled_readout),
             "method": "BN folded with frozen statistics (Jacob et al. 2018, Krishnamoorthi "
                       "2018); per-channel symmetric weights; LSQ activation steps (Esser "
                       "et al. 2020); STE rounding; distillation from the float network "

@@ -1,0 +1,142 @@
+"""The accelerator's controller: runs the phases, counts their cycles, reports done.
+
+A run is ``phases`` phases.  Every core loader runs, per phase, its LOADs then a SYNC;
+every macro unit starts with a SYNC and runs, per phase, its WALKs then a SYNC.  A phase
+has two parts:
+
+* LOAD: wait until every loader waits at its SYNC (every unit already waits at its own),
+  then release the units (``go_units`` for one cycle);
+* WALK: wait until every unit waits at a SYNC again, then record the phase's cycle count
+  (``phase_end``) and release the loaders (``go_loaders``) for the next phase, or finish.
+
+The phase's cycle count runs from the first cycle of its LOAD part to the cycle its WALK
+part ends, both included; ``total_cycles`` counts the whole run.  While idle, ``running``
+is low and the top holds the loaders and units in reset.  See docs/architecture.md
+("Phases and weights").
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from mars.config import MarsConfig
+from mars.contract.host import ControlWrite
+
+__all__ = ["Controller", "control_write_layout"]
+
+
+def control_write_layout() -> data.StructLayout:
+    """A write of a control register: ``addr`` is a `ControlWrite` (phases, skip_loads)."""
+    return data.StructLayout({"addr": unsigned(1), "data": unsigned(32)})
+
+
+class Controller(wiring.Component):
+    """The phase controller; see the module docstring.
+
+    Parameters
+    ----------
+    config : MarsConfig
+        Sets the loader count (``cores``), the unit count (``macros``) and ``max_phases``.
+    phases : int
+        Initial value of the phase-count register (0: ``start`` does nothing until the host
+        writes it).
+
+    Members
+    -------
+    control : In(stream.Signature(control_write_layout()))
+        Host writes of the phase count (``addr`` `ControlWrite.PHASES`) and of
+        ``skip_loads`` (`ControlWrite.SKIP_LOADS`, bit 0); ``ready`` is always 1.
+    start : In(1)
+        Start a run (ignored while running or while the phase count is 0).
+    loaders_waiting : In(cores)
+        Each core loader waits at a SYNC.
+    units_waiting : In(macros)
+        Each macro unit waits at a SYNC.
+    go_loaders, go_units : Out(1)
+        Release every loader / every unit from its SYNC (one cycle).
+    skip_loads : Out(1)
+        The loaders copy nothing (the weights are already in the macros).
+    running : Out(1)
+        A run is in progress.
+    done : Out(1)
+        The last run finished (cleared by the next start).
+    phase : Out(range(max_phases + 1))
+        The current phase (a register; 0 at the start of a run).
+    phase_cycles : Out(unsigned(32))
+        Cycles of the current phase before this one (a register); a phase that ends now
+        took ``phase_cycles + 1`` cycles.
+    phase_end : Out(1)
+        The current phase ends this cycle (the top writes its cycle count).
+    total_cycles : Out(unsigned(32))
+        Cycles of the current (or last) run.
+    """
+
+    def __init__(self, config: MarsConfig, *, phases: int = 0):
+        self._config = config
+        self._phases = phases
+        super().__init__({
+            "control": In(stream.Signature(control_write_layout())),
+            "start": In(1),
+            "loaders_waiting": In(config.cores),
+            "units_waiting": In(config.macros),
+            "go_loaders": Out(1),
+            "go_units": Out(1),
+            "skip_loads": Out(1),
+            "running": Out(1),
+            "done": Out(1),
+            "phase": Out(range(config.max_phases + 1)),
+            "phase_cycles": Out(unsigned(32)),
+            "phase_end": Out(1),
+            "total_cycles": Out(unsigned(32)),
+        })
+
+    @property
+    def config(self) -> MarsConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        cfg = self._config
+        m = Module()
+        n_phases = Signal(range(cfg.max_phases + 1), init=self._phases)
+        # The outputs are the registers themselves: a port assembled from comb slices of
+        # a register that never changed would start undefined on event-driven simulators.
+        phase, phase_cycles = self.phase, self.phase_cycles
+        control = self.control
+        m.d.comb += control.ready.eq(1)
+        with m.If(control.valid & (control.payload.addr == ControlWrite.PHASES)):
+            m.d.sync += n_phases.eq(control.payload.data)
+        with m.If(control.valid & (control.payload.addr == ControlWrite.SKIP_LOADS)):
+            m.d.sync += self.skip_loads.eq(control.payload.data[0])
+
+        all_loaders = self.loaders_waiting.all()
+        all_units = self.units_waiting.all()
+
+        def count():
+            return [phase_cycles.eq(phase_cycles + 1),
+                    self.total_cycles.eq(self.total_cycles + 1)]
+
+        with m.FSM(name="ctrl"):
+            with m.State("IDLE"):
+                with m.If(self.start & (n_phases != 0)):
+                    m.d.sync += [self.running.eq(1), phase.eq(0), phase_cycles.eq(0),
+                                 self.total_cycles.eq(0), self.done.eq(0)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.sync += count()
+                with m.If(all_loaders & all_units):
+                    m.d.comb += self.go_units.eq(1)
+                    m.next = "WALK"
+            with m.State("WALK"):
+                m.d.sync += count()
+                with m.If(all_units):
+                    m.d.comb += self.phase_end.eq(1)
+                    m.d.sync += [phase.eq(phase + 1), phase_cycles.eq(0)]
+                    with m.If(phase + 1 == n_phases):
+                        m.d.sync += [self.done.eq(1), self.running.eq(0)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.comb += self.go_loaders.eq(1)
+                        m.next = "LOAD"
+        return m

@@ -1,0 +1,230 @@
+"""The stages of the sparse-weight decoder (`SparseDecoder`, docs/decoder.md).
+
+* `WalkIssue`: the walk's descriptor and counters; issues one step a cycle (the item that
+  travels down the pipeline, and the index-memory address it needs);
+* `LaneExpander`: from a k-table word, the G lanes' kernel positions, their padding test
+  and their activation-buffer addresses (no multiplier, no divider).
+
+The index check (S1) and the stage registers stay in `SparseDecoder`, which joins them.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from mars.config import MarsConfig
+from mars.contract.decoder import DecoderFormat, descriptor_layout, ktable_layout
+
+__all__ = ["item_layout", "WalkIssue", "LaneExpander"]
+
+
+def item_layout(config: MarsConfig) -> data.StructLayout:
+    """One step travelling down the decoder pipeline: its markers, its row slot and its
+    window origin (``bx``: column of the window's left edge; ``pix``: its buffer offset)."""
+    fmt = DecoderFormat(config)
+    ob = fmt.offset_bits
+    return data.StructLayout({
+        "valid": 1, "first": 1, "last": 1, "walk_first": 1, "walk_last": 1, "filler": 1,
+        "slot": unsigned(fmt.slot_bits), "bx": signed(ob), "pix": signed(ob)})
+
+
+class WalkIssue(wiring.Component):
+    """The issue stage: descriptor, walk counters, one step per advancing cycle.
+
+    For every output pixel (oy, then ox, row-major) and every step s < ``steps`` of it,
+    one item is issued: ``s < count`` reads index word ``index_start + s`` (the s-th kept
+    K-group); the others are fillers (they read index word ``index_start``, harmlessly).
+
+    Parameters
+    ----------
+    config : MarsConfig
+        Sets the descriptor layout and the counter widths (`DecoderFormat`).
+
+    Members
+    -------
+    start : In(stream.Signature(descriptor_layout(config)))
+        Starts a walk; ``ready`` while no walk is active and ``in_flight`` is low.
+        A walk whose descriptor is invalid (``bad``) or has no steps issues nothing.
+    in_flight : In(1)
+        Items are still in the stages behind this one: no new walk may start.
+    advance : In(1)
+        The pipeline advances this cycle (its output register is free).
+    stop : In(1)
+        The step in S1 has a bad index word: with ``advance``, the walk ends.
+    desc : Out(descriptor_layout(config))
+        The current walk's descriptor (registered at start).
+    active : Out(1)
+        Steps are left to issue.
+    item : Out(item_layout(config))
+        The step issued this cycle (``valid`` = active and advancing).
+    index_addr : Out(unsigned(slot_bits))
+        The index-memory word the issued step reads.
+    started : Out(1)
+        A walk starts this cycle (the start handshake).
+    bad : Out(1)
+        The descriptor offered on ``start`` is invalid (out of the memories' range, an
+        empty map, more kept groups than groups, ...).
+    """
+
+    def __init__(self, config: MarsConfig):
+        self._config = config
+        self._format = fmt = DecoderFormat(config)
+        super().__init__({
+            "start": In(stream.Signature(descriptor_layout(config))),
+            "in_flight": In(1),
+            "advance": In(1),
+            "stop": In(1),
+            "desc": Out(descriptor_layout(config)),
+            "active": Out(1),
+            "item": Out(item_layout(config)),
+            "index_addr": Out(unsigned(fmt.slot_bits)),
+            "started": Out(1),
+            "bad": Out(1),
+        })
+
+    def elaborate(self, platform):
+        fmt, desc, item = self._format, self.desc, self.item
+        m = Module()
+        s = Signal(range(fmt.index_depth + 1))
+        ox = Signal(fmt.value_bits)
+        oy = Signal(fmt.value_bits)
+        bx = Signal(signed(fmt.offset_bits))
+        by = Signal(signed(fmt.offset_bits))
+        issue = self.active & self.advance
+        last_step = s == desc.steps - 1
+        last_pixel = (ox == desc.out_w - 1) & (oy == desc.out_h - 1)
+        m.d.comb += [
+            item.valid.eq(issue),
+            item.first.eq(s == 0),
+            item.last.eq(last_step),
+            item.walk_first.eq((s == 0) & (ox == 0) & (oy == 0)),
+            item.walk_last.eq(last_step & last_pixel),
+            item.filler.eq(s >= desc.count),
+            item.slot.eq(desc.slot_base + s),
+            item.bx.eq(bx),
+            item.pix.eq(by + bx),
+            # Fillers read a harmless in-range word instead of one past the code.
+            self.index_addr.eq(desc.index_start + Mux(item.filler, 0, s)),
+        ]
+        with m.If(self.advance & self.stop):
+            m.d.sync += self.active.eq(0)
+        with m.If(issue & ~self.stop):
+            with m.If(last_step):
+                m.d.sync += s.eq(0)
+                with m.If(ox == desc.out_w - 1):
+                    m.d.sync += [ox.eq(0), bx.eq(desc.bx0)]
+                    with m.If(oy == desc.out_h - 1):
+                        m.d.sync += self.active.eq(0)
+                    with m.Else():
+                        m.d.sync += [oy.eq(oy + 1), by.eq(by + desc.step_y)]
+                with m.Else():
+                    m.d.sync += [ox.eq(ox + 1), bx.eq(bx + desc.step_x)]
+            with m.Else():
+                m.d.sync += s.eq(s + 1)
+
+        new = self.start.payload
+        m.d.comb += [
+            self.bad.eq(self._invalid(new)),
+            self.start.ready.eq(~self.active & ~self.in_flight),
+            self.started.eq(self.start.valid & self.start.ready),
+        ]
+        with m.If(self.started):
+            m.d.sync += [desc.eq(new), self.active.eq(~self.bad & (new.steps != 0)),
+                         s.eq(0), ox.eq(0), oy.eq(0), bx.eq(new.bx0), by.eq(new.by0)]
+        return m
+
+    def _invalid(self, new):
+        """A descriptor the memories cannot serve, or that describes nothing."""
+        fmt, G = self._format, self._config.rows_per_step
+        return ((new.k_groups == 0) | (new.count > new.k_groups)
+                | (new.ktable_base + new.k_groups > fmt.max_kgroups)
+                | (new.last_lanes == 0) | (new.last_lanes > G)
+                | (new.steps < new.count)
+                | (new.index_start + new.count > fmt.index_depth)
+                | (new.slot_base + new.steps > fmt.index_depth)
+                | (new.out_h == 0) | (new.out_w == 0))
+
+
+class LaneExpander(wiring.Component):
+    """Lane expansion (S2, combinational): a K-group's G lanes, their pad test, addresses.
+
+    Lane 0 is the k-table word's (``p0``, ``rel0``): its position in the kernel row and
+    its offset from the window origin.  Each next lane is the next K-row: one column
+    further, or the start of the next kernel row (``row_len`` columns, then ``row_jump``
+    more).  A lane is padding when the step is a filler, its column or its buffer offset
+    falls outside the input map, or it lies past K in the last K-group.
+
+    Parameters
+    ----------
+    config : MarsConfig
+        Sets G and the field widths (`DecoderFormat`).
+
+    Members
+    -------
+    desc : In(descriptor_layout(config))
+        The walk's descriptor.
+    entry : In(ktable_layout(config))
+        The K-group's k-table word.
+    kgroup : In(unsigned(kgroup_bits))
+        The K-group (to find the last one).
+    bx, pix : In(signed(offset_bits))
+        The window origin: column of its left edge, buffer offset.
+    filler : In(1)
+        The step is a filler: every lane is padding.
+    addrs : Out(data.ArrayLayout(unsigned(addr_bits), G))
+        Each lane's activation-buffer address (0 for padding).
+    pad : Out(unsigned(G))
+        Each lane is padding (its activation is zero).
+    """
+
+    def __init__(self, config: MarsConfig):
+        self._config = config
+        self._format = fmt = DecoderFormat(config)
+        G = config.rows_per_step
+        super().__init__({
+            "desc": In(descriptor_layout(config)),
+            "entry": In(ktable_layout(config)),
+            "kgroup": In(unsigned(fmt.kgroup_bits)),
+            "bx": In(signed(fmt.offset_bits)),
+            "pix": In(signed(fmt.offset_bits)),
+            "filler": In(1),
+            "addrs": Out(data.ArrayLayout(unsigned(fmt.addr_bits), G)),
+            "pad": Out(unsigned(G)),
+        })
+
+    def elaborate(self, platform):
+        G, fmt, desc = self._config.rows_per_step, self._format, self.desc
+        vb, ob = fmt.value_bits, fmt.offset_bits
+        m = Module()
+        p_lanes, a_lanes = [], []
+        for g in range(G):
+            p = Signal(vb, name=f"p{g}")
+            a = Signal(signed(ob), name=f"a{g}")
+            if g == 0:
+                m.d.comb += [p.eq(self.entry.p0), a.eq(self.entry.rel0)]
+            else:
+                step = p_lanes[-1] + 1
+                wrap = step == desc.row_len
+                m.d.comb += [p.eq(Mux(wrap, 0, step)),
+                             a.eq(a_lanes[-1] + 1 + Mux(wrap, desc.row_jump, 0))]
+            p_lanes.append(p)
+            a_lanes.append(a)
+
+        last_kgroup = self.kgroup == desc.k_groups - 1
+        for g in range(G):
+            xo = Signal(signed(ob), name=f"xo{g}")
+            off = Signal(signed(ob), name=f"off{g}")
+            ok = Signal(name=f"ok{g}")
+            m.d.comb += [
+                xo.eq(self.bx + p_lanes[g]),
+                off.eq(self.pix + a_lanes[g]),
+                # x inside the row, then (x being inside) the offset inside the map is
+                # exactly y inside the map; lanes past K are padding too.
+                ok.eq(~self.filler & (xo >= 0) & (xo < desc.row_size) & (off >= 0)
+                      & (off < desc.map_size) & (~last_kgroup | (g < desc.last_lanes))),
+                self.addrs[g].eq(Mux(ok, (desc.act_base + off)[:fmt.addr_bits], 0)),
+                self.pad[g].eq(~ok),
+            ]
+        return m

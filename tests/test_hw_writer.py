@@ -1,0 +1,180 @@
+"""Amaranth-simulator tests of a macro unit's writer (`mars.hw.writer.UnitWriter`).
+
+The writer is run alone, on a walk of random accumulators, with an activation memory and
+a result memory wired to it as the top wires them (a pooling read port transparent for
+each lane's write port).  The expectation is computed independently with NumPy: the
+requantisation of the golden model (`mars.sw.golden.network.requantise`, the formula of
+docs/model-package.md, whose clamp at 0 is the ReLU), then max pooling over k x k windows
+(floor), placed at ``out_base + py * out_row_pitch + px * out_pitch + ch``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Module, signed
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from mars.config import PRESETS
+from mars.contract.program import UnitFormat
+from mars.hw.writer import UnitWriter
+from mars.sw.golden.network import requantise
+
+TINY = PRESETS["tiny"]
+# Two write lanes (4 channels, 2 cycles per step), so lanes past n_valid are exercised.
+TWO_LANES = TINY.replace(name="two-lanes", act_bits_per_cycle=2)
+
+
+class WriterBench(Elaboratable):
+    """The writer with the activation and result memories of the top around it."""
+
+    def __init__(self, config, act_init):
+        self.config = config
+        self.dut = UnitWriter(config)
+        self.act = Memory(shape=config.act_bits, depth=2 * config.act_buffer_words,
+                          init=act_init)
+        self.result = Memory(shape=signed(config.acc_bits), depth=config.result_words, init=[])
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut, m.submodules.act, m.submodules.result = \
+            self.dut, self.act, self.result
+        dut = self.dut
+        for lane in range(UnitFormat(self.config).write_lanes):
+            write = self.act.write_port()
+            pool = self.act.read_port(transparent_for=(write,))
+            res = self.result.write_port()
+            m.d.comb += [write.addr.eq(dut.out_addr[lane]), write.data.eq(dut.out_data[lane]),
+                         write.en.eq(dut.out_en[lane]), pool.addr.eq(dut.pool_addr[lane]),
+                         dut.pool_data[lane].eq(pool.data),
+                         res.addr.eq(dut.res_addr[lane]), res.data.eq(dut.res_data[lane]),
+                         res.en.eq(dut.res_en[lane])]
+        return m
+
+
+def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3):
+    """Offer the pixels `accs` (out_h, out_w, N) of one walk; return the activation memory,
+    the result memory and the cycles in which ``walk_done`` was high."""
+    bench = WriterBench(config, act_init)
+    dut = bench.dut
+    rng = np.random.default_rng(seed)
+    n_pixels = accs.shape[0] * accs.shape[1]
+    flat = accs.reshape(n_pixels, -1)
+    done_cycles = []
+
+    async def testbench(ctx):
+        ctx.set(dut.insn, insn)
+        ctx.set(dut.params, [{"bias": 0, "mult": int(m), "shift": int(s)}
+                             for m, s in zip(mult, shift)])
+        ctx.set(dut.restart, 1)               # the sequencer's START
+        await ctx.tick()
+        ctx.set(dut.restart, 0)
+        cycle = 0
+        for p in range(n_pixels):
+            while rng.random() < gap_prob:     # the accumulator is not always ready
+                ctx.set(dut.pixel.valid, 0)
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.pixel.valid, 1)
+            ctx.set(dut.pixel.payload, {"accs": [int(a) for a in flat[p]],
+                                        "walk_last": int(p == n_pixels - 1)})
+            while True:
+                taken = ctx.get(dut.pixel.ready)
+                if ctx.get(dut.walk_done):
+                    done_cycles.append(cycle)
+                await ctx.tick()
+                cycle += 1
+                if taken:
+                    break
+        ctx.set(dut.pixel.valid, 0)
+        for _ in range(4):                     # drain W2
+            if ctx.get(dut.walk_done):
+                done_cycles.append(cycle)
+            await ctx.tick()
+            cycle += 1
+        bench.act_words = [ctx.get(bench.act.data[i]) for i in range(bench.act.depth)]
+        bench.result_words = [ctx.get(bench.result.data[i])
+                              for i in range(bench.result.depth)]
+
+    sim = Simulator(bench)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return np.array(bench.act_words), np.array(bench.result_words), done_cycles
+
+
+def insn_for(config, *, out_w, pool_k, pool_w, pool_h, n_valid, out_base, out_pitch,
+             out_row_pitch, out_bank=0, acc_out=0):
+    """An instruction with the writer's fields set (the rest zero)."""
+    return {"desc": {"out_w": out_w}, "n_valid": n_valid, "pool_k": pool_k,
+            "pool_w": pool_w, "pool_h": pool_h, "out_base": out_base, "out_pitch": out_pitch,
+            "out_row_pitch": out_row_pitch, "out_bank": out_bank, "acc_out": acc_out}
+
+
+CASES = [
+    # config, out_h, out_w, pool_k, n_valid, out_bank
+    (TINY, 3, 4, 1, 4, 0),          # no pooling, every channel
+    (TINY, 4, 5, 2, 3, 1),          # 2x2 pooling, odd width (last column dropped), bank 1
+    (TWO_LANES, 6, 6, 3, 3, 0),     # 3x3 pooling, two lanes, the second lane idle at ch 3
+    (TWO_LANES, 5, 4, 2, 4, 1),     # odd height (last row dropped)
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_requantise_relu_pool_against_numpy(case):
+    config, out_h, out_w, k, n_valid, bank = CASES[case]
+    seed = 100 + case
+    rng = np.random.default_rng(seed)
+    N, Ab = config.channels_per_macro, config.act_bits
+    words = config.act_buffer_words
+    # Accumulators around zero and far outside the range (ReLU and the upper clamp).
+    accs = rng.integers(-(1 << 13), 1 << 13, size=(out_h, out_w, N))
+    mult = rng.integers(1, 1 << 10, size=N)
+    # Most results land inside [0, 2^Ab - 1], where the rounding shows; S = 0 (no
+    # rounding constant) on channel 0 clamps nearly everything.
+    shift = rng.integers(17, 23, size=N)
+    shift[0] = 0
+    pool_w, pool_h = out_w // k, out_h // k
+    out_base, out_pitch = int(rng.integers(0, 64)), n_valid + int(rng.integers(0, 3))
+    row_pitch = pool_w * out_pitch + int(rng.integers(0, 5))
+    act_init = rng.integers(0, 1 << Ab, size=2 * words)   # stale words must not leak
+    insn = insn_for(config, out_w=out_w, pool_k=k, pool_w=pool_w, pool_h=pool_h,
+                    n_valid=n_valid, out_base=out_base, out_pitch=out_pitch,
+                    out_row_pitch=row_pitch, out_bank=bank)
+    act, _, done = run_walk(config, accs, insn, mult, shift, act_init.tolist(), seed=seed)
+
+    q = requantise(accs, mult, shift, Ab)                        # (out_h, out_w, N)
+    assert ((q >= 0) & (q < 1 << Ab)).all()
+    pooled = q[:pool_h * k, :pool_w * k].reshape(pool_h, k, pool_w, k, N).max(axis=(1, 3))
+    expected = act_init.copy()
+    for py in range(pool_h):
+        for px in range(pool_w):
+            for ch in range(n_valid):
+                addr = out_base + py * row_pitch + px * out_pitch + ch
+                expected[bank * words + addr] = pooled[py, px, ch]
+    differ = np.flatnonzero(act != expected)
+    assert differ.size == 0, (f"seed {seed}: {differ.size} words differ, first at "
+                              f"{differ[:5]}: got {act[differ[:5]]}, want {expected[differ[:5]]}")
+    assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"
+
+
+def test_acc_out_writes_raw_accumulators():
+    """The last layer: raw accumulators to the result memory, activations untouched."""
+    config, seed = TWO_LANES, 7
+    rng = np.random.default_rng(seed)
+    N = config.channels_per_macro
+    out_h, out_w, n_valid = 1, 3, 3
+    accs = rng.integers(-(1 << 30), 1 << 30, size=(out_h, out_w, N))
+    act_init = rng.integers(0, 1 << config.act_bits, size=2 * config.act_buffer_words)
+    insn = insn_for(config, out_w=out_w, pool_k=1, pool_w=out_w, pool_h=out_h,
+                    n_valid=n_valid, out_base=2, out_pitch=n_valid, out_row_pitch=0,
+                    acc_out=1)
+    act, result, done = run_walk(config, accs, insn, np.ones(N, int), np.zeros(N, int),
+                                 act_init.tolist(), seed=seed)
+    expected = np.zeros(config.result_words, dtype=np.int64)
+    for x in range(out_w):
+        expected[2 + x * n_valid:2 + (x + 1) * n_valid] = accs[0, x, :n_valid]
+    assert (result == expected).all(), f"seed {seed}: got {result}, want {expected}"
+    assert (act == act_init).all(), f"seed {seed}: the activation memory was written"
+    assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"
