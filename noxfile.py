@@ -72,13 +72,15 @@ def synth(session: nox.Session) -> None:
 def pnr(session: nox.Session) -> None:
     """Place and route out of context (``mars synth --pnr``): the macro and the decoder of
     each preset (default: tiny and default; or ``-- PRESET_OR_JSON ...``) on ECP5 and iCE40,
-    then the tiny top on both and the default top on ECP5.  Reports in
+    then the tiny top on both.  Reports in
     build/pnr/<config>-<block>-<family>/report.json (docs/synthesis.md).
 
     One run per block and family, so that a block that does not fit the iCE40UP5K (exit 2,
     the message names what overflowed) does not hide the others; on ECP5 every run must
-    succeed.  The default top does not get through Yosys today (see docs/synthesis.md), so
-    this session fails at its last step until the memories are banked.
+    succeed.  The default top is left out: it does not get through Yosys today (its
+    many-ported buffers become 1.6 M cells and Yosys runs out of WebAssembly memory after
+    about 11 minutes, docs/synthesis.md); try it with ``mars synth --pnr --config default
+    --block mars_top --family ecp5`` once the memories are banked.
     """
     session.install("-e", ".[synth]")
 
@@ -93,7 +95,6 @@ def pnr(session: nox.Session) -> None:
                 build(config, block, family)
     build("tiny", "mars_top", "ecp5")
     build("tiny", "mars_top", "ice40")
-    build("default", "mars_top", "ecp5")
 
 
 @nox.session(python=PYTHON)
