@@ -1,6 +1,6 @@
 """Entry points: ``nox -s flow`` (the main job), ``nox -s verilog`` (emit RTL),
-``nox -s tests``, ``nox -s synth``, ``nox -s bench``.  Positional arguments after ``--``
-are passed on (see each session)."""
+``nox -s tests``, ``nox -s synth``, ``nox -s pnr``, ``nox -s bench``.  Positional arguments
+after ``--`` are passed on (see each session)."""
 
 import nox
 
@@ -66,6 +66,35 @@ def synth(session: nox.Session) -> None:
     for config in tops:
         session.run("mars", "synth", "--config", config, "--block", "mars_top",
                     "--family", "ecp5", "--out", f"build/synth/{config}-top")
+
+
+@nox.session(python=PYTHON)
+def pnr(session: nox.Session) -> None:
+    """Place and route out of context (``mars synth --pnr``): the macro and the decoder of
+    each preset (default: tiny and default; or ``-- PRESET_OR_JSON ...``) on ECP5 and iCE40,
+    then the tiny top on both.  Reports in
+    build/pnr/<config>-<block>-<family>/report.json (docs/synthesis.md).
+
+    One run per block and family, so that a block that does not fit the iCE40UP5K (exit 2,
+    the message names what overflowed) does not hide the others; on ECP5 every run must
+    succeed.  The default top is left out: it does not get through Yosys today (its
+    many-ported buffers become 1.6 M cells and Yosys runs out of WebAssembly memory after
+    about 11 minutes, docs/synthesis.md); try it with ``mars synth --pnr --config default
+    --block mars_top --family ecp5`` once the memories are banked.
+    """
+    session.install("-e", ".[synth]")
+
+    def build(config: str, block: str, family: str) -> None:
+        session.run("mars", "synth", "--pnr", "--config", config, "--block", block,
+                    "--family", family, "--out", f"build/pnr/{config}-{block}-{family}",
+                    success_codes=[0] if family == "ecp5" else [0, 2])
+
+    for config in session.posargs or ["tiny", "default"]:
+        for block in ("cim_macro", "sparse_decoder"):
+            for family in ("ecp5", "ice40"):
+                build(config, block, family)
+    build("tiny", "mars_top", "ecp5")
+    build("tiny", "mars_top", "ice40")
 
 
 @nox.session(python=PYTHON)

