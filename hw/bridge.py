@@ -201,92 +201,101 @@ class FrameReceiver(wiring.Component):
             m.d.comb += error.eq(ErrorCode.BAD_LENGTH)
         return error
 
+    def _fail(self, m: Module, code) -> None:
+        """Reject the frame with `code` (counted next cycle)."""
+        m.d.sync += self.request.fields.code.eq(code)
+        m.next = "REJECT"
+
+    def _receive(self, m: Module, r) -> None:
+        """The states that take a frame's bytes: SYNC, LEN, the body, the CRC."""
+        rx, f = self.rx, self.request.fields
+        with m.State("IDLE"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(r.got):
+                m.d.sync += [r.crc.eq(0xFFFF), r.index.eq(0), r.modulo.eq(0)]
+                with m.If(rx.payload == REQUEST_SYNC):
+                    # OK unless the frame fails: the executor reads it with ``valid``.
+                    m.d.sync += f.code.eq(ErrorCode.OK)
+                    m.next = "LEN"
+                with m.Else():
+                    self._fail(m, ErrorCode.BAD_SYNC)
+        with m.State("LEN"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(r.got):
+                m.d.sync += [f.length.eq(rx.payload), r.crc.eq(r.rx_crc)]
+                with m.If(rx.payload == 0):
+                    self._fail(m, ErrorCode.BAD_LENGTH)
+                with m.Else():
+                    m.next = "BODY"
+            with m.Elif(r.timed_out):
+                self._fail(m, ErrorCode.TIMEOUT)
+        with m.State("BODY"):
+            m.d.comb += [rx.ready.eq(1), r.buf_w.addr.eq(r.index),
+                         r.buf_w.data.eq(rx.payload), r.buf_w.en.eq(r.got)]
+            with m.If(r.got):
+                m.d.sync += [r.crc.eq(r.rx_crc), r.index.eq(r.index + 1)]
+                self._store(m, r.index, r.modulo, rx.payload)
+                with m.If(r.index + 1 == f.length):
+                    m.next = "CRC_HI"
+            with m.Elif(r.timed_out):
+                self._fail(m, ErrorCode.TIMEOUT)
+        for state, after in (("CRC_HI", "CRC_LO"), ("CRC_LO", "CHECK")):
+            with m.State(state):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(r.got):
+                    m.d.sync += r.crc.eq(r.rx_crc)
+                    m.next = after
+                with m.Elif(r.timed_out):
+                    self._fail(m, ErrorCode.TIMEOUT)
+
+    def _conclude(self, m: Module, r) -> None:
+        """The states after a frame: check it, or count and discard a bad one; then hand
+        it to the executor and wait for the answer."""
+        rx, req = self.rx, self.request
+        with m.State("CHECK"):
+            error = self._body_error(m, r.crc, r.modulo)
+            with m.If(error != ErrorCode.OK):
+                self._fail(m, error)
+            with m.Else():
+                m.d.comb += req.valid.eq(1)
+                m.next = "ANSWER"
+        with m.State("REJECT"):
+            # Count the error; a truncated frame is answered at once (the line is already
+            # idle), any other after the rest of the frame has passed.
+            m.d.comb += r.reject.eq(1)
+            with m.If(req.fields.code == ErrorCode.TIMEOUT):
+                m.d.comb += req.valid.eq(1)
+                m.next = "ANSWER"
+            with m.Else():
+                m.next = "DRAIN"
+        with m.State("DRAIN"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(r.timed_out & ~r.got):
+                m.d.comb += req.valid.eq(1)
+                m.next = "ANSWER"
+        with m.State("ANSWER"):
+            with m.If(req.answered):
+                m.next = "IDLE"
+
     def elaborate(self, platform):
         m = Module()
         rx, req = self.rx, self.request
-        f = req.fields
-        got = rx.valid & rx.ready
         m.submodules.buffer = buffer = Memory(shape=unsigned(8), depth=MAX_BODY + 1, init=[])
-        buf_w = buffer.write_port()
         buf_r = buffer.read_port()
         m.d.comb += [buf_r.addr.eq(req.body_addr), req.body_data.eq(buf_r.data)]
-
-        index = Signal(8)             # body bytes received
+        got = rx.valid & rx.ready
         crc = Signal(16)
-        modulo = Signal(8)            # WRITE data bytes received, modulo B
-        timed_out = self._idle_timer(m, got)
-        reject = self._error_counter(m)
-        rx_crc = crc16_step(m, crc, rx.payload, "rx_crc")
+        r = SimpleNamespace(
+            got=got, crc=crc, buf_w=buffer.write_port(),
+            index=Signal(8),          # body bytes received
+            modulo=Signal(8),         # WRITE data bytes received, modulo B
+            timed_out=self._idle_timer(m, got), reject=self._error_counter(m),
+            rx_crc=crc16_step(m, crc, rx.payload, "rx_crc"))
         with m.If(req.advance):
-            m.d.sync += f.offset.eq(f.offset + 1)
-
-        def fail(code):
-            m.d.sync += f.code.eq(code)
-            m.next = "REJECT"
-
+            m.d.sync += req.fields.offset.eq(req.fields.offset + 1)
         with m.FSM(name="receiver"):
-            with m.State("IDLE"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(got):
-                    m.d.sync += [crc.eq(0xFFFF), index.eq(0), modulo.eq(0)]
-                    with m.If(rx.payload == REQUEST_SYNC):
-                        # OK unless the frame fails: the executor reads it with ``valid``.
-                        m.d.sync += f.code.eq(ErrorCode.OK)
-                        m.next = "LEN"
-                    with m.Else():
-                        fail(ErrorCode.BAD_SYNC)
-            with m.State("LEN"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(got):
-                    m.d.sync += [f.length.eq(rx.payload), crc.eq(rx_crc)]
-                    with m.If(rx.payload == 0):
-                        fail(ErrorCode.BAD_LENGTH)
-                    with m.Else():
-                        m.next = "BODY"
-                with m.Elif(timed_out):
-                    fail(ErrorCode.TIMEOUT)
-            with m.State("BODY"):
-                m.d.comb += [rx.ready.eq(1), buf_w.addr.eq(index), buf_w.data.eq(rx.payload),
-                             buf_w.en.eq(got)]
-                with m.If(got):
-                    m.d.sync += [crc.eq(rx_crc), index.eq(index + 1)]
-                    self._store(m, index, modulo, rx.payload)
-                    with m.If(index + 1 == f.length):
-                        m.next = "CRC_HI"
-                with m.Elif(timed_out):
-                    fail(ErrorCode.TIMEOUT)
-            for state, after in (("CRC_HI", "CRC_LO"), ("CRC_LO", "CHECK")):
-                with m.State(state):
-                    m.d.comb += rx.ready.eq(1)
-                    with m.If(got):
-                        m.d.sync += crc.eq(rx_crc)
-                        m.next = after
-                    with m.Elif(timed_out):
-                        fail(ErrorCode.TIMEOUT)
-            with m.State("CHECK"):
-                error = self._body_error(m, crc, modulo)
-                with m.If(error != ErrorCode.OK):
-                    fail(error)
-                with m.Else():
-                    m.d.comb += req.valid.eq(1)
-                    m.next = "ANSWER"
-            with m.State("REJECT"):
-                # Count the error; a truncated frame is answered at once (the line is
-                # already idle), any other after the rest of the frame has passed.
-                m.d.comb += reject.eq(1)
-                with m.If(f.code == ErrorCode.TIMEOUT):
-                    m.d.comb += req.valid.eq(1)
-                    m.next = "ANSWER"
-                with m.Else():
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(timed_out & ~got):
-                    m.d.comb += req.valid.eq(1)
-                    m.next = "ANSWER"
-            with m.State("ANSWER"):
-                with m.If(req.answered):
-                    m.next = "IDLE"
+            self._receive(m, r)
+            self._conclude(m, r)
         return m
 
 
