@@ -109,12 +109,9 @@ def run_board_command(args: argparse.Namespace) -> int:
     """``mars board run``: load, run, write ``--out``, print link and compute time."""
     from mars.config import load_config
 
-    inputs = None
-    if args.inputs:
-        try:
-            inputs = np.load(args.inputs, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise MarsError(f"cannot read inputs {args.inputs!r}: {error}") from None
+    from mars.sw.run import read_inputs
+
+    inputs = read_inputs(args.inputs)
     if args.retries < 0:
         raise MarsError(f"--retries must be at least 0, not {args.retries}")
     config = load_config(args.config) if args.config else None

@@ -86,16 +86,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import numpy as np
+    from mars.sw.run import read_inputs, run_package
 
-    from mars.sw.run import run_package
-
-    inputs = None
-    if args.inputs:
-        try:
-            inputs = np.load(args.inputs, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise _UserError(f"cannot read inputs {args.inputs!r}: {error}") from None
+    inputs = read_inputs(args.inputs)
     config = load_config(args.config) if args.config else None
     result = run_package(args.package, inputs, backend=args.backend, config=config)
     with _writing(args.out):

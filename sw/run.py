@@ -85,6 +85,19 @@ class RunResult:
         _write_output(Path(path), buffer.getvalue())
 
 
+def read_inputs(path: str | Path | None) -> np.ndarray | None:
+    """The array in the ``.npy`` file `path` (None: no file given), else `RunError`.
+
+    Shared by every command that takes ``--inputs`` (``mars run``, ``mars board run``).
+    """
+    if not path:
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise RunError(f"cannot read inputs {str(path)!r}: {error}") from None
+
+
 def check_inputs(inputs: np.ndarray, network: IntegerNetwork) -> np.ndarray:
     """`inputs` as int64 (B, H, W, C) if they fit the network's input, else `RunError`."""
     x = np.asarray(inputs)
