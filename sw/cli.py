@@ -86,11 +86,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from mars.sw.faults import FaultModel
     from mars.sw.run import read_inputs, run_package
 
     inputs = read_inputs(args.inputs)
     config = load_config(args.config) if args.config else None
-    result = run_package(args.package, inputs, backend=args.backend, config=config)
+    faults = FaultModel(args.faults, args.fault_seed)   # checks the rate: FaultError
+    result = run_package(args.package, inputs, backend=args.backend, config=config,
+                         faults=faults)
     with _writing(args.out):
         result.save(Path(args.out))
     print(f"{len(result.logits)} inputs on {args.backend}: predictions "
@@ -196,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p, package="the package's")
     p.add_argument("--out", default="build/run/outputs.npz", metavar="Y.npz",
                    help="logits, predictions, cycles, layer_cycles, phase_cycles")
+    p.add_argument("--faults", type=float, default=0.0, metavar="RATE",
+                   help="fraction of the macros' cells stuck at 0 or 1 (docs/faults.md)")
+    p.add_argument("--fault-seed", type=int, default=0, metavar="S",
+                   help="seed of the fault map")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("flow", help="the main job: train (or reuse) a package, emit RTL, "
