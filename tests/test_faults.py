@@ -25,6 +25,8 @@ from mars.tb.networks import (
 
 TINY, DEFAULT = PRESETS["tiny"], PRESETS["default"]
 BINARY = DEFAULT.replace(name="binary", readout_mode=ReadoutMode.BINARY, readout_threshold=3)
+TERNARY = TINY.replace(name="ternary", readout_mode=ReadoutMode.TERNARY, readout_threshold=2,
+                       scale_bits=6)
 
 
 def case(config, name="cnn", seed=0, count=4):
@@ -93,7 +95,7 @@ def test_apply_sets_exactly_the_stuck_bits():
 
 # -- the golden model from the image -----------------------------------------------------------
 
-@pytest.mark.parametrize("config", [TINY, DEFAULT, PRESETS["adc3"], BINARY],
+@pytest.mark.parametrize("config", [TINY, DEFAULT, PRESETS["adc3"], BINARY, TERNARY],
                          ids=lambda c: c.name)
 @pytest.mark.parametrize("name", ["cnn", "odd"])
 def test_clean_image_gives_the_accelerator_model(config, name):
