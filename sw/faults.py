@@ -27,7 +27,6 @@ stuck cell there changes nothing, in the RTL or here.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -355,9 +354,3 @@ def fault_sweep(network: IntegerNetwork, inputs: np.ndarray, labels: np.ndarray,
                             "flipped": float((predicted != clean).mean())})
     return results
 
-
-def describe(model: FaultModel, config: MarsConfig) -> str:
-    """One line for a report: the rate, seed and the expected stuck cells."""
-    cells = config.macros * config.rows * config.cols
-    return (f"stuck-at faults: rate {model.rate:g} (seed {model.seed}, "
-            f"{math.floor(model.rate * cells + 0.5)} of {cells} cells expected)")
