@@ -1,11 +1,14 @@
 """Energy, TOPS/W and FPS figures behind docs/energy.md.
 
     python bench/energy.py [--digits PKG ...] [--vgg vgg8 vgg11 vgg16] [--sparsity 0.9]
+                           [--hcim TERNARY_PKG]
 
-1. The model's own check: the Si et al. macro operating point, and the 8-bit point it
-   does not calibrate on.
+1. The macro validation (`mars.sw.energy.validation.validate`): every published point of
+   ``sw/energy/macros.json`` beside the model's prediction.
 2. Each digits package given (trained with ``mars train``): `mars estimate`'s figures.
-3. VGG-shaped CIFAR-10 networks (32x32x3, 3x3 conv stacks with 2x2 max pools, a linear
+3. With ``--hcim``: a ternary-readout package (HCiM) against the same network with 7-bit
+   and 4-bit ADC readouts (exact), the comparison HCiM (arXiv 2403.13577) reports.
+4. VGG-shaped CIFAR-10 networks (32x32x3, 3x3 conv stacks with 2x2 max pools, a linear
    classifier) with random 4-bit weights, pruned block-balanced (every output block keeps
    the same number of K-groups) at the given group sparsity, on the ``cifar``
    configuration below.  The energy model needs only the shapes and the kept groups, not
@@ -17,6 +20,7 @@ Writes build/bench/energy.json and energy.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -25,11 +29,11 @@ import time
 
 import numpy as np
 
-from mars.config import PRESETS
-from mars.sw.energy import DEFAULT_TECH, component_energy, estimate_network, network_counts
-from mars.sw.golden.network import (
-    FlattenNode, IntegerNetwork, LayerNode, PoolNode, load_package,
-)
+from mars.config import PRESETS, ReadoutMode
+from mars.sw.energy import DEFAULT_TECH, comparator_activity, estimate, estimate_network
+from mars.sw.energy.validation import validate
+from mars.sw.golden.network import FlattenNode, IntegerNetwork, LayerNode, PoolNode
+from mars.sw.package import load_package
 from mars.sw.layer import LayerGeometry, LayerKind
 from mars.sw.mapper import map_network
 from mars.tb.networks import random_layer
@@ -89,19 +93,53 @@ def vgg_network(name: str, sparsity: float, seed: int = 0) -> IntegerNetwork:
     return IntegerNetwork(CIFAR, (32, 32, 3), tuple(nodes), "fc")
 
 
-def macro_point(weight_bits: int) -> dict:
-    """Macro-only TOPS/W of a dense layer filling one macro (G = 8, 4-bit readout)."""
-    cfg = PRESETS["default"].replace(name=f"si-{weight_bits}b", cores=1, macros_per_core=1,
-                                     weight_bits=weight_bits, act_bits=weight_bits)
-    k, cout = cfg.rows, cfg.channels_per_macro
-    fc = LayerNode("fc", ("input",), LayerGeometry.linear(k, cout),
-                   np.ones((cout, k), dtype=np.int64), np.zeros(cout, dtype=np.int64), "acc")
-    mapping = map_network(IntegerNetwork(cfg, (1, 1, k), (fc,), "fc"))
-    counts = network_counts(mapping)[0]
-    energy = component_energy(counts, cfg, DEFAULT_TECH)
-    macro = energy["macro array"] + energy["readout"]
-    return {"bits": weight_bits, "tops_per_w": 2 * counts.macs_effective / macro,
-            "published": {4: 68.4, 8: 11.5}[weight_bits]}
+def with_readout(network: IntegerNetwork, mode: str, bits: int) -> IntegerNetwork:
+    """The same layers on the same geometry with another readout (scale factors dropped
+    for an ADC readout)."""
+    cfg = network.config.replace(name=f"{mode}{bits}", readout_mode=ReadoutMode(mode),
+                                 readout_bits=bits)
+    nodes = tuple(dataclasses.replace(n, scales=None) if isinstance(n, LayerNode)
+                  and not cfg.scaled_readout else n for n in network.nodes)
+    return IntegerNetwork(cfg, network.input_shape, nodes, network.output)
+
+
+def hcim_comparison(path: str, samples: int = 64) -> dict:
+    """Energy of a ternary-readout package beside the same network with binary readout and
+    with 7-bit and 4-bit exact ADC readouts; non-zero comparator outputs measured on
+    `samples` of the package's test inputs."""
+    pkg = load_package(path)
+    net, inputs = pkg.network, pkg.test_inputs[:samples]
+    activity = comparator_activity(net, inputs)
+    mapping = map_network(net)
+    variants = {"ternary": (mapping, activity),
+                "binary (same comparator outputs)": (
+                    map_network(with_readout(net, "binary", net.config.readout_bits)),
+                    activity),
+                "7-bit ADC": (map_network(with_readout(net, "exact", 7)), None),
+                "4-bit ADC": (map_network(with_readout(net, "exact", 4)), None)}
+    rows = {}
+    for label, (m, act) in variants.items():
+        est = estimate(m, DEFAULT_TECH, activity=act)
+        c = est["components_pj"]
+        rows[label] = {"energy_pj": est["energy_pj"], "readout_pj": c["readout"],
+                       "shift_add_pj": c["shift-add"],
+                       "macro_pj": c["macro array"] + c["readout"] + c["shift-add"],
+                       "tops_per_w_dense": est["tops_per_w_dense"]}
+    base = estimate(mapping, DEFAULT_TECH, activity=activity)["activity"]
+    for label in ("7-bit ADC", "4-bit ADC"):
+        for mode in ("ternary", "binary (same comparator outputs)"):
+            r = rows[mode]
+            rows[mode][f"saving_vs_{label[0]}b"] = 1 - r["energy_pj"] / rows[label]["energy_pj"]
+            rows[mode][f"macro_saving_vs_{label[0]}b"] = \
+                1 - r["macro_pj"] / rows[label]["macro_pj"]
+    return {"package": path, "accuracy": pkg.accuracy, "samples": len(inputs),
+            "nonzero_per_inference": base["nonzero_per_inference"],
+            "comparisons_per_inference": base["comparisons_per_inference"],
+            "rows": rows,
+            "hcim_published": {"saving_vs_7b": 0.28, "saving_vs_4b": 0.12,
+                               "source": "Negi et al., arXiv 2403.13577, abstract: "
+                                         "energy reductions up to 28 % and 12 % against "
+                                         "analog CiM baselines with 7- and 4-bit ADCs"}}
 
 
 def row(label: str, est: dict, seconds: float, **extra) -> dict:
@@ -121,19 +159,22 @@ def row(label: str, est: dict, seconds: float, **extra) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digits", nargs="*", default=[], metavar="PKG")
+    parser.add_argument("--hcim", metavar="TERNARY_PKG")
     parser.add_argument("--vgg", nargs="*", default=["vgg8", "vgg11", "vgg16"])
     parser.add_argument("--sparsity", type=float, nargs="*", default=[0.9])
     args = parser.parse_args()
     results = {"date": datetime.date.today().isoformat(), "machine": platform.machine(),
-               "technology": DEFAULT_TECH.to_dict(),
-               "macro": [macro_point(4), macro_point(8)], "networks": []}
+               "technology": DEFAULT_TECH.to_dict(), "validation": validate(),
+               "networks": []}
     for path in args.digits:
         pkg = load_package(path)
         t = time.perf_counter()
-        est = estimate_network(pkg.network)
+        est = estimate_network(pkg.network, inputs=pkg.test_inputs[:16])
         results["networks"].append(row(f"digits ({path})", est, time.perf_counter() - t,
                                        sparsity=pkg.manifest["sparsity"]["target"],
                                        accuracy=pkg.accuracy))
+    if args.hcim:
+        results["hcim"] = hcim_comparison(args.hcim)
     for name in args.vgg:
         for s in args.sparsity:
             t = time.perf_counter()
@@ -147,10 +188,29 @@ def main() -> None:
                   f"{est['tops_per_w_dense']:.1f} TOPS/W dense")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "energy.json").write_text(json.dumps(results, indent=2))
-    lines = ["| bits | model TOPS/W (macro) | published |", "| ---: | ---: | ---: |"]
-    for m in results["macro"]:
-        lines.append(f"| {m['bits']}b x {m['bits']}b | {m['tops_per_w']:.1f} | "
-                     f"{m['published']} |")
+    lines = ["| macro | point | role | published TOPS/W | model TOPS/W | error |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for r in results["validation"]:
+        lines.append(f"| {r['macro']} | {r['point']} | {r['role']} | {r['published']:g} | "
+                     f"{r['model']:.1f} | {100 * r['error']:+.1f} % |")
+    if "hcim" in results:
+        h = results["hcim"]
+        lines += ["", f"HCiM comparison: {h['package']} (accuracy {h['accuracy']:.3f}), "
+                  f"{h['nonzero_per_inference']:.0f} non-zero comparator outputs of "
+                  f"{h['comparisons_per_inference']} ternary comparator decisions per "
+                  f"inference ({h['samples']} test inputs)", "",
+                  "| readout | energy / inference uJ | macro (array + readout + shift-add) "
+                  "uJ | saving vs 7-bit ADC (total / macro) | saving vs 4-bit ADC "
+                  "(total / macro) |", "| --- | ---: | ---: | ---: | ---: |"]
+        for label, r in h["rows"].items():
+            def pair(b, r=r):
+                if f"saving_vs_{b}b" not in r:
+                    return "-"
+                return (f"{100 * r[f'saving_vs_{b}b']:.1f} % / "
+                        f"{100 * r[f'macro_saving_vs_{b}b']:.1f} %")
+            lines.append(f"| {label} | {r['energy_pj'] * 1e-6:.4f} | "
+                         f"{r['macro_pj'] * 1e-6:.4f} | {pair(7)} | {pair(4)} |")
+        lines.append(f"| HCiM (published) | | | up to 28 % | up to 12 % |")
     lines += ["", "| network | group sparsity | cycles | FPS | latency us | energy uJ | "
               "TOPS/W dense | TOPS/W effective | power mW | sparse vs dense energy |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
