@@ -33,7 +33,7 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the densified network (what sparsity saves)")
     parser.add_argument("--samples", type=int, default=16, metavar="N",
                         help="binary/ternary readouts: the package's test inputs on which "
-                             "non-zero comparator outputs are counted (default 16)")
+                             "non-zero comparator outputs are counted")
 
 
 def run_estimate(args: argparse.Namespace) -> int:
