@@ -96,54 +96,71 @@ def vgg_network(name: str, sparsity: float, seed: int = 0) -> IntegerNetwork:
 
 
 def with_readout(network: IntegerNetwork, mode: str, bits: int) -> IntegerNetwork:
-    """The same layers on the same geometry with another readout (scale factors dropped
-    for an ADC readout)."""
+    """The same layers on the same geometry with another readout.  An ADC readout drops
+    the scale factors; a comparator readout of a network without them gets unit scales
+    (the energy model does not read their values)."""
     cfg = network.config.replace(name=f"{mode}{bits}", readout_mode=ReadoutMode(mode),
                                  readout_bits=bits)
-    nodes = tuple(dataclasses.replace(n, scales=None) if isinstance(n, LayerNode)
-                  and not cfg.scaled_readout else n for n in network.nodes)
-    return IntegerNetwork(cfg, network.input_shape, nodes, network.output)
+    nodes = []
+    for n in network.nodes:
+        if isinstance(n, LayerNode):
+            if not cfg.scaled_readout:
+                n = dataclasses.replace(n, scales=None)
+            elif n.scales is None:
+                n = dataclasses.replace(n, scales=np.ones((n.weight.shape[0], cfg.weight_bits),
+                                                          dtype=np.int64))
+        nodes.append(n)
+    return IntegerNetwork(cfg, network.input_shape, tuple(nodes), network.output)
 
 
-def hcim_comparison(path: str, samples: int = 64) -> dict:
-    """Energy of a ternary-readout package beside the same network with binary readout and
-    with 7-bit and 4-bit exact ADC readouts; non-zero comparator outputs measured on
-    `samples` of the package's test inputs."""
+def hcim_comparison(path: str, samples: int = 64, threshold: int = 1) -> dict:
+    """Energy of a ternary (and binary) comparator readout beside the same network with
+    7-bit and 4-bit exact ADC readouts, HCiM's comparison.
+
+    A ternary package's non-zero comparator outputs are measured on its own network; for
+    an ADC package they are what a comparator with `threshold` would see on that
+    network's own activations (`comparator_activity(..., threshold)`).  `samples` of the
+    package's test inputs."""
     pkg = load_package(path)
     net, inputs = pkg.network, pkg.test_inputs[:samples]
-    activity = comparator_activity(net, inputs)
-    mapping = map_network(net)
-    variants = {"ternary": (mapping, activity),
+    if net.config.scaled_readout:
+        activity, source = comparator_activity(net, inputs), "its own ternary network"
+        ternary = net
+    else:
+        activity = comparator_activity(net, inputs, threshold)
+        source = (f"the {net.config.readout_mode.value}-readout network's activations, "
+                  f"comparator threshold {threshold}")
+        ternary = with_readout(net, "ternary", net.config.readout_bits)
+    variants = {"ternary": (ternary, activity),
                 "binary (same comparator outputs)": (
-                    map_network(with_readout(net, "binary", net.config.readout_bits)),
-                    activity),
-                "7-bit ADC": (map_network(with_readout(net, "exact", 7)), None),
-                "4-bit ADC": (map_network(with_readout(net, "exact", 4)), None)}
-    rows = {}
-    for label, (m, act) in variants.items():
-        est = estimate(m, DEFAULT_TECH, activity=act)
+                    with_readout(ternary, "binary", net.config.readout_bits), activity),
+                "7-bit ADC": (with_readout(net, "exact", 7), None),
+                "4-bit ADC": (with_readout(net, "exact", 4), None)}
+    rows, base = {}, None
+    for label, (network, act) in variants.items():
+        est = estimate(map_network(network), DEFAULT_TECH, activity=act)
         c = est["components_pj"]
         rows[label] = {"energy_pj": est["energy_pj"], "readout_pj": c["readout"],
                        "shift_add_pj": c["shift-add"],
                        "macro_pj": c["macro array"] + c["readout"] + c["shift-add"],
                        "tops_per_w_dense": est["tops_per_w_dense"]}
-    base = estimate(mapping, DEFAULT_TECH, activity=activity)["activity"]
+        if label == "ternary":
+            base = est["activity"]
     for label in ("7-bit ADC", "4-bit ADC"):
         for mode in ("ternary", "binary (same comparator outputs)"):
             r = rows[mode]
-            rows[mode][f"saving_vs_{label[0]}b"] = 1 - r["energy_pj"] / rows[label]["energy_pj"]
-            rows[mode][f"macro_saving_vs_{label[0]}b"] = \
-                1 - r["macro_pj"] / rows[label]["macro_pj"]
+            r[f"saving_vs_{label[0]}b"] = 1 - r["energy_pj"] / rows[label]["energy_pj"]
+            r[f"macro_saving_vs_{label[0]}b"] = 1 - r["macro_pj"] / rows[label]["macro_pj"]
     # Column-bit slots: one comparator output per column, input bit and step.
-    comparators = 2 if net.config.readout_mode is ReadoutMode.TERNARY else 1
-    slots = base["comparisons_per_inference"] / comparators
-    per_add = scaled_add_pj(net.config, DEFAULT_TECH)
+    slots = base["comparisons_per_inference"] / 2
+    per_add = scaled_add_pj(ternary.config, DEFAULT_TECH)
     for label in ("7-bit ADC", "4-bit ADC"):
         adc = rows[label]["readout_pj"] + rows[label]["shift_add_pj"]
         # the non-zero fraction at which readout + shift-add cost as much as the ADC's
         rows["ternary"][f"breakeven_vs_{label[0]}b"] = \
             (adc - rows["ternary"]["readout_pj"]) / (per_add * slots)
     return {"package": path, "accuracy": pkg.accuracy, "samples": len(inputs),
+            "activity_source": source,
             "nonzero_fraction": base["nonzero_per_inference"] / slots,
             "scaled_add_pj": per_add,
             "nonzero_per_inference": base["nonzero_per_inference"],
@@ -172,7 +189,8 @@ def row(label: str, est: dict, seconds: float, **extra) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digits", nargs="*", default=[], metavar="PKG")
-    parser.add_argument("--hcim", metavar="TERNARY_PKG")
+    parser.add_argument("--hcim", nargs="*", default=[], metavar="PKG",
+                        help="packages for the HCiM comparison (ternary, or ADC)")
     parser.add_argument("--vgg", nargs="*", default=["vgg8", "vgg11", "vgg16"])
     parser.add_argument("--sparsity", type=float, nargs="*", default=[0.9])
     args = parser.parse_args()
@@ -186,8 +204,7 @@ def main() -> None:
         results["networks"].append(row(f"digits ({path})", est, time.perf_counter() - t,
                                        sparsity=pkg.manifest["sparsity"]["target"],
                                        accuracy=pkg.accuracy))
-    if args.hcim:
-        results["hcim"] = hcim_comparison(args.hcim)
+    results["hcim"] = [hcim_comparison(path) for path in args.hcim]
     for name in args.vgg:
         for s in args.sparsity:
             t = time.perf_counter()
@@ -206,12 +223,11 @@ def main() -> None:
     for r in results["validation"]:
         lines.append(f"| {r['macro']} | {r['point']} | {r['role']} | {r['published']:g} | "
                      f"{r['model']:.1f} | {100 * r['error']:+.1f} % |")
-    if "hcim" in results:
-        h = results["hcim"]
+    for h in results["hcim"]:
         lines += ["", f"HCiM comparison: {h['package']} (accuracy {h['accuracy']:.3f}), "
                   f"{h['nonzero_per_inference']:.0f} non-zero comparator outputs of "
                   f"{h['comparisons_per_inference']} ternary comparator decisions per "
-                  f"inference ({h['samples']} test inputs)", "",
+                  f"inference ({h['samples']} test inputs; {h['activity_source']})", "",
                   "| readout | energy / inference uJ | macro (array + readout + shift-add) "
                   "uJ | saving vs 7-bit ADC (total / macro) | saving vs 4-bit ADC "
                   "(total / macro) |", "| --- | ---: | ---: | ---: | ---: |"]

@@ -190,19 +190,25 @@ def network_counts(mapping, *, steady: bool = True,
             for i, plan in enumerate(mapping.layers)]
 
 
-def comparator_activity(network, inputs) -> dict[str, float]:
+def comparator_activity(network, inputs, threshold: int | None = None) -> dict[str, float]:
     """Non-zero comparator outputs per inference of each layer of a binary/ternary network.
 
-    Runs the accelerator's golden model (`mars.sw.golden.accel.macro_product`) on
+    Runs the accelerator's golden model (`mars.sw.golden.accel.accelerator_product`) on
     `inputs` (B, H, W, C) and counts, per layer, the column popcounts p with
     ``p >= readout_threshold`` over every pixel, K-group, input bit, weight-bit column and
     channel, divided by B.  Pruned groups and filler steps hold zero weights or inputs,
     their popcounts are 0 and count nothing, like the padding columns past Cout.
 
+    `threshold`: count ``p >= threshold`` instead of the configuration's
+    ``readout_threshold``; with it an ADC-readout network can be asked what a comparator
+    readout would see on its own activations (the layers still run with the network's
+    own readout).
+
     Returns
     -------
     dict
-        Layer name -> mean count (float); empty for exact and saturating readouts.
+        Layer name -> mean count (float); empty for exact and saturating readouts unless
+        `threshold` is given.
 
     Raises
     ------
@@ -211,13 +217,14 @@ def comparator_activity(network, inputs) -> dict[str, float]:
     """
     import numpy as np
 
-    from mars.sw.golden.accel import macro_product
+    from mars.sw.golden.accel import accelerator_product
     from mars.sw.golden.network import run_network
 
     cfg = network.config
-    if not cfg.scaled_readout:
+    if not cfg.scaled_readout and threshold is None:
         return {}
-    G, Ab, Wb, T = cfg.rows_per_step, cfg.act_bits, cfg.weight_bits, cfg.readout_threshold
+    G, Ab, Wb = cfg.rows_per_step, cfg.act_bits, cfg.weight_bits
+    T = cfg.readout_threshold if threshold is None else threshold
     counts: dict[str, int] = {}
 
     def counting_product(patches, weight, layer, config):
@@ -237,7 +244,7 @@ def comparator_activity(network, inputs) -> dict[str, float]:
             p = np.rint(np.matmul(x_bits, w_bits))                          # popcounts
             total += int(np.count_nonzero(p >= T))
         counts[layer.name] = counts.get(layer.name, 0) + total
-        return macro_product(patches, weight, layer, config)
+        return accelerator_product(config)(patches, weight, layer, config)
 
     x = np.asarray(inputs)
     run_network(network, x, product=counting_product)

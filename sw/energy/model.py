@@ -209,7 +209,9 @@ def estimate(mapping, tech: Technology | None = None, *, clock_mhz: float | None
         "config": cfg.name, "config_hash": cfg.content_hash, "technology": tech.name,
         "node_nm": tech.node_nm, "clock_mhz": float(clock), "convention": CONVENTION,
         "weights_resident": mapping.resident,
-        "readout": f"{cfg.readout_mode.value} {cfg.readout_bits}-bit",
+        "readout": (f"{cfg.readout_mode.value}, comparator threshold "
+                    f"{cfg.readout_threshold}" if cfg.scaled_readout
+                    else f"{cfg.readout_mode.value} {cfg.readout_bits}-bit"),
         "cycles_per_inference": cycles, "latency_us": seconds * 1e6,
         "fps": 1.0 / seconds if seconds else 0.0,
         "energy_pj": energy_pj, "energy_per_inference_uj": energy_pj * 1e-6,
