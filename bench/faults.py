@@ -150,11 +150,14 @@ def main(argv: list[str] | None = None) -> int:
                         default=list(CONFIGS))
     parser.add_argument("--qat-epochs", type=int, default=30,
                         help="QAT epochs of the packages the bench trains")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="folder of the results, the table and the plot")
     parser.add_argument("--package", action="append", default=[], metavar="NAME=PKG",
                         help="use this package for configuration NAME (default: train)")
     args = parser.parse_args(argv)
     given = dict(item.split("=", 1) for item in args.package)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     say = lambda line: print(line, flush=True)      # noqa: E731
     start = time.perf_counter()
     rows = []
@@ -165,12 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": time.perf_counter() - start}
     command = "python " + " ".join(["bench/faults.py"] + (argv if argv is not None
                                                            else sys.argv[1:]))
-    (OUT / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     text = markdown(rows, command, meta)
-    (OUT / "faults.md").write_text(text)
-    plot(rows, OUT)
+    (out / "faults.md").write_text(text)
+    plot(rows, out)
     print(text)
-    print(f"wrote {OUT / 'results.json'}, faults.md, faults.png, faults.svg")
+    print(f"wrote {out / 'results.json'}, faults.md, faults.png, faults.svg")
     return 0
 
 
