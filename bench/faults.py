@@ -4,8 +4,8 @@
                            [--package NAME=PKG ...]
 
 For the ``default`` configuration (exact 4-bit readout) and an HCiM one (``default`` with
-the ADC-less binary readout, two rows per step, threshold 1), the digits network is trained (``mars.sw.train.train`` with
-the defaults of ``mars train``; a package is reused from build/bench/faults/packages/ or
+the ADC-less binary readout, two rows per step, threshold 1), the digits network is
+trained (``mars.sw.train.train`` with the defaults of ``mars train``; a package is reused from build/bench/faults/packages/ or
 given with ``--package default=PKG``), then every test image of the package is run on the
 golden model with a fault map per (rate, seed) (`mars.sw.faults.fault_sweep`: half the
 stuck cells at 0, half at 1; one seed's maps are nested over the rates).  Writes
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows = []
     for name in args.configs:
-        rows += sweep(name, package_for(name, given, args.qat_epochs, say), args.rates, args.seeds, say)
+        package = package_for(name, given, args.qat_epochs, say)
+        rows += sweep(name, package, args.rates, args.seeds, say)
     meta = {"date": datetime.date.today().isoformat(),
             "machine": f"{platform.machine()}, Python {platform.python_version()}",
             "seconds": time.perf_counter() - start}
