@@ -6,9 +6,10 @@
 For the ``default`` configuration (exact 4-bit readout) and an HCiM one (``default`` with
 the ADC-less binary readout, two rows per step, threshold 1), the digits network is
 trained (``mars.sw.train.train`` with the defaults of ``mars train``; a package is reused
-from build/bench/faults/packages/ or given with ``--package default=PKG``), then every test image of the package is run on the
-golden model with a fault map per (rate, seed) (`mars.sw.faults.fault_sweep`: half the
-stuck cells at 0, half at 1; one seed's maps are nested over the rates).  Writes
+from build/bench/faults/packages/ or given with ``--package default=PKG``), then every
+test image of the package is run on the golden model with a fault map per (rate, seed)
+(`mars.sw.faults.fault_sweep`: half the stuck cells at 0, half at 1; one seed's maps are
+nested over the rates).  Writes
 build/bench/faults/results.json, faults.md (the table) and faults.png / faults.svg (the
 plot).
 """
