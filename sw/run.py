@@ -273,7 +273,8 @@ def format_report(report: dict) -> str:
         f"({report['mismatched_inputs']} inputs differ)",
         f"  cycle model exact         : {'yes' if report['cycle_model_exact'] else 'NO'}",
         f"  accuracy (RTL / package)  : {100 * report['rtl_accuracy']:.1f} % / "
-        f"{100 * report['package_accuracy']:.1f} % (package: whole test split)",
+        + ("none in the package" if report["package_accuracy"] is None
+           else f"{100 * report['package_accuracy']:.1f} % (package: whole test split)"),
         f"  weights                   : "
         f"{'resident in the macros' if report['weights_resident'] else 'reloaded per layer'}"
         f" (first inference {report['first_inference_cycles']} cycles)",
