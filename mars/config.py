@@ -545,6 +545,8 @@ def load_config(spec: str | Path) -> MarsConfig:
         except OSError as error:
             raise ConfigError(f"cannot read configuration {str(path)!r}: "
                               f"{error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"configuration {str(path)!r} is not UTF-8 text") from None
         return MarsConfig.from_json(text, source=str(path))
     raise ConfigError(
         f"unknown preset {spec_str!r} and no such JSON file "

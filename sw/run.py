@@ -93,9 +93,14 @@ def read_inputs(path: str | Path | None) -> np.ndarray | None:
     if not path:
         return None
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise RunError(f"cannot read inputs {str(path)!r}: {error}") from None
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:      # EOFError: a truncated .npy
+        raise RunError(f"cannot read inputs {str(path)!r}: {error or 'truncated'}") from None
+    if not isinstance(array, np.ndarray):                 # an .npz archive of arrays
+        array.close()
+        raise RunError(f"cannot read inputs {str(path)!r}: an .npz archive, not one .npy "
+                       f"array")
+    return array
 
 
 def check_inputs(inputs: np.ndarray, network: IntegerNetwork) -> np.ndarray:
