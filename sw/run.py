@@ -92,15 +92,16 @@ def read_inputs(path: str | Path | None) -> np.ndarray | None:
     """
     if not path:
         return None
+    from mars.sw.package import parse_npy
+
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:      # EOFError: a truncated .npy
-        raise RunError(f"cannot read inputs {str(path)!r}: {error or 'truncated'}") from None
-    if not isinstance(array, np.ndarray):                 # an .npz archive of arrays
-        array.close()
-        raise RunError(f"cannot read inputs {str(path)!r}: an .npz archive, not one .npy "
-                       f"array")
-    return array
+        return parse_npy(Path(path).read_bytes())
+    except OSError as error:
+        raise RunError(f"cannot read inputs {str(path)!r}: {error.strerror or error}") \
+            from None
+    except ValueError as error:
+        raise RunError(f"cannot read inputs {str(path)!r}: not a .npy array ({error})") \
+            from None
 
 
 def check_inputs(inputs: np.ndarray, network: IntegerNetwork) -> np.ndarray:

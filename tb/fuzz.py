@@ -487,6 +487,7 @@ def inputs_case(rng: random.Random, ws: Workspace) -> Case:
                             x.reshape(-1), np.zeros(()), np.zeros((2, *shape[::-1]))])
         elif op == "dtype":
             x = x.astype(rng.choice(_DTYPES))
+            bad = x.dtype.kind not in "iu"               # other integer dtypes are fine
         elif op == "range":
             x = x.astype(np.int64)
             x.flat[rng.randrange(x.size)] = rng.choice([-1, 16, 255, 2 ** 40, -2 ** 63])
@@ -531,19 +532,24 @@ _PATHS = ["pkg", "x/inputs.npy", "missing", "missing/deeper.npy", "cfg", "tiny",
           "pkg/manifest.json", "cfg/c.json", "out/y.npz", ""]
 
 
-def _option_value(rng: random.Random, action) -> str:
+def _option_value(rng: random.Random, action) -> tuple[str, bool]:
+    """A value for an option, and whether it is certainly invalid (outside the choices,
+    not a number)."""
     if action.choices:
-        return str(rng.choice(list(action.choices))) if rng.random() < 0.8 else \
-            rng.choice(["bogus", "", "GOLDEN"])
+        if rng.random() < 0.8:
+            return str(rng.choice(list(action.choices))), False
+        return rng.choice(["bogus", "", "GOLDEN"]), True
     kind = action.type
     if kind is int:
-        return str(rng.choice([-1, 0, 1, 2, 3, 100, 2 ** 40])) if rng.random() < 0.85 \
-            else rng.choice(["x", "1.5", "", "nan"])
+        if rng.random() < 0.85:
+            return str(rng.choice([-1, 0, 1, 2, 3, 100, 2 ** 40])), False
+        return rng.choice(["x", "1.5", "", "nan"]), True
     if kind is float or callable(kind):
-        return str(rng.choice([-1.0, 0.0, 0.25, 0.5, 0.99, 1.0, 1.5, 1e9, math.nan,
-                               math.inf])) if rng.random() < 0.85 \
-            else rng.choice(["x", "", "50%", "-0%"])
-    return rng.choice(_PATHS)
+        if rng.random() < 0.85:
+            return str(rng.choice([-1.0, 0.0, 0.25, 0.5, 0.99, 1.0, 1.5, 1e9, math.nan,
+                                   math.inf])), False
+        return rng.choice(["x", "", "50%", "-0%"]), False
+    return rng.choice(_PATHS), False
 
 
 def option_case(rng: random.Random, ws: Workspace) -> Case:
@@ -558,16 +564,22 @@ def option_case(rng: random.Random, ws: Workspace) -> Case:
     name = rng.choice(sorted(commands))
     parser = commands[name]
     argv = name.split()
+    bad = False
     for action in parser._actions:
         if not action.option_strings or action.dest == "help":
             continue
         if rng.random() > (0.9 if action.required else 0.3):
+            bad |= action.required
             continue
         argv.append(rng.choice(action.option_strings))
         if action.nargs != 0:
-            argv.append(_option_value(rng, action))
+            value, invalid = _option_value(rng, action)
+            argv.append(value)
+            bad |= invalid
     if rng.random() < 0.1:
-        argv.insert(rng.randrange(1, len(argv) + 1), rng.choice(["--bogus", "-x", "extra"]))
+        argv.insert(rng.randrange(len(name.split()), len(argv) + 1),
+                    rng.choice(["--bogus", "-x", "extra"]))
+        bad = True
     files = {"x/inputs.npy": _npy(ws.inputs[:2]), "cfg/c.json": b"{}"}
     check = None
     if name == "run":
@@ -581,7 +593,7 @@ def option_case(rng: random.Random, ws: Workspace) -> Case:
             return np.load(ws.workdir / package / "tests" / "inputs.npy")
 
         check = _logits_check(ws.workdir, package, out, inputs)
-    return Case("options", " ".join(argv), argv, files, True, check)
+    return Case("options", " ".join(argv), argv, files, bad, check)
 
 
 GENERATORS: dict[str, Callable[..., Case]] = {

@@ -81,3 +81,76 @@ def test_the_judge_can_fail(workspace):
     assert fuzz.judge(case, fuzz.Outcome(2, "", "usage: mars\nmars: error: x\n"))[0] \
         == "messy"
     assert fuzz.judge(case, fuzz.Outcome(1, "", ""))[0] == "exit"
+
+
+# -- the failure kinds the campaign found (bench/fuzz.py, docs/robustness.md) -----------------
+
+def one_line(case: fuzz.Case, workspace: fuzz.Workspace) -> str:
+    try:
+        outcome = fuzz.run_case(case, workspace.workdir)
+    finally:
+        workspace.restore()
+    assert outcome.traceback is None, outcome.traceback
+    lines = outcome.stderr.splitlines()
+    assert outcome.status == 2 and len(lines) == 1, outcome
+    return lines[0]
+
+
+def damaged_npy_header(data: bytes) -> bytes:
+    """A .npy whose header dict lacks the closing parenthesis of its shape: NumPy's header
+    parser fails with tokenize.TokenError, not ValueError."""
+    start = data.index(b"'shape': (")
+    end = data.index(b")", start)
+    return data[:end] + b" " + data[end + 1:]
+
+
+def test_a_damaged_npy_header_with_its_sha256_fixed_up(workspace):
+    import hashlib
+    import json
+
+    doc = json.loads(json.dumps(workspace.manifest))
+    layer = next(n for n in doc["nodes"] if n["op"] == "conv")
+    ref = layer["sparse"]["kept"]
+    data = damaged_npy_header(workspace.files[ref["file"]])
+    ref["sha256"] = hashlib.sha256(data).hexdigest()
+    case = fuzz.Case("tensor", "damaged header", ["run", "--package", "pkg"],
+                     {f"pkg/{ref['file']}": data, "pkg/manifest.json": json.dumps(doc).encode()},
+                     True)
+    line = one_line(case, workspace)
+    assert ref["file"] in line and "not a .npy array" in line
+
+
+@pytest.mark.parametrize("damage", ["header", "truncated", "npz"])
+def test_inputs_that_are_not_one_npy_array(workspace, damage):
+    import io
+
+    good = io.BytesIO()
+    np.save(good, workspace.inputs)
+    data = good.getvalue()
+    if damage == "header":
+        data = damaged_npy_header(data)
+    elif damage == "truncated":
+        data = data[:20]
+    else:
+        archive = io.BytesIO()
+        np.savez(archive, x=workspace.inputs)
+        data = archive.getvalue()
+    case = fuzz.Case("inputs", damage, ["run", "--package", "pkg", "--inputs", "x.npy"],
+                     {"x.npy": data}, True)
+    assert "cannot read inputs 'x.npy'" in one_line(case, workspace)
+
+
+def test_a_node_input_that_is_not_a_name(workspace):
+    import json
+
+    doc = json.loads(json.dumps(workspace.manifest))
+    doc["nodes"][1]["inputs"] = [{"file": "x"}]
+    case = fuzz.Case("manifest", "inputs holds an object", ["run", "--package", "pkg"],
+                     {"pkg/manifest.json": json.dumps(doc).encode()}, True)
+    assert "inputs" in one_line(case, workspace)
+
+
+def test_a_configuration_that_is_not_utf8(workspace):
+    case = fuzz.Case("config", "not UTF-8", ["config", "--config", "c.json"],
+                     {"c.json": b"\xff\xfe{}"}, True)
+    assert "not UTF-8" in one_line(case, workspace)

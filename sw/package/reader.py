@@ -28,7 +28,7 @@ from mars.sw.layer import LayerGeometry
 from . import fields as F
 from .fields import Where
 from .format import (PACKAGE_FORMAT, PACKAGE_VERSION, PackageError, acc_dtype, act_dtype,
-                     weight_dtype)
+                     parse_npy, weight_dtype)
 
 __all__ = ["ModelPackage", "load_package"]
 
@@ -94,15 +94,12 @@ class _Reader:
                                           f"network needs")
         rel, data = self.data(ref, where)
         try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, EOFError, OSError, SyntaxError) as error:
+            array = parse_npy(data)
+        except ValueError as error:
             raise where.error(f"file {rel!r} is not a .npy array: {error}") from None
-        if not isinstance(array, np.ndarray) or array.dtype != np.dtype(dtype) \
-                or list(array.shape) != ref_shape:
-            got = (f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray)
-                   else type(array).__name__)
-            raise where.error(f"file {rel!r} holds {got}, the manifest says {ref_dtype} "
-                              f"{tuple(ref_shape)}")
+        if array.dtype != np.dtype(dtype) or list(array.shape) != ref_shape:
+            raise where.error(f"file {rel!r} holds {array.dtype} {array.shape}, the manifest "
+                              f"says {ref_dtype} {tuple(ref_shape)}")
         return array
 
 
@@ -465,11 +462,8 @@ def load_package(path: Path | str, *, check_sparse: bool = True) -> ModelPackage
     raw: set[str] = set()
     nodes = []
     for index, entry in enumerate(nodes_doc):
-        in_shape = None
-        if isinstance(entry, dict) and isinstance(entry.get("inputs"), list) \
-                and entry["inputs"] and entry["inputs"][0] in shapes:
-            in_shape = shapes[entry["inputs"][0]]
         node = _parse_node(entry, index, reader, config, shapes, raw)
+        in_shape = shapes[node.inputs[0]]
         kept = None
         if isinstance(node, LayerNode) and (check_sparse or "sparse" in entry):
             _check_sparse(F.field(entry, "sparse", Where.of_node(node.name)), reader, node,
