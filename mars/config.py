@@ -461,6 +461,8 @@ class MarsConfig:
             raise ConfigError(
                 f"{source}: not valid JSON ({error.msg} at line {error.lineno}, "
                 f"column {error.colno})") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: not valid JSON (nested too deeply)") from None
         return cls.from_dict(doc, source=source)
 
     def replace(self, **changes: Any) -> MarsConfig:

@@ -330,7 +330,7 @@ def config_case(rng: random.Random, workdir: Path | None = None) -> Case:
     text = _dumps(doc)
     if bad and rng.random() < 0.15:
         text = rng.choice([text[:rng.randint(0, len(text))], b"\xff\xfe" + text, b"[]",
-                           b"null", b"", b"{" * 5000])
+                           b"null", b"", b"{" * 5000, b"[" * 100000 + b"]" * 100000])
         labels.append("broken text")
 
     def check(stdout: str) -> str | None:
@@ -373,10 +373,12 @@ def manifest_case(rng: random.Random, ws: Workspace) -> Case:
         labels.append(f"{op} {'.'.join(map(str, path))}")
     text = json.dumps(doc)                            # NaN and Infinity as Python writes them
     if bad and rng.random() < 0.1:
-        text = text[:rng.randint(0, len(text))]
-        labels.append("truncated")
+        text, label = rng.choice([(text[:rng.randint(0, len(text))], "truncated"),
+                                  ("[" * 100000 + "]" * 100000, "nested too deeply"),
+                                  ("\udcff" + text, "not UTF-8")])
+        labels.append(label)
     return Case("manifest", "; ".join(labels) or "valid package", _run_argv(rng),
-                {"pkg/manifest.json": text.encode()}, bad,
+                {"pkg/manifest.json": text.encode("utf-8", "surrogateescape")}, bad,
                 _logits_check(ws.workdir, "pkg", "out/y.npz", lambda: ws.inputs))
 
 
@@ -529,7 +531,7 @@ def _subparsers(parser) -> dict[str, Any]:
 
 # Relative to the work folder, never outside it (an output option may get any of these).
 _PATHS = ["pkg", "x/inputs.npy", "missing", "missing/deeper.npy", "cfg", "tiny", "default",
-          "pkg/manifest.json", "cfg/c.json", "out/y.npz", ""]
+          "pkg/manifest.json", "cfg/c.json", "cfg/deep.json", "cfg/blob.json", "out/y.npz", ""]
 
 
 def _option_value(rng: random.Random, action) -> tuple[str, bool]:
@@ -580,7 +582,9 @@ def option_case(rng: random.Random, ws: Workspace) -> Case:
         argv.insert(rng.randrange(len(name.split()), len(argv) + 1),
                     rng.choice(["--bogus", "-x", "extra"]))
         bad = True
-    files = {"x/inputs.npy": _npy(ws.inputs[:2]), "cfg/c.json": b"{}"}
+    files = {"x/inputs.npy": _npy(ws.inputs[:2]), "cfg/c.json": b"{}",
+             "cfg/deep.json": b"[" * 100000 + b"]" * 100000,
+             "cfg/blob.json": b"\x93NUMPY\xff\xfe"}
     check = None
     if name == "run":
         out = argv[argv.index("--out") + 1] if "--out" in argv[:-1] else "build/run/outputs.npz"

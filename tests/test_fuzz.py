@@ -154,3 +154,23 @@ def test_a_configuration_that_is_not_utf8(workspace):
     case = fuzz.Case("config", "not UTF-8", ["config", "--config", "c.json"],
                      {"c.json": b"\xff\xfe{}"}, True)
     assert "not UTF-8" in one_line(case, workspace)
+
+
+@pytest.mark.parametrize("argv", [
+    ["estimate", "--package", "pkg", "--tech", "blob.json"],         # not UTF-8
+    ["estimate", "--package", "pkg", "--tech", "deep.json"],         # nested too deeply
+    ["config", "--config", "deep.json"],
+])
+def test_user_json_files_that_are_not_text_or_too_deep(workspace, argv):
+    case = fuzz.Case("options", " ".join(argv), argv,
+                     {"blob.json": b"\x93NUMPY\xff\xfe",
+                      "deep.json": b"[" * 10 ** 5 + b"]" * 10 ** 5},
+                     True)
+    line = one_line(case, workspace)
+    assert argv[-1] in line
+
+
+def test_a_manifest_nested_too_deeply(workspace):
+    case = fuzz.Case("manifest", "deep", ["run", "--package", "pkg"],
+                     {"pkg/manifest.json": b"[" * 10 ** 5 + b"]" * 10 ** 5}, True)
+    assert "manifest.json" in one_line(case, workspace)
