@@ -461,6 +461,8 @@ class MarsConfig:
             raise ConfigError(
                 f"{source}: not valid JSON ({error.msg} at line {error.lineno}, "
                 f"column {error.colno})") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: not valid JSON (nested too deeply)") from None
         return cls.from_dict(doc, source=source)
 
     def replace(self, **changes: Any) -> MarsConfig:
@@ -545,6 +547,8 @@ def load_config(spec: str | Path) -> MarsConfig:
         except OSError as error:
             raise ConfigError(f"cannot read configuration {str(path)!r}: "
                               f"{error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"configuration {str(path)!r} is not UTF-8 text") from None
         return MarsConfig.from_json(text, source=str(path))
     raise ConfigError(
         f"unknown preset {spec_str!r} and no such JSON file "

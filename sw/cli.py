@@ -11,6 +11,7 @@ import contextlib
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from mars.config import PRESETS, load_config
 from mars.errors import MarsError
@@ -27,6 +28,27 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if "%(default)" in text or "(default:" in text or action.default in (None, False):
             return text
         return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are the one line every mars error is: ``mars: error:
+    <subcommand>: <message>``, exit status 2 (argparse's own prints the usage first).
+    Subcommand parsers are made of the same class (``add_subparsers`` takes the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.partition(" ")[2]         # "run", "board run"; "" at the top
+        text = f"{command}: {message}" if command else message
+        self.exit(2, f"mars: error: {' '.join(text.split())}\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        # Unrecognized arguments are found by the top parser: name the subcommand anyway.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            words = [getattr(parsed, dest, None) for dest in ("command", "board_command")]
+            command = " ".join(word for word in words if isinstance(word, str))
+            self.error(f"{command + ': ' if command else ''}unrecognized arguments: "
+                       f"{' '.join(extras)}")
+        return parsed
 
 
 def _config_arg(parser: argparse.ArgumentParser, *, package: str | None = None) -> None:
@@ -145,7 +167,7 @@ def _writing(path):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mars", description="MARS SRAM-CIM accelerator generator",
         formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

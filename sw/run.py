@@ -92,10 +92,16 @@ def read_inputs(path: str | Path | None) -> np.ndarray | None:
     """
     if not path:
         return None
+    from mars.sw.package import parse_npy
+
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise RunError(f"cannot read inputs {str(path)!r}: {error}") from None
+        return parse_npy(Path(path).read_bytes())
+    except OSError as error:
+        raise RunError(f"cannot read inputs {str(path)!r}: {error.strerror or error}") \
+            from None
+    except ValueError as error:
+        raise RunError(f"cannot read inputs {str(path)!r}: not a .npy array ({error})") \
+            from None
 
 
 def check_inputs(inputs: np.ndarray, network: IntegerNetwork) -> np.ndarray:
@@ -289,7 +295,8 @@ def format_report(report: dict) -> str:
         f"({report['mismatched_inputs']} inputs differ)",
         f"  cycle model exact         : {'yes' if report['cycle_model_exact'] else 'NO'}",
         f"  accuracy (RTL / package)  : {100 * report['rtl_accuracy']:.1f} % / "
-        f"{100 * report['package_accuracy']:.1f} % (package: whole test split)",
+        + ("none in the package" if report["package_accuracy"] is None
+           else f"{100 * report['package_accuracy']:.1f} % (package: whole test split)"),
         f"  weights                   : "
         f"{'resident in the macros' if report['weights_resident'] else 'reloaded per layer'}"
         f" (first inference {report['first_inference_cycles']} cycles)",
