@@ -334,9 +334,15 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"bitstream  {bit['file']}: {bit['bytes']} bytes, sha256 {bit['sha256'][:16]}...",
         f"time       {s['total']:.0f} s (elaborate {s['elaborate']:.0f}, Yosys {s['yosys']:.0f}, "
         f"nextpnr {s['nextpnr']:.0f}, pack {s['pack']:.0f})",
-        f"tools      {r['tools']['yosys']}; {r['tools']['nextpnr']}",
+        f"tools      {_short(r['tools']['yosys'])}; {r['tools']['nextpnr']}",
         f"seed       {r['seed']}; rebuild: {r['command']}",
     ]
+
+
+def _short(version: str) -> str:
+    """``Yosys 0.70 (git sha1 28ba3cb92)`` out of the long ``-V`` line."""
+    head = version.split(",")[0]
+    return head + ")" if head.count("(") > head.count(")") else head
 
 
 def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:

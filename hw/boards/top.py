@@ -16,7 +16,7 @@ board's USB-UART pins, a synchronised reset button and status LEDs.
 
 from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Module,
                           ResetInserter, Signal)
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
@@ -59,6 +59,7 @@ class ResetSync(wiring.Component):
 
     def __init__(self, *, hold: int, stages: int = 2):
         if hold < 1 or stages < 2:
+            self._MustUse__silence = True      # never elaborated: no "unused" warning
             raise ValueError(f"hold must be at least 1 and stages at least 2, not "
                              f"{hold} and {stages}")
         self._hold, self._stages = hold, stages
@@ -104,6 +105,7 @@ class StatusLeds(wiring.Component):
     def __init__(self, bits: tuple[str, ...], *, stretch: int, heartbeat: int):
         unknown = [bit for bit in bits if bit not in STATUS_BITS]
         if unknown or stretch < 1 or heartbeat < 1:
+            self._MustUse__silence = True      # never elaborated: no "unused" warning
             raise ValueError(f"bits must come from {STATUS_BITS} (not {unknown}), stretch "
                              f"and heartbeat must be at least 1 (not {stretch}, {heartbeat})")
         self._bits, self._stretch, self._heartbeat = tuple(bits), stretch, heartbeat
@@ -170,8 +172,10 @@ class BoardCore(wiring.Component):
     def __init__(self, config: MarsConfig, *, divisor: int, leds: tuple[str, ...],
                  hold: int, stretch: int, heartbeat: int, init: dict | None = None):
         self._config, self._divisor, self._init = config, divisor, init
+        self._MustUse__silence = True          # until both parts below exist
         self._leds = StatusLeds(leds, stretch=stretch, heartbeat=heartbeat)
         self._reset = ResetSync(hold=hold)
+        self._MustUse__silence = False
         super().__init__({"button": In(1), "locked": In(1, init=1), "rx": In(1, init=1),
                           "tx": Out(1, init=1), "reset": Out(1),
                           "leds": Out(len(self._leds.leds))})
@@ -228,7 +232,13 @@ class BoardTop(Elaboratable):
                             f"(Board.make_platform()); simulate BoardTop.core() instead")
         m = Module()
         m.domains.sync = ClockDomain("sync", reset_less=True)
-        osc = platform.request(*b.clock)
+
+        def pin(name: str, resource: tuple[str, int], direction: str):
+            buffer = io.Buffer(direction, platform.request(*resource, dir="-"))
+            m.submodules[name] = buffer
+            return buffer
+
+        osc = pin("osc", b.clock, "i")
         m.submodules.core = core = self.core()
         if b.uses_pll:
             m.submodules.pll = pll = ECP5PLL(b.osc_hz, b.clock_hz)
@@ -237,9 +247,12 @@ class BoardTop(Elaboratable):
             platform.add_clock_constraint(pll.clk_out, b.clock_hz)
         else:
             m.d.comb += [ClockSignal("sync").eq(osc.i), core.locked.eq(1)]
-        uart = platform.request(*b.uart)
-        button = platform.request(*b.reset)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx), core.button.eq(button.i)]
+        uart = platform.request(*b.uart, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        button = pin("button", b.reset, "i")
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx), core.button.eq(button.i)]
         for i, (resource, number, _) in enumerate(b.leds):
-            m.d.comb += platform.request(resource, number).o.eq(core.leds[i])
+            led = pin(f"led_{resource}_{number}", (resource, number), "o")
+            m.d.comb += led.o.eq(core.leds[i])
         return m
