@@ -351,7 +351,7 @@ def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the board (docs/board.md)")
     presets = ", ".join(sorted(PRESETS))
     parser.add_argument("--config", metavar="PRESET_OR_JSON",
-                        help=f"the accelerator's configuration: a preset ({presets}) or a "
+                        help=f"the configuration to use: a preset ({presets}) or a configuration "
                              f"JSON file (default: the board's preset: "
                              + ", ".join(f"{b.name} {b.config}" for b in BOARDS.values()) + ")")
     parser.add_argument("--out", metavar="DIR",
