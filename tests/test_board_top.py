@@ -202,10 +202,10 @@ def test_board_top_needs_its_platform():
     top._MustUse__silence = True               # elaborated, though unsuccessfully
 
 
-def _prepare(name, **changes):
+def _prepare(name, config=None, **changes):
     board = BOARDS[name].replace(**changes) if changes else BOARDS[name]
-    plan = board.make_platform().prepare(BoardTop(board), name="top", debug_verilog=True,
-                                         emit_src=False)
+    plan = board.make_platform().prepare(BoardTop(board, config), name="top",
+                                         debug_verilog=True, emit_src=False)
     return board, plan.files
 
 
