@@ -144,8 +144,9 @@ BOARDS: Mapping[str, Board] = {b.name: b for b in (
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
         family="ecp5",
         clock=("clk25", 0), osc_hz=25e6,
-        # The tiny top routes at about 30 MHz (docs/board.md): no PLL step up is safe yet,
-        # so the accelerator runs on the oscillator; 1 Mbaud is divisor 25 exactly.
+        # The tiny top with the bridge routes at 33 MHz (docs/board.md): a PLL to 30 MHz
+        # (3 Mbaud) would leave 10 % of margin, so the accelerator runs on the oscillator
+        # until the timing work lands; 1 Mbaud is divisor 25 exactly.
         clock_hz=25e6, baud=1_000_000,
         config="tiny",
         uart=("uart", 0),                 # FT231X: FPGA rx M1, tx L4
