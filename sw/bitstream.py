@@ -198,6 +198,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     spec = PACKERS[b.family]
     started = time.perf_counter()
     seconds: dict[str, float] = {}
+    _check_out(out)
     try:
         folder = staging_folder(out)
     except OSError as error:
@@ -276,6 +277,16 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     finally:
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_out(out: Path) -> None:
+    """The output folder is replaced whole: refuse one that holds anything but an earlier
+    build (its ``summary.txt`` marks it), so that no user's files are deleted."""
+    if out.exists() and not out.is_dir():
+        raise BitstreamError(f"--out {str(out)!r} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.txt").is_file():
+        raise BitstreamError(f"--out {str(out)!r} holds files that are not a bitstream build "
+                             f"(it is replaced whole): choose a new or empty folder")
 
 
 def _keep(folder: Path, failed: Path) -> None:

@@ -103,6 +103,7 @@ def test_build_writes_bitstream_report_and_summary(tools, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("from an earlier build")
+    (out / "summary.txt").write_text("an earlier build's summary")
     report = build_bitstream("icebreaker", out, seed=7)
     # replaced whole: nothing of the earlier output is left
     assert not (out / "stale.txt").exists()
@@ -137,6 +138,7 @@ def test_timing_not_met_is_one_line_exit_2_and_keeps_the_old_output(
     out = tmp_path / "out"
     out.mkdir()
     (out / "top.bin").write_bytes(b"the old bitstream")
+    (out / "summary.txt").write_text("an earlier build's summary")
     tools(9.25)
     assert main(["bitstream", "--board", "icebreaker", "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -168,6 +170,14 @@ def test_a_failing_packer_is_named(tools, quick_top, tmp_path, monkeypatch, caps
     assert err.startswith("mars: error: icepack failed for board 'icebreaker' (exit 3):")
     assert "unknown tile type" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_output_folder_with_other_files_is_refused(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    assert main(["bitstream", "--board", "icebreaker", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mars: error: --out ") and "not a bitstream build" in err
+    assert (tmp_path / "notes.txt").read_text() == "the user's own file"
 
 
 def test_a_bad_config_is_one_line(capsys):
