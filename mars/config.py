@@ -493,7 +493,7 @@ PRESETS: dict[str, MarsConfig] = {
     "wide8": _DEFAULT.replace(
         name="wide8", rows=128, cols=64, partitions=8, rows_per_step=8, weight_bits=8,
         act_bits=8, act_bits_per_cycle=2, readout_bits=4),
-    # The iCEBreaker's part with the serial bridge: 28 of 30 EBR, 70 % of the logic cells
+    # The iCEBreaker's part with the serial bridge: 28 of 30 EBR, 75 % of the logic cells
     # (docs/board.md).  Block RAMs count by word width (16 bits each), so the program word
     # (188 bits: 12 EBR) and the activation memory's read-port copies (4) set the budget;
     # one channel per macro keeps the parameter word at 46 bits, 4 phases put the cycle
