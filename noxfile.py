@@ -1,6 +1,6 @@
 """Entry points: ``nox -s flow`` (the main job), ``nox -s verilog`` (emit RTL),
-``nox -s tests``, ``nox -s synth``, ``nox -s pnr``, ``nox -s bitstream``, ``nox -s bench``.  Positional arguments
-after ``--`` are passed on (see each session)."""
+``nox -s tests``, ``nox -s synth``, ``nox -s pnr``, ``nox -s bitstream``, ``nox -s bench``.
+Positional arguments after ``--`` are passed on (see each session)."""
 
 import nox
 
