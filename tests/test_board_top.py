@@ -253,3 +253,30 @@ def test_ulx3s_top_with_a_pll_instantiates_it_at_the_clock():
 def test_every_led_bit_is_a_status_bit():
     for board in BOARDS.values():
         assert {bit for *_, bit in board.leds} <= set(STATUS_BITS)
+
+
+@pytest.mark.sim
+def test_ice40_preset_runs_the_mlp_network_bit_exact_on_icarus():
+    """The iCEBreaker's accelerator (the ice40 preset) runs the suite's mlp network: every
+    output equal to the golden model's, every phase's cycles the cycle model's."""
+    import numpy as np
+
+    from mars.sw.golden.accel import run_accelerator
+    from mars.sw.golden.cycles import network_cycles
+    from mars.sw.mapper import map_network
+    from mars.tb.accel import simulate as simulate_top
+    from mars.tb.networks import NETWORKS, random_inputs, stable_seed
+
+    seed = stable_seed("ice40", "mlp") % 1000
+    build, sparsity = NETWORKS["mlp"]
+    rng = np.random.default_rng(seed)
+    network = build(PRESETS["ice40"], rng, sparsity)
+    inputs = random_inputs(network, rng, 2)
+    mapping = map_network(network)
+    first = [p.cycles for p in network_cycles(mapping)]
+    later = [p.cycles for p in network_cycles(mapping, skip_loads=mapping.resident)]
+    stats = simulate_top(mapping, inputs, "icarus", budget=2 * sum(first) + 1000)
+    assert stats["error"] == 0, f"seed {seed}"
+    np.testing.assert_array_equal(stats["outputs"], run_accelerator(network, inputs),
+                                  err_msg=f"seed {seed}")
+    assert stats["phase_cycles"] == [first, later], f"seed {seed}"
