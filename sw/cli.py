@@ -253,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_board_arguments(p)
     p.set_defaults(func=_cmd_board)
 
+    from mars.sw.bitstream import add_bitstream_arguments, run_bitstream_command
+
+    p = sub.add_parser("bitstream", help="a board's bitstream (ULX3S, iCEBreaker) with the "
+                       "YoWASP tools: report, summary (docs/board.md)",
+                       formatter_class=_HelpFormatter)
+    add_bitstream_arguments(p)
+    p.set_defaults(func=run_bitstream_command)
+
     from mars.sw.energy.command import add_estimate_arguments
 
     p = sub.add_parser("estimate", help="frames/s, latency, energy, TOPS/W and area of a "
