@@ -13,6 +13,7 @@ run in: every path passed is relative to the output folder, which is the working
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mars.errors import MarsError
+from mars.errors import EnvironmentProblem, MarsError
 
 __all__ = ["PARTS", "Part", "PnrError", "log_tail", "nextpnr_command", "overflows",
            "place_and_route", "summarise"]
@@ -85,6 +86,12 @@ def nextpnr_command(family: str) -> list[str]:
         return shlex.split(override)
     module = "yowasp_" + tool.replace("-", "_")
     function = "run_" + tool.replace("-", "_")
+    if importlib.util.find_spec(module) is None:
+        # Say what to install instead of letting the tool's log end in an ImportError.
+        raise EnvironmentProblem(
+            f"{tool} is not installed: pip install {module.replace('_', '-')} (or "
+            f"pip install -e '.[synth]'), or set {tool.upper().replace('-', '_')} to a "
+            f"{tool} command")
     return [sys.executable, "-c",
             f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"]
 

@@ -96,7 +96,8 @@ def _long_work_stopped() -> Iterator[None]:
 
     targets = ["mars.sw.train.trainer.train", "mars.sw.synth.run_synth",
                "mars.sw.emit.emit_verilog", "mars.sw.run.simulate",
-               "mars.sw.energy.sweep.run_sweep", "mars.sw.board.open_port"]
+               "mars.sw.energy.sweep.run_sweep", "mars.sw.board.open_port",
+               "mars.sw.bitstream.build_bitstream"]
     with contextlib.ExitStack() as stack:
         for target in targets:
             stack.enter_context(mock.patch(target, stop))

