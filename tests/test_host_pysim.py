@@ -10,6 +10,7 @@ import pytest
 
 from mars.config import PRESETS
 from mars.contract import HostMemory, Status
+from mars.contract.banking import Banking
 from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import network_cycles
 from mars.sw.host import AcceleratorError, AcceleratorTimeout, HostDriver, run_inferences
@@ -51,9 +52,10 @@ def test_registers_and_activation_memory():
     rng = np.random.default_rng(SEED)
     driver = HostDriver(TINY, PysimTransport(TINY))
     idle = driver.read_status()
-    # both banks: bank 1 starts at act_buffer_words
-    bank1 = TINY.act_buffer_words
-    words = rng.integers(0, 1 << TINY.act_bits, size=(2, 8)).tolist()
+    # both banks: words of G activations, bank 1 starts at half_words
+    banking = Banking(TINY)
+    bank1 = banking.half_words
+    words = rng.integers(0, 1 << banking.word_bits, size=(2, 8)).tolist()
     driver.write_memory(HostMemory.ACT, words[0])
     driver.write_memory(HostMemory.ACT, words[1], offset=bank1 - 4)
     back0 = driver.read_memory(HostMemory.ACT, 8)
