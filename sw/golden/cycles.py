@@ -298,10 +298,10 @@ def _walk_info(cfg, plan, walk, fetches: np.ndarray | None) -> _WalkInfo:
 
 def _pixel_starts(cfg, walk) -> tuple[int, ...] | None:
     """Element address of channel 0 of each pixel of `walk`, as the writer's position
-    counters produce it (mars.hw.writer._position); None when all are multiples of the
-    writer's lanes (then only the channel count sets a pixel's lane groups)."""
-    w, lanes = walk.word, UnitFormat(cfg).write_lanes
-    if all(w[f] % lanes == 0 for f in ("out_base", "out_pitch", "out_row_pitch")):
+    counters produce it (mars.hw.writer._position); None when all are multiples of G
+    (then every pixel starts a word and only the channel count sets its lane groups)."""
+    w, G = walk.word, cfg.rows_per_step
+    if all(w[f] % G == 0 for f in ("out_base", "out_pitch", "out_row_pitch")):
         return None
     mask = (1 << (UnitFormat(cfg).value_bits + 1)) - 1
     out_w, k = w["desc"]["out_w"], w["pool_k"]
