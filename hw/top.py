@@ -38,7 +38,7 @@ from .controller import Controller
 from .host import HostPort
 from .loader import CoreLoader
 from .unit import MacroUnit
-from .writer import act_entry_layout, res_entry_layout
+from .writer import act_entry_layout, act_write_stage, res_entry_layout, result_write
 
 __all__ = ["MarsTop"]
 
@@ -198,7 +198,6 @@ class MarsTop(wiring.Component):
         host writes words through the same write port and reads through the same read
         port while the accelerator is idle."""
         cfg, bank = self._config, Banking(self._config)
-        G, Ab = bank.group, cfg.act_bits
         act = Memory(shape=unsigned(bank.word_bits), depth=bank.words,
                      init=self._init.get((HostMemory.ACT, 0, 0), []),
                      attrs={"ram_style": "block"})
@@ -213,20 +212,9 @@ class MarsTop(wiring.Component):
         for u, unit in enumerate(units):
             with m.If(slot == u):
                 m.d.comb += entry.eq(unit.act_entry)
-        stage = Signal(act_entry_layout(cfg))
-        m.d.sync += stage.eq(entry)
-        write = act.write_port()
-        stored = act.read_port(transparent_for=(write,))
-        m.d.comb += [stored.addr.eq(Mux(entry.valid, entry.addr, port.offset)),
-                     port.act_data.eq(stored.data)]
-        merged = Signal(unsigned(bank.word_bits))
-        for g in range(G):
-            old, new = stored.data.word_select(g, Ab), stage.data.word_select(g, Ab)
-            keep = ~stage.mask[g] | (stage.max & (old > new))
-            m.d.comb += merged.word_select(g, Ab).eq(Mux(keep, old, new))
-        m.d.comb += [write.en.eq(stage.valid | port.region[Region.ACT]),
-                     write.addr.eq(Mux(stage.valid, stage.addr, port.offset)),
-                     write.data.eq(Mux(stage.valid, merged, port.data))]
+        m.d.comb += port.act_data.eq(act_write_stage(
+            m, act, entry, host_addr=port.offset, host_data=port.data,
+            host_write=port.region[Region.ACT]))
 
     def _result_memory(self, m, port, units: list[MacroUnit], slot) -> None:
         """The result memory: words of L raw accumulators, one write port (the slot's
@@ -240,9 +228,7 @@ class MarsTop(wiring.Component):
         for u, unit in enumerate(units):
             with m.If(slot == u):
                 m.d.comb += entry.eq(unit.res_entry)
-        write = result.write_port(granularity=acc)
-        m.d.comb += [write.addr.eq(entry.addr), write.data.eq(entry.data.as_value()),
-                     write.en.eq(Mux(entry.valid, entry.mask, 0))]
+        result_write(m, result, entry)
         host_read = result.read_port()
         field = Signal(max(1, bank.lane_bits))
         m.d.sync += field.eq(port.offset[:bank.lane_bits] if bank.lane_bits else 0)

@@ -48,7 +48,8 @@ from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
 from .accumulator import pixel_layout
 
-__all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout"]
+__all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "act_write_stage",
+           "result_write"]
 
 
 def act_entry_layout(config: MarsConfig) -> data.StructLayout:
@@ -67,6 +68,44 @@ def res_entry_layout(config: MarsConfig) -> data.StructLayout:
     return data.StructLayout({"valid": 1, "addr": unsigned(bank.result_addr_bits),
                               "data": data.ArrayLayout(signed(config.acc_bits), bank.lanes),
                               "mask": unsigned(bank.lanes)})
+
+
+def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0):
+    """The activation memory's write stage: one write port and one read port of `act`.
+
+    In the cycle a word is offered (``entry``, `act_entry_layout`), the stage reads the
+    stored word (the read port is transparent for the write port, so back-to-back updates
+    of one word are exact) and registers the offer; the next cycle it writes the merge:
+    offered fields replace stored ones, or keep the larger for a later pixel of a pooling
+    window (``max``); fields outside ``mask`` keep their stored value.  While nothing is
+    offered the host's address reads (and, with ``host_write``, writes) through the same
+    ports.  Returns the read port's data (the host's read answer, one cycle later).
+    """
+    cfg_bits = len(entry.data) // len(entry.mask)
+    stage = Signal.like(entry, name="act_stage")
+    m.d.sync += stage.eq(entry)
+    write = act.write_port()
+    stored = act.read_port(transparent_for=(write,))
+    m.d.comb += stored.addr.eq(Mux(entry.valid, entry.addr, host_addr))
+    merged = Signal(len(entry.data), name="act_merged")
+    for g in range(len(entry.mask)):
+        old = stored.data.word_select(g, cfg_bits)
+        new = stage.data.word_select(g, cfg_bits)
+        keep = ~stage.mask[g] | (stage.max & (old > new))
+        m.d.comb += merged.word_select(g, cfg_bits).eq(Mux(keep, old, new))
+    m.d.comb += [write.en.eq(stage.valid | host_write),
+                 write.addr.eq(Mux(stage.valid, stage.addr, host_addr)),
+                 write.data.eq(Mux(stage.valid, merged, host_data))]
+    return stored.data
+
+
+def result_write(m, result, entry) -> None:
+    """The result memory's write port: the offered result word (`res_entry_layout`), a
+    write enable per field (``mask``), in the cycle it is offered."""
+    acc_bits = len(entry.data.as_value()) // len(entry.mask)
+    write = result.write_port(granularity=acc_bits)
+    m.d.comb += [write.addr.eq(entry.addr), write.data.eq(entry.data.as_value()),
+                 write.en.eq(Mux(entry.valid, entry.mask, 0))]
 
 
 class UnitWriter(wiring.Component):
