@@ -93,6 +93,7 @@ class MarsTop(wiring.Component):
         wiring.connect(m, wiring.flipped(self.host), port.host)
         wiring.connect(m, port.host_read, wiring.flipped(self.host_read))
         loaders, units = self._cores(m, port, ctrl.running)
+        self.units = units              # for testbenches that watch the units' ports
         slot = self._slots(m, ctrl.running, units)
         self._activation_memory(m, port, units, slot)
         self._result_memory(m, port, units, slot)
