@@ -99,3 +99,14 @@ def test_word_reads_and_pixel_starts_against_the_golden_decoder(preset, name, se
                         assert want % G == 0, f"seed {seed} {plan.name}: unaligned start"
                     else:
                         assert starts[p] == want, f"seed {seed} {plan.name} pixel {p}"
+
+
+def test_mapping_exposes_the_input_words_and_the_output_count():
+    """What `mars run`, `mars flow` and `mars board run` write and read, via the mapping."""
+    config, seed = PRESETS["tiny"], stable_seed("mapping-io")
+    build, sparsity = NETWORKS["cnn"]
+    mapping = map_network(build(config, np.random.default_rng(seed), sparsity))
+    image = np.random.default_rng(seed).integers(0, 16, size=mapping.network.input_shape)
+    words = mapping.input_words(image)
+    assert Banking(config).unpack(words, image.size) == image.reshape(-1).tolist()
+    assert mapping.n_outputs == int(np.prod(mapping.output_shape))
