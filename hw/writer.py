@@ -214,8 +214,6 @@ class UnitWriter(wiring.Component):
             m.d.sync += n_grp.eq(Mux(last_group, 0, n_grp + 1))
         m.d.comb += self.walk_done.eq(w2.valid & w2.walk_last)
         self._words(m, w2)
-        self._probe = {"issue": issue, "last": last_group, "full": full, "group": group,
-                       "ends": ends_word, "slot": self.slot_next, "n_grp": n_grp}
         with m.If(self.restart):
             m.d.sync += n_grp.eq(0)
         return m

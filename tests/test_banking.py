@@ -51,19 +51,12 @@ def test_input_words_and_refusals():
         Banking(config.replace(rows=48, rows_per_step=6, readout_bits=3))
 
 
-def _mapped():
-    for preset in sorted(PRESETS):
-        for name, (build, sparsity) in NETWORKS.items():
-            seed = stable_seed("banking", preset, name)
-            config = PRESETS[preset]
-            yield preset, name, seed, map_network(
-                build(config, np.random.default_rng(seed), sparsity))
-
-
-@pytest.mark.parametrize("preset,name,seed,mapping", list(_mapped()),
-                         ids=lambda v: v if isinstance(v, str) else "")
-def test_word_reads_and_pixel_starts_against_the_golden_decoder(preset, name, seed,
-                                                                mapping):
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_word_reads_and_pixel_starts_against_the_golden_decoder(preset, name):
+    seed = stable_seed("banking", preset, name)
+    build, sparsity = NETWORKS[name]
+    mapping = map_network(build(PRESETS[preset], np.random.default_rng(seed), sparsity))
     config = mapping.config
     G, D = config.rows_per_step, config.wordline_domains
     for phase in mapping.phases:

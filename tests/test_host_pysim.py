@@ -90,7 +90,7 @@ def test_corrupt_index_raises_the_error_flag():
 TWO_UNITS = TINY.replace(name="tiny-two-units", macros_per_core=2, act_buffer_words=256)
 
 
-@pytest.mark.parametrize("name", ["odd", "cnn"])
+@pytest.mark.parametrize("name", ["odd"])
 def test_two_units_share_the_write_ports_bit_and_cycle_exact(name):
     """Bit-exact and cycle-exact on two units, and in every cycle of the run at most one
     unit offers a word to the activation and result write stages: the unit whose slot it
