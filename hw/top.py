@@ -199,14 +199,23 @@ class MarsTop(wiring.Component):
         host writes words through the same write port and reads through the same read
         port while the accelerator is idle."""
         cfg, bank = self._config, Banking(self._config)
-        act = Memory(shape=unsigned(bank.word_bits), depth=bank.words,
-                     init=self._init.get((HostMemory.ACT, 0, 0), []),
-                     attrs={"ram_style": "block"})
-        m.submodules.act = act
+        init = self._init.get((HostMemory.ACT, 0, 0), [])
+
+        def copy():
+            return Memory(shape=unsigned(bank.word_bits), depth=bank.words, init=init,
+                          attrs={"ram_style": "block"})
+
+        # One copy per read port, each with one write port and one read port (a block
+        # RAM): Yosys 0.70 replicates a memory per read port by itself, but aborts on the
+        # default top's 17 read ports (docs/synthesis.md), so the copies are explicit.
+        m.submodules.act = act = copy()
         self.memories[HostMemory.ACT] = act
-        for unit in units:
+        copies = []
+        for u, unit in enumerate(units):
             for d in range(cfg.wordline_domains):
-                read = act.read_port()
+                m.submodules[f"act_read{len(copies)}"] = mem = copy()
+                copies.append(mem)
+                read = mem.read_port()
                 m.d.comb += [read.addr.eq(unit.act_addr[d]), read.en.eq(unit.act_en[d]),
                              unit.act_data[d].eq(read.data)]
         entry = Signal(act_entry_layout(cfg))
@@ -215,7 +224,7 @@ class MarsTop(wiring.Component):
                 m.d.comb += entry.eq(unit.act_entry)
         m.d.comb += port.act_data.eq(act_write_stage(
             m, act, entry, host_addr=port.offset, host_data=port.data,
-            host_write=port.region[Region.ACT]))
+            host_write=port.region[Region.ACT], copies=copies))
 
     def _result_memory(self, m, port, units: list[MacroUnit], slot) -> None:
         """The result memory: words of L raw accumulators, one write port (the slot's

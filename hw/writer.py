@@ -70,7 +70,7 @@ def res_entry_layout(config: MarsConfig) -> data.StructLayout:
                               "mask": unsigned(bank.lanes)})
 
 
-def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0):
+def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, copies=()):
     """The activation memory's write stage: one write port and one read port of `act`.
 
     In the cycle a word is offered (``entry``, `act_entry_layout`), the stage reads the
@@ -79,7 +79,9 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0):
     offered fields replace stored ones, or keep the larger for a later pixel of a pooling
     window (``max``); fields outside ``mask`` keep their stored value.  While nothing is
     offered the host's address reads (and, with ``host_write``, writes) through the same
-    ports.  Returns the read port's data (the host's read answer, one cycle later).
+    ports.  Every memory in `copies` (the read copies of `act`) gets a write port that
+    writes the same words.  Returns the read port's data (the host's read answer, one
+    cycle later).
     """
     cfg_bits = len(entry.data) // len(entry.mask)
     stage = Signal.like(entry, name="act_stage")
@@ -93,9 +95,10 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0):
         new = stage.data.word_select(g, cfg_bits)
         keep = ~stage.mask[g] | (stage.max & (old > new))
         m.d.comb += merged.word_select(g, cfg_bits).eq(Mux(keep, old, new))
-    m.d.comb += [write.en.eq(stage.valid | host_write),
-                 write.addr.eq(Mux(stage.valid, stage.addr, host_addr)),
-                 write.data.eq(Mux(stage.valid, merged, host_data))]
+    for port in (write, *(copy.write_port() for copy in copies)):
+        m.d.comb += [port.en.eq(stage.valid | host_write),
+                     port.addr.eq(Mux(stage.valid, stage.addr, host_addr)),
+                     port.data.eq(Mux(stage.valid, merged, host_data))]
     return stored.data
 
 
