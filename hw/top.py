@@ -17,10 +17,9 @@ Structure (docs/architecture.md):
   the control registers.
 
 Every cycle's accesses hit distinct ports by construction: each word-line domain of each
-unit has its own read port on its own copy of the memory (a block RAM each, written
-with every word),
-and the single write port serves one unit a cycle (static slots, unit ``t mod U`` in
-cycle t), the same for the result memory.  See docs/banking.md for the scheme and what it
+unit has its own read port on its own copy of the memory (a block RAM each, written with
+every word), and the single write port serves one unit a cycle (static slots, unit
+``t mod U`` in cycle t), the same for the result memory.  See docs/banking.md for the scheme and what it
 costs.
 """
 
