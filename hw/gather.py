@@ -1,12 +1,23 @@
 """A macro unit's activation gather: D decoder payloads in, one macro compute step out.
 
 The D decoders (one per word-line domain) run in step: their payloads are taken together,
-in the cycle all D are valid and the step register is free.  In that cycle the gather
-reads the G activations of every domain from the activation memory (``act_addr``, the
-buffer bank as the top bit; the data comes back one cycle later, in ``act_data``), and
-registers the row slots, the padding masks and the pixel markers.  The next cycle it
-offers the compute step to the macro with padded lanes forced to 0.
+in the cycle all D are valid and the step register is free.  The activation memory holds
+words of G activations (`mars.contract.banking.Banking`); each domain has ONE read port
+(``act_addr[d]``: a word address with the half as its top bit; data one cycle later in
+``act_data[d]``).  A lane's element address ``e`` (from the decoder) is field ``e % G`` of
+word ``e // G``.
 
+* In the take cycle each domain reads the word of its lowest unpadded lane; every unpadded
+  lane in that word is served by it.
+* While a domain still has lanes in other words (a K-group that is not one aligned run:
+  layers whose channel count is not a multiple of G), it reads the next one the following
+  cycle (lowest pending lane first), keeping the fields already fetched in registers.  The
+  step is offered once every domain is done: ``max_d(distinct words of domain d) - 1``
+  cycles after the take cycle (`mars.sw.golden.cycles` counts them from the same rule).
+  An aligned K-group (and an all-padding one) is one read: the step is offered the cycle
+  after the take, as with a memory port per lane.
+
+The step register then offers the compute step to the macro with padded lanes forced to 0.
 The markers (first/last step of a pixel, last step of the walk) travel beside the macro in
 a small FIFO, written as the macro accepts a step and read (``side.ready``) as the
 accumulator takes the step's result: the macro keeps results in order, so the FIFO's head
@@ -22,8 +33,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-from mars.contract.decoder import payload_layout
-from mars.contract.program import UnitFormat
+from mars.contract.banking import Banking
+from mars.contract.decoder import DecoderFormat, payload_layout
 
 from .macro import request_layout
 
@@ -48,13 +59,13 @@ class ActivationGather(wiring.Component):
     payloads : In(stream.Signature(payload_layout(config))).array(D)
         The decoders' payloads, one stream per word-line domain; all are taken together.
     in_bank : In(1)
-        The activation buffer bank the walk reads (top bit of every read address).
-    act_en : Out(1)
-        Read strobe of the activation reads (the cycle the payloads are taken).
-    act_addr : Out(data.ArrayLayout(unsigned(act_addr_bits), D * G))
-        One read address per lane of every domain (lane ``d * G + g``).
-    act_data : In(data.ArrayLayout(unsigned(act_bits), D * G))
-        The activations read, one cycle after ``act_en``.
+        The activation buffer half the walk reads (top bit of every word address).
+    act_en : Out(unsigned(D))
+        Read strobe of each domain's read port.
+    act_addr : Out(data.ArrayLayout(unsigned(word_addr_bits), D))
+        Each domain's word address (`Banking.word_addr_bits`, the half on top).
+    act_data : In(data.ArrayLayout(unsigned(G * act_bits), D))
+        The words read, one cycle after ``act_en`` (held while ``act_en`` is low).
     request : Out(stream.Signature(request_layout(config)))
         Compute steps for the macro: a row slot and G activations per domain, padded lanes
         zero.
@@ -65,15 +76,14 @@ class ActivationGather(wiring.Component):
 
     def __init__(self, config: MarsConfig):
         self._config = config
-        fmt = UnitFormat(config)
-        lanes = config.wordline_domains * config.rows_per_step
+        self._banking = bank = Banking(config)
+        D = config.wordline_domains
         super().__init__({
-            "payloads": In(stream.Signature(payload_layout(config))).array(
-                config.wordline_domains),
+            "payloads": In(stream.Signature(payload_layout(config))).array(D),
             "in_bank": In(1),
-            "act_en": Out(1),
-            "act_addr": Out(data.ArrayLayout(unsigned(fmt.act_addr_bits), lanes)),
-            "act_data": In(data.ArrayLayout(unsigned(config.act_bits), lanes)),
+            "act_en": Out(unsigned(D)),
+            "act_addr": Out(data.ArrayLayout(unsigned(bank.word_addr_bits), D)),
+            "act_data": In(data.ArrayLayout(unsigned(bank.word_bits), D)),
             "request": Out(stream.Signature(request_layout(config))),
             "side": Out(stream.Signature(side_layout())),
         })
@@ -84,38 +94,85 @@ class ActivationGather(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._config
-        D, G = cfg.wordline_domains, cfg.rows_per_step
+        D = cfg.wordline_domains
         m = Module()
         outs = list(self.payloads)
         b_valid = Signal()
         b_slots = Signal(data.ArrayLayout(range(cfg.row_slots), D))
-        b_pad = Signal(data.ArrayLayout(unsigned(G), D))
+        b_pad = Signal(data.ArrayLayout(unsigned(cfg.rows_per_step), D))
         b_side = Signal(side_layout())
         request = self.request
         take = Signal()
-        m.d.comb += take.eq(Cat(*(o.valid for o in outs)).all() & (~b_valid | request.ready))
+        fetching = Signal(D)                 # domain d still has lanes in unread words
+        m.d.comb += [request.valid.eq(b_valid & ~fetching.any()),
+                     take.eq(Cat(*(o.valid for o in outs)).all()
+                             & (~b_valid | (request.valid & request.ready)))]
         for o in outs:
             m.d.comb += o.ready.eq(take)
-        m.d.comb += self.act_en.eq(take)
-        for d, o in enumerate(outs):
-            for g in range(G):
-                m.d.comb += self.act_addr[d * G + g].eq(Cat(o.payload.addrs[g], self.in_bank))
         with m.If(take):
             m.d.sync += [b_valid.eq(1), b_side.first.eq(outs[0].payload.first),
                          b_side.last.eq(outs[0].payload.last),
                          b_side.walk_last.eq(outs[0].payload.walk_last)]
             for d, o in enumerate(outs):
                 m.d.sync += [b_slots[d].eq(o.payload.slot), b_pad[d].eq(o.payload.pad)]
-        with m.Elif(request.ready):
+        with m.Elif(request.valid & request.ready):
             m.d.sync += b_valid.eq(0)
+        for d, o in enumerate(outs):
+            acts = self._domain(m, d, o, take, fetching)
+            for g, value in enumerate(acts):
+                m.d.comb += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
         m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=4)
-        m.d.comb += [request.valid.eq(b_valid), request.payload.slots.eq(b_slots)]
-        for d in range(D):
-            for g in range(G):
-                m.d.comb += request.payload.acts[d][g].eq(
-                    Mux(b_pad[d][g], 0, self.act_data[d * G + g]))
-        m.d.comb += [side.w_en.eq(request.valid & request.ready), side.w_data.eq(b_side),
+        m.d.comb += [request.payload.slots.eq(b_slots),
+                     side.w_en.eq(request.valid & request.ready), side.w_data.eq(b_side),
                      self.side.valid.eq(side.r_rdy), self.side.payload.eq(side.r_data),
                      side.r_en.eq(self.side.ready)]
         return m
+
+    def _domain(self, m, d: int, payload, take, fetching) -> list:
+        """Domain `d`'s word reads; returns its G lanes' activations (before the pad mask)."""
+        cfg, bank = self._config, self._banking
+        G, Ab, sh = cfg.rows_per_step, cfg.act_bits, bank.group_bits
+        ab = DecoderFormat(cfg).addr_bits
+        word_bits = max(1, ab - sh)
+        words = Signal(data.ArrayLayout(unsigned(word_bits), G), name=f"words{d}")
+        fields = Signal(data.ArrayLayout(unsigned(max(1, sh)), G), name=f"fields{d}")
+        pend = Signal(G, name=f"pend{d}")        # lanes whose word is not read yet
+        served = Signal(G, name=f"served{d}")    # lanes served by the word on act_data
+        kept = Signal(data.ArrayLayout(unsigned(Ab), G), name=f"kept{d}")
+        # The lanes of this cycle's read: the payload's (take) or the pending ones.
+        lane_words = Signal.like(words, name=f"lane_words{d}")
+        todo = Signal(G, name=f"todo{d}")
+        word = Signal(word_bits, name=f"word{d}")
+        match = Signal(G, name=f"match{d}")
+        with m.If(take):
+            m.d.comb += [todo.eq(~payload.payload.pad)]
+            for g in range(G):
+                m.d.comb += lane_words[g].eq(payload.payload.addrs[g][sh:] if sh < ab else 0)
+        with m.Else():
+            m.d.comb += [todo.eq(pend), lane_words.eq(words)]
+        # The lowest lane to do picks the word (priority: the last assignment wins).
+        for g in reversed(range(G)):
+            with m.If(todo[g]):
+                m.d.comb += word.eq(lane_words[g])
+        for g in range(G):
+            m.d.comb += match[g].eq(todo[g] & (lane_words[g] == word))
+        m.d.comb += [fetching[d].eq(pend.any()),
+                     self.act_en[d].eq(take | pend.any()),
+                     self.act_addr[d].eq(Cat(word, self.in_bank))]
+        data_word = self.act_data[d]
+
+        def field(g):
+            return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
+
+        with m.If(take | pend.any()):
+            m.d.sync += [pend.eq(todo & ~match), served.eq(match)]
+            # Keep the fields the previous read served before its word is replaced.
+            for g in range(G):
+                with m.If(served[g]):
+                    m.d.sync += kept[g].eq(field(g))
+        with m.If(take):
+            for g in range(G):
+                m.d.sync += [words[g].eq(lane_words[g]),
+                             fields[g].eq(payload.payload.addrs[g][:sh] if sh else 0)]
+        return [Mux(served[g], field(g), kept[g]) for g in range(G)]

@@ -46,7 +46,8 @@ class HostPort(wiring.Component):
         ``valid``.
     domain, offset, data : Out(...)
         The transfer's word-line domain, offset and data.
-    act_data : In(unsigned(act_bits))
+    act_data : In(unsigned(G * act_bits))
+        An activation word (`mars.contract.banking.Banking`).
     result_data : In(signed(acc_bits))
     cycles_data : In(unsigned(32))
         The host read ports of the activation, result and cycle memories (addressed by
@@ -68,7 +69,7 @@ class HostPort(wiring.Component):
             "domain": Out(unsigned(fmt.domain_bits)),
             "offset": Out(unsigned(fmt.offset_bits)),
             "data": Out(unsigned(fmt.data_bits)),
-            "act_data": In(unsigned(config.act_bits)),
+            "act_data": In(unsigned(config.rows_per_step * config.act_bits)),
             "result_data": In(signed(config.acc_bits)),
             "cycles_data": In(unsigned(32)),
             "status": In(3),

@@ -5,9 +5,9 @@ Structure (docs/architecture.md):
 * ``cores`` cores, each with a weight SRAM (``weight_sram_rows`` macro rows), a
   `CoreLoader` and ``macros_per_core`` `MacroUnit` s (a CIM macro each, with its decoders,
   accumulators and writer);
-* the activation memory: two banks of ``act_buffer_words`` Ab-bit words (ping-pong: each
-  layer reads one bank and writes the other), read by every lane of every unit, written
-  by every unit's writer;
+* the activation memory: words of G activations in two ping-pong halves (each layer
+  reads one half and writes the other), one block-RAM write port and a read port per
+  word-line domain of every unit (docs/banking.md);
 * the result memory (``result_words`` signed ``acc_bits`` words) for the last layer's raw
   accumulators;
 * the controller (`Controller`): per phase, a LOAD part (the loaders copy the phase's macro
@@ -16,26 +16,29 @@ Structure (docs/architecture.md):
 * the host port (`HostPort`): a stream of word writes (and reads) into every memory and
   the control registers.
 
-The activation memory has as many read ports as the units have lanes: a behavioural
-model (simulation and small FPGA builds replicate it); a silicon implementation would bank
-it.  See docs/architecture.md for the reasons and the address map.
+Every cycle's accesses hit distinct ports by construction: each word-line domain of each
+unit has its own read port on its own copy of the memory (a block RAM each, written with
+every word), and the single write port serves one unit a cycle (static slots, unit
+``t mod U`` in cycle t), the same for the result memory.  See docs/banking.md for the scheme and what it
+costs.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.banking import Banking
 from mars.contract.host import ControlWrite, HostFormat, HostMemory, Region
-from mars.contract.program import UnitFormat
 
 from .controller import Controller
 from .host import HostPort
 from .loader import CoreLoader
 from .unit import MacroUnit
+from .writer import act_entry_layout, act_write_stage, res_entry_layout, result_write
 
 __all__ = ["MarsTop"]
 
@@ -90,8 +93,10 @@ class MarsTop(wiring.Component):
         wiring.connect(m, wiring.flipped(self.host), port.host)
         wiring.connect(m, port.host_read, wiring.flipped(self.host_read))
         loaders, units = self._cores(m, port, ctrl.running)
-        self._activation_memory(m, port, units)
-        self._result_memory(m, port, units)
+        self.units = units              # for testbenches that watch the units' ports
+        slot = self._slots(m, ctrl.running, units)
+        self._activation_memory(m, port, units, slot)
+        self._result_memory(m, port, units, slot)
         self._cycle_memory(m, port, ctrl)
 
         m.d.comb += [
@@ -166,52 +171,80 @@ class MarsTop(wiring.Component):
                          target.payload.write.data.eq(port.data)]
         return unit
 
-    def _activation_memory(self, m, port, units: list[MacroUnit]) -> None:
-        """Both ping-pong banks: per unit lane a write port and a pooling read port
-        (transparent for that write), per unit a read port per gather lane, and the host's
-        write (shared with the first writer) and read ports."""
-        cfg = self._config
-        act = Memory(shape=unsigned(cfg.act_bits), depth=2 * cfg.act_buffer_words,
-                     init=self._init.get((HostMemory.ACT, 0, 0), []))
-        m.submodules.act = act
-        self.memories[HostMemory.ACT] = act
+    def _slots(self, m, running, units: list[MacroUnit]):
+        """The write slot counter: unit ``t mod U`` owns the write stages in cycle t of a
+        run (t = 0 in the first cycle ``running`` is high); each unit is told the cycle
+        before its slot (``slot_next``)."""
+        U = len(units)
+        slot = Signal(range(max(2, U)))
+        with m.If(~running):
+            m.d.sync += slot.eq(0)
+        with m.Elif(slot == U - 1):
+            m.d.sync += slot.eq(0)
+        with m.Else():
+            m.d.sync += slot.eq(slot + 1)
         for u, unit in enumerate(units):
-            for lane in range(UnitFormat(cfg).write_lanes):
-                write = act.write_port()
-                addr, value, enable = (unit.out_addr[lane], unit.out_data[lane],
-                                       unit.out_en[lane])
-                if u == 0 and lane == 0:
-                    # The host shares the first writer's port (it writes only while the
-                    # accelerator is idle): with one unit and one lane the memory has a
-                    # single write port and maps to block RAM.
-                    addr = Mux(enable, addr, port.offset)
-                    value = Mux(enable, value, port.data)
-                    enable = enable | port.region[Region.ACT]
-                m.d.comb += [write.addr.eq(addr), write.data.eq(value), write.en.eq(enable)]
-                pool = act.read_port(transparent_for=(write,))
-                m.d.comb += [pool.addr.eq(unit.pool_addr[lane]),
-                             unit.pool_data[lane].eq(pool.data)]
-            for lane in range(cfg.wordline_domains * cfg.rows_per_step):
-                read = act.read_port()
-                m.d.comb += [read.addr.eq(unit.act_addr[lane]), read.en.eq(unit.act_en),
-                             unit.act_data[lane].eq(read.data)]
-        host_read = act.read_port()
-        m.d.comb += [host_read.addr.eq(port.offset), port.act_data.eq(host_read.data)]
+            m.d.comb += unit.slot_next.eq(slot == (u - 1) % U)
+        return slot
 
-    def _result_memory(self, m, port, units: list[MacroUnit]) -> None:
-        """The result memory: a write port per unit lane, the host's read port."""
-        cfg = self._config
-        result = Memory(shape=signed(cfg.acc_bits), depth=cfg.result_words, init=[])
+    def _activation_memory(self, m, port, units: list[MacroUnit], slot) -> None:
+        """The activation memory (docs/banking.md): words of G activations, both ping-pong
+        halves, ONE write port and a read port per word-line domain of every unit plus
+        one for the write stage and the host.
+
+        The write stage takes the word of the slot's unit, reads the stored word (the
+        read port is transparent for the write port, so back-to-back updates of one word
+        are exact) and writes the merge the next cycle: the offered fields replace the
+        stored ones (or keep the larger, for a later pixel of a pooling window).  The
+        host writes words through the same write port and reads through the same read
+        port while the accelerator is idle."""
+        cfg, bank = self._config, Banking(self._config)
+        init = self._init.get((HostMemory.ACT, 0, 0), [])
+
+        def copy():
+            return Memory(shape=unsigned(bank.word_bits), depth=bank.words, init=init,
+                          attrs={"ram_style": "block"})
+
+        # One copy per read port, each with one write port and one read port (a block
+        # RAM): Yosys 0.70 replicates a memory per read port by itself, but aborts on the
+        # default top's 17 read ports (docs/synthesis.md), so the copies are explicit.
+        m.submodules.act = act = copy()
+        self.memories[HostMemory.ACT] = act
+        copies = []
+        for u, unit in enumerate(units):
+            for d in range(cfg.wordline_domains):
+                m.submodules[f"act_read{len(copies)}"] = mem = copy()
+                copies.append(mem)
+                read = mem.read_port()
+                m.d.comb += [read.addr.eq(unit.act_addr[d]), read.en.eq(unit.act_en[d]),
+                             unit.act_data[d].eq(read.data)]
+        entry = Signal(act_entry_layout(cfg))
+        for u, unit in enumerate(units):
+            with m.If(slot == u):
+                m.d.comb += entry.eq(unit.act_entry)
+        m.d.comb += port.act_data.eq(act_write_stage(
+            m, act, entry, host_addr=port.offset, host_data=port.data,
+            host_write=port.region[Region.ACT], copies=copies))
+
+    def _result_memory(self, m, port, units: list[MacroUnit], slot) -> None:
+        """The result memory: words of L raw accumulators, one write port (the slot's
+        unit, a write enable per field), the host's read port (element addressed)."""
+        cfg, bank = self._config, Banking(self._config)
+        L, acc = bank.lanes, cfg.acc_bits
+        result = Memory(shape=unsigned(L * acc), depth=bank.result_depth, init=[])
         m.submodules.result = result
         self.memories[HostMemory.RESULT] = result
-        for unit in units:
-            for lane in range(UnitFormat(cfg).write_lanes):
-                write = result.write_port()
-                m.d.comb += [write.addr.eq(unit.res_addr[lane]),
-                             write.data.eq(unit.res_data[lane]),
-                             write.en.eq(unit.res_en[lane])]
+        entry = Signal(res_entry_layout(cfg))
+        for u, unit in enumerate(units):
+            with m.If(slot == u):
+                m.d.comb += entry.eq(unit.res_entry)
+        result_write(m, result, entry)
         host_read = result.read_port()
-        m.d.comb += [host_read.addr.eq(port.offset), port.result_data.eq(host_read.data)]
+        field = Signal(max(1, bank.lane_bits))
+        m.d.sync += field.eq(port.offset[:bank.lane_bits] if bank.lane_bits else 0)
+        m.d.comb += [host_read.addr.eq(port.offset >> bank.lane_bits),
+                     port.result_data.eq(host_read.data.word_select(field, acc)
+                                         if bank.lane_bits else host_read.data)]
 
     def _cycle_memory(self, m, port, ctrl) -> None:
         """The per-phase cycle counts, written by the controller, read by the host."""

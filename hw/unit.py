@@ -5,40 +5,41 @@ D output blocks held by the macro's D word-line domains) over a band of output r
 
     sequencer (`UnitSequencer`: program fetch, decoder start, SYNC)
       -> decoders (one per domain, `SparseDecoder`)
-      -> activation gather (`ActivationGather`: D*G buffer reads)
+      -> activation gather (`ActivationGather`: D word reads)
       -> macro step (`CimMacro`)
       -> accumulator (`Accumulator`: sum over the pixel's steps, + bias)
       -> writer (`UnitWriter`: requantise + ReLU, fused max pooling, write to the output
-         buffer, or the raw accumulators to the result memory for the last layer)
+         buffer's write stage, or the raw accumulators to the result memory)
 
 Every stage is a stream with back-pressure; the D decoders are started together and their
 payloads are taken together, so they stay in step (fillers pad the shorter index codes).
 The program (``instruction_layout``) holds WALKs and one SYNC at the end of each phase;
 at a SYNC the unit waits, drained, for the controller's ``go``.
 
-The activation memory belongs to the top: the unit drives its read addresses
-(``act_addr``, one per lane of every domain, with the buffer bank as the top bit) and
-receives the data one cycle later.  Its output writes go through ``out_*`` and the read
-for pooling through ``pool_addr``/``pool_data`` (a read port transparent for the unit's
-write port, so back-to-back read-modify-writes of one address are exact).
+The activation memory belongs to the top (words of G activations, docs/banking.md): the
+unit drives one word address per word-line domain (``act_addr``, the half as the top bit)
+and receives the word one cycle later.  Its output words (``act_entry``) and result words
+(``res_entry``) go to the top's write stages, which take one unit's word a cycle (the
+unit's slot; ``slot_next`` announces it).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, signed, unsigned
+from amaranth.hdl import Cat, Module, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.banking import Banking
 from mars.contract.decoder import index_write_layout, ktable_write_layout
-from mars.contract.program import UnitFormat, instruction_layout, param_layout
+from mars.contract.program import instruction_layout, param_layout
 
 from .accumulator import Accumulator
 from .decoder import SparseDecoder
 from .gather import ActivationGather
 from .macro import CimMacro, write_layout
 from .sequencer import UnitSequencer, memory_write_layout
-from .writer import UnitWriter
+from .writer import UnitWriter, act_entry_layout, res_entry_layout
 
 __all__ = ["MacroUnit"]
 
@@ -60,18 +61,18 @@ class MacroUnit(wiring.Component):
         Memory writes from the host (``ready`` always 1).  ``index_write`` and
         ``ktable_write`` carry a ``domain`` field.
     act_en, act_addr, act_data
-        Activation reads (one per lane of every domain, data one cycle after ``act_en``).
-    out_en, out_addr, out_data, pool_addr, pool_data
-        Output-buffer write and the pooling read.
-    res_en, res_addr, res_data
-        Result-memory write.
+        Activation word reads (one port per domain, data one cycle after ``act_en``).
+    slot_next : In(1)
+        The top's write stages take this unit's word next cycle.
+    act_entry, res_entry : Out(...)
+        The activation / result word offered this cycle (`mars.hw.writer`).
     """
 
     def __init__(self, config: MarsConfig, *, init: dict[str, list] | None = None):
         self._config = config
         self._init = init or {}
-        self._format = fmt = UnitFormat(config)
-        D, G, Ab = config.wordline_domains, config.rows_per_step, config.act_bits
+        bank = Banking(config)
+        D = config.wordline_domains
         domain = {"domain": range(D)}
         super().__init__({
             "go": In(1),
@@ -86,17 +87,12 @@ class MacroUnit(wiring.Component):
                 {**domain, "write": index_write_layout(config)}))),
             "ktable_write": In(stream.Signature(data.StructLayout(
                 {**domain, "write": ktable_write_layout(config)}))),
-            "act_en": Out(1),
-            "act_addr": Out(data.ArrayLayout(unsigned(fmt.act_addr_bits), D * G)),
-            "act_data": In(data.ArrayLayout(unsigned(Ab), D * G)),
-            "out_en": Out(unsigned(fmt.write_lanes)),
-            "out_addr": Out(data.ArrayLayout(unsigned(fmt.act_addr_bits), fmt.write_lanes)),
-            "out_data": Out(data.ArrayLayout(unsigned(Ab), fmt.write_lanes)),
-            "pool_addr": Out(data.ArrayLayout(unsigned(fmt.act_addr_bits), fmt.write_lanes)),
-            "pool_data": In(data.ArrayLayout(unsigned(Ab), fmt.write_lanes)),
-            "res_en": Out(unsigned(fmt.write_lanes)),
-            "res_addr": Out(data.ArrayLayout(unsigned(fmt.result_addr_bits), fmt.write_lanes)),
-            "res_data": Out(data.ArrayLayout(signed(config.acc_bits), fmt.write_lanes)),
+            "act_en": Out(unsigned(D)),
+            "act_addr": Out(data.ArrayLayout(unsigned(bank.word_addr_bits), D)),
+            "act_data": In(data.ArrayLayout(unsigned(bank.word_bits), D)),
+            "slot_next": In(1),
+            "act_entry": Out(act_entry_layout(config)),
+            "res_entry": Out(res_entry_layout(config)),
         })
 
     @property
@@ -131,11 +127,8 @@ class MacroUnit(wiring.Component):
             writer.params.eq(seq.params),
             self.act_en.eq(gather.act_en), self.act_addr.eq(gather.act_addr),
             gather.act_data.eq(self.act_data),
-            self.out_en.eq(writer.out_en), self.out_addr.eq(writer.out_addr),
-            self.out_data.eq(writer.out_data), self.pool_addr.eq(writer.pool_addr),
-            writer.pool_data.eq(self.pool_data),
-            self.res_en.eq(writer.res_en), self.res_addr.eq(writer.res_addr),
-            self.res_data.eq(writer.res_data),
+            writer.slot_next.eq(self.slot_next),
+            self.act_entry.eq(writer.act_entry), self.res_entry.eq(writer.res_entry),
         ]
         for n in range(cfg.channels_per_macro):
             m.d.comb += acc.bias[n].eq(seq.params[n].bias)

@@ -1,40 +1,114 @@
-"""A macro unit's writer: requantisation, ReLU, fused max pooling, output writes.
+"""A macro unit's writer: requantisation, ReLU, fused max pooling, output words.
 
-The writer drains a finished pixel (`pixel_layout`) ``write_lanes`` channels a cycle, in
-two pipeline stages:
+The writer drains a finished pixel (`pixel_layout`) one *lane group* a cycle: ``L =
+write_lanes`` consecutive element addresses aligned to L (`mars.contract.banking`).  The
+pixel's channels start at element ``s = out_base + pix_addr`` (its pooled position); with
+``phase = s % L`` the pixel takes ``ceil((phase + n_valid) / L)`` groups, lane l of group
+i holding channel ``i*L + l - phase`` (lanes outside ``[0, n_valid)`` write nothing).  An
+aligned layout (``out_base`` and the pitches multiples of L) has phase 0 and
+``ceil(n_valid / L)`` groups, as before banking.
 
-* W1 multiplies each lane's accumulator by its channel's multiplier M and reads the
-  output word it will write (``pool_addr``: the pooling read, for max pooling);
+Two pipeline stages:
+
+* W1 multiplies each lane's accumulator by its channel's multiplier M;
 * W2 rounds, shifts and clamps (docs/architecture.md, "Arithmetic of the writer";
   docs/model-package.md)::
 
       q = clamp((acc * M + ((1 << S) >> 1)) >> S, 0, 2**Ab - 1)
 
-  (the clamp at 0 is the ReLU), takes the maximum with the word read when the pixel is
-  not the first of its pooling window, and writes (``out_*``).
+  (the clamp at 0 is the ReLU) and places the lanes in the word being assembled (G
+  activations, ``G / L`` groups).  A group that ends a word, or the pixel's last group,
+  offers the word (`act_entry`: word address, fields, field mask, max flag) to the top's
+  write stage, which merges it into the stored word (taking the maximum with it when the
+  pixel is not the first of its pooling window) and writes it.
+
+The top's write stage takes one unit's word a cycle, unit ``t mod U`` in cycle t
+(`mars.hw.top`): a group that offers a word issues only in the cycle before this unit's
+slot (``slot_next``), so offered words never collide; other groups issue at once.  With
+``acc_out`` set every group goes to the result memory instead (`res_entry`: result word
+``e // L`` with a lane mask; raw accumulators, unpooled, not requantised: the network's
+last layer) and waits for the slot the same way.
 
 A walk's pixels come row-major over ``out_w`` columns of the pre-pooling map; pixel
 (x, y) belongs to the pooled output (x // k, y // k) for a pool window k
 (``pool_k``, 1 = no pooling); pooled positions outside ``pool_w`` x ``pool_h`` are not
-written (floor pooling).  Channel ch of pooled position (px, py) goes to activation word
-``out_base + py * out_row_pitch + px * out_pitch + ch`` of bank ``out_bank``.
-
-With ``acc_out`` set the raw accumulators go to the result memory instead (``res_*``, the
-same address without the bank bit), unpooled and not requantised: the network's last layer.
+written (floor pooling).  Channel ch of pooled position (px, py) is element
+``out_base + py * out_row_pitch + px * out_pitch + ch`` of half ``out_bank``.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring, stream
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
+from mars.contract.banking import Banking
 from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
 from .accumulator import pixel_layout
 
-__all__ = ["UnitWriter"]
+__all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "act_write_stage",
+           "result_write"]
+
+
+def act_entry_layout(config: MarsConfig) -> data.StructLayout:
+    """A word the writer offers the activation write stage: ``addr`` (word address, half
+    on top), ``data`` (G fields of act_bits), ``mask`` (fields to write), ``max`` (take
+    the maximum with the stored fields: a later pixel of a pooling window)."""
+    bank = Banking(config)
+    return data.StructLayout({"valid": 1, "addr": unsigned(bank.word_addr_bits),
+                              "data": unsigned(bank.word_bits),
+                              "mask": unsigned(bank.group), "max": 1})
+
+
+def res_entry_layout(config: MarsConfig) -> data.StructLayout:
+    """A result word the writer offers: ``addr`` (result word), L raw accumulators, mask."""
+    bank = Banking(config)
+    return data.StructLayout({"valid": 1, "addr": unsigned(bank.result_addr_bits),
+                              "data": data.ArrayLayout(signed(config.acc_bits), bank.lanes),
+                              "mask": unsigned(bank.lanes)})
+
+
+def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, copies=()):
+    """The activation memory's write stage: one write port and one read port of `act`.
+
+    In the cycle a word is offered (``entry``, `act_entry_layout`), the stage reads the
+    stored word (the read port is transparent for the write port, so back-to-back updates
+    of one word are exact) and registers the offer; the next cycle it writes the merge:
+    offered fields replace stored ones, or keep the larger for a later pixel of a pooling
+    window (``max``); fields outside ``mask`` keep their stored value.  While nothing is
+    offered the host's address reads (and, with ``host_write``, writes) through the same
+    ports.  Every memory in `copies` (the read copies of `act`) gets a write port that
+    writes the same words.  Returns the read port's data (the host's read answer, one
+    cycle later).
+    """
+    cfg_bits = len(entry.data) // len(entry.mask)
+    stage = Signal.like(entry, name="act_stage")
+    m.d.sync += stage.eq(entry)
+    write = act.write_port()
+    stored = act.read_port(transparent_for=(write,))
+    m.d.comb += stored.addr.eq(Mux(entry.valid, entry.addr, host_addr))
+    merged = Signal(len(entry.data), name="act_merged")
+    for g in range(len(entry.mask)):
+        old = stored.data.word_select(g, cfg_bits)
+        new = stage.data.word_select(g, cfg_bits)
+        keep = ~stage.mask[g] | (stage.max & (old > new))
+        m.d.comb += merged.word_select(g, cfg_bits).eq(Mux(keep, old, new))
+    for port in (write, *(copy.write_port() for copy in copies)):
+        m.d.comb += [port.en.eq(stage.valid | host_write),
+                     port.addr.eq(Mux(stage.valid, stage.addr, host_addr)),
+                     port.data.eq(Mux(stage.valid, merged, host_data))]
+    return stored.data
+
+
+def result_write(m, result, entry) -> None:
+    """The result memory's write port: the offered result word (`res_entry_layout`), a
+    write enable per field (``mask``), in the cycle it is offered."""
+    acc_bits = len(entry.data.as_value()) // len(entry.mask)
+    write = result.write_port(granularity=acc_bits)
+    m.d.comb += [write.addr.eq(entry.addr), write.data.eq(entry.data.as_value()),
+                 write.en.eq(Mux(entry.valid, entry.mask, 0))]
 
 
 class UnitWriter(wiring.Component):
@@ -43,13 +117,13 @@ class UnitWriter(wiring.Component):
     Parameters
     ----------
     config : MarsConfig
-        Sets the channel count, ``act_bits``, ``acc_bits``, ``requant_mult_bits`` and the
-        lane count ``write_lanes`` (`UnitFormat`).
+        Sets the channel count, ``act_bits``, ``acc_bits``, ``requant_mult_bits``, G and
+        the lane count ``write_lanes`` (`UnitFormat`).
 
     Members
     -------
     pixel : In(stream.Signature(pixel_layout(config)))
-        Finished pixels; ``ready`` is raised the cycle the pixel's last channel issues.
+        Finished pixels; ``ready`` is raised the cycle the pixel's last group issues.
     insn : In(instruction_layout(config))
         The walk's instruction: ``n_valid`` (channels written), ``pool_k``, ``pool_w``,
         ``pool_h``, ``out_base``, ``out_pitch``, ``out_row_pitch``, ``out_bank``,
@@ -58,41 +132,29 @@ class UnitWriter(wiring.Component):
         The walk's multiplier and shift of every channel.
     restart : In(1)
         Move the output position to the walk's origin (a walk is being started).
+    slot_next : In(1)
+        The top's write stage takes this unit's word next cycle.
     walk_done : Out(1)
-        The walk's last pixel is written this cycle.
-    out_en : Out(unsigned(write_lanes))
-        Activation write strobe per lane.
-    out_addr : Out(data.ArrayLayout(unsigned(act_addr_bits), write_lanes))
-    out_data : Out(data.ArrayLayout(unsigned(act_bits), write_lanes))
-        Activation write address (bank bit on top) and value per lane.
-    pool_addr : Out(data.ArrayLayout(unsigned(act_addr_bits), write_lanes))
-    pool_data : In(data.ArrayLayout(unsigned(act_bits), write_lanes))
-        The pooling read per lane: data one cycle after the address, transparent for this
-        writer's own writes.
-    res_en : Out(unsigned(write_lanes))
-    res_addr : Out(data.ArrayLayout(unsigned(result_addr_bits), write_lanes))
-    res_data : Out(data.ArrayLayout(signed(acc_bits), write_lanes))
-        Result-memory writes (``acc_out``).
+        The walk's last word is offered this cycle.
+    act_entry : Out(act_entry_layout(config))
+        The word offered this cycle (only in this unit's slot).
+    res_entry : Out(res_entry_layout(config))
+        The result word offered this cycle (only in this unit's slot).
     """
 
     def __init__(self, config: MarsConfig):
         self._config = config
-        self._format = fmt = UnitFormat(config)
-        L, Ab = fmt.write_lanes, config.act_bits
+        self._format = UnitFormat(config)
+        self._banking = Banking(config)
         super().__init__({
             "pixel": In(stream.Signature(pixel_layout(config))),
             "insn": In(instruction_layout(config)),
             "params": In(param_layout(config)),
             "restart": In(1),
+            "slot_next": In(1),
             "walk_done": Out(1),
-            "out_en": Out(unsigned(L)),
-            "out_addr": Out(data.ArrayLayout(unsigned(fmt.act_addr_bits), L)),
-            "out_data": Out(data.ArrayLayout(unsigned(Ab), L)),
-            "pool_addr": Out(data.ArrayLayout(unsigned(fmt.act_addr_bits), L)),
-            "pool_data": In(data.ArrayLayout(unsigned(Ab), L)),
-            "res_en": Out(unsigned(L)),
-            "res_addr": Out(data.ArrayLayout(unsigned(fmt.result_addr_bits), L)),
-            "res_data": Out(data.ArrayLayout(signed(config.acc_bits), L)),
+            "act_entry": Out(act_entry_layout(config)),
+            "res_entry": Out(res_entry_layout(config)),
         })
 
     @property
@@ -104,71 +166,112 @@ class UnitWriter(wiring.Component):
         return signed(cfg.acc_bits + cfg.requant_mult_bits + 2)
 
     def _w2_layout(self) -> data.StructLayout:
-        """The W2 stage register: per lane the write, its address, M*acc, acc and S."""
+        """The W2 stage register: per lane the write, M*acc, acc and S; per group its
+        element-group address (element / L), whether it ends a word, and the markers."""
         cfg, fmt = self._config, self._format
         lane = data.StructLayout({
-            "write": 1, "addr": unsigned(fmt.value_bits + 1),
-            "product": self._product_shape(), "acc": signed(cfg.acc_bits),
+            "write": 1, "product": self._product_shape(), "acc": signed(cfg.acc_bits),
             "shift": unsigned(fmt.shift_bits)})
-        return data.StructLayout({"valid": 1, "max": 1, "walk_last": 1,
+        return data.StructLayout({"valid": 1, "max": 1, "walk_last": 1, "ends_word": 1,
+                                  "group": unsigned(fmt.value_bits + 1),
                                   "lanes": data.ArrayLayout(lane, fmt.write_lanes)})
 
     def elaborate(self, platform):
-        fmt, insn = self._format, self.insn
-        N, L = self._config.channels_per_macro, fmt.write_lanes
+        cfg, fmt, insn, bank = self._config, self._format, self.insn, self._banking
+        N, L, lb = cfg.channels_per_macro, fmt.write_lanes, bank.lane_bits
+        per_word = bank.group // L                 # lane groups per activation word
         m = Module()
         full = self.pixel.valid
-        n_ch = Signal(range(N + L))          # first channel of this cycle's lanes
-        last_channel = Signal()              # the pixel's last channel issues now
-        m.d.comb += [last_channel.eq(full & (n_ch + L >= insn.n_valid)),
-                     self.pixel.ready.eq(last_channel)]
-        pos = self._position(m, last_channel)
+        n_grp = Signal(range(N + 2))               # lane group of the pixel issuing now
+        advance = Signal()                         # the pixel's last group issues
+        pos = self._position(m, advance)
+        base = Signal(fmt.value_bits + 1)          # element of the pixel's channel 0
+        phase = Signal(max(1, lb))
+        group = Signal(fmt.value_bits + 1)         # element group (element / L) issuing
+        last_group = Signal()
+        ends_word = Signal()
+        can, issue = Signal(), Signal()
+        m.d.comb += [
+            base.eq(insn.out_base + pos["pix_addr"]),
+            phase.eq(base[:lb] if lb else 0),
+            group.eq((base >> lb) + n_grp),
+            last_group.eq((n_grp << lb) + L >= insn.n_valid + phase),
+            ends_word.eq(last_group | (group[:per_word.bit_length() - 1].all()
+                                       if per_word > 1 else 1)),
+            can.eq(Mux(insn.acc_out | ends_word, self.slot_next, 1)),
+            issue.eq(full & can),
+            self.pixel.ready.eq(issue & last_group),
+            advance.eq(issue & last_group),
+        ]
         w2 = Signal(self._w2_layout())
         m.d.sync += [
-            w2.valid.eq(full),
+            w2.valid.eq(issue),
             w2.max.eq(~pos["first_in_window"] & (insn.pool_k != 1)),
-            w2.walk_last.eq(last_channel & self.pixel.payload.walk_last),
+            w2.walk_last.eq(issue & last_group & self.pixel.payload.walk_last),
+            w2.ends_word.eq(ends_word),
+            w2.group.eq(group),
         ]
         for lane in range(L):
-            self._lane(m, lane, n_ch, pos, w2)
-        with m.If(full):
-            m.d.sync += n_ch.eq(Mux(last_channel, 0, n_ch + L))
+            self._lane(m, lane, n_grp, phase, pos, w2)
+        with m.If(issue):
+            m.d.sync += n_grp.eq(Mux(last_group, 0, n_grp + 1))
         m.d.comb += self.walk_done.eq(w2.valid & w2.walk_last)
+        self._words(m, w2)
         with m.If(self.restart):
-            m.d.sync += n_ch.eq(0)
+            m.d.sync += n_grp.eq(0)
         return m
 
-    def _lane(self, m, lane: int, n_ch, pos: dict, w2) -> None:
-        """W1 and W2 of one write lane: channel ``n_ch + lane`` of the pixel."""
+    def _lane(self, m, lane: int, n_grp, phase, pos: dict, w2) -> None:
+        """W1 of one write lane: channel ``n_grp*L + lane - phase`` of the pixel."""
         cfg, fmt, insn = self._config, self._format, self.insn
-        N, L, ab = cfg.channels_per_macro, fmt.write_lanes, fmt.decoder.addr_bits
+        N, L = cfg.channels_per_macro, fmt.write_lanes
         hold, par = self.pixel.payload.accs, self.params
-        ch = Signal(range(N + L), name=f"ch{lane}")
-        w1_addr = Signal(fmt.value_bits + 1, name=f"w1_addr{lane}")
-        m.d.comb += [
-            ch.eq(n_ch + lane),
-            w1_addr.eq(insn.out_base + pos["pix_addr"] + ch),
-            self.pool_addr[lane].eq(Cat(w1_addr[:ab], insn.out_bank)),
-        ]
+        ch = Signal(signed((N + 2 * L).bit_length() + 1), name=f"ch{lane}")
+        index = Signal(range(N), name=f"index{lane}")
+        m.d.comb += [ch.eq((n_grp << self._banking.lane_bits) + lane - phase),
+                     index.eq(ch.as_unsigned())]
         w2l = w2.lanes[lane]
         m.d.sync += [
-            w2l.write.eq(self.pixel.valid & pos["in_bounds"] & (ch < insn.n_valid)),
-            w2l.addr.eq(w1_addr),
-            w2l.product.eq(hold[ch] * par[ch].mult),
-            w2l.acc.eq(hold[ch]),
-            w2l.shift.eq(par[ch].shift),
+            w2l.write.eq(pos["in_bounds"] & (ch >= 0) & (ch < insn.n_valid)),
+            w2l.product.eq(hold[index] * par[index].mult),
+            w2l.acc.eq(hold[index]),
+            w2l.shift.eq(par[index].shift),
         ]
-        requantised = self._requantise(m, lane, w2l)
-        pooled = self.pool_data[lane]
-        write = w2.valid & w2l.write
-        m.d.comb += [
-            self.out_en[lane].eq(write & ~insn.acc_out),
-            self.out_addr[lane].eq(Cat(w2l.addr[:ab], insn.out_bank)),
-            self.out_data[lane].eq(Mux(w2.max & (pooled > requantised), pooled, requantised)),
-            self.res_en[lane].eq(write & insn.acc_out),
-            self.res_addr[lane].eq(w2l.addr),
-            self.res_data[lane].eq(w2l.acc),
-        ]
+
+    def _words(self, m, w2) -> None:
+        """W2: requantise the lanes, assemble activation words, offer words and results."""
+        cfg, insn, bank = self._config, self.insn, self._banking
+        G, L, Ab = bank.group, bank.lanes, cfg.act_bits
+        per_word = G // L
+        asm = Signal(unsigned(bank.word_bits))    # fields of the word being assembled
+        asm_mask = Signal(G)
+        lanes_q = Cat(*(self._requantise(m, lane, w2.lanes[lane]) for lane in range(L)))
+        lanes_w = Cat(*(w2.lanes[lane].write for lane in range(L)))
+        merged = Signal.like(asm)
+        merged_mask = Signal.like(asm_mask)
+        at = Signal(range(per_word)) if per_word > 1 else Const(0, 1)
+        if per_word > 1:
+            m.d.comb += at.eq(w2.group[:per_word.bit_length() - 1])
+        m.d.comb += [merged.eq(asm), merged_mask.eq(asm_mask)]
+        for k in range(per_word):
+            with m.If(at == k):
+                m.d.comb += [merged.word_select(k, L * Ab).eq(lanes_q),
+                             merged_mask.word_select(k, L).eq(lanes_w)]
+        offer = w2.valid & ~insn.acc_out
+        with m.If(offer):
+            m.d.sync += [asm.eq(merged), asm_mask.eq(Mux(w2.ends_word, 0, merged_mask))]
+        with m.If(self.restart):
+            m.d.sync += asm_mask.eq(0)
+        word = w2.group >> (bank.group_bits - bank.lane_bits)
+        e = self.act_entry
+        m.d.comb += [e.valid.eq(offer & w2.ends_word),
+                     e.addr.eq(Cat(word[:bank.word_addr_bits - 1], insn.out_bank)),
+                     e.data.eq(merged), e.mask.eq(merged_mask), e.max.eq(w2.max)]
+        r = self.res_entry
+        m.d.comb += [r.valid.eq(w2.valid & insn.acc_out), r.addr.eq(w2.group),
+                     r.mask.eq(lanes_w)]
+        for lane in range(L):
+            m.d.comb += r.data[lane].eq(w2.lanes[lane].acc)
 
     def _requantise(self, m, lane: int, w2l) -> Signal:
         """clamp((acc*M + ((1 << S) >> 1)) >> S, 0, 2**Ab - 1) from W2's product and S."""
@@ -189,7 +292,7 @@ class UnitWriter(wiring.Component):
         return requantised
 
     def _position(self, m, last_channel) -> dict:
-        """The pixel's output position, advanced as its last channel issues.
+        """The pixel's output position, advanced as its last group issues.
 
         Returns the signals the lanes use: ``pix_addr`` (the pooled position's offset from
         ``out_base``), ``in_bounds`` and ``first_in_window``.

@@ -9,6 +9,9 @@ Given an `IntegerNetwork` (a model package, docs/model-package.md) and the confi
   a message naming the node.
 * Layer i reads activation bank i % 2 and writes bank (i+1) % 2, each map at address 0;
   the image goes into bank 0; the last layer's raw accumulators go to the result memory.
+  Maps are dense HWC; the memories hold words of G activations and L accumulators
+  (docs/banking.md): `Mapping.input_words` packs an image, the results are read back one
+  element an address.
 * Work split: a layer's block sets (D output blocks, one macro's worth of channels) are
   the units of output-channel parallelism; when a layer has fewer block sets than macro
   units, bands of output rows give the remaining units work (pixel parallelism).  Work
@@ -38,6 +41,7 @@ import dataclasses
 from collections import defaultdict
 
 from mars.config import MarsConfig
+from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, DecoderLimitError, descriptor
 from mars.contract.host import HostMemory
 from mars.contract.program import Op, instruction_layout, load_layout, param_layout
@@ -132,6 +136,25 @@ class Mapping:
     @property
     def n_phases(self) -> int:
         return len(self.phases)
+
+    @property
+    def n_outputs(self) -> int:
+        """Raw accumulators of one inference: result-memory elements 0 .. n_outputs - 1
+        (HWC), which the host reads one element an address (docs/banking.md)."""
+        h, w, c = self.output_shape
+        return h * w * c
+
+    def input_words(self, image) -> list[int]:
+        """The activation words the host writes from word 0 (half 0) for one input map
+        (HWC, values in [0, 2^act_bits - 1]): G activations a word
+        (`mars.contract.banking.Banking.input_words`; the host driver's `write_input`).
+
+        Raises
+        ------
+        ValueError
+            If the map exceeds a half or holds values outside the activation range.
+        """
+        return Banking(self.config).input_words(image)
 
 
 # -- stage 0: the chain of layers ------------------------------------------------------------

@@ -23,12 +23,15 @@ class PysimTransport(RecordingTransport):
     """Plays the recorded session on a fresh `MarsTop` for `config` at each `flush`.
 
     The simulation restarts from reset at every flush, so a session (load, runs, reads)
-    must be flushed once, at its end.
+    must be flushed once, at its end.  ``monitor(ctx, top, cycle)``, if given, is called
+    in every cycle of a run (cycle 0: the first cycle after ``start``) to check the top's
+    signals (``top.units``: its `MacroUnit` s).
     """
 
-    def __init__(self, config: MarsConfig):
+    def __init__(self, config: MarsConfig, *, monitor=None):
         super().__init__()
         self._config = config
+        self._monitor = monitor
         self.cycles = 0
 
     def flush(self) -> None:
@@ -56,6 +59,8 @@ class PysimTransport(RecordingTransport):
                 ctx.set(top.start, 0)
                 cycles = 0
                 while not ctx.get(top.done) and cycles < arg:
+                    if self._monitor is not None:
+                        self._monitor(ctx, top, cycles)
                     await ctx.tick()
                     cycles += 1
                 status = Status(ctx.get(top.busy) | ctx.get(top.done) << 1

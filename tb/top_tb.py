@@ -65,6 +65,18 @@ def _array(dut, memory: HostMemory, unit: int, domain: int):
     return handle
 
 
+def _arrays(dut, memory: HostMemory, unit: int, domain: int) -> list:
+    """Every simulator array that holds one memory: the activation memory has a copy per
+    read port (``act``, ``act_read0``, ``act_read1``, ...; mars.hw.top)."""
+    arrays = [_array(dut, memory, unit, domain)]
+    if memory is HostMemory.ACT:
+        k = 0
+        while hasattr(dut, f"act_read{k}"):
+            arrays.append(getattr(dut, f"act_read{k}"))
+            k += 1
+    return arrays
+
+
 class CocotbTransport(RecordingTransport):
     """The host port of a simulated `mars_top`, driven from cocotb.
 
@@ -112,9 +124,9 @@ class CocotbTransport(RecordingTransport):
                 op[2].resolve(await self._run(op[1]))
             else:
                 _, memory, unit, domain, offset, values = op
-                array = _array(dut, memory, unit, domain)
-                for i, value in enumerate(values):
-                    array[offset + i].value = value
+                for array in _arrays(dut, memory, unit, domain):
+                    for i, value in enumerate(values):
+                        array[offset + i].value = value
                 await RisingEdge(dut.clk)
 
     async def _send(self, word: int) -> None:

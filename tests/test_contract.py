@@ -121,8 +121,9 @@ def test_memories_in_json_are_the_enum(config):
     assert by_name["weights"]["copies"] == config.cores
     assert by_name["program"]["copies"] == config.macros
     assert by_name["index"]["copies"] == config.macros * config.wordline_domains
-    assert by_name["act"]["depth"] == 2 * config.act_buffer_words
-    assert by_name["act"]["width"] == config.act_bits
+    # words of G activations (mars.contract.banking), both ping-pong halves
+    assert by_name["act"]["depth"] == 2 * config.act_buffer_words // config.rows_per_step
+    assert by_name["act"]["width"] == config.rows_per_step * config.act_bits
     assert by_name["result"]["signed"] and not by_name["result"]["host_writes"]
     assert doc["host"]["status_bits"] == {"busy": 0, "done": 1, "error": 2}
 

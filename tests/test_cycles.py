@@ -98,37 +98,81 @@ def test_phase_without_loads_waits_for_the_first_sync_only():
     assert result.load_cycles == 3                # FETCH, DECODE, SYNC
 
 
+def slotted(cfg, w, t0):
+    """`walk_cycles` of walk `w` on its unit's write slot, first cycle after START t0."""
+    return walk_cycles(cfg.cycles_per_step, lanes_of(cfg), w.steps, w.pixels, w.n_valid,
+                       group=cfg.rows_per_step, slot=w.unit, units=cfg.macros, t0=t0)
+
+
 def test_phases_release_every_unit_together():
     """Two cores of two units: a WALK state lasts as long as its slowest unit; a LOAD
-    state as long as its slowest core loader; each phase starts from the SYNCs."""
+    state as long as its slowest core loader; each phase starts from the SYNCs.  A walk
+    starts 3 cycles into the WALK state (FETCH, DECODE, START)."""
     cfg = DEFAULT
-    cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
     short, long = walk(1, 1, 1, 2, 3), walk(2, 3, 2, 4, cfg.channels_per_macro)
     phases = [
         Phase(0, [Load(0, 0, 0, 16), Load(3, 0, 0, 40)], [short, long]),
         Phase(1, [Load(1, 0, 0, 5)], [walk(0, 2, 1, 3, 1), walk(3, 2, 1, 3, 1)]),
     ]
     results = network_cycles(fake_mapping(cfg, phases))
-    W = {id(w): walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid)
-         for p in phases for w in p.walks}
-    expected = [
-        (max(16, 40) + 3 + 3, max(W[id(short)], W[id(long)]) + 4 + 3),
-        (5 + 3 + 3, W[id(phases[1].walks[0])] + 4 + 3),
-    ]
+    load0 = max(16, 40) + 3 + 3
+    walk0 = max(slotted(cfg, short, load0 + 3), slotted(cfg, long, load0 + 3)) + 4 + 3
+    load1 = 5 + 3 + 3
+    t1 = load0 + walk0 + load1 + 3
+    walk1 = max(slotted(cfg, w, t1) for w in phases[1].walks) + 4 + 3
+    expected = [(load0, walk0), (load1, walk1)]
     assert [(r.load_cycles, r.walk_cycles) for r in results] == expected
     assert [r.layer for r in results] == [0, 1]
     assert layer_walk_cycles(fake_mapping(cfg, phases), results) == [e[1] for e in expected]
 
 
 def test_a_unit_with_two_walks_outlasts_two_units_with_one_each():
+    """The second walk of a unit starts 4 cycles after the first one's last write (RUN,
+    FETCH, DECODE, START); the phase's LOAD state is 3 cycles."""
     cfg = DEFAULT
-    cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
-    a, b = walk(0, 2, 2, 2, 4), walk(0, 1, 3, 3, 9)
-    W = [walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid) for w in (a, b)]
+    a, b, b1 = walk(0, 2, 2, 2, 4), walk(0, 1, 3, 3, 9), walk(1, 1, 3, 3, 9)
     [same] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b])]))
-    [split] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, walk(1, 1, 3, 3, 9)])]))
-    assert same.walk_cycles == W[0] + W[1] + 2 * 4 + 3
-    assert split.walk_cycles == max(W) + 4 + 3
+    [split] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b1])]))
+    wa = slotted(cfg, a, 6)
+    assert same.walk_cycles == wa + slotted(cfg, b, 6 + wa + 4) + 2 * 4 + 3
+    assert split.walk_cycles == max(wa, slotted(cfg, b1, 6)) + 4 + 3
+
+
+# Write slots (docs/banking.md): a lane group that offers a word issues only in the cycle
+# before its unit's slot, (t + 1) % U == slot.  One pixel, cps 1, 4 lanes, G = 8, U = 4.
+# Without slots the group(s) issue at ticks 7 (and 8); with them the word-ending group
+# waits for the next cycle i >= its tick with (i + 1) % 4 == slot; the walk ends at i + 1.
+SLOTS = [
+    ((4, 0), 8), ((4, 1), 9), ((4, 2), 10), ((4, 3), 11),   # one group, ends the word
+    ((8, 0), 12), ((8, 1), 9), ((8, 2), 10), ((8, 3), 11),  # 2nd group ends it (tick 8)
+]
+
+
+@pytest.mark.parametrize("args,cycles", SLOTS)
+def test_write_slots_counted_by_hand(args, cycles):
+    n_valid, slot = args
+    assert walk_cycles(1, 4, 1, 1, n_valid, group=8, slot=slot, units=4) == cycles
+
+
+def test_extra_word_reads_delay_the_step_by_hand():
+    """A payload whose lanes lie in 3 words takes 2 more gather cycles (mars.hw.gather):
+    one pixel, one step, cps 1: 8 + 2 cycles; a second pixel's 3 reads hide behind the
+    first pixel's macro step only when the step is long enough (cps 4: 11 + 4 + 0)."""
+    from mars.sw.golden.cycles import _Walk, _WalkInfo
+
+    def run(cps, pixels, extra):
+        w = _Walk(cps, 1)
+        w.start(1, pixels, 1, _WalkInfo(extra=extra))
+        cycles = 1
+        w.tick()
+        while not w.walk_done():
+            w.tick()
+            cycles += 1
+        return cycles
+
+    assert run(1, 1, (2,)) == 10
+    assert run(4, 2, (0, 2)) == 11 + 4
+    assert run(4, 2, (2, 2)) == 11 + 2 + 4
 
 
 def test_a_mapped_one_layer_network_counted_by_hand():

@@ -134,11 +134,15 @@ def negating_accelerator(model):
     """Results = minus the first activations (signed, so the sign decoding shows); phase
     cycles = 10, 20, ...; 30 cycles a phase."""
     phases = model.registers["phases"]
-    act = model.mem.get(("act", 0, 0), {})
+    words = model.mem.get(("act", 0, 0), {})
+    # activation words hold G fields of act_bits (mars.contract.banking), from the JSON
+    group = model.memories_doc["act"]["width"] // TINY.act_bits
+    act = [(words.get(i // group, 0) >> (TINY.act_bits * (i % group))) & TINY.act_max
+           for i in range(4)]
     width = model.memories_doc["result"]["width"]
     result = model.mem.setdefault(("result", 0, 0), {})
     for i in range(4):
-        result[i] = (-act.get(i, 0) - 1) & ((1 << width) - 1)
+        result[i] = (-act[i] - 1) & ((1 << width) - 1)
     model.mem[("cycles", 0, 0)] = {i: 10 * (i + 1) for i in range(phases)}
     return 30 * phases, False
 
@@ -146,12 +150,13 @@ def negating_accelerator(model):
 # -- words -------------------------------------------------------------------------------
 
 def test_host_word_hand_counted_tiny():
-    # tiny: 1 unit (1 bit), 2 domains (1 bit), deepest memory act 2*2048 (12 offset bits):
-    # write @0, region @1..4, unit @5, domain @6, offset @7..18, data @19..
+    # tiny: 1 unit (1 bit), 2 domains (1 bit), deepest memory act 2*2048/4 words of 4
+    # activations (10 offset bits): write @0, region @1..4, unit @5, domain @6,
+    # offset @7..16, data @17..
     driver = HostDriver(TINY, FakeTop(TINY))
-    assert driver.word(Region.ACT, 5, 3) == 1 | 1 << 1 | 5 << 7 | 3 << 19
+    assert driver.word(Region.ACT, 5, 3) == 1 | 1 << 1 | 5 << 7 | 3 << 17
     assert driver.word(Region.KTABLE, 2, 9, unit=0, domain=1) == \
-        1 | 8 << 1 | 1 << 6 | 2 << 7 | 9 << 19
+        1 | 8 << 1 | 1 << 6 | 2 << 7 | 9 << 17
     assert driver.word(Region.RESULT, 7, write=False) == 2 << 1 | 7 << 7
 
 
@@ -324,7 +329,7 @@ def test_async_transport():
      "outside its 64 words"),
     (lambda d: d.write_memory(HostMemory.INDEX, [1], domain=2), "domain 2 outside"),
     (lambda d: d.write_memory(HostMemory.WEIGHTS, [1], unit=1), "unit 1 outside"),
-    (lambda d: d.write_memory(HostMemory.ACT, [16]), "does not fit 4 bits"),
+    (lambda d: d.write_memory(HostMemory.ACT, [1 << 16]), "does not fit 16 bits"),
     (lambda d: d.set_phases(TINY.max_phases + 1), "phases"),
     (lambda d: d.run(0), "budget"),
 ])

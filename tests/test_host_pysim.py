@@ -10,11 +10,12 @@ import pytest
 
 from mars.config import PRESETS
 from mars.contract import HostMemory, Status
+from mars.contract.banking import Banking
 from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import network_cycles
 from mars.sw.host import AcceleratorError, AcceleratorTimeout, HostDriver, run_inferences
 from mars.sw.mapper import map_network
-from mars.tb.networks import NETWORKS, random_inputs
+from mars.tb.networks import NETWORKS, random_inputs, stable_seed
 from mars.tb.pysim_host import PysimTransport
 
 TINY = PRESETS["tiny"]
@@ -51,9 +52,10 @@ def test_registers_and_activation_memory():
     rng = np.random.default_rng(SEED)
     driver = HostDriver(TINY, PysimTransport(TINY))
     idle = driver.read_status()
-    # both banks: bank 1 starts at act_buffer_words
-    bank1 = TINY.act_buffer_words
-    words = rng.integers(0, 1 << TINY.act_bits, size=(2, 8)).tolist()
+    # both banks: words of G activations, bank 1 starts at half_words
+    banking = Banking(TINY)
+    bank1 = banking.half_words
+    words = rng.integers(0, 1 << banking.word_bits, size=(2, 8)).tolist()
     driver.write_memory(HostMemory.ACT, words[0])
     driver.write_memory(HostMemory.ACT, words[1], offset=bank1 - 4)
     back0 = driver.read_memory(HostMemory.ACT, 8)
@@ -80,3 +82,44 @@ def test_corrupt_index_raises_the_error_flag():
     with pytest.raises(AcceleratorError, match="error flag") as info:
         driver.flush()
     assert "error" in str(info.value).rsplit("status", 1)[1], f"seed {SEED}"
+
+
+# Two macro units on one core, a small activation buffer: the odd network has channel
+# counts that are not multiples of G (K-groups over several words, outputs that straddle
+# words), a floor-mode pool and a linear layer (docs/banking.md).
+TWO_UNITS = TINY.replace(name="tiny-two-units", macros_per_core=2, act_buffer_words=256)
+
+
+@pytest.mark.parametrize("name", ["odd"])
+def test_two_units_share_the_write_ports_bit_and_cycle_exact(name):
+    """Bit-exact and cycle-exact on two units, and in every cycle of the run at most one
+    unit offers a word to the activation and result write stages: the unit whose slot it
+    is (cycle t of the run: unit t mod U; the run's first cycle is the one after start)."""
+    config, seed = TWO_UNITS, stable_seed("two-units", name)
+    build, sparsity = NETWORKS[name]
+    rng = np.random.default_rng(seed)
+    network = build(config, rng, sparsity)
+    inputs = random_inputs(network, rng, 1)
+    mapping = map_network(network)
+    offers = []
+
+    def monitor(ctx, top, cycle):
+        for u, unit in enumerate(top.units):
+            if ctx.get(unit.act_entry.valid) or ctx.get(unit.res_entry.valid):
+                offers.append((cycle, u))
+
+    driver = HostDriver(config, PysimTransport(config, monitor=monitor))
+    h, w, c = mapping.output_shape
+    [answer] = run_inferences(driver, inputs, memories=mapping.memories,
+                              phases=mapping.n_phases, resident=mapping.resident,
+                              n_outputs=h * w * c, budget=100_000)
+    driver.flush()
+    assert answer.outputs.value == run_accelerator(network, inputs)[0].tolist(), \
+        f"seed {seed}"
+    assert answer.phase_cycles.value == [p.cycles for p in network_cycles(mapping)], \
+        f"seed {seed}"
+    assert offers, f"seed {seed}: no writes seen"
+    # `cycle` counts from the first cycle of the run's LOAD state, where the slot is 0
+    wrong = [(t, u) for t, u in offers if t % config.macros != u]
+    assert not wrong, f"seed {seed}: offers outside their slot {wrong[:5]}"
+    assert len({t for t, _ in offers}) == len(offers), f"seed {seed}: two offers in a cycle"

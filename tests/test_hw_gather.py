@@ -2,19 +2,22 @@
 
 Random decoder payloads arrive on the D streams with random gaps; the macro side takes
 compute steps with random stalls (at most two in flight, as the macro holds) and pops the
-markers.  Every compute step must carry, per domain, the row slot of that domain's payload
-and its G activations read from the activation memory (bank ``in_bank``), zero where the
-payload's pad bit is set; the markers must come out in step order.
+markers.  The activation memory holds words of G activations with ONE read port per
+domain, as the top wires it.  Every compute step must carry, per domain, the row slot of
+that domain's payload and its G activations (element ``addrs[g]`` of half ``in_bank``),
+zero where the payload's pad bit is set; the markers must come out in step order.  The
+lanes' addresses are random, so most payloads need several word reads.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS
+from mars.contract.banking import Banking
 from mars.hw.gather import ActivationGather
 
 # A small activation memory keeps the simulation quick.
@@ -27,16 +30,17 @@ class GatherBench(Elaboratable):
     def __init__(self, config, act_init):
         self.config = config
         self.dut = ActivationGather(config)
-        self.act = Memory(shape=config.act_bits, depth=2 * config.act_buffer_words,
-                          init=act_init)
+        bank = Banking(config)
+        self.act = Memory(shape=unsigned(bank.word_bits), depth=bank.words,
+                          init=bank.pack(act_init))
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut, m.submodules.act = self.dut, self.act
-        for lane in range(self.config.wordline_domains * self.config.rows_per_step):
+        for d in range(self.config.wordline_domains):
             read = self.act.read_port()
-            m.d.comb += [read.addr.eq(self.dut.act_addr[lane]), read.en.eq(self.dut.act_en),
-                         self.dut.act_data[lane].eq(read.data)]
+            m.d.comb += [read.addr.eq(self.dut.act_addr[d]), read.en.eq(self.dut.act_en[d]),
+                         self.dut.act_data[d].eq(read.data)]
         return m
 
 

@@ -1,24 +1,27 @@
 """Amaranth-simulator tests of a macro unit's writer (`mars.hw.writer.UnitWriter`).
 
-The writer is run alone, on a walk of random accumulators, with an activation memory and
-a result memory wired to it as the top wires them (a pooling read port transparent for
-each lane's write port).  The expectation is computed independently with NumPy: the
-requantisation of the golden model (`mars.sw.golden.network.requantise`, the formula of
-docs/model-package.md, whose clamp at 0 is the ReLU), then max pooling over k x k windows
-(floor), placed at ``out_base + py * out_row_pitch + px * out_pitch + ch``.
+The writer is run alone, on a walk of random accumulators, with an activation memory of
+G-activation words behind the write stage the top uses (`act_write_stage`: read, merge,
+write) and a result memory of L-accumulator words (`result_write`).  The write slot
+(``slot_next``) comes at random, and the bench checks that a word is only ever offered in
+the cycle after it was announced.  The expectation is computed independently with NumPy:
+the requantisation of the golden model (`mars.sw.golden.network.requantise`, the formula
+of docs/model-package.md, whose clamp at 0 is the ReLU), then max pooling over k x k
+windows (floor), placed at element ``out_base + py * out_row_pitch + px * out_pitch + ch``
+(element e: field e % G of word e // G, `mars.contract.banking`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Module, signed
+from amaranth.hdl import Elaboratable, Module, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS
-from mars.contract.program import UnitFormat
-from mars.hw.writer import UnitWriter
+from mars.contract.banking import Banking
+from mars.hw.writer import UnitWriter, act_write_stage, result_write
 from mars.sw.golden.network import requantise
 
 TINY = PRESETS["tiny"]
@@ -31,37 +34,44 @@ class WriterBench(Elaboratable):
 
     def __init__(self, config, act_init):
         self.config = config
+        self.banking = bank = Banking(config)
         self.dut = UnitWriter(config)
-        self.act = Memory(shape=config.act_bits, depth=2 * config.act_buffer_words,
-                          init=act_init)
-        self.result = Memory(shape=signed(config.acc_bits), depth=config.result_words, init=[])
+        self.act = Memory(shape=unsigned(bank.word_bits), depth=bank.words,
+                          init=bank.pack(act_init))
+        self.result = Memory(shape=unsigned(bank.lanes * config.acc_bits),
+                             depth=bank.result_depth, init=[])
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut, m.submodules.act, m.submodules.result = \
             self.dut, self.act, self.result
-        dut = self.dut
-        for lane in range(UnitFormat(self.config).write_lanes):
-            write = self.act.write_port()
-            pool = self.act.read_port(transparent_for=(write,))
-            res = self.result.write_port()
-            m.d.comb += [write.addr.eq(dut.out_addr[lane]), write.data.eq(dut.out_data[lane]),
-                         write.en.eq(dut.out_en[lane]), pool.addr.eq(dut.pool_addr[lane]),
-                         dut.pool_data[lane].eq(pool.data),
-                         res.addr.eq(dut.res_addr[lane]), res.data.eq(dut.res_data[lane]),
-                         res.en.eq(dut.res_en[lane])]
+        act_write_stage(m, self.act, self.dut.act_entry)
+        result_write(m, self.result, self.dut.res_entry)
         return m
 
 
-def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3):
-    """Offer the pixels `accs` (out_h, out_w, N) of one walk; return the activation memory,
-    the result memory and the cycles in which ``walk_done`` was high."""
+def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
+             slot_prob=0.5):
+    """Offer the pixels `accs` (out_h, out_w, N) of one walk; return the activation memory
+    and the result memory (as elements) and the cycles in which ``walk_done`` was high."""
     bench = WriterBench(config, act_init)
-    dut = bench.dut
+    dut, bank = bench.dut, bench.banking
     rng = np.random.default_rng(seed)
     n_pixels = accs.shape[0] * accs.shape[1]
     flat = accs.reshape(n_pixels, -1)
     done_cycles = []
+    announced = [False, False]          # slot_next in the previous and this cycle
+
+    async def step(ctx, cycle):
+        """One clock edge: check this cycle's offers against the slot announced in the
+        previous cycle, then draw the next cycle's ``slot_next``."""
+        offered = ctx.get(dut.act_entry.valid) or ctx.get(dut.res_entry.valid)
+        assert not offered or announced[0], f"seed {seed}: offer outside the slot"
+        if ctx.get(dut.walk_done):
+            done_cycles.append(cycle)
+        await ctx.tick()
+        announced[:] = [announced[1], bool(rng.random() < slot_prob)]
+        ctx.set(dut.slot_next, announced[1])
 
     async def testbench(ctx):
         ctx.set(dut.insn, insn)
@@ -74,24 +84,20 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3):
         for p in range(n_pixels):
             while rng.random() < gap_prob:     # the accumulator is not always ready
                 ctx.set(dut.pixel.valid, 0)
-                await ctx.tick()
+                await step(ctx, cycle)
                 cycle += 1
             ctx.set(dut.pixel.valid, 1)
             ctx.set(dut.pixel.payload, {"accs": [int(a) for a in flat[p]],
                                         "walk_last": int(p == n_pixels - 1)})
             while True:
                 taken = ctx.get(dut.pixel.ready)
-                if ctx.get(dut.walk_done):
-                    done_cycles.append(cycle)
-                await ctx.tick()
+                await step(ctx, cycle)
                 cycle += 1
                 if taken:
                     break
         ctx.set(dut.pixel.valid, 0)
-        for _ in range(4):                     # drain W2
-            if ctx.get(dut.walk_done):
-                done_cycles.append(cycle)
-            await ctx.tick()
+        for _ in range(4):                     # drain W2 and the write stage
+            await step(ctx, cycle)
             cycle += 1
         bench.act_words = [ctx.get(bench.act.data[i]) for i in range(bench.act.depth)]
         bench.result_words = [ctx.get(bench.result.data[i])
@@ -101,7 +107,12 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3):
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    return np.array(bench.act_words), np.array(bench.result_words), done_cycles
+    acc, L = config.acc_bits, bank.lanes
+    results = [(w >> (acc * lane)) & ((1 << acc) - 1)
+               for w in bench.result_words for lane in range(L)]
+    results = [r - (1 << acc) if r >> (acc - 1) else r for r in results]
+    return (np.array(bank.unpack(bench.act_words)), np.array(results[:config.result_words]),
+            done_cycles)
 
 
 def insn_for(config, *, out_w, pool_k, pool_w, pool_h, n_valid, out_base, out_pitch,
@@ -138,7 +149,7 @@ def test_requantise_relu_pool_against_numpy(case):
     pool_w, pool_h = out_w // k, out_h // k
     out_base, out_pitch = int(rng.integers(0, 64)), n_valid + int(rng.integers(0, 3))
     row_pitch = pool_w * out_pitch + int(rng.integers(0, 5))
-    act_init = rng.integers(0, 1 << Ab, size=2 * words)   # stale words must not leak
+    act_init = rng.integers(0, 1 << Ab, size=2 * words)   # stale fields must not leak
     insn = insn_for(config, out_w=out_w, pool_k=k, pool_w=pool_w, pool_h=pool_h,
                     n_valid=n_valid, out_base=out_base, out_pitch=out_pitch,
                     out_row_pitch=row_pitch, out_bank=bank)
@@ -154,7 +165,7 @@ def test_requantise_relu_pool_against_numpy(case):
                 addr = out_base + py * row_pitch + px * out_pitch + ch
                 expected[bank * words + addr] = pooled[py, px, ch]
     differ = np.flatnonzero(act != expected)
-    assert differ.size == 0, (f"seed {seed}: {differ.size} words differ, first at "
+    assert differ.size == 0, (f"seed {seed}: {differ.size} elements differ, first at "
                               f"{differ[:5]}: got {act[differ[:5]]}, want {expected[differ[:5]]}")
     assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"
 

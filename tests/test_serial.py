@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from mars.contract.banking import Banking
 from mars.config import PRESETS
 from mars.contract.host import HostFormat, HostMemory, Region, Status
 from mars.contract.serial import (
@@ -400,9 +401,10 @@ def test_transport_runs_a_network_bit_exact():
     assert link.errors == 2 and link.last_error == ErrorCode.BAD_CRC
     assert link.status == Status.DONE
     # Read back what was written through the bridge: the first input's activations.
-    values = driver.read_memory(HostMemory.ACT, inputs[-1].size)
+    banking = Banking(TINY)
+    words = driver.read_memory(HostMemory.ACT, -(-inputs[-1].size // banking.group))
     driver.flush()
-    assert values.value == inputs[-1].reshape(-1).tolist()
+    assert banking.unpack(words.value, inputs[-1].size) == inputs[-1].reshape(-1).tolist()
 
 
 def test_transport_gives_up_after_its_retries():
@@ -438,7 +440,7 @@ def test_transport_round_trips_every_read_memory_on_the_model():
     port = ModelPort(config)
     transport = SerialTransport(port, config)
     driver = HostDriver(config, transport)
-    values = rng.integers(0, 1 << 4, size=600).tolist()
+    values = rng.integers(0, 1 << 32, size=150).tolist()    # words of 8 activations
     driver.write_memory(HostMemory.ACT, values)
     params = [int.from_bytes(rng.bytes(108), "little") >> 4 for _ in range(5)]
     driver.write_memory(HostMemory.PARAMS, params, unit=1)
@@ -446,8 +448,9 @@ def test_transport_round_trips_every_read_memory_on_the_model():
     driver.flush()
     assert back.value == values, f"seed {seed}"
     assert [port.memory[(Region.PARAMS, 1, 0, k)] for k in range(5)] == params
-    # 600 one-byte words: 248 a WRITE frame, 254 a READ frame; 108-byte params: 2 a frame.
-    assert transport.frames == -(-600 // 248) + -(-5 // 2) + -(-600 // 254)
+    # 150 four-byte words: 248 / 4 = 62 a WRITE frame, 254 / 4 = 63 a READ frame;
+    # 108-byte params: 2 a frame.
+    assert transport.frames == -(-150 // 62) + -(-5 // 2) + -(-150 // 63)
 
 
 def test_board_run_writes_what_mars_run_writes(tmp_path):

@@ -10,6 +10,8 @@ hardware, the software or the testbenches (checked by import-linter, see pyproje
 * `mars.contract.decoder`: the decoder's format (`DecoderFormat`, `descriptor`,
   `ktable_words`) and word layouts.
 * `mars.contract.program`: macro-unit instructions, parameter words, loader instructions.
+* `mars.contract.banking`: how activations and results lie in their memories' words
+  (`Banking`).
 * `mars.contract.host`: the host port (`Region`, `HostMemory`, control registers,
   `Status`, `HostFormat`).
 * `mars.contract.export`: all of it as JSON (`contract_json`; ``contract.json`` beside the
@@ -32,6 +34,7 @@ from .decoder import (
     payload_layout,
 )
 from .export import contract_json, contract_text, layout_json
+from .banking import Banking, BankingError
 from .host import (
     READ_LATENCY,
     ControlRead,
@@ -46,6 +49,7 @@ from .layer import LayerGeometry, LayerKind
 from .program import Op, UnitFormat, instruction_layout, load_layout, param_layout
 
 __all__ = [
+    "Banking", "BankingError",
     "DecoderFormat", "DecoderLimitError", "descriptor", "descriptor_fields",
     "descriptor_layout", "error_layout", "index_write_layout", "ktable_fields",
     "ktable_layout", "ktable_words", "ktable_write_layout", "payload_fields",

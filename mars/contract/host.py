@@ -119,7 +119,8 @@ class HostMemory(enum.Enum):
         return self is HostMemory.RESULT
 
     def depth(self, config: MarsConfig) -> int:
-        """Words of one copy (the activation memory: both banks)."""
+        """Words of one copy (the activation memory: both banks, words of G activations,
+        `mars.contract.banking.Banking`)."""
         fmt = UnitFormat(config)
         return {
             HostMemory.WEIGHTS: config.weight_sram_rows,
@@ -128,7 +129,7 @@ class HostMemory(enum.Enum):
             HostMemory.PARAMS: config.param_words,
             HostMemory.INDEX: fmt.decoder.index_depth,
             HostMemory.KTABLE: fmt.decoder.max_kgroups,
-            HostMemory.ACT: 2 * config.act_buffer_words,
+            HostMemory.ACT: 2 * (config.act_buffer_words // config.rows_per_step),
             HostMemory.RESULT: config.result_words,
             HostMemory.CYCLES: config.max_phases,
         }[self]
@@ -143,7 +144,7 @@ class HostMemory(enum.Enum):
             HostMemory.PARAMS: param_layout(config).size,
             HostMemory.INDEX: fmt.decoder.kgroup_bits,
             HostMemory.KTABLE: ktable_layout(config).size,
-            HostMemory.ACT: config.act_bits,
+            HostMemory.ACT: config.rows_per_step * config.act_bits,
             HostMemory.RESULT: config.acc_bits,
             HostMemory.CYCLES: 32,
         }[self]

@@ -41,8 +41,11 @@ class UnitFormat:
         self.result_addr_bits = max(1, (config.result_words - 1).bit_length())
         # Channels the writer handles per cycle: enough that a pixel's writes never take
         # longer than one macro step (cycles_per_step), so the writer never limits.
+        # Rounded up to a power of two at most G, so that an aligned group of lanes never
+        # straddles an activation word (docs/banking.md).
         n = config.channels_per_macro
-        self.write_lanes = min(n, -(-n // config.cycles_per_step))
+        lanes = min(n, -(-n // config.cycles_per_step))
+        self.write_lanes = min(max(1, config.rows_per_step), 1 << (lanes - 1).bit_length())
 
 
 def instruction_layout(config: MarsConfig) -> data.StructLayout:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import numpy as np
+
 from mars.contract.program import UnitFormat
 
 __all__ = ["PhaseCycles", "walk_cycles", "phase_cycles", "network_cycles", "steady_cycles",
@@ -33,58 +35,97 @@ class PhaseCycles:
     walk_cycles: int     # cycles of the WALK state (the units computing)
 
 
-class _Walk:
-    """The walk pipeline of one macro unit (decoders .. writer), cycle by cycle."""
+@dataclasses.dataclass(frozen=True)
+class _WalkInfo:
+    """What a walk's timing depends on besides its size (docs/banking.md): the gather's
+    extra word reads of each payload (None: none), the element address of each pixel's
+    channel 0 (None: aligned, phase 0 everywhere) and whether it writes results."""
 
-    def __init__(self, cps: int, lanes: int):
+    extra: tuple[int, ...] | None = None
+    starts: tuple[int, ...] | None = None
+    acc_out: bool = False
+
+
+class _Walk:
+    """The walk pipeline of one macro unit (decoders .. writer), cycle by cycle.
+
+    ``group``: G (activations per word), ``slot``: the unit's write slot, ``units``: U.
+    """
+
+    def __init__(self, cps: int, lanes: int, *, group: int = 1, slot: int = 0,
+                 units: int = 1):
         self.cps, self.lanes = cps, lanes
+        self.per_word = max(1, group // lanes)
+        self.slot, self.units = slot, units
         self.idle()
 
     def idle(self) -> None:
         self.total = self.steps = self.n_valid = 1
+        self.info = _WalkInfo()
         self.active = False
         self.issued = 0
         self.s1 = self.s2 = self.out = None        # payload positions (None: empty)
         self.b = None
+        self.b_wait = 0
         self.busy, self.cyc, self.cur = False, 0, None
         self.result = None
-        self.hold_full, self.hold_walk_last = False, False
-        self.n_ch = 0
+        self.hold_full, self.hold_walk_last, self.hold_pixel = False, False, 0
+        self.n_grp = 0
         self.w2_valid = self.w2_walk_last = False
 
-    def start(self, steps: int, pixels: int, n_valid: int) -> None:
+    def start(self, steps: int, pixels: int, n_valid: int,
+              info: _WalkInfo | None = None) -> None:
         self.steps, self.total, self.n_valid = steps, steps * pixels, n_valid
+        self.info = info or _WalkInfo()
         self.active = self.total > 0
         self.issued = 0
-        self.n_ch = 0
+        self.n_grp = 0
 
     def walk_done(self) -> bool:
         return self.w2_valid and self.w2_walk_last
 
-    def tick(self) -> None:
+    def _writer_issue(self, t: int) -> tuple[bool, bool]:
+        """(a lane group issues, it is the pixel's last) in cycle t (mars.hw.writer)."""
+        if not self.hold_full:
+            return False, False
+        L, info = self.lanes, self.info
+        start = info.starts[self.hold_pixel] if info.starts else 0
+        phase = start % L
+        last_group = self.n_grp * L + L >= self.n_valid + phase
+        group = start // L + self.n_grp
+        ends_word = last_group or group % self.per_word == self.per_word - 1
+        if info.acc_out or ends_word:
+            # a word is offered in the unit's slot: issue the cycle before it
+            return (t + 1) % self.units == self.slot % self.units, last_group
+        return True, last_group
+
+    def tick(self, t: int = 0) -> None:
         # -- combinational ------------------------------------------------------------
         last_step = self.busy and self.cyc == self.cps - 1
         is_last = self.result is not None and self.result % self.steps == self.steps - 1
-        w_last = self.hold_full and self.n_ch + self.lanes >= self.n_valid
+        w_issue, w_group_last = self._writer_issue(t)
+        w_last = w_issue and w_group_last
         hold_free = (not self.hold_full) or w_last
         r_ready = (not is_last) or hold_free
         out_free = self.result is None or r_ready
         finish = last_step and out_free
         req_ready = (not self.busy) or finish
-        take = self.out is not None and (self.b is None or req_ready)
+        b_ready = self.b is not None and self.b_wait == 0
+        take = self.out is not None and (self.b is None or (b_ready and req_ready))
         advance = self.out is None or take
         issue = self.active and advance
-        accept_req = self.b is not None and req_ready
+        accept_req = b_ready and req_ready
         acc_accept = self.result is not None and r_ready
 
         # -- registers: writer, accumulator ----------------------------------------------
-        self.w2_valid = self.hold_full
+        self.w2_valid = w_issue
         self.w2_walk_last = w_last and self.hold_walk_last
-        if self.hold_full:
-            self.n_ch = 0 if w_last else self.n_ch + self.lanes
+        if w_issue:
+            self.n_grp = 0 if w_group_last else self.n_grp + 1
         if acc_accept and is_last:
             self.hold_full = True
             self.hold_walk_last = self.result == self.total - 1
+            self.hold_pixel = self.result // self.steps
         elif w_last:
             self.hold_full = False
         # -- macro ------------------------------------------------------------------------
@@ -97,12 +138,15 @@ class _Walk:
             self.result = self.cur
         if accept_req:
             self.busy, self.cyc, self.cur = True, 0, self.b
-        # -- gather -----------------------------------------------------------------------
+        # -- gather (extra word reads of a payload, mars.hw.gather) ----------------------
         taken = self.out if take else None
         if take:
             self.b = taken
-        elif req_ready:
+            self.b_wait = self.info.extra[taken] if self.info.extra else 0
+        elif accept_req:
             self.b = None
+        elif self.b is not None and self.b_wait:
+            self.b_wait -= 1
         # -- decoders (all D in step) ---------------------------------------------------
         if advance:
             s0 = self.issued if issue else None
@@ -114,12 +158,12 @@ class _Walk:
 
 
 class _Unit:
-    """A macro unit's sequencer over its program: ('walk', steps, pixels, n_valid) or
-    ('sync',)."""
+    """A macro unit's sequencer over its program: ('walk', steps, pixels, n_valid, info)
+    or ('sync',)."""
 
-    def __init__(self, program: list[tuple], cps: int, lanes: int):
+    def __init__(self, program: list[tuple], cps: int, lanes: int, **walk):
         self.program = program
-        self.walk = _Walk(cps, lanes)
+        self.walk = _Walk(cps, lanes, **walk)
         self.reset()
 
     def reset(self) -> None:
@@ -130,10 +174,10 @@ class _Unit:
     def waiting(self) -> bool:
         return self.state == "SYNC"
 
-    def tick(self, go: bool) -> None:
+    def tick(self, go: bool, t: int = 0) -> None:
         state, insn = self.state, self.program[self.pc]
         done = self.walk.walk_done()
-        self.walk.tick()
+        self.walk.tick(t)
         if state == "START":            # the decoders take the descriptor at this edge
             self.walk.start(*insn[1:])
         if state == "FETCH":
@@ -189,11 +233,17 @@ class _Loader:
 
 def _programs(mapping, skip_loads: bool) -> tuple[list[list[tuple]], list[list[tuple]]]:
     cfg = mapping.config
-    units = [[("sync",)] for _ in range(cfg.macros)]
+    units: list[list[tuple]] = [[("sync",)] for _ in range(cfg.macros)]
     loaders = [[] for _ in range(cfg.cores)]
+    fetches: dict[int, np.ndarray | None] = {}
     for phase in mapping.phases:
+        plan = mapping.layers[phase.layer]     # None in hand-made schedules (tests)
+        if plan is not None and phase.layer not in fetches:
+            fetches[phase.layer] = _layer_fetches(plan.node.geometry, cfg)
         for walk in phase.walks:
-            units[walk.unit].append(("walk", walk.steps, walk.pixels, walk.n_valid))
+            info = (_walk_info(cfg, plan, walk, fetches[phase.layer]) if plan is not None
+                    else _WalkInfo())
+            units[walk.unit].append(("walk", walk.steps, walk.pixels, walk.n_valid, info))
         for ld in phase.loads:
             loaders[ld.unit // cfg.macros_per_core].append(
                 ("load", 0 if skip_loads else ld.count))
@@ -204,6 +254,77 @@ def _programs(mapping, skip_loads: bool) -> tuple[list[list[tuple]], list[list[t
     return units, loaders
 
 
+def _layer_fetches(geometry, cfg) -> np.ndarray | None:
+    """Word reads a domain makes for each (output pixel, K-group) of a layer: the distinct
+    activation words among the group's unpadded lanes (mars.hw.gather); None when every
+    group is at most one word (an aligned layer)."""
+    g, G = geometry, cfg.rows_per_step
+    if g.cin % G == 0:
+        return None          # every K-group is one aligned run of G channels: one word
+    k_groups = -(-g.k // G)
+    k = np.arange(k_groups * G)
+    words = np.empty((g.out_h * g.out_w, k_groups, G), dtype=np.int64)
+    for oy in range(g.out_h):
+        for ox in range(g.out_w):
+            offset, padding = g.im2col(oy, ox, np.minimum(k, g.k - 1))
+            lane = np.where(padding | (k >= g.k), -1,
+                            (offset % cfg.act_buffer_words) // G)
+            words[oy * g.out_w + ox] = lane.reshape(k_groups, G)
+    ordered = np.sort(words, axis=2)
+    new = np.concatenate([ordered[..., :1] >= 0,
+                          (ordered[..., 1:] != ordered[..., :-1]) & (ordered[..., 1:] >= 0)],
+                         axis=2)
+    counts = new.sum(axis=2)
+    return counts if counts.max() > 1 else None
+
+
+def _walk_info(cfg, plan, walk, fetches: np.ndarray | None) -> _WalkInfo:
+    """The gather's extra reads per payload and the writer's pixel starts of `walk`."""
+    extra = None
+    if fetches is not None:
+        D, steps, packed = cfg.wordline_domains, walk.steps, plan.packed
+        g = plan.node.geometry
+        pixels = np.arange(walk.row0 * g.out_w, (walk.row0 + walk.rows) * g.out_w)
+        reads = np.ones((len(pixels), steps), dtype=np.int64)
+        for d in range(D):
+            cb = walk.block_set * D + d
+            code = packed.index_codes[cb] if cb < packed.n_blocks else []
+            if len(code):
+                reads[:, :len(code)] = np.maximum(reads[:, :len(code)],
+                                                  fetches[pixels][:, np.asarray(code)])
+        extra = tuple((reads - 1).reshape(-1).tolist())
+    return _WalkInfo(extra, _pixel_starts(cfg, walk), bool(walk.word["acc_out"]))
+
+
+def _pixel_starts(cfg, walk) -> tuple[int, ...] | None:
+    """Element address of channel 0 of each pixel of `walk`, as the writer's position
+    counters produce it (mars.hw.writer._position); None when all are multiples of G
+    (then every pixel starts a word and only the channel count sets its lane groups)."""
+    w, G = walk.word, cfg.rows_per_step
+    if all(w[f] % G == 0 for f in ("out_base", "out_pitch", "out_row_pitch")):
+        return None
+    mask = (1 << (UnitFormat(cfg).value_bits + 1)) - 1
+    out_w, k = w["desc"]["out_w"], w["pool_k"]
+    ox = kx = ky = row = pix = 0
+    starts = []
+    for _ in range(walk.pixels):
+        starts.append((w["out_base"] + pix) & mask)
+        if ox == out_w - 1:
+            ox = kx = 0
+            if ky == k - 1:
+                ky, row = 0, (row + w["out_row_pitch"]) & mask
+                pix = row
+            else:
+                ky, pix = ky + 1, row
+        else:
+            ox += 1
+            if kx == k - 1:
+                kx, pix = 0, (pix + w["out_pitch"]) & mask
+            else:
+                kx += 1
+    return tuple(starts)
+
+
 def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     """Cycles of every phase of one inference of `mapping` (a `mars.sw.mapper.Mapping`),
     as the top's per-phase counters report them.  `skip_loads`: the weights are already
@@ -211,7 +332,10 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     cfg = mapping.config
     unit_programs, loader_programs = _programs(mapping, skip_loads)
     lanes = UnitFormat(cfg).write_lanes
-    units = [_Unit(p, cfg.cycles_per_step, lanes) for p in unit_programs]
+    units = [_Unit(p, cfg.cycles_per_step, lanes, group=cfg.rows_per_step, slot=u,
+                   units=cfg.macros)
+             for u, p in enumerate(unit_programs)]
+    clock = [0]                 # cycles since the run started (the top's write slots)
     loaders = [_Loader(p) for p in loader_programs]
 
     def state_until(done, *, release_units: bool) -> int:
@@ -224,7 +348,8 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
             for ld in loaders:
                 ld.tick(last and not release_units)
             for u in units:
-                u.tick(last and release_units)
+                u.tick(last and release_units, clock[0])
+            clock[0] += 1
             if last:
                 return cycles
 
@@ -271,13 +396,16 @@ def phase_cycles(mapping) -> list[int]:
 
 
 @functools.lru_cache(maxsize=None)
-def walk_cycles(cps: int, lanes: int, steps: int, pixels: int, n_valid: int) -> int:
-    """Cycles from a walk's START to its last write (for reports and quick estimates)."""
-    walk = _Walk(cps, lanes)
+def walk_cycles(cps: int, lanes: int, steps: int, pixels: int, n_valid: int, *,
+                group: int = 1, slot: int = 0, units: int = 1, t0: int = 0) -> int:
+    """Cycles from a walk's START to its last write (for reports and quick estimates):
+    an aligned walk (phase 0, one word read a payload) of a unit with write slot `slot`
+    of `units`, whose first cycle after START is cycle `t0` of the run."""
+    walk = _Walk(cps, lanes, group=group, slot=slot, units=units)
     walk.start(steps, pixels, n_valid)
     cycles = 1
-    walk.tick()
+    walk.tick(t0)
     while not walk.walk_done():
-        walk.tick()
+        walk.tick(t0 + cycles)
         cycles += 1
     return cycles

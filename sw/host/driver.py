@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mars.config import MarsConfig
+from mars.contract.banking import Banking
 from mars.contract.host import (
     ControlRead,
     ControlWrite,
@@ -325,12 +326,9 @@ class HostDriver:
         return self.read_memory(HostMemory.RESULT, count)
 
     def write_input(self, image: np.ndarray) -> None:
-        """Write an input map (HWC, flattened) into activation bank 0."""
-        values = np.asarray(image, dtype=np.int64).reshape(-1)
-        if len(values) > self.config.act_buffer_words:
-            raise ValueError(f"the input ({len(values)} activations) exceeds an activation "
-                             f"buffer ({self.config.act_buffer_words} words)")
-        self.write_memory(HostMemory.ACT, values.tolist())
+        """Write an input map (HWC, flattened) into activation bank 0, packed into words of
+        G activations (`mars.contract.banking.Banking.input_words`)."""
+        self.write_memory(HostMemory.ACT, Banking(self.config).input_words(image))
 
     def run(self, budget: int) -> Pending:
         """Start a run and wait at most `budget` cycles for ``done``: a pending
