@@ -196,10 +196,10 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     failed = out.with_name(out.name + ".failed")
     part = PARTS[b.family]
     spec = PACKERS[b.family]
-    nextpnr_command(b.family)     # a missing tool stops here, before minutes of Yosys
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     _check_out(out)
+    nextpnr_command(b.family)     # a missing tool stops here, before minutes of Yosys
     try:
         folder = staging_folder(out)
     except OSError as error:

@@ -17,7 +17,7 @@ from mars.config import PRESETS
 from mars.contract.banking import Banking, BankingError
 from mars.sw.golden import cycles
 from mars.sw.golden.decoder import decoder_walk
-from mars.sw.mapper import map_network
+from mars.sw.mapper import MappingError, map_network
 from mars.tb.networks import NETWORKS, stable_seed
 
 
@@ -56,7 +56,13 @@ def test_input_words_and_refusals():
 def test_word_reads_and_pixel_starts_against_the_golden_decoder(preset, name):
     seed = stable_seed("banking", preset, name)
     build, sparsity = NETWORKS[name]
-    mapping = map_network(build(PRESETS[preset], np.random.default_rng(seed), sparsity))
+    try:
+        mapping = map_network(build(PRESETS[preset], np.random.default_rng(seed), sparsity))
+    except MappingError as error:
+        # The ice40 preset's 64-word buffers hold only the mlp network (docs/board.md).
+        if "act_buffer_words" not in str(error):
+            raise
+        pytest.skip(f"{name} does not map on {preset}: {error}")
     config = mapping.config
     G, D = config.rows_per_step, config.wordline_domains
     for phase in mapping.phases:
