@@ -148,13 +148,24 @@ class WalkIssue(wiring.Component):
 
 
 class LaneExpander(wiring.Component):
-    """Lane expansion (S2, combinational): a K-group's G lanes, their pad test, addresses.
+    """Lane expansion, two pipeline stages: a K-group's G lanes, their pad test, addresses.
 
     Lane 0 is the k-table word's (``p0``, ``rel0``): its position in the kernel row and
-    its offset from the window origin.  Each next lane is the next K-row: one column
-    further, or the start of the next kernel row (``row_len`` columns, then ``row_jump``
-    more).  A lane is padding when the step is a filler, its column or its buffer offset
-    falls outside the input map, or it lies past K in the last K-group.
+    its offset from the window origin.  Lane g is K-row ``kg*G + g``: with ``L =
+    row_len`` and ``t = p0 + g``, it lies ``w = floor(t / L)`` kernel rows further
+    (``p0 < L``, so ``w <= g``), at position ``p = t - w*L`` and offset ``a = rel0 + g +
+    w*row_jump``.  Every lane is computed from the group's word directly (no lane waits
+    for another): ``w`` is the number of multiples ``k*L`` (k = 1..g) that ``t`` reaches,
+    and the multiples ``k*L`` and ``k*row_jump`` are registers, recomputed from the
+    descriptor every cycle (a walk's first item reaches this stage 4 cycles after its
+    start; no multiplier: each is at most ``log2 G`` shifted adds).
+
+    * L1 (``entry`` .. ``kgroup`` valid): the lanes' ``p``, ``a`` -> registers, with the
+      item's window origin, filler and last-K-group flags.
+    * L2 (the cycle after): a lane is padding when the step is a filler, its column or its
+      buffer offset falls outside the input map, or it lies past K in the last K-group;
+      the addresses ``act_base + offset``.  ``addrs`` and ``pad`` are combinational from
+      the L1 registers (the caller registers them).
 
     Parameters
     ----------
@@ -165,6 +176,8 @@ class LaneExpander(wiring.Component):
     -------
     desc : In(descriptor_layout(config))
         The walk's descriptor.
+    advance : In(1)
+        The pipeline advances: the L1 registers take the inputs.
     entry : In(ktable_layout(config))
         The K-group's k-table word.
     kgroup : In(unsigned(kgroup_bits))
@@ -174,9 +187,9 @@ class LaneExpander(wiring.Component):
     filler : In(1)
         The step is a filler: every lane is padding.
     addrs : Out(data.ArrayLayout(unsigned(addr_bits), G))
-        Each lane's activation-buffer address (0 for padding).
+        Each lane's activation-buffer address (0 for padding), of the item in L2.
     pad : Out(unsigned(G))
-        Each lane is padding (its activation is zero).
+        Each lane is padding (its activation is zero), of the item in L2.
     """
 
     def __init__(self, config: MarsConfig):
@@ -185,6 +198,7 @@ class LaneExpander(wiring.Component):
         G = config.rows_per_step
         super().__init__({
             "desc": In(descriptor_layout(config)),
+            "advance": In(1),
             "entry": In(ktable_layout(config)),
             "kgroup": In(unsigned(fmt.kgroup_bits)),
             "bx": In(signed(fmt.offset_bits)),
@@ -198,33 +212,70 @@ class LaneExpander(wiring.Component):
         G, fmt, desc = self._config.rows_per_step, self._format, self.desc
         vb, ob = fmt.value_bits, fmt.offset_bits
         m = Module()
-        p_lanes, a_lanes = [], []
-        for g in range(G):
-            p = Signal(vb, name=f"p{g}")
-            a = Signal(signed(ob), name=f"a{g}")
-            if g == 0:
-                m.d.comb += [p.eq(self.entry.p0), a.eq(self.entry.rel0)]
-            else:
-                step = p_lanes[-1] + 1
-                wrap = step == desc.row_len
-                m.d.comb += [p.eq(Mux(wrap, 0, step)),
-                             a.eq(a_lanes[-1] + 1 + Mux(wrap, desc.row_jump, 0))]
-            p_lanes.append(p)
-            a_lanes.append(a)
+        # Multiples k*L (wide enough not to wrap; all ones when L = 0: no lane wraps, as
+        # the increment chain of docs/decoder.md) and k*row_jump (mod 2**ob), k < G.
+        mb = vb + max(1, (G - 1).bit_length())
+        row_len = Signal(mb)
+        m.d.comb += row_len.eq(desc.row_len)
+        mult_len = [Signal(mb, name=f"len_x{k}") for k in range(G)]
+        mult_jump = [Signal(signed(ob), name=f"jump_x{k}") for k in range(G)]
+        for k in range(1, G):
+            m.d.sync += [
+                mult_len[k].eq(Mux(desc.row_len == 0, (1 << mb) - 1,
+                                   _times(row_len, k, mb))),
+                mult_jump[k].eq(_times(desc.row_jump, k, ob)),
+            ]
 
-        last_kgroup = self.kgroup == desc.k_groups - 1
+        # -- L1: every lane from the k-table word at once ---------------------------------
+        p_lanes = [Signal(vb, name=f"p{g}") for g in range(G)]
+        a_lanes = [Signal(signed(ob), name=f"a{g}") for g in range(G)]
+        bx = Signal.like(self.bx)
+        pix = Signal.like(self.pix)
+        filler = Signal()
+        last_kgroup = Signal()
+        with m.If(self.advance):
+            m.d.sync += [bx.eq(self.bx), pix.eq(self.pix), filler.eq(self.filler),
+                         last_kgroup.eq(self.kgroup == desc.k_groups - 1),
+                         p_lanes[0].eq(self.entry.p0), a_lanes[0].eq(self.entry.rel0)]
+            for g in range(1, G):
+                t = Signal(mb, name=f"t{g}")
+                m.d.comb += t.eq(self.entry.p0 + g)
+                # reached[k-1]: t >= k*L; a thermometer code, so the highest k reached is
+                # the one with reached[k-1] set and reached[k] clear.
+                reached = [t >= mult_len[k] for k in range(1, g + 1)]
+                # At most one k is the highest reached: OR the selected multiples (zero
+                # when none), one subtraction and one addition per lane.
+                back, jump = 0, 0
+                for k in range(1, g + 1):
+                    top = reached[k - 1] if k == g else reached[k - 1] & ~reached[k]
+                    back = back | Mux(top, mult_len[k], 0)
+                    jump = jump | Mux(top, mult_jump[k], 0)
+                m.d.sync += [p_lanes[g].eq(t - back),
+                             a_lanes[g].eq(self.entry.rel0 + g + jump)]
+
+        # -- L2: pad test and addresses ---------------------------------------------------
         for g in range(G):
             xo = Signal(signed(ob), name=f"xo{g}")
             off = Signal(signed(ob), name=f"off{g}")
             ok = Signal(name=f"ok{g}")
             m.d.comb += [
-                xo.eq(self.bx + p_lanes[g]),
-                off.eq(self.pix + a_lanes[g]),
+                xo.eq(bx + p_lanes[g]),
+                off.eq(pix + a_lanes[g]),
                 # x inside the row, then (x being inside) the offset inside the map is
                 # exactly y inside the map; lanes past K are padding too.
-                ok.eq(~self.filler & (xo >= 0) & (xo < desc.row_size) & (off >= 0)
+                ok.eq(~filler & (xo >= 0) & (xo < desc.row_size) & (off >= 0)
                       & (off < desc.map_size) & (~last_kgroup | (g < desc.last_lanes))),
                 self.addrs[g].eq(Mux(ok, (desc.act_base + off)[:fmt.addr_bits], 0)),
                 self.pad[g].eq(~ok),
             ]
         return m
+
+
+def _times(value, k: int, width: int):
+    """``k * value`` for a constant k as a sum of shifted copies (no multiplier cell),
+    truncated to `width` bits."""
+    terms = [value << i for i in range(k.bit_length()) if k >> i & 1]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total[:width]
