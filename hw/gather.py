@@ -10,8 +10,9 @@ offers the compute step to the macro with padded lanes forced to 0.
 The markers (first/last step of a pixel, last step of the walk) travel beside the macro in
 a small FIFO, written as the macro accepts a step and read (``side.ready``) as the
 accumulator takes the step's result: the macro keeps results in order, so the FIFO's head
-always belongs to the result in flight.  The FIFO holds 4 entries; the macro holds at most
-two steps (one computing, one result waiting), so it never overflows.
+always belongs to the result in flight.  The FIFO holds 5 entries; the macro holds at most
+four steps (docs/macro.md: front, stages R and P, result) and a step is written in the
+cycle the oldest may be read, so it never overflows.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class ActivationGather(wiring.Component):
         with m.Elif(request.ready):
             m.d.sync += b_valid.eq(0)
 
-        m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=4)
+        m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=5)
         m.d.comb += [request.valid.eq(b_valid), request.payload.slots.eq(b_slots)]
         for d in range(D):
             for g in range(G):
