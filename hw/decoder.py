@@ -16,8 +16,10 @@ any logic uses it)::
     S1:    index read in flight
     S2:    kg = index word (registered); range/order check; read ktable[ktable_base + kg]
     S3:    k-table read in flight
-    S4:    k-table word (p0, rel0) registered -> the G lanes in parallel (L1)
-    S5:    lane registers -> pad test, addresses (L2)
+    S4:    k-table word (p0, rel0) registered -> per lane p0 + g, rel0 + g and the
+           multiples of the kernel row length it reaches (L1a, all lanes in parallel)
+    S5:    -> per lane its position and offset in the window (L1b)
+    S6:    -> pad test, addresses (L2)
     out:   registered payload
 
 The lane arithmetic needs no multiplier and no divider: software puts the per-layer
@@ -115,8 +117,9 @@ class SparseDecoder(wiring.Component):
         m.d.comb += advance.eq(~out.valid | out.ready)
         # Stage registers: the markers and the window origin travel with each item
         # (s1: index read; s2: index word registered, checks; s3: k-table read; s4: k-table
-        # word registered, lanes; s5: pad test, addresses).
-        s1, s2, s3, s4, s5 = (Signal(item_layout(cfg), name=f"s{i}") for i in range(1, 6))
+        # word registered, lanes L1a; s5: lanes L1b; s6: pad test, addresses).
+        s1, s2, s3, s4, s5, s6 = (Signal(item_layout(cfg), name=f"s{i}")
+                                  for i in range(1, 7))
         s2_kg = Signal(fmt.kgroup_bits)             # the index word, registered
         s3_kg = Signal(fmt.kgroup_bits)
         s4_kg = Signal(fmt.kgroup_bits)
@@ -131,12 +134,13 @@ class SparseDecoder(wiring.Component):
         wiring.connect(m, wiring.flipped(self.start), walk.start)
         m.d.comb += [
             walk.advance.eq(advance), walk.stop.eq(kill),
-            walk.in_flight.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid),
+            walk.in_flight.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
+                              | s6.valid),
             index_read.addr.eq(walk.index_addr), index_read.en.eq(advance),
             kill.eq(range_error | order_error),
             ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler | kill, 0, kg)),
             ktable_read.en.eq(advance),
-            # -- S4 (L1) and S5 (L2): lane expansion, pad test, addresses
+            # -- S4 .. S6 (L1a, L1b, L2): lane expansion, pad test, addresses
             lanes.desc.eq(desc), lanes.advance.eq(advance), lanes.entry.eq(s4_entry),
             lanes.kgroup.eq(s4_kg), lanes.bx.eq(s4.bx), lanes.pix.eq(s4.pix),
             lanes.filler.eq(s4.filler),
@@ -150,14 +154,14 @@ class SparseDecoder(wiring.Component):
                 s2.eq(s1), s2_kg.eq(index_read.data),
                 s3.eq(s2), s3.valid.eq(s2.valid & ~kill), s3_kg.eq(Mux(s2.filler, 0, kg)),
                 s4.eq(s3), s4_kg.eq(s3_kg), s4_entry.eq(ktable_read.data),
-                s5.eq(s4),
-                out.valid.eq(s5.valid),
-                out.payload.slot.eq(s5.slot),
+                s5.eq(s4), s6.eq(s5),
+                out.valid.eq(s6.valid),
+                out.payload.slot.eq(s6.slot),
                 out.payload.addrs.eq(lanes.addrs),
                 out.payload.pad.eq(lanes.pad),
             ]
             for name in ("first", "last", "walk_first", "walk_last", "filler"):
-                m.d.sync += getattr(out.payload, name).eq(getattr(s5, name))
+                m.d.sync += getattr(out.payload, name).eq(getattr(s6, name))
             with m.If(s2.valid & ~s2.filler):
                 m.d.sync += prev_kg.eq(kg)
             with m.If(kill):
@@ -166,8 +170,9 @@ class SparseDecoder(wiring.Component):
                              self.error.index_range.eq(self.error.index_range | range_error),
                              self.error.index_order.eq(self.error.index_order | order_error)]
         s5_kg = Signal(fmt.kgroup_bits)
+        s6_kg = Signal(fmt.kgroup_bits)
         with m.If(advance):
-            m.d.sync += [s5_kg.eq(s4_kg), out.payload.kgroup.eq(s5_kg)]
+            m.d.sync += [s5_kg.eq(s4_kg), s6_kg.eq(s5_kg), out.payload.kgroup.eq(s6_kg)]
         with m.If(walk.started):
             m.d.sync += [self.error.eq(0), self.error.descriptor.eq(walk.bad)]
         return m

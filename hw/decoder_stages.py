@@ -148,24 +148,27 @@ class WalkIssue(wiring.Component):
 
 
 class LaneExpander(wiring.Component):
-    """Lane expansion, two pipeline stages: a K-group's G lanes, their pad test, addresses.
+    """Lane expansion, three pipeline stages: a K-group's G lanes, their pad test, addresses.
 
     Lane 0 is the k-table word's (``p0``, ``rel0``): its position in the kernel row and
     its offset from the window origin.  Lane g is K-row ``kg*G + g``: with ``L =
     row_len`` and ``t = p0 + g``, it lies ``w = floor(t / L)`` kernel rows further
     (``p0 < L``, so ``w <= g``), at position ``p = t - w*L`` and offset ``a = rel0 + g +
     w*row_jump``.  Every lane is computed from the group's word directly (no lane waits
-    for another): ``w`` is the number of multiples ``k*L`` (k = 1..g) that ``t`` reaches,
-    and the multiples ``k*L`` and ``k*row_jump`` are registers, recomputed from the
+    for another): ``w`` is the number of multiples ``k*L`` (k = 1..g) that ``t`` reaches.
+    The multiples ``k*L`` and ``k*row_jump`` (k < G) are registers, recomputed from the
     descriptor every cycle (a walk's first item reaches this stage 4 cycles after its
-    start; no multiplier: each is at most ``log2 G`` shifted adds).
+    start) with at most ``log2 G`` shifted adds each, no multiplier.
 
-    * L1 (``entry`` .. ``kgroup`` valid): the lanes' ``p``, ``a`` -> registers, with the
-      item's window origin, filler and last-K-group flags.
-    * L2 (the cycle after): a lane is padding when the step is a filler, its column or its
-      buffer offset falls outside the input map, or it lies past K in the last K-group;
-      the addresses ``act_base + offset``.  ``addrs`` and ``pad`` are combinational from
-      the L1 registers (the caller registers them).
+    * L1a (inputs valid): per lane ``t``, ``rel0 + g`` and the g comparisons
+      ``t >= k*L`` -> registers, with the item's window origin, filler and last-K-group
+      flags;
+    * L1b: per lane ``p`` and ``a`` (one subtraction, one addition of the selected
+      multiples) and ``act_base + pix`` -> registers;
+    * L2 (two cycles after the inputs): a lane is padding when the step is a filler, its
+      column or its buffer offset falls outside the input map, or it lies past K in the
+      last K-group; the addresses ``act_base + pix + a``.  ``addrs`` and ``pad`` are
+      combinational from the L1b registers (the caller registers them).
 
     Parameters
     ----------
@@ -177,7 +180,7 @@ class LaneExpander(wiring.Component):
     desc : In(descriptor_layout(config))
         The walk's descriptor.
     advance : In(1)
-        The pipeline advances: the L1 registers take the inputs.
+        The pipeline advances: the L1a and L1b registers take their inputs.
     entry : In(ktable_layout(config))
         The K-group's k-table word.
     kgroup : In(unsigned(kgroup_bits))
@@ -187,7 +190,8 @@ class LaneExpander(wiring.Component):
     filler : In(1)
         The step is a filler: every lane is padding.
     addrs : Out(data.ArrayLayout(unsigned(addr_bits), G))
-        Each lane's activation-buffer address (0 for padding), of the item in L2.
+        Each lane's activation-buffer address (0 for padding), of the item in L2 (the
+        inputs of two advancing cycles before).
     pad : Out(unsigned(G))
         Each lane is padding (its activation is zero), of the item in L2.
     """
@@ -226,32 +230,38 @@ class LaneExpander(wiring.Component):
                 mult_jump[k].eq(_times(desc.row_jump, k, ob)),
             ]
 
-        # -- L1: every lane from the k-table word at once ---------------------------------
+        # -- L1a: for every lane at once, t = p0 + g, rel0 + g and the multiples reached ----
+        t_lanes = [Signal(mb, name=f"t{g}") for g in range(G)]
+        r_lanes = [Signal(signed(ob), name=f"r{g}") for g in range(G)]
+        # reached[g][k-1]: t_g >= k*L (k = 1..g), a thermometer code in k
+        reached = [Signal(g, name=f"reached{g}") for g in range(G)]
+        item_a = _Item(self)
+        with m.If(self.advance):
+            m.d.sync += item_a.load(self)
+            for g in range(G):
+                t = self.entry.p0 + g
+                m.d.sync += [t_lanes[g].eq(t), r_lanes[g].eq(self.entry.rel0 + g)]
+                for k in range(1, g + 1):
+                    m.d.sync += reached[g][k - 1].eq(t >= mult_len[k])
+
+        # -- L1b: each lane's position p and offset a ---------------------------------------
+        # The highest k reached is the one whose bit is set and the next clear; at most one
+        # is, so OR the selected multiples (zero when none): one subtraction, one addition.
         p_lanes = [Signal(vb, name=f"p{g}") for g in range(G)]
         a_lanes = [Signal(signed(ob), name=f"a{g}") for g in range(G)]
-        bx = Signal.like(self.bx)
-        pix = Signal.like(self.pix)
-        filler = Signal()
-        last_kgroup = Signal()
+        item_b = _Item(self)
+        base = Signal(signed(ob + 1))               # act_base + the window's offset
         with m.If(self.advance):
-            m.d.sync += [bx.eq(self.bx), pix.eq(self.pix), filler.eq(self.filler),
-                         last_kgroup.eq(self.kgroup == desc.k_groups - 1),
-                         p_lanes[0].eq(self.entry.p0), a_lanes[0].eq(self.entry.rel0)]
-            for g in range(1, G):
-                t = Signal(mb, name=f"t{g}")
-                m.d.comb += t.eq(self.entry.p0 + g)
-                # reached[k-1]: t >= k*L; a thermometer code, so the highest k reached is
-                # the one with reached[k-1] set and reached[k] clear.
-                reached = [t >= mult_len[k] for k in range(1, g + 1)]
-                # At most one k is the highest reached: OR the selected multiples (zero
-                # when none), one subtraction and one addition per lane.
+            m.d.sync += [item_b.copy(item_a), base.eq(desc.act_base + item_a.pix)]
+            for g in range(G):
                 back, jump = 0, 0
                 for k in range(1, g + 1):
-                    top = reached[k - 1] if k == g else reached[k - 1] & ~reached[k]
+                    top = reached[g][k - 1] if k == g else reached[g][k - 1] & ~reached[g][k]
                     back = back | Mux(top, mult_len[k], 0)
                     jump = jump | Mux(top, mult_jump[k], 0)
-                m.d.sync += [p_lanes[g].eq(t - back),
-                             a_lanes[g].eq(self.entry.rel0 + g + jump)]
+                m.d.sync += [p_lanes[g].eq(t_lanes[g] - back),
+                             a_lanes[g].eq(r_lanes[g] + jump)]
+        bx, pix, filler, last_kgroup = item_b.bx, item_b.pix, item_b.filler, item_b.last_kgroup
 
         # -- L2: pad test and addresses ---------------------------------------------------
         for g in range(G):
@@ -265,10 +275,29 @@ class LaneExpander(wiring.Component):
                 # exactly y inside the map; lanes past K are padding too.
                 ok.eq(~filler & (xo >= 0) & (xo < desc.row_size) & (off >= 0)
                       & (off < desc.map_size) & (~last_kgroup | (g < desc.last_lanes))),
-                self.addrs[g].eq(Mux(ok, (desc.act_base + off)[:fmt.addr_bits], 0)),
+                self.addrs[g].eq(Mux(ok, (base + a_lanes[g])[:fmt.addr_bits], 0)),
                 self.pad[g].eq(~ok),
             ]
         return m
+
+
+class _Item:
+    """The fields of an item that the lane stages carry along (registers)."""
+
+    def __init__(self, lanes: "LaneExpander"):
+        ob = lanes._format.offset_bits
+        self.bx = Signal(signed(ob))
+        self.pix = Signal(signed(ob))
+        self.filler = Signal()
+        self.last_kgroup = Signal()
+
+    def load(self, lanes: "LaneExpander") -> list:
+        return [self.bx.eq(lanes.bx), self.pix.eq(lanes.pix), self.filler.eq(lanes.filler),
+                self.last_kgroup.eq(lanes.kgroup == lanes.desc.k_groups - 1)]
+
+    def copy(self, other: "_Item") -> list:
+        return [self.bx.eq(other.bx), self.pix.eq(other.pix), self.filler.eq(other.filler),
+                self.last_kgroup.eq(other.last_kgroup)]
 
 
 def _times(value, k: int, width: int):

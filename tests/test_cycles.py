@@ -3,7 +3,7 @@
 The counts follow the blocks' state machines as docs/architecture.md ("Cycle model")
 describes them; the sim tests compare the same model with the RTL's own counters.
 
-* A walk, from the cycle after its START to its last write: 6 (decoder: issue, 5 stages
+* A walk, from the cycle after its START to its last write: 7 (decoder: issue, 6 stages
   with the output register) + 1 (gather) + 1 (the macro takes the request) + T (the
   first pixel's macro steps, T = steps x Ab/b) + 2 (the macro's R and P stages) + 1
   (accumulator) + w (writer: w = ceil(valid channels / write lanes)), then one pixel
@@ -35,17 +35,17 @@ def lanes_of(config):
 
 def walk_by_hand(cps, lanes, steps, pixels, n_valid):
     T, w = steps * cps, -(-n_valid // lanes)
-    first = 6 + 1 + 1 + T + 2 + 1 + w
+    first = 7 + 1 + 1 + T + 2 + 1 + w
     return first + (pixels - 1) * max(T, w)
 
 
 # (cycles per step, lanes, steps, pixels, valid channels): counted on paper.
 HAND = [
-    ((1, 1, 1, 1, 1), 13),      # 6+1+1+1+2+1+1: one payload through every stage
-    ((1, 4, 1, 1, 4), 13),      # four channels in one writer cycle
-    ((4, 1, 1, 1, 1), 16),      # the macro takes Ab/b = 4 cycles a step
-    ((1, 1, 2, 3, 1), 14 + 2 * 2),  # macro-bound: a pixel every 2 cycles
-    ((1, 1, 1, 3, 4), 16 + 2 * 4),  # writer-bound: a pixel every 4 cycles
+    ((1, 1, 1, 1, 1), 14),      # 7+1+1+1+2+1+1: one payload through every stage
+    ((1, 4, 1, 1, 4), 14),      # four channels in one writer cycle
+    ((4, 1, 1, 1, 1), 17),      # the macro takes Ab/b = 4 cycles a step
+    ((1, 1, 2, 3, 1), 15 + 2 * 2),  # macro-bound: a pixel every 2 cycles
+    ((1, 1, 1, 3, 4), 17 + 2 * 4),  # writer-bound: a pixel every 4 cycles
 ]
 
 

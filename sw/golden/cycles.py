@@ -34,8 +34,9 @@ class PhaseCycles:
 
 
 #: Decoder stages behind the issue stage and before the output register (hw/decoder.py:
-#: index read, index word + checks, k-table read, k-table word + lanes, pad test).
-DECODER_STAGES = 5
+#: index read, index word + checks, k-table read, k-table word + lanes L1a, lanes L1b,
+#: pad test).
+DECODER_STAGES = 6
 
 
 class _Walk:
