@@ -15,7 +15,7 @@ any logic uses it)::
     issue: walk counters, read index[index_start + s]
     S1:    index read in flight
     S2:    kg = index word (registered); range/order check; read ktable[ktable_base + kg]
-    S3:    k-table read in flight
+    S3:    k-table read in flight; a bad index word (registered check) stops the walk
     S4:    k-table word (p0, rel0) registered -> per lane p0 + g, rel0 + g and the
            multiples of the kernel row length it reaches (L1a, all lanes in parallel)
     S5:    -> per lane its position and offset in the window (L1b)
@@ -130,6 +130,10 @@ class SparseDecoder(wiring.Component):
         range_error = s2.valid & ~s2.filler & (kg >= desc.k_groups)
         prev_kg = Signal(fmt.kgroup_bits)
         order_error = s2.valid & ~s2.filler & ~s2.first & (kg <= prev_kg)
+        # The checks' results are registered with the item (S3), and the walk is stopped
+        # from there: no comparator drives the walk counters' enables.
+        s3_range = Signal()
+        s3_order = Signal()
         kill = Signal()
         wiring.connect(m, wiring.flipped(self.start), walk.start)
         m.d.comb += [
@@ -137,8 +141,8 @@ class SparseDecoder(wiring.Component):
             walk.in_flight.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
                               | s6.valid),
             index_read.addr.eq(walk.index_addr), index_read.en.eq(advance),
-            kill.eq(range_error | order_error),
-            ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler | kill, 0, kg)),
+            kill.eq(s3.valid & (s3_range | s3_order)),
+            ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler, 0, kg)),
             ktable_read.en.eq(advance),
             # -- S4 .. S6 (L1a, L1b, L2): lane expansion, pad test, addresses
             lanes.desc.eq(desc), lanes.advance.eq(advance), lanes.entry.eq(s4_entry),
@@ -152,8 +156,10 @@ class SparseDecoder(wiring.Component):
             m.d.sync += [
                 s1.eq(walk.item),
                 s2.eq(s1), s2_kg.eq(index_read.data),
-                s3.eq(s2), s3.valid.eq(s2.valid & ~kill), s3_kg.eq(Mux(s2.filler, 0, kg)),
-                s4.eq(s3), s4_kg.eq(s3_kg), s4_entry.eq(ktable_read.data),
+                s3.eq(s2), s3_kg.eq(Mux(s2.filler, 0, kg)),
+                s3_range.eq(range_error), s3_order.eq(order_error),
+                s4.eq(s3), s4.valid.eq(s3.valid & ~kill), s4_kg.eq(s3_kg),
+                s4_entry.eq(ktable_read.data),
                 s5.eq(s4), s6.eq(s5),
                 out.valid.eq(s6.valid),
                 out.payload.slot.eq(s6.slot),
@@ -165,10 +171,10 @@ class SparseDecoder(wiring.Component):
             with m.If(s2.valid & ~s2.filler):
                 m.d.sync += prev_kg.eq(kg)
             with m.If(kill):
-                # The bad item and the two issued behind it are dropped; the walk ends.
-                m.d.sync += [s1.valid.eq(0), s2.valid.eq(0),
-                             self.error.index_range.eq(self.error.index_range | range_error),
-                             self.error.index_order.eq(self.error.index_order | order_error)]
+                # The bad item and the three issued behind it are dropped; the walk ends.
+                m.d.sync += [s1.valid.eq(0), s2.valid.eq(0), s3.valid.eq(0),
+                             self.error.index_range.eq(self.error.index_range | s3_range),
+                             self.error.index_order.eq(self.error.index_order | s3_order)]
         s5_kg = Signal(fmt.kgroup_bits)
         s6_kg = Signal(fmt.kgroup_bits)
         with m.If(advance):
