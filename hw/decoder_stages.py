@@ -93,8 +93,13 @@ class WalkIssue(wiring.Component):
         bx = Signal(signed(fmt.offset_bits))
         by = Signal(signed(fmt.offset_bits))
         issue = self.active & self.advance
-        last_step = s == desc.steps - 1
-        last_pixel = (ox == desc.out_w - 1) & (oy == desc.out_h - 1)
+        # steps - 1, out_w - 1, out_h - 1, registered at the start: the counters' tests
+        # are then equalities, with no subtraction in front of the counters' enables.
+        last_s = Signal.like(desc.steps)
+        last_ox = Signal.like(desc.out_w)
+        last_oy = Signal.like(desc.out_h)
+        last_step = s == last_s
+        last_pixel = (ox == last_ox) & (oy == last_oy)
         m.d.comb += [
             item.valid.eq(issue),
             item.first.eq(s == 0),
@@ -113,9 +118,9 @@ class WalkIssue(wiring.Component):
         with m.If(issue & ~self.stop):
             with m.If(last_step):
                 m.d.sync += s.eq(0)
-                with m.If(ox == desc.out_w - 1):
+                with m.If(ox == last_ox):
                     m.d.sync += [ox.eq(0), bx.eq(desc.bx0)]
-                    with m.If(oy == desc.out_h - 1):
+                    with m.If(oy == last_oy):
                         m.d.sync += self.active.eq(0)
                     with m.Else():
                         m.d.sync += [oy.eq(oy + 1), by.eq(by + desc.step_y)]
@@ -131,6 +136,8 @@ class WalkIssue(wiring.Component):
             self.started.eq(self.start.valid & self.start.ready),
         ]
         with m.If(self.started):
+            m.d.sync += [last_s.eq(new.steps - 1), last_ox.eq(new.out_w - 1),
+                         last_oy.eq(new.out_h - 1)]
             m.d.sync += [desc.eq(new), self.active.eq(~self.bad & (new.steps != 0)),
                          s.eq(0), ox.eq(0), oy.eq(0), bx.eq(new.bx0), by.eq(new.by0)]
         return m
