@@ -35,7 +35,7 @@ class WalkIssue(wiring.Component):
 
     For every output pixel (oy, then ox, row-major) and every step s < ``steps`` of it,
     one item is issued: ``s < count`` reads index word ``index_start + s`` (the s-th kept
-    K-group); the others are fillers (they read index word ``index_start``, harmlessly).
+    K-group); the others are fillers (they read the word after the code, whose value is not used).
 
     Parameters
     ----------
@@ -60,7 +60,8 @@ class WalkIssue(wiring.Component):
     item : Out(item_layout(config))
         The step issued this cycle (``valid`` = active and advancing).
     index_addr : Out(unsigned(slot_bits))
-        The index-memory word the issued step reads.
+        The index-memory word the issued step reads (``index_start + s``, modulo the
+        depth; a filler's word is not used).
     started : Out(1)
         A walk starts this cycle (the start handshake).
     bad : Out(1)
@@ -93,6 +94,7 @@ class WalkIssue(wiring.Component):
         bx = Signal(signed(fmt.offset_bits))
         by = Signal(signed(fmt.offset_bits))
         issue = self.active & self.advance
+        index_addr = Signal(fmt.slot_bits)
         # steps - 1, out_w - 1, out_h - 1, registered at the start: the counters' tests
         # are then equalities, with no subtraction in front of the counters' enables.
         last_s = Signal.like(desc.steps)
@@ -110,14 +112,15 @@ class WalkIssue(wiring.Component):
             item.slot.eq(desc.slot_base + s),
             item.bx.eq(bx),
             item.pix.eq(by + bx),
-            # Fillers read a harmless in-range word instead of one past the code.
-            self.index_addr.eq(desc.index_start + Mux(item.filler, 0, s)),
+            # A counter beside s (index_start + s), so the read address comes straight from
+            # a register.  Fillers read whatever word it names: their index word is unused.
+            self.index_addr.eq(index_addr),
         ]
         with m.If(self.advance & self.stop):
             m.d.sync += self.active.eq(0)
         with m.If(issue & ~self.stop):
             with m.If(last_step):
-                m.d.sync += s.eq(0)
+                m.d.sync += [s.eq(0), index_addr.eq(desc.index_start)]
                 with m.If(ox == last_ox):
                     m.d.sync += [ox.eq(0), bx.eq(desc.bx0)]
                     with m.If(oy == last_oy):
@@ -127,7 +130,7 @@ class WalkIssue(wiring.Component):
                 with m.Else():
                     m.d.sync += [ox.eq(ox + 1), bx.eq(bx + desc.step_x)]
             with m.Else():
-                m.d.sync += s.eq(s + 1)
+                m.d.sync += [s.eq(s + 1), index_addr.eq(index_addr + 1)]
 
         new = self.start.payload
         m.d.comb += [
@@ -139,7 +142,8 @@ class WalkIssue(wiring.Component):
             m.d.sync += [last_s.eq(new.steps - 1), last_ox.eq(new.out_w - 1),
                          last_oy.eq(new.out_h - 1)]
             m.d.sync += [desc.eq(new), self.active.eq(~self.bad & (new.steps != 0)),
-                         s.eq(0), ox.eq(0), oy.eq(0), bx.eq(new.bx0), by.eq(new.by0)]
+                         s.eq(0), ox.eq(0), oy.eq(0), bx.eq(new.bx0), by.eq(new.by0),
+                         index_addr.eq(new.index_start)]
         return m
 
     def _invalid(self, new):
