@@ -35,7 +35,8 @@ class WalkIssue(wiring.Component):
 
     For every output pixel (oy, then ox, row-major) and every step s < ``steps`` of it,
     one item is issued: ``s < count`` reads index word ``index_start + s`` (the s-th kept
-    K-group); the others are fillers (they read the word after the code, whose value is not used).
+    K-group); the others are fillers (they read the words after the code, whose values
+    are not used).
 
     Parameters
     ----------
