@@ -9,11 +9,17 @@ steps``: a filler) the decoder emits a payload (`payload_layout`).  Pruned group
 cycle: the index memory lists only kept groups.
 
 Pipeline (one payload per cycle, all stages advance together when the output register is
-free, so ``valid`` never waits on ``ready``)::
+free, so ``valid`` never waits on ``ready``; every block-RAM output is registered before
+any logic uses it)::
 
     issue: walk counters, read index[index_start + s]
-    S1:    kg = index word; range/order check; read ktable[ktable_base + kg]
-    S2:    k-table word (p0, rel0) -> G lanes by an increment chain -> pad test, addresses
+    S1:    index read in flight
+    S2:    kg = index word (registered); range/order check; read ktable[ktable_base + kg]
+    S3:    k-table read in flight; a bad index word (registered check) stops the walk
+    S4:    k-table word (p0, rel0) registered -> per lane p0 + g, rel0 + g and the
+           multiples of the kernel row length it reaches (L1a, all lanes in parallel)
+    S5:    -> per lane its position and offset in the window (L1b)
+    S6:    -> pad test, addresses (L2)
     out:   registered payload
 
 The lane arithmetic needs no multiplier and no divider: software puts the per-layer
@@ -109,53 +115,70 @@ class SparseDecoder(wiring.Component):
         desc, out = walk.desc, self.out
         advance = Signal()
         m.d.comb += advance.eq(~out.valid | out.ready)
-        # Stage registers: the markers and the window origin travel with each item.
-        s1 = Signal(item_layout(cfg))
-        s2 = Signal(item_layout(cfg))
-        s2_kg = Signal(fmt.kgroup_bits)
+        # Stage registers: the markers and the window origin travel with each item
+        # (s1: index read; s2: index word registered, checks; s3: k-table read; s4: k-table
+        # word registered, lanes L1a; s5: lanes L1b; s6: pad test, addresses).
+        s1, s2, s3, s4, s5, s6 = (Signal(item_layout(cfg), name=f"s{i}")
+                                  for i in range(1, 7))
+        s2_kg = Signal(fmt.kgroup_bits)             # the index word, registered
+        s3_kg = Signal(fmt.kgroup_bits)
+        s4_kg = Signal(fmt.kgroup_bits)
+        s4_entry = Signal(ktable_layout(cfg))       # the k-table word, registered
 
-        # -- S1: the index word, its checks, the k-table read -------------------------------
-        kg = index_read.data
-        range_error = s1.valid & ~s1.filler & (kg >= desc.k_groups)
+        # -- S2: the index word's checks, the k-table read ----------------------------------
+        kg = s2_kg
+        range_error = s2.valid & ~s2.filler & (kg >= desc.k_groups)
         prev_kg = Signal(fmt.kgroup_bits)
-        order_error = s1.valid & ~s1.filler & ~s1.first & (kg <= prev_kg)
+        order_error = s2.valid & ~s2.filler & ~s2.first & (kg <= prev_kg)
+        # The checks' results are registered with the item (S3), and the walk is stopped
+        # from there: no comparator drives the walk counters' enables.
+        s3_range = Signal()
+        s3_order = Signal()
         kill = Signal()
         wiring.connect(m, wiring.flipped(self.start), walk.start)
         m.d.comb += [
             walk.advance.eq(advance), walk.stop.eq(kill),
-            walk.in_flight.eq(s1.valid | s2.valid),
+            walk.in_flight.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
+                              | s6.valid),
             index_read.addr.eq(walk.index_addr), index_read.en.eq(advance),
-            kill.eq(range_error | order_error),
-            ktable_read.addr.eq(desc.ktable_base + Mux(s1.filler | kill, 0, kg)),
+            kill.eq(s3.valid & (s3_range | s3_order)),
+            ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler, 0, kg)),
             ktable_read.en.eq(advance),
-            # -- S2: lane expansion, pad test, addresses
-            lanes.desc.eq(desc), lanes.entry.eq(ktable_read.data), lanes.kgroup.eq(s2_kg),
-            lanes.bx.eq(s2.bx), lanes.pix.eq(s2.pix), lanes.filler.eq(s2.filler),
-            self.busy.eq(walk.active | s1.valid | s2.valid | out.valid),
+            # -- S4 .. S6 (L1a, L1b, L2): lane expansion, pad test, addresses
+            lanes.desc.eq(desc), lanes.advance.eq(advance), lanes.entry.eq(s4_entry),
+            lanes.kgroup.eq(s4_kg), lanes.bx.eq(s4.bx), lanes.pix.eq(s4.pix),
+            lanes.filler.eq(s4.filler),
+            self.busy.eq(walk.active | walk.in_flight | out.valid),
         ]
 
-        # -- output register and stage advance ----------------------------------------------
+        # -- stage advance and output register ----------------------------------------------
         with m.If(advance):
             m.d.sync += [
                 s1.eq(walk.item),
-                s2.eq(s1),
-                s2.valid.eq(s1.valid & ~kill),
-                s2_kg.eq(Mux(s1.filler, 0, kg)),
-                out.valid.eq(s2.valid),
-                out.payload.slot.eq(s2.slot),
-                out.payload.kgroup.eq(s2_kg),
+                s2.eq(s1), s2_kg.eq(index_read.data),
+                s3.eq(s2), s3_kg.eq(Mux(s2.filler, 0, kg)),
+                s3_range.eq(range_error), s3_order.eq(order_error),
+                s4.eq(s3), s4.valid.eq(s3.valid & ~kill), s4_kg.eq(s3_kg),
+                s4_entry.eq(ktable_read.data),
+                s5.eq(s4), s6.eq(s5),
+                out.valid.eq(s6.valid),
+                out.payload.slot.eq(s6.slot),
                 out.payload.addrs.eq(lanes.addrs),
                 out.payload.pad.eq(lanes.pad),
             ]
             for name in ("first", "last", "walk_first", "walk_last", "filler"):
-                m.d.sync += getattr(out.payload, name).eq(getattr(s2, name))
-            with m.If(s1.valid & ~s1.filler):
+                m.d.sync += getattr(out.payload, name).eq(getattr(s6, name))
+            with m.If(s2.valid & ~s2.filler):
                 m.d.sync += prev_kg.eq(kg)
             with m.If(kill):
-                # The bad item and the one issued behind it are dropped; the walk ends.
-                m.d.sync += [s1.valid.eq(0),
-                             self.error.index_range.eq(self.error.index_range | range_error),
-                             self.error.index_order.eq(self.error.index_order | order_error)]
+                # The bad item and the three issued behind it are dropped; the walk ends.
+                m.d.sync += [s1.valid.eq(0), s2.valid.eq(0), s3.valid.eq(0),
+                             self.error.index_range.eq(self.error.index_range | s3_range),
+                             self.error.index_order.eq(self.error.index_order | s3_order)]
+        s5_kg = Signal(fmt.kgroup_bits)
+        s6_kg = Signal(fmt.kgroup_bits)
+        with m.If(advance):
+            m.d.sync += [s5_kg.eq(s4_kg), s6_kg.eq(s5_kg), out.payload.kgroup.eq(s6_kg)]
         with m.If(walk.started):
             m.d.sync += [self.error.eq(0), self.error.descriptor.eq(walk.bad)]
         return m

@@ -21,8 +21,9 @@ The step register then offers the compute step to the macro with padded lanes fo
 The markers (first/last step of a pixel, last step of the walk) travel beside the macro in
 a small FIFO, written as the macro accepts a step and read (``side.ready``) as the
 accumulator takes the step's result: the macro keeps results in order, so the FIFO's head
-always belongs to the result in flight.  The FIFO holds 4 entries; the macro holds at most
-two steps (one computing, one result waiting), so it never overflows.
+always belongs to the result in flight.  The FIFO holds 5 entries; the macro holds at most
+four steps (docs/macro.md: front, stages R and P, result) and a step is written in the
+cycle the oldest may be read, so it never overflows.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class ActivationGather(wiring.Component):
             for g, value in enumerate(acts):
                 m.d.comb += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
-        m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=4)
+        m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=5)
         m.d.comb += [request.payload.slots.eq(b_slots),
                      side.w_en.eq(request.valid & request.ready), side.w_data.eq(b_side),
                      self.side.valid.eq(side.r_rdy), self.side.payload.eq(side.r_data),

@@ -20,14 +20,20 @@ or for ternary ``-a[n, j]`` on the sign column; where ``c`` is zero the adder in
 gated to zero (nothing is added).  The result is the scaled sum in units of
 ``2**-scale_frac_bits`` (docs/macro.md).
 
-Timing: a step occupies the macro for ``Ab / act_bits_per_cycle`` cycles.  The next step's
-reads are issued in the last cycle of the current one, so back-to-back steps sustain one
-step per ``Ab / act_bits_per_cycle`` cycles; the result appears one cycle after the last.
+Pipeline (docs/macro.md): a step occupies the front of the macro for ``Ab /
+act_bits_per_cycle`` cycles (stage F, one item per cycle, reads issued at the accept);
+each item then passes R (the storage read data and the item's b activation bits
+registered), P (AND and popcount over the G rows, or the comparator bit, registered) and
+S (weighted sum and Horner shift-add into the accumulators; the last item of a step
+writes the result register).  The next step is accepted in the last F cycle of the
+current one, so back-to-back steps sustain one step per ``Ab / act_bits_per_cycle``
+cycles; the result appears three cycles after the step's last F cycle (one before the
+pipelining).  At most four steps are in flight (accepted, result not yet taken).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -143,18 +149,25 @@ class CimMacro(wiring.Component):
                     self.write.valid & (self.write.payload.lane == lane))
         m.d.comb += self.write.ready.eq(1)
 
-        # -- compute-step control --------------------------------------------------------
+        # -- compute-step control (stage F: one item per cycle of a step) ----------------
+        # Every register below advances together (``adv``); the only stall is a step's
+        # last item that would finish into a full result register, which freezes the
+        # whole pipeline (the storage read data included: no read is issued meanwhile).
         busy = Signal()
         cycle = Signal(range(steps))
         acts = Signal.like(self.request.payload.acts)   # shifted left by b per cycle
+        item = data.StructLayout({"valid": 1, "first": 1, "last": 1})
+        r_item, p_item = Signal(item), Signal(item)     # the items in stages R and P
+        x_r = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(b), G), D))
+        rows_r = Signal(data.ArrayLayout(unsigned(G * Cd), D))
         accs = Signal(data.ArrayLayout(signed(cfg.psum_bits), cfg.channels_per_macro))
 
+        adv = Signal()
+        m.d.comb += adv.eq(~(p_item.valid & p_item.last
+                             & self.result.valid & ~self.result.ready))
         last = busy & (cycle == steps - 1)
-        out_free = ~self.result.valid | self.result.ready
-        finish = last & out_free
-        advance = busy & ~last
         accept = self.request.valid & self.request.ready
-        m.d.comb += self.request.ready.eq(~busy | finish)
+        m.d.comb += self.request.ready.eq(adv & (~busy | last))
         # The reads are issued as a request is accepted; with `en` low afterwards the read
         # data holds for the whole step, so the array is read once per step.
         for d, read_port in enumerate(read_ports):
@@ -163,50 +176,73 @@ class CimMacro(wiring.Component):
                 read_port.en.eq(accept),
             ]
 
-        # -- datapath: this cycle's b activation bits (MSB first, Horner shift-add) --------
+        # -- stage R: register the storage read and this cycle's b activation bits ----------
+        # -- stage P: AND with the activation bits, popcount over the G rows (registered) ---
         q_max = cfg.readout_max
-        next_accs = []
+        counts = {}         # (n, k, j) -> registered popcount, or comparator bit (HCiM)
+        with m.If(adv):
+            m.d.sync += [r_item.valid.eq(busy), r_item.first.eq(cycle == 0),
+                         r_item.last.eq(cycle == steps - 1), p_item.eq(r_item)]
+            for d in range(D):
+                m.d.sync += rows_r[d].eq(read_ports[d].data)
+                for g in range(G):
+                    m.d.sync += x_r[d][g].eq(acts[d][g][Ab - b:])
         for n in range(cfg.channels_per_macro):
             d, col = divmod(n, n_per_domain)
-            rows = [read_ports[d].data[g * Cd:(g + 1) * Cd] for g in range(G)]
-            terms = []
+            rows = [rows_r[d][g * Cd:(g + 1) * Cd] for g in range(G)]
             for k in range(b):          # k-th bit of this cycle's chunk, weight 2**k
-                x_bit = [acts[d][g][Ab - b + k] for g in range(G)]
+                x_bit = [x_r[d][g][k] for g in range(G)]
                 for j in range(Wb):
                     p = _popcount([x_bit[g] & rows[g][col * Wb + j] for g in range(G)])
                     if cfg.scaled_readout:
-                        # comparator bit, then the digital unit: add the scale factor
-                        # (gated to zero when the comparator bit is zero)
-                        fire = p >= cfg.readout_threshold
-                        term = Mux(fire, self.scales[n][j], 0) << k
+                        value = p >= cfg.readout_threshold      # the comparator bit
+                    elif cfg.readout_mode is ReadoutMode.SATURATING and q_max < G:
+                        value = Mux(p > q_max, q_max, p)
+                    else:
+                        value = p
+                    reg = Signal(len(Value.cast(value)), name=f"count_{n}_{k}_{j}")
+                    with m.If(adv):
+                        m.d.sync += reg.eq(value)
+                    counts[n, k, j] = reg
+
+        # -- stage S: weighted sum, Horner shift-add into the accumulators -------------------
+        next_accs = []
+        for n in range(cfg.channels_per_macro):
+            terms = []
+            for k in range(b):
+                for j in range(Wb):
+                    if cfg.scaled_readout:
+                        # the digital unit: add the scale factor (gated to zero when the
+                        # comparator bit is zero)
+                        term = Mux(counts[n, k, j], self.scales[n][j], 0) << k
                         negate = cfg.readout_mode is ReadoutMode.TERNARY and j == Wb - 1
-                        terms.append(-term if negate else term)
-                        continue
-                    if cfg.readout_mode is ReadoutMode.SATURATING and q_max < G:
-                        p = Mux(p > q_max, q_max, p)
-                    term = p << (j + k)
-                    terms.append(-term if j == Wb - 1 else term)
+                    else:
+                        term = counts[n, k, j] << (j + k)
+                        negate = j == Wb - 1
+                    terms.append(-term if negate else term)
             contribution = terms[0]
             for term in terms[1:]:
                 contribution = contribution + term
-            next_accs.append((accs[n] << b) + contribution)
+            next_accs.append(Mux(p_item.first, 0, accs[n] << b) + contribution)
 
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += self.result.valid.eq(0)
-        with m.If(advance):
-            m.d.sync += cycle.eq(cycle + 1)
-            for n, value in enumerate(next_accs):
-                m.d.sync += accs[n].eq(value)
-            for d in range(D):
-                for g in range(G):
-                    m.d.sync += acts[d][g].eq(acts[d][g] << b)
-        with m.If(finish):
-            m.d.sync += [busy.eq(0), self.result.valid.eq(1)]
-            for n, value in enumerate(next_accs):
-                m.d.sync += self.result.payload[n].eq(value)
+        with m.If(adv):
+            with m.If(busy):
+                m.d.sync += cycle.eq(cycle + 1)
+                for d in range(D):
+                    for g in range(G):
+                        m.d.sync += acts[d][g].eq(acts[d][g] << b)
+            with m.If(last):
+                m.d.sync += busy.eq(0)
+            with m.If(p_item.valid):
+                for n, value in enumerate(next_accs):
+                    m.d.sync += accs[n].eq(value)
+                with m.If(p_item.last):
+                    m.d.sync += self.result.valid.eq(1)
+                    for n, value in enumerate(next_accs):
+                        m.d.sync += self.result.payload[n].eq(value)
         with m.If(accept):
             m.d.sync += [busy.eq(1), cycle.eq(0), acts.eq(self.request.payload.acts)]
-            for n in range(cfg.channels_per_macro):
-                m.d.sync += accs[n].eq(0)
         return m
 

@@ -3,11 +3,12 @@
 The counts follow the blocks' state machines as docs/architecture.md ("Cycle model")
 describes them; the sim tests compare the same model with the RTL's own counters.
 
-* A walk, from the cycle after its START to its last write: 3 (decoder stages) + 1
-  (gather) + 1 (the macro takes the request) + T (the first pixel's macro steps,
-  T = steps x Ab/b) + 1 (accumulator) + w (writer: w = ceil(valid channels / write
-  lanes)), then one pixel every max(T, w) cycles: the macro and the writer overlap, the
-  slower one sets the pace.
+* A walk, from the cycle after its START to its last write: 7 (decoder: issue, 6 stages
+  with the output register) + 1 (gather) + 1 (the macro takes the request) + T (the
+  first pixel's macro steps, T = steps x Ab/b) + 2 (the macro's R and P stages) + 1
+  (accumulator) + w (writer: w = ceil(valid channels / write lanes)), then one pixel
+  every max(T, w) cycles: the macro and the writer overlap, the slower one sets the
+  pace.
 * A unit's WALK state: per walk FETCH, DECODE, START, the walk, one RUN cycle that sees it
   done; then FETCH, DECODE and the SYNC cycle in which the controller releases it.
 * A loader's LOAD state: per LOAD FETCH, DECODE, count + 1 COPY cycles; then FETCH,
@@ -34,17 +35,17 @@ def lanes_of(config):
 
 def walk_by_hand(cps, lanes, steps, pixels, n_valid):
     T, w = steps * cps, -(-n_valid // lanes)
-    first = 3 + 1 + 1 + T + 1 + w
+    first = 7 + 1 + 1 + T + 2 + 1 + w
     return first + (pixels - 1) * max(T, w)
 
 
 # (cycles per step, lanes, steps, pixels, valid channels): counted on paper.
 HAND = [
-    ((1, 1, 1, 1, 1), 8),       # 3+1+1+1+1+1: one payload through every stage
-    ((1, 4, 1, 1, 4), 8),       # four channels in one writer cycle
-    ((4, 1, 1, 1, 1), 11),      # the macro takes Ab/b = 4 cycles a step
-    ((1, 1, 2, 3, 1), 9 + 2 * 2),   # macro-bound: a pixel every 2 cycles
-    ((1, 1, 1, 3, 4), 11 + 2 * 4),  # writer-bound: a pixel every 4 cycles
+    ((1, 1, 1, 1, 1), 14),      # 7+1+1+1+2+1+1: one payload through every stage
+    ((1, 4, 1, 1, 4), 14),      # four channels in one writer cycle
+    ((4, 1, 1, 1, 1), 17),      # the macro takes Ab/b = 4 cycles a step
+    ((1, 1, 2, 3, 1), 15 + 2 * 2),  # macro-bound: a pixel every 2 cycles
+    ((1, 1, 1, 3, 4), 17 + 2 * 4),  # writer-bound: a pixel every 4 cycles
 ]
 
 
@@ -140,11 +141,13 @@ def test_a_unit_with_two_walks_outlasts_two_units_with_one_each():
 
 # Write slots (docs/banking.md): a lane group that offers a word issues only in the cycle
 # before its unit's slot, (t + 1) % U == slot.  One pixel, cps 1, 4 lanes, G = 8, U = 4.
-# Without slots the group(s) issue at ticks 7 (and 8); with them the word-ending group
-# waits for the next cycle i >= its tick with (i + 1) % 4 == slot; the walk ends at i + 1.
+# Without slots the group(s) issue at ticks 13 (and 14): 7 and 8 behind the 3-stage decoder,
+# 6 more behind the 6-stage decoder and the macro's stages R and P (docs/decoder.md,
+# docs/macro.md).  With slots the word-ending group waits for the next cycle i >= its tick
+# with (i + 1) % 4 == slot; the walk ends at i + 1.
 SLOTS = [
-    ((4, 0), 8), ((4, 1), 9), ((4, 2), 10), ((4, 3), 11),   # one group, ends the word
-    ((8, 0), 12), ((8, 1), 9), ((8, 2), 10), ((8, 3), 11),  # 2nd group ends it (tick 8)
+    ((4, 0), 16), ((4, 1), 17), ((4, 2), 14), ((4, 3), 15),   # one group, ends the word
+    ((8, 0), 16), ((8, 1), 17), ((8, 2), 18), ((8, 3), 15),   # 2nd group ends it (tick 14)
 ]
 
 
@@ -156,8 +159,8 @@ def test_write_slots_counted_by_hand(args, cycles):
 
 def test_extra_word_reads_delay_the_step_by_hand():
     """A payload whose lanes lie in 3 words takes 2 more gather cycles (mars.hw.gather):
-    one pixel, one step, cps 1: 8 + 2 cycles; a second pixel's 3 reads hide behind the
-    first pixel's macro step only when the step is long enough (cps 4: 11 + 4 + 0)."""
+    one pixel, one step, cps 1: 14 + 2 cycles; a second pixel's 3 reads hide behind the
+    first pixel's macro step only when the step is long enough (cps 4: 17 + 4 + 0)."""
     from mars.sw.golden.cycles import _Walk, _WalkInfo
 
     def run(cps, pixels, extra):
@@ -170,9 +173,9 @@ def test_extra_word_reads_delay_the_step_by_hand():
             cycles += 1
         return cycles
 
-    assert run(1, 1, (2,)) == 10
-    assert run(4, 2, (0, 2)) == 11 + 4
-    assert run(4, 2, (2, 2)) == 11 + 2 + 4
+    assert run(1, 1, (2,)) == 14 + 2
+    assert run(4, 2, (0, 2)) == 17 + 4
+    assert run(4, 2, (2, 2)) == 17 + 2 + 4
 
 
 def test_a_mapped_one_layer_network_counted_by_hand():

@@ -111,6 +111,9 @@ LAYERS = [
     LayerGeometry("conv", 4, 4, 5, 8, 1, 1, 1, 0),     # 1x1
     LayerGeometry("conv", 2, 2, 4, 8, 3, 3, 1, 2),     # kernel larger than the map
     LayerGeometry.linear(37, 10),                      # K not a multiple of G
+    # kernel rows shorter than G: a lane wraps past several kernel rows (L = 1, L = 2)
+    LayerGeometry("conv", 6, 5, 1, 8, 5, 1, 1, 0),
+    LayerGeometry("conv", 5, 4, 2, 8, 3, 1, 2, 0),
 ]
 
 
@@ -122,7 +125,7 @@ def test_walks_match_golden(config):
     walks, expected, index, ktable = [], [], [], []
     for n, geometry in enumerate(LAYERS):
         KG = -(-geometry.k // config.rows_per_step)
-        kept = random_kept(rng, KG, [1.0, 0.5, 0.3, 0.0, 0.7][n])
+        kept = random_kept(rng, KG, [1.0, 0.5, 0.3, 0.0, 0.7, 1.0, 0.6][n])
         steps = len(kept) + (n % 2)
         base_k, base_i = len(ktable), len(index)
         ktable += ktable_words(geometry, config)
@@ -167,8 +170,9 @@ def test_one_group_per_cycle():
     n = geometry.out_h * geometry.out_w * len(kept)
     assert len(got) == n
     assert timing["last_out"] - timing["first_out"] == n - 1
-    # latency: issue, index read, k-table read, output register
-    assert timing["first_out"] - timing["first_start"] == 4
+    # latency (docs/decoder.md): issue, index read, index word register + checks, k-table
+    # read, k-table word register + lanes L1a, lanes L1b, pad test, output register
+    assert timing["first_out"] - timing["first_start"] == 8
 
 
 def bad_walk(config, kept, *, k_groups_geometry=LAYERS[1]):

@@ -85,7 +85,7 @@ def brute_force(config, geometry, kept, steps, act_base):
 
 def rtl_arithmetic(desc, index, ktable, config):
     """The decoder datapath of docs/decoder.md, from the descriptor and memory words only:
-    incremental window origins, the k-table word, the lane increment chain, the pad test."""
+    incremental window origins, the k-table word, the parallel lane arithmetic, the pad test."""
     fmt = DecoderFormat(config)
     G, vb = config.rows_per_step, fmt.value_bits
     out, n = [], desc["out_h"] * desc["out_w"] * desc["steps"]
@@ -99,11 +99,13 @@ def rtl_arithmetic(desc, index, ktable, config):
                 word = ktable[desc["ktable_base"] + kg]
                 p, a = word & ((1 << vb) - 1), word >> vb
                 addrs, pad = [], 0
+                p0, a0 = p, a
                 for lane in range(G):
-                    if lane:
-                        p, a = p + 1, a + 1
-                        if p == desc["row_len"]:
-                            p, a = 0, a + desc["row_jump"]
+                    # every lane from the group's word (docs/decoder.md, stage L1):
+                    # w = the multiples k*L (k = 1..lane) that p0 + lane reaches
+                    t, L = p0 + lane, desc["row_len"]
+                    w = sum(t >= k * L for k in range(1, lane + 1)) if L else 0
+                    p, a = t - w * L, a0 + lane + w * desc["row_jump"]
                     off = by + bx + a
                     ok = (not filler and 0 <= bx + p < desc["row_size"]
                           and 0 <= off < desc["map_size"]

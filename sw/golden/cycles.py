@@ -35,6 +35,12 @@ class PhaseCycles:
     walk_cycles: int     # cycles of the WALK state (the units computing)
 
 
+#: Decoder stages behind the issue stage and before the output register (hw/decoder.py:
+#: index read, index word + checks, k-table read, k-table word + lanes L1a, lanes L1b,
+#: pad test).
+DECODER_STAGES = 6
+
+
 @dataclasses.dataclass(frozen=True)
 class _WalkInfo:
     """What a walk's timing depends on besides its size (docs/banking.md): the gather's
@@ -64,10 +70,12 @@ class _Walk:
         self.info = _WalkInfo()
         self.active = False
         self.issued = 0
-        self.s1 = self.s2 = self.out = None        # payload positions (None: empty)
+        self.dec = [None] * DECODER_STAGES         # payload positions (None: empty)
+        self.out = None
         self.b = None
         self.b_wait = 0
         self.busy, self.cyc, self.cur = False, 0, None
+        self.r_item = self.p_item = None           # macro stages R, P: (step, last)
         self.result = None
         self.hold_full, self.hold_walk_last, self.hold_pixel = False, False, 0
         self.n_grp = 0
@@ -107,9 +115,11 @@ class _Walk:
         w_last = w_issue and w_group_last
         hold_free = (not self.hold_full) or w_last
         r_ready = (not is_last) or hold_free
-        out_free = self.result is None or r_ready
-        finish = last_step and out_free
-        req_ready = (not self.busy) or finish
+        # The macro's pipeline stalls only when a step's last item would finish into a
+        # result register that is full and not taken this cycle.
+        m_adv = not (self.p_item is not None and self.p_item[1]
+                     and self.result is not None and not r_ready)
+        req_ready = m_adv and ((not self.busy) or last_step)
         b_ready = self.b is not None and self.b_wait == 0
         take = self.out is not None and (self.b is None or (b_ready and req_ready))
         advance = self.out is None or take
@@ -131,11 +141,14 @@ class _Walk:
         # -- macro ------------------------------------------------------------------------
         if acc_accept:
             self.result = None
-        if self.busy and not last_step:
-            self.cyc += 1
-        if finish:
-            self.busy = False
-            self.result = self.cur
+        if m_adv:
+            if self.p_item is not None and self.p_item[1]:
+                self.result = self.p_item[0]
+            self.p_item = self.r_item
+            self.r_item = (self.cur, last_step) if self.busy else None
+            if self.busy:
+                self.cyc += 1
+                self.busy = not last_step
         if accept_req:
             self.busy, self.cyc, self.cur = True, 0, self.b
         # -- gather (extra word reads of a payload, mars.hw.gather) ----------------------
@@ -149,8 +162,8 @@ class _Walk:
             self.b_wait -= 1
         # -- decoders (all D in step) ---------------------------------------------------
         if advance:
-            s0 = self.issued if issue else None
-            self.out, self.s2, self.s1 = self.s2, self.s1, s0
+            self.out = self.dec[-1]
+            self.dec = [self.issued if issue else None] + self.dec[:-1]
         if issue:
             self.issued += 1
             if self.issued == self.total:
