@@ -8,8 +8,11 @@ describes them; the sim tests compare the same model with the RTL's own counters
   T = steps x Ab/b) + 1 (accumulator) + w (writer: w = ceil(valid channels / write
   lanes)), then one pixel every max(T, w) cycles: the macro and the writer overlap, the
   slower one sets the pace.
-* A unit's WALK state: per walk FETCH, DECODE, START, the walk, one RUN cycle that sees it
-  done; then FETCH, DECODE and the SYNC cycle in which the controller releases it.
+* A unit's sequencer (hw/sequencer.py): its fetch engine reads the program in order, a
+  SYNC in S = ki + 3 cycles, a WALK with its parameters in F = ki + kp + 5 (ki, kp:
+  stored words of an instruction and of a parameter word); the executor takes the next
+  instruction in the cycle it is free (walk done, ``go``) if the engine has it, and a
+  walk runs from START to the cycle that sees it done (W + 2 cycles).
 * A loader's LOAD state: per LOAD FETCH, DECODE, count + 1 COPY cycles; then FETCH,
   DECODE, SYNC.  With ``skip_loads`` every count is 0.
 """
@@ -19,6 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from mars.config import PRESETS
+from mars.contract.program import UnitFormat
 from mars.sw.golden.cycles import layer_walk_cycles, network_cycles, walk_cycles
 from mars.sw.mapper import Load, Phase, Walk
 
@@ -64,6 +68,35 @@ def test_walk_cycles_formula_over_a_grid():
                         assert walk_cycles(*args) == walk_by_hand(*args), args
 
 
+def fetch_times(config):
+    """(S, F): cycles the fetch engine takes for a SYNC and for a WALK."""
+    fmt = UnitFormat(config)
+    return fmt.insn_chunks + 3, fmt.insn_chunks + fmt.param_chunks + 5
+
+
+def first_sync_wait(config):
+    """Index (from the run's first cycle) of the first cycle a unit waits at its first
+    SYNC: the engine has it at S, the executor takes it then, waits from S + 1."""
+    return fetch_times(config)[0] + 1
+
+
+def unit_walk_state(config, L, Ws):
+    """WALK-state cycles of a unit whose program is SYNC, walks of W = `Ws`, SYNC, in the
+    first phase after a LOAD state of `L` cycles, counted event by event: the engine
+    fetches the first WALK from S (after the first SYNC), each later instruction from the
+    cycle after the previous WALK was taken; a walk starts the cycle after the executor
+    is free (the LOAD's last cycle, or the cycle that sees the previous walk done) and the
+    engine has it."""
+    S, F = fetch_times(config)
+    s = max(L, S + F + 1)                     # START of the first walk
+    for i, W in enumerate(Ws):
+        d = s + W + 1                         # the RUN cycle that sees the walk done
+        if i + 1 < len(Ws):
+            s = max(d + 1, s + F + 1)         # the engine fetched the next one from s
+    waits = max(d, s + S) + 1                 # the final SYNC, fetched from s
+    return waits - L + 1
+
+
 def fake_mapping(config, phases, resident=False):
     return SimpleNamespace(config=config, phases=phases, resident=resident,
                            layers=[None] * (1 + max(p.layer for p in phases)))
@@ -80,8 +113,13 @@ def test_one_phase_one_unit_counted_by_hand():
     phase = Phase(0, [Load(0, 0, 0, 8), Load(0, 8, 8, 4)], walks)
     [result] = network_cycles(fake_mapping(cfg, [phase]))
     load = (8 + 3) + (4 + 3) + 3                # per LOAD: FETCH, DECODE, count+1 COPY
+    assert load > first_sync_wait(cfg)          # the loader is the slower one
     W = [walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid) for w in walks]
-    walk_state = sum(w + 4 for w in W) + 3      # per walk: FETCH, DECODE, START, RUN
+    S, F = fetch_times(cfg)
+    # the first walk waits for the engine, the second was fetched while the first ran
+    assert S + F + 1 > load and W[0] + 1 >= F and W[1] + 1 >= S
+    walk_state = (S + F + 1 - load) + (W[0] + 2) + (W[1] + 2) + 1
+    assert unit_walk_state(cfg, load, W) == walk_state
     assert (result.load_cycles, result.walk_cycles) == (load, walk_state)
     assert result.cycles == load + walk_state
 
@@ -90,12 +128,12 @@ def test_skip_loads_leaves_fetch_decode_and_one_copy_cycle():
     cfg = TINY
     phase = Phase(0, [Load(0, 0, 0, 8), Load(0, 8, 8, 4)], [walk(0, 1, 1, 1, 1)])
     [result] = network_cycles(fake_mapping(cfg, [phase]), skip_loads=True)
-    assert result.load_cycles == 2 * 3 + 3
+    assert result.load_cycles == max(2 * 3 + 3, first_sync_wait(cfg) + 1)
 
 
 def test_phase_without_loads_waits_for_the_first_sync_only():
     [result] = network_cycles(fake_mapping(TINY, [Phase(0, [], [walk(0, 1, 1, 1, 1)])]))
-    assert result.load_cycles == 3                # FETCH, DECODE, SYNC
+    assert result.load_cycles == first_sync_wait(TINY) + 1    # the first SYNC's fetch
 
 
 def test_phases_release_every_unit_together():
@@ -111,10 +149,13 @@ def test_phases_release_every_unit_together():
     results = network_cycles(fake_mapping(cfg, phases))
     W = {id(w): walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid)
          for p in phases for w in p.walks}
-    expected = [
-        (max(16, 40) + 3 + 3, max(W[id(short)], W[id(long)]) + 4 + 3),
-        (5 + 3 + 3, W[id(phases[1].walks[0])] + 4 + 3),
-    ]
+    load0 = max(max(16, 40) + 3 + 3, first_sync_wait(cfg) + 1)
+    # Phase 1's walks were fetched during phase 0 (S + S + F cycles after the start): they
+    # start in the WALK state's first cycle.
+    S, F = fetch_times(cfg)
+    walk0 = max(unit_walk_state(cfg, load0, [W[id(w)]]) for w in (short, long))
+    assert 2 * S + F < load0 + walk0
+    expected = [(load0, walk0), (5 + 3 + 3, W[id(phases[1].walks[0])] + 2 + 1)]
     assert [(r.load_cycles, r.walk_cycles) for r in results] == expected
     assert [r.layer for r in results] == [0, 1]
     assert layer_walk_cycles(fake_mapping(cfg, phases), results) == [e[1] for e in expected]
@@ -127,8 +168,12 @@ def test_a_unit_with_two_walks_outlasts_two_units_with_one_each():
     W = [walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid) for w in (a, b)]
     [same] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b])]))
     [split] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, walk(1, 1, 3, 3, 9)])]))
-    assert same.walk_cycles == W[0] + W[1] + 2 * 4 + 3
-    assert split.walk_cycles == max(W) + 4 + 3
+    L = first_sync_wait(cfg) + 1
+    S, F = fetch_times(cfg)
+    s_b = max(S + F + 1 + W[0] + 2, S + F + 1 + F + 1)      # b starts when a is done
+    assert same.walk_cycles == max(s_b + W[1] + 1, s_b + S) + 1 - L + 1
+    assert same.walk_cycles == unit_walk_state(cfg, L, W)
+    assert split.walk_cycles == unit_walk_state(cfg, L, [max(W)])
 
 
 def test_a_mapped_one_layer_network_counted_by_hand():
@@ -150,9 +195,12 @@ def test_a_mapped_one_layer_network_counted_by_hand():
     [phase] = mapping.phases
     assert mapping.resident and len(phase.walks) == 2, f"seed {seed}"
     cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
-    walks = sum(walk_by_hand(cps, lanes, w.steps, 1, w.n_valid) + 4 for w in phase.walks) + 3
-    loads = sum(ld.count + 3 for ld in phase.loads) + 3
+    W = [walk_by_hand(cps, lanes, w.steps, 1, w.n_valid) for w in phase.walks]
+    loads = max(sum(ld.count + 3 for ld in phase.loads) + 3, first_sync_wait(cfg) + 1)
+    skipped = max(3 * len(phase.loads) + 3, first_sync_wait(cfg) + 1)
     [first] = network_cycles(mapping)
     [steady] = network_cycles(mapping, skip_loads=True)
-    assert (first.load_cycles, first.walk_cycles) == (loads, walks), f"seed {seed}"
-    assert (steady.load_cycles, steady.walk_cycles) == (3 * len(phase.loads) + 3, walks)
+    assert (first.load_cycles, first.walk_cycles) == (loads, unit_walk_state(cfg, loads, W)), \
+        f"seed {seed}"
+    assert (steady.load_cycles, steady.walk_cycles) == (skipped,
+                                                        unit_walk_state(cfg, skipped, W))
