@@ -221,3 +221,18 @@ def test_residual_block_is_relu_of_sum():
     block = Residual(nn.Sequential(nn.Conv2d(2, 2, 1)), None)
     x = torch.randn(3, 2, 4, 4)
     assert torch.equal(block(x), torch.relu(block.body(x) + x))
+
+
+def test_calibration_on_maps_larger_than_float32_indices():
+    """More than 2^24 elements (a CIFAR batch through vgg8): evenly spaced samples, the
+    last element included, no index past the end (a float32 linspace gave 33554432)."""
+    from mars.sw.train.quant import ACT_INIT_QUANTILE, CALIBRATION_SAMPLES, ActQuant
+
+    n = 300 * 64 * 32 * 32          # 300 CIFAR images, 64 channels: the reported crash
+    value = torch.arange(n, dtype=torch.float32)
+    quant = ActQuant(PRESETS["default"])
+    quant.calibrate(value)
+    picks = np.arange(CALIBRATION_SAMPLES, dtype=np.int64) * (n - 1) // (CALIBRATION_SAMPLES - 1)
+    expected = np.quantile(value.numpy()[picks].astype(np.float64),
+                           ACT_INIT_QUANTILE) / quant.qmax
+    assert quant.scale.item() == pytest.approx(expected, rel=1e-5)

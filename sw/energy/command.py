@@ -31,6 +31,9 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write energy and cycle plots (PNG and SVG) into DIR")
     parser.add_argument("--no-dense", action="store_true",
                         help="skip the densified network (what sparsity saves)")
+    parser.add_argument("--samples", type=int, default=16, metavar="N",
+                        help="binary/ternary readouts: the package's test inputs on which "
+                             "non-zero comparator outputs are counted")
 
 
 def run_estimate(args: argparse.Namespace) -> int:
@@ -42,6 +45,8 @@ def run_estimate(args: argparse.Namespace) -> int:
     from .tech import load_technology
 
     tech = load_technology(args.tech)
+    if args.samples < 1:
+        raise _EstimateOptionError(f"--samples must be at least 1, not {args.samples}")
     pkg = load_package(args.package)
     network = pkg.network
     if args.config:
@@ -50,7 +55,8 @@ def run_estimate(args: argparse.Namespace) -> int:
             raise _EstimateOptionError(
                 f"the package was built for configuration {network.config.short_hash} "
                 f"({network.config.name}); --config gives {config.short_hash} ({config.name})")
-    est = estimate_network(network, tech, clock_mhz=args.clock, with_dense=not args.no_dense)
+    est = estimate_network(network, tech, clock_mhz=args.clock, with_dense=not args.no_dense,
+                           inputs=pkg.test_inputs[:args.samples])
     est["package"] = str(args.package)
     est["package_accuracy"] = pkg.accuracy
     print(format_estimate(est))

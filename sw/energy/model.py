@@ -9,10 +9,11 @@ and per component, and the area of every block.  Cycles come from the cycle mode
 
 from __future__ import annotations
 
+from mars.config import ReadoutMode
 from mars.errors import MarsError
 from mars.sw.golden.cycles import ideal_cycles, layer_walk_cycles, network_cycles
 
-from .counts import LayerCounts, network_counts
+from .counts import LayerCounts, comparator_activity, network_counts
 from .tech import DEFAULT_TECH, Technology
 
 __all__ = ["EstimateError", "COMPONENTS", "CONVENTION", "component_energy", "static_power_uw",
@@ -50,6 +51,14 @@ def decoder_step_pj(cfg, tech: Technology) -> float:
             + G * tech.add_pj(addr_bits))
 
 
+def scaled_add_pj(cfg, tech: Technology) -> float:
+    """One non-zero comparator output of a binary/ternary readout (pJ): q (1 bit binary,
+    2 bits ternary: sign and magnitude) times the column's ``scale_bits`` scale factor,
+    added into the step's ``psum_bits`` partial sum."""
+    q_bits = 2 if cfg.readout_mode is ReadoutMode.TERNARY else 1
+    return tech.mult_pj(q_bits, cfg.scale_bits) + tech.add_pj(cfg.psum_bits)
+
+
 def component_energy(counts: LayerCounts, cfg, tech: Technology) -> dict[str, float]:
     """Dynamic energy (pJ) of each component for one layer's counts (no static part)."""
     Ab, C, R = cfg.act_bits, cfg.cols, cfg.rows
@@ -59,9 +68,11 @@ def component_energy(counts: LayerCounts, cfg, tech: Technology) -> dict[str, fl
     return {
         "macro array": (counts.cell_ops * tech.cim_cell_fj
                         + counts.wordline_pulses * tech.cim_wordline_fj) / 1000.0,
-        "readout": counts.conversions * tech.readout_pj(cfg.readout_bits),
+        "readout": (counts.conversions * tech.readout_pj(cfg.readout_bits)
+                    + counts.comparisons * tech.comparator_pj()),
         "shift-add": (counts.bit_merges * tech.add_pj(cfg.readout_bits + cfg.weight_bits)
-                      + counts.shift_adds * tech.add_pj(cfg.psum_bits)),
+                      + counts.shift_adds * tech.add_pj(cfg.psum_bits)
+                      + counts.scaled_adds * scaled_add_pj(cfg, tech)),
         # A step's partial sum into its channel, and the bias of every result.
         "accumulate": (counts.accumulations + counts.outputs) * acc_add,
         # acc * M, then the rounding add before the shift.
@@ -120,7 +131,8 @@ def _ops_figures(ops: float, seconds: float, energy_pj: float) -> tuple[float, f
 
 
 def estimate(mapping, tech: Technology | None = None, *, clock_mhz: float | None = None,
-             dense_mapping=None) -> dict:
+             dense_mapping=None, activity: dict[str, float] | None = None,
+             activity_note: str | None = None) -> dict:
     """Throughput, energy and area of one inference of `mapping` in the steady state.
 
     Parameters
@@ -133,6 +145,13 @@ def estimate(mapping, tech: Technology | None = None, *, clock_mhz: float | None
     dense_mapping : Mapping, optional
         The same network with every group stored; its cycles and energy are added
         (``dense``) to show what sparsity saves.
+    activity : dict, optional
+        Binary/ternary readouts: non-zero comparator outputs per inference by layer name
+        (`comparator_activity`); each costs a scale-multiply-add, zeros cost nothing.
+        Missing layers count none.  The dense network gets the same figures (pruned
+        groups have no popcount that could fire).
+    activity_note : str, optional
+        Where the activity came from, for the report (``activity``).
 
     Returns
     -------
@@ -155,8 +174,8 @@ def estimate(mapping, tech: Technology | None = None, *, clock_mhz: float | None
     first = network_cycles(mapping) if mapping.resident else steady
     walk = layer_walk_cycles(mapping, steady)
     ideal = ideal_cycles(mapping)
-    counts = network_counts(mapping, steady=True)
-    first_counts = network_counts(mapping, steady=False)
+    counts = network_counts(mapping, steady=True, activity=activity)
+    first_counts = network_counts(mapping, steady=False, activity=activity)
     static_uw = static_power_uw(cfg, tech)
     period_s = 1e-6 / clock
 
@@ -190,6 +209,9 @@ def estimate(mapping, tech: Technology | None = None, *, clock_mhz: float | None
         "config": cfg.name, "config_hash": cfg.content_hash, "technology": tech.name,
         "node_nm": tech.node_nm, "clock_mhz": float(clock), "convention": CONVENTION,
         "weights_resident": mapping.resident,
+        "readout": (f"{cfg.readout_mode.value}, comparator threshold "
+                    f"{cfg.readout_threshold}" if cfg.scaled_readout
+                    else f"{cfg.readout_mode.value} {cfg.readout_bits}-bit"),
         "cycles_per_inference": cycles, "latency_us": seconds * 1e6,
         "fps": 1.0 / seconds if seconds else 0.0,
         "energy_pj": energy_pj, "energy_per_inference_uj": energy_pj * 1e-6,
@@ -203,8 +225,15 @@ def estimate(mapping, tech: Technology | None = None, *, clock_mhz: float | None
         "area_um2": area, "area_mm2": sum(area.values()) / 1e6,
         "layers": layers,
     }
+    if cfg.scaled_readout:
+        report["activity"] = {
+            "source": activity_note or ("none measured: scale-multiply-adds not counted"
+                                        if not activity else "given"),
+            "nonzero_per_inference": sum(c.scaled_adds for c in counts),
+            "comparisons_per_inference": sum(c.comparisons for c in counts),
+        }
     if dense_mapping is not None:
-        dense = estimate(dense_mapping, tech, clock_mhz=clock)
+        dense = estimate(dense_mapping, tech, clock_mhz=clock, activity=activity)
         report["dense"] = {
             "cycles_per_inference": dense["cycles_per_inference"],
             "energy_pj": dense["energy_pj"], "fps": dense["fps"],
@@ -215,8 +244,13 @@ def estimate(mapping, tech: Technology | None = None, *, clock_mhz: float | None
 
 
 def estimate_network(network, tech: Technology | None = None, *,
-                     clock_mhz: float | None = None, with_dense: bool = True) -> dict:
-    """`estimate` of an `IntegerNetwork`: maps it (and, `with_dense`, its densified copy)."""
+                     clock_mhz: float | None = None, with_dense: bool = True,
+                     inputs=None) -> dict:
+    """`estimate` of an `IntegerNetwork`: maps it (and, `with_dense`, its densified copy).
+
+    `inputs` (B, H, W, C), binary/ternary readouts only: the images whose non-zero
+    comparator outputs are counted (`comparator_activity`); ignored for ADC readouts.
+    """
     from mars.sw.mapper import MappingError, map_network
     from mars.sw.run import densified
 
@@ -226,7 +260,12 @@ def estimate_network(network, tech: Technology | None = None, *,
             dense = map_network(densified(network))
         except MappingError as error:      # the unpruned network may not fit at all
             why = str(error)
-    report = estimate(mapping, tech, clock_mhz=clock_mhz, dense_mapping=dense)
+    activity, note = None, None
+    if network.config.scaled_readout and inputs is not None and len(inputs):
+        activity = comparator_activity(network, inputs)
+        note = f"measured on {len(inputs)} input(s)"
+    report = estimate(mapping, tech, clock_mhz=clock_mhz, dense_mapping=dense,
+                      activity=activity, activity_note=note)
     if why is not None:
         report["dense"] = {"error": why}
     return report

@@ -38,6 +38,10 @@ def format_estimate(est: dict) -> str:
              f"{len(est['layers'])} layers", *summary_lines(est),
              f"  area                      : {est['area_mm2']:.3f} mm^2 "
              f"({est['node_nm']:.0f} nm)",
+             f"  readout                   : {est.get('readout', '?')}"
+             + (f" ({est['activity']['comparisons_per_inference']} comparator decisions, "
+                f"{est['activity']['nonzero_per_inference']:.0f} non-zero outputs per "
+                f"inference: {est['activity']['source']})" if "activity" in est else ""),
              f"  convention                : {est['convention']}", "",
              f"  {'component':<18} {'energy pJ':>12} {'share':>6}"]
     for name in COMPONENTS:

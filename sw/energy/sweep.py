@@ -80,7 +80,7 @@ def run_point(point: SweepPoint) -> dict:
 
         pkg = _train_if_missing(point)
         est = estimate_network(pkg.network, load_technology(point.tech),
-                               clock_mhz=point.clock_mhz)
+                               clock_mhz=point.clock_mhz, inputs=pkg.test_inputs[:16])
         kept = sum(layer["macs_effective"] for layer in est["layers"])
         dense = est.get("dense", {})
         row.update(

@@ -85,6 +85,9 @@ class Technology:
         A label for reports.
     node_nm : float
         Process node (nm), for reports only (values are given at this node).
+    supply_v : float
+        Supply voltage (V) the energies are given at; `at_supply` rescales the dynamic
+        energies to another supply by C*V^2.
     clock_mhz : float
         Default clock of the accelerator (MHz); ``mars estimate --clock`` overrides it.
     cim_cell_fj : float
@@ -95,7 +98,9 @@ class Technology:
         energy already includes the word-line drive, as the default's calibration does.
     readout_fom_fj : float
         Walden figure of merit of the column readout (fJ per conversion step): one
-        conversion at b bits costs ``readout_fom_fj * 2**b``.
+        conversion at b bits costs ``readout_fom_fj * 2**b``; one comparator decision
+        (the binary and ternary readouts) costs as a 1-bit conversion,
+        ``readout_fom_fj * 2``.
     add_pj_per_bit : float
         Ripple adder energy per bit (pJ): an n-bit add costs ``n * add_pj_per_bit``.
     mult_pj_per_bit2 : float
@@ -127,6 +132,7 @@ class Technology:
 
     name: str = "28nm-default"
     node_nm: float = 28.0
+    supply_v: float = 0.9
     clock_mhz: float = 200.0
     cim_cell_fj: float = _D["cim_cell_fj"]
     cim_wordline_fj: float = 0.0
@@ -155,7 +161,7 @@ class Technology:
             if value < 0:
                 raise TechError(f"{field.name} must not be negative, not {value!r}")
             object.__setattr__(self, field.name, float(value))
-        for field in ("node_nm", "clock_mhz", "cell_um2"):
+        for field in ("node_nm", "supply_v", "clock_mhz", "cell_um2"):
             if getattr(self, field) <= 0:
                 raise TechError(f"{field} must be positive, not {getattr(self, field)!r}")
         for field in ("sram_array_efficiency", "cim_array_efficiency"):
@@ -168,6 +174,19 @@ class Technology:
     def readout_pj(self, bits: int) -> float:
         """One column conversion at `bits` bits (pJ), Walden's rule FoM * 2**bits."""
         return self.readout_fom_fj * 2 ** bits / 1000.0
+
+    def comparator_pj(self) -> float:
+        """One comparator decision (pJ): a 1-bit conversion by Walden's rule, FoM * 2."""
+        return self.readout_pj(1)
+
+    def at_supply(self, volts: float) -> Technology:
+        """The same node at supply `volts`: every dynamic energy times (volts/supply_v)^2
+        (C*V^2, the capacitances unchanged); areas, leakage and the clock unchanged."""
+        if isinstance(volts, bool) or not isinstance(volts, (int, float)) or not volts > 0:
+            raise TechError(f"supply must be a positive number of volts, not {volts!r}")
+        k = (volts / self.supply_v) ** 2
+        return self.replace(supply_v=float(volts), **{f: getattr(self, f) * k
+                                                       for f in DYNAMIC_FIELDS})
 
     def add_pj(self, bits: int) -> float:
         return self.add_pj_per_bit * bits
@@ -217,6 +236,10 @@ class Technology:
     def replace(self, **changes: Any) -> Technology:
         return dataclasses.replace(self, **changes)
 
+
+#: The per-event (dynamic) energies: what `Technology.at_supply` scales by V^2.
+DYNAMIC_FIELDS = ("cim_cell_fj", "cim_wordline_fj", "readout_fom_fj", "add_pj_per_bit",
+                  "mult_pj_per_bit2", "sram_pj_per_bit_8kb")
 
 DEFAULT_TECH = Technology()
 

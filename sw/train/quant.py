@@ -50,6 +50,10 @@ from .requant import requant_parameters
 __all__ = ["round_half_up", "round_ste", "ActQuant", "QLayer", "QNetwork", "input_codes",
            "weight_codes", "bias_codes", "ACT_INIT_QUANTILE"]
 
+#: At most this many elements of a calibration batch are used (torch.quantile's input limit
+#: is 2^24); they are evenly spaced over the batch.
+CALIBRATION_SAMPLES = 1 << 20
+
 #: Activation steps start at this quantile of a calibration batch divided by 2^Ab - 1.
 ACT_INIT_QUANTILE = 0.999
 
@@ -114,8 +118,12 @@ class ActQuant(nn.Module):
     def calibrate(self, value: torch.Tensor) -> None:
         """Set the step from a float activation (before it is quantised)."""
         flat = value.detach().flatten().float()
-        if flat.numel() > 1 << 20:
-            flat = flat[torch.linspace(0, flat.numel() - 1, 1 << 20).long()]
+        if flat.numel() > CALIBRATION_SAMPLES:
+            # Evenly spaced indices in integer arithmetic: a float32 linspace rounds indices
+            # past the end once the map has more than 2^24 elements (CIFAR batches).
+            n = flat.numel()
+            picks = torch.arange(CALIBRATION_SAMPLES, dtype=torch.int64)
+            flat = flat[picks * (n - 1) // (CALIBRATION_SAMPLES - 1)]
         top = torch.quantile(flat, ACT_INIT_QUANTILE)
         if not torch.isfinite(top) or top <= 0:
             top = flat.abs().max().clamp_min(1e-3)
