@@ -46,10 +46,6 @@ from mars.contract.program import (
 __all__ = ["UnitSequencer", "memory_write_layout", "program_write_layout",
            "param_write_layout"]
 
-#: Cycles from a chunk's read to its use: the block RAM, then the output register.
-READ_LATENCY = 2
-
-
 def memory_write_layout(depth: int, data_shape) -> data.StructLayout:
     """One host write into a memory of `depth` words of `data_shape`."""
     return data.StructLayout({"addr": unsigned(max(1, (depth - 1).bit_length())),
