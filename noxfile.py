@@ -1,6 +1,6 @@
 """Entry points: ``nox -s flow`` (the main job), ``nox -s verilog`` (emit RTL),
-``nox -s tests``, ``nox -s synth``, ``nox -s pnr``, ``nox -s bench``.  Positional arguments
-after ``--`` are passed on (see each session)."""
+``nox -s tests``, ``nox -s synth``, ``nox -s pnr``, ``nox -s bitstream``, ``nox -s bench``.
+Positional arguments after ``--`` are passed on (see each session)."""
 
 import nox
 
@@ -95,6 +95,16 @@ def pnr(session: nox.Session) -> None:
                 build(config, block, family)
     build("tiny", "mars_top", "ecp5")
     build("tiny", "mars_top", "ice40")
+
+
+@nox.session(python=PYTHON)
+def bitstream(session: nox.Session) -> None:
+    """Board bitstreams with the YoWASP tools (``mars bitstream``): the iCEBreaker, then the
+    ULX3S (or ``-- icebreaker`` / ``-- ulx3s``), each into build/bitstream/<board>/ with
+    report.json and summary.txt (docs/board.md).  Minutes each on 2 cores."""
+    session.install("-e", ".[synth]")
+    for board in session.posargs or ["icebreaker", "ulx3s"]:
+        session.run("mars", "bitstream", "--board", board)
 
 
 @nox.session(python=PYTHON)

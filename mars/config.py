@@ -463,6 +463,8 @@ class MarsConfig:
             raise ConfigError(
                 f"{source}: not valid JSON ({error.msg} at line {error.lineno}, "
                 f"column {error.colno})") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: not valid JSON (nested too deeply)") from None
         return cls.from_dict(doc, source=source)
 
     def replace(self, **changes: Any) -> MarsConfig:
@@ -495,6 +497,15 @@ PRESETS: dict[str, MarsConfig] = {
     "wide8": _DEFAULT.replace(
         name="wide8", rows=128, cols=64, partitions=8, rows_per_step=8, weight_bits=8,
         act_bits=8, act_bits_per_cycle=2, readout_bits=4),
+    # The iCEBreaker's part with the serial bridge: 28 of 30 EBR, 75 % of the logic cells
+    # (docs/board.md).  Block RAMs count by word width (16 bits each), so the program word
+    # (188 bits: 12 EBR) and the activation memory's read-port copies (4) set the budget;
+    # one channel per macro keeps the parameter word at 46 bits, 4 phases put the cycle
+    # counters in flip-flops, 64-word activation buffers run small networks only.
+    "ice40": _DEFAULT.replace(
+        name="ice40", rows=64, cols=4, partitions=1, rows_per_step=2, readout_bits=2,
+        cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=64, acc_bits=24,
+        program_words=256, param_words=32, result_words=16, max_phases=4),
 }
 
 
@@ -502,7 +513,9 @@ PRESETS: dict[str, MarsConfig] = {
 PRESET_PURPOSES: dict[str, str] = {
     "default": "the reference design: several cores of partitioned macros, sized to build "
                "and simulate in minutes",
-    "tiny": "fits an iCE40UP5K",
+    "tiny": "the ULX3S board top; fits an LFE5U-25F (not an iCE40UP5K: 93 block RAMs)",
+    "ice40": "the iCEBreaker board top: an iCE40UP5K with the serial bridge; small "
+             "networks only",
     "adc3": "an ADC narrower than the popcount (saturating readout), whole-macro skip groups",
     "wide8": "wider weights and activations, several activation bits per cycle",
 }
@@ -547,6 +560,8 @@ def load_config(spec: str | Path) -> MarsConfig:
         except OSError as error:
             raise ConfigError(f"cannot read configuration {str(path)!r}: "
                               f"{error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"configuration {str(path)!r} is not UTF-8 text") from None
         return MarsConfig.from_json(text, source=str(path))
     raise ConfigError(
         f"unknown preset {spec_str!r} and no such JSON file "

@@ -11,6 +11,7 @@ import contextlib
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from mars.config import PRESETS, load_config
 from mars.errors import MarsError
@@ -27,6 +28,27 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if "%(default)" in text or "(default:" in text or action.default in (None, False):
             return text
         return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are the one line every mars error is: ``mars: error:
+    <subcommand>: <message>``, exit status 2 (argparse's own prints the usage first).
+    Subcommand parsers are made of the same class (``add_subparsers`` takes the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.partition(" ")[2]         # "run", "board run"; "" at the top
+        text = f"{command}: {message}" if command else message
+        self.exit(2, f"mars: error: {' '.join(text.split())}\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        # Unrecognized arguments are found by the top parser: name the subcommand anyway.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            words = [getattr(parsed, dest, None) for dest in ("command", "board_command")]
+            command = " ".join(word for word in words if isinstance(word, str))
+            self.error(f"{command + ': ' if command else ''}unrecognized arguments: "
+                       f"{' '.join(extras)}")
+        return parsed
 
 
 def _config_arg(parser: argparse.ArgumentParser, *, package: str | None = None) -> None:
@@ -86,11 +108,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from mars.sw.faults import FaultModel
     from mars.sw.run import read_inputs, run_package
 
     inputs = read_inputs(args.inputs)
     config = load_config(args.config) if args.config else None
-    result = run_package(args.package, inputs, backend=args.backend, config=config)
+    faults = FaultModel(args.faults, args.fault_seed)   # checks the rate: FaultError
+    result = run_package(args.package, inputs, backend=args.backend, config=config,
+                         faults=faults)
     with _writing(args.out):
         result.save(Path(args.out))
     print(f"{len(result.logits)} inputs on {args.backend}: predictions "
@@ -142,7 +167,7 @@ def _writing(path):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mars", description="MARS SRAM-CIM accelerator generator",
         formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -196,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p, package="the package's")
     p.add_argument("--out", default="build/run/outputs.npz", metavar="Y.npz",
                    help="logits, predictions, cycles, layer_cycles, phase_cycles")
+    p.add_argument("--faults", type=float, default=0.0, metavar="RATE",
+                   help="fraction of the macros' cells stuck at 0 or 1 (docs/faults.md)")
+    p.add_argument("--fault-seed", type=int, default=0, metavar="S",
+                   help="seed of the fault map")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("flow", help="the main job: train (or reuse) a package, emit RTL, "
@@ -223,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_board_arguments(p)
     p.set_defaults(func=_cmd_board)
+
+    from mars.sw.bitstream import add_bitstream_arguments, run_bitstream_command
+
+    p = sub.add_parser("bitstream", help="a board's bitstream (ULX3S, iCEBreaker) with the "
+                       "YoWASP tools: report, summary (docs/board.md)",
+                       formatter_class=_HelpFormatter)
+    add_bitstream_arguments(p)
+    p.set_defaults(func=run_bitstream_command)
 
     from mars.sw.energy.command import add_estimate_arguments
 

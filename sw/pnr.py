@@ -207,7 +207,8 @@ def log_tail(log: Path, fallback: str, stderr: str = "") -> str:
 
 
 def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
-                    freq_mhz: float | None = None, seed: int = 1) -> dict[str, Any]:
+                    freq_mhz: float | None = None, seed: int = 1,
+                    extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
     """Place and route one Yosys netlist with nextpnr and summarise the result.
 
     Parameters
@@ -224,6 +225,11 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         Clock constraint in MHz; the part's default if None.
     seed : int
         nextpnr's placer seed (the same seed and inputs give the same result).
+    extra_args : tuple of str
+        More nextpnr arguments, paths relative to `out_dir`: pin constraints and the
+        routed output of a board build (``--lpf top.lpf --textcfg top.config``, ``--pcf
+        top.pcf --asc top.asc``, `mars.sw.bitstream`).  With them the iCE40 pins are
+        not left to nextpnr.
 
     Returns
     -------
@@ -248,8 +254,9 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         stale.unlink(missing_ok=True)
     args = [*part.args, "--json", netlist, "--freq", f"{freq:g}", "--seed", str(seed),
             "--timing-allow-fail", "--report", report_name, "--log", log_name, "-q"]
-    if family == "ice40":
+    if family == "ice40" and not extra_args:
         args.append("--pcf-allow-unconstrained")   # three data pins, placed by nextpnr
+    args += extra_args
     command = nextpnr_command(family)
     start = time.perf_counter()
     try:

@@ -92,10 +92,16 @@ def read_inputs(path: str | Path | None) -> np.ndarray | None:
     """
     if not path:
         return None
+    from mars.sw.package import parse_npy
+
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise RunError(f"cannot read inputs {str(path)!r}: {error}") from None
+        return parse_npy(Path(path).read_bytes())
+    except OSError as error:
+        raise RunError(f"cannot read inputs {str(path)!r}: {error.strerror or error}") \
+            from None
+    except ValueError as error:
+        raise RunError(f"cannot read inputs {str(path)!r}: not a .npy array ({error})") \
+            from None
 
 
 def check_inputs(inputs: np.ndarray, network: IntegerNetwork) -> np.ndarray:
@@ -119,9 +125,15 @@ def check_inputs(inputs: np.ndarray, network: IntegerNetwork) -> np.ndarray:
 
 
 def run_network_on(network: IntegerNetwork, inputs: np.ndarray, backend: str,
-                   mapping: Mapping | None = None) -> RunResult:
+                   mapping: Mapping | None = None, faults=None) -> RunResult:
     """Run `network` on `inputs` with one backend; cycles come from the RTL's counters
-    (simulators) or the cycle model (golden)."""
+    (simulators) or the cycle model (golden).
+
+    `faults` (a `mars.sw.faults.FaultModel`, None: none) makes cells of the macros stuck:
+    the mapping's weight image is made faulty (`mars.sw.faults.inject_faults`) and every
+    backend runs that image (the golden model decodes its weights from it).  A zero rate
+    is the fault-free run.
+    """
     if backend not in BACKENDS:
         raise RunError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if backend != "golden" and network.config.scaled_readout:
@@ -130,10 +142,18 @@ def run_network_on(network: IntegerNetwork, inputs: np.ndarray, backend: str,
                        f"RTL does not load column scale factors yet; use --backend golden")
     x = check_inputs(inputs, network)
     mapping = mapping or map_network(network)
+    faulty = faults is not None and faults.rate > 0
+    if faulty:
+        from mars.sw.faults import FaultMap, inject_faults
+        mapping = inject_faults(mapping, FaultMap.draw(faults, network.config))
     model = [p.cycles for p in network_cycles(mapping)]
     start = time.perf_counter()
     if backend == "golden":
-        logits = run_accelerator(network, x)
+        if faulty:
+            from mars.sw.faults import run_mapping
+            logits = run_mapping(mapping, x)
+        else:
+            logits = run_accelerator(network, x)
         # Like the RTL run: the first inference loads the weights; with a resident mapping
         # the later ones skip the loads.
         later = [p.cycles for p in steady_cycles(mapping)]
@@ -159,11 +179,13 @@ def _load(package: Path | str, config: MarsConfig | None) -> ModelPackage:
 
 
 def run_package(package: Path | str, inputs: np.ndarray | None = None, *,
-                backend: str = "golden", config: MarsConfig | None = None) -> RunResult:
-    """Run a package on `inputs` (default: its test vectors)."""
+                backend: str = "golden", config: MarsConfig | None = None,
+                faults=None) -> RunResult:
+    """Run a package on `inputs` (default: its test vectors), with stuck cells if `faults`
+    (a `mars.sw.faults.FaultModel`) is given."""
     pkg = _load(package, config)
     return run_network_on(pkg.network, pkg.test_inputs if inputs is None else inputs,
-                          backend)
+                          backend, faults=faults)
 
 
 def densified(network: IntegerNetwork) -> IntegerNetwork:
@@ -273,7 +295,8 @@ def format_report(report: dict) -> str:
         f"({report['mismatched_inputs']} inputs differ)",
         f"  cycle model exact         : {'yes' if report['cycle_model_exact'] else 'NO'}",
         f"  accuracy (RTL / package)  : {100 * report['rtl_accuracy']:.1f} % / "
-        f"{100 * report['package_accuracy']:.1f} % (package: whole test split)",
+        + ("none in the package" if report["package_accuracy"] is None
+           else f"{100 * report['package_accuracy']:.1f} % (package: whole test split)"),
         f"  weights                   : "
         f"{'resident in the macros' if report['weights_resident'] else 'reloaded per layer'}"
         f" (first inference {report['first_inference_cycles']} cycles)",

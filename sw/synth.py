@@ -39,7 +39,7 @@ from mars.sw.files import replace_file
 from mars.sw.pnr import PARTS, log_tail, place_and_route
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "pnr_table", "resources",
-           "run_synth"]
+           "run_synth", "synthesise_design"]
 
 #: Yosys synthesis command of each family, before ``-top``.
 FAMILIES: dict[str, list[str]] = {
@@ -354,3 +354,26 @@ def pnr_table(report: Mapping[str, Any]) -> list[str]:
                 f"| {fmax} ({_or_dash(routed['target_mhz'])}) | `{path['from']}` "
                 f"| `{path['to']}` | {result['seconds']:.1f} | {routed['seconds']:.1f} |")
     return lines
+
+
+def synthesise_design(out_dir: Path, top: str, family: str, netlist: str) -> dict[str, Any]:
+    """Yosys on one whole design (``<top>.v`` in `out_dir`, e.g. a board top) for `family`,
+    with the script and counts of `run_synth`; writes the JSON netlist `netlist` for nextpnr.
+
+    Returns
+    -------
+    dict
+        The counts of `resources`, ``cells``, ``seconds``, ``script``, ``log`` and the
+        ``yosys`` version line.
+
+    Raises
+    ------
+    SynthError
+        If Yosys cannot be run or fails (the message ends with the log's tail).
+    """
+    command = _yosys_command()
+    version = _yosys_version(command)
+    result = _synth_one(command, Path(out_dir), top, family, None, top=top, netlist=netlist)
+    result.pop("storage_bits")
+    result.pop("bram_bits")
+    return {**result, "yosys": version}

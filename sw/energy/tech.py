@@ -254,9 +254,13 @@ def load_technology(path: str | Path | None) -> Technology:
     except OSError as error:
         raise TechError(f"cannot read technology file {str(path)!r}: "
                         f"{error.strerror}") from None
+    except UnicodeDecodeError:
+        raise TechError(f"technology file {str(path)!r} is not UTF-8 text") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as error:
         raise TechError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, "
                         f"column {error.colno})") from None
+    except RecursionError:
+        raise TechError(f"{path}: not valid JSON (nested too deeply)") from None
     return Technology.from_dict(doc, source=str(path))

