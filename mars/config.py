@@ -505,7 +505,7 @@ PRESETS: dict[str, MarsConfig] = {
     "ice40": _DEFAULT.replace(
         name="ice40", rows=64, cols=4, partitions=1, rows_per_step=2, readout_bits=2,
         cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=64, acc_bits=24,
-        program_words=256, param_words=32, result_words=16, max_phases=4),
+        program_words=32, param_words=32, result_words=16, max_phases=4),
 }
 
 

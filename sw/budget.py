@@ -91,6 +91,12 @@ def bram_per_copy(family: str, depth: int, width: int) -> int:
     return min(-(-width // w) * -(-depth // d) for d, w in MODES[family])
 
 
+def _is_small_ff(family: str, shape: MemoryShape) -> bool:
+    """iCE40: Yosys built a 4-deep memory without ``ram_style`` from flip-flops (the ice40
+    preset's cycle counters, docs/board.md); 16-deep ones went to EBR."""
+    return family == "ice40" and shape.mapping == "auto" and shape.depth < 16
+
+
 def _is_lutram(family: str, shape: MemoryShape) -> bool:
     cells = -(-shape.depth // 16) * -(-shape.width // 4)
     return family == "ecp5" and shape.mapping == "auto" and cells < _LUTRAM_CELLS_BELOW
@@ -175,6 +181,9 @@ def estimate(config: MarsConfig, family: str, block: str = "mars_top") -> list[d
             row["mux_luts"] = shape.read_ports * shape.bits // 4
         elif _is_lutram(family, shape):
             row["mapping"] = "lutram"
+        elif _is_small_ff(family, shape):
+            row["mapping"] = "ff"
+            row["ff_bits"] = shape.bits
         else:
             row["mapping"] = "bram"
             row["bram"] = shape.copies * bram_per_copy(family, shape.depth, shape.width)
