@@ -3,7 +3,12 @@
 It runs a program of LOAD instructions (``count`` rows from SRAM row ``src`` to macro row
 ``dst`` of macro unit ``unit``, one row a cycle) with a SYNC at the end of each phase, where
 it waits for the controller's ``go``.  The weight SRAM itself belongs to the top; the
-loader drives its read port (data one cycle after ``sram_en``).
+loader drives its read port (data one cycle after ``sram_en``) and registers the data
+before it writes the row into the macro, so no path starts at the block RAM's output: a
+row read in cycle t is written at the end of cycle t + 2.  The loader reaches its SYNC
+at least three cycles after its last read, so every row is in before ``waiting`` rises
+and no phase takes a cycle more.  The program memory's output goes only into the
+instruction register (and the opcode test of the state machine).
 """
 
 from __future__ import annotations
@@ -83,16 +88,20 @@ class CoreLoader(wiring.Component):
         src = Signal.like(self.sram_addr)
         slot = Signal(range(cfg.row_slots))
         lane = Signal(range(G))
-        # The row read in one cycle is written the next, with the slot/lane it was read for.
-        w_valid = Signal()
-        w_slot = Signal.like(slot)
-        w_lane = Signal.like(lane)
+        # The row read in cycle t is on sram_data in t + 1, registered (with the slot/lane
+        # it was read for) and written into the macro in t + 2.
+        r_valid, w_valid = Signal(), Signal()
+        r_slot, w_slot = Signal.like(slot), Signal.like(slot)
+        r_lane, w_lane = Signal.like(lane), Signal.like(lane)
+        r_unit, w_unit = Signal.like(insn.unit), Signal.like(insn.unit)
+        w_data = Signal.like(self.sram_data)
         m.d.comb += [read.addr.eq(pc), self.sram_addr.eq(src)]
         for u, port in enumerate(self.loads):
-            m.d.comb += [port.valid.eq(w_valid & (insn.unit == u)),
+            m.d.comb += [port.valid.eq(w_valid & (w_unit == u)),
                          port.payload.slot.eq(w_slot), port.payload.lane.eq(w_lane),
-                         port.payload.data.eq(self.sram_data)]
-        m.d.sync += w_valid.eq(0)
+                         port.payload.data.eq(w_data)]
+        m.d.sync += [r_valid.eq(0), w_valid.eq(r_valid), w_slot.eq(r_slot),
+                     w_lane.eq(r_lane), w_unit.eq(r_unit), w_data.eq(self.sram_data)]
 
         with m.FSM(name="loader"):
             with m.State("FETCH"):
@@ -114,8 +123,8 @@ class CoreLoader(wiring.Component):
                     m.next = "FETCH"
                 with m.Else():
                     m.d.comb += self.sram_en.eq(1)
-                    m.d.sync += [w_valid.eq(1), w_slot.eq(slot), w_lane.eq(lane),
-                                 src.eq(src + 1), left.eq(left - 1)]
+                    m.d.sync += [r_valid.eq(1), r_slot.eq(slot), r_lane.eq(lane),
+                                 r_unit.eq(insn.unit), src.eq(src + 1), left.eq(left - 1)]
                     with m.If(lane == G - 1):
                         m.d.sync += [lane.eq(0), slot.eq(slot + 1)]
                     with m.Else():
@@ -130,7 +139,8 @@ class CoreLoader(wiring.Component):
     def _program(self, m):
         """The program memory with the host's write port; returns its read port."""
         program = Memory(shape=unsigned(load_layout(self._config).size),
-                         depth=self._config.program_words, init=self._init)
+                         depth=self._config.program_words, init=self._init,
+                         attrs={"ram_style": "block"})
         m.submodules.prog_mem = program
         write = program.write_port()
         m.d.comb += [write.addr.eq(self.prog_write.payload.addr),

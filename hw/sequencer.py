@@ -1,35 +1,65 @@
-"""A macro unit's sequencer: fetches its program, starts the decoders, waits at SYNC.
+"""A macro unit's sequencer: fetches its program ahead, starts the decoders, waits at SYNC.
 
 The program memory holds WALK words (`instruction_layout`) and one SYNC at the end of each
-phase.  For a WALK the sequencer reads the instruction and its parameter word (bias,
-multiplier and shift of every channel, `param_layout`), starts the D decoders with the
-walk's descriptor (one ``index_start``/``count`` per word-line domain) and waits for the
-writer's ``walk_done``; for a SYNC it raises ``waiting`` until the controller's ``go``.
-The instruction and the parameter word are held, unchanged, for the whole walk.
+phase; the parameter memory holds one parameter word (bias, multiplier and shift of every
+channel, `param_layout`) per block set.  Both words are far wider than a block RAM's port,
+so each is stored as several `CONTROL_WORD_BITS`-bit words (``insn_chunks`` and
+``param_chunks``, least significant first; `mars.contract.program.split_word`) and read
+one a cycle.  Every block-RAM output is registered before it is used.
 
-Timing, in cycles: FETCH (program read) -> DECODE (instruction registered, parameter read)
--> START (until every decoder took its descriptor) -> RUN (until ``walk_done``) -> FETCH.
-See docs/architecture.md ("Programs").
+Two parts run side by side:
+
+* the **fetch engine** reads the program in order, one instruction ahead of the
+  executor.  A SYNC only counts up ``syncs_ahead``; a WALK's instruction and then its
+  parameter word are shifted into the shadow registers, which stay full until the
+  executor takes them.  Cycles per instruction, from the engine's first read: a SYNC
+  ``insn_chunks + 3`` (reads, two cycles of read latency, DECIDE), a WALK
+  ``insn_chunks + param_chunks + 5``.
+* the **executor** (NEXT -> START -> RUN, or SYNC) takes the next instruction in the
+  cycle it becomes free (``walk_done``, ``go`` at a SYNC, or in NEXT): a counted SYNC
+  first, else a full shadow WALK (instruction and parameters copied into ``insn`` and
+  ``params``, held unchanged for the whole walk), else it waits in NEXT.
+
+A walk that follows another walk or a SYNC therefore starts the cycle after the previous
+one ends, as long as the engine has had ``insn_chunks + param_chunks + 5`` cycles (plus
+``insn_chunks + 3`` per SYNC in between) to fetch it; the cycle model
+(`mars.sw.golden.cycles`) replays both parts.  See docs/synthesis.md ("Block-RAM budget").
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
 from mars.contract.decoder import descriptor_layout
-from mars.contract.program import Op, instruction_layout, param_layout
+from mars.contract.program import (
+    CONTROL_WORD_BITS,
+    Op,
+    UnitFormat,
+    instruction_layout,
+    param_layout,
+)
 
-__all__ = ["UnitSequencer", "memory_write_layout"]
-
+__all__ = ["UnitSequencer", "memory_write_layout", "program_write_layout",
+           "param_write_layout"]
 
 def memory_write_layout(depth: int, data_shape) -> data.StructLayout:
     """One host write into a memory of `depth` words of `data_shape`."""
     return data.StructLayout({"addr": unsigned(max(1, (depth - 1).bit_length())),
                               "data": data_shape})
+
+
+def program_write_layout(config: MarsConfig) -> data.StructLayout:
+    """One host write into a unit's program memory (a stored word of an instruction)."""
+    return memory_write_layout(UnitFormat(config).program_depth, unsigned(CONTROL_WORD_BITS))
+
+
+def param_write_layout(config: MarsConfig) -> data.StructLayout:
+    """One host write into a unit's parameter memory (a stored word of a parameter word)."""
+    return memory_write_layout(UnitFormat(config).param_depth, unsigned(CONTROL_WORD_BITS))
 
 
 class UnitSequencer(wiring.Component):
@@ -40,7 +70,8 @@ class UnitSequencer(wiring.Component):
     config : MarsConfig
         Sets the program and parameter memory depths and the word layouts.
     program, params : list of int, optional
-        Initial contents of the program and parameter memories (zeros by default).
+        Initial contents of the program and parameter memories, as stored words
+        (`CONTROL_WORD_BITS` bits each; zeros by default).
 
     Members
     -------
@@ -48,36 +79,39 @@ class UnitSequencer(wiring.Component):
         Leave the SYNC the sequencer waits at.
     waiting : Out(1)
         Waiting at a SYNC.
-    prog_write : In(stream.Signature(memory_write_layout(program_words, instruction)))
+    prog_write : In(stream.Signature(memory_write_layout(program_depth, 36 bits)))
         Host writes into the program memory (``ready`` always 1).
-    param_write : In(stream.Signature(memory_write_layout(param_words, param word)))
+    param_write : In(stream.Signature(memory_write_layout(param_depth, 36 bits)))
         Host writes into the parameter memory (``ready`` always 1).
     starts : Out(stream.Signature(descriptor_layout(config))).array(D)
         The walk's descriptor for the decoder of each word-line domain; each is offered
         (``valid``) in START until that decoder takes it.
     starting : Out(1)
-        A walk is being started (high from the cycle after DECODE until every decoder has
-        taken its descriptor): the writer moves its output position to the walk's origin.
+        A walk is being started (high in START until every decoder has taken its
+        descriptor): the writer moves its output position to the walk's origin.
     walk_done : In(1)
-        The writer wrote the walk's last pixel: fetch the next instruction.
+        The writer wrote the walk's last pixel: take the next instruction.
     insn : Out(instruction_layout(config))
-        The current instruction, registered in DECODE.
+        The current instruction, a register loaded when the walk is taken.
     params : Out(param_layout(config))
-        The current walk's parameter word (read in DECODE, held until the next WALK).
+        The current walk's parameter word, a register loaded with `insn`.
     """
 
     def __init__(self, config: MarsConfig, *, program: list | None = None,
                  params: list | None = None):
         self._config = config
+        self._format = fmt = UnitFormat(config)
         self._program = list(program or [])
         self._params = list(params or [])
+        for name, init, depth in (("program", self._program, fmt.program_depth),
+                                  ("params", self._params, fmt.param_depth)):
+            if len(init) > depth:
+                raise ValueError(f"{name} has {len(init)} words, the memory {depth}")
         super().__init__({
             "go": In(1),
             "waiting": Out(1),
-            "prog_write": In(stream.Signature(memory_write_layout(
-                config.program_words, instruction_layout(config)))),
-            "param_write": In(stream.Signature(memory_write_layout(
-                config.param_words, param_layout(config)))),
+            "prog_write": In(stream.Signature(program_write_layout(config))),
+            "param_write": In(stream.Signature(param_write_layout(config))),
             "starts": Out(stream.Signature(descriptor_layout(config))).array(
                 config.wordline_domains),
             "starting": Out(1),
@@ -90,45 +124,115 @@ class UnitSequencer(wiring.Component):
     def config(self) -> MarsConfig:
         return self._config
 
-    def elaborate(self, platform):
-        cfg = self._config
-        m = Module()
-        program = Memory(shape=unsigned(instruction_layout(cfg).size),
-                         depth=cfg.program_words, init=self._program)
-        params = Memory(shape=unsigned(param_layout(cfg).size), depth=cfg.param_words,
-                        init=self._params)
-        m.submodules.prog_mem = program
-        m.submodules.params = params
-        for mem, port in ((program, self.prog_write), (params, self.param_write)):
+    def _memories(self, m):
+        """The program and parameter memories with the host's write ports; returns their
+        read ports."""
+        fmt = self._format
+        ports = []
+        for name, depth, init, port in (
+                ("prog_mem", fmt.program_depth, self._program, self.prog_write),
+                ("params", fmt.param_depth, self._params, self.param_write)):
+            mem = Memory(shape=unsigned(CONTROL_WORD_BITS), depth=depth, init=init,
+                         attrs={"ram_style": "block"})
+            m.submodules[name] = mem
             write = mem.write_port()
             m.d.comb += [write.addr.eq(port.payload.addr), write.data.eq(port.payload.data),
                          write.en.eq(port.valid), port.ready.eq(1)]
-        prog_read = program.read_port()
-        param_read = params.read_port()
+            ports.append(mem.read_port())
+        return ports
 
-        pc = Signal(range(cfg.program_words))
+    def elaborate(self, platform):
+        cfg, fmt = self._config, self._format
+        m = Module()
+        prog_read, param_read = self._memories(m)
+        insn_bits = instruction_layout(cfg).size
+        ki, kp = fmt.insn_chunks, fmt.param_chunks
+
+        # -- fetch engine -------------------------------------------------------------------
+        fa = Signal(range(fmt.program_depth))          # next program word to read
+        pa = Signal(range(fmt.param_depth))            # next parameter word to read
+        issued = Signal(range(max(ki, kp) + 1))        # reads of the current word
+        got = Signal(range(max(ki, kp) + 1))           # stored words shifted in
+        # Read pipeline: v1 = data on the read port, v2 = data in the output register.
+        v1, v2 = Signal(), Signal()
+        q = Signal(CONTROL_WORD_BITS)                   # the registered block-RAM output
+        q_param = Signal()                              # ... from the parameter memory
+        p1 = Signal()
+        next_insn = Signal(ki * CONTROL_WORD_BITS)      # shadow instruction (shift in)
+        next_params = Signal(kp * CONTROL_WORD_BITS)    # shadow parameter word
+        shadow = data.View(instruction_layout(cfg), next_insn[:insn_bits])
+        full = Signal()                                 # the shadow holds a WALK
+        syncs = Signal(range(cfg.program_words + 2))    # SYNCs fetched, not yet taken
+        sync_in, sync_out, take = Signal(), Signal(), Signal()
+
+        m.d.comb += [prog_read.addr.eq(fa), param_read.addr.eq(pa)]
+        m.d.sync += [v1.eq(0), v2.eq(v1), q_param.eq(p1),
+                     syncs.eq(syncs + sync_in - sync_out)]
+        with m.If(v1):
+            m.d.sync += q.eq(Mux(p1, param_read.data, prog_read.data))
+        with m.If(v2 & ~q_param):
+            m.d.sync += [next_insn.eq(Cat(next_insn[CONTROL_WORD_BITS:], q)),
+                         got.eq(got + 1)]
+        with m.If(v2 & q_param):
+            m.d.sync += [next_params.eq(Cat(next_params[CONTROL_WORD_BITS:], q)),
+                         got.eq(got + 1)]
+
+        def wrap(addr, depth):
+            return Mux(addr == depth - 1, 0, addr + 1)
+
+        with m.FSM(name="fetch"):
+            with m.State("INSN"):
+                with m.If(issued != ki):
+                    m.d.comb += prog_read.en.eq(1)
+                    m.d.sync += [v1.eq(1), p1.eq(0), fa.eq(wrap(fa, fmt.program_depth)),
+                                 issued.eq(issued + 1)]
+                with m.If(v2 & (got == ki - 1)):
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.sync += [issued.eq(0), got.eq(0)]
+                with m.If(shadow.op == Op.SYNC):
+                    m.d.comb += sync_in.eq(1)
+                    m.next = "INSN"
+                with m.Else():
+                    m.d.sync += pa.eq(shadow.param_addr)
+                    m.next = "PARAM"
+            with m.State("PARAM"):
+                with m.If(issued != kp):
+                    m.d.comb += param_read.en.eq(1)
+                    m.d.sync += [v1.eq(1), p1.eq(1), pa.eq(wrap(pa, fmt.param_depth)),
+                                 issued.eq(issued + 1)]
+                with m.If(v2 & (got == kp - 1)):
+                    m.next = "FULL"
+            with m.State("FULL"):
+                m.d.comb += full.eq(1)
+                with m.If(take):
+                    m.d.sync += [issued.eq(0), got.eq(0)]
+                    m.next = "INSN"
+
+        # -- executor -----------------------------------------------------------------------
         start_pending = Signal(cfg.wordline_domains)
-        prog_data = data.View(instruction_layout(cfg), prog_read.data)
-        # The parameter read data is held (en low) for the whole walk.
-        m.d.comb += [prog_read.addr.eq(pc), param_read.addr.eq(prog_data.param_addr),
-                     self.params.eq(param_read.data), self.starting.eq(start_pending.any())]
+        m.d.comb += self.starting.eq(start_pending.any())
         for d, start in enumerate(self.starts):
             m.d.comb += [start.payload.eq(self.insn.desc),
                          start.payload.index_start.eq(self.insn.index_start[d]),
                          start.payload.count.eq(self.insn.count[d])]
 
+        def dispatch():
+            """Take the next instruction: a fetched SYNC, else a fetched WALK."""
+            with m.If(syncs != 0):
+                m.d.comb += sync_out.eq(1)
+                m.next = "SYNC"
+            with m.Elif(full):
+                m.d.comb += take.eq(1)
+                m.d.sync += [self.insn.eq(shadow), self.params.eq(next_params),
+                             start_pending.eq(-1)]
+                m.next = "START"
+            with m.Else():
+                m.next = "NEXT"
+
         with m.FSM(name="seq"):
-            with m.State("FETCH"):
-                m.d.comb += prog_read.en.eq(1)
-                m.next = "DECODE"
-            with m.State("DECODE"):
-                m.d.sync += self.insn.eq(prog_data)
-                with m.If(prog_data.op == Op.SYNC):
-                    m.next = "SYNC"
-                with m.Else():
-                    m.d.comb += param_read.en.eq(1)
-                    m.d.sync += start_pending.eq(-1)
-                    m.next = "START"
+            with m.State("NEXT"):
+                dispatch()
             with m.State("START"):
                 for d, start in enumerate(self.starts):
                     m.d.comb += start.valid.eq(start_pending[d])
@@ -139,11 +243,9 @@ class UnitSequencer(wiring.Component):
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(self.walk_done):
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    dispatch()
             with m.State("SYNC"):
                 m.d.comb += self.waiting.eq(1)
                 with m.If(self.go):
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    dispatch()
         return m

@@ -32,13 +32,12 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import index_write_layout, ktable_write_layout
-from mars.contract.program import instruction_layout, param_layout
 
 from .accumulator import Accumulator
 from .decoder import SparseDecoder
 from .gather import ActivationGather
 from .macro import CimMacro, write_layout
-from .sequencer import UnitSequencer, memory_write_layout
+from .sequencer import UnitSequencer, param_write_layout, program_write_layout
 from .writer import UnitWriter, act_entry_layout, res_entry_layout
 
 __all__ = ["MacroUnit"]
@@ -79,10 +78,8 @@ class MacroUnit(wiring.Component):
             "waiting": Out(1),
             "error": Out(1),
             "load": In(stream.Signature(write_layout(config))),
-            "prog_write": In(stream.Signature(memory_write_layout(
-                config.program_words, instruction_layout(config)))),
-            "param_write": In(stream.Signature(memory_write_layout(
-                config.param_words, param_layout(config)))),
+            "prog_write": In(stream.Signature(program_write_layout(config))),
+            "param_write": In(stream.Signature(param_write_layout(config))),
             "index_write": In(stream.Signature(data.StructLayout(
                 {**domain, "write": index_write_layout(config)}))),
             "ktable_write": In(stream.Signature(data.StructLayout(

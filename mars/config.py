@@ -127,9 +127,11 @@ class MarsConfig:
     requant_mult_bits : int
         Unsigned width of the per-channel requantisation multiplier M.
     program_words : int
-        Depth of each macro unit's and each core loader's program memory (instructions).
+        Depth of each macro unit's and each core loader's program memory (instructions;
+        a unit stores each instruction as ceil(bits / 36) 36-bit words).
     param_words : int
-        Depth of each macro unit's parameter memory (bias, M, S of one block set a word).
+        Depth of each macro unit's parameter memory (bias, M, S of one block set a word,
+        stored as ceil(bits / 36) 36-bit words).
     result_words : int
         Depth of the result memory that receives the last layer's raw accumulators.
     max_phases : int
@@ -159,12 +161,12 @@ class MarsConfig:
     skip_granularity: SkipGranularity = SkipGranularity.PARTITION
     cores: int = 2
     macros_per_core: int = 2
-    weight_sram_rows: int = 2048
+    weight_sram_rows: int = 1024
     act_buffer_words: int = 4096
     acc_bits: int = 32
     requant_mult_bits: int = 16
-    program_words: int = 256
-    param_words: int = 256
+    program_words: int = 32
+    param_words: int = 16
     result_words: int = 256
     max_phases: int = 64
 
@@ -485,7 +487,7 @@ PRESETS: dict[str, MarsConfig] = {
     "tiny": _DEFAULT.replace(
         name="tiny", rows=64, cols=16, partitions=2, rows_per_step=4, readout_bits=3,
         cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=2048,
-        program_words=64, param_words=64, result_words=16, max_phases=16),
+        program_words=32, param_words=16, result_words=16, max_phases=16),
     # An ADC narrower than the popcount (saturating readout), whole-macro skip groups.
     "adc3": _DEFAULT.replace(
         name="adc3", rows=128, cols=32, partitions=4, rows_per_step=16,
@@ -503,7 +505,7 @@ PRESETS: dict[str, MarsConfig] = {
     "ice40": _DEFAULT.replace(
         name="ice40", rows=64, cols=4, partitions=1, rows_per_step=2, readout_bits=2,
         cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=64, acc_bits=24,
-        program_words=256, param_words=32, result_words=16, max_phases=4),
+        program_words=32, param_words=32, result_words=16, max_phases=4),
 }
 
 

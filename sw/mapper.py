@@ -44,7 +44,14 @@ from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, DecoderLimitError, descriptor
 from mars.contract.host import HostMemory
-from mars.contract.program import Op, instruction_layout, load_layout, param_layout
+from mars.contract.program import (
+    Op,
+    UnitFormat,
+    instruction_layout,
+    load_layout,
+    param_layout,
+    split_word,
+)
 from mars.errors import MarsError
 from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerKind
@@ -523,7 +530,8 @@ def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
         "op": 0, "desc": desc,
         "index_start": [at.index_start] * D, "count": counts,
         "in_bank": work.index % 2, "out_bank": (work.index + 1) % 2, "acc_out": int(last),
-        "param_addr": at.param_addr, "n_valid": n_valid,
+        # the stored-word address of the parameter word's first piece
+        "param_addr": at.param_addr * UnitFormat(cfg).param_chunks, "n_valid": n_valid,
         "pool_k": pool_k, "pool_w": work.out_w, "pool_h": max(0, pool_h),
         "out_base": (row0 // pool_k) * work.out_w * g.cout + b * N,
         "out_pitch": g.cout, "out_row_pitch": work.out_w * g.cout,
@@ -535,29 +543,36 @@ def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
 
 # -- stage 4: emit (depth checks, programs, memory images) -----------------------------------
 
-def _check_depth(what: str, used: int, depth: int, field: str) -> None:
+def _pow2_at_least(value: int) -> int:
+    return 1 << max(0, (value - 1).bit_length())
+
+
+def _check_depth(what: str, used: int, depth: int, field: str, per_word: int = 1) -> None:
+    """`used` words of `what` fit `depth`, else a `MappingError` naming `field` and the
+    smallest power of two that fits (`per_word` field units per word: G for the
+    decoder's tables, whose depth is the field divided by G)."""
     if used > depth:
-        raise MappingError(f"the network needs {used} words of {what}; the configuration "
-                           f"has {depth} (raise {field} in the configuration)")
+        raise MappingError(
+            f"the network needs {used} words of {what}; the configuration has {depth}: "
+            f"set {field} to at least {_pow2_at_least(used * per_word)} "
+            f"(it is {depth * per_word})")
 
 
 def _check_tables(cfg: MarsConfig, alloc: _Allocator) -> None:
-    dfmt = DecoderFormat(cfg)
+    dfmt, G = DecoderFormat(cfg), cfg.rows_per_step
     for (u, _), words in alloc.index_mem.items():
         _check_depth(f"index memory (unit {u})", len(words), dfmt.index_depth,
-                     "weight_sram_rows")
+                     "weight_sram_rows", G)
     for (u, _), words in alloc.ktable_mem.items():
-        _check_depth(f"k-table (unit {u})", len(words), dfmt.max_kgroups, "act_buffer_words")
+        _check_depth(f"k-table (unit {u})", len(words), dfmt.max_kgroups,
+                     "act_buffer_words", G)
     for core, words in alloc.sram.items():
         _check_depth(f"weight SRAM (core {core})", len(words), cfg.weight_sram_rows,
                      "weight_sram_rows")
     for u, words in alloc.params.items():
         _check_depth(f"parameter memory (unit {u})", len(words), cfg.param_words,
                      "param_words")
-    if len(alloc.phases) > cfg.max_phases:
-        raise MappingError(f"the network needs {len(alloc.phases)} phases; the configuration "
-                           f"counts the cycles of {cfg.max_phases} (raise "
-                           "max_phases in the configuration)")
+    _check_depth("phase cycle counters", len(alloc.phases), cfg.max_phases, "max_phases")
 
 
 def _programs(cfg: MarsConfig, phases: list[Phase], sync: dict,
@@ -592,10 +607,17 @@ def _emit(cfg: MarsConfig, alloc: _Allocator) -> dict[tuple[HostMemory, int, int
     programs, loader_programs = _programs(cfg, alloc.phases, {"op": int(Op.SYNC)},
                                           int(Op.LOAD))
     insn, pl, ll = instruction_layout(cfg), param_layout(cfg), load_layout(cfg)
+    fmt = UnitFormat(cfg)
     memories: dict[tuple[HostMemory, int, int], list] = {}
     for u in range(cfg.macros):
-        memories[(HostMemory.PROGRAM, u, 0)] = [insn.const(w).as_bits() for w in programs[u]]
-        memories[(HostMemory.PARAMS, u, 0)] = [pl.const(w).as_bits() for w in alloc.params[u]]
+        # Instructions and parameter words are stored as narrow words, least significant
+        # first (mars.contract.program.split_word).
+        memories[(HostMemory.PROGRAM, u, 0)] = [
+            part for w in programs[u] for part in split_word(insn.const(w).as_bits(),
+                                                             fmt.insn_chunks)]
+        memories[(HostMemory.PARAMS, u, 0)] = [
+            part for w in alloc.params[u] for part in split_word(pl.const(w).as_bits(),
+                                                                 fmt.param_chunks)]
         for d in range(cfg.wordline_domains):
             memories[(HostMemory.INDEX, u, d)] = list(alloc.index_mem[(u, d)])
             memories[(HostMemory.KTABLE, u, d)] = list(alloc.ktable_mem[(u, d)])

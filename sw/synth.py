@@ -34,6 +34,7 @@ from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, block, to_verilog
 from mars.hw.ooc import OutOfContext
 from mars.contract.decoder import DecoderFormat
+from mars.sw.budget import check_fit
 from mars.sw.files import replace_file
 from mars.sw.pnr import PARTS, log_tail, place_and_route
 
@@ -228,6 +229,11 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     ------
     ValueError
         If a family is unknown.
+    mars.sw.budget.FitError
+        With `families` given or `pnr`, before any tool runs: a block's memories cannot
+        fit the family's part (the estimate of `mars.sw.budget`); the message names the
+        fields and values that would fit.  Without either, both families are synthesised
+        as an estimate, whether the blocks fit or not.
     SynthError
         If Yosys cannot be run or fails on a block; no report is left behind.
     mars.sw.pnr.PnrError
@@ -246,6 +252,10 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     report_path = out_dir / "report.json"
     report_path.unlink(missing_ok=True)   # a failed run must not leave an old report
+    if families or pnr:             # a chosen part: can every block fit it? (before any tool)
+        for name in names:
+            for family in chosen:
+                check_fit(config, family, name)
     command = _yosys_command()
     version = _yosys_version(command)
     if freq_mhz is not None and not freq_mhz > 0:

@@ -9,8 +9,11 @@ describes them; the sim tests compare the same model with the RTL's own counters
   (accumulator) + w (writer: w = ceil(valid channels / write lanes)), then one pixel
   every max(T, w) cycles: the macro and the writer overlap, the slower one sets the
   pace.
-* A unit's WALK state: per walk FETCH, DECODE, START, the walk, one RUN cycle that sees it
-  done; then FETCH, DECODE and the SYNC cycle in which the controller releases it.
+* A unit's sequencer (hw/sequencer.py): its fetch engine reads the program in order, a
+  SYNC in S = ki + 3 cycles, a WALK with its parameters in F = ki + kp + 5 (ki, kp:
+  stored words of an instruction and of a parameter word); the executor takes the next
+  instruction in the cycle it is free (walk done, ``go``) if the engine has it, and a
+  walk runs from START to the cycle that sees it done (W + 2 cycles).
 * A loader's LOAD state: per LOAD FETCH, DECODE, count + 1 COPY cycles; then FETCH,
   DECODE, SYNC.  With ``skip_loads`` every count is 0.
 """
@@ -20,6 +23,7 @@ from types import SimpleNamespace
 import pytest
 
 from mars.config import PRESETS
+from mars.contract.program import UnitFormat
 from mars.sw.golden.cycles import layer_walk_cycles, network_cycles, walk_cycles
 from mars.sw.mapper import Load, Phase, Walk
 
@@ -65,6 +69,46 @@ def test_walk_cycles_formula_over_a_grid():
                         assert walk_cycles(*args) == walk_by_hand(*args), args
 
 
+def fetch_times(config):
+    """(S, F): cycles the fetch engine takes for a SYNC and for a WALK."""
+    fmt = UnitFormat(config)
+    return fmt.insn_chunks + 3, fmt.insn_chunks + fmt.param_chunks + 5
+
+
+def first_sync_wait(config):
+    """Index (from the run's first cycle) of the first cycle a unit waits at its first
+    SYNC: the engine has it at S, the executor takes it then, waits from S + 1."""
+    return fetch_times(config)[0] + 1
+
+
+def unit_walk_state(config, L, Ws):
+    """WALK-state cycles of a unit whose program is SYNC, walks of W = `Ws`, SYNC, in the
+    first phase after a LOAD state of `L` cycles, counted event by event: the engine
+    fetches the first WALK from S (after the first SYNC), each later instruction from the
+    cycle after the previous WALK was taken; a walk starts the cycle after the executor
+    is free (the LOAD's last cycle, or the cycle that sees the previous walk done) and the
+    engine has it.  A walk's W is a number or, for a unit with write slots, a function of
+    the walk's first cycle after START (`slotted`)."""
+    S, F = fetch_times(config)
+    s = max(L, S + F + 1)                     # START of the first walk
+    for i, W in enumerate(Ws):
+        W = W(s + 1) if callable(W) else W
+        d = s + W + 1                         # the RUN cycle that sees the walk done
+        if i + 1 < len(Ws):
+            s = max(d + 1, s + F + 1)         # the engine fetched the next one from s
+    waits = max(d, s + S) + 1                 # the final SYNC, fetched from s
+    return waits - L + 1
+
+
+def slotted(cfg, w, t0=None):
+    """`walk_cycles` of walk `w` on its unit's write slot, first cycle after START t0; with
+    t0 None, the function of t0 (for `unit_walk_state`)."""
+    if t0 is None:
+        return lambda t: slotted(cfg, w, t)
+    return walk_cycles(cfg.cycles_per_step, lanes_of(cfg), w.steps, w.pixels, w.n_valid,
+                       group=cfg.rows_per_step, slot=w.unit, units=cfg.macros, t0=t0)
+
+
 def fake_mapping(config, phases, resident=False):
     return SimpleNamespace(config=config, phases=phases, resident=resident,
                            layers=[None] * (1 + max(p.layer for p in phases)))
@@ -81,8 +125,13 @@ def test_one_phase_one_unit_counted_by_hand():
     phase = Phase(0, [Load(0, 0, 0, 8), Load(0, 8, 8, 4)], walks)
     [result] = network_cycles(fake_mapping(cfg, [phase]))
     load = (8 + 3) + (4 + 3) + 3                # per LOAD: FETCH, DECODE, count+1 COPY
+    assert load > first_sync_wait(cfg)          # the loader is the slower one
     W = [walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid) for w in walks]
-    walk_state = sum(w + 4 for w in W) + 3      # per walk: FETCH, DECODE, START, RUN
+    S, F = fetch_times(cfg)
+    # the first walk waits for the engine, the second was fetched while the first ran
+    assert S + F + 1 > load and W[0] + 1 >= F and W[1] + 1 >= S
+    walk_state = (S + F + 1 - load) + (W[0] + 2) + (W[1] + 2) + 1
+    assert unit_walk_state(cfg, load, W) == walk_state
     assert (result.load_cycles, result.walk_cycles) == (load, walk_state)
     assert result.cycles == load + walk_state
 
@@ -91,24 +140,17 @@ def test_skip_loads_leaves_fetch_decode_and_one_copy_cycle():
     cfg = TINY
     phase = Phase(0, [Load(0, 0, 0, 8), Load(0, 8, 8, 4)], [walk(0, 1, 1, 1, 1)])
     [result] = network_cycles(fake_mapping(cfg, [phase]), skip_loads=True)
-    assert result.load_cycles == 2 * 3 + 3
+    assert result.load_cycles == max(2 * 3 + 3, first_sync_wait(cfg) + 1)
 
 
 def test_phase_without_loads_waits_for_the_first_sync_only():
     [result] = network_cycles(fake_mapping(TINY, [Phase(0, [], [walk(0, 1, 1, 1, 1)])]))
-    assert result.load_cycles == 3                # FETCH, DECODE, SYNC
-
-
-def slotted(cfg, w, t0):
-    """`walk_cycles` of walk `w` on its unit's write slot, first cycle after START t0."""
-    return walk_cycles(cfg.cycles_per_step, lanes_of(cfg), w.steps, w.pixels, w.n_valid,
-                       group=cfg.rows_per_step, slot=w.unit, units=cfg.macros, t0=t0)
+    assert result.load_cycles == first_sync_wait(TINY) + 1    # the first SYNC's fetch
 
 
 def test_phases_release_every_unit_together():
     """Two cores of two units: a WALK state lasts as long as its slowest unit; a LOAD
-    state as long as its slowest core loader; each phase starts from the SYNCs.  A walk
-    starts 3 cycles into the WALK state (FETCH, DECODE, START)."""
+    state as long as its slowest core loader; each phase starts from the SYNCs."""
     cfg = DEFAULT
     short, long = walk(1, 1, 1, 2, 3), walk(2, 3, 2, 4, cfg.channels_per_macro)
     phases = [
@@ -116,11 +158,15 @@ def test_phases_release_every_unit_together():
         Phase(1, [Load(1, 0, 0, 5)], [walk(0, 2, 1, 3, 1), walk(3, 2, 1, 3, 1)]),
     ]
     results = network_cycles(fake_mapping(cfg, phases))
-    load0 = max(16, 40) + 3 + 3
-    walk0 = max(slotted(cfg, short, load0 + 3), slotted(cfg, long, load0 + 3)) + 4 + 3
+    load0 = max(max(16, 40) + 3 + 3, first_sync_wait(cfg) + 1)
+    # Phase 1's walks were fetched during phase 0 (S + S + F cycles after the start): they
+    # start in the WALK state's first cycle, t1.
+    S, F = fetch_times(cfg)
+    walk0 = max(unit_walk_state(cfg, load0, [slotted(cfg, w)]) for w in (short, long))
+    assert 2 * S + F < load0 + walk0
     load1 = 5 + 3 + 3
-    t1 = load0 + walk0 + load1 + 3
-    walk1 = max(slotted(cfg, w, t1) for w in phases[1].walks) + 4 + 3
+    t1 = load0 + walk0 + load1
+    walk1 = max(slotted(cfg, w, t1 + 1) for w in phases[1].walks) + 2 + 1
     expected = [(load0, walk0), (load1, walk1)]
     assert [(r.load_cycles, r.walk_cycles) for r in results] == expected
     assert [r.layer for r in results] == [0, 1]
@@ -128,15 +174,47 @@ def test_phases_release_every_unit_together():
 
 
 def test_a_unit_with_two_walks_outlasts_two_units_with_one_each():
-    """The second walk of a unit starts 4 cycles after the first one's last write (RUN,
-    FETCH, DECODE, START); the phase's LOAD state is 3 cycles."""
     cfg = DEFAULT
     a, b, b1 = walk(0, 2, 2, 2, 4), walk(0, 1, 3, 3, 9), walk(1, 1, 3, 3, 9)
     [same] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b])]))
     [split] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b1])]))
-    wa = slotted(cfg, a, 6)
-    assert same.walk_cycles == wa + slotted(cfg, b, 6 + wa + 4) + 2 * 4 + 3
-    assert split.walk_cycles == max(wa, slotted(cfg, b1, 6)) + 4 + 3
+    L = first_sync_wait(cfg) + 1
+    S, F = fetch_times(cfg)
+    s_a = S + F + 1
+    s_b = max(s_a + slotted(cfg, a, s_a + 1) + 2, s_a + F + 1)    # b starts when a is done
+    assert same.walk_cycles == max(s_b + slotted(cfg, b, s_b + 1) + 1, s_b + S) + 1 - L + 1
+    assert same.walk_cycles == unit_walk_state(cfg, L, [slotted(cfg, a), slotted(cfg, b)])
+    assert split.walk_cycles == max(unit_walk_state(cfg, L, [slotted(cfg, w)]) for w in (a, b1))
+
+
+def test_a_mapped_one_layer_network_counted_by_hand():
+    """A real mapping (one linear layer on `tiny`, two block sets on one unit): its first
+    inference loads both sets' rows in the first phase, then walks them one by one; the
+    steady state skips the loads."""
+    import numpy as np
+
+    from mars.sw.golden.network import IntegerNetwork
+    from mars.sw.layer import LayerGeometry
+    from mars.sw.mapper import map_network
+    from mars.tb.networks import random_layer, stable_seed
+
+    cfg = TINY
+    seed = stable_seed("one-layer")
+    layer = random_layer(np.random.default_rng(seed), cfg, "fc", "input",
+                         LayerGeometry.linear(20, 7), "acc", 0.3)
+    mapping = map_network(IntegerNetwork(cfg, (1, 1, 20), (layer,), "fc"))
+    [phase] = mapping.phases
+    assert mapping.resident and len(phase.walks) == 2, f"seed {seed}"
+    cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
+    W = [walk_by_hand(cps, lanes, w.steps, 1, w.n_valid) for w in phase.walks]
+    loads = max(sum(ld.count + 3 for ld in phase.loads) + 3, first_sync_wait(cfg) + 1)
+    skipped = max(3 * len(phase.loads) + 3, first_sync_wait(cfg) + 1)
+    [first] = network_cycles(mapping)
+    [steady] = network_cycles(mapping, skip_loads=True)
+    assert (first.load_cycles, first.walk_cycles) == (loads, unit_walk_state(cfg, loads, W)), \
+        f"seed {seed}"
+    assert (steady.load_cycles, steady.walk_cycles) == (skipped,
+                                                        unit_walk_state(cfg, skipped, W))
 
 
 # Write slots (docs/banking.md): a lane group that offers a word issues only in the cycle
@@ -176,30 +254,3 @@ def test_extra_word_reads_delay_the_step_by_hand():
     assert run(1, 1, (2,)) == 14 + 2
     assert run(4, 2, (0, 2)) == 17 + 4
     assert run(4, 2, (2, 2)) == 17 + 2 + 4
-
-
-def test_a_mapped_one_layer_network_counted_by_hand():
-    """A real mapping (one linear layer on `tiny`, two block sets on one unit): its first
-    inference loads both sets' rows in the first phase, then walks them one by one; the
-    steady state skips the loads."""
-    import numpy as np
-
-    from mars.sw.golden.network import IntegerNetwork
-    from mars.sw.layer import LayerGeometry
-    from mars.sw.mapper import map_network
-    from mars.tb.networks import random_layer, stable_seed
-
-    cfg = TINY
-    seed = stable_seed("one-layer")
-    layer = random_layer(np.random.default_rng(seed), cfg, "fc", "input",
-                         LayerGeometry.linear(20, 7), "acc", 0.3)
-    mapping = map_network(IntegerNetwork(cfg, (1, 1, 20), (layer,), "fc"))
-    [phase] = mapping.phases
-    assert mapping.resident and len(phase.walks) == 2, f"seed {seed}"
-    cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
-    walks = sum(walk_by_hand(cps, lanes, w.steps, 1, w.n_valid) + 4 for w in phase.walks) + 3
-    loads = sum(ld.count + 3 for ld in phase.loads) + 3
-    [first] = network_cycles(mapping)
-    [steady] = network_cycles(mapping, skip_loads=True)
-    assert (first.load_cycles, first.walk_cycles) == (loads, walks), f"seed {seed}"
-    assert (steady.load_cycles, steady.walk_cycles) == (3 * len(phase.loads) + 3, walks)

@@ -325,8 +325,8 @@ def test_async_transport():
 @pytest.mark.parametrize("call, message", [
     (lambda d: d.write_memory(HostMemory.RESULT, [1]), "does not write the result"),
     (lambda d: d.read_memory(HostMemory.WEIGHTS, 1), "does not read the weights"),
-    (lambda d: d.write_memory(HostMemory.PROGRAM, [0] * (TINY.program_words + 1)),
-     "outside its 64 words"),
+    (lambda d: d.write_memory(HostMemory.PROGRAM, [0] * (HostMemory.PROGRAM.depth(TINY) + 1)),
+     f"outside its {HostMemory.PROGRAM.depth(TINY)} words"),
     (lambda d: d.write_memory(HostMemory.INDEX, [1], domain=2), "domain 2 outside"),
     (lambda d: d.write_memory(HostMemory.WEIGHTS, [1], unit=1), "unit 1 outside"),
     (lambda d: d.write_memory(HostMemory.ACT, [1 << 16]), "does not fit 16 bits"),

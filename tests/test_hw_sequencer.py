@@ -4,7 +4,8 @@ A program of WALKs and SYNCs runs with scripted decoders and writer.  Every deco
 take exactly one descriptor per WALK, carrying the walk's descriptor with its own domain's
 ``index_start`` and ``count``; the parameter word the WALK names must be presented while
 it runs; the sequencer waits at each SYNC until ``go``.  The timing of the first test is
-counted by hand.
+counted by hand from the fetch engine's rule (a SYNC S = ki + 3 cycles, a WALK
+F = ki + kp + 5 cycles, one instruction ahead of the executor).
 """
 
 from __future__ import annotations
@@ -13,16 +14,28 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS
-from mars.contract.program import Op, instruction_layout, param_layout
+from mars.contract.program import (
+    CONTROL_WORD_BITS,
+    Op,
+    UnitFormat,
+    instruction_layout,
+    join_words,
+    param_layout,
+    split_word,
+)
 from mars.hw.sequencer import UnitSequencer
 
 TINY = PRESETS["tiny"]
 D = TINY.wordline_domains
 
 
-def walk(rng, config, param_addr):
-    """A WALK word with random decoder fields (as a dict of instruction_layout fields)."""
-    return {"op": Op.WALK, "param_addr": param_addr,
+FMT = UnitFormat(TINY)
+
+
+def walk(rng, config, param_word):
+    """A WALK word with random decoder fields (as a dict of instruction_layout fields)
+    that names parameter word `param_word` (stored at param_word x param_chunks)."""
+    return {"op": Op.WALK, "param_addr": param_word * FMT.param_chunks,
             "index_start": [int(v) for v in rng.integers(0, 32, size=D)],
             "count": [int(v) for v in rng.integers(0, 16, size=D)],
             "desc": {"out_w": int(rng.integers(1, 9)), "out_h": int(rng.integers(1, 9)),
@@ -32,7 +45,14 @@ def walk(rng, config, param_addr):
 
 def encode(config, words):
     layout = instruction_layout(config)
-    return [layout.const(w).as_bits() for w in words]
+    return [part for w in words
+            for part in split_word(layout.const(w).as_bits(), FMT.insn_chunks)]
+
+
+def encode_params(config, words):
+    layout = param_layout(config)
+    return [part for w in words
+            for part in split_word(layout.const(w).as_bits(), FMT.param_chunks)]
 
 
 def run(program, params, *, ready_prob=1.0, done_delay=(0, 1), go_after=2, seed=0,
@@ -40,7 +60,7 @@ def run(program, params, *, ready_prob=1.0, done_delay=(0, 1), go_after=2, seed=
     """Run until the sequencer has waited at ``len(syncs)`` SYNCs; returns the trace."""
     config = TINY
     dut = UnitSequencer(config, program=encode(config, program),
-                        params=[param_layout(config).const(p).as_bits() for p in params])
+                        params=encode_params(config, params))
     rng = np.random.default_rng(seed)
     syncs = sum(w["op"] == Op.SYNC for w in program)
     trace = {"starts": [[] for _ in range(D)], "waiting": [], "starting": [],
@@ -88,18 +108,34 @@ def run(program, params, *, ready_prob=1.0, done_delay=(0, 1), go_after=2, seed=
 
 
 def test_timing_hand_counted():
-    # FETCH 0, DECODE 1, START 2 (both decoders take it), RUN 3 (walk_done) -> the second
-    # WALK starts at 6; the SYNC is fetched at 8, decoded at 9, waits from 10; go at 12
-    # (two cycles later) -> the third WALK starts at 15; the last SYNC waits from 19.
+    # The engine has WALK0 at F (the executor takes it: START at F + 1) and fetches WALK1
+    # from F + 1 (START at 2F + 2; WALK0 is done long before).  WALK1 runs one cycle; the
+    # SYNC, fetched from 2F + 2, is there at 2F + S + 2: waiting from 2F + S + 3, go two
+    # cycles later (2F + S + 5); WALK2, fetched from 2F + S + 2, starts at 3F + S + 3; the
+    # last SYNC is there at 3F + 2S + 3, waited at from 3F + 2S + 4.
+    S, F = FMT.insn_chunks + 3, FMT.insn_chunks + FMT.param_chunks + 5
     rng = np.random.default_rng(1)
     program = [walk(rng, TINY, 0), walk(rng, TINY, 1), {"op": Op.SYNC},
                walk(rng, TINY, 2), {"op": Op.SYNC}]
     params = [[{"bias": 0, "mult": 0, "shift": 0}] * TINY.channels_per_macro] * 3
     trace = run(program, params)
+    starts = [F + 1, 2 * F + 2, 3 * F + S + 3]
     for d in range(D):
-        assert [c for c, _ in trace["starts"][d]] == [2, 6, 15]
-    assert trace["waiting"] == [10, 11, 12, 19, 20, 21]
-    assert [i for i, s in enumerate(trace["starting"]) if s] == [2, 6, 15]
+        assert [c for c, _ in trace["starts"][d]] == starts
+    first, second = 2 * F + S + 3, 3 * F + 2 * S + 4
+    assert trace["waiting"] == [first, first + 1, first + 2, second, second + 1, second + 2]
+    assert [i for i, s in enumerate(trace["starting"]) if s] == starts
+
+
+def test_split_words_round_trip():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        bits = int(rng.integers(1, 1000))
+        value = int.from_bytes(rng.bytes(bits // 8 + 1), "little") & ((1 << bits) - 1)
+        chunks = -(-bits // CONTROL_WORD_BITS)
+        parts = split_word(value, chunks)
+        assert len(parts) == chunks and all(0 <= p < 1 << CONTROL_WORD_BITS for p in parts)
+        assert join_words(parts) == value, f"seed 3: {bits} bits"
 
 
 def test_descriptors_and_parameters_with_stalls():
@@ -128,5 +164,6 @@ def test_descriptors_and_parameters_with_stalls():
                                            walks)):
         got = [{k: int(getattr(par[n], k)) for k in ("bias", "mult", "shift")}
                for n in range(N)]
-        assert got == params[w["param_addr"]], f"seed {seed}: walk {i}: parameters"
+        want = params[w["param_addr"] // FMT.param_chunks]
+        assert got == want, f"seed {seed}: walk {i}: parameters"
         assert int(insn.n_valid) == w["n_valid"], f"seed {seed}: walk {i}: instruction"

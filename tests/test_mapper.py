@@ -15,7 +15,15 @@ import pytest
 from mars.config import PRESETS
 from mars.contract.decoder import DecoderFormat, descriptor
 from mars.contract.host import HostMemory
-from mars.contract.program import Op, instruction_layout, load_layout, param_layout
+from mars.contract.program import (
+    CONTROL_WORD_BITS,
+    Op,
+    UnitFormat,
+    instruction_layout,
+    join_words,
+    load_layout,
+    param_layout,
+)
 from mars.sw.mapper import MappingError, map_network
 from mars.sw.sparse import groups_of
 from mars.tb.networks import NETWORKS, stable_seed
@@ -59,6 +67,15 @@ def case(request):
 def memory(mapping, name, index, domain=0):
     """The image of memory `name` (a `HostMemory` value) of unit or core `index`."""
     return mapping.memories[(HostMemory(name), index, domain)]
+
+
+def joined(mapping, name, index):
+    """The program or parameter words of a unit, each joined from its stored words."""
+    fmt = UnitFormat(mapping.config)
+    k = fmt.insn_chunks if name == "program" else fmt.param_chunks
+    words = memory(mapping, name, index)
+    assert len(words) % k == 0
+    return [join_words(words[i:i + k]) for i in range(0, len(words), k)]
 
 
 def test_mapping_covers_a_multi_round_layer():
@@ -181,7 +198,7 @@ def test_programs_end_every_phase_in_a_sync(case):
     cfg = mapping.config
     sync = int(Op.SYNC)
     for u in range(cfg.macros):
-        program = ops(memory(mapping, "program", u), instruction_layout(cfg))
+        program = ops(joined(mapping, "program", u), instruction_layout(cfg))
         walks = [sum(w.unit == u for w in phase.walks) for phase in mapping.phases]
         expected = [sync]
         for count in walks:
@@ -200,9 +217,10 @@ def test_memory_images_fit_their_depths_and_widths(case):
     mapping, where = case
     cfg = mapping.config
     dfmt = DecoderFormat(cfg)
+    fmt = UnitFormat(cfg)
     limits = {
-        "program": (cfg.program_words, instruction_layout(cfg).size),
-        "params": (cfg.param_words, param_layout(cfg).size),
+        "program": (cfg.program_words * fmt.insn_chunks, CONTROL_WORD_BITS),
+        "params": (cfg.param_words * fmt.param_chunks, CONTROL_WORD_BITS),
         "index": (dfmt.index_depth, dfmt.kgroup_bits),
         "ktable": (dfmt.max_kgroups, dfmt.ktable_bits),
         "weights": (cfg.weight_sram_rows, cfg.cols),
@@ -217,6 +235,9 @@ def test_memory_images_fit_their_depths_and_widths(case):
                 assert len(words) <= depth, f"{where}: {name} {i}/{d}"
                 assert all(0 <= int(w) < 1 << width for w in words), f"{where}: {name}"
     assert mapping.n_phases <= cfg.max_phases
+    for u in range(cfg.macros):
+        assert all(w < 1 << instruction_layout(cfg).size for w in joined(mapping, "program", u))
+        assert all(w < 1 << param_layout(cfg).size for w in joined(mapping, "params", u))
 
 
 def test_refusals_name_the_configuration_field():

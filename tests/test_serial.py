@@ -436,21 +436,21 @@ def test_transport_round_trips_every_read_memory_on_the_model():
 
     seed = 21
     rng = np.random.default_rng(seed)
-    config = PRESETS["default"]                        # the widest words (864-bit params)
+    config = PRESETS["default"]                        # the widest words (64-bit weights)
     port = ModelPort(config)
     transport = SerialTransport(port, config)
     driver = HostDriver(config, transport)
     values = rng.integers(0, 1 << 32, size=150).tolist()    # words of 8 activations
     driver.write_memory(HostMemory.ACT, values)
-    params = [int.from_bytes(rng.bytes(108), "little") >> 4 for _ in range(5)]
-    driver.write_memory(HostMemory.PARAMS, params, unit=1)
+    params = [int.from_bytes(rng.bytes(8), "little") for _ in range(5)]
+    driver.write_memory(HostMemory.WEIGHTS, params, unit=1)
     back = driver.read_memory(HostMemory.ACT, len(values))
     driver.flush()
     assert back.value == values, f"seed {seed}"
-    assert [port.memory[(Region.PARAMS, 1, 0, k)] for k in range(5)] == params
+    assert [port.memory[(Region.WEIGHTS, 1, 0, k)] for k in range(5)] == params
     # 150 four-byte words: 248 / 4 = 62 a WRITE frame, 254 / 4 = 63 a READ frame;
-    # 108-byte params: 2 a frame.
-    assert transport.frames == -(-150 // 62) + -(-5 // 2) + -(-150 // 63)
+    # 8-byte rows: 31 a frame.
+    assert transport.frames == -(-150 // 62) + 1 + -(-150 // 63)
 
 
 def test_board_run_writes_what_mars_run_writes(tmp_path):

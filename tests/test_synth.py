@@ -112,7 +112,7 @@ def test_failure_names_block_and_family_and_leaves_no_report(tmp_path, monkeypat
     out.mkdir()
     (out / "report.json").write_text("{}")          # left over from an earlier run
     with pytest.raises(SynthError) as info:
-        run_synth(TINY, out, families=["ice40"])
+        run_synth(TINY, out, families=["ice40"], blocks=["cim_macro"])
     message = str(info.value)
     assert "'cim_macro'" in message and "ice40" in message
     assert "ERROR: fake synthesis failure" in message

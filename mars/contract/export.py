@@ -37,7 +37,7 @@ from .decoder import (
     payload_layout,
 )
 from .host import READ_LATENCY, ControlRead, ControlWrite, HostFormat, HostMemory, Region, Status
-from .program import instruction_layout, load_layout, param_layout
+from .program import UnitFormat, instruction_layout, load_layout, param_layout
 
 __all__ = ["CONTRACT_SCHEMA", "CONTRACT_VERSION", "layout_json", "contract_json",
            "contract_text"]
@@ -58,8 +58,9 @@ _LAYOUTS = {
     "index_write": index_write_layout,
     "ktable_write": ktable_write_layout,
 }
-_MEMORY_LAYOUTS = {HostMemory.LOADER: "load", HostMemory.PROGRAM: "instruction",
-                   HostMemory.PARAMS: "param", HostMemory.KTABLE: "ktable"}
+_MEMORY_LAYOUTS = {HostMemory.LOADER: "load", HostMemory.KTABLE: "ktable"}
+#: Memories whose words are pieces of a wider layout (`mars.contract.program.split_word`).
+_SPLIT_LAYOUTS = {HostMemory.PROGRAM: "instruction", HostMemory.PARAMS: "param"}
 
 
 def layout_json(shape) -> dict:
@@ -110,11 +111,20 @@ def contract_json(config: MarsConfig) -> dict:
             "host_writes": memory.host_writes,
             "host_reads": memory.host_reads,
             "layout": _MEMORY_LAYOUTS.get(memory),
+            **({"split": {"layout": _SPLIT_LAYOUTS[memory],
+                          "words": _split_words(memory, config)}}
+               if memory in _SPLIT_LAYOUTS else {}),
         } for memory in HostMemory],
         "layouts": {name: layout_json(build(config)) for name, build in _LAYOUTS.items()},
     }
     doc["content_hash"] = hashlib.sha256(_canonical(doc).encode()).hexdigest()
     return doc
+
+
+def _split_words(memory: HostMemory, config: MarsConfig) -> int:
+    """Stored words per instruction or parameter word (least significant first)."""
+    fmt = UnitFormat(config)
+    return fmt.insn_chunks if memory is HostMemory.PROGRAM else fmt.param_chunks
 
 
 def contract_text(config: MarsConfig) -> str:

@@ -15,7 +15,7 @@ from amaranth.lib import data
 from mars.config import MarsConfig
 
 from .decoder import ktable_layout
-from .program import UnitFormat, instruction_layout, load_layout, param_layout
+from .program import CONTROL_WORD_BITS, UnitFormat, load_layout
 
 __all__ = ["Region", "ControlWrite", "ControlRead", "Status", "Scope", "HostMemory",
            "HostFormat", "READ_LATENCY"]
@@ -125,8 +125,8 @@ class HostMemory(enum.Enum):
         return {
             HostMemory.WEIGHTS: config.weight_sram_rows,
             HostMemory.LOADER: config.program_words,
-            HostMemory.PROGRAM: config.program_words,
-            HostMemory.PARAMS: config.param_words,
+            HostMemory.PROGRAM: fmt.program_depth,        # insn_chunks words each
+            HostMemory.PARAMS: fmt.param_depth,            # param_chunks words each
             HostMemory.INDEX: fmt.decoder.index_depth,
             HostMemory.KTABLE: fmt.decoder.max_kgroups,
             HostMemory.ACT: 2 * (config.act_buffer_words // config.rows_per_step),
@@ -140,8 +140,8 @@ class HostMemory(enum.Enum):
         return {
             HostMemory.WEIGHTS: config.cols,
             HostMemory.LOADER: load_layout(config).size,
-            HostMemory.PROGRAM: instruction_layout(config).size,
-            HostMemory.PARAMS: param_layout(config).size,
+            HostMemory.PROGRAM: CONTROL_WORD_BITS,
+            HostMemory.PARAMS: CONTROL_WORD_BITS,
             HostMemory.INDEX: fmt.decoder.kgroup_bits,
             HostMemory.KTABLE: ktable_layout(config).size,
             HostMemory.ACT: config.rows_per_step * config.act_bits,
@@ -150,10 +150,11 @@ class HostMemory(enum.Enum):
         }[self]
 
     def layout(self, config: MarsConfig) -> data.Layout | None:
-        """The layout of one word, for the memories whose words have fields."""
+        """The layout of one word, for the memories whose words have fields (the program
+        and parameter memories hold instructions and parameter words split into
+        `CONTROL_WORD_BITS`-bit words, `mars.contract.program.split_word`: no fields)."""
         return {
-            HostMemory.LOADER: load_layout, HostMemory.PROGRAM: instruction_layout,
-            HostMemory.PARAMS: param_layout, HostMemory.KTABLE: ktable_layout,
+            HostMemory.LOADER: load_layout, HostMemory.KTABLE: ktable_layout,
         }.get(self, lambda _: None)(config)
 
 

@@ -17,7 +17,16 @@ from mars.config import MarsConfig
 
 from .decoder import DecoderFormat, descriptor_layout
 
-__all__ = ["Op", "UnitFormat", "instruction_layout", "param_layout", "load_layout"]
+__all__ = ["Op", "UnitFormat", "CONTROL_WORD_BITS", "instruction_layout", "param_layout",
+           "load_layout", "split_word", "join_words"]
+
+#: Width of one stored word of a macro unit's program and parameter memories.  An
+#: instruction (`instruction_layout`) or a parameter word (`param_layout`) is far wider
+#: than a block RAM's port, so it is stored as ``ceil(bits / 36)`` consecutive narrow words
+#: (least significant first) that the sequencer reads one a cycle, ahead of use
+#: (docs/synthesis.md, "Block-RAM budget").  36 bits is the widest port of an ECP5 DP16KD
+#: (512x36), so one block RAM holds 512 such words.
+CONTROL_WORD_BITS = 36
 
 
 class Op(enum.IntEnum):
@@ -46,6 +55,25 @@ class UnitFormat:
         n = config.channels_per_macro
         lanes = min(n, -(-n // config.cycles_per_step))
         self.write_lanes = min(max(1, config.rows_per_step), 1 << (lanes - 1).bit_length())
+        #: Bits of one parameter word: bias, M and S of every macro channel.
+        self.param_bits = n * (config.acc_bits + config.requant_mult_bits + self.shift_bits)
+        #: Stored words (`CONTROL_WORD_BITS` each) of one parameter word.
+        self.param_chunks = -(-self.param_bits // CONTROL_WORD_BITS)
+
+    @property
+    def insn_chunks(self) -> int:
+        """Stored words (`CONTROL_WORD_BITS` each) of one instruction."""
+        return -(-instruction_layout(self.config).size // CONTROL_WORD_BITS)
+
+    @property
+    def program_depth(self) -> int:
+        """Stored words of a unit's program memory: program_words x insn_chunks."""
+        return self.config.program_words * self.insn_chunks
+
+    @property
+    def param_depth(self) -> int:
+        """Stored words of a unit's parameter memory: param_words x param_chunks."""
+        return self.config.param_words * self.param_chunks
 
 
 def instruction_layout(config: MarsConfig) -> data.StructLayout:
@@ -62,7 +90,8 @@ def instruction_layout(config: MarsConfig) -> data.StructLayout:
         "in_bank": 1,
         "out_bank": 1,
         "acc_out": 1,                               # raw accumulators to the result memory
-        "param_addr": range(config.param_words),
+        # stored-word address of the first of the parameter word's param_chunks words
+        "param_addr": range(config.param_words * fmt.param_chunks),
         "n_valid": range(config.channels_per_macro + 1),
         "pool_k": unsigned(fmt.pool_bits),
         "pool_w": unsigned(vb),
@@ -81,6 +110,18 @@ def param_layout(config: MarsConfig) -> data.ArrayLayout:
         "mult": unsigned(config.requant_mult_bits),
         "shift": unsigned(fmt.shift_bits),
     }), config.channels_per_macro)
+
+
+def split_word(value: int, chunks: int) -> list[int]:
+    """An instruction or parameter word (an unsigned int) as `chunks` stored words of
+    `CONTROL_WORD_BITS` bits, least significant first."""
+    mask = (1 << CONTROL_WORD_BITS) - 1
+    return [(value >> (CONTROL_WORD_BITS * i)) & mask for i in range(chunks)]
+
+
+def join_words(words: list[int]) -> int:
+    """The inverse of `split_word`: stored words (least significant first) as one int."""
+    return sum(int(w) << (CONTROL_WORD_BITS * i) for i, w in enumerate(words))
 
 
 def _bits(count: int) -> int:

@@ -170,17 +170,47 @@ class _Walk:
                 self.active = False
 
 
+class _Fetch:
+    """A sequencer's fetch engine (hw/sequencer.py): reads the program one instruction
+    ahead of the executor; a SYNC takes ``ki + 3`` cycles and counts up ``syncs``, a WALK
+    ``ki + kp + 5`` cycles and then stays ``full`` until the executor takes it."""
+
+    def __init__(self, program: list[tuple], ki: int, kp: int):
+        self.program, self.ki, self.kp = program, ki, kp
+        self.fpc, self.t, self.full, self.syncs = 0, 0, False, 0
+
+    def tick(self, take: bool, sync_out: bool) -> None:
+        sync_in = False
+        if self.full:
+            if take:
+                self.full, self.fpc, self.t = False, self.fpc + 1, 0
+        else:
+            # Past the program's end the RTL reads whatever the memory holds; the run
+            # ends at the last SYNC before that could matter.
+            sync = self.fpc < len(self.program) and self.program[self.fpc][0] == "sync"
+            if sync and self.t == self.ki + 2:            # DECIDE of a SYNC
+                sync_in, self.fpc, self.t = True, self.fpc + 1, 0
+            elif not sync and self.t == self.ki + self.kp + 4:   # last parameter word in
+                self.full = True
+            else:
+                self.t += 1
+        self.syncs += int(sync_in) - int(sync_out)
+
+
 class _Unit:
     """A macro unit's sequencer over its program: ('walk', steps, pixels, n_valid, info)
-    or ('sync',)."""
+    or ('sync',); its fetch engine reads ``ki`` words per instruction and ``kp`` per
+    parameter word."""
 
-    def __init__(self, program: list[tuple], cps: int, lanes: int, **walk):
-        self.program = program
+    def __init__(self, program: list[tuple], cps: int, lanes: int, ki: int, kp: int,
+                 **walk):
+        self.program, self.ki, self.kp = program, ki, kp
         self.walk = _Walk(cps, lanes, **walk)
         self.reset()
 
     def reset(self) -> None:
-        self.state, self.pc = "FETCH", 0
+        self.state, self.insn = "NEXT", None
+        self.fetch = _Fetch(self.program, self.ki, self.kp)
         self.walk.idle()
 
     @property
@@ -188,24 +218,23 @@ class _Unit:
         return self.state == "SYNC"
 
     def tick(self, go: bool, t: int = 0) -> None:
-        state, insn = self.state, self.program[self.pc]
+        state, fetch = self.state, self.fetch
         done = self.walk.walk_done()
+        free = state == "NEXT" or (state == "RUN" and done) or (state == "SYNC" and go)
+        take = sync_out = False
         self.walk.tick(t)
         if state == "START":            # the decoders take the descriptor at this edge
-            self.walk.start(*insn[1:])
-        if state == "FETCH":
-            self.state = "DECODE"
-        elif state == "DECODE":
-            self.state = "SYNC" if insn[0] == "sync" else "START"
-        elif state == "START":
+            self.walk.start(*self.insn[1:])
             self.state = "RUN"
-        elif state == "RUN":
-            if done:
-                self.pc += 1
-                self.state = "FETCH"
-        elif state == "SYNC" and go:
-            self.pc += 1
-            self.state = "FETCH"
+        if free:                        # dispatch: a fetched SYNC first, else the WALK
+            if fetch.syncs:
+                sync_out, self.state = True, "SYNC"
+            elif fetch.full:
+                take, self.state = True, "START"
+                self.insn = fetch.program[fetch.fpc]
+            else:
+                self.state = "NEXT"
+        fetch.tick(take, sync_out)
 
 
 class _Loader:
@@ -344,9 +373,9 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     in the macros (a resident mapping after its first inference)."""
     cfg = mapping.config
     unit_programs, loader_programs = _programs(mapping, skip_loads)
-    lanes = UnitFormat(cfg).write_lanes
-    units = [_Unit(p, cfg.cycles_per_step, lanes, group=cfg.rows_per_step, slot=u,
-                   units=cfg.macros)
+    fmt = UnitFormat(cfg)
+    units = [_Unit(p, cfg.cycles_per_step, fmt.write_lanes, fmt.insn_chunks, fmt.param_chunks,
+                   group=cfg.rows_per_step, slot=u, units=cfg.macros)
              for u, p in enumerate(unit_programs)]
     clock = [0]                 # cycles since the run started (the top's write slots)
     loaders = [_Loader(p) for p in loader_programs]
