@@ -144,10 +144,10 @@ class SparseDecoder(wiring.Component):
             kill.eq(s3.valid & (s3_range | s3_order)),
             ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler, 0, kg)),
             ktable_read.en.eq(advance),
-            # -- S4 .. S6 (L1a, L1b, L2): lane expansion, pad test, addresses
-            lanes.desc.eq(desc), lanes.advance.eq(advance), lanes.entry.eq(s4_entry),
-            lanes.kgroup.eq(s4_kg), lanes.bx.eq(s4.bx), lanes.pix.eq(s4.pix),
-            lanes.filler.eq(s4.filler),
+            # -- S3 .. S6: lane expansion (stages P, A, B, C), pad test, addresses
+            lanes.desc.eq(desc), lanes.advance.eq(advance),
+            lanes.bx.eq(s3.bx), lanes.by.eq(s3.by), lanes.kgroup.eq(s3_kg),
+            lanes.filler.eq(s3.filler), lanes.entry.eq(s4_entry),
             self.busy.eq(walk.active | walk.in_flight | out.valid),
         ]
 
@@ -188,13 +188,11 @@ class SparseDecoder(wiring.Component):
 
         Block RAM; see hw/macro.py for why ``ram_style`` is needed.
         """
-        fmt, vb = self._format, self._format.value_bits
+        fmt = self._format
         index_mem = Memory(shape=unsigned(fmt.kgroup_bits), depth=fmt.index_depth,
                            init=self._index_init, attrs={"ram_style": "block"})
-        ktable_mem = Memory(shape=ktable_layout(self._config), depth=fmt.max_kgroups,
-                            init=[{"p0": w & ((1 << vb) - 1), "rel0": w >> vb}
-                                  for w in self._ktable_init],
-                            attrs={"ram_style": "block"})
+        ktable_mem = Memory(shape=unsigned(fmt.ktable_bits), depth=fmt.max_kgroups,
+                            init=self._ktable_init, attrs={"ram_style": "block"})
         m.submodules.index_mem = index_mem
         m.submodules.ktable_mem = ktable_mem
         for mem, port, depth in ((index_mem, self.index_write, fmt.index_depth),
@@ -206,4 +204,5 @@ class SparseDecoder(wiring.Component):
                 write.en.eq(port.valid & (port.payload.addr < depth)),
                 port.ready.eq(1),
             ]
-        return index_mem.read_port(domain="sync"), ktable_mem.read_port(domain="sync")
+        ktable_read = ktable_mem.read_port(domain="sync")
+        return index_mem.read_port(domain="sync"), ktable_read
