@@ -163,7 +163,6 @@ class SparseDecoder(wiring.Component):
                 s5.eq(s4), s6.eq(s5),
                 out.valid.eq(s6.valid),
                 out.payload.slot.eq(s6.slot),
-                out.payload.addrs.eq(lanes.addrs),
                 out.payload.pad.eq(lanes.pad),
             ]
             for name in ("first", "last", "walk_first", "walk_last", "filler"):
@@ -175,6 +174,13 @@ class SparseDecoder(wiring.Component):
                 m.d.sync += [s1.valid.eq(0), s2.valid.eq(0), s3.valid.eq(0),
                              self.error.index_range.eq(self.error.index_range | s3_range),
                              self.error.index_order.eq(self.error.index_order | s3_order)]
+        # A padded lane's address is 0: a synchronous reset of its register, with priority
+        # over the enable (the flip-flops' own reset input, no multiplexer).
+        for g in range(cfg.rows_per_step):
+            with m.If(advance & lanes.pad[g]):
+                m.d.sync += out.payload.addrs[g].eq(0)
+            with m.Elif(advance):
+                m.d.sync += out.payload.addrs[g].eq(lanes.addrs[g])
         s5_kg = Signal(fmt.kgroup_bits)
         s6_kg = Signal(fmt.kgroup_bits)
         with m.If(advance):

@@ -320,7 +320,7 @@ class LaneExpander(wiring.Component):
         a0 = Signal(ab)
         m.d.comb += a0.eq(offset_b + base_b)
         for g in range(G):
-            m.d.comb += [self.addrs[g].eq(Mux(ok_b[g], a0 + step_b[g], 0)),
+            m.d.comb += [self.addrs[g].eq(a0 + step_b[g]),
                          self.pad[g].eq(~ok_b[g])]
         return m
 
@@ -337,15 +337,28 @@ def _window(value, room, G: int):
     lg = max(1, (G - 1).bit_length())
     low_v, up_v = value.as_unsigned()[:lg], value.as_unsigned()[lg:]
     low_r, up_r = room.as_unsigned()[:lg], room.as_unsigned()[lg:]
-    neg_v, neg_r = value[-1], room[-1]
+    near_v = up_v.all()                     # value in [-2**lg, -1]
+    big_r = ~room[-1] & up_r.any()          # room >= 2**lg
+    small_r = ~up_r.any()                   # room in [0, 2**lg)
     bits = []
     for g in range(G):
-        at_least = Const(sum(1 << x for x in range(1 << lg) if x >= (1 << lg) - g), 1 << lg)
-        above = Const(sum(1 << x for x in range(1 << lg) if x > g), 1 << lg)
-        ge = ~neg_v | (up_v.all() & at_least.bit_select(low_v, 1)) if g else ~neg_v
-        lt = (~neg_r & up_r.any()) | (~up_r.any() & above.bit_select(low_r, 1))
+        ge = ~value[-1] | (near_v & _at_least(low_v, (1 << lg) - g)) if g else ~value[-1]
+        lt = big_r | (small_r & _at_least(low_r, g + 1))
         bits.append(ge & lt)
     return Cat(*bits)
+
+
+def _at_least(bits, c: int):
+    """``bits >= c`` for a constant c, as AND/OR logic from the top bit (no carry chain)."""
+    if c <= 0:
+        return Const(1)
+    if c >= 1 << len(bits):
+        return Const(0)
+    top, rest = bits[-1], bits[:-1]
+    half = 1 << (len(bits) - 1)
+    if c >= half:
+        return top & _at_least(rest, c - half)
+    return top | _at_least(rest, c)
 
 
 def _popcount(bits, width: int):
