@@ -91,25 +91,26 @@ class WalkIssue(wiring.Component):
         fmt, desc, item = self._format, self.desc, self.item
         m = Module()
         s = Signal(range(fmt.index_depth + 1))
-        ox = Signal(fmt.value_bits)
-        oy = Signal(fmt.value_bits)
+        # Output columns and rows still to walk, down to 1 (the last): loaded with out_w
+        # and out_h, so that no subtraction is needed at the start.
+        cols_left = Signal(fmt.value_bits)
+        rows_left = Signal(fmt.value_bits)
+        first_pixel = Signal()
         bx = Signal(signed(fmt.offset_bits))
         by = Signal(signed(fmt.offset_bits))
         issue = self.active & self.advance
         index_addr = Signal(fmt.slot_bits)
-        # steps - 1, out_w - 1, out_h - 1, registered at the start: the counters' tests
-        # are then equalities, with no subtraction in front of the counters' enables.
+        # steps - 1, registered at the start: the test is then an equality, with no
+        # subtraction in front of the counters' enables.
         last_s = Signal.like(desc.steps)
-        last_ox = Signal.like(desc.out_w)
-        last_oy = Signal.like(desc.out_h)
         last_step = s == last_s
-        last_pixel = (ox == last_ox) & (oy == last_oy)
+        last_col, last_row = cols_left == 1, rows_left == 1
         m.d.comb += [
             item.valid.eq(issue),
             item.first.eq(s == 0),
             item.last.eq(last_step),
-            item.walk_first.eq((s == 0) & (ox == 0) & (oy == 0)),
-            item.walk_last.eq(last_step & last_pixel),
+            item.walk_first.eq((s == 0) & first_pixel),
+            item.walk_last.eq(last_step & last_col & last_row),
             item.filler.eq(s >= desc.count),
             item.slot.eq(desc.slot_base + s),
             item.bx.eq(bx),
@@ -122,15 +123,15 @@ class WalkIssue(wiring.Component):
             m.d.sync += self.active.eq(0)
         with m.If(issue & ~self.stop):
             with m.If(last_step):
-                m.d.sync += [s.eq(0), index_addr.eq(desc.index_start)]
-                with m.If(ox == last_ox):
-                    m.d.sync += [ox.eq(0), bx.eq(desc.bx0)]
-                    with m.If(oy == last_oy):
+                m.d.sync += [s.eq(0), index_addr.eq(desc.index_start), first_pixel.eq(0)]
+                with m.If(last_col):
+                    m.d.sync += [cols_left.eq(desc.out_w), bx.eq(desc.bx0)]
+                    with m.If(last_row):
                         m.d.sync += self.active.eq(0)
                     with m.Else():
-                        m.d.sync += [oy.eq(oy + 1), by.eq(by + desc.step_y)]
+                        m.d.sync += [rows_left.eq(rows_left - 1), by.eq(by + desc.step_y)]
                 with m.Else():
-                    m.d.sync += [ox.eq(ox + 1), bx.eq(bx + desc.step_x)]
+                    m.d.sync += [cols_left.eq(cols_left - 1), bx.eq(bx + desc.step_x)]
             with m.Else():
                 m.d.sync += [s.eq(s + 1), index_addr.eq(index_addr + 1)]
 
@@ -141,11 +142,10 @@ class WalkIssue(wiring.Component):
             self.started.eq(self.start.valid & self.start.ready),
         ]
         with m.If(self.started):
-            m.d.sync += [last_s.eq(new.steps - 1), last_ox.eq(new.out_w - 1),
-                         last_oy.eq(new.out_h - 1)]
             m.d.sync += [desc.eq(new), self.active.eq(~self.bad & (new.steps != 0)),
-                         s.eq(0), ox.eq(0), oy.eq(0), bx.eq(new.bx0), by.eq(new.by0),
-                         index_addr.eq(new.index_start)]
+                         last_s.eq(new.steps - 1), s.eq(0), first_pixel.eq(1),
+                         cols_left.eq(new.out_w), rows_left.eq(new.out_h),
+                         bx.eq(new.bx0), by.eq(new.by0), index_addr.eq(new.index_start)]
         return m
 
     def _invalid(self, new):
