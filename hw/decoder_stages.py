@@ -256,7 +256,6 @@ class LaneExpander(wiring.Component):
         by_p = Signal(signed(ob))
         cols_p = Signal(signed(ob))                 # P - bx
         rows_p = Signal(signed(ob))                 # H - by
-        base_p = Signal(ab)                         # act_base + bx
         xwin_p = Signal(G)                          # 0 <= bx + q < P, q < G
         last_p = Signal()
         filler_p = Signal()
@@ -265,7 +264,6 @@ class LaneExpander(wiring.Component):
         with m.If(self.advance):
             sync += [bx_p.eq(self.bx), by_p.eq(self.by), cols_p.eq(cols),
                      rows_p.eq(desc.in_h - self.by),
-                     base_p.eq(desc.act_base + self.bx.as_unsigned()[:ab]),
                      xwin_p.eq(_window(self.bx, cols, G)),
                      last_p.eq(self.kgroup == last_kg), filler_p.eq(self.filler)]
 
@@ -275,7 +273,6 @@ class LaneExpander(wiring.Component):
         rows_a = Signal(signed(ob))                 # H - by - kh0
         x_a = Signal(signed(ob))                    # bx + p0
         cols_a = Signal(signed(ob))                 # P - bx - p0
-        base_a = Signal(ab)                         # act_base + bx + p0
         wb = max(1, (G - 1).bit_length())
         w_a = [Signal(wb, name=f"w{g}") for g in range(G)]
         step_a = [Signal(ab, name=f"step{g}") for g in range(G)]      # g + w(g)*J
@@ -285,7 +282,6 @@ class LaneExpander(wiring.Component):
         with m.If(self.advance):
             sync += [row_a.eq(by_p + e.kh0), rows_a.eq(rows_p - e.kh0),
                      x_a.eq(bx_p + e.p0), cols_a.eq(cols_p - e.p0),
-                     base_a.eq(base_p + e.p0),
                      valid_a.eq(Mux(filler_p, 0, Mux(last_p, lanes_k, (1 << G) - 1)))]
             for g in range(G):
                 wraps = e.wraps[:g]
@@ -310,7 +306,7 @@ class LaneExpander(wiring.Component):
         xwin = _window(x_a, cols_a, G)              # bit g: bx + p0 + g inside the row
         with m.If(self.advance):
             sync += [offset_b.eq(row_a.as_unsigned()[:ab] * desc.row_size[:ab]),
-                     base_b.eq(base_a)]
+                     base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])]
             for g in range(G):
                 sync += [step_b[g].eq(step_a[g]),
                          ok_b[g].eq(valid_a[g] & Mux(first_a[g], xwin[g], xlate_a[g])
