@@ -293,9 +293,8 @@ class LaneExpander(wiring.Component):
                     xlate = Mux(e.wraps[i - 1], xwin_p[g - i], xlate)
                 sync += [w_a[g].eq(w), first_a[g].eq(~wraps.any() if g else 1),
                          xlate_a[g].eq(xlate)]
-                if g:
-                    jump = Array(mult_jump[:g + 1])[w]
-                    sync += step_a[g].eq(jump + g)
+                if g == 1:
+                    sync += step_a[g].eq(Mux(w[0], mult_jump[1], 0) + g)
 
         # -- B: the row's buffer offset, the x and y windows, the pad test -----------------
         offset_b = Signal(ab)                       # (by + kh0)*P mod the buffer size
@@ -307,8 +306,19 @@ class LaneExpander(wiring.Component):
         with m.If(self.advance):
             sync += [offset_b.eq(row_a.as_unsigned()[:ab] * desc.row_size[:ab]),
                      base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])]
+            # w*J for two lanes in one multiplier: J * (w1 + w2 << sp), J*w1 < 2**sp
+            sp = ab + wb
+            jmod = desc.row_jump.as_unsigned()[:ab]
+            for g1 in range(2, G, 2):
+                g2 = g1 + 1
+                if g2 < G:
+                    prod = jmod * Cat(w_a[g1], Const(0, sp - wb), w_a[g2])
+                    sync += [step_b[g1].eq(prod[:ab] + g1), step_b[g2].eq(prod[sp:sp + ab] + g2)]
+                else:
+                    sync += step_b[g1].eq((jmod * w_a[g1])[:ab] + g1)
+            sync += step_b[1].eq(step_a[1])
             for g in range(G):
-                sync += [step_b[g].eq(step_a[g]),
+                sync += [
                          ok_b[g].eq(valid_a[g] & Mux(first_a[g], xwin[g], xlate_a[g])
                                     & ywin.bit_select(w_a[g], 1))]
 
