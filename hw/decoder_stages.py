@@ -274,6 +274,10 @@ class LaneExpander(wiring.Component):
         x_a = Signal(signed(ob))                    # bx + p0
         cols_a = Signal(signed(ob))                 # P - bx - p0
         wb = max(1, (G - 1).bit_length())
+        # w*J of lanes 2 .. G-1 by multipliers, two lanes each (`_PRODUCT_BITS`), when
+        # their operands fit; else (G >= 16) multiplexed from the multiples k*J.
+        sp = ab + wb
+        paired = sp + wb <= _PRODUCT_BITS
         w_a = [Signal(wb, name=f"w{g}") for g in range(G)]
         step_a = [Signal(ab, name=f"step{g}") for g in range(G)]      # g + w(g)*J
         first_a = Signal(G)                         # lane g lies in the first kernel row
@@ -293,8 +297,9 @@ class LaneExpander(wiring.Component):
                     xlate = Mux(e.wraps[i - 1], xwin_p[g - i], xlate)
                 sync += [w_a[g].eq(w), first_a[g].eq(~wraps.any() if g else 1),
                          xlate_a[g].eq(xlate)]
-                if g == 1:
-                    sync += step_a[g].eq(Mux(w[0], mult_jump[1], 0) + g)
+                if g == 1 or (g and not paired):
+                    jump = Array(mult_jump[:g + 1])[w]
+                    sync += step_a[g].eq(jump + g)
 
         # -- B: the row's buffer offset, the x and y windows, the pad test -----------------
         offset_b = Signal(ab)                       # (by + kh0)*P mod the buffer size
@@ -306,21 +311,20 @@ class LaneExpander(wiring.Component):
         with m.If(self.advance):
             sync += [offset_b.eq(row_a.as_unsigned()[:ab] * desc.row_size[:ab]),
                      base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])]
-            # w*J for two lanes in one multiplier: J * (w1 + w2 << sp), J*w1 < 2**sp
-            sp = ab + wb
+            # w*J of two lanes in one multiplier: J * (w1 + w2 << sp), as J*w1 < 2**sp.
             jmod = desc.row_jump.as_unsigned()[:ab]
-            for g1 in range(2, G, 2):
-                g2 = g1 + 1
-                if g2 < G:
-                    prod = jmod * Cat(w_a[g1], Const(0, sp - wb), w_a[g2])
-                    sync += [step_b[g1].eq(prod[:ab] + g1), step_b[g2].eq(prod[sp:sp + ab] + g2)]
-                else:
-                    sync += step_b[g1].eq((jmod * w_a[g1])[:ab] + g1)
-            sync += step_b[1].eq(step_a[1])
+            for g in range(1, G):
+                if g == 1 or not paired:
+                    sync += step_b[g].eq(step_a[g])
+                elif g % 2 == 0 and g + 1 < G:
+                    prod = jmod * Cat(w_a[g], Const(0, sp - wb), w_a[g + 1])
+                    sync += [step_b[g].eq(prod[:ab] + g),
+                             step_b[g + 1].eq(prod[sp:sp + ab] + g + 1)]
+                elif g % 2 == 0:
+                    sync += step_b[g].eq((jmod * w_a[g])[:ab] + g)
             for g in range(G):
-                sync += [
-                         ok_b[g].eq(valid_a[g] & Mux(first_a[g], xwin[g], xlate_a[g])
-                                    & ywin.bit_select(w_a[g], 1))]
+                sync += ok_b[g].eq(valid_a[g] & Mux(first_a[g], xwin[g], xlate_a[g])
+                                   & ywin.bit_select(w_a[g], 1))
 
         # -- C: addresses ------------------------------------------------------------------
         a0 = Signal(ab)
@@ -329,6 +333,10 @@ class LaneExpander(wiring.Component):
             m.d.comb += [self.addrs[g].eq(a0 + step_b[g]),
                          self.pad[g].eq(~ok_b[g])]
         return m
+
+
+#: Operand width of the multipliers the lanes' row steps are packed into (ECP5 MULT18X18D).
+_PRODUCT_BITS = 18
 
 
 def _window(value, room, G: int):
