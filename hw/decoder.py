@@ -15,17 +15,19 @@ any logic uses it)::
     issue: walk counters, read index[index_start + s]
     S1:    index read in flight
     S2:    kg = index word (registered); range/order check; read ktable[ktable_base + kg]
-    S3:    k-table read in flight; a bad index word (registered check) stops the walk
-    S4:    k-table word (p0, rel0) registered -> per lane p0 + g, rel0 + g and the
-           multiples of the kernel row length it reaches (L1a, all lanes in parallel)
-    S5:    -> per lane its position and offset in the window (L1b)
-    S6:    -> pad test, addresses (L2)
+    S3:    k-table read in flight; a bad index word (registered check) stops the walk;
+           the window's per-pixel values (lane stage P)
+    S4:    k-table word (p0, kh0, wraps) registered -> the group's first K-row, each
+           lane's kernel row w(g) (lane stage A)
+    S5:    -> row offset and w(g)*J (multipliers), the window tests (lane stage B)
+    S6:    -> addresses (lane stage C)
     out:   registered payload
 
-The lane arithmetic needs no multiplier and no divider: software puts the per-layer
-products into the descriptor (steps of the window origin, row pitch, kernel-row length)
-and the k-table (position and offset of each K-group's first K-row); see
-`mars.contract.decoder` and docs/decoder.md.
+The lane arithmetic needs no divider and few carry chains: software puts the per-layer
+values into the descriptor (steps of the window origin, row pitch, input height, the
+row jump) and the k-table (kernel row and position of each K-group's first K-row, the
+lanes that start a kernel row); see `mars.contract.decoder`, `LaneExpander` and
+docs/decoder.md.
 
 Errors (sticky, cleared when the next walk starts; ``error`` is a struct of flags):
 ``descriptor`` (rejected at start: nothing is emitted), ``index_range`` (an index word

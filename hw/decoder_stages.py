@@ -161,7 +161,8 @@ class WalkIssue(wiring.Component):
 
 
 class LaneExpander(wiring.Component):
-    """Lane expansion, four pipeline stages: a K-group's G lanes, their pad test, addresses.
+    """Lane expansion over four pipeline stages: a K-group's G lanes, their pad tests and
+    addresses.
 
     A lane g of the K-group lies ``w(g) = popcount(wraps[:g])`` kernel rows below the
     group's first K-row (k-table word ``p0``, ``kh0``, ``wraps``; `ktable_words`).  With
@@ -177,17 +178,20 @@ class LaneExpander(wiring.Component):
     Every range test compares a shared value plus a lane constant below G with a shared
     bound, so it is a *window*: two signed values (the value and the bound minus it)
     give the test for all G constants with no carry chain (`_window`).  The only wide
-    arithmetic per lane is the address: ``g + w(g)*J`` (a multiple of ``J`` selected by
-    ``w(g)``, from registers recomputed from the descriptor every cycle) and one addition.
-    ``(by + kh0)*P`` is one multiplication (a DSP block), modulo the buffer size.
+    arithmetic per lane is the address: ``w(g)*J`` (lanes 2 .. G-1 two per multiplier,
+    ``J * (w1 + w2 << sp)`` with ``J*w1 < 2**sp``, when that fits `_PRODUCT_BITS`;
+    otherwise, and for lane 1, a multiple of ``J`` selected by ``w(g)`` from registers
+    recomputed from the descriptor every cycle), ``+ g`` and ``+ a0``.  ``(by + kh0)*P``
+    is one more multiplication.  All products are taken modulo the buffer size.
 
     * P (inputs ``bx``, ``by``, ``kgroup``, ``filler`` valid): per-pixel values ``P - bx``,
-      ``H - by``, ``act_base + bx``, the x window of ``bx`` (lanes past the first wrap),
-      whether the group is the layer's last -> registers;
+      ``H - by``, the x window of ``bx`` (lanes past the first wrap), whether the group is
+      the layer's last -> registers;
     * A (one advance later; ``entry`` valid): ``by + kh0``, ``H - by - kh0``, ``bx + p0``,
-      ``P - bx - p0``, ``act_base + bx + p0``; per lane ``w(g)``, ``g + w(g)*J`` and the x
-      test of the lanes past the first wrap -> registers;
-    * B: ``(by + kh0)*P``; the x and y windows, each lane's pad test -> registers;
+      ``P - bx - p0``; per lane ``w(g)``, whether it lies in the first kernel row, the x
+      test of a lane past the first wrap; lane 1's ``g + w*J`` -> registers;
+    * B: ``(by + kh0)*P``, ``act_base + bx + p0``, the other lanes' ``g + w(g)*J``; the x
+      and y windows, each lane's pad test -> registers;
     * C: ``a0`` and the addresses, combinational from the B registers (the caller
       registers them): ``addrs`` and ``pad`` are those of the inputs of three advances
       before ``entry``'s.
@@ -213,7 +217,8 @@ class LaneExpander(wiring.Component):
     entry : In(ktable_layout(config))
         The K-group's k-table word, one advance after ``bx`` .. ``filler``.
     addrs : Out(data.ArrayLayout(unsigned(addr_bits), G))
-        Each lane's activation-buffer address (0 for padding).
+        Each lane's activation-buffer address, where it is not padding (the caller
+        zeroes a padded lane's: `SparseDecoder` resets its output register).
     pad : Out(unsigned(G))
         Each lane is padding (its activation is zero).
     """
