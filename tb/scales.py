@@ -5,8 +5,9 @@ ternary configuration needs one code per output channel and weight bit column
 (`LayerNode.scales`, (N, Wb), signed ``scale_bits``).  The codes drawn here mimic what
 the trainer produces: about the column's shift-add weight ``s_j * 2**j`` in units of
 ``2**-scale_frac_bits`` (negative on the sign column for binary, whose comparator bit
-carries no sign; positive for ternary, whose sign the hardware applies), times a random
-factor, with a few codes of the other sign and the range's extremes mixed in.
+carries no sign; positive for ternary, whose sign the hardware applies), times
+``G / readout_threshold`` and a random factor, with a few codes of the other sign and the
+range's extremes mixed in.
 """
 
 from __future__ import annotations
@@ -29,10 +30,14 @@ def random_scales(rng: np.random.Generator, config: MarsConfig, channels: int) -
     sign = np.ones(Wb, dtype=np.int64)
     if config.readout_mode is ReadoutMode.BINARY:
         sign[-1] = -1
-    codes = np.rint(sign * 2.0 ** (j + f) * rng.uniform(0.3, 1.7, size=(channels, Wb)))
-    codes = np.where(rng.random((channels, Wb)) < 0.1, -codes, codes)   # the other sign
+    # A comparator bit is one less often than a popcount is nonzero: the gain G / T keeps
+    # the layers' sums about as spread as the exact product's (the random networks'
+    # requantisation is set for those), so activations are neither all zero nor clipped.
+    gain = config.rows_per_step / config.readout_threshold
+    codes = np.rint(sign * 2.0 ** (j + f) * gain * rng.uniform(0.5, 1.5, size=(channels, Wb)))
+    codes = np.where(rng.random((channels, Wb)) < 0.05, -codes, codes)  # the other sign
     extremes = rng.random((channels, Wb))
-    codes = np.where(extremes < 0.03, -top, np.where(extremes > 0.97, top - 1, codes))
+    codes = np.where(extremes < 0.01, -top, np.where(extremes > 0.99, top - 1, codes))
     return np.clip(codes, -top, top - 1).astype(np.int64)
 
 

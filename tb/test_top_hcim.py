@@ -25,7 +25,7 @@ TERNARY = TINY.replace(name="tiny-tern", readout_mode=ReadoutMode.TERNARY,
 BINARY2 = TINY.replace(name="tiny-bin2", readout_mode=ReadoutMode.BINARY,
                        act_bits_per_cycle=2, scale_frac_bits=3)
 # A few networks each (the exact and saturating readouts run all of them, tb/test_top.py).
-CASES = [(TERNARY, "cnn"), (TERNARY, "sparse"), (BINARY2, "odd"), (BINARY2, "dense")]
+CASES = [(TERNARY, "cnn"), (TERNARY, "odd"), (BINARY2, "odd"), (BINARY2, "dense")]
 
 
 def scaled_network(config, name, seed):
@@ -43,6 +43,7 @@ def test_scaled_readout_network_bit_exact_and_cycles(simulator, config, name):
     network, inputs = scaled_network(config, name, seed)
     mapping = map_network(network)
     expected = run_accelerator(network, inputs)
+    assert expected[0].tolist() != expected[1].tolist(), f"seed {seed}: vacuous network"
     first = [p.cycles for p in network_cycles(mapping)]
     later = [p.cycles for p in network_cycles(mapping, skip_loads=mapping.resident)]
     stats = simulate(mapping, inputs, simulator, budget=2 * sum(first) + 1000)

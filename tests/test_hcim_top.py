@@ -103,10 +103,32 @@ def test_top_in_pysim_bit_exact_and_cycle_exact(config):
                              n_outputs=h * w * c, budget=20_000)
     driver.flush()
     expected = run_accelerator(network, inputs)
-    # the scaled readout really is in play: not the exact product's numbers
+    # the scaled readout really is in play (not the exact product's numbers), and the
+    # hidden layer's activations with it (the two inputs' logits differ)
     assert expected.tolist() != run_network(network, inputs).tolist()
+    assert expected[0].tolist() != expected[1].tolist(), f"seed {seed}: vacuous network"
     first = [p.cycles for p in network_cycles(mapping)]
     later = [p.cycles for p in network_cycles(mapping, skip_loads=mapping.resident)]
     assert [a.outputs.value for a in answers] == expected.tolist(), f"seed {seed}"
     assert [a.phase_cycles.value for a in answers] == [first, later], f"seed {seed}"
     assert all(a.status.value == Status.DONE for a in answers)
+
+
+def test_faulty_ternary_image_in_pysim_equals_the_faulty_golden_model():
+    """Stuck cells (`mars run --faults`) on a ternary top: the RTL runs the faulty weight
+    image with the column scale factors exactly as the golden model does."""
+    from mars.sw.faults import FaultMap, FaultModel, inject_faults, run_mapping
+    seed = stable_seed("hcim-faults") % 1000
+    network, inputs = scaled_network(TERNARY, "odd", seed)
+    clean = map_network(network)
+    mapping = inject_faults(clean, FaultMap.draw(FaultModel(0.05, seed), TERNARY))
+    driver = HostDriver(TERNARY, PysimTransport(TERNARY))
+    h, w, c = mapping.output_shape
+    answers = run_inferences(driver, inputs, memories=mapping.memories,
+                             phases=mapping.n_phases, resident=mapping.resident,
+                             n_outputs=h * w * c, budget=50_000)
+    driver.flush()
+    expected = run_mapping(mapping, inputs).reshape(len(inputs), -1)
+    assert expected.tolist() != run_accelerator(network, inputs).reshape(
+        len(inputs), -1).tolist(), "the faults change nothing: the test would be vacuous"
+    assert [a.outputs.value for a in answers] == expected.tolist(), f"seed {seed}"
