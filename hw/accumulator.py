@@ -51,7 +51,8 @@ class Accumulator(wiring.Component):
     Parameters
     ----------
     config : MarsConfig
-        Sets the channel count (``channels_per_macro``) and ``acc_bits``.
+        Sets the channel count (``channels_per_macro``), ``acc_bits`` and, for
+        binary/ternary readouts, the final shift ``scale_frac_bits``.
 
     Members
     -------

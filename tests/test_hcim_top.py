@@ -132,3 +132,19 @@ def test_faulty_ternary_image_in_pysim_equals_the_faulty_golden_model():
     assert expected.tolist() != run_accelerator(network, inputs).reshape(
         len(inputs), -1).tolist(), "the faults change nothing: the test would be vacuous"
     assert [a.outputs.value for a in answers] == expected.tolist(), f"seed {seed}"
+
+
+def test_block_ram_budget_of_the_scale_factors():
+    """Only the parameter memory grows, by the scale bits of each word; the ternary
+    default top still fits the ECP5 part with a fifth to spare."""
+    from mars.sw.budget import PART_LIMITS, estimate
+    exact, scaled = PRESETS["default"], DEFAULT_TERNARY
+    rows = {cfg.name: {r["name"]: r for r in estimate(cfg, "ecp5")} for cfg in (exact, scaled)}
+    extra = exact.channels_per_macro * exact.weight_bits * exact.scale_bits
+    words = -(-(UnitFormat(exact).param_bits + extra) // 36)
+    assert rows[scaled.name]["unit parameters"]["depth"] == exact.param_words * words
+    for name, row in rows[exact.name].items():
+        if name != "unit parameters":
+            assert rows[scaled.name][name]["bram"] == row["bram"], name
+    used = sum(r["bram"] for r in rows[scaled.name].values())
+    assert used <= 0.8 * PART_LIMITS["ecp5"]["bram"]
