@@ -38,7 +38,7 @@ pn = _bench()
 
 def _doc_table() -> dict[str, str]:
     text = (ROOT / "docs" / "configuration.md").read_text()
-    section = text.split("### The `mars` preset", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## The `mars` preset", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
