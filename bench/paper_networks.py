@@ -53,7 +53,7 @@ from mars.tb.networks import random_layer
 OUT = Path(__file__).resolve().parent.parent / "build" / "bench" / "paper"
 
 #: Post-route Fmax of the slowest block of the default accelerator measured after the
-#: pipelining of issue 10 (docs/synthesis.md: sparse_decoder, default preset, LFE5U-85F-6,
+#: pipelining of issue 9 part 2 (docs/synthesis.md: sparse_decoder, default preset, LFE5U-85F-6,
 #: out of context).  A whole top was not placed and routed at that revision, so this is
 #: a block Fmax, an upper bound on the top's clock.
 FMAX_MHZ = 108.2
