@@ -190,9 +190,10 @@ class LaneExpander(wiring.Component):
     * A (one advance later; ``entry`` valid): ``by + kh0``, ``H - by - kh0``, ``bx + p0``,
       ``P - bx - p0``; per lane ``w(g)``, whether it lies in the first kernel row, the x
       test of a lane past the first wrap; lane 1's ``g + w*J`` -> registers;
-    * B: ``(by + kh0)*P``, ``act_base + bx + p0``, the other lanes' ``g + w(g)*J``; the x
-      and y windows, each lane's pad test -> registers;
-    * C: ``a0`` and the addresses, combinational from the B registers (the caller
+    * B: ``(by + kh0)*P``, ``act_base + bx + p0``, the other lanes' ``w(g)*J``; the x and
+      y windows, each lane's pad test -> registers;
+    * C: ``a0``, the multiplied lanes' ``+ g`` beside it, and the addresses,
+      combinational from the B registers (the caller
       registers them): ``addrs`` and ``pad`` are those of the inputs of three advances
       before ``entry``'s.
 
@@ -323,19 +324,22 @@ class LaneExpander(wiring.Component):
                     sync += step_b[g].eq(step_a[g])
                 elif g % 2 == 0 and g + 1 < G:
                     prod = jmod * Cat(w_a[g], Const(0, sp - wb), w_a[g + 1])
-                    sync += [step_b[g].eq(prod[:ab] + g),
-                             step_b[g + 1].eq(prod[sp:sp + ab] + g + 1)]
+                    sync += [step_b[g].eq(prod[:ab]), step_b[g + 1].eq(prod[sp:sp + ab])]
                 elif g % 2 == 0:
-                    sync += step_b[g].eq((jmod * w_a[g])[:ab] + g)
+                    sync += step_b[g].eq(jmod * w_a[g])
             for g in range(G):
                 sync += ok_b[g].eq(valid_a[g] & Mux(first_a[g], xwin[g], xlate_a[g])
                                    & ywin.bit_select(w_a[g], 1))
 
         # -- C: addresses ------------------------------------------------------------------
+        # A product's + g is added here, beside a0, not behind the multiplier: two carry
+        # chains in series, as for a0 + step.
         a0 = Signal(ab)
         m.d.comb += a0.eq(offset_b + base_b)
         for g in range(G):
-            m.d.comb += [self.addrs[g].eq(a0 + step_b[g]),
+            step = Signal(ab, name=f"step_c{g}", attrs={"keep": 1})
+            m.d.comb += step.eq(step_b[g] + g if g >= 2 and paired else step_b[g])
+            m.d.comb += [self.addrs[g].eq(a0 + step),
                          self.pad[g].eq(~ok_b[g])]
         return m
 
