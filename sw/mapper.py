@@ -40,6 +40,8 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 
+import numpy as np
+
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, DecoderLimitError, descriptor
@@ -164,64 +166,197 @@ class Mapping:
         return Banking(self.config).input_words(image)
 
 
-# -- stage 0: the chain of layers ------------------------------------------------------------
+# -- stage 0: the steps (layers with what is fused into them) and their memory ----------------
 
-def _chain(network: IntegerNetwork) -> list[tuple[LayerNode, PoolNode | None]]:
-    """The network as (layer, fused pool) pairs, checking that the hardware can run it."""
-    chain: list[tuple[LayerNode, PoolNode | None]] = []
-    previous = "input"
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """A residual add fused into the writer of the layer computing its input ``index``
+    (that layer's raw accumulators); the other input, the *shortcut*, is read from the
+    activation region or the result memory where it was stored (docs/architecture.md,
+    "Residual adds")."""
+
+    add: AddNode
+    index: int                  # the add input the layer computes (0 or 1)
+    shortcut: str               # the value (node name) of the other input
+
+
+@dataclasses.dataclass(frozen=True)
+class Place:
+    """Where a value lives: activation region ``region``, or the result memory from
+    element 0 (``result``: raw accumulators, a conv shortcut's or the logits)."""
+
+    region: int = 0
+    result: bool = False
+
+
+def _chain(network: IntegerNetwork) -> list[tuple[LayerNode, PoolNode | None,
+                                                  Residual | None, str]]:
+    """The network as steps (layer, fused pool, fused residual add, input value), in
+    execution order, checking that the hardware can run it.  A value is named by the node
+    that produces it; a flatten is an alias of its input."""
+    alias = {"input": "input"}
+    kinds = {"input": "act"}                  # value -> "act" or "acc"
+    steps = []
     nodes = list(network.nodes)
     i = 0
     while i < len(nodes):
         node = nodes[i]
-        _check_chained(node, previous)
+        _check_node(node, alias)
         if isinstance(node, FlattenNode):
-            previous = node.name
+            alias[node.name] = alias[node.inputs[0]]
             i += 1
             continue
+        src = alias[node.inputs[0]]
+        if kinds[src] != "act":
+            raise MappingError(f"node {node.name!r}: its input {node.inputs[0]!r} is raw "
+                               f"accumulators; only a residual add may read them")
+        residual, i = _fused_add(network, nodes, i, alias, kinds)
         pool = None
-        if i + 1 < len(nodes) and isinstance(nodes[i + 1], PoolNode):
+        last_name = residual.add.name if residual else node.name
+        if i + 1 < len(nodes) and isinstance(nodes[i + 1], PoolNode) \
+                and tuple(nodes[i + 1].inputs) == (last_name,):
             pool = nodes[i + 1]
+            if node.output != "act" and residual is None:
+                raise MappingError(f"node {pool.name!r}: pooling raw accumulators")
             _check_fused_pool(node, pool)
             i += 1
-        chain.append((node, pool))
-        previous = (pool or node).name
+        out = (pool or (residual.add if residual else node)).name
+        alias[out] = out
+        kinds[out] = "act" if residual or node.output == "act" else "acc"
+        steps.append((node, pool, residual, src))
         i += 1
-    if previous != network.output:
-        raise MappingError(f"the network's output {network.output!r} is not the end of the "
-                           f"layer chain ({previous!r})")
-    if not chain or chain[-1][0].output != "acc":
+    if alias.get(network.output) != (steps[-1][1] or steps[-1][0]).name if steps else True:
+        raise MappingError(f"the network's output {network.output!r} is not the last "
+                           f"layer's output")
+    last = steps[-1]
+    if last[0].output != "acc" or last[2] is not None or last[1] is not None:
         raise MappingError("the last layer must output raw accumulators (logits)")
-    for node, _ in chain[:-1]:
-        if node.output != "act":
-            raise MappingError(f"node {node.name!r}: only the last layer may output raw "
-                               f"accumulators")
-    return chain
+    return steps
 
 
-def _check_chained(node, previous: str) -> None:
-    """`node` reads `previous` and is a layer or a flatten (a pool must be fused)."""
+def _check_node(node, alias: dict) -> None:
+    """`node` reads known values and is an operation the accelerator runs."""
     if isinstance(node, AddNode):
-        raise MappingError(f"node {node.name!r}: residual adds are not supported by the "
-                           f"accelerator yet (the golden model runs them)")
-    if tuple(node.inputs) != (previous,):
-        raise MappingError(f"node {node.name!r}: the accelerator runs a chain of layers; "
-                           f"this node reads {list(node.inputs)}, not {previous!r}")
+        raise MappingError(f"node {node.name!r}: a residual add must directly follow the "
+                           f"layer that computes one of its inputs as raw accumulators "
+                           f"(output \"acc\"), into whose writer it is fused")
     if isinstance(node, PoolNode):
         raise MappingError(f"node {node.name!r}: a max pool must follow a conv layer "
-                           f"with requantised outputs to be fused into it")
+                           f"with requantised outputs (or a residual add) to be fused "
+                           f"into it")
     if not isinstance(node, (LayerNode, FlattenNode)):
         raise MappingError(f"node {node.name!r}: unsupported operation {node.op!r}")
+    if len(node.inputs) != 1 or node.inputs[0] not in alias:
+        raise MappingError(f"node {node.name!r}: reads {list(node.inputs)}, which no "
+                           f"earlier step computes")
+
+
+def _fused_add(network: IntegerNetwork, nodes: list, i: int, alias: dict,
+               kinds: dict) -> tuple[Residual | None, int]:
+    """The residual add right after layer ``nodes[i]`` that reads its accumulators, if
+    any, and the index of the last node consumed."""
+    node = nodes[i]
+    if i + 1 >= len(nodes) or not isinstance(nodes[i + 1], AddNode) \
+            or node.name not in nodes[i + 1].inputs:
+        return None, i
+    add = nodes[i + 1]
+    if not network.config.residual_adds:
+        raise MappingError(f"node {add.name!r}: residual adds need a configuration with "
+                           f"residual_adds set (docs/architecture.md, \"Residual adds\")")
+    if node.output != "acc":
+        raise MappingError(f"node {add.name!r}: the layer {node.name!r} fused with the "
+                           f"add must output raw accumulators")
+    index = list(add.inputs).index(node.name)
+    other = add.inputs[1 - index]
+    if len(add.inputs) != 2 or other == node.name or other not in alias:
+        raise MappingError(f"node {add.name!r}: its shortcut {other!r} is not computed "
+                           f"by an earlier step")
+    return Residual(add, index, alias[other]), i + 1
 
 
 def _check_fused_pool(node: LayerNode, pool: PoolNode) -> None:
-    if node.output != "act":
-        raise MappingError(f"node {pool.name!r}: pooling raw accumulators")
     if pool.stride != pool.kernel or pool.pad != 0 or not 1 <= pool.kernel <= 7:
         raise MappingError(
             f"node {pool.name!r}: only non-overlapping pools (kernel = stride <= 7, "
             f"no padding) are fused; got kernel {pool.kernel}, stride {pool.stride}, "
             f"pad {pool.pad}")
+
+
+def _places(cfg: MarsConfig, steps: list) -> tuple[list[Place], list[Place | None]]:
+    """Where each step writes its output and finds its shortcut (docs/banking.md,
+    "Regions").
+
+    Activation maps get regions by liveness: a map stays in its region until its last
+    reader (a layer's input or an add's shortcut) has run; a step writes the lowest
+    region that holds no map still to be read during or after it, except that an
+    unpooled residual add may write over its own shortcut when no later step reads it
+    (each element is read by the lane that then writes it).  The input is in region 0.
+    Raw accumulators of a conv shortcut go to the result memory from element 0, one
+    map at a time; the logits too, at the end.
+    """
+    outs = [(pool or (res.add if res else node)).name for node, pool, res, _ in steps]
+    last_use: dict[str, int] = {}
+    for k, (_, _, res, src) in enumerate(steps):
+        last_use[src] = k
+        if res:
+            last_use[res.shortcut] = k
+    region = {"input": 0}
+    result_holder = None
+    out_places, sc_places = [], []
+    for k, (node, pool, res, src) in enumerate(steps):
+        if res:
+            sc = res.shortcut
+            sc_places.append(Place(result=True) if sc == result_holder
+                             else Place(region[sc]))
+        else:
+            sc_places.append(None)
+        if k == len(steps) - 1 or (node.output == "acc" and res is None):
+            if result_holder is not None and last_use.get(result_holder, -1) >= k \
+                    and k < len(steps) - 1:
+                raise MappingError(f"layer {node.name!r}: its raw accumulators need the "
+                                   f"result memory, which still holds those of "
+                                   f"{result_holder!r}")
+            result_holder = outs[k]
+            out_places.append(Place(result=True))
+            continue
+        busy = {region[v] for v in region if last_use.get(v, -1) >= k}
+        if res and pool is None and not sc_places[-1].result and res.shortcut != src \
+                and last_use[res.shortcut] == k:
+            busy.discard(region[res.shortcut])       # in place over its own shortcut
+        free = [r for r in range(cfg.act_regions) if r not in busy]
+        if not free:
+            raise MappingError(f"layer {node.name!r}: its output needs a free activation "
+                               f"region; {len(busy)} maps are still to be read: set "
+                               f"act_regions to at least {len(busy) + 1} (it is "
+                               f"{cfg.act_regions})")
+        region[outs[k]] = free[0]
+        out_places.append(Place(free[0]))
+    return out_places, sc_places
+
+
+def _producer(chain: list, value: str) -> int:
+    """The step that computes `value`."""
+    for k, (node, pool, res, _) in enumerate(chain):
+        if (pool or (res.add if res else node)).name == value:
+            return k
+    raise KeyError(value)
+
+
+def _shapes(network: IntegerNetwork) -> dict[str, tuple[int, int, int]]:
+    """(H, W, C) of every node's output (flattens: their vector)."""
+    shapes = {"input": tuple(network.input_shape)}
+    for node in network.nodes:
+        if isinstance(node, LayerNode):
+            g = node.geometry
+            shapes[node.name] = (g.out_h, g.out_w, g.cout)
+        elif isinstance(node, PoolNode):
+            shapes[node.name] = node.out_shape
+        elif isinstance(node, FlattenNode):
+            h, w, c = node.in_shape
+            shapes[node.name] = (1, 1, h * w * c)
+        elif isinstance(node, AddNode):
+            shapes[node.name] = shapes.get(node.inputs[0])
+    return shapes
 
 
 # -- stage 1: plan (pack each layer, share its work out) -------------------------------------
@@ -259,6 +394,15 @@ class LayerWork:
     out_w: int
     steps: tuple[int, ...]
     owner: tuple[tuple[WorkItem, ...], ...]
+    residual: Residual | None = None
+    src: Place = Place()            # the input map's region
+    out: Place = Place()            # where the outputs go
+    shortcut: Place | None = None   # where the fused add's shortcut is
+
+    @property
+    def raw(self) -> bool:
+        """The outputs are raw accumulators (the logits, or a conv shortcut's)."""
+        return self.out.result
 
     @property
     def pool_k(self) -> int:
@@ -278,7 +422,7 @@ def _bands(out_h: int, pool_k: int, parts: int) -> list[Band]:
     return [Band(a, b - a) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def _check_buffers(cfg: MarsConfig, node: LayerNode, pool_k: int, last: bool) -> None:
+def _check_buffers(cfg: MarsConfig, node: LayerNode, pool_k: int, raw: bool) -> None:
     """The layer's input and (pooled) output fit their buffers and the decoder."""
     g = node.geometry
     if g.in_size > cfg.act_buffer_words:
@@ -292,10 +436,10 @@ def _check_buffers(cfg: MarsConfig, node: LayerNode, pool_k: int, last: bool) ->
                            f"configuration)") from None
     out_h, out_w = g.out_h // pool_k, g.out_w // pool_k
     out_size = out_h * out_w * g.cout
-    if last and out_size > cfg.result_words:
+    if raw and out_size > cfg.result_words:
         raise MappingError(f"layer {node.name!r}: {out_size} outputs exceed the result "
                            f"memory ({cfg.result_words} words, result_words)")
-    if not last and out_size > cfg.act_buffer_words:
+    if not raw and out_size > cfg.act_buffer_words:
         raise MappingError(f"layer {node.name!r}: its output ({out_h}x{out_w}x{g.cout}) "
                            f"exceeds an activation buffer ({cfg.act_buffer_words} words, "
                            f"act_buffer_words)")
@@ -314,11 +458,15 @@ def _assign(items: list[WorkItem], steps: tuple[int, ...], out_w: int,
 
 
 def _plan_layer(cfg: MarsConfig, index: int, node: LayerNode, pool: PoolNode | None,
-                last: bool) -> LayerWork:
+                last: bool, residual: Residual | None = None, src: Place = Place(),
+                out: Place = Place(), shortcut: Place | None = None,
+                shapes: dict | None = None) -> LayerWork:
     """Stage 1 for one layer: check it, pack it, share its work items out."""
     g = node.geometry
     pool_k = pool.kernel if pool else 1
-    _check_buffers(cfg, node, pool_k, last)
+    _check_buffers(cfg, node, pool_k, out.result)
+    if residual is not None:
+        _check_residual(cfg, node, pool, residual, (shapes or {}).get(residual.shortcut))
     try:
         packed = pack_layer(node.weight, g, cfg)
     except ValueError as error:             # weights the sparse format cannot hold
@@ -337,7 +485,25 @@ def _plan_layer(cfg: MarsConfig, index: int, node: LayerNode, pool: PoolNode | N
              for band in _bands(g.out_h, pool_k, bands_per_set)]
     owner = _assign(items, steps, g.out_w, units)
     return LayerWork(index, node, pool, packed, last, g.out_h // pool_k, g.out_w // pool_k,
-                     steps, owner)
+                     steps, owner, residual, src, out, shortcut)
+
+
+def _check_residual(cfg: MarsConfig, node: LayerNode, pool: PoolNode | None,
+                    residual: Residual, shape: tuple | None) -> None:
+    """The shortcut has the layer's output shape, and its lane groups line up with the
+    output's (one shortcut read per lane group, mars.hw.writer)."""
+    g, add = node.geometry, residual.add
+    if shape is not None and tuple(shape) != (g.out_h, g.out_w, g.cout):
+        raise MappingError(f"node {add.name!r}: its inputs have shapes "
+                           f"{g.out_h}x{g.out_w}x{g.cout} and {'x'.join(map(str, shape))}")
+    if np.shape(add.multiplier) != (2, g.cout) or np.shape(add.shift) != (2, g.cout):
+        raise MappingError(f"node {add.name!r}: multiplier and shift must have shape "
+                           f"(2, {g.cout})")
+    lanes = UnitFormat(cfg).write_lanes
+    if pool is not None and g.cout % lanes:
+        raise MappingError(
+            f"node {pool.name!r}: a pool after a residual add needs a channel count that "
+            f"is a multiple of the writer's {lanes} lanes (the add has {g.cout})")
 
 
 # -- stage 2: schedule (residency, row slots, rounds) ----------------------------------------
@@ -484,9 +650,27 @@ class _Allocator:
         key = (work.index, b, u)
         if key not in self._param:
             self._param[key] = len(self.params[u])
-            self.params[u].append(_param_word(work.node, b, self.cfg.channels_per_macro,
-                                              work.last))
+            self.params[u].append(_residual_params(work, b, self.cfg))
         return self._param[key]
+
+
+def _residual_params(work: LayerWork, b: int, cfg: MarsConfig) -> list[dict]:
+    """The parameter word of block set `b` of `work`: `_param_word`, with a fused residual
+    add's M and S of the layer's input in place of the layer's (whose outputs are raw
+    accumulators) and the shortcut's M and S (``sc_mult``, ``sc_shift``)."""
+    node, res, n = work.node, work.residual, cfg.channels_per_macro
+    if res is None:
+        return _param_word(node, b, n, work.raw)
+    mult = np.asarray(res.add.multiplier, dtype=np.int64)
+    shift = np.asarray(res.add.shift, dtype=np.int64)
+    body = dataclasses.replace(node, multiplier=mult[res.index], shift=shift[res.index])
+    word = _param_word(body, b, n, False)
+    for j, lane in enumerate(word):
+        ch = b * n + j
+        inside = ch < node.geometry.cout
+        lane["sc_mult"] = int(mult[1 - res.index][ch]) if inside else 0
+        lane["sc_shift"] = int(shift[1 - res.index][ch]) if inside else 0
+    return word
 
 
 def _param_word(node: LayerNode, block_set: int, n: int, raw: bool) -> list[dict]:
@@ -509,7 +693,7 @@ def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
     g, packed = work.node.geometry, work.packed
     D, N = cfg.wordline_domains, cfg.channels_per_macro
     b, row0, rows = place.item.block_set, place.item.band.row0, place.item.band.rows
-    steps, pool_k, last = work.steps[b], work.pool_k, work.last
+    steps, pool_k = work.steps[b], work.pool_k
     counts = [len(packed.index_codes[b * D + d]) if b * D + d < packed.n_blocks else 0
               for d in range(D)]
     try:
@@ -529,7 +713,7 @@ def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
     word = {
         "op": 0, "desc": desc,
         "index_start": [at.index_start] * D, "count": counts,
-        "in_bank": work.index % 2, "out_bank": (work.index + 1) % 2, "acc_out": int(last),
+        "in_bank": work.src.region, "out_bank": work.out.region, "acc_out": int(work.raw),
         # the stored-word address of the parameter word's first piece
         "param_addr": at.param_addr * UnitFormat(cfg).param_chunks, "n_valid": n_valid,
         "pool_k": pool_k, "pool_w": work.out_w, "pool_h": max(0, pool_h),
@@ -538,6 +722,12 @@ def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
     }
     if g.kind is LayerKind.LINEAR:
         word["pool_w"], word["pool_h"] = 1, 1
+    if cfg.residual_adds:
+        sc = work.shortcut
+        word.update({"add": int(sc is not None), "sc_res": int(bool(sc and sc.result)),
+                     "sc_bank": sc.region if sc else 0,
+                     "sc_base": row0 * g.out_w * g.cout + b * N if sc else 0,
+                     "sc_pitch": g.cout if sc else 0})
     return Walk(unit, b, row0, rows, g.out_w, steps, n_valid, word)
 
 
@@ -657,8 +847,12 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
     if h * w * c > cfg.act_buffer_words:
         raise MappingError(f"the input map ({h}x{w}x{c}) exceeds an activation buffer "
                            f"({cfg.act_buffer_words} words, act_buffer_words)")
-    works = [_plan_layer(cfg, i, node, pool, i == len(chain) - 1)
-             for i, (node, pool) in enumerate(chain)]
+    outs, shortcuts = _places(cfg, chain)
+    shapes = _shapes(network)
+    works = [_plan_layer(cfg, i, node, pool, i == len(chain) - 1, res,
+                         Place(0) if src == "input" else outs[_producer(chain, src)],
+                         outs[i], shortcuts[i], shapes)
+             for i, (node, pool, res, src) in enumerate(chain)]
     resident, schedules = _schedule(works, cfg)
     alloc = _Allocator(cfg, resident)
     plans = [alloc.layer(work, schedule) for work, schedule in zip(works, schedules)]

@@ -15,10 +15,11 @@ from collections.abc import Callable
 import numpy as np
 
 from mars.config import MarsConfig
-from mars.sw.golden.network import FlattenNode, IntegerNetwork, LayerNode, PoolNode
+from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerGeometry, LayerKind
 
-__all__ = ["random_layer", "NETWORKS", "random_inputs", "stable_seed", "write_random_package"]
+__all__ = ["random_layer", "NETWORKS", "RESIDUAL_NETWORKS", "residual_config", "random_add",
+           "random_inputs", "stable_seed", "write_random_package"]
 
 
 def stable_seed(*parts: object) -> int:
@@ -82,6 +83,90 @@ def _mlp(config, rng, sparsity):
                       sparsity)
     l2 = random_layer(rng, config, "fc2", "fc1", LayerGeometry.linear(11, 5), "acc", sparsity)
     return IntegerNetwork(config, (1, 1, 20), (l1, l2), "fc2")
+
+
+def random_add(rng: np.random.Generator, config: MarsConfig, name: str,
+               inputs: tuple[str, str], sources: tuple, channels: int) -> AddNode:
+    """A residual add of `inputs` with per-channel M and S that bring each input to about
+    half the activation range: `sources[i]` is the LayerNode whose raw accumulators input
+    i is, or None for an activation map."""
+    cfg = config
+    shift = rng.integers(12, 17, size=(2, channels))
+    mult = np.empty((2, channels), dtype=np.int64)
+    for i, layer in enumerate(sources):
+        if layer is None:       # activations: about half their own size
+            scale = 2.0 ** shift[i] * rng.uniform(0.3, 0.8, size=channels)
+        else:                   # accumulators: a typical one to about half the range
+            typical = max(1.0, np.sqrt(layer.geometry.k) * cfg.weight_max * cfg.act_max / 2)
+            scale = (cfg.act_max * 2.0 ** shift[i] / typical / 2
+                     * rng.uniform(0.5, 1.5, size=channels))
+        mult[i] = np.clip(scale.astype(np.int64), 1, 2 ** cfg.requant_mult_bits - 1)
+    return AddNode(name, inputs, mult, shift)
+
+
+def residual_config(config: MarsConfig) -> MarsConfig:
+    """`config` with residual adds (the writers' shortcut path), three activation regions
+    (a pooled add over an identity shortcut needs a third) and a result memory that holds
+    the test networks' conv-shortcut accumulators (128 elements) and a deeper index memory
+    (``weight_sram_rows`` 512: the networks have 8 layers)."""
+    return config.replace(name=f"{config.name}-res", residual_adds=True, act_regions=3,
+                          result_words=max(config.result_words, 128),
+                          weight_sram_rows=max(config.weight_sram_rows, 512))
+
+
+def _resnet(config, rng, sparsity, size=6, width=4, classes=5, pool=True):
+    """A small ResNet: a 3x3 stem, an identity basic block, a downsampling block (3x3
+    stride 2 body, 1x1 stride 2 conv shortcut whose raw accumulators wait in the result
+    memory), a global max pool fused after the last add, a linear classifier."""
+    c2 = 2 * width
+    half = (size + 1) // 2
+    stem = random_layer(rng, config, "stem", "input", _conv(size, size, 3, width), "act",
+                        sparsity)
+    a1 = random_layer(rng, config, "b1c1", "stem", _conv(size, size, width, width), "act",
+                      sparsity)
+    a2 = random_layer(rng, config, "b1c2", "b1c1", _conv(size, size, width, width), "acc",
+                      sparsity)
+    add1 = random_add(rng, config, "add1", ("b1c2", "stem"), (a2, None), width)
+    d1 = random_layer(rng, config, "b2c1", "add1", _conv(size, size, width, c2, stride=2),
+                      "act", sparsity)
+    d2 = random_layer(rng, config, "b2c2", "b2c1", _conv(half, half, c2, c2), "acc", sparsity)
+    sc = random_layer(rng, config, "b2sc", "add1",
+                      _conv(size, size, width, c2, k=1, stride=2, pad=0), "acc", sparsity)
+    add2 = random_add(rng, config, "add2", ("b2c2", "b2sc"), (d2, sc), c2)
+    nodes = [stem, a1, a2, add1, d1, d2, sc, add2]
+    last = "add2"
+    if pool:
+        nodes.append(PoolNode("gp", ("add2",), (half, half, c2), half, half, 0))
+        last = "gp"
+        flat_in = (1, 1, c2)
+    else:
+        flat_in = (half, half, c2)
+    nodes.append(FlattenNode("f", (last,), flat_in))
+    n = flat_in[0] * flat_in[1] * flat_in[2]
+    nodes.append(random_layer(rng, config, "fc", "f", LayerGeometry.linear(n, classes),
+                              "acc", sparsity))
+    return IntegerNetwork(config, (size, size, 3), tuple(nodes), "fc")
+
+
+def _resnet_identity_pool(config, rng, sparsity):
+    """An identity block whose add is pooled (needs a third activation region: the add
+    cannot write over its shortcut while other pixels still read it)."""
+    stem = random_layer(rng, config, "stem", "input", _conv(6, 6, 3, 4), "act", sparsity)
+    a1 = random_layer(rng, config, "c1", "stem", _conv(6, 6, 4, 4), "act", sparsity)
+    a2 = random_layer(rng, config, "c2", "c1", _conv(6, 6, 4, 4), "acc", sparsity)
+    add = random_add(rng, config, "add", ("stem", "c2"), (None, a2), 4)
+    p = PoolNode("p", ("add",), (6, 6, 4), 2, 2, 0)
+    f = FlattenNode("f", ("p",), (3, 3, 4))
+    fc = random_layer(rng, config, "fc", "f", LayerGeometry.linear(36, 3), "acc", sparsity)
+    return IntegerNetwork(config, (6, 6, 3), (stem, a1, a2, add, p, f, fc), "fc")
+
+
+#: Residual networks: they need a configuration with residual adds (`residual_config`).
+RESIDUAL_NETWORKS: dict[str, tuple[Callable, float]] = {
+    "resnet": (_resnet, 0.3),
+    "resnet-flat": (lambda c, r, s: _resnet(c, r, s, size=5, pool=False), 0.5),
+    "resnet-pool": (_resnet_identity_pool, 0.3),
+}
 
 
 NETWORKS: dict[str, tuple[Callable, float]] = {

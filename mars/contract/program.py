@@ -18,7 +18,7 @@ from mars.config import MarsConfig
 from .decoder import DecoderFormat, descriptor_layout
 
 __all__ = ["Op", "UnitFormat", "CONTROL_WORD_BITS", "instruction_layout", "param_layout",
-           "load_layout", "split_word", "join_words"]
+           "load_layout", "split_word", "join_words", "residual_fields"]
 
 #: Width of one stored word of a macro unit's program and parameter memories.  An
 #: instruction (`instruction_layout`) or a parameter word (`param_layout`) is far wider
@@ -55,8 +55,11 @@ class UnitFormat:
         n = config.channels_per_macro
         lanes = min(n, -(-n // config.cycles_per_step))
         self.write_lanes = min(max(1, config.rows_per_step), 1 << (lanes - 1).bit_length())
-        #: Bits of one parameter word: bias, M and S of every macro channel.
+        #: Bits of one parameter word: bias, M and S of every macro channel (and the
+        #: shortcut's M and S with ``residual_adds``).
         self.param_bits = n * (config.acc_bits + config.requant_mult_bits + self.shift_bits)
+        if config.residual_adds:
+            self.param_bits += n * (config.requant_mult_bits + self.shift_bits)
         #: Stored words (`CONTROL_WORD_BITS` each) of one parameter word.
         self.param_chunks = -(-self.param_bits // CONTROL_WORD_BITS)
 
@@ -82,13 +85,14 @@ def instruction_layout(config: MarsConfig) -> data.StructLayout:
     D = config.wordline_domains
     depth_bits = fmt.decoder.index_depth.bit_length()
     vb = fmt.value_bits
+    region = unsigned(max(1, (config.act_regions - 1).bit_length()))
     return data.StructLayout({
         "op": unsigned(2),
         "desc": descriptor_layout(config),          # index_start/count: per domain below
         "index_start": data.ArrayLayout(unsigned(fmt.decoder.slot_bits), D),
         "count": data.ArrayLayout(unsigned(depth_bits), D),
-        "in_bank": 1,
-        "out_bank": 1,
+        "in_bank": region,                          # activation region read
+        "out_bank": region,                         # activation region written
         "acc_out": 1,                               # raw accumulators to the result memory
         # stored-word address of the first of the parameter word's param_chunks words
         "param_addr": range(config.param_words * fmt.param_chunks),
@@ -99,16 +103,39 @@ def instruction_layout(config: MarsConfig) -> data.StructLayout:
         "out_base": unsigned(vb),
         "out_pitch": unsigned(vb),
         "out_row_pitch": unsigned(vb),
+        **(residual_fields(config) if config.residual_adds else {}),
     })
+
+
+def residual_fields(config: MarsConfig) -> dict:
+    """The WALK fields of a fused residual add (``residual_adds`` configurations only;
+    docs/architecture.md, "Residual adds"): ``add`` (the writer adds the shortcut),
+    ``sc_res`` (the shortcut is raw accumulators in the result memory, else activations
+    in region ``sc_bank``), ``sc_base`` (element of the walk's first pixel's channel 0 in
+    the shortcut map) and ``sc_pitch`` (elements from one pixel to the next: the map's
+    channel count)."""
+    fmt = UnitFormat(config)
+    vb = max(fmt.value_bits, fmt.result_addr_bits)
+    return {
+        "add": 1,
+        "sc_res": 1,
+        "sc_bank": unsigned(max(1, (config.act_regions - 1).bit_length())),
+        "sc_base": unsigned(vb + 1),
+        "sc_pitch": unsigned(fmt.value_bits),
+    }
 
 
 def param_layout(config: MarsConfig) -> data.ArrayLayout:
     """One parameter word: bias, multiplier M and shift S of every macro channel."""
     fmt = UnitFormat(config)
+    shortcut = ({"sc_mult": unsigned(config.requant_mult_bits),    # residual add: the
+                 "sc_shift": unsigned(fmt.shift_bits)}              # shortcut's M and S
+                if config.residual_adds else {})
     return data.ArrayLayout(data.StructLayout({
         "bias": signed(config.acc_bits),
         "mult": unsigned(config.requant_mult_bits),
         "shift": unsigned(fmt.shift_bits),
+        **shortcut,
     }), config.channels_per_macro)
 
 
