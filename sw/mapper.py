@@ -218,7 +218,7 @@ def _chain(network: IntegerNetwork) -> list[tuple[LayerNode, PoolNode | None,
             pool = nodes[i + 1]
             if node.output != "act" and residual is None:
                 raise MappingError(f"node {pool.name!r}: pooling raw accumulators")
-            _check_fused_pool(node, pool)
+            _check_fused_pool(node, pool, network.config)
             i += 1
         out = (pool or (residual.add if residual else node)).name
         alias[out] = out
@@ -274,10 +274,11 @@ def _fused_add(network: IntegerNetwork, nodes: list, i: int, alias: dict,
     return Residual(add, index, alias[other]), i + 1
 
 
-def _check_fused_pool(node: LayerNode, pool: PoolNode) -> None:
-    if pool.stride != pool.kernel or pool.pad != 0 or not 1 <= pool.kernel <= 7:
+def _check_fused_pool(node: LayerNode, pool: PoolNode, cfg: MarsConfig) -> None:
+    most = (1 << UnitFormat(cfg).pool_bits) - 1
+    if pool.stride != pool.kernel or pool.pad != 0 or not 1 <= pool.kernel <= most:
         raise MappingError(
-            f"node {pool.name!r}: only non-overlapping pools (kernel = stride <= 7, "
+            f"node {pool.name!r}: only non-overlapping pools (kernel = stride <= {most}, "
             f"no padding) are fused; got kernel {pool.kernel}, stride {pool.stride}, "
             f"pad {pool.pad}")
 

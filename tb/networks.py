@@ -19,6 +19,7 @@ from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNo
 from mars.sw.layer import LayerGeometry, LayerKind
 
 __all__ = ["random_layer", "NETWORKS", "RESIDUAL_NETWORKS", "residual_config", "random_add",
+           "resnet_cifar",
            "random_inputs", "stable_seed", "write_random_package"]
 
 
@@ -108,10 +109,12 @@ def residual_config(config: MarsConfig) -> MarsConfig:
     """`config` with residual adds (the writers' shortcut path), three activation regions
     (a pooled add over an identity shortcut needs a third) and a result memory that holds
     the test networks' conv-shortcut accumulators (128 elements) and a deeper index memory
-    (``weight_sram_rows`` 512: the networks have 8 layers)."""
+    (``weight_sram_rows`` 1024), parameter and program memories (ResNet8 has 10 layers)."""
     return config.replace(name=f"{config.name}-res", residual_adds=True, act_regions=3,
                           result_words=max(config.result_words, 128),
-                          weight_sram_rows=max(config.weight_sram_rows, 512))
+                          weight_sram_rows=max(config.weight_sram_rows, 1024),
+                          param_words=max(config.param_words, 32),
+                          program_words=max(config.program_words, 64))
 
 
 def _resnet(config, rng, sparsity, size=6, width=4, classes=5, pool=True):
@@ -161,11 +164,50 @@ def _resnet_identity_pool(config, rng, sparsity):
     return IntegerNetwork(config, (6, 6, 3), (stem, a1, a2, add, p, f, fc), "fc")
 
 
+def resnet_cifar(config, rng, sparsity, *, depth=8, size=8, width=4, classes=10, cin=3):
+    """Random weights on the topology of `mars.sw.train.models.resnet_cifar`: a 3x3 stem,
+    three stages of (depth-2)/6 basic blocks at width, 2*width, 4*width (stride 2 and a
+    1x1 conv shortcut at the start of the second and third), a global max pool, a linear
+    classifier; the adds read (body, shortcut), as the model parser writes them."""
+    if (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n+2, not {depth}")
+    nodes = [random_layer(rng, config, "stem", "input", _conv(size, size, cin, width), "act",
+                          sparsity)]
+    cur, h, ch = "stem", size, width
+    for stage in range(3):
+        out = width * 2 ** stage
+        for block in range(1, (depth - 2) // 6 + 1):
+            stride = 2 if stage and block == 1 else 1
+            tag = f"s{stage}b{block}"
+            oh = (h + 1) // 2 if stride == 2 else h
+            c1 = random_layer(rng, config, f"{tag}c1", cur, _conv(h, h, ch, out, stride=stride),
+                              "act", sparsity)
+            c2 = random_layer(rng, config, f"{tag}c2", c1.name, _conv(oh, oh, out, out), "acc",
+                              sparsity)
+            nodes += [c1, c2]
+            if stride == 2 or ch != out:
+                sc = random_layer(rng, config, f"{tag}sc", cur,
+                                  _conv(h, h, ch, out, k=1, stride=stride, pad=0), "acc",
+                                  sparsity)
+                nodes.append(sc)
+                add = random_add(rng, config, f"{tag}add", (c2.name, sc.name), (c2, sc), out)
+            else:
+                add = random_add(rng, config, f"{tag}add", (c2.name, cur), (c2, None), out)
+            nodes.append(add)
+            cur, h, ch = add.name, oh, out
+    nodes.append(PoolNode("pool", (cur,), (h, h, ch), h, h, 0))
+    nodes.append(FlattenNode("flat", ("pool",), (1, 1, ch)))
+    nodes.append(random_layer(rng, config, "fc", "flat", LayerGeometry.linear(ch, classes),
+                              "acc", sparsity))
+    return IntegerNetwork(config, (size, size, cin), tuple(nodes), "fc")
+
+
 #: Residual networks: they need a configuration with residual adds (`residual_config`).
 RESIDUAL_NETWORKS: dict[str, tuple[Callable, float]] = {
     "resnet": (_resnet, 0.3),
     "resnet-flat": (lambda c, r, s: _resnet(c, r, s, size=5, pool=False), 0.5),
     "resnet-pool": (_resnet_identity_pool, 0.3),
+    "resnet8": (lambda c, r, s: resnet_cifar(c, r, s, depth=8, size=8, width=4), 0.7),
 }
 
 

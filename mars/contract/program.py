@@ -46,7 +46,9 @@ class UnitFormat:
         self.shift_bits = (config.acc_bits + config.requant_mult_bits).bit_length()
         self.act_addr_bits = self.decoder.addr_bits + 1        # + the ping-pong bank
         self.value_bits = self.decoder.value_bits
-        self.pool_bits = 3                                      # pool window 1..7
+        # pool window 1..7; with residual adds 1..15 (the global pool of a CIFAR ResNet
+        # is 8x8), kept at 3 bits otherwise so that existing instructions do not grow
+        self.pool_bits = 4 if config.residual_adds else 3
         self.result_addr_bits = max(1, (config.result_words - 1).bit_length())
         # Channels the writer handles per cycle: enough that a pixel's writes never take
         # longer than one macro step (cycles_per_step), so the writer never limits.
