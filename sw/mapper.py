@@ -121,6 +121,10 @@ class LayerPlan:
     packed: PackedLayer
     out_shape: tuple[int, int, int]
     phases: list[int]
+    residual: Residual | None = None    # the residual add fused into the writer
+    src: Place | None = None            # where the input map is
+    out: Place | None = None            # where the outputs go
+    shortcut: Place | None = None       # where the add's shortcut is
 
 
 @dataclasses.dataclass
@@ -594,7 +598,8 @@ class _Allocator:
         """Allocate one layer's tables and append its phases."""
         g = work.node.geometry
         plan = LayerPlan(work.node.name, work.index, work.node, work.pool, work.packed,
-                         (work.out_h, work.out_w, g.cout), [])
+                         (work.out_h, work.out_w, g.cout), [], work.residual, work.src,
+                         work.out, work.shortcut)
         kt_words = work.packed.ktable()
         for rnd in schedule.rounds:
             phase = Phase(work.index, [], [])

@@ -164,19 +164,22 @@ def _resnet_identity_pool(config, rng, sparsity):
     return IntegerNetwork(config, (6, 6, 3), (stem, a1, a2, add, p, f, fc), "fc")
 
 
-def resnet_cifar(config, rng, sparsity, *, depth=8, size=8, width=4, classes=10, cin=3):
+def resnet_cifar(config, rng, sparsity, *, depth=8, size=8, width=4, classes=10, cin=3,
+                 stages=3, blocks=None):
     """Random weights on the topology of `mars.sw.train.models.resnet_cifar`: a 3x3 stem,
     three stages of (depth-2)/6 basic blocks at width, 2*width, 4*width (stride 2 and a
     1x1 conv shortcut at the start of the second and third), a global max pool, a linear
-    classifier; the adds read (body, shortcut), as the model parser writes them."""
-    if (depth - 2) % 6:
+    classifier; the adds read (body, shortcut), as the model parser writes them.
+    ``stages=4, blocks=2, width=64`` is the CIFAR ResNet18 (64 .. 512 channels)."""
+    if blocks is None and (depth - 2) % 6:
         raise ValueError(f"depth must be 6n+2, not {depth}")
+    per_stage = blocks or (depth - 2) // 6
     nodes = [random_layer(rng, config, "stem", "input", _conv(size, size, cin, width), "act",
                           sparsity)]
     cur, h, ch = "stem", size, width
-    for stage in range(3):
+    for stage in range(stages):
         out = width * 2 ** stage
-        for block in range(1, (depth - 2) // 6 + 1):
+        for block in range(1, per_stage + 1):
             stride = 2 if stage and block == 1 else 1
             tag = f"s{stage}b{block}"
             oh = (h + 1) // 2 if stride == 2 else h

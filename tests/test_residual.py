@@ -1,0 +1,161 @@
+"""Residual adds on the accelerator (docs/architecture.md, "Residual adds"): the mapper's
+activation regions against the network graph (no map overwritten while it is still to be
+read; every add finds both inputs), its refusals, and small residual networks on the RTL in
+Amaranth's simulator, bit-exact with the golden model and cycle-exact with the cycle model,
+with every shortcut read in its unit's slot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mars.config import PRESETS
+from mars.sw.golden.accel import run_accelerator
+from mars.sw.golden.cycles import network_cycles
+from mars.sw.golden.network import FlattenNode
+from mars.sw.host import HostDriver, run_inferences
+from mars.sw.mapper import MappingError, map_network
+from mars.tb.networks import (
+    RESIDUAL_NETWORKS,
+    random_inputs,
+    residual_config,
+    resnet_cifar,
+    stable_seed,
+)
+from mars.tb.pysim_host import PysimTransport
+
+TINY = PRESETS["tiny"]
+TWO_UNITS = TINY.replace(name="tiny-two-units", macros_per_core=2, act_buffer_words=256)
+
+
+def _network(config, name):
+    seed = stable_seed("residual", config.name, name)
+    build, sparsity = RESIDUAL_NETWORKS[name]
+    return build(config, np.random.default_rng(seed), sparsity), seed
+
+
+def _replay(network, mapping) -> None:
+    """Walk the mapping's layers in order with the graph's own view of which value each
+    reads: every read finds the value it needs in the region (or the result memory) the
+    walk names, and a write replaces what was there."""
+    alias = {"input": "input"}
+    for node in network.nodes:
+        alias[node.name] = (alias[node.inputs[0]] if isinstance(node, FlattenNode)
+                            else node.name)
+    holds = {("act", 0): "input"}
+    producer = {}
+    for plan in mapping.layers:
+        name = (plan.pool or (plan.residual.add if plan.residual else plan.node)).name
+        producer[name] = plan
+    for plan in mapping.layers:
+        walks = [w for p in plan.phases for w in mapping.phases[p].walks]
+        want = alias.get(plan.node.inputs[0], plan.node.inputs[0])
+        for walk in walks:
+            assert holds.get(("act", walk.word["in_bank"])) == want, \
+                f"{plan.name} reads region {walk.word['in_bank']}, which no longer holds {want}"
+        if plan.residual is not None:
+            add = plan.residual.add
+            other = add.inputs[1 - plan.residual.index]
+            other = alias.get(other, other)
+            assert plan.node.name == add.inputs[plan.residual.index]
+            for walk in walks:
+                key = ("res", 0) if walk.word["sc_res"] else ("act", walk.word["sc_bank"])
+                assert walk.word["add"] == 1
+                assert holds.get(key) == other, f"{add.name}: shortcut {other} not in {key}"
+        out = (plan.pool or (plan.residual.add if plan.residual else plan.node)).name
+        alias[out] = out
+        keys = {("res", 0) if w.word["acc_out"] else ("act", w.word["out_bank"])
+                for w in walks}
+        assert len(keys) == 1
+        holds[keys.pop()] = out
+
+
+@pytest.mark.parametrize("preset", ["tiny", "default", "adc3", "wide8"])
+@pytest.mark.parametrize("name", sorted(RESIDUAL_NETWORKS))
+def test_regions_hold_every_map_until_its_last_reader(preset, name):
+    network, seed = _network(residual_config(PRESETS[preset]), name)
+    try:
+        mapping = map_network(network)
+    except MappingError as error:
+        pytest.skip(f"{name} does not map on {preset}: {error}")
+    _replay(network, mapping)
+
+
+def test_cifar_resnets_map():
+    """ResNet8 and ResNet20 (CIFAR-10 shapes, 50 % group sparsity) map with buffers sized
+    for 32x32x16 maps and 16x16x32 shortcut accumulators; every read finds its map.
+    ResNet8 needs two regions (its pooled last add has a conv shortcut); ResNet20's last
+    block is an identity block with the global pool after its add: a third region."""
+    config = residual_config(PRESETS["default"]).replace(
+        result_words=8192, act_buffer_words=16384, weight_sram_rows=16384, param_words=64,
+        program_words=128)
+    for depth in (8, 20):
+        network = resnet_cifar(config, np.random.default_rng(depth), 0.5, depth=depth,
+                               size=32, width=16)
+        mapping = map_network(network)
+        _replay(network, mapping)
+        regions = {w.word["out_bank"] for p in mapping.phases for w in p.walks}
+        assert regions == ({0, 1} if depth == 8 else {0, 1, 2})
+
+
+def test_resnet18_needs_k_splitting():
+    """The CIFAR ResNet18 (64 .. 512 channels) at 50 % group sparsity fails only because
+    a 3x3 layer's block set keeps more groups than a macro's row slots (K-splitting, issue
+    11 part 2), with every buffer sized; a reduced ResNet18 (width 8) maps."""
+    config = residual_config(PRESETS["default"]).replace(
+        result_words=32768, act_buffer_words=65536, weight_sram_rows=65536, param_words=256,
+        program_words=512, max_phases=256)
+    full = resnet_cifar(config, np.random.default_rng(18), 0.5, size=32, width=64,
+                        stages=4, blocks=2)
+    with pytest.raises(MappingError, match="groups per output block, a macro holds 64 row"):
+        map_network(full)
+    reduced = resnet_cifar(config, np.random.default_rng(18), 0.5, size=32, width=8,
+                           stages=4, blocks=2)
+    _replay(reduced, map_network(reduced))
+
+
+def test_refusals_name_the_field():
+    network, _ = _network(TINY.replace(name="plain", act_regions=3,
+                                       result_words=128, weight_sram_rows=1024), "resnet")
+    with pytest.raises(MappingError, match="residual_adds"):
+        map_network(network)
+    config = residual_config(TINY).replace(act_regions=2)
+    network, _ = _network(config, "resnet-pool")
+    with pytest.raises(MappingError, match="set act_regions to at least 3"):
+        map_network(network)
+    network, _ = _network(residual_config(TINY).replace(result_words=16), "resnet")
+    with pytest.raises(MappingError, match="result_words"):
+        map_network(network)
+
+
+@pytest.mark.parametrize("base,name", [(TINY, "resnet-pool"), (TWO_UNITS, "resnet")],
+                         ids=["tiny-pooled-identity", "two-units-conv-shortcut"])
+def test_residual_network_on_the_rtl(base, name):
+    """Bit-exact and cycle-exact in Amaranth's simulator; on two units, every shortcut read
+    and every offered word comes from the unit whose slot it is (docs/banking.md)."""
+    config = residual_config(base)
+    network, seed = _network(config, name)
+    rng = np.random.default_rng(seed + 1)
+    inputs = random_inputs(network, rng, 1)
+    mapping = map_network(network)
+    events = []
+
+    def monitor(ctx, top, cycle):
+        for u, unit in enumerate(top.units):
+            if ctx.get(unit.sc_read.en):
+                events.append((cycle + 1, u))       # the read is for the next cycle's slot
+            if ctx.get(unit.act_entry.valid) or ctx.get(unit.res_entry.valid):
+                events.append((cycle, u))
+
+    driver = HostDriver(config, PysimTransport(config, monitor=monitor))
+    [answer] = run_inferences(driver, inputs, memories=mapping.memories,
+                              phases=mapping.n_phases, resident=mapping.resident,
+                              n_outputs=mapping.n_outputs, budget=200_000)
+    driver.flush()
+    assert answer.outputs.value == run_accelerator(network, inputs)[0].tolist(), \
+        f"seed {seed}"
+    assert answer.phase_cycles.value == [p.cycles for p in network_cycles(mapping)], \
+        f"seed {seed}"
+    assert any(mapping.layers[i].residual for i in range(len(mapping.layers)))
+    wrong = [(t, u) for t, u in events if t % config.macros != u]
+    assert not wrong, f"seed {seed}: accesses outside their slot {wrong[:5]}"
