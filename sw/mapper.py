@@ -5,10 +5,15 @@ Given an `IntegerNetwork` (a model package, docs/model-package.md) and the confi
 
 * Conv and linear layers run on the macro units; a max pool right after a layer is fused
   into that layer's writer (non-overlapping windows only); a flatten is free (maps are HWC
-  in memory, which is the order the linear layer reads).  Anything else is refused with
-  a message naming the node.
-* Layer i reads activation bank i % 2 and writes bank (i+1) % 2, each map at address 0;
-  the image goes into bank 0; the last layer's raw accumulators go to the result memory.
+  in memory, which is the order the linear layer reads); a residual add right after the
+  layer that computes one of its inputs as raw accumulators is fused into that layer's
+  writer (``residual_adds`` configurations; docs/architecture.md, "Residual adds").
+  Anything else is refused with a message naming the node.
+* Each map sits at element 0 of an activation region (``act_regions``, two by default),
+  given by liveness (`_places`): a chain alternates between regions 0 and 1 (layer i
+  reads i % 2, writes (i + 1) % 2), a residual block's shortcut stays in its region until
+  its add.  The image goes into region 0; the last layer's raw accumulators, and a conv
+  shortcut's until its add, go to the result memory.
   Maps are dense HWC; the memories hold words of G activations and L accumulators
   (docs/banking.md): `Mapping.input_words` packs an image, the results are read back one
   element an address.
