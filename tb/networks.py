@@ -211,6 +211,7 @@ RESIDUAL_NETWORKS: dict[str, tuple[Callable, float]] = {
     "resnet-flat": (lambda c, r, s: _resnet(c, r, s, size=5, pool=False), 0.5),
     "resnet-pool": (_resnet_identity_pool, 0.3),
     "resnet8": (lambda c, r, s: resnet_cifar(c, r, s, depth=8, size=8, width=4), 0.7),
+    "resnet20": (lambda c, r, s: resnet_cifar(c, r, s, depth=20, size=8, width=4), 0.7),
 }
 
 

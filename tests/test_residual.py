@@ -159,3 +159,28 @@ def test_residual_network_on_the_rtl(base, name):
     assert any(mapping.layers[i].residual for i in range(len(mapping.layers)))
     wrong = [(t, u) for t, u in events if t % config.macros != u]
     assert not wrong, f"seed {seed}: accesses outside their slot {wrong[:5]}"
+
+
+@pytest.mark.parametrize("depth", [8, 20])
+def test_resnet_builder_is_the_trainers_topology(depth):
+    """`resnet_cifar` (random integer weights) has the graph the trainer's ResNet parses
+    into (`mars.sw.train.models`): the same operations, inputs, outputs and shapes in the
+    same order, so the residual tests run the trainer's ResNet8/ResNet20."""
+    pytest.importorskip("torch")
+    from mars.sw.train.models import parse_model
+    from mars.sw.train.models import resnet_cifar as float_resnet
+
+    parsed = parse_model(float_resnet((3, 8, 8), 10, depth, width=4), (3, 8, 8))
+    built = resnet_cifar(residual_config(TINY), np.random.default_rng(0), 0.5, depth=depth,
+                         size=8, width=4)
+    assert len(parsed) == len(built.nodes)
+    pos = {"input": -1}
+    pos.update({n.name: i for i, n in enumerate(parsed)})
+    pos_b = {"input": -1}
+    pos_b.update({n.name: i for i, n in enumerate(built.nodes)})
+    for mine, theirs in zip(built.nodes, parsed):
+        assert mine.op == theirs.op, (mine.name, theirs.name)
+        assert [pos_b[i] for i in mine.inputs] == [pos[i] for i in theirs.inputs], mine.name
+        if theirs.geometry is not None:
+            assert mine.geometry == theirs.geometry, mine.name
+            assert mine.output == theirs.output, mine.name
