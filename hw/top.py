@@ -238,7 +238,7 @@ class MarsTop(wiring.Component):
             m.submodules[f"act_read{len(copies)}"] = mem = copy()
             copies.append(mem)
             read = mem.read_port()
-            m.d.comb += [read.addr.eq(sc_read.act_addr), read.en.eq(sc_read.en & ~sc_read.res)]
+            m.d.comb += [read.addr.eq(sc_read.act_addr), read.en.eq(sc_read.act_en)]
             for unit in units:
                 m.d.comb += unit.sc_act_data.eq(read.data)
         entry = Signal(act_entry_layout(cfg))
@@ -265,7 +265,7 @@ class MarsTop(wiring.Component):
         if sc_read is not None:
             # Residual adds: the raw accumulators of a conv shortcut, for the slot's unit.
             read = result.read_port()
-            m.d.comb += [read.addr.eq(sc_read.res_addr), read.en.eq(sc_read.en & sc_read.res)]
+            m.d.comb += [read.addr.eq(sc_read.res_addr), read.en.eq(sc_read.res_en)]
             for unit in units:
                 m.d.comb += unit.sc_res_data.eq(read.data)
         host_read = result.read_port()

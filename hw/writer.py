@@ -43,6 +43,13 @@ arrives in W2, where each lane computes::
 The mapper keeps the shortcut's lane groups aligned with the output's (same element
 offset modulo L), so one read serves a group.
 
+**Partial sums** (K-splitting, a walk with ``psum`` set): a block set whose kept groups
+exceed the macro's row slots is computed in several walks over parts of its groups; each
+but the last writes raw accumulators to the result memory (``acc_out``), and every walk
+but the first reads the stored partial sum of its element (the same element as the
+shortcut's, from the result memory) and adds it to the accumulator: raw out, or before
+the requantisation (``((acc + psum) * M + 2^(S-1)) >> S``, the product taken in W2).
+
 A walk's pixels come row-major over ``out_w`` columns of the pre-pooling map; pixel
 (x, y) belongs to the pooled output (x // k, y // k) for a pool window k
 (``pool_k``, 1 = no pooling); pooled positions outside ``pool_w`` x ``pool_h`` are not
@@ -85,11 +92,12 @@ def res_entry_layout(config: MarsConfig) -> data.StructLayout:
 
 
 def sc_read_layout(config: MarsConfig) -> data.StructLayout:
-    """A shortcut read the writer issues (residual adds): ``en``, ``res`` (from the result
-    memory, else the activation memory), ``act_addr`` (activation word address, region on
-    top) and ``res_addr`` (result word).  The data comes back the next cycle."""
+    """The reads the writer issues for a lane group (residual adds, partial sums):
+    ``act_en`` with ``act_addr`` (activation word address, region on top) and ``res_en``
+    with ``res_addr`` (result word).  The data comes back the next cycle."""
     bank = Banking(config)
-    return data.StructLayout({"en": 1, "res": 1, "act_addr": unsigned(bank.word_addr_bits),
+    return data.StructLayout({"act_en": 1, "res_en": 1,
+                              "act_addr": unsigned(bank.word_addr_bits),
                               "res_addr": unsigned(bank.result_addr_bits)})
 
 
@@ -205,7 +213,8 @@ class UnitWriter(wiring.Component):
             "write": 1, "product": self._product_shape(), "acc": signed(cfg.acc_bits),
             "shift": unsigned(fmt.shift_bits),
             **({"sc_mult": unsigned(cfg.requant_mult_bits),
-                "sc_shift": unsigned(fmt.shift_bits)} if cfg.residual_adds else {})})
+                "sc_shift": unsigned(fmt.shift_bits),
+                "mult": unsigned(cfg.requant_mult_bits)} if cfg.residual_adds else {})})
         sub = max(1, (self._banking.group // fmt.write_lanes - 1).bit_length())
         return data.StructLayout({"valid": 1, "max": 1, "walk_last": 1, "ends_word": 1,
                                   "group": unsigned(fmt.value_bits + 1),
@@ -261,7 +270,9 @@ class UnitWriter(wiring.Component):
 
     def _adding(self):
         """The walk fuses a residual add (always 0 without ``residual_adds``)."""
-        return self.insn.add if self._config.residual_adds else Const(0, 1)
+        if not self._config.residual_adds:
+            return Const(0, 1)
+        return self.insn.add | self.insn.psum
 
     def _shortcut_read(self, m, issue, advance, n_grp, w2) -> None:
         """The shortcut read of the issuing lane group: element group
@@ -280,7 +291,8 @@ class UnitWriter(wiring.Component):
             m.d.sync += sc_pix.eq(0)
         word = sc_group >> (bank.group_bits - lb)
         r = self.sc_read
-        m.d.comb += [r.en.eq(issue & insn.add), r.res.eq(insn.sc_res),
+        m.d.comb += [r.act_en.eq(issue & insn.add & ~insn.sc_res),
+                     r.res_en.eq(issue & ((insn.add & insn.sc_res) | insn.psum)),
                      r.act_addr.eq(Cat(word[:bank.half_addr_bits], insn.sc_bank)),
                      r.res_addr.eq(sc_group)]
         if per_word > 1:
@@ -304,7 +316,8 @@ class UnitWriter(wiring.Component):
         ]
         if cfg.residual_adds:
             m.d.sync += [w2l.sc_mult.eq(par[index].sc_mult),
-                         w2l.sc_shift.eq(par[index].sc_shift)]
+                         w2l.sc_shift.eq(par[index].sc_shift),
+                         w2l.mult.eq(par[index].mult)]
 
     def _words(self, m, w2) -> None:
         """W2: requantise the lanes, assemble activation words, offer words and results."""
@@ -339,7 +352,10 @@ class UnitWriter(wiring.Component):
         m.d.comb += [r.valid.eq(w2.valid & insn.acc_out), r.addr.eq(w2.group),
                      r.mask.eq(lanes_w)]
         for lane in range(L):
-            m.d.comb += r.data[lane].eq(w2.lanes[lane].acc)
+            if cfg.residual_adds:       # a partial sum from an earlier round joins in
+                m.d.comb += r.data[lane].eq(w2.lanes[lane].acc + self._psum_lane(lane))
+            else:
+                m.d.comb += r.data[lane].eq(w2.lanes[lane].acc)
 
     def _requantise(self, m, lane: int, w2l, w2) -> Signal:
         """clamp((acc*M + ((1 << S) >> 1)) >> S, 0, 2**Ab - 1) from W2's product and S;
@@ -351,8 +367,18 @@ class UnitWriter(wiring.Component):
         rounded = Signal(signed(shape.width + 1), name=f"rounded{lane}")
         requantised = Signal(unsigned(self._config.act_bits), name=f"requantised{lane}")
         # The rounding constant 2^(S-1) is (1 << S) >> 1, which is 0 for S = 0.
-        m.d.comb += [half.eq((Const(1, shape.width) << w2l.shift) >> 1),
-                     body.eq((w2l.product + half) >> w2l.shift)]
+        m.d.comb += half.eq((Const(1, shape.width) << w2l.shift) >> 1)
+        if self._config.residual_adds:
+            # K-splitting: the stored partial sum joins the accumulator before the
+            # requantisation, so the product is taken here (W2), after the read.
+            total = Signal(signed(self._config.acc_bits), name=f"total{lane}")
+            late = Signal(shape, name=f"late{lane}")
+            m.d.comb += [total.eq(w2l.acc + self._psum_lane(lane)),
+                         late.eq(total * w2l.mult)]
+            m.d.comb += body.eq((Mux(self.insn.psum, late, w2l.product) + half)
+                                >> w2l.shift)
+        else:
+            m.d.comb += body.eq((w2l.product + half) >> w2l.shift)
         if self._config.residual_adds:
             m.d.comb += rounded.eq(body + Mux(self.insn.add,
                                               self._shortcut_lane(m, lane, w2l, w2), 0))
@@ -365,6 +391,11 @@ class UnitWriter(wiring.Component):
         with m.Else():
             m.d.comb += requantised.eq(rounded)
         return requantised
+
+    def _psum_lane(self, lane: int):
+        """The stored partial sum of this lane (K-splitting; 0 when the walk has none)."""
+        acc = self._config.acc_bits
+        return Mux(self.insn.psum, self.sc_res_data.word_select(lane, acc).as_signed(), 0)
 
     def _shortcut_lane(self, m, lane: int, w2l, w2) -> Signal:
         """rescale(sc, M_sc, S_sc) of this lane's shortcut value (W2, unclamped): field

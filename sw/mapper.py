@@ -87,6 +87,7 @@ class Walk:
     steps: int
     n_valid: int
     word: dict
+    first: int = 0          # the block set's first step this walk computes (K-splitting)
 
     @property
     def pixels(self) -> int:
@@ -292,7 +293,8 @@ def _check_fused_pool(node: LayerNode, pool: PoolNode, cfg: MarsConfig) -> None:
             f"pad {pool.pad}")
 
 
-def _places(cfg: MarsConfig, steps: list) -> tuple[list[Place], list[Place | None]]:
+def _places(cfg: MarsConfig, steps: list) -> tuple[list[Place], list[Place | None],
+                                                  list[bool]]:
     """Where each step writes its output and finds its shortcut (docs/banking.md,
     "Regions").
 
@@ -302,7 +304,9 @@ def _places(cfg: MarsConfig, steps: list) -> tuple[list[Place], list[Place | Non
     unpooled residual add may write over its own shortcut when no later step reads it
     (each element is read by the lane that then writes it).  The input is in region 0.
     Raw accumulators of a conv shortcut go to the result memory from element 0, one
-    map at a time; the logits too, at the end.
+    map at a time; the logits too, at the end.  Also returns, per step, whether the
+    result memory holds an earlier step's map still to be read (a split layer's partial
+    sums need it).
     """
     outs = [(pool or (res.add if res else node)).name for node, pool, res, _ in steps]
     last_use: dict[str, int] = {}
@@ -312,8 +316,10 @@ def _places(cfg: MarsConfig, steps: list) -> tuple[list[Place], list[Place | Non
             last_use[res.shortcut] = k
     region = {"input": 0}
     result_holder = None
-    out_places, sc_places = [], []
+    out_places, sc_places, result_busy = [], [], []
     for k, (node, pool, res, src) in enumerate(steps):
+        result_busy.append(result_holder is not None
+                           and last_use.get(result_holder, -1) >= k)
         if res:
             sc = res.shortcut
             sc_places.append(Place(result=True) if sc == result_holder
@@ -341,7 +347,7 @@ def _places(cfg: MarsConfig, steps: list) -> tuple[list[Place], list[Place | Non
                                f"{cfg.act_regions})")
         region[outs[k]] = free[0]
         out_places.append(Place(free[0]))
-    return out_places, sc_places
+    return out_places, sc_places, result_busy
 
 
 def _producer(chain: list, value: str) -> int:
@@ -381,10 +387,12 @@ class Band:
 
 @dataclasses.dataclass(frozen=True)
 class WorkItem:
-    """One block set of a layer over one band of output rows."""
+    """One block set of a layer over one band of output rows; ``part`` numbers the part
+    of the block set's kept groups when it is split over several walks (K-splitting)."""
 
     block_set: int
     band: Band
+    part: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,6 +429,24 @@ class LayerWork:
     def sets_of(self, unit: int) -> set[int]:
         """The block sets unit `unit` computes (for some band)."""
         return {item.block_set for item in self.owner[unit]}
+
+    def parts(self, b: int, cfg: MarsConfig) -> list[tuple[int, int]]:
+        """(first step, steps) of each part of block set `b`: one part when its kept
+        groups fit a macro's row slots, else balanced parts of at most R/G steps each
+        (K-splitting, docs/architecture.md)."""
+        return _parts(self.steps[b], cfg.row_slots)
+
+    @property
+    def split(self) -> bool:
+        return any(len(_parts(s, self.row_slots)) > 1 for s in self.steps)
+
+    row_slots: int = 0
+
+
+def _parts(steps: int, row_slots: int) -> list[tuple[int, int]]:
+    n = -(-steps // max(1, row_slots)) if row_slots else 1
+    edges = [round(i * steps / n) for i in range(n + 1)]
+    return [(a, b - a) for a, b in zip(edges, edges[1:])]
 
 
 def _bands(out_h: int, pool_k: int, parts: int) -> list[Band]:
@@ -483,19 +509,45 @@ def _plan_layer(cfg: MarsConfig, index: int, node: LayerNode, pool: PoolNode | N
         raise MappingError(f"layer {node.name!r}: {error}") from None
     steps = tuple(max(1, s) for s in packed.set_steps)
     for b, s in enumerate(steps):
-        if s > cfg.row_slots:
+        if s > cfg.row_slots and not cfg.residual_adds:
             raise MappingError(
                 f"layer {node.name!r}: block set {b} keeps {s} groups per output block, "
-                f"a macro holds {cfg.row_slots} row slots (R/G); prune more or use "
-                f"more rows")
+                f"a macro holds {cfg.row_slots} row slots (R/G); prune more, use more "
+                f"rows, or set residual_adds (its partial-sum path splits the groups "
+                f"over several walks)")
     # Bands of output rows only when there are fewer block sets than units.
     n_sets, units = packed.n_sets, cfg.macros
     bands_per_set = max(1, units // n_sets) if n_sets < units else 1
     items = [WorkItem(b, band) for b in range(n_sets)
              for band in _bands(g.out_h, pool_k, bands_per_set)]
     owner = _assign(items, steps, g.out_w, units)
-    return LayerWork(index, node, pool, packed, last, g.out_h // pool_k, g.out_w // pool_k,
-                     steps, owner, residual, src, out, shortcut)
+    # K-splitting: every part of a (block set, band) on the same unit, in order, so that
+    # each part's partial sums are written before the next part reads them.
+    owner = tuple(tuple(WorkItem(it.block_set, it.band, j)
+                        for it in work
+                        for j in range(len(_parts(steps[it.block_set], cfg.row_slots))))
+                  for work in owner)
+    work = LayerWork(index, node, pool, packed, last, g.out_h // pool_k, g.out_w // pool_k,
+                     steps, owner, residual, src, out, shortcut, cfg.row_slots)
+    if work.split:
+        _check_split(cfg, work)
+    return work
+
+
+def _check_split(cfg: MarsConfig, work: LayerWork) -> None:
+    """A split layer's partial sums fit the result memory (unpooled, from element 0),
+    and its fused add's shortcut is not there too (one result read a lane group)."""
+    g, name = work.node.geometry, work.node.name
+    if g.out_h * g.out_w * g.cout > cfg.result_words:
+        raise MappingError(
+            f"layer {name!r}: its partial sums ({g.out_h}x{g.out_w}x{g.cout}, K-splitting: "
+            f"a block set keeps more groups than the {cfg.row_slots} row slots) exceed the "
+            f"result memory ({cfg.result_words} words, result_words)")
+    if work.shortcut is not None and work.shortcut.result:
+        raise MappingError(
+            f"layer {name!r}: its groups are split over several walks (K-splitting) and "
+            f"its add's shortcut is raw accumulators: both would need the result memory's "
+            f"one read port (prune it to {cfg.row_slots} groups per block)")
 
 
 def _check_residual(cfg: MarsConfig, node: LayerNode, pool: PoolNode | None,
@@ -555,17 +607,18 @@ def _schedule(works: list[LayerWork], cfg: MarsConfig) -> tuple[bool, list[Layer
         rounds: list[dict[int, list[Placement]]] = []
         for u in range(cfg.macros):
             round_no, used = 0, used_by_unit[u] if resident else 0
-            placed: dict[int, int] = {}          # block set -> slot base in this round
+            placed: dict[tuple, int] = {}        # (block set, part) -> slot base
             for item in work.owner[u]:
-                b = item.block_set
-                if b not in placed:
-                    if used + work.steps[b] > cfg.row_slots:
+                key = (item.block_set, item.part)
+                need = work.parts(item.block_set, cfg)[item.part][1]
+                if key not in placed:
+                    if used + need > cfg.row_slots:
                         round_no, used, placed = round_no + 1, 0, {}
-                    placed[b] = used
-                    used += work.steps[b]
+                    placed[key] = used
+                    used += need
                 while len(rounds) <= round_no:
                     rounds.append({})
-                rounds[round_no].setdefault(u, []).append(Placement(item, placed[b]))
+                rounds[round_no].setdefault(u, []).append(Placement(item, placed[key]))
             used_by_unit[u] = used
         schedules.append(LayerSchedule(tuple(rounds)))
     return resident, schedules
@@ -622,16 +675,21 @@ class _Allocator:
             self._ktable[(li, u)] = len(self.ktable_mem[(u, 0)])
             for d in range(self.cfg.wordline_domains):
                 self.ktable_mem[(u, d)].extend(kt_words)
-        loaded: set[int] = set()
+        loaded: set[tuple] = set()
         for place in placements:
-            b = place.item.block_set
+            b, part = place.item.block_set, place.item.part
+            parts = work.parts(b, self.cfg)
+            first, steps = parts[part]
             src = self._weights(work, b, core)
-            if b not in loaded and packed.set_steps[b]:
-                loaded.add(b)
+            if (b, part) not in loaded and packed.set_steps[b]:
+                loaded.add((b, part))
                 target = self.phases[0] if self.resident else phase
-                target.loads.append(Load(u, src, place.slot_base * G, packed.set_steps[b] * G))
-            addresses = WalkAddresses(self._index_entries(work, b, u),
-                                      self._ktable[(li, u)], self._param_word(work, b, u))
+                count = min(steps, packed.set_steps[b] - first) if len(parts) > 1 \
+                    else packed.set_steps[b]
+                target.loads.append(Load(u, src + first * G, place.slot_base * G, count * G))
+            addresses = WalkAddresses(self._index_entries(work, b, u) + first,
+                                      self._ktable[(li, u)],
+                                      self._param_word(work, b, u, part, len(parts)))
             phase.walks.append(_walk(self.cfg, work, u, place, addresses))
 
     def _weights(self, work: LayerWork, b: int, core: int) -> int:
@@ -657,11 +715,23 @@ class _Allocator:
                 self.index_mem[(u, d)].extend(code + [0] * (work.steps[b] - len(code)))
         return self._index[key]
 
-    def _param_word(self, work: LayerWork, b: int, u: int) -> int:
-        key = (work.index, b, u)
+    def _param_word(self, work: LayerWork, b: int, u: int, part: int = 0,
+                    parts: int = 1) -> int:
+        """The parameter word of block set `b`; a split set has three kinds: its first
+        part (the bias, raw partial sums), middle parts (no bias, raw) and its last part
+        (no bias, the layer's requantisation or add)."""
+        kind = 0 if parts == 1 else ("first" if part == 0 else
+                                     "last" if part == parts - 1 else "middle")
+        key = (work.index, b, u, kind)
         if key not in self._param:
             self._param[key] = len(self.params[u])
-            self.params[u].append(_residual_params(work, b, self.cfg))
+            word = _residual_params(work, b, self.cfg)
+            if kind in ("first", "middle"):
+                word = [{**lane, "mult": 0, "shift": 0, "sc_mult": 0, "sc_shift": 0}
+                        for lane in word]
+            if kind in ("middle", "last"):
+                word = [{**lane, "bias": 0} for lane in word]
+            self.params[u].append(word)
         return self._param[key]
 
 
@@ -704,9 +774,12 @@ def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
     g, packed = work.node.geometry, work.packed
     D, N = cfg.wordline_domains, cfg.channels_per_macro
     b, row0, rows = place.item.block_set, place.item.band.row0, place.item.band.rows
-    steps, pool_k = work.steps[b], work.pool_k
-    counts = [len(packed.index_codes[b * D + d]) if b * D + d < packed.n_blocks else 0
-              for d in range(D)]
+    parts = work.parts(b, cfg)
+    first, steps = parts[place.item.part]
+    final = place.item.part == len(parts) - 1      # the last (or only) part
+    pool_k = work.pool_k if final else 1
+    counts = [min(steps, max(0, len(packed.index_codes[b * D + d]) - first))
+              if b * D + d < packed.n_blocks else 0 for d in range(D)]
     try:
         desc = descriptor(g, cfg, count=0, steps=steps, act_base=0,
                           ktable_base=at.ktable_base, index_start=at.index_start,
@@ -731,15 +804,22 @@ def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
         "out_base": (row0 // pool_k) * work.out_w * g.cout + b * N,
         "out_pitch": g.cout, "out_row_pitch": work.out_w * g.cout,
     }
+    if not final:
+        # a part of a split block set: raw partial sums, unpooled, to the result memory
+        word.update({"acc_out": 1, "pool_w": g.out_w, "pool_h": rows,
+                     "out_base": row0 * g.out_w * g.cout + b * N,
+                     "out_row_pitch": g.out_w * g.cout})
     if g.kind is LayerKind.LINEAR:
         word["pool_w"], word["pool_h"] = 1, 1
     if cfg.residual_adds:
-        sc = work.shortcut
-        word.update({"add": int(sc is not None), "sc_res": int(bool(sc and sc.result)),
+        sc = work.shortcut if final else None
+        psum = place.item.part > 0
+        word.update({"add": int(sc is not None), "psum": int(psum),
+                     "sc_res": int(bool(sc and sc.result)),
                      "sc_bank": sc.region if sc else 0,
-                     "sc_base": row0 * g.out_w * g.cout + b * N if sc else 0,
-                     "sc_pitch": g.cout if sc else 0})
-    return Walk(unit, b, row0, rows, g.out_w, steps, n_valid, word)
+                     "sc_base": row0 * g.out_w * g.cout + b * N if sc or psum else 0,
+                     "sc_pitch": g.cout if sc or psum else 0})
+    return Walk(unit, b, row0, rows, g.out_w, steps, n_valid, word, first)
 
 
 # -- stage 4: emit (depth checks, programs, memory images) -----------------------------------
@@ -858,12 +938,17 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
     if h * w * c > cfg.act_buffer_words:
         raise MappingError(f"the input map ({h}x{w}x{c}) exceeds an activation buffer "
                            f"({cfg.act_buffer_words} words, act_buffer_words)")
-    outs, shortcuts = _places(cfg, chain)
+    outs, shortcuts, result_busy = _places(cfg, chain)
     shapes = _shapes(network)
     works = [_plan_layer(cfg, i, node, pool, i == len(chain) - 1, res,
                          Place(0) if src == "input" else outs[_producer(chain, src)],
                          outs[i], shortcuts[i], shapes)
              for i, (node, pool, res, src) in enumerate(chain)]
+    for work, busy in zip(works, result_busy):
+        if work.split and busy and not (work.shortcut and work.shortcut.result):
+            raise MappingError(
+                f"layer {work.node.name!r}: its partial sums (K-splitting) need the result "
+                f"memory, which holds raw accumulators still to be read")
     resident, schedules = _schedule(works, cfg)
     alloc = _Allocator(cfg, resident)
     plans = [alloc.layer(work, schedule) for work, schedule in zip(works, schedules)]

@@ -106,12 +106,13 @@ def random_add(rng: np.random.Generator, config: MarsConfig, name: str,
 
 
 def residual_config(config: MarsConfig) -> MarsConfig:
-    """`config` with residual adds (the writers' shortcut path), three activation regions
-    (a pooled add over an identity shortcut needs a third) and a result memory that holds
-    the test networks' conv-shortcut accumulators (128 elements) and a deeper index memory
-    (``weight_sram_rows`` 1024), parameter and program memories (ResNet8 has 10 layers)."""
+    """`config` with residual adds (the writers' shortcut and partial-sum path), three
+    activation regions (a pooled add over an identity shortcut needs a third), a result
+    memory that holds the test networks' conv-shortcut accumulators and partial sums (512
+    elements), a deeper index memory (``weight_sram_rows`` 1024) and deeper parameter and
+    program memories (ResNet8 has 10 layers)."""
     return config.replace(name=f"{config.name}-res", residual_adds=True, act_regions=3,
-                          result_words=max(config.result_words, 128),
+                          result_words=max(config.result_words, 512),
                           weight_sram_rows=max(config.weight_sram_rows, 1024),
                           param_words=max(config.param_words, 32),
                           program_words=max(config.program_words, 64))
@@ -205,6 +206,21 @@ def resnet_cifar(config, rng, sparsity, *, depth=8, size=8, width=4, classes=10,
     return IntegerNetwork(config, (size, size, cin), tuple(nodes), "fc")
 
 
+def _ksplit(config, rng, sparsity):
+    """Layers whose block sets keep more groups than a `tiny` macro's 16 row slots
+    (K-splitting over several walks, the partial sums in the result memory): a split
+    conv, a split conv with a fused identity add and a pool after it, a split linear
+    layer (the logits)."""
+    stem = random_layer(rng, config, "stem", "input", _conv(6, 6, 3, 8), "act", sparsity)
+    c1 = random_layer(rng, config, "c1", "stem", _conv(6, 6, 8, 8), "act", sparsity)
+    c2 = random_layer(rng, config, "c2", "c1", _conv(6, 6, 8, 8), "acc", sparsity)
+    add = random_add(rng, config, "add", ("c2", "stem"), (c2, None), 8)
+    p = PoolNode("p", ("add",), (6, 6, 8), 2, 2, 0)
+    f = FlattenNode("f", ("p",), (3, 3, 8))
+    fc = random_layer(rng, config, "fc", "f", LayerGeometry.linear(72, 5), "acc", sparsity)
+    return IntegerNetwork(config, (6, 6, 3), (stem, c1, c2, add, p, f, fc), "fc")
+
+
 #: Residual networks: they need a configuration with residual adds (`residual_config`).
 RESIDUAL_NETWORKS: dict[str, tuple[Callable, float]] = {
     "resnet": (_resnet, 0.3),
@@ -212,6 +228,7 @@ RESIDUAL_NETWORKS: dict[str, tuple[Callable, float]] = {
     "resnet-pool": (_resnet_identity_pool, 0.3),
     "resnet8": (lambda c, r, s: resnet_cifar(c, r, s, depth=8, size=8, width=4), 0.7),
     "resnet20": (lambda c, r, s: resnet_cifar(c, r, s, depth=20, size=8, width=4), 0.7),
+    "ksplit": (_ksplit, 0.0),
 }
 
 

@@ -142,7 +142,7 @@ def test_residual_network_on_the_rtl(base, name):
 
     def monitor(ctx, top, cycle):
         for u, unit in enumerate(top.units):
-            if ctx.get(unit.sc_read.en):
+            if ctx.get(unit.sc_read.act_en) or ctx.get(unit.sc_read.res_en):
                 events.append((cycle + 1, u))       # the read is for the next cycle's slot
             if ctx.get(unit.act_entry.valid) or ctx.get(unit.res_entry.valid):
                 events.append((cycle, u))

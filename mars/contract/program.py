@@ -120,6 +120,7 @@ def residual_fields(config: MarsConfig) -> dict:
     vb = max(fmt.value_bits, fmt.result_addr_bits)
     return {
         "add": 1,
+        "psum": 1,                                  # K-splitting: add the stored partial sum
         "sc_res": 1,
         "sc_bank": unsigned(max(1, (config.act_regions - 1).bit_length())),
         "sc_base": unsigned(vb + 1),

@@ -333,12 +333,13 @@ def _walk_info(cfg, plan, walk, fetches: np.ndarray | None) -> _WalkInfo:
         for d in range(D):
             cb = walk.block_set * D + d
             code = packed.index_codes[cb] if cb < packed.n_blocks else []
+            code = code[walk.first:walk.first + steps]       # the walk's part (K-splitting)
             if len(code):
                 reads[:, :len(code)] = np.maximum(reads[:, :len(code)],
                                                   fetches[pixels][:, np.asarray(code)])
         extra = tuple((reads - 1).reshape(-1).tolist())
     return _WalkInfo(extra, _pixel_starts(cfg, walk), bool(walk.word["acc_out"]),
-                     bool(walk.word.get("add", 0)))
+                     bool(walk.word.get("add", 0) or walk.word.get("psum", 0)))
 
 
 def _pixel_starts(cfg, walk) -> tuple[int, ...] | None:
