@@ -45,7 +45,7 @@ def test_network_bit_exact_and_cycles(simulator, config, name):
 
 @pytest.mark.sim
 @pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("name", ["resnet", "resnet8", "resnet20"])
+@pytest.mark.parametrize("name", ["resnet", "resnet8", "resnet20", "ksplit"])
 def test_residual_network_bit_exact_and_cycles(simulator, name):
     """Residual adds fused into the writers (identity and 1x1 conv shortcuts, stride 2,
     a global pool after the last add; resnet8 and resnet20: the topology of the trainer's
