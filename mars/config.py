@@ -143,9 +143,10 @@ class MarsConfig:
         ping-pong halves; more keep the shortcut of a residual block live while its body
         runs, docs/banking.md).
     residual_adds : bool
-        The writers fuse residual adds: a shortcut read port on the activation and result
-        memories and a second multiplier and shift per channel in the parameter word
-        (docs/architecture.md, "Residual adds").
+        The writers fuse residual adds and add stored partial sums (K-splitting: a block
+        set keeping more groups than R/G is split over several walks): a shortcut read
+        port on the activation and result memories and a second multiplier and shift per
+        channel in the parameter word (docs/architecture.md, "Residual adds").
 
     Raises
     ------

@@ -23,7 +23,9 @@ Given an `IntegerNetwork` (a model package, docs/model-package.md) and the confi
   items go to the least-loaded unit (longest first).
 * A *phase* is one LOAD (the loaders copy the macro rows the phase needs from the core
   weight SRAMs) and one WALK.  A layer whose block sets do not all fit in the macros at
-  once takes several phases, reloading in between.
+  once takes several phases, reloading in between.  A block set keeping more groups than
+  a macro's row slots is split into parts (K-splitting, ``residual_adds`` configurations):
+  walks on one unit whose partial sums meet in the result memory.
 
 The mapping runs in four named stages, each a function from dataclasses to dataclasses:
 
