@@ -19,8 +19,10 @@ Structure (docs/architecture.md):
 Every cycle's accesses hit distinct ports by construction: each word-line domain of each
 unit has its own read port on its own copy of the memory (a block RAM each, written with
 every word), and the single write port serves one unit a cycle (static slots, unit
-``t mod U`` in cycle t), the same for the result memory.  See docs/banking.md for the scheme and what it
-costs.
+``t mod U`` in cycle t), the same for the result memory.  With ``residual_adds`` one more
+activation copy and a second result-memory read port serve the writer of the unit whose
+slot is next (residual shortcuts, partial sums).  See docs/banking.md for the scheme and
+what it costs.
 """
 
 from __future__ import annotations
