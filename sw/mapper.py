@@ -545,6 +545,12 @@ def _check_split(cfg: MarsConfig, work: LayerWork) -> None:
             f"layer {name!r}: its partial sums ({g.out_h}x{g.out_w}x{g.cout}, K-splitting: "
             f"a block set keeps more groups than the {cfg.row_slots} row slots) exceed the "
             f"result memory ({cfg.result_words} words, result_words)")
+    lanes = UnitFormat(cfg).write_lanes
+    if work.pool is not None and g.cout % lanes:
+        raise MappingError(
+            f"layer {name!r}: its groups are split over several walks (K-splitting) and "
+            f"it is pooled: its channel count ({g.cout}) must be a multiple of the "
+            f"writer's {lanes} lanes (the partial sums are read a lane group at a time)")
     if work.shortcut is not None and work.shortcut.result:
         raise MappingError(
             f"layer {name!r}: its groups are split over several walks (K-splitting) and "

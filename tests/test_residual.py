@@ -12,7 +12,7 @@ import pytest
 from mars.config import PRESETS
 from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import network_cycles
-from mars.sw.golden.network import FlattenNode, IntegerNetwork
+from mars.sw.golden.network import FlattenNode, IntegerNetwork, PoolNode
 from mars.sw.layer import LayerGeometry, LayerKind
 from mars.sw.host import HostDriver, run_inferences
 from mars.sw.mapper import MappingError, map_network
@@ -198,3 +198,25 @@ def test_resnet_builder_is_the_trainers_topology(depth):
         if theirs.geometry is not None:
             assert mine.geometry == theirs.geometry, mine.name
             assert mine.output == theirs.output, mine.name
+
+
+def test_k_splitting_refusals():
+    """A split layer's partial sums must fit the result memory, and a pooled split layer
+    needs a channel count that is a multiple of the writer's lanes."""
+    config = residual_config(PRESETS["default"])           # 4 write lanes, 64 row slots
+    rng = np.random.default_rng(5)
+    wide = random_layer(rng, config, "wide", "input",
+                        LayerGeometry(LayerKind.CONV, 4, 4, 128, 6, 3, 3, 1, 1), "act", 0.0)
+    pool = PoolNode("p", ("wide",), (4, 4, 6), 2, 2, 0)
+    flat = FlattenNode("f", ("p",), (2, 2, 6))
+    fc = random_layer(rng, config, "fc", "f", LayerGeometry.linear(24, 3), "acc", 0.0)
+    network = IntegerNetwork(config, (4, 4, 128), (wide, pool, flat, fc), "fc")
+    with pytest.raises(MappingError, match="multiple of the writer's 4 lanes"):
+        map_network(network)
+    small = config.replace(result_words=64)
+    layer = random_layer(rng, small, "wide", "input",
+                         LayerGeometry(LayerKind.CONV, 4, 4, 128, 8, 3, 3, 1, 1), "act", 0.0)
+    flat = FlattenNode("f", ("wide",), (4, 4, 8))
+    fc = random_layer(rng, small, "fc", "f", LayerGeometry.linear(128, 3), "acc", 0.0)
+    with pytest.raises(MappingError, match="partial sums .* exceed the result memory"):
+        map_network(IntegerNetwork(small, (4, 4, 128), (layer, flat, fc), "fc"))
