@@ -269,7 +269,8 @@ class UnitWriter(wiring.Component):
         return m
 
     def _adding(self):
-        """The walk fuses a residual add (always 0 without ``residual_adds``)."""
+        """The walk reads a shortcut or a partial sum: every lane group waits for the slot
+        (always 0 without ``residual_adds``)."""
         if not self._config.residual_adds:
             return Const(0, 1)
         return self.insn.add | self.insn.psum
