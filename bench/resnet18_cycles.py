@@ -23,7 +23,7 @@ from mars.tb.networks import residual_config, resnet_cifar
 #: partial sums of a 32x32x64 layer, 11 million weights at 0 % sparsity.
 CONFIG = residual_config(PRESETS["default"]).replace(
     name="default-resnet18", result_words=65536, act_buffer_words=65536,
-    weight_sram_rows=524288, param_words=256, program_words=1024, max_phases=512)
+    weight_sram_rows=524288, param_words=256, program_words=2048, max_phases=512)
 
 
 def main(sparsities: list[float]) -> None:
