@@ -220,3 +220,19 @@ def test_k_splitting_refusals():
     fc = random_layer(rng, small, "fc", "f", LayerGeometry.linear(128, 3), "acc", 0.0)
     with pytest.raises(MappingError, match="partial sums .* exceed the result memory"):
         map_network(IntegerNetwork(small, (4, 4, 128), (layer, flat, fc), "fc"))
+
+
+def test_weights_from_the_images_of_split_layers():
+    """The fault model's golden run (`mars.sw.faults.run_mapping`: the weights taken from
+    the mapping's weight images through its loads, part by part for a split block set)
+    equals the golden model on the K-split network and ResNet8."""
+    from mars.sw.faults import run_mapping
+
+    config = residual_config(TINY)
+    for name in ("ksplit", "resnet8"):
+        network, seed = _network(config, name)
+        inputs = random_inputs(network, np.random.default_rng(seed), 2)
+        mapping = map_network(network)
+        assert name != "ksplit" or any(w.first for p in mapping.phases for w in p.walks)
+        np.testing.assert_array_equal(run_mapping(mapping, inputs),
+                                      run_accelerator(network, inputs), err_msg=name)
