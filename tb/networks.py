@@ -221,6 +221,19 @@ def _ksplit(config, rng, sparsity):
     return IntegerNetwork(config, (6, 6, 3), (stem, c1, c2, add, p, f, fc), "fc")
 
 
+def _ksplit_wide(config, rng, sparsity):
+    """A 3x3 conv over 32 channels (288 K-rows: split wherever a macro has fewer than
+    36 row slots of 8 rows) with a fused identity add and a pool after it: the last part
+    reads a partial sum and a shortcut in one lane group."""
+    stem = random_layer(rng, config, "stem", "input", _conv(4, 4, 3, 32), "act", sparsity)
+    c2 = random_layer(rng, config, "c2", "stem", _conv(4, 4, 32, 32), "acc", sparsity)
+    add = random_add(rng, config, "add", ("c2", "stem"), (c2, None), 32)
+    p = PoolNode("p", ("add",), (4, 4, 32), 2, 2, 0)
+    f = FlattenNode("f", ("p",), (2, 2, 32))
+    fc = random_layer(rng, config, "fc", "f", LayerGeometry.linear(128, 5), "acc", sparsity)
+    return IntegerNetwork(config, (4, 4, 3), (stem, c2, add, p, f, fc), "fc")
+
+
 #: Residual networks: they need a configuration with residual adds (`residual_config`).
 RESIDUAL_NETWORKS: dict[str, tuple[Callable, float]] = {
     "resnet": (_resnet, 0.3),
@@ -229,6 +242,7 @@ RESIDUAL_NETWORKS: dict[str, tuple[Callable, float]] = {
     "resnet8": (lambda c, r, s: resnet_cifar(c, r, s, depth=8, size=8, width=4), 0.7),
     "resnet20": (lambda c, r, s: resnet_cifar(c, r, s, depth=20, size=8, width=4), 0.7),
     "ksplit": (_ksplit, 0.0),
+    "ksplit-wide": (_ksplit_wide, 0.0),
 }
 
 

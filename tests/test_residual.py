@@ -141,9 +141,13 @@ def test_refusals_name_the_field():
         map_network(network)
 
 
-@pytest.mark.parametrize("base,name", [(TWO_UNITS, "resnet"),
-                                       (TWO_UNITS.replace(act_buffer_words=512), "ksplit")],
-                         ids=["two-units-conv-shortcut", "two-units-k-splitting"])
+# Two units of the default macro with 16 row slots: 4 write lanes, 2 lane groups a word.
+FOUR_LANES = PRESETS["default"].replace(name="four-lanes", cores=1, macros_per_core=2,
+                                        act_buffer_words=1024, rows=128)
+
+
+@pytest.mark.parametrize("base,name", [(TWO_UNITS, "resnet"), (FOUR_LANES, "ksplit-wide")],
+                         ids=["two-units-conv-shortcut", "four-lanes-k-splitting"])
 def test_residual_network_on_the_rtl(base, name):
     """Bit-exact and cycle-exact in Amaranth's simulator; on two units, every shortcut read
     and every offered word comes from the unit whose slot it is (docs/banking.md)."""
@@ -171,6 +175,8 @@ def test_residual_network_on_the_rtl(base, name):
     assert answer.phase_cycles.value == [p.cycles for p in network_cycles(mapping)], \
         f"seed {seed}"
     assert any(mapping.layers[i].residual for i in range(len(mapping.layers)))
+    assert name != "ksplit-wide" or any(w.word["psum"] and w.word["add"]
+                                        for p in mapping.phases for w in p.walks)
     wrong = [(t, u) for t, u in events if t % config.macros != u]
     assert not wrong, f"seed {seed}: accesses outside their slot {wrong[:5]}"
 
