@@ -511,6 +511,14 @@ def _plan_layer(cfg: MarsConfig, index: int, node: LayerNode, pool: PoolNode | N
         raise MappingError(f"layer {node.name!r}: {error}") from None
     steps = tuple(max(1, s) for s in packed.set_steps)
     for b, s in enumerate(steps):
+        if s > cfg.row_slots and cfg.scaled_readout:
+            # the accumulator floors the whole scaled sum once (hw/accumulator.py): the
+            # parts' floors would not add up to it
+            raise MappingError(
+                f"layer {node.name!r}: block set {b} keeps {s} groups per output block, "
+                f"a macro holds {cfg.row_slots} row slots (R/G); prune more or use more "
+                f"rows (a {cfg.readout_mode.value} readout's scaled sums cannot be split "
+                f"over several walks)")
         if s > cfg.row_slots and not cfg.residual_adds:
             raise MappingError(
                 f"layer {node.name!r}: block set {b} keeps {s} groups per output block, "
@@ -749,11 +757,11 @@ def _residual_params(work: LayerWork, b: int, cfg: MarsConfig) -> list[dict]:
     accumulators) and the shortcut's M and S (``sc_mult``, ``sc_shift``)."""
     node, res, n = work.node, work.residual, cfg.channels_per_macro
     if res is None:
-        return _param_word(node, b, n, work.raw)
+        return _param_word(node, b, n, work.raw, cfg)
     mult = np.asarray(res.add.multiplier, dtype=np.int64)
     shift = np.asarray(res.add.shift, dtype=np.int64)
     body = dataclasses.replace(node, multiplier=mult[res.index], shift=shift[res.index])
-    word = _param_word(body, b, n, False)
+    word = _param_word(body, b, n, False, cfg)
     for j, lane in enumerate(word):
         ch = b * n + j
         inside = ch < node.geometry.cout
@@ -762,18 +770,36 @@ def _residual_params(work: LayerWork, b: int, cfg: MarsConfig) -> list[dict]:
     return word
 
 
-def _param_word(node: LayerNode, block_set: int, n: int, raw: bool) -> list[dict]:
-    """Bias, M, S of the macro channels of `block_set` (zeros past Cout)."""
+def _param_word(node: LayerNode, block_set: int, n: int, raw: bool,
+                cfg: MarsConfig | None = None) -> list[dict]:
+    """Bias, M, S of the macro channels of `block_set` (zeros past Cout); with a
+    binary/ternary readout (`cfg.scaled_readout`) also each channel's column scale factor
+    codes ``node.scales[ch]`` (Wb codes; zeros past Cout), the macro's `scales`."""
+    scales = _layer_scales(node, cfg) if cfg is not None and cfg.scaled_readout else None
     out = []
     for j in range(n):
         ch = block_set * n + j
         if ch < node.geometry.cout:
-            out.append({"bias": int(node.bias[ch]),
-                        "mult": 0 if raw else int(node.multiplier[ch]),
-                        "shift": 0 if raw else int(node.shift[ch])})
+            word = {"bias": int(node.bias[ch]),
+                    "mult": 0 if raw else int(node.multiplier[ch]),
+                    "shift": 0 if raw else int(node.shift[ch])}
         else:
-            out.append({"bias": 0, "mult": 0, "shift": 0})
+            word = {"bias": 0, "mult": 0, "shift": 0}
+        if scales is not None:
+            word["scale"] = ([int(a) for a in scales[ch]] if ch < node.geometry.cout
+                             else [0] * cfg.weight_bits)
+        out.append(word)
     return out
+
+
+def _layer_scales(node: LayerNode, cfg: MarsConfig) -> np.ndarray:
+    """The layer's column scale factor codes (Cout, Wb), checked; a `MappingError` naming
+    the layer if they are missing or out of the ``scale_bits`` range."""
+    from mars.sw.golden.macro import check_scales
+    try:
+        return check_scales(node.scales, node.geometry.cout, cfg)
+    except ValueError as error:
+        raise MappingError(f"layer {node.name!r}: {error}") from None
 
 
 def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,

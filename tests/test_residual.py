@@ -242,3 +242,16 @@ def test_weights_from_the_images_of_split_layers():
         assert name != "ksplit" or any(w.first for p in mapping.phases for w in p.walks)
         np.testing.assert_array_equal(run_mapping(mapping, inputs),
                                       run_accelerator(network, inputs), err_msg=name)
+
+
+def test_scaled_readouts_are_not_split():
+    """A binary readout's accumulator floors the whole scaled sum once, so the mapper
+    refuses to split its block sets (the parts' floors would not add up)."""
+    from mars.config import ReadoutMode
+
+    config = residual_config(TINY).replace(readout_mode=ReadoutMode.BINARY)
+    rng = np.random.default_rng(2)
+    layer = random_layer(rng, config, "wide", "input",
+                         LayerGeometry(LayerKind.CONV, 4, 4, 32, 4, 3, 3, 1, 1), "acc", 0.0)
+    with pytest.raises(MappingError, match="binary readout's scaled sums cannot be split"):
+        map_network(IntegerNetwork(config, (4, 4, 32), (layer,), "wide"))
