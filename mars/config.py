@@ -133,10 +133,20 @@ class MarsConfig:
         Depth of each macro unit's parameter memory (bias, M, S of one block set a word,
         stored as ceil(bits / 36) 36-bit words).
     result_words : int
-        Depth of the result memory that receives the last layer's raw accumulators.
+        Depth of the result memory that receives the last layer's raw accumulators (and,
+        with ``residual_adds``, the raw accumulators of conv shortcuts until their add).
     max_phases : int
         Most phases in one run (depth of the per-phase cycle counters); a phase loads
         macro rows, then computes (docs/architecture.md).
+    act_regions : int
+        Regions of the activation memory, ``act_buffer_words`` activations each (2: the
+        ping-pong halves; more keep the shortcut of a residual block live while its body
+        runs, docs/banking.md).
+    residual_adds : bool
+        The writers fuse residual adds and add stored partial sums (K-splitting: a block
+        set keeping more groups than R/G is split over several walks): a shortcut read
+        port on the activation and result memories and a second multiplier and shift per
+        channel in the parameter word (docs/architecture.md, "Residual adds").
 
     Raises
     ------
@@ -169,6 +179,8 @@ class MarsConfig:
     param_words: int = 16
     result_words: int = 256
     max_phases: int = 64
+    act_regions: int = 2
+    residual_adds: bool = False
 
     def __post_init__(self) -> None:
         # Accept the enum's string value too (JSON, CLI), but store the enum.
@@ -242,6 +254,12 @@ class MarsConfig:
         if not _is_pow2(self.weight_sram_rows):
             raise ConfigError(
                 f"weight_sram_rows must be a power of two, not {self.weight_sram_rows}")
+        if self.act_regions < 2:
+            raise ConfigError(f"act_regions must be at least 2 (the ping-pong halves), not "
+                              f"{self.act_regions}")
+        if not isinstance(self.residual_adds, bool):
+            raise ConfigError(f"residual_adds must be true or false, not "
+                              f"{self.residual_adds!r}")
         if not _is_pow2(self.act_buffer_words):
             raise ConfigError(
                 f"act_buffer_words must be a power of two, not {self.act_buffer_words}")
