@@ -234,7 +234,8 @@ def test_board_top_verilog_reads_in_yosys_with_the_registry_pins(name, tmp_path)
         port = resource if number is None else f"{resource}_{number}"
         assert f"{port}__io" in ports, (port, ports)
         assert f"{port}__io" in constraints, port
-    assert "EHXPLLL" not in files["top.debug.v"]       # both run on the oscillator
+    # a PLL exactly where the accelerator clock is not the oscillator's
+    assert ("EHXPLLL" in files["top.debug.v"]) == board.uses_pll
 
 
 def test_ulx3s_top_with_a_pll_instantiates_it_at_the_clock():
