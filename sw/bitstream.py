@@ -340,7 +340,7 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"board      {r['board']}: {r['description']}",
         f"part       {r['part']}",
         f"design     {r['config']} ({r['config_hash'][:12]}): {r['config_description']}",
-        f"clock      {r['clock_mhz']:g} MHz ({'PLL from' if r['pll'] else 'the'} "
+        f"clock      {r['clock_mhz']:g} MHz ({'PLL from the' if r['pll'] else 'the'} "
         f"{r['oscillator_mhz']:g} MHz oscillator); UART {r['baud']} baud "
         f"(divisor {r['uart_divisor']}){pll}",
         f"timing     Fmax {fmax} at {r['clock_mhz']:g} MHz: "

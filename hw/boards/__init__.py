@@ -217,10 +217,10 @@ BOARDS: Mapping[str, Board] = {b.name: b for b in (
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
         family="ecp5",
         clock=("clk25", 0), osc_hz=25e6,
-        # The tiny top with the bridge routes at 33 MHz (docs/board.md): a PLL to 30 MHz
-        # (3 Mbaud) would leave 10 % of margin, so the accelerator runs on the oscillator
-        # until the timing work lands; 1 Mbaud is divisor 25 exactly.
-        clock_hz=25e6, baud=1_000_000,
+        # The tiny top with the bridge routes at 53 MHz on the oscillator (docs/board.md):
+        # the PLL makes 45 MHz (25 x 9 / 5), the fastest clock below that which gives the
+        # FT231X's 3 Mbaud exactly (divisor 15); 48 and 51 MHz are not PLL outputs.
+        clock_hz=45e6, baud=3_000_000,
         config="tiny",
         uart=("uart", 0),                 # FT231X: FPGA rx M1, tx L4
         reset=("button_pwr", 0),          # BTN0 "PWR", D6, active low on the board
