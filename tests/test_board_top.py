@@ -257,8 +257,10 @@ def test_every_led_bit_is_a_status_bit():
 
 
 @pytest.mark.sim
-def test_ice40_preset_runs_the_mlp_network_bit_exact_on_icarus():
-    """The iCEBreaker's accelerator (the ice40 preset) runs the suite's mlp network: every
+@pytest.mark.parametrize("name", ["mlp", "cnn", "sparse"])
+def test_ice40_preset_runs_suite_networks_bit_exact_on_icarus(name):
+    """The iCEBreaker's accelerator (the ice40 preset) runs the suite's networks (three of
+    the five here: a dense classifier, a convolution stack, a sparse 7x7 input): every
     output equal to the golden model's, every phase's cycles the cycle model's."""
     import numpy as np
 
@@ -268,8 +270,8 @@ def test_ice40_preset_runs_the_mlp_network_bit_exact_on_icarus():
     from mars.tb.accel import simulate as simulate_top
     from mars.tb.networks import NETWORKS, random_inputs, stable_seed
 
-    seed = stable_seed("ice40", "mlp") % 1000
-    build, sparsity = NETWORKS["mlp"]
+    seed = stable_seed("ice40", name) % 1000
+    build, sparsity = NETWORKS[name]
     rng = np.random.default_rng(seed)
     network = build(PRESETS["ice40"], rng, sparsity)
     inputs = random_inputs(network, rng, 2)
