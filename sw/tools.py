@@ -7,7 +7,8 @@
   one line, ``cannot run TOOL (COMMAND) WHAT: REASON``;
 * it exits nonzero, or an output it must write is missing: the caller's error class,
   ``TOOL failed WHAT (exit N[, log LOG])[WHY]: LAST ERROR LINE`` and then the tail of its
-  log (`log_tail`) on the following lines.
+  log (`log_tail`) on the following lines (``killed by SIGTERM`` instead of ``exit N``
+  when a signal ended it: someone or something else stopped it).
 
 `yowasp_command` is the command line of a YoWASP tool (a child process of this interpreter)
 unless an environment variable names another.  YoWASP tools see only the directory tree
@@ -20,6 +21,7 @@ import importlib.util
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -149,6 +151,12 @@ def run_tool(command: Sequence[str], args: Sequence[str], *, tool: str, what: st
         reason += f"; it wrote no {', '.join(path.name for path in missing)}"
     last = last_error_line(log_text + "\n" + done.stderr) or last_error_line(full)
     where = f", log {log}" if log is not None else ""
-    head = f"{tool} failed {what} (exit {done.returncode}{where}){reason}"
+    status = f"exit {done.returncode}"
+    if done.returncode < 0:               # POSIX: killed by a signal (not its own failure)
+        try:
+            status = f"killed by {signal.Signals(-done.returncode).name}"
+        except ValueError:
+            status = f"killed by signal {-done.returncode}"
+    head = f"{tool} failed {what} ({status}{where}){reason}"
     head += f": {last}\n" if last else ":\n"
     raise error(head + log_tail(log, full, done.stderr))

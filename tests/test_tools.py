@@ -103,3 +103,11 @@ def test_mars_bitstream_with_an_unstartable_packer_is_one_line(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("mars: error: cannot run icepack (") and "'icebreaker'" in err
+
+
+def test_a_tool_killed_by_a_signal_says_so(tmp_path):
+    command = _script(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    with pytest.raises(ToolError, match=r"^nextpnr-ice40 failed on block 'b' for ice40 "
+                                        r"\(killed by SIGTERM\):"):
+        run_tool(command, [], tool="nextpnr-ice40", what="on block 'b' for ice40",
+                 cwd=tmp_path, error=ToolError)
