@@ -506,6 +506,15 @@ PRESETS: dict[str, MarsConfig] = {
         name="ice40", rows=64, cols=4, partitions=1, rows_per_step=2, readout_bits=2,
         cores=1, macros_per_core=1, weight_sram_rows=1024, act_buffer_words=256, acc_bits=24,
         program_words=32, param_words=32, result_words=16, max_phases=16),
+    # MARS-like (Sie et al., IEEE TCAD 2022, arXiv 2010.12861): the published four CIM
+    # cores and 8-partition macros on the default macro; memories sized for VGG16 and
+    # ResNet18 on CIFAR-10 (65,536-word buffers hold the 32x32x64 maps, 2^18 weight rows
+    # a core the dense VGG16).  A paper-sized model for cycle figures, far beyond any FPGA
+    # (docs/configuration.md, "The mars preset").
+    "mars": _DEFAULT.replace(
+        name="mars", partitions=8, cores=4, macros_per_core=2, weight_sram_rows=1 << 18,
+        act_buffer_words=65536, program_words=2048, param_words=1024, result_words=16,
+        max_phases=256),
 }
 
 
@@ -518,6 +527,8 @@ PRESET_PURPOSES: dict[str, str] = {
              "suite's small networks",
     "adc3": "an ADC narrower than the popcount (saturating readout), whole-macro skip groups",
     "wide8": "wider weights and activations, several activation bits per cycle",
+    "mars": "MARS-like: the paper's four cores and 8-partition macros, memories for "
+            "VGG16/ResNet18 on CIFAR-10; cycle figures only, far beyond any FPGA",
 }
 
 

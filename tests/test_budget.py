@@ -48,7 +48,8 @@ def test_the_wide_memories_before_the_budget_cost_what_yosys_measured():
 
 
 def test_program_and_parameters_take_one_block_ram_a_unit_on_the_presets():
-    for config in PRESETS.values():
+    # not the paper-sized mars preset: its programs hold VGG16 (docs/configuration.md)
+    for config in (c for c in PRESETS.values() if c.name != "mars"):
         rows = {r["name"]: r for r in estimate(config, "ecp5")}
         for name in ("unit program", "unit parameters"):
             assert rows[name]["bram"] == config.macros, (config.name, name)
