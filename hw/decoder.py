@@ -15,17 +15,19 @@ any logic uses it)::
     issue: walk counters, read index[index_start + s]
     S1:    index read in flight
     S2:    kg = index word (registered); range/order check; read ktable[ktable_base + kg]
-    S3:    k-table read in flight; a bad index word (registered check) stops the walk
-    S4:    k-table word (p0, rel0) registered -> per lane p0 + g, rel0 + g and the
-           multiples of the kernel row length it reaches (L1a, all lanes in parallel)
-    S5:    -> per lane its position and offset in the window (L1b)
-    S6:    -> pad test, addresses (L2)
+    S3:    k-table read in flight; a bad index word (registered check) stops the walk;
+           the window's per-pixel values (lane stage P)
+    S4:    k-table word (p0, kh0, wraps) registered -> the group's first K-row, each
+           lane's kernel row w(g) (lane stage A)
+    S5:    -> row offset and w(g)*J (multipliers), the window tests (lane stage B)
+    S6:    -> addresses (lane stage C)
     out:   registered payload
 
-The lane arithmetic needs no multiplier and no divider: software puts the per-layer
-products into the descriptor (steps of the window origin, row pitch, kernel-row length)
-and the k-table (position and offset of each K-group's first K-row); see
-`mars.contract.decoder` and docs/decoder.md.
+The lane arithmetic needs no divider and few carry chains: software puts the per-layer
+values into the descriptor (steps of the window origin, row pitch, input height, the
+row jump) and the k-table (kernel row and position of each K-group's first K-row, the
+lanes that start a kernel row); see `mars.contract.decoder`, `LaneExpander` and
+docs/decoder.md.
 
 Errors (sticky, cleared when the next walk starts; ``error`` is a struct of flags):
 ``descriptor`` (rejected at start: nothing is emitted), ``index_range`` (an index word
@@ -144,10 +146,10 @@ class SparseDecoder(wiring.Component):
             kill.eq(s3.valid & (s3_range | s3_order)),
             ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler, 0, kg)),
             ktable_read.en.eq(advance),
-            # -- S4 .. S6 (L1a, L1b, L2): lane expansion, pad test, addresses
-            lanes.desc.eq(desc), lanes.advance.eq(advance), lanes.entry.eq(s4_entry),
-            lanes.kgroup.eq(s4_kg), lanes.bx.eq(s4.bx), lanes.pix.eq(s4.pix),
-            lanes.filler.eq(s4.filler),
+            # -- S3 .. S6: lane expansion (stages P, A, B, C), pad test, addresses
+            lanes.desc.eq(desc), lanes.advance.eq(advance),
+            lanes.bx.eq(s3.bx), lanes.by.eq(s3.by), lanes.kgroup.eq(s3_kg),
+            lanes.filler.eq(s3.filler), lanes.entry.eq(s4_entry),
             self.busy.eq(walk.active | walk.in_flight | out.valid),
         ]
 
@@ -163,7 +165,6 @@ class SparseDecoder(wiring.Component):
                 s5.eq(s4), s6.eq(s5),
                 out.valid.eq(s6.valid),
                 out.payload.slot.eq(s6.slot),
-                out.payload.addrs.eq(lanes.addrs),
                 out.payload.pad.eq(lanes.pad),
             ]
             for name in ("first", "last", "walk_first", "walk_last", "filler"):
@@ -175,6 +176,13 @@ class SparseDecoder(wiring.Component):
                 m.d.sync += [s1.valid.eq(0), s2.valid.eq(0), s3.valid.eq(0),
                              self.error.index_range.eq(self.error.index_range | s3_range),
                              self.error.index_order.eq(self.error.index_order | s3_order)]
+        # A padded lane's address is 0: a synchronous reset of its register, with priority
+        # over the enable (the flip-flops' own reset input, no multiplexer).
+        for g in range(cfg.rows_per_step):
+            with m.If(advance & lanes.pad[g]):
+                m.d.sync += out.payload.addrs[g].eq(0)
+            with m.Elif(advance):
+                m.d.sync += out.payload.addrs[g].eq(lanes.addrs[g])
         s5_kg = Signal(fmt.kgroup_bits)
         s6_kg = Signal(fmt.kgroup_bits)
         with m.If(advance):
@@ -188,13 +196,11 @@ class SparseDecoder(wiring.Component):
 
         Block RAM; see hw/macro.py for why ``ram_style`` is needed.
         """
-        fmt, vb = self._format, self._format.value_bits
+        fmt = self._format
         index_mem = Memory(shape=unsigned(fmt.kgroup_bits), depth=fmt.index_depth,
                            init=self._index_init, attrs={"ram_style": "block"})
-        ktable_mem = Memory(shape=ktable_layout(self._config), depth=fmt.max_kgroups,
-                            init=[{"p0": w & ((1 << vb) - 1), "rel0": w >> vb}
-                                  for w in self._ktable_init],
-                            attrs={"ram_style": "block"})
+        ktable_mem = Memory(shape=unsigned(fmt.ktable_bits), depth=fmt.max_kgroups,
+                            init=self._ktable_init, attrs={"ram_style": "block"})
         m.submodules.index_mem = index_mem
         m.submodules.ktable_mem = ktable_mem
         for mem, port, depth in ((index_mem, self.index_write, fmt.index_depth),
@@ -206,4 +212,5 @@ class SparseDecoder(wiring.Component):
                 write.en.eq(port.valid & (port.payload.addr < depth)),
                 port.ready.eq(1),
             ]
-        return index_mem.read_port(domain="sync"), ktable_mem.read_port(domain="sync")
+        ktable_read = ktable_mem.read_port(domain="sync")
+        return index_mem.read_port(domain="sync"), ktable_read

@@ -2,15 +2,15 @@
 
 * `WalkIssue`: the walk's descriptor and counters; issues one step a cycle (the item that
   travels down the pipeline, and the index-memory address it needs);
-* `LaneExpander`: from a k-table word, the G lanes' kernel positions, their padding test
-  and their activation-buffer addresses (no multiplier, no divider).
+* `LaneExpander`: from a k-table word, the G lanes' padding test and activation-buffer
+  addresses (one multiplication by the input row pitch, no divider).
 
 The index check (S1) and the stage registers stay in `SparseDecoder`, which joins them.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,12 +22,13 @@ __all__ = ["item_layout", "WalkIssue", "LaneExpander"]
 
 def item_layout(config: MarsConfig) -> data.StructLayout:
     """One step travelling down the decoder pipeline: its markers, its row slot and its
-    window origin (``bx``: column of the window's left edge; ``pix``: its buffer offset)."""
+    window origin (``bx``: column of the window's left edge, in elements; ``by``: its top
+    row, in input rows)."""
     fmt = DecoderFormat(config)
     ob = fmt.offset_bits
     return data.StructLayout({
         "valid": 1, "first": 1, "last": 1, "walk_first": 1, "walk_last": 1, "filler": 1,
-        "slot": unsigned(fmt.slot_bits), "bx": signed(ob), "pix": signed(ob)})
+        "slot": unsigned(fmt.slot_bits), "bx": signed(ob), "by": signed(ob)})
 
 
 class WalkIssue(wiring.Component):
@@ -90,29 +91,30 @@ class WalkIssue(wiring.Component):
         fmt, desc, item = self._format, self.desc, self.item
         m = Module()
         s = Signal(range(fmt.index_depth + 1))
-        ox = Signal(fmt.value_bits)
-        oy = Signal(fmt.value_bits)
+        # Output columns and rows still to walk, down to 1 (the last): loaded with out_w
+        # and out_h, so that no subtraction is needed at the start.
+        cols_left = Signal(fmt.value_bits)
+        rows_left = Signal(fmt.value_bits)
+        first_pixel = Signal()
         bx = Signal(signed(fmt.offset_bits))
         by = Signal(signed(fmt.offset_bits))
         issue = self.active & self.advance
         index_addr = Signal(fmt.slot_bits)
-        # steps - 1, out_w - 1, out_h - 1, registered at the start: the counters' tests
-        # are then equalities, with no subtraction in front of the counters' enables.
+        # steps - 1, registered at the start: the test is then an equality, with no
+        # subtraction in front of the counters' enables.
         last_s = Signal.like(desc.steps)
-        last_ox = Signal.like(desc.out_w)
-        last_oy = Signal.like(desc.out_h)
         last_step = s == last_s
-        last_pixel = (ox == last_ox) & (oy == last_oy)
+        last_col, last_row = cols_left == 1, rows_left == 1
         m.d.comb += [
             item.valid.eq(issue),
             item.first.eq(s == 0),
             item.last.eq(last_step),
-            item.walk_first.eq((s == 0) & (ox == 0) & (oy == 0)),
-            item.walk_last.eq(last_step & last_pixel),
+            item.walk_first.eq((s == 0) & first_pixel),
+            item.walk_last.eq(last_step & last_col & last_row),
             item.filler.eq(s >= desc.count),
             item.slot.eq(desc.slot_base + s),
             item.bx.eq(bx),
-            item.pix.eq(by + bx),
+            item.by.eq(by),
             # A counter beside s (index_start + s), so the read address comes straight from
             # a register.  Fillers read whatever word it names: their index word is unused.
             self.index_addr.eq(index_addr),
@@ -121,15 +123,15 @@ class WalkIssue(wiring.Component):
             m.d.sync += self.active.eq(0)
         with m.If(issue & ~self.stop):
             with m.If(last_step):
-                m.d.sync += [s.eq(0), index_addr.eq(desc.index_start)]
-                with m.If(ox == last_ox):
-                    m.d.sync += [ox.eq(0), bx.eq(desc.bx0)]
-                    with m.If(oy == last_oy):
+                m.d.sync += [s.eq(0), index_addr.eq(desc.index_start), first_pixel.eq(0)]
+                with m.If(last_col):
+                    m.d.sync += [cols_left.eq(desc.out_w), bx.eq(desc.bx0)]
+                    with m.If(last_row):
                         m.d.sync += self.active.eq(0)
                     with m.Else():
-                        m.d.sync += [oy.eq(oy + 1), by.eq(by + desc.step_y)]
+                        m.d.sync += [rows_left.eq(rows_left - 1), by.eq(by + desc.step_y)]
                 with m.Else():
-                    m.d.sync += [ox.eq(ox + 1), bx.eq(bx + desc.step_x)]
+                    m.d.sync += [cols_left.eq(cols_left - 1), bx.eq(bx + desc.step_x)]
             with m.Else():
                 m.d.sync += [s.eq(s + 1), index_addr.eq(index_addr + 1)]
 
@@ -140,11 +142,10 @@ class WalkIssue(wiring.Component):
             self.started.eq(self.start.valid & self.start.ready),
         ]
         with m.If(self.started):
-            m.d.sync += [last_s.eq(new.steps - 1), last_ox.eq(new.out_w - 1),
-                         last_oy.eq(new.out_h - 1)]
             m.d.sync += [desc.eq(new), self.active.eq(~self.bad & (new.steps != 0)),
-                         s.eq(0), ox.eq(0), oy.eq(0), bx.eq(new.bx0), by.eq(new.by0),
-                         index_addr.eq(new.index_start)]
+                         last_s.eq(new.steps - 1), s.eq(0), first_pixel.eq(1),
+                         cols_left.eq(new.out_w), rows_left.eq(new.out_h),
+                         bx.eq(new.bx0), by.eq(new.by0), index_addr.eq(new.index_start)]
         return m
 
     def _invalid(self, new):
@@ -160,27 +161,41 @@ class WalkIssue(wiring.Component):
 
 
 class LaneExpander(wiring.Component):
-    """Lane expansion, three pipeline stages: a K-group's G lanes, their pad test, addresses.
+    """Lane expansion over four pipeline stages: a K-group's G lanes, their pad tests and
+    addresses.
 
-    Lane 0 is the k-table word's (``p0``, ``rel0``): its position in the kernel row and
-    its offset from the window origin.  Lane g is K-row ``kg*G + g``: with ``L =
-    row_len`` and ``t = p0 + g``, it lies ``w = floor(t / L)`` kernel rows further
-    (``p0 < L``, so ``w <= g``), at position ``p = t - w*L`` and offset ``a = rel0 + g +
-    w*row_jump``.  Every lane is computed from the group's word directly (no lane waits
-    for another): ``w`` is the number of multiples ``k*L`` (k = 1..g) that ``t`` reaches.
-    The multiples ``k*L`` and ``k*row_jump`` (k < G) are registers, recomputed from the
-    descriptor every cycle (a walk's first item reaches this stage 4 cycles after its
-    start) with at most ``log2 G`` shifted adds each, no multiplier.
+    A lane g of the K-group lies ``w(g) = popcount(wraps[:g])`` kernel rows below the
+    group's first K-row (k-table word ``p0``, ``kh0``, ``wraps``; `ktable_words`).  With
+    the window origin (``bx`` in elements, ``by`` in input rows), ``P = row_size``,
+    ``H = in_h`` and ``J = row_jump``:
 
-    * L1a (inputs valid): per lane ``t``, ``rel0 + g`` and the g comparisons
-      ``t >= k*L`` -> registers, with the item's window origin, filler and last-K-group
-      flags;
-    * L1b: per lane ``p`` and ``a`` (one subtraction, one addition of the selected
-      multiples) and ``act_base + pix`` -> registers;
-    * L2 (two cycles after the inputs): a lane is padding when the step is a filler, its
-      column or its buffer offset falls outside the input map, or it lies past K in the
-      last K-group; the addresses ``act_base + pix + a``.  ``addrs`` and ``pad`` are
-      combinational from the L1b registers (the caller registers them).
+    * y inside the map: ``0 <= by + kh0 + w(g) < H``;
+    * x inside the row: ``0 <= bx + p0 + g < P`` for the lanes of the first kernel row
+      (``w(g) = 0``), ``0 <= bx + q(g) < P`` for the others, ``q(g)`` = lanes since the
+      last wrap (their position in their kernel row, below G);
+    * address: ``a0 + g + w(g)*J`` with ``a0 = act_base + (by + kh0)*P + bx + p0``.
+
+    Every range test compares a shared value plus a lane constant below G with a shared
+    bound, so it is a *window*: two signed values (the value and the bound minus it)
+    give the test for all G constants with no carry chain (`_window`).  The only wide
+    arithmetic per lane is the address: ``w(g)*J`` (lanes 2 .. G-1 two per multiplier,
+    ``J * (w1 + w2 << sp)`` with ``J*w1 < 2**sp``, when that fits `_PRODUCT_BITS`;
+    otherwise, and for lane 1, a multiple of ``J`` selected by ``w(g)`` from registers
+    recomputed from the descriptor every cycle), ``+ g`` and ``+ a0``.  ``(by + kh0)*P``
+    is one more multiplication.  All products are taken modulo the buffer size.
+
+    * P (inputs ``bx``, ``by``, ``kgroup``, ``filler`` valid): per-pixel values ``P - bx``,
+      ``H - by``, the x window of ``bx`` (lanes past the first wrap), whether the group is
+      the layer's last -> registers;
+    * A (one advance later; ``entry`` valid): ``by + kh0``, ``H - by - kh0``, ``bx + p0``,
+      ``P - bx - p0``; per lane ``w(g)``, whether it lies in the first kernel row, the x
+      test of a lane past the first wrap; lane 1's ``g + w*J`` -> registers;
+    * B: ``(by + kh0)*P``, ``act_base + bx + p0``, the other lanes' ``w(g)*J``; the x and
+      y windows, each lane's pad test -> registers;
+    * C: ``a0``, the multiplied lanes' ``+ g`` beside it, and the addresses,
+      combinational from the B registers (the caller
+      registers them): ``addrs`` and ``pad`` are those of the inputs of three advances
+      before ``entry``'s.
 
     Parameters
     ----------
@@ -192,20 +207,21 @@ class LaneExpander(wiring.Component):
     desc : In(descriptor_layout(config))
         The walk's descriptor.
     advance : In(1)
-        The pipeline advances: the L1a and L1b registers take their inputs.
-    entry : In(ktable_layout(config))
-        The K-group's k-table word.
+        The pipeline advances: every stage register takes its inputs.
+    bx, by : In(signed(offset_bits))
+        The window origin of the item one stage before its k-table word: column of its
+        left edge (elements), row of its top edge (input rows).
     kgroup : In(unsigned(kgroup_bits))
-        The K-group (to find the last one).
-    bx, pix : In(signed(offset_bits))
-        The window origin: column of its left edge, buffer offset.
+        That item's K-group (to find the last one).
     filler : In(1)
-        The step is a filler: every lane is padding.
+        That item is a filler: every lane is padding.
+    entry : In(ktable_layout(config))
+        The K-group's k-table word, one advance after ``bx`` .. ``filler``.
     addrs : Out(data.ArrayLayout(unsigned(addr_bits), G))
-        Each lane's activation-buffer address (0 for padding), of the item in L2 (the
-        inputs of two advancing cycles before).
+        Each lane's activation-buffer address, where it is not padding (the caller
+        zeroes a padded lane's: `SparseDecoder` resets its output register).
     pad : Out(unsigned(G))
-        Each lane is padding (its activation is zero), of the item in L2.
+        Each lane is padding (its activation is zero).
     """
 
     def __init__(self, config: MarsConfig):
@@ -215,108 +231,187 @@ class LaneExpander(wiring.Component):
         super().__init__({
             "desc": In(descriptor_layout(config)),
             "advance": In(1),
-            "entry": In(ktable_layout(config)),
-            "kgroup": In(unsigned(fmt.kgroup_bits)),
             "bx": In(signed(fmt.offset_bits)),
-            "pix": In(signed(fmt.offset_bits)),
+            "by": In(signed(fmt.offset_bits)),
+            "kgroup": In(unsigned(fmt.kgroup_bits)),
             "filler": In(1),
+            "entry": In(ktable_layout(config)),
             "addrs": Out(data.ArrayLayout(unsigned(fmt.addr_bits), G)),
             "pad": Out(unsigned(G)),
         })
 
     def elaborate(self, platform):
         G, fmt, desc = self._config.rows_per_step, self._format, self.desc
-        vb, ob = fmt.value_bits, fmt.offset_bits
+        ab, ob = fmt.addr_bits, fmt.offset_bits
         m = Module()
-        # Multiples k*L (wide enough not to wrap; all ones when L = 0: no lane wraps, as
-        # the increment chain of docs/decoder.md) and k*row_jump (mod 2**ob), k < G.
-        mb = vb + max(1, (G - 1).bit_length())
-        row_len = Signal(mb)
-        m.d.comb += row_len.eq(desc.row_len)
-        mult_len = [Signal(mb, name=f"len_x{k}") for k in range(G)]
-        mult_jump = [Signal(signed(ob), name=f"jump_x{k}") for k in range(G)]
+        sync = m.d.sync
+
+        # Per walk (registers recomputed from the descriptor every cycle; a walk's first
+        # item reaches stage A four cycles after its start): the multiples k*J modulo the
+        # buffer size (k < G), which lanes exist in the last K-group, its index.
+        mult_jump = [Signal(ab, name=f"jump_x{k}") for k in range(G)]
+        lanes_k = Signal(G)
+        last_kg = Signal.like(desc.k_groups)
         for k in range(1, G):
-            m.d.sync += [
-                mult_len[k].eq(Mux(desc.row_len == 0, (1 << mb) - 1,
-                                   _times(row_len, k, mb))),
-                mult_jump[k].eq(_times(desc.row_jump, k, ob)),
-            ]
+            sync += mult_jump[k].eq(_times(desc.row_jump.as_unsigned()[:ab], k, ab))
+        sync += [lanes_k.eq(Cat(*(desc.last_lanes > g for g in range(G)))),
+                 last_kg.eq(desc.k_groups - 1)]
 
-        # -- L1a: for every lane at once, t = p0 + g, rel0 + g and the multiples reached ----
-        t_lanes = [Signal(mb, name=f"t{g}") for g in range(G)]
-        r_lanes = [Signal(signed(ob), name=f"r{g}") for g in range(G)]
-        # reached[g][k-1]: t_g >= k*L (k = 1..g), a thermometer code in k
-        reached = [Signal(g, name=f"reached{g}") for g in range(G)]
-        item_a = _Item(self)
+        # -- P: the window's per-pixel values ----------------------------------------------
+        bx_p = Signal(signed(ob))
+        by_p = Signal(signed(ob))
+        cols_p = Signal(signed(ob))                 # P - bx
+        rows_p = Signal(signed(ob))                 # H - by
+        xwin_p = Signal(G)                          # 0 <= bx + q < P, q < G
+        last_p = Signal()
+        filler_p = Signal()
+        cols = Signal(signed(ob))
+        m.d.comb += cols.eq(desc.row_size - self.bx)
         with m.If(self.advance):
-            m.d.sync += item_a.load(self)
-            for g in range(G):
-                t = self.entry.p0 + g
-                m.d.sync += [t_lanes[g].eq(t), r_lanes[g].eq(self.entry.rel0 + g)]
-                for k in range(1, g + 1):
-                    m.d.sync += reached[g][k - 1].eq(t >= mult_len[k])
+            sync += [bx_p.eq(self.bx), by_p.eq(self.by), cols_p.eq(cols),
+                     rows_p.eq(desc.in_h - self.by),
+                     xwin_p.eq(_window(self.bx, cols, G)),
+                     last_p.eq(self.kgroup == last_kg), filler_p.eq(self.filler)]
 
-        # -- L1b: each lane's position p and offset a ---------------------------------------
-        # The highest k reached is the one whose bit is set and the next clear; at most one
-        # is, so OR the selected multiples (zero when none): one subtraction, one addition.
-        p_lanes = [Signal(vb, name=f"p{g}") for g in range(G)]
-        a_lanes = [Signal(signed(ob), name=f"a{g}") for g in range(G)]
-        item_b = _Item(self)
-        base = Signal(signed(ob + 1))               # act_base + the window's offset
+        # -- A: the group's first K-row; per lane its kernel row and address step ----------
+        e = self.entry
+        row_a = Signal(signed(ob))                  # by + kh0
+        rows_a = Signal(signed(ob))                 # H - by - kh0
+        x_a = Signal(signed(ob))                    # bx + p0
+        cols_a = Signal(signed(ob))                 # P - bx - p0
+        wb = max(1, (G - 1).bit_length())
+        # w*J of lanes 2 .. G-1 by multipliers, two lanes each (`_PRODUCT_BITS`), when
+        # their operands fit; else (G >= 16) multiplexed from the multiples k*J.
+        sp = ab + wb
+        paired = sp + wb <= _PRODUCT_BITS
+        w_a = [Signal(wb, name=f"w{g}") for g in range(G)]
+        step_a = [Signal(ab, name=f"step{g}") for g in range(G)]      # g + w(g)*J
+        first_a = Signal(G)                         # lane g lies in the first kernel row
+        xlate_a = Signal(G)                         # x test of a lane past the first wrap
+        valid_a = Signal(G)                         # not a filler, not past K
         with m.If(self.advance):
-            m.d.sync += [item_b.copy(item_a), base.eq(desc.act_base + item_a.pix)]
+            sync += [row_a.eq(by_p + e.kh0), rows_a.eq(rows_p - e.kh0),
+                     x_a.eq(bx_p + e.p0), cols_a.eq(cols_p - e.p0),
+                     valid_a.eq(Mux(filler_p, 0, Mux(last_p, lanes_k, (1 << G) - 1)))]
             for g in range(G):
-                back, jump = 0, 0
-                for k in range(1, g + 1):
-                    top = reached[g][k - 1] if k == g else reached[g][k - 1] & ~reached[g][k]
-                    back = back | Mux(top, mult_len[k], 0)
-                    jump = jump | Mux(top, mult_jump[k], 0)
-                m.d.sync += [p_lanes[g].eq(t_lanes[g] - back),
-                             a_lanes[g].eq(r_lanes[g] + jump)]
-        bx, pix, filler, last_kgroup = item_b.bx, item_b.pix, item_b.filler, item_b.last_kgroup
+                wraps = e.wraps[:g]
+                w = _popcount(wraps, wb)
+                # The x window bit of this lane's position q = g - (its last wrap):
+                # the last wrap wins, lane 0 of a kernel row being q = 0.
+                xlate = Const(0)
+                for i in range(1, g + 1):
+                    xlate = Mux(e.wraps[i - 1], xwin_p[g - i], xlate)
+                sync += [w_a[g].eq(w), first_a[g].eq(~wraps.any() if g else 1),
+                         xlate_a[g].eq(xlate)]
+                if g == 1 or (g and not paired):
+                    jump = Array(mult_jump[:g + 1])[w]
+                    sync += step_a[g].eq(jump + g)
 
-        # -- L2: pad test and addresses ---------------------------------------------------
+        # -- B: the row's buffer offset, the x and y windows, the pad test -----------------
+        offset_b = Signal(ab)                       # (by + kh0)*P mod the buffer size
+        base_b = Signal(ab)
+        step_b = [Signal(ab, name=f"step_b{g}") for g in range(G)]
+        ok_b = Signal(G)
+        ywin = _window(row_a, rows_a, G)            # bit w: input row by + kh0 + w inside
+        xwin = _window(x_a, cols_a, G)              # bit g: bx + p0 + g inside the row
+        with m.If(self.advance):
+            sync += [offset_b.eq(row_a.as_unsigned()[:ab] * desc.row_size[:ab]),
+                     base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])]
+            # w*J of two lanes in one multiplier: J * (w1 + w2 << sp), as J*w1 < 2**sp.
+            jmod = desc.row_jump.as_unsigned()[:ab]
+            for g in range(1, G):
+                if g == 1 or not paired:
+                    sync += step_b[g].eq(step_a[g])
+                elif g % 2 == 0 and g + 1 < G:
+                    prod = jmod * Cat(w_a[g], Const(0, sp - wb), w_a[g + 1])
+                    sync += [step_b[g].eq(prod[:ab]), step_b[g + 1].eq(prod[sp:sp + ab])]
+                elif g % 2 == 0:
+                    sync += step_b[g].eq(jmod * w_a[g])
+            for g in range(G):
+                sync += ok_b[g].eq(valid_a[g] & Mux(first_a[g], xwin[g], xlate_a[g])
+                                   & ywin.bit_select(w_a[g], 1))
+
+        # -- C: addresses ------------------------------------------------------------------
+        # A product's + g is added here, beside a0, not behind the multiplier: two carry
+        # chains in series, as for a0 + step.
+        a0 = Signal(ab)
+        m.d.comb += a0.eq(offset_b + base_b)
         for g in range(G):
-            xo = Signal(signed(ob), name=f"xo{g}")
-            off = Signal(signed(ob), name=f"off{g}")
-            ok = Signal(name=f"ok{g}")
-            m.d.comb += [
-                xo.eq(bx + p_lanes[g]),
-                off.eq(pix + a_lanes[g]),
-                # x inside the row, then (x being inside) the offset inside the map is
-                # exactly y inside the map; lanes past K are padding too.
-                ok.eq(~filler & (xo >= 0) & (xo < desc.row_size) & (off >= 0)
-                      & (off < desc.map_size) & (~last_kgroup | (g < desc.last_lanes))),
-                self.addrs[g].eq(Mux(ok, (base + a_lanes[g])[:fmt.addr_bits], 0)),
-                self.pad[g].eq(~ok),
-            ]
+            step = Signal(ab, name=f"step_c{g}", attrs={"keep": 1})
+            m.d.comb += step.eq(step_b[g] + g if g >= 2 and paired else step_b[g])
+            m.d.comb += [self.addrs[g].eq(a0 + step),
+                         self.pad[g].eq(~ok_b[g])]
         return m
 
 
-class _Item:
-    """The fields of an item that the lane stages carry along (registers)."""
+#: Operand width of the multipliers the lanes' row steps are packed into (ECP5 MULT18X18D).
+_PRODUCT_BITS = 18
 
-    def __init__(self, lanes: "LaneExpander"):
-        ob = lanes._format.offset_bits
-        self.bx = Signal(signed(ob))
-        self.pix = Signal(signed(ob))
-        self.filler = Signal()
-        self.last_kgroup = Signal()
 
-    def load(self, lanes: "LaneExpander") -> list:
-        return [self.bx.eq(lanes.bx), self.pix.eq(lanes.pix), self.filler.eq(lanes.filler),
-                self.last_kgroup.eq(lanes.kgroup == lanes.desc.k_groups - 1)]
+def _window(value, room, G: int):
+    """``G`` bits, bit g: ``0 <= value + g`` and ``g < room`` (so ``value + g < value +
+    room``), for signed `value` and `room`, without a carry chain.
 
-    def copy(self, other: "_Item") -> list:
-        return [self.bx.eq(other.bx), self.pix.eq(other.pix), self.filler.eq(other.filler),
-                self.last_kgroup.eq(other.last_kgroup)]
+    With ``lg`` bits covering g < G, ``value + g >= 0`` holds when value >= 0, or when
+    value lies in [-2**lg, -1] (its upper bits all ones) and its low bits reach
+    ``2**lg - g``; ``g < room`` when room >= 2**lg, or room lies in [0, 2**lg) (upper bits
+    all zero) and its low bits exceed g.
+    """
+    lg = max(1, (G - 1).bit_length())
+    low_v, up_v = value.as_unsigned()[:lg], value.as_unsigned()[lg:]
+    low_r, up_r = room.as_unsigned()[:lg], room.as_unsigned()[lg:]
+    near_v = up_v.all()                     # value in [-2**lg, -1]
+    big_r = ~room[-1] & up_r.any()          # room >= 2**lg
+    small_r = ~up_r.any()                   # room in [0, 2**lg)
+    bits = []
+    for g in range(G):
+        ge = ~value[-1] | (near_v & _at_least(low_v, (1 << lg) - g)) if g else ~value[-1]
+        lt = big_r | (small_r & _at_least(low_r, g + 1))
+        bits.append(ge & lt)
+    return Cat(*bits)
+
+
+def _at_least(bits, c: int):
+    """``bits >= c`` for a constant c, as AND/OR logic from the top bit (no carry chain)."""
+    if c <= 0:
+        return Const(1)
+    if c >= 1 << len(bits):
+        return Const(0)
+    top, rest = bits[-1], bits[:-1]
+    half = 1 << (len(bits) - 1)
+    if c >= half:
+        return top & _at_least(rest, c - half)
+    return top | _at_least(rest, c)
+
+
+def _popcount(bits, width: int):
+    """The number of set bits of `bits`, modulo ``2**width``: a table (that the LUT mapper
+    reduces) up to 8 bits, sums of such tables beyond."""
+    n = len(bits)
+    if n == 0:
+        return Const(0, width)
+    if n > 8:
+        half = n // 2
+        return (_popcount(bits[:half], width) + _popcount(bits[half:], width))[:width]
+    table = sum(min(bin(x).count("1"), (1 << width) - 1) << (width * x) for x in range(1 << n))
+    return Const(table, width << n).word_select(bits, width)
 
 
 def _times(value, k: int, width: int):
-    """``k * value`` for a constant k as a sum of shifted copies (no multiplier cell),
-    truncated to `width` bits."""
-    terms = [value << i for i in range(k.bit_length()) if k >> i & 1]
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
+    """``k * value`` modulo ``2**width`` for a constant k, as a sum or difference of shifted
+    copies (canonical signed digits: k = 3, 5, 7 take one adder each, no multiplier)."""
+    terms, i = [], 0
+    while k:
+        if k & 1:
+            digit = 2 - (k & 3)                     # 1 or -1
+            terms.append((digit, value << i))
+            k -= digit
+        k >>= 1
+        i += 1
+    total = None
+    for digit, term in terms:
+        if total is None:
+            total = term if digit > 0 else -term
+        else:
+            total = total + term if digit > 0 else total - term
     return total[:width]

@@ -85,9 +85,11 @@ def brute_force(config, geometry, kept, steps, act_base):
 
 def rtl_arithmetic(desc, index, ktable, config):
     """The decoder datapath of docs/decoder.md, from the descriptor and memory words only:
-    incremental window origins, the k-table word, the parallel lane arithmetic, the pad test."""
+    incremental window origins (columns in elements, rows in input rows), the k-table word
+    (p0, kh0, wraps), each lane's kernel row and address step, the window tests."""
     fmt = DecoderFormat(config)
-    G, vb = config.rows_per_step, fmt.value_bits
+    G, pb, words = config.rows_per_step, fmt.pos_bits, 1 << fmt.addr_bits
+    P, H, J = desc["row_size"], desc["in_h"], desc["row_jump"]
     out, n = [], desc["out_h"] * desc["out_w"] * desc["steps"]
     by = desc["by0"]
     for oy in range(desc["out_h"]):
@@ -97,20 +99,20 @@ def rtl_arithmetic(desc, index, ktable, config):
                 filler = s >= desc["count"]
                 kg = 0 if filler else index[desc["index_start"] + s]
                 word = ktable[desc["ktable_base"] + kg]
-                p, a = word & ((1 << vb) - 1), word >> vb
+                p0, kh0 = word & ((1 << pb) - 1), (word >> pb) & ((1 << pb) - 1)
+                wraps = word >> (2 * pb)
+                a0 = (desc["act_base"] + (by + kh0) * P + bx + p0) % words
                 addrs, pad = [], 0
-                p0, a0 = p, a
                 for lane in range(G):
-                    # every lane from the group's word (docs/decoder.md, stage L1):
-                    # w = the multiples k*L (k = 1..lane) that p0 + lane reaches
-                    t, L = p0 + lane, desc["row_len"]
-                    w = sum(t >= k * L for k in range(1, lane + 1)) if L else 0
-                    p, a = t - w * L, a0 + lane + w * desc["row_jump"]
-                    off = by + bx + a
-                    ok = (not filler and 0 <= bx + p < desc["row_size"]
-                          and 0 <= off < desc["map_size"]
+                    w = bin(wraps & ((1 << lane) - 1)).count("1")
+                    if w == 0:
+                        x = bx + p0 + lane
+                    else:       # lanes since the last wrap
+                        last = max(i for i in range(1, lane + 1) if wraps >> (i - 1) & 1)
+                        x = bx + lane - last
+                    ok = (not filler and 0 <= x < P and 0 <= by + kh0 + w < H
                           and (kg != desc["k_groups"] - 1 or lane < desc["last_lanes"]))
-                    addrs.append((desc["act_base"] + off) % (1 << fmt.addr_bits) if ok else 0)
+                    addrs.append((a0 + lane + w * J) % words if ok else 0)
                     pad |= (not ok) << lane
                 i = len(out)
                 out.append({"slot": desc["slot_base"] + s, "kgroup": kg, "addrs": addrs,
@@ -166,10 +168,10 @@ def test_layers_that_do_not_fit():
     with pytest.raises(DecoderLimitError, match="K = 2304 exceeds the decoder's k-table "
                                                 r"\(512 K-groups of G=4, K <= 2048\)"):
         ktable_words(LayerGeometry("conv", 2, 2, 256, 4, 3, 3, 1, 1), config)
-    with pytest.raises(DecoderLimitError, match="k-table rel0 = 10242 does not fit the "
-                                                "decoder's 13-bit unsigned field"):
-        # six kernel rows over a one-row map: the window reaches five map sizes away
-        ktable_words(LayerGeometry("conv", 1, 2048, 1, 4, 6, 6, 1, 5), config)
+    with pytest.raises(DecoderLimitError, match="step_x = 5000 does not fit the decoder's "
+                                                "12-bit unsigned field"):
+        # a stride past the buffer size: its column step needs more than 12 bits
+        ktable_words(LayerGeometry("conv", 4, 4, 1, 4, 3, 3, 5000, 1), config)
 
 
 @pytest.mark.parametrize("kwargs, message", [

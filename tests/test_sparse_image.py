@@ -43,7 +43,7 @@ def test_widths_come_from_the_configuration():
     fmt = DecoderFormat(TINY)
     assert image_width("weights", TINY) == TINY.cols
     assert image_width("index", TINY) == fmt.kgroup_bits
-    assert image_width("ktable", TINY) == fmt.value_bits + fmt.rel_bits
+    assert image_width("ktable", TINY) == 2 * fmt.pos_bits + fmt.wrap_bits
     with pytest.raises(ImageError, match="unknown image kind 'bias'"):
         image_width("bias", TINY)
     with pytest.raises(ImageError, match="index word 1 .* does not fit 9 bits"):

@@ -5,28 +5,31 @@ its ports from the layouts here and the software (`mars.sw.sparse`, the mapper) 
 from the functions here.
 
 Everything the decoder (`mars.hw.decoder`) needs besides the index code is computed here,
-in software, once per layer, so that the per-cycle path of the RTL has no division and no
-multiplication by runtime values:
+in software, once per layer, so that the per-cycle path of the RTL has no division and only
+one multiplication (by the input row pitch, in a DSP block):
 
 * `DecoderFormat` derives every memory depth and field width from the configuration.
-* The **k-table** has one word per K-group ``kg``: the position ``p0`` of its first K-row
-  within a kernel row and that K-row's buffer offset ``rel0`` relative to the output
-  pixel's window origin (see `ktable_words`).  The decoder expands the G lanes from it
-  with an increment chain.
+* The **k-table** has one word per K-group ``kg``: the kernel row ``kh0`` and the position
+  ``p0`` within it of its first K-row, and a ``wraps`` mask marking the lanes that start a
+  new kernel row (see `ktable_words`).  The decoder expands the G lanes from it.
 * The **descriptor** holds the layer's runtime parameters (shapes turned into address
-  steps, buffer base, where the block's index code lies, ...; see `descriptor`).
+  steps, buffer base, where the block's index code lies, ...; see `descriptor`).  Columns
+  are in elements (``bx0``, ``step_x``, ``row_size``), rows in input rows (``by0``,
+  ``step_y``, ``in_h``).
 
-Address arithmetic, with HWC buffers (channel fastest), ``P = W*Cin`` (one input row) and
-``L = kw*Cin`` (one kernel row)::
+Address arithmetic, with HWC buffers (channel fastest), ``P = W*Cin`` (one input row),
+``L = kw*Cin`` (one kernel row) and ``J = P - L``::
 
     k  = kh_i*L + p                    p = kw_i*Cin + cin, 0 <= p < L
-    a(k)   = kh_i*P + p                offset of K-row k from the window origin
-    bx     = (ox*s - pad) * Cin        x origin of output pixel (oy, ox)
-    by     = (oy*s - pad) * P          y origin
+    bx     = (ox*s - pad) * Cin        x origin of output pixel (oy, ox), elements
+    by     = oy*s - pad                y origin, input rows
     x ok   <=> 0 <= bx + p < P                 (0 <= ix < W)
-    y ok   <=> 0 <= by + bx + a(k) < H*P       (given x ok: 0 <= iy < H)
-    addr   = (act_base + by + bx + a(k)) mod act_buffer_words,  0 for padding
+    y ok   <=> 0 <= by + kh_i < H              (0 <= iy < H)
+    addr   = (act_base + (by + kh_i)*P + bx + p) mod act_buffer_words,  0 for padding
 
+Lane g of K-group kg lies ``w`` kernel rows below the group's first K-row (``w`` = the
+wraps at lanes 1..g), so ``kh_i = kh0 + w``, ``p = p0 + g - w*L`` and its address is
+``(act_base + (by + kh0)*P + bx + p0) + g + w*J``.
 The derivation and the widths are in docs/decoder.md.
 """
 
@@ -76,10 +79,13 @@ class DecoderFormat:
         Widths of a K-group index (an index-memory word) and of a row slot.
     value_bits : int
         Unsigned width of layer sizes and steps (addr_bits + 1: they reach the buffer size).
-    rel_bits : int
-        Unsigned width of a k-table offset ``rel0`` (addr_bits + 2).
+    pos_bits : int
+        Unsigned width of the k-table's ``kh0`` and ``p0`` (both below ``max_k``).
+    wrap_bits : int
+        Width of the k-table's ``wraps`` mask: G - 1 (lanes 1 .. G-1), at least 1.
     offset_bits : int
-        Signed width of the running window offsets (addr_bits + 3).
+        Signed width of the running window origins, columns in elements and rows in input
+        rows (addr_bits + 3).
     """
 
     config: MarsConfig
@@ -118,8 +124,12 @@ class DecoderFormat:
         return self.addr_bits + 1
 
     @property
-    def rel_bits(self) -> int:
-        return self.addr_bits + 2
+    def pos_bits(self) -> int:
+        return _bits(self.max_k)
+
+    @property
+    def wrap_bits(self) -> int:
+        return max(1, self.lanes - 1)
 
     @property
     def offset_bits(self) -> int:
@@ -127,8 +137,8 @@ class DecoderFormat:
 
     @property
     def ktable_bits(self) -> int:
-        """Width of a k-table word: ``p0`` (value_bits) then ``rel0`` (rel_bits)."""
-        return self.value_bits + self.rel_bits
+        """Width of a k-table word: ``p0``, ``kh0`` (pos_bits each), ``wraps`` (wrap_bits)."""
+        return 2 * self.pos_bits + self.wrap_bits
 
     @property
     def storage_bits(self) -> int:
@@ -166,39 +176,48 @@ class DecoderFormat:
         for name, bits, is_signed in descriptor_fields(cfg):
             if not is_signed and name in fields:
                 self._fits_unsigned(name, fields[name], bits)
-        p, a = _lane_offsets(g, cfg)
-        self._fits_unsigned("k-table p0", int(p.max()), self.value_bits)
-        self._fits_unsigned("k-table rel0", int(a[::cfg.rows_per_step].max()), self.rel_bits)
+        p, kh = _lane_positions(g, cfg)
+        p_max, kh_max = int(p.max()), int(kh.max())
+        self._fits_unsigned("k-table p0", p_max, self.pos_bits)
+        self._fits_unsigned("k-table kh0", kh_max, self.pos_bits)
+        # Every running value of the lane arithmetic (docs/decoder.md) is a signed
+        # offset_bits-bit register: columns in elements, rows in input rows.
+        P, H = fields["row_size"], fields["in_h"]
         bx_lo, bx_hi = fields["bx0"], fields["bx0"] + (g.out_w - 1) * fields["step_x"]
         by_lo, by_hi = fields["by0"], fields["by0"] + (g.out_h - 1) * fields["step_y"]
-        self._fits_signed("the lane offset a(k)", int(a.min()), int(a.max()))
         self._fits_signed("row_jump", fields["row_jump"], fields["row_jump"])
-        self._fits_signed("the window origin by + bx", by_lo + bx_lo, by_hi + bx_hi)
-        self._fits_signed("the x position bx + p", bx_lo, bx_hi + int(p.max()))
-        self._fits_signed("the window offset by + bx + a(k)", by_lo + bx_lo + int(a.min()),
-                          by_hi + bx_hi + int(a.max()))
+        self._fits_signed("the window column bx", bx_lo, bx_hi)
+        self._fits_signed("the x position bx + p", bx_lo, bx_hi + p_max)
+        self._fits_signed("the columns left P - bx - p", P - bx_hi - p_max, P - bx_lo)
+        self._fits_signed("the window row by", by_lo, by_hi)
+        self._fits_signed("the input row by + kh", by_lo, by_hi + kh_max)
+        self._fits_signed("the rows left H - by - kh", H - by_hi - kh_max, H - by_lo)
 
 
-def _lane_offsets(geometry: LayerGeometry, config: MarsConfig) -> tuple[np.ndarray, np.ndarray]:
-    """``p(k)`` and ``a(k)`` for every lane of every K-group (k < ceil(K/G)*G), exactly as
-    the decoder's increment chain produces them (lanes past K included)."""
+def _lane_positions(geometry: LayerGeometry,
+                    config: MarsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Position ``p(k)`` in its kernel row and kernel row ``kh(k)`` of every lane of every
+    K-group (k < ceil(K/G)*G, lanes past K included: they continue the same count)."""
     g, G = geometry, config.rows_per_step
     n = -(-g.k // G) * G
     k = np.arange(n, dtype=np.int64)
-    row_len, pitch = g.kw * g.cin, g.in_w * g.cin
-    p = k % row_len
-    return p, (k // row_len) * pitch + p
+    row_len = g.kw * g.cin
+    return k % row_len, k // row_len
 
 
 def ktable_fields(config: MarsConfig) -> list[tuple[str, int]]:
     """Fields of a k-table word, least significant first: (name, bits)."""
     fmt = DecoderFormat(config)
-    return [("p0", fmt.value_bits), ("rel0", fmt.rel_bits)]
+    return [("p0", fmt.pos_bits), ("kh0", fmt.pos_bits), ("wraps", fmt.wrap_bits)]
 
 
 def ktable_words(geometry: LayerGeometry, config: MarsConfig) -> list[int]:
-    """The k-table of a layer: word ``kg`` holds ``p0 | rel0 << value_bits`` of K-row
-    ``kg*G`` (its position in the kernel row and its window offset).
+    """The k-table of a layer, one word per K-group ``kg`` (fields `ktable_fields`):
+
+    * ``p0``, ``kh0``: position in its kernel row and kernel row of K-row ``kg*G``;
+    * ``wraps``: bit ``g-1`` set when lane g (K-row ``kg*G + g``, g = 1..G-1) starts a
+      kernel row (``p = 0``), so lane g lies ``popcount(wraps[:g])`` kernel rows below
+      lane 0.  Lanes past K continue the count (the decoder masks them).
 
     Raises
     ------
@@ -207,9 +226,12 @@ def ktable_words(geometry: LayerGeometry, config: MarsConfig) -> list[int]:
     """
     fmt = DecoderFormat(config)
     fmt.check_layer(geometry)
-    p, a = _lane_offsets(geometry, config)
+    p, kh = _lane_positions(geometry, config)
     G = config.rows_per_step
-    return [int(p0) | int(a0) << fmt.value_bits for p0, a0 in zip(p[::G], a[::G])]
+    p, kh = p.reshape(-1, G), kh.reshape(-1, G)
+    wraps = ((p[:, 1:] == 0) << np.arange(G - 1, dtype=np.int64)).sum(axis=1)
+    return [int(p0) | int(kh0) << fmt.pos_bits | int(w) << 2 * fmt.pos_bits
+            for p0, kh0, w in zip(p[:, 0], kh[:, 0], wraps)]
 
 
 def descriptor_fields(config: MarsConfig) -> list[tuple[str, int, bool]]:
@@ -221,7 +243,7 @@ def descriptor_fields(config: MarsConfig) -> list[tuple[str, int, bool]]:
         ("out_h", vb, False), ("out_w", vb, False),
         ("step_x", vb, False), ("step_y", vb, False),
         ("bx0", ob, True), ("by0", ob, True),
-        ("row_size", vb, False), ("map_size", vb, False),
+        ("row_size", vb, False), ("in_h", vb, False),
         ("row_len", vb, False), ("row_jump", ob, True),
         ("act_base", fmt.addr_bits, False),
         ("k_groups", fmt.max_kgroups.bit_length(), False),
@@ -250,9 +272,9 @@ def _descriptor_values(geometry: LayerGeometry, config: MarsConfig) -> dict[str,
     k_groups = -(-g.k // G)
     return {
         "out_h": g.out_h, "out_w": g.out_w,
-        "step_x": g.stride * g.cin, "step_y": g.stride * pitch,
-        "bx0": -g.pad * g.cin, "by0": -g.pad * pitch,
-        "row_size": pitch, "map_size": g.in_size,
+        "step_x": g.stride * g.cin, "step_y": g.stride,
+        "bx0": -g.pad * g.cin, "by0": -g.pad,
+        "row_size": pitch, "in_h": g.in_h,
         "row_len": g.kw * g.cin, "row_jump": pitch - g.kw * g.cin,
         "k_groups": k_groups, "last_lanes": g.k - (k_groups - 1) * G,
     }
@@ -339,7 +361,8 @@ def payload_layout(config: MarsConfig) -> data.StructLayout:
 
 
 def ktable_layout(config: MarsConfig) -> data.StructLayout:
-    """A k-table word: ``p0`` (position in the kernel row), ``rel0`` (window offset)."""
+    """A k-table word: ``p0`` (position in the kernel row), ``kh0`` (kernel row) of the
+    K-group's first K-row, ``wraps`` (the lanes that start a kernel row)."""
     return data.StructLayout({name: unsigned(bits) for name, bits in ktable_fields(config)})
 
 
