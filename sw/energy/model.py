@@ -10,6 +10,7 @@ and per component, and the area of every block.  Cycles come from the cycle mode
 from __future__ import annotations
 
 from mars.config import ReadoutMode
+from mars.contract.decoder import DecoderFormat
 from mars.errors import MarsError
 from mars.sw.golden.cycles import ideal_cycles, layer_walk_cycles, network_cycles
 
@@ -32,23 +33,15 @@ class EstimateError(MarsError, ValueError):
     """An estimate that cannot be made (a clock that is not positive, ...)."""
 
 
-def _bits_for(count: int) -> int:
-    return max(1, (count - 1).bit_length())
-
-
 def decoder_step_pj(cfg, tech: Technology) -> float:
     """One decoder step of one domain (pJ): an index-memory read (a K-group number, one
-    entry per weight-SRAM row slot), a k-table read (two offsets of addr_bits+1 and
-    addr_bits+2 bits, one entry per K-group of the largest layer) and G address adds
-    (docs/decoder.md gives the widths)."""
-    G = cfg.rows_per_step
-    kgroups = -(-cfg.act_buffer_words // G)
-    index_bits, index_depth = _bits_for(kgroups), cfg.weight_sram_rows // G
-    addr_bits = _bits_for(cfg.act_buffer_words)
-    ktable_bits = 2 * addr_bits + 3
-    return (tech.sram_pj(index_bits, index_depth * index_bits)
-            + tech.sram_pj(ktable_bits, kgroups * ktable_bits)
-            + G * tech.add_pj(addr_bits))
+    entry per weight-SRAM row slot), a k-table read (one entry per K-group of the largest
+    layer) and G address adds; widths and depths are the decoder's own
+    (`mars.contract.decoder.DecoderFormat`, docs/decoder.md)."""
+    fmt = DecoderFormat(cfg)
+    return (tech.sram_pj(fmt.kgroup_bits, fmt.index_depth * fmt.kgroup_bits)
+            + tech.sram_pj(fmt.ktable_bits, fmt.max_kgroups * fmt.ktable_bits)
+            + cfg.rows_per_step * tech.add_pj(fmt.addr_bits))
 
 
 def scaled_add_pj(cfg, tech: Technology) -> float:
@@ -92,7 +85,7 @@ def _storage_bits(cfg) -> dict[str, int]:
     return {
         "CIM macros": cfg.macros * cfg.rows * cfg.cols,
         "weight SRAMs": cfg.cores * cfg.weight_sram_rows * cfg.cols,
-        "activation buffers": 2 * cfg.act_buffer_words * cfg.act_bits,
+        "activation buffers": cfg.act_regions * cfg.act_buffer_words * cfg.act_bits,
         "result memory": cfg.result_words * cfg.acc_bits,
     }
 
@@ -110,7 +103,7 @@ def area_um2(cfg, tech: Technology) -> dict[str, float]:
     bits = _storage_bits(cfg)
     N, D = cfg.channels_per_macro, cfg.wordline_domains
     lanes = min(N, -(-N // cfg.cycles_per_step))          # the writer's channels a cycle
-    addr = _bits_for(cfg.act_buffer_words)
+    addr = DecoderFormat(cfg).addr_bits
     unit = (N * (cfg.acc_bits + cfg.psum_bits) * tech.add_um2_per_bit
             + lanes * cfg.acc_bits * cfg.requant_mult_bits * tech.mult_um2_per_bit2
             + D * cfg.rows_per_step * addr * tech.add_um2_per_bit)
