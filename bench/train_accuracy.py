@@ -26,9 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from mars.config import PRESETS
 from mars.sw.package import load_package
 from mars.sw.sparse import DecoderFormat
+from mars.sw.train.data import load_dataset
 from mars.sw.train.trainer import TrainOptions, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,80 +84,131 @@ def _group_sparsity(result) -> float:
     return 1 - sum(r.stored_groups for r in prunable) / sum(r.groups for r in prunable)
 
 
-#: Readouts of the adc3 geometry: (label, config fields, readout-aware training).
+#: Geometries of the readout table: a saturating ADC is studied where it clips, on the
+#: adc3 macros (G = 16 rows per step: popcounts up to 16, 5 bits exact); the comparator
+#: (HCiM) readouts on the hcim macros (G = 2: a comparator bit is useless at G = 8,
+#: docs/training.md).
+READOUT_GEOMETRIES = {
+    "adc3": lambda: PRESETS["adc3"],
+    "hcim": lambda: PRESETS["hcim"],
+}
+
+#: Readouts of the table: (label, geometry, config fields).  Every run trains with the
+#: exact product; the non-exact readouts are exported through the readout before
+#: (``start_accuracy``: binary/ternary after the sequential least-squares scale start)
+#: and after ``--finetune`` epochs of readout-aware fine-tuning.
 READOUTS = (
-    ("exact (5 bits)", {"readout_mode": "exact", "readout_bits": 5}, True),
-    ("saturating 3 bits", {"readout_mode": "saturating", "readout_bits": 3}, True),
-    ("saturating 3 bits, unaware", {"readout_mode": "saturating", "readout_bits": 3}, False),
+    ("exact (G = 16, 5 bits)", "adc3", {"readout_mode": "exact", "readout_bits": 5}),
+    ("saturating 4 bits (G = 16)", "adc3", {"readout_mode": "saturating", "readout_bits": 4}),
+    ("saturating 3 bits (G = 16)", "adc3", {"readout_mode": "saturating", "readout_bits": 3}),
+    ("saturating 2 bits (G = 16)", "adc3", {"readout_mode": "saturating", "readout_bits": 2}),
+    ("exact (G = 2, 2 bits)", "hcim", {"readout_mode": "exact", "readout_bits": 2}),
+    ("binary, T = 1 (G = 2)", "hcim", {"readout_mode": "binary", "readout_threshold": 1}),
+    ("ternary, T = 1 (G = 2)", "hcim", {"readout_mode": "ternary", "readout_threshold": 1}),
 )
-READOUT_SPARSITY = 0.5
+READOUT_SPARSITIES = (0.5, 0.0, 0.75)
+
+
+def readout_config(index: int):
+    label, geometry, fields = READOUTS[index]
+    return READOUT_GEOMETRIES[geometry]().replace(name=f"{geometry}-{index}", **fields)
 
 
 def _readout_run(job: tuple) -> dict:
-    label, fields, aware, seed = job
-    config = PRESETS["adc3"].replace(**fields)
-    options = TrainOptions(sparsity=READOUT_SPARSITY, seed=seed, readout_aware=aware)
+    index, sparsity, seed, finetune, ste = job
+    label = READOUTS[index][0]
+    config = readout_config(index)
+    options = TrainOptions(sparsity=sparsity, seed=seed, readout_finetune=finetune, ste=ste)
     start = time.perf_counter()
+    row = {"readout": label, "index": index, "sparsity": sparsity, "seed": seed,
+           "finetune": finetune if config.readout_mode.value != "exact" else 0, "ste": ste}
     try:
         result = train(config, options, None, progress=False, log=lambda s: None)
     except Exception as error:          # a run that cannot be exported is a result too
-        return {"readout": label, "seed": seed, "error": str(error), "integer": None,
-                "qat_seconds": 0.0, "seconds": time.perf_counter() - start}
-    return {"readout": label, "seed": seed, "float": result.float_accuracy,
-            "qat": result.qat_accuracy, "integer": result.integer_accuracy,
+        return {**row, "error": str(error), "integer": None,
+                "seconds": time.perf_counter() - start}
+    energy = None
+    if seed == 0:
+        from mars.sw.energy.model import estimate_network
+        from mars.sw.train.quant import input_codes
+
+        codes = input_codes(torch.from_numpy(load_dataset("digits").x_test[:16]),
+                            config.act_bits).permute(0, 2, 3, 1).numpy().astype("uint8")
+        energy = estimate_network(result.network, with_dense=False,
+                                  inputs=codes)["energy_per_inference_uj"]
+    return {**row, "float": result.float_accuracy, "qat": result.qat_accuracy,
+            "integer": result.integer_accuracy, "start": result.start_accuracy,
             "agreement": result.agreement, "group_sparsity": _group_sparsity(result),
-            "qat_seconds": result.seconds["qat"], "seconds": time.perf_counter() - start}
+            "energy_uj": energy, "qat_seconds": result.seconds["qat"],
+            "readout_seconds": result.seconds.get("readout", 0.0),
+            "seconds": time.perf_counter() - start}
 
 
-def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None) -> list[dict]:
-    work = [(label, fields, aware, seed) for index, (label, fields, aware) in enumerate(READOUTS)
-            if which is None or index in which for seed in seeds]
+def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None,
+                  sparsities=READOUT_SPARSITIES[:1], finetune: int = 5,
+                  ste: str = "plain") -> list[dict]:
+    work = [(index, sparsity, seed, finetune, ste) for seed in seeds
+            for sparsity in sparsities for index in range(len(READOUTS))
+            if which is None or index in which]
     rows = []
     with multiprocessing.Pool(jobs) as pool:
-        for row in pool.imap(_readout_run, work):
+        for row in pool.imap_unordered(_readout_run, work):
             rows.append(row)
+            (OUT / "readout.json").write_text(json.dumps(rows, indent=2))
+            head = f"{row['readout']:<28} {100 * row['sparsity']:.0f} % seed {row['seed']}"
             if row.get("error"):
-                print(f"{row['readout']:<28} seed {row['seed']}: FAILED: {row['error']}",
-                      flush=True)
+                print(f"{head}: FAILED: {row['error']}", flush=True)
                 continue
-            print(f"{row['readout']:<28} seed {row['seed']}: integer "
-                  f"{100 * row['integer']:.2f} %, fake-quant agreement "
-                  f"{100 * row['agreement']:.2f} %, QAT {row['qat_seconds']:.0f} s", flush=True)
+            before = "" if row["start"] is None else f"{100 * row['start']:.2f} % -> "
+            print(f"{head}: integer {before}{100 * row['integer']:.2f} %, fake-quant "
+                  f"agreement {100 * row['agreement']:.2f} %, {row['seconds']:.0f} s",
+                  flush=True)
     return rows
 
 
-def readout_markdown(rows: list[dict], seeds: list[int], jobs: int) -> str:
-    lines = [f"Measured {datetime.date.today().isoformat()} with `python "
-             f"bench/train_accuracy.py --only readout --seeds {' '.join(map(str, seeds))}"
-             f"{' --jobs ' + str(jobs) if jobs > 1 else ''}` (adc3 geometry, digits CNN, "
-             f"{100 * READOUT_SPARSITY:.0f} % group sparsity per layer, `mars train` "
-             f"defaults otherwise).", "",
-             "| readout | training | integer acc. %, mean (min..max) | vs exact (points) | "
-             "fake-quant = accelerator predictions | QAT time (s) |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
-    by_label: dict[str, list[dict]] = {}
-    for row in rows:
-        by_label.setdefault(row["readout"], []).append(row)
-    exact_rows = [r for r in by_label.get(READOUTS[0][0], rows) if not r.get("error")]
-    exact = statistics.mean(100 * r["integer"] for r in exact_rows) if exact_rows else 0.0
-    for label, _, aware in READOUTS:
-        items = by_label.get(label)
-        if not items:
-            continue
-        failed = [r for r in items if r.get("error")]
-        items = [r for r in items if not r.get("error")]
-        if not items:
-            lines.append(f"| {label} | - | failed ({len(failed)} runs) | | | |")
-            continue
-        accs = [100 * r["integer"] for r in items]
-        mean = statistics.mean(accs)
-        lines.append(f"| {label.replace(', unaware', '')} | "
-                     f"{'readout-aware' if aware else 'exact product'} | {mean:.2f} "
-                     f"({min(accs):.2f}..{max(accs):.2f}) | {mean - exact:+.2f} | "
-                     f"{100 * min(r['agreement'] for r in items):.2f} % (min) | "
-                     f"{statistics.mean(r['qat_seconds'] for r in items):.0f} |"
-                     + (f" ({len(failed)} of {len(failed) + len(items)} runs failed to "
-                        f"export)" if failed else ""))
+def _stat(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ({min(values):.2f}..{max(values):.2f})"
+
+
+def readout_markdown(rows: list[dict], command: str) -> str:
+    """The accuracy table: per readout and sparsity, the integer accuracy (mean over
+    seeds, min..max) without and with readout-aware fine-tuning, against the exact
+    readout of the same geometry, and the energy per inference (seed 0)."""
+    sparsities = sorted({r["sparsity"] for r in rows})
+    finetune = max((r["finetune"] for r in rows), default=0)
+    lines = [f"Measured {datetime.date.today().isoformat()} with `{command}`.", "",
+             "| readout | group sparsity | seeds | exact-product training, integer acc. % "
+             f"| + {finetune} readout-aware epochs, integer acc. % | vs exact, without / "
+             "with (points) | energy / inference (uJ) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for sparsity in sparsities:
+        exact_of = {}
+        for index, (label, geometry, fields) in enumerate(READOUTS):
+            items = [r for r in rows if r["index"] == index and r["sparsity"] == sparsity]
+            ok = [r for r in items if not r.get("error")]
+            if not items:
+                continue
+            failed = len(items) - len(ok)
+            exact = fields["readout_mode"] == "exact"
+            with_ft = [100 * r["integer"] for r in ok]
+            without = with_ft if exact else [100 * r["start"] for r in ok
+                                             if r["start"] is not None]
+            if exact:
+                exact_of[geometry] = statistics.mean(with_ft) if with_ft else None
+            base = exact_of.get(geometry)
+            delta = "" if exact or base is None or not with_ft else (
+                f"{statistics.mean(without) - base:+.2f} / {statistics.mean(with_ft) - base:+.2f}")
+            energy = [r["energy_uj"] for r in ok if r.get("energy_uj") is not None]
+            lines.append(
+                f"| {label} | {100 * sparsity:.0f} % | {len(ok)} | {_stat(without)} | "
+                f"{'(same)' if exact else _stat(with_ft)} | {delta} | "
+                f"{f'{energy[0]:.4f}' if energy else '-'} |")
+            if failed:
+                lines[-1] += f" ({failed} run(s) failed)"
     return "\n".join(lines) + "\n"
 
 
@@ -297,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["accuracy", "time", "size", "readout"])
     parser.add_argument("--readouts", type=int, nargs="+",
                         help="--only readout: indices into READOUTS to run (default all)")
+    parser.add_argument("--sparsities", type=float, nargs="+",
+                        default=list(READOUT_SPARSITIES[:1]),
+                        help="--only readout: group sparsities (default 0.5)")
+    parser.add_argument("--finetune", type=int, default=5,
+                        help="--only readout: readout-aware fine-tuning epochs")
+    parser.add_argument("--ste", choices=["plain", "clipped"], default="plain",
+                        help="--only readout: the gradient through the readout")
     parser.add_argument("--jobs", type=int, default=1,
                         help="accuracy runs in parallel (each on one thread)")
     args = parser.parse_args(argv)
@@ -305,9 +366,12 @@ def main(argv: list[str] | None = None) -> int:
                "machine": f"{platform.machine()}, Python {platform.python_version()}"}
     OUT.mkdir(parents=True, exist_ok=True)
     if args.only == "readout":
-        rows = bench_readout(args.seeds, args.jobs, args.readouts)
+        command = "python bench/train_accuracy.py " + " ".join(
+            argv if argv is not None else sys.argv[1:])
+        rows = bench_readout(args.seeds, args.jobs, args.readouts, args.sparsities,
+                             args.finetune, args.ste)
         (OUT / "readout.json").write_text(json.dumps(rows, indent=2))
-        text = readout_markdown(rows, args.seeds, args.jobs)
+        text = readout_markdown(rows, command)
         (OUT / "readout.md").write_text(text)
         print(text)
         return 0
