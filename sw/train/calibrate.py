@@ -27,11 +27,10 @@ import numpy as np
 import torch
 
 from mars.config import MarsConfig
-from mars.sw.golden.accel import accelerator_product
 from mars.sw.golden.network import (IntegerNetwork, LayerNode, _run_node, exact_product,
                                     im2col)
 
-from .readout import column_signs, readout_product
+from .readout import column_signs, numpy_product, readout_product
 
 __all__ = ["column_counts", "least_squares_scales", "scale_codes", "sequential_scale_fit"]
 
@@ -113,7 +112,6 @@ def sequential_scale_fit(network: IntegerNetwork, inputs: np.ndarray,
                          f"{config.readout_mode.value} readout: no scale factors to fit")
     values = {"input": np.asarray(inputs).astype(np.int64)}
     nodes = []
-    product = accelerator_product(config)
     for node in network.nodes:
         if isinstance(node, LayerNode):
             x = values[node.inputs[0]]
@@ -123,5 +121,5 @@ def sequential_scale_fit(network: IntegerNetwork, inputs: np.ndarray,
             fit = least_squares_scales(column_counts(patches, node.weight, config), exact)
             node = dataclasses.replace(node, scales=scale_codes(fit, config))
         nodes.append(node)
-        values[node.name] = _run_node(node, values, config, product)
+        values[node.name] = _run_node(node, values, config, numpy_product)
     return dataclasses.replace(network, config=config, nodes=tuple(nodes))

@@ -23,7 +23,7 @@ import torch
 from mars.config import MarsConfig, ReadoutMode
 
 __all__ = ["is_exact", "column_signs", "readout_product", "readout_ste",
-           "accelerator_patches", "clip_limit", "clipped_product"]
+           "accelerator_patches", "clip_limit", "clipped_product", "numpy_product"]
 
 
 def is_exact(config: MarsConfig) -> bool:
@@ -230,3 +230,19 @@ def readout_ste(exact: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:
     the weights and inputs, straight through the readout) plus that of `hardware` (to the
     column scale factors of a binary/ternary readout, if any)."""
     return hardware.to(exact.dtype) + (exact - exact.detach())
+
+
+def numpy_product(patches, weight, layer, config: MarsConfig):
+    """`readout_product` as a `mars.sw.golden.network.run_network` product: NumPy int64
+    arrays in and out, the layer's scale factor codes (binary/ternary) applied.  Equal to
+    `mars.sw.golden.accel.macro_product` (tests/test_train_readout.py) and, for two rows
+    per step, much faster; the trainer's internal estimates use it, the package's logits
+    come from the golden model."""
+    import numpy as np
+
+    scales = getattr(layer, "scales", None) if config.scaled_readout else None
+    with torch.no_grad():
+        out = readout_product(torch.from_numpy(np.asarray(patches, dtype=np.int64)),
+                              torch.from_numpy(np.asarray(weight, dtype=np.int64)), config,
+                              scales=None if scales is None else torch.from_numpy(scales))
+    return out.numpy().astype(np.int64)

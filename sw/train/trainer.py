@@ -39,7 +39,7 @@ from torch import nn
 from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.sw.golden.accel import run_accelerator
-from mars.sw.golden.network import IntegerNetwork
+from mars.sw.golden.network import IntegerNetwork, run_network
 
 from .calibrate import sequential_scale_fit
 from .data import Dataset, load_dataset
@@ -48,7 +48,7 @@ from .models import Node, build_model, default_model, parse_model
 from mars.sw.package.writer import build_package_files, write_folder_atomically
 from .prune import SCOPES, LayerSparsity, Pruner, agp_sparsity, group_shape, zero_groups
 from .quant import QNetwork, input_codes
-from .readout import is_exact
+from .readout import is_exact, numpy_product
 
 __all__ = ["TrainOptions", "TrainResult", "TrainingError", "train", "summary_table",
            "accuracy", "deterministic"]
@@ -470,9 +470,9 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         if finetune:
             # the accelerator's accuracy before the fine-tuning (the readout-unaware figure)
             start_net, _ = export_network(qnet)
-            start_acc = _fraction(run_accelerator(start_net, _to_hwc_codes(
-                input_codes(x_test, config.act_bits), config.act_bits)).argmax(axis=1),
-                y_test.numpy())
+            start_acc = _fraction(run_network(start_net, _to_hwc_codes(
+                input_codes(x_test, config.act_bits), config.act_bits),
+                product=numpy_product).argmax(axis=1), y_test.numpy())
             log(f"readout: {100 * start_acc:.2f} % integer accuracy before fine-tuning")
             for layer in qnet.layers.values():
                 layer.readout_aware = True
@@ -570,11 +570,10 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
             "readout_aware": bool(options.readout_aware),
             "readout_finetune": finetune_epochs(options, config),
             "readout_lr": options.readout_lr, "ste": options.ste,
-            "scale_start": ("sequential least squares on the first "
-                            f"{options.scale_calibration} training images"
-                            if config.scaled_readout and not options.readout_aware else
-                            "least squares on the calibration batch"
-                            if config.scaled_readout else None),
+            **({"scale_start": "sequential least squares on the first "
+                               f"{options.scale_calibration} training images"
+                if not options.readout_aware else "least squares on the calibration batch"}
+               if config.scaled_readout else {}),
             "method": "BN folded with frozen statistics (Jacob et al. 2018, Krishnamoorthi "
                       "2018); per-channel symmetric weights; LSQ activation steps (Esser "
                       "et al. 2020); STE rounding; distillation from the float network "
