@@ -19,6 +19,7 @@ from mars.sw.golden.network import im2col, run_network
 from mars.sw.train.calibrate import (column_counts, least_squares_scales, scale_codes,
                                      sequential_scale_fit)
 from mars.sw.train.readout import clip_limit, clipped_product, readout_product
+from mars.sw.train.trainer import TrainOptions, train
 from mars.tb.networks import NETWORKS, random_inputs
 
 TINY = PRESETS["tiny"]
@@ -142,3 +143,71 @@ def test_clip_mask_against_a_loop(fields):
                 clipped = any(sum(((int(x[m, k]) >> i) & 1) * ((int(w[n, k]) >> j) & 1)
                                   for k in rows) > limit for i in range(Ab) for j in range(Wb))
                 assert bool(mask[kg, m, n]) == (not clipped), (kg, m, n)
+
+
+# -- the trainer -----------------------------------------------------------------------------
+
+QUICK = TrainOptions(epochs=1, qat_epochs=1, train_subset=96, test_subset=24,
+                     test_vectors=8, sparsity=0.5, scale_calibration=32, readout_finetune=0)
+
+
+def test_the_trainer_starts_from_the_sequential_fit():
+    """`hcim` (ternary, G = 2) with no fine-tuning: the exported scale factors are
+    `sequential_scale_fit` of the exported network on the first 32 training images,
+    recomputed here, and the package's logits are the golden model's."""
+    from mars.sw.train.data import load_dataset
+    from mars.sw.train.quant import input_codes
+
+    config = PRESETS["hcim"]
+    result = train(config, QUICK, None, progress=False, log=lambda line: None)
+    data = load_dataset("digits")
+    codes = input_codes(torch.from_numpy(data.x_train[:32]), config.act_bits)
+    refit = sequential_scale_fit(result.network,
+                                 codes.permute(0, 2, 3, 1).numpy().astype(np.uint8))
+    for got, expected in zip(result.network.layers, refit.layers):
+        assert np.array_equal(got.scales, expected.scales), got.name
+    assert result.start_accuracy is None              # no fine-tuning asked for
+
+
+def test_clipped_ste_changes_the_gradient_not_the_value():
+    """A QLayer with the clipped estimator computes the same accumulators as with the
+    plain one; its weight gradient differs (the 2-bit ADC clips some K-groups of 16
+    rows, not all)."""
+    from mars.sw.train.models import digits_cnn, parse_model
+    from mars.sw.train.quant import QNetwork
+
+    config = PRESETS["adc3"].replace(readout_mode="saturating", readout_bits=2)
+    outputs, grads = [], []
+    for ste in ("plain", "clipped"):
+        torch.manual_seed(2)
+        model = digits_cnn(width=4)
+        model.eval()
+        qnet = QNetwork(parse_model(model, (1, 8, 8)), config)
+        images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+        qnet.calibrate(images)
+        qnet.quantised = True
+        for layer in qnet.layers.values():
+            layer.ste = ste
+        qnet.train()
+        out = qnet(images)
+        out.sum().backward()
+        outputs.append(out.detach())
+        grads.append(qnet.layers["conv1"].weight.grad.clone())
+    assert torch.equal(outputs[0], outputs[1])
+    assert not torch.allclose(grads[0], grads[1])
+    assert grads[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--readout-finetune", "-1"], "--readout-finetune must be at least 0"),
+    (["--scale-calibration", "0"], "--scale-calibration must be at least 1"),
+    (["--readout-lr", "0"], "readout_lr must be positive, not 0.0"),
+])
+def test_readout_options_are_checked(args, words, capsys, tmp_path):
+    from mars.sw.cli import main
+
+    rc = main(["train", "--out", str(tmp_path / "pkg"), "--epochs", "0", "--qat-epochs", "0",
+               "--train-subset", "8", "--test-subset", "4", *args])
+    assert rc == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "pkg").exists()

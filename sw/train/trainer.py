@@ -153,8 +153,11 @@ class TrainOptions:
                              f"{self.readout_finetune}")
         if self.ste not in STES:
             raise ValueError(f"ste must be one of {', '.join(STES)}, not {self.ste!r}")
-        if self.scale_calibration < 1 or self.readout_lr <= 0:
-            raise ValueError("scale_calibration and readout_lr must be positive")
+        if self.scale_calibration < 1:
+            raise ValueError(f"scale_calibration must be at least 1, not "
+                             f"{self.scale_calibration}")
+        if not self.readout_lr > 0:
+            raise ValueError(f"readout_lr must be positive, not {self.readout_lr}")
         if self.lr <= 0 or self.qat_lr <= 0 or self.weight_decay < 0:
             raise ValueError("learning rates must be positive, weight_decay >= 0")
 
