@@ -174,6 +174,64 @@ def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None,
     return rows
 
 
+#: Readouts priced on one trained hcim-geometry network (G = 2): the minimal exact ADC,
+#: HCiM's 4- and 7-bit ADC baselines (exact here: a popcount of 2 rows never clips) and
+#: the comparator readouts (their scale factors fitted, their activity measured).
+ENERGY_READOUTS = (
+    ("exact ADC, 2 bits", {"readout_mode": "exact", "readout_bits": 2}),
+    ("ADC, 4 bits", {"readout_mode": "exact", "readout_bits": 4}),
+    ("ADC, 7 bits", {"readout_mode": "exact", "readout_bits": 7}),
+    ("binary, T = 1", {"readout_mode": "binary", "readout_threshold": 1}),
+    ("ternary, T = 1", {"readout_mode": "ternary", "readout_threshold": 1}),
+)
+
+
+def bench_readout_energy(sparsity: float = 0.5, seed: int = 0, samples: int = 16
+                         ) -> list[dict]:
+    """Energy per inference (`mars.sw.energy`) of each of `ENERGY_READOUTS` on the network
+    the readout table trains for its exact G = 2 row (same options and seed, so the same
+    network), the comparator readouts' scale factors by `sequential_scale_fit`."""
+    import dataclasses
+
+    from mars.sw.energy.model import estimate_network
+    from mars.sw.train.calibrate import sequential_scale_fit
+    from mars.sw.train.quant import input_codes
+
+    index = next(i for i, r in enumerate(READOUTS) if r[1] == "hcim"
+                 and r[2]["readout_mode"] == "exact")
+    config = readout_config(index)
+    result = train(config, TrainOptions(sparsity=sparsity, seed=seed, scope="block"), None,
+                   progress=False, log=lambda s: None)
+    data = load_dataset("digits")
+    codes = input_codes(torch.from_numpy(data.x_test[:samples]), config.act_bits)
+    codes = codes.permute(0, 2, 3, 1).numpy().astype("uint8")
+    calib = input_codes(torch.from_numpy(data.x_train[:256]), config.act_bits)
+    calib = calib.permute(0, 2, 3, 1).numpy().astype("uint8")
+    rows = []
+    for label, fields in ENERGY_READOUTS:
+        target = config.replace(name=label, **fields)
+        network = dataclasses.replace(result.network, config=target)
+        if target.scaled_readout:
+            network = sequential_scale_fit(network, calib)
+        est = estimate_network(network, with_dense=False, inputs=codes)
+        rows.append({"readout": label, "energy_uj": est["energy_per_inference_uj"],
+                     "components_pj": est.get("components_pj"),
+                     "activity": est.get("activity")})
+        print(f"energy {label}: {est['energy_per_inference_uj']:.4f} uJ", flush=True)
+    return rows
+
+
+def energy_markdown(rows: list[dict]) -> str:
+    base = {r["readout"]: r["energy_uj"] for r in rows}
+    lines = ["| readout (G = 2) | energy / inference (uJ) | vs 7-bit ADC | vs 4-bit ADC |",
+             "| --- | ---: | ---: | ---: |"]
+    for r in rows:
+        e = r["energy_uj"]
+        lines.append(f"| {r['readout']} | {e:.4f} | {100 * (1 - e / base['ADC, 7 bits']):+.1f} % "
+                     f"| {100 * (1 - e / base['ADC, 4 bits']):+.1f} % |")
+    return "\n".join(lines) + "\n"
+
+
 def _stat(values: list[float]) -> str:
     if not values:
         return "-"
@@ -356,7 +414,8 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", choices=["accuracy", "time", "size", "readout"])
+    parser.add_argument("--only", choices=["accuracy", "time", "size", "readout",
+                                           "readout-energy"])
     parser.add_argument("--readouts", type=int, nargs="+",
                         help="--only readout: indices into READOUTS to run (default all)")
     parser.add_argument("--sparsities", type=float, nargs="+",
@@ -373,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
                "jobs": args.jobs,
                "machine": f"{platform.machine()}, Python {platform.python_version()}"}
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.only == "readout-energy":
+        rows = bench_readout_energy(seed=args.seeds[0])
+        (OUT / "readout_energy.json").write_text(json.dumps(rows, indent=2))
+        text = energy_markdown(rows)
+        (OUT / "readout_energy.md").write_text(text)
+        print(text)
+        return 0
     if args.only == "readout":
         command = "python bench/train_accuracy.py " + " ".join(
             argv if argv is not None else sys.argv[1:])
