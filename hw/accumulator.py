@@ -9,11 +9,23 @@ overlap the previous pixel's writes.
 
 Per channel n of a pixel with steps s = 0..S-1: ``acc[n] = bias[n] + sum_s psum_s[n]``,
 in ``acc_bits`` two's complement (wrapping).
+
+Binary/ternary readouts (``config.scaled_readout``): the partial sums are in units of
+``2**-f`` (f = ``scale_frac_bits``) and the layer's product is their sum shifted right by f
+(floor, `mars.sw.golden.accel.macro_product`).  Since ``floor((s + b*2^f) / 2^f) =
+floor(s / 2^f) + b`` exactly, the running sums are ``acc_bits + f`` bits wide and start
+from ``bias << f`` (wiring: the bias above f zero bits), and the hold register takes their
+top ``acc_bits`` bits (wiring again: the floor shift)::
+
+    acc[n] = (((bias[n] << f) + sum_s psum_s[n]) mod 2^(acc_bits+f)) >> f
+           = (bias[n] + floor(sum_s psum_s[n] / 2^f)) mod 2^acc_bits
+
+No adder or shifter is added, only f bits to each channel's running sum and adder.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,7 +51,8 @@ class Accumulator(wiring.Component):
     Parameters
     ----------
     config : MarsConfig
-        Sets the channel count (``channels_per_macro``) and ``acc_bits``.
+        Sets the channel count (``channels_per_macro``), ``acc_bits`` and, for
+        binary/ternary readouts, the final shift ``scale_frac_bits``.
 
     Members
     -------
@@ -69,10 +82,12 @@ class Accumulator(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
-        N = self._config.channels_per_macro
+        cfg = self._config
+        N = cfg.channels_per_macro
+        f = cfg.scale_frac_bits if cfg.scaled_readout else 0
         m = Module()
         result, side, pixel = self.result, self.side.payload, self.pixel
-        accs = Signal(data.ArrayLayout(signed(self._config.acc_bits), N))
+        accs = Signal(data.ArrayLayout(signed(cfg.acc_bits + f), N))
         hold_free = ~pixel.valid | pixel.ready
         accept = Signal()
         m.d.comb += [
@@ -80,9 +95,12 @@ class Accumulator(wiring.Component):
             accept.eq(result.valid & result.ready),
             self.side.ready.eq(accept),
         ]
-        sums = [Mux(side.first, self.bias[n], accs[n]) + result.payload[n] for n in range(N)]
+        # f > 0: the bias enters in units of 2^-f, the hold register takes the top bits
+        start = [Cat(C(0, f), self.bias[n]).as_signed() if f else self.bias[n]
+                 for n in range(N)]
+        sums = [Mux(side.first, start[n], accs[n]) + result.payload[n] for n in range(N)]
         with m.If(accept & side.last):
-            m.d.sync += [pixel.payload.accs[n].eq(sums[n]) for n in range(N)]
+            m.d.sync += [pixel.payload.accs[n].eq(sums[n][f:]) for n in range(N)]
             m.d.sync += [pixel.valid.eq(1), pixel.payload.walk_last.eq(side.walk_last)]
         with m.Elif(pixel.ready):
             m.d.sync += pixel.valid.eq(0)

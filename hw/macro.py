@@ -15,7 +15,7 @@ every domain) through a write port with C/D-bit granularity.
 
 Binary/ternary readouts (HCiM): each column's popcount goes through a comparator,
 ``c = [p >= readout_threshold]``, and a digital unit adds the column's scale factor code
-(input `scales`, held by the caller for a whole layer) where ``c`` is one: ``+a[n, j]``,
+(input `scales`, held by the macro unit for a whole walk: its parameter word) where ``c`` is one: ``+a[n, j]``,
 or for ternary ``-a[n, j]`` on the sign column; where ``c`` is zero the adder input is
 gated to zero (nothing is added).  The result is the scaled sum in units of
 ``2**-scale_frac_bits`` (docs/macro.md).

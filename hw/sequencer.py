@@ -2,7 +2,8 @@
 
 The program memory holds WALK words (`instruction_layout`) and one SYNC at the end of each
 phase; the parameter memory holds one parameter word (bias, multiplier and shift of every
-channel, `param_layout`) per block set.  Both words are far wider than a block RAM's port,
+channel, and for binary/ternary readouts its column scale factors, `param_layout`) per
+block set.  Both words are far wider than a block RAM's port,
 so each is stored as several `CONTROL_WORD_BITS`-bit words (``insn_chunks`` and
 ``param_chunks``, least significant first; `mars.contract.program.split_word`) and read
 one a cycle.  Every block-RAM output is registered before it is used.

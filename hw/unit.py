@@ -129,6 +129,9 @@ class MacroUnit(wiring.Component):
         ]
         for n in range(cfg.channels_per_macro):
             m.d.comb += acc.bias[n].eq(seq.params[n].bias)
+            if cfg.scaled_readout:
+                # the walk's column scale factors, held with the parameter word
+                m.d.comb += macro.scales[n].eq(seq.params[n].scale)
         return m
 
     def _decoders(self, m) -> list[SparseDecoder]:

@@ -485,22 +485,40 @@ class _Allocator:
         if key not in self._param:
             self._param[key] = len(self.params[u])
             self.params[u].append(_param_word(work.node, b, self.cfg.channels_per_macro,
-                                              work.last))
+                                              work.last, self.cfg))
         return self._param[key]
 
 
-def _param_word(node: LayerNode, block_set: int, n: int, raw: bool) -> list[dict]:
-    """Bias, M, S of the macro channels of `block_set` (zeros past Cout)."""
+def _param_word(node: LayerNode, block_set: int, n: int, raw: bool,
+                cfg: MarsConfig | None = None) -> list[dict]:
+    """Bias, M, S of the macro channels of `block_set` (zeros past Cout); with a
+    binary/ternary readout (`cfg.scaled_readout`) also each channel's column scale factor
+    codes ``node.scales[ch]`` (Wb codes; zeros past Cout), the macro's `scales`."""
+    scales = _layer_scales(node, cfg) if cfg is not None and cfg.scaled_readout else None
     out = []
     for j in range(n):
         ch = block_set * n + j
         if ch < node.geometry.cout:
-            out.append({"bias": int(node.bias[ch]),
-                        "mult": 0 if raw else int(node.multiplier[ch]),
-                        "shift": 0 if raw else int(node.shift[ch])})
+            word = {"bias": int(node.bias[ch]),
+                    "mult": 0 if raw else int(node.multiplier[ch]),
+                    "shift": 0 if raw else int(node.shift[ch])}
         else:
-            out.append({"bias": 0, "mult": 0, "shift": 0})
+            word = {"bias": 0, "mult": 0, "shift": 0}
+        if scales is not None:
+            word["scale"] = ([int(a) for a in scales[ch]] if ch < node.geometry.cout
+                             else [0] * cfg.weight_bits)
+        out.append(word)
     return out
+
+
+def _layer_scales(node: LayerNode, cfg: MarsConfig) -> np.ndarray:
+    """The layer's column scale factor codes (Cout, Wb), checked; a `MappingError` naming
+    the layer if they are missing or out of the ``scale_bits`` range."""
+    from mars.sw.golden.macro import check_scales
+    try:
+        return check_scales(node.scales, node.geometry.cout, cfg)
+    except ValueError as error:
+        raise MappingError(f"layer {node.name!r}: {error}") from None
 
 
 def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,

@@ -136,10 +136,6 @@ def run_network_on(network: IntegerNetwork, inputs: np.ndarray, backend: str,
     """
     if backend not in BACKENDS:
         raise RunError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    if backend != "golden" and network.config.scaled_readout:
-        # the macro RTL has the comparator and scale-add, the top does not load scales yet
-        raise RunError(f"readout_mode {network.config.readout_mode.value!r}: the accelerator "
-                       f"RTL does not load column scale factors yet; use --backend golden")
     x = check_inputs(inputs, network)
     mapping = mapping or map_network(network)
     faulty = faults is not None and faults.rate > 0

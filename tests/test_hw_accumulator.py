@@ -3,7 +3,8 @@
 Random partial sums, pixels of 1 to 5 compute steps, random gaps on the macro side and
 random back-pressure from the writer; every pixel that comes out must equal the NumPy sum
 of its steps plus the bias (in ``acc_bits`` two's complement), in order, with its
-``walk_last`` marker.
+``walk_last`` marker.  Binary/ternary readouts: the sum of the steps is shifted right by
+``scale_frac_bits`` (floor, Python's ``>>`` on unbounded ints) before the bias is added.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from mars.config import PRESETS
+from mars.config import PRESETS, ReadoutMode
 from mars.hw.accumulator import Accumulator
 
 TINY = PRESETS["tiny"]
+TERNARY = TINY.replace(name="tiny-tern", readout_mode=ReadoutMode.TERNARY, scale_frac_bits=3)
 
 
 def wrap(values: np.ndarray, bits: int) -> np.ndarray:
@@ -24,8 +26,11 @@ def wrap(values: np.ndarray, bits: int) -> np.ndarray:
     return np.where(values >= 1 << (bits - 1), values - (1 << bits), values).astype(np.int64)
 
 
-@pytest.mark.parametrize("config, seed", [(TINY, 11), (TINY.replace(acc_bits=12), 12)],
-                         ids=["acc32", "acc12-wraps"])
+@pytest.mark.parametrize("config, seed", [
+    (TINY, 11), (TINY.replace(acc_bits=12), 12), (TERNARY, 13),
+    # the smallest acc_bits the ternary tiny allows: full-range biases wrap
+    (TERNARY.replace(acc_bits=27), 14),
+], ids=["acc32", "acc12-wraps", "ternary-shift", "ternary-acc27-wraps"])
 def test_pixel_sums_against_numpy(config, seed):
     rng = np.random.default_rng(seed)
     N, P = config.channels_per_macro, config.psum_bits
@@ -33,7 +38,8 @@ def test_pixel_sums_against_numpy(config, seed):
     steps = rng.integers(1, 6, size=n_pixels)
     psums = [rng.integers(-(1 << (P - 1)), 1 << (P - 1), size=(s, N)) for s in steps]
     bias = rng.integers(-(1 << (config.acc_bits - 1)), 1 << (config.acc_bits - 1), size=N)
-    expected = [wrap(bias + p.sum(axis=0), config.acc_bits) for p in psums]
+    f = config.scale_frac_bits if config.scaled_readout else 0
+    expected = [wrap(bias + (p.sum(axis=0) >> f), config.acc_bits) for p in psums]
     queue = [(p[s], s == 0, s == len(p) - 1, i == n_pixels - 1 and s == len(p) - 1)
              for i, p in enumerate(psums) for s in range(len(p))]
     dut = Accumulator(config)

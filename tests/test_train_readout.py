@@ -270,14 +270,3 @@ def test_package_logits_are_the_accelerators(package):
             assert np.abs(layer.scales).max() < 1 << (config.scale_bits - 1)
         else:
             assert layer.scales is None
-
-
-def test_simulating_a_scaled_readout_package_is_refused(package):
-    name, _, pkg = package
-    if not PACKAGE_CONFIGS[name].scaled_readout:
-        pytest.skip("exact and saturating readouts run on the RTL")
-    from mars.sw.run import RunError, run_network_on
-
-    for backend in ("verilator", "icarus"):
-        with pytest.raises(RunError, match="scale factors"):
-            run_network_on(pkg.network, pkg.test_inputs[:1], backend)

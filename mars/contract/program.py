@@ -55,8 +55,14 @@ class UnitFormat:
         n = config.channels_per_macro
         lanes = min(n, -(-n // config.cycles_per_step))
         self.write_lanes = min(max(1, config.rows_per_step), 1 << (lanes - 1).bit_length())
-        #: Bits of one parameter word: bias, M and S of every macro channel.
-        self.param_bits = n * (config.acc_bits + config.requant_mult_bits + self.shift_bits)
+        #: Bits of one channel's column scale factor codes (binary/ternary readouts: Wb
+        #: codes of ``scale_bits``; 0 for the other readouts, whose words do not grow).
+        self.scale_field_bits = (config.weight_bits * config.scale_bits
+                                 if config.scaled_readout else 0)
+        #: Bits of one parameter word: bias, M and S (and the column scale factors) of
+        #: every macro channel.
+        self.param_bits = n * (config.acc_bits + config.requant_mult_bits + self.shift_bits
+                               + self.scale_field_bits)
         #: Stored words (`CONTROL_WORD_BITS` each) of one parameter word.
         self.param_chunks = -(-self.param_bits // CONTROL_WORD_BITS)
 
@@ -103,13 +109,21 @@ def instruction_layout(config: MarsConfig) -> data.StructLayout:
 
 
 def param_layout(config: MarsConfig) -> data.ArrayLayout:
-    """One parameter word: bias, multiplier M and shift S of every macro channel."""
+    """One parameter word: bias, multiplier M and shift S of every macro channel.
+
+    Binary/ternary readouts (``config.scaled_readout``) add each channel's column scale
+    factor codes, ``scale[j]`` signed ``scale_bits`` wide for weight bit column j (the
+    macro's `scales` input, docs/macro.md); the other readouts have no such field.
+    """
     fmt = UnitFormat(config)
-    return data.ArrayLayout(data.StructLayout({
+    fields = {
         "bias": signed(config.acc_bits),
         "mult": unsigned(config.requant_mult_bits),
         "shift": unsigned(fmt.shift_bits),
-    }), config.channels_per_macro)
+    }
+    if config.scaled_readout:
+        fields["scale"] = data.ArrayLayout(signed(config.scale_bits), config.weight_bits)
+    return data.ArrayLayout(data.StructLayout(fields), config.channels_per_macro)
 
 
 def split_word(value: int, chunks: int) -> list[int]:
