@@ -154,7 +154,7 @@ def _readout_run(job: tuple) -> dict:
 
 def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None,
                   sparsities=READOUT_SPARSITIES[:1], finetune: int = 5,
-                  ste: str = "plain") -> list[dict]:
+                  ste: str = "plain", tag: str = "") -> list[dict]:
     work = [(index, sparsity, seed, finetune, ste) for seed in seeds
             for sparsity in sparsities for index in range(len(READOUTS))
             if which is None or index in which]
@@ -162,7 +162,7 @@ def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None,
     with multiprocessing.Pool(jobs) as pool:
         for row in pool.imap_unordered(_readout_run, work):
             rows.append(row)
-            (OUT / "readout.json").write_text(json.dumps(rows, indent=2))
+            (OUT / f"readout{tag}.json").write_text(json.dumps(rows, indent=2))
             head = f"{row['readout']:<28} {100 * row['sparsity']:.0f} % seed {row['seed']}"
             if row.get("error"):
                 print(f"{head}: FAILED: {row['error']}", flush=True)
@@ -425,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="--only readout: readout-aware fine-tuning epochs")
     parser.add_argument("--ste", choices=["plain", "clipped"], default="plain",
                         help="--only readout: the gradient through the readout")
+    parser.add_argument("--tag", default="",
+                        help="--only readout: suffix of the output files (readoutTAG.json)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="accuracy runs in parallel (each on one thread)")
     args = parser.parse_args(argv)
@@ -443,10 +445,10 @@ def main(argv: list[str] | None = None) -> int:
         command = "python bench/train_accuracy.py " + " ".join(
             argv if argv is not None else sys.argv[1:])
         rows = bench_readout(args.seeds, args.jobs, args.readouts, args.sparsities,
-                             args.finetune, args.ste)
-        (OUT / "readout.json").write_text(json.dumps(rows, indent=2))
+                             args.finetune, args.ste, args.tag)
+        (OUT / f"readout{args.tag}.json").write_text(json.dumps(rows, indent=2))
         text = readout_markdown(rows, command)
-        (OUT / "readout.md").write_text(text)
+        (OUT / f"readout{args.tag}.md").write_text(text)
         print(text)
         return 0
     if args.only in (None, "size"):
