@@ -242,17 +242,18 @@ def _stat(values: list[float]) -> str:
 
 def readout_markdown(rows: list[dict], command: str) -> str:
     """The accuracy table: per readout and sparsity, the integer accuracy (mean over
-    seeds, min..max) without and with readout-aware fine-tuning, against the exact
-    readout of the same geometry, and the energy per inference (seed 0)."""
-    sparsities = sorted({r["sparsity"] for r in rows})
+    seeds, min..max) without and with readout-aware fine-tuning, the difference to the
+    exact readout of the same geometry and seed (mean, min..max over seeds), and the
+    energy per inference (seed 0)."""
+    sparsities = sorted({r["sparsity"] for r in rows}, key=lambda v: (v != 0.5, v))
     finetune = max((r["finetune"] for r in rows), default=0)
     lines = [f"Measured {datetime.date.today().isoformat()} with `{command}`.", "",
              "| readout | group sparsity | seeds | exact-product training, integer acc. % "
-             f"| + {finetune} readout-aware epochs, integer acc. % | vs exact, without / "
-             "with (points) | energy / inference (uJ) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"| + {finetune} readout-aware epochs, integer acc. % | vs exact, without "
+             "(points) | vs exact, with (points) | energy / inference (uJ) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    ok_rows = [r for r in rows if not r.get("error")]
     for sparsity in sparsities:
-        exact_of = {}
         for index, (label, geometry, fields) in enumerate(READOUTS):
             items = [r for r in rows if r["index"] == index and r["sparsity"] == sparsity]
             ok = [r for r in items if not r.get("error")]
@@ -263,19 +264,22 @@ def readout_markdown(rows: list[dict], command: str) -> str:
             with_ft = [100 * r["integer"] for r in ok]
             without = with_ft if exact else [100 * r["start"] for r in ok
                                              if r["start"] is not None]
-            if exact:
-                exact_of[geometry] = statistics.mean(with_ft) if with_ft else None
-            base = exact_of.get(geometry)
-            delta = "" if exact or base is None or not with_ft else (
-                f"{statistics.mean(without) - base:+.2f} / {statistics.mean(with_ft) - base:+.2f}")
+            # paired with the exact readout of the same geometry, sparsity and seed
+            base = {r["seed"]: 100 * r["integer"] for r in ok_rows
+                    if r["sparsity"] == sparsity and READOUTS[r["index"]][1] == geometry
+                    and READOUTS[r["index"]][2]["readout_mode"] == "exact"}
+            d_without = [100 * r["start"] - base[r["seed"]] for r in ok
+                         if r["seed"] in base and r["start"] is not None]
+            d_with = [100 * r["integer"] - base[r["seed"]] for r in ok if r["seed"] in base]
             energy = [r["energy_uj"] for r in ok if isinstance(r.get("energy_uj"), float)]
             lines.append(
                 f"| {label} | {100 * sparsity:.0f} % | {len(ok)} | {_stat(without)} | "
-                f"{'(same)' if exact else _stat(with_ft)} | {delta} | "
+                f"{'(same)' if exact else _stat(with_ft)} | "
+                f"{'' if exact else _stat(d_without)} | {'' if exact else _stat(d_with)} | "
                 f"{f'{energy[0]:.4f}' if energy else '-'} |")
             if failed:
                 lines[-1] += f" ({failed} run(s) failed)"
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).replace("-0.00", "0.00") + "\n"
 
 
 def bench_time(repeats: int = 3) -> list[dict]:
