@@ -223,7 +223,8 @@ def bench_readout_energy(sparsity: float = 0.5, seed: int = 0, samples: int = 16
 
 def energy_markdown(rows: list[dict]) -> str:
     base = {r["readout"]: r["energy_uj"] for r in rows}
-    lines = ["| readout (G = 2) | energy / inference (uJ) | vs 7-bit ADC | vs 4-bit ADC |",
+    lines = ["| readout (G = 2) | energy / inference (uJ) | saving vs 7-bit ADC | saving vs "
+             "4-bit ADC |",
              "| --- | ---: | ---: | ---: |"]
     for r in rows:
         e = r["energy_uj"]
