@@ -59,8 +59,8 @@ class ActivationGather(wiring.Component):
     -------
     payloads : In(stream.Signature(payload_layout(config))).array(D)
         The decoders' payloads, one stream per word-line domain; all are taken together.
-    in_bank : In(1)
-        The activation buffer half the walk reads (top bit of every word address).
+    in_bank : In(region_bits)
+        The activation region the walk reads (top bits of every word address).
     act_en : Out(unsigned(D))
         Read strobe of each domain's read port.
     act_addr : Out(data.ArrayLayout(unsigned(word_addr_bits), D))
@@ -81,7 +81,7 @@ class ActivationGather(wiring.Component):
         D = config.wordline_domains
         super().__init__({
             "payloads": In(stream.Signature(payload_layout(config))).array(D),
-            "in_bank": In(1),
+            "in_bank": In(bank.region_bits),
             "act_en": Out(unsigned(D)),
             "act_addr": Out(data.ArrayLayout(unsigned(bank.word_addr_bits), D)),
             "act_data": In(data.ArrayLayout(unsigned(bank.word_bits), D)),

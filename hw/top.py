@@ -19,8 +19,10 @@ Structure (docs/architecture.md):
 Every cycle's accesses hit distinct ports by construction: each word-line domain of each
 unit has its own read port on its own copy of the memory (a block RAM each, written with
 every word), and the single write port serves one unit a cycle (static slots, unit
-``t mod U`` in cycle t), the same for the result memory.  See docs/banking.md for the scheme and what it
-costs.
+``t mod U`` in cycle t), the same for the result memory.  With ``residual_adds`` one more
+activation copy and a second result-memory read port serve the writer of the unit whose
+slot is next (residual shortcuts, partial sums).  See docs/banking.md for the scheme and
+what it costs.
 """
 
 from __future__ import annotations
@@ -95,8 +97,9 @@ class MarsTop(wiring.Component):
         loaders, units = self._cores(m, port, ctrl.running)
         self.units = units              # for testbenches that watch the units' ports
         slot = self._slots(m, ctrl.running, units)
-        self._activation_memory(m, port, units, slot)
-        self._result_memory(m, port, units, slot)
+        sc_read = self._shortcut_read(m, units, slot) if cfg.residual_adds else None
+        self._activation_memory(m, port, units, slot, sc_read)
+        self._result_memory(m, port, units, slot, sc_read)
         self._cycle_memory(m, port, ctrl)
 
         m.d.comb += [
@@ -187,7 +190,21 @@ class MarsTop(wiring.Component):
             m.d.comb += unit.slot_next.eq(slot == (u - 1) % U)
         return slot
 
-    def _activation_memory(self, m, port, units: list[MacroUnit], slot) -> None:
+    def _shortcut_read(self, m, units: list[MacroUnit], slot):
+        """Residual adds: the shortcut read of the unit whose write slot is next (a writer
+        issues a residual lane group only the cycle before its slot, so at most one unit
+        reads a cycle and the ports below never conflict: docs/banking.md)."""
+        from .writer import sc_read_layout
+
+        U = len(units)
+        read = Signal(sc_read_layout(self._config))
+        for u, unit in enumerate(units):
+            with m.If(slot == (u - 1) % U):
+                m.d.comb += read.eq(unit.sc_read)
+        return read
+
+    def _activation_memory(self, m, port, units: list[MacroUnit], slot,
+                           sc_read=None) -> None:
         """The activation memory (docs/banking.md): words of G activations, both ping-pong
         halves, ONE write port and a read port per word-line domain of every unit plus
         one for the write stage and the host.
@@ -218,6 +235,14 @@ class MarsTop(wiring.Component):
                 read = mem.read_port()
                 m.d.comb += [read.addr.eq(unit.act_addr[d]), read.en.eq(unit.act_en[d]),
                              unit.act_data[d].eq(read.data)]
+        if sc_read is not None:
+            # The shortcut's copy: one more read port, for the slot's unit's writer.
+            m.submodules[f"act_read{len(copies)}"] = mem = copy()
+            copies.append(mem)
+            read = mem.read_port()
+            m.d.comb += [read.addr.eq(sc_read.act_addr), read.en.eq(sc_read.act_en)]
+            for unit in units:
+                m.d.comb += unit.sc_act_data.eq(read.data)
         entry = Signal(act_entry_layout(cfg))
         for u, unit in enumerate(units):
             with m.If(slot == u):
@@ -226,7 +251,7 @@ class MarsTop(wiring.Component):
             m, act, entry, host_addr=port.offset, host_data=port.data,
             host_write=port.region[Region.ACT], copies=copies))
 
-    def _result_memory(self, m, port, units: list[MacroUnit], slot) -> None:
+    def _result_memory(self, m, port, units: list[MacroUnit], slot, sc_read=None) -> None:
         """The result memory: words of L raw accumulators, one write port (the slot's
         unit, a write enable per field), the host's read port (element addressed)."""
         cfg, bank = self._config, Banking(self._config)
@@ -239,6 +264,12 @@ class MarsTop(wiring.Component):
             with m.If(slot == u):
                 m.d.comb += entry.eq(unit.res_entry)
         result_write(m, result, entry)
+        if sc_read is not None:
+            # Residual adds: the raw accumulators of a conv shortcut, for the slot's unit.
+            read = result.read_port()
+            m.d.comb += [read.addr.eq(sc_read.res_addr), read.en.eq(sc_read.res_en)]
+            for unit in units:
+                m.d.comb += unit.sc_res_data.eq(read.data)
         host_read = result.read_port()
         field = Signal(max(1, bank.lane_bits))
         m.d.sync += field.eq(port.offset[:bank.lane_bits] if bank.lane_bits else 0)

@@ -33,13 +33,14 @@ def divisor(clk_hz: float, baud: float, *, tolerance: float = 0.02) -> int:
         `tolerance` (relative) from `baud`.
     """
     div = round(clk_hz / baud)
+    at = f"{baud:.0f} baud at {clk_hz / 1e6:g} MHz"
     if div < MIN_DIVISOR:
-        raise ValueError(f"{baud:g} baud at {clk_hz:g} Hz gives {clk_hz / baud:.2f} cycles "
-                         f"per bit; the UART needs at least {MIN_DIVISOR}")
+        raise ValueError(f"{at} gives {clk_hz / baud:.2f} cycles per bit; the UART needs "
+                         f"at least {MIN_DIVISOR}")
     error = abs(clk_hz / div - baud) / baud
     if error > tolerance:
-        raise ValueError(f"{baud:g} baud at {clk_hz:g} Hz: divisor {div} gives "
-                         f"{clk_hz / div:g} baud ({error:.1%} off, more than {tolerance:.0%})")
+        raise ValueError(f"{at}: divisor {div} gives {clk_hz / div:.0f} baud ({error:.1%} "
+                         f"off, more than the {tolerance:.0%} the UART allows)")
     return div
 
 

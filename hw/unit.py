@@ -38,7 +38,7 @@ from .decoder import SparseDecoder
 from .gather import ActivationGather
 from .macro import CimMacro, write_layout
 from .sequencer import UnitSequencer, param_write_layout, program_write_layout
-from .writer import UnitWriter, act_entry_layout, res_entry_layout
+from .writer import UnitWriter, act_entry_layout, res_entry_layout, sc_read_layout
 
 __all__ = ["MacroUnit"]
 
@@ -90,6 +90,11 @@ class MacroUnit(wiring.Component):
             "slot_next": In(1),
             "act_entry": Out(act_entry_layout(config)),
             "res_entry": Out(res_entry_layout(config)),
+            # residual adds: the writer's shortcut read (mars.hw.writer)
+            **({"sc_read": Out(sc_read_layout(config)),
+                "sc_act_data": In(unsigned(bank.word_bits)),
+                "sc_res_data": In(unsigned(bank.lanes * config.acc_bits))}
+               if config.residual_adds else {}),
         })
 
     @property
@@ -127,6 +132,10 @@ class MacroUnit(wiring.Component):
             writer.slot_next.eq(self.slot_next),
             self.act_entry.eq(writer.act_entry), self.res_entry.eq(writer.res_entry),
         ]
+        if cfg.residual_adds:
+            m.d.comb += [self.sc_read.eq(writer.sc_read),
+                         writer.sc_act_data.eq(self.sc_act_data),
+                         writer.sc_res_data.eq(self.sc_res_data)]
         for n in range(cfg.channels_per_macro):
             m.d.comb += acc.bias[n].eq(seq.params[n].bias)
             if cfg.scaled_readout:

@@ -29,6 +29,27 @@ slot (``slot_next``), so offered words never collide; other groups issue at once
 ``e // L`` with a lane mask; raw accumulators, unpooled, not requantised: the network's
 last layer) and waits for the slot the same way.
 
+**Residual adds** (``residual_adds`` configurations, a walk with ``add`` set;
+docs/architecture.md, "Residual adds").  Every lane group then waits for the unit's slot
+like a result group, and in its issue cycle the writer reads the shortcut's lane group
+through the top's shortcut read port (`sc_read`, one port per memory, taken by the slot's
+unit): element ``sc_base + pixel * sc_pitch + channel`` of activation region ``sc_bank``,
+or of the result memory (raw accumulators of a conv shortcut) with ``sc_res``.  The data
+arrives in W2, where each lane computes::
+
+    q = clamp(rescale(acc, M, S) + rescale(sc, M_sc, S_sc), 0, 2**Ab - 1)
+    rescale(v, M, S) = (v * M + ((1 << S) >> 1)) >> S        (no clamp)
+
+The mapper keeps the shortcut's lane groups aligned with the output's (same element
+offset modulo L), so one read serves a group.
+
+**Partial sums** (K-splitting, a walk with ``psum`` set): a block set whose kept groups
+exceed the macro's row slots is computed in several walks over parts of its groups; each
+but the last writes raw accumulators to the result memory (``acc_out``), and every walk
+but the first reads the stored partial sum of its element (the same element as the
+shortcut's, from the result memory) and adds it to the accumulator: raw out, or before
+the requantisation (``((acc + psum) * M + 2^(S-1)) >> S``, the product taken in W2).
+
 A walk's pixels come row-major over ``out_w`` columns of the pre-pooling map; pixel
 (x, y) belongs to the pooled output (x // k, y // k) for a pool window k
 (``pool_k``, 1 = no pooling); pooled positions outside ``pool_w`` x ``pool_h`` are not
@@ -48,8 +69,8 @@ from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
 from .accumulator import pixel_layout
 
-__all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "act_write_stage",
-           "result_write"]
+__all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "sc_read_layout",
+           "act_write_stage", "result_write"]
 
 
 def act_entry_layout(config: MarsConfig) -> data.StructLayout:
@@ -68,6 +89,16 @@ def res_entry_layout(config: MarsConfig) -> data.StructLayout:
     return data.StructLayout({"valid": 1, "addr": unsigned(bank.result_addr_bits),
                               "data": data.ArrayLayout(signed(config.acc_bits), bank.lanes),
                               "mask": unsigned(bank.lanes)})
+
+
+def sc_read_layout(config: MarsConfig) -> data.StructLayout:
+    """The reads the writer issues for a lane group (residual adds, partial sums):
+    ``act_en`` with ``act_addr`` (activation word address, region on top) and ``res_en``
+    with ``res_addr`` (result word).  The data comes back the next cycle."""
+    bank = Banking(config)
+    return data.StructLayout({"act_en": 1, "res_en": 1,
+                              "act_addr": unsigned(bank.word_addr_bits),
+                              "res_addr": unsigned(bank.result_addr_bits)})
 
 
 def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, copies=()):
@@ -140,6 +171,11 @@ class UnitWriter(wiring.Component):
         The word offered this cycle (only in this unit's slot).
     res_entry : Out(res_entry_layout(config))
         The result word offered this cycle (only in this unit's slot).
+    sc_read : Out(sc_read_layout(config))
+        ``residual_adds`` only: the shortcut read of the lane group issuing (only in the
+        cycle before this unit's slot).
+    sc_act_data : In(unsigned(word_bits)), sc_res_data : In(L x acc_bits)
+        ``residual_adds`` only: the shortcut read's data, the cycle after `sc_read`.
     """
 
     def __init__(self, config: MarsConfig):
@@ -155,6 +191,10 @@ class UnitWriter(wiring.Component):
             "walk_done": Out(1),
             "act_entry": Out(act_entry_layout(config)),
             "res_entry": Out(res_entry_layout(config)),
+            **({"sc_read": Out(sc_read_layout(config)),
+                "sc_act_data": In(unsigned(self._banking.word_bits)),
+                "sc_res_data": In(unsigned(self._banking.lanes * config.acc_bits))}
+               if config.residual_adds else {}),
         })
 
     @property
@@ -171,9 +211,14 @@ class UnitWriter(wiring.Component):
         cfg, fmt = self._config, self._format
         lane = data.StructLayout({
             "write": 1, "product": self._product_shape(), "acc": signed(cfg.acc_bits),
-            "shift": unsigned(fmt.shift_bits)})
+            "shift": unsigned(fmt.shift_bits),
+            **({"sc_mult": unsigned(cfg.requant_mult_bits),
+                "sc_shift": unsigned(fmt.shift_bits),
+                "mult": unsigned(cfg.requant_mult_bits)} if cfg.residual_adds else {})})
+        sub = max(1, (self._banking.group // fmt.write_lanes - 1).bit_length())
         return data.StructLayout({"valid": 1, "max": 1, "walk_last": 1, "ends_word": 1,
                                   "group": unsigned(fmt.value_bits + 1),
+                                  "sc_sub": unsigned(sub),   # shortcut group in its word
                                   "lanes": data.ArrayLayout(lane, fmt.write_lanes)})
 
     def elaborate(self, platform):
@@ -198,7 +243,7 @@ class UnitWriter(wiring.Component):
             last_group.eq((n_grp << lb) + L >= insn.n_valid + phase),
             ends_word.eq(last_group | (group[:per_word.bit_length() - 1].all()
                                        if per_word > 1 else 1)),
-            can.eq(Mux(insn.acc_out | ends_word, self.slot_next, 1)),
+            can.eq(Mux(insn.acc_out | ends_word | self._adding(), self.slot_next, 1)),
             issue.eq(full & can),
             self.pixel.ready.eq(issue & last_group),
             advance.eq(issue & last_group),
@@ -213,6 +258,8 @@ class UnitWriter(wiring.Component):
         ]
         for lane in range(L):
             self._lane(m, lane, n_grp, phase, pos, w2)
+        if cfg.residual_adds:
+            self._shortcut_read(m, issue, advance, n_grp, w2)
         with m.If(issue):
             m.d.sync += n_grp.eq(Mux(last_group, 0, n_grp + 1))
         m.d.comb += self.walk_done.eq(w2.valid & w2.walk_last)
@@ -220,6 +267,37 @@ class UnitWriter(wiring.Component):
         with m.If(self.restart):
             m.d.sync += n_grp.eq(0)
         return m
+
+    def _adding(self):
+        """The walk reads a shortcut or a partial sum: every lane group waits for the slot
+        (always 0 without ``residual_adds``)."""
+        if not self._config.residual_adds:
+            return Const(0, 1)
+        return self.insn.add | self.insn.psum
+
+    def _shortcut_read(self, m, issue, advance, n_grp, w2) -> None:
+        """The shortcut read of the issuing lane group: element group
+        ``(sc_base + sc_pix) / L + n_grp``, where ``sc_pix`` (the pixel's offset in the
+        shortcut map) steps by ``sc_pitch`` with every pixel, row-major, like the macro's
+        pixels (pooling does not change it: the shortcut has the unpooled shape)."""
+        insn, bank = self.insn, self._banking
+        lb, per_word = bank.lane_bits, bank.group // bank.lanes
+        width = len(insn.sc_base) + 1
+        sc_pix = Signal(width)
+        sc_group = Signal(width)
+        m.d.comb += sc_group.eq(((insn.sc_base + sc_pix) >> lb) + n_grp)
+        with m.If(advance):
+            m.d.sync += sc_pix.eq(sc_pix + insn.sc_pitch)
+        with m.If(self.restart):
+            m.d.sync += sc_pix.eq(0)
+        word = sc_group >> (bank.group_bits - lb)
+        r = self.sc_read
+        m.d.comb += [r.act_en.eq(issue & insn.add & ~insn.sc_res),
+                     r.res_en.eq(issue & ((insn.add & insn.sc_res) | insn.psum)),
+                     r.act_addr.eq(Cat(word[:bank.half_addr_bits], insn.sc_bank)),
+                     r.res_addr.eq(sc_group)]
+        if per_word > 1:
+            m.d.sync += w2.sc_sub.eq(sc_group[:(per_word - 1).bit_length()])
 
     def _lane(self, m, lane: int, n_grp, phase, pos: dict, w2) -> None:
         """W1 of one write lane: channel ``n_grp*L + lane - phase`` of the pixel."""
@@ -237,6 +315,10 @@ class UnitWriter(wiring.Component):
             w2l.acc.eq(hold[index]),
             w2l.shift.eq(par[index].shift),
         ]
+        if cfg.residual_adds:
+            m.d.sync += [w2l.sc_mult.eq(par[index].sc_mult),
+                         w2l.sc_shift.eq(par[index].sc_shift),
+                         w2l.mult.eq(par[index].mult)]
 
     def _words(self, m, w2) -> None:
         """W2: requantise the lanes, assemble activation words, offer words and results."""
@@ -245,7 +327,7 @@ class UnitWriter(wiring.Component):
         per_word = G // L
         asm = Signal(unsigned(bank.word_bits))    # fields of the word being assembled
         asm_mask = Signal(G)
-        lanes_q = Cat(*(self._requantise(m, lane, w2.lanes[lane]) for lane in range(L)))
+        lanes_q = Cat(*(self._requantise(m, lane, w2.lanes[lane], w2) for lane in range(L)))
         lanes_w = Cat(*(w2.lanes[lane].write for lane in range(L)))
         merged = Signal.like(asm)
         merged_mask = Signal.like(asm_mask)
@@ -265,24 +347,44 @@ class UnitWriter(wiring.Component):
         word = w2.group >> (bank.group_bits - bank.lane_bits)
         e = self.act_entry
         m.d.comb += [e.valid.eq(offer & w2.ends_word),
-                     e.addr.eq(Cat(word[:bank.word_addr_bits - 1], insn.out_bank)),
+                     e.addr.eq(Cat(word[:bank.half_addr_bits], insn.out_bank)),
                      e.data.eq(merged), e.mask.eq(merged_mask), e.max.eq(w2.max)]
         r = self.res_entry
         m.d.comb += [r.valid.eq(w2.valid & insn.acc_out), r.addr.eq(w2.group),
                      r.mask.eq(lanes_w)]
         for lane in range(L):
-            m.d.comb += r.data[lane].eq(w2.lanes[lane].acc)
+            if cfg.residual_adds:       # a partial sum from an earlier round joins in
+                m.d.comb += r.data[lane].eq(w2.lanes[lane].acc + self._psum_lane(lane))
+            else:
+                m.d.comb += r.data[lane].eq(w2.lanes[lane].acc)
 
-    def _requantise(self, m, lane: int, w2l) -> Signal:
-        """clamp((acc*M + ((1 << S) >> 1)) >> S, 0, 2**Ab - 1) from W2's product and S."""
+    def _requantise(self, m, lane: int, w2l, w2) -> Signal:
+        """clamp((acc*M + ((1 << S) >> 1)) >> S, 0, 2**Ab - 1) from W2's product and S;
+        with a residual add, the shortcut's rescaled value is added before the clamp."""
         shape = self._product_shape()
         act_max = self._config.act_max
         half = Signal(shape, name=f"half{lane}")
-        rounded = Signal(shape, name=f"rounded{lane}")
+        body = Signal(shape, name=f"body{lane}")
+        rounded = Signal(signed(shape.width + 1), name=f"rounded{lane}")
         requantised = Signal(unsigned(self._config.act_bits), name=f"requantised{lane}")
         # The rounding constant 2^(S-1) is (1 << S) >> 1, which is 0 for S = 0.
-        m.d.comb += [half.eq((Const(1, shape.width) << w2l.shift) >> 1),
-                     rounded.eq((w2l.product + half) >> w2l.shift)]
+        m.d.comb += half.eq((Const(1, shape.width) << w2l.shift) >> 1)
+        if self._config.residual_adds:
+            # K-splitting: the stored partial sum joins the accumulator before the
+            # requantisation, so the product is taken here (W2), after the read.
+            total = Signal(signed(self._config.acc_bits), name=f"total{lane}")
+            late = Signal(shape, name=f"late{lane}")
+            m.d.comb += [total.eq(w2l.acc + self._psum_lane(lane)),
+                         late.eq(total * w2l.mult)]
+            m.d.comb += body.eq((Mux(self.insn.psum, late, w2l.product) + half)
+                                >> w2l.shift)
+        else:
+            m.d.comb += body.eq((w2l.product + half) >> w2l.shift)
+        if self._config.residual_adds:
+            m.d.comb += rounded.eq(body + Mux(self.insn.add,
+                                              self._shortcut_lane(m, lane, w2l, w2), 0))
+        else:
+            m.d.comb += rounded.eq(body)
         with m.If(rounded < 0):
             m.d.comb += requantised.eq(0)
         with m.Elif(rounded > act_max):
@@ -290,6 +392,35 @@ class UnitWriter(wiring.Component):
         with m.Else():
             m.d.comb += requantised.eq(rounded)
         return requantised
+
+    def _psum_lane(self, lane: int):
+        """The stored partial sum of this lane (K-splitting; 0 when the walk has none)."""
+        acc = self._config.acc_bits
+        return Mux(self.insn.psum, self.sc_res_data.word_select(lane, acc).as_signed(), 0)
+
+    def _shortcut_lane(self, m, lane: int, w2l, w2) -> Signal:
+        """rescale(sc, M_sc, S_sc) of this lane's shortcut value (W2, unclamped): field
+        ``sc_sub * L + lane`` of the activation word, or lane `lane` of the result word."""
+        cfg, bank = self._config, self._banking
+        L, Ab, acc = bank.lanes, cfg.act_bits, cfg.acc_bits
+        act_field = Signal(unsigned(Ab), name=f"sc_act{lane}")
+        fields = [self.sc_act_data.word_select(k * L + lane, Ab) for k in range(bank.group // L)]
+        m.d.comb += act_field.eq(fields[0])
+        for k in range(1, len(fields)):
+            with m.If(w2.sc_sub == k):
+                m.d.comb += act_field.eq(fields[k])
+        value = Signal(signed(acc + 1), name=f"sc_value{lane}")
+        m.d.comb += value.eq(Mux(self.insn.sc_res,
+                                 self.sc_res_data.word_select(lane, acc).as_signed(),
+                                 act_field))
+        shape = signed(acc + cfg.requant_mult_bits + 2)
+        product = Signal(shape, name=f"sc_product{lane}")
+        half = Signal(shape, name=f"sc_half{lane}")
+        out = Signal(shape, name=f"sc_rescaled{lane}")
+        m.d.comb += [product.eq(value * w2l.sc_mult),
+                     half.eq((Const(1, shape.width) << w2l.sc_shift) >> 1),
+                     out.eq((product + half) >> w2l.sc_shift)]
+        return out
 
     def _position(self, m, last_channel) -> dict:
         """The pixel's output position, advanced as its last group issues.

@@ -133,10 +133,20 @@ class MarsConfig:
         Depth of each macro unit's parameter memory (bias, M, S of one block set a word,
         stored as ceil(bits / 36) 36-bit words).
     result_words : int
-        Depth of the result memory that receives the last layer's raw accumulators.
+        Depth of the result memory that receives the last layer's raw accumulators (and,
+        with ``residual_adds``, the raw accumulators of conv shortcuts until their add).
     max_phases : int
         Most phases in one run (depth of the per-phase cycle counters); a phase loads
         macro rows, then computes (docs/architecture.md).
+    act_regions : int
+        Regions of the activation memory, ``act_buffer_words`` activations each (2: the
+        ping-pong halves; more keep the shortcut of a residual block live while its body
+        runs, docs/banking.md).
+    residual_adds : bool
+        The writers fuse residual adds and add stored partial sums (K-splitting: a block
+        set keeping more groups than R/G is split over several walks): a shortcut read
+        port on the activation and result memories and a second multiplier and shift per
+        channel in the parameter word (docs/architecture.md, "Residual adds").
 
     Raises
     ------
@@ -169,6 +179,8 @@ class MarsConfig:
     param_words: int = 16
     result_words: int = 256
     max_phases: int = 64
+    act_regions: int = 2
+    residual_adds: bool = False
 
     def __post_init__(self) -> None:
         # Accept the enum's string value too (JSON, CLI), but store the enum.
@@ -242,6 +254,12 @@ class MarsConfig:
         if not _is_pow2(self.weight_sram_rows):
             raise ConfigError(
                 f"weight_sram_rows must be a power of two, not {self.weight_sram_rows}")
+        if self.act_regions < 2:
+            raise ConfigError(f"act_regions must be at least 2 (the ping-pong halves), not "
+                              f"{self.act_regions}")
+        if not isinstance(self.residual_adds, bool):
+            raise ConfigError(f"residual_adds must be true or false, not "
+                              f"{self.residual_adds!r}")
         if not _is_pow2(self.act_buffer_words):
             raise ConfigError(
                 f"act_buffer_words must be a power of two, not {self.act_buffer_words}")
@@ -502,15 +520,24 @@ PRESETS: dict[str, MarsConfig] = {
     "hcim": _DEFAULT.replace(
         name="hcim", rows_per_step=2, readout_bits=2, readout_mode=ReadoutMode.TERNARY,
         readout_threshold=1),
-    # The iCEBreaker's part with the serial bridge: 28 of 30 EBR, 75 % of the logic cells
-    # (docs/board.md).  Block RAMs count by word width (16 bits each), so the program word
-    # (188 bits: 12 EBR) and the activation memory's read-port copies (4) set the budget;
-    # one channel per macro keeps the parameter word at 46 bits, 4 phases put the cycle
-    # counters in flip-flops, 64-word activation buffers run small networks only.
+    # The iCEBreaker's part with the serial bridge: 20 of 30 EBR, 86 % of the logic cells,
+    # 14.5 MHz against its 12 MHz (docs/board.md).  Block RAMs count by word width (16 bits
+    # each); since programs and parameters are 36-bit words, 256-word activation buffers,
+    # a 1024-row weight SRAM and 16 phases fit, which every network of the test suite needs
+    # (64 words ran only the mlp); the logic cells, not the EBR, are now the limit.
     "ice40": _DEFAULT.replace(
         name="ice40", rows=64, cols=4, partitions=1, rows_per_step=2, readout_bits=2,
-        cores=1, macros_per_core=1, weight_sram_rows=256, act_buffer_words=64, acc_bits=24,
-        program_words=32, param_words=32, result_words=16, max_phases=4),
+        cores=1, macros_per_core=1, weight_sram_rows=1024, act_buffer_words=256, acc_bits=24,
+        program_words=32, param_words=32, result_words=16, max_phases=16),
+    # MARS-like (Sie et al., IEEE TCAD 2022, arXiv 2010.12861): the published four CIM
+    # cores and 8-partition macros on the default macro; memories sized for VGG16 and
+    # ResNet18 on CIFAR-10 (65,536-word buffers hold the 32x32x64 maps, 2^18 weight rows
+    # a core the dense VGG16).  A paper-sized model for cycle figures, far beyond any FPGA
+    # (docs/configuration.md, "The mars preset").
+    "mars": _DEFAULT.replace(
+        name="mars", partitions=8, cores=4, macros_per_core=2, weight_sram_rows=1 << 18,
+        act_buffer_words=65536, program_words=2048, param_words=1024, result_words=16,
+        max_phases=256),
 }
 
 
@@ -519,12 +546,14 @@ PRESET_PURPOSES: dict[str, str] = {
     "default": "the reference design: several cores of partitioned macros, sized to build "
                "and simulate in minutes",
     "tiny": "the ULX3S board top; fits an LFE5U-25F (not an iCE40UP5K: 93 block RAMs)",
-    "ice40": "the iCEBreaker board top: an iCE40UP5K with the serial bridge; small "
-             "networks only",
+    "ice40": "the iCEBreaker board top: an iCE40UP5K with the serial bridge; the test "
+             "suite's small networks",
     "adc3": "an ADC narrower than the popcount (saturating readout), whole-macro skip groups",
     "wide8": "wider weights and activations, several activation bits per cycle",
     "hcim": "ADC-less ternary readout (HCiM) with trained column scale factors, two word "
             "lines per step",
+    "mars": "MARS-like: the paper's four cores and 8-partition macros, memories for "
+            "VGG16/ResNet18 on CIFAR-10; cycle figures only, far beyond any FPGA",
 }
 
 

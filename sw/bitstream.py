@@ -29,25 +29,25 @@ override them, as ``YOSYS`` and ``NEXTPNR_*`` do for the other tools.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import hashlib
 import importlib.metadata
 import json
-import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from mars.config import PRESETS, MarsConfig, describe, load_config
-from mars.errors import MarsError
+from mars.errors import EnvironmentProblem, MarsError
 from mars.hw.boards import BOARDS, Board, board as find_board
 from mars.sw.files import staging_folder, swap_into_place
-from mars.sw.pnr import PARTS, log_tail, nextpnr_command, place_and_route
+from mars.sw.pnr import PARTS, nextpnr_command, place_and_route
+from mars.sw.tools import log_tail, run_tool, yowasp_command
 
 __all__ = ["BitstreamError", "PACKERS", "build_bitstream", "summary_lines",
            "add_bitstream_arguments", "run_bitstream_command"]
@@ -73,13 +73,8 @@ class BitstreamError(MarsError, RuntimeError):
 
 
 def _packer_command(family: str) -> list[str]:
-    spec = PACKERS[family]
-    override = os.environ.get(spec["tool"].upper())
-    if override:
-        return shlex.split(override)
-    function = "run_" + spec["tool"]
-    return [sys.executable, "-c",
-            f"import sys, {spec['package']} as p; sys.exit(p.{function}(sys.argv[1:]))"]
+    tool = PACKERS[family]["tool"]
+    return yowasp_command(tool, PACKERS[family]["package"], "run_" + tool, tool.upper())
 
 
 def _version_line(command: list[str], what: str) -> str:
@@ -124,17 +119,9 @@ def _pack(b: Board, folder: Path) -> dict[str, Any]:
     else:
         args = [spec["routed"], spec["bitstream"]]
     start = time.perf_counter()
-    try:
-        done = subprocess.run([*command, *args], cwd=folder, capture_output=True, text=True,
-                              check=False)
-    except OSError as error:
-        raise BitstreamError(f"cannot run {spec['tool']} ({shlex.join(command)}): "
-                             f"{error}") from None
     bitstream = folder / spec["bitstream"]
-    if done.returncode != 0 or not bitstream.exists():
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
-        raise BitstreamError(f"{spec['tool']} failed for board {b.name!r} "
-                             f"(exit {done.returncode}):\n{tail}")
+    run_tool(command, args, tool=spec["tool"], what=f"for board {b.name!r}", cwd=folder,
+             error=BitstreamError, outputs=(bitstream,))
     data = bitstream.read_bytes()
     return {"file": spec["bitstream"], "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(), "tool": spec["tool"],
@@ -152,6 +139,7 @@ def _timing_error(b: Board, routed: Mapping[str, Any], folder: Path, failed: Pat
 
 def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = None,
                     seed: int = 1, allow_timing_fail: bool = False,
+                    clock_mhz: float | None = None, baud: int | None = None,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build the bitstream of board `board_name` into `out` and return its report.
 
@@ -168,6 +156,11 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     allow_timing_fail : bool
         Write the bitstream even if the post-route Fmax is below the board clock (the
         report's ``meets_timing`` then says false).
+    clock_mhz : float, optional
+        The accelerator's clock in MHz (the board's if None); on ECP5 the PLL makes it from
+        the oscillator, snapped to what its dividers give (`Board.with_clock`).
+    baud : int, optional
+        The UART's baud rate (the board's if None); the clock must give it within 2 %.
     progress : callable, optional
         Receives one line per step.
 
@@ -178,8 +171,10 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
 
     Raises
     ------
+    EnvironmentProblem
+        A tool is missing or cannot be started.
     BitstreamError
-        Unknown board, a tool that fails or cannot run, a design that does not fit the
+        Unknown board, a clock or baud rate the board cannot make, a tool that fails or cannot run, a design that does not fit the
         part, timing not met (without `allow_timing_fail`), an output that cannot be
         written.  The earlier output is left as it was; the failed build's files are in
         ``<out>.failed/``.
@@ -188,7 +183,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
 
     say = progress or (lambda line: None)
     try:
-        b = find_board(board_name)
+        b = find_board(board_name).with_clock(clock_mhz, baud)
     except MarsError as error:
         raise BitstreamError(str(error)) from None
     config = config or b.default_config()
@@ -244,6 +239,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
             "clock_mhz": b.clock_mhz,
             "oscillator_mhz": b.osc_hz / 1e6,
             "pll": b.uses_pll,
+            "pll_divisors": dataclasses.asdict(b.pll) if b.uses_pll else None,
             "baud": b.baud,
             "uart_divisor": b.divisor,
             "seed": seed,
@@ -272,6 +268,8 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     except MarsError as error:
         if keep_failed:
             _keep(folder, failed)
+        if isinstance(error, EnvironmentProblem):
+            raise                   # a missing or unstartable tool: already one line
         raise BitstreamError(str(error)) from None
     except OSError as error:
         raise BitstreamError(f"cannot write {str(out)!r}: {error.strerror or error}") from None
@@ -299,6 +297,11 @@ def _keep(folder: Path, failed: Path) -> None:
 
 def _command_line(b: Board, config: MarsConfig, seed: int, allow: bool) -> str:
     words = ["mars", "bitstream", "--board", b.name]
+    default = BOARDS[b.name]
+    if b.clock_hz != default.clock_hz:
+        words += ["--clock", f"{b.clock_mhz:g}"]
+    if b.baud != default.baud:
+        words += ["--baud", str(b.baud)]
     if config.name != b.config or config != b.default_config():
         words += ["--config", config.name if config.name in PRESETS else "CONFIG.json"]
     if seed != 1:
@@ -330,13 +333,16 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     path = r["critical_path"]
     bit = r["bitstream"]
     s = r["seconds"]
+    d = r.get("pll_divisors")
+    pll = (f"; EHXPLLL CLKI_DIV {d['clki_div']}, CLKFB_DIV {d['clkfb_div']}, CLKOP_DIV "
+           f"{d['clkop_div']}, VCO {d['fvco_mhz']:g} MHz" if d else "")
     return [
         f"board      {r['board']}: {r['description']}",
         f"part       {r['part']}",
         f"design     {r['config']} ({r['config_hash'][:12]}): {r['config_description']}",
-        f"clock      {r['clock_mhz']:g} MHz ({'PLL from' if r['pll'] else 'the'} "
+        f"clock      {r['clock_mhz']:g} MHz ({'PLL from the' if r['pll'] else 'the'} "
         f"{r['oscillator_mhz']:g} MHz oscillator); UART {r['baud']} baud "
-        f"(divisor {r['uart_divisor']})",
+        f"(divisor {r['uart_divisor']}){pll}",
         f"timing     Fmax {fmax} at {r['clock_mhz']:g} MHz: "
         + ("met" if r["meets_timing"] else "NOT MET (--allow-timing-fail)"),
         *([f"critical   {path['from']} -> {path['to']} ({path['logic_levels']} logic levels, "
@@ -368,6 +374,15 @@ def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:
                              + ", ".join(f"{b.name} {b.config}" for b in BOARDS.values()) + ")")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder, replaced whole (default: build/bitstream/<board>)")
+    parser.add_argument("--clock", type=float, metavar="MHZ",
+                        help="the accelerator's clock in MHz (default: the board's: "
+                             + ", ".join(f"{b.name} {b.clock_mhz:g}" for b in BOARDS.values())
+                             + "); on ECP5 a PLL makes it from the oscillator")
+    parser.add_argument("--baud", type=int,
+                        help="the UART's baud rate (default: the board's: "
+                             + ", ".join(f"{b.name} {b.baud}" for b in BOARDS.values())
+                             + "); the clock must give it within 2 %%; mars board run "
+                               "--baud must say the same")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed")
     parser.add_argument("--allow-timing-fail", action="store_true",
                         help="write the bitstream even if timing at the board clock is "
@@ -380,6 +395,7 @@ def run_bitstream_command(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("build") / "bitstream" / args.board
     report = build_bitstream(args.board, out, config=config, seed=args.seed,
                              allow_timing_fail=args.allow_timing_fail,
+                             clock_mhz=args.clock, baud=args.baud,
                              progress=lambda line: print(line, flush=True))
     for line in summary_lines(report):
         print(line)

@@ -107,15 +107,20 @@ def top_buffer_shapes(config: MarsConfig) -> list[MemoryShape]:
 
     The activation memory is words of G activations (both ping-pong halves), built as
     explicit copies of one write port and one read port each: one copy per word-line
-    domain of every unit and one for the write stage and the host.  The result memory is
-    words of the writer's lanes of accumulators with one write port (the write slots).
+    domain of every unit and one for the write stage and the host; every region
+    (``act_regions`` of them, 2 by default).  The result memory is words of the writer's
+    lanes of accumulators with one write port (the write slots).  With ``residual_adds``
+    the activation memory has one more copy (the shortcut read port) and the result
+    memory a second read port, which Yosys builds as a second copy (docs/banking.md).
     """
     from mars.contract.banking import Banking
 
     cfg, bank = config, Banking(config)
-    act = MemoryShape("activation memory", "mars_top", 1 + cfg.macros * cfg.wordline_domains,
-                      bank.words, bank.word_bits, "block", ("act_buffer_words",))
-    result = MemoryShape("result memory", "mars_top", 1, bank.result_depth,
+    extra = 1 if cfg.residual_adds else 0
+    act = MemoryShape("activation memory", "mars_top",
+                      1 + cfg.macros * cfg.wordline_domains + extra,
+                      bank.words, bank.word_bits, "block", ("act_buffer_words", "act_regions"))
+    result = MemoryShape("result memory", "mars_top", 1 + extra, bank.result_depth,
                          bank.lanes * cfg.acc_bits, "auto", ("result_words",))
     return [act, result]
 

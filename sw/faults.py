@@ -250,7 +250,9 @@ def macro_weights(mapping: Mapping) -> list[list[tuple[Walk, list[int]]]]:
         for walk in phase.walks:
             plan = plans[phase.layer]
             first = walk.word["desc"]["slot_base"] * G
-            words = macro[walk.unit][first:first + plan.packed.set_steps[walk.block_set] * G]
+            # the walk's part of the set's kept groups (all of them unless K-split)
+            steps = min(walk.steps, plan.packed.set_steps[walk.block_set] - walk.first)
+            words = macro[walk.unit][first:first + max(0, steps) * G]
             if any(word is None for word in words):
                 raise MappingError(f"layer {plan.name!r}: unit {walk.unit} computes block set "
                                    f"{walk.block_set} with macro rows no load has written")
@@ -259,14 +261,15 @@ def macro_weights(mapping: Mapping) -> list[list[tuple[Walk, list[int]]]]:
     return out
 
 
-def walk_weights(words: Sequence[int], packed, block_set: int) -> np.ndarray:
+def walk_weights(words: Sequence[int], packed, block_set: int, first: int = 0) -> np.ndarray:
     """The integer weights (n_valid, K) a walk of `block_set` computes with, from the macro
     row words it reads (S_b*G words, `macro_weights`) and the layer's index codes.
 
     Row ``s*G + g`` holds, in word-line domain d, lane g of the s-th kept K-group of block
     ``b*D + d`` (docs/sparse-format.md); only rows of kept groups and K-rows below K are
     computed with (the rest are fed zero activations), so the rest read as 0 here.
-    Pruned groups are 0.
+    Pruned groups are 0.  A walk of a K-split block set (`first`: its first slot of the
+    set) holds only its part of the kept groups; the others read as 0.
     """
     cfg, geometry = packed.config, packed.geometry
     D, G, cpg, N = cfg.wordline_domains, cfg.rows_per_step, cfg.channels_per_group, \
@@ -280,7 +283,7 @@ def walk_weights(words: Sequence[int], packed, block_set: int) -> np.ndarray:
             cb = block_set * D + d
             if cb >= packed.n_blocks:
                 continue
-            for s, kg in enumerate(packed.index_codes[cb]):
+            for s, kg in enumerate(packed.index_codes[cb][first:first + len(words) // G]):
                 weight[d * cpg:(d + 1) * cpg, kg * G:(kg + 1) * G] = \
                     rows[s * G:(s + 1) * G, d * cpg:(d + 1) * cpg].T
     return weight[:n_valid, :k]
@@ -297,7 +300,7 @@ def _banded_product(mapping: Mapping):
     for phase, walks in zip(mapping.phases, macro_weights(mapping)):
         plan = plans[phase.layer]
         for walk, words in walks:
-            weight = walk_weights(words, plan.packed, walk.block_set)
+            weight = walk_weights(words, plan.packed, walk.block_set, walk.first)
             channels = slice(walk.block_set * N, walk.block_set * N + len(weight))
             parts.setdefault(plan.name, []).append((walk.row0, walk.rows, channels, weight))
 
@@ -309,7 +312,9 @@ def _banded_product(mapping: Mapping):
             sub = layer if layer.scales is None else dataclasses.replace(
                 layer, scales=layer.scales[channels])
             band = slice(row0, row0 + rows)
-            out[:, band, :, channels] = base(patches[:, band], w, sub, config)
+            # the parts of a K-split block set add up (their partial sums meet in the
+            # result memory); an unsplit one is computed once
+            out[:, band, :, channels] += base(patches[:, band], w, sub, config)
             covered[band, :, channels] = True
         if not covered.all():
             raise MappingError(f"layer {layer.name!r}: the walks do not cover every output")

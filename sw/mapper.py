@@ -5,10 +5,15 @@ Given an `IntegerNetwork` (a model package, docs/model-package.md) and the confi
 
 * Conv and linear layers run on the macro units; a max pool right after a layer is fused
   into that layer's writer (non-overlapping windows only); a flatten is free (maps are HWC
-  in memory, which is the order the linear layer reads).  Anything else is refused with
-  a message naming the node.
-* Layer i reads activation bank i % 2 and writes bank (i+1) % 2, each map at address 0;
-  the image goes into bank 0; the last layer's raw accumulators go to the result memory.
+  in memory, which is the order the linear layer reads); a residual add right after the
+  layer that computes one of its inputs as raw accumulators is fused into that layer's
+  writer (``residual_adds`` configurations; docs/architecture.md, "Residual adds").
+  Anything else is refused with a message naming the node.
+* Each map sits at element 0 of an activation region (``act_regions``, two by default),
+  given by liveness (`_places`): a chain alternates between regions 0 and 1 (layer i
+  reads i % 2, writes (i + 1) % 2), a residual block's shortcut stays in its region until
+  its add.  The image goes into region 0; the last layer's raw accumulators, and a conv
+  shortcut's until its add, go to the result memory.
   Maps are dense HWC; the memories hold words of G activations and L accumulators
   (docs/banking.md): `Mapping.input_words` packs an image, the results are read back one
   element an address.
@@ -18,7 +23,9 @@ Given an `IntegerNetwork` (a model package, docs/model-package.md) and the confi
   items go to the least-loaded unit (longest first).
 * A *phase* is one LOAD (the loaders copy the macro rows the phase needs from the core
   weight SRAMs) and one WALK.  A layer whose block sets do not all fit in the macros at
-  once takes several phases, reloading in between.
+  once takes several phases, reloading in between.  A block set keeping more groups than
+  a macro's row slots is split into parts (K-splitting, ``residual_adds`` configurations):
+  walks on one unit whose partial sums meet in the result memory.
 
 The mapping runs in four named stages, each a function from dataclasses to dataclasses:
 
@@ -39,6 +46,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+
+import numpy as np
 
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
@@ -80,6 +89,7 @@ class Walk:
     steps: int
     n_valid: int
     word: dict
+    first: int = 0          # the block set's first step this walk computes (K-splitting)
 
     @property
     def pixels(self) -> int:
@@ -119,6 +129,10 @@ class LayerPlan:
     packed: PackedLayer
     out_shape: tuple[int, int, int]
     phases: list[int]
+    residual: Residual | None = None    # the residual add fused into the writer
+    src: Place | None = None            # where the input map is
+    out: Place | None = None            # where the outputs go
+    shortcut: Place | None = None       # where the add's shortcut is
 
 
 @dataclasses.dataclass
@@ -164,64 +178,203 @@ class Mapping:
         return Banking(self.config).input_words(image)
 
 
-# -- stage 0: the chain of layers ------------------------------------------------------------
+# -- stage 0: the steps (layers with what is fused into them) and their memory ----------------
 
-def _chain(network: IntegerNetwork) -> list[tuple[LayerNode, PoolNode | None]]:
-    """The network as (layer, fused pool) pairs, checking that the hardware can run it."""
-    chain: list[tuple[LayerNode, PoolNode | None]] = []
-    previous = "input"
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """A residual add fused into the writer of the layer computing its input ``index``
+    (that layer's raw accumulators); the other input, the *shortcut*, is read from the
+    activation region or the result memory where it was stored (docs/architecture.md,
+    "Residual adds")."""
+
+    add: AddNode
+    index: int                  # the add input the layer computes (0 or 1)
+    shortcut: str               # the value (node name) of the other input
+
+
+@dataclasses.dataclass(frozen=True)
+class Place:
+    """Where a value lives: activation region ``region``, or the result memory from
+    element 0 (``result``: raw accumulators, a conv shortcut's or the logits)."""
+
+    region: int = 0
+    result: bool = False
+
+
+def _chain(network: IntegerNetwork) -> list[tuple[LayerNode, PoolNode | None,
+                                                  Residual | None, str]]:
+    """The network as steps (layer, fused pool, fused residual add, input value), in
+    execution order, checking that the hardware can run it.  A value is named by the node
+    that produces it; a flatten is an alias of its input."""
+    alias = {"input": "input"}
+    kinds = {"input": "act"}                  # value -> "act" or "acc"
+    steps = []
     nodes = list(network.nodes)
     i = 0
     while i < len(nodes):
         node = nodes[i]
-        _check_chained(node, previous)
+        _check_node(node, alias)
         if isinstance(node, FlattenNode):
-            previous = node.name
+            alias[node.name] = alias[node.inputs[0]]
             i += 1
             continue
+        src = alias[node.inputs[0]]
+        if kinds[src] != "act":
+            raise MappingError(f"node {node.name!r}: its input {node.inputs[0]!r} is raw "
+                               f"accumulators; only a residual add may read them")
+        residual, i = _fused_add(network, nodes, i, alias, kinds)
         pool = None
-        if i + 1 < len(nodes) and isinstance(nodes[i + 1], PoolNode):
+        last_name = residual.add.name if residual else node.name
+        if i + 1 < len(nodes) and isinstance(nodes[i + 1], PoolNode) \
+                and tuple(nodes[i + 1].inputs) == (last_name,):
             pool = nodes[i + 1]
-            _check_fused_pool(node, pool)
+            if node.output != "act" and residual is None:
+                raise MappingError(f"node {pool.name!r}: pooling raw accumulators")
+            _check_fused_pool(node, pool, network.config)
             i += 1
-        chain.append((node, pool))
-        previous = (pool or node).name
+        out = (pool or (residual.add if residual else node)).name
+        alias[out] = out
+        kinds[out] = "act" if residual or node.output == "act" else "acc"
+        steps.append((node, pool, residual, src))
         i += 1
-    if previous != network.output:
-        raise MappingError(f"the network's output {network.output!r} is not the end of the "
-                           f"layer chain ({previous!r})")
-    if not chain or chain[-1][0].output != "acc":
+    if alias.get(network.output) != (steps[-1][1] or steps[-1][0]).name if steps else True:
+        raise MappingError(f"the network's output {network.output!r} is not the last "
+                           f"layer's output")
+    last = steps[-1]
+    if last[0].output != "acc" or last[2] is not None or last[1] is not None:
         raise MappingError("the last layer must output raw accumulators (logits)")
-    for node, _ in chain[:-1]:
-        if node.output != "act":
-            raise MappingError(f"node {node.name!r}: only the last layer may output raw "
-                               f"accumulators")
-    return chain
+    return steps
 
 
-def _check_chained(node, previous: str) -> None:
-    """`node` reads `previous` and is a layer or a flatten (a pool must be fused)."""
+def _check_node(node, alias: dict) -> None:
+    """`node` reads known values and is an operation the accelerator runs."""
     if isinstance(node, AddNode):
-        raise MappingError(f"node {node.name!r}: residual adds are not supported by the "
-                           f"accelerator yet (the golden model runs them)")
-    if tuple(node.inputs) != (previous,):
-        raise MappingError(f"node {node.name!r}: the accelerator runs a chain of layers; "
-                           f"this node reads {list(node.inputs)}, not {previous!r}")
+        raise MappingError(f"node {node.name!r}: a residual add must directly follow the "
+                           f"layer that computes one of its inputs as raw accumulators "
+                           f"(output \"acc\"), into whose writer it is fused")
     if isinstance(node, PoolNode):
         raise MappingError(f"node {node.name!r}: a max pool must follow a conv layer "
-                           f"with requantised outputs to be fused into it")
+                           f"with requantised outputs (or a residual add) to be fused "
+                           f"into it")
     if not isinstance(node, (LayerNode, FlattenNode)):
         raise MappingError(f"node {node.name!r}: unsupported operation {node.op!r}")
+    if len(node.inputs) != 1 or node.inputs[0] not in alias:
+        raise MappingError(f"node {node.name!r}: reads {list(node.inputs)}, which no "
+                           f"earlier step computes")
 
 
-def _check_fused_pool(node: LayerNode, pool: PoolNode) -> None:
-    if node.output != "act":
-        raise MappingError(f"node {pool.name!r}: pooling raw accumulators")
-    if pool.stride != pool.kernel or pool.pad != 0 or not 1 <= pool.kernel <= 7:
+def _fused_add(network: IntegerNetwork, nodes: list, i: int, alias: dict,
+               kinds: dict) -> tuple[Residual | None, int]:
+    """The residual add right after layer ``nodes[i]`` that reads its accumulators, if
+    any, and the index of the last node consumed."""
+    node = nodes[i]
+    if i + 1 >= len(nodes) or not isinstance(nodes[i + 1], AddNode) \
+            or node.name not in nodes[i + 1].inputs:
+        return None, i
+    add = nodes[i + 1]
+    if not network.config.residual_adds:
+        raise MappingError(f"node {add.name!r}: residual adds need a configuration with "
+                           f"residual_adds set (docs/architecture.md, \"Residual adds\")")
+    if node.output != "acc":
+        raise MappingError(f"node {add.name!r}: the layer {node.name!r} fused with the "
+                           f"add must output raw accumulators")
+    index = list(add.inputs).index(node.name)
+    other = add.inputs[1 - index]
+    if len(add.inputs) != 2 or other == node.name or other not in alias:
+        raise MappingError(f"node {add.name!r}: its shortcut {other!r} is not computed "
+                           f"by an earlier step")
+    return Residual(add, index, alias[other]), i + 1
+
+
+def _check_fused_pool(node: LayerNode, pool: PoolNode, cfg: MarsConfig) -> None:
+    most = (1 << UnitFormat(cfg).pool_bits) - 1
+    if pool.stride != pool.kernel or pool.pad != 0 or not 1 <= pool.kernel <= most:
         raise MappingError(
-            f"node {pool.name!r}: only non-overlapping pools (kernel = stride <= 7, "
+            f"node {pool.name!r}: only non-overlapping pools (kernel = stride <= {most}, "
             f"no padding) are fused; got kernel {pool.kernel}, stride {pool.stride}, "
             f"pad {pool.pad}")
+
+
+def _places(cfg: MarsConfig, steps: list) -> tuple[list[Place], list[Place | None],
+                                                  list[bool]]:
+    """Where each step writes its output and finds its shortcut (docs/banking.md,
+    "Regions").
+
+    Activation maps get regions by liveness: a map stays in its region until its last
+    reader (a layer's input or an add's shortcut) has run; a step writes the lowest
+    region that holds no map still to be read during or after it, except that an
+    unpooled residual add may write over its own shortcut when no later step reads it
+    (each element is read by the lane that then writes it).  The input is in region 0.
+    Raw accumulators of a conv shortcut go to the result memory from element 0, one
+    map at a time; the logits too, at the end.  Also returns, per step, whether the
+    result memory holds an earlier step's map still to be read (a split layer's partial
+    sums need it).
+    """
+    outs = [(pool or (res.add if res else node)).name for node, pool, res, _ in steps]
+    last_use: dict[str, int] = {}
+    for k, (_, _, res, src) in enumerate(steps):
+        last_use[src] = k
+        if res:
+            last_use[res.shortcut] = k
+    region = {"input": 0}
+    result_holder = None
+    out_places, sc_places, result_busy = [], [], []
+    for k, (node, pool, res, src) in enumerate(steps):
+        result_busy.append(result_holder is not None
+                           and last_use.get(result_holder, -1) >= k)
+        if res:
+            sc = res.shortcut
+            sc_places.append(Place(result=True) if sc == result_holder
+                             else Place(region[sc]))
+        else:
+            sc_places.append(None)
+        if k == len(steps) - 1 or (node.output == "acc" and res is None):
+            if result_holder is not None and last_use.get(result_holder, -1) >= k \
+                    and k < len(steps) - 1:
+                raise MappingError(f"layer {node.name!r}: its raw accumulators need the "
+                                   f"result memory, which still holds those of "
+                                   f"{result_holder!r}")
+            result_holder = outs[k]
+            out_places.append(Place(result=True))
+            continue
+        busy = {region[v] for v in region if last_use.get(v, -1) >= k}
+        if res and pool is None and not sc_places[-1].result and res.shortcut != src \
+                and last_use[res.shortcut] == k:
+            busy.discard(region[res.shortcut])       # in place over its own shortcut
+        free = [r for r in range(cfg.act_regions) if r not in busy]
+        if not free:
+            raise MappingError(f"layer {node.name!r}: its output needs a free activation "
+                               f"region; {len(busy)} maps are still to be read: set "
+                               f"act_regions to at least {len(busy) + 1} (it is "
+                               f"{cfg.act_regions})")
+        region[outs[k]] = free[0]
+        out_places.append(Place(free[0]))
+    return out_places, sc_places, result_busy
+
+
+def _producer(chain: list, value: str) -> int:
+    """The step that computes `value`."""
+    for k, (node, pool, res, _) in enumerate(chain):
+        if (pool or (res.add if res else node)).name == value:
+            return k
+    raise KeyError(value)
+
+
+def _shapes(network: IntegerNetwork) -> dict[str, tuple[int, int, int]]:
+    """(H, W, C) of every node's output (flattens: their vector)."""
+    shapes = {"input": tuple(network.input_shape)}
+    for node in network.nodes:
+        if isinstance(node, LayerNode):
+            g = node.geometry
+            shapes[node.name] = (g.out_h, g.out_w, g.cout)
+        elif isinstance(node, PoolNode):
+            shapes[node.name] = node.out_shape
+        elif isinstance(node, FlattenNode):
+            h, w, c = node.in_shape
+            shapes[node.name] = (1, 1, h * w * c)
+        elif isinstance(node, AddNode):
+            shapes[node.name] = shapes.get(node.inputs[0])
+    return shapes
 
 
 # -- stage 1: plan (pack each layer, share its work out) -------------------------------------
@@ -236,10 +389,12 @@ class Band:
 
 @dataclasses.dataclass(frozen=True)
 class WorkItem:
-    """One block set of a layer over one band of output rows."""
+    """One block set of a layer over one band of output rows; ``part`` numbers the part
+    of the block set's kept groups when it is split over several walks (K-splitting)."""
 
     block_set: int
     band: Band
+    part: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,6 +414,15 @@ class LayerWork:
     out_w: int
     steps: tuple[int, ...]
     owner: tuple[tuple[WorkItem, ...], ...]
+    residual: Residual | None = None
+    src: Place = Place()            # the input map's region
+    out: Place = Place()            # where the outputs go
+    shortcut: Place | None = None   # where the fused add's shortcut is
+
+    @property
+    def raw(self) -> bool:
+        """The outputs are raw accumulators (the logits, or a conv shortcut's)."""
+        return self.out.result
 
     @property
     def pool_k(self) -> int:
@@ -267,6 +431,24 @@ class LayerWork:
     def sets_of(self, unit: int) -> set[int]:
         """The block sets unit `unit` computes (for some band)."""
         return {item.block_set for item in self.owner[unit]}
+
+    def parts(self, b: int, cfg: MarsConfig) -> list[tuple[int, int]]:
+        """(first step, steps) of each part of block set `b`: one part when its kept
+        groups fit a macro's row slots, else balanced parts of at most R/G steps each
+        (K-splitting, docs/architecture.md)."""
+        return _parts(self.steps[b], cfg.row_slots)
+
+    @property
+    def split(self) -> bool:
+        return any(len(_parts(s, self.row_slots)) > 1 for s in self.steps)
+
+    row_slots: int = 0
+
+
+def _parts(steps: int, row_slots: int) -> list[tuple[int, int]]:
+    n = -(-steps // max(1, row_slots)) if row_slots else 1
+    edges = [round(i * steps / n) for i in range(n + 1)]
+    return [(a, b - a) for a, b in zip(edges, edges[1:])]
 
 
 def _bands(out_h: int, pool_k: int, parts: int) -> list[Band]:
@@ -278,7 +460,7 @@ def _bands(out_h: int, pool_k: int, parts: int) -> list[Band]:
     return [Band(a, b - a) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def _check_buffers(cfg: MarsConfig, node: LayerNode, pool_k: int, last: bool) -> None:
+def _check_buffers(cfg: MarsConfig, node: LayerNode, pool_k: int, raw: bool) -> None:
     """The layer's input and (pooled) output fit their buffers and the decoder."""
     g = node.geometry
     if g.in_size > cfg.act_buffer_words:
@@ -292,10 +474,10 @@ def _check_buffers(cfg: MarsConfig, node: LayerNode, pool_k: int, last: bool) ->
                            f"configuration)") from None
     out_h, out_w = g.out_h // pool_k, g.out_w // pool_k
     out_size = out_h * out_w * g.cout
-    if last and out_size > cfg.result_words:
+    if raw and out_size > cfg.result_words:
         raise MappingError(f"layer {node.name!r}: {out_size} outputs exceed the result "
                            f"memory ({cfg.result_words} words, result_words)")
-    if not last and out_size > cfg.act_buffer_words:
+    if not raw and out_size > cfg.act_buffer_words:
         raise MappingError(f"layer {node.name!r}: its output ({out_h}x{out_w}x{g.cout}) "
                            f"exceeds an activation buffer ({cfg.act_buffer_words} words, "
                            f"act_buffer_words)")
@@ -314,30 +496,92 @@ def _assign(items: list[WorkItem], steps: tuple[int, ...], out_w: int,
 
 
 def _plan_layer(cfg: MarsConfig, index: int, node: LayerNode, pool: PoolNode | None,
-                last: bool) -> LayerWork:
+                last: bool, residual: Residual | None = None, src: Place = Place(),
+                out: Place = Place(), shortcut: Place | None = None,
+                shapes: dict | None = None) -> LayerWork:
     """Stage 1 for one layer: check it, pack it, share its work items out."""
     g = node.geometry
     pool_k = pool.kernel if pool else 1
-    _check_buffers(cfg, node, pool_k, last)
+    _check_buffers(cfg, node, pool_k, out.result)
+    if residual is not None:
+        _check_residual(cfg, node, pool, residual, (shapes or {}).get(residual.shortcut))
     try:
         packed = pack_layer(node.weight, g, cfg)
     except ValueError as error:             # weights the sparse format cannot hold
         raise MappingError(f"layer {node.name!r}: {error}") from None
     steps = tuple(max(1, s) for s in packed.set_steps)
     for b, s in enumerate(steps):
-        if s > cfg.row_slots:
+        if s > cfg.row_slots and cfg.scaled_readout:
+            # the accumulator floors the whole scaled sum once (hw/accumulator.py): the
+            # parts' floors would not add up to it
             raise MappingError(
                 f"layer {node.name!r}: block set {b} keeps {s} groups per output block, "
-                f"a macro holds {cfg.row_slots} row slots (R/G); prune more or use "
-                f"more rows")
+                f"a macro holds {cfg.row_slots} row slots (R/G); prune more or use more "
+                f"rows (a {cfg.readout_mode.value} readout's scaled sums cannot be split "
+                f"over several walks)")
+        if s > cfg.row_slots and not cfg.residual_adds:
+            raise MappingError(
+                f"layer {node.name!r}: block set {b} keeps {s} groups per output block, "
+                f"a macro holds {cfg.row_slots} row slots (R/G); prune more, use more "
+                f"rows, or set residual_adds (its partial-sum path splits the groups "
+                f"over several walks)")
     # Bands of output rows only when there are fewer block sets than units.
     n_sets, units = packed.n_sets, cfg.macros
     bands_per_set = max(1, units // n_sets) if n_sets < units else 1
     items = [WorkItem(b, band) for b in range(n_sets)
              for band in _bands(g.out_h, pool_k, bands_per_set)]
     owner = _assign(items, steps, g.out_w, units)
-    return LayerWork(index, node, pool, packed, last, g.out_h // pool_k, g.out_w // pool_k,
-                     steps, owner)
+    # K-splitting: every part of a (block set, band) on the same unit, in order, so that
+    # each part's partial sums are written before the next part reads them.
+    owner = tuple(tuple(WorkItem(it.block_set, it.band, j)
+                        for it in work
+                        for j in range(len(_parts(steps[it.block_set], cfg.row_slots))))
+                  for work in owner)
+    work = LayerWork(index, node, pool, packed, last, g.out_h // pool_k, g.out_w // pool_k,
+                     steps, owner, residual, src, out, shortcut, cfg.row_slots)
+    if work.split:
+        _check_split(cfg, work)
+    return work
+
+
+def _check_split(cfg: MarsConfig, work: LayerWork) -> None:
+    """A split layer's partial sums fit the result memory (unpooled, from element 0),
+    and its fused add's shortcut is not there too (one result read a lane group)."""
+    g, name = work.node.geometry, work.node.name
+    if g.out_h * g.out_w * g.cout > cfg.result_words:
+        raise MappingError(
+            f"layer {name!r}: its partial sums ({g.out_h}x{g.out_w}x{g.cout}, K-splitting: "
+            f"a block set keeps more groups than the {cfg.row_slots} row slots) exceed the "
+            f"result memory ({cfg.result_words} words, result_words)")
+    lanes = UnitFormat(cfg).write_lanes
+    if work.pool is not None and g.cout % lanes:
+        raise MappingError(
+            f"layer {name!r}: its groups are split over several walks (K-splitting) and "
+            f"it is pooled: its channel count ({g.cout}) must be a multiple of the "
+            f"writer's {lanes} lanes (the partial sums are read a lane group at a time)")
+    if work.shortcut is not None and work.shortcut.result:
+        raise MappingError(
+            f"layer {name!r}: its groups are split over several walks (K-splitting) and "
+            f"its add's shortcut is raw accumulators: both would need the result memory's "
+            f"one read port (prune it to {cfg.row_slots} groups per block)")
+
+
+def _check_residual(cfg: MarsConfig, node: LayerNode, pool: PoolNode | None,
+                    residual: Residual, shape: tuple | None) -> None:
+    """The shortcut has the layer's output shape, and its lane groups line up with the
+    output's (one shortcut read per lane group, mars.hw.writer)."""
+    g, add = node.geometry, residual.add
+    if shape is not None and tuple(shape) != (g.out_h, g.out_w, g.cout):
+        raise MappingError(f"node {add.name!r}: its inputs have shapes "
+                           f"{g.out_h}x{g.out_w}x{g.cout} and {'x'.join(map(str, shape))}")
+    if np.shape(add.multiplier) != (2, g.cout) or np.shape(add.shift) != (2, g.cout):
+        raise MappingError(f"node {add.name!r}: multiplier and shift must have shape "
+                           f"(2, {g.cout})")
+    lanes = UnitFormat(cfg).write_lanes
+    if pool is not None and g.cout % lanes:
+        raise MappingError(
+            f"node {pool.name!r}: a pool after a residual add needs a channel count that "
+            f"is a multiple of the writer's {lanes} lanes (the add has {g.cout})")
 
 
 # -- stage 2: schedule (residency, row slots, rounds) ----------------------------------------
@@ -379,17 +623,18 @@ def _schedule(works: list[LayerWork], cfg: MarsConfig) -> tuple[bool, list[Layer
         rounds: list[dict[int, list[Placement]]] = []
         for u in range(cfg.macros):
             round_no, used = 0, used_by_unit[u] if resident else 0
-            placed: dict[int, int] = {}          # block set -> slot base in this round
+            placed: dict[tuple, int] = {}        # (block set, part) -> slot base
             for item in work.owner[u]:
-                b = item.block_set
-                if b not in placed:
-                    if used + work.steps[b] > cfg.row_slots:
+                key = (item.block_set, item.part)
+                need = work.parts(item.block_set, cfg)[item.part][1]
+                if key not in placed:
+                    if used + need > cfg.row_slots:
                         round_no, used, placed = round_no + 1, 0, {}
-                    placed[b] = used
-                    used += work.steps[b]
+                    placed[key] = used
+                    used += need
                 while len(rounds) <= round_no:
                     rounds.append({})
-                rounds[round_no].setdefault(u, []).append(Placement(item, placed[b]))
+                rounds[round_no].setdefault(u, []).append(Placement(item, placed[key]))
             used_by_unit[u] = used
         schedules.append(LayerSchedule(tuple(rounds)))
     return resident, schedules
@@ -427,7 +672,8 @@ class _Allocator:
         """Allocate one layer's tables and append its phases."""
         g = work.node.geometry
         plan = LayerPlan(work.node.name, work.index, work.node, work.pool, work.packed,
-                         (work.out_h, work.out_w, g.cout), [])
+                         (work.out_h, work.out_w, g.cout), [], work.residual, work.src,
+                         work.out, work.shortcut)
         kt_words = work.packed.ktable()
         for rnd in schedule.rounds:
             phase = Phase(work.index, [], [])
@@ -445,16 +691,21 @@ class _Allocator:
             self._ktable[(li, u)] = len(self.ktable_mem[(u, 0)])
             for d in range(self.cfg.wordline_domains):
                 self.ktable_mem[(u, d)].extend(kt_words)
-        loaded: set[int] = set()
+        loaded: set[tuple] = set()
         for place in placements:
-            b = place.item.block_set
+            b, part = place.item.block_set, place.item.part
+            parts = work.parts(b, self.cfg)
+            first, steps = parts[part]
             src = self._weights(work, b, core)
-            if b not in loaded and packed.set_steps[b]:
-                loaded.add(b)
+            if (b, part) not in loaded and packed.set_steps[b]:
+                loaded.add((b, part))
                 target = self.phases[0] if self.resident else phase
-                target.loads.append(Load(u, src, place.slot_base * G, packed.set_steps[b] * G))
-            addresses = WalkAddresses(self._index_entries(work, b, u),
-                                      self._ktable[(li, u)], self._param_word(work, b, u))
+                count = min(steps, packed.set_steps[b] - first) if len(parts) > 1 \
+                    else packed.set_steps[b]
+                target.loads.append(Load(u, src + first * G, place.slot_base * G, count * G))
+            addresses = WalkAddresses(self._index_entries(work, b, u) + first,
+                                      self._ktable[(li, u)],
+                                      self._param_word(work, b, u, part, len(parts)))
             phase.walks.append(_walk(self.cfg, work, u, place, addresses))
 
     def _weights(self, work: LayerWork, b: int, core: int) -> int:
@@ -480,13 +731,43 @@ class _Allocator:
                 self.index_mem[(u, d)].extend(code + [0] * (work.steps[b] - len(code)))
         return self._index[key]
 
-    def _param_word(self, work: LayerWork, b: int, u: int) -> int:
-        key = (work.index, b, u)
+    def _param_word(self, work: LayerWork, b: int, u: int, part: int = 0,
+                    parts: int = 1) -> int:
+        """The parameter word of block set `b`; a split set has three kinds: its first
+        part (the bias, raw partial sums), middle parts (no bias, raw) and its last part
+        (no bias, the layer's requantisation or add)."""
+        kind = 0 if parts == 1 else ("first" if part == 0 else
+                                     "last" if part == parts - 1 else "middle")
+        key = (work.index, b, u, kind)
         if key not in self._param:
             self._param[key] = len(self.params[u])
-            self.params[u].append(_param_word(work.node, b, self.cfg.channels_per_macro,
-                                              work.last, self.cfg))
+            word = _residual_params(work, b, self.cfg)
+            if kind in ("first", "middle"):
+                word = [{**lane, "mult": 0, "shift": 0, "sc_mult": 0, "sc_shift": 0}
+                        for lane in word]
+            if kind in ("middle", "last"):
+                word = [{**lane, "bias": 0} for lane in word]
+            self.params[u].append(word)
         return self._param[key]
+
+
+def _residual_params(work: LayerWork, b: int, cfg: MarsConfig) -> list[dict]:
+    """The parameter word of block set `b` of `work`: `_param_word`, with a fused residual
+    add's M and S of the layer's input in place of the layer's (whose outputs are raw
+    accumulators) and the shortcut's M and S (``sc_mult``, ``sc_shift``)."""
+    node, res, n = work.node, work.residual, cfg.channels_per_macro
+    if res is None:
+        return _param_word(node, b, n, work.raw, cfg)
+    mult = np.asarray(res.add.multiplier, dtype=np.int64)
+    shift = np.asarray(res.add.shift, dtype=np.int64)
+    body = dataclasses.replace(node, multiplier=mult[res.index], shift=shift[res.index])
+    word = _param_word(body, b, n, False, cfg)
+    for j, lane in enumerate(word):
+        ch = b * n + j
+        inside = ch < node.geometry.cout
+        lane["sc_mult"] = int(mult[1 - res.index][ch]) if inside else 0
+        lane["sc_shift"] = int(shift[1 - res.index][ch]) if inside else 0
+    return word
 
 
 def _param_word(node: LayerNode, block_set: int, n: int, raw: bool,
@@ -527,9 +808,12 @@ def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
     g, packed = work.node.geometry, work.packed
     D, N = cfg.wordline_domains, cfg.channels_per_macro
     b, row0, rows = place.item.block_set, place.item.band.row0, place.item.band.rows
-    steps, pool_k, last = work.steps[b], work.pool_k, work.last
-    counts = [len(packed.index_codes[b * D + d]) if b * D + d < packed.n_blocks else 0
-              for d in range(D)]
+    parts = work.parts(b, cfg)
+    first, steps = parts[place.item.part]
+    final = place.item.part == len(parts) - 1      # the last (or only) part
+    pool_k = work.pool_k if final else 1
+    counts = [min(steps, max(0, len(packed.index_codes[b * D + d]) - first))
+              if b * D + d < packed.n_blocks else 0 for d in range(D)]
     try:
         desc = descriptor(g, cfg, count=0, steps=steps, act_base=0,
                           ktable_base=at.ktable_base, index_start=at.index_start,
@@ -547,16 +831,29 @@ def _walk(cfg: MarsConfig, work: LayerWork, unit: int, place: Placement,
     word = {
         "op": 0, "desc": desc,
         "index_start": [at.index_start] * D, "count": counts,
-        "in_bank": work.index % 2, "out_bank": (work.index + 1) % 2, "acc_out": int(last),
+        "in_bank": work.src.region, "out_bank": work.out.region, "acc_out": int(work.raw),
         # the stored-word address of the parameter word's first piece
         "param_addr": at.param_addr * UnitFormat(cfg).param_chunks, "n_valid": n_valid,
         "pool_k": pool_k, "pool_w": work.out_w, "pool_h": max(0, pool_h),
         "out_base": (row0 // pool_k) * work.out_w * g.cout + b * N,
         "out_pitch": g.cout, "out_row_pitch": work.out_w * g.cout,
     }
+    if not final:
+        # a part of a split block set: raw partial sums, unpooled, to the result memory
+        word.update({"acc_out": 1, "pool_w": g.out_w, "pool_h": rows,
+                     "out_base": row0 * g.out_w * g.cout + b * N,
+                     "out_row_pitch": g.out_w * g.cout})
     if g.kind is LayerKind.LINEAR:
         word["pool_w"], word["pool_h"] = 1, 1
-    return Walk(unit, b, row0, rows, g.out_w, steps, n_valid, word)
+    if cfg.residual_adds:
+        sc = work.shortcut if final else None
+        psum = place.item.part > 0
+        word.update({"add": int(sc is not None), "psum": int(psum),
+                     "sc_res": int(bool(sc and sc.result)),
+                     "sc_bank": sc.region if sc else 0,
+                     "sc_base": row0 * g.out_w * g.cout + b * N if sc or psum else 0,
+                     "sc_pitch": g.cout if sc or psum else 0})
+    return Walk(unit, b, row0, rows, g.out_w, steps, n_valid, word, first)
 
 
 # -- stage 4: emit (depth checks, programs, memory images) -----------------------------------
@@ -675,8 +972,17 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
     if h * w * c > cfg.act_buffer_words:
         raise MappingError(f"the input map ({h}x{w}x{c}) exceeds an activation buffer "
                            f"({cfg.act_buffer_words} words, act_buffer_words)")
-    works = [_plan_layer(cfg, i, node, pool, i == len(chain) - 1)
-             for i, (node, pool) in enumerate(chain)]
+    outs, shortcuts, result_busy = _places(cfg, chain)
+    shapes = _shapes(network)
+    works = [_plan_layer(cfg, i, node, pool, i == len(chain) - 1, res,
+                         Place(0) if src == "input" else outs[_producer(chain, src)],
+                         outs[i], shortcuts[i], shapes)
+             for i, (node, pool, res, src) in enumerate(chain)]
+    for work, busy in zip(works, result_busy):
+        if work.split and busy and not (work.shortcut and work.shortcut.result):
+            raise MappingError(
+                f"layer {work.node.name!r}: its partial sums (K-splitting) need the result "
+                f"memory, which holds raw accumulators still to be read")
     resident, schedules = _schedule(works, cfg)
     alloc = _Allocator(cfg, resident)
     plans = [alloc.layer(work, schedule) for work, schedule in zip(works, schedules)]

@@ -13,25 +13,18 @@ run in: every path passed is relative to the output folder, which is the working
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-import shlex
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mars.errors import EnvironmentProblem, MarsError
+from mars.errors import MarsError
+from mars.sw.tools import log_tail, run_tool, yowasp_command
 
 __all__ = ["PARTS", "Part", "PnrError", "log_tail", "nextpnr_command", "overflows",
            "place_and_route", "summarise"]
-
-_LOG_TAIL_LINES = 25
-
 
 class PnrError(MarsError, RuntimeError):
     """nextpnr failed or the design does not fit the part; the message names the tool, the
@@ -79,21 +72,16 @@ PARTS: dict[str, Part] = {
 
 
 def nextpnr_command(family: str) -> list[str]:
-    """Command line that runs nextpnr for `family` (environment override or YoWASP)."""
+    """Command line that runs nextpnr for `family` (environment override or YoWASP).
+
+    Raises
+    ------
+    EnvironmentProblem
+        Neither the override nor the YoWASP package is there (one line: what to install).
+    """
     tool = PARTS[family].tool
-    override = os.environ.get(tool.upper().replace("-", "_"))
-    if override:
-        return shlex.split(override)
-    module = "yowasp_" + tool.replace("-", "_")
-    function = "run_" + tool.replace("-", "_")
-    if importlib.util.find_spec(module) is None:
-        # Say what to install instead of letting the tool's log end in an ImportError.
-        raise EnvironmentProblem(
-            f"{tool} is not installed: pip install {module.replace('_', '-')} (or "
-            f"pip install -e '.[synth]'), or set {tool.upper().replace('-', '_')} to a "
-            f"{tool} command")
-    return [sys.executable, "-c",
-            f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"]
+    name = tool.replace("-", "_")
+    return yowasp_command(tool, "yowasp_" + name, "run_" + name, name.upper())
 
 
 _UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$")
@@ -197,20 +185,9 @@ def summarise(family: str, report: Mapping[str, Any], log_text: str = "") -> dic
     return summary
 
 
-def log_tail(log: Path, fallback: str, stderr: str = "") -> str:
-    """The end of the tool's log, then the end of its stderr when the log lacks it: a
-    WebAssembly trap (e.g. Yosys out of its 4 GB) is reported there, not in the log.
-
-    `fallback` (the whole output) stands in for a missing or empty log.
-    """
-    text = log.read_text(errors="replace") if log.exists() else ""
-    if not text.strip():
-        return "\n".join(fallback.strip().splitlines()[-_LOG_TAIL_LINES:])
-    tail = text.strip().splitlines()[-_LOG_TAIL_LINES:]
-    extra = [line for line in stderr.strip().splitlines()
-             if line.strip() and not line.startswith("Preparing to run")
-             and line not in tail][-10:]
-    return "\n".join(tail + (["(stderr)", *extra] if extra else []))
+def _does_not_fit(part: Part, text: str) -> str:
+    over = overflows(text)
+    return f"; does not fit {part.name}: {', '.join(over)}" if over else ""
 
 
 def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
@@ -248,8 +225,10 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
 
     Raises
     ------
+    EnvironmentProblem
+        If nextpnr cannot be started (`mars.sw.tools.run_tool`).
     PnrError
-        If nextpnr cannot be run, fails, or the design does not fit the part.
+        If nextpnr fails or the design does not fit the part.
     """
     import json
 
@@ -266,21 +245,10 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     args += extra_args
     command = nextpnr_command(family)
     start = time.perf_counter()
-    try:
-        done = subprocess.run([*command, *args], cwd=out_dir, capture_output=True, text=True,
-                              check=False)
-    except OSError as error:
-        raise PnrError(f"cannot run {part.tool} ({shlex.join(command)}) on block {name!r} "
-                       f"for {family}: {error}") from None
+    run_tool(command, args, tool=part.tool, what=f"on block {name!r} for {family}",
+             cwd=out_dir, error=PnrError, log=log_path, outputs=(report_path,),
+             why=lambda text: _does_not_fit(part, text))
     seconds = time.perf_counter() - start
-    if done.returncode != 0 or not report_path.exists():
-        log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
-        full = done.stdout + done.stderr
-        over = overflows(log_text + "\n" + full)
-        why = f"; does not fit {part.name}: {', '.join(over)}" if over else ""
-        tail = log_tail(log_path, full, done.stderr)
-        raise PnrError(f"{part.tool} failed on block {name!r} for {family} "
-                       f"(exit {done.returncode}, log {log_path}){why}:\n{tail}")
     summary = summarise(family, json.loads(report_path.read_text()),
                         log_path.read_text(errors="replace") if log_path.exists() else "")
     return {"part": part.name, **summary, "seed": seed, "seconds": round(seconds, 3),

@@ -34,8 +34,9 @@ from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, block, to_verilog
 from mars.hw.ooc import OutOfContext
 from mars.contract.decoder import DecoderFormat
-from mars.sw.budget import check_fit
+from mars.sw.budget import PART_LIMITS, check_fit
 from mars.sw.files import replace_file
+from mars.sw.hierarchy import hierarchy
 from mars.sw.pnr import PARTS, log_tail, place_and_route
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "pnr_table", "resources",
@@ -265,6 +266,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         + (" and placing and routing them out of context" if pnr else ""))
 
     results: dict[str, dict[str, Any]] = {}
+    not_placed: list[str] = []
     for name in names:
         ooc = None
         if pnr:
@@ -288,6 +290,18 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                 f"{result['bram']} BRAM, {result['lutram']} LUT RAM, {result['dsp']} DSP "
                 f"in {result['seconds']:.1f} s" + (" (with the wrapper)" if pnr else ""))
             if pnr:
+                result["hierarchy"] = hierarchy(out_dir / netlist, family, HIERARCHY_DEPTH)
+                over = _over_part(result, family)
+                if over:
+                    # nextpnr would spend its whole placer budget before it gives up
+                    # (the default top at 125 % of the ECP5's LUTs ran for an hour).
+                    result["pnr"] = None
+                    result["over_part"] = over
+                    not_placed.append(f"{name} ({family}: {over})")
+                    say(f"  {name} {family}: not placed: {over}; largest: "
+                        + ", ".join(f"{path} {row['luts']}" for path, row
+                                    in list(result["hierarchy"].items())[:4]))
+                    continue
                 part = PARTS[family]
                 freq = part.freq_mhz if freq_mhz is None else freq_mhz
                 say(f"  {name} {family}: {part.tool} on {part.name} at {freq:g} MHz, "
@@ -313,7 +327,25 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     if pnr:
         for line in pnr_table(report):
             say(line)
+    if not_placed:
+        raise SynthError(f"does not fit the part, not placed: {'; '.join(not_placed)} "
+                         f"(report {report_path}; per-instance counts under 'hierarchy')")
     return report_path
+
+
+#: Instance names kept in a report's ``hierarchy`` (``block.unit0.writer``).
+HIERARCHY_DEPTH = 3
+
+
+def _over_part(result: Mapping[str, Any], family: str) -> str:
+    """What the synthesised counts already exceed of the family's part ('' if nothing).
+
+    Yosys's LUT4 equivalents are a lower bound of nextpnr's logic cells (nextpnr adds
+    route-through LUTs), so a design over the part here cannot be placed."""
+    limits = PART_LIMITS[family]
+    return ", ".join(f"{result[key]} {what} of {limits[key]}"
+                     for key, what in (("luts", "LUT4 eq."), ("ff", "FF"), ("bram", "BRAM"))
+                     if result[key] > limits[key])
 
 
 def _pnr_line(routed: Mapping[str, Any]) -> str:

@@ -15,10 +15,12 @@ from collections.abc import Callable
 import numpy as np
 
 from mars.config import MarsConfig
-from mars.sw.golden.network import FlattenNode, IntegerNetwork, LayerNode, PoolNode
+from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerGeometry, LayerKind
 
-__all__ = ["random_layer", "NETWORKS", "random_inputs", "stable_seed", "write_random_package"]
+__all__ = ["random_layer", "NETWORKS", "RESIDUAL_NETWORKS", "residual_config", "random_add",
+           "resnet_cifar",
+           "random_inputs", "stable_seed", "write_random_package"]
 
 
 def stable_seed(*parts: object) -> int:
@@ -82,6 +84,166 @@ def _mlp(config, rng, sparsity):
                       sparsity)
     l2 = random_layer(rng, config, "fc2", "fc1", LayerGeometry.linear(11, 5), "acc", sparsity)
     return IntegerNetwork(config, (1, 1, 20), (l1, l2), "fc2")
+
+
+def random_add(rng: np.random.Generator, config: MarsConfig, name: str,
+               inputs: tuple[str, str], sources: tuple, channels: int) -> AddNode:
+    """A residual add of `inputs` with per-channel M and S that bring each input to about
+    half the activation range: `sources[i]` is the LayerNode whose raw accumulators input
+    i is, or None for an activation map."""
+    cfg = config
+    shift = rng.integers(12, 17, size=(2, channels))
+    mult = np.empty((2, channels), dtype=np.int64)
+    for i, layer in enumerate(sources):
+        if layer is None:       # activations: about half their own size
+            scale = 2.0 ** shift[i] * rng.uniform(0.3, 0.8, size=channels)
+        else:                   # accumulators: a typical one to about half the range
+            typical = max(1.0, np.sqrt(layer.geometry.k) * cfg.weight_max * cfg.act_max / 2)
+            scale = (cfg.act_max * 2.0 ** shift[i] / typical / 2
+                     * rng.uniform(0.5, 1.5, size=channels))
+        mult[i] = np.clip(scale.astype(np.int64), 1, 2 ** cfg.requant_mult_bits - 1)
+    return AddNode(name, inputs, mult, shift)
+
+
+def residual_config(config: MarsConfig) -> MarsConfig:
+    """`config` with residual adds (the writers' shortcut and partial-sum path), three
+    activation regions (a pooled add over an identity shortcut needs a third), a result
+    memory that holds the test networks' conv-shortcut accumulators and partial sums (512
+    elements), a deeper index memory (``weight_sram_rows`` 1024) and deeper parameter and
+    program memories (ResNet8 has 10 layers)."""
+    return config.replace(name=f"{config.name}-res", residual_adds=True, act_regions=3,
+                          result_words=max(config.result_words, 512),
+                          weight_sram_rows=max(config.weight_sram_rows, 1024),
+                          param_words=max(config.param_words, 32),
+                          program_words=max(config.program_words, 64))
+
+
+def _resnet(config, rng, sparsity, size=6, width=4, classes=5, pool=True):
+    """A small ResNet: a 3x3 stem, an identity basic block, a downsampling block (3x3
+    stride 2 body, 1x1 stride 2 conv shortcut whose raw accumulators wait in the result
+    memory), a global max pool fused after the last add, a linear classifier."""
+    c2 = 2 * width
+    half = (size + 1) // 2
+    stem = random_layer(rng, config, "stem", "input", _conv(size, size, 3, width), "act",
+                        sparsity)
+    a1 = random_layer(rng, config, "b1c1", "stem", _conv(size, size, width, width), "act",
+                      sparsity)
+    a2 = random_layer(rng, config, "b1c2", "b1c1", _conv(size, size, width, width), "acc",
+                      sparsity)
+    add1 = random_add(rng, config, "add1", ("b1c2", "stem"), (a2, None), width)
+    d1 = random_layer(rng, config, "b2c1", "add1", _conv(size, size, width, c2, stride=2),
+                      "act", sparsity)
+    d2 = random_layer(rng, config, "b2c2", "b2c1", _conv(half, half, c2, c2), "acc", sparsity)
+    sc = random_layer(rng, config, "b2sc", "add1",
+                      _conv(size, size, width, c2, k=1, stride=2, pad=0), "acc", sparsity)
+    add2 = random_add(rng, config, "add2", ("b2c2", "b2sc"), (d2, sc), c2)
+    nodes = [stem, a1, a2, add1, d1, d2, sc, add2]
+    last = "add2"
+    if pool:
+        nodes.append(PoolNode("gp", ("add2",), (half, half, c2), half, half, 0))
+        last = "gp"
+        flat_in = (1, 1, c2)
+    else:
+        flat_in = (half, half, c2)
+    nodes.append(FlattenNode("f", (last,), flat_in))
+    n = flat_in[0] * flat_in[1] * flat_in[2]
+    nodes.append(random_layer(rng, config, "fc", "f", LayerGeometry.linear(n, classes),
+                              "acc", sparsity))
+    return IntegerNetwork(config, (size, size, 3), tuple(nodes), "fc")
+
+
+def _resnet_identity_pool(config, rng, sparsity):
+    """An identity block whose add is pooled (needs a third activation region: the add
+    cannot write over its shortcut while other pixels still read it)."""
+    stem = random_layer(rng, config, "stem", "input", _conv(6, 6, 3, 4), "act", sparsity)
+    a1 = random_layer(rng, config, "c1", "stem", _conv(6, 6, 4, 4), "act", sparsity)
+    a2 = random_layer(rng, config, "c2", "c1", _conv(6, 6, 4, 4), "acc", sparsity)
+    add = random_add(rng, config, "add", ("stem", "c2"), (None, a2), 4)
+    p = PoolNode("p", ("add",), (6, 6, 4), 2, 2, 0)
+    f = FlattenNode("f", ("p",), (3, 3, 4))
+    fc = random_layer(rng, config, "fc", "f", LayerGeometry.linear(36, 3), "acc", sparsity)
+    return IntegerNetwork(config, (6, 6, 3), (stem, a1, a2, add, p, f, fc), "fc")
+
+
+def resnet_cifar(config, rng, sparsity, *, depth=8, size=8, width=4, classes=10, cin=3,
+                 stages=3, blocks=None):
+    """Random weights on the topology of `mars.sw.train.models.resnet_cifar`: a 3x3 stem,
+    three stages of (depth-2)/6 basic blocks at width, 2*width, 4*width (stride 2 and a
+    1x1 conv shortcut at the start of the second and third), a global max pool, a linear
+    classifier; the adds read (body, shortcut), as the model parser writes them.
+    ``stages=4, blocks=2, width=64`` is the CIFAR ResNet18 (64 .. 512 channels)."""
+    if blocks is None and (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n+2, not {depth}")
+    per_stage = blocks or (depth - 2) // 6
+    nodes = [random_layer(rng, config, "stem", "input", _conv(size, size, cin, width), "act",
+                          sparsity)]
+    cur, h, ch = "stem", size, width
+    for stage in range(stages):
+        out = width * 2 ** stage
+        for block in range(1, per_stage + 1):
+            stride = 2 if stage and block == 1 else 1
+            tag = f"s{stage}b{block}"
+            oh = (h + 1) // 2 if stride == 2 else h
+            c1 = random_layer(rng, config, f"{tag}c1", cur, _conv(h, h, ch, out, stride=stride),
+                              "act", sparsity)
+            c2 = random_layer(rng, config, f"{tag}c2", c1.name, _conv(oh, oh, out, out), "acc",
+                              sparsity)
+            nodes += [c1, c2]
+            if stride == 2 or ch != out:
+                sc = random_layer(rng, config, f"{tag}sc", cur,
+                                  _conv(h, h, ch, out, k=1, stride=stride, pad=0), "acc",
+                                  sparsity)
+                nodes.append(sc)
+                add = random_add(rng, config, f"{tag}add", (c2.name, sc.name), (c2, sc), out)
+            else:
+                add = random_add(rng, config, f"{tag}add", (c2.name, cur), (c2, None), out)
+            nodes.append(add)
+            cur, h, ch = add.name, oh, out
+    nodes.append(PoolNode("pool", (cur,), (h, h, ch), h, h, 0))
+    nodes.append(FlattenNode("flat", ("pool",), (1, 1, ch)))
+    nodes.append(random_layer(rng, config, "fc", "flat", LayerGeometry.linear(ch, classes),
+                              "acc", sparsity))
+    return IntegerNetwork(config, (size, size, cin), tuple(nodes), "fc")
+
+
+def _ksplit(config, rng, sparsity):
+    """Layers whose block sets keep more groups than a `tiny` macro's 16 row slots
+    (K-splitting over several walks, the partial sums in the result memory): a split
+    conv, a split conv with a fused identity add and a pool after it, a split linear
+    layer (the logits)."""
+    stem = random_layer(rng, config, "stem", "input", _conv(6, 6, 3, 8), "act", sparsity)
+    c1 = random_layer(rng, config, "c1", "stem", _conv(6, 6, 8, 8), "act", sparsity)
+    c2 = random_layer(rng, config, "c2", "c1", _conv(6, 6, 8, 8), "acc", sparsity)
+    add = random_add(rng, config, "add", ("c2", "stem"), (c2, None), 8)
+    p = PoolNode("p", ("add",), (6, 6, 8), 2, 2, 0)
+    f = FlattenNode("f", ("p",), (3, 3, 8))
+    fc = random_layer(rng, config, "fc", "f", LayerGeometry.linear(72, 5), "acc", sparsity)
+    return IntegerNetwork(config, (6, 6, 3), (stem, c1, c2, add, p, f, fc), "fc")
+
+
+def _ksplit_wide(config, rng, sparsity):
+    """A 3x3 conv over 32 channels (288 K-rows: split wherever a macro has fewer than
+    36 row slots of 8 rows) with a fused identity add and a pool after it: the last part
+    reads a partial sum and a shortcut in one lane group."""
+    stem = random_layer(rng, config, "stem", "input", _conv(4, 4, 3, 32), "act", sparsity)
+    c2 = random_layer(rng, config, "c2", "stem", _conv(4, 4, 32, 32), "acc", sparsity)
+    add = random_add(rng, config, "add", ("c2", "stem"), (c2, None), 32)
+    p = PoolNode("p", ("add",), (4, 4, 32), 2, 2, 0)
+    f = FlattenNode("f", ("p",), (2, 2, 32))
+    fc = random_layer(rng, config, "fc", "f", LayerGeometry.linear(128, 5), "acc", sparsity)
+    return IntegerNetwork(config, (4, 4, 3), (stem, c2, add, p, f, fc), "fc")
+
+
+#: Residual networks: they need a configuration with residual adds (`residual_config`).
+RESIDUAL_NETWORKS: dict[str, tuple[Callable, float]] = {
+    "resnet": (_resnet, 0.3),
+    "resnet-flat": (lambda c, r, s: _resnet(c, r, s, size=5, pool=False), 0.5),
+    "resnet-pool": (_resnet_identity_pool, 0.3),
+    "resnet8": (lambda c, r, s: resnet_cifar(c, r, s, depth=8, size=8, width=4), 0.7),
+    "resnet20": (lambda c, r, s: resnet_cifar(c, r, s, depth=20, size=8, width=4), 0.7),
+    "ksplit": (_ksplit, 0.0),
+    "ksplit-wide": (_ksplit_wide, 0.0),
+}
 
 
 NETWORKS: dict[str, tuple[Callable, float]] = {

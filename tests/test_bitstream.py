@@ -189,8 +189,10 @@ def test_summary_of_an_ecp5_report():
     report = {
         "board": "ulx3s", "description": "ULX3S", "family": "ecp5", "part": "LFE5U-85F",
         "config": "tiny", "config_hash": "ab" * 32, "config_description": "a macro",
-        "clock_mhz": 25.0, "oscillator_mhz": 25.0, "pll": False, "baud": 1000000,
-        "uart_divisor": 25, "seed": 3, "fmax_mhz": 31.25, "meets_timing": True,
+        "clock_mhz": 45.0, "oscillator_mhz": 25.0, "pll": True, "baud": 3000000,
+        "pll_divisors": {"clki_div": 5, "clkfb_div": 9, "clkop_div": 13, "fin_mhz": 25.0,
+                         "fout_mhz": 45.0, "fvco_mhz": 585.0},
+        "uart_divisor": 15, "seed": 3, "fmax_mhz": 31.25, "meets_timing": False,
         "utilisation": {"luts": 6000, "ff": 3300, "bram": 31, "dsp": 2},
         "bels": {"TRELLIS_COMB": {"used": 6000, "available": 83640},
                  "DP16KD": {"used": 31, "available": 208}},
@@ -202,10 +204,11 @@ def test_summary_of_an_ecp5_report():
         "command": "mars bitstream --board ulx3s --seed 3",
     }
     text = "\n".join(summary_lines(report))
-    for expected in ("6000 LUT4 of 83640", "31 DP16KD of 208", "Fmax 31.25 MHz at 25 MHz: met",
+    for expected in ("6000 LUT4 of 83640", "31 DP16KD of 208", "Fmax 31.25 MHz at 45 MHz: NOT MET",
                      "a.Q -> b.D (9 logic levels, 31.5 ns)", "top.bit: 400000 bytes",
-                     "UART 1000000 baud (divisor 25)", "Yosys 0.70 (git sha1 28ba3cb92)",
-                     "the 25 MHz oscillator"):
+                     "UART 3000000 baud (divisor 15)", "Yosys 0.70 (git sha1 28ba3cb92)",
+                     "45 MHz (PLL from the 25 MHz oscillator)",
+                     "EHXPLLL CLKI_DIV 5, CLKFB_DIV 9, CLKOP_DIV 13, VCO 585 MHz"):
         assert expected in text, expected
 
 
@@ -221,3 +224,29 @@ def test_icebreaker_bitstream_is_deterministic_and_fits(tmp_path):
         assert bels[bel]["used"] <= 0.95 * bels[bel]["available"], bel
     assert first["bitstream"]["bytes"] == 104090          # the UP5K's configuration size
     assert first["utilisation"]["bram"] == first["yosys_counts"]["bram"]
+
+
+def test_clock_and_baud_options_reach_the_report(tools, quick_top, tmp_path):
+    out = tmp_path / "out"
+    assert main(["bitstream", "--board", "icebreaker", "--out", str(out),
+                 "--baud", "2000000", "--clock", "12"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert (report["baud"], report["uart_divisor"]) == (2_000_000, 6)        # 12 MHz / 2 M
+    assert report["pll"] is False and report["pll_divisors"] is None
+    assert report["command"] == "mars bitstream --board icebreaker --baud 2000000"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--board", "icebreaker", "--clock", "24"], "a PLL is only built for ECP5"),
+    (["--board", "ulx3s", "--clock", "25"], "3000000 baud at 25 MHz: divisor 8 gives "
+                                            "3125000 baud (4.2% off"),
+    (["--board", "ulx3s", "--clock", "41.3"], "clock 41.3 MHz: no EHXPLLL setting"),
+    (["--board", "ulx3s", "--baud", "0"], "--baud must be positive"),
+])
+def test_a_clock_or_baud_rate_the_board_cannot_make_is_one_line(argv, message, tmp_path,
+                                                                 capsys):
+    """Refused before any tool runs (no tool is set up here)."""
+    assert main(["bitstream", *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mars: error: board '") and message in err
+    assert not (tmp_path / "o").exists()

@@ -36,7 +36,8 @@ FIELDS = [f.name for f in dataclasses.fields(MarsConfig)]
 # the binary/ternary readout fields have their own rules (tests/test_train_readout.py)
 SCALE_FIELDS = ("readout_threshold", "scale_bits", "scale_frac_bits", "scale_rounding")
 INT_FIELDS = [name for name in FIELDS
-              if name not in ("name", "readout_mode", "skip_granularity", *SCALE_FIELDS)]
+              if name not in ("name", "readout_mode", "skip_granularity", "residual_adds",
+                              *SCALE_FIELDS)]
 HYPO = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
@@ -72,6 +73,7 @@ def next_pow2(value: int) -> int:
 
 def violated_fields(d: dict) -> set[str]:
     """Field names of every rule the (integer-typed) field dict `d` breaks; empty if valid."""
+    d = {**MarsConfig().to_dict(), **d}       # fields the example leaves at their default
     small = {f for f in INT_FIELDS if d[f] < 1}
     if small:
         return small
@@ -97,6 +99,8 @@ def violated_fields(d: dict) -> set[str]:
         bad.add("weight_sram_rows")
     if not is_pow2(d["act_buffer_words"]):
         bad.add("act_buffer_words")
+    if d["act_regions"] < 2:
+        bad.add("act_regions")
     if not step_psum_bits(G, Wb, Ab, rb) < d["acc_bits"] <= 64:
         bad.add("acc_bits")
     if not 2 <= d["requant_mult_bits"] <= 32:
@@ -654,7 +658,7 @@ HASH_CHANGES = {
     "readout_mode": "saturating", "skip_granularity": "macro", "cores": 3,
     "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192 * 2,
     "acc_bits": 24, "requant_mult_bits": 12, "program_words": 128, "param_words": 512,
-    "result_words": 64, "max_phases": 32,
+    "result_words": 64, "max_phases": 32, "act_regions": 3, "residual_adds": True,
     "readout_threshold": 2, "scale_bits": 10, "scale_frac_bits": 3, "scale_rounding": "floor",
 }
 

@@ -163,17 +163,23 @@ def test_overflows_name_what_exceeds_the_part():
 
 # -- the error path with stand-in tools ------------------------------------------------------
 
+# Cell counts from $FAKE_CELLS (JSON), in the stat file and in a netlist whose top module
+# holds them as cells of instance block.sub.
 FAKE_YOSYS = """\
-import re, sys
+import json, os, re, sys
 if "-V" in sys.argv:
     print("Yosys 0.0 (fake)")
     sys.exit(0)
+cells = json.loads(os.environ.get("FAKE_CELLS", '{"LUT4": 3, "DP16KD": 100}'))
 script = sys.argv[sys.argv.index("-p") + 1]
 stat = re.search(r"-o (\\S+) stat", script).group(1)
-open(stat, "w").write('{"design": {"num_cells_by_type": {"LUT4": 3, "DP16KD": 300}}}')
+open(stat, "w").write(json.dumps({"design": {"num_cells_by_type": cells}}))
 netlist = re.search(r"write_json (\\S+)", script)
 if netlist:
-    open(netlist.group(1), "w").write("{}")
+    named = {f"block.sub.c{kind}{i}": {"type": kind}
+             for kind, n in cells.items() for i in range(n)}
+    top = {"attributes": {"top": "00000000000000000000000000000001"}, "cells": named}
+    open(netlist.group(1), "w").write(json.dumps({"modules": {"top": top, "LUT4": {}}}))
 """
 
 FAKE_NEXTPNR = """\
@@ -208,6 +214,27 @@ def test_nextpnr_failure_names_tool_block_family_and_overflow(tmp_path, monkeypa
     assert "ERROR: fake placement failure" in err
     assert "Traceback" not in err
     assert not (out / "report.json").exists()
+
+
+def test_a_design_over_the_part_is_not_placed(tmp_path, monkeypatch, capsys):
+    """Yosys's counts already exceed the part: nextpnr is not run (it would search for an
+    hour), the report keeps the counts per instance, the error is one line."""
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
+    monkeypatch.setenv("FAKE_CELLS", json.dumps({"LUT4": 83000, "CCU2C": 400, "DP16KD": 3}))
+    ran = tmp_path / "nextpnr-ran"
+    monkeypatch.setenv("NEXTPNR_ECP5", _fake(tmp_path, "nextpnr.py",
+                                             f"open({str(ran)!r}, 'w').write('ran')"))
+    out = tmp_path / "out"
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ecp5",
+                   "--pnr", "--out", str(out)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "cim_macro (ecp5: 83800 LUT4 eq. of 83640)" in err
+    assert not ran.exists()
+    result = json.loads((out / "report.json").read_text())["blocks"]["cim_macro"]["ecp5"]
+    assert result["pnr"] is None and result["over_part"] == "83800 LUT4 eq. of 83640"
+    assert result["hierarchy"]["block.sub"]["luts"] == 83800
 
 
 def test_a_missing_nextpnr_is_one_line(tmp_path, monkeypatch, capsys):
@@ -268,6 +295,11 @@ def test_routed_macro_agrees_with_yosys(routed_macro, family):
     assert any(f"cim_macro {family}: {PARTS[family].tool}" in line for line in lines)
     table = pnr_table(report)
     assert any(row.startswith(f"| cim_macro | {family} |") for row in table)
+    # The per-instance counts, read from the netlist, add up to Yosys's own statistics.
+    parts = result["hierarchy"].values()
+    for key in ("luts", "ff", "bram", "dsp"):
+        assert sum(row[key] for row in parts) == result[key], key
+    assert "block" in result["hierarchy"]
 
 
 @pytest.mark.synth

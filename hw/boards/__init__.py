@@ -28,6 +28,12 @@ __all__ = ["BoardError", "Board", "BOARDS", "STATUS_BITS", "board"]
 STATUS_BITS = ("busy", "done", "error", "link_error", "error_any", "heartbeat")
 
 
+#: Rates USB-UARTs (FT231X, FT2232H) make exactly, fastest first: what a failed baud rate
+#: suggests instead.
+_USB_UART_RATES = (3_000_000, 2_000_000, 1_500_000, 1_000_000, 921_600, 500_000, 460_800,
+                   230_400, 115_200)
+
+
 class BoardError(MarsError, ValueError):
     """An unknown board, or a board entry that cannot work (clock, baud rate, pins)."""
 
@@ -87,8 +93,11 @@ class Board:
             raise BoardError(f"board {self.name!r}: family must be 'ecp5' or 'ice40', "
                              f"not {self.family!r}")
         if self.clock_hz != self.osc_hz and self.family != "ecp5":
-            raise BoardError(f"board {self.name!r}: a PLL is only built for ECP5; "
-                             f"run at the oscillator's {self.osc_hz / 1e6:g} MHz")
+            raise BoardError(f"board {self.name!r}: a PLL is only built for ECP5 "
+                             f"(docs/board.md); run at the oscillator's "
+                             f"{self.osc_hz / 1e6:g} MHz, not {self.clock_hz / 1e6:g} MHz")
+        if self.uses_pll:
+            self.pll   # the PLL must make the clock
         for resource, number, bit in self.leds:
             if bit not in STATUS_BITS:
                 raise BoardError(f"board {self.name!r}: LED {resource} {number} shows "
@@ -98,13 +107,47 @@ class Board:
     @property
     def divisor(self) -> int:
         """The UART's clock cycles per bit (`mars.hw.uart.divisor`); `BoardError` if the
-        baud rate cannot be made from the clock within 2 %."""
+        baud rate cannot be made from the clock within 2 % (the message suggests clocks
+        or baud rates that can)."""
         from mars.hw.uart import divisor
 
         try:
             return divisor(self.clock_hz, self.baud)
         except ValueError as error:
-            raise BoardError(f"board {self.name!r}: {error}") from None
+            raise BoardError(f"board {self.name!r}: {error}; {self._baud_hint()}") from None
+
+    def _baud_hint(self) -> str:
+        from mars.hw.uart import divisor
+
+        def fits(baud: int) -> bool:
+            try:
+                return bool(divisor(self.clock_hz, baud))
+            except ValueError:
+                return False
+
+        rates = [rate for rate in _USB_UART_RATES if fits(rate)][:3]
+        hint = (f"at {self.clock_hz / 1e6:g} MHz use --baud "
+                + " or ".join(str(rate) for rate in rates) if rates else "")
+        if self.family == "ecp5":
+            step = self.baud / 1e6
+            hint += (" or " if hint else "") + (
+                f"a --clock near a multiple of {step:g} MHz (the PLL makes it)")
+        return hint
+
+    @property
+    def pll(self):
+        """The ECP5 PLL's dividers (`mars.hw.boards.pll.PllDivisors`) from the oscillator to
+        the accelerator clock, or None without a PLL; `BoardError` if the PLL cannot make
+        that clock within 0.5 %."""
+        if not self.uses_pll:
+            return None
+        from .pll import ecp5_pll_divisors
+
+        try:
+            return ecp5_pll_divisors(self.osc_hz, self.clock_hz)
+        except ValueError as error:
+            raise BoardError(f"board {self.name!r}: clock {self.clock_hz / 1e6:g} MHz: "
+                             f"{error}") from None
 
     @property
     def uses_pll(self) -> bool:
@@ -132,6 +175,36 @@ class Board:
             platform.add_resources(getattr(platform, self.extra_resources))
         return platform
 
+    def with_clock(self, clock_mhz: float | None = None, baud: int | None = None) -> Board:
+        """This board at another accelerator clock and/or baud rate (``mars bitstream
+        --clock/--baud``).
+
+        A clock other than the oscillator's is made by the PLL (ECP5); it is snapped to what
+        the PLL's dividers give exactly (within 0.5 % of `clock_mhz`), so the UART divisor,
+        the timing constraint and the report use the real frequency.
+
+        Raises
+        ------
+        BoardError
+            A clock the part's PLL cannot make (or any other on iCE40), a clock or baud rate
+            that is not positive, or a baud rate the clock cannot give within 2 %.
+        """
+        changes: dict = {}
+        if clock_mhz is not None:
+            if not clock_mhz > 0:
+                raise BoardError(f"board {self.name!r}: --clock must be positive MHz, not "
+                                 f"{clock_mhz:g}")
+            hz = float(clock_mhz) * 1e6
+            if self.family == "ecp5" and hz != self.osc_hz:
+                hz = self.replace(clock_hz=hz, baud=1).pll.fout_mhz * 1e6 \
+                    if abs(hz - self.osc_hz) > 1e-6 * self.osc_hz else self.osc_hz
+            changes["clock_hz"] = hz
+        if baud is not None:
+            if not baud > 0:
+                raise BoardError(f"board {self.name!r}: --baud must be positive, not {baud}")
+            changes["baud"] = int(baud)
+        return self.replace(**changes)
+
     def replace(self, **changes) -> Board:
         """A copy with some fields changed, checked again."""
         return dataclasses.replace(self, **changes)
@@ -144,10 +217,10 @@ BOARDS: Mapping[str, Board] = {b.name: b for b in (
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
         family="ecp5",
         clock=("clk25", 0), osc_hz=25e6,
-        # The tiny top with the bridge routes at 33 MHz (docs/board.md): a PLL to 30 MHz
-        # (3 Mbaud) would leave 10 % of margin, so the accelerator runs on the oscillator
-        # until the timing work lands; 1 Mbaud is divisor 25 exactly.
-        clock_hz=25e6, baud=1_000_000,
+        # The tiny top with the bridge routes at 53 MHz on the oscillator (docs/board.md):
+        # the PLL makes 45 MHz (25 x 9 / 5), the fastest clock below that which gives the
+        # FT231X's 3 Mbaud exactly (divisor 15); 48 and 51 MHz are not PLL outputs.
+        clock_hz=45e6, baud=3_000_000,
         config="tiny",
         uart=("uart", 0),                 # FT231X: FPGA rx M1, tx L4
         reset=("button_pwr", 0),          # BTN0 "PWR", D6, active low on the board

@@ -9,6 +9,7 @@ primary output, so f_out = f_in x CLKFB_DIV / CLKI_DIV and f_vco = f_out x CLKOP
 
 
 import dataclasses
+import math
 
 from amaranth.hdl import Instance, Module
 from amaranth.lib import wiring
@@ -55,14 +56,22 @@ def ecp5_pll_divisors(fin_hz: float, fout_hz: float, *, tolerance: float = 0.005
         if not _PFD_MHZ[0] <= fpfd <= _PFD_MHZ[1]:
             continue
         for clkfb_div in range(1, 81):
-            for clkop_div in range(1, 129):
-                fvco = fpfd * clkfb_div * clkop_div
-                if not _VCO_MHZ[0] <= fvco <= _VCO_MHZ[1]:
-                    continue
-                got = fpfd * clkfb_div
-                key = (abs(got - fout), abs(fvco - 600.0))
-                if best is None or key < best[0]:
-                    best = (key, PllDivisors(clki_div, clkfb_div, clkop_div, fin, got, fvco))
+            got = fpfd * clkfb_div
+            if not _OUT_MHZ[0] <= got <= _OUT_MHZ[1]:
+                continue
+            # The output divider only sets the VCO (feedback from CLKOP): of those that keep
+            # it in range, the first nearest 600 MHz, as a loop over 1..128 would find.
+            low = max(1, math.ceil(_VCO_MHZ[0] / got - 1e-9))
+            high = min(128, math.floor(_VCO_MHZ[1] / got + 1e-9))
+            choices = [op for op in range(low, high + 1)
+                       if _VCO_MHZ[0] <= got * op <= _VCO_MHZ[1]]
+            if not choices:
+                continue
+            clkop_div = min(choices, key=lambda op: abs(got * op - 600.0))
+            fvco = got * clkop_div
+            key = (abs(got - fout), abs(fvco - 600.0))
+            if best is None or key < best[0]:
+                best = (key, PllDivisors(clki_div, clkfb_div, clkop_div, fin, got, fvco))
     if best is None or abs(best[1].fout_mhz - fout) > tolerance * fout:
         near = "" if best is None else f" (nearest {best[1].fout_mhz:g} MHz)"
         raise ValueError(f"no EHXPLLL setting makes {fout:g} MHz from {fin:g} MHz{near}")

@@ -89,14 +89,30 @@ class Banking:
         return self.config.act_buffer_words // self.group
 
     @property
+    def regions(self) -> int:
+        """Regions (ping-pong halves and, with ``act_regions`` > 2, shortcut regions) of
+        ``half_words`` words each."""
+        return self.config.act_regions
+
+    @property
+    def region_bits(self) -> int:
+        """Width of a region number (the top bits of a word address)."""
+        return max(1, (self.regions - 1).bit_length())
+
+    @property
+    def half_addr_bits(self) -> int:
+        """Width of a word address inside one region."""
+        return max(0, (self.half_words - 1).bit_length())
+
+    @property
     def words(self) -> int:
-        """Words of the activation memory (both halves)."""
-        return 2 * self.half_words
+        """Words of the activation memory (every region)."""
+        return self.regions * self.half_words
 
     @property
     def word_addr_bits(self) -> int:
-        """Width of a word address with the half as its top bit."""
-        return max(1, (self.words - 1).bit_length())
+        """Width of a word address: the word in its region, the region on top."""
+        return self.half_addr_bits + self.region_bits
 
     @property
     def lanes(self) -> int:

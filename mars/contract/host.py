@@ -119,8 +119,8 @@ class HostMemory(enum.Enum):
         return self is HostMemory.RESULT
 
     def depth(self, config: MarsConfig) -> int:
-        """Words of one copy (the activation memory: both banks, words of G activations,
-        `mars.contract.banking.Banking`)."""
+        """Words of one copy (the activation memory: every region, ``act_regions`` of
+        them, words of G activations, `mars.contract.banking.Banking`)."""
         fmt = UnitFormat(config)
         return {
             HostMemory.WEIGHTS: config.weight_sram_rows,
@@ -129,7 +129,8 @@ class HostMemory(enum.Enum):
             HostMemory.PARAMS: fmt.param_depth,            # param_chunks words each
             HostMemory.INDEX: fmt.decoder.index_depth,
             HostMemory.KTABLE: fmt.decoder.max_kgroups,
-            HostMemory.ACT: 2 * (config.act_buffer_words // config.rows_per_step),
+            HostMemory.ACT: config.act_regions * (config.act_buffer_words
+                                                  // config.rows_per_step),
             HostMemory.RESULT: config.result_words,
             HostMemory.CYCLES: config.max_phases,
         }[self]

@@ -18,7 +18,7 @@ from mars.config import MarsConfig
 from .decoder import DecoderFormat, descriptor_layout
 
 __all__ = ["Op", "UnitFormat", "CONTROL_WORD_BITS", "instruction_layout", "param_layout",
-           "load_layout", "split_word", "join_words"]
+           "load_layout", "split_word", "join_words", "residual_fields"]
 
 #: Width of one stored word of a macro unit's program and parameter memories.  An
 #: instruction (`instruction_layout`) or a parameter word (`param_layout`) is far wider
@@ -46,7 +46,9 @@ class UnitFormat:
         self.shift_bits = (config.acc_bits + config.requant_mult_bits).bit_length()
         self.act_addr_bits = self.decoder.addr_bits + 1        # + the ping-pong bank
         self.value_bits = self.decoder.value_bits
-        self.pool_bits = 3                                      # pool window 1..7
+        # pool window 1..7; with residual adds 1..15 (the global pool of a CIFAR ResNet
+        # is 8x8), kept at 3 bits otherwise so that existing instructions do not grow
+        self.pool_bits = 4 if config.residual_adds else 3
         self.result_addr_bits = max(1, (config.result_words - 1).bit_length())
         # Channels the writer handles per cycle: enough that a pixel's writes never take
         # longer than one macro step (cycles_per_step), so the writer never limits.
@@ -60,9 +62,11 @@ class UnitFormat:
         self.scale_field_bits = (config.weight_bits * config.scale_bits
                                  if config.scaled_readout else 0)
         #: Bits of one parameter word: bias, M and S (and the column scale factors) of
-        #: every macro channel.
+        #: every macro channel (and the shortcut's M and S with ``residual_adds``).
         self.param_bits = n * (config.acc_bits + config.requant_mult_bits + self.shift_bits
                                + self.scale_field_bits)
+        if config.residual_adds:
+            self.param_bits += n * (config.requant_mult_bits + self.shift_bits)
         #: Stored words (`CONTROL_WORD_BITS` each) of one parameter word.
         self.param_chunks = -(-self.param_bits // CONTROL_WORD_BITS)
 
@@ -88,13 +92,14 @@ def instruction_layout(config: MarsConfig) -> data.StructLayout:
     D = config.wordline_domains
     depth_bits = fmt.decoder.index_depth.bit_length()
     vb = fmt.value_bits
+    region = unsigned(max(1, (config.act_regions - 1).bit_length()))
     return data.StructLayout({
         "op": unsigned(2),
         "desc": descriptor_layout(config),          # index_start/count: per domain below
         "index_start": data.ArrayLayout(unsigned(fmt.decoder.slot_bits), D),
         "count": data.ArrayLayout(unsigned(depth_bits), D),
-        "in_bank": 1,
-        "out_bank": 1,
+        "in_bank": region,                          # activation region read
+        "out_bank": region,                         # activation region written
         "acc_out": 1,                               # raw accumulators to the result memory
         # stored-word address of the first of the parameter word's param_chunks words
         "param_addr": range(config.param_words * fmt.param_chunks),
@@ -105,7 +110,27 @@ def instruction_layout(config: MarsConfig) -> data.StructLayout:
         "out_base": unsigned(vb),
         "out_pitch": unsigned(vb),
         "out_row_pitch": unsigned(vb),
+        **(residual_fields(config) if config.residual_adds else {}),
     })
+
+
+def residual_fields(config: MarsConfig) -> dict:
+    """The WALK fields of a fused residual add (``residual_adds`` configurations only;
+    docs/architecture.md, "Residual adds"): ``add`` (the writer adds the shortcut),
+    ``sc_res`` (the shortcut is raw accumulators in the result memory, else activations
+    in region ``sc_bank``), ``sc_base`` (element of the walk's first pixel's channel 0 in
+    the shortcut map) and ``sc_pitch`` (elements from one pixel to the next: the map's
+    channel count)."""
+    fmt = UnitFormat(config)
+    vb = max(fmt.value_bits, fmt.result_addr_bits)
+    return {
+        "add": 1,
+        "psum": 1,                                  # K-splitting: add the stored partial sum
+        "sc_res": 1,
+        "sc_bank": unsigned(max(1, (config.act_regions - 1).bit_length())),
+        "sc_base": unsigned(vb + 1),
+        "sc_pitch": unsigned(fmt.value_bits),
+    }
 
 
 def param_layout(config: MarsConfig) -> data.ArrayLayout:
@@ -123,6 +148,9 @@ def param_layout(config: MarsConfig) -> data.ArrayLayout:
     }
     if config.scaled_readout:
         fields["scale"] = data.ArrayLayout(signed(config.scale_bits), config.weight_bits)
+    if config.residual_adds:            # residual add: the shortcut's M and S
+        fields["sc_mult"] = unsigned(config.requant_mult_bits)
+        fields["sc_shift"] = unsigned(fmt.shift_bits)
     return data.ArrayLayout(data.StructLayout(fields), config.channels_per_macro)
 
 

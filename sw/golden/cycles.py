@@ -50,6 +50,7 @@ class _WalkInfo:
     extra: tuple[int, ...] | None = None
     starts: tuple[int, ...] | None = None
     acc_out: bool = False
+    add: bool = False           # a fused residual add: every lane group reads the shortcut
 
 
 class _Walk:
@@ -102,8 +103,9 @@ class _Walk:
         last_group = self.n_grp * L + L >= self.n_valid + phase
         group = start // L + self.n_grp
         ends_word = last_group or group % self.per_word == self.per_word - 1
-        if info.acc_out or ends_word:
-            # a word is offered in the unit's slot: issue the cycle before it
+        if info.acc_out or info.add or ends_word:
+            # a word is offered (or the shortcut read) in the unit's slot: issue the
+            # cycle before it
             return (t + 1) % self.units == self.slot % self.units, last_group
         return True, last_group
 
@@ -331,11 +333,13 @@ def _walk_info(cfg, plan, walk, fetches: np.ndarray | None) -> _WalkInfo:
         for d in range(D):
             cb = walk.block_set * D + d
             code = packed.index_codes[cb] if cb < packed.n_blocks else []
+            code = code[walk.first:walk.first + steps]       # the walk's part (K-splitting)
             if len(code):
                 reads[:, :len(code)] = np.maximum(reads[:, :len(code)],
                                                   fetches[pixels][:, np.asarray(code)])
         extra = tuple((reads - 1).reshape(-1).tolist())
-    return _WalkInfo(extra, _pixel_starts(cfg, walk), bool(walk.word["acc_out"]))
+    return _WalkInfo(extra, _pixel_starts(cfg, walk), bool(walk.word["acc_out"]),
+                     bool(walk.word.get("add", 0) or walk.word.get("psum", 0)))
 
 
 def _pixel_starts(cfg, walk) -> tuple[int, ...] | None:

@@ -1,0 +1,127 @@
+"""Where a synthesised design's logic goes: resources per instance path.
+
+Yosys flattens the design before mapping, but the cells it maps keep their instance path
+in their names (``block.unit0.decoder1.lanes.<signal>_LUT4_Z``: the out-of-context
+wrapper's ``block``, then Amaranth's submodule names).  `hierarchy` groups the cells of a
+JSON netlist (``write_json``) by the first `depth` components of that path and counts the
+resources of `mars.sw.synth.resources` in each group, so that a report can say which
+block takes the LUTs (docs/synthesis.md, "The whole default top").  Cells whose names
+carry no path (Yosys's ``$abc$...`` temporaries) are counted under ``(unnamed)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+__all__ = ["UNNAMED", "hierarchy", "hierarchy_lines", "instance_path"]
+
+#: Group of the cells whose names carry no instance path.
+UNNAMED = "(unnamed)"
+
+
+def instance_path(cell_name: str, depth: int) -> str:
+    """The first `depth` instance names of a flattened cell's name, joined by dots.
+
+    A cell named ``a.b.c.sig[3]_LUT4_Z`` lies in instance ``a.b.c``: the last component is
+    the signal the cell was made for, not an instance.  Names without a dot, and Yosys
+    temporaries (``$...``), give `UNNAMED`.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, not {depth}")
+    name = cell_name.lstrip("\\")
+    if name.startswith("$") or "." not in name:
+        return UNNAMED
+    parts = name.split(".")[:-1]           # the last part is the signal's name
+    return ".".join(parts[:depth])
+
+
+def hierarchy(netlist: Path | str | dict, family: str, depth: int = 3,
+              top: str | None = None) -> dict[str, dict[str, int]]:
+    """Resources of each instance path of a flattened Yosys JSON netlist.
+
+    Parameters
+    ----------
+    netlist : path or dict
+        A Yosys ``write_json`` netlist (file or parsed) of a flattened design.
+    family : str
+        ``"ecp5"`` or ``"ice40"``: the cell categories of `mars.sw.synth.resources`.
+    depth : int
+        Instance names kept (``block.unit0.writer`` is depth 3).
+    top : str, optional
+        The module to read; the one Yosys marked ``top`` if None.
+
+    Returns
+    -------
+    dict
+        Instance path -> the counts of `resources` (``luts``, ``lut4``, ``carry``, ``ff``,
+        ``bram``, ``lutram``, ``dsp``), sorted by decreasing ``luts``.  The counts over all
+        paths add up to the whole design's.
+
+    Raises
+    ------
+    ValueError
+        If `top` is None and the netlist does not mark exactly one top, or `depth` < 1.
+    """
+    from mars.sw.synth import resources        # late: mars.sw.synth imports this module
+
+    doc = netlist if isinstance(netlist, dict) else json.loads(Path(netlist).read_text())
+    modules = doc["modules"]
+    if top is None:                # the module Yosys marked as the top (not the cell library)
+        tops = [name for name, module in modules.items()
+                if int(str(module.get("attributes", {}).get("top", "0")), 2)]
+        if len(tops) != 1:
+            raise ValueError(f"the netlist has {len(tops)} top modules: name the top")
+        top = tops[0]
+    cells: dict[str, Counter] = defaultdict(Counter)
+    for name, cell in modules[top]["cells"].items():
+        if cell["type"] != "$scopeinfo":
+            cells[instance_path(name, depth)][cell["type"]] += 1
+    counts = {path: resources(family, dict(types)) for path, types in cells.items()}
+    return dict(sorted(counts.items(), key=lambda item: (-item[1]["luts"], item[0])))
+
+
+def hierarchy_lines(counts: dict[str, dict[str, Any]], limit: int = 12) -> list[str]:
+    """A Markdown table of the `limit` largest paths of `hierarchy` (LUT4 eq., share, FF,
+    carry cells, BRAM, DSP), and one row for the rest."""
+    total = sum(row["luts"] for row in counts.values()) or 1
+    lines = ["| instance | LUT4 eq. | share | FF | carry | BRAM | DSP |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    items = list(counts.items())
+    for path, row in items[:limit]:
+        lines.append(f"| `{path}` | {row['luts']} | {100 * row['luts'] / total:.1f} % "
+                     f"| {row['ff']} | {row['carry']} | {row['bram']} | {row['dsp']} |")
+    rest = items[limit:]
+    if rest:
+        luts = sum(row["luts"] for _, row in rest)
+        lines.append(f"| {len(rest)} others | {luts} | {100 * luts / total:.1f} % "
+                     f"| {sum(r['ff'] for _, r in rest)} | {sum(r['carry'] for _, r in rest)} "
+                     f"| {sum(r['bram'] for _, r in rest)} | {sum(r['dsp'] for _, r in rest)} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mars.sw.hierarchy NETLIST.json [--family F] [--depth N] [--limit N]``:
+    the table of `hierarchy_lines` for a netlist `mars synth --pnr` wrote."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mars.sw.hierarchy",
+                                     description=main.__doc__.split("\n")[1].strip())
+    parser.add_argument("netlist", type=Path)
+    parser.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5")
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=12)
+    args = parser.parse_args(argv)
+    if not args.netlist.is_file():
+        parser.error(f"no netlist at {args.netlist}")
+    if args.depth < 1:
+        parser.error(f"--depth must be at least 1, not {args.depth}")
+    print("\n".join(hierarchy_lines(hierarchy(args.netlist, args.family, args.depth),
+                                    args.limit)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Running an external FPGA tool (nextpnr, ecppack, icepack) the one way the flows need.
+
+`run_tool` runs a command in a working folder and turns every way it can fail into one
+`MarsError` whose first line names the tool and what it worked on:
+
+* the program cannot be started (``OSError``: missing, not executable): `EnvironmentProblem`,
+  one line, ``cannot run TOOL (COMMAND) WHAT: REASON``;
+* it exits nonzero, or an output it must write is missing: the caller's error class,
+  ``TOOL failed WHAT (exit N[, log LOG])[WHY]: LAST ERROR LINE`` and then the tail of its
+  log (`log_tail`) on the following lines (``killed by SIGTERM`` instead of ``exit N``
+  when a signal ended it: someone or something else stopped it).
+
+`yowasp_command` is the command line of a YoWASP tool (a child process of this interpreter)
+unless an environment variable names another.  YoWASP tools see only the directory tree
+they run in: every path passed must be relative to the working folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mars.errors import EnvironmentProblem, MarsError
+
+__all__ = ["LOG_TAIL_LINES", "yowasp_command", "log_tail", "last_error_line", "run_tool"]
+
+#: Lines of a failed tool's log shown after the one-line message.
+LOG_TAIL_LINES = 25
+
+_ERROR_LINE = re.compile(r"\b(error|fatal|exception|failed|trap)\b", re.I)
+
+
+def yowasp_command(tool: str, module: str, function: str, env: str) -> list[str]:
+    """The command line that runs `tool`.
+
+    Parameters
+    ----------
+    tool : str
+        The program's name, for messages (``nextpnr-ecp5``, ``icepack``).
+    module, function : str
+        The YoWASP package's module and its ``run_*`` function.
+    env : str
+        Environment variable whose value (a command line) overrides the YoWASP tool.
+
+    Raises
+    ------
+    EnvironmentProblem
+        Neither the override nor the YoWASP package: one line saying what to install.
+    """
+    override = os.environ.get(env)
+    if override:
+        return shlex.split(override)
+    if importlib.util.find_spec(module) is None:
+        # Say what to install instead of letting the tool's log end in an ImportError.
+        raise EnvironmentProblem(
+            f"{tool} is not installed: pip install {module.replace('_', '-')} (or "
+            f"pip install -e '.[synth]'), or set {env} to a {tool} command")
+    return [sys.executable, "-c",
+            f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"]
+
+
+def log_tail(log: Path | None, fallback: str, stderr: str = "") -> str:
+    """The end of the tool's log, then the end of its stderr when the log lacks it: a
+    WebAssembly trap (e.g. Yosys out of its 4 GB) is reported there, not in the log.
+
+    `fallback` (the whole output) stands in for a missing or empty log.
+    """
+    text = log.read_text(errors="replace") if log is not None and log.exists() else ""
+    if not text.strip():
+        return "\n".join(fallback.strip().splitlines()[-LOG_TAIL_LINES:])
+    tail = text.strip().splitlines()[-LOG_TAIL_LINES:]
+    extra = [line for line in stderr.strip().splitlines()
+             if line.strip() and not line.startswith("Preparing to run")
+             and line not in tail][-10:]
+    return "\n".join(tail + (["(stderr)", *extra] if extra else []))
+
+
+def last_error_line(text: str) -> str:
+    """The last line of `text` that reports an error (``ERROR:``, ``Error``, a trap, ...),
+    stripped and cut to 160 characters; empty if there is none."""
+    for line in reversed(text.strip().splitlines()):
+        if _ERROR_LINE.search(line):
+            line = line.strip()
+            return line if len(line) <= 160 else line[:157] + "..."
+    return ""
+
+
+def run_tool(command: Sequence[str], args: Sequence[str], *, tool: str, what: str,
+             cwd: Path, error: type[MarsError] = MarsError, log: Path | None = None,
+             outputs: Sequence[Path] = (), why: Callable[[str], str] | None = None
+             ) -> subprocess.CompletedProcess:
+    """Run ``command + args`` in `cwd`, capturing its output as text.
+
+    Parameters
+    ----------
+    command : sequence of str
+        The program (e.g. `yowasp_command`'s result).
+    args : sequence of str
+        Its arguments, paths relative to `cwd`.
+    tool : str
+        The tool's name for messages.
+    what : str
+        What it works on, after the tool's name: ``"on block 'x' for ecp5"``,
+        ``"for board 'ulx3s'"``.
+    cwd : Path
+        The working folder.
+    error : type of MarsError
+        Raised when the tool fails.
+    log : Path, optional
+        The tool's own log file (its tail is shown; stdout and stderr otherwise).
+    outputs : sequence of Path
+        Files the tool must have written; a missing one is a failure even at exit 0.
+    why : callable, optional
+        Given the log's and the output's text, returns a reason to append to the first line
+        (``"; does not fit PART: DP16KD 300/208"``) or ``""``.
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+        The finished run (exit 0, every output present).
+
+    Raises
+    ------
+    EnvironmentProblem
+        The program cannot be started.
+    error
+        It exited nonzero or left an output unwritten: the first line names `tool`, `what`,
+        the exit status, the log and its last error line; the log's tail follows.
+    """
+    command = list(command)
+    try:
+        done = subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True,
+                              check=False)
+    except OSError as problem:
+        raise EnvironmentProblem(f"cannot run {tool} ({shlex.join(command)}) {what}: "
+                                 f"{problem.strerror or problem}") from None
+    missing = [path for path in outputs if not path.exists()]
+    if done.returncode == 0 and not missing:
+        return done
+    full = done.stdout + done.stderr
+    log_text = log.read_text(errors="replace") if log is not None and log.exists() else ""
+    reason = why(log_text + "\n" + full) if why else ""
+    if done.returncode == 0:
+        reason += f"; it wrote no {', '.join(path.name for path in missing)}"
+    last = last_error_line(log_text + "\n" + done.stderr) or last_error_line(full)
+    where = f", log {log}" if log is not None else ""
+    status = f"exit {done.returncode}"
+    if done.returncode < 0:               # POSIX: killed by a signal (not its own failure)
+        try:
+            status = f"killed by {signal.Signals(-done.returncode).name}"
+        except ValueError:
+            status = f"killed by signal {-done.returncode}"
+    head = f"{tool} failed {what} ({status}{where}){reason}"
+    head += f": {last}\n" if last else ":\n"
+    raise error(head + log_tail(log, full, done.stderr))

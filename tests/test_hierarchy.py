@@ -1,0 +1,87 @@
+"""Tests of `mars.sw.hierarchy`: resources per instance path of a flattened netlist.
+
+Netlists here are written by hand with counts drawn at random (seeded); the expectation is
+a direct count of the drawn cells per path, and the whole design's `resources`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from mars.sw.hierarchy import UNNAMED, hierarchy, hierarchy_lines, instance_path, main
+from mars.sw.synth import resources
+
+TOP = {"top": "00000000000000000000000000000001"}
+
+
+def test_instance_path_drops_the_signal_name():
+    assert instance_path("block.unit0.writer.q[3]_LUT4_Z", 3) == "block.unit0.writer"
+    assert instance_path("block.unit0.writer.q[3]_LUT4_Z", 2) == "block.unit0"
+    assert instance_path("block.unit0.q_TRELLIS_FF_Q", 3) == "block.unit0"
+    assert instance_path("\\block.x", 2) == "block"
+    assert instance_path("$abc$123$auto_456", 3) == UNNAMED
+    assert instance_path("lonely", 3) == UNNAMED
+    with pytest.raises(ValueError, match="depth"):
+        instance_path("a.b", 0)
+
+
+def _netlist(rng: random.Random):
+    """A netlist with random cells under a few paths; returns it and the drawn counts."""
+    paths = ["block.u0.dec.lanes", "block.u0.dec", "block.u1.writer", "block", "$abc"]
+    kinds = ["LUT4", "CCU2C", "TRELLIS_FF", "DP16KD", "MULT18X18D", "PFUMX"]
+    cells, drawn = {}, []
+    for i in range(400):
+        path, kind = rng.choice(paths), rng.choice(kinds)
+        name = f"{path}$n{i}" if path == "$abc" else f"{path}.sig{i}_{kind}_Z"
+        cells[name] = {"type": kind}
+        drawn.append((path, kind))
+    cells["block"] = {"type": "$scopeinfo"}
+    doc = {"modules": {"top_ooc": {"attributes": TOP, "cells": cells},
+                       "LUT4": {"attributes": {}, "cells": {}}}}
+    return doc, drawn
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_counts_per_path_are_the_drawn_cells(depth):
+    rng = random.Random(5 + depth)
+    doc, drawn = _netlist(rng)
+    counts = hierarchy(doc, "ecp5", depth)
+    expect: dict[str, dict[str, int]] = {}
+    for path, kind in drawn:
+        key = UNNAMED if path == "$abc" else ".".join(path.split(".")[:depth])
+        expect.setdefault(key, {}).setdefault(kind, 0)
+        expect[key][kind] += 1
+    assert counts == {key: resources("ecp5", kinds) for key, kinds in expect.items()}
+    whole: dict[str, int] = {}
+    for _, kind in drawn:
+        whole[kind] = whole.get(kind, 0) + 1
+    for key, total in resources("ecp5", whole).items():
+        assert sum(row[key] for row in counts.values()) == total
+    luts = [row["luts"] for row in counts.values()]
+    assert luts == sorted(luts, reverse=True)
+
+
+def test_the_top_must_be_marked():
+    doc, _ = _netlist(random.Random(1))
+    doc["modules"]["top_ooc"]["attributes"] = {}
+    with pytest.raises(ValueError, match="0 top modules"):
+        hierarchy(doc, "ecp5")
+    assert hierarchy(doc, "ecp5", 1, top="top_ooc")
+
+
+def test_table_and_command(tmp_path, capsys):
+    doc, _ = _netlist(random.Random(3))
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(doc))
+    counts = hierarchy(doc, "ecp5", 4)
+    lines = hierarchy_lines(counts, limit=2)
+    assert len(counts) == 5         # four named paths and the unnamed cells
+    assert len(lines) == 2 + 2 + 1 and lines[-1].startswith("| 3 others |")
+    assert main([str(path), "--depth", "4", "--limit", "2"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "missing.json")])
+    assert stop.value.code == 2
