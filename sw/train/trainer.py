@@ -6,10 +6,13 @@ Steps (docs/training.md):
 1. **float**: the float network (BN in training mode) for ``epochs`` epochs -> the float
    baseline accuracy;
 2. **qat**: the `QNetwork` (BN folded with frozen statistics, fake-quantised weights and
-   activations, LSQ steps calibrated on one batch, every product through the configured
-   readout with a straight-through gradient) for ``qat_epochs`` epochs, pruned on
-   Zhu & Gupta's cubic schedule from 0 to the target sparsity over the first
-   ``prune_end`` fraction of the steps, then fine-tuned with fixed masks;
+   activations, LSQ steps calibrated on one batch, the exact product unless
+   ``readout_aware``) for ``qat_epochs`` epochs, pruned on Zhu & Gupta's cubic schedule
+   from 0 to the target sparsity over the first ``prune_end`` fraction of the steps,
+   then fine-tuned with fixed masks;
+2b. **readout**: binary/ternary column scale factors start at the sequential
+   least-squares fit (`mars.sw.train.calibrate`); ``readout_finetune`` epochs then train
+   through the configured readout (straight-through or clipped gradient);
 3. **export**: integer weights, biases, (M, S); the integer network is run in NumPy
    with the accelerator's arithmetic (`mars.sw.golden.accel.run_accelerator`: the
    configured readout of every macro step) over the whole test split, and checked
