@@ -532,12 +532,15 @@ PRESETS: dict[str, MarsConfig] = {
     # MARS-like (Sie et al., IEEE TCAD 2022, arXiv 2010.12861): the published four CIM
     # cores and 8-partition macros on the default macro; memories sized for VGG16 and
     # ResNet18 on CIFAR-10 (65,536-word buffers hold the 32x32x64 maps, 2^18 weight rows
-    # a core the dense VGG16).  A paper-sized model for cycle figures, far beyond any FPGA
+    # a core the dense VGG16, a 65,536-word result memory the partial sums of a K-split
+    # 32x32x64 layer); residual adds and K-splitting for ResNet18 and the VGG16 layers
+    # that keep more than R/G groups, a third activation region for ResNet18's pooled last
+    # add.  A paper-sized model for cycle figures, far beyond any FPGA
     # (docs/configuration.md, "The mars preset").
     "mars": _DEFAULT.replace(
         name="mars", partitions=8, cores=4, macros_per_core=2, weight_sram_rows=1 << 18,
-        act_buffer_words=65536, program_words=2048, param_words=1024, result_words=16,
-        max_phases=256),
+        act_buffer_words=65536, program_words=1024, param_words=128, result_words=65536,
+        max_phases=256, act_regions=3, residual_adds=True),
 }
 
 
@@ -552,8 +555,9 @@ PRESET_PURPOSES: dict[str, str] = {
     "wide8": "wider weights and activations, several activation bits per cycle",
     "hcim": "ADC-less ternary readout (HCiM) with trained column scale factors, two word "
             "lines per step",
-    "mars": "MARS-like: the paper's four cores and 8-partition macros, memories for "
-            "VGG16/ResNet18 on CIFAR-10; cycle figures only, far beyond any FPGA",
+    "mars": "MARS-like: the paper's four cores and 8-partition macros, residual adds and "
+            "K-splitting, memories for VGG16/ResNet18 on CIFAR-10; cycle figures only, far "
+            "beyond any FPGA",
 }
 
 

@@ -98,9 +98,22 @@ def test_budget_says_it_does_not_fit_the_ecp5_part_and_the_doc_says_how_much():
         check_fit(MARS, "ecp5")
     doc = " ".join((ROOT / "docs" / "configuration.md").read_text().split())
     assert f"totals {total} DP16KD" in doc
-    # the activation memory: one copy per unit's domain plus one, 65,536 words of 4 bits
+    # the activation memory: one copy per unit's domain, one for the writer and the host,
+    # one for the residual adds' shortcut read port
     act = next(r for r in rows if r["name"] == "activation memory")
-    assert act["copies"] == 1 + MARS.macros * MARS.wordline_domains == 65
+    assert MARS.residual_adds
+    assert act["copies"] == 1 + MARS.macros * MARS.wordline_domains + 1 == 66
+
+
+def test_resnet18_needs_residual_adds_and_a_third_region():
+    """ResNet18's structure (at 1/32 width: 2 .. 16 channels) maps on the preset and is
+    refused, naming the field, without residual adds or with two activation regions (its
+    last add is an identity block's, pooled: it cannot write over its own shortcut)."""
+    assert pn.measure(pn.build_network("resnet18", MARS, 0.5, width=1 / 32))["maps"]
+    for field, value in (("residual_adds", False), ("act_regions", 2)):
+        config = MARS.replace(name="less", **{field: value})
+        result = pn.measure(pn.build_network("resnet18", config, 0.5, width=1 / 32))
+        assert not result["maps"] and field in result["reason"], (field, result)
 
 
 # -- the bench's pieces ----------------------------------------------------------------------
