@@ -8,7 +8,8 @@ the same macros with G rows per step and threshold T: layer by layer, on the fir
 ``--calibration`` test images propagated through the already converted layers, each output
 channel's Wb column scale factors are the least-squares fit of the exact product by the
 comparator counts (``sum_kg sum_i 2^i c[kg][i][j][n]``, signed per column for ternary),
-rounded to the configured fixed point; weights, biases and requantisation stay.  The
+rounded to the configured fixed point; weights, biases and requantisation stay
+(`mars.sw.train.calibrate.sequential_scale_fit`, the trainer's own start).  The
 accuracy is measured with the accelerator's golden model on the remaining test images.
 Prints one line per (G, T) and writes build/bench/hcim_calibration.json.
 """
@@ -16,62 +17,16 @@ Prints one line per (G, T) and writes build/bench/hcim_calibration.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from mars.config import ReadoutMode
-from mars.sw.golden.accel import accelerator_product, macro_product, run_accelerator
-from mars.sw.golden.network import (
-    IntegerNetwork, LayerNode, exact_product, im2col, run_network,
-)
+from mars.sw.golden.accel import run_accelerator
 from mars.sw.package import load_package
+from mars.sw.train.calibrate import sequential_scale_fit
 
 OUT = Path(__file__).resolve().parent.parent / "build" / "bench"
-
-
-def column_counts(patches, node: LayerNode, config) -> np.ndarray:
-    """(M, Wb, N): the comparator counts of every bit column, signed by the column sign,
-    computed with the golden model (`macro_product` with a unit scale on one column)."""
-    n, wb, frac = node.weight.shape[0], config.weight_bits, config.scale_frac_bits
-    counts = []
-    for j in range(wb):
-        scales = np.zeros((n, wb), dtype=np.int64)
-        scales[:, j] = 1 << frac
-        counts.append(macro_product(patches, node.weight,
-                                    dataclasses.replace(node, scales=scales), config))
-    return np.stack(counts, axis=1).astype(np.float64)
-
-
-def convert(network, config, inputs):
-    """`network` with least-squares column scale factors for `config`, fitted on
-    `inputs` layer by layer through the converted layers."""
-    top = 1 << (config.scale_bits - 1)
-    values = {"input": inputs.astype(np.int64)}
-    nodes = []
-    for node in network.nodes:
-        if isinstance(node, LayerNode):
-            x = values[node.inputs[0]]
-            g = node.geometry
-            patches = im2col(x.reshape(len(x), g.in_h, g.in_w, g.cin), g).reshape(-1, g.k)
-            exact = exact_product(patches, node.weight, node, config).astype(np.float64)
-            counts = column_counts(patches, node, config)
-            fit = np.stack([np.linalg.lstsq(counts[:, :, n], exact[:, n], rcond=None)[0]
-                            for n in range(exact.shape[1])])
-            codes = np.clip(np.floor(fit * (1 << config.scale_frac_bits) + 0.5), -top, top - 1)
-            node = dataclasses.replace(node, scales=codes.astype(np.int64))
-        nodes.append(node)
-        # this node alone, on its input (as a one-node network reading "input")
-        x = values[node.inputs[0]]
-        x = x.reshape(len(x), 1, 1, -1) if x.ndim == 2 else x
-        single = IntegerNetwork(config, x.shape[1:], (dataclasses.replace(
-            node, inputs=("input",) + tuple(node.inputs[1:])),), node.name)
-        _, kept = run_network(single, x, keep=True, product=accelerator_product(config))
-        values[node.name] = kept[node.name]
-    return dataclasses.replace(network, config=config, nodes=tuple(nodes))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             config = network.config.replace(name=f"{args.mode}-g{g}-t{t}", rows_per_step=g,
                                             readout_mode=ReadoutMode(args.mode),
                                             readout_threshold=t)
-            converted = convert(network, config, x[cal])
+            converted = sequential_scale_fit(network, x[cal], config)
             acc = float((run_accelerator(converted, x[test]).argmax(1) == y[test]).mean())
             rows.append({"mode": args.mode, "rows_per_step": g, "threshold": t,
                          "accuracy": acc, "exact": exact})

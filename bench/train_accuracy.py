@@ -26,9 +26,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from mars.config import PRESETS
+from mars.errors import MarsError
 from mars.sw.package import load_package
 from mars.sw.sparse import DecoderFormat
+from mars.sw.train.data import load_dataset
 from mars.sw.train.trainer import TrainOptions, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,81 +85,202 @@ def _group_sparsity(result) -> float:
     return 1 - sum(r.stored_groups for r in prunable) / sum(r.groups for r in prunable)
 
 
-#: Readouts of the adc3 geometry: (label, config fields, readout-aware training).
+#: Geometries of the readout table: a saturating ADC is studied where it clips, on the
+#: adc3 macros (G = 16 rows per step: popcounts up to 16, 5 bits exact); the comparator
+#: (HCiM) readouts on the hcim macros (G = 2: a comparator bit is useless at G = 8,
+#: docs/training.md).
+READOUT_GEOMETRIES = {
+    "adc3": lambda: PRESETS["adc3"],
+    "hcim": lambda: PRESETS["hcim"],
+}
+
+#: Readouts of the table: (label, geometry, config fields).  Every run trains with the
+#: exact product; the non-exact readouts are exported through the readout before
+#: (``start_accuracy``: binary/ternary after the sequential least-squares scale start)
+#: and after ``--finetune`` epochs of readout-aware fine-tuning.
 READOUTS = (
-    ("exact (5 bits)", {"readout_mode": "exact", "readout_bits": 5}, True),
-    ("saturating 3 bits", {"readout_mode": "saturating", "readout_bits": 3}, True),
-    ("saturating 3 bits, unaware", {"readout_mode": "saturating", "readout_bits": 3}, False),
+    ("exact (G = 16, 5 bits)", "adc3", {"readout_mode": "exact", "readout_bits": 5}),
+    ("saturating 4 bits (G = 16)", "adc3", {"readout_mode": "saturating", "readout_bits": 4}),
+    ("saturating 3 bits (G = 16)", "adc3", {"readout_mode": "saturating", "readout_bits": 3}),
+    ("saturating 2 bits (G = 16)", "adc3", {"readout_mode": "saturating", "readout_bits": 2}),
+    ("exact (G = 2, 2 bits)", "hcim", {"readout_mode": "exact", "readout_bits": 2}),
+    ("binary, T = 1 (G = 2)", "hcim", {"readout_mode": "binary", "readout_threshold": 1}),
+    ("ternary, T = 1 (G = 2)", "hcim", {"readout_mode": "ternary", "readout_threshold": 1}),
 )
-READOUT_SPARSITY = 0.5
+READOUT_SPARSITIES = (0.5, 0.0, 0.75)
+
+
+def readout_config(index: int):
+    label, geometry, fields = READOUTS[index]
+    return READOUT_GEOMETRIES[geometry]().replace(name=f"{geometry}-{index}", **fields)
 
 
 def _readout_run(job: tuple) -> dict:
-    label, fields, aware, seed = job
-    config = PRESETS["adc3"].replace(**fields)
-    options = TrainOptions(sparsity=READOUT_SPARSITY, seed=seed, readout_aware=aware)
+    index, sparsity, seed, finetune, ste = job
+    label = READOUTS[index][0]
+    config = readout_config(index)
+    # block scope: balanced word-line domains, so that every network maps onto its macros
+    # (with layer scope the adc3 macros, 8 row slots of 16 rows, cannot hold conv1's
+    # unbalanced output blocks) and has an energy estimate
+    options = TrainOptions(sparsity=sparsity, seed=seed, readout_finetune=finetune, ste=ste,
+                           scope="block")
     start = time.perf_counter()
+    row = {"readout": label, "index": index, "sparsity": sparsity, "seed": seed,
+           "finetune": finetune if config.readout_mode.value != "exact" else 0, "ste": ste}
     try:
         result = train(config, options, None, progress=False, log=lambda s: None)
     except Exception as error:          # a run that cannot be exported is a result too
-        return {"readout": label, "seed": seed, "error": str(error), "integer": None,
-                "qat_seconds": 0.0, "seconds": time.perf_counter() - start}
-    return {"readout": label, "seed": seed, "float": result.float_accuracy,
-            "qat": result.qat_accuracy, "integer": result.integer_accuracy,
+        return {**row, "error": str(error), "integer": None,
+                "seconds": time.perf_counter() - start}
+    energy = None
+    if seed == 0:
+        from mars.sw.energy.model import estimate_network
+        from mars.sw.train.quant import input_codes
+
+        codes = input_codes(torch.from_numpy(load_dataset("digits").x_test[:16]),
+                            config.act_bits).permute(0, 2, 3, 1).numpy().astype("uint8")
+        try:
+            energy = estimate_network(result.network, with_dense=False,
+                                      inputs=codes)["energy_per_inference_uj"]
+        except MarsError as error:      # e.g. a network the mapper cannot place
+            energy = f"not mapped: {error}"
+    return {**row, "float": result.float_accuracy, "qat": result.qat_accuracy,
+            "integer": result.integer_accuracy, "start": result.start_accuracy,
             "agreement": result.agreement, "group_sparsity": _group_sparsity(result),
-            "qat_seconds": result.seconds["qat"], "seconds": time.perf_counter() - start}
+            "energy_uj": energy, "qat_seconds": result.seconds["qat"],
+            "readout_seconds": result.seconds.get("readout", 0.0),
+            "seconds": time.perf_counter() - start}
 
 
-def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None) -> list[dict]:
-    work = [(label, fields, aware, seed) for index, (label, fields, aware) in enumerate(READOUTS)
-            if which is None or index in which for seed in seeds]
+def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None,
+                  sparsities=READOUT_SPARSITIES[:1], finetune: int = 5,
+                  ste: str = "plain", tag: str = "") -> list[dict]:
+    work = [(index, sparsity, seed, finetune, ste) for seed in seeds
+            for sparsity in sparsities for index in range(len(READOUTS))
+            if which is None or index in which]
     rows = []
     with multiprocessing.Pool(jobs) as pool:
-        for row in pool.imap(_readout_run, work):
+        for row in pool.imap_unordered(_readout_run, work):
             rows.append(row)
+            (OUT / f"readout{tag}.json").write_text(json.dumps(rows, indent=2))
+            head = f"{row['readout']:<28} {100 * row['sparsity']:.0f} % seed {row['seed']}"
             if row.get("error"):
-                print(f"{row['readout']:<28} seed {row['seed']}: FAILED: {row['error']}",
-                      flush=True)
+                print(f"{head}: FAILED: {row['error']}", flush=True)
                 continue
-            print(f"{row['readout']:<28} seed {row['seed']}: integer "
-                  f"{100 * row['integer']:.2f} %, fake-quant agreement "
-                  f"{100 * row['agreement']:.2f} %, QAT {row['qat_seconds']:.0f} s", flush=True)
+            before = "" if row["start"] is None else f"{100 * row['start']:.2f} % -> "
+            print(f"{head}: integer {before}{100 * row['integer']:.2f} %, fake-quant "
+                  f"agreement {100 * row['agreement']:.2f} %, {row['seconds']:.0f} s",
+                  flush=True)
     return rows
 
 
-def readout_markdown(rows: list[dict], seeds: list[int], jobs: int) -> str:
-    lines = [f"Measured {datetime.date.today().isoformat()} with `python "
-             f"bench/train_accuracy.py --only readout --seeds {' '.join(map(str, seeds))}"
-             f"{' --jobs ' + str(jobs) if jobs > 1 else ''}` (adc3 geometry, digits CNN, "
-             f"{100 * READOUT_SPARSITY:.0f} % group sparsity per layer, `mars train` "
-             f"defaults otherwise).", "",
-             "| readout | training | integer acc. %, mean (min..max) | vs exact (points) | "
-             "fake-quant = accelerator predictions | QAT time (s) |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
-    by_label: dict[str, list[dict]] = {}
-    for row in rows:
-        by_label.setdefault(row["readout"], []).append(row)
-    exact_rows = [r for r in by_label.get(READOUTS[0][0], rows) if not r.get("error")]
-    exact = statistics.mean(100 * r["integer"] for r in exact_rows) if exact_rows else 0.0
-    for label, _, aware in READOUTS:
-        items = by_label.get(label)
-        if not items:
-            continue
-        failed = [r for r in items if r.get("error")]
-        items = [r for r in items if not r.get("error")]
-        if not items:
-            lines.append(f"| {label} | - | failed ({len(failed)} runs) | | | |")
-            continue
-        accs = [100 * r["integer"] for r in items]
-        mean = statistics.mean(accs)
-        lines.append(f"| {label.replace(', unaware', '')} | "
-                     f"{'readout-aware' if aware else 'exact product'} | {mean:.2f} "
-                     f"({min(accs):.2f}..{max(accs):.2f}) | {mean - exact:+.2f} | "
-                     f"{100 * min(r['agreement'] for r in items):.2f} % (min) | "
-                     f"{statistics.mean(r['qat_seconds'] for r in items):.0f} |"
-                     + (f" ({len(failed)} of {len(failed) + len(items)} runs failed to "
-                        f"export)" if failed else ""))
+#: Readouts priced on one trained hcim-geometry network (G = 2): the minimal exact ADC,
+#: HCiM's 4- and 7-bit ADC baselines (exact here: a popcount of 2 rows never clips) and
+#: the comparator readouts (their scale factors fitted, their activity measured).
+ENERGY_READOUTS = (
+    ("exact ADC, 2 bits", {"readout_mode": "exact", "readout_bits": 2}),
+    ("ADC, 4 bits", {"readout_mode": "exact", "readout_bits": 4}),
+    ("ADC, 7 bits", {"readout_mode": "exact", "readout_bits": 7}),
+    ("binary, T = 1", {"readout_mode": "binary", "readout_threshold": 1}),
+    ("ternary, T = 1", {"readout_mode": "ternary", "readout_threshold": 1}),
+)
+
+
+def bench_readout_energy(sparsity: float = 0.5, seed: int = 0, samples: int = 16
+                         ) -> list[dict]:
+    """Energy per inference (`mars.sw.energy`) of each of `ENERGY_READOUTS` on the network
+    the readout table trains for its exact G = 2 row (same options and seed, so the same
+    network), the comparator readouts' scale factors by `sequential_scale_fit`."""
+    import dataclasses
+
+    from mars.sw.energy.model import estimate_network
+    from mars.sw.train.calibrate import sequential_scale_fit
+    from mars.sw.train.quant import input_codes
+
+    index = next(i for i, r in enumerate(READOUTS) if r[1] == "hcim"
+                 and r[2]["readout_mode"] == "exact")
+    config = readout_config(index)
+    result = train(config, TrainOptions(sparsity=sparsity, seed=seed, scope="block"), None,
+                   progress=False, log=lambda s: None)
+    data = load_dataset("digits")
+    codes = input_codes(torch.from_numpy(data.x_test[:samples]), config.act_bits)
+    codes = codes.permute(0, 2, 3, 1).numpy().astype("uint8")
+    calib = input_codes(torch.from_numpy(data.x_train[:256]), config.act_bits)
+    calib = calib.permute(0, 2, 3, 1).numpy().astype("uint8")
+    rows = []
+    for label, fields in ENERGY_READOUTS:
+        target = config.replace(name=label, **fields)
+        network = dataclasses.replace(result.network, config=target)
+        if target.scaled_readout:
+            network = sequential_scale_fit(network, calib)
+        est = estimate_network(network, with_dense=False, inputs=codes)
+        rows.append({"readout": label, "energy_uj": est["energy_per_inference_uj"],
+                     "components_pj": est.get("components_pj"),
+                     "activity": est.get("activity")})
+        print(f"energy {label}: {est['energy_per_inference_uj']:.4f} uJ", flush=True)
+    return rows
+
+
+def energy_markdown(rows: list[dict]) -> str:
+    base = {r["readout"]: r["energy_uj"] for r in rows}
+    lines = ["| readout (G = 2) | energy / inference (uJ) | saving vs 7-bit ADC | saving vs "
+             "4-bit ADC |",
+             "| --- | ---: | ---: | ---: |"]
+    for r in rows:
+        e = r["energy_uj"]
+        lines.append(f"| {r['readout']} | {e:.4f} | {100 * (1 - e / base['ADC, 7 bits']):+.1f} % "
+                     f"| {100 * (1 - e / base['ADC, 4 bits']):+.1f} % |")
     return "\n".join(lines) + "\n"
+
+
+def _stat(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ({min(values):.2f}..{max(values):.2f})"
+
+
+def readout_markdown(rows: list[dict], command: str) -> str:
+    """The accuracy table: per readout and sparsity, the integer accuracy (mean over
+    seeds, min..max) without and with readout-aware fine-tuning, the difference to the
+    exact readout of the same geometry and seed (mean, min..max over seeds), and the
+    energy per inference (seed 0)."""
+    sparsities = sorted({r["sparsity"] for r in rows}, key=lambda v: (v != 0.5, v))
+    finetune = max((r["finetune"] for r in rows), default=0)
+    lines = [f"Measured {datetime.date.today().isoformat()} with `{command}`.", "",
+             "| readout | group sparsity | seeds | exact-product training, integer acc. % "
+             f"| + {finetune} readout-aware epochs, integer acc. % | vs exact, without "
+             "(points) | vs exact, with (points) | energy / inference (uJ) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    ok_rows = [r for r in rows if not r.get("error")]
+    for sparsity in sparsities:
+        for index, (label, geometry, fields) in enumerate(READOUTS):
+            items = [r for r in rows if r["index"] == index and r["sparsity"] == sparsity]
+            ok = [r for r in items if not r.get("error")]
+            if not items:
+                continue
+            failed = len(items) - len(ok)
+            exact = fields["readout_mode"] == "exact"
+            with_ft = [100 * r["integer"] for r in ok]
+            without = with_ft if exact else [100 * r["start"] for r in ok
+                                             if r["start"] is not None]
+            # paired with the exact readout of the same geometry, sparsity and seed
+            base = {r["seed"]: 100 * r["integer"] for r in ok_rows
+                    if r["sparsity"] == sparsity and READOUTS[r["index"]][1] == geometry
+                    and READOUTS[r["index"]][2]["readout_mode"] == "exact"}
+            d_without = [100 * r["start"] - base[r["seed"]] for r in ok
+                         if r["seed"] in base and r["start"] is not None]
+            d_with = [100 * r["integer"] - base[r["seed"]] for r in ok if r["seed"] in base]
+            energy = [r["energy_uj"] for r in ok if isinstance(r.get("energy_uj"), float)]
+            lines.append(
+                f"| {label} | {100 * sparsity:.0f} % | {len(ok)} | {_stat(without)} | "
+                f"{'(same)' if exact else _stat(with_ft)} | "
+                f"{'' if exact else _stat(d_without)} | {'' if exact else _stat(d_with)} | "
+                f"{f'{energy[0]:.4f}' if energy else '-'} |")
+            if failed:
+                lines[-1] += f" ({failed} run(s) failed)"
+    return "\n".join(lines).replace("-0.00", "0.00") + "\n"
 
 
 def bench_time(repeats: int = 3) -> list[dict]:
@@ -294,9 +419,19 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", choices=["accuracy", "time", "size", "readout"])
+    parser.add_argument("--only", choices=["accuracy", "time", "size", "readout",
+                                           "readout-energy"])
     parser.add_argument("--readouts", type=int, nargs="+",
                         help="--only readout: indices into READOUTS to run (default all)")
+    parser.add_argument("--sparsities", type=float, nargs="+",
+                        default=list(READOUT_SPARSITIES[:1]),
+                        help="--only readout: group sparsities (default 0.5)")
+    parser.add_argument("--finetune", type=int, default=5,
+                        help="--only readout: readout-aware fine-tuning epochs")
+    parser.add_argument("--ste", choices=["plain", "clipped"], default="plain",
+                        help="--only readout: the gradient through the readout")
+    parser.add_argument("--tag", default="",
+                        help="--only readout: suffix of the output files (readoutTAG.json)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="accuracy runs in parallel (each on one thread)")
     args = parser.parse_args(argv)
@@ -304,11 +439,21 @@ def main(argv: list[str] | None = None) -> int:
                "jobs": args.jobs,
                "machine": f"{platform.machine()}, Python {platform.python_version()}"}
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.only == "readout-energy":
+        rows = bench_readout_energy(seed=args.seeds[0])
+        (OUT / "readout_energy.json").write_text(json.dumps(rows, indent=2))
+        text = energy_markdown(rows)
+        (OUT / "readout_energy.md").write_text(text)
+        print(text)
+        return 0
     if args.only == "readout":
-        rows = bench_readout(args.seeds, args.jobs, args.readouts)
-        (OUT / "readout.json").write_text(json.dumps(rows, indent=2))
-        text = readout_markdown(rows, args.seeds, args.jobs)
-        (OUT / "readout.md").write_text(text)
+        command = "python bench/train_accuracy.py " + " ".join(
+            argv if argv is not None else sys.argv[1:])
+        rows = bench_readout(args.seeds, args.jobs, args.readouts, args.sparsities,
+                             args.finetune, args.ste, args.tag)
+        (OUT / f"readout{args.tag}.json").write_text(json.dumps(rows, indent=2))
+        text = readout_markdown(rows, command)
+        (OUT / f"readout{args.tag}.md").write_text(text)
         print(text)
         return 0
     if args.only in (None, "size"):

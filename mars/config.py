@@ -515,6 +515,11 @@ PRESETS: dict[str, MarsConfig] = {
     "wide8": _DEFAULT.replace(
         name="wide8", rows=128, cols=64, partitions=8, rows_per_step=8, weight_bits=8,
         act_bits=8, act_bits_per_cycle=2, readout_bits=4),
+    # ADC-less ternary readout (HCiM, docs/training.md "Readouts"): two word lines per
+    # step, so that one comparator bit per column popcount (0, 1 or 2) keeps the product.
+    "hcim": _DEFAULT.replace(
+        name="hcim", rows_per_step=2, readout_bits=2, readout_mode=ReadoutMode.TERNARY,
+        readout_threshold=1),
     # The iCEBreaker's part with the serial bridge: 20 of 30 EBR, 86 % of the logic cells,
     # 14.5 MHz against its 12 MHz (docs/board.md).  Block RAMs count by word width (16 bits
     # each); since programs and parameters are 36-bit words, 256-word activation buffers,
@@ -548,6 +553,8 @@ PRESET_PURPOSES: dict[str, str] = {
              "suite's small networks",
     "adc3": "an ADC narrower than the popcount (saturating readout), whole-macro skip groups",
     "wide8": "wider weights and activations, several activation bits per cycle",
+    "hcim": "ADC-less ternary readout (HCiM) with trained column scale factors, two word "
+            "lines per step",
     "mars": "MARS-like: the paper's four cores and 8-partition macros, residual adds and "
             "K-splitting, memories for VGG16/ResNet18 on CIFAR-10; cycle figures only, far "
             "beyond any FPGA",

@@ -19,6 +19,7 @@ from mars.sw.golden import cycles
 from mars.sw.golden.decoder import decoder_walk
 from mars.sw.mapper import MappingError, map_network
 from mars.tb.networks import NETWORKS, stable_seed
+from mars.tb.scales import with_random_scales
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -57,7 +58,10 @@ def test_word_reads_and_pixel_starts_against_the_golden_decoder(preset, name):
     seed = stable_seed("banking", preset, name)
     build, sparsity = NETWORKS[name]
     try:
-        mapping = map_network(build(PRESETS[preset], np.random.default_rng(seed), sparsity))
+        rng = np.random.default_rng(seed)
+        network = build(PRESETS[preset], rng, sparsity)
+        network = with_random_scales(network, rng)  # the hcim preset's scale factors
+        mapping = map_network(network)
     except MappingError as error:
         # The ice40 preset's 64-word buffers hold only the mlp network (docs/board.md).
         if "act_buffer_words" not in str(error):

@@ -376,6 +376,18 @@ def check_derived(config: MarsConfig) -> None:
     assert len(range(config.weight_min, config.weight_max + 1)) == 2 ** Wb
     assert config.act_max == 2 ** Ab - 1
     assert config.macros == config.cores * config.macros_per_core
+    if config.scaled_readout:
+        # Binary/ternary: one step sums 2^i s_j q_j a_j over bit planes i and columns j,
+        # q_j in {0, 1}, a_j a scale_bits-bit code; psum_range must hold every such sum.
+        top = 2 ** (config.scale_bits - 1)
+        signs = [-1 if config.readout_mode is ReadoutMode.TERNARY and j == Wb - 1 else 1
+                 for j in range(Wb)]
+        per_col = [[s * q * a for q in (0, 1) for a in (-top, top - 1)] for s in signs]
+        lo = (2 ** Ab - 1) * sum(min(c) for c in per_col)
+        hi = (2 ** Ab - 1) * sum(max(c) for c in per_col)
+        assert config.psum_range[0] <= lo and hi <= config.psum_range[1]
+        assert config.psum_bits == min_signed_bits(*config.psum_range)
+        return
     # The extremes of psum_range are reached (all-max inputs against all-min/max weights),
     # and psum_bits is the minimal signed width for them.
     lo, hi = config.psum_range

@@ -29,6 +29,8 @@ _INT_OPTIONS = (
     ("train_subset", "--train-subset", 2, None),     # one image gives no training step
     ("test_subset", "--test-subset", 1, None),
     ("test_vectors", "--test-vectors", 0, None),
+    ("readout_finetune", "--readout-finetune", 0, None),
+    ("scale_calibration", "--scale-calibration", 1, None),
 )
 
 
@@ -89,6 +91,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate on the first N test images only")
     parser.add_argument("--test-vectors", type=int, default=1000, metavar="N",
                         help="test images stored in the package with their logits")
+    parser.add_argument("--readout-aware", action="store_true",
+                        help="QAT through the configured readout from the start (default: "
+                             "QAT with the exact product, docs/training.md)")
+    parser.add_argument("--readout-finetune", type=int, metavar="EPOCHS",
+                        help="readout-aware fine-tuning epochs after QAT (default 5 for a "
+                             "binary/ternary readout, 0 otherwise)")
+    parser.add_argument("--readout-lr", type=float, default=2e-4,
+                        help="learning rate of the readout-aware fine-tuning (Adam)")
+    parser.add_argument("--ste", choices=("plain", "clipped"), default="plain",
+                        help="gradient through the readout: the exact product's, or none "
+                             "through a K-group the readout clips")
+    parser.add_argument("--scale-calibration", type=int, default=256, metavar="N",
+                        help="training images of the binary/ternary scale-factor start")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -124,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
             scope=args.scope, prune_first=args.prune_first,
             prune_last=not args.keep_last_dense, distill=args.distill, seed=args.seed,
             threads=args.threads, train_subset=args.train_subset,
-            test_subset=args.test_subset, test_vectors=args.test_vectors)
+            test_subset=args.test_subset, test_vectors=args.test_vectors,
+            readout_aware=args.readout_aware, readout_finetune=args.readout_finetune,
+            readout_lr=args.readout_lr, ste=args.ste,
+            scale_calibration=args.scale_calibration)
     except ValueError as error:              # TrainOptions checks its fields
         raise OptionError(str(error)) from None
     try:

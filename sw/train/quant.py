@@ -43,8 +43,8 @@ from mars.config import MarsConfig
 from mars.sw.layer import LayerKind
 
 from .models import Node, hwc_permutation
-from .readout import (accelerator_patches, column_signs, is_exact, readout_product,
-                      readout_ste)
+from .readout import (accelerator_patches, clipped_product, column_signs, is_exact,
+                      readout_product, readout_ste)
 from .requant import requant_parameters
 
 __all__ = ["round_half_up", "round_ste", "ActQuant", "QLayer", "QNetwork", "input_codes",
@@ -167,6 +167,9 @@ class QLayer(nn.Module):
         #: compute the accelerator's readout in the quantised forward pass (else the exact
         #: product, the readout-unaware baseline)
         self.readout_aware = True
+        #: the gradient through the readout: "plain" (the exact product's) or "clipped"
+        #: (none through the K-groups the readout clipped, `clipped_product`)
+        self.ste = "plain"
         self.per_channel = per_channel
         cout = module.weight.shape[0]
         self.weight = nn.Parameter(module.weight.detach().clone())
@@ -263,10 +266,35 @@ class QLayer(nn.Module):
             self.init_column_scales(codes.detach(), w_codes.detach())
         if self.readout_aware and not is_exact(self.config):
             scales = self.scale_codes(ste=True) if self.config.scaled_readout else None
+            clipped = self.ste == "clipped"
             hw = self.hardware_accumulators(codes.detach(), w_codes.detach(),
-                                            b_codes.detach(), scales)
+                                            b_codes.detach(), scales, clip_mask=clipped)
+            if clipped:
+                hw, mask = hw
+                # the gradient of the exact product without the clipped K-groups
+                patches = self.patches(x / s_in)
+                prod = clipped_product(patches.reshape(-1, patches.shape[-1]),
+                                       self.matrix(w_f), mask, self.config.rows_per_step)
+                acc = (self.to_layout(prod, codes.shape) + b_f.view(shape)) \
+                    / acc_step.view(shape)
             acc = readout_ste(acc, hw)
         return acc, acc_step
+
+    def patches(self, codes: torch.Tensor) -> torch.Tensor:
+        """`accelerator_patches` of this layer's input (NCHW or (B, K))."""
+        return accelerator_patches(codes, self.kind is LayerKind.CONV,
+                                   self.weight.shape[-1] if self.weight.dim() == 4 else 1,
+                                   self.stride, self.pad, self.perm)
+
+    def to_layout(self, prod: torch.Tensor, in_shape: torch.Size) -> torch.Tensor:
+        """A product (B*L, N) or (B, L, N) in the layer's output layout (NCHW or (B, N))
+        for an input of shape `in_shape`."""
+        if self.kind is not LayerKind.CONV:
+            return prod.reshape(in_shape[0], -1)
+        b, cout = in_shape[0], self.weight.shape[0]
+        h_out = (in_shape[2] + 2 * self.pad - self.weight.shape[2]) // self.stride + 1
+        w_out = (in_shape[3] + 2 * self.pad - self.weight.shape[3]) // self.stride + 1
+        return prod.reshape(b, h_out, w_out, cout).permute(0, 3, 1, 2)
 
     def scale_codes(self, ste: bool = False) -> torch.Tensor:
         """Fixed-point codes of the column scale factors, (N, Wb): ``round(a * 2^F)``
@@ -312,23 +340,19 @@ class QLayer(nn.Module):
         self.scales_ready.fill_(True)
 
     def hardware_accumulators(self, codes: torch.Tensor, w_codes: torch.Tensor,
-                              b_codes: torch.Tensor, scales: torch.Tensor | None = None
-                              ) -> torch.Tensor:
+                              b_codes: torch.Tensor, scales: torch.Tensor | None = None,
+                              clip_mask: bool = False):
         """The accelerator's accumulators for input codes (NCHW or (B, K)), the weight
         codes (PyTorch layout), bias codes and (binary/ternary) column scale codes (N, Wb):
         `readout_product` plus the bias, in the layer's output layout, float64.  Only the
-        scale codes carry a gradient."""
-        patches = accelerator_patches(codes, self.kind is LayerKind.CONV,
-                                      self.weight.shape[-1] if self.weight.dim() == 4 else 1,
-                                      self.stride, self.pad, self.perm)
-        prod = readout_product(patches, self.matrix(w_codes), self.config, scales=scales)
-        prod = prod + b_codes.to(torch.float64)
-        if self.kind is not LayerKind.CONV:
-            return prod
-        b, cout = codes.shape[0], w_codes.shape[0]
-        h_out = (codes.shape[2] + 2 * self.pad - self.weight.shape[2]) // self.stride + 1
-        w_out = (codes.shape[3] + 2 * self.pad - self.weight.shape[3]) // self.stride + 1
-        return prod.reshape(b, h_out, w_out, cout).permute(0, 3, 1, 2)
+        scale codes carry a gradient.  `clip_mask`: also `readout_product`'s mask of the
+        unclipped K-groups."""
+        patches = self.patches(codes)
+        out = readout_product(patches, self.matrix(w_codes), self.config, scales=scales,
+                              clip_mask=clip_mask)
+        prod, mask = out if clip_mask else (out, None)
+        prod = self.to_layout(prod + b_codes.to(torch.float64), codes.shape)
+        return (prod, mask) if clip_mask else prod
 
 
 class QNetwork(nn.Module):

@@ -23,7 +23,7 @@ import torch
 from mars.config import MarsConfig, ReadoutMode
 
 __all__ = ["is_exact", "column_signs", "readout_product", "readout_ste",
-           "accelerator_patches"]
+           "accelerator_patches", "clip_limit", "clipped_product", "numpy_product"]
 
 
 def is_exact(config: MarsConfig) -> bool:
@@ -40,6 +40,17 @@ def _readout(p: torch.Tensor, config: MarsConfig) -> torch.Tensor:
     if config.scaled_readout:
         return (p >= config.readout_threshold).to(p.dtype)      # the comparator bit
     raise NotImplementedError(f"readout mode {config.readout_mode.value!r}")
+
+
+def clip_limit(config: MarsConfig) -> float:
+    """The largest popcount the readout passes on unchanged: ``2^readout_bits - 1`` for a
+    saturating ADC, the threshold T for a comparator (it cannot tell T from more; at
+    T = 1 it is exact on 0 and 1), infinite for the exact readout."""
+    if config.readout_mode is ReadoutMode.EXACT:
+        return float("inf")
+    if config.readout_mode is ReadoutMode.SATURATING:
+        return float(2 ** config.readout_bits - 1)
+    return float(config.readout_threshold)
 
 
 def _shift_add(config: MarsConfig) -> torch.Tensor:
@@ -59,7 +70,8 @@ def column_signs(config: MarsConfig) -> torch.Tensor:
 
 
 def readout_product(patches: torch.Tensor, weight: torch.Tensor, config: MarsConfig,
-                    chunk: int = 8192, scales: torch.Tensor | None = None) -> torch.Tensor:
+                    chunk: int = 8192, scales: torch.Tensor | None = None,
+                    clip_mask: bool = False):
     """The accelerator's ``patches @ weight.T`` under the configured readout.
 
     Parameters
@@ -78,9 +90,14 @@ def readout_product(patches: torch.Tensor, weight: torch.Tensor, config: MarsCon
         `scales` it is the sum before scaling, ``sum_kg sum_i 2^i c`` per (patch, bit
         column j, channel n), shape (..., Wb, N).
 
+    clip_mask : bool
+        Also return, per K-group, patch and channel, whether none of the group's Ab x Wb
+        popcounts exceeds `clip_limit` (the readout passed the group's partial sum on
+        unchanged, for a saturating ADC), bool (KG, M, N) with M the patches flattened.
+
     Returns
     -------
-    tensor of shape (..., N), float64 holding integers
+    tensor of shape (..., N), float64 holding integers (and the mask if `clip_mask`)
     """
     G, Ab, Wb = config.rows_per_step, config.act_bits, config.weight_bits
     scaled = config.scaled_readout
@@ -103,13 +120,41 @@ def readout_product(patches: torch.Tensor, weight: torch.Tensor, config: MarsCon
         coeff = _shift_add(config)
         i_weight = torch.pow(2.0, torch.arange(Ab, dtype=torch.float64))
         i_shift = torch.arange(Ab)[:, None, None]
-        out = []
+        out, masks = [], []
+        limit = clip_limit(config)
+        if G == 2:
+            # two rows: p = a0 + a1 (a_g the bit products), so with r(0) = 0
+            # r(p) = r(1) (a0 + a1) + (r(2) - 2 r(1)) a0 a1, and the sum over K-groups is
+            # two plain products: all K-rows, and the ANDs of each K-group's two rows
+            r1, r2 = (float(v) for v in _readout(torch.tensor([1.0, 2.0]), config))
+            w_flat = w_bits.reshape(kg * G, Wb * n)                         # (K, Wb*N)
+            w_pair = w_bits[:, 0] * w_bits[:, 1]                            # (KG, Wb*N)
         for start in range(0, x.shape[0], chunk):
             xc = x[start:start + chunk]
             m = xc.shape[0]
             x_bits = (xc[None] >> i_shift) & 1                          # (Ab, m, KG*G)
+            if G == 2:
+                xf = x_bits.reshape(Ab * m, kg * G).to(torch.float32)
+                x_pair = xf[:, 0::2] * xf[:, 1::2]                          # (Ab*m, KG)
+                q = r1 * (xf @ w_flat).to(torch.float64) \
+                    + (r2 - 2 * r1) * (x_pair @ w_pair).to(torch.float64)
+                if clip_mask:
+                    if limit >= 2:
+                        masks.append(torch.ones((kg, m, n), dtype=torch.bool))
+                    else:       # a popcount of 2 somewhere in the group: both ANDs set
+                        xa = x_pair.reshape(Ab, m, kg).amax(dim=0).T > 0    # (KG, m)
+                        wa = w_pair.reshape(kg, Wb, n).amax(dim=1) > 0       # (KG, N)
+                        masks.append(~(xa[:, :, None] & wa[:, None, :]))
+                q = q.reshape(Ab, m, Wb, n)
+                if scaled:
+                    out.append(torch.einsum("imjn,i->mjn", q, i_weight))
+                else:
+                    out.append(torch.einsum("imjn,ij->mn", q, coeff))
+                continue
             x_bits = x_bits.reshape(Ab * m, kg, G).transpose(0, 1).to(torch.float32)
             p = torch.bmm(x_bits, w_bits)                               # (KG, Ab*m, Wb*N)
+            if clip_mask:
+                masks.append(~(p > limit).reshape(kg, Ab, m, Wb, n).any(dim=3).any(dim=1))
             q = _readout(p, config).sum(dim=0).to(torch.float64)        # (Ab*m, Wb*N)
             q = q.reshape(Ab, m, Wb, n)
             if scaled:
@@ -118,15 +163,48 @@ def readout_product(patches: torch.Tensor, weight: torch.Tensor, config: MarsCon
                 out.append(torch.einsum("imjn,ij->mn", q, coeff))
         shape = (0, Wb, n) if scaled else (0, n)
         result = torch.cat(out) if out else torch.zeros(shape, dtype=torch.float64)
-    if not scaled:
-        return result.reshape(*lead, n)
-    if scales is None:
-        return result.reshape(*lead, Wb, n)
+        mask = torch.cat(masks, dim=1) if masks else torch.ones((kg, 0, n), dtype=torch.bool)
+    if not scaled or scales is None:
+        result = result.reshape(*lead, n) if not scaled else result.reshape(*lead, Wb, n)
+        return (result, mask) if clip_mask else result
     signed = scales.to(torch.float64).T * column_signs(config)[:, None]   # (Wb, N)
     total = (result * signed).sum(dim=1)
     frac = float(2 ** config.scale_frac_bits)
     shifted = total / frac
-    return (shifted + (torch.floor(shifted) - shifted).detach()).reshape(*lead, n)
+    result = (shifted + (torch.floor(shifted) - shifted).detach()).reshape(*lead, n)
+    return (result, mask) if clip_mask else result
+
+
+def clipped_product(patches: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
+                    rows_per_step: int) -> torch.Tensor:
+    """``sum_kg mask[kg] * (patches_kg @ weight_kg.T)``: the exact product with the
+    K-groups the readout clipped left out (differentiable in `patches` and `weight`).
+
+    The clipped straight-through estimator uses its gradient: a K-group whose partial
+    sum the readout changed (a popcount above `clip_limit`) passes no gradient to its
+    activations and weights, the others pass the exact product's.
+
+    Parameters
+    ----------
+    patches : tensor (M, K)
+    weight : tensor (N, K)
+    mask : bool tensor (KG, M, N), KG = ceil(K / rows_per_step) (`readout_product`)
+
+    Returns
+    -------
+    tensor (M, N), the dtype of `patches`
+    """
+    G = rows_per_step
+    m, k = patches.shape
+    n = weight.shape[0]
+    kg = -(-k // G)
+    pad = kg * G - k
+    if pad:
+        patches = torch.nn.functional.pad(patches, (0, pad))
+        weight = torch.nn.functional.pad(weight, (0, pad))
+    xg = patches.reshape(m, kg, G).transpose(0, 1)                       # (KG, M, G)
+    wg = weight.reshape(n, kg, G).permute(1, 2, 0).to(patches.dtype)     # (KG, G, N)
+    return (torch.bmm(xg, wg) * mask.to(patches.dtype)).sum(dim=0)
 
 
 def accelerator_patches(codes: torch.Tensor, kind_conv: bool, kernel: int, stride: int,
@@ -152,3 +230,19 @@ def readout_ste(exact: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:
     the weights and inputs, straight through the readout) plus that of `hardware` (to the
     column scale factors of a binary/ternary readout, if any)."""
     return hardware.to(exact.dtype) + (exact - exact.detach())
+
+
+def numpy_product(patches, weight, layer, config: MarsConfig):
+    """`readout_product` as a `mars.sw.golden.network.run_network` product: NumPy int64
+    arrays in and out, the layer's scale factor codes (binary/ternary) applied.  Equal to
+    `mars.sw.golden.accel.macro_product` (tests/test_train_readout.py) and, for two rows
+    per step, much faster; the trainer's internal estimates use it, the package's logits
+    come from the golden model."""
+    import numpy as np
+
+    scales = getattr(layer, "scales", None) if config.scaled_readout else None
+    with torch.no_grad():
+        out = readout_product(torch.from_numpy(np.asarray(patches, dtype=np.int64)),
+                              torch.from_numpy(np.asarray(weight, dtype=np.int64)), config,
+                              scales=None if scales is None else torch.from_numpy(scales))
+    return out.numpy().astype(np.int64)

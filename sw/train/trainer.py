@@ -6,10 +6,13 @@ Steps (docs/training.md):
 1. **float**: the float network (BN in training mode) for ``epochs`` epochs -> the float
    baseline accuracy;
 2. **qat**: the `QNetwork` (BN folded with frozen statistics, fake-quantised weights and
-   activations, LSQ steps calibrated on one batch, every product through the configured
-   readout with a straight-through gradient) for ``qat_epochs`` epochs, pruned on
-   Zhu & Gupta's cubic schedule from 0 to the target sparsity over the first
-   ``prune_end`` fraction of the steps, then fine-tuned with fixed masks;
+   activations, LSQ steps calibrated on one batch, the exact product unless
+   ``readout_aware``) for ``qat_epochs`` epochs, pruned on Zhu & Gupta's cubic schedule
+   from 0 to the target sparsity over the first ``prune_end`` fraction of the steps,
+   then fine-tuned with fixed masks;
+2b. **readout**: binary/ternary column scale factors start at the sequential
+   least-squares fit (`mars.sw.train.calibrate`); ``readout_finetune`` epochs then train
+   through the configured readout (straight-through or clipped gradient);
 3. **export**: integer weights, biases, (M, S); the integer network is run in NumPy
    with the accelerator's arithmetic (`mars.sw.golden.accel.run_accelerator`: the
    configured readout of every macro step) over the whole test split, and checked
@@ -39,14 +42,16 @@ from torch import nn
 from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.sw.golden.accel import run_accelerator
-from mars.sw.golden.network import IntegerNetwork
+from mars.sw.golden.network import IntegerNetwork, run_network
 
+from .calibrate import sequential_scale_fit
 from .data import Dataset, load_dataset
 from .export import NodeScales, export_network, torch_integer_forward
 from .models import Node, build_model, default_model, parse_model
 from mars.sw.package.writer import build_package_files, write_folder_atomically
 from .prune import SCOPES, LayerSparsity, Pruner, agp_sparsity, group_shape, zero_groups
 from .quant import QNetwork, input_codes
+from .readout import is_exact, numpy_product
 
 __all__ = ["TrainOptions", "TrainResult", "TrainingError", "train", "summary_table",
            "accuracy", "deterministic"]
@@ -54,6 +59,12 @@ __all__ = ["TrainOptions", "TrainResult", "TrainingError", "train", "summary_tab
 
 #: Temperature of the distillation loss (Hinton et al. 2015).
 DISTILL_T = 4.0
+
+#: Gradients through the readout (`TrainOptions.ste`).
+STES = ("plain", "clipped")
+
+#: Readout-aware fine-tuning epochs of a binary/ternary readout unless told otherwise.
+DEFAULT_FINETUNE = 5
 
 
 class TrainingError(MarsError, RuntimeError):
@@ -73,10 +84,17 @@ class TrainOptions:
     ``train_subset``/``test_subset`` keep the first images only (tests, quick looks).
     ``test_vectors`` test images go into the package with their expected logits.
     ``readout_aware`` true makes QAT compute every product with the configured readout
-    (`mars.sw.train.readout`); false trains with the exact product (the package's logits
-    are the accelerator's either way); None (default) is true for the binary/ternary
-    readouts (their scale factors are trained) and false otherwise (on digits at 3-bit
-    saturation readout-aware QAT was unstable and gained nothing, docs/training.md).
+    (`mars.sw.train.readout`); false or None (default) trains QAT with the exact product
+    (the package's logits are the accelerator's either way; on digits at 3-bit saturation
+    readout-aware QAT from the start was unstable, docs/training.md).  After an exact
+    QAT, a binary/ternary readout's column scale factors start at the sequential
+    least-squares fit on ``scale_calibration`` training images
+    (`mars.sw.train.calibrate.sequential_scale_fit`).  ``readout_finetune`` epochs of
+    readout-aware fine-tuning follow at learning rate ``readout_lr`` (masks fixed, any
+    non-exact readout); None is ``DEFAULT_FINETUNE`` for binary/ternary readouts and 0
+    otherwise.  ``ste`` is the gradient through the readout: ``"plain"`` (the exact
+    product's) or ``"clipped"`` (none through a K-group any of whose popcounts the
+    readout clips, `mars.sw.train.readout.clipped_ste`).
     """
 
     dataset: str = "digits"
@@ -103,6 +121,10 @@ class TrainOptions:
     test_subset: int | None = None
     test_vectors: int = 1000
     readout_aware: bool | None = None
+    readout_finetune: int | None = None
+    readout_lr: float = 2e-4
+    ste: str = "plain"
+    scale_calibration: int = 256
 
     def check(self) -> None:
         for name in ("epochs", "qat_epochs"):
@@ -129,6 +151,16 @@ class TrainOptions:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}")
         if self.scope == "block" and self.structure != "group":
             raise ValueError("scope 'block' needs group pruning")
+        if self.readout_finetune is not None and self.readout_finetune < 0:
+            raise ValueError(f"readout_finetune must be at least 0, not "
+                             f"{self.readout_finetune}")
+        if self.ste not in STES:
+            raise ValueError(f"ste must be one of {', '.join(STES)}, not {self.ste!r}")
+        if self.scale_calibration < 1:
+            raise ValueError(f"scale_calibration must be at least 1, not "
+                             f"{self.scale_calibration}")
+        if not self.readout_lr > 0:
+            raise ValueError(f"readout_lr must be positive, not {self.readout_lr}")
         if self.lr <= 0 or self.qat_lr <= 0 or self.weight_decay < 0:
             raise ValueError("learning rates must be positive, weight_decay >= 0")
 
@@ -149,6 +181,8 @@ class TrainResult:
     seconds: dict[str, float]
     package_bytes: int = 0
     qnet: QNetwork | None = dataclasses.field(default=None, repr=False)
+    #: integer accuracy (the accelerator's) before the readout-aware fine-tuning, if any
+    start_accuracy: float | None = None
 
 
 @contextlib.contextmanager
@@ -260,6 +294,31 @@ def _layer_sparsity(network: IntegerNetwork, qnet: QNetwork, prunable: set[str],
             zero_groups=int(zero_groups(layer.weight, G, cpg).sum()),
             weights=n * k, zero_weights=int((layer.weight == 0).sum())))
     return rows
+
+
+def finetune_epochs(options: TrainOptions, config: MarsConfig) -> int:
+    """Readout-aware fine-tuning epochs: ``options.readout_finetune``, or by default
+    `DEFAULT_FINETUNE` for a binary/ternary readout and 0 for the others."""
+    if options.readout_finetune is not None:
+        return options.readout_finetune if not is_exact(config) else 0
+    return DEFAULT_FINETUNE if config.scaled_readout else 0
+
+
+@torch.no_grad()
+def fit_column_scales(qnet: QNetwork, images: torch.Tensor) -> None:
+    """Set every layer's column scale factors to the sequential least-squares fit
+    (`mars.sw.train.calibrate.sequential_scale_fit`) of the integer network the QAT
+    network exports, on `images` (N, C, H, W) in [0, 1]."""
+    config = qnet.config
+    network, _ = export_network(qnet)
+    codes = _to_hwc_codes(input_codes(images, config.act_bits), config.act_bits)
+    fitted = sequential_scale_fit(network, codes)
+    frac = float(2 ** config.scale_frac_bits)
+    for node in fitted.layers:
+        layer = qnet.layers[node.name]
+        layer.column_scale.copy_(torch.from_numpy(node.scales / frac).to(
+            layer.column_scale.dtype))
+        layer.scales_ready.fill_(True)
 
 
 def check_fits(nodes: list[Node], config: MarsConfig) -> None:
@@ -378,11 +437,10 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         # 2. QAT with BN folding and pruning
         t0 = time.perf_counter()
         qnet = QNetwork(nodes, config)
-        aware = options.readout_aware
-        if aware is None:
-            aware = config.scaled_readout
+        aware = bool(options.readout_aware)
         for layer in qnet.layers.values():
             layer.readout_aware = aware
+            layer.ste = options.ste
         qnet.calibrate(x_train[:512])
         qnet.quantised = True
         layer_names = [n.name for n in nodes if n.is_layer]
@@ -405,11 +463,34 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
              phase="qat", show=progress, before_step=schedule, teacher=model,
              distill=options.distill)
         pruner.step(options.sparsity)      # the target, also with zero QAT epochs
+        seconds["qat"] = time.perf_counter() - t0
+        log(f"qat: {options.qat_epochs} epochs, {options.structure} sparsity "
+            f"{options.sparsity:.0%}, {seconds['qat']:.1f} s")
+
+        # 2b. the readout: scale-factor start, readout-aware fine-tuning
+        t0 = time.perf_counter()
+        if config.scaled_readout and not aware:
+            fit_column_scales(qnet, x_train[:options.scale_calibration])
+        finetune = finetune_epochs(options, config)
+        start_acc = None
+        if finetune:
+            # the accelerator's accuracy before the fine-tuning (the readout-unaware figure)
+            start_net, _ = export_network(qnet)
+            start_acc = _fraction(run_network(start_net, _to_hwc_codes(
+                input_codes(x_test, config.act_bits), config.act_bits),
+                product=numpy_product).argmax(axis=1), y_test.numpy())
+            log(f"readout: {100 * start_acc:.2f} % integer accuracy before fine-tuning")
+            for layer in qnet.layers.values():
+                layer.readout_aware = True
+            _fit(qnet, x_train, y_train, epochs=finetune, lr=options.readout_lr,
+                 weight_decay=0.0, batch_size=options.batch_size, generator=generator,
+                 phase="readout", show=progress, teacher=model, distill=options.distill)
+        seconds["readout"] = time.perf_counter() - t0
         qat_pred = predict(qnet, x_test)
         qat_acc = _fraction(qat_pred.numpy(), y_test.numpy())
-        seconds["qat"] = time.perf_counter() - t0
-        log(f"qat: {100 * qat_acc:.2f} % test accuracy ({options.qat_epochs} epochs, "
-            f"{options.structure} sparsity {options.sparsity:.0%}, {seconds['qat']:.1f} s)")
+        log(f"qat: {100 * qat_acc:.2f} % test accuracy (readout "
+            f"{config.readout_mode.value}, {finetune} readout-aware fine-tuning epochs, "
+            f"{seconds['readout']:.1f} s)")
 
         # 3. export and verification
         t0 = time.perf_counter()
@@ -432,7 +513,8 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         prunable = {n for n in layer_names if n not in exempt}
         layers = _layer_sparsity(network, qnet, prunable, config)
         result = TrainResult(None, config, network, layers, float_acc, qat_acc, int_acc,
-                             agreement, len(y_test), seconds, qnet=qnet)
+                             agreement, len(y_test), seconds, qnet=qnet,
+                             start_accuracy=start_acc)
 
         # 4. package
         if out is not None:
@@ -491,8 +573,13 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
             "qat_epochs": options.qat_epochs, "batch_size": options.batch_size,
             "lr": options.lr, "qat_lr": options.qat_lr, "weight_decay": options.weight_decay,
             "distill": options.distill,
-            "readout_aware": bool(options.readout_aware if options.readout_aware is not None
-                                  else config.scaled_readout),
+            "readout_aware": bool(options.readout_aware),
+            "readout_finetune": finetune_epochs(options, config),
+            "readout_lr": options.readout_lr, "ste": options.ste,
+            **({"scale_start": "sequential least squares on the first "
+                               f"{options.scale_calibration} training images"
+                if not options.readout_aware else "least squares on the calibration batch"}
+               if config.scaled_readout else {}),
             "method": "BN folded with frozen statistics (Jacob et al. 2018, Krishnamoorthi "
                       "2018); per-channel symmetric weights; LSQ activation steps (Esser "
                       "et al. 2020); STE rounding; distillation from the float network "
