@@ -3,8 +3,9 @@
     python bench/paper_networks.py [--config mars] [--networks vgg16 resnet18]
                                    [--sparsity 0 0.5 0.75 0.9] [--seed 0] [--out DIR]
 
-For VGG16 and ResNet18 with CIFAR-10 shapes (32x32x3 images, 10 classes; the torch models
-below, read by the trainer's own graph parser `mars.sw.train.models.parse_model`) it builds
+For VGG16 and ResNet18 with CIFAR-10 shapes (32x32x3 images, 10 classes; the trainer's
+``vgg16`` and ``resnet18`` models, read by its graph parser
+`mars.sw.train.models.parse_model`) it builds
 an integer network with random Wb-bit weights, prunes every layer but the first
 block-balanced to the given group sparsity (each output block keeps exactly
 ceil((1 - s) * K-groups) K-groups: the trainer's ``--scope block``), maps it and runs the
@@ -47,7 +48,7 @@ from mars.errors import MarsError
 from mars.sw.golden.cycles import ideal_cycles, network_cycles, steady_cycles
 from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.mapper import map_network
-from mars.sw.train.models import Residual, digits_cnn, parse_model
+from mars.sw.train.models import digits_cnn, parse_model, resnet18_cifar, vgg_cifar
 from mars.tb.networks import random_layer
 
 OUT = Path(__file__).resolve().parent.parent / "build" / "bench" / "paper"
@@ -59,65 +60,12 @@ OUT = Path(__file__).resolve().parent.parent / "build" / "bench" / "paper"
 FMAX_MHZ = 108.2
 FMAX_SOURCE = "sparse_decoder (default) post-route Fmax, docs/synthesis.md"
 
-#: VGG16's CIFAR variant: 13 3x3 conv layers, 2x2 max pools ("M"), one linear classifier.
-VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-         512, 512, 512, "M"]
-
-
-def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(cout), nn.ReLU()]
-
-
-def _width(channels: int, width: float) -> int:
-    return max(1, round(channels * width))
-
-
 def vgg16(image_shape=(3, 32, 32), classes: int = 10, width: float = 1.0) -> nn.Sequential:
-    """VGG16 for CIFAR (Simonyan & Zisserman's 13 conv layers, one linear classifier on
-    the 1x1x512 map); `width` scales every channel count (tests use small ones)."""
-    c, h, w = image_shape
-    layers: list[nn.Module] = []
-    for entry in VGG16:
-        if entry == "M":
-            layers.append(nn.MaxPool2d(2))
-            h, w = h // 2, w // 2
-        else:
-            out = _width(entry, width)
-            layers.extend(_conv_bn_relu(c, out))
-            c = out
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * h * w, classes))
+    """VGG16 for CIFAR (the trainer's ``vgg16``); `width` scales every channel count."""
+    return vgg_cifar(image_shape, classes, "vgg16", width)
 
 
-def _basic_block(cin: int, cout: int, stride: int) -> Residual:
-    body = nn.Sequential(*_conv_bn_relu(cin, cout, stride),
-                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
-    shortcut = None
-    if stride != 1 or cin != cout:
-        shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
-                                 nn.BatchNorm2d(cout))
-    return Residual(body, shortcut)
-
-
-def resnet18(image_shape=(3, 32, 32), classes: int = 10, width: float = 1.0
-             ) -> nn.Sequential:
-    """ResNet18 for CIFAR (He et al. 2016, the common CIFAR form): a 3x3 stem of 64
-    channels, four stages of two basic blocks at 64, 128, 256, 512 channels (stride 2 at
-    the start of stages 2 to 4, 1x1 convolutions on the changed shortcuts), a global max
-    pool (average pooling is not an accelerator operation, as in sw/train's ResNets) and a
-    linear classifier."""
-    c, h, w = image_shape
-    layers: list[nn.Module] = [*_conv_bn_relu(c, _width(64, width))]
-    channels = _width(64, width)
-    for stage, base in enumerate((64, 128, 256, 512)):
-        out = _width(base, width)
-        for block in range(2):
-            stride = 2 if stage > 0 and block == 0 else 1
-            layers.append(_basic_block(channels, out, stride))
-            channels = out
-            if stride == 2:
-                h, w = (h + 1) // 2, (w + 1) // 2
-    return nn.Sequential(*layers, nn.MaxPool2d(h), nn.Flatten(), nn.Linear(channels, classes))
+resnet18 = resnet18_cifar
 
 
 #: Network name -> factory(image_shape, classes, width).

@@ -55,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", metavar="DIR",
                         help="folder of CIFAR-10 python batches or MNIST idx files")
     parser.add_argument("--model", metavar="NAME",
-                        help="digits-cnn, vgg8, vgg11, resnet8, resnet20 or module:function "
-                             "(default: digits-cnn; resnet8 for cifar10)")
+                        help="digits-cnn, vgg8, vgg11, vgg16, resnet8, resnet20, resnet18 or "
+                             "module:function (default: digits-cnn; resnet8 for cifar10)")
     parser.add_argument("--sparsity", type=_fraction, default=0.5,
                         help="target pruned fraction of groups (or weights), e.g. 0.75 or 75%%")
     parser.add_argument("--structure", choices=("group", "unstructured"), default="group",

@@ -37,7 +37,7 @@ from mars.errors import MarsError
 from mars.sw.layer import LayerGeometry, LayerKind
 
 __all__ = ["ModelError", "Residual", "Node", "parse_model", "digits_cnn", "vgg_cifar",
-           "resnet_cifar", "MODELS", "build_model", "default_model"]
+           "resnet_cifar", "resnet18_cifar", "MODELS", "build_model", "default_model"]
 
 
 class ModelError(MarsError, ValueError):
@@ -345,6 +345,9 @@ def digits_cnn(image_shape=(1, 8, 8), classes: int = 10, width: int = 16) -> nn.
 VGG_CFGS = {
     "vgg8": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M"],
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    # Simonyan & Zisserman's 13 conv layers (MARS's VGG16 on CIFAR).
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M"],
 }
 
 
@@ -398,12 +401,35 @@ def resnet_cifar(image_shape=(3, 32, 32), classes: int = 10, depth: int = 8,
     return nn.Sequential(*layers, nn.MaxPool2d(h), nn.Flatten(), nn.Linear(channels, classes))
 
 
+def resnet18_cifar(image_shape=(3, 32, 32), classes: int = 10, width: float = 1.0
+                   ) -> nn.Sequential:
+    """ResNet18 for CIFAR (He et al. 2016, the common CIFAR form; MARS's ResNet18): a 3x3
+    stem of 64 channels, four stages of two basic blocks at 64, 128, 256, 512 channels
+    (stride 2 at the start of stages 2 to 4, 1x1 convolutions on the changed shortcuts), a
+    global max pool (average pooling is not an accelerator operation) and a linear
+    classifier; `width` scales every channel count (tests use small ones)."""
+    c, h, w = image_shape
+    channels = max(1, round(64 * width))
+    layers: list[nn.Module] = [*_conv_bn_relu(c, channels)]
+    for stage, base in enumerate((64, 128, 256, 512)):
+        out = max(1, round(base * width))
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            layers.append(_basic_block(channels, out, stride))
+            channels = out
+            if stride == 2:
+                h, w = (h + 1) // 2, (w + 1) // 2
+    return nn.Sequential(*layers, nn.MaxPool2d(h), nn.Flatten(), nn.Linear(channels, classes))
+
+
 MODELS: dict[str, Callable[..., nn.Sequential]] = {
     "digits-cnn": digits_cnn,
     "vgg8": lambda image_shape, classes: vgg_cifar(image_shape, classes, "vgg8"),
     "vgg11": lambda image_shape, classes: vgg_cifar(image_shape, classes, "vgg11"),
     "resnet8": lambda image_shape, classes: resnet_cifar(image_shape, classes, 8),
     "resnet20": lambda image_shape, classes: resnet_cifar(image_shape, classes, 20),
+    "vgg16": lambda image_shape, classes: vgg_cifar(image_shape, classes, "vgg16"),
+    "resnet18": resnet18_cifar,
 }
 
 
