@@ -15,7 +15,7 @@ from mars.sw.mapper import Mapping
 from .cache import build_dir
 from .sim import run_testbench
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "assert_exact_on_rtl"]
 
 
 def simulate(mapping: Mapping, inputs: np.ndarray, simulator: str, *,
@@ -64,3 +64,22 @@ def simulate(mapping: Mapping, inputs: np.ndarray, simulator: str, *,
         raise kind(stats["accelerator_error"])
     stats["outputs"] = np.array(stats["outputs"], dtype=np.int64)
     return stats
+
+
+def assert_exact_on_rtl(network, inputs: np.ndarray, simulator: str, where: str) -> None:
+    """Map `network`, run `inputs` on the top in `simulator` and assert that every output
+    equals the golden accelerator model (`run_accelerator`) and every phase's cycle count
+    the cycle model's (the first inference with its loads, the later ones in the steady
+    state); `where` names the case in the failure message."""
+    from mars.sw.golden.accel import run_accelerator
+    from mars.sw.golden.cycles import network_cycles
+    from mars.sw.mapper import map_network
+
+    mapping = map_network(network)
+    expected = run_accelerator(network, inputs)
+    first = [p.cycles for p in network_cycles(mapping)]
+    later = [p.cycles for p in network_cycles(mapping, skip_loads=mapping.resident)]
+    stats = simulate(mapping, inputs, simulator, budget=2 * sum(first) + 1000)
+    assert stats["error"] == 0, where
+    np.testing.assert_array_equal(stats["outputs"], expected, err_msg=where)
+    assert stats["phase_cycles"] == [first] + [later] * (len(inputs) - 1), where

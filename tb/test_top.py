@@ -5,10 +5,7 @@ import numpy as np
 import pytest
 
 from mars.config import PRESETS, ReadoutMode
-from mars.sw.golden.accel import run_accelerator
-from mars.sw.golden.cycles import network_cycles
-from mars.sw.mapper import map_network
-from mars.tb.accel import simulate
+from mars.tb.accel import assert_exact_on_rtl
 from mars.tb.networks import NETWORKS, random_inputs, stable_seed
 from mars.tb.sim import SIMULATORS
 
@@ -17,30 +14,17 @@ TINY = PRESETS["tiny"]
 TINY_SAT = TINY.replace(name="tiny-sat", readout_bits=2, readout_mode=ReadoutMode.SATURATING)
 
 
-def run_case(config, name, simulator, seed):
-    build, sparsity = NETWORKS[name]
-    rng = np.random.default_rng(seed)
-    network = build(config, rng, sparsity)
-    inputs = random_inputs(network, rng, 2)
-    mapping = map_network(network)
-    expected = run_accelerator(network, inputs)
-    first = [p.cycles for p in network_cycles(mapping)]
-    later = [p.cycles for p in network_cycles(mapping, skip_loads=mapping.resident)]
-    stats = simulate(mapping, inputs, simulator, budget=2 * sum(first) + 1000)
-    return expected, [first] + [later] * (len(inputs) - 1), stats
-
-
 @pytest.mark.sim
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("config", [TINY, TINY_SAT], ids=lambda c: c.name)
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_network_bit_exact_and_cycles(simulator, config, name):
     seed = stable_seed(name) % 1000
-    expected, model, stats = run_case(config, name, simulator, seed=seed)
-    where = f"network {name!r} on {config.name}, seed {seed}"
-    assert stats["error"] == 0, where
-    np.testing.assert_array_equal(stats["outputs"], expected, err_msg=where)
-    assert stats["phase_cycles"] == model, where
+    build, sparsity = NETWORKS[name]
+    rng = np.random.default_rng(seed)
+    network = build(config, rng, sparsity)
+    assert_exact_on_rtl(network, random_inputs(network, rng, 2), simulator,
+                        f"network {name!r} on {config.name}, seed {seed}")
 
 
 @pytest.mark.sim
@@ -61,13 +45,5 @@ def test_residual_network_bit_exact_and_cycles(simulator, name):
     build, sparsity = RESIDUAL_NETWORKS[name]
     rng = np.random.default_rng(seed)
     network = build(config, rng, sparsity)
-    inputs = random_inputs(network, rng, 2)
-    mapping = map_network(network)
-    expected = run_accelerator(network, inputs)
-    first = [p.cycles for p in network_cycles(mapping)]
-    later = [p.cycles for p in network_cycles(mapping, skip_loads=mapping.resident)]
-    stats = simulate(mapping, inputs, simulator, budget=2 * sum(first) + 1000)
-    where = f"network {name!r} on {config.name}, seed {seed}"
-    assert stats["error"] == 0, where
-    np.testing.assert_array_equal(stats["outputs"], expected, err_msg=where)
-    assert stats["phase_cycles"] == [first] + [later] * (len(inputs) - 1), where
+    assert_exact_on_rtl(network, random_inputs(network, rng, 2), simulator,
+                        f"network {name!r} on {config.name}, seed {seed}")

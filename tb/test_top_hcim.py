@@ -13,7 +13,7 @@ from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import network_cycles
 from mars.sw.mapper import map_network
 from mars.sw.package import build_package_files, sparse, write_folder_atomically
-from mars.tb.accel import simulate
+from mars.tb.accel import assert_exact_on_rtl
 from mars.tb.networks import NETWORKS, random_inputs, stable_seed
 from mars.tb.scales import with_random_scales
 from mars.tb.sim import SIMULATORS
@@ -41,16 +41,10 @@ def scaled_network(config, name, seed):
 def test_scaled_readout_network_bit_exact_and_cycles(simulator, config, name):
     seed = stable_seed("hcim", config.name, name) % 1000
     network, inputs = scaled_network(config, name, seed)
-    mapping = map_network(network)
     expected = run_accelerator(network, inputs)
     assert expected[0].tolist() != expected[1].tolist(), f"seed {seed}: vacuous network"
-    first = [p.cycles for p in network_cycles(mapping)]
-    later = [p.cycles for p in network_cycles(mapping, skip_loads=mapping.resident)]
-    stats = simulate(mapping, inputs, simulator, budget=2 * sum(first) + 1000)
-    where = f"network {name!r} on {config.name}, seed {seed}"
-    assert stats["error"] == 0, where
-    np.testing.assert_array_equal(stats["outputs"], expected, err_msg=where)
-    assert stats["phase_cycles"] == [first] + [later] * (len(inputs) - 1), where
+    assert_exact_on_rtl(network, inputs, simulator,
+                        f"network {name!r} on {config.name}, seed {seed}")
 
 
 @pytest.mark.sim
