@@ -19,7 +19,13 @@ import numpy as np
 from mars.config import PRESETS
 from mars.sw.golden import cycles
 from mars.sw.mapper import MappingError, map_network
-from mars.tb.networks import RESIDUAL_NETWORKS, residual_config, resnet_cifar, stable_seed
+from mars.tb.networks import (
+    RESIDUAL_NETWORKS,
+    cifar_resnet_config,
+    residual_config,
+    resnet_cifar,
+    stable_seed,
+)
 
 
 def _count(mapping, free_reads: bool) -> int:
@@ -49,9 +55,7 @@ def main() -> None:
                 rows.append((preset, name, str(error), "", ""))
                 continue
             rows.append((preset, name, _count(mapping, False), _count(mapping, True), ""))
-    config = residual_config(PRESETS["default"]).replace(
-        result_words=8192, act_buffer_words=16384, weight_sram_rows=16384, param_words=64,
-        program_words=128)
+    config = cifar_resnet_config()
     for depth in (8, 20):
         network = resnet_cifar(config, np.random.default_rng(depth), 0.5, depth=depth,
                                size=32, width=16)

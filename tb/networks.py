@@ -14,13 +14,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mars.config import MarsConfig
+from mars.config import MarsConfig, preset
 from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 from mars.sw.layer import LayerGeometry, LayerKind
 
-__all__ = ["random_layer", "NETWORKS", "RESIDUAL_NETWORKS", "residual_config", "random_add",
-           "resnet_cifar",
-           "random_inputs", "stable_seed", "write_random_package"]
+__all__ = ["random_layer", "NETWORKS", "RESIDUAL_NETWORKS", "residual_config",
+           "cifar_resnet_config", "random_add", "resnet_cifar", "random_inputs", "stable_seed",
+           "write_random_package"]
 
 
 def stable_seed(*parts: object) -> int:
@@ -103,6 +103,14 @@ def random_add(rng: np.random.Generator, config: MarsConfig, name: str,
                      * rng.uniform(0.5, 1.5, size=channels))
         mult[i] = np.clip(scale.astype(np.int64), 1, 2 ** cfg.requant_mult_bits - 1)
     return AddNode(name, inputs, mult, shift)
+
+
+def cifar_resnet_config() -> MarsConfig:
+    """The default configuration with residual adds and memories for the CIFAR ResNet8 and
+    ResNet20 of `resnet_cifar` (32x32x16 maps, 16x16x32 shortcut accumulators)."""
+    return residual_config(preset("default")).replace(
+        result_words=8192, act_buffer_words=16384, weight_sram_rows=16384, param_words=64,
+        program_words=128)
 
 
 def residual_config(config: MarsConfig) -> MarsConfig:

@@ -18,6 +18,7 @@ from mars.sw.host import HostDriver, run_inferences
 from mars.sw.mapper import MappingError, map_network
 from mars.tb.networks import (
     RESIDUAL_NETWORKS,
+    cifar_resnet_config,
     random_inputs,
     random_layer,
     residual_config,
@@ -92,9 +93,7 @@ def test_cifar_resnets_map():
     for 32x32x16 maps and 16x16x32 shortcut accumulators; every read finds its map.
     ResNet8 needs two regions (its pooled last add has a conv shortcut); ResNet20's last
     block is an identity block with the global pool after its add: a third region."""
-    config = residual_config(PRESETS["default"]).replace(
-        result_words=8192, act_buffer_words=16384, weight_sram_rows=16384, param_words=64,
-        program_words=128)
+    config = cifar_resnet_config()
     for depth in (8, 20):
         network = resnet_cifar(config, np.random.default_rng(depth), 0.5, depth=depth,
                                size=32, width=16)
