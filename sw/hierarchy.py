@@ -63,18 +63,23 @@ def hierarchy(netlist: Path | str | dict, family: str, depth: int = 3,
     Raises
     ------
     ValueError
-        If `top` is None and the netlist does not mark exactly one top, or `depth` < 1.
+        If the netlist is not a Yosys JSON netlist, `top` is None and it does not mark
+        exactly one top (or `top` is not one of its modules), or `depth` < 1.
     """
     from mars.sw.synth import resources        # late: mars.sw.synth imports this module
 
     doc = netlist if isinstance(netlist, dict) else json.loads(Path(netlist).read_text())
-    modules = doc["modules"]
+    modules = doc.get("modules") if isinstance(doc, dict) else None
+    if not isinstance(modules, dict):
+        raise ValueError("not a Yosys JSON netlist (no 'modules' object)")
     if top is None:                # the module Yosys marked as the top (not the cell library)
         tops = [name for name, module in modules.items()
                 if int(str(module.get("attributes", {}).get("top", "0")), 2)]
         if len(tops) != 1:
             raise ValueError(f"the netlist has {len(tops)} top modules: name the top")
         top = tops[0]
+    elif top not in modules:
+        raise ValueError(f"the netlist has no module {top!r}")
     cells: dict[str, Counter] = defaultdict(Counter)
     for name, cell in modules[top]["cells"].items():
         if cell["type"] != "$scopeinfo":
@@ -112,14 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("netlist", type=Path)
     parser.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5")
     parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=12)
+    parser.add_argument("--limit", type=int, default=12, help="rows before 'others'")
+    parser.add_argument("--top", help="the module to read (default: the one marked top)")
     args = parser.parse_args(argv)
     if not args.netlist.is_file():
         parser.error(f"no netlist at {args.netlist}")
     if args.depth < 1:
         parser.error(f"--depth must be at least 1, not {args.depth}")
-    print("\n".join(hierarchy_lines(hierarchy(args.netlist, args.family, args.depth),
-                                    args.limit)))
+    if args.limit < 1:
+        parser.error(f"--limit must be at least 1, not {args.limit}")
+    try:
+        counts = hierarchy(args.netlist, args.family, args.depth, args.top)
+    except (ValueError, OSError, TypeError, KeyError) as error:   # JSON errors are ValueErrors
+        parser.error(f"{args.netlist}: {error}")
+    print("\n".join(hierarchy_lines(counts, args.limit)))
     return 0
 
 

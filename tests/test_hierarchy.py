@@ -85,3 +85,33 @@ def test_table_and_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main([str(tmp_path / "missing.json")])
     assert stop.value.code == 2
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[1, 2]", "not a Yosys JSON netlist"),
+    ("{not json", "Expecting property name"),
+    ('{"cells": {}}', "not a Yosys JSON netlist"),
+    ('{"modules": {}}', "0 top modules"),
+])
+def test_command_refuses_what_is_not_a_netlist_in_one_line(tmp_path, capsys, text, words):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as stop:
+        main([str(path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_command_checks_limit_and_top(tmp_path, capsys):
+    doc, _ = _netlist(random.Random(4))
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(doc))
+    for args, words in ((["--limit", "0"], "--limit must be at least 1"),
+                        (["--top", "nope"], "no module 'nope'")):
+        with pytest.raises(SystemExit) as stop:
+            main([str(path), *args])
+        assert stop.value.code == 2 and words in capsys.readouterr().err
+    doc["modules"]["top_ooc"]["attributes"] = {}
+    path.write_text(json.dumps(doc))
+    assert main([str(path), "--top", "top_ooc"]) == 0

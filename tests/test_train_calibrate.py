@@ -201,7 +201,10 @@ def test_clipped_ste_changes_the_gradient_not_the_value():
 @pytest.mark.parametrize("args, words", [
     (["--readout-finetune", "-1"], "--readout-finetune must be at least 0"),
     (["--scale-calibration", "0"], "--scale-calibration must be at least 1"),
-    (["--readout-lr", "0"], "readout_lr must be positive, not 0.0"),
+    (["--readout-lr", "0"], "readout_lr must be a positive finite number, not 0.0"),
+    (["--readout-lr", "inf"], "readout_lr must be a positive finite number, not inf"),
+    (["--qat-lr", "inf"], "qat_lr must be a positive finite number, not inf"),
+    (["--lr", "nan"], "lr must be a positive finite number, not nan"),
 ])
 def test_readout_options_are_checked(args, words, capsys, tmp_path):
     from mars.sw.cli import main

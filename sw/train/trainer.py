@@ -159,10 +159,14 @@ class TrainOptions:
         if self.scale_calibration < 1:
             raise ValueError(f"scale_calibration must be at least 1, not "
                              f"{self.scale_calibration}")
-        if not self.readout_lr > 0:
-            raise ValueError(f"readout_lr must be positive, not {self.readout_lr}")
-        if self.lr <= 0 or self.qat_lr <= 0 or self.weight_decay < 0:
-            raise ValueError("learning rates must be positive, weight_decay >= 0")
+        # `not 0 < x < inf` also refuses NaN; an infinite rate only fails at export.
+        for name in ("lr", "qat_lr", "readout_lr"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a positive finite number, not "
+                                 f"{getattr(self, name)}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, not "
+                             f"{self.weight_decay}")
 
 
 @dataclasses.dataclass
