@@ -72,6 +72,11 @@ class SkipGranularity(enum.Enum):
     MACRO = "macro"
 
 
+#: Most activation regions: residual networks need 3 (docs/banking.md); each region is a
+#: whole buffer of block RAM copies, so a larger number is a mistake, not a design.
+MAX_ACT_REGIONS = 16
+
+
 def _is_pow2(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
@@ -139,8 +144,8 @@ class MarsConfig:
         Most phases in one run (depth of the per-phase cycle counters); a phase loads
         macro rows, then computes (docs/architecture.md).
     act_regions : int
-        Regions of the activation memory, ``act_buffer_words`` activations each (2: the
-        ping-pong halves; more keep the shortcut of a residual block live while its body
+        Regions of the activation memory, ``act_buffer_words`` activations each, 2 to
+        `MAX_ACT_REGIONS` (2: the ping-pong halves; more keep the shortcut of a residual block live while its body
         runs, docs/banking.md).
     residual_adds : bool
         The writers fuse residual adds and add stored partial sums (K-splitting: a block
@@ -254,9 +259,9 @@ class MarsConfig:
         if not _is_pow2(self.weight_sram_rows):
             raise ConfigError(
                 f"weight_sram_rows must be a power of two, not {self.weight_sram_rows}")
-        if self.act_regions < 2:
-            raise ConfigError(f"act_regions must be at least 2 (the ping-pong halves), not "
-                              f"{self.act_regions}")
+        if not 2 <= self.act_regions <= MAX_ACT_REGIONS:
+            raise ConfigError(f"act_regions must be 2 (the ping-pong halves) to "
+                              f"{MAX_ACT_REGIONS}, not {self.act_regions}")
         if not isinstance(self.residual_adds, bool):
             raise ConfigError(f"residual_adds must be true or false, not "
                               f"{self.residual_adds!r}")

@@ -99,7 +99,7 @@ def violated_fields(d: dict) -> set[str]:
         bad.add("weight_sram_rows")
     if not is_pow2(d["act_buffer_words"]):
         bad.add("act_buffer_words")
-    if d["act_regions"] < 2:
+    if not 2 <= d["act_regions"] <= 16:
         bad.add("act_regions")
     if not step_psum_bits(G, Wb, Ab, rb) < d["acc_bits"] <= 64:
         bad.add("acc_bits")
