@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def add_board_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the board's USB serial port (e.g. /dev/ttyUSB0)")
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                         help="baud rate the bitstream was built for")
-    parser.add_argument("--package", required=True, metavar="PKG")
+    parser.add_argument("--package", required=True, metavar="PKG", help="model package folder")
     parser.add_argument("--inputs", metavar="X.npy",
                         help="quantised HWC images (default: the package's test inputs)")
     parser.add_argument("--config", help="refuse to run unless the package was built for "
@@ -114,6 +115,10 @@ def run_board_command(args: argparse.Namespace) -> int:
     inputs = read_inputs(args.inputs)
     if args.retries < 0:
         raise MarsError(f"--retries must be at least 0, not {args.retries}")
+    if args.baud < 1:
+        raise MarsError(f"--baud must be a positive rate, not {args.baud}")
+    if args.clock_mhz is not None and not 0 < args.clock_mhz < math.inf:
+        raise MarsError(f"--clock-mhz must be a positive clock in MHz, not {args.clock_mhz}")
     config = load_config(args.config) if args.config else None
     with open_port(args.port, args.baud) as port:
         run = board_run(args.package, port, inputs, config=config, retries=args.retries,
@@ -126,7 +131,7 @@ def run_board_command(args: argparse.Namespace) -> int:
         compute = f", compute {seconds * 1e3:.2f} ms at {args.clock_mhz:g} MHz"
     print(f"{len(result.logits)} inputs on the board: predictions "
           f"{result.predictions[:16].tolist()}{' ...' if len(result.logits) > 16 else ''}; "
-          f"{int(result.cycles[0])} cycles per inference; link: load {run.load_s:.3f} s, "
+          f"{result.cycles_summary()}; link: load {run.load_s:.3f} s, "
           f"runs {run.run_s:.3f} s ({run.frames} frames, {run.retries} retries){compute}; "
           f"wrote {args.out}")
     return 0

@@ -118,9 +118,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          faults=faults)
     with _writing(args.out):
         result.save(Path(args.out))
-    print(f"{len(result.logits)} inputs on {args.backend}: predictions "
+    fault_note = (f" with stuck-at faults at rate {faults.rate:g}, seed {faults.seed}"
+                  if faults.rate else "")
+    print(f"{len(result.logits)} inputs on {args.backend}{fault_note}: predictions "
           f"{result.predictions[:16].tolist()}{' ...' if len(result.logits) > 16 else ''}; "
-          f"{int(result.cycles[0])} cycles per inference; wrote {args.out}")
+          f"{result.cycles_summary()}; wrote {args.out}")
     return 0
 
 

@@ -74,6 +74,15 @@ class RunResult:
     def cycles(self) -> np.ndarray:
         return self.phase_cycles.sum(axis=1)
 
+    def cycles_summary(self) -> str:
+        """The cycles in words: the first inference (it loads the weights unless they were
+        resident already) apart from the later ones, which run in the steady state."""
+        first, later = int(self.cycles[0]), sorted({int(c) for c in self.cycles[1:]})
+        if not later or later == [first]:
+            return f"{first} cycles per inference"
+        steady = str(later[0]) if len(later) == 1 else f"{later[0]}..{later[-1]}"
+        return f"{first} cycles for the first inference (weight loads), {steady} per later one"
+
     def save(self, path: Path) -> None:
         """Write the result as ``.npz`` (keys: see docs/architecture.md, "mars run")."""
         buffer = io.BytesIO()

@@ -209,7 +209,7 @@ def test_cli_refuses_a_bad_rate(package, tmp_path, capsys, rate):
     assert len(lines) == 1 and lines[0].startswith("mars: error: ") and "--faults" in lines[0]
 
 
-def test_cli_runs_the_faulty_image(package, tmp_path):
+def test_cli_runs_the_faulty_image(package, tmp_path, capsys):
     from mars.sw.package import load_package
 
     network = load_package(package).network
@@ -217,6 +217,9 @@ def test_cli_runs_the_faulty_image(package, tmp_path):
     for rate, seed, name in [("0", "0", "clean"), ("0.2", "4", "faulty")]:
         assert main(["run", "--package", str(package), "--faults", rate, "--fault-seed", seed,
                      "--out", str(tmp_path / f"{name}.npz")]) == 0
+        line = capsys.readouterr().out
+        # The summary says which faults produced the outputs (none for rate 0).
+        assert ("stuck-at faults at rate 0.2, seed 4" in line) == (name == "faulty")
     clean = np.load(tmp_path / "clean.npz")["logits"]
     faulty = np.load(tmp_path / "faulty.npz")["logits"]
     np.testing.assert_array_equal(clean, run_accelerator(network, inputs))

@@ -106,3 +106,19 @@ def test_cli_flow_refuses_a_count_below_one(tmp_path, capsys, count):
     assert main(["flow", "--out", str(tmp_path), "--count", count]) == 2
     assert capsys.readouterr().err == f"mars: error: --count must be at least 1, not {count}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("cycles, words", [
+    ([[50, 20]], "70 cycles per inference"),
+    ([[50, 20], [0, 20], [0, 20]], "70 cycles for the first inference (weight loads), "
+                                   "20 per later one"),
+    ([[30, 40], [30, 40]], "70 cycles per inference"),
+    ([[50, 20], [0, 20], [1, 20]], "70 cycles for the first inference (weight loads), "
+                                   "20..21 per later one"),
+])
+def test_cycles_summary_separates_the_first_inference(cycles, words):
+    from mars.sw.run import RunResult
+
+    result = RunResult("golden", None, np.zeros((len(cycles), 3), dtype=np.int64),
+                       np.array(cycles, dtype=np.int64), 0.0)
+    assert result.cycles_summary() == words

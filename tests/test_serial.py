@@ -476,3 +476,17 @@ def test_board_run_command_names_a_missing_port(tmp_path, capsys):
                  str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mars: error: cannot open serial port") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--baud", "0"], "--baud must be a positive rate, not 0"),
+    (["--clock-mhz", "-1"], "--clock-mhz must be a positive clock in MHz, not -1.0"),
+    (["--clock-mhz", "0"], "--clock-mhz must be a positive clock in MHz, not 0.0"),
+])
+def test_board_run_checks_its_numbers_before_the_port(tmp_path, capsys, args, words):
+    from mars.sw.cli import main
+
+    assert main(["board", "run", "--port", str(tmp_path / "ttyNONE"), "--package",
+                 str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err == f"mars: error: {words}\n"
