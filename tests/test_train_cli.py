@@ -83,7 +83,8 @@ def test_sparsity_argument_is_checked(capsys):
 
 def test_cifar10_resnet_end_to_end_and_a_config_that_cannot_hold_it(tmp_path, capsys):
     """CIFAR-10 batches written here; resnet8 does not fit the default preset's activation
-    buffers (stopped before training), and runs on a configuration with larger ones."""
+    buffers, nor a configuration without residual adds (both stopped before training),
+    and runs on a configuration with larger buffers and residual adds."""
     import pickle
 
     from mars.config import PRESETS
@@ -105,6 +106,12 @@ def test_cifar10_resnet_end_to_end_and_a_config_that_cannot_hold_it(tmp_path, ca
     assert "float:" not in captured.out                  # stopped before training
     big = tmp_path / "big.json"
     big.write_text(PRESETS["default"].replace(name="big", act_buffer_words=16384).to_json())
+    rc = main([*args, "--config", str(big), "--out", str(tmp_path / "no-adds")])
+    captured = capsys.readouterr()
+    assert rc == 2 and "float:" not in captured.out      # stopped before training
+    assert "is a residual add: configuration big has residual_adds off" in captured.err
+    big.write_text(PRESETS["default"].replace(name="big", act_buffer_words=16384,
+                                              residual_adds=True).to_json())
     rc = main([*args, "--config", str(big), "--out", str(tmp_path / "pkg")])
     captured = capsys.readouterr()
     assert rc == 0, captured.err

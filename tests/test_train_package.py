@@ -270,7 +270,8 @@ def test_residual_network_exports_its_adds(tmp_path):
     model = resnet_cifar((3, 8, 8), 2, depth=8, width=4)
     options = TrainOptions(epochs=1, qat_epochs=2, batch_size=32, sparsity=0.5,
                            prune_first=True)
-    result = train(CONFIG, options, tmp_path / "res", model=model, data=data, progress=False,
+    config = CONFIG.replace(name=f"{CONFIG.name}-res", residual_adds=True)
+    result = train(config, options, tmp_path / "res", model=model, data=data, progress=False,
                    log=lambda line: None)
     package = load_package(tmp_path / "res")
     adds = [n for n in package.network.nodes if n.op == "add"]

@@ -326,13 +326,21 @@ def fit_column_scales(qnet: QNetwork, images: torch.Tensor) -> None:
 
 
 def check_fits(nodes: list[Node], config: MarsConfig) -> None:
-    """Before training: every layer must fit the sparse decoder of `config` (its k-table);
-    `SparseExportError` names the layer that does not."""
+    """Before training, what no trained weights can change: every layer must fit the
+    sparse decoder of `config` (its k-table and the activation buffer its input map is
+    read from), and a residual add needs ``residual_adds``; `SparseExportError` names the node and the
+    configuration field (the mapper checks the rest, which depends on the kept groups,
+    after training: `check_maps`)."""
     from mars.sw.sparse import DecoderLimitError, ktable_words
 
     from mars.sw.package.sparse import SparseExportError
 
     for node in nodes:
+        if node.op == "add" and not config.residual_adds:
+            raise SparseExportError(
+                f"node {node.source!r} ({node.name}) is a residual add: configuration "
+                f"{config.name} has residual_adds off (the 'mars' preset, or a configuration "
+                f"JSON with \"residual_adds\": true, runs them)")
         if node.is_layer:
             try:
                 ktable_words(node.geometry, config)
