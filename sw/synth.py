@@ -236,7 +236,9 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         fields and values that would fit.  Without either, both families are synthesised
         as an estimate, whether the blocks fit or not.
     SynthError
-        If Yosys cannot be run or fails on a block; no report is left behind.
+        If Yosys cannot be run or fails on a block; no report is left behind.  With
+        `pnr`, also after the report is written if a block's synthesised counts already
+        exceed the part (it is not placed; the report keeps its counts per instance).
     mars.sw.pnr.PnrError
         If nextpnr fails on a block or the block does not fit the part; no report either.
     """
@@ -293,8 +295,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                 result["hierarchy"] = hierarchy(out_dir / netlist, family, HIERARCHY_DEPTH)
                 over = _over_part(result, family)
                 if over:
-                    # nextpnr would spend its whole placer budget before it gives up
-                    # (the default top at 125 % of the ECP5's LUTs ran for an hour).
+                    # nextpnr does not stop at its utilisation table: the default top at
+                    # 125 % of the ECP5's logic cells was still placing after 10 minutes.
                     result["pnr"] = None
                     result["over_part"] = over
                     not_placed.append(f"{name} ({family}: {over})")
