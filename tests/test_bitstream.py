@@ -242,6 +242,8 @@ def test_clock_and_baud_options_reach_the_report(tools, quick_top, tmp_path):
                                             "3125000 baud (4.2% off"),
     (["--board", "ulx3s", "--clock", "41.3"], "clock 41.3 MHz: no EHXPLLL setting"),
     (["--board", "ulx3s", "--baud", "0"], "--baud must be positive"),
+    (["--board", "ulx3s", "--baud", "7"], "7 baud is outside the 300..12000000 baud"),
+    (["--board", "ulx3s", "--baud", "99999999999"], "outside the 300..12000000 baud"),
 ])
 def test_a_clock_or_baud_rate_the_board_cannot_make_is_one_line(argv, message, tmp_path,
                                                                  capsys):
@@ -250,3 +252,5 @@ def test_a_clock_or_baud_rate_the_board_cannot_make_is_one_line(argv, message, t
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("mars: error: board '") and message in err
     assert not (tmp_path / "o").exists()
+    if "outside" in message:        # no clock can fix a rate no USB bridge has
+        assert "--clock" not in err

@@ -34,6 +34,11 @@ _USB_UART_RATES = (3_000_000, 2_000_000, 1_500_000, 1_000_000, 921_600, 500_000,
                    230_400, 115_200)
 
 
+#: Baud rates of USB serial bridges: 300 baud up to the FT2232H's 12 Mbaud (the ULX3S's
+#: FT231X stops at 3 Mbaud).
+MIN_BAUD, MAX_BAUD = 300, 12_000_000
+
+
 class BoardError(MarsError, ValueError):
     """An unknown board, or a board entry that cannot work (clock, baud rate, pins)."""
 
@@ -202,6 +207,11 @@ class Board:
         if baud is not None:
             if not baud > 0:
                 raise BoardError(f"board {self.name!r}: --baud must be positive, not {baud}")
+            if not MIN_BAUD <= baud <= MAX_BAUD:
+                rates = ", ".join(map(str, _USB_UART_RATES[:4]))
+                raise BoardError(f"board {self.name!r}: {baud} baud is outside the "
+                                 f"{MIN_BAUD}..{MAX_BAUD} baud of USB serial bridges "
+                                 f"(e.g. {rates})")
             changes["baud"] = int(baud)
         return self.replace(**changes)
 
