@@ -14,9 +14,9 @@ from amaranth.sim import Simulator
 from mars.config import MarsConfig
 from mars.contract.host import Status
 from mars.hw.top import MarsTop
-from mars.sw.host import RecordingTransport, RunStatus
+from mars.sw.host import HostDriver, RecordingTransport, RunStatus, run_inferences
 
-__all__ = ["PysimTransport"]
+__all__ = ["PysimTransport", "run_on_pysim"]
 
 
 class PysimTransport(RecordingTransport):
@@ -69,3 +69,17 @@ class PysimTransport(RecordingTransport):
 
         sim.add_testbench(bench)
         sim.run()
+
+
+def run_on_pysim(mapping, inputs, budget: int, *, monitor=None) -> list:
+    """Load `mapping` into the top in Amaranth's simulator, run `inputs` (the first with
+    the weight loads, the later ones skipping them when the weights are resident) within
+    `budget` cycles each and return the driver's answers (`run_inferences`), flushed.
+    `monitor` as for `PysimTransport`."""
+    config = mapping.config
+    driver = HostDriver(config, PysimTransport(config, monitor=monitor))
+    answers = run_inferences(driver, inputs, memories=mapping.memories,
+                             phases=mapping.n_phases, resident=mapping.resident,
+                             n_outputs=mapping.n_outputs, budget=budget)
+    driver.flush()
+    return answers

@@ -16,10 +16,9 @@ from mars.contract.program import join_words
 from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import network_cycles
 from mars.sw.golden.network import run_network
-from mars.sw.host import HostDriver, run_inferences
 from mars.sw.mapper import MappingError, map_network
 from mars.tb.networks import NETWORKS, random_inputs, stable_seed
-from mars.tb.pysim_host import PysimTransport
+from mars.tb.pysim_host import run_on_pysim
 from mars.tb.scales import with_random_scales
 
 TINY = PRESETS["tiny"]
@@ -96,12 +95,7 @@ def test_top_in_pysim_bit_exact_and_cycle_exact(config):
     seed = stable_seed("hcim-pysim", config.name) % 1000
     network, inputs = scaled_network(config, "mlp", seed)
     mapping = map_network(network)
-    driver = HostDriver(config, PysimTransport(config))
-    h, w, c = mapping.output_shape
-    answers = run_inferences(driver, inputs, memories=mapping.memories,
-                             phases=mapping.n_phases, resident=mapping.resident,
-                             n_outputs=h * w * c, budget=20_000)
-    driver.flush()
+    answers = run_on_pysim(mapping, inputs, 20_000)
     expected = run_accelerator(network, inputs)
     # the scaled readout really is in play (not the exact product's numbers), and the
     # hidden layer's activations with it (the two inputs' logits differ)
@@ -122,12 +116,7 @@ def test_faulty_ternary_image_in_pysim_equals_the_faulty_golden_model():
     network, inputs = scaled_network(TERNARY, "odd", seed)
     clean = map_network(network)
     mapping = inject_faults(clean, FaultMap.draw(FaultModel(0.05, seed), TERNARY))
-    driver = HostDriver(TERNARY, PysimTransport(TERNARY))
-    h, w, c = mapping.output_shape
-    answers = run_inferences(driver, inputs, memories=mapping.memories,
-                             phases=mapping.n_phases, resident=mapping.resident,
-                             n_outputs=h * w * c, budget=50_000)
-    driver.flush()
+    answers = run_on_pysim(mapping, inputs, 50_000)
     expected = run_mapping(mapping, inputs).reshape(len(inputs), -1)
     assert expected.tolist() != run_accelerator(network, inputs).reshape(
         len(inputs), -1).tolist(), "the faults change nothing: the test would be vacuous"

@@ -16,7 +16,7 @@ from mars.sw.golden.cycles import network_cycles
 from mars.sw.host import AcceleratorError, AcceleratorTimeout, HostDriver, run_inferences
 from mars.sw.mapper import map_network
 from mars.tb.networks import NETWORKS, random_inputs, stable_seed
-from mars.tb.pysim_host import PysimTransport
+from mars.tb.pysim_host import PysimTransport, run_on_pysim
 
 TINY = PRESETS["tiny"]
 SEED = 11
@@ -108,12 +108,7 @@ def test_two_units_share_the_write_ports_bit_and_cycle_exact(name):
             if ctx.get(unit.act_entry.valid) or ctx.get(unit.res_entry.valid):
                 offers.append((cycle, u))
 
-    driver = HostDriver(config, PysimTransport(config, monitor=monitor))
-    h, w, c = mapping.output_shape
-    [answer] = run_inferences(driver, inputs, memories=mapping.memories,
-                              phases=mapping.n_phases, resident=mapping.resident,
-                              n_outputs=h * w * c, budget=100_000)
-    driver.flush()
+    [answer] = run_on_pysim(mapping, inputs, 100_000, monitor=monitor)
     assert answer.outputs.value == run_accelerator(network, inputs)[0].tolist(), \
         f"seed {seed}"
     assert answer.phase_cycles.value == [p.cycles for p in network_cycles(mapping)], \

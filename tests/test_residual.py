@@ -14,7 +14,6 @@ from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import network_cycles
 from mars.sw.golden.network import FlattenNode, IntegerNetwork, PoolNode
 from mars.sw.layer import LayerGeometry, LayerKind
-from mars.sw.host import HostDriver, run_inferences
 from mars.sw.mapper import MappingError, map_network
 from mars.tb.networks import (
     RESIDUAL_NETWORKS,
@@ -25,7 +24,7 @@ from mars.tb.networks import (
     resnet_cifar,
     stable_seed,
 )
-from mars.tb.pysim_host import PysimTransport
+from mars.tb.pysim_host import run_on_pysim
 
 TINY = PRESETS["tiny"]
 TWO_UNITS = TINY.replace(name="tiny-two-units", macros_per_core=2, act_buffer_words=256)
@@ -164,11 +163,7 @@ def test_residual_network_on_the_rtl(base, name):
             if ctx.get(unit.act_entry.valid) or ctx.get(unit.res_entry.valid):
                 events.append((cycle, u))
 
-    driver = HostDriver(config, PysimTransport(config, monitor=monitor))
-    [answer] = run_inferences(driver, inputs, memories=mapping.memories,
-                              phases=mapping.n_phases, resident=mapping.resident,
-                              n_outputs=mapping.n_outputs, budget=200_000)
-    driver.flush()
+    [answer] = run_on_pysim(mapping, inputs, 200_000, monitor=monitor)
     assert answer.outputs.value == run_accelerator(network, inputs)[0].tolist(), \
         f"seed {seed}"
     assert answer.phase_cycles.value == [p.cycles for p in network_cycles(mapping)], \
