@@ -115,20 +115,41 @@ def readout_config(index: int):
     return READOUT_GEOMETRIES[geometry]().replace(name=f"{geometry}-{index}", **fields)
 
 
-def _readout_run(job: tuple) -> dict:
-    index, sparsity, seed, finetune, ste = job
-    label = READOUTS[index][0]
+#: Float and QAT networks shared by the readouts of one geometry, sparsity and seed
+#: (`train(..., qat_cache=...)`): the readout table trains each once.
+QAT_CACHE = OUT / "qat-cache"
+#: Finished readout runs by `_run_key` (reruns skip them: the bench is resumable).
+RUNS = OUT / "readout-runs.json"
+
+
+def _run_key(job: tuple) -> str:
+    index, sparsity, seed, finetune, ste, extra = job
     config = readout_config(index)
+    finetune = finetune if config.readout_mode.value != "exact" else 0
+    extra = {k: v for k, v in sorted(extra.items())}
+    return json.dumps([READOUTS[index][0], sparsity, seed, finetune, ste, extra])
+
+
+def _readout_run(job: tuple) -> dict:
+    index, sparsity, seed, finetune, ste, extra = job
+    torch.set_num_threads(1)
+    label = READOUTS[index][0]
+    # extra: TrainOptions fields and ("config." prefixed) configuration fields of a sweep
+    config = readout_config(index).replace(
+        **{k[7:]: v for k, v in extra.items() if k.startswith("config.")})
+    fields = {k: v for k, v in extra.items() if not k.startswith("config.")}
     # block scope: balanced word-line domains, so that every network maps onto its macros
     # (with layer scope the adc3 macros, 8 row slots of 16 rows, cannot hold conv1's
     # unbalanced output blocks) and has an energy estimate
     options = TrainOptions(sparsity=sparsity, seed=seed, readout_finetune=finetune, ste=ste,
-                           scope="block")
+                           scope="block", **fields)
     start = time.perf_counter()
-    row = {"readout": label, "index": index, "sparsity": sparsity, "seed": seed,
-           "finetune": finetune if config.readout_mode.value != "exact" else 0, "ste": ste}
+    row = {"key": _run_key(job), "readout": label, "index": index, "sparsity": sparsity,
+           "seed": seed, "finetune": finetune if config.readout_mode.value != "exact" else 0,
+           "ste": ste, "extra": extra}
     try:
-        result = train(config, options, None, progress=False, log=lambda s: None)
+        result = train(config, options, None, progress=False, log=lambda s: None,
+                       qat_cache=QAT_CACHE)
     except Exception as error:          # a run that cannot be exported is a result too
         return {**row, "error": str(error), "integer": None,
                 "seconds": time.perf_counter() - start}
@@ -149,19 +170,37 @@ def _readout_run(job: tuple) -> dict:
             "agreement": result.agreement, "group_sparsity": _group_sparsity(result),
             "energy_uj": energy, "qat_seconds": result.seconds["qat"],
             "readout_seconds": result.seconds.get("readout", 0.0),
-            "seconds": time.perf_counter() - start}
+            "phase_seconds": result.seconds, "seconds": time.perf_counter() - start}
+
+
+def _done_runs() -> dict[str, dict]:
+    return {r["key"]: r for r in json.loads(RUNS.read_text())} if RUNS.exists() else {}
 
 
 def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None,
                   sparsities=READOUT_SPARSITIES[:1], finetune: int = 5,
-                  ste: str = "plain", tag: str = "") -> list[dict]:
-    work = [(index, sparsity, seed, finetune, ste) for seed in seeds
-            for sparsity in sparsities for index in range(len(READOUTS))
-            if which is None or index in which]
-    rows = []
+                  ste: str = "plain", tag: str = "", extra: dict | None = None,
+                  rerun_failed: bool = False) -> list[dict]:
+    """The readout runs of `which` (indices into READOUTS) x `sparsities` x `seeds`; runs
+    already in `RUNS` are taken from there (a failed one is rerun if `rerun_failed`).
+    The exact readouts come first: they train (and cache) the QAT networks the others
+    of their geometry load."""
+    extra = dict(extra or {})
+    work = [(index, sparsity, seed, finetune, ste, extra) for sparsity in sparsities
+            for index in sorted(range(len(READOUTS)),
+                                key=lambda i: READOUTS[i][2]["readout_mode"] != "exact")
+            for seed in seeds if which is None or index in which]
+    done = _done_runs()
+    rows = [done[_run_key(job)] for job in work if _run_key(job) in done
+            and not (rerun_failed and done[_run_key(job)].get("error"))]
+    todo = [job for job in work if _run_key(job) not in {r["key"] for r in rows}]
+    print(f"{len(rows)} runs cached, {len(todo)} to run", flush=True)
     with multiprocessing.Pool(jobs) as pool:
-        for row in pool.imap_unordered(_readout_run, work):
+        for row in pool.imap(_readout_run, todo):
             rows.append(row)
+            done = _done_runs()
+            done[row["key"]] = row
+            RUNS.write_text(json.dumps(list(done.values()), indent=2))
             (OUT / f"readout{tag}.json").write_text(json.dumps(rows, indent=2))
             head = f"{row['readout']:<28} {100 * row['sparsity']:.0f} % seed {row['seed']}"
             if row.get("error"):
@@ -432,6 +471,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="--only readout: the gradient through the readout")
     parser.add_argument("--tag", default="",
                         help="--only readout: suffix of the output files (readoutTAG.json)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="--only readout: a TrainOptions field (or config.FIELD) for "
+                             "every run, VALUE as JSON (a sweep point)")
+    parser.add_argument("--rerun-failed", action="store_true",
+                        help="--only readout: rerun the cached runs that failed")
     parser.add_argument("--jobs", type=int, default=1,
                         help="accuracy runs in parallel (each on one thread)")
     args = parser.parse_args(argv)
@@ -449,8 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "readout":
         command = "python bench/train_accuracy.py " + " ".join(
             argv if argv is not None else sys.argv[1:])
+        extra = {}
+        for item in args.set:
+            field, _, value = item.partition("=")
+            extra[field] = json.loads(value)
         rows = bench_readout(args.seeds, args.jobs, args.readouts, args.sparsities,
-                             args.finetune, args.ste, args.tag)
+                             args.finetune, args.ste, args.tag, extra, args.rerun_failed)
         (OUT / f"readout{args.tag}.json").write_text(json.dumps(rows, indent=2))
         text = readout_markdown(rows, command)
         (OUT / f"readout{args.tag}.md").write_text(text)

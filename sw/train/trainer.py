@@ -400,14 +400,131 @@ def _dataset_header(data: Dataset, options: TrainOptions, model_name: str) -> di
             "fingerprint": data.fingerprint()}
 
 
+#: Configuration fields that only the readout phases (2b, 3) read: a QAT with the exact
+#: product does not depend on them, so `train`'s ``qat_cache`` shares one QAT network
+#: between the readouts of one geometry.
+READOUT_FIELDS = ("name", "readout_mode", "readout_bits", "readout_threshold", "scale_bits",
+                  "scale_frac_bits", "scale_rounding")
+
+#: `TrainOptions` fields that only the readout phases and the export read.
+READOUT_OPTIONS = ("readout_finetune", "readout_lr", "ste", "scale_calibration",
+                   "test_vectors", "scale_lr")
+
+#: QNetwork entries of a binary/ternary readout only (the column scale factors), left out
+#: of a cached QAT network: the scale start sets them after QAT.
+_SCALE_KEYS = ("column_scale", "scales_ready")
+
+
+def qat_cache_key(config: MarsConfig, options: TrainOptions, model_name: str,
+                  data: Dataset) -> str:
+    """SHA-256 (hex, 24 digits) of everything the float and QAT phases depend on: the
+    configuration without `READOUT_FIELDS`, the options without `READOUT_OPTIONS`, the
+    model name, the data's fingerprint and torch's version."""
+    import hashlib
+    import json
+
+    cfg = {k: (v.value if hasattr(v, "value") else v)
+           for k, v in dataclasses.asdict(config).items() if k not in READOUT_FIELDS}
+    opts = {k: v for k, v in dataclasses.asdict(options).items() if k not in READOUT_OPTIONS}
+    text = json.dumps({"config": cfg, "options": opts, "model": model_name,
+                       "data": data.fingerprint(), "torch": torch.__version__},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _save_qat(path: Path, model: nn.Module, qnet: QNetwork, generator: torch.Generator,
+              float_acc: float, seconds: dict[str, float]) -> None:
+    state = {k: v for k, v in qnet.state_dict().items()
+             if k.rsplit(".", 1)[-1] not in _SCALE_KEYS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{id(state)}.tmp")
+    torch.save({"model": model.state_dict(), "qnet": state,
+                "generator": generator.get_state(), "rng": torch.get_rng_state(),
+                "float_acc": float_acc, "seconds": dict(seconds)}, tmp)
+    tmp.replace(path)       # atomic: parallel runs of the same key write the same bytes
+
+
+def _load_qat(path: Path, model: nn.Module, qnet: QNetwork,
+              generator: torch.Generator) -> tuple[float, dict[str, float]]:
+    saved = torch.load(path, weights_only=False)
+    model.load_state_dict(saved["model"])
+    missing, unexpected = qnet.load_state_dict(saved["qnet"], strict=False)
+    if unexpected or any(k.rsplit(".", 1)[-1] not in _SCALE_KEYS for k in missing):
+        raise RuntimeError(f"internal error: the cached QAT network {path} does not fit "
+                           f"(missing {missing}, unexpected {unexpected})")
+    generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["rng"])
+    return saved["float_acc"], saved["seconds"]
+
+
+def _qnet(nodes: list[Node], config: MarsConfig, options: TrainOptions) -> QNetwork:
+    """The QAT network of the (trained) float layers of `nodes`, its product exact unless
+    ``options.readout_aware``."""
+    qnet = QNetwork(nodes, config)
+    for layer in qnet.layers.values():
+        layer.readout_aware = bool(options.readout_aware)
+        layer.ste = options.ste
+    return qnet
+
+
+def _float_and_qat(model: nn.Module, nodes: list[Node], config: MarsConfig,
+                   options: TrainOptions, x_train: torch.Tensor, y_train: torch.Tensor,
+                   x_test: torch.Tensor, y_test: torch.Tensor, generator: torch.Generator,
+                   exempt: tuple[str, ...], seconds: dict[str, float], progress: bool,
+                   log: Callable[[str], None]) -> tuple[float, QNetwork]:
+    """Phases 1 and 2 of `train`: the float network, then QAT with pruning; returns the
+    float accuracy and the QAT network, fills ``seconds["float"]`` and ``seconds["qat"]``."""
+    # 1. float
+    t0 = time.perf_counter()
+    _fit(model, x_train, y_train, epochs=options.epochs, lr=options.lr,
+         weight_decay=options.weight_decay, batch_size=options.batch_size,
+         generator=generator, phase="float", show=progress)
+    float_acc = accuracy(model, x_test, y_test)
+    seconds["float"] = time.perf_counter() - t0
+    log(f"float: {100 * float_acc:.2f} % test accuracy ({options.epochs} epochs, "
+        f"{seconds['float']:.1f} s)")
+
+    # 2. QAT with BN folding and pruning
+    t0 = time.perf_counter()
+    qnet = _qnet(nodes, config, options)
+    qnet.calibrate(x_train[:512])
+    qnet.quantised = True
+    pruner = Pruner(list(qnet.layers.values()), G=config.rows_per_step,
+                    cpg=config.channels_per_group, sparsity=options.sparsity,
+                    structure=options.structure, scope=options.scope, exempt=exempt)
+    per_epoch = math.ceil(len(x_train) / options.batch_size)
+    every = max(1, per_epoch // 4)
+
+    def schedule(step: int, total: int) -> None:
+        end = max(1, round(options.prune_end * total))
+        if step % every == 0 or step == end:
+            pruner.step(agp_sparsity(step, 0, end, options.sparsity))
+
+    model.eval()
+    _fit(qnet, x_train, y_train, epochs=options.qat_epochs, lr=options.qat_lr,
+         weight_decay=0.0, batch_size=options.batch_size, generator=generator,
+         phase="qat", show=progress, before_step=schedule, teacher=model,
+         distill=options.distill)
+    pruner.step(options.sparsity)      # the target, also with zero QAT epochs
+    seconds["qat"] = time.perf_counter() - t0
+    log(f"qat: {options.qat_epochs} epochs, {options.structure} sparsity "
+        f"{options.sparsity:.0%}, {seconds['qat']:.1f} s")
+    return float_acc, qnet
+
+
 def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
           out: Path | str | None = None, *, model: nn.Sequential | None = None,
           data: Dataset | None = None, progress: bool = True,
-          log: Callable[[str], None] = print) -> TrainResult:
+          log: Callable[[str], None] = print,
+          qat_cache: Path | str | None = None) -> TrainResult:
     """Train, export and (if `out` is given) write the model package.
 
     `model` replaces the named model (an nn.Sequential of supported layers); `data`
     replaces loading ``options.dataset``.  `log` receives progress lines and the summary.
+    `qat_cache`, a folder: the float and QAT phases are loaded from it if a run with the
+    same `qat_cache_key` saved them there, else run and saved (benchmarks: the readouts
+    of one geometry share them; the result is the same as without the cache, tested).
+    Not used with ``readout_aware`` QAT or a `model` object.
     """
     options.check()
     if options.weight_bits is not None or options.act_bits is not None:
@@ -436,48 +553,28 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         generator = torch.Generator().manual_seed(options.seed)
         seconds["data"] = time.perf_counter() - start
 
-        # 1. float
-        t0 = time.perf_counter()
-        _fit(model, x_train, y_train, epochs=options.epochs, lr=options.lr,
-             weight_decay=options.weight_decay, batch_size=options.batch_size,
-             generator=generator, phase="float", show=progress)
-        float_acc = accuracy(model, x_test, y_test)
-        seconds["float"] = time.perf_counter() - t0
-        log(f"float: {100 * float_acc:.2f} % test accuracy ({options.epochs} epochs, "
-            f"{seconds['float']:.1f} s)")
-
-        # 2. QAT with BN folding and pruning
-        t0 = time.perf_counter()
-        qnet = QNetwork(nodes, config)
         aware = bool(options.readout_aware)
-        for layer in qnet.layers.values():
-            layer.readout_aware = aware
-            layer.ste = options.ste
-        qnet.calibrate(x_train[:512])
-        qnet.quantised = True
+        cache = None
+        if qat_cache is not None and not aware and options.model is None and \
+                model_name != "user":
+            cache = Path(qat_cache) / \
+                f"qat-{qat_cache_key(config, options, model_name, data)}.pt"
         layer_names = [n.name for n in nodes if n.is_layer]
         exempt = (() if options.prune_first else (layer_names[0],)) + \
             (() if options.prune_last else (layer_names[-1],))
-        pruner = Pruner(list(qnet.layers.values()), G=config.rows_per_step,
-                        cpg=config.channels_per_group, sparsity=options.sparsity,
-                        structure=options.structure, scope=options.scope, exempt=exempt)
-        per_epoch = math.ceil(len(x_train) / options.batch_size)
-        every = max(1, per_epoch // 4)
-
-        def schedule(step: int, total: int) -> None:
-            end = max(1, round(options.prune_end * total))
-            if step % every == 0 or step == end:
-                pruner.step(agp_sparsity(step, 0, end, options.sparsity))
-
-        model.eval()
-        _fit(qnet, x_train, y_train, epochs=options.qat_epochs, lr=options.qat_lr,
-             weight_decay=0.0, batch_size=options.batch_size, generator=generator,
-             phase="qat", show=progress, before_step=schedule, teacher=model,
-             distill=options.distill)
-        pruner.step(options.sparsity)      # the target, also with zero QAT epochs
-        seconds["qat"] = time.perf_counter() - t0
-        log(f"qat: {options.qat_epochs} epochs, {options.structure} sparsity "
-            f"{options.sparsity:.0%}, {seconds['qat']:.1f} s")
+        if cache is not None and cache.exists():
+            qnet = _qnet(nodes, config, options)
+            float_acc, cached = _load_qat(cache, model, qnet, generator)
+            qnet.quantised = True
+            model.eval()
+            seconds.update({k: v for k, v in cached.items() if k in ("float", "qat")})
+            log(f"float and qat: loaded from {cache}")
+        else:
+            float_acc, qnet = _float_and_qat(model, nodes, config, options, x_train,
+                                             y_train, x_test, y_test, generator, exempt,
+                                             seconds, progress, log)
+            if cache is not None:
+                _save_qat(cache, model, qnet, generator, float_acc, seconds)
 
         # 2b. the readout: scale-factor start, readout-aware fine-tuning
         t0 = time.perf_counter()
