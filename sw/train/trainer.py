@@ -123,6 +123,7 @@ class TrainOptions:
     readout_aware: bool | None = None
     readout_finetune: int | None = None
     readout_lr: float = 2e-4
+    scale_lr: float | None = None
     ste: str = "plain"
     scale_calibration: int = 256
 
@@ -160,7 +161,9 @@ class TrainOptions:
             raise ValueError(f"scale_calibration must be at least 1, not "
                              f"{self.scale_calibration}")
         # `not 0 < x < inf` also refuses NaN; an infinite rate only fails at export.
-        for name in ("lr", "qat_lr", "readout_lr"):
+        for name in ("lr", "qat_lr", "readout_lr", "scale_lr"):
+            if name == "scale_lr" and self.scale_lr is None:
+                continue
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be a positive finite number, not "
                                  f"{getattr(self, name)}")
@@ -237,12 +240,19 @@ def _cosine(step: int, total: int) -> float:
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
          weight_decay: float, batch_size: int, generator: torch.Generator, phase: str,
          show: bool, before_step: Callable[[int, int], None] | None = None,
-         teacher: nn.Module | None = None, distill: float = 0.0) -> None:
+         teacher: nn.Module | None = None, distill: float = 0.0,
+         scale_lr: float | None = None) -> None:
     """Adam with a cosine learning-rate decay; `before_step(step, total)` runs first at
     every step (the pruning schedule).  A last batch of a single image is skipped (batch
-    norm cannot train on it)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    norm cannot train on it).  `scale_lr`: the learning rate of the column scale factors
+    (binary/ternary readouts), else `lr`."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    is_scale = [n.rsplit(".", 1)[-1] == "column_scale" for n, _ in named]
+    groups = [{"params": [p for (_, p), s in zip(named, is_scale) if not s], "base": lr}]
+    if any(is_scale):
+        groups.append({"params": [p for (_, p), s in zip(named, is_scale) if s],
+                       "base": lr if scale_lr is None else scale_lr})
+    optimiser = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
     starts = [s for s in range(0, len(x), batch_size) if len(x) - s > 1]
     total = epochs * len(starts)
     step = 0
@@ -268,7 +278,7 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr:
                     f"{phase}: the loss became {loss.item()} at epoch {epoch + 1}, step "
                     f"{start // batch_size + 1}; try a lower learning rate")
             for group in optimiser.param_groups:
-                group["lr"] = lr * _cosine(step, total)
+                group["lr"] = group["base"] * _cosine(step, total)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -516,7 +526,7 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
           out: Path | str | None = None, *, model: nn.Sequential | None = None,
           data: Dataset | None = None, progress: bool = True,
           log: Callable[[str], None] = print,
-          qat_cache: Path | str | None = None) -> TrainResult:
+          qat_cache: Path | str | None = None, golden: bool = True) -> TrainResult:
     """Train, export and (if `out` is given) write the model package.
 
     `model` replaces the named model (an nn.Sequential of supported layers); `data`
@@ -524,8 +534,14 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
     `qat_cache`, a folder: the float and QAT phases are loaded from it if a run with the
     same `qat_cache_key` saved them there, else run and saved (benchmarks: the readouts
     of one geometry share them; the result is the same as without the cache, tested).
-    Not used with ``readout_aware`` QAT or a `model` object.
+    Not used with ``readout_aware`` QAT or a `model` object.  `golden` false (sweeps; no
+    package): the test logits come from `run_network` with the bit-plane readout product
+    (`numpy_product`, equal to the golden model's `macro_product`, tested) instead of the
+    much slower `run_accelerator`.
     """
+    if not golden and out is not None:
+        raise ValueError("a package's logits come from the golden model: golden=False "
+                         "needs out=None")
     options.check()
     if options.weight_bits is not None or options.act_bits is not None:
         config = config.replace(
@@ -593,7 +609,8 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
                 layer.readout_aware = True
             _fit(qnet, x_train, y_train, epochs=finetune, lr=options.readout_lr,
                  weight_decay=0.0, batch_size=options.batch_size, generator=generator,
-                 phase="readout", show=progress, teacher=model, distill=options.distill)
+                 phase="readout", show=progress, teacher=model, distill=options.distill,
+                 scale_lr=options.scale_lr)
         seconds["readout"] = time.perf_counter() - t0
         qat_pred = predict(qnet, x_test)
         qat_acc = _fraction(qat_pred.numpy(), y_test.numpy())
@@ -607,7 +624,8 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         codes = input_codes(x_test, config.act_bits)
         hwc = _to_hwc_codes(codes, config.act_bits)
         # the accelerator's arithmetic (its readout included): what the hardware computes
-        logits = run_accelerator(network, hwc)
+        logits = run_accelerator(network, hwc) if golden else \
+            run_network(network, hwc, product=numpy_product)
         int_pred = logits.argmax(axis=1)
         int_acc = _fraction(int_pred, y_test.numpy())
         torch_logits = torch.cat([torch_integer_forward(qnet, network, codes[i:i + 500])
@@ -685,6 +703,8 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
             "readout_aware": bool(options.readout_aware),
             "readout_finetune": finetune_epochs(options, config),
             "readout_lr": options.readout_lr, "ste": options.ste,
+            **({"scale_lr": options.readout_lr if options.scale_lr is None
+                else options.scale_lr} if config.scaled_readout else {}),
             **({"scale_start": "sequential least squares on the first "
                                f"{options.scale_calibration} training images"
                 if not options.readout_aware else "least squares on the calibration batch"}
