@@ -33,7 +33,7 @@ from mars.errors import MarsError
 from mars.sw.package import load_package
 from mars.sw.sparse import DecoderFormat
 from mars.sw.train.data import load_dataset
-from mars.sw.train.trainer import TrainOptions, train
+from mars.sw.train.trainer import DEFAULT_FINETUNE, TrainOptions, train
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "bench" / "train"
@@ -122,10 +122,25 @@ QAT_CACHE = OUT / "qat-cache"
 RUNS = OUT / "readout-runs.json"
 
 
+#: Readout-aware fine-tuning epochs of the saturating ADCs in the table (the trainer's
+#: default for them is 0); binary/ternary readouts get the trainer's default.
+ADC_FINETUNE = 5
+
+
+def _epochs(index: int, finetune: int | None) -> int:
+    """The fine-tuning epochs of a run: `finetune` if given, else `ADC_FINETUNE` for an
+    ADC and the trainer's default (`DEFAULT_FINETUNE`) for binary/ternary readouts."""
+    config = readout_config(index)
+    if config.readout_mode.value == "exact":
+        return 0
+    if finetune is not None:
+        return finetune
+    return DEFAULT_FINETUNE if config.scaled_readout else ADC_FINETUNE
+
+
 def _run_key(job: tuple) -> str:
     index, sparsity, seed, finetune, ste, extra = job
-    config = readout_config(index)
-    finetune = finetune if config.readout_mode.value != "exact" else 0
+    finetune = _epochs(index, finetune)
     extra = {k: v for k, v in sorted(extra.items())}
     return json.dumps([READOUTS[index][0], sparsity, seed, finetune, ste, extra])
 
@@ -139,19 +154,21 @@ def _readout_run(job: tuple) -> dict:
         **{k[7:]: v for k, v in extra.items() if k.startswith("config.")})
     # "sweep": true marks a sweep point: accuracies by the bit-plane model, not the
     # golden accelerator model (equal, tested; much faster at G = 2), no energy
-    fields = {k: v for k, v in extra.items() if not k.startswith("config.") and k != "sweep"}
+    # "bitplane": true: the same, with energies (the table, when time is short)
+    fields = {k: v for k, v in extra.items()
+              if not k.startswith("config.") and k not in ("sweep", "bitplane")}
     # block scope: balanced word-line domains, so that every network maps onto its macros
     # (with layer scope the adc3 macros, 8 row slots of 16 rows, cannot hold conv1's
     # unbalanced output blocks) and has an energy estimate
-    options = TrainOptions(sparsity=sparsity, seed=seed, readout_finetune=finetune, ste=ste,
-                           scope="block", **fields)
+    options = TrainOptions(sparsity=sparsity, seed=seed, readout_finetune=_epochs(
+        index, finetune), ste=ste, scope="block", **fields)
     start = time.perf_counter()
     row = {"key": _run_key(job), "readout": label, "index": index, "sparsity": sparsity,
-           "seed": seed, "finetune": finetune if config.readout_mode.value != "exact" else 0,
-           "ste": ste, "extra": extra}
+           "seed": seed, "finetune": _epochs(index, finetune), "ste": ste, "extra": extra}
     try:
         result = train(config, options, None, progress=False, log=lambda s: None,
-                       qat_cache=QAT_CACHE, golden=not extra.get("sweep"))
+                       qat_cache=QAT_CACHE,
+                       golden=not (extra.get("sweep") or extra.get("bitplane")))
     except Exception as error:          # a run that cannot be exported is a result too
         return {**row, "error": str(error), "integer": None,
                 "seconds": time.perf_counter() - start}
@@ -180,7 +197,7 @@ def _done_runs() -> dict[str, dict]:
 
 
 def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None,
-                  sparsities=READOUT_SPARSITIES[:1], finetune: int = 5,
+                  sparsities=READOUT_SPARSITIES[:1], finetune: int | None = None,
                   ste: str = "plain", tag: str = "", extra: dict | None = None,
                   rerun_failed: bool = False) -> list[dict]:
     """The readout runs of `which` (indices into READOUTS) x `sparsities` x `seeds`; runs
@@ -288,12 +305,12 @@ def readout_markdown(rows: list[dict], command: str) -> str:
     exact readout of the same geometry and seed (mean, min..max over seeds), and the
     energy per inference (seed 0)."""
     sparsities = sorted({r["sparsity"] for r in rows}, key=lambda v: (v != 0.5, v))
-    finetune = max((r["finetune"] for r in rows), default=0)
     lines = [f"Measured {datetime.date.today().isoformat()} with `{command}`.", "",
-             "| readout | group sparsity | seeds | exact-product training, integer acc. % "
-             f"| + {finetune} readout-aware epochs, integer acc. % | vs exact, without "
-             "(points) | vs exact, with (points) | energy / inference (uJ) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| readout | group sparsity | seeds | without readout-aware training, integer "
+             "acc. % | fine-tuning epochs | with readout-aware fine-tuning, integer acc. % "
+             "| vs exact, without (points) | vs exact, with (points) "
+             "| energy / inference (uJ) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     ok_rows = [r for r in rows if not r.get("error")]
     for sparsity in sparsities:
         for index, (label, geometry, fields) in enumerate(READOUTS):
@@ -314,8 +331,10 @@ def readout_markdown(rows: list[dict], command: str) -> str:
                          if r["seed"] in base and r["start"] is not None]
             d_with = [100 * r["integer"] - base[r["seed"]] for r in ok if r["seed"] in base]
             energy = [r["energy_uj"] for r in ok if isinstance(r.get("energy_uj"), float)]
+            epochs = sorted({r["finetune"] for r in ok})
             lines.append(
                 f"| {label} | {100 * sparsity:.0f} % | {len(ok)} | {_stat(without)} | "
+                f"{'-' if exact else ', '.join(map(str, epochs))} | "
                 f"{'(same)' if exact else _stat(with_ft)} | "
                 f"{'' if exact else _stat(d_without)} | {'' if exact else _stat(d_with)} | "
                 f"{f'{energy[0]:.4f}' if energy else '-'} |")
@@ -467,8 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sparsities", type=float, nargs="+",
                         default=list(READOUT_SPARSITIES[:1]),
                         help="--only readout: group sparsities (default 0.5)")
-    parser.add_argument("--finetune", type=int, default=5,
-                        help="--only readout: readout-aware fine-tuning epochs")
+    parser.add_argument("--finetune", type=int,
+                        help="--only readout: readout-aware fine-tuning epochs (default: "
+                             f"{ADC_FINETUNE} for the ADCs, the trainer's default for "
+                             "binary/ternary)")
     parser.add_argument("--ste", choices=["plain", "clipped"], default="plain",
                         help="--only readout: the gradient through the readout")
     parser.add_argument("--tag", default="",

@@ -66,6 +66,11 @@ STES = ("plain", "clipped")
 #: Readout-aware fine-tuning epochs of a binary/ternary readout unless told otherwise.
 DEFAULT_FINETUNE = 5
 
+#: Learning rate of the readout-aware fine-tuning unless told otherwise: binary/ternary
+#: readouts (the sweep in docs/training.md), and the others (saturating ADCs).
+DEFAULT_SCALED_LR = 1e-3
+DEFAULT_READOUT_LR = 2e-4
+
 
 class TrainingError(MarsError, RuntimeError):
     """Training that cannot go on (a loss that became NaN, ...); the message says where."""
@@ -90,7 +95,9 @@ class TrainOptions:
     QAT, a binary/ternary readout's column scale factors start at the sequential
     least-squares fit on ``scale_calibration`` training images
     (`mars.sw.train.calibrate.sequential_scale_fit`).  ``readout_finetune`` epochs of
-    readout-aware fine-tuning follow at learning rate ``readout_lr`` (masks fixed, any
+    readout-aware fine-tuning follow at learning rate ``readout_lr`` (None:
+    ``DEFAULT_SCALED_LR`` for binary/ternary readouts, ``DEFAULT_READOUT_LR`` otherwise;
+    ``scale_lr`` for the column scale factors, None: the same) (masks fixed, any
     non-exact readout); None is ``DEFAULT_FINETUNE`` for binary/ternary readouts and 0
     otherwise.  ``ste`` is the gradient through the readout: ``"plain"`` (the exact
     product's) or ``"clipped"`` (none through a K-group any of whose popcounts the
@@ -122,7 +129,7 @@ class TrainOptions:
     test_vectors: int = 1000
     readout_aware: bool | None = None
     readout_finetune: int | None = None
-    readout_lr: float = 2e-4
+    readout_lr: float | None = None
     scale_lr: float | None = None
     ste: str = "plain"
     scale_calibration: int = 256
@@ -162,7 +169,7 @@ class TrainOptions:
                              f"{self.scale_calibration}")
         # `not 0 < x < inf` also refuses NaN; an infinite rate only fails at export.
         for name in ("lr", "qat_lr", "readout_lr", "scale_lr"):
-            if name == "scale_lr" and self.scale_lr is None:
+            if name in ("scale_lr", "readout_lr") and getattr(self, name) is None:
                 continue
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be a positive finite number, not "
@@ -316,6 +323,15 @@ def finetune_epochs(options: TrainOptions, config: MarsConfig) -> int:
     if options.readout_finetune is not None:
         return options.readout_finetune if not is_exact(config) else 0
     return DEFAULT_FINETUNE if config.scaled_readout else 0
+
+
+def finetune_lr(options: TrainOptions, config: MarsConfig) -> float:
+    """Learning rate of the readout-aware fine-tuning: ``options.readout_lr``, or by
+    default `DEFAULT_SCALED_LR` for a binary/ternary readout, `DEFAULT_READOUT_LR` for the
+    others."""
+    if options.readout_lr is not None:
+        return options.readout_lr
+    return DEFAULT_SCALED_LR if config.scaled_readout else DEFAULT_READOUT_LR
 
 
 @torch.no_grad()
@@ -607,7 +623,7 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
             log(f"readout: {100 * start_acc:.2f} % integer accuracy before fine-tuning")
             for layer in qnet.layers.values():
                 layer.readout_aware = True
-            _fit(qnet, x_train, y_train, epochs=finetune, lr=options.readout_lr,
+            _fit(qnet, x_train, y_train, epochs=finetune, lr=finetune_lr(options, config),
                  weight_decay=0.0, batch_size=options.batch_size, generator=generator,
                  phase="readout", show=progress, teacher=model, distill=options.distill,
                  scale_lr=options.scale_lr)
@@ -702,8 +718,8 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
             "distill": options.distill,
             "readout_aware": bool(options.readout_aware),
             "readout_finetune": finetune_epochs(options, config),
-            "readout_lr": options.readout_lr, "ste": options.ste,
-            **({"scale_lr": options.readout_lr if options.scale_lr is None
+            "readout_lr": finetune_lr(options, config), "ste": options.ste,
+            **({"scale_lr": finetune_lr(options, config) if options.scale_lr is None
                 else options.scale_lr} if config.scaled_readout else {}),
             **({"scale_start": "sequential least squares on the first "
                                f"{options.scale_calibration} training images"
