@@ -315,7 +315,7 @@ def readout_markdown(rows: list[dict], command: str) -> str:
     seeds, min..max) without and with readout-aware fine-tuning, the difference to the
     exact readout of the same geometry and seed (mean, min..max over seeds), and the
     energy per inference (seed 0)."""
-    sparsities = sorted({r["sparsity"] for r in rows}, key=lambda v: (v != 0.5, v))
+    sparsities = sorted({r["sparsity"] for r in rows}, key=lambda v: (v != 0.5, v == 0, v))
     lines = [f"Measured {datetime.date.today().isoformat()} with `{command}`.", "",
              "| readout | group sparsity | seeds | without readout-aware training, integer "
              "acc. % | fine-tuning epochs | with readout-aware fine-tuning, integer acc. % "
