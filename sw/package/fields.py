@@ -15,6 +15,8 @@ import math
 import re
 from typing import Any
 
+from mars.errors import json_text
+
 from .format import PackageError
 
 __all__ = ["Where", "obj", "integer", "number", "string", "boolean", "shape3", "check_header"]
@@ -50,8 +52,8 @@ class Where:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A manifest value in JSON's spelling (``true``, ``null``), at most 60 characters."""
+    return json_text(value, 60)
 
 
 def obj(value: Any, where: Where) -> dict[str, Any]:
@@ -158,7 +160,8 @@ _HEADER: dict[str, dict[str, tuple]] = {
                  "qat_lr": ("num", 0.0), "weight_decay": ("num", 0.0), "distill": ("frac",),
                  "readout_aware": ("bool",), "method": ("str",),
                  "readout_finetune": ("int", 0), "readout_lr": ("num", 0.0),
-                 "ste": ("choice", ("plain", "clipped")), "scale_start": ("str",)},
+                 "ste": ("choice", ("plain", "clipped")), "scale_start": ("str",),
+                 "scale_calibration": ("int", 1)},
     "sparsity": {"structure": ("choice", ("group", "unstructured")), "scope": ("str",),
                  "target": ("frac",), "first_layer_dense": ("bool",),
                  "last_layer_dense": ("bool",), "schedule": ("str",), "group_rows": ("int", 1),

@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from mars.errors import MarsError
 from mars.sw.files import staging_folder, swap_into_place
 from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 
 from .format import (PACKAGE_FORMAT, PACKAGE_VERSION, PackageError, acc_dtype, act_dtype,
                      weight_dtype)
 
-__all__ = ["npy_bytes", "tensor_ref", "write_folder_atomically", "build_package_files"]
+__all__ = ["npy_bytes", "tensor_ref", "write_folder_atomically", "build_package_files",
+           "check_maps"]
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -60,15 +62,25 @@ def build_package_files(
         network: IntegerNetwork, *, node_info: dict[str, dict[str, Any]],
         header: dict[str, Any], test_inputs: np.ndarray, test_labels: np.ndarray,
         test_logits: np.ndarray, extra_files: dict[str, bytes] | None = None,
-        node_extra: dict[str, dict[str, Any]] | None = None) -> dict[str, bytes]:
+        node_extra: dict[str, dict[str, Any]] | None = None,
+        check_mapping: bool = True) -> dict[str, bytes]:
     """Every file of a package, by relative path.
 
     `node_info` adds fields to each node's manifest entry (source, shapes, scales,
     sparsity); `header` holds the top-level manifest fields the trainer knows (data set,
     training, input quantisation, accuracy, ...); `extra_files`/`node_extra` add the
-    sparse-format files and their references.
+    sparse-format files and their references.  With `check_mapping` (the default) the
+    network must map onto its configuration (`check_maps`) before anything is built.
+
+    Raises
+    ------
+    PackageError
+        If the network does not map onto its configuration: one line naming the layer and
+        the configuration field, and saying that no package was written.
     """
     config = network.config
+    if check_mapping:
+        check_maps(network)
     files = _Files()
     nodes = []
     for node in network.nodes:
@@ -124,6 +136,21 @@ def build_package_files(
         files.files[rel] = data
     files.files["manifest.json"] = (json.dumps(manifest, indent=2) + "\n").encode()
     return dict(sorted(files.files.items()))
+
+
+def check_maps(network: IntegerNetwork) -> None:
+    """The mapper's check (`mars.sw.mapper.map_network`) of a network about to be written
+    as a package: what depends on the groups training kept (K-splitting, the memories'
+    depths, the phase counters) is known only now.  A package that does not map would be
+    refused by every ``mars run``, ``mars flow`` and ``mars estimate`` on this
+    configuration, so none is written: `PackageError` naming the layer and the field."""
+    from mars.sw.mapper import map_network
+
+    try:
+        map_network(network)
+    except MarsError as error:
+        raise PackageError(f"the network does not map onto configuration "
+                           f"{network.config.name}, no package written: {error}") from None
 
 
 def _is_replaceable(folder: Path) -> bool:
