@@ -394,15 +394,15 @@ def package_folder(path: Path | str) -> Path:
     ``manifest.json`` given instead.  Any other file, or nothing there, is a
     `PackageError` saying to give the package folder."""
     path = Path(path)
-    if path.is_dir():
-        return path
     if path.is_file():
         if path.name == "manifest.json":
             return path.parent
-        raise PackageError(f"{str(path)!r} is a file, not a model package: give the package "
-                           f"folder (the one holding manifest.json)")
-    raise PackageError(f"{str(path)!r} does not exist: give a model package folder (the one "
-                       f"holding manifest.json)")
+        raise PackageError(f"{str(path)!r} is not a model package but a file: give the "
+                           f"package folder (the one holding manifest.json)")
+    if not path.exists():
+        raise PackageError(f"{str(path)!r} is not a model package: no manifest.json (there "
+                           f"is nothing there; give the package folder)")
+    return path
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:

@@ -62,25 +62,15 @@ def build_package_files(
         network: IntegerNetwork, *, node_info: dict[str, dict[str, Any]],
         header: dict[str, Any], test_inputs: np.ndarray, test_labels: np.ndarray,
         test_logits: np.ndarray, extra_files: dict[str, bytes] | None = None,
-        node_extra: dict[str, dict[str, Any]] | None = None,
-        check_mapping: bool = True) -> dict[str, bytes]:
+        node_extra: dict[str, dict[str, Any]] | None = None) -> dict[str, bytes]:
     """Every file of a package, by relative path.
 
     `node_info` adds fields to each node's manifest entry (source, shapes, scales,
     sparsity); `header` holds the top-level manifest fields the trainer knows (data set,
     training, input quantisation, accuracy, ...); `extra_files`/`node_extra` add the
-    sparse-format files and their references.  With `check_mapping` (the default) the
-    network must map onto its configuration (`check_maps`) before anything is built.
-
-    Raises
-    ------
-    PackageError
-        If the network does not map onto its configuration: one line naming the layer and
-        the configuration field, and saying that no package was written.
+    sparse-format files and their references.
     """
     config = network.config
-    if check_mapping:
-        check_maps(network)
     files = _Files()
     nodes = []
     for node in network.nodes:
@@ -138,19 +128,19 @@ def build_package_files(
     return dict(sorted(files.files.items()))
 
 
-def check_maps(network: IntegerNetwork) -> None:
-    """The mapper's check (`mars.sw.mapper.map_network`) of a network about to be written
-    as a package: what depends on the groups training kept (K-splitting, the memories'
-    depths, the phase counters) is known only now.  A package that does not map would be
-    refused by every ``mars run``, ``mars flow`` and ``mars estimate`` on this
-    configuration, so none is written: `PackageError` naming the layer and the field."""
+def check_maps(network: IntegerNetwork) -> str | None:
+    """Why `network` does not map onto its configuration (`mars.sw.mapper.map_network`'s
+    one-line error, naming the layer or memory and the configuration field), or None if it
+    maps.  What depends on the groups training kept (K-splitting, the memories' depths,
+    the phase counters) is known only after training: ``mars train`` checks its package
+    with this and warns (docs/robustness.md)."""
     from mars.sw.mapper import map_network
 
     try:
         map_network(network)
     except MarsError as error:
-        raise PackageError(f"the network does not map onto configuration "
-                           f"{network.config.name}, no package written: {error}") from None
+        return str(error)
+    return None
 
 
 def _is_replaceable(folder: Path) -> bool:
