@@ -487,7 +487,8 @@ class MarsConfig:
         doc = dict(doc)
         schema = doc.pop("schema", _SCHEMA_NAME)
         if schema != _SCHEMA_NAME:
-            raise ConfigError(f"{source}: schema must be {_SCHEMA_NAME!r}, not {json_text(schema)}")
+            raise ConfigError(f"{source}: schema must be {_SCHEMA_NAME!r}, not "
+                              f"{json_text(schema)}")
         version = doc.pop("schema_version", SCHEMA_VERSION)
         if type(version) is not int or version != SCHEMA_VERSION:
             change = _SCHEMA_CHANGES.get(version) if type(version) is int else None
@@ -497,7 +498,8 @@ class MarsConfig:
         has_hash = "content_hash" in doc
         stored_hash = doc.pop("content_hash", None)
         if has_hash and not isinstance(stored_hash, str):
-            raise ConfigError(f"{source}: content_hash must be a string, not {json_text(stored_hash)}")
+            raise ConfigError(f"{source}: content_hash must be a string, not "
+                              f"{json_text(stored_hash)}")
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(doc) - known)
         if unknown:

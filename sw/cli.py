@@ -138,7 +138,7 @@ def _given_options(args: argparse.Namespace) -> set[str]:
 
 def _unused_train_option(args: argparse.Namespace, given: set[str], config) -> str | None:
     """The first given ``mars train`` option that would change nothing, as the one-line
-    reason to refuse it; None if every given option has an effect (docs/training.md,
+    reason to refuse it; None if every given option has an effect (docs/robustness.md,
     "Options that would do nothing").  Values out of their range are left to the trainer's
     own checks, which name the range."""
     import math
@@ -151,7 +151,8 @@ def _unused_train_option(args: argparse.Namespace, given: set[str], config) -> s
 
     name, mode = config.name, config.readout_mode.value
     exact = config.readout_mode is ReadoutMode.EXACT or (
-        config.readout_mode is ReadoutMode.SATURATING and config.readout_max >= config.rows_per_step)
+        config.readout_mode is ReadoutMode.SATURATING
+        and config.readout_max >= config.rows_per_step)
     if exact:
         why = ("readout_mode 'exact'" if config.readout_mode is ReadoutMode.EXACT else
                f"readout_mode 'saturating' with readout_bits {config.readout_bits}, which "
@@ -180,9 +181,10 @@ def _unused_train_option(args: argparse.Namespace, given: set[str], config) -> s
                     "training batch, not from the sequential fit on N images; leave one of "
                     "the two out")
     if "readout_lr" in given and not exact and finetune == 0 and valid_rate("readout_lr"):
+        default = "" if args.readout_finetune is not None else f" for a {mode} readout"
         return (f"--readout-lr does nothing: no readout-aware fine-tuning runs (--readout-"
-                f"finetune is 0{'' if args.readout_finetune is not None else ' for a ' + mode + ' readout'}); "
-                f"give --readout-finetune N or leave --readout-lr out")
+                f"finetune is 0{default}); give --readout-finetune N or leave --readout-lr "
+                f"out")
     if "ste" in given and not exact and finetune == 0 and not args.readout_aware:
         return ("--ste does nothing: no training step goes through the readout (neither "
                 "--readout-aware nor readout-aware fine-tuning epochs, --readout-finetune); "

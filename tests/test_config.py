@@ -855,7 +855,8 @@ def test_load_config_bad_file_names_path(tmp_path):
 def test_from_json_non_string_hash(bad, spelled):
     doc = tiny_doc()
     doc["content_hash"] = bad
-    with pytest.raises(ConfigError, match=re.escape(f"content_hash must be a string, not {spelled}")):
+    with pytest.raises(ConfigError,
+                       match=re.escape(f"content_hash must be a string, not {spelled}")):
         MarsConfig.from_json(json.dumps(doc))
 
 

@@ -340,8 +340,8 @@ def _parse_node(entry: Any, index: int, reader: _Reader, config: MarsConfig,
     arity = 2 if op == "add" else 1
     if not isinstance(inputs, list) or len(inputs) != arity \
             or any(not isinstance(i, str) or i not in shapes for i in inputs):
-        raise (where / "inputs").error(f"{json_text(inputs, 60)} must be {arity} name(s) of earlier "
-                                       f"nodes or 'input'")
+        raise (where / "inputs").error(f"{json_text(inputs, 60)} must be {arity} name(s) of "
+                                       f"earlier nodes or 'input'")
     inputs = tuple(inputs)
     if op != "add" and inputs[0] in raw:
         raise (where / "inputs").error(f"{inputs[0]!r} holds raw accumulators (output "
@@ -417,8 +417,8 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise PackageError(f"{str(root)!r}: manifest format must be {PACKAGE_FORMAT!r}")
     version = manifest.get("format_version")
     if version != PACKAGE_VERSION or isinstance(version, bool):
-        raise PackageError(f"{str(root)!r}: format_version {json_text(version)} is not supported "
-                           f"(this tool reads {PACKAGE_VERSION})")
+        raise PackageError(f"{str(root)!r}: format_version {json_text(version)} is not "
+                           f"supported (this tool reads {PACKAGE_VERSION})")
     return manifest
 
 
