@@ -220,16 +220,18 @@ def test_every_trainer_field_is_checked(trained, tmp_path):
 
 # -- values spelled as the JSON the user wrote ------------------------------------------------
 
-PYTHON_SPELLING = re.compile(r"\b(None|True|False)\b")
+PYTHON_SPELLING = re.compile(r"\b(None|True|False|nan)\b")
 
 
 def test_errors_spell_values_as_json(package):
-    """A field set to null, true or false is refused in JSON's words: ``null``, ``true``,
-    ``false``, never Python's None/True/False (the user wrote JSON)."""
+    """A field set to null, true, false or NaN is refused in JSON's words: ``null``,
+    ``true``, ``false``, ``NaN``, never Python's None/True/False/nan (the user wrote
+    JSON)."""
     folder, _ = package
     failures = []
     for path in FIELDS:
-        for value, spelled in ((None, "null"), (True, "true"), (False, "false")):
+        for value, spelled in ((None, "null"), (True, "true"), (False, "false"),
+                               (math.nan, "NaN")):
             if get(MANIFEST, path) is value:
                 continue
             manifest = copy.deepcopy(MANIFEST)

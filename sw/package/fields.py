@@ -90,9 +90,10 @@ def number(value: Any, where: Where, lo: float | None = None, hi: float | None =
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise where.error(f"expected a number, got {_show(value)}")
     if not math.isfinite(value):
-        raise where.error(f"expected a finite number, got {value}")
+        raise where.error(f"expected a finite number, got {_show(value)}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise where.error(f"{value} is outside [{lo}, {hi}]")
+        bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        raise where.error(f"{_show(value)} is outside {bounds}")
     return float(value)
 
 
