@@ -150,13 +150,8 @@ def _unused_train_option(args: argparse.Namespace, given: set[str], config) -> s
         return isinstance(value, float) and 0 < value < math.inf
 
     name, mode = config.name, config.readout_mode.value
-    exact = config.readout_mode is ReadoutMode.EXACT or (
-        config.readout_mode is ReadoutMode.SATURATING
-        and config.readout_max >= config.rows_per_step)
+    exact = config.readout_mode is ReadoutMode.EXACT
     if exact:
-        why = ("readout_mode 'exact'" if config.readout_mode is ReadoutMode.EXACT else
-               f"readout_mode 'saturating' with readout_bits {config.readout_bits}, which "
-               f"never clips a popcount of G={config.rows_per_step} rows")
         for dest, what in (("readout_aware", "QAT through it is plain QAT"),
                            ("readout_finetune", "there is no readout to fine-tune for"),
                            ("readout_lr", "no readout-aware fine-tuning runs"),
@@ -165,11 +160,24 @@ def _unused_train_option(args: argparse.Namespace, given: set[str], config) -> s
                            ("scale_calibration", "it has no column scale factors")):
             if dest in given and (dest != "readout_lr" or valid_rate(dest)):
                 return (f"--{dest.replace('_', '-')} does nothing on configuration {name}: its "
-                        f"readout is exact ({why}), so {what}; leave the option out")
+                        f"readout is exact (readout_mode 'exact'), so {what}; leave the option "
+                        f"out")
         finetune = 0
     else:
+        from mars.sw.train.trainer import DEFAULT_FINETUNE
+
         finetune = (args.readout_finetune if args.readout_finetune is not None
-                    else (5 if config.scaled_readout else 0))
+                    else (DEFAULT_FINETUNE if config.scaled_readout else 0))
+    if config.readout_mode is ReadoutMode.SATURATING \
+            and config.readout_max >= config.rows_per_step:
+        # the clamp never acts: the forward pass and every gradient are the exact product's
+        for dest, what in (("readout_aware", "QAT through it is plain QAT"),
+                           ("ste", "no K-group is ever clipped")):
+            if dest in given:
+                return (f"--{dest.replace('_', '-')} does nothing on configuration {name}: its "
+                        f"saturating readout of readout_bits {config.readout_bits} never "
+                        f"clips a popcount of G={config.rows_per_step} rows, so {what}; "
+                        f"leave the option out")
     if "scale_calibration" in given and not exact:
         if not config.scaled_readout:
             return (f"--scale-calibration does nothing on configuration {name}: a {mode} "

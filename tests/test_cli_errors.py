@@ -163,9 +163,13 @@ NOTHING_TO_DO = [
     (["--ste", "clipped", *FAST], "--ste", "readout is exact"),
     (["--ste", "plain", *FAST], "--ste", "readout is exact"),
     (["--scale-calibration", "16", *FAST], "--scale-calibration", "readout is exact"),
-    # a saturating readout as wide as the popcount clips nothing: exact too
+    # a saturating readout as wide as the popcount clips nothing: its gradients are exact
     (["--config", "{wide_saturating}", "--ste", "clipped", *FAST], "--ste",
      "never clips a popcount"),
+    (["--config", "{wide_saturating}", "--readout-aware", *FAST], "--readout-aware",
+     "never clips a popcount"),
+    (["--config", "{wide_saturating}", "--scale-calibration", "9", *FAST],
+     "--scale-calibration", "no column scale factors"),
     # a saturating readout has no scale factors; no fine-tuning runs by default on it
     (["--config", "adc3", "--scale-calibration", "16", *FAST], "--scale-calibration",
      "no column scale factors"),
@@ -216,16 +220,20 @@ def test_train_refuses_an_option_that_would_do_nothing(argv, option, reason, cap
     ["--config", "adc3", "--readout-aware", "--ste", "clipped", *FAST],
     ["--config", "adc3", "--readout-finetune", "2", "--readout-lr", "1e-3", *FAST],
     ["--scale-calibration", "16", "--readout-finetune", "0", *HCIM_FAST],
+    # fine-tuning epochs through a saturating readout that never clips are still epochs
+    ["--config", "{wide_saturating}", "--readout-finetune", "2", "--readout-lr", "1e-3",
+     *FAST],
     ["--readout-lr", "1e-3", "--ste", "clipped", *HCIM_FAST],   # 5 fine-tuning epochs
     ["--lr", "1e-3", "--epochs", "1", "--qat-lr", "1e-3", "--qat-epochs", "1",
      "--distill", "0.5", "--sparsity", "0.5", "--scope", "block", "--prune-first",
      "--keep-last-dense"],
 ])
-def test_train_accepts_options_that_have_an_effect(argv):
+def test_train_accepts_options_that_have_an_effect(argv, wide_saturating):
     """The same options where they change the training: not refused (the training itself
     is not run here)."""
     from mars.sw.cli import _given_options, _unused_train_option
 
+    argv = [str(wide_saturating) if a == "{wide_saturating}" else a for a in argv]
     args = build_parser().parse_args(["train", *argv])
     given = _given_options(args)
     from mars.config import load_config
