@@ -98,16 +98,24 @@ class ActivationGather(wiring.Component):
         D = cfg.wordline_domains
         m = Module()
         outs = list(self.payloads)
+        # Stage B: the step being read (its slots, pad masks and markers).
         b_valid = Signal()
         b_slots = Signal(data.ArrayLayout(range(cfg.row_slots), D))
         b_pad = Signal(data.ArrayLayout(unsigned(cfg.rows_per_step), D))
         b_side = Signal(side_layout())
+        # Stage C: the finished step offered to the macro (acts masked, from registers).
         request = self.request
+        c_valid = Signal()
+        c_side = Signal(side_layout())
         take = Signal()
+        move = Signal()                      # B's step (every word read) moves into C
         fetching = Signal(D)                 # domain d still has lanes in unread words
-        m.d.comb += [request.valid.eq(b_valid & ~fetching.any()),
-                     take.eq(Cat(*(o.valid for o in outs)).all()
-                             & (~b_valid | (request.valid & request.ready)))]
+        # Neither `take` nor `move` looks at the macro's `ready`: C moves on the cycle
+        # after the macro took its step, so no path runs from the macro's (and the
+        # accumulator's, the writer's) handshake into the decoders and the read ports.
+        m.d.comb += [move.eq(b_valid & ~fetching.any() & ~c_valid),
+                     take.eq(Cat(*(o.valid for o in outs)).all() & (~b_valid | move)),
+                     request.valid.eq(c_valid)]
         for o in outs:
             m.d.comb += o.ready.eq(take)
         with m.If(take):
@@ -116,16 +124,20 @@ class ActivationGather(wiring.Component):
                          b_side.walk_last.eq(outs[0].payload.walk_last)]
             for d, o in enumerate(outs):
                 m.d.sync += [b_slots[d].eq(o.payload.slot), b_pad[d].eq(o.payload.pad)]
-        with m.Elif(request.valid & request.ready):
+        with m.Elif(move):
             m.d.sync += b_valid.eq(0)
+        with m.If(move):
+            m.d.sync += [c_valid.eq(1), c_side.eq(b_side), request.payload.slots.eq(b_slots)]
+        with m.Elif(request.ready):
+            m.d.sync += c_valid.eq(0)
         for d, o in enumerate(outs):
             acts = self._domain(m, d, o, take, fetching)
-            for g, value in enumerate(acts):
-                m.d.comb += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
+            with m.If(move):
+                for g, value in enumerate(acts):
+                    m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
         m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=5)
-        m.d.comb += [request.payload.slots.eq(b_slots),
-                     side.w_en.eq(request.valid & request.ready), side.w_data.eq(b_side),
+        m.d.comb += [side.w_en.eq(request.valid & request.ready), side.w_data.eq(c_side),
                      self.side.valid.eq(side.r_rdy), self.side.payload.eq(side.r_data),
                      side.r_en.eq(self.side.ready)]
         return m
@@ -146,27 +158,31 @@ class ActivationGather(wiring.Component):
         todo = Signal(G, name=f"todo{d}")
         word = Signal(word_bits, name=f"word{d}")
         match = Signal(G, name=f"match{d}")
-        with m.If(take):
+        # Pending lanes come first (no payload is taken while any are left), so the read
+        # address does not wait for `take`: only the read strobe and the registers do.
+        busy = Signal(name=f"busy{d}")
+        m.d.comb += busy.eq(pend.any())
+        with m.If(busy):
+            m.d.comb += [todo.eq(pend), lane_words.eq(words)]
+        with m.Else():
             m.d.comb += [todo.eq(~payload.payload.pad)]
             for g in range(G):
                 m.d.comb += lane_words[g].eq(payload.payload.addrs[g][sh:] if sh < ab else 0)
-        with m.Else():
-            m.d.comb += [todo.eq(pend), lane_words.eq(words)]
         # The lowest lane to do picks the word (priority: the last assignment wins).
         for g in reversed(range(G)):
             with m.If(todo[g]):
                 m.d.comb += word.eq(lane_words[g])
         for g in range(G):
             m.d.comb += match[g].eq(todo[g] & (lane_words[g] == word))
-        m.d.comb += [fetching[d].eq(pend.any()),
-                     self.act_en[d].eq(take | pend.any()),
+        m.d.comb += [fetching[d].eq(busy),
+                     self.act_en[d].eq(take | busy),
                      self.act_addr[d].eq(Cat(word, self.in_bank))]
         data_word = self.act_data[d]
 
         def field(g):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
-        with m.If(take | pend.any()):
+        with m.If(take | busy):
             m.d.sync += [pend.eq(todo & ~match), served.eq(match)]
             # Keep the fields the previous read served before its word is replaced.
             for g in range(G):
