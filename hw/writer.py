@@ -105,14 +105,17 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, co
     """The activation memory's write stage: one write port and one read port of `act`.
 
     In the cycle a word is offered (``entry``, `act_entry_layout`), the stage reads the
-    stored word (the read port is transparent for the write port, so back-to-back updates
-    of one word are exact) and registers the offer; the next cycle it writes the merge:
-    offered fields replace stored ones, or keep the larger for a later pixel of a pooling
-    window (``max``); fields outside ``mask`` keep their stored value.  While nothing is
-    offered the host's address reads (and, with ``host_write``, writes) through the same
-    ports.  Every memory in `copies` (the read copies of `act`) gets a write port that
-    writes the same words.  Returns the read port's data (the host's read answer, one
-    cycle later).
+    stored word and registers the offer; the next cycle it merges them: offered fields
+    replace stored ones, or keep the larger for a later pixel of a pooling window
+    (``max``); fields outside ``mask`` keep their stored value.  The merge is registered
+    and written the cycle after (so no path runs from the read port's output to the
+    write ports of every copy); an offer of the word whose merge is being written takes
+    that merge instead of its stale read (a registered address match), and the read port
+    is transparent for the write port, so back-to-back updates of one word are exact.
+    While nothing is offered the host's address reads (and, with ``host_write``,
+    writes, also one cycle later) through the same ports.  Every memory in `copies` (the
+    read copies of `act`) gets a write port that writes the same words.  Returns the
+    read port's data (the host's read answer, one cycle later).
     """
     cfg_bits = len(entry.data) // len(entry.mask)
     stage = Signal.like(entry, name="act_stage")
@@ -120,16 +123,25 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, co
     write = act.write_port()
     stored = act.read_port(transparent_for=(write,))
     m.d.comb += stored.addr.eq(Mux(entry.valid, entry.addr, host_addr))
+    # The write-back register and whether the offer in `stage` is for the word it holds.
+    wb_valid = Signal(name="act_wb_valid")
+    wb_addr = Signal.like(entry.addr, name="act_wb_addr")
+    wb_data = Signal.like(entry.data, name="act_wb_data")
+    bypass = Signal(name="act_bypass")
+    m.d.sync += bypass.eq(stage.valid & entry.valid & (stage.addr == entry.addr))
+    old_word = Signal.like(entry.data, name="act_old")
+    m.d.comb += old_word.eq(Mux(bypass, wb_data, stored.data))
     merged = Signal(len(entry.data), name="act_merged")
     for g in range(len(entry.mask)):
-        old = stored.data.word_select(g, cfg_bits)
+        old = old_word.word_select(g, cfg_bits)
         new = stage.data.word_select(g, cfg_bits)
         keep = ~stage.mask[g] | (stage.max & (old > new))
         m.d.comb += merged.word_select(g, cfg_bits).eq(Mux(keep, old, new))
+    m.d.sync += [wb_valid.eq(stage.valid | host_write),
+                 wb_addr.eq(Mux(stage.valid, stage.addr, host_addr)),
+                 wb_data.eq(Mux(stage.valid, merged, host_data))]
     for port in (write, *(copy.write_port() for copy in copies)):
-        m.d.comb += [port.en.eq(stage.valid | host_write),
-                     port.addr.eq(Mux(stage.valid, stage.addr, host_addr)),
-                     port.data.eq(Mux(stage.valid, merged, host_data))]
+        m.d.comb += [port.en.eq(wb_valid), port.addr.eq(wb_addr), port.data.eq(wb_data)]
     return stored.data
 
 
