@@ -28,7 +28,7 @@ cycle the oldest may be read, so it never overflows.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -108,12 +108,14 @@ class ActivationGather(wiring.Component):
         c_valid = Signal()
         c_side = Signal(side_layout())
         take = Signal()
+        fresh = Signal()                     # B was loaded in the previous cycle
         move = Signal()                      # B's step (every word read) moves into C
         fetching = Signal(D)                 # domain d still has lanes in unread words
         # Neither `take` nor `move` looks at the macro's `ready`: C moves on the cycle
         # after the macro took its step, so no path runs from the macro's (and the
         # accumulator's, the writer's) handshake into the decoders and the read ports.
-        m.d.comb += [move.eq(b_valid & ~fetching.any() & ~c_valid),
+        m.d.sync += fresh.eq(take)
+        m.d.comb += [move.eq(b_valid & ~fresh & ~fetching.any() & ~c_valid),
                      take.eq(Cat(*(o.valid for o in outs)).all() & (~b_valid | move)),
                      request.valid.eq(c_valid)]
         for o in outs:
@@ -143,53 +145,60 @@ class ActivationGather(wiring.Component):
         return m
 
     def _domain(self, m, d: int, payload, take, fetching) -> list:
-        """Domain `d`'s word reads; returns its G lanes' activations (before the pad mask)."""
+        """Domain `d`'s word reads; returns its G lanes' activations (before the pad mask).
+
+        The take cycle only registers the payload: every lane's word and field, the
+        unpadded lanes as pending, and which lanes share a word (``same[g]``: the lanes
+        whose word equals lane g's).  Each later cycle with lanes pending reads the word
+        of the lowest one, and every pending lane that shares it is served: a path from
+        registers through a lowest-bit pick and a row select, with no address compare."""
         cfg, bank = self._config, self._banking
         G, Ab, sh = cfg.rows_per_step, cfg.act_bits, bank.group_bits
         ab = DecoderFormat(cfg).addr_bits
         word_bits = max(1, ab - sh)
         words = Signal(data.ArrayLayout(unsigned(word_bits), G), name=f"words{d}")
         fields = Signal(data.ArrayLayout(unsigned(max(1, sh)), G), name=f"fields{d}")
+        same = Signal(data.ArrayLayout(unsigned(G), G), name=f"same{d}")
         pend = Signal(G, name=f"pend{d}")        # lanes whose word is not read yet
         served = Signal(G, name=f"served{d}")    # lanes served by the word on act_data
         kept = Signal(data.ArrayLayout(unsigned(Ab), G), name=f"kept{d}")
-        # The lanes of this cycle's read: the payload's (take) or the pending ones.
-        lane_words = Signal.like(words, name=f"lane_words{d}")
-        todo = Signal(G, name=f"todo{d}")
+        low = Signal(G, name=f"low{d}")          # the lowest pending lane, one-hot
         word = Signal(word_bits, name=f"word{d}")
         match = Signal(G, name=f"match{d}")
-        # Pending lanes come first (no payload is taken while any are left), so the read
-        # address does not wait for `take`: only the read strobe and the registers do.
         busy = Signal(name=f"busy{d}")
-        m.d.comb += busy.eq(pend.any())
-        with m.If(busy):
-            m.d.comb += [todo.eq(pend), lane_words.eq(words)]
-        with m.Else():
-            m.d.comb += [todo.eq(~payload.payload.pad)]
-            for g in range(G):
-                m.d.comb += lane_words[g].eq(payload.payload.addrs[g][sh:] if sh < ab else 0)
-        # The lowest lane to do picks the word (priority: the last assignment wins).
-        for g in reversed(range(G)):
-            with m.If(todo[g]):
-                m.d.comb += word.eq(lane_words[g])
-        for g in range(G):
-            m.d.comb += match[g].eq(todo[g] & (lane_words[g] == word))
+        m.d.comb += [busy.eq(pend.any()), low.eq(pend & (~pend + 1))]
+        m.d.comb += [word.eq(_or_select(low, [words[g] for g in range(G)])),
+                     match.eq(pend & _or_select(low, [same[g] for g in range(G)]))]
         m.d.comb += [fetching[d].eq(busy),
-                     self.act_en[d].eq(take | busy),
+                     self.act_en[d].eq(busy),
                      self.act_addr[d].eq(Cat(word, self.in_bank))]
         data_word = self.act_data[d]
 
         def field(g):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
-        with m.If(take | busy):
-            m.d.sync += [pend.eq(todo & ~match), served.eq(match)]
+        with m.If(busy):
+            m.d.sync += [pend.eq(pend & ~match), served.eq(match)]
             # Keep the fields the previous read served before its word is replaced.
             for g in range(G):
                 with m.If(served[g]):
                     m.d.sync += kept[g].eq(field(g))
         with m.If(take):
+            lane_words = [payload.payload.addrs[g][sh:] if sh < ab else C(0, 1)
+                          for g in range(G)]
+            m.d.sync += [pend.eq(~payload.payload.pad), served.eq(0)]
             for g in range(G):
-                m.d.sync += [words[g].eq(lane_words[g]),
+                m.d.sync += [words[g].eq(lane_words[g]), same[g][g].eq(1),
                              fields[g].eq(payload.payload.addrs[g][:sh] if sh else 0)]
+                for h in range(g + 1, G):       # one compare per pair of lanes
+                    equal = lane_words[g] == lane_words[h]
+                    m.d.sync += [same[g][h].eq(equal), same[h][g].eq(equal)]
         return [Mux(served[g], field(g), kept[g]) for g in range(G)]
+
+
+def _or_select(onehot, values):
+    """``values[g]`` for the one bit g set in `onehot` (0 when none): an AND-OR tree."""
+    out = 0
+    for g, value in enumerate(values):
+        out = out | Mux(onehot[g], value, 0)
+    return out

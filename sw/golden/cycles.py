@@ -164,7 +164,8 @@ class _Walk:
         taken = self.out if take else None
         if take:
             self.b = taken
-            self.b_wait = self.info.extra[taken] if self.info.extra else 0
+            # one cycle to register the payload, then one word read a cycle
+            self.b_wait = 1 + (self.info.extra[taken] if self.info.extra else 0)
         elif move:
             self.b = None
         elif self.b is not None and self.b_wait:
