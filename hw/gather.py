@@ -1,23 +1,31 @@
 """A macro unit's activation gather: D decoder payloads in, one macro compute step out.
 
 The D decoders (one per word-line domain) run in step: their payloads are taken together,
-in the cycle all D are valid and the step register is free.  The activation memory holds
-words of G activations (`mars.contract.banking.Banking`); each domain has ONE read port
-(``act_addr[d]``: a word address with the half as its top bit; data one cycle later in
-``act_data[d]``).  A lane's element address ``e`` (from the decoder) is field ``e % G`` of
-word ``e // G``.
+in the cycle all D are valid and stage B is free (or moves on).  The activation memory
+holds words of G activations (`mars.contract.banking.Banking`); each domain has ONE read
+port (``act_addr[d]``: a word address with the half as its top bit; data one cycle later
+in ``act_data[d]``).  A lane's element address ``e`` (from the decoder) is field ``e % G``
+of word ``e // G``.
 
-* In the take cycle each domain reads the word of its lowest unpadded lane; every unpadded
-  lane in that word is served by it.
-* While a domain still has lanes in other words (a K-group that is not one aligned run:
-  layers whose channel count is not a multiple of G), it reads the next one the following
-  cycle (lowest pending lane first), keeping the fields already fetched in registers.  The
-  step is offered once every domain is done: ``max_d(distinct words of domain d) - 1``
-  cycles after the take cycle (`mars.sw.golden.cycles` counts them from the same rule).
-  An aligned K-group (and an all-padding one) is one read: the step is offered the cycle
-  after the take, as with a memory port per lane.
+Three stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
-The step register then offers the compute step to the macro with padded lanes forced to 0.
+* **Take** (stage B loaded): each domain registers its payload's lane words and fields,
+  its unpadded lanes as pending, and which lanes share a word (one compare per pair of
+  lanes).  No read yet: the read address comes from registers only.
+* **Reads** (stage B): each cycle a domain with lanes pending reads the word of its lowest
+  pending lane; every pending lane in that word is served by it, and the fields already
+  fetched are kept in registers.  A K-group that is one aligned run of G channels (and an
+  all-padding one) is one read; others (layers whose channel count is not a multiple of
+  G) take a read per distinct word.  Step B is done ``max_d(distinct words of domain d,
+  at least 1) + 1`` cycles after the take (`mars.sw.golden.cycles` counts them from the
+  same rule).
+* **Offer** (stage C): the finished step moves into a register, padded lanes forced to 0,
+  and is offered to the macro.  C is loaded only when it was empty at the start of the
+  cycle, so no path runs from the macro's ``ready`` (and the accumulator's and the
+  writer's handshakes behind it) into the decoders and the read ports; C offers a step
+  at most every other cycle, which the macro's ``Ab/b`` cycles a step hide (``Ab/b`` >=
+  2 on every preset).
+
 The markers (first/last step of a pixel, last step of the walk) travel beside the macro in
 a small FIFO, written as the macro accepts a step and read (``side.ready``) as the
 accumulator takes the step's result: the macro keeps results in order, so the FIFO's head
