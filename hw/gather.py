@@ -116,14 +116,14 @@ class ActivationGather(wiring.Component):
         c_valid = Signal()
         c_side = Signal(side_layout())
         take = Signal()
-        fresh = Signal()                     # B was loaded in the previous cycle
+        fresh = Signal(2)                    # B was loaded one / two cycles ago
         move = Signal()                      # B's step (every word read) moves into C
-        fetching = Signal(D)                 # domain d still has lanes in unread words
+        fetching = Signal(D)                 # domain d reads, or its last word is in flight
         # Neither `take` nor `move` looks at the macro's `ready`: C moves on the cycle
         # after the macro took its step, so no path runs from the macro's (and the
         # accumulator's, the writer's) handshake into the decoders and the read ports.
-        m.d.sync += fresh.eq(take)
-        m.d.comb += [move.eq(b_valid & ~fresh & ~fetching.any() & ~c_valid),
+        m.d.sync += fresh.eq(Cat(take, fresh[0]))
+        m.d.comb += [move.eq(b_valid & ~fresh.any() & ~fetching.any() & ~c_valid),
                      take.eq(Cat(*(o.valid for o in outs)).all() & (~b_valid | move)),
                      request.valid.eq(c_valid)]
         for o in outs:
@@ -177,20 +177,28 @@ class ActivationGather(wiring.Component):
         m.d.comb += [busy.eq(pend.any()), low.eq(pend & (~pend + 1))]
         m.d.comb += [word.eq(_or_select(low, [words[g] for g in range(G)])),
                      match.eq(pend & _or_select(low, [same[g] for g in range(G)]))]
-        m.d.comb += [fetching[d].eq(busy),
+        # The word read lands in a register (data_r) the cycle after it leaves the block
+        # RAM; `served_r` says which lanes it serves.  The step is done once no read is in
+        # flight: the last read's word is in data_r.
+        data_r = Signal.like(self.act_data[d], name=f"data_r{d}")
+        served_r = Signal(G, name=f"served_r{d}")
+        busy_r = Signal(name=f"busy_r{d}")
+        m.d.sync += [data_r.eq(self.act_data[d]), served_r.eq(served), busy_r.eq(busy)]
+        m.d.comb += [fetching[d].eq(busy | busy_r),
                      self.act_en[d].eq(busy),
                      self.act_addr[d].eq(Cat(word, self.in_bank))]
-        data_word = self.act_data[d]
+        data_word = data_r
 
         def field(g):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
         with m.If(busy):
             m.d.sync += [pend.eq(pend & ~match), served.eq(match)]
-            # Keep the fields the previous read served before its word is replaced.
-            for g in range(G):
-                with m.If(served[g]):
-                    m.d.sync += kept[g].eq(field(g))
+        # Keep the fields each word served (every cycle: data_r and served_r change
+        # together, one cycle after the read port's word and `served`).
+        for g in range(G):
+            with m.If(served_r[g]):
+                m.d.sync += kept[g].eq(field(g))
         with m.If(take):
             lane_words = [payload.payload.addrs[g][sh:] if sh < ab else C(0, 1)
                           for g in range(G)]
@@ -201,7 +209,7 @@ class ActivationGather(wiring.Component):
                 for h in range(g + 1, G):       # one compare per pair of lanes
                     equal = lane_words[g] == lane_words[h]
                     m.d.sync += [same[g][h].eq(equal), same[h][g].eq(equal)]
-        return [Mux(served[g], field(g), kept[g]) for g in range(G)]
+        return [Mux(served_r[g], field(g), kept[g]) for g in range(G)]
 
 
 def _or_select(onehot, values):

@@ -164,8 +164,9 @@ class _Walk:
         taken = self.out if take else None
         if take:
             self.b = taken
-            # one cycle to register the payload, then one word read a cycle
-            self.b_wait = 1 + (self.info.extra[taken] if self.info.extra else 0)
+            # one cycle to register the payload, one word read a cycle, the last word
+            # registered as it leaves the read port
+            self.b_wait = 2 + (self.info.extra[taken] if self.info.extra else 0)
         elif move:
             self.b = None
         elif self.b is not None and self.b_wait:
