@@ -26,12 +26,13 @@ Three stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
   at most every other cycle, which the macro's ``Ab/b`` cycles a step hide (``Ab/b`` >=
   2 on every preset).
 
-The markers (first/last step of a pixel, last step of the walk) travel beside the macro in
-a small FIFO, written as the macro accepts a step and read (``side.ready``) as the
-accumulator takes the step's result: the macro keeps results in order, so the FIFO's head
-always belongs to the result in flight.  The FIFO holds 5 entries; the macro holds at most
-four steps (docs/macro.md: front, stages R and P, result) and a step is written in the
-cycle the oldest may be read, so it never overflows.
+The markers (first/last step of a pixel, last step of the walk) travel beside C and the
+macro in a small FIFO, written as a step moves into C (not as the macro accepts it: no
+path from the macro's ``ready`` into the FIFO) and read (``side.ready``) as the
+accumulator takes the step's result: C and the macro keep steps in order, so the FIFO's
+head always belongs to the result in flight.  The FIFO holds 6 entries; a step moves into
+C only when C is empty, and the macro holds at most four steps (docs/macro.md: front,
+stages R and P, result), so at most 5 are outstanding and it never overflows.
 """
 
 from __future__ import annotations
@@ -114,7 +115,6 @@ class ActivationGather(wiring.Component):
         # Stage C: the finished step offered to the macro (acts masked, from registers).
         request = self.request
         c_valid = Signal()
-        c_side = Signal(side_layout())
         take = Signal()
         fresh = Signal(2)                    # B was loaded one / two cycles ago
         move = Signal()                      # B's step (every word read) moves into C
@@ -137,7 +137,7 @@ class ActivationGather(wiring.Component):
         with m.Elif(move):
             m.d.sync += b_valid.eq(0)
         with m.If(move):
-            m.d.sync += [c_valid.eq(1), c_side.eq(b_side), request.payload.slots.eq(b_slots)]
+            m.d.sync += [c_valid.eq(1), request.payload.slots.eq(b_slots)]
         with m.Elif(request.ready):
             m.d.sync += c_valid.eq(0)
         for d, o in enumerate(outs):
@@ -146,8 +146,8 @@ class ActivationGather(wiring.Component):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
-        m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=5)
-        m.d.comb += [side.w_en.eq(request.valid & request.ready), side.w_data.eq(c_side),
+        m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=6)
+        m.d.comb += [side.w_en.eq(move), side.w_data.eq(b_side),
                      self.side.valid.eq(side.r_rdy), self.side.payload.eq(side.r_data),
                      side.r_en.eq(self.side.ready)]
         return m
