@@ -158,8 +158,10 @@ class ActivationGather(wiring.Component):
         The take cycle only registers the payload: every lane's word and field, the
         unpadded lanes as pending, and which lanes share a word (``same[g]``: the lanes
         whose word equals lane g's).  Each later cycle with lanes pending reads the word
-        of the lowest one, and every pending lane that shares it is served: a path from
-        registers through a lowest-bit pick and a row select, with no address compare."""
+        of the lowest one (``low``, a one-hot register kept with ``pend``), and every
+        pending lane that shares it is served: the read address is a one-hot select of
+        registers, and the next ``pend``/``low`` a row select, a mask and a lowest-bit
+        pick, with no address compare."""
         cfg, bank = self._config, self._banking
         G, Ab, sh = cfg.rows_per_step, cfg.act_bits, bank.group_bits
         ab = DecoderFormat(cfg).addr_bits
@@ -170,11 +172,11 @@ class ActivationGather(wiring.Component):
         pend = Signal(G, name=f"pend{d}")        # lanes whose word is not read yet
         served = Signal(G, name=f"served{d}")    # lanes served by the word on act_data
         kept = Signal(data.ArrayLayout(unsigned(Ab), G), name=f"kept{d}")
-        low = Signal(G, name=f"low{d}")          # the lowest pending lane, one-hot
+        low = Signal(G, name=f"low{d}")          # the lowest pending lane, one-hot (a register)
         word = Signal(word_bits, name=f"word{d}")
         match = Signal(G, name=f"match{d}")
         busy = Signal(name=f"busy{d}")
-        m.d.comb += [busy.eq(pend.any()), low.eq(pend & (~pend + 1))]
+        m.d.comb += busy.eq(pend.any())
         m.d.comb += [word.eq(_or_select(low, [words[g] for g in range(G)])),
                      match.eq(pend & _or_select(low, [same[g] for g in range(G)]))]
         # The word read lands in a register (data_r) the cycle after it leaves the block
@@ -193,7 +195,8 @@ class ActivationGather(wiring.Component):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
         with m.If(busy):
-            m.d.sync += [pend.eq(pend & ~match), served.eq(match)]
+            m.d.sync += [pend.eq(pend & ~match), low.eq(_lowest(pend & ~match)),
+                         served.eq(match)]
         # Keep the fields each word served (every cycle: data_r and served_r change
         # together, one cycle after the read port's word and `served`).
         for g in range(G):
@@ -202,7 +205,8 @@ class ActivationGather(wiring.Component):
         with m.If(take):
             lane_words = [payload.payload.addrs[g][sh:] if sh < ab else C(0, 1)
                           for g in range(G)]
-            m.d.sync += [pend.eq(~payload.payload.pad), served.eq(0)]
+            m.d.sync += [pend.eq(~payload.payload.pad), low.eq(_lowest(~payload.payload.pad)),
+                         served.eq(0)]
             for g in range(G):
                 m.d.sync += [words[g].eq(lane_words[g]), same[g][g].eq(1),
                              fields[g].eq(payload.payload.addrs[g][:sh] if sh else 0)]
@@ -210,6 +214,11 @@ class ActivationGather(wiring.Component):
                     equal = lane_words[g] == lane_words[h]
                     m.d.sync += [same[g][h].eq(equal), same[h][g].eq(equal)]
         return [Mux(served_r[g], field(g), kept[g]) for g in range(G)]
+
+
+def _lowest(bits):
+    """The lowest set bit of `bits`, one-hot (0 when none): a prefix OR, no carry chain."""
+    return Cat(*(bits[g] & ~bits[:g].any() if g else bits[0] for g in range(len(bits))))
 
 
 def _or_select(onehot, values):
