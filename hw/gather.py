@@ -137,12 +137,17 @@ class ActivationGather(wiring.Component):
         with m.Elif(move):
             m.d.sync += b_valid.eq(0)
         with m.If(move):
-            m.d.sync += [c_valid.eq(1), request.payload.slots.eq(b_slots)]
+            m.d.sync += c_valid.eq(1)
         with m.Elif(request.ready):
             m.d.sync += c_valid.eq(0)
+        # C's data registers follow B while C is empty (a register as their enable, not
+        # `move`, which would fan out to all of them): what they hold when `move` sets
+        # c_valid is B's finished step.
+        with m.If(~c_valid):
+            m.d.sync += request.payload.slots.eq(b_slots)
         for d, o in enumerate(outs):
             acts = self._domain(m, d, o, take, fetching)
-            with m.If(move):
+            with m.If(~c_valid):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
