@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="readout-aware fine-tuning epochs after QAT (default 5 for a "
                              "binary/ternary readout, 0 otherwise)")
     parser.add_argument("--readout-lr", type=float, metavar="LR",
-                        help="learning rate of the readout-aware fine-tuning (Adam; default "
+                        help="learning rate of the readout-aware fine-tuning, Adam (default: "
                              "1e-3 for a binary/ternary readout, 2e-4 otherwise)")
     parser.add_argument("--scale-lr", type=float, metavar="LR",
                         help="learning rate of the binary/ternary column scale factors in "
