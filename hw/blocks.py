@@ -11,9 +11,12 @@ from amaranth.lib import wiring
 
 from mars.config import MarsConfig
 
+from .accumulator import Accumulator
 from .decoder import SparseDecoder
 from .macro import CimMacro
 from .top import MarsTop
+from .unit import MacroUnit
+from .writer import UnitWriter
 
 __all__ = ["Block", "BLOCKS", "block", "to_verilog"]
 
@@ -34,6 +37,12 @@ BLOCKS: dict[str, Block] = {
               "sparse-weight decoder: index code -> row slots and im2col buffer addresses"),
         Block("mars_top", MarsTop,
               "the accelerator: cores x macro units, buffers, controller, host port"),
+        Block("macro_unit", MacroUnit,
+              "one macro unit: sequencer, decoders, gather, macro, accumulator, writer"),
+        Block("unit_writer", UnitWriter,
+              "a unit's writer: requantisation, ReLU, lane groups, output words"),
+        Block("accumulator", Accumulator,
+              "a unit's accumulator: a pixel's macro steps summed from the bias"),
     ]
 }
 

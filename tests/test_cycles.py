@@ -6,9 +6,9 @@ describes them; the sim tests compare the same model with the RTL's own counters
 * A walk, from the cycle after its START to its last write: 7 (decoder: issue, 6 stages
   with the output register) + 1 (gather) + 1 (the macro takes the request) + T (the
   first pixel's macro steps, T = steps x Ab/b) + 2 (the macro's R and P stages) + 1
-  (accumulator) + w (writer: w = ceil(valid channels / write lanes)), then one pixel
-  every max(T, w) cycles: the macro and the writer overlap, the slower one sets the
-  pace.
+  (accumulator) + w (writer: w = ceil(valid channels / write lanes)) + 4 (the writer's
+  stages S2, S3, S4 and its output register after S1), then one pixel every max(T, w)
+  cycles: the macro and the writer overlap, the slower one sets the pace.
 * A unit's sequencer (hw/sequencer.py): its fetch engine reads the program in order, a
   SYNC in S = ki + 3 cycles, a WALK with its parameters in F = ki + kp + 5 (ki, kp:
   stored words of an instruction and of a parameter word); the executor takes the next
@@ -28,6 +28,9 @@ from mars.sw.golden.cycles import layer_walk_cycles, network_cycles, walk_cycles
 from mars.sw.mapper import Load, Phase, Walk
 
 TINY, DEFAULT = PRESETS["tiny"], PRESETS["default"]
+#: Writer stages after a group's issue cycle's register S1 (mars.hw.writer: S2 partial
+#: products, S3 product, S4 clamp inputs, the output register).
+WRITER_EXTRA = 4
 
 
 def lanes_of(config):
@@ -39,17 +42,17 @@ def lanes_of(config):
 
 def walk_by_hand(cps, lanes, steps, pixels, n_valid):
     T, w = steps * cps, -(-n_valid // lanes)
-    first = 7 + 1 + 1 + T + 2 + 1 + w
+    first = 7 + 1 + 1 + T + 2 + 1 + w + WRITER_EXTRA
     return first + (pixels - 1) * max(T, w)
 
 
 # (cycles per step, lanes, steps, pixels, valid channels): counted on paper.
 HAND = [
-    ((1, 1, 1, 1, 1), 14),      # 7+1+1+1+2+1+1: one payload through every stage
-    ((1, 4, 1, 1, 4), 14),      # four channels in one writer cycle
-    ((4, 1, 1, 1, 1), 17),      # the macro takes Ab/b = 4 cycles a step
-    ((1, 1, 2, 3, 1), 15 + 2 * 2),  # macro-bound: a pixel every 2 cycles
-    ((1, 1, 1, 3, 4), 17 + 2 * 4),  # writer-bound: a pixel every 4 cycles
+    ((1, 1, 1, 1, 1), 18),      # 7+1+1+1+2+1+1+4: one payload through every stage
+    ((1, 4, 1, 1, 4), 18),      # four channels in one writer cycle
+    ((4, 1, 1, 1, 1), 21),      # the macro takes Ab/b = 4 cycles a step
+    ((1, 1, 2, 3, 1), 19 + 2 * 2),  # macro-bound: a pixel every 2 cycles
+    ((1, 1, 1, 3, 4), 21 + 2 * 4),  # writer-bound: a pixel every 4 cycles
 ]
 
 
@@ -217,15 +220,16 @@ def test_a_mapped_one_layer_network_counted_by_hand():
                                                         unit_walk_state(cfg, skipped, W))
 
 
-# Write slots (docs/banking.md): a lane group that offers a word issues only in the cycle
-# before its unit's slot, (t + 1) % U == slot.  One pixel, cps 1, 4 lanes, G = 8, U = 4.
+# Write slots (docs/banking.md): a lane group that offers a word issues only K = 5 cycles
+# (the writer's latency) before its unit's slot, (t + 5) % U == slot, i.e. (t + 1) % 4 ==
+# slot for U = 4.  One pixel, cps 1, 4 lanes, G = 8, U = 4.
 # Without slots the group(s) issue at ticks 13 (and 14): 7 and 8 behind the 3-stage decoder,
 # 6 more behind the 6-stage decoder and the macro's stages R and P (docs/decoder.md,
 # docs/macro.md).  With slots the word-ending group waits for the next cycle i >= its tick
-# with (i + 1) % 4 == slot; the walk ends at i + 1.
+# with (i + 1) % 4 == slot; the walk ends at i + 5.
 SLOTS = [
-    ((4, 0), 16), ((4, 1), 17), ((4, 2), 14), ((4, 3), 15),   # one group, ends the word
-    ((8, 0), 16), ((8, 1), 17), ((8, 2), 18), ((8, 3), 15),   # 2nd group ends it (tick 14)
+    ((4, 0), 20), ((4, 1), 21), ((4, 2), 18), ((4, 3), 19),   # one group, ends the word
+    ((8, 0), 20), ((8, 1), 21), ((8, 2), 22), ((8, 3), 19),   # 2nd group ends it (tick 14)
 ]
 
 
@@ -237,8 +241,8 @@ def test_write_slots_counted_by_hand(args, cycles):
 
 def test_extra_word_reads_delay_the_step_by_hand():
     """A payload whose lanes lie in 3 words takes 2 more gather cycles (mars.hw.gather):
-    one pixel, one step, cps 1: 14 + 2 cycles; a second pixel's 3 reads hide behind the
-    first pixel's macro step only when the step is long enough (cps 4: 17 + 4 + 0)."""
+    one pixel, one step, cps 1: 18 + 2 cycles; a second pixel's 3 reads hide behind the
+    first pixel's macro step only when the step is long enough (cps 4: 21 + 4 + 0)."""
     from mars.sw.golden.cycles import _Walk, _WalkInfo
 
     def run(cps, pixels, extra):
@@ -251,6 +255,6 @@ def test_extra_word_reads_delay_the_step_by_hand():
             cycles += 1
         return cycles
 
-    assert run(1, 1, (2,)) == 14 + 2
-    assert run(4, 2, (0, 2)) == 17 + 4
-    assert run(4, 2, (2, 2)) == 17 + 2 + 4
+    assert run(1, 1, (2,)) == 18 + 2
+    assert run(4, 2, (0, 2)) == 21 + 4
+    assert run(4, 2, (2, 2)) == 21 + 2 + 4

@@ -3,8 +3,9 @@
 The writer is run alone, on a walk of random accumulators, with an activation memory of
 G-activation words behind the write stage the top uses (`act_write_stage`: read, merge,
 write) and a result memory of L-accumulator words (`result_write`).  The write slot
-(``slot_next``) comes at random, and the bench checks that a word is only ever offered in
-the cycle after it was announced.  The expectation is computed independently with NumPy:
+(``slot_next``) comes at random, and the bench checks that a word is only ever offered
+``latency`` cycles after a cycle with ``slot_next`` (the writer issues a group that will
+offer a word only then; one unit, so no ``slot_delay``).  The expectation is computed independently with NumPy:
 the requantisation of the golden model (`mars.sw.golden.network.requantise`, the formula
 of docs/model-package.md, whose clamp at 0 is the ReLU), then max pooling over k x k
 windows (floor), placed at element ``out_base + py * out_row_pitch + px * out_pitch + ch``
@@ -60,18 +61,19 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
     n_pixels = accs.shape[0] * accs.shape[1]
     flat = accs.reshape(n_pixels, -1)
     done_cycles = []
-    announced = [False, False]          # slot_next in the previous and this cycle
+    assert dut.slot_delay == 0
+    announced = [False] * (dut.latency + 1)   # slot_next in the last latency + 1 cycles
 
     async def step(ctx, cycle):
-        """One clock edge: check this cycle's offers against the slot announced in the
-        previous cycle, then draw the next cycle's ``slot_next``."""
+        """One clock edge: check this cycle's offers against the slot announced
+        ``latency`` cycles before, then draw the next cycle's ``slot_next``."""
         offered = ctx.get(dut.act_entry.valid) or ctx.get(dut.res_entry.valid)
         assert not offered or announced[0], f"seed {seed}: offer outside the slot"
         if ctx.get(dut.walk_done):
             done_cycles.append(cycle)
         await ctx.tick()
-        announced[:] = [announced[1], bool(rng.random() < slot_prob)]
-        ctx.set(dut.slot_next, announced[1])
+        announced[:] = announced[1:] + [bool(rng.random() < slot_prob)]
+        ctx.set(dut.slot_next, announced[-1])
 
     async def testbench(ctx):
         ctx.set(dut.insn, insn)
@@ -96,7 +98,7 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
                 if taken:
                     break
         ctx.set(dut.pixel.valid, 0)
-        for _ in range(4):                     # drain W2 and the write stage
+        for _ in range(dut.latency + 3):       # drain the writer and the write stage
             await step(ctx, cycle)
             cycle += 1
         bench.act_words = [ctx.get(bench.act.data[i]) for i in range(bench.act.depth)]
