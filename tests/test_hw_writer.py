@@ -191,3 +191,43 @@ def test_acc_out_writes_raw_accumulators():
     assert (result == expected).all(), f"seed {seed}: got {result}, want {expected}"
     assert (act == act_init).all(), f"seed {seed}: the activation memory was written"
     assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"
+
+
+def test_default_lanes_full_range_against_numpy():
+    """`default` (4 write lanes, 2 lane groups a word, unaligned pixels): accumulators
+    and multipliers over their whole ranges, each shift near the product's magnitude, so
+    the clamp window (bit S - 1 up, the overflow test above bit S + Ab) sees every
+    position; S = 0 and S = 63 on two channels."""
+    config, seed = PRESETS["default"], 31
+    rng = np.random.default_rng(seed)
+    N, Ab, acc = config.channels_per_macro, config.act_bits, config.acc_bits
+    out_h, out_w, k, n_valid = 2, 5, 1, 14
+    bits = rng.integers(2, acc + 1, size=N)               # each channel's magnitude
+    bits[0], bits[1] = acc, acc
+    accs = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(out_h, out_w, N))
+    accs[0, 0, :2] = [-(1 << (acc - 1)), (1 << (acc - 1)) - 1]    # both extremes
+    mult = rng.integers(1, 1 << config.requant_mult_bits, size=N)
+    mult[3] = (1 << config.requant_mult_bits) - 1
+    magnitude = bits - 1 + np.array([int(v).bit_length() for v in mult])
+    shift = np.clip(magnitude - Ab + rng.integers(-1, 3, size=N), 0, 63)
+    shift[0], shift[1] = 0, 63
+    out_base, out_pitch = 3, n_valid + 1                             # phases 3, 2, 1, 0 ...
+    row_pitch = out_w * out_pitch + 2
+    words = config.act_buffer_words
+    act_init = rng.integers(0, 1 << Ab, size=2 * words)
+    insn = insn_for(config, out_w=out_w, pool_k=k, pool_w=out_w, pool_h=out_h,
+                    n_valid=n_valid, out_base=out_base, out_pitch=out_pitch,
+                    out_row_pitch=row_pitch, out_bank=1)
+    act, _, done = run_walk(config, accs, insn, mult, shift, act_init.tolist(), seed=seed)
+    q = requantise(accs, mult, shift, Ab)
+    inside = (q > 0) & (q < (1 << Ab) - 1)
+    assert inside.mean() > 0.2, f"seed {seed}: too few results inside the clamp"
+    expected = act_init.copy()
+    for y in range(out_h):
+        for x in range(out_w):
+            for ch in range(n_valid):
+                expected[words + out_base + y * row_pitch + x * out_pitch + ch] = q[y, x, ch]
+    differ = np.flatnonzero(act != expected)
+    assert differ.size == 0, (f"seed {seed}: {differ.size} elements differ, first at "
+                              f"{differ[:5]}: got {act[differ[:5]]}, want {expected[differ[:5]]}")
+    assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"
