@@ -400,24 +400,25 @@ class UnitWriter(wiring.Component):
             groups.append(reg)
         s4_lanes = []
         for lane, r1 in enumerate(s1_lanes):
-            # S2: partial products (one MULT18X18D each on ECP5) and the overflow mask
+            # S2: partial products (one MULT18X18D each on ECP5)
             lo = Signal(unsigned(h + cfg.requant_mult_bits), name=f"s2_lo{lane}")
             hi = Signal(signed(acc_bits - h + cfg.requant_mult_bits + 1), name=f"s2_hi{lane}")
-            mask = Signal(width, name=f"s2_mask{lane}")     # bits >= S + Ab
             shift2 = Signal.like(r1.shift, name=f"s2_shift{lane}")
             write2 = Signal(name=f"s2_write{lane}")
             acc2 = Signal.like(r1.acc, name=f"s2_acc{lane}")
             m.d.sync += [lo.eq(r1.acc.as_unsigned()[:h] * r1.mult if h else 0),
                          hi.eq(r1.acc[h:].as_signed() * r1.mult),
                          shift2.eq(r1.shift), write2.eq(r1.write), acc2.eq(r1.acc)]
-            m.d.sync += mask.eq(Cat(*((r1.shift + Ab) <= i for i in range(width))))
-            # S3: the product
+            # S3: the product, and the overflow mask
             p = Signal(shape, name=f"s3_product{lane}")
-            mask3 = Signal.like(mask, name=f"s3_mask{lane}")
+            mask3 = Signal(width, name=f"s3_mask{lane}")     # bits >= S + Ab
             shift3 = Signal.like(shift2, name=f"s3_shift{lane}")
             write3 = Signal(name=f"s3_write{lane}")
             acc3 = Signal.like(acc2, name=f"s3_acc{lane}")
-            m.d.sync += [p.eq((hi << h) + lo), mask3.eq(mask), shift3.eq(shift2),
+            # (S <= i - Ab: compared with constants, no adder)
+            m.d.sync += mask3.eq(Cat(*(shift2 <= i - Ab if i >= Ab else Const(0, 1)
+                                       for i in range(width))))
+            m.d.sync += [p.eq((hi << h) + lo), shift3.eq(shift2),
                          write3.eq(write2), acc3.eq(acc2)]
             # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
             neg = Signal(name=f"s4_neg{lane}")
