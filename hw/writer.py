@@ -8,23 +8,40 @@ i holding channel ``i*L + l - phase`` (lanes outside ``[0, n_valid)`` write noth
 aligned layout (``out_base`` and the pitches multiples of L) has phase 0 and
 ``ceil(n_valid / L)`` groups, as before banking.
 
-Two pipeline stages:
+A lane group goes through five register stages from its issue to its offer (K =
+`writer_latency`, docs/synthesis.md, "Timing the unit's blocks"), one group a cycle:
 
-* W1 multiplies each lane's accumulator by its channel's multiplier M;
-* W2 rounds, shifts and clamps (docs/architecture.md, "Arithmetic of the writer";
+* issue: the pixel's registers (taken one pixel ahead: its element group, phase, last
+  group index, bounds and pooling flag) decide whether the group issues now;
+* S1: each lane's accumulator, M and S.  No lane indexes all N channels: position j of
+  the *aligned* group ``n_grp`` (channel ``n_grp*L + j``) is an N/L-way choice, the
+  previous group's choice is kept, and lane l takes position ``l - phase`` of the one or
+  ``l - phase + L`` of the other (an L-way choice);
+* S2: the product ``acc * M`` in two halves (the accumulator's low 16 bits unsigned and
+  its high bits signed, one 18 x 18 multiplier each);
+* S3: their sum, the product p (and the mask of the bits at or above ``S + Ab``);
+* S4: only what the clamp needs (docs/architecture.md, "Arithmetic of the writer";
   docs/model-package.md)::
 
       q = clamp((acc * M + ((1 << S) >> 1)) >> S, 0, 2**Ab - 1)
+        = 0                     if p < 0
+          2**Ab - 1             if p >> S >= 2**Ab - 1 (a bit of p at or above S + Ab
+                                set, or the Ab bits from bit S all set)
+          (p >> S) + p[S - 1]   otherwise (p[S - 1] read as 0 for S = 0)
 
-  (the clamp at 0 is the ReLU) and places the lanes in the word being assembled (G
+  the sign, the overflow bit and the Ab + 1 bits from bit S - 1 (the clamp at 0 is the
+  ReLU);
+* OUT (registers): the clamped lanes are placed in the word being assembled (G
   activations, ``G / L`` groups).  A group that ends a word, or the pixel's last group,
   offers the word (`act_entry`: word address, fields, field mask, max flag) to the top's
   write stage, which merges it into the stored word (taking the maximum with it when the
   pixel is not the first of its pooling window) and writes it.
 
 The top's write stage takes one unit's word a cycle, unit ``t mod U`` in cycle t
-(`mars.hw.top`): a group that offers a word issues only in the cycle before this unit's
-slot (``slot_next``), so offered words never collide; other groups issue at once.  With
+(`mars.hw.top`): a group that offers a word issues only K cycles before this unit's slot,
+so offered words never collide; other groups issue at once.  The writer knows that cycle
+from ``slot_next`` (the slot is next cycle), which recurs every U cycles: delayed by
+``(1 - K) mod U`` cycles (0 for U = 1, 2 or 4) it tells the slot K cycles on.  With
 ``acc_out`` set every group goes to the result memory instead (`res_entry`: result word
 ``e // L`` with a lane mask; raw accumulators, unpooled, not requantised: the network's
 last layer) and waits for the slot the same way.
@@ -32,10 +49,12 @@ last layer) and waits for the slot the same way.
 **Residual adds** (``residual_adds`` configurations, a walk with ``add`` set;
 docs/architecture.md, "Residual adds").  Every lane group then waits for the unit's slot
 like a result group, and in its issue cycle the writer reads the shortcut's lane group
-through the top's shortcut read port (`sc_read`, one port per memory, taken by the slot's
-unit): element ``sc_base + pixel * sc_pitch + channel`` of activation region ``sc_bank``,
-or of the result memory (raw accumulators of a conv shortcut) with ``sc_res``.  The data
-arrives in W2, where each lane computes::
+through the top's shortcut read port (`sc_read`, one port per memory, taken by the unit
+whose slot is next; so K is 1 modulo U here, `writer_latency`): element ``sc_base + pixel *
+sc_pitch + channel`` of activation region ``sc_bank``, or of the result memory (raw
+accumulators of a conv shortcut) with ``sc_res``.  The data arrives in S1; S2 adds the
+partial sum and picks the shortcut's field, S3 takes both products, S4 both rescales and
+their sum (full width: the sum is clamped, not each term), and OUT clamps::
 
     q = clamp(rescale(acc, M, S) + rescale(sc, M_sc, S_sc), 0, 2**Ab - 1)
     rescale(v, M, S) = (v * M + ((1 << S) >> 1)) >> S        (no clamp)
@@ -48,7 +67,7 @@ exceed the macro's row slots is computed in several walks over parts of its grou
 but the last writes raw accumulators to the result memory (``acc_out``), and every walk
 but the first reads the stored partial sum of its element (the same element as the
 shortcut's, from the result memory) and adds it to the accumulator: raw out, or before
-the requantisation (``((acc + psum) * M + 2^(S-1)) >> S``, the product taken in W2).
+the requantisation (``((acc + psum) * M + 2^(S-1)) >> S``, the product taken in S3).
 
 A walk's pixels come row-major over ``out_w`` columns of the pre-pooling map; pixel
 (x, y) belongs to the pooled output (x // k, y // k) for a pool window k
@@ -355,10 +374,16 @@ class UnitWriter(wiring.Component):
                                  *(value[n].eq(par[ch][n]) for n in names)]
                 options.append(value)
             pick = Signal(lane_layout, name=f"aligned{j}")
-            with m.Switch(n_grp):
-                for g, value in enumerate(options):
-                    with m.Case(g):
-                        m.d.comb += pick.eq(value)
+            # a power-of-two count: the low bits choose (n_grp = N/L, a group past the
+            # channels, only has lanes that do not write)
+            pow2 = n_groups & (n_groups - 1) == 0
+            if n_groups == 1:
+                m.d.comb += pick.eq(options[0])
+            else:
+                with m.Switch(n_grp[:(n_groups - 1).bit_length()] if pow2 else n_grp):
+                    for g, value in enumerate(options):
+                        with m.Case(g):
+                            m.d.comb += pick.eq(value)
             cur.append(pick)
         prev = [Signal(lane_layout, name=f"prev{j}") for j in range(L)]
         with m.If(issue):
@@ -391,7 +416,6 @@ class UnitWriter(wiring.Component):
         cfg = self._config
         Ab, acc_bits = cfg.act_bits, cfg.acc_bits
         shape = self._product_shape()
-        width = shape.width
         h = 16 if acc_bits > 18 else 0             # low half of the accumulator, unsigned
         groups = [s1]
         for name in ("s2", "s3", "s4"):
@@ -409,15 +433,11 @@ class UnitWriter(wiring.Component):
             m.d.sync += [lo.eq(r1.acc.as_unsigned()[:h] * r1.mult if h else 0),
                          hi.eq(r1.acc[h:].as_signed() * r1.mult),
                          shift2.eq(r1.shift), write2.eq(r1.write), acc2.eq(r1.acc)]
-            # S3: the product, and the overflow mask
+            # S3: the product
             p = Signal(shape, name=f"s3_product{lane}")
-            mask3 = Signal(width, name=f"s3_mask{lane}")     # bits >= S + Ab
             shift3 = Signal.like(shift2, name=f"s3_shift{lane}")
             write3 = Signal(name=f"s3_write{lane}")
             acc3 = Signal.like(acc2, name=f"s3_acc{lane}")
-            # (S <= i - Ab: compared with constants, no adder)
-            m.d.sync += mask3.eq(Cat(*(shift2 <= i - Ab if i >= Ab else Const(0, 1)
-                                       for i in range(width))))
             m.d.sync += [p.eq((hi << h) + lo), shift3.eq(shift2),
                          write3.eq(write2), acc3.eq(acc2)]
             # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
@@ -426,8 +446,8 @@ class UnitWriter(wiring.Component):
             window = Signal(Ab + 1, name=f"s4_window{lane}")
             write4 = Signal(name=f"s4_write{lane}")
             acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
-            m.d.sync += [neg.eq(p[-1]), over.eq((p.as_unsigned() & mask3).any()),
-                         window.eq((Cat(Const(0, 1), p.as_unsigned()) >> shift3)[:Ab + 1]),
+            win, ovf = self._clamp_window(m, lane, p, shift3)
+            m.d.sync += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
                          write4.eq(write3), acc4.eq(acc3)]
             s4_lanes.append((neg, over, window, write4, acc4))
 
@@ -443,6 +463,40 @@ class UnitWriter(wiring.Component):
                 m.d.comb += q.eq(t + rb)
             return q, write, acc
         return groups[-1], lane_out
+
+    def _clamp_window(self, m, lane: int, p, shift):
+        """What the clamp needs of the product p shifted right by S: the Ab + 1 bits
+        from bit S - 1 (bit -1 reads 0) and whether any bit at or above S + Ab is set.
+
+        With ``u = p << 1`` (so that bit S - 1 of p is bit S of u) and S = 8a + b: the
+        coarse step takes the 8 + Ab bits of u from bit 8a (an 8-way choice by a) and
+        whether any bit of u from 8a + 8 + Ab up is set (the suffix ORs, chosen by a);
+        the fine step takes Ab + 1 bits from bit b of the coarse ones and ORs those at
+        or above b + Ab + 1.  Far fewer LUTs than a full shifter of the product.
+        """
+        Ab = self._config.act_bits
+        u = Cat(Const(0, 1), p.as_unsigned())
+        fb = min(3, len(shift))                    # fine shift bits
+        span = (1 << fb) + Ab                      # coarse bits kept
+        steps = 1 << (len(shift) - fb)             # coarse positions
+        coarse = Signal(span, name=f"s4_coarse{lane}")
+        sticky = Signal(name=f"s4_sticky{lane}")
+        a, b = shift[fb:], shift[:fb]
+        with m.Switch(a):
+            for k in range(steps):
+                lo = k << fb
+                bits = [u[i] if i < len(u) else Const(0, 1) for i in range(lo, lo + span)]
+                rest = u[lo + span:] if lo + span < len(u) else Const(0, 1)
+                with m.Case(k):
+                    m.d.comb += [coarse.eq(Cat(*bits)), sticky.eq(rest.any())]
+        window = Signal(Ab + 1, name=f"s4_fine{lane}")
+        above = Signal(name=f"s4_above{lane}")
+        with m.Switch(b):
+            for k in range(1 << fb):
+                with m.Case(k):
+                    high = coarse[k + Ab + 1:] if k + Ab + 1 < span else Const(0, 1)
+                    m.d.comb += [window.eq(coarse[k:k + Ab + 1]), above.eq(high.any())]
+        return window, sticky | above
 
     def _residual_lanes(self, m, s1_lanes, s1):
         """S2 .. S4 with residual adds (docs/architecture.md, "Residual adds"): the
