@@ -277,7 +277,7 @@ class UnitWriter(wiring.Component):
         advance = Signal()                         # the pixel's last group issues
         prime = Signal()                           # the cycle after a walk's restart
         restart_d = Signal()
-        loaded = Signal()                          # the pixel registers hold the walk's
+        loaded = Signal()                          # the pixel registers are the walk's
         m.d.sync += restart_d.eq(self.restart)
         m.d.comb += prime.eq(restart_d & ~self.restart)
         with m.If(prime):
