@@ -6,10 +6,11 @@ write) and a result memory of L-accumulator words (`result_write`).  The write s
 (``slot_next``) comes at random, and the bench checks that a word is only ever offered
 ``latency`` cycles after a cycle with ``slot_next`` (the writer issues a group that will
 offer a word only then; one unit, so no ``slot_delay``).  The expectation is computed
-independently with NumPy: the requantisation of the golden model (`mars.sw.golden.network.requantise`, the formula
-of docs/model-package.md, whose clamp at 0 is the ReLU), then max pooling over k x k
-windows (floor), placed at element ``out_base + py * out_row_pitch + px * out_pitch + ch``
-(element e: field e % G of word e // G, `mars.contract.banking`).
+independently with NumPy: the requantisation of the golden model
+(`mars.sw.golden.network.requantise`, the formula of docs/model-package.md, whose clamp at
+0 is the ReLU), then max pooling over k x k windows (floor), placed at element
+``out_base + py * out_row_pitch + px * out_pitch + ch`` (element e: field e % G of word
+e // G, `mars.contract.banking`).
 """
 
 from __future__ import annotations
