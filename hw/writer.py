@@ -41,7 +41,9 @@ The top's write stage takes one unit's word a cycle, unit ``t mod U`` in cycle t
 (`mars.hw.top`): a group that offers a word issues only K cycles before this unit's slot,
 so offered words never collide; other groups issue at once.  The writer knows that cycle
 from ``slot_next`` (the slot is next cycle), which recurs every U cycles: delayed by
-``(1 - K) mod U`` cycles (0 for U = 1, 2 or 4) it tells the slot K cycles on.  With
+``(1 - K) mod U`` cycles, or U for 0 (U = 1, 2 or 4), it tells the slot K cycles on.  The
+delay line starts empty with the run (no slot in its first U cycles), long before a
+walk's first pixel reaches the writer.  With
 ``acc_out`` set every group goes to the result memory instead (`res_entry`: result word
 ``e // L`` with a lane mask; raw accumulators, unpooled, not requantised: the network's
 last layer) and waits for the slot the same way.
@@ -226,8 +228,10 @@ class UnitWriter(wiring.Component):
         self._banking = Banking(config)
         #: Cycles from a group's issue to its offer (`writer_latency`).
         self.latency = writer_latency(config)
-        #: Cycles ``slot_next`` is delayed to tell, at issue, the slot ``latency`` cycles on.
-        self.slot_delay = (1 - self.latency) % config.macros
+        #: Cycles ``slot_next`` is delayed to tell, at issue, the slot ``latency`` cycles on:
+        #: ``(1 - latency) mod U``, or U rather than 0, so that the input is registered
+        #: (the slots recur every U cycles).
+        self.slot_delay = (1 - self.latency) % config.macros or config.macros
         super().__init__({
             "pixel": In(stream.Signature(pixel_layout(config))),
             "insn": In(instruction_layout(config)),

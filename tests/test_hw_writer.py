@@ -4,8 +4,8 @@ The writer is run alone, on a walk of random accumulators, with an activation me
 G-activation words behind the write stage the top uses (`act_write_stage`: read, merge,
 write) and a result memory of L-accumulator words (`result_write`).  The write slot
 (``slot_next``) comes at random, and the bench checks that a word is only ever offered
-``latency`` cycles after a cycle with ``slot_next`` (the writer issues a group that will
-offer a word only then; one unit, so no ``slot_delay``).  The expectation is computed
+``latency + slot_delay`` cycles after a cycle with ``slot_next`` (the writer issues a
+group that will offer a word only ``slot_delay`` cycles after such a cycle).  The expectation is computed
 independently with NumPy: the requantisation of the golden model
 (`mars.sw.golden.network.requantise`, the formula of docs/model-package.md, whose clamp at
 0 is the ReLU), then max pooling over k x k windows (floor), placed at element
@@ -62,12 +62,13 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
     n_pixels = accs.shape[0] * accs.shape[1]
     flat = accs.reshape(n_pixels, -1)
     done_cycles = []
-    assert dut.slot_delay == 0
-    announced = [False] * (dut.latency + 1)   # slot_next in the last latency + 1 cycles
+    # slot_next in the last latency + slot_delay + 1 cycles
+    announced = [False] * (dut.latency + dut.slot_delay + 1)
 
     async def step(ctx, cycle):
         """One clock edge: check this cycle's offers against the slot announced
-        ``latency`` cycles before, then draw the next cycle's ``slot_next``."""
+        ``latency + slot_delay`` cycles before, then draw the next cycle's
+        ``slot_next``."""
         offered = ctx.get(dut.act_entry.valid) or ctx.get(dut.res_entry.valid)
         assert not offered or announced[0], f"seed {seed}: offer outside the slot"
         if ctx.get(dut.walk_done):
@@ -99,7 +100,7 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
                 if taken:
                     break
         ctx.set(dut.pixel.valid, 0)
-        for _ in range(dut.latency + 3):       # drain the writer and the write stage
+        for _ in range(dut.latency + dut.slot_delay + 3):   # drain the writer, write stage
             await step(ctx, cycle)
             cycle += 1
         bench.act_words = [ctx.get(bench.act.data[i]) for i in range(bench.act.depth)]
