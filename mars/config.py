@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mars.errors import MarsError
+from mars.errors import MarsError, json_kind, json_text
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -198,13 +198,13 @@ class MarsConfig:
                 except ValueError:
                     allowed = ", ".join(repr(m.value) for m in enum_type)
                     raise ConfigError(
-                        f"{field} must be one of {allowed}, not {value!r}") from None
+                        f"{field} must be one of {allowed}, not {json_text(value)}") from None
         if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"name must be a non-empty string, not {self.name!r}")
+            raise ConfigError(f"name must be a non-empty string, not {json_text(self.name)}")
         for field in _INT_FIELDS:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"{field} must be an integer, not {value!r}")
+                raise ConfigError(f"{field} must be an integer, not {json_text(value)}")
             if value < (0 if field == "scale_frac_bits" else 1):
                 raise ConfigError(f"{field} must be at least "
                                   f"{0 if field == 'scale_frac_bits' else 1}, not {value}")
@@ -264,7 +264,7 @@ class MarsConfig:
                               f"{MAX_ACT_REGIONS}, not {self.act_regions}")
         if not isinstance(self.residual_adds, bool):
             raise ConfigError(f"residual_adds must be true or false, not "
-                              f"{self.residual_adds!r}")
+                              f"{json_text(self.residual_adds)}")
         if not _is_pow2(self.act_buffer_words):
             raise ConfigError(
                 f"act_buffer_words must be a power of two, not {self.act_buffer_words}")
@@ -280,7 +280,7 @@ class MarsConfig:
         if self.scale_rounding not in SCALE_ROUNDINGS:
             raise ConfigError(f"scale_rounding must be one of "
                               f"{', '.join(map(repr, SCALE_ROUNDINGS))}, not "
-                              f"{self.scale_rounding!r}")
+                              f"{json_text(self.scale_rounding)}")
         if not self.scaled_readout:
             return
         G = self.rows_per_step
@@ -415,13 +415,49 @@ class MarsConfig:
             out[field.name] = value.value if isinstance(value, enum.Enum) else value
         return out
 
+    def hardware_fields(self) -> dict[str, Any]:
+        """`to_dict` without `name`, with every field the configured readout and geometry
+        do not use set to the value that stands for "unused" (what `content_hash` hashes).
+
+        - exact and saturating readouts have no comparator and no column scale factors:
+          ``readout_threshold``, ``scale_bits``, ``scale_frac_bits`` and
+          ``scale_rounding`` take their defaults;
+        - binary and ternary readouts compare the popcount itself (no ADC):
+          ``readout_bits`` is taken as the popcount's width, `exact_readout_bits`;
+        - with one partition a partition is the whole macro: ``skip_granularity`` is
+          ``partition``.
+
+        The defaults and the popcount's width are what the presets already hold, so their
+        hashes are the ones they had when every field was hashed.
+        """
+        content = self.to_dict()
+        del content["name"]
+        if not self.scaled_readout:
+            for field in _SCALE_ONLY_FIELDS:
+                content[field] = getattr(_DEFAULT, field)
+        else:
+            content["readout_bits"] = self.exact_readout_bits
+        if self.partitions == 1:
+            content["skip_granularity"] = SkipGranularity.PARTITION.value
+        return content
+
     @property
     def content_hash(self) -> str:
-        """SHA-256 of the canonical JSON of every field except `name`.
+        """SHA-256 of the canonical JSON of the fields that build the hardware and its
+        arithmetic (`hardware_fields`: every field but `name`, those the readout does not
+        use normalised).
 
         Two configurations that build the same hardware have the same hash, whatever
-        they are called; packages and memory images carry it to detect a mismatch.
+        they are called and whatever they hold in fields their readout ignores; packages,
+        memory images and the simulator caches carry it to detect a mismatch.
         """
+        canonical = json.dumps(self.hardware_fields(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def legacy_content_hash(self) -> str:
+        """The hash of every field but `name`, as tools before the normalisation of
+        `hardware_fields` wrote it; a configuration file carrying it is still read."""
         content = self.to_dict()
         del content["name"]
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
@@ -447,21 +483,23 @@ class MarsConfig:
         errors.
         """
         if not isinstance(doc, dict):
-            raise ConfigError(f"{source}: expected a JSON object, not {type(doc).__name__}")
+            raise ConfigError(f"{source}: expected a JSON object, not {json_kind(doc)}")
         doc = dict(doc)
         schema = doc.pop("schema", _SCHEMA_NAME)
         if schema != _SCHEMA_NAME:
-            raise ConfigError(f"{source}: schema must be {_SCHEMA_NAME!r}, not {schema!r}")
+            raise ConfigError(f"{source}: schema must be {_SCHEMA_NAME!r}, not "
+                              f"{json_text(schema)}")
         version = doc.pop("schema_version", SCHEMA_VERSION)
         if type(version) is not int or version != SCHEMA_VERSION:
             change = _SCHEMA_CHANGES.get(version) if type(version) is int else None
             raise ConfigError(
-                f"{source}: schema_version {version!r} is not supported "
+                f"{source}: schema_version {json_text(version)} is not supported "
                 f"(this tool reads version {SCHEMA_VERSION})" + (f"; {change}" if change else ""))
         has_hash = "content_hash" in doc
         stored_hash = doc.pop("content_hash", None)
         if has_hash and not isinstance(stored_hash, str):
-            raise ConfigError(f"{source}: content_hash must be a string, not {stored_hash!r}")
+            raise ConfigError(f"{source}: content_hash must be a string, not "
+                              f"{json_text(stored_hash)}")
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -472,7 +510,7 @@ class MarsConfig:
             config = cls(**doc)
         except ConfigError as error:
             raise ConfigError(f"{source}: {error}") from None
-        if has_hash and stored_hash != config.content_hash:
+        if has_hash and stored_hash not in (config.content_hash, config.legacy_content_hash):
             raise ConfigError(
                 f"{source}: content_hash {stored_hash!r} does not match the fields "
                 f"(they hash to {config.content_hash!r}); the file was edited or damaged")
@@ -499,6 +537,8 @@ class MarsConfig:
 SCALE_ROUNDINGS = ("nearest", "floor")
 
 _INT_FIELDS = tuple(f.name for f in dataclasses.fields(MarsConfig) if f.type == "int")
+#: Fields only binary and ternary readouts use (the comparator and the column scale factors).
+_SCALE_ONLY_FIELDS = ("readout_threshold", "scale_bits", "scale_frac_bits", "scale_rounding")
 
 
 _DEFAULT = MarsConfig()

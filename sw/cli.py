@@ -101,10 +101,146 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from mars.sw.train.command import run
+class _Default:
+    """An option's default value, told apart from the same value given on the command line
+    (`_given_options` unwraps it): a train option that has no effect is refused only when
+    the user gave it."""
 
-    return run(args)
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def __str__(self) -> str:                   # the help text's "(default: ...)"
+        return str(self.value)
+
+
+#: ``mars train`` options whose effect depends on the readout, the epochs or the sparsity:
+#: their defaults are wrapped in `_Default` so that `_unused_train_option` sees what was
+#: given.  (The flags default to False and --readout-finetune to None: given is not that.)
+_TRAIN_DEFAULTS_SEEN = ("lr", "qat_lr", "readout_lr", "distill", "ste", "scale_calibration",
+                        "structure", "scope")
+
+
+def _given_options(args: argparse.Namespace) -> set[str]:
+    """The `_TRAIN_DEFAULTS_SEEN` destinations the user gave; unwraps the others' defaults."""
+    given = set()
+    for dest in _TRAIN_DEFAULTS_SEEN:
+        value = getattr(args, dest)
+        if isinstance(value, _Default):
+            setattr(args, dest, value.value)
+        else:
+            given.add(dest)
+    given |= {dest for dest in ("readout_aware", "prune_first", "keep_last_dense")
+              if getattr(args, dest)}
+    if args.readout_finetune is not None:
+        given.add("readout_finetune")
+    return given
+
+
+def _unused_train_option(args: argparse.Namespace, given: set[str], config) -> str | None:
+    """The first given ``mars train`` option that would change nothing, as the one-line
+    reason to refuse it; None if every given option has an effect (docs/robustness.md,
+    "Options that would do nothing").  Values out of their range are left to the trainer's
+    own checks, which name the range."""
+    import math
+
+    from mars.config import ReadoutMode
+
+    def valid_rate(dest: str) -> bool:
+        value = getattr(args, dest)
+        return isinstance(value, float) and 0 < value < math.inf
+
+    name, mode = config.name, config.readout_mode.value
+    exact = config.readout_mode is ReadoutMode.EXACT
+    if exact:
+        for dest, what in (("readout_aware", "QAT through it is plain QAT"),
+                           ("readout_finetune", "there is no readout to fine-tune for"),
+                           ("readout_lr", "no readout-aware fine-tuning runs"),
+                           ("ste", "no gradient passes through a readout that changes "
+                                   "nothing"),
+                           ("scale_calibration", "it has no column scale factors")):
+            if dest in given and (dest != "readout_lr" or valid_rate(dest)):
+                return (f"--{dest.replace('_', '-')} does nothing on configuration {name}: its "
+                        f"readout is exact (readout_mode 'exact'), so {what}; leave the option "
+                        f"out")
+        finetune = 0
+    else:
+        from mars.sw.train.trainer import DEFAULT_FINETUNE
+
+        finetune = (args.readout_finetune if args.readout_finetune is not None
+                    else (DEFAULT_FINETUNE if config.scaled_readout else 0))
+    if config.readout_mode is ReadoutMode.SATURATING \
+            and config.readout_max >= config.rows_per_step:
+        # the clamp never acts: the forward pass and every gradient are the exact product's
+        for dest, what in (("readout_aware", "QAT through it is plain QAT"),
+                           ("ste", "no K-group is ever clipped")):
+            if dest in given:
+                return (f"--{dest.replace('_', '-')} does nothing on configuration {name}: its "
+                        f"saturating readout of readout_bits {config.readout_bits} never "
+                        f"clips a popcount of G={config.rows_per_step} rows, so {what}; "
+                        f"leave the option out")
+    if "scale_calibration" in given and not exact:
+        if not config.scaled_readout:
+            return (f"--scale-calibration does nothing on configuration {name}: a {mode} "
+                    f"readout has no column scale factors to calibrate (only binary and "
+                    f"ternary readouts do); leave the option out")
+        if args.readout_aware:
+            return ("--scale-calibration does nothing with --readout-aware: the scale "
+                    "factors then start from a least-squares fit on the first quantised "
+                    "training batch, not from the sequential fit on N images; leave one of "
+                    "the two out")
+    if "readout_lr" in given and not exact and finetune == 0 and valid_rate("readout_lr"):
+        default = "" if args.readout_finetune is not None else f" for a {mode} readout"
+        return (f"--readout-lr does nothing: no readout-aware fine-tuning runs (--readout-"
+                f"finetune is 0{default}); give --readout-finetune N or leave --readout-lr "
+                f"out")
+    if "ste" in given and not exact and finetune == 0 and not args.readout_aware:
+        return ("--ste does nothing: no training step goes through the readout (neither "
+                "--readout-aware nor readout-aware fine-tuning epochs, --readout-finetune); "
+                "add one of them or leave --ste out")
+    if "lr" in given and args.epochs == 0 and valid_rate("lr"):
+        return "--lr does nothing: --epochs is 0, no float training runs; leave --lr out"
+    if "qat_lr" in given and args.qat_epochs == 0 and valid_rate("qat_lr"):
+        return ("--qat-lr does nothing: --qat-epochs is 0, no QAT epochs run; leave --qat-lr "
+                "out")
+    if "distill" in given and args.qat_epochs == 0 and finetune == 0:
+        return ("--distill does nothing: no QAT or readout-aware fine-tuning epochs run "
+                "(--qat-epochs 0); leave --distill out")
+    if args.sparsity == 0:
+        for dest in ("structure", "scope", "prune_first", "keep_last_dense"):
+            if dest in given:
+                return (f"--{dest.replace('_', '-')} does nothing: --sparsity is 0, nothing "
+                        f"is pruned; leave the option out or give a sparsity")
+    return None
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mars.sw.train.command import check_options, run
+
+    given = _given_options(args)
+    check_options(args)                 # ranges first: they name the range
+    reason = _unused_train_option(args, given, load_config(args.config))
+    if reason:
+        raise _UserError(reason)
+    status = run(args)
+    _warn_if_unmappable(args)
+    return status
+
+
+def _warn_if_unmappable(args: argparse.Namespace) -> None:
+    """After ``mars train`` wrote its package: a network that does not map onto its
+    configuration for reasons that depend on the groups training kept (K-splitting, the
+    memories' depths) is written, for its accuracy and golden-model logits, but every
+    ``mars run``, ``flow`` and ``estimate`` on this configuration would refuse it: say so
+    now, in one line naming the layer and the configuration field, as the last line."""
+    from mars.sw.package import load_package
+    from mars.sw.package.writer import check_maps
+
+    out = Path(args.out) if args.out is not None else \
+        Path("build") / "packages" / f"{args.dataset}-{load_config(args.config).name}"
+    reason = check_maps(load_package(out).network)
+    if reason:
+        print(f"mars: warning: the package {str(out)!r} does not map onto its configuration, "
+              f"so mars run, flow and estimate will refuse it: {reason}", file=sys.stderr)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -211,11 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "its model package", formatter_class=_HelpFormatter)
     _config_arg(p)
     train_arguments(p)
+    for action in p._actions:           # see which of these the user gives (_given_options)
+        if action.dest in _TRAIN_DEFAULTS_SEEN:
+            action.default = _Default(action.default)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("run", help="run a model package on the golden model or the RTL",
                        formatter_class=_HelpFormatter)
-    p.add_argument("--package", required=True, metavar="PKG", help="model package folder")
+    p.add_argument("--package", required=True, metavar="PKG",
+                   help="model package folder (or its manifest.json)")
     p.add_argument("--inputs", metavar="X.npy",
                    help="quantised HWC images (B, H, W, C) (default: the package's test inputs)")
     p.add_argument("--backend", choices=["golden", "verilator", "icarus"], default="golden",

@@ -591,6 +591,8 @@ def option_case(rng: random.Random, ws: Workspace) -> Case:
         out = argv[argv.index("--out") + 1] if "--out" in argv[:-1] else "build/run/outputs.npz"
         given = argv[argv.index("--inputs") + 1] if "--inputs" in argv[:-1] else None
         package = argv[argv.index("--package") + 1] if "--package" in argv[:-1] else "pkg"
+        if Path(package).name == "manifest.json":     # mars run reads its folder
+            package = str(Path(package).parent)
 
         def inputs() -> np.ndarray:
             if given:

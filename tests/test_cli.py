@@ -89,7 +89,7 @@ BAD_JSON = {
     "tampered": (PRESETS["tiny"].to_json().replace('"rows": 64', '"rows": 128'),
                  ["content_hash", "does not match"]),
     "unknown_field": (json.dumps({"rowz": 64}), ["unknown field 'rowz'"]),
-    "not_object": ("[1, 2, 3]", ["expected a JSON object, not list"]),
+    "not_object": ("[1, 2, 3]", ["expected a JSON object, not an array"]),
     "wrong_type": (json.dumps({"rows": "64"}), ["rows must be an integer, not '64'"]),
 }
 

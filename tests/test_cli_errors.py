@@ -126,3 +126,145 @@ def test_a_real_process_exits_2_with_one_line(tmp_path):
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("mars: error: ")
+
+
+# -- a package named by its manifest -----------------------------------------------------------
+
+def test_run_takes_the_manifest_path(package, tmp_path, capsys):
+    """``--package PKG/manifest.json`` reads the folder PKG: the same logits."""
+    by_folder, by_manifest = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert main(["run", "--package", str(package), "--out", str(by_folder)]) == 0
+    assert main(["run", "--package", str(package / "manifest.json"),
+                 "--out", str(by_manifest)]) == 0
+    capsys.readouterr()
+    np.testing.assert_array_equal(np.load(by_folder)["logits"], np.load(by_manifest)["logits"])
+
+
+@pytest.mark.parametrize("name", ["config.json", "tests/inputs.npy"])
+def test_run_refuses_another_file_of_the_package(package, capsys, name):
+    line = one_line_error(capsys, "run", "--package", str(package / name))
+    assert name.split("/")[-1] in line and "give the package folder" in line, line
+
+
+# -- mars train options that would do nothing ---------------------------------------------------
+
+FAST = ["--epochs", "0", "--qat-epochs", "0", "--train-subset", "8", "--test-subset", "4",
+        "--no-progress"]
+HCIM_FAST = ["--config", "hcim", "--epochs", "0", "--train-subset", "8", "--test-subset", "4",
+             "--no-progress"]
+
+# (arguments, the option refused, words of the reason)
+NOTHING_TO_DO = [
+    # every readout option on an exact readout (the default preset)
+    (["--readout-aware", *FAST], "--readout-aware", "readout is exact"),
+    (["--readout-finetune", "3", *FAST], "--readout-finetune", "readout is exact"),
+    (["--readout-finetune", "0", *FAST], "--readout-finetune", "readout is exact"),
+    (["--readout-lr", "1e-3", *FAST], "--readout-lr", "readout is exact"),
+    (["--ste", "clipped", *FAST], "--ste", "readout is exact"),
+    (["--ste", "plain", *FAST], "--ste", "readout is exact"),
+    (["--scale-calibration", "16", *FAST], "--scale-calibration", "readout is exact"),
+    # a saturating readout as wide as the popcount clips nothing: its gradients are exact
+    (["--config", "{wide_saturating}", "--ste", "clipped", *FAST], "--ste",
+     "never clips a popcount"),
+    (["--config", "{wide_saturating}", "--readout-aware", *FAST], "--readout-aware",
+     "never clips a popcount"),
+    (["--config", "{wide_saturating}", "--scale-calibration", "9", *FAST],
+     "--scale-calibration", "no column scale factors"),
+    # a saturating readout has no scale factors; no fine-tuning runs by default on it
+    (["--config", "adc3", "--scale-calibration", "16", *FAST], "--scale-calibration",
+     "no column scale factors"),
+    (["--config", "adc3", "--readout-lr", "1e-3", *FAST], "--readout-lr",
+     "no readout-aware fine-tuning"),
+    (["--config", "adc3", "--ste", "clipped", *FAST], "--ste", "no training step"),
+    # a ternary readout: the sequential fit is not the start with --readout-aware, ...
+    (["--readout-aware", "--scale-calibration", "16", "--qat-epochs", "1", *HCIM_FAST],
+     "--scale-calibration", "--readout-aware"),
+    # ... and no fine-tuning with --readout-finetune 0
+    (["--readout-finetune", "0", "--readout-lr", "1e-3", *HCIM_FAST], "--readout-lr",
+     "--readout-finetune is 0"),
+    (["--readout-finetune", "0", "--ste", "clipped", "--qat-epochs", "1", *HCIM_FAST],
+     "--ste", "no training step"),
+    # rates of phases that do not run, pruning options with nothing to prune
+    (["--lr", "1e-3", *FAST], "--lr", "--epochs is 0"),
+    (["--qat-lr", "1e-3", *FAST], "--qat-lr", "--qat-epochs is 0"),
+    (["--distill", "0.5", *FAST], "--distill", "--qat-epochs 0"),
+    (["--sparsity", "0", "--scope", "block", *FAST], "--scope", "--sparsity is 0"),
+    (["--sparsity", "0", "--structure", "group", *FAST], "--structure", "--sparsity is 0"),
+    (["--sparsity", "0", "--prune-first", *FAST], "--prune-first", "--sparsity is 0"),
+    (["--sparsity", "0", "--keep-last-dense", *FAST], "--keep-last-dense", "--sparsity is 0"),
+]
+
+
+@pytest.fixture(scope="module")
+def wide_saturating(tmp_path_factory):
+    """A saturating readout of 4 bits on 8 rows: it never clips (the readout is exact)."""
+    path = tmp_path_factory.mktemp("cfg") / "sat.json"
+    path.write_text(PRESETS["default"].replace(name="sat4", readout_mode="saturating").to_json())
+    return path
+
+
+@pytest.mark.parametrize("argv, option, reason", NOTHING_TO_DO,
+                         ids=[f"{i}{case[1]}" for i, case in enumerate(NOTHING_TO_DO)])
+def test_train_refuses_an_option_that_would_do_nothing(argv, option, reason, capsys, tmp_path,
+                                                      wide_saturating):
+    argv = [str(wide_saturating) if a == "{wide_saturating}" else a for a in argv]
+    out = tmp_path / "pkg"
+    line = one_line_error(capsys, "train", "--out", str(out), *argv)
+    assert line.startswith(f"mars: error: {option} does nothing"), line
+    assert reason in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [
+    [*FAST],                                                 # nothing given: nothing refused
+    ["--config", "adc3", "--readout-aware", "--ste", "clipped", *FAST],
+    ["--config", "adc3", "--readout-finetune", "2", "--readout-lr", "1e-3", *FAST],
+    ["--scale-calibration", "16", "--readout-finetune", "0", *HCIM_FAST],
+    # fine-tuning epochs through a saturating readout that never clips are still epochs
+    ["--config", "{wide_saturating}", "--readout-finetune", "2", "--readout-lr", "1e-3",
+     *FAST],
+    ["--readout-lr", "1e-3", "--ste", "clipped", *HCIM_FAST],   # 5 fine-tuning epochs
+    ["--lr", "1e-3", "--epochs", "1", "--qat-lr", "1e-3", "--qat-epochs", "1",
+     "--distill", "0.5", "--sparsity", "0.5", "--scope", "block", "--prune-first",
+     "--keep-last-dense"],
+])
+def test_train_accepts_options_that_have_an_effect(argv, wide_saturating):
+    """The same options where they change the training: not refused (the training itself
+    is not run here)."""
+    from mars.sw.cli import _given_options, _unused_train_option
+
+    argv = [str(wide_saturating) if a == "{wide_saturating}" else a for a in argv]
+    args = build_parser().parse_args(["train", *argv])
+    given = _given_options(args)
+    from mars.config import load_config
+    assert _unused_train_option(args, given, load_config(args.config)) is None
+    assert isinstance(args.lr, float) and isinstance(args.ste, str)    # defaults unwrapped
+
+
+def test_train_refusal_comes_after_the_range_checks(capsys, tmp_path):
+    """An option out of its range is named with its range, even where it does nothing."""
+    line = one_line_error(capsys, "train", "--out", str(tmp_path / "p"),
+                          "--scale-calibration", "0", *FAST)
+    assert "--scale-calibration must be at least 1" in line
+
+
+# -- a trained package that does not map ---------------------------------------------------------
+
+def test_train_warns_when_its_package_does_not_map(tmp_path, capsys):
+    """The digits network at 50 % group sparsity keeps more groups in a block set of its
+    second conv than tiny's 16 row slots: the package is written (its accuracy and
+    golden-model logits are real) and the last line says that mars run will refuse it, and
+    why, in the words mars run then uses."""
+    out = tmp_path / "pkg"
+    rc = main(["train", "--config", "tiny", "--out", str(out), "--sparsity", "0.5",
+               "--epochs", "1", "--qat-epochs", "1", "--train-subset", "128",
+               "--test-subset", "16", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    warning = captured.err.strip().splitlines()[-1]
+    assert warning.startswith(f"mars: warning: the package {str(out)!r} does not map"), warning
+    refusal = one_line_error(capsys, "run", "--package", str(out), "--out",
+                             str(tmp_path / "y.npz"))
+    reason = refusal.removeprefix("mars: error: ")
+    assert warning.endswith(reason), (warning, refusal)
+    assert "layer '" in reason and ("residual_adds" in reason or "_words" in reason), reason

@@ -202,11 +202,19 @@ def test_defaults_construct():
     assert config.skip_granularity is SkipGranularity.PARTITION
 
 
+# A value the user wrote in JSON, as a message must spell it: JSON's true/false/null, not
+# Python's True/False/None (strings stay quoted like every name in a message).
+JSON_SPELLINGS = [("8", "'8'"), (True, "true"), (False, "false"), (8.0, "8.0"), (2.5, "2.5"),
+                  (None, "null"), ([8], "[8]"), ([None, True], "[null, true]"),
+                  ({"a": False}, '{"a": false}')]
+
+
 @pytest.mark.parametrize("field", INT_FIELDS)
-@pytest.mark.parametrize("bad", ["8", True, False, 8.0, 2.5, None, [8]])
-def test_int_fields_reject_wrong_types(field, bad):
-    with pytest.raises(ConfigError, match=re.escape(f"{field} must be an integer, not {bad!r}")):
+@pytest.mark.parametrize("bad, spelled", JSON_SPELLINGS)
+def test_int_fields_reject_wrong_types(field, bad, spelled):
+    with pytest.raises(ConfigError) as info:
         MarsConfig(**{field: bad})
+    assert str(info.value) == f"{field} must be an integer, not {spelled}"
 
 
 @pytest.mark.parametrize("field", INT_FIELDS)
@@ -216,22 +224,26 @@ def test_int_fields_must_be_positive(field, bad):
         MarsConfig(**{field: bad})
 
 
-@pytest.mark.parametrize("bad", ["", 5, None, True, b"tiny"])
-def test_name_must_be_nonempty_string(bad):
-    with pytest.raises(ConfigError, match=re.escape(f"name must be a non-empty string, "
-                                                    f"not {bad!r}")):
+@pytest.mark.parametrize("bad, spelled", [("", "''"), (5, "5"), (None, "null"),
+                                         (True, "true"), (b"tiny", "b'tiny'")])
+def test_name_must_be_nonempty_string(bad, spelled):
+    with pytest.raises(ConfigError) as info:
         MarsConfig(name=bad)
+    assert str(info.value) == f"name must be a non-empty string, not {spelled}"
 
 
 @pytest.mark.parametrize("field, enum_type", [("readout_mode", ReadoutMode),
                                                ("skip_granularity", SkipGranularity)])
-@pytest.mark.parametrize("bad", ["EXACT", "adc", "", 1, None, ["exact"]])
-def test_enum_fields_reject_unknown_values_listing_allowed(field, enum_type, bad):
+@pytest.mark.parametrize("bad, spelled", [("EXACT", "'EXACT'"), ("adc", "'adc'"), ("", "''"),
+                                         (1, "1"), (None, "null"), (["exact"], '["exact"]'),
+                                         (False, "false")])
+def test_enum_fields_reject_unknown_values_listing_allowed(field, enum_type, bad, spelled):
     with pytest.raises(ConfigError) as info:
         MarsConfig(**{field: bad})
     message = str(info.value)
     assert field in message
-    assert repr(bad) in message
+    assert message.endswith(f", not {spelled}"), message
+    assert "None" not in message and "True" not in message and "False" not in message
     for member in enum_type:
         assert repr(member.value) in message
     expected = {"readout_mode": ["'exact'", "'saturating'"],
@@ -533,9 +545,10 @@ def test_from_json_truncated():
         assert re.search(r"line \d+, column \d+", message)
 
 
-@pytest.mark.parametrize("text, kind", [("[]", "list"), ("[1, 2]", "list"), ("42", "int"),
-                                        ('"tiny"', "str"), ("null", "NoneType"),
-                                        ("true", "bool"), ("1.5", "float")])
+@pytest.mark.parametrize("text, kind", [("[]", "an array"), ("[1, 2]", "an array"),
+                                        ("42", "a number"), ('"tiny"', "a string"),
+                                        ("null", "null"), ("true", "true"),
+                                        ("false", "false"), ("1.5", "a number")])
 def test_from_json_non_object(text, kind):
     with pytest.raises(ConfigError,
                        match=re.escape(f"in.json: expected a JSON object, not {kind}")):
@@ -554,24 +567,28 @@ def test_from_json_unknown_field():
         assert field in message
 
 
-@pytest.mark.parametrize("schema", ["gemmini-config", "", None, 1])
-def test_from_json_wrong_schema(schema):
+@pytest.mark.parametrize("schema, spelled", [("gemmini-config", "'gemmini-config'"),
+                                             ("", "''"), (None, "null"), (1, "1"),
+                                             (False, "false")])
+def test_from_json_wrong_schema(schema, spelled):
     doc = tiny_doc()
     doc["schema"] = schema
     with pytest.raises(ConfigError,
-                       match=re.escape(f"schema must be 'mars-config', not {schema!r}")):
+                       match=re.escape(f"schema must be 'mars-config', not {spelled}")):
         MarsConfig.from_json(json.dumps(doc))
 
 
-@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, SCHEMA_VERSION - 1, 99,
-                                     str(SCHEMA_VERSION), None, True, 1.0])
-def test_from_json_wrong_schema_version(version):
+@pytest.mark.parametrize("version, spelled", [
+    (SCHEMA_VERSION + 1, str(SCHEMA_VERSION + 1)), (SCHEMA_VERSION - 1, str(SCHEMA_VERSION - 1)),
+    (99, "99"), (str(SCHEMA_VERSION), repr(str(SCHEMA_VERSION))), (None, "null"),
+    (True, "true"), (1.0, "1.0")])
+def test_from_json_wrong_schema_version(version, spelled):
     doc = tiny_doc()
     doc["schema_version"] = version
     with pytest.raises(ConfigError) as info:
         MarsConfig.from_json(json.dumps(doc))
     message = str(info.value)
-    assert f"schema_version {version!r} is not supported" in message
+    assert f"schema_version {spelled} is not supported" in message
     assert f"version {SCHEMA_VERSION}" in message
 
 
@@ -631,8 +648,8 @@ def test_from_json_renamed_keeps_hash_valid():
 @pytest.mark.parametrize("field, value, fragment", [
     ("rows", "64", "rows must be an integer, not '64'"),
     ("rows", 64.0, "rows must be an integer, not 64.0"),
-    ("cores", True, "cores must be an integer, not True"),
-    ("cols", None, "cols must be an integer, not None"),
+    ("cores", True, "cores must be an integer, not true"),
+    ("cols", None, "cols must be an integer, not null"),
     ("rows_per_step", 3, "rows_per_step (G=3) must divide rows (R=64)"),
     ("readout_mode", "adc", "readout_mode must be one of 'exact', 'saturating', 'binary', "
                             "'ternary', not 'adc'"),
@@ -651,7 +668,9 @@ def test_from_json_invalid_fields_prefixed_with_source(field, value, fragment):
 
 # -- content hash ---------------------------------------------------------------------------
 
-# One valid change of every field except `name`, on top of the defaults.
+# One valid change of every field except `name`, on a configuration whose readout uses it:
+# the defaults (exact readout, 4 partitions), the comparator and scale-factor fields on the
+# ternary `hcim` preset.
 HASH_CHANGES = {
     "rows": 1024, "cols": 128, "partitions": 2, "rows_per_step": 4, "weight_bits": 8,
     "act_bits": 8, "act_bits_per_cycle": 2, "readout_bits": 5,
@@ -661,6 +680,21 @@ HASH_CHANGES = {
     "result_words": 64, "max_phases": 32, "act_regions": 3, "residual_adds": True,
     "readout_threshold": 2, "scale_bits": 10, "scale_frac_bits": 3, "scale_rounding": "floor",
 }
+HASH_BASE = {field: PRESETS["hcim"] if field in SCALE_FIELDS else MarsConfig()
+             for field in HASH_CHANGES}
+
+# Changes that leave the hardware and the readout's arithmetic alone (the base, the change):
+# the comparator and scale-factor fields of exact and saturating readouts (no comparator,
+# no scale factors), the ADC width of the comparator readouts (no ADC), the skip
+# granularity of one-partition macros (a partition is the macro).
+SAME_HARDWARE = [
+    *[(name, {field: value}) for name in ("default", "tiny", "adc3")
+      for field, value in (("readout_threshold", 2), ("scale_bits", 8),
+                           ("scale_frac_bits", 5), ("scale_rounding", "floor"))],
+    ("tiny", dict(readout_threshold=3, scale_bits=6, scale_frac_bits=3, scale_rounding="floor")),
+    ("hcim", {"readout_bits": 3}), ("hcim", {"readout_bits": 10}),
+    ("ice40", {"skip_granularity": "macro"}),
+]
 
 
 def test_hash_change_table_covers_every_field():
@@ -668,13 +702,47 @@ def test_hash_change_table_covers_every_field():
 
 
 def test_hash_changes_with_every_field_but_name():
-    base = MarsConfig()
-    hashes = {base.content_hash}
+    hashes = {base.content_hash for base in HASH_BASE.values()}
     for field, value in HASH_CHANGES.items():
+        base = HASH_BASE[field]
         changed = base.replace(**{field: value})
         assert changed.content_hash != base.content_hash, field
         hashes.add(changed.content_hash)
-    assert len(hashes) == len(HASH_CHANGES) + 1            # all different from each other
+    assert len(hashes) == len(HASH_CHANGES) + 2            # all different from each other
+
+
+@pytest.mark.parametrize("name, changes", SAME_HARDWARE)
+def test_hash_ignores_fields_the_readout_does_not_use(name, changes):
+    base = PRESETS[name]
+    changed = base.replace(**changes)
+    assert changed.to_dict() != base.to_dict()            # the files differ ...
+    assert changed.content_hash == base.content_hash      # ... the hardware does not
+    # a file written by a tool that hashed every field is still read
+    doc = json.loads(changed.to_json())
+    doc["content_hash"] = changed.legacy_content_hash
+    assert changed.legacy_content_hash != changed.content_hash
+    assert MarsConfig.from_json(json.dumps(doc)) == changed
+
+
+@pytest.mark.parametrize("name, changes", [("tiny", dict(readout_threshold=3, scale_bits=6,
+                                                         scale_frac_bits=3)),
+                                           ("ice40", {"skip_granularity": "macro"})])
+def test_same_hash_means_the_same_verilog(name, changes):
+    """The independent expectation of `test_hash_ignores_fields_the_readout_does_not_use`:
+    the generators emit the same Verilog for both (the simulator caches named by the hash
+    are therefore right to share one build)."""
+    from mars.hw.blocks import to_verilog
+
+    base = PRESETS[name]
+    changed = base.replace(**changes)
+    assert to_verilog("mars_top", changed) == to_verilog("mars_top", base)
+
+
+def test_hash_keeps_the_presets_hashes():
+    """Normalising the unused fields left every preset's hash as it was when every field
+    was hashed: packages and caches made before it are still theirs."""
+    for name, config in PRESETS.items():
+        assert config.content_hash == config.legacy_content_hash, name
 
 
 def test_hash_ignores_name_and_enum_spelling():
@@ -696,8 +764,11 @@ def test_hash_format():
 @given(valid_fields(), valid_fields())
 def test_hash_equal_exactly_when_content_equal(a, b):
     ca, cb = MarsConfig(**a), MarsConfig(**b)
-    same = {k: v for k, v in a.items() if k != "name"} == \
-           {k: v for k, v in b.items() if k != "name"}
+    def hardware(d):         # one partition: the skip granularity names the same groups
+        return {k: v for k, v in d.items()
+                if k != "name" and not (k == "skip_granularity" and d["partitions"] == 1)}
+
+    same = hardware(a) == hardware(b)
     assert (ca.content_hash == cb.content_hash) == same
     assert MarsConfig(**{**a, "name": "other"}).content_hash == ca.content_hash
 
@@ -779,11 +850,13 @@ def test_load_config_bad_file_names_path(tmp_path):
     assert str(info.value).startswith(f"{path}: rows_per_step (G=3) must divide rows (R=64)")
 
 
-@pytest.mark.parametrize("bad", [None, 0, ["x"]])
-def test_from_json_non_string_hash(bad):
+@pytest.mark.parametrize("bad, spelled", [(None, "null"), (0, "0"), (["x"], '["x"]'),
+                                         (True, "true")])
+def test_from_json_non_string_hash(bad, spelled):
     doc = tiny_doc()
     doc["content_hash"] = bad
-    with pytest.raises(ConfigError, match=re.escape(f"content_hash must be a string, not {bad!r}")):
+    with pytest.raises(ConfigError,
+                       match=re.escape(f"content_hash must be a string, not {spelled}")):
         MarsConfig.from_json(json.dumps(doc))
 
 

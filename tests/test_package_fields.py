@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -215,3 +216,63 @@ def test_every_trainer_field_is_checked(trained, tmp_path):
                 failures.append(f"{path} {kind}: accepted")
     assert checked > 40, checked
     assert not failures, "\n".join(failures)
+
+
+# -- values spelled as the JSON the user wrote ------------------------------------------------
+
+PYTHON_SPELLING = re.compile(r"\b(None|True|False|nan)\b")
+
+
+def test_errors_spell_values_as_json(package):
+    """A field set to null, true, false or NaN is refused in JSON's words: ``null``,
+    ``true``, ``false``, ``NaN``, never Python's None/True/False/nan (the user wrote
+    JSON)."""
+    folder, _ = package
+    failures = []
+    for path in FIELDS:
+        for value, spelled in ((None, "null"), (True, "true"), (False, "false"),
+                               (math.nan, "NaN")):
+            if get(MANIFEST, path) is value:
+                continue
+            manifest = copy.deepcopy(MANIFEST)
+            put(manifest, path, value)
+            (folder / "manifest.json").write_text(json.dumps(manifest))
+            try:
+                load_package(folder)
+            except PackageError as error:
+                text = str(error)
+                if PYTHON_SPELLING.search(text):
+                    failures.append(f"{path}: {text}")
+            else:
+                if not isinstance(get(MANIFEST, path), bool):
+                    failures.append(f"{path} = {spelled}: accepted")
+    (folder / "manifest.json").write_text(json.dumps(MANIFEST))
+    assert not failures, "\n".join(failures)
+
+
+# -- what the scale-factor start used -------------------------------------------------------
+
+@pytest.mark.parametrize("asked, used", [(256, 48), (20, 20)])
+def test_manifest_records_the_calibration_images_used(tmp_path, asked, used):
+    """A binary/ternary readout's scale factors start from a fit on the first N training
+    images: the manifest says how many there were (48 training images, fewer than the 256
+    asked for by default), in ``scale_start`` and as ``scale_calibration``."""
+    from mars.sw.train.trainer import TrainOptions, train
+
+    config = TINY.replace(name="tiny-ternary", readout_mode="ternary", readout_threshold=2,
+                          scale_bits=6, scale_frac_bits=2)
+    folder = tmp_path / "pkg"
+    train(config, TrainOptions(epochs=0, qat_epochs=1, train_subset=48, test_subset=8,
+                               test_vectors=2, sparsity=0.75, scope="block",
+                               readout_finetune=0, scale_calibration=asked),
+          folder, progress=False, log=lambda line: None)
+    training = load_package(folder).manifest["training"]
+    assert training["scale_calibration"] == used
+    assert training["scale_start"] == f"sequential least squares on the first {used} " \
+                                      f"training images"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for bad in (0, 2.5, "48", None, True):
+        manifest["training"]["scale_calibration"] = bad
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(PackageError, match=r"training\.scale_calibration"):
+            load_package(folder)

@@ -15,6 +15,8 @@ import math
 import re
 from typing import Any
 
+from mars.errors import json_text
+
 from .format import PackageError
 
 __all__ = ["Where", "obj", "integer", "number", "string", "boolean", "shape3", "check_header"]
@@ -50,8 +52,8 @@ class Where:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A manifest value in JSON's spelling (``true``, ``null``), at most 60 characters."""
+    return json_text(value, 60)
 
 
 def obj(value: Any, where: Where) -> dict[str, Any]:
@@ -88,9 +90,10 @@ def number(value: Any, where: Where, lo: float | None = None, hi: float | None =
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise where.error(f"expected a number, got {_show(value)}")
     if not math.isfinite(value):
-        raise where.error(f"expected a finite number, got {value}")
+        raise where.error(f"expected a finite number, got {_show(value)}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise where.error(f"{value} is outside [{lo}, {hi}]")
+        bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        raise where.error(f"{_show(value)} is outside {bounds}")
     return float(value)
 
 
@@ -158,7 +161,8 @@ _HEADER: dict[str, dict[str, tuple]] = {
                  "qat_lr": ("num", 0.0), "weight_decay": ("num", 0.0), "distill": ("frac",),
                  "readout_aware": ("bool",), "method": ("str",),
                  "readout_finetune": ("int", 0), "readout_lr": ("num", 0.0),
-                 "ste": ("choice", ("plain", "clipped")), "scale_start": ("str",)},
+                 "ste": ("choice", ("plain", "clipped")), "scale_start": ("str",),
+                 "scale_calibration": ("int", 1)},
     "sparsity": {"structure": ("choice", ("group", "unstructured")), "scope": ("str",),
                  "target": ("frac",), "first_layer_dense": ("bool",),
                  "last_layer_dense": ("bool",), "schedule": ("str",), "group_rows": ("int", 1),

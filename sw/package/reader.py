@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mars.config import ConfigError, MarsConfig
-from mars.errors import MarsError
+from mars.errors import MarsError, json_text
 from mars.sw.golden.network import (AddNode, FlattenNode, IntegerNetwork, LayerNode, Node,
                                     PoolNode, shift_range)
 from mars.sw.layer import LayerGeometry
@@ -30,7 +30,7 @@ from .fields import Where
 from .format import (PACKAGE_FORMAT, PACKAGE_VERSION, PackageError, acc_dtype, act_dtype,
                      parse_npy, weight_dtype)
 
-__all__ = ["ModelPackage", "load_package"]
+__all__ = ["ModelPackage", "load_package", "package_folder"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -184,7 +184,7 @@ def _check_sparse(entry: Any, reader: _Reader, layer: LayerNode, config: MarsCon
     if not isinstance(images, list) or len(images) != len(expected["index_images"]):
         raise (where / "index_images").error(
             f"expected a list of {len(expected['index_images'])} image references (one per "
-            f"word-line domain), got {images!r:.60}")
+            f"word-line domain), got {json_text(images, 60)}")
     pairs = [(where / "weights_image", F.field(entry, "weights_image", where),
               expected["weights_image"]),
              (where / "ktable_image", F.field(entry, "ktable_image", where),
@@ -234,7 +234,7 @@ def _check_node_info(entry: dict, node: Node, in_shape: tuple[int, int, int],
             values = scales["weight"]
             if not isinstance(values, list) or (n is not None and len(values) != n):
                 raise (where / "scales" / "weight").error(
-                    f"expected a list of {n} numbers, got {values!r:.60}")
+                    f"expected a list of {n} numbers, got {json_text(values, 60)}")
             for i, value in enumerate(values):
                 F.number(value, where / "scales" / "weight" / i, 0.0)
         if "inputs" in scales:
@@ -242,7 +242,7 @@ def _check_node_info(entry: dict, node: Node, in_shape: tuple[int, int, int],
             if not isinstance(values, list) or len(values) != len(node.inputs):
                 raise (where / "scales" / "inputs").error(
                     f"expected a list of {len(node.inputs)} numbers or nulls, got "
-                    f"{values!r:.60}")
+                    f"{json_text(values, 60)}")
             for i, value in enumerate(values):
                 F.number(value, where / "scales" / "inputs" / i, 0.0, nullable=True)
     if "sparsity" in entry and isinstance(node, LayerNode):
@@ -340,8 +340,8 @@ def _parse_node(entry: Any, index: int, reader: _Reader, config: MarsConfig,
     arity = 2 if op == "add" else 1
     if not isinstance(inputs, list) or len(inputs) != arity \
             or any(not isinstance(i, str) or i not in shapes for i in inputs):
-        raise (where / "inputs").error(f"{inputs!r:.60} must be {arity} name(s) of earlier "
-                                       f"nodes or 'input'")
+        raise (where / "inputs").error(f"{json_text(inputs, 60)} must be {arity} name(s) of "
+                                       f"earlier nodes or 'input'")
     inputs = tuple(inputs)
     if op != "add" and inputs[0] in raw:
         raise (where / "inputs").error(f"{inputs[0]!r} holds raw accumulators (output "
@@ -389,6 +389,22 @@ def _read_config(root: Path) -> MarsConfig:
         raise PackageError(str(error)) from None
 
 
+def package_folder(path: Path | str) -> Path:
+    """The package folder `path` names: the folder itself, or the folder of a
+    ``manifest.json`` given instead.  Any other file, or nothing there, is a
+    `PackageError` saying to give the package folder."""
+    path = Path(path)
+    if path.is_file():
+        if path.name == "manifest.json":
+            return path.parent
+        raise PackageError(f"{str(path)!r} is not a model package but a file: give the "
+                           f"package folder (the one holding manifest.json)")
+    if not path.exists():
+        raise PackageError(f"{str(path)!r} is not a model package: no manifest.json (there "
+                           f"is nothing there; give the package folder)")
+    return path
+
+
 def _read_manifest(root: Path) -> dict[str, Any]:
     path = root / "manifest.json"
     try:
@@ -401,8 +417,8 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise PackageError(f"{str(root)!r}: manifest format must be {PACKAGE_FORMAT!r}")
     version = manifest.get("format_version")
     if version != PACKAGE_VERSION or isinstance(version, bool):
-        raise PackageError(f"{str(root)!r}: format_version {version!r} is not supported "
-                           f"(this tool reads {PACKAGE_VERSION})")
+        raise PackageError(f"{str(root)!r}: format_version {json_text(version)} is not "
+                           f"supported (this tool reads {PACKAGE_VERSION})")
     return manifest
 
 
@@ -410,6 +426,11 @@ def _check_config_ref(manifest: dict[str, Any], config: MarsConfig) -> None:
     where = Where("config")
     ref = F.obj(F.field(manifest, "config", Where()), where)
     digest = F.sha256(F.field(ref, "content_hash", where), where / "content_hash")
+    if digest != config.content_hash and digest == config.legacy_content_hash:
+        # its memory images carry that hash too: they cannot be checked against this one
+        raise (where / "content_hash").error(
+            f"the package was written by an older mars, whose configuration hash covered "
+            f"fields the {config.readout_mode.value} readout does not use; train it again")
     if digest != config.content_hash:
         raise (where / "content_hash").error(
             f"config.json hashes to {config.short_hash}, the manifest names another "
@@ -446,9 +467,10 @@ def load_package(path: Path | str, *, check_sparse: bool = True) -> ModelPackage
     shape against the manifest and the configuration, and every integer against its range;
     each layer's worst-case accumulator must fit ``acc_bits``; each layer's sparse-format
     files must be the ones its dense weights give (with `check_sparse` they must also be
-    present).  Raises `PackageError` naming the file, node and field that is wrong.
+    present).  `path` is the package folder, or its ``manifest.json`` (its folder is read).
+    Raises `PackageError` naming the file, node and field that is wrong.
     """
-    root = Path(path)
+    root = package_folder(path)
     manifest = _read_manifest(root)
     config = _read_config(root)
     _check_config_ref(manifest, config)

@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from mars.errors import MarsError
 from mars.sw.files import staging_folder, swap_into_place
 from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNode, PoolNode
 
 from .format import (PACKAGE_FORMAT, PACKAGE_VERSION, PackageError, acc_dtype, act_dtype,
                      weight_dtype)
 
-__all__ = ["npy_bytes", "tensor_ref", "write_folder_atomically", "build_package_files"]
+__all__ = ["npy_bytes", "tensor_ref", "write_folder_atomically", "build_package_files",
+           "check_maps"]
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -124,6 +126,21 @@ def build_package_files(
         files.files[rel] = data
     files.files["manifest.json"] = (json.dumps(manifest, indent=2) + "\n").encode()
     return dict(sorted(files.files.items()))
+
+
+def check_maps(network: IntegerNetwork) -> str | None:
+    """Why `network` does not map onto its configuration (`mars.sw.mapper.map_network`'s
+    one-line error, naming the layer or memory and the configuration field), or None if it
+    maps.  What depends on the groups training kept (K-splitting, the memories' depths,
+    the phase counters) is known only after training: ``mars train`` checks its package
+    with this and warns (docs/robustness.md)."""
+    from mars.sw.mapper import map_network
+
+    try:
+        map_network(network)
+    except MarsError as error:
+        return str(error)
+    return None
 
 
 def _is_replaceable(folder: Path) -> bool:

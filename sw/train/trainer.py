@@ -588,9 +588,13 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
             "readout_aware": bool(options.readout_aware),
             "readout_finetune": finetune_epochs(options, config),
             "readout_lr": options.readout_lr, "ste": options.ste,
-            **({"scale_start": "sequential least squares on the first "
-                               f"{options.scale_calibration} training images"
-                if not options.readout_aware else "least squares on the calibration batch"}
+            # what the scale-factor start used: the images there were, not the ones asked for
+            **(({"scale_start": "sequential least squares on the first "
+                                f"{min(options.scale_calibration, len(data.x_train))} "
+                                "training images",
+                 "scale_calibration": min(options.scale_calibration, len(data.x_train))}
+                if not options.readout_aware else
+                {"scale_start": "least squares on the calibration batch"})
                if config.scaled_readout else {}),
             "method": "BN folded with frozen statistics (Jacob et al. 2018, Krishnamoorthi "
                       "2018); per-channel symmetric weights; LSQ activation steps (Esser "
