@@ -11,6 +11,7 @@ from amaranth.lib import wiring
 
 from mars.config import MarsConfig
 
+from .accumulator import Accumulator
 from .controller import Controller
 from .decoder import SparseDecoder
 from .gather import ActivationGather
@@ -19,6 +20,8 @@ from .loader import CoreLoader
 from .macro import CimMacro
 from .sequencer import UnitSequencer
 from .top import MarsTop
+from .unit import MacroUnit
+from .writer import UnitWriter
 
 __all__ = ["Block", "BLOCKS", "block", "to_verilog"]
 
@@ -47,6 +50,12 @@ BLOCKS: dict[str, Block] = {
               "a core's loader: weight SRAM rows into the core's macros"),
         Block("controller", Controller, "the phase controller: LOAD/WALK, cycle counters"),
         Block("host_port", HostPort, "the host port: write strobes, read answers"),
+        Block("macro_unit", MacroUnit,
+              "one macro unit: sequencer, decoders, gather, macro, accumulator, writer"),
+        Block("unit_writer", UnitWriter,
+              "a unit's writer: requantisation, ReLU, lane groups, output words"),
+        Block("accumulator", Accumulator,
+              "a unit's accumulator: a pixel's macro steps summed from the bias"),
     ]
 }
 

@@ -8,23 +8,42 @@ i holding channel ``i*L + l - phase`` (lanes outside ``[0, n_valid)`` write noth
 aligned layout (``out_base`` and the pitches multiples of L) has phase 0 and
 ``ceil(n_valid / L)`` groups, as before banking.
 
-Two pipeline stages:
+A lane group goes through five register stages from its issue to its offer (K =
+`writer_latency`, docs/synthesis.md, "Timing the unit's blocks"), one group a cycle:
 
-* W1 multiplies each lane's accumulator by its channel's multiplier M;
-* W2 rounds, shifts and clamps (docs/architecture.md, "Arithmetic of the writer";
+* issue: the pixel's registers (taken one pixel ahead: its element group, phase, last
+  group index, bounds and pooling flag) decide whether the group issues now;
+* S1: each lane's accumulator, M and S.  No lane indexes all N channels: position j of
+  the *aligned* group ``n_grp`` (channel ``n_grp*L + j``) is an N/L-way choice, the
+  previous group's choice is kept, and lane l takes position ``l - phase`` of the one or
+  ``l - phase + L`` of the other (an L-way choice);
+* S2: the product ``acc * M`` in two halves (the accumulator's low 16 bits unsigned and
+  its high bits signed, one 18 x 18 multiplier each);
+* S3: their sum, the product p (and the mask of the bits at or above ``S + Ab``);
+* S4: only what the clamp needs (docs/architecture.md, "Arithmetic of the writer";
   docs/model-package.md)::
 
       q = clamp((acc * M + ((1 << S) >> 1)) >> S, 0, 2**Ab - 1)
+        = 0                     if p < 0
+          2**Ab - 1             if p >> S >= 2**Ab - 1 (a bit of p at or above S + Ab
+                                set, or the Ab bits from bit S all set)
+          (p >> S) + p[S - 1]   otherwise (p[S - 1] read as 0 for S = 0)
 
-  (the clamp at 0 is the ReLU) and places the lanes in the word being assembled (G
+  the sign, the overflow bit and the Ab + 1 bits from bit S - 1 (the clamp at 0 is the
+  ReLU);
+* OUT (registers): the clamped lanes are placed in the word being assembled (G
   activations, ``G / L`` groups).  A group that ends a word, or the pixel's last group,
   offers the word (`act_entry`: word address, fields, field mask, max flag) to the top's
   write stage, which merges it into the stored word (taking the maximum with it when the
   pixel is not the first of its pooling window) and writes it.
 
 The top's write stage takes one unit's word a cycle, unit ``t mod U`` in cycle t
-(`mars.hw.top`): a group that offers a word issues only in the cycle before this unit's
-slot (``slot_next``), so offered words never collide; other groups issue at once.  With
+(`mars.hw.top`): a group that offers a word issues only K cycles before this unit's slot,
+so offered words never collide; other groups issue at once.  The writer knows that cycle
+from ``slot_next`` (the slot is next cycle), which recurs every U cycles: delayed by
+``(1 - K) mod U`` cycles, or U for 0 (U = 1, 2 or 4), it tells the slot K cycles on.  The
+delay line starts empty with the run (no slot in its first U cycles), long before a
+walk's first pixel reaches the writer.  With
 ``acc_out`` set every group goes to the result memory instead (`res_entry`: result word
 ``e // L`` with a lane mask; raw accumulators, unpooled, not requantised: the network's
 last layer) and waits for the slot the same way.
@@ -32,10 +51,12 @@ last layer) and waits for the slot the same way.
 **Residual adds** (``residual_adds`` configurations, a walk with ``add`` set;
 docs/architecture.md, "Residual adds").  Every lane group then waits for the unit's slot
 like a result group, and in its issue cycle the writer reads the shortcut's lane group
-through the top's shortcut read port (`sc_read`, one port per memory, taken by the slot's
-unit): element ``sc_base + pixel * sc_pitch + channel`` of activation region ``sc_bank``,
-or of the result memory (raw accumulators of a conv shortcut) with ``sc_res``.  The data
-arrives in W2, where each lane computes::
+through the top's shortcut read port (`sc_read`, one port per memory, taken by the unit
+whose slot is next; so K is 1 modulo U here, `writer_latency`): element ``sc_base + pixel *
+sc_pitch + channel`` of activation region ``sc_bank``, or of the result memory (raw
+accumulators of a conv shortcut) with ``sc_res``.  The data arrives in S1; S2 adds the
+partial sum and picks the shortcut's field, S3 takes both products, S4 both rescales and
+their sum (full width: the sum is clamped, not each term), and OUT clamps::
 
     q = clamp(rescale(acc, M, S) + rescale(sc, M_sc, S_sc), 0, 2**Ab - 1)
     rescale(v, M, S) = (v * M + ((1 << S) >> 1)) >> S        (no clamp)
@@ -48,7 +69,7 @@ exceed the macro's row slots is computed in several walks over parts of its grou
 but the last writes raw accumulators to the result memory (``acc_out``), and every walk
 but the first reads the stored partial sum of its element (the same element as the
 shortcut's, from the result memory) and adds it to the accumulator: raw out, or before
-the requantisation (``((acc + psum) * M + 2^(S-1)) >> S``, the product taken in W2).
+the requantisation (``((acc + psum) * M + 2^(S-1)) >> S``, the product taken in S3).
 
 A walk's pixels come row-major over ``out_w`` columns of the pre-pooling map; pixel
 (x, y) belongs to the pooled output (x // k, y // k) for a pool window k
@@ -165,14 +186,35 @@ def result_write(m, result, entry) -> None:
                  write.en.eq(Mux(entry.valid, entry.mask, 0))]
 
 
+#: Register stages from a lane group's issue to its offer (S1 .. S4 and the output
+#: register) without residual adds; `writer_latency` gives the value for a configuration.
+WRITER_STAGES = 5
+
+
+def writer_latency(config: MarsConfig) -> int:
+    """Cycles from a lane group's issue to the cycle its word is offered (K).
+
+    ``WRITER_STAGES`` (5), or with ``residual_adds`` the next value ``1 (mod U)`` (U =
+    ``macros``): the shortcut read is issued with the group, in the cycle before the
+    unit's slot (the top's shortcut port serves the unit whose slot is next), and the word
+    must be offered in a slot of the same unit.  The cycle model
+    (`mars.sw.golden.cycles`) uses the same rule.
+    """
+    k, units = WRITER_STAGES, config.macros
+    if config.residual_adds:
+        k += (1 - k) % units
+    return k
+
+
 class UnitWriter(wiring.Component):
     """The writer of one macro unit; see the module docstring.
 
     Parameters
     ----------
     config : MarsConfig
-        Sets the channel count, ``act_bits``, ``acc_bits``, ``requant_mult_bits``, G and
-        the lane count ``write_lanes`` (`UnitFormat`).
+        Sets the channel count, ``act_bits``, ``acc_bits``, ``requant_mult_bits``, G, the
+        lane count ``write_lanes`` (`UnitFormat`) and the unit count U (``macros``: the
+        write slots' period).
 
     Members
     -------
@@ -181,19 +223,21 @@ class UnitWriter(wiring.Component):
     insn : In(instruction_layout(config))
         The walk's instruction: ``n_valid`` (channels written), ``pool_k``, ``pool_w``,
         ``pool_h``, ``out_base``, ``out_pitch``, ``out_row_pitch``, ``out_bank``,
-        ``acc_out`` and ``desc.out_w``; held for the walk.
+        ``acc_out`` and ``desc.out_w``; held from ``restart`` to ``walk_done``.
     params : In(param_layout(config))
-        The walk's multiplier and shift of every channel.
+        The walk's multiplier and shift of every channel, held like ``insn``.
     restart : In(1)
         Move the output position to the walk's origin (a walk is being started).
     slot_next : In(1)
-        The top's write stage takes this unit's word next cycle.
+        The top's write stages take this unit's word next cycle.  The slots recur every U
+        cycles (unit ``t mod U`` in cycle t), which the writer relies on to know its slot
+        K cycles ahead (`writer_latency`).
     walk_done : Out(1)
-        The walk's last word is offered this cycle.
+        The walk's last word is offered this cycle (a register).
     act_entry : Out(act_entry_layout(config))
-        The word offered this cycle (only in this unit's slot).
+        The word offered this cycle (only in this unit's slot; a register).
     res_entry : Out(res_entry_layout(config))
-        The result word offered this cycle (only in this unit's slot).
+        The result word offered this cycle (only in this unit's slot; a register).
     sc_read : Out(sc_read_layout(config))
         ``residual_adds`` only: the shortcut read of the lane group issuing (only in the
         cycle before this unit's slot).
@@ -205,6 +249,12 @@ class UnitWriter(wiring.Component):
         self._config = config
         self._format = UnitFormat(config)
         self._banking = Banking(config)
+        #: Cycles from a group's issue to its offer (`writer_latency`).
+        self.latency = writer_latency(config)
+        #: Cycles ``slot_next`` is delayed to tell, at issue, the slot ``latency`` cycles on:
+        #: ``(1 - latency) mod U``, or U rather than 0, so that the input is registered
+        #: (the slots recur every U cycles).
+        self.slot_delay = (1 - self.latency) % config.macros or config.macros
         super().__init__({
             "pixel": In(stream.Signature(pixel_layout(config))),
             "insn": In(instruction_layout(config)),
@@ -228,67 +278,90 @@ class UnitWriter(wiring.Component):
         cfg = self._config
         return signed(cfg.acc_bits + cfg.requant_mult_bits + 2)
 
-    def _w2_layout(self) -> data.StructLayout:
-        """The W2 stage register: per lane the write, M*acc, acc and S; per group its
-        element-group address (element / L), whether it ends a word, and the markers."""
-        cfg, fmt = self._config, self._format
-        lane = data.StructLayout({
-            "write": 1, "product": self._product_shape(), "acc": signed(cfg.acc_bits),
-            "shift": unsigned(fmt.shift_bits),
-            **({"sc_mult": unsigned(cfg.requant_mult_bits),
-                "sc_shift": unsigned(fmt.shift_bits),
-                "mult": unsigned(cfg.requant_mult_bits)} if cfg.residual_adds else {})})
+    def _group_layout(self) -> data.StructLayout:
+        """What travels with a lane group through S1 .. S4: valid, the pooling max flag,
+        the walk's last group, whether it ends a word, its element group (element / L)
+        and, with residual adds, the shortcut's group in its word."""
+        fmt = self._format
         sub = max(1, (self._banking.group // fmt.write_lanes - 1).bit_length())
         return data.StructLayout({"valid": 1, "max": 1, "walk_last": 1, "ends_word": 1,
                                   "group": unsigned(fmt.value_bits + 1),
-                                  "sc_sub": unsigned(sub),   # shortcut group in its word
-                                  "lanes": data.ArrayLayout(lane, fmt.write_lanes)})
+                                  "sc_sub": unsigned(sub)})
 
     def elaborate(self, platform):
         cfg, fmt, insn, bank = self._config, self._format, self.insn, self._banking
         N, L, lb = cfg.channels_per_macro, fmt.write_lanes, bank.lane_bits
         per_word = bank.group // L                 # lane groups per activation word
         m = Module()
-        full = self.pixel.valid
+
+        # -- the pixel issuing: registers set when it is taken (one pixel ahead) --------
         n_grp = Signal(range(N + 2))               # lane group of the pixel issuing now
+        group = Signal(fmt.value_bits + 1)         # its element group (element / L)
+        phase = Signal(max(1, lb))                 # the pixel's channel 0 modulo L
+        last_n = Signal(range(N + 2))              # index of the pixel's last group
+        in_bounds = Signal()                       # inside the pooled map
+        pool_max = Signal()                        # a later pixel of its pooling window
         advance = Signal()                         # the pixel's last group issues
-        pos = self._position(m, advance)
-        base = Signal(fmt.value_bits + 1)          # element of the pixel's channel 0
-        phase = Signal(max(1, lb))
-        group = Signal(fmt.value_bits + 1)         # element group (element / L) issuing
-        last_group = Signal()
-        ends_word = Signal()
-        can, issue = Signal(), Signal()
+        prime = Signal()                           # the cycle after a walk's restart
+        restart_d = Signal()
+        loaded = Signal()                          # the pixel registers are the walk's
+        m.d.sync += restart_d.eq(self.restart)
+        m.d.comb += prime.eq(restart_d & ~self.restart)
+        with m.If(prime):
+            m.d.sync += loaded.eq(1)
+        with m.If(self.restart):
+            m.d.sync += loaded.eq(0)
+        take = advance | prime
+        pos = self._position(m, take)
+        base = Signal(fmt.value_bits + 1)          # element of the next pixel's channel 0
+        count = Signal(range(N + L + 1))           # phase + n_valid of the next pixel
+        m.d.comb += [base.eq(insn.out_base + pos["pix_addr"]),
+                     count.eq((base[:lb] if lb else 0) + insn.n_valid)]
+        with m.If(take):
+            m.d.sync += [phase.eq(base[:lb] if lb else 0),
+                         last_n.eq(Mux(count == 0, 0, (count - 1) >> lb)),
+                         in_bounds.eq(pos["in_bounds"]),
+                         pool_max.eq(~pos["first_in_window"] & (insn.pool_k != 1))]
+
+        # -- issue: a lane group a cycle, words and reads only K cycles before the slot --
+        slot = self.slot_next
+        for _ in range(self.slot_delay):
+            delayed = Signal()
+            m.d.sync += delayed.eq(slot)
+            slot = delayed
+        last_group, ends_word, can, issue = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
-            base.eq(insn.out_base + pos["pix_addr"]),
-            phase.eq(base[:lb] if lb else 0),
-            group.eq((base >> lb) + n_grp),
-            last_group.eq((n_grp << lb) + L >= insn.n_valid + phase),
+            last_group.eq(n_grp == last_n),
             ends_word.eq(last_group | (group[:per_word.bit_length() - 1].all()
                                        if per_word > 1 else 1)),
-            can.eq(Mux(insn.acc_out | ends_word | self._adding(), self.slot_next, 1)),
-            issue.eq(full & can),
+            can.eq(Mux(insn.acc_out | ends_word | self._adding(), slot, 1)),
+            issue.eq(self.pixel.valid & can & loaded),
             self.pixel.ready.eq(issue & last_group),
             advance.eq(issue & last_group),
         ]
-        w2 = Signal(self._w2_layout())
-        m.d.sync += [
-            w2.valid.eq(issue),
-            w2.max.eq(~pos["first_in_window"] & (insn.pool_k != 1)),
-            w2.walk_last.eq(issue & last_group & self.pixel.payload.walk_last),
-            w2.ends_word.eq(ends_word),
-            w2.group.eq(group),
-        ]
-        for lane in range(L):
-            self._lane(m, lane, n_grp, phase, pos, w2)
-        if cfg.residual_adds:
-            self._shortcut_read(m, issue, advance, n_grp, w2)
         with m.If(issue):
-            m.d.sync += n_grp.eq(Mux(last_group, 0, n_grp + 1))
-        m.d.comb += self.walk_done.eq(w2.valid & w2.walk_last)
-        self._words(m, w2)
+            m.d.sync += [n_grp.eq(Mux(last_group, 0, n_grp + 1)), group.eq(group + 1)]
         with m.If(self.restart):
             m.d.sync += n_grp.eq(0)
+        with m.If(take):                            # after the issue's update: a new pixel
+            m.d.sync += [n_grp.eq(0), group.eq(base >> lb)]
+
+        # -- S1: the group's lanes, in output order -------------------------------------
+        s1 = Signal(self._group_layout())
+        m.d.sync += [
+            s1.valid.eq(issue),
+            s1.max.eq(pool_max),
+            s1.walk_last.eq(issue & last_group & self.pixel.payload.walk_last),
+            s1.ends_word.eq(ends_word),
+            s1.group.eq(group),
+        ]
+        lanes = self._select(m, issue, n_grp, phase, in_bounds)
+        if cfg.residual_adds:
+            self._shortcut_read(m, issue, advance, n_grp, s1)
+            last = self._residual_lanes(m, lanes, s1)
+        else:
+            last = self._plain_lanes(m, lanes, s1)
+        self._words(m, *last)
         return m
 
     def _adding(self):
@@ -298,7 +371,227 @@ class UnitWriter(wiring.Component):
             return Const(0, 1)
         return self.insn.add | self.insn.psum
 
-    def _shortcut_read(self, m, issue, advance, n_grp, w2) -> None:
+    def _select(self, m, issue, n_grp, phase, in_bounds) -> list[Signal]:
+        """S1 of every lane: the accumulator, M and S of channel ``n_grp*L + lane - phase``
+        and whether the lane writes.
+
+        No lane indexes all N channels: position j of *aligned* group ``n_grp`` (channel
+        ``n_grp*L + j``) is an ``N/L``-way choice, the previous group's choice is kept in
+        a register, and lane l takes position ``l - phase`` of the aligned group or
+        ``l - phase + L`` of the previous one (an L-way choice by the pixel's phase).
+        Returns the S1 registers of the lanes (`data.View` of acc, mult, shift, write and,
+        with residual adds, sc_mult and sc_shift).
+        """
+        cfg, insn = self._config, self.insn
+        N, L, lb = cfg.channels_per_macro, self._format.write_lanes, self._banking.lane_bits
+        n_groups = -(-N // L)
+        hold, par = self.pixel.payload.accs, self.params
+        names = ["mult", "shift"] + (["sc_mult", "sc_shift"] if cfg.residual_adds else [])
+        fields = {"acc": signed(cfg.acc_bits),
+                  **{n: par[0][n].shape() for n in names}}
+        lane_layout = data.StructLayout(fields)
+        cur = []
+        for j in range(L):
+            options = []
+            for g in range(n_groups):
+                ch = g * L + j
+                value = Signal(lane_layout, name=f"opt{j}_{g}")
+                if ch < N:
+                    m.d.comb += [value.acc.eq(hold[ch]),
+                                 *(value[n].eq(par[ch][n]) for n in names)]
+                options.append(value)
+            pick = Signal(lane_layout, name=f"aligned{j}")
+            # a power-of-two count: the low bits choose (n_grp = N/L, a group past the
+            # channels, only has lanes that do not write)
+            pow2 = n_groups & (n_groups - 1) == 0
+            if n_groups == 1:
+                m.d.comb += pick.eq(options[0])
+            else:
+                with m.Switch(n_grp[:(n_groups - 1).bit_length()] if pow2 else n_grp):
+                    for g, value in enumerate(options):
+                        with m.Case(g):
+                            m.d.comb += pick.eq(value)
+            cur.append(pick)
+        prev = [Signal(lane_layout, name=f"prev{j}") for j in range(L)]
+        with m.If(issue):
+            m.d.sync += [p.eq(c) for p, c in zip(prev, cur)]
+        s1 = []
+        for lane in range(L):
+            reg = Signal(data.StructLayout({**fields, "write": 1}), name=f"s1_lane{lane}")
+            if lb:
+                with m.Switch(phase):
+                    for p in range(L):
+                        src = cur[lane - p] if lane >= p else prev[lane - p + L]
+                        with m.Case(p):
+                            m.d.sync += [reg.acc.eq(src.acc),
+                                         *(reg[n].eq(src[n]) for n in names)]
+            else:
+                m.d.sync += [reg.acc.eq(cur[lane].acc),
+                             *(reg[n].eq(cur[lane][n]) for n in names)]
+            ch = Signal(signed((N + 2 * L).bit_length() + 1), name=f"ch{lane}")
+            m.d.comb += ch.eq((n_grp << lb) + lane - phase)
+            m.d.sync += reg.write.eq(in_bounds & (ch >= 0) & (ch < insn.n_valid))
+            s1.append(reg)
+        return s1
+
+    def _plain_lanes(self, m, s1_lanes, s1):
+        """S2 .. S4 without residual adds: the product in two DSP halves (S2), their sum
+        (S3), then only what the clamp needs (S4): the sign, whether ``floor(p / 2^S)``
+        reaches 2^Ab, and the Ab + 1 bits from bit S - 1 (the rounding bit and the low Ab
+        bits of ``p >> S``).  Returns the S4 group register and a function of the OUT
+        stage giving each lane's (value, write, acc)."""
+        cfg = self._config
+        Ab, acc_bits = cfg.act_bits, cfg.acc_bits
+        shape = self._product_shape()
+        h = 16 if acc_bits > 18 else 0             # low half of the accumulator, unsigned
+        groups = [s1]
+        for name in ("s2", "s3", "s4"):
+            reg = Signal(self._group_layout(), name=name)
+            m.d.sync += reg.eq(groups[-1])
+            groups.append(reg)
+        s4_lanes = []
+        for lane, r1 in enumerate(s1_lanes):
+            # S2: partial products (one MULT18X18D each on ECP5)
+            lo = Signal(unsigned(h + cfg.requant_mult_bits), name=f"s2_lo{lane}")
+            hi = Signal(signed(acc_bits - h + cfg.requant_mult_bits + 1), name=f"s2_hi{lane}")
+            shift2 = Signal.like(r1.shift, name=f"s2_shift{lane}")
+            write2 = Signal(name=f"s2_write{lane}")
+            acc2 = Signal.like(r1.acc, name=f"s2_acc{lane}")
+            m.d.sync += [lo.eq(r1.acc.as_unsigned()[:h] * r1.mult if h else 0),
+                         hi.eq(r1.acc[h:].as_signed() * r1.mult),
+                         shift2.eq(r1.shift), write2.eq(r1.write), acc2.eq(r1.acc)]
+            # S3: the product
+            p = Signal(shape, name=f"s3_product{lane}")
+            shift3 = Signal.like(shift2, name=f"s3_shift{lane}")
+            write3 = Signal(name=f"s3_write{lane}")
+            acc3 = Signal.like(acc2, name=f"s3_acc{lane}")
+            m.d.sync += [p.eq((hi << h) + lo), shift3.eq(shift2),
+                         write3.eq(write2), acc3.eq(acc2)]
+            # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
+            neg = Signal(name=f"s4_neg{lane}")
+            over = Signal(name=f"s4_over{lane}")
+            window = Signal(Ab + 1, name=f"s4_window{lane}")
+            write4 = Signal(name=f"s4_write{lane}")
+            acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
+            win, ovf = self._clamp_window(m, lane, p, shift3)
+            m.d.sync += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
+                         write4.eq(write3), acc4.eq(acc3)]
+            s4_lanes.append((neg, over, window, write4, acc4))
+
+        def lane_out(lane):
+            neg, over, window, write, acc = s4_lanes[lane]
+            t, rb = window[1:], window[0]
+            q = Signal(unsigned(Ab), name=f"q{lane}")
+            with m.If(neg):
+                m.d.comb += q.eq(0)
+            with m.Elif(over | (t == cfg.act_max)):
+                m.d.comb += q.eq(cfg.act_max)
+            with m.Else():
+                m.d.comb += q.eq(t + rb)
+            return q, write, acc
+        return groups[-1], lane_out
+
+    def _clamp_window(self, m, lane: int, p, shift):
+        """What the clamp needs of the product p shifted right by S: the Ab + 1 bits
+        from bit S - 1 (bit -1 reads 0) and whether any bit at or above S + Ab is set.
+
+        With ``u = p << 1`` (so that bit S - 1 of p is bit S of u) and S = 8a + b: the
+        coarse step takes the 8 + Ab bits of u from bit 8a (an 8-way choice by a) and
+        whether any bit of u from 8a + 8 + Ab up is set (the suffix ORs, chosen by a);
+        the fine step takes Ab + 1 bits from bit b of the coarse ones and ORs those at
+        or above b + Ab + 1.  Far fewer LUTs than a full shifter of the product.
+        """
+        Ab = self._config.act_bits
+        u = Cat(Const(0, 1), p.as_unsigned())
+        fb = min(3, len(shift))                    # fine shift bits
+        span = (1 << fb) + Ab                      # coarse bits kept
+        steps = 1 << (len(shift) - fb)             # coarse positions
+        coarse = Signal(span, name=f"s4_coarse{lane}")
+        sticky = Signal(name=f"s4_sticky{lane}")
+        a, b = shift[fb:], shift[:fb]
+        with m.Switch(a):
+            for k in range(steps):
+                lo = k << fb
+                bits = [u[i] if i < len(u) else Const(0, 1) for i in range(lo, lo + span)]
+                rest = u[lo + span:] if lo + span < len(u) else Const(0, 1)
+                with m.Case(k):
+                    m.d.comb += [coarse.eq(Cat(*bits)), sticky.eq(rest.any())]
+        window = Signal(Ab + 1, name=f"s4_fine{lane}")
+        above = Signal(name=f"s4_above{lane}")
+        with m.Switch(b):
+            for k in range(1 << fb):
+                with m.Case(k):
+                    high = coarse[k + Ab + 1:] if k + Ab + 1 < span else Const(0, 1)
+                    m.d.comb += [window.eq(coarse[k:k + Ab + 1]), above.eq(high.any())]
+        return window, sticky | above
+
+    def _residual_lanes(self, m, s1_lanes, s1):
+        """S2 .. S4 with residual adds (docs/architecture.md, "Residual adds"): the
+        stored partial sum joins the accumulator and the shortcut value is chosen (S2),
+        both products (S3), both rescaled and added (S4).  Same return as
+        `_plain_lanes`."""
+        cfg, insn, bank = self._config, self.insn, self._banking
+        L, Ab, acc_bits = bank.lanes, cfg.act_bits, cfg.acc_bits
+        shape = self._product_shape()
+        sc_shape = signed(acc_bits + cfg.requant_mult_bits + 2)
+        groups = [s1]
+        for name in ("s2", "s3", "s4"):
+            reg = Signal(self._group_layout(), name=name)
+            m.d.sync += reg.eq(groups[-1])
+            groups.append(reg)
+        s4_lanes = []
+        for lane, r1 in enumerate(s1_lanes):
+            # S2: acc + partial sum, the shortcut value (field sc_sub*L + lane, or lane)
+            total = Signal(signed(acc_bits), name=f"s2_total{lane}")
+            value = Signal(signed(acc_bits + 1), name=f"s2_sc{lane}")
+            act_field = Signal(unsigned(Ab), name=f"sc_act{lane}")
+            fields = [self.sc_act_data.word_select(k * L + lane, Ab)
+                      for k in range(bank.group // L)]
+            m.d.comb += act_field.eq(fields[0])
+            for k in range(1, len(fields)):
+                with m.If(s1.sc_sub == k):
+                    m.d.comb += act_field.eq(fields[k])
+            res_lane = self.sc_res_data.word_select(lane, acc_bits).as_signed()
+            r2 = Signal.like(r1, name=f"s2_lane{lane}")
+            m.d.sync += [total.eq(r1.acc + Mux(insn.psum, res_lane, 0)),
+                         value.eq(Mux(insn.sc_res, res_lane, act_field)), r2.eq(r1)]
+            # S3: both products
+            prod = Signal(shape, name=f"s3_product{lane}")
+            sc_prod = Signal(sc_shape, name=f"s3_sc_product{lane}")
+            total3 = Signal.like(total, name=f"s3_total{lane}")
+            r3 = Signal.like(r1, name=f"s3_lane{lane}")
+            m.d.sync += [prod.eq(total * r2.mult), sc_prod.eq(value * r2.sc_mult),
+                         total3.eq(total), r3.eq(r2)]
+            # S4: rescale(acc + psum, M, S) + rescale(sc, M_sc, S_sc) (add walks only)
+            half = Signal(shape, name=f"half{lane}")
+            sc_half = Signal(sc_shape, name=f"sc_half{lane}")
+            body = Signal(shape, name=f"body{lane}")
+            sc_out = Signal(sc_shape, name=f"sc_rescaled{lane}")
+            rounded = Signal(signed(shape.width + 1), name=f"s4_rounded{lane}")
+            write4 = Signal(name=f"s4_write{lane}")
+            total4 = Signal.like(total, name=f"s4_total{lane}")
+            # The rounding constant 2^(S-1) is (1 << S) >> 1, which is 0 for S = 0.
+            m.d.comb += [half.eq((Const(1, shape.width) << r3.shift) >> 1),
+                         sc_half.eq((Const(1, sc_shape.width) << r3.sc_shift) >> 1),
+                         body.eq((prod + half) >> r3.shift),
+                         sc_out.eq((sc_prod + sc_half) >> r3.sc_shift)]
+            m.d.sync += [rounded.eq(body + Mux(insn.add, sc_out, 0)),
+                         write4.eq(r3.write), total4.eq(total3)]
+            s4_lanes.append((rounded, write4, total4))
+
+        def lane_out(lane):
+            rounded, write, total = s4_lanes[lane]
+            q = Signal(unsigned(Ab), name=f"q{lane}")
+            with m.If(rounded < 0):
+                m.d.comb += q.eq(0)
+            with m.Elif(rounded > cfg.act_max):
+                m.d.comb += q.eq(cfg.act_max)
+            with m.Else():
+                m.d.comb += q.eq(rounded)
+            return q, write, total
+        return groups[-1], lane_out
+
+    def _shortcut_read(self, m, issue, advance, n_grp, s1) -> None:
         """The shortcut read of the issuing lane group: element group
         ``(sc_base + sc_pix) / L + n_grp``, where ``sc_pix`` (the pixel's offset in the
         shortcut map) steps by ``sc_pitch`` with every pixel, row-major, like the macro's
@@ -320,136 +613,55 @@ class UnitWriter(wiring.Component):
                      r.act_addr.eq(Cat(word[:bank.half_addr_bits], insn.sc_bank)),
                      r.res_addr.eq(sc_group)]
         if per_word > 1:
-            m.d.sync += w2.sc_sub.eq(sc_group[:(per_word - 1).bit_length()])
+            m.d.sync += s1.sc_sub.eq(sc_group[:(per_word - 1).bit_length()])
 
-    def _lane(self, m, lane: int, n_grp, phase, pos: dict, w2) -> None:
-        """W1 of one write lane: channel ``n_grp*L + lane - phase`` of the pixel."""
-        cfg, fmt, insn = self._config, self._format, self.insn
-        N, L = cfg.channels_per_macro, fmt.write_lanes
-        hold, par = self.pixel.payload.accs, self.params
-        ch = Signal(signed((N + 2 * L).bit_length() + 1), name=f"ch{lane}")
-        index = Signal(range(N), name=f"index{lane}")
-        m.d.comb += [ch.eq((n_grp << self._banking.lane_bits) + lane - phase),
-                     index.eq(ch.as_unsigned())]
-        w2l = w2.lanes[lane]
-        m.d.sync += [
-            w2l.write.eq(pos["in_bounds"] & (ch >= 0) & (ch < insn.n_valid)),
-            w2l.product.eq(hold[index] * par[index].mult),
-            w2l.acc.eq(hold[index]),
-            w2l.shift.eq(par[index].shift),
-        ]
-        if cfg.residual_adds:
-            m.d.sync += [w2l.sc_mult.eq(par[index].sc_mult),
-                         w2l.sc_shift.eq(par[index].sc_shift),
-                         w2l.mult.eq(par[index].mult)]
-
-    def _words(self, m, w2) -> None:
-        """W2: requantise the lanes, assemble activation words, offer words and results."""
+    def _words(self, m, s4, lane_out) -> None:
+        """OUT: clamp the lanes, assemble activation words, offer words and results (all
+        registered), delayed to the writer's latency (`writer_latency`)."""
         cfg, insn, bank = self._config, self.insn, self._banking
         G, L, Ab = bank.group, bank.lanes, cfg.act_bits
         per_word = G // L
+        outs = [lane_out(lane) for lane in range(L)]
         asm = Signal(unsigned(bank.word_bits))    # fields of the word being assembled
         asm_mask = Signal(G)
-        lanes_q = Cat(*(self._requantise(m, lane, w2.lanes[lane], w2) for lane in range(L)))
-        lanes_w = Cat(*(w2.lanes[lane].write for lane in range(L)))
+        lanes_q = Cat(*(q for q, _, _ in outs))
+        lanes_w = Cat(*(w for _, w, _ in outs))
         merged = Signal.like(asm)
         merged_mask = Signal.like(asm_mask)
         at = Signal(range(per_word)) if per_word > 1 else Const(0, 1)
         if per_word > 1:
-            m.d.comb += at.eq(w2.group[:per_word.bit_length() - 1])
+            m.d.comb += at.eq(s4.group[:per_word.bit_length() - 1])
         m.d.comb += [merged.eq(asm), merged_mask.eq(asm_mask)]
         for k in range(per_word):
             with m.If(at == k):
                 m.d.comb += [merged.word_select(k, L * Ab).eq(lanes_q),
                              merged_mask.word_select(k, L).eq(lanes_w)]
-        offer = w2.valid & ~insn.acc_out
+        offer = s4.valid & ~insn.acc_out
         with m.If(offer):
-            m.d.sync += [asm.eq(merged), asm_mask.eq(Mux(w2.ends_word, 0, merged_mask))]
+            m.d.sync += [asm.eq(merged), asm_mask.eq(Mux(s4.ends_word, 0, merged_mask))]
         with m.If(self.restart):
             m.d.sync += asm_mask.eq(0)
-        word = w2.group >> (bank.group_bits - bank.lane_bits)
-        e = self.act_entry
-        m.d.comb += [e.valid.eq(offer & w2.ends_word),
+        word = s4.group >> (bank.group_bits - bank.lane_bits)
+        e = Signal.like(self.act_entry, name="out_act")
+        r = Signal.like(self.res_entry, name="out_res")
+        done = Signal(name="out_done")
+        m.d.sync += [e.valid.eq(offer & s4.ends_word),
                      e.addr.eq(Cat(word[:bank.half_addr_bits], insn.out_bank)),
-                     e.data.eq(merged), e.mask.eq(merged_mask), e.max.eq(w2.max)]
-        r = self.res_entry
-        m.d.comb += [r.valid.eq(w2.valid & insn.acc_out), r.addr.eq(w2.group),
-                     r.mask.eq(lanes_w)]
-        for lane in range(L):
-            if cfg.residual_adds:       # a partial sum from an earlier round joins in
-                m.d.comb += r.data[lane].eq(w2.lanes[lane].acc + self._psum_lane(lane))
-            else:
-                m.d.comb += r.data[lane].eq(w2.lanes[lane].acc)
+                     e.data.eq(merged), e.mask.eq(merged_mask), e.max.eq(s4.max),
+                     r.valid.eq(s4.valid & insn.acc_out), r.addr.eq(s4.group),
+                     r.mask.eq(lanes_w), done.eq(s4.valid & s4.walk_last)]
+        m.d.sync += [r.data[lane].eq(acc) for lane, (_, _, acc) in enumerate(outs)]
+        for _ in range(self.latency - WRITER_STAGES):   # residual adds: back in step
+            e2, r2, done2 = Signal.like(e), Signal.like(r), Signal()
+            m.d.sync += [e2.eq(e), r2.eq(r), done2.eq(done)]
+            e, r, done = e2, r2, done2
+        m.d.comb += [self.act_entry.eq(e), self.res_entry.eq(r), self.walk_done.eq(done)]
 
-    def _requantise(self, m, lane: int, w2l, w2) -> Signal:
-        """clamp((acc*M + ((1 << S) >> 1)) >> S, 0, 2**Ab - 1) from W2's product and S;
-        with a residual add, the shortcut's rescaled value is added before the clamp."""
-        shape = self._product_shape()
-        act_max = self._config.act_max
-        half = Signal(shape, name=f"half{lane}")
-        body = Signal(shape, name=f"body{lane}")
-        rounded = Signal(signed(shape.width + 1), name=f"rounded{lane}")
-        requantised = Signal(unsigned(self._config.act_bits), name=f"requantised{lane}")
-        # The rounding constant 2^(S-1) is (1 << S) >> 1, which is 0 for S = 0.
-        m.d.comb += half.eq((Const(1, shape.width) << w2l.shift) >> 1)
-        if self._config.residual_adds:
-            # K-splitting: the stored partial sum joins the accumulator before the
-            # requantisation, so the product is taken here (W2), after the read.
-            total = Signal(signed(self._config.acc_bits), name=f"total{lane}")
-            late = Signal(shape, name=f"late{lane}")
-            m.d.comb += [total.eq(w2l.acc + self._psum_lane(lane)),
-                         late.eq(total * w2l.mult)]
-            m.d.comb += body.eq((Mux(self.insn.psum, late, w2l.product) + half)
-                                >> w2l.shift)
-        else:
-            m.d.comb += body.eq((w2l.product + half) >> w2l.shift)
-        if self._config.residual_adds:
-            m.d.comb += rounded.eq(body + Mux(self.insn.add,
-                                              self._shortcut_lane(m, lane, w2l, w2), 0))
-        else:
-            m.d.comb += rounded.eq(body)
-        with m.If(rounded < 0):
-            m.d.comb += requantised.eq(0)
-        with m.Elif(rounded > act_max):
-            m.d.comb += requantised.eq(act_max)
-        with m.Else():
-            m.d.comb += requantised.eq(rounded)
-        return requantised
+    def _position(self, m, take) -> dict:
+        """The output position of the next pixel to be taken, advanced as it is taken.
 
-    def _psum_lane(self, lane: int):
-        """The stored partial sum of this lane (K-splitting; 0 when the walk has none)."""
-        acc = self._config.acc_bits
-        return Mux(self.insn.psum, self.sc_res_data.word_select(lane, acc).as_signed(), 0)
-
-    def _shortcut_lane(self, m, lane: int, w2l, w2) -> Signal:
-        """rescale(sc, M_sc, S_sc) of this lane's shortcut value (W2, unclamped): field
-        ``sc_sub * L + lane`` of the activation word, or lane `lane` of the result word."""
-        cfg, bank = self._config, self._banking
-        L, Ab, acc = bank.lanes, cfg.act_bits, cfg.acc_bits
-        act_field = Signal(unsigned(Ab), name=f"sc_act{lane}")
-        fields = [self.sc_act_data.word_select(k * L + lane, Ab) for k in range(bank.group // L)]
-        m.d.comb += act_field.eq(fields[0])
-        for k in range(1, len(fields)):
-            with m.If(w2.sc_sub == k):
-                m.d.comb += act_field.eq(fields[k])
-        value = Signal(signed(acc + 1), name=f"sc_value{lane}")
-        m.d.comb += value.eq(Mux(self.insn.sc_res,
-                                 self.sc_res_data.word_select(lane, acc).as_signed(),
-                                 act_field))
-        shape = signed(acc + cfg.requant_mult_bits + 2)
-        product = Signal(shape, name=f"sc_product{lane}")
-        half = Signal(shape, name=f"sc_half{lane}")
-        out = Signal(shape, name=f"sc_rescaled{lane}")
-        m.d.comb += [product.eq(value * w2l.sc_mult),
-                     half.eq((Const(1, shape.width) << w2l.sc_shift) >> 1),
-                     out.eq((product + half) >> w2l.sc_shift)]
-        return out
-
-    def _position(self, m, last_channel) -> dict:
-        """The pixel's output position, advanced as its last group issues.
-
-        Returns the signals the lanes use: ``pix_addr`` (the pooled position's offset from
-        ``out_base``), ``in_bounds`` and ``first_in_window``.
+        Returns the signals the pixel registers take: ``pix_addr`` (the pooled position's
+        offset from ``out_base``), ``in_bounds`` and ``first_in_window``.
         """
         fmt, insn = self._format, self.insn
         ox = Signal(fmt.value_bits)               # column in the pre-pooling map
@@ -459,7 +671,7 @@ class UnitWriter(wiring.Component):
         py = Signal(fmt.value_bits)
         row_addr = Signal(fmt.value_bits + 1)     # offset of pooled row py
         pix_addr = Signal(fmt.value_bits + 1)     # offset of pooled pixel (px, py)
-        with m.If(last_channel):
+        with m.If(take):
             with m.If(ox == insn.desc.out_w - 1):
                 m.d.sync += [ox.eq(0), kx.eq(0), px.eq(0)]
                 with m.If(ky == insn.pool_k - 1):

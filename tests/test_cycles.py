@@ -8,9 +8,9 @@ describes them; the sim tests compare the same model with the RTL's own counters
   registered, the offer register C) + 1 (the macro takes the request) + T (the first
   pixel's macro steps, T = (steps - 1) x P + Ab/b, P = max(Ab/b, 3): the gather takes a
   payload at most every third cycle) + 2 (the macro's R and P stages) + 1 (accumulator)
-  + w (writer: w = ceil(valid channels / write lanes)), then one pixel every
-  max(steps x P, w) cycles: the macro and the writer overlap, the slower one sets the
-  pace.
+  + w (writer: w = ceil(valid channels / write lanes)) + 4 (the writer's stages S2, S3,
+  S4 and its output register after S1), then one pixel every max(steps x P, w) cycles:
+  the macro and the writer overlap, the slower one sets the pace.
 * A unit's sequencer (hw/sequencer.py): its fetch engine reads the program in order, a
   SYNC in S = ki + 3 cycles, a WALK with its parameters in F = ki + kp + 5 (ki, kp:
   stored words of an instruction and of a parameter word); the executor takes the next
@@ -30,6 +30,9 @@ from mars.sw.golden.cycles import layer_walk_cycles, network_cycles, walk_cycles
 from mars.sw.mapper import Load, Phase, Walk
 
 TINY, DEFAULT = PRESETS["tiny"], PRESETS["default"]
+#: Writer stages after a group's issue cycle's register S1 (mars.hw.writer: S2 partial
+#: products, S3 product, S4 clamp inputs, the output register).
+WRITER_EXTRA = 4
 
 
 def lanes_of(config):
@@ -42,18 +45,18 @@ def lanes_of(config):
 def walk_by_hand(cps, lanes, steps, pixels, n_valid):
     P = max(cps, 3)                       # cycles between two steps the gather offers
     T, w = (steps - 1) * P + cps, -(-n_valid // lanes)
-    first = 7 + 4 + 1 + T + 2 + 1 + w
+    first = 7 + 4 + 1 + T + 2 + 1 + w + WRITER_EXTRA
     return first + (pixels - 1) * max(steps * P, w)
 
 
 # (cycles per step, lanes, steps, pixels, valid channels): counted on paper.
 HAND = [
-    ((1, 1, 1, 1, 1), 17),      # 7+4+1+1+2+1+1: one payload through every stage
-    ((1, 4, 1, 1, 4), 17),      # four channels in one writer cycle
-    ((4, 1, 1, 1, 1), 20),      # the macro takes Ab/b = 4 cycles a step
-    ((1, 1, 2, 3, 1), 20 + 2 * 6),  # gather-bound (Ab/b = 1): a pixel every 2 x 3 cycles
-    ((4, 1, 2, 3, 1), 24 + 2 * 8),  # macro-bound: a pixel every 2 x 4 cycles
-    ((1, 1, 1, 3, 4), 20 + 2 * 4),  # writer-bound: a pixel every 4 cycles
+    ((1, 1, 1, 1, 1), 21),      # 7+4+1+1+2+1+1+4: one payload through every stage
+    ((1, 4, 1, 1, 4), 21),      # four channels in one writer cycle
+    ((4, 1, 1, 1, 1), 24),      # the macro takes Ab/b = 4 cycles a step
+    ((1, 1, 2, 3, 1), 24 + 2 * 6),  # gather-bound (Ab/b = 1): a pixel every 2 x 3 cycles
+    ((4, 1, 2, 3, 1), 28 + 2 * 8),  # macro-bound: a pixel every 2 x 4 cycles
+    ((1, 1, 1, 3, 4), 24 + 2 * 4),  # writer-bound: a pixel every 4 cycles
 ]
 
 
@@ -222,15 +225,17 @@ def test_a_mapped_one_layer_network_counted_by_hand():
                                                         unit_walk_state(cfg, skipped, W))
 
 
-# Write slots (docs/banking.md): a lane group that offers a word issues only in the cycle
-# before its unit's slot, (t + 1) % U == slot.  One pixel, cps 1, 4 lanes, G = 8, U = 4.
+# Write slots (docs/banking.md): a lane group that offers a word issues only K = 5 cycles
+# (the writer's latency) before its unit's slot, (t + 5) % U == slot, i.e. (t + 1) % 4 ==
+# slot for U = 4.  One pixel, cps 1, 4 lanes, G = 8, U = 4.
 # Without slots the group(s) issue at ticks 16 (and 17): 7 and 8 behind the 3-stage decoder,
 # 6 more behind the 6-stage decoder and the macro's stages R and P (docs/decoder.md,
-# docs/macro.md), 3 more behind the gather's payload, word and offer registers.  With slots the word-ending group waits for the next cycle i >= its tick
-# with (i + 1) % 4 == slot; the walk ends at i + 1.
+# docs/macro.md), 3 more behind the gather's payload, word and offer registers.  With slots
+# the word-ending group waits for the next cycle i >= its tick with (i + 1) % 4 == slot;
+# the walk ends at i + 5.
 SLOTS = [
-    ((4, 0), 20), ((4, 1), 17), ((4, 2), 18), ((4, 3), 19),   # one group, ends the word
-    ((8, 0), 20), ((8, 1), 21), ((8, 2), 18), ((8, 3), 19),   # 2nd group ends it (tick 17)
+    ((4, 0), 24), ((4, 1), 21), ((4, 2), 22), ((4, 3), 23),   # one group, ends the word
+    ((8, 0), 24), ((8, 1), 25), ((8, 2), 22), ((8, 3), 23),   # 2nd group ends it (tick 17)
 ]
 
 
@@ -242,8 +247,8 @@ def test_write_slots_counted_by_hand(args, cycles):
 
 def test_extra_word_reads_delay_the_step_by_hand():
     """A payload whose lanes lie in 3 words takes 2 more gather cycles (mars.hw.gather):
-    one pixel, one step, cps 1: 17 + 2 cycles; a second pixel's 3 reads hide behind the
-    first pixel's macro step only when the step is long enough (cps 4: 20 + 4 + 1: one
+    one pixel, one step, cps 1: 21 + 2 cycles; a second pixel's 3 reads hide behind the
+    first pixel's macro step only when the step is long enough (cps 4: 24 + 4 + 1: one
     of them does not)."""
     from mars.sw.golden.cycles import _Walk, _WalkInfo
 
@@ -257,6 +262,28 @@ def test_extra_word_reads_delay_the_step_by_hand():
             cycles += 1
         return cycles
 
-    assert run(1, 1, (2,)) == 17 + 2
-    assert run(4, 2, (0, 2)) == 20 + 4 + 1
-    assert run(4, 2, (2, 2)) == 20 + 2 + 4 + 1
+    assert run(1, 1, (2,)) == 21 + 2
+    assert run(4, 2, (0, 2)) == 24 + 4 + 1
+    assert run(4, 2, (2, 2)) == 24 + 2 + 4 + 1
+
+
+
+@pytest.mark.parametrize("macros", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("residual", [False, True])
+def test_writer_latency_agrees_with_the_rtl(macros, residual):
+    """The model's writer latency is the RTL's (mars.hw.writer): 5 stages, with residual
+    adds the next value 1 modulo U, so that the shortcut read issued with a lane group
+    falls in the cycle before a slot of its unit (the top's shortcut port)."""
+    from mars.hw.writer import writer_latency as rtl_latency
+    from mars.sw.golden.cycles import writer_latency
+
+    cfg = TINY.replace(name="u", macros_per_core=macros, residual_adds=residual)
+    k = writer_latency(cfg)
+    # The RTL's own function, which UnitWriter's ``latency`` is (an unelaborated
+    # UnitWriter would raise Amaranth's UnusedElaboratable warning when collected).
+    assert k == rtl_latency(cfg)
+    assert k >= WRITER_EXTRA + 1
+    if residual:
+        assert k % macros == 1 % macros and k - macros < WRITER_EXTRA + 1
+    else:
+        assert k == WRITER_EXTRA + 1

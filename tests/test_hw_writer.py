@@ -3,12 +3,14 @@
 The writer is run alone, on a walk of random accumulators, with an activation memory of
 G-activation words behind the write stage the top uses (`act_write_stage`: read, merge,
 write) and a result memory of L-accumulator words (`result_write`).  The write slot
-(``slot_next``) comes at random, and the bench checks that a word is only ever offered in
-the cycle after it was announced.  The expectation is computed independently with NumPy:
-the requantisation of the golden model (`mars.sw.golden.network.requantise`, the formula
-of docs/model-package.md, whose clamp at 0 is the ReLU), then max pooling over k x k
-windows (floor), placed at element ``out_base + py * out_row_pitch + px * out_pitch + ch``
-(element e: field e % G of word e // G, `mars.contract.banking`).
+(``slot_next``) comes at random, and the bench checks that a word is only ever offered
+``latency + slot_delay`` cycles after a cycle with ``slot_next`` (the writer issues a
+group that will offer a word only ``slot_delay`` cycles after such a cycle).  The expectation is computed
+independently with NumPy: the requantisation of the golden model
+(`mars.sw.golden.network.requantise`, the formula of docs/model-package.md, whose clamp at
+0 is the ReLU), then max pooling over k x k windows (floor), placed at element
+``out_base + py * out_row_pitch + px * out_pitch + ch`` (element e: field e % G of word
+e // G, `mars.contract.banking`).
 """
 
 from __future__ import annotations
@@ -60,18 +62,20 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
     n_pixels = accs.shape[0] * accs.shape[1]
     flat = accs.reshape(n_pixels, -1)
     done_cycles = []
-    announced = [False, False]          # slot_next in the previous and this cycle
+    # slot_next in the last latency + slot_delay + 1 cycles
+    announced = [False] * (dut.latency + dut.slot_delay + 1)
 
     async def step(ctx, cycle):
-        """One clock edge: check this cycle's offers against the slot announced in the
-        previous cycle, then draw the next cycle's ``slot_next``."""
+        """One clock edge: check this cycle's offers against the slot announced
+        ``latency + slot_delay`` cycles before, then draw the next cycle's
+        ``slot_next``."""
         offered = ctx.get(dut.act_entry.valid) or ctx.get(dut.res_entry.valid)
         assert not offered or announced[0], f"seed {seed}: offer outside the slot"
         if ctx.get(dut.walk_done):
             done_cycles.append(cycle)
         await ctx.tick()
-        announced[:] = [announced[1], bool(rng.random() < slot_prob)]
-        ctx.set(dut.slot_next, announced[1])
+        announced[:] = announced[1:] + [bool(rng.random() < slot_prob)]
+        ctx.set(dut.slot_next, announced[-1])
 
     async def testbench(ctx):
         ctx.set(dut.insn, insn)
@@ -96,7 +100,7 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
                 if taken:
                     break
         ctx.set(dut.pixel.valid, 0)
-        for _ in range(4):                     # drain W2 and the write stage
+        for _ in range(dut.latency + dut.slot_delay + 3):   # drain the writer, write stage
             await step(ctx, cycle)
             cycle += 1
         bench.act_words = [ctx.get(bench.act.data[i]) for i in range(bench.act.depth)]
@@ -188,4 +192,44 @@ def test_acc_out_writes_raw_accumulators():
         expected[2 + x * n_valid:2 + (x + 1) * n_valid] = accs[0, x, :n_valid]
     assert (result == expected).all(), f"seed {seed}: got {result}, want {expected}"
     assert (act == act_init).all(), f"seed {seed}: the activation memory was written"
+    assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"
+
+
+def test_default_lanes_full_range_against_numpy():
+    """`default` (4 write lanes, 2 lane groups a word, unaligned pixels): accumulators
+    and multipliers over their whole ranges, each shift near the product's magnitude, so
+    the clamp window (bit S - 1 up, the overflow test above bit S + Ab) sees every
+    position; S = 0 and S = 63 on two channels."""
+    config, seed = PRESETS["default"], 31
+    rng = np.random.default_rng(seed)
+    N, Ab, acc = config.channels_per_macro, config.act_bits, config.acc_bits
+    out_h, out_w, k, n_valid = 2, 5, 1, 14
+    bits = rng.integers(2, acc + 1, size=N)               # each channel's magnitude
+    bits[0], bits[1] = acc, acc
+    accs = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(out_h, out_w, N))
+    accs[0, 0, :2] = [-(1 << (acc - 1)), (1 << (acc - 1)) - 1]    # both extremes
+    mult = rng.integers(1, 1 << config.requant_mult_bits, size=N)
+    mult[3] = (1 << config.requant_mult_bits) - 1
+    magnitude = bits - 1 + np.array([int(v).bit_length() for v in mult])
+    shift = np.clip(magnitude - Ab + rng.integers(-1, 3, size=N), 0, 63)
+    shift[0], shift[1] = 0, 63
+    out_base, out_pitch = 3, n_valid + 1                             # phases 3, 2, 1, 0 ...
+    row_pitch = out_w * out_pitch + 2
+    words = config.act_buffer_words
+    act_init = rng.integers(0, 1 << Ab, size=2 * words)
+    insn = insn_for(config, out_w=out_w, pool_k=k, pool_w=out_w, pool_h=out_h,
+                    n_valid=n_valid, out_base=out_base, out_pitch=out_pitch,
+                    out_row_pitch=row_pitch, out_bank=1)
+    act, _, done = run_walk(config, accs, insn, mult, shift, act_init.tolist(), seed=seed)
+    q = requantise(accs, mult, shift, Ab)
+    inside = (q > 0) & (q < (1 << Ab) - 1)
+    assert inside.mean() > 0.2, f"seed {seed}: too few results inside the clamp"
+    expected = act_init.copy()
+    for y in range(out_h):
+        for x in range(out_w):
+            for ch in range(n_valid):
+                expected[words + out_base + y * row_pitch + x * out_pitch + ch] = q[y, x, ch]
+    differ = np.flatnonzero(act != expected)
+    assert differ.size == 0, (f"seed {seed}: {differ.size} elements differ, first at "
+                              f"{differ[:5]}: got {act[differ[:5]]}, want {expected[differ[:5]]}")
     assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"

@@ -40,6 +40,19 @@ class PhaseCycles:
 #: pad test).
 DECODER_STAGES = 6
 
+#: Register stages of the writer from a lane group's issue to its offer without residual
+#: adds (mars.hw.writer.WRITER_STAGES: S1 lane choice, S2 partial products, S3 product,
+#: S4 clamp inputs, the output register).
+WRITER_STAGES = 5
+
+
+def writer_latency(cfg) -> int:
+    """Cycles from a lane group's issue to its offer (mars.hw.writer.writer_latency):
+    with residual adds the next value 1 (mod U), so that the shortcut read issued with
+    the group and the offer both fall on the unit's slots."""
+    k = WRITER_STAGES
+    return k + (1 - k) % cfg.macros if cfg.residual_adds else k
+
 
 @dataclasses.dataclass(frozen=True)
 class _WalkInfo:
@@ -60,8 +73,8 @@ class _Walk:
     """
 
     def __init__(self, cps: int, lanes: int, *, group: int = 1, slot: int = 0,
-                 units: int = 1):
-        self.cps, self.lanes = cps, lanes
+                 units: int = 1, latency: int = WRITER_STAGES):
+        self.cps, self.lanes, self.latency = cps, lanes, latency
         self.per_word = max(1, group // lanes)
         self.slot, self.units = slot, units
         self.idle()
@@ -81,7 +94,7 @@ class _Walk:
         self.result = None
         self.hold_full, self.hold_walk_last, self.hold_pixel = False, False, 0
         self.n_grp = 0
-        self.w2_valid = self.w2_walk_last = False
+        self.w_done = [False] * self.latency      # the writer's stages: walk's last group
 
     def start(self, steps: int, pixels: int, n_valid: int,
               info: _WalkInfo | None = None) -> None:
@@ -92,7 +105,7 @@ class _Walk:
         self.n_grp = 0
 
     def walk_done(self) -> bool:
-        return self.w2_valid and self.w2_walk_last
+        return self.w_done[-1]
 
     def _writer_issue(self, t: int) -> tuple[bool, bool]:
         """(a lane group issues, it is the pixel's last) in cycle t (mars.hw.writer)."""
@@ -105,9 +118,9 @@ class _Walk:
         group = start // L + self.n_grp
         ends_word = last_group or group % self.per_word == self.per_word - 1
         if info.acc_out or info.add or ends_word:
-            # a word is offered (or the shortcut read) in the unit's slot: issue the
-            # cycle before it
-            return (t + 1) % self.units == self.slot % self.units, last_group
+            # a word is offered in the unit's slot: issue `latency` cycles before it (a
+            # shortcut read, issued with the group, then falls in the cycle before a slot)
+            return (t + self.latency) % self.units == self.slot % self.units, last_group
         return True, last_group
 
     def tick(self, t: int = 0) -> None:
@@ -133,8 +146,7 @@ class _Walk:
         acc_accept = self.result is not None and r_ready
 
         # -- registers: writer, accumulator ----------------------------------------------
-        self.w2_valid = w_issue
-        self.w2_walk_last = w_last and self.hold_walk_last
+        self.w_done = [w_last and self.hold_walk_last] + self.w_done[:-1]
         if w_issue:
             self.n_grp = 0 if w_group_last else self.n_grp + 1
         if acc_accept and is_last:
@@ -388,7 +400,8 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     unit_programs, loader_programs = _programs(mapping, skip_loads)
     fmt = UnitFormat(cfg)
     units = [_Unit(p, cfg.cycles_per_step, fmt.write_lanes, fmt.insn_chunks, fmt.param_chunks,
-                   group=cfg.rows_per_step, slot=u, units=cfg.macros)
+                   group=cfg.rows_per_step, slot=u, units=cfg.macros,
+                   latency=writer_latency(cfg))
              for u, p in enumerate(unit_programs)]
     clock = [0]                 # cycles since the run started (the top's write slots)
     loaders = [_Loader(p) for p in loader_programs]
@@ -458,11 +471,13 @@ def phase_cycles(mapping) -> list[int]:
 
 @functools.lru_cache(maxsize=None)
 def walk_cycles(cps: int, lanes: int, steps: int, pixels: int, n_valid: int, *,
-                group: int = 1, slot: int = 0, units: int = 1, t0: int = 0) -> int:
+                group: int = 1, slot: int = 0, units: int = 1, t0: int = 0,
+                latency: int = WRITER_STAGES) -> int:
     """Cycles from a walk's START to its last write (for reports and quick estimates):
     an aligned walk (phase 0, one word read a payload) of a unit with write slot `slot`
-    of `units`, whose first cycle after START is cycle `t0` of the run."""
-    walk = _Walk(cps, lanes, group=group, slot=slot, units=units)
+    of `units`, whose first cycle after START is cycle `t0` of the run; `latency`: the
+    writer's (`writer_latency`)."""
+    walk = _Walk(cps, lanes, group=group, slot=slot, units=units, latency=latency)
     walk.start(steps, pixels, n_valid)
     cycles = 1
     walk.tick(t0)
