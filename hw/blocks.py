@@ -12,8 +12,13 @@ from amaranth.lib import wiring
 from mars.config import MarsConfig
 
 from .accumulator import Accumulator
+from .controller import Controller
 from .decoder import SparseDecoder
+from .gather import ActivationGather
+from .host import HostPort
+from .loader import CoreLoader
 from .macro import CimMacro
+from .sequencer import UnitSequencer
 from .top import MarsTop
 from .unit import MacroUnit
 from .writer import UnitWriter
@@ -37,6 +42,14 @@ BLOCKS: dict[str, Block] = {
               "sparse-weight decoder: index code -> row slots and im2col buffer addresses"),
         Block("mars_top", MarsTop,
               "the accelerator: cores x macro units, buffers, controller, host port"),
+        Block("activation_gather", ActivationGather,
+              "a unit's activation gather: D decoder payloads -> word reads -> macro step"),
+        Block("unit_sequencer", UnitSequencer,
+              "a unit's sequencer: program/parameter fetch, decoder start, SYNC"),
+        Block("core_loader", CoreLoader,
+              "a core's loader: weight SRAM rows into the core's macros"),
+        Block("controller", Controller, "the phase controller: LOAD/WALK, cycle counters"),
+        Block("host_port", HostPort, "the host port: write strobes, read answers"),
         Block("macro_unit", MacroUnit,
               "one macro unit: sequencer, decoders, gather, macro, accumulator, writer"),
         Block("unit_writer", UnitWriter,

@@ -9,6 +9,11 @@ has two parts:
 * WALK: wait until every unit waits at a SYNC again, then record the phase's cycle count
   (``phase_end``) and release the loaders (``go_loaders``) for the next phase, or finish.
 
+``go_units`` and ``go_loaders`` are registers: each pulse comes the cycle after the
+decision, which is the first cycle of the next state; that state ignores the waiting
+flags in that cycle (the released blocks still wait), so each release costs one cycle
+(two a phase; `mars.sw.golden.cycles` counts them).
+
 The phase's cycle count runs from the first cycle of its LOAD part to the cycle its WALK
 part ends, both included; ``total_cycles`` counts the whole run.  While idle, ``running``
 is low and the top holds the loaders and units in reset.  See docs/architecture.md
@@ -55,7 +60,7 @@ class Controller(wiring.Component):
     units_waiting : In(macros)
         Each macro unit waits at a SYNC.
     go_loaders, go_units : Out(1)
-        Release every loader / every unit from its SYNC (one cycle).
+        Release every loader / every unit from its SYNC (one cycle; registers).
     skip_loads : Out(1)
         The loaders copy nothing (the weights are already in the macros).
     running : Out(1)
@@ -117,6 +122,10 @@ class Controller(wiring.Component):
             return [phase_cycles.eq(phase_cycles + 1),
                     self.total_cycles.eq(self.total_cycles + 1)]
 
+        # The go pulses are registers (one cycle after the decision): the units and loaders
+        # sit all over the die, and a path from their waiting flags through this decision
+        # into every unit's instruction registers would cross it twice in one cycle.
+        m.d.sync += [self.go_units.eq(0), self.go_loaders.eq(0)]
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 with m.If(self.start & (n_phases != 0)):
@@ -125,18 +134,20 @@ class Controller(wiring.Component):
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.sync += count()
-                with m.If(all_loaders & all_units):
-                    m.d.comb += self.go_units.eq(1)
+                # go_loaders is high in this state's first cycle: the loaders still wait
+                with m.If(all_loaders & all_units & ~self.go_loaders):
+                    m.d.sync += self.go_units.eq(1)
                     m.next = "WALK"
             with m.State("WALK"):
                 m.d.sync += count()
-                with m.If(all_units):
+                # go_units is high in this state's first cycle: the units still wait
+                with m.If(all_units & ~self.go_units):
                     m.d.comb += self.phase_end.eq(1)
                     m.d.sync += [phase.eq(phase + 1), phase_cycles.eq(0)]
                     with m.If(phase + 1 == n_phases):
                         m.d.sync += [self.done.eq(1), self.running.eq(0)]
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.comb += self.go_loaders.eq(1)
+                        m.d.sync += self.go_loaders.eq(1)
                         m.next = "LOAD"
         return m

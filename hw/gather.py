@@ -1,34 +1,43 @@
 """A macro unit's activation gather: D decoder payloads in, one macro compute step out.
 
 The D decoders (one per word-line domain) run in step: their payloads are taken together,
-in the cycle all D are valid and the step register is free.  The activation memory holds
-words of G activations (`mars.contract.banking.Banking`); each domain has ONE read port
-(``act_addr[d]``: a word address with the half as its top bit; data one cycle later in
-``act_data[d]``).  A lane's element address ``e`` (from the decoder) is field ``e % G`` of
-word ``e // G``.
+in the cycle all D are valid and stage B is free (or moves on).  The activation memory
+holds words of G activations (`mars.contract.banking.Banking`); each domain has ONE read
+port (``act_addr[d]``: a word address with the half as its top bit; data one cycle later
+in ``act_data[d]``).  A lane's element address ``e`` (from the decoder) is field ``e % G``
+of word ``e // G``.
 
-* In the take cycle each domain reads the word of its lowest unpadded lane; every unpadded
-  lane in that word is served by it.
-* While a domain still has lanes in other words (a K-group that is not one aligned run:
-  layers whose channel count is not a multiple of G), it reads the next one the following
-  cycle (lowest pending lane first), keeping the fields already fetched in registers.  The
-  step is offered once every domain is done: ``max_d(distinct words of domain d) - 1``
-  cycles after the take cycle (`mars.sw.golden.cycles` counts them from the same rule).
-  An aligned K-group (and an all-padding one) is one read: the step is offered the cycle
-  after the take, as with a memory port per lane.
+Three stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
-The step register then offers the compute step to the macro with padded lanes forced to 0.
-The markers (first/last step of a pixel, last step of the walk) travel beside the macro in
-a small FIFO, written as the macro accepts a step and read (``side.ready``) as the
-accumulator takes the step's result: the macro keeps results in order, so the FIFO's head
-always belongs to the result in flight.  The FIFO holds 5 entries; the macro holds at most
-four steps (docs/macro.md: front, stages R and P, result) and a step is written in the
-cycle the oldest may be read, so it never overflows.
+* **Take** (stage B loaded): each domain registers its payload's lane words and fields,
+  its unpadded lanes as pending, and which lanes share a word (one compare per pair of
+  lanes).  No read yet: the read address comes from registers only.
+* **Reads** (stage B): each cycle a domain with lanes pending reads the word of its lowest
+  pending lane; every pending lane in that word is served by it, and the fields already
+  fetched are kept in registers.  A K-group that is one aligned run of G channels (and an
+  all-padding one) is one read; others (layers whose channel count is not a multiple of
+  G) take a read per distinct word.  Step B is done ``max_d(distinct words of domain d,
+  at least 1) + 1`` cycles after the take (`mars.sw.golden.cycles` counts them from the
+  same rule).
+* **Offer** (stage C): the finished step moves into a register, padded lanes forced to 0,
+  and is offered to the macro.  C is loaded only when it was empty at the start of the
+  cycle, so no path runs from the macro's ``ready`` (and the accumulator's and the
+  writer's handshakes behind it) into the decoders and the read ports; C offers a step
+  at most every other cycle, which the macro's ``Ab/b`` cycles a step hide (``Ab/b`` >=
+  2 on every preset).
+
+The markers (first/last step of a pixel, last step of the walk) travel beside C and the
+macro in a small FIFO, written as a step moves into C (not as the macro accepts it: no
+path from the macro's ``ready`` into the FIFO) and read (``side.ready``) as the
+accumulator takes the step's result: C and the macro keep steps in order, so the FIFO's
+head always belongs to the result in flight.  The FIFO holds 6 entries; a step moves into
+C only when C is empty, and the macro holds at most four steps (docs/macro.md: front,
+stages R and P, result), so at most 5 are outstanding and it never overflows.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -98,16 +107,25 @@ class ActivationGather(wiring.Component):
         D = cfg.wordline_domains
         m = Module()
         outs = list(self.payloads)
+        # Stage B: the step being read (its slots, pad masks and markers).
         b_valid = Signal()
         b_slots = Signal(data.ArrayLayout(range(cfg.row_slots), D))
         b_pad = Signal(data.ArrayLayout(unsigned(cfg.rows_per_step), D))
         b_side = Signal(side_layout())
+        # Stage C: the finished step offered to the macro (acts masked, from registers).
         request = self.request
+        c_valid = Signal()
         take = Signal()
-        fetching = Signal(D)                 # domain d still has lanes in unread words
-        m.d.comb += [request.valid.eq(b_valid & ~fetching.any()),
-                     take.eq(Cat(*(o.valid for o in outs)).all()
-                             & (~b_valid | (request.valid & request.ready)))]
+        fresh = Signal(2)                    # B was loaded one / two cycles ago
+        move = Signal()                      # B's step (every word read) moves into C
+        fetching = Signal(D)                 # domain d reads, or its last word is in flight
+        # Neither `take` nor `move` looks at the macro's `ready`: C moves on the cycle
+        # after the macro took its step, so no path runs from the macro's (and the
+        # accumulator's, the writer's) handshake into the decoders and the read ports.
+        m.d.sync += fresh.eq(Cat(take, fresh[0]))
+        m.d.comb += [move.eq(b_valid & ~fresh.any() & ~fetching.any() & ~c_valid),
+                     take.eq(Cat(*(o.valid for o in outs)).all() & (~b_valid | move)),
+                     request.valid.eq(c_valid)]
         for o in outs:
             m.d.comb += o.ready.eq(take)
         with m.If(take):
@@ -116,64 +134,101 @@ class ActivationGather(wiring.Component):
                          b_side.walk_last.eq(outs[0].payload.walk_last)]
             for d, o in enumerate(outs):
                 m.d.sync += [b_slots[d].eq(o.payload.slot), b_pad[d].eq(o.payload.pad)]
-        with m.Elif(request.valid & request.ready):
+        with m.Elif(move):
             m.d.sync += b_valid.eq(0)
+        with m.If(move):
+            m.d.sync += c_valid.eq(1)
+        with m.Elif(request.ready):
+            m.d.sync += c_valid.eq(0)
+        # C's data registers follow B while C is empty (a register as their enable, not
+        # `move`, which would fan out to all of them): what they hold when `move` sets
+        # c_valid is B's finished step.
+        with m.If(~c_valid):
+            m.d.sync += request.payload.slots.eq(b_slots)
         for d, o in enumerate(outs):
             acts = self._domain(m, d, o, take, fetching)
-            for g, value in enumerate(acts):
-                m.d.comb += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
+            with m.If(~c_valid):
+                for g, value in enumerate(acts):
+                    m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
-        m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=5)
-        m.d.comb += [request.payload.slots.eq(b_slots),
-                     side.w_en.eq(request.valid & request.ready), side.w_data.eq(b_side),
+        m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=6)
+        m.d.comb += [side.w_en.eq(move), side.w_data.eq(b_side),
                      self.side.valid.eq(side.r_rdy), self.side.payload.eq(side.r_data),
                      side.r_en.eq(self.side.ready)]
         return m
 
     def _domain(self, m, d: int, payload, take, fetching) -> list:
-        """Domain `d`'s word reads; returns its G lanes' activations (before the pad mask)."""
+        """Domain `d`'s word reads; returns its G lanes' activations (before the pad mask).
+
+        The take cycle only registers the payload: every lane's word and field, the
+        unpadded lanes as pending, and which lanes share a word (``same[g]``: the lanes
+        whose word equals lane g's).  Each later cycle with lanes pending reads the word
+        of the lowest one (``low``, a one-hot register kept with ``pend``), and every
+        pending lane that shares it is served: the read address is a one-hot select of
+        registers, and the next ``pend``/``low`` a row select, a mask and a lowest-bit
+        pick, with no address compare."""
         cfg, bank = self._config, self._banking
         G, Ab, sh = cfg.rows_per_step, cfg.act_bits, bank.group_bits
         ab = DecoderFormat(cfg).addr_bits
         word_bits = max(1, ab - sh)
         words = Signal(data.ArrayLayout(unsigned(word_bits), G), name=f"words{d}")
         fields = Signal(data.ArrayLayout(unsigned(max(1, sh)), G), name=f"fields{d}")
+        same = Signal(data.ArrayLayout(unsigned(G), G), name=f"same{d}")
         pend = Signal(G, name=f"pend{d}")        # lanes whose word is not read yet
         served = Signal(G, name=f"served{d}")    # lanes served by the word on act_data
         kept = Signal(data.ArrayLayout(unsigned(Ab), G), name=f"kept{d}")
-        # The lanes of this cycle's read: the payload's (take) or the pending ones.
-        lane_words = Signal.like(words, name=f"lane_words{d}")
-        todo = Signal(G, name=f"todo{d}")
+        low = Signal(G, name=f"low{d}")          # the lowest pending lane, one-hot (a register)
         word = Signal(word_bits, name=f"word{d}")
         match = Signal(G, name=f"match{d}")
-        with m.If(take):
-            m.d.comb += [todo.eq(~payload.payload.pad)]
-            for g in range(G):
-                m.d.comb += lane_words[g].eq(payload.payload.addrs[g][sh:] if sh < ab else 0)
-        with m.Else():
-            m.d.comb += [todo.eq(pend), lane_words.eq(words)]
-        # The lowest lane to do picks the word (priority: the last assignment wins).
-        for g in reversed(range(G)):
-            with m.If(todo[g]):
-                m.d.comb += word.eq(lane_words[g])
-        for g in range(G):
-            m.d.comb += match[g].eq(todo[g] & (lane_words[g] == word))
-        m.d.comb += [fetching[d].eq(pend.any()),
-                     self.act_en[d].eq(take | pend.any()),
+        busy = Signal(name=f"busy{d}")
+        m.d.comb += busy.eq(pend.any())
+        m.d.comb += [word.eq(_or_select(low, [words[g] for g in range(G)])),
+                     match.eq(pend & _or_select(low, [same[g] for g in range(G)]))]
+        # The word read lands in a register (data_r) the cycle after it leaves the block
+        # RAM; `served_r` says which lanes it serves.  The step is done once no read is in
+        # flight: the last read's word is in data_r.
+        data_r = Signal.like(self.act_data[d], name=f"data_r{d}")
+        served_r = Signal(G, name=f"served_r{d}")
+        busy_r = Signal(name=f"busy_r{d}")
+        m.d.sync += [data_r.eq(self.act_data[d]), served_r.eq(served), busy_r.eq(busy)]
+        m.d.comb += [fetching[d].eq(busy | busy_r),
+                     self.act_en[d].eq(busy),
                      self.act_addr[d].eq(Cat(word, self.in_bank))]
-        data_word = self.act_data[d]
+        data_word = data_r
 
         def field(g):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
-        with m.If(take | pend.any()):
-            m.d.sync += [pend.eq(todo & ~match), served.eq(match)]
-            # Keep the fields the previous read served before its word is replaced.
-            for g in range(G):
-                with m.If(served[g]):
-                    m.d.sync += kept[g].eq(field(g))
+        with m.If(busy):
+            m.d.sync += [pend.eq(pend & ~match), low.eq(_lowest(pend & ~match)),
+                         served.eq(match)]
+        # Keep the fields each word served (every cycle: data_r and served_r change
+        # together, one cycle after the read port's word and `served`).
+        for g in range(G):
+            with m.If(served_r[g]):
+                m.d.sync += kept[g].eq(field(g))
         with m.If(take):
+            lane_words = [payload.payload.addrs[g][sh:] if sh < ab else C(0, 1)
+                          for g in range(G)]
+            m.d.sync += [pend.eq(~payload.payload.pad), low.eq(_lowest(~payload.payload.pad)),
+                         served.eq(0)]
             for g in range(G):
-                m.d.sync += [words[g].eq(lane_words[g]),
+                m.d.sync += [words[g].eq(lane_words[g]), same[g][g].eq(1),
                              fields[g].eq(payload.payload.addrs[g][:sh] if sh else 0)]
-        return [Mux(served[g], field(g), kept[g]) for g in range(G)]
+                for h in range(g + 1, G):       # one compare per pair of lanes
+                    equal = lane_words[g] == lane_words[h]
+                    m.d.sync += [same[g][h].eq(equal), same[h][g].eq(equal)]
+        return [Mux(served_r[g], field(g), kept[g]) for g in range(G)]
+
+
+def _lowest(bits):
+    """The lowest set bit of `bits`, one-hot (0 when none): a prefix OR, no carry chain."""
+    return Cat(*(bits[g] & ~bits[:g].any() if g else bits[0] for g in range(len(bits))))
+
+
+def _or_select(onehot, values):
+    """``values[g]`` for the one bit g set in `onehot` (0 when none): an AND-OR tree."""
+    out = 0
+    for g, value in enumerate(values):
+        out = out | Mux(onehot[g], value, 0)
+    return out

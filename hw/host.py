@@ -7,10 +7,10 @@ where both its region's and its unit's strobes are high (the top does that AND).
 regions that belong to no unit (CONTROL, ACT) use the region strobe alone.
 
 A read (``write`` = 0) of the activation, result or cycle memories, or of the control
-registers (offset 0: status, 1: total cycles) is answered on ``host_read`` one cycle after
+registers (offset 0: status, 1: total cycles) is answered on ``host_read`` two cycles after
 it is accepted: the memories' host read ports are addressed by ``offset`` in the cycle of
-the request.  One read is outstanding at a time (``host.ready`` is low until the answer
-is taken).  See docs/architecture.md ("Host port").
+the request, and the answer is registered.  One read is outstanding at a time
+(``host.ready`` is low until the answer is taken).  See docs/architecture.md ("Host port").
 """
 
 from __future__ import annotations
@@ -91,21 +91,28 @@ class HostPort(wiring.Component):
         for u in range(len(self.unit)):
             m.d.comb += self.unit[u].eq(hp.unit == u)
 
+        # A read's sources are addressed in the cycle it is accepted (their data comes the
+        # next cycle, `read_pending`), and the chosen answer is registered before it is
+        # offered (`host_read.valid` two cycles after the request): no path runs from a
+        # block RAM's output through the answer multiplexer out of the accelerator.
         read_pending = Signal()
         read_region = Signal(4)
         read_offset = Signal.like(hp.offset)
-        m.d.comb += host.ready.eq(~read_pending)
-        with m.If(host.valid & ~hp.write & ~read_pending):
+        answer_valid = Signal()
+        answer = Signal.like(self.host_read.payload)
+        m.d.comb += host.ready.eq(~read_pending & ~answer_valid)
+        with m.If(host.valid & ~hp.write & host.ready):
             m.d.sync += [read_pending.eq(1), read_region.eq(hp.region),
                          read_offset.eq(hp.offset)]
-        with m.If(self.host_read.valid & self.host_read.ready):
-            m.d.sync += read_pending.eq(0)
-        m.d.comb += [
-            self.host_read.valid.eq(read_pending),
-            self.host_read.payload.eq(Mux(
+        with m.If(read_pending):
+            m.d.sync += [read_pending.eq(0), answer_valid.eq(1), answer.eq(Mux(
                 read_region == Region.ACT, self.act_data, Mux(
                     read_region == Region.RESULT, self.result_data.as_unsigned(), Mux(
                         read_region == Region.CYCLES, self.cycles_data, Mux(
-                            read_offset == ControlRead.STATUS, self.status, self.total_cycles))))),
-        ]
+                            read_offset == ControlRead.STATUS, self.status,
+                            self.total_cycles)))))]
+        with m.If(self.host_read.valid & self.host_read.ready):
+            m.d.sync += answer_valid.eq(0)
+        m.d.comb += [self.host_read.valid.eq(answer_valid),
+                     self.host_read.payload.eq(answer)]
         return m

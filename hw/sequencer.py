@@ -156,8 +156,11 @@ class UnitSequencer(wiring.Component):
         got = Signal(range(max(ki, kp) + 1))           # stored words shifted in
         # Read pipeline: v1 = data on the read port, v2 = data in the output register.
         v1, v2 = Signal(), Signal()
-        q = Signal(CONTROL_WORD_BITS)                   # the registered block-RAM output
-        q_param = Signal()                              # ... from the parameter memory
+        # The registered block-RAM outputs (one register per memory: no multiplexer
+        # between a block RAM's output and its register).
+        q_insn = Signal(CONTROL_WORD_BITS)
+        q_prm = Signal(CONTROL_WORD_BITS)
+        q_param = Signal()                              # v2's word is a parameter word
         p1 = Signal()
         next_insn = Signal(ki * CONTROL_WORD_BITS)      # shadow instruction (shift in)
         next_params = Signal(kp * CONTROL_WORD_BITS)    # shadow parameter word
@@ -169,13 +172,15 @@ class UnitSequencer(wiring.Component):
         m.d.comb += [prog_read.addr.eq(fa), param_read.addr.eq(pa)]
         m.d.sync += [v1.eq(0), v2.eq(v1), q_param.eq(p1),
                      syncs.eq(syncs + sync_in - sync_out)]
-        with m.If(v1):
-            m.d.sync += q.eq(Mux(p1, param_read.data, prog_read.data))
+        with m.If(v1 & ~p1):
+            m.d.sync += q_insn.eq(prog_read.data)
+        with m.If(v1 & p1):
+            m.d.sync += q_prm.eq(param_read.data)
         with m.If(v2 & ~q_param):
-            m.d.sync += [next_insn.eq(Cat(next_insn[CONTROL_WORD_BITS:], q)),
+            m.d.sync += [next_insn.eq(Cat(next_insn[CONTROL_WORD_BITS:], q_insn)),
                          got.eq(got + 1)]
         with m.If(v2 & q_param):
-            m.d.sync += [next_params.eq(Cat(next_params[CONTROL_WORD_BITS:], q)),
+            m.d.sync += [next_params.eq(Cat(next_params[CONTROL_WORD_BITS:], q_prm)),
                          got.eq(got + 1)]
 
         def wrap(addr, depth):

@@ -98,8 +98,12 @@ class MarsTop(wiring.Component):
         self.units = units              # for testbenches that watch the units' ports
         slot = self._slots(m, ctrl.running, units)
         sc_read = self._shortcut_read(m, units, slot) if cfg.residual_adds else None
-        self._activation_memory(m, port, units, slot, sc_read)
-        self._result_memory(m, port, units, slot, sc_read)
+        # The units' offered words are registered at the unit boundary; the write stages
+        # take the word the slot's unit offered the cycle before (`slot_d`).
+        slot_d = Signal.like(slot)
+        m.d.sync += slot_d.eq(slot)
+        self._activation_memory(m, port, units, slot_d, sc_read)
+        self._result_memory(m, port, units, slot_d, sc_read)
         self._cycle_memory(m, port, ctrl)
 
         m.d.comb += [
@@ -190,6 +194,22 @@ class MarsTop(wiring.Component):
             m.d.comb += unit.slot_next.eq(slot == (u - 1) % U)
         return slot
 
+    @staticmethod
+    def _offers(m, units: list[MacroUnit], slot_d, layout, name: str):
+        """The word the units offer a write stage: each unit's `name` registered at its
+        boundary (a register beside the unit, not a path across the die from its writer's
+        arithmetic into a shared memory), then the one of the unit whose slot was the
+        previous cycle (`slot_d`).  Every write lands one cycle later than offered; no
+        read of a walk depends on a write of the same phase except the shortcut reads of
+        an in-place add, which come before the write anyway (docs/banking.md)."""
+        entry = Signal(layout, name=name)
+        for u, unit in enumerate(units):
+            held = Signal(layout, name=f"{name}{u}")
+            m.d.sync += held.eq(getattr(unit, name))
+            with m.If(slot_d == u):
+                m.d.comb += entry.eq(held)
+        return entry
+
     def _shortcut_read(self, m, units: list[MacroUnit], slot):
         """Residual adds: the shortcut read of the unit whose write slot is next (a writer
         issues a residual lane group only the cycle before its slot, so at most one unit
@@ -243,10 +263,7 @@ class MarsTop(wiring.Component):
             m.d.comb += [read.addr.eq(sc_read.act_addr), read.en.eq(sc_read.act_en)]
             for unit in units:
                 m.d.comb += unit.sc_act_data.eq(read.data)
-        entry = Signal(act_entry_layout(cfg))
-        for u, unit in enumerate(units):
-            with m.If(slot == u):
-                m.d.comb += entry.eq(unit.act_entry)
+        entry = self._offers(m, units, slot, act_entry_layout(cfg), "act_entry")
         m.d.comb += port.act_data.eq(act_write_stage(
             m, act, entry, host_addr=port.offset, host_data=port.data,
             host_write=port.region[Region.ACT], copies=copies))
@@ -259,10 +276,7 @@ class MarsTop(wiring.Component):
         result = Memory(shape=unsigned(L * acc), depth=bank.result_depth, init=[])
         m.submodules.result = result
         self.memories[HostMemory.RESULT] = result
-        entry = Signal(res_entry_layout(cfg))
-        for u, unit in enumerate(units):
-            with m.If(slot == u):
-                m.d.comb += entry.eq(unit.res_entry)
+        entry = self._offers(m, units, slot, res_entry_layout(cfg), "res_entry")
         result_write(m, result, entry)
         if sc_read is not None:
             # Residual adds: the raw accumulators of a conv shortcut, for the slot's unit.

@@ -125,32 +125,55 @@ def sc_read_layout(config: MarsConfig) -> data.StructLayout:
 def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, copies=()):
     """The activation memory's write stage: one write port and one read port of `act`.
 
-    In the cycle a word is offered (``entry``, `act_entry_layout`), the stage reads the
-    stored word (the read port is transparent for the write port, so back-to-back updates
-    of one word are exact) and registers the offer; the next cycle it writes the merge:
-    offered fields replace stored ones, or keep the larger for a later pixel of a pooling
-    window (``max``); fields outside ``mask`` keep their stored value.  While nothing is
-    offered the host's address reads (and, with ``host_write``, writes) through the same
-    ports.  Every memory in `copies` (the read copies of `act`) gets a write port that
-    writes the same words.  Returns the read port's data (the host's read answer, one
-    cycle later).
+    Four cycles, each ending in registers, so that no path runs from the read port's
+    output (a block RAM's clock-to-out) through logic, nor from the merge to the write
+    ports of every copy spread over the die:
+
+    * S0: the offered word (``entry``, `act_entry_layout`) addresses the read port;
+    * S1: the stored word is registered as it leaves the read port;
+    * S2: the merge: offered fields replace stored ones, or keep the larger for a later
+      pixel of a pooling window (``max``); fields outside ``mask`` keep their stored
+      value.  The merge is registered;
+    * S3: the registered merge is written into `act` and every memory in `copies` (the
+      read copies of `act`).
+
+    The read port is transparent for the write port, so a word written in S0's cycle is
+    read new; an offer of a word whose merge is one or two cycles from being written
+    (back-to-back pooled pixels of one word) merges with that merge instead of its stale
+    read (registered address matches).  While nothing is offered the host's address
+    reads (answer one cycle later: the returned data) and, with ``host_write``, writes
+    in the same cycle through the same ports (the host writes only while the accelerator
+    is idle, when no merge is in flight).
     """
     cfg_bits = len(entry.data) // len(entry.mask)
-    stage = Signal.like(entry, name="act_stage")
-    m.d.sync += stage.eq(entry)
     write = act.write_port()
     stored = act.read_port(transparent_for=(write,))
     m.d.comb += stored.addr.eq(Mux(entry.valid, entry.addr, host_addr))
+    s1 = Signal.like(entry, name="act_s1")
+    s2 = Signal.like(entry, name="act_s2")
+    old_r = Signal.like(entry.data, name="act_old_r")     # the stored word, registered
+    wb_valid = Signal(name="act_wb_valid")                 # S3: the merge being written
+    wb_addr = Signal.like(entry.addr, name="act_wb_addr")
+    wb_data = Signal.like(entry.data, name="act_wb_data")
+    wb2_data = Signal.like(entry.data, name="act_wb2_data")   # the merge written before
+    near, far = Signal(name="act_bypass1"), Signal(name="act_bypass2")
+    m.d.sync += [s1.eq(entry), s2.eq(s1), old_r.eq(stored.data), wb2_data.eq(wb_data),
+                 # the word S1 holds is the one S2 merges (written next) or S3 writes now
+                 near.eq(s1.valid & s2.valid & (s1.addr == s2.addr)),
+                 far.eq(s1.valid & wb_valid & (s1.addr == wb_addr))]
+    old_word = Signal.like(entry.data, name="act_old")
+    m.d.comb += old_word.eq(Mux(near, wb_data, Mux(far, wb2_data, old_r)))
     merged = Signal(len(entry.data), name="act_merged")
     for g in range(len(entry.mask)):
-        old = stored.data.word_select(g, cfg_bits)
-        new = stage.data.word_select(g, cfg_bits)
-        keep = ~stage.mask[g] | (stage.max & (old > new))
+        old = old_word.word_select(g, cfg_bits)
+        new = s2.data.word_select(g, cfg_bits)
+        keep = ~s2.mask[g] | (s2.max & (old > new))
         m.d.comb += merged.word_select(g, cfg_bits).eq(Mux(keep, old, new))
+    m.d.sync += [wb_valid.eq(s2.valid), wb_addr.eq(s2.addr), wb_data.eq(merged)]
     for port in (write, *(copy.write_port() for copy in copies)):
-        m.d.comb += [port.en.eq(stage.valid | host_write),
-                     port.addr.eq(Mux(stage.valid, stage.addr, host_addr)),
-                     port.data.eq(Mux(stage.valid, merged, host_data))]
+        m.d.comb += [port.en.eq(wb_valid | host_write),
+                     port.addr.eq(Mux(wb_valid, wb_addr, host_addr)),
+                     port.data.eq(Mux(wb_valid, wb_data, host_data))]
     return stored.data
 
 

@@ -4,11 +4,13 @@ The counts follow the blocks' state machines as docs/architecture.md ("Cycle mod
 describes them; the sim tests compare the same model with the RTL's own counters.
 
 * A walk, from the cycle after its START to its last write: 7 (decoder: issue, 6 stages
-  with the output register) + 1 (gather) + 1 (the macro takes the request) + T (the
-  first pixel's macro steps, T = steps x Ab/b) + 2 (the macro's R and P stages) + 1
-  (accumulator) + w (writer: w = ceil(valid channels / write lanes)) + 4 (the writer's
-  stages S2, S3, S4 and its output register after S1), then one pixel every max(T, w)
-  cycles: the macro and the writer overlap, the slower one sets the pace.
+  with the output register) + 4 (gather: the payload registered, its word read, the word
+  registered, the offer register C) + 1 (the macro takes the request) + T (the first
+  pixel's macro steps, T = (steps - 1) x P + Ab/b, P = max(Ab/b, 3): the gather takes a
+  payload at most every third cycle) + 2 (the macro's R and P stages) + 1 (accumulator)
+  + w (writer: w = ceil(valid channels / write lanes)) + 4 (the writer's stages S2, S3,
+  S4 and its output register after S1), then one pixel every max(steps x P, w) cycles:
+  the macro and the writer overlap, the slower one sets the pace.
 * A unit's sequencer (hw/sequencer.py): its fetch engine reads the program in order, a
   SYNC in S = ki + 3 cycles, a WALK with its parameters in F = ki + kp + 5 (ki, kp:
   stored words of an instruction and of a parameter word); the executor takes the next
@@ -41,18 +43,20 @@ def lanes_of(config):
 
 
 def walk_by_hand(cps, lanes, steps, pixels, n_valid):
-    T, w = steps * cps, -(-n_valid // lanes)
-    first = 7 + 1 + 1 + T + 2 + 1 + w + WRITER_EXTRA
-    return first + (pixels - 1) * max(T, w)
+    P = max(cps, 3)                       # cycles between two steps the gather offers
+    T, w = (steps - 1) * P + cps, -(-n_valid // lanes)
+    first = 7 + 4 + 1 + T + 2 + 1 + w + WRITER_EXTRA
+    return first + (pixels - 1) * max(steps * P, w)
 
 
 # (cycles per step, lanes, steps, pixels, valid channels): counted on paper.
 HAND = [
-    ((1, 1, 1, 1, 1), 18),      # 7+1+1+1+2+1+1+4: one payload through every stage
-    ((1, 4, 1, 1, 4), 18),      # four channels in one writer cycle
-    ((4, 1, 1, 1, 1), 21),      # the macro takes Ab/b = 4 cycles a step
-    ((1, 1, 2, 3, 1), 19 + 2 * 2),  # macro-bound: a pixel every 2 cycles
-    ((1, 1, 1, 3, 4), 21 + 2 * 4),  # writer-bound: a pixel every 4 cycles
+    ((1, 1, 1, 1, 1), 21),      # 7+4+1+1+2+1+1+4: one payload through every stage
+    ((1, 4, 1, 1, 4), 21),      # four channels in one writer cycle
+    ((4, 1, 1, 1, 1), 24),      # the macro takes Ab/b = 4 cycles a step
+    ((1, 1, 2, 3, 1), 24 + 2 * 6),  # gather-bound (Ab/b = 1): a pixel every 2 x 3 cycles
+    ((4, 1, 2, 3, 1), 28 + 2 * 8),  # macro-bound: a pixel every 2 x 4 cycles
+    ((1, 1, 1, 3, 4), 24 + 2 * 4),  # writer-bound: a pixel every 4 cycles
 ]
 
 
@@ -89,11 +93,11 @@ def unit_walk_state(config, L, Ws):
     first phase after a LOAD state of `L` cycles, counted event by event: the engine
     fetches the first WALK from S (after the first SYNC), each later instruction from the
     cycle after the previous WALK was taken; a walk starts the cycle after the executor
-    is free (the LOAD's last cycle, or the cycle that sees the previous walk done) and the
-    engine has it.  A walk's W is a number or, for a unit with write slots, a function of
+    is free (the WALK state's first cycle, when the registered ``go`` comes, or the cycle
+    that sees the previous walk done) and the engine has it.  A walk's W is a number or, for a unit with write slots, a function of
     the walk's first cycle after START (`slotted`)."""
     S, F = fetch_times(config)
-    s = max(L, S + F + 1)                     # START of the first walk
+    s = max(L + 1, S + F + 1)                 # START of the first walk
     for i, W in enumerate(Ws):
         W = W(s + 1) if callable(W) else W
         d = s + W + 1                         # the RUN cycle that sees the walk done
@@ -163,13 +167,14 @@ def test_phases_release_every_unit_together():
     results = network_cycles(fake_mapping(cfg, phases))
     load0 = max(max(16, 40) + 3 + 3, first_sync_wait(cfg) + 1)
     # Phase 1's walks were fetched during phase 0 (S + S + F cycles after the start): they
-    # start in the WALK state's first cycle, t1.
+    # start the cycle after the WALK state's first cycle t1.
     S, F = fetch_times(cfg)
     walk0 = max(unit_walk_state(cfg, load0, [slotted(cfg, w)]) for w in (short, long))
     assert 2 * S + F < load0 + walk0
-    load1 = 5 + 3 + 3
+    load1 = 1 + 5 + 3 + 3                       # go_loaders comes in its first cycle
     t1 = load0 + walk0 + load1
-    walk1 = max(slotted(cfg, w, t1 + 1) for w in phases[1].walks) + 2 + 1
+    # go_units comes in the WALK state's first cycle t1, START in t1 + 1
+    walk1 = 1 + max(slotted(cfg, w, t1 + 2) for w in phases[1].walks) + 2 + 1
     expected = [(load0, walk0), (load1, walk1)]
     assert [(r.load_cycles, r.walk_cycles) for r in results] == expected
     assert [r.layer for r in results] == [0, 1]
@@ -223,13 +228,14 @@ def test_a_mapped_one_layer_network_counted_by_hand():
 # Write slots (docs/banking.md): a lane group that offers a word issues only K = 5 cycles
 # (the writer's latency) before its unit's slot, (t + 5) % U == slot, i.e. (t + 1) % 4 ==
 # slot for U = 4.  One pixel, cps 1, 4 lanes, G = 8, U = 4.
-# Without slots the group(s) issue at ticks 13 (and 14): 7 and 8 behind the 3-stage decoder,
+# Without slots the group(s) issue at ticks 16 (and 17): 7 and 8 behind the 3-stage decoder,
 # 6 more behind the 6-stage decoder and the macro's stages R and P (docs/decoder.md,
-# docs/macro.md).  With slots the word-ending group waits for the next cycle i >= its tick
-# with (i + 1) % 4 == slot; the walk ends at i + 5.
+# docs/macro.md), 3 more behind the gather's payload, word and offer registers.  With slots
+# the word-ending group waits for the next cycle i >= its tick with (i + 1) % 4 == slot;
+# the walk ends at i + 5.
 SLOTS = [
-    ((4, 0), 20), ((4, 1), 21), ((4, 2), 18), ((4, 3), 19),   # one group, ends the word
-    ((8, 0), 20), ((8, 1), 21), ((8, 2), 22), ((8, 3), 19),   # 2nd group ends it (tick 14)
+    ((4, 0), 24), ((4, 1), 21), ((4, 2), 22), ((4, 3), 23),   # one group, ends the word
+    ((8, 0), 24), ((8, 1), 25), ((8, 2), 22), ((8, 3), 23),   # 2nd group ends it (tick 17)
 ]
 
 
@@ -241,8 +247,9 @@ def test_write_slots_counted_by_hand(args, cycles):
 
 def test_extra_word_reads_delay_the_step_by_hand():
     """A payload whose lanes lie in 3 words takes 2 more gather cycles (mars.hw.gather):
-    one pixel, one step, cps 1: 18 + 2 cycles; a second pixel's 3 reads hide behind the
-    first pixel's macro step only when the step is long enough (cps 4: 21 + 4 + 0)."""
+    one pixel, one step, cps 1: 21 + 2 cycles; a second pixel's 3 reads hide behind the
+    first pixel's macro step only when the step is long enough (cps 4: 24 + 4 + 1: one
+    of them does not)."""
     from mars.sw.golden.cycles import _Walk, _WalkInfo
 
     def run(cps, pixels, extra):
@@ -255,9 +262,10 @@ def test_extra_word_reads_delay_the_step_by_hand():
             cycles += 1
         return cycles
 
-    assert run(1, 1, (2,)) == 18 + 2
-    assert run(4, 2, (0, 2)) == 21 + 4
-    assert run(4, 2, (2, 2)) == 21 + 2 + 4
+    assert run(1, 1, (2,)) == 21 + 2
+    assert run(4, 2, (0, 2)) == 24 + 4 + 1
+    assert run(4, 2, (2, 2)) == 24 + 2 + 4 + 1
+
 
 
 @pytest.mark.parametrize("macros", [1, 2, 3, 4, 8])
@@ -266,12 +274,14 @@ def test_writer_latency_agrees_with_the_rtl(macros, residual):
     """The model's writer latency is the RTL's (mars.hw.writer): 5 stages, with residual
     adds the next value 1 modulo U, so that the shortcut read issued with a lane group
     falls in the cycle before a slot of its unit (the top's shortcut port)."""
-    from mars.hw import writer
+    from mars.hw.writer import writer_latency as rtl_latency
     from mars.sw.golden.cycles import writer_latency
 
     cfg = TINY.replace(name="u", macros_per_core=macros, residual_adds=residual)
     k = writer_latency(cfg)
-    assert k == writer.writer_latency(cfg)          # what UnitWriter(cfg).latency is
+    # The RTL's own function, which UnitWriter's ``latency`` is (an unelaborated
+    # UnitWriter would raise Amaranth's UnusedElaboratable warning when collected).
+    assert k == rtl_latency(cfg)
     assert k >= WRITER_EXTRA + 1
     if residual:
         assert k % macros == 1 % macros and k - macros < WRITER_EXTRA + 1

@@ -71,27 +71,30 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
 
 
 def test_two_phases_hand_counted():
+    # The go pulses are registers: each comes the cycle after the decision, and the state
+    # it starts ignores the waiting flags in that cycle.
     # Phase 0: the loaders wait from t = 3 and t = 5, so every participant waits at t = 5:
-    # go_units at t = 5 (LOAD: t = 0..5, 6 cycles).  The units stop waiting at t = 6 for 4
-    # and 7 cycles: all wait again at t = 13, the phase ends there (WALK: t = 6..13,
-    # 8 cycles): 14 cycles, and go_loaders at t = 13.
-    # Phase 1 (from t = 14): loaders busy 2 and 1 cycles -> go_units at t = 16 (3 cycles);
-    # units busy 1 and 2 cycles -> all wait at t = 19, the end (3 cycles): 6 cycles.
+    # decision at t = 5, go_units at t = 6 (LOAD: t = 0..5, 6 cycles).  The units stop
+    # waiting at t = 7 for 4 and 7 cycles: all wait again at t = 14, the phase ends there
+    # (WALK: t = 6..14, 9 cycles): 15 cycles, and go_loaders at t = 15.
+    # Phase 1 (from t = 15): loaders busy 2 and 1 cycles from t = 16 -> all wait at 18,
+    # go_units at t = 19; units busy 1 and 2 cycles from t = 20 -> all wait at t = 22, the
+    # end: 8 cycles.
     trace = run(2, loads=[[3, 5], [2, 1]], walks=[[4, 7], [1, 2]])
-    assert trace["go_units"] == [5, 16]
-    assert trace["go_loaders"] == [13]                  # not after the last phase
-    assert trace["phase_end"] == [(13, 0, 14), (19, 1, 6)]
-    assert trace["done_at"] == 20 and trace["done"] == 1
-    assert trace["total_cycles"] == 14 + 6
+    assert trace["go_units"] == [6, 19]
+    assert trace["go_loaders"] == [15]                  # not after the last phase
+    assert trace["phase_end"] == [(14, 0, 15), (22, 1, 8)]
+    assert trace["done_at"] == 23 and trace["done"] == 1
+    assert trace["total_cycles"] == 15 + 8
     assert trace["skip_loads"] == 0
 
 
 def test_one_phase_ready_at_once_and_skip_loads():
-    # Loaders already waiting at t = 0 (skip: nothing to copy): go_units at t = 0 (1 LOAD
-    # cycle); the units busy 3 cycles from t = 1: all wait at t = 4, end: 5 cycles.
+    # Loaders already waiting at t = 0 (skip: nothing to copy): decision at t = 0, go_units
+    # at t = 1; the units busy 3 and 1 cycles from t = 2: all wait at t = 5, end: 6 cycles.
     trace = run(1, loads=[[0, 0]], walks=[[3, 1]], skip=1, start_when_zero=True)
     assert trace["ignored"] == (0, 0)                   # no phases: start did nothing
     assert trace["skip_loads"] == 1
-    assert trace["go_units"] == [0]
-    assert trace["phase_end"] == [(4, 0, 5)]
-    assert trace["total_cycles"] == 5 and trace["done"] == 1
+    assert trace["go_units"] == [1]
+    assert trace["phase_end"] == [(5, 0, 6)]
+    assert trace["total_cycles"] == 6 and trace["done"] == 1

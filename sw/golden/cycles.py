@@ -88,6 +88,7 @@ class _Walk:
         self.out = None
         self.b = None
         self.b_wait = 0
+        self.c = None                              # gather stage C: the offered step
         self.busy, self.cyc, self.cur = False, 0, None
         self.r_item = self.p_item = None           # macro stages R, P: (step, last)
         self.result = None
@@ -135,11 +136,13 @@ class _Walk:
         m_adv = not (self.p_item is not None and self.p_item[1]
                      and self.result is not None and not r_ready)
         req_ready = m_adv and ((not self.busy) or last_step)
-        b_ready = self.b is not None and self.b_wait == 0
-        take = self.out is not None and (self.b is None or (b_ready and req_ready))
+        # gather: B (words being read) moves into C (offered to the macro) when C is
+        # empty at the start of the cycle; neither looks at the macro's ready
+        move = self.b is not None and self.b_wait == 0 and self.c is None
+        take = self.out is not None and (self.b is None or move)
         advance = self.out is None or take
         issue = self.active and advance
-        accept_req = b_ready and req_ready
+        accept_req = self.c is not None and req_ready
         acc_accept = self.result is not None and r_ready
 
         # -- registers: writer, accumulator ----------------------------------------------
@@ -164,13 +167,19 @@ class _Walk:
                 self.cyc += 1
                 self.busy = not last_step
         if accept_req:
-            self.busy, self.cyc, self.cur = True, 0, self.b
+            self.busy, self.cyc, self.cur = True, 0, self.c
         # -- gather (extra word reads of a payload, mars.hw.gather) ----------------------
+        if accept_req:
+            self.c = None
+        if move:
+            self.c = self.b
         taken = self.out if take else None
         if take:
             self.b = taken
-            self.b_wait = self.info.extra[taken] if self.info.extra else 0
-        elif accept_req:
+            # one cycle to register the payload, one word read a cycle, the last word
+            # registered as it leaves the read port
+            self.b_wait = 2 + (self.info.extra[taken] if self.info.extra else 0)
+        elif move:
             self.b = None
         elif self.b is not None and self.b_wait:
             self.b_wait -= 1
@@ -396,19 +405,25 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
              for u, p in enumerate(unit_programs)]
     clock = [0]                 # cycles since the run started (the top's write slots)
     loaders = [_Loader(p) for p in loader_programs]
+    # The controller's go pulses are registers (hw/controller.py): high the cycle after
+    # its decision, the first cycle of the next state, which ignores the waiting flags
+    # then (the released blocks still wait).
+    go = {"units": False, "loaders": False}
 
     def state_until(done, *, release_units: bool) -> int:
-        """Cycles of one controller state: tick everything until `done()` holds, then
-        (in that last cycle) release the units or the loaders from their SYNC."""
+        """Cycles of one controller state: tick everything until `done()` holds (not in
+        the cycle of the go pulse that started the state), then release the units or the
+        loaders from their SYNC (their go pulse comes the next cycle)."""
         cycles = 0
         while True:
             cycles += 1
-            last = done()
+            last = done() and not go["loaders" if release_units else "units"]
             for ld in loaders:
-                ld.tick(last and not release_units)
+                ld.tick(go["loaders"])
             for u in units:
-                u.tick(last and release_units, clock[0])
+                u.tick(go["units"], clock[0])
             clock[0] += 1
+            go["units"], go["loaders"] = last and release_units, last and not release_units
             if last:
                 return cycles
 
