@@ -3,8 +3,9 @@
     python bench/faults.py [--seeds 0 1 2] [--rates 0 1e-4 ...] [--qat-epochs 30]
                            [--package NAME=PKG ...]
 
-For the ``default`` configuration (exact 4-bit readout) and an HCiM one (``default`` with
-the ADC-less binary readout, two rows per step, threshold 1), the digits network is
+For the ``default`` configuration (exact 4-bit readout) and the ``hcim`` preset (the
+ADC-less ternary readout with trained column scale factors, two rows per step), the
+digits network is
 trained (``mars.sw.train.train`` with the defaults of ``mars train``; a package is reused
 from build/bench/faults/packages/ or given with ``--package default=PKG``), then every
 test image of the package is run on the golden model with a fault map per (rate, seed)
@@ -25,22 +26,19 @@ import sys
 import time
 from pathlib import Path
 
-from mars.config import PRESETS, ReadoutMode
+from mars.config import PRESETS
 from mars.sw.faults import fault_sweep
 from mars.sw.package import load_package
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "bench" / "faults"
 RATES = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
-#: name -> configuration: the default one and an HCiM (binary) one on the same macros, with
-#: two word lines on at once (G = 2, comparator threshold 1): at the default G = 8 a
-#: comparator bit per column keeps too little of the popcount and the digits network
-#: trains to near chance (docs/faults.md).
+#: name -> configuration: the default one and the HCiM preset (ternary, G = 2, threshold 1)
+#: on the same macros.  At the default G = 8 a comparator per column keeps too little of
+#: the popcount and the digits network trains to near chance (docs/faults.md).
 CONFIGS = {
     "default": PRESETS["default"],
-    "binary": PRESETS["default"].replace(name="default-binary-g2", rows_per_step=2,
-                                         readout_mode=ReadoutMode.BINARY,
-                                         readout_threshold=1),
+    "hcim": PRESETS["hcim"],
 }
 
 
