@@ -154,7 +154,7 @@ class CimMacro(wiring.Component):
 
         # -- compute-step control (stage F: one item per cycle of a step) ----------------
         # Every register below advances together (``adv``); the only stall is a step's
-        # last item that would finish into a full result register, which freezes the
+        # last item that would finish into a full result register and spare, which freezes the
         # whole pipeline (the storage read data included: no read is issued meanwhile).
         busy = Signal()
         cycle = Signal(range(steps))
