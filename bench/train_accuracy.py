@@ -6,11 +6,20 @@
 group sparsity 0, 50, 75 and 90 % (target per layer, and per output block), with
 unstructured pruning at the same sparsity beside it, over several seeds; (2) wall time of
 the default ``mars train`` on 1 and 2 threads; (3) the package size, the stored model
-against a dense int8 model, and the macro compute steps per image; (4) ``--only readout``: the ``adc3`` geometry (G = 16)
-with an exact readout against a saturating 3-bit ADC, with and without
-readout-aware training, at 50 % group sparsity (build/bench/train/readout.md).  Every run is
+against a dense int8 model, and the macro compute steps per image; (4) ``--only readout``: the readout table of
+docs/training.md: exact, 4/3/2-bit saturating ADCs (``adc3`` geometry, G = 16) and the
+exact, binary and ternary readouts (``hcim`` geometry, G = 2) at the ``--sparsities``, each
+without and with readout-aware fine-tuning, with the energy per inference of seed 0
+(build/bench/train/readout.md); ``--set FIELD=VALUE`` runs a sweep point.  Resumable: the
+float and QAT networks are cached per geometry, sparsity and seed
+(build/bench/train/qat-cache/), finished runs in build/bench/train/readout-runs.json, so a
+rerun only runs what is missing (``--rerun-failed`` also the failed ones); (5) ``--only
+readout-energy``: five readouts priced on one trained G = 2 network.  Every run is
 ``mars.sw.train.train`` with the defaults of ``mars train`` except the varied option.
 Writes build/bench/train/results.json and build/bench/train/training.md.
+
+    python bench/train_accuracy.py --only readout --sparsities 0.5 0.75 0 --seeds 0 1 2 \
+        --jobs 2 --set bitplane=true
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from mars.errors import MarsError
 from mars.sw.package import load_package
 from mars.sw.sparse import DecoderFormat
 from mars.sw.train.data import load_dataset
-from mars.sw.train.trainer import TrainOptions, train
+from mars.sw.train.trainer import DEFAULT_FINETUNE, TrainOptions, train
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "bench" / "train"
@@ -115,25 +124,65 @@ def readout_config(index: int):
     return READOUT_GEOMETRIES[geometry]().replace(name=f"{geometry}-{index}", **fields)
 
 
-def _readout_run(job: tuple) -> dict:
-    index, sparsity, seed, finetune, ste = job
-    label = READOUTS[index][0]
+#: Float and QAT networks shared by the readouts of one geometry, sparsity and seed
+#: (`train(..., qat_cache=...)`): the readout table trains each once.
+QAT_CACHE = OUT / "qat-cache"
+#: Finished readout runs by `_run_key` (reruns skip them: the bench is resumable).
+RUNS = OUT / "readout-runs.json"
+
+
+#: Readout-aware fine-tuning epochs of the saturating ADCs in the table (the trainer's
+#: default for them is 0); binary/ternary readouts get the trainer's default.
+ADC_FINETUNE = 5
+
+
+def _epochs(index: int, finetune: int | None) -> int:
+    """The fine-tuning epochs of a run: `finetune` if given, else `ADC_FINETUNE` for an
+    ADC and the trainer's default (`DEFAULT_FINETUNE`) for binary/ternary readouts."""
     config = readout_config(index)
+    if config.readout_mode.value == "exact":
+        return 0
+    if finetune is not None:
+        return finetune
+    return DEFAULT_FINETUNE if config.scaled_readout else ADC_FINETUNE
+
+
+def _run_key(job: tuple) -> str:
+    index, sparsity, seed, finetune, ste, extra = job
+    finetune = _epochs(index, finetune)
+    extra = {k: v for k, v in sorted(extra.items())}
+    return json.dumps([READOUTS[index][0], sparsity, seed, finetune, ste, extra])
+
+
+def _readout_run(job: tuple) -> dict:
+    index, sparsity, seed, finetune, ste, extra = job
+    torch.set_num_threads(1)
+    label = READOUTS[index][0]
+    # extra: TrainOptions fields and ("config." prefixed) configuration fields of a sweep
+    config = readout_config(index).replace(
+        **{k[7:]: v for k, v in extra.items() if k.startswith("config.")})
+    # "sweep": true marks a sweep point: accuracies by the bit-plane model, not the
+    # golden accelerator model (equal, tested; much faster at G = 2), no energy
+    # "bitplane": true: the same, with energies (the table, when time is short)
+    fields = {k: v for k, v in extra.items()
+              if not k.startswith("config.") and k not in ("sweep", "bitplane")}
     # block scope: balanced word-line domains, so that every network maps onto its macros
     # (with layer scope the adc3 macros, 8 row slots of 16 rows, cannot hold conv1's
     # unbalanced output blocks) and has an energy estimate
-    options = TrainOptions(sparsity=sparsity, seed=seed, readout_finetune=finetune, ste=ste,
-                           scope="block")
+    options = TrainOptions(sparsity=sparsity, seed=seed, readout_finetune=_epochs(
+        index, finetune), ste=ste, scope="block", **fields)
     start = time.perf_counter()
-    row = {"readout": label, "index": index, "sparsity": sparsity, "seed": seed,
-           "finetune": finetune if config.readout_mode.value != "exact" else 0, "ste": ste}
+    row = {"key": _run_key(job), "readout": label, "index": index, "sparsity": sparsity,
+           "seed": seed, "finetune": _epochs(index, finetune), "ste": ste, "extra": extra}
     try:
-        result = train(config, options, None, progress=False, log=lambda s: None)
+        result = train(config, options, None, progress=False, log=lambda s: None,
+                       qat_cache=QAT_CACHE,
+                       golden=not (extra.get("sweep") or extra.get("bitplane")))
     except Exception as error:          # a run that cannot be exported is a result too
         return {**row, "error": str(error), "integer": None,
                 "seconds": time.perf_counter() - start}
     energy = None
-    if seed == 0:
+    if seed == 0 and not extra.get("sweep"):
         from mars.sw.energy.model import estimate_network
         from mars.sw.train.quant import input_codes
 
@@ -149,19 +198,37 @@ def _readout_run(job: tuple) -> dict:
             "agreement": result.agreement, "group_sparsity": _group_sparsity(result),
             "energy_uj": energy, "qat_seconds": result.seconds["qat"],
             "readout_seconds": result.seconds.get("readout", 0.0),
-            "seconds": time.perf_counter() - start}
+            "phase_seconds": result.seconds, "seconds": time.perf_counter() - start}
+
+
+def _done_runs() -> dict[str, dict]:
+    return {r["key"]: r for r in json.loads(RUNS.read_text())} if RUNS.exists() else {}
 
 
 def bench_readout(seeds: list[int], jobs: int, which: list[int] | None = None,
-                  sparsities=READOUT_SPARSITIES[:1], finetune: int = 5,
-                  ste: str = "plain", tag: str = "") -> list[dict]:
-    work = [(index, sparsity, seed, finetune, ste) for seed in seeds
-            for sparsity in sparsities for index in range(len(READOUTS))
-            if which is None or index in which]
-    rows = []
+                  sparsities=READOUT_SPARSITIES[:1], finetune: int | None = None,
+                  ste: str = "plain", tag: str = "", extra: dict | None = None,
+                  rerun_failed: bool = False) -> list[dict]:
+    """The readout runs of `which` (indices into READOUTS) x `sparsities` x `seeds`; runs
+    already in `RUNS` are taken from there (a failed one is rerun if `rerun_failed`).
+    The exact readouts come first: they train (and cache) the QAT networks the others
+    of their geometry load."""
+    extra = dict(extra or {})
+    work = [(index, sparsity, seed, finetune, ste, extra) for sparsity in sparsities
+            for index in sorted(range(len(READOUTS)),
+                                key=lambda i: READOUTS[i][2]["readout_mode"] != "exact")
+            for seed in seeds if which is None or index in which]
+    done = _done_runs()
+    rows = [done[_run_key(job)] for job in work if _run_key(job) in done
+            and not (rerun_failed and done[_run_key(job)].get("error"))]
+    todo = [job for job in work if _run_key(job) not in {r["key"] for r in rows}]
+    print(f"{len(rows)} runs cached, {len(todo)} to run", flush=True)
     with multiprocessing.Pool(jobs) as pool:
-        for row in pool.imap_unordered(_readout_run, work):
+        for row in pool.imap(_readout_run, todo):
             rows.append(row)
+            done = _done_runs()
+            done[row["key"]] = row
+            RUNS.write_text(json.dumps(list(done.values()), indent=2))
             (OUT / f"readout{tag}.json").write_text(json.dumps(rows, indent=2))
             head = f"{row['readout']:<28} {100 * row['sparsity']:.0f} % seed {row['seed']}"
             if row.get("error"):
@@ -201,7 +268,7 @@ def bench_readout_energy(sparsity: float = 0.5, seed: int = 0, samples: int = 16
                  and r[2]["readout_mode"] == "exact")
     config = readout_config(index)
     result = train(config, TrainOptions(sparsity=sparsity, seed=seed, scope="block"), None,
-                   progress=False, log=lambda s: None)
+                   progress=False, log=lambda s: None, qat_cache=QAT_CACHE)
     data = load_dataset("digits")
     codes = input_codes(torch.from_numpy(data.x_test[:samples]), config.act_bits)
     codes = codes.permute(0, 2, 3, 1).numpy().astype("uint8")
@@ -230,6 +297,8 @@ def energy_markdown(rows: list[dict]) -> str:
         e = r["energy_uj"]
         lines.append(f"| {r['readout']} | {e:.4f} | {100 * (1 - e / base['ADC, 7 bits']):+.1f} % "
                      f"| {100 * (1 - e / base['ADC, 4 bits']):+.1f} % |")
+    # HCiM's published figures (docs/energy.md, [7]) beside the model's
+    lines.append("| HCiM, published (ADC-less vs ADC) | | up to 28 % | up to 12 % |")
     return "\n".join(lines) + "\n"
 
 
@@ -246,13 +315,13 @@ def readout_markdown(rows: list[dict], command: str) -> str:
     seeds, min..max) without and with readout-aware fine-tuning, the difference to the
     exact readout of the same geometry and seed (mean, min..max over seeds), and the
     energy per inference (seed 0)."""
-    sparsities = sorted({r["sparsity"] for r in rows}, key=lambda v: (v != 0.5, v))
-    finetune = max((r["finetune"] for r in rows), default=0)
+    sparsities = sorted({r["sparsity"] for r in rows}, key=lambda v: (v != 0.5, v == 0, v))
     lines = [f"Measured {datetime.date.today().isoformat()} with `{command}`.", "",
-             "| readout | group sparsity | seeds | exact-product training, integer acc. % "
-             f"| + {finetune} readout-aware epochs, integer acc. % | vs exact, without "
-             "(points) | vs exact, with (points) | energy / inference (uJ) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| readout | group sparsity | seeds | without readout-aware training, integer "
+             "acc. % | fine-tuning epochs | with readout-aware fine-tuning, integer acc. % "
+             "| vs exact, without (points) | vs exact, with (points) "
+             "| energy / inference (uJ) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     ok_rows = [r for r in rows if not r.get("error")]
     for sparsity in sparsities:
         for index, (label, geometry, fields) in enumerate(READOUTS):
@@ -273,8 +342,10 @@ def readout_markdown(rows: list[dict], command: str) -> str:
                          if r["seed"] in base and r["start"] is not None]
             d_with = [100 * r["integer"] - base[r["seed"]] for r in ok if r["seed"] in base]
             energy = [r["energy_uj"] for r in ok if isinstance(r.get("energy_uj"), float)]
+            epochs = sorted({r["finetune"] for r in ok})
             lines.append(
                 f"| {label} | {100 * sparsity:.0f} % | {len(ok)} | {_stat(without)} | "
+                f"{'-' if exact else ', '.join(map(str, epochs))} | "
                 f"{'(same)' if exact else _stat(with_ft)} | "
                 f"{'' if exact else _stat(d_without)} | {'' if exact else _stat(d_with)} | "
                 f"{f'{energy[0]:.4f}' if energy else '-'} |")
@@ -426,12 +497,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sparsities", type=float, nargs="+",
                         default=list(READOUT_SPARSITIES[:1]),
                         help="--only readout: group sparsities (default 0.5)")
-    parser.add_argument("--finetune", type=int, default=5,
-                        help="--only readout: readout-aware fine-tuning epochs")
+    parser.add_argument("--finetune", type=int,
+                        help="--only readout: readout-aware fine-tuning epochs (default: "
+                             f"{ADC_FINETUNE} for the ADCs, the trainer's default for "
+                             "binary/ternary)")
     parser.add_argument("--ste", choices=["plain", "clipped"], default="plain",
                         help="--only readout: the gradient through the readout")
     parser.add_argument("--tag", default="",
                         help="--only readout: suffix of the output files (readoutTAG.json)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="--only readout: a TrainOptions field (or config.FIELD) for "
+                             "every run, VALUE as JSON (a sweep point)")
+    parser.add_argument("--rerun-failed", action="store_true",
+                        help="--only readout: rerun the cached runs that failed")
     parser.add_argument("--jobs", type=int, default=1,
                         help="accuracy runs in parallel (each on one thread)")
     args = parser.parse_args(argv)
@@ -449,8 +527,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "readout":
         command = "python bench/train_accuracy.py " + " ".join(
             argv if argv is not None else sys.argv[1:])
+        extra = {}
+        for item in args.set:
+            field, _, value = item.partition("=")
+            extra[field] = json.loads(value)
         rows = bench_readout(args.seeds, args.jobs, args.readouts, args.sparsities,
-                             args.finetune, args.ste, args.tag)
+                             args.finetune, args.ste, args.tag, extra, args.rerun_failed)
         (OUT / f"readout{args.tag}.json").write_text(json.dumps(rows, indent=2))
         text = readout_markdown(rows, command)
         (OUT / f"readout{args.tag}.md").write_text(text)

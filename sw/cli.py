@@ -193,6 +193,15 @@ def _unused_train_option(args: argparse.Namespace, given: set[str], config) -> s
         return (f"--readout-lr does nothing: no readout-aware fine-tuning runs (--readout-"
                 f"finetune is 0{default}); give --readout-finetune N or leave --readout-lr "
                 f"out")
+    if getattr(args, "scale_lr", None) is not None and valid_rate("scale_lr"):
+        if not config.scaled_readout:
+            return (f"--scale-lr does nothing on configuration {name}: its {mode} readout has "
+                    f"no column scale factors (only binary and ternary readouts do); leave "
+                    f"the option out")
+        if finetune == 0:
+            return ("--scale-lr does nothing: the column scale factors train only in the "
+                    "readout-aware fine-tuning, and --readout-finetune is 0; give "
+                    "--readout-finetune N or leave --scale-lr out")
     if "ste" in given and not exact and finetune == 0 and not args.readout_aware:
         return ("--ste does nothing: no training step goes through the readout (neither "
                 "--readout-aware nor readout-aware fine-tuning epochs, --readout-finetune); "

@@ -176,6 +176,10 @@ NOTHING_TO_DO = [
     (["--config", "adc3", "--readout-lr", "1e-3", *FAST], "--readout-lr",
      "no readout-aware fine-tuning"),
     (["--config", "adc3", "--ste", "clipped", *FAST], "--ste", "no training step"),
+    (["--scale-lr", "1e-3", *FAST], "--scale-lr", "no column scale factors"),
+    (["--config", "adc3", "--scale-lr", "1e-3", *FAST], "--scale-lr", "no column scale factors"),
+    (["--readout-finetune", "0", "--scale-lr", "1e-3", *HCIM_FAST], "--scale-lr",
+     "--readout-finetune is 0"),
     # a ternary readout: the sequential fit is not the start with --readout-aware, ...
     (["--readout-aware", "--scale-calibration", "16", "--qat-epochs", "1", *HCIM_FAST],
      "--scale-calibration", "--readout-aware"),
@@ -224,6 +228,7 @@ def test_train_refuses_an_option_that_would_do_nothing(argv, option, reason, cap
     ["--config", "{wide_saturating}", "--readout-finetune", "2", "--readout-lr", "1e-3",
      *FAST],
     ["--readout-lr", "1e-3", "--ste", "clipped", *HCIM_FAST],   # 5 fine-tuning epochs
+    ["--scale-lr", "1e-2", *HCIM_FAST],                         # the same epochs
     ["--lr", "1e-3", "--epochs", "1", "--qat-lr", "1e-3", "--qat-epochs", "1",
      "--distill", "0.5", "--sparsity", "0.5", "--scope", "block", "--prune-first",
      "--keep-last-dense"],

@@ -162,7 +162,7 @@ _HEADER: dict[str, dict[str, tuple]] = {
                  "readout_aware": ("bool",), "method": ("str",),
                  "readout_finetune": ("int", 0), "readout_lr": ("num", 0.0),
                  "ste": ("choice", ("plain", "clipped")), "scale_start": ("str",),
-                 "scale_calibration": ("int", 1)},
+                 "scale_calibration": ("int", 1), "scale_lr": ("num", 0.0)},
     "sparsity": {"structure": ("choice", ("group", "unstructured")), "scope": ("str",),
                  "target": ("frac",), "first_layer_dense": ("bool",),
                  "last_layer_dense": ("bool",), "schedule": ("str",), "group_rows": ("int", 1),

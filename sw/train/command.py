@@ -97,8 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--readout-finetune", type=int, metavar="EPOCHS",
                         help="readout-aware fine-tuning epochs after QAT (default 5 for a "
                              "binary/ternary readout, 0 otherwise)")
-    parser.add_argument("--readout-lr", type=float, default=2e-4,
-                        help="learning rate of the readout-aware fine-tuning (Adam)")
+    parser.add_argument("--readout-lr", type=float, metavar="LR",
+                        help="learning rate of the readout-aware fine-tuning, Adam (default: "
+                             "1e-3 for a binary/ternary readout, 2e-4 otherwise)")
+    parser.add_argument("--scale-lr", type=float, metavar="LR",
+                        help="learning rate of the binary/ternary column scale factors in "
+                             "the fine-tuning (default: --readout-lr)")
     parser.add_argument("--ste", choices=("plain", "clipped"), default="plain",
                         help="gradient through the readout: the exact product's, or none "
                              "through a K-group the readout clips")
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads, train_subset=args.train_subset,
             test_subset=args.test_subset, test_vectors=args.test_vectors,
             readout_aware=args.readout_aware, readout_finetune=args.readout_finetune,
-            readout_lr=args.readout_lr, ste=args.ste,
+            readout_lr=args.readout_lr, scale_lr=args.scale_lr, ste=args.ste,
             scale_calibration=args.scale_calibration)
     except ValueError as error:              # TrainOptions checks its fields
         raise OptionError(str(error)) from None

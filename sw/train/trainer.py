@@ -66,6 +66,11 @@ STES = ("plain", "clipped")
 #: Readout-aware fine-tuning epochs of a binary/ternary readout unless told otherwise.
 DEFAULT_FINETUNE = 5
 
+#: Learning rate of the readout-aware fine-tuning unless told otherwise: binary/ternary
+#: readouts (the sweep in docs/training.md), and the others (saturating ADCs).
+DEFAULT_SCALED_LR = 1e-3
+DEFAULT_READOUT_LR = 2e-4
+
 
 class TrainingError(MarsError, RuntimeError):
     """Training that cannot go on (a loss that became NaN, ...); the message says where."""
@@ -90,7 +95,9 @@ class TrainOptions:
     QAT, a binary/ternary readout's column scale factors start at the sequential
     least-squares fit on ``scale_calibration`` training images
     (`mars.sw.train.calibrate.sequential_scale_fit`).  ``readout_finetune`` epochs of
-    readout-aware fine-tuning follow at learning rate ``readout_lr`` (masks fixed, any
+    readout-aware fine-tuning follow at learning rate ``readout_lr`` (None:
+    ``DEFAULT_SCALED_LR`` for binary/ternary readouts, ``DEFAULT_READOUT_LR`` otherwise;
+    ``scale_lr`` for the column scale factors, None: the same) (masks fixed, any
     non-exact readout); None is ``DEFAULT_FINETUNE`` for binary/ternary readouts and 0
     otherwise.  ``ste`` is the gradient through the readout: ``"plain"`` (the exact
     product's) or ``"clipped"`` (none through a K-group any of whose popcounts the
@@ -122,7 +129,8 @@ class TrainOptions:
     test_vectors: int = 1000
     readout_aware: bool | None = None
     readout_finetune: int | None = None
-    readout_lr: float = 2e-4
+    readout_lr: float | None = None
+    scale_lr: float | None = None
     ste: str = "plain"
     scale_calibration: int = 256
 
@@ -160,7 +168,9 @@ class TrainOptions:
             raise ValueError(f"scale_calibration must be at least 1, not "
                              f"{self.scale_calibration}")
         # `not 0 < x < inf` also refuses NaN; an infinite rate only fails at export.
-        for name in ("lr", "qat_lr", "readout_lr"):
+        for name in ("lr", "qat_lr", "readout_lr", "scale_lr"):
+            if name in ("scale_lr", "readout_lr") and getattr(self, name) is None:
+                continue
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be a positive finite number, not "
                                  f"{getattr(self, name)}")
@@ -237,12 +247,19 @@ def _cosine(step: int, total: int) -> float:
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
          weight_decay: float, batch_size: int, generator: torch.Generator, phase: str,
          show: bool, before_step: Callable[[int, int], None] | None = None,
-         teacher: nn.Module | None = None, distill: float = 0.0) -> None:
+         teacher: nn.Module | None = None, distill: float = 0.0,
+         scale_lr: float | None = None) -> None:
     """Adam with a cosine learning-rate decay; `before_step(step, total)` runs first at
     every step (the pruning schedule).  A last batch of a single image is skipped (batch
-    norm cannot train on it)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    norm cannot train on it).  `scale_lr`: the learning rate of the column scale factors
+    (binary/ternary readouts), else `lr`."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    is_scale = [n.rsplit(".", 1)[-1] == "column_scale" for n, _ in named]
+    groups = [{"params": [p for (_, p), s in zip(named, is_scale) if not s], "base": lr}]
+    if any(is_scale):
+        groups.append({"params": [p for (_, p), s in zip(named, is_scale) if s],
+                       "base": lr if scale_lr is None else scale_lr})
+    optimiser = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
     starts = [s for s in range(0, len(x), batch_size) if len(x) - s > 1]
     total = epochs * len(starts)
     step = 0
@@ -268,7 +285,7 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr:
                     f"{phase}: the loss became {loss.item()} at epoch {epoch + 1}, step "
                     f"{start // batch_size + 1}; try a lower learning rate")
             for group in optimiser.param_groups:
-                group["lr"] = lr * _cosine(step, total)
+                group["lr"] = group["base"] * _cosine(step, total)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -306,6 +323,15 @@ def finetune_epochs(options: TrainOptions, config: MarsConfig) -> int:
     if options.readout_finetune is not None:
         return options.readout_finetune if not is_exact(config) else 0
     return DEFAULT_FINETUNE if config.scaled_readout else 0
+
+
+def finetune_lr(options: TrainOptions, config: MarsConfig) -> float:
+    """Learning rate of the readout-aware fine-tuning: ``options.readout_lr``, or by
+    default `DEFAULT_SCALED_LR` for a binary/ternary readout, `DEFAULT_READOUT_LR` for the
+    others."""
+    if options.readout_lr is not None:
+        return options.readout_lr
+    return DEFAULT_SCALED_LR if config.scaled_readout else DEFAULT_READOUT_LR
 
 
 @torch.no_grad()
@@ -400,15 +426,138 @@ def _dataset_header(data: Dataset, options: TrainOptions, model_name: str) -> di
             "fingerprint": data.fingerprint()}
 
 
+#: Configuration fields that only the readout phases (2b, 3) read: a QAT with the exact
+#: product does not depend on them, so `train`'s ``qat_cache`` shares one QAT network
+#: between the readouts of one geometry.
+READOUT_FIELDS = ("name", "readout_mode", "readout_bits", "readout_threshold", "scale_bits",
+                  "scale_frac_bits", "scale_rounding")
+
+#: `TrainOptions` fields that only the readout phases and the export read.
+READOUT_OPTIONS = ("readout_finetune", "readout_lr", "ste", "scale_calibration",
+                   "test_vectors", "scale_lr")
+
+#: QNetwork entries of a binary/ternary readout only (the column scale factors), left out
+#: of a cached QAT network: the scale start sets them after QAT.
+_SCALE_KEYS = ("column_scale", "scales_ready")
+
+
+def qat_cache_key(config: MarsConfig, options: TrainOptions, model_name: str,
+                  data: Dataset) -> str:
+    """SHA-256 (hex, 24 digits) of everything the float and QAT phases depend on: the
+    configuration without `READOUT_FIELDS`, the options without `READOUT_OPTIONS`, the
+    model name, the data's fingerprint and torch's version."""
+    import hashlib
+    import json
+
+    cfg = {k: (v.value if hasattr(v, "value") else v)
+           for k, v in dataclasses.asdict(config).items() if k not in READOUT_FIELDS}
+    opts = {k: v for k, v in dataclasses.asdict(options).items() if k not in READOUT_OPTIONS}
+    text = json.dumps({"config": cfg, "options": opts, "model": model_name,
+                       "data": data.fingerprint(), "torch": torch.__version__},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _save_qat(path: Path, model: nn.Module, qnet: QNetwork, generator: torch.Generator,
+              float_acc: float, seconds: dict[str, float]) -> None:
+    state = {k: v for k, v in qnet.state_dict().items()
+             if k.rsplit(".", 1)[-1] not in _SCALE_KEYS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{id(state)}.tmp")
+    torch.save({"model": model.state_dict(), "qnet": state,
+                "generator": generator.get_state(), "rng": torch.get_rng_state(),
+                "float_acc": float_acc, "seconds": dict(seconds)}, tmp)
+    tmp.replace(path)       # atomic: parallel runs of the same key write the same bytes
+
+
+def _load_qat(path: Path, model: nn.Module, qnet: QNetwork,
+              generator: torch.Generator) -> tuple[float, dict[str, float]]:
+    saved = torch.load(path, weights_only=False)
+    model.load_state_dict(saved["model"])
+    missing, unexpected = qnet.load_state_dict(saved["qnet"], strict=False)
+    if unexpected or any(k.rsplit(".", 1)[-1] not in _SCALE_KEYS for k in missing):
+        raise RuntimeError(f"internal error: the cached QAT network {path} does not fit "
+                           f"(missing {missing}, unexpected {unexpected})")
+    generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["rng"])
+    return saved["float_acc"], saved["seconds"]
+
+
+def _qnet(nodes: list[Node], config: MarsConfig, options: TrainOptions) -> QNetwork:
+    """The QAT network of the (trained) float layers of `nodes`, its product exact unless
+    ``options.readout_aware``."""
+    qnet = QNetwork(nodes, config)
+    for layer in qnet.layers.values():
+        layer.readout_aware = bool(options.readout_aware)
+        layer.ste = options.ste
+    return qnet
+
+
+def _float_and_qat(model: nn.Module, nodes: list[Node], config: MarsConfig,
+                   options: TrainOptions, x_train: torch.Tensor, y_train: torch.Tensor,
+                   x_test: torch.Tensor, y_test: torch.Tensor, generator: torch.Generator,
+                   exempt: tuple[str, ...], seconds: dict[str, float], progress: bool,
+                   log: Callable[[str], None]) -> tuple[float, QNetwork]:
+    """Phases 1 and 2 of `train`: the float network, then QAT with pruning; returns the
+    float accuracy and the QAT network, fills ``seconds["float"]`` and ``seconds["qat"]``."""
+    # 1. float
+    t0 = time.perf_counter()
+    _fit(model, x_train, y_train, epochs=options.epochs, lr=options.lr,
+         weight_decay=options.weight_decay, batch_size=options.batch_size,
+         generator=generator, phase="float", show=progress)
+    float_acc = accuracy(model, x_test, y_test)
+    seconds["float"] = time.perf_counter() - t0
+    log(f"float: {100 * float_acc:.2f} % test accuracy ({options.epochs} epochs, "
+        f"{seconds['float']:.1f} s)")
+
+    # 2. QAT with BN folding and pruning
+    t0 = time.perf_counter()
+    qnet = _qnet(nodes, config, options)
+    qnet.calibrate(x_train[:512])
+    qnet.quantised = True
+    pruner = Pruner(list(qnet.layers.values()), G=config.rows_per_step,
+                    cpg=config.channels_per_group, sparsity=options.sparsity,
+                    structure=options.structure, scope=options.scope, exempt=exempt)
+    per_epoch = math.ceil(len(x_train) / options.batch_size)
+    every = max(1, per_epoch // 4)
+
+    def schedule(step: int, total: int) -> None:
+        end = max(1, round(options.prune_end * total))
+        if step % every == 0 or step == end:
+            pruner.step(agp_sparsity(step, 0, end, options.sparsity))
+
+    model.eval()
+    _fit(qnet, x_train, y_train, epochs=options.qat_epochs, lr=options.qat_lr,
+         weight_decay=0.0, batch_size=options.batch_size, generator=generator,
+         phase="qat", show=progress, before_step=schedule, teacher=model,
+         distill=options.distill)
+    pruner.step(options.sparsity)      # the target, also with zero QAT epochs
+    seconds["qat"] = time.perf_counter() - t0
+    log(f"qat: {options.qat_epochs} epochs, {options.structure} sparsity "
+        f"{options.sparsity:.0%}, {seconds['qat']:.1f} s")
+    return float_acc, qnet
+
+
 def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
           out: Path | str | None = None, *, model: nn.Sequential | None = None,
           data: Dataset | None = None, progress: bool = True,
-          log: Callable[[str], None] = print) -> TrainResult:
+          log: Callable[[str], None] = print,
+          qat_cache: Path | str | None = None, golden: bool = True) -> TrainResult:
     """Train, export and (if `out` is given) write the model package.
 
     `model` replaces the named model (an nn.Sequential of supported layers); `data`
     replaces loading ``options.dataset``.  `log` receives progress lines and the summary.
+    `qat_cache`, a folder: the float and QAT phases are loaded from it if a run with the
+    same `qat_cache_key` saved them there, else run and saved (benchmarks: the readouts
+    of one geometry share them; the result is the same as without the cache, tested).
+    Not used with ``readout_aware`` QAT or a `model` object.  `golden` false (sweeps; no
+    package): the test logits come from `run_network` with the bit-plane readout product
+    (`numpy_product`, equal to the golden model's `macro_product`, tested) instead of the
+    much slower `run_accelerator`.
     """
+    if not golden and out is not None:
+        raise ValueError("a package's logits come from the golden model: golden=False "
+                         "needs out=None")
     options.check()
     if options.weight_bits is not None or options.act_bits is not None:
         config = config.replace(
@@ -436,48 +585,28 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         generator = torch.Generator().manual_seed(options.seed)
         seconds["data"] = time.perf_counter() - start
 
-        # 1. float
-        t0 = time.perf_counter()
-        _fit(model, x_train, y_train, epochs=options.epochs, lr=options.lr,
-             weight_decay=options.weight_decay, batch_size=options.batch_size,
-             generator=generator, phase="float", show=progress)
-        float_acc = accuracy(model, x_test, y_test)
-        seconds["float"] = time.perf_counter() - t0
-        log(f"float: {100 * float_acc:.2f} % test accuracy ({options.epochs} epochs, "
-            f"{seconds['float']:.1f} s)")
-
-        # 2. QAT with BN folding and pruning
-        t0 = time.perf_counter()
-        qnet = QNetwork(nodes, config)
         aware = bool(options.readout_aware)
-        for layer in qnet.layers.values():
-            layer.readout_aware = aware
-            layer.ste = options.ste
-        qnet.calibrate(x_train[:512])
-        qnet.quantised = True
+        cache = None
+        if qat_cache is not None and not aware and options.model is None and \
+                model_name != "user":
+            cache = Path(qat_cache) / \
+                f"qat-{qat_cache_key(config, options, model_name, data)}.pt"
         layer_names = [n.name for n in nodes if n.is_layer]
         exempt = (() if options.prune_first else (layer_names[0],)) + \
             (() if options.prune_last else (layer_names[-1],))
-        pruner = Pruner(list(qnet.layers.values()), G=config.rows_per_step,
-                        cpg=config.channels_per_group, sparsity=options.sparsity,
-                        structure=options.structure, scope=options.scope, exempt=exempt)
-        per_epoch = math.ceil(len(x_train) / options.batch_size)
-        every = max(1, per_epoch // 4)
-
-        def schedule(step: int, total: int) -> None:
-            end = max(1, round(options.prune_end * total))
-            if step % every == 0 or step == end:
-                pruner.step(agp_sparsity(step, 0, end, options.sparsity))
-
-        model.eval()
-        _fit(qnet, x_train, y_train, epochs=options.qat_epochs, lr=options.qat_lr,
-             weight_decay=0.0, batch_size=options.batch_size, generator=generator,
-             phase="qat", show=progress, before_step=schedule, teacher=model,
-             distill=options.distill)
-        pruner.step(options.sparsity)      # the target, also with zero QAT epochs
-        seconds["qat"] = time.perf_counter() - t0
-        log(f"qat: {options.qat_epochs} epochs, {options.structure} sparsity "
-            f"{options.sparsity:.0%}, {seconds['qat']:.1f} s")
+        if cache is not None and cache.exists():
+            qnet = _qnet(nodes, config, options)
+            float_acc, cached = _load_qat(cache, model, qnet, generator)
+            qnet.quantised = True
+            model.eval()
+            seconds.update({k: v for k, v in cached.items() if k in ("float", "qat")})
+            log(f"float and qat: loaded from {cache}")
+        else:
+            float_acc, qnet = _float_and_qat(model, nodes, config, options, x_train,
+                                             y_train, x_test, y_test, generator, exempt,
+                                             seconds, progress, log)
+            if cache is not None:
+                _save_qat(cache, model, qnet, generator, float_acc, seconds)
 
         # 2b. the readout: scale-factor start, readout-aware fine-tuning
         t0 = time.perf_counter()
@@ -494,9 +623,10 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
             log(f"readout: {100 * start_acc:.2f} % integer accuracy before fine-tuning")
             for layer in qnet.layers.values():
                 layer.readout_aware = True
-            _fit(qnet, x_train, y_train, epochs=finetune, lr=options.readout_lr,
+            _fit(qnet, x_train, y_train, epochs=finetune, lr=finetune_lr(options, config),
                  weight_decay=0.0, batch_size=options.batch_size, generator=generator,
-                 phase="readout", show=progress, teacher=model, distill=options.distill)
+                 phase="readout", show=progress, teacher=model, distill=options.distill,
+                 scale_lr=options.scale_lr)
         seconds["readout"] = time.perf_counter() - t0
         qat_pred = predict(qnet, x_test)
         qat_acc = _fraction(qat_pred.numpy(), y_test.numpy())
@@ -510,7 +640,8 @@ def train(config: MarsConfig, options: TrainOptions = TrainOptions(),
         codes = input_codes(x_test, config.act_bits)
         hwc = _to_hwc_codes(codes, config.act_bits)
         # the accelerator's arithmetic (its readout included): what the hardware computes
-        logits = run_accelerator(network, hwc)
+        logits = run_accelerator(network, hwc) if golden else \
+            run_network(network, hwc, product=numpy_product)
         int_pred = logits.argmax(axis=1)
         int_acc = _fraction(int_pred, y_test.numpy())
         torch_logits = torch.cat([torch_integer_forward(qnet, network, codes[i:i + 500])
@@ -587,7 +718,9 @@ def _package_files(result: TrainResult, nodes: list[Node], scales: dict[str, Nod
             "distill": options.distill,
             "readout_aware": bool(options.readout_aware),
             "readout_finetune": finetune_epochs(options, config),
-            "readout_lr": options.readout_lr, "ste": options.ste,
+            "readout_lr": finetune_lr(options, config), "ste": options.ste,
+            **({"scale_lr": finetune_lr(options, config) if options.scale_lr is None
+                else options.scale_lr} if config.scaled_readout else {}),
             # what the scale-factor start used: the images there were, not the ones asked for
             **(({"scale_start": "sequential least squares on the first "
                                 f"{min(options.scale_calibration, len(data.x_train))} "
