@@ -3,9 +3,10 @@
 Every macro result (one signed partial sum per channel) comes with its step's markers
 (`side_layout`).  The first step of a pixel starts from the channel's bias, the others
 add to the running sums; the last step's total moves into the hold register, which the
-writer drains channel by channel (`pixel`).  A pixel's last result waits while the hold
-register is full, unless the writer empties it in the same cycle, so a new pixel's steps
-overlap the previous pixel's writes.
+writer drains channel by channel (`pixel`), with a spare register behind it.  A pixel's
+last result waits only while the spare is full, so a new pixel's steps overlap the
+previous pixel's writes and the macro's `ready` is a register's (the writer's `ready`
+reaches only the two registers' loads).
 
 Per channel n of a pixel with steps s = 0..S-1: ``acc[n] = bias[n] + sum_s psum_s[n]``,
 in ``acc_bits`` two's complement (wrapping).
@@ -65,7 +66,8 @@ class Accumulator(wiring.Component):
         Each channel's bias, held for the walk.
     pixel : Out(stream.Signature(pixel_layout(config)))
         The hold register: a finished pixel's accumulators.  ``ready`` empties it (the
-        writer raises it as it issues the pixel's last channel).
+        writer raises it as it issues the pixel's last channel); the spare behind it
+        moves up the same cycle.
     """
 
     def __init__(self, config: MarsConfig):
@@ -88,22 +90,44 @@ class Accumulator(wiring.Component):
         m = Module()
         result, side, pixel = self.result, self.side.payload, self.pixel
         accs = Signal(data.ArrayLayout(signed(cfg.acc_bits + f), N))
-        hold_free = ~pixel.valid | pixel.ready
-        accept = Signal()
+        # The hold register (``pixel``) and a spare behind it: a pixel's last step is
+        # taken while the spare is empty, a register, so `result.ready` does not look at
+        # the writer's `pixel.ready` (no combinational path from the writer's issue
+        # decision into the macro's pipeline advance).  Two entries keep the bypass's
+        # pace: a writer-bound walk still drains a pixel every w cycles.
+        spare = Signal(pixel_layout(cfg))
+        spare_valid = Signal()
+        accept, push, pop = Signal(), Signal(), Signal()
         m.d.comb += [
-            result.ready.eq(~side.last | hold_free),
+            result.ready.eq(~side.last | ~spare_valid),
             accept.eq(result.valid & result.ready),
             self.side.ready.eq(accept),
+            push.eq(accept & side.last),
+            pop.eq(pixel.valid & pixel.ready),
         ]
         # f > 0: the bias enters in units of 2^-f, the hold register takes the top bits
         start = [Cat(C(0, f), self.bias[n]).as_signed() if f else self.bias[n]
                  for n in range(N)]
         sums = [Mux(side.first, start[n], accs[n]) + result.payload[n] for n in range(N)]
-        with m.If(accept & side.last):
-            m.d.sync += [pixel.payload.accs[n].eq(sums[n][f:]) for n in range(N)]
-            m.d.sync += [pixel.valid.eq(1), pixel.payload.walk_last.eq(side.walk_last)]
-        with m.Elif(pixel.ready):
-            m.d.sync += pixel.valid.eq(0)
+        new = Signal(pixel_layout(cfg))
+        m.d.comb += [new.accs[n].eq(sums[n][f:]) for n in range(N)]
+        m.d.comb += new.walk_last.eq(side.walk_last)
+        with m.If(pop):
+            with m.If(spare_valid):             # the spare moves up, the new pixel behind
+                m.d.sync += pixel.payload.eq(spare)
+                with m.If(push):
+                    m.d.sync += spare.eq(new)
+                with m.Else():
+                    m.d.sync += spare_valid.eq(0)
+            with m.Elif(push):
+                m.d.sync += pixel.payload.eq(new)
+            with m.Else():
+                m.d.sync += pixel.valid.eq(0)
+        with m.Elif(push):
+            with m.If(pixel.valid):             # the spare is empty (`result.ready`)
+                m.d.sync += [spare.eq(new), spare_valid.eq(1)]
+            with m.Else():
+                m.d.sync += [pixel.payload.eq(new), pixel.valid.eq(1)]
         with m.If(accept & ~side.last):
             m.d.sync += [accs[n].eq(sums[n]) for n in range(N)]
         return m

@@ -31,8 +31,9 @@ macro in a small FIFO, written as a step moves into C (not as the macro accepts 
 path from the macro's ``ready`` into the FIFO) and read (``side.ready``) as the
 accumulator takes the step's result: C and the macro keep steps in order, so the FIFO's
 head always belongs to the result in flight.  The FIFO holds 6 entries; a step moves into
-C only when C is empty, and the macro holds at most four steps (docs/macro.md: front,
-stages R and P, result), so at most 5 are outstanding and it never overflows.
+C only when C is empty, and the macro holds at most five steps (docs/macro.md: front,
+stages R and P, the result register and its spare), so at most 6 are outstanding and it
+never overflows.
 """
 
 from __future__ import annotations

@@ -28,7 +28,10 @@ S (weighted sum and Horner shift-add into the accumulators; the last item of a s
 writes the result register).  The next step is accepted in the last F cycle of the
 current one, so back-to-back steps sustain one step per ``Ab / act_bits_per_cycle``
 cycles; the result appears three cycles after the step's last F cycle (one before the
-pipelining).  At most four steps are in flight (accepted, result not yet taken).
+pipelining).  The result register has a spare behind it (the pipeline stalls only when
+both are full), so the `ready` of ``result`` reaches only those two registers: ``adv``
+and ``request.ready`` come from the macro's own registers.  At most five steps are in
+flight (accepted, result not yet taken).
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ class CimMacro(wiring.Component):
 
         # -- compute-step control (stage F: one item per cycle of a step) ----------------
         # Every register below advances together (``adv``); the only stall is a step's
-        # last item that would finish into a full result register, which freezes the
+        # last item that would finish into a full result register and spare, which freezes the
         # whole pipeline (the storage read data included: no read is issued meanwhile).
         busy = Signal()
         cycle = Signal(range(steps))
@@ -162,9 +165,15 @@ class CimMacro(wiring.Component):
         rows_r = Signal(data.ArrayLayout(unsigned(G * Cd), D))
         accs = Signal(data.ArrayLayout(signed(cfg.psum_bits), cfg.channels_per_macro))
 
+        # The result register and a spare behind it: the pipeline stalls only when a
+        # step's last item would finish while both are full (registers only), so the
+        # accumulator's `ready` reaches the two registers' loads and not `adv`, which
+        # enables every pipeline register and makes `request.ready`.
+        spare = Signal(result_layout(cfg))
+        spare_valid = Signal()
         adv = Signal()
         m.d.comb += adv.eq(~(p_item.valid & p_item.last
-                             & self.result.valid & ~self.result.ready))
+                             & self.result.valid & spare_valid))
         last = busy & (cycle == steps - 1)
         accept = self.request.valid & self.request.ready
         m.d.comb += self.request.ready.eq(adv & (~busy | last))
@@ -225,8 +234,27 @@ class CimMacro(wiring.Component):
                 contribution = contribution + term
             next_accs.append(Mux(p_item.first, 0, accs[n] << b) + contribution)
 
-        with m.If(self.result.valid & self.result.ready):
-            m.d.sync += self.result.valid.eq(0)
+        push, pop = Signal(), Signal()
+        m.d.comb += [push.eq(adv & p_item.valid & p_item.last),
+                     pop.eq(self.result.valid & self.result.ready)]
+        with m.If(pop):
+            with m.If(spare_valid):             # the spare moves up, the new result behind
+                m.d.sync += self.result.payload.eq(spare)
+                with m.If(push):
+                    m.d.sync += [spare[n].eq(v) for n, v in enumerate(next_accs)]
+                with m.Else():
+                    m.d.sync += spare_valid.eq(0)
+            with m.Elif(push):
+                m.d.sync += [self.result.payload[n].eq(v) for n, v in enumerate(next_accs)]
+            with m.Else():
+                m.d.sync += self.result.valid.eq(0)
+        with m.Elif(push):
+            with m.If(self.result.valid):       # the spare is empty (`adv`)
+                m.d.sync += spare_valid.eq(1)
+                m.d.sync += [spare[n].eq(v) for n, v in enumerate(next_accs)]
+            with m.Else():
+                m.d.sync += self.result.valid.eq(1)
+                m.d.sync += [self.result.payload[n].eq(v) for n, v in enumerate(next_accs)]
         with m.If(adv):
             with m.If(busy):
                 m.d.sync += cycle.eq(cycle + 1)
@@ -238,10 +266,6 @@ class CimMacro(wiring.Component):
             with m.If(p_item.valid):
                 for n, value in enumerate(next_accs):
                     m.d.sync += accs[n].eq(value)
-                with m.If(p_item.last):
-                    m.d.sync += self.result.valid.eq(1)
-                    for n, value in enumerate(next_accs):
-                        m.d.sync += self.result.payload[n].eq(value)
         with m.If(accept):
             m.d.sync += [busy.eq(1), cycle.eq(0), acts.eq(self.request.payload.acts)]
         return m

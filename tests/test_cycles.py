@@ -10,7 +10,10 @@ describes them; the sim tests compare the same model with the RTL's own counters
   payload at most every third cycle) + 2 (the macro's R and P stages) + 1 (accumulator)
   + w (writer: w = ceil(valid channels / write lanes)) + 4 (the writer's stages S2, S3,
   S4 and its output register after S1), then one pixel every max(steps x P, w) cycles:
-  the macro and the writer overlap, the slower one sets the pace.
+  the macro and the writer overlap, the slower one sets the pace.  The spares behind the
+  macro's result register and the accumulator's hold register (docs/synthesis.md, "The
+  ready chain") add no cycle: the first pixel meets no full register, and afterwards the
+  writer finds the next pixel held whenever it finishes one.
 * A unit's sequencer (hw/sequencer.py): its fetch engine reads the program in order, a
   SYNC in S = ki + 3 cycles, a WALK with its parameters in F = ki + kp + 5 (ki, kp:
   stored words of an instruction and of a parameter word); the executor takes the next
@@ -57,6 +60,9 @@ HAND = [
     ((1, 1, 2, 3, 1), 24 + 2 * 6),  # gather-bound (Ab/b = 1): a pixel every 2 x 3 cycles
     ((4, 1, 2, 3, 1), 28 + 2 * 8),  # macro-bound: a pixel every 2 x 4 cycles
     ((1, 1, 1, 3, 4), 24 + 2 * 4),  # writer-bound: a pixel every 4 cycles
+    # writer-bound and long: the accumulator's hold register and spare and the macro's
+    # result register and spare fill and the macro stalls, the writer still never waits
+    ((1, 1, 1, 8, 12), 32 + 7 * 12),    # 7+4+1+1+2+1+12+4, then a pixel every 12 cycles
 ]
 
 

@@ -5,6 +5,8 @@ random back-pressure from the writer; every pixel that comes out must equal the 
 of its steps plus the bias (in ``acc_bits`` two's complement), in order, with its
 ``walk_last`` marker.  Binary/ternary readouts: the sum of the steps is shifted right by
 ``scale_frac_bits`` (floor, Python's ``>>`` on unbounded ints) before the bias is added.
+Every cycle the test also checks that the writer's ``pixel.ready`` does not reach
+``result.ready`` combinationally (the timing cut of docs/synthesis.md, "The ready chain").
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ def test_pixel_sums_against_numpy(config, seed):
                 ctx.set(dut.side.payload, {"first": first, "last": last, "walk_last": wl})
             ctx.set(dut.result.valid, offer)
             ctx.set(dut.side.valid, offer)
+            # the macro's `ready` comes from registers: the writer's `ready` of this
+            # cycle must not reach it (no combinational path through two blocks)
+            seen = []
+            for ready in (0, 1):
+                ctx.set(dut.pixel.ready, ready)
+                seen.append(ctx.get(dut.result.ready))
+            assert seen[0] == seen[1], f"seed {seed}: result.ready follows pixel.ready"
             ctx.set(dut.pixel.ready, int(rng.random() < 0.5))
             if offer and ctx.get(dut.result.ready):
                 assert ctx.get(dut.side.ready), "the markers are not popped with the result"

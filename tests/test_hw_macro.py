@@ -53,6 +53,13 @@ def run_macro(config, weights, slots, acts, *, stall_prob=0.0, seed=0):
     async def reader(ctx):
         cycles = 0
         while len(results) < len(slots):
+            # `request.ready` comes from the macro's registers, not from the
+            # accumulator's `ready` of this cycle (docs/synthesis.md, "The ready chain")
+            seen = []
+            for ready in (0, 1):
+                ctx.set(dut.result.ready, ready)
+                seen.append(ctx.get(dut.request.ready))
+            assert seen[0] == seen[1], "request.ready follows result.ready"
             ready = int(rng.random() >= stall_prob)
             ctx.set(dut.result.ready, ready)
             await ctx.tick()

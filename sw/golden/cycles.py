@@ -91,8 +91,8 @@ class _Walk:
         self.c = None                              # gather stage C: the offered step
         self.busy, self.cyc, self.cur = False, 0, None
         self.r_item = self.p_item = None           # macro stages R, P: (step, last)
-        self.result = None
-        self.hold_full, self.hold_walk_last, self.hold_pixel = False, False, 0
+        self.results = []                          # macro: result register, its spare
+        self.hold = []                             # accumulator: (pixel, walk's last) x 2
         self.n_grp = 0
         self.w_done = [False] * self.latency      # the writer's stages: walk's last group
 
@@ -109,10 +109,10 @@ class _Walk:
 
     def _writer_issue(self, t: int) -> tuple[bool, bool]:
         """(a lane group issues, it is the pixel's last) in cycle t (mars.hw.writer)."""
-        if not self.hold_full:
+        if not self.hold:
             return False, False
         L, info = self.lanes, self.info
-        start = info.starts[self.hold_pixel] if info.starts else 0
+        start = info.starts[self.hold[0][0]] if info.starts else 0
         phase = start % L
         last_group = self.n_grp * L + L >= self.n_valid + phase
         group = start // L + self.n_grp
@@ -126,15 +126,15 @@ class _Walk:
     def tick(self, t: int = 0) -> None:
         # -- combinational ------------------------------------------------------------
         last_step = self.busy and self.cyc == self.cps - 1
-        is_last = self.result is not None and self.result % self.steps == self.steps - 1
+        result = self.results[0] if self.results else None
+        is_last = result is not None and result % self.steps == self.steps - 1
         w_issue, w_group_last = self._writer_issue(t)
         w_last = w_issue and w_group_last
-        hold_free = (not self.hold_full) or w_last
-        r_ready = (not is_last) or hold_free
-        # The macro's pipeline stalls only when a step's last item would finish into a
-        # result register that is full and not taken this cycle.
-        m_adv = not (self.p_item is not None and self.p_item[1]
-                     and self.result is not None and not r_ready)
+        # The accumulator takes a pixel's last step while its spare is empty, the macro
+        # stalls only when a step's last item would finish into a full result register
+        # and a full spare: both from registers (no ready runs through two blocks).
+        r_ready = (not is_last) or len(self.hold) < 2
+        m_adv = not (self.p_item is not None and self.p_item[1] and len(self.results) == 2)
         req_ready = m_adv and ((not self.busy) or last_step)
         # gather: B (words being read) moves into C (offered to the macro) when C is
         # empty at the start of the cycle; neither looks at the macro's ready
@@ -143,24 +143,22 @@ class _Walk:
         advance = self.out is None or take
         issue = self.active and advance
         accept_req = self.c is not None and req_ready
-        acc_accept = self.result is not None and r_ready
+        acc_accept = result is not None and r_ready
 
         # -- registers: writer, accumulator ----------------------------------------------
-        self.w_done = [w_last and self.hold_walk_last] + self.w_done[:-1]
+        self.w_done = [w_last and self.hold[0][1]] + self.w_done[:-1]
         if w_issue:
             self.n_grp = 0 if w_group_last else self.n_grp + 1
+        if w_last:
+            self.hold.pop(0)
         if acc_accept and is_last:
-            self.hold_full = True
-            self.hold_walk_last = self.result == self.total - 1
-            self.hold_pixel = self.result // self.steps
-        elif w_last:
-            self.hold_full = False
+            self.hold.append((result // self.steps, result == self.total - 1))
         # -- macro ------------------------------------------------------------------------
         if acc_accept:
-            self.result = None
+            self.results.pop(0)
         if m_adv:
             if self.p_item is not None and self.p_item[1]:
-                self.result = self.p_item[0]
+                self.results.append(self.p_item[0])
             self.p_item = self.r_item
             self.r_item = (self.cur, last_step) if self.busy else None
             if self.busy:
