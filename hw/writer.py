@@ -434,6 +434,16 @@ class UnitWriter(wiring.Component):
             s1.append(reg)
         return s1
 
+    def _group_stages(self, m, s1) -> list:
+        """The lane group's registers S1 .. S4: S1 and its copies one, two and three
+        cycles later (the group travels beside its lanes' arithmetic)."""
+        groups = [s1]
+        for name in ("s2", "s3", "s4"):
+            reg = Signal(self._group_layout(), name=name)
+            m.d.sync += reg.eq(groups[-1])
+            groups.append(reg)
+        return groups
+
     def _plain_lanes(self, m, s1_lanes, s1):
         """S2 .. S4 without residual adds: the product in two DSP halves (S2), their sum
         (S3), then only what the clamp needs (S4): the sign, whether ``floor(p / 2^S)``
@@ -444,11 +454,7 @@ class UnitWriter(wiring.Component):
         Ab, acc_bits = cfg.act_bits, cfg.acc_bits
         shape = self._product_shape()
         h = 16 if acc_bits > 18 else 0             # low half of the accumulator, unsigned
-        groups = [s1]
-        for name in ("s2", "s3", "s4"):
-            reg = Signal(self._group_layout(), name=name)
-            m.d.sync += reg.eq(groups[-1])
-            groups.append(reg)
+        groups = self._group_stages(m, s1)
         s4_lanes = []
         for lane, r1 in enumerate(s1_lanes):
             # S2: partial products (one MULT18X18D each on ECP5)
@@ -534,11 +540,7 @@ class UnitWriter(wiring.Component):
         L, Ab, acc_bits = bank.lanes, cfg.act_bits, cfg.acc_bits
         shape = self._product_shape()
         sc_shape = signed(acc_bits + cfg.requant_mult_bits + 2)
-        groups = [s1]
-        for name in ("s2", "s3", "s4"):
-            reg = Signal(self._group_layout(), name=name)
-            m.d.sync += reg.eq(groups[-1])
-            groups.append(reg)
+        groups = self._group_stages(m, s1)
         s4_lanes = []
         for lane, r1 in enumerate(s1_lanes):
             # S2: acc + partial sum, the shortcut value (field sc_sub*L + lane, or lane)
