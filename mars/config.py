@@ -24,6 +24,8 @@ __all__ = [
     "ConfigError",
     "ReadoutMode",
     "SkipGranularity",
+    "MAX_WRITER_STAGES",
+    "MIN_WRITER_STAGES",
     "MarsConfig",
     "PRESETS",
     "PRESET_PURPOSES",
@@ -71,6 +73,11 @@ class SkipGranularity(enum.Enum):
     PARTITION = "partition"
     MACRO = "macro"
 
+
+#: The writer's register stages (`MarsConfig.writer_stages`): the full pipeline timed for
+#: the ECP5 at 100 MHz, and the fewest (the lane choice and the output register).
+MAX_WRITER_STAGES = 5
+MIN_WRITER_STAGES = 2
 
 #: Most activation regions: residual networks need 3 (docs/banking.md); each region is a
 #: whole buffer of block RAM copies, so a larger number is a mistake, not a design.
@@ -152,6 +159,13 @@ class MarsConfig:
         set keeping more groups than R/G is split over several walks): a shortcut read
         port on the activation and result memories and a second multiplier and shift per
         channel in the parameter word (docs/architecture.md, "Residual adds").
+    writer_stages : int
+        Register stages of each unit's writer from a lane group's issue to its offer,
+        `MIN_WRITER_STAGES` to `MAX_WRITER_STAGES` (5: S1 lane choice, S2 partial
+        products, S3 product, S4 clamp window, the output register; 4 leaves out S2, 3
+        also S3, 2 also S4).  Fewer stages take fewer flip-flops and a slower clock; the
+        writer's latency, and so the cycle counts, follow (docs/architecture.md, "Arithmetic
+        writer's stages").
 
     Raises
     ------
@@ -186,6 +200,7 @@ class MarsConfig:
     max_phases: int = 64
     act_regions: int = 2
     residual_adds: bool = False
+    writer_stages: int = 5
 
     def __post_init__(self) -> None:
         # Accept the enum's string value too (JSON, CLI), but store the enum.
@@ -265,6 +280,9 @@ class MarsConfig:
         if not isinstance(self.residual_adds, bool):
             raise ConfigError(f"residual_adds must be true or false, not "
                               f"{json_text(self.residual_adds)}")
+        if not MIN_WRITER_STAGES <= self.writer_stages <= MAX_WRITER_STAGES:
+            raise ConfigError(f"writer_stages must be {MIN_WRITER_STAGES} to "
+                              f"{MAX_WRITER_STAGES}, not {self.writer_stages}")
         if not _is_pow2(self.act_buffer_words):
             raise ConfigError(
                 f"act_buffer_words must be a power of two, not {self.act_buffer_words}")
@@ -425,7 +443,9 @@ class MarsConfig:
         - binary and ternary readouts compare the popcount itself (no ADC):
           ``readout_bits`` is taken as the popcount's width, `exact_readout_bits`;
         - with one partition a partition is the whole macro: ``skip_granularity`` is
-          ``partition``.
+          ``partition``;
+        - ``writer_stages`` is left out at `MAX_WRITER_STAGES`, the writer every
+          configuration had before the field existed.
 
         The defaults and the popcount's width are what the presets already hold, so their
         hashes are the ones they had when every field was hashed.
@@ -439,6 +459,8 @@ class MarsConfig:
             content["readout_bits"] = self.exact_readout_bits
         if self.partitions == 1:
             content["skip_granularity"] = SkipGranularity.PARTITION.value
+        if self.writer_stages == MAX_WRITER_STAGES:
+            del content["writer_stages"]
         return content
 
     @property
@@ -457,9 +479,12 @@ class MarsConfig:
     @property
     def legacy_content_hash(self) -> str:
         """The hash of every field but `name`, as tools before the normalisation of
-        `hardware_fields` wrote it; a configuration file carrying it is still read."""
+        `hardware_fields` wrote it (no ``writer_stages`` then: the full pipeline); a
+        configuration file carrying it is still read."""
         content = self.to_dict()
         del content["name"]
+        if self.writer_stages == MAX_WRITER_STAGES:
+            del content["writer_stages"]
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
