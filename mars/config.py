@@ -164,8 +164,8 @@ class MarsConfig:
         `MIN_WRITER_STAGES` to `MAX_WRITER_STAGES` (5: S1 lane choice, S2 partial
         products, S3 product, S4 clamp window, the output register; 4 leaves out S2, 3
         also S3, 2 also S4).  Fewer stages take fewer flip-flops and a slower clock; the
-        writer's latency, and so the cycle counts, follow (docs/architecture.md, "Arithmetic
-        writer's stages").
+        writer's latency, and so the cycle counts, follow (docs/architecture.md,
+        "Arithmetic of the writer").
 
     Raises
     ------
@@ -598,7 +598,7 @@ PRESETS: dict[str, MarsConfig] = {
     "ice40": _DEFAULT.replace(
         name="ice40", rows=64, cols=4, partitions=1, rows_per_step=2, readout_bits=2,
         cores=1, macros_per_core=1, weight_sram_rows=1024, act_buffer_words=256, acc_bits=24,
-        program_words=32, param_words=32, result_words=16, max_phases=16),
+        program_words=32, param_words=32, result_words=16, max_phases=16, writer_stages=2),
     # MARS-like (Sie et al., IEEE TCAD 2022, arXiv 2010.12861): the published four CIM
     # cores and 8-partition macros on the default macro; memories sized for VGG16 and
     # ResNet18 on CIFAR-10 (65,536-word buffers hold the 32x32x64 maps, 2^18 weight rows
