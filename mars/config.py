@@ -590,11 +590,14 @@ PRESETS: dict[str, MarsConfig] = {
     "hcim": _DEFAULT.replace(
         name="hcim", rows_per_step=2, readout_bits=2, readout_mode=ReadoutMode.TERNARY,
         readout_threshold=1),
-    # The iCEBreaker's part with the serial bridge: 20 of 30 EBR, 86 % of the logic cells,
-    # 14.5 MHz against its 12 MHz (docs/board.md).  Block RAMs count by word width (16 bits
-    # each); since programs and parameters are 36-bit words, 256-word activation buffers,
-    # a 1024-row weight SRAM and 16 phases fit, which every network of the test suite needs
-    # (64 words ran only the mlp); the logic cells, not the EBR, are now the limit.
+    # The iCEBreaker's part with the serial bridge: 20 of 30 EBR, 85 % of the logic cells,
+    # about 25 MHz against its 12 MHz (docs/board.md).  Block RAMs count by word width (16
+    # bits each); since programs and parameters are 36-bit words, 256-word activation
+    # buffers, a 1024-row weight SRAM and 16 phases fit, which every network of the test
+    # suite needs (64 words ran only the mlp); the logic cells, not the EBR, are the limit.
+    # A two-stage writer: the 12 MHz clock needs none of the registers of the five-stage
+    # one (timed for the ECP5 at 100 MHz), and without them the top places (227 flip-flops,
+    # 185 logic cells fewer; docs/board.md, "The iCEBreaker's placement").
     "ice40": _DEFAULT.replace(
         name="ice40", rows=64, cols=4, partitions=1, rows_per_step=2, readout_bits=2,
         cores=1, macros_per_core=1, weight_sram_rows=1024, act_buffer_words=256, acc_bits=24,
