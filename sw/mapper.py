@@ -1131,12 +1131,23 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
                             cap=cap)
                 for i, (node, pool, res, src) in enumerate(chain)]
 
+    def build(works: list[LayerWork]) -> Mapping:
+        resident, schedules = _schedule(works, cfg)
+        alloc = _Allocator(cfg, resident)
+        plans = [alloc.layer(work, schedule) for work, schedule in zip(works, schedules)]
+        memories = _emit(cfg, alloc)
+        return Mapping(cfg, network, plans, alloc.phases, memories, plans[-1].out_shape,
+                       resident)
+
     works = plan(None)
-    if cfg.hide_loads and any(w.row_slots != cfg.row_slots for w in works) \
-            and _is_resident(works, cfg):
-        works = plan(cfg.row_slots)     # resident: loaded once, nothing to hide
-    resident, schedules = _schedule(works, cfg)
-    alloc = _Allocator(cfg, resident)
-    plans = [alloc.layer(work, schedule) for work, schedule in zip(works, schedules)]
-    memories = _emit(cfg, alloc)
-    return Mapping(cfg, network, plans, alloc.phases, memories, plans[-1].out_shape, resident)
+    if not any(w.row_slots != cfg.row_slots for w in works):
+        return build(works)
+    # Smaller rounds (hide_loads) where they pay: unless the weights are resident anyway
+    # (loaded once, nothing to hide) or the extra phases, walks and parts exceed a memory;
+    # then the rounds of R/G slots (whose reloads still hide where the slots allow).
+    if not _is_resident(works, cfg):
+        try:
+            return build(works)
+        except MappingError:
+            pass
+    return build(plan(cfg.row_slots))
