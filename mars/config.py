@@ -599,8 +599,8 @@ PRESETS: dict[str, MarsConfig] = {
     # (docs/configuration.md, "The mars preset").
     "mars": _DEFAULT.replace(
         name="mars", partitions=8, cores=4, macros_per_core=2, weight_sram_rows=1 << 18,
-        act_buffer_words=65536, program_words=1024, param_words=128, result_words=65536,
-        max_phases=256, act_regions=3, residual_adds=True, hide_loads=True),
+        act_buffer_words=65536, program_words=2048, param_words=128, result_words=65536,
+        max_phases=512, act_regions=3, residual_adds=True, hide_loads=True),
 }
 
 
