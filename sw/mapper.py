@@ -26,6 +26,10 @@ Given an `IntegerNetwork` (a model package, docs/model-package.md) and the confi
   once takes several phases, reloading in between.  A block set keeping more groups than
   a macro's row slots is split into parts (K-splitting, ``residual_adds`` configurations):
   walks on one unit whose partial sums meet in the result memory.
+* With ``hide_loads`` the loaders copy a phase's rows during the previous phase's walks
+  where those walks leave their row slots alone (`Load.hidden`, `loader_segments`): the
+  rounds are moved to free slots and, where it pays, made half as big (docs/architecture.md,
+  "Hidden reloads").
 
 The mapping runs in four named stages, each a function from dataclasses to dataclasses:
 
@@ -408,7 +412,10 @@ class LayerWork:
     """The plan of one layer: packed weights, output shape and each unit's work items.
 
     ``steps[b]`` is block set b's payloads per pixel (its most kept groups, at least 1);
-    ``owner[u]`` lists the work items of unit u in the order they were assigned.
+    ``owner[u]`` lists the work items of unit u in the order they were assigned;
+    ``row_slots`` is the most row slots a round of the layer fills on a unit (R/G, or half
+    of it with ``hide_loads`` where smaller rounds hide the reloads; a block set that
+    keeps more groups is split into parts of at most that many).
     """
 
     index: int
