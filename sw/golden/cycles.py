@@ -32,7 +32,8 @@ class PhaseCycles:
     layer: int
     cycles: int
     load_cycles: int     # cycles of the LOAD state (macro rows copied from weight SRAMs)
-    walk_cycles: int     # cycles of the WALK state (the units computing)
+    walk_cycles: int     # cycles of the WALK state (the units computing; with hide_loads
+    #                      also the next phase's hidden loads, which may outlast the walks)
 
 
 #: Decoder stages behind the issue stage and before the output register (hw/decoder.py:
@@ -402,7 +403,10 @@ def _pixel_starts(cfg, walk) -> tuple[int, ...] | None:
 def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     """Cycles of every phase of one inference of `mapping` (a `mars.sw.mapper.Mapping`),
     as the top's per-phase counters report them.  `skip_loads`: the weights are already
-    in the macros (a resident mapping after its first inference)."""
+    in the macros (a resident mapping after its first inference).  With the
+    configuration's ``hide_loads`` the loaders run the next phase's hidden loads
+    (`Load.hidden`) during each WALK state, which ends when the units and the loaders
+    wait (hw/controller.py)."""
     cfg = mapping.config
     unit_programs, loader_programs = _programs(mapping, skip_loads)
     fmt = UnitFormat(cfg)
