@@ -315,3 +315,35 @@ def test_writer_latency_agrees_with_the_rtl(macros, residual, stages):
     if stages == 5:
         assert k == writer_latency(TINY.replace(name="u", macros_per_core=macros,
                                                 residual_adds=residual))
+
+
+@pytest.mark.parametrize("hidden_rows", [5, 120])
+def test_hidden_loads_run_with_the_walks(hidden_rows):
+    """``hide_loads``: the loader program is, per phase, its own loads, SYNC, the next
+    phase's hidden loads, SYNC.  The LOAD state releases the loaders with the units, the
+    WALK state lasts until both wait again, so phase 1's hidden LOAD of `hidden_rows`
+    rows costs phase 0's WALK state only what exceeds the walk (1 + (count + 3) + 3
+    cycles, as in a LOAD state), and phase 1's LOAD state only the empty segment's
+    go cycle, FETCH, DECODE and SYNC (4 cycles instead of 1 + (count + 3) + 3)."""
+    cfg = TINY.replace(hide_loads=True)
+    w0, w1 = walk(0, 2, 3, 3, 4), walk(0, 1, 2, 3, 2)
+    phases = [Phase(0, [Load(0, 0, 0, 8)], [w0]),
+              Phase(1, [Load(0, 8, 8, hidden_rows, hidden=True)], [w1])]
+    results = network_cycles(fake_mapping(cfg, phases))
+    load0 = max(8 + 3 + 3, first_sync_wait(cfg) + 1)
+    units0 = unit_walk_state(cfg, load0, [slotted(cfg, w0)])
+    loader0 = 1 + (hidden_rows + 3) + 3
+    walk0 = max(units0, loader0)
+    assert (walk0 == loader0) == (hidden_rows == 120)     # both limits are reached
+    load1 = 1 + 3
+    t1 = load0 + walk0 + load1
+    walk1 = 1 + slotted(cfg, w1, t1 + 2) + 2 + 1
+    assert [(r.load_cycles, r.walk_cycles) for r in results] == [(load0, walk0),
+                                                                 (load1, walk1)]
+    # the same phases without hide_loads: the load runs in phase 1's LOAD state
+    serial = network_cycles(fake_mapping(TINY, [
+        phases[0], Phase(1, [Load(0, 8, 8, hidden_rows)], [w1])]))
+    load1 = 1 + (hidden_rows + 3) + 3
+    walk1 = 1 + slotted(cfg, w1, load0 + units0 + load1 + 2) + 2 + 1
+    assert [(r.load_cycles, r.walk_cycles) for r in serial] == [(load0, units0),
+                                                                (load1, walk1)]
