@@ -9,7 +9,9 @@ aligned layout (``out_base`` and the pitches multiples of L) has phase 0 and
 ``ceil(n_valid / L)`` groups, as before banking.
 
 A lane group goes through five register stages from its issue to its offer (K =
-`writer_latency`, docs/synthesis.md, "Timing the unit's blocks"), one group a cycle:
+`writer_latency`, docs/synthesis.md, "Timing the unit's blocks"), one group a cycle; a
+configuration's ``writer_stages`` below 5 leaves out S2's registers (4), also S3's (3)
+and also S4's (2): the same logic for a slower clock (`UnitWriter.registered`):
 
 * issue: the pixel's registers (taken one pixel ahead: its element group, phase, last
   group index, bounds and pooling flag) decide whether the group issues now;

@@ -67,10 +67,11 @@ PACKERS: dict[str, dict[str, str]] = {
 #: Per family: nextpnr options of a board build.  iCE40: no clock-enable nets on global
 #: buffers.  nextpnr-ice40 promotes the three clock enables of largest fanout (the
 #: sequencer's and the decoder's, 250 to 320 flip-flops each) to global buffers, which
-#: with the resets fills all 8; its analytic placer (HeAP) then finds no legal placement
-#: of the `ice40` board top within an hour, while without them it places in about a
-#: minute and routes at twice the 12 MHz clock (docs/board.md, "The iCEBreaker's
-#: placement").  The enables then use the ordinary routing, which is ample at 12 MHz.
+#: with the resets fills all 8; its analytic placer (HeAP) then did not get through its
+#: first iteration on the `ice40` board top in 6.5 minutes (20 with the five-stage
+#: writer), while without them it places in about a minute and routes at twice the 12 MHz
+#: clock (docs/board.md, "The iCEBreaker's placement").  The enables then use the
+#: ordinary routing, which is ample at 12 MHz.
 PLACE_OPTIONS: dict[str, tuple[str, ...]] = {
     "ecp5": (),
     "ice40": ("--no-promote-ce",),
