@@ -101,6 +101,8 @@ def violated_fields(d: dict) -> set[str]:
         bad.add("act_buffer_words")
     if not 2 <= d["act_regions"] <= 16:
         bad.add("act_regions")
+    if not 2 <= d["writer_stages"] <= 5:
+        bad.add("writer_stages")
     if not step_psum_bits(G, Wb, Ab, rb) < d["acc_bits"] <= 64:
         bad.add("acc_bits")
     if not 2 <= d["requant_mult_bits"] <= 32:
@@ -678,6 +680,7 @@ HASH_CHANGES = {
     "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192 * 2,
     "acc_bits": 24, "requant_mult_bits": 12, "program_words": 128, "param_words": 512,
     "result_words": 64, "max_phases": 32, "act_regions": 3, "residual_adds": True,
+    "writer_stages": 3,
     "hide_loads": True,
     "readout_threshold": 2, "scale_bits": 10, "scale_frac_bits": 3, "scale_rounding": "floor",
 }
@@ -762,6 +765,30 @@ def test_hash_keeps_the_presets_hashes():
     was hashed: packages and caches made before it are still theirs."""
     for name, config in PRESETS.items():
         assert config.content_hash == config.legacy_content_hash, name
+
+
+def test_hash_of_the_full_writer_is_the_hash_before_the_field():
+    """``writer_stages`` at 5 (every configuration before the field) is left out of the
+    hash: the canonical JSON of the other fields, as tools before it hashed them, gives
+    the same hash; any other value counts."""
+    for config in (MarsConfig(), PRESETS["tiny"], PRESETS["mars"]):
+        content = config.to_dict()
+        del content["name"], content["writer_stages"]
+        if not config.hide_loads:
+            del content["hide_loads"]          # off: also left out (its own rule)
+        old = hashlib.sha256(json.dumps(content, sort_keys=True,
+                                        separators=(",", ":")).encode()).hexdigest()
+        assert config.writer_stages == 5 and config.legacy_content_hash == old
+        assert config.content_hash == old      # these presets' fields are all used
+        for stages in (2, 3, 4):
+            assert config.replace(writer_stages=stages).content_hash != old
+
+
+@pytest.mark.parametrize("value", [1, 6, 0, -5])
+def test_writer_stages_out_of_range_is_one_line(value):
+    with pytest.raises(ConfigError, match=rf"^writer_stages must be 2 to 5, not {value}$"
+                       if value >= 1 else r"^writer_stages must be at least 1"):
+        MarsConfig(writer_stages=value)
 
 
 def test_hash_ignores_name_and_enum_spelling():

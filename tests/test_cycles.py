@@ -45,10 +45,11 @@ def lanes_of(config):
     return min(n, -(-n // config.cycles_per_step))
 
 
-def walk_by_hand(cps, lanes, steps, pixels, n_valid):
+def walk_by_hand(cps, lanes, steps, pixels, n_valid, writer_stages=5):
+    """`writer_stages` below 5 leave out writer stages after S1 (one cycle each)."""
     P = max(cps, 3)                       # cycles between two steps the gather offers
     T, w = (steps - 1) * P + cps, -(-n_valid // lanes)
-    first = 7 + 4 + 1 + T + 2 + 1 + w + WRITER_EXTRA
+    first = 7 + 4 + 1 + T + 2 + 1 + w + WRITER_EXTRA - (5 - writer_stages)
     return first + (pixels - 1) * max(steps * P, w)
 
 
@@ -80,6 +81,21 @@ def test_walk_cycles_formula_over_a_grid():
                     for pixels in (1, 2, 7):
                         args = (cps, lanes, steps, pixels, n_valid)
                         assert walk_cycles(*args) == walk_by_hand(*args), args
+
+
+@pytest.mark.parametrize("writer_stages", [2, 3, 4])
+def test_fewer_writer_stages_shorten_every_walk_by_one_cycle_each(writer_stages):
+    """A writer with fewer stages offers each group that many cycles sooner; the pace
+    (a pixel every max(steps x P, w) cycles) does not change."""
+    for cps in (1, 4):
+        for lanes in (1, 4):
+            for n_valid in (1, 3, 12):
+                for steps in (1, 2):
+                    for pixels in (1, 3, 8):
+                        args = (cps, lanes, steps, pixels, n_valid)
+                        got = walk_cycles(*args, latency=writer_stages)
+                        assert got == walk_by_hand(*args, writer_stages), args
+                        assert got == walk_cycles(*args) - (5 - writer_stages), args
 
 
 def fetch_times(config):
@@ -274,25 +290,31 @@ def test_extra_word_reads_delay_the_step_by_hand():
 
 
 
+@pytest.mark.parametrize("stages", [2, 3, 4, 5])
 @pytest.mark.parametrize("macros", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("residual", [False, True])
-def test_writer_latency_agrees_with_the_rtl(macros, residual):
-    """The model's writer latency is the RTL's (mars.hw.writer): 5 stages, with residual
-    adds the next value 1 modulo U, so that the shortcut read issued with a lane group
-    falls in the cycle before a slot of its unit (the top's shortcut port)."""
+def test_writer_latency_agrees_with_the_rtl(macros, residual, stages):
+    """The model's writer latency is the RTL's (mars.hw.writer): ``writer_stages`` (5
+    by default), with residual adds the next value 1 modulo U, so that the shortcut
+    read issued with a lane group falls in the cycle before a slot of its unit (the
+    top's shortcut port)."""
     from mars.hw.writer import writer_latency as rtl_latency
     from mars.sw.golden.cycles import writer_latency
 
-    cfg = TINY.replace(name="u", macros_per_core=macros, residual_adds=residual)
+    cfg = TINY.replace(name="u", macros_per_core=macros, residual_adds=residual,
+                       writer_stages=stages)
     k = writer_latency(cfg)
     # The RTL's own function, which UnitWriter's ``latency`` is (an unelaborated
     # UnitWriter would raise Amaranth's UnusedElaboratable warning when collected).
     assert k == rtl_latency(cfg)
-    assert k >= WRITER_EXTRA + 1
+    assert k >= stages
     if residual:
-        assert k % macros == 1 % macros and k - macros < WRITER_EXTRA + 1
+        assert k % macros == 1 % macros and k - macros < stages
     else:
-        assert k == WRITER_EXTRA + 1
+        assert k == stages
+    if stages == 5:
+        assert k == writer_latency(TINY.replace(name="u", macros_per_core=macros,
+                                                residual_adds=residual))
 
 
 @pytest.mark.parametrize("hidden_rows", [5, 120])

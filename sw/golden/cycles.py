@@ -41,17 +41,18 @@ class PhaseCycles:
 #: pad test).
 DECODER_STAGES = 6
 
-#: Register stages of the writer from a lane group's issue to its offer without residual
-#: adds (mars.hw.writer.WRITER_STAGES: S1 lane choice, S2 partial products, S3 product,
-#: S4 clamp inputs, the output register).
+#: Register stages of the writer's full pipeline from a lane group's issue to its offer
+#: without residual adds (mars.hw.writer.WRITER_STAGES: S1 lane choice, S2 partial
+#: products, S3 product, S4 clamp inputs, the output register).
 WRITER_STAGES = 5
 
 
 def writer_latency(cfg) -> int:
     """Cycles from a lane group's issue to its offer (mars.hw.writer.writer_latency):
-    with residual adds the next value 1 (mod U), so that the shortcut read issued with
-    the group and the offer both fall on the unit's slots."""
-    k = WRITER_STAGES
+    the configuration's ``writer_stages``; with residual adds the next value 1 (mod U),
+    so that the shortcut read issued with the group and the offer both fall on the
+    unit's slots."""
+    k = cfg.writer_stages
     return k + (1 - k) % cfg.macros if cfg.residual_adds else k
 
 
