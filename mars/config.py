@@ -227,7 +227,8 @@ class MarsConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{field} must be an integer, not {json_text(value)}")
-            if value < (0 if field == "scale_frac_bits" else 1):
+            # Fields with a range of their own say it whole (`_check_consistency`).
+            if field not in _RANGED_FIELDS and value < (0 if field == "scale_frac_bits" else 1):
                 raise ConfigError(f"{field} must be at least "
                                   f"{0 if field == 'scale_frac_bits' else 1}, not {value}")
         self._check_consistency()
@@ -576,6 +577,9 @@ class MarsConfig:
 SCALE_ROUNDINGS = ("nearest", "floor")
 
 _INT_FIELDS = tuple(f.name for f in dataclasses.fields(MarsConfig) if f.type == "int")
+#: Integer fields whose check in `MarsConfig._check_consistency` names their whole range (a
+#: value below it gets that message, not the generic "at least 1").
+_RANGED_FIELDS = frozenset({"requant_mult_bits", "act_regions", "writer_stages"})
 #: Fields only binary and ternary readouts use (the comparator and the column scale factors).
 _SCALE_ONLY_FIELDS = ("readout_threshold", "scale_bits", "scale_frac_bits", "scale_rounding")
 
