@@ -170,7 +170,7 @@ class MarsConfig:
         The controller starts the core loaders with the units' walks: a phase's loader
         program copies the next phase's rows into row slots its walks do not read while
         they compute, so a reload costs only what exceeds the walk (docs/architecture.md,
-        "Phases and weights").  Off, the loads of a phase run before its walks only; the
+        "Hidden reloads").  Off, the loads of a phase run before its walks only; the
         hash holds the field only when it is set (off builds the hardware it always did).
 
     Raises
@@ -455,8 +455,8 @@ class MarsConfig:
           ``readout_bits`` is taken as the popcount's width, `exact_readout_bits`;
         - with one partition a partition is the whole macro: ``skip_granularity`` is
           ``partition``;
-        - ``writer_stages`` is left out at `MAX_WRITER_STAGES`, the writer every
-          configuration had before the field existed.
+        - ``writer_stages`` is left out at `MAX_WRITER_STAGES` and ``hide_loads`` when
+          false: the hardware every configuration had before those fields existed.
 
         The defaults and the popcount's width are what the presets already hold, so their
         hashes are the ones they had when every field was hashed.
