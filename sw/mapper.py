@@ -1005,15 +1005,17 @@ def _pow2_at_least(value: int) -> int:
     return 1 << max(0, (value - 1).bit_length())
 
 
-def _check_depth(what: str, used: int, depth: int, field: str, per_word: int = 1) -> None:
+def _check_depth(what: str, used: int, depth: int, field: str, per_word: int = 1,
+                 other: str = "") -> None:
     """`used` words of `what` fit `depth`, else a `MappingError` naming `field` and the
     smallest power of two that fits (`per_word` field units per word: G for the
-    decoder's tables, whose depth is the field divided by G)."""
+    decoder's tables, whose depth is the field divided by G); `other`: another remedy,
+    appended to the message."""
     if used > depth:
         raise MappingError(
             f"the network needs {used} words of {what}; the configuration has {depth}: "
             f"set {field} to at least {_pow2_at_least(used * per_word)} "
-            f"(it is {depth * per_word})")
+            f"(it is {depth * per_word}){other}")
 
 
 def _check_tables(cfg: MarsConfig, alloc: _Allocator) -> None:
@@ -1067,9 +1069,12 @@ def _programs(cfg: MarsConfig, phases: list[Phase], sync: dict,
     for u, words in programs.items():
         _check_depth(f"program memory (unit {u})", len(words), cfg.program_words,
                      "program_words")
+    # hide_loads: a second SYNC a phase in every loader program (`loader_segments`)
+    other = (f", or hide_loads to false ({len(phases)} of them are its second SYNC a "
+             f"phase)" if cfg.hide_loads else "")
     for core, words in loader_programs.items():
         _check_depth(f"loader program (core {core})", len(words), cfg.program_words,
-                     "program_words")
+                     "program_words", other=other)
     return programs, loader_programs
 
 

@@ -280,3 +280,22 @@ def test_refusals_name_the_configuration_field():
         network = build(cfg, np.random.default_rng(0), sparsity)
         with pytest.raises(MappingError, match=field):
             map_network(network)
+
+
+def test_a_loader_program_too_long_with_hide_loads_names_it():
+    """``hide_loads`` puts two SYNCs a phase in each loader program: a network whose
+    loader program fits without it can be refused with it, and the message names both
+    remedies (``program_words``, or ``hide_loads`` off), not only the first."""
+    build, sparsity = NETWORKS["dense"]
+    seed = stable_seed("ice40", "dense")
+    plain = PRESETS["ice40"]
+    hide = plain.replace(name="ice40-hide", hide_loads=True)
+    mapping = map_network(build(plain, np.random.default_rng(seed), sparsity))
+    syncs = len(mapping.phases)                # one a phase and core; hide_loads: two
+    words = len(memory(mapping, "loader", 0))
+    assert words <= plain.program_words < words + syncs, f"seed {seed}"
+    with pytest.raises(MappingError) as info:
+        map_network(build(hide, np.random.default_rng(seed), sparsity))
+    message = str(info.value)
+    assert "loader program (core 0" in message and "program_words" in message, message
+    assert "hide_loads" in message and "\n" not in message, message
