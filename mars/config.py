@@ -626,7 +626,7 @@ PRESETS: dict[str, MarsConfig] = {
     # a core the dense VGG16, a 65,536-word result memory the partial sums of a K-split
     # 32x32x64 layer); residual adds and K-splitting for ResNet18 and the VGG16 layers
     # that keep more than R/G groups, a third activation region for ResNet18's pooled last
-    # add; reloads hidden behind the walks (hide_loads: VGG16 at 50 % from 83 % to 97 % of
+    # add; reloads hidden behind the walks (hide_loads: VGG16 at 50 % from 83 % to 98 % of
     # the ideal bound).  A paper-sized model for cycle figures, far beyond any FPGA
     # (docs/configuration.md, "The mars preset").
     "mars": _DEFAULT.replace(

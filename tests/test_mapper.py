@@ -38,6 +38,9 @@ CONFIGS = [PRESETS[name] for name in ("tiny", "default", "adc3", "wide8")] + [
     PRESETS["tiny"].replace(name="tiny-r32-hide", rows=32, hide_loads=True),
     PRESETS["tiny"].replace(name="tiny-r32x2-hide", rows=32, macros_per_core=2,
                             hide_loads=True),
+    # rounds of many sizes on 32 row slots, most pairs fitting together (program_words:
+    # its loader programs take two SYNCs a phase)
+    PRESETS["ice40"].replace(name="ice40-hide", hide_loads=True, program_words=64),
 ]
 
 
@@ -208,6 +211,30 @@ def test_each_walk_finds_its_block_sets_rows_in_its_macro(case):
             replay(load)
     if mapping.resident:
         assert all(not phase.loads for phase in mapping.phases[1:]), where
+
+
+def test_rounds_that_fit_together_hide_their_loads(case):
+    """``hide_loads``: a unit's round whose row slots and those of its round in the phase
+    before fit the macro together (R/G) lands in slots that round does not read, so
+    every one of its loads is hidden (docs/architecture.md, "Hidden reloads")."""
+    mapping, where = case
+    cfg = mapping.config
+    if not cfg.hide_loads or mapping.resident:
+        return
+
+    def extents(phase):
+        read = defaultdict(set)
+        for walk in phase.walks:
+            base, steps = walk.word["desc"]["slot_base"], walk.word["desc"]["steps"]
+            read[walk.unit].update(range(base, base + steps))
+        return {u: max(s) - min(s) + 1 for u, s in read.items()}
+
+    for p in range(1, len(mapping.phases)):
+        before, now = extents(mapping.phases[p - 1]), extents(mapping.phases[p])
+        for load in mapping.phases[p].loads:
+            u = load.unit
+            if before.get(u, 0) + now[u] <= cfg.row_slots:
+                assert load.hidden, f"{where}, phase {p}, unit {u}: {load}"
 
 
 def ops(words, layout):
