@@ -74,7 +74,8 @@ def next_pow2(value: int) -> int:
 def violated_fields(d: dict) -> set[str]:
     """Field names of every rule the (integer-typed) field dict `d` breaks; empty if valid."""
     d = {**MarsConfig().to_dict(), **d}       # fields the example leaves at their default
-    small = {f for f in INT_FIELDS if d[f] < 1}
+    # below 1 stops the checks, but for fields with a range of their own (its rule below)
+    small = {f for f in INT_FIELDS if d[f] < 1 and f not in RANGED}
     if small:
         return small
     R, C, P, G = d["rows"], d["cols"], d["partitions"], d["rows_per_step"]
