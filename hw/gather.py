@@ -1,14 +1,20 @@
 """A macro unit's activation gather: D decoder payloads in, one macro compute step out.
 
 The D decoders (one per word-line domain) run in step: their payloads are taken together,
-in the cycle all D are valid and stage B is free (or moves on).  The activation memory
+in the cycle all D are there and stage B is free (or moves on).  The activation memory
 holds words of G activations (`mars.contract.banking.Banking`); each domain has ONE read
 port (``act_addr[d]``: a word address with the half as its top bit; data one cycle later
 in ``act_data[d]``).  A lane's element address ``e`` (from the decoder) is field ``e % G``
 of word ``e // G``.
 
-Three stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
+Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
+* **Spare** (stage A): a payload register per domain behind the decoder's output
+  register (a 2-entry skid buffer).  Domain d is ready while its spare is empty, so the
+  decoders' stall comes from one register here and not from the read progress below;
+  a payload that stage B does not take at once waits in the spare, and B takes the
+  spare's payload first, else the decoder's (no cycle added: B keeps a step at least
+  three cycles, so the spare is refilled before B is free again).
 * **Take** (stage B loaded): each domain registers its payload's lane words and fields,
   its unpadded lanes as pending, and which lanes share a word (one compare per pair of
   lanes).  No read yet: the read address comes from registers only.
@@ -68,7 +74,9 @@ class ActivationGather(wiring.Component):
     Members
     -------
     payloads : In(stream.Signature(payload_layout(config))).array(D)
-        The decoders' payloads, one stream per word-line domain; all are taken together.
+        The decoders' payloads, one stream per word-line domain; all are taken into stage
+        B together.  ``ready`` is a register (domain d's spare is empty): it depends on
+        no input of the cycle.
     in_bank : In(region_bits)
         The activation region the walk reads (top bits of every word address).
     act_en : Out(unsigned(D))
