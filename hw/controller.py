@@ -9,6 +9,12 @@ has two parts:
 * WALK: wait until every unit waits at a SYNC again, then record the phase's cycle count
   (``phase_end``) and release the loaders (``go_loaders``) for the next phase, or finish.
 
+With ``hide_loads`` the loaders run with the walks: each core loader's program has two
+SYNCs a phase (the phase's own LOADs, SYNC, the next phase's hidden LOADs, SYNC), the LOAD
+part releases the loaders together with the units, and the WALK part ends when every unit
+and every loader waits.  The hidden LOADs write row slots the phase's walks do not read
+(the mapper's guarantee, `mars.sw.mapper`), so a reload costs only what exceeds the walk.
+
 ``go_units`` and ``go_loaders`` are registers: each pulse comes the cycle after the
 decision, which is the first cycle of the next state; that state ignores the waiting
 flags in that cycle (the released blocks still wait), so each release costs one cycle
@@ -137,11 +143,14 @@ class Controller(wiring.Component):
                 # go_loaders is high in this state's first cycle: the loaders still wait
                 with m.If(all_loaders & all_units & ~self.go_loaders):
                     m.d.sync += self.go_units.eq(1)
+                    if cfg.hide_loads:      # the next phase's hidden LOADs, with the walks
+                        m.d.sync += self.go_loaders.eq(1)
                     m.next = "WALK"
             with m.State("WALK"):
                 m.d.sync += count()
                 # go_units is high in this state's first cycle: the units still wait
-                with m.If(all_units & ~self.go_units):
+                walked = all_units & all_loaders if cfg.hide_loads else all_units
+                with m.If(walked & ~self.go_units):
                     m.d.comb += self.phase_end.eq(1)
                     m.d.sync += [phase.eq(phase + 1), phase_cycles.eq(0)]
                     with m.If(phase + 1 == n_phases):

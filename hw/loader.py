@@ -9,6 +9,10 @@ row read in cycle t is written at the end of cycle t + 2.  The loader reaches it
 at least three cycles after its last read, so every row is in before ``waiting`` rises
 and no phase takes a cycle more.  The program memory's output goes only into the
 instruction register (and the opcode test of the state machine).
+
+With ``hide_loads`` the program has two SYNCs a phase (the phase's own LOADs, then the
+next phase's hidden LOADs, which the controller starts with the phase's walks); the
+loader itself is the same (hw/controller.py, docs/architecture.md "Hidden reloads").
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ aligned layout (``out_base`` and the pitches multiples of L) has phase 0 and
 ``ceil(n_valid / L)`` groups, as before banking.
 
 A lane group goes through five register stages from its issue to its offer (K =
-`writer_latency`, docs/synthesis.md, "Timing the unit's blocks"), one group a cycle:
+`writer_latency`, docs/synthesis.md, "Timing the unit's blocks"), one group a cycle; a
+configuration's ``writer_stages`` below 5 leaves out S2's registers (4), also S3's (3)
+and also S4's (2): the same logic for a slower clock (`UnitWriter.registered`):
 
 * issue: the pixel's registers (taken one pixel ahead: its element group, phase, last
   group index, bounds and pooling flag) decide whether the group issues now;
@@ -84,7 +86,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring, stream
 from amaranth.lib.wiring import In, Out
 
-from mars.config import MarsConfig
+from mars.config import MAX_WRITER_STAGES, MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
@@ -187,20 +189,23 @@ def result_write(m, result, entry) -> None:
 
 
 #: Register stages from a lane group's issue to its offer (S1 .. S4 and the output
-#: register) without residual adds; `writer_latency` gives the value for a configuration.
-WRITER_STAGES = 5
+#: register) of the full pipeline, without residual adds; a configuration's
+#: ``writer_stages`` may leave out S2 .. S4 (`UnitWriter.registered`), and
+#: `writer_latency` gives its value.
+WRITER_STAGES = MAX_WRITER_STAGES
 
 
 def writer_latency(config: MarsConfig) -> int:
     """Cycles from a lane group's issue to the cycle its word is offered (K).
 
-    ``WRITER_STAGES`` (5), or with ``residual_adds`` the next value ``1 (mod U)`` (U =
+    ``writer_stages`` (5 for the full pipeline, `WRITER_STAGES`), or with
+    ``residual_adds`` the next value ``1 (mod U)`` (U =
     ``macros``): the shortcut read is issued with the group, in the cycle before the
     unit's slot (the top's shortcut port serves the unit whose slot is next), and the word
     must be offered in a slot of the same unit.  The cycle model
     (`mars.sw.golden.cycles`) uses the same rule.
     """
-    k, units = WRITER_STAGES, config.macros
+    k, units = config.writer_stages, config.macros
     if config.residual_adds:
         k += (1 - k) % units
     return k
@@ -440,13 +445,25 @@ class UnitWriter(wiring.Component):
             s1.append(reg)
         return s1
 
+    def registered(self, stage: int) -> bool:
+        """Whether stage S`stage` (2, 3 or 4) ends in registers: ``writer_stages`` 5
+        registers all three, 4 leaves out S2 (the product in one stage), 3 also S3 (the
+        product and the clamp window in one), 2 also S4 (S1 to the output register in
+        one); a stage left out is the same logic without its registers."""
+        return self._config.writer_stages >= 7 - stage
+
+    def _domain(self, stage: int) -> str:
+        """The domain stage S`stage`'s values are assigned in: ``sync`` if it is
+        `registered`, else ``comb``."""
+        return "sync" if self.registered(stage) else "comb"
+
     def _group_stages(self, m, s1) -> list:
-        """The lane group's registers S1 .. S4: S1 and its copies one, two and three
-        cycles later (the group travels beside its lanes' arithmetic)."""
+        """The lane group's values in S1 .. S4: S1 and its copies in S2, S3 and S4 (the
+        group travels beside its lanes' arithmetic; registers where the stage is)."""
         groups = [s1]
-        for name in ("s2", "s3", "s4"):
+        for stage, name in enumerate(("s2", "s3", "s4"), 2):
             reg = Signal(self._group_layout(), name=name)
-            m.d.sync += reg.eq(groups[-1])
+            m.d[self._domain(stage)] += reg.eq(groups[-1])
             groups.append(reg)
         return groups
 
@@ -461,6 +478,7 @@ class UnitWriter(wiring.Component):
         shape = self._product_shape()
         h = 16 if acc_bits > 18 else 0             # low half of the accumulator, unsigned
         groups = self._group_stages(m, s1)
+        s2, s3, s4 = (self._domain(stage) for stage in (2, 3, 4))
         s4_lanes = []
         for lane, r1 in enumerate(s1_lanes):
             # S2: partial products (one MULT18X18D each on ECP5)
@@ -469,7 +487,7 @@ class UnitWriter(wiring.Component):
             shift2 = Signal.like(r1.shift, name=f"s2_shift{lane}")
             write2 = Signal(name=f"s2_write{lane}")
             acc2 = Signal.like(r1.acc, name=f"s2_acc{lane}")
-            m.d.sync += [lo.eq(r1.acc.as_unsigned()[:h] * r1.mult if h else 0),
+            m.d[s2] += [lo.eq(r1.acc.as_unsigned()[:h] * r1.mult if h else 0),
                          hi.eq(r1.acc[h:].as_signed() * r1.mult),
                          shift2.eq(r1.shift), write2.eq(r1.write), acc2.eq(r1.acc)]
             # S3: the product
@@ -477,7 +495,7 @@ class UnitWriter(wiring.Component):
             shift3 = Signal.like(shift2, name=f"s3_shift{lane}")
             write3 = Signal(name=f"s3_write{lane}")
             acc3 = Signal.like(acc2, name=f"s3_acc{lane}")
-            m.d.sync += [p.eq((hi << h) + lo), shift3.eq(shift2),
+            m.d[s3] += [p.eq((hi << h) + lo), shift3.eq(shift2),
                          write3.eq(write2), acc3.eq(acc2)]
             # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
             neg = Signal(name=f"s4_neg{lane}")
@@ -486,7 +504,7 @@ class UnitWriter(wiring.Component):
             write4 = Signal(name=f"s4_write{lane}")
             acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
             win, ovf = self._clamp_window(m, lane, p, shift3)
-            m.d.sync += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
+            m.d[s4] += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
                          write4.eq(write3), acc4.eq(acc3)]
             s4_lanes.append((neg, over, window, write4, acc4))
 
@@ -547,6 +565,7 @@ class UnitWriter(wiring.Component):
         shape = self._product_shape()
         sc_shape = signed(acc_bits + cfg.requant_mult_bits + 2)
         groups = self._group_stages(m, s1)
+        s2, s3, s4 = (self._domain(stage) for stage in (2, 3, 4))
         s4_lanes = []
         for lane, r1 in enumerate(s1_lanes):
             # S2: acc + partial sum, the shortcut value (field sc_sub*L + lane, or lane)
@@ -561,14 +580,14 @@ class UnitWriter(wiring.Component):
                     m.d.comb += act_field.eq(fields[k])
             res_lane = self.sc_res_data.word_select(lane, acc_bits).as_signed()
             r2 = Signal.like(r1, name=f"s2_lane{lane}")
-            m.d.sync += [total.eq(r1.acc + Mux(insn.psum, res_lane, 0)),
+            m.d[s2] += [total.eq(r1.acc + Mux(insn.psum, res_lane, 0)),
                          value.eq(Mux(insn.sc_res, res_lane, act_field)), r2.eq(r1)]
             # S3: both products
             prod = Signal(shape, name=f"s3_product{lane}")
             sc_prod = Signal(sc_shape, name=f"s3_sc_product{lane}")
             total3 = Signal.like(total, name=f"s3_total{lane}")
             r3 = Signal.like(r1, name=f"s3_lane{lane}")
-            m.d.sync += [prod.eq(total * r2.mult), sc_prod.eq(value * r2.sc_mult),
+            m.d[s3] += [prod.eq(total * r2.mult), sc_prod.eq(value * r2.sc_mult),
                          total3.eq(total), r3.eq(r2)]
             # S4: rescale(acc + psum, M, S) + rescale(sc, M_sc, S_sc) (add walks only)
             half = Signal(shape, name=f"half{lane}")
@@ -583,7 +602,7 @@ class UnitWriter(wiring.Component):
                          sc_half.eq((Const(1, sc_shape.width) << r3.sc_shift) >> 1),
                          body.eq((prod + half) >> r3.shift),
                          sc_out.eq((sc_prod + sc_half) >> r3.sc_shift)]
-            m.d.sync += [rounded.eq(body + Mux(insn.add, sc_out, 0)),
+            m.d[s4] += [rounded.eq(body + Mux(insn.add, sc_out, 0)),
                          write4.eq(r3.write), total4.eq(total3)]
             s4_lanes.append((rounded, write4, total4))
 
@@ -659,7 +678,7 @@ class UnitWriter(wiring.Component):
                      r.valid.eq(s4.valid & insn.acc_out), r.addr.eq(s4.group),
                      r.mask.eq(lanes_w), done.eq(s4.valid & s4.walk_last)]
         m.d.sync += [r.data[lane].eq(acc) for lane, (_, _, acc) in enumerate(outs)]
-        for _ in range(self.latency - WRITER_STAGES):   # residual adds: back in step
+        for _ in range(self.latency - cfg.writer_stages):   # residual adds: in step
             e2, r2, done2 = Signal.like(e), Signal.like(r), Signal()
             m.d.sync += [e2.eq(e), r2.eq(r), done2.eq(done)]
             e, r, done = e2, r2, done2

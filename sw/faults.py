@@ -154,17 +154,24 @@ class FaultMap:
 # -- the faulty image ------------------------------------------------------------------------
 
 def _loader_programs(config: MarsConfig, phases) -> dict[int, list[int]]:
-    """Loader program words per core for `phases` (each phase's loads, then a SYNC), the
-    format `mars.sw.mapper` emits (checked against the mapper's own words)."""
+    """Loader program words per core for `phases` (each phase's loads but its hidden
+    ones, then a SYNC; with ``hide_loads`` then the next phase's hidden loads and a SYNC),
+    the format `mars.sw.mapper` emits (checked against the mapper's own words)."""
     layout = load_layout(config)
     programs: dict[int, list[int]] = {core: [] for core in range(config.cores)}
-    for phase in phases:
-        for ld in phase.loads:
-            core, j = divmod(ld.unit, config.macros_per_core)
-            programs[core].append(layout.const({"op": int(Op.LOAD), "unit": j, "src": ld.src,
-                                                "dst": ld.dst, "count": ld.count}).as_bits())
-        for core in range(config.cores):
-            programs[core].append(layout.const({"op": int(Op.SYNC)}).as_bits())
+    for p, phase in enumerate(phases):
+        segments = [[ld for ld in phase.loads if not ld.hidden]]
+        if config.hide_loads:
+            after = phases[p + 1].loads if p + 1 < len(phases) else []
+            segments.append([ld for ld in after if ld.hidden])
+        for segment in segments:
+            for ld in segment:
+                core, j = divmod(ld.unit, config.macros_per_core)
+                programs[core].append(layout.const({
+                    "op": int(Op.LOAD), "unit": j, "src": ld.src, "dst": ld.dst,
+                    "count": ld.count}).as_bits())
+            for core in range(config.cores):
+                programs[core].append(layout.const({"op": int(Op.SYNC)}).as_bits())
     return programs
 
 

@@ -26,6 +26,10 @@ Given an `IntegerNetwork` (a model package, docs/model-package.md) and the confi
   once takes several phases, reloading in between.  A block set keeping more groups than
   a macro's row slots is split into parts (K-splitting, ``residual_adds`` configurations):
   walks on one unit whose partial sums meet in the result memory.
+* With ``hide_loads`` the loaders copy a phase's rows during the previous phase's walks
+  where those walks leave their row slots alone (`Load.hidden`, `loader_segments`): the
+  rounds are moved to free slots and, where it pays, made half as big (docs/architecture.md,
+  "Hidden reloads").
 
 The mapping runs in four named stages, each a function from dataclasses to dataclasses:
 
@@ -66,7 +70,8 @@ from mars.sw.golden.network import AddNode, FlattenNode, IntegerNetwork, LayerNo
 from mars.sw.layer import LayerKind
 from mars.sw.sparse import PackedLayer, pack_layer
 
-__all__ = ["MappingError", "Walk", "Load", "Phase", "LayerPlan", "Mapping", "map_network"]
+__all__ = ["MappingError", "Walk", "Load", "Phase", "LayerPlan", "Mapping", "map_network",
+           "loader_segments"]
 
 class MappingError(MarsError, ValueError):
     """The network does not fit this accelerator; the message names the node and limit."""
@@ -100,17 +105,22 @@ class Walk:
 @dataclasses.dataclass(frozen=True)
 class Load:
     """``count`` macro rows from weight-SRAM row ``src`` of the unit's core to macro row
-    ``dst`` of the unit."""
+    ``dst`` of the unit.  ``hidden``: the load runs while the previous phase's walks
+    compute (``hide_loads``; its rows are in row slots those walks do not read), not
+    before its own phase's walks."""
 
     unit: int
     src: int
     dst: int
     count: int
+    hidden: bool = False
 
 
 @dataclasses.dataclass
 class Phase:
-    """One LOAD and one WALK: the loads every core loader runs, then every unit's walks."""
+    """One LOAD and one WALK: the loads every core loader runs, then every unit's walks.
+    ``loads`` are every row the walks need loaded; those marked `Load.hidden` run during
+    the previous phase's WALK (``hide_loads``), the others in this phase's LOAD part."""
 
     layer: int
     loads: list[Load]
@@ -402,7 +412,10 @@ class LayerWork:
     """The plan of one layer: packed weights, output shape and each unit's work items.
 
     ``steps[b]`` is block set b's payloads per pixel (its most kept groups, at least 1);
-    ``owner[u]`` lists the work items of unit u in the order they were assigned.
+    ``owner[u]`` lists the work items of unit u in the order they were assigned;
+    ``row_slots`` is the most row slots a round of the layer fills on a unit (R/G, or half
+    of it with ``hide_loads`` where smaller rounds hide the reloads; a block set that
+    keeps more groups is split into parts of at most that many).
     """
 
     index: int
@@ -435,8 +448,9 @@ class LayerWork:
     def parts(self, b: int, cfg: MarsConfig) -> list[tuple[int, int]]:
         """(first step, steps) of each part of block set `b`: one part when its kept
         groups fit a macro's row slots, else balanced parts of at most R/G steps each
-        (K-splitting, docs/architecture.md)."""
-        return _parts(self.steps[b], cfg.row_slots)
+        (K-splitting, docs/architecture.md); ``row_slots`` is the layer's round size
+        (R/G, or half of it when the mapper splits rounds to hide reloads)."""
+        return _parts(self.steps[b], self.row_slots or cfg.row_slots)
 
     @property
     def split(self) -> bool:
@@ -498,8 +512,14 @@ def _assign(items: list[WorkItem], steps: tuple[int, ...], out_w: int,
 def _plan_layer(cfg: MarsConfig, index: int, node: LayerNode, pool: PoolNode | None,
                 last: bool, residual: Residual | None = None, src: Place = Place(),
                 out: Place = Place(), shortcut: Place | None = None,
-                shapes: dict | None = None) -> LayerWork:
-    """Stage 1 for one layer: check it, pack it, share its work items out."""
+                shapes: dict | None = None, *, result_free: bool = True,
+                cap: int | None = None) -> LayerWork:
+    """Stage 1 for one layer: check it, pack it, share its work items out.
+
+    ``cap``: the row slots a round may fill (default: R/G, or with ``hide_loads`` half of
+    them when `_estimate` says the smaller rounds, whose reloads hide behind the walks,
+    are faster); ``result_free``: the result memory holds nothing still to be read (a
+    K-split layer's partial sums need it)."""
     g = node.geometry
     pool_k = pool.kernel if pool else 1
     _check_buffers(cfg, node, pool_k, out.result)
@@ -531,17 +551,84 @@ def _plan_layer(cfg: MarsConfig, index: int, node: LayerNode, pool: PoolNode | N
     items = [WorkItem(b, band) for b in range(n_sets)
              for band in _bands(g.out_h, pool_k, bands_per_set)]
     owner = _assign(items, steps, g.out_w, units)
-    # K-splitting: every part of a (block set, band) on the same unit, in order, so that
-    # each part's partial sums are written before the next part reads them.
-    owner = tuple(tuple(WorkItem(it.block_set, it.band, j)
-                        for it in work
-                        for j in range(len(_parts(steps[it.block_set], cfg.row_slots))))
-                  for work in owner)
-    work = LayerWork(index, node, pool, packed, last, g.out_h // pool_k, g.out_w // pool_k,
-                     steps, owner, residual, src, out, shortcut, cfg.row_slots)
+
+    def share(slots: int) -> LayerWork:
+        # K-splitting: every part of a (block set, band) on the same unit, in order, so
+        # that each part's partial sums are written before the next part reads them.
+        parts = tuple(tuple(WorkItem(it.block_set, it.band, j)
+                            for it in work
+                            for j in range(len(_parts(steps[it.block_set], slots))))
+                      for work in owner)
+        return LayerWork(index, node, pool, packed, last, g.out_h // pool_k,
+                         g.out_w // pool_k, steps, parts, residual, src, out, shortcut,
+                         slots)
+
+    work = share(cap or cfg.row_slots)
     if work.split:
         _check_split(cfg, work)
+        if not result_free and not (work.shortcut and work.shortcut.result):
+            raise MappingError(
+                f"layer {node.name!r}: its partial sums (K-splitting) need the result "
+                f"memory, which holds raw accumulators still to be read")
+    half = cfg.row_slots // 2
+    if cap is None and cfg.hide_loads and half >= 1:
+        small = share(half)
+        splits_more = small.split and not work.split
+        if small.split and (cfg.scaled_readout or not cfg.residual_adds
+                            or (splits_more and not result_free)):
+            return work
+        try:
+            if small.split:
+                _check_split(cfg, small)
+        except MappingError:
+            return work
+        if _estimate(cfg, small, hidden=True) < _estimate(cfg, work, hidden=False):
+            return small
     return work
+
+
+#: Cycles a walk costs besides its steps (fetch, decoder, macro and writer pipelines), and
+#: a phase besides its longest walk (controller and SYNCs): `_estimate`'s round figures.
+_WALK_FIXED, _PHASE_FIXED = 30, 8
+
+
+def _estimate(cfg: MarsConfig, work: LayerWork, *, hidden: bool) -> int:
+    """Roughly the cycles of `work`'s phases when its rounds are packed as `_schedule`
+    packs them (``work.row_slots`` a round): serial (each round loads, then walks) or
+    ``hidden`` (each round's load runs with the previous round's walks, the first one
+    alone).  A choice between two round sizes, not the cycle model: a walk costs its
+    steps x pixels x Ab/b (or its writes' slot waits, whichever is longer) plus
+    `_WALK_FIXED`, a round its longest unit's walks and its busiest core's rows."""
+    G, cps, U = cfg.rows_per_step, cfg.cycles_per_step, cfg.macros
+    groups = -(-cfg.channels_per_macro // UnitFormat(cfg).write_lanes)
+    walk: dict[int, list[int]] = defaultdict(list)       # round -> per unit
+    load: dict[int, list[int]] = defaultdict(list)       # round -> per core
+    g = work.node.geometry
+    for u, items in enumerate(work.owner):
+        round_no, used, placed = 0, 0, set()
+        for item in items:
+            parts = work.parts(item.block_set, cfg)
+            need = parts[item.part][1]
+            key = (item.block_set, item.part)
+            if key not in placed:
+                if used + need > work.row_slots:
+                    round_no, used, placed = round_no + 1, 0, set()
+                placed.add(key)
+                used += need
+                rows = load[round_no] or [0] * cfg.cores
+                rows[u // cfg.macros_per_core] += need * G + 3
+                load[round_no] = rows
+            slotted = len(parts) > 1 or work.raw
+            per_pixel = max(need * cps, groups * U if slotted else 0)
+            cycles = walk[round_no] or [0] * U
+            cycles[u] += _WALK_FIXED + item.band.rows * g.out_w * per_pixel
+            walk[round_no] = cycles
+    rounds = range(max(walk, default=-1) + 1)
+    w = [max(walk[r], default=0) + _PHASE_FIXED for r in rounds]
+    ld = [max(load[r], default=0) for r in rounds] + [0]
+    if not hidden:
+        return sum(w) + sum(ld)
+    return ld[0] + sum(max(w[r], ld[r + 1]) for r in rounds)
 
 
 def _check_split(cfg: MarsConfig, work: LayerWork) -> None:
@@ -615,7 +702,12 @@ def _is_resident(works: list[LayerWork], cfg: MarsConfig) -> bool:
 def _schedule(works: list[LayerWork], cfg: MarsConfig) -> tuple[bool, list[LayerSchedule]]:
     """Stage 2: weight-stationary if everything fits (all rows loaded in the first phase
     and kept, `Mapping.resident`); otherwise each layer loads its own rows, in as many
-    rounds as its block sets need."""
+    rounds as its block sets need (each at most ``work.row_slots`` row slots a unit).
+
+    With ``hide_loads`` a round's placements start at the lowest row slot where they
+    overlap the fewest slots the unit's walks read in the phase before (none, when the
+    two rounds fit the macro together), so that their loads can run during those walks
+    (`_Allocator` marks them `Load.hidden`)."""
     resident = _is_resident(works, cfg)
     used_by_unit = [0] * cfg.macros          # row slots filled (carried over if resident)
     schedules = []
@@ -628,7 +720,7 @@ def _schedule(works: list[LayerWork], cfg: MarsConfig) -> tuple[bool, list[Layer
                 key = (item.block_set, item.part)
                 need = work.parts(item.block_set, cfg)[item.part][1]
                 if key not in placed:
-                    if used + need > cfg.row_slots:
+                    if used + need > work.row_slots:
                         round_no, used, placed = round_no + 1, 0, {}
                     placed[key] = used
                     used += need
@@ -637,7 +729,44 @@ def _schedule(works: list[LayerWork], cfg: MarsConfig) -> tuple[bool, list[Layer
                 rounds[round_no].setdefault(u, []).append(Placement(item, placed[key]))
             used_by_unit[u] = used
         schedules.append(LayerSchedule(tuple(rounds)))
+    if cfg.hide_loads and not resident:
+        schedules = _shift_rounds(works, schedules, cfg)
     return resident, schedules
+
+
+def _round_slots(placements: list[Placement], work: LayerWork, cfg: MarsConfig,
+                 shift: int = 0) -> set[int]:
+    """The row slots a unit's placements of one round read."""
+    slots: set[int] = set()
+    for place in placements:
+        need = work.parts(place.item.block_set, cfg)[place.item.part][1]
+        slots.update(range(shift + place.slot_base, shift + place.slot_base + need))
+    return slots
+
+
+def _shift_rounds(works: list[LayerWork], schedules: list[LayerSchedule],
+                  cfg: MarsConfig) -> list[LayerSchedule]:
+    """Move each unit's round (as a whole) to the lowest offset where it reads the fewest
+    row slots the unit's previous phase read (`_schedule`, ``hide_loads``)."""
+    previous: dict[int, set[int]] = {}      # unit -> slots its walks read in the last phase
+    out = []
+    for work, schedule in zip(works, schedules):
+        rounds = []
+        for rnd in schedule.rounds:
+            moved, now = {}, {}
+            for u, placements in rnd.items():
+                slots = _round_slots(placements, work, cfg)
+                size = max(slots) + 1 if slots else 0
+                before = previous.get(u, set())
+                shift = min(range(cfg.row_slots - size + 1),
+                            key=lambda o: (len({s + o for s in slots} & before), o))
+                moved[u] = [dataclasses.replace(p, slot_base=p.slot_base + shift)
+                            for p in placements]
+                now[u] = {s + shift for s in slots}
+            previous = now
+            rounds.append(moved)
+        out.append(LayerSchedule(tuple(rounds)))
+    return out
 
 
 # -- stage 3: allocate (memory addresses, loads, walks) --------------------------------------
@@ -702,11 +831,25 @@ class _Allocator:
                 target = self.phases[0] if self.resident else phase
                 count = min(steps, packed.set_steps[b] - first) if len(parts) > 1 \
                     else packed.set_steps[b]
-                target.loads.append(Load(u, src + first * G, place.slot_base * G, count * G))
+                hidden = target is phase and self._hides(u, place.slot_base, count)
+                target.loads.append(Load(u, src + first * G, place.slot_base * G, count * G,
+                                         hidden))
             addresses = WalkAddresses(self._index_entries(work, b, u) + first,
                                       self._ktable[(li, u)],
                                       self._param_word(work, b, u, part, len(parts)))
             phase.walks.append(_walk(self.cfg, work, u, place, addresses))
+
+    def _hides(self, u: int, slot: int, count: int) -> bool:
+        """With ``hide_loads``: the rows of `count` slots from `slot` of unit `u`, loaded
+        for the newest phase, may be loaded while the phase before it walks (no walk of
+        `u` in that phase reads those slots)."""
+        if not self.cfg.hide_loads or len(self.phases) < 2:
+            return False
+        for walk in self.phases[-2].walks:
+            base = walk.word["desc"]["slot_base"]
+            if walk.unit == u and base < slot + count and slot < base + walk.steps:
+                return False
+        return True
 
     def _weights(self, work: LayerWork, b: int, core: int) -> int:
         """Weight-SRAM row of block set `b`'s stored rows in `core`."""
@@ -890,10 +1033,23 @@ def _check_tables(cfg: MarsConfig, alloc: _Allocator) -> None:
     _check_depth("phase cycle counters", len(alloc.phases), cfg.max_phases, "max_phases")
 
 
+def loader_segments(cfg: MarsConfig, phases: list[Phase]) -> list[list[Load]]:
+    """The loads of each loader-program segment, in order, every segment ending in a SYNC:
+    per phase its LOAD part's loads; with ``hide_loads`` then also the loads that run
+    during its walks (the next phase's `Load.hidden` ones; hw/controller.py)."""
+    segments = []
+    for p, phase in enumerate(phases):
+        segments.append([ld for ld in phase.loads if not ld.hidden])
+        if cfg.hide_loads:
+            after = phases[p + 1].loads if p + 1 < len(phases) else []
+            segments.append([ld for ld in after if ld.hidden])
+    return segments
+
+
 def _programs(cfg: MarsConfig, phases: list[Phase], sync: dict,
               load_op: int) -> tuple[dict[int, list[dict]], dict[int, list[dict]]]:
-    """Unit programs (SYNC, then each phase's walks and a SYNC) and loader programs (each
-    phase's loads and a SYNC), as field dicts."""
+    """Unit programs (SYNC, then each phase's walks and a SYNC) and loader programs (the
+    loads of each of `loader_segments` and a SYNC), as field dicts."""
     programs = {u: [sync] for u in range(cfg.macros)}
     loader_programs: dict[int, list[dict]] = {core: [] for core in range(cfg.cores)}
     for phase in phases:
@@ -901,7 +1057,8 @@ def _programs(cfg: MarsConfig, phases: list[Phase], sync: dict,
             programs[walk.unit].append(walk.word)
         for u in range(cfg.macros):
             programs[u].append(sync)
-        for ld in phase.loads:
+    for segment in loader_segments(cfg, phases):
+        for ld in segment:
             core, j = divmod(ld.unit, cfg.macros_per_core)
             loader_programs[core].append({"op": load_op, "unit": j, "src": ld.src,
                                           "dst": ld.dst, "count": ld.count})
@@ -974,17 +1131,30 @@ def map_network(network: IntegerNetwork, config: MarsConfig | None = None) -> Ma
                            f"({cfg.act_buffer_words} words, act_buffer_words)")
     outs, shortcuts, result_busy = _places(cfg, chain)
     shapes = _shapes(network)
-    works = [_plan_layer(cfg, i, node, pool, i == len(chain) - 1, res,
-                         Place(0) if src == "input" else outs[_producer(chain, src)],
-                         outs[i], shortcuts[i], shapes)
-             for i, (node, pool, res, src) in enumerate(chain)]
-    for work, busy in zip(works, result_busy):
-        if work.split and busy and not (work.shortcut and work.shortcut.result):
-            raise MappingError(
-                f"layer {work.node.name!r}: its partial sums (K-splitting) need the result "
-                f"memory, which holds raw accumulators still to be read")
-    resident, schedules = _schedule(works, cfg)
-    alloc = _Allocator(cfg, resident)
-    plans = [alloc.layer(work, schedule) for work, schedule in zip(works, schedules)]
-    memories = _emit(cfg, alloc)
-    return Mapping(cfg, network, plans, alloc.phases, memories, plans[-1].out_shape, resident)
+    def plan(cap: int | None) -> list[LayerWork]:
+        return [_plan_layer(cfg, i, node, pool, i == len(chain) - 1, res,
+                            Place(0) if src == "input" else outs[_producer(chain, src)],
+                            outs[i], shortcuts[i], shapes, result_free=not result_busy[i],
+                            cap=cap)
+                for i, (node, pool, res, src) in enumerate(chain)]
+
+    def build(works: list[LayerWork]) -> Mapping:
+        resident, schedules = _schedule(works, cfg)
+        alloc = _Allocator(cfg, resident)
+        plans = [alloc.layer(work, schedule) for work, schedule in zip(works, schedules)]
+        memories = _emit(cfg, alloc)
+        return Mapping(cfg, network, plans, alloc.phases, memories, plans[-1].out_shape,
+                       resident)
+
+    works = plan(None)
+    if not any(w.row_slots != cfg.row_slots for w in works):
+        return build(works)
+    # Smaller rounds (hide_loads) where they pay: unless the weights are resident anyway
+    # (loaded once, nothing to hide) or the extra phases, walks and parts exceed a memory;
+    # then the rounds of R/G slots (whose reloads still hide where the slots allow).
+    if not _is_resident(works, cfg):
+        try:
+            return build(works)
+        except MappingError:
+            pass
+    return build(plan(cfg.row_slots))

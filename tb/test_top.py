@@ -47,3 +47,31 @@ def test_residual_network_bit_exact_and_cycles(simulator, name):
     network = build(config, rng, sparsity)
     assert_exact_on_rtl(network, random_inputs(network, rng, 2), simulator,
                         f"network {name!r} on {config.name}, seed {seed}")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("name", ["cnn", "ksplit"])
+def test_hidden_loads_bit_exact_and_cycles(simulator, name):
+    """Reloads hidden behind the walks (``hide_loads``): the loaders copy the next phase's
+    rows into row slots the walks do not read while they compute.  `cnn` reloads every
+    layer on the tiny top; `ksplit` (with residual adds) splits its layers' block sets
+    into parts over several rounds of half the row slots each.  Bit-exact (a hidden load
+    that overwrote a row in use would change the outputs) and cycle-exact."""
+    from mars.sw.mapper import map_network
+    from mars.tb.networks import RESIDUAL_NETWORKS, residual_config
+
+    if name == "ksplit":
+        config = residual_config(TINY).replace(name="tiny-res-hide", hide_loads=True,
+                                               max_phases=32)
+        build, sparsity = RESIDUAL_NETWORKS[name]
+    else:
+        config = TINY.replace(name="tiny-hide", hide_loads=True)
+        build, sparsity = NETWORKS[name]
+    seed = stable_seed("hide", name) % 1000
+    rng = np.random.default_rng(seed)
+    network = build(config, rng, sparsity)
+    mapping = map_network(network)
+    where = f"network {name!r} on {config.name}, seed {seed}"
+    assert any(ld.hidden for phase in mapping.phases for ld in phase.loads), where
+    assert_exact_on_rtl(network, random_inputs(network, rng, 2), simulator, where)

@@ -45,6 +45,7 @@ if "--version" in sys.argv:
     sys.exit(0)
 arg = lambda name: sys.argv[sys.argv.index(name) + 1]
 assert arg("--pcf") == "top.pcf" and os.path.exists("top.pcf")
+json.dump(sys.argv[1:], open("nextpnr.argv.json", "w"))
 fmax, freq = float(os.environ["FAKE_FMAX"]), float(arg("--freq"))
 open(arg("--log"), "w").write(
     "Info:     1500 LCs used as LUT4 only\\n"
@@ -125,6 +126,9 @@ def test_build_writes_bitstream_report_and_summary(tools, tmp_path):
     assert report["tools"]["nextpnr"] == "nextpnr-ice40 -- fake (Version 0.0)"
     assert set(report["seconds"]) == {"elaborate", "yosys", "nextpnr", "pack", "total"}
     assert report["command"] == "mars bitstream --board icebreaker --seed 7"
+    # the clock enables stay off the global buffers (docs/board.md), and the report says so
+    assert "--no-promote-ce" in json.loads((out / "nextpnr.argv.json").read_text())
+    assert report["nextpnr_options"] == ["--no-promote-ce"]
     # the real board top went in, with the board's pins
     assert "module top(" in (out / "top.v").read_text()
     assert "set_io uart_0__rx__io 6" in (out / "top.pcf").read_text()
@@ -213,14 +217,6 @@ def test_summary_of_an_ecp5_report():
 
 
 @pytest.mark.synth
-# Known regression (issue 10): with the pipeline registers of issue 9's timing work (writer
-# stages, gather stages, skid buffers) the ice40 preset's board top takes 4663 of 5280
-# logic cells (88 %, was 86 %) and nextpnr-ice40's placer no longer finds a legal placement
-# ("design is probably at utilisation limit").  Strict: the test fails again as soon as
-# the build fits, so the mark cannot outlive the fix (a smaller ice40 preset, or registers
-# the 12 MHz iCE40 clock does not need left out).
-@pytest.mark.xfail(raises=BitstreamError, strict=True,
-                   reason="the ice40 board top does not place on the iCE40UP5K (88 % LCs)")
 def test_icebreaker_bitstream_is_deterministic_and_fits(tmp_path):
     first = build_bitstream("icebreaker", tmp_path / "a", seed=1)
     second = build_bitstream("icebreaker", tmp_path / "b", seed=1)
@@ -232,6 +228,8 @@ def test_icebreaker_bitstream_is_deterministic_and_fits(tmp_path):
         assert bels[bel]["used"] <= 0.95 * bels[bel]["available"], bel
     assert first["bitstream"]["bytes"] == 104090          # the UP5K's configuration size
     assert first["utilisation"]["bram"] == first["yosys_counts"]["bram"]
+    # no clock enable on a global buffer (PLACE_OPTIONS), so room is left for the resets
+    assert bels["SB_GB"]["used"] < bels["SB_GB"]["available"]
 
 
 def test_clock_and_baud_options_reach_the_report(tools, quick_top, tmp_path):

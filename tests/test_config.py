@@ -37,7 +37,7 @@ FIELDS = [f.name for f in dataclasses.fields(MarsConfig)]
 SCALE_FIELDS = ("readout_threshold", "scale_bits", "scale_frac_bits", "scale_rounding")
 INT_FIELDS = [name for name in FIELDS
               if name not in ("name", "readout_mode", "skip_granularity", "residual_adds",
-                              *SCALE_FIELDS)]
+                              "hide_loads", *SCALE_FIELDS)]
 HYPO = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
@@ -101,6 +101,8 @@ def violated_fields(d: dict) -> set[str]:
         bad.add("act_buffer_words")
     if not 2 <= d["act_regions"] <= 16:
         bad.add("act_regions")
+    if not 2 <= d["writer_stages"] <= 5:
+        bad.add("writer_stages")
     if not step_psum_bits(G, Wb, Ab, rb) < d["acc_bits"] <= 64:
         bad.add("acc_bits")
     if not 2 <= d["requant_mult_bits"] <= 32:
@@ -678,6 +680,8 @@ HASH_CHANGES = {
     "macros_per_core": 1, "weight_sram_rows": 8192, "act_buffer_words": 8192 * 2,
     "acc_bits": 24, "requant_mult_bits": 12, "program_words": 128, "param_words": 512,
     "result_words": 64, "max_phases": 32, "act_regions": 3, "residual_adds": True,
+    "writer_stages": 3,
+    "hide_loads": True,
     "readout_threshold": 2, "scale_bits": 10, "scale_frac_bits": 3, "scale_rounding": "floor",
 }
 HASH_BASE = {field: PRESETS["hcim"] if field in SCALE_FIELDS else MarsConfig()
@@ -738,11 +742,53 @@ def test_same_hash_means_the_same_verilog(name, changes):
     assert to_verilog("mars_top", changed) == to_verilog("mars_top", base)
 
 
+@pytest.mark.parametrize("field", ["residual_adds", "hide_loads"])
+@pytest.mark.parametrize("bad, spelled", [(1, "1"), ("true", "'true'"), (None, "null")])
+def test_bool_fields_reject_other_values(field, bad, spelled):
+    with pytest.raises(ConfigError) as info:
+        MarsConfig(**{field: bad})
+    assert str(info.value) == f"{field} must be true or false, not {spelled}"
+
+
+def test_hide_loads_off_is_the_hardware_before_it():
+    """``hide_loads`` off hashes as configurations from before the field (packages and
+    caches stay theirs); on, it is another hardware (the controller's release rule)."""
+    for name in ("default", "tiny", "ice40"):
+        base = PRESETS[name]
+        assert "hide_loads" not in base.hardware_fields(), name
+        assert base.replace(hide_loads=True).content_hash != base.content_hash, name
+    assert PRESETS["mars"].hide_loads
+
+
 def test_hash_keeps_the_presets_hashes():
     """Normalising the unused fields left every preset's hash as it was when every field
     was hashed: packages and caches made before it are still theirs."""
     for name, config in PRESETS.items():
         assert config.content_hash == config.legacy_content_hash, name
+
+
+def test_hash_of_the_full_writer_is_the_hash_before_the_field():
+    """``writer_stages`` at 5 (every configuration before the field) is left out of the
+    hash: the canonical JSON of the other fields, as tools before it hashed them, gives
+    the same hash; any other value counts."""
+    for config in (MarsConfig(), PRESETS["tiny"], PRESETS["mars"]):
+        content = config.to_dict()
+        del content["name"], content["writer_stages"]
+        if not config.hide_loads:
+            del content["hide_loads"]          # off: also left out (its own rule)
+        old = hashlib.sha256(json.dumps(content, sort_keys=True,
+                                        separators=(",", ":")).encode()).hexdigest()
+        assert config.writer_stages == 5 and config.legacy_content_hash == old
+        assert config.content_hash == old      # these presets' fields are all used
+        for stages in (2, 3, 4):
+            assert config.replace(writer_stages=stages).content_hash != old
+
+
+@pytest.mark.parametrize("value", [1, 6, 0, -5])
+def test_writer_stages_out_of_range_is_one_line(value):
+    with pytest.raises(ConfigError, match=rf"^writer_stages must be 2 to 5, not {value}$"
+                       if value >= 1 else r"^writer_stages must be at least 1"):
+        MarsConfig(writer_stages=value)
 
 
 def test_hash_ignores_name_and_enum_spelling():

@@ -45,10 +45,11 @@ def lanes_of(config):
     return min(n, -(-n // config.cycles_per_step))
 
 
-def walk_by_hand(cps, lanes, steps, pixels, n_valid):
+def walk_by_hand(cps, lanes, steps, pixels, n_valid, writer_stages=5):
+    """`writer_stages` below 5 leave out writer stages after S1 (one cycle each)."""
     P = max(cps, 3)                       # cycles between two steps the gather offers
     T, w = (steps - 1) * P + cps, -(-n_valid // lanes)
-    first = 7 + 4 + 1 + T + 2 + 1 + w + WRITER_EXTRA
+    first = 7 + 4 + 1 + T + 2 + 1 + w + WRITER_EXTRA - (5 - writer_stages)
     return first + (pixels - 1) * max(steps * P, w)
 
 
@@ -80,6 +81,21 @@ def test_walk_cycles_formula_over_a_grid():
                     for pixels in (1, 2, 7):
                         args = (cps, lanes, steps, pixels, n_valid)
                         assert walk_cycles(*args) == walk_by_hand(*args), args
+
+
+@pytest.mark.parametrize("writer_stages", [2, 3, 4])
+def test_fewer_writer_stages_shorten_every_walk_by_one_cycle_each(writer_stages):
+    """A writer with fewer stages offers each group that many cycles sooner; the pace
+    (a pixel every max(steps x P, w) cycles) does not change."""
+    for cps in (1, 4):
+        for lanes in (1, 4):
+            for n_valid in (1, 3, 12):
+                for steps in (1, 2):
+                    for pixels in (1, 3, 8):
+                        args = (cps, lanes, steps, pixels, n_valid)
+                        got = walk_cycles(*args, latency=writer_stages)
+                        assert got == walk_by_hand(*args, writer_stages), args
+                        assert got == walk_cycles(*args) - (5 - writer_stages), args
 
 
 def fetch_times(config):
@@ -274,22 +290,60 @@ def test_extra_word_reads_delay_the_step_by_hand():
 
 
 
+@pytest.mark.parametrize("stages", [2, 3, 4, 5])
 @pytest.mark.parametrize("macros", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("residual", [False, True])
-def test_writer_latency_agrees_with_the_rtl(macros, residual):
-    """The model's writer latency is the RTL's (mars.hw.writer): 5 stages, with residual
-    adds the next value 1 modulo U, so that the shortcut read issued with a lane group
-    falls in the cycle before a slot of its unit (the top's shortcut port)."""
+def test_writer_latency_agrees_with_the_rtl(macros, residual, stages):
+    """The model's writer latency is the RTL's (mars.hw.writer): ``writer_stages`` (5
+    by default), with residual adds the next value 1 modulo U, so that the shortcut
+    read issued with a lane group falls in the cycle before a slot of its unit (the
+    top's shortcut port)."""
     from mars.hw.writer import writer_latency as rtl_latency
     from mars.sw.golden.cycles import writer_latency
 
-    cfg = TINY.replace(name="u", macros_per_core=macros, residual_adds=residual)
+    cfg = TINY.replace(name="u", macros_per_core=macros, residual_adds=residual,
+                       writer_stages=stages)
     k = writer_latency(cfg)
     # The RTL's own function, which UnitWriter's ``latency`` is (an unelaborated
     # UnitWriter would raise Amaranth's UnusedElaboratable warning when collected).
     assert k == rtl_latency(cfg)
-    assert k >= WRITER_EXTRA + 1
+    assert k >= stages
     if residual:
-        assert k % macros == 1 % macros and k - macros < WRITER_EXTRA + 1
+        assert k % macros == 1 % macros and k - macros < stages
     else:
-        assert k == WRITER_EXTRA + 1
+        assert k == stages
+    if stages == 5:
+        assert k == writer_latency(TINY.replace(name="u", macros_per_core=macros,
+                                                residual_adds=residual))
+
+
+@pytest.mark.parametrize("hidden_rows", [5, 120])
+def test_hidden_loads_run_with_the_walks(hidden_rows):
+    """``hide_loads``: the loader program is, per phase, its own loads, SYNC, the next
+    phase's hidden loads, SYNC.  The LOAD state releases the loaders with the units, the
+    WALK state lasts until both wait again, so phase 1's hidden LOAD of `hidden_rows`
+    rows costs phase 0's WALK state only what exceeds the walk (1 + (count + 3) + 3
+    cycles, as in a LOAD state), and phase 1's LOAD state only the empty segment's
+    go cycle, FETCH, DECODE and SYNC (4 cycles instead of 1 + (count + 3) + 3)."""
+    cfg = TINY.replace(hide_loads=True)
+    w0, w1 = walk(0, 2, 3, 3, 4), walk(0, 1, 2, 3, 2)
+    phases = [Phase(0, [Load(0, 0, 0, 8)], [w0]),
+              Phase(1, [Load(0, 8, 8, hidden_rows, hidden=True)], [w1])]
+    results = network_cycles(fake_mapping(cfg, phases))
+    load0 = max(8 + 3 + 3, first_sync_wait(cfg) + 1)
+    units0 = unit_walk_state(cfg, load0, [slotted(cfg, w0)])
+    loader0 = 1 + (hidden_rows + 3) + 3
+    walk0 = max(units0, loader0)
+    assert (walk0 == loader0) == (hidden_rows == 120)     # both limits are reached
+    load1 = 1 + 3
+    t1 = load0 + walk0 + load1
+    walk1 = 1 + slotted(cfg, w1, t1 + 2) + 2 + 1
+    assert [(r.load_cycles, r.walk_cycles) for r in results] == [(load0, walk0),
+                                                                 (load1, walk1)]
+    # the same phases without hide_loads: the load runs in phase 1's LOAD state
+    serial = network_cycles(fake_mapping(TINY, [
+        phases[0], Phase(1, [Load(0, 8, 8, hidden_rows)], [w1])]))
+    load1 = 1 + (hidden_rows + 3) + 3
+    walk1 = 1 + slotted(cfg, w1, load0 + units0 + load1 + 2) + 2 + 1
+    assert [(r.load_cycles, r.walk_cycles) for r in serial] == [(load0, units0),
+                                                                (load1, walk1)]

@@ -24,6 +24,8 @@ from mars.tb.networks import (
 )
 
 TINY, DEFAULT = PRESETS["tiny"], PRESETS["default"]
+#: reloads hidden behind the walks: loader programs of two segments a phase
+TINY_HIDE = TINY.replace(name="tiny-hide", hide_loads=True)
 BINARY = DEFAULT.replace(name="binary", readout_mode=ReadoutMode.BINARY, readout_threshold=3)
 TERNARY = TINY.replace(name="ternary", readout_mode=ReadoutMode.TERNARY, readout_threshold=2,
                        scale_bits=6)
@@ -95,8 +97,8 @@ def test_apply_sets_exactly_the_stuck_bits():
 
 # -- the golden model from the image -----------------------------------------------------------
 
-@pytest.mark.parametrize("config", [TINY, DEFAULT, PRESETS["adc3"], BINARY, TERNARY],
-                         ids=lambda c: c.name)
+@pytest.mark.parametrize("config", [TINY, DEFAULT, PRESETS["adc3"], BINARY, TERNARY,
+                                    TINY_HIDE], ids=lambda c: c.name)
 @pytest.mark.parametrize("name", ["cnn", "odd"])
 def test_clean_image_gives_the_accelerator_model(config, name):
     network, x = case(config, name)
@@ -104,7 +106,7 @@ def test_clean_image_gives_the_accelerator_model(config, name):
                                   run_accelerator(network, x))
 
 
-@pytest.mark.parametrize("config", [TINY, DEFAULT, BINARY], ids=lambda c: c.name)
+@pytest.mark.parametrize("config", [TINY, DEFAULT, BINARY, TINY_HIDE], ids=lambda c: c.name)
 @pytest.mark.parametrize("stuck_at_one, code", [(0.0, 0), (1.0, -1)])
 def test_every_cell_stuck(config, stuck_at_one, code):
     """All cells stuck at 0: every stored weight reads 0; at 1: every stored weight reads

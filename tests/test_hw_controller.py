@@ -98,3 +98,63 @@ def test_one_phase_ready_at_once_and_skip_loads():
     assert trace["go_units"] == [1]
     assert trace["phase_end"] == [(5, 0, 6)]
     assert trace["total_cycles"] == 6 and trace["done"] == 1
+
+
+def run_hidden(segments: list[list[int]], walks: list[list[int]]):
+    """``hide_loads``: the loaders leave a SYNC on every ``go_loaders``, which comes with
+    every ``go_units`` (the next phase's hidden loads) and at every WALK end but the last
+    (the next phase's own loads); ``segments[k][c]``: cycles loader c is busy in its k-th
+    program segment.  Returns the trace of `run`'s kind."""
+    dut = Controller(CONFIG.replace(hide_loads=True))
+    trace = {"phase_end": [], "go_units": [], "go_loaders": []}
+
+    async def testbench(ctx):
+        ctx.set(dut.control.valid, 1)
+        ctx.set(dut.control.payload, {"addr": 0, "data": len(walks)})
+        await ctx.tick()
+        ctx.set(dut.control.valid, 0)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        t, seg, phase = 0, 0, 0
+        loader_wait_from = list(segments[0])
+        unit_wait_from = [0] * CONFIG.macros
+        while ctx.get(dut.running):
+            ctx.set(dut.loaders_waiting, sum(1 << c for c, w in enumerate(loader_wait_from)
+                                             if t >= w))
+            ctx.set(dut.units_waiting, sum(1 << u for u, w in enumerate(unit_wait_from)
+                                           if t >= w))
+            if ctx.get(dut.phase_end):
+                trace["phase_end"].append((t, ctx.get(dut.phase), ctx.get(dut.phase_cycles) + 1))
+                phase += 1
+            if ctx.get(dut.go_units):
+                trace["go_units"].append(t)
+                unit_wait_from = [t + 1 + w for w in walks[phase]]
+            if ctx.get(dut.go_loaders):
+                trace["go_loaders"].append(t)
+                seg += 1
+                loader_wait_from = [t + 1 + n for n in segments[seg]]
+            await ctx.tick()
+            t += 1
+            assert t < 500, "the controller hangs"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return trace
+
+
+def test_hidden_loads_run_with_the_walks_hand_counted():
+    # Phase 0: the loaders wait from t = 3 and 5: decision at 5, go_units and go_loaders at
+    # t = 6 (LOAD: t = 0..5, 6 cycles).  The units walk 4 and 7 cycles (wait from 11 and
+    # 14); the loaders copy phase 1's hidden rows for 2 and 20 cycles (wait from 9 and
+    # 27): the WALK ends at t = 27, when the last loader waits (t = 6..27, 22 cycles), not
+    # at 14; go_loaders at 28.  Phase 1: its own loads 1 and 0 cycles (wait from 30 and
+    # 29), decision at 30, go_units and go_loaders (the empty hidden segment, 0 cycles:
+    # waiting from 32) at 31 (LOAD: 28..30, 3 cycles; the go cycle 28 is ignored).  Units
+    # walk 5 and 2 cycles: all wait at 37, the run ends (WALK 31..37, 7 cycles).
+    trace = run_hidden([[3, 5], [2, 20], [1, 0], [0, 0]], [[4, 7], [5, 2]])
+    assert trace["go_units"] == [6, 31]
+    assert trace["go_loaders"] == [6, 28, 31]
+    assert trace["phase_end"] == [(27, 0, 28), (37, 1, 10)]

@@ -233,3 +233,39 @@ def test_default_lanes_full_range_against_numpy():
     assert differ.size == 0, (f"seed {seed}: {differ.size} elements differ, first at "
                               f"{differ[:5]}: got {act[differ[:5]]}, want {expected[differ[:5]]}")
     assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"
+
+
+@pytest.mark.parametrize("stages", [2, 3, 4])
+def test_fewer_writer_stages_same_words_sooner(stages):
+    """``writer_stages`` below 5 (stages left out, `UnitWriter.registered`): the same
+    words as NumPy's, each offered only ``latency + slot_delay`` cycles after a slot
+    announcement (`run_walk` checks it), and ``walk_done`` 5 - stages cycles sooner than
+    the full writer's on the same walk and slots."""
+    base, seed = TWO_LANES, 200 + stages
+    config = base.replace(name=f"stages{stages}", writer_stages=stages)
+    rng = np.random.default_rng(seed)
+    N, Ab, out_h, out_w, k, n_valid = config.channels_per_macro, config.act_bits, 4, 4, 2, 3
+    accs = rng.integers(-(1 << 13), 1 << 13, size=(out_h, out_w, N))
+    mult = rng.integers(1, 1 << 10, size=N)
+    shift = rng.integers(17, 23, size=N)
+    shift[1] = 0
+    words = config.act_buffer_words
+    act_init = rng.integers(0, 1 << Ab, size=2 * words)
+    insn = insn_for(config, out_w=out_w, pool_k=k, pool_w=out_w // k, pool_h=out_h // k,
+                    n_valid=n_valid, out_base=5, out_pitch=n_valid, out_row_pitch=7,
+                    out_bank=1)
+    runs = [run_walk(c, accs, insn, mult, shift, act_init.tolist(), seed=seed)
+            for c in (config, base)]
+    (act, _, done), (full_act, _, full_done) = runs
+    q = requantise(accs, mult, shift, Ab)
+    pooled = q.reshape(out_h // k, k, out_w // k, k, N).max(axis=(1, 3))
+    expected = act_init.copy()
+    for py in range(out_h // k):
+        for px in range(out_w // k):
+            for ch in range(n_valid):
+                expected[words + 5 + py * 7 + px * n_valid + ch] = pooled[py, px, ch]
+    differ = np.flatnonzero(act != expected)
+    assert differ.size == 0, f"seed {seed}: {differ.size} elements differ"
+    assert (full_act == expected).all(), f"seed {seed}"
+    assert len(done) == 1 and done[0] == full_done[0] - (5 - stages), \
+        f"seed {seed}: walk_done in {done}, the full writer's in {full_done}"

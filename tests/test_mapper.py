@@ -34,6 +34,10 @@ CONFIGS = [PRESETS[name] for name in ("tiny", "default", "adc3", "wide8")] + [
     PRESETS["tiny"].replace(name="tiny-r32x2", rows=32, macros_per_core=2),
     PRESETS["default"].replace(name="small-4x", rows=32, cols=16, partitions=2,
                                rows_per_step=4, macros_per_core=1),
+    # reloads hidden behind the walks (rounds of half the row slots where they pay)
+    PRESETS["tiny"].replace(name="tiny-r32-hide", rows=32, hide_loads=True),
+    PRESETS["tiny"].replace(name="tiny-r32x2-hide", rows=32, macros_per_core=2,
+                            hide_loads=True),
 ]
 
 
@@ -84,6 +88,7 @@ def test_mapping_covers_a_multi_round_layer():
     assert len(CASES) >= 25
     assert any(len(plan.phases) > 1 for m in mappings for plan in m.layers)
     assert any(not m.resident for m in mappings)
+    assert any(ld.hidden for m in mappings for phase in m.phases for ld in phase.loads)
 
 
 def test_every_kept_group_is_computed_once_per_output_pixel(case):
@@ -163,18 +168,26 @@ def test_no_two_writers_share_an_address_and_each_map_is_written_once(case):
 
 def test_each_walk_finds_its_block_sets_rows_in_its_macro(case):
     """Replay the LOADs (weight SRAM -> macro rows) phase by phase: when a walk runs, the
-    row slots it names hold its block set's packed rows."""
+    row slots it names hold its block set's packed rows.  A hidden load (``hide_loads``)
+    runs during the previous phase's walks, so it is replayed after them, and none of
+    them reads a row it writes."""
     mapping, where = case
     cfg = mapping.config
     G = cfg.rows_per_step
     sram = {core: memory(mapping, "weights", core) for core in range(cfg.cores)}
     macro = defaultdict(dict)                     # unit -> macro row -> word
-    for phase in mapping.phases:
+
+    def replay(load):
+        core = load.unit // cfg.macros_per_core
+        assert load.dst + load.count <= cfg.rows, where
+        for i in range(load.count):
+            macro[load.unit][load.dst + i] = sram[core][load.src + i]
+
+    for p, phase in enumerate(mapping.phases):
         for load in phase.loads:
-            core = load.unit // cfg.macros_per_core
-            assert load.dst + load.count <= cfg.rows, where
-            for i in range(load.count):
-                macro[load.unit][load.dst + i] = sram[core][load.src + i]
+            assert not load.hidden or (cfg.hide_loads and p > 0), where
+            if not load.hidden:
+                replay(load)
         plan = mapping.layers[phase.layer]
         packed = plan.packed
         for walk in phase.walks:
@@ -183,6 +196,16 @@ def test_each_walk_finds_its_block_sets_rows_in_its_macro(case):
             expected = list(packed.rows[first:first + packed.set_steps[b] * G])
             found = [macro[walk.unit].get(base * G + i) for i in range(len(expected))]
             assert found == expected, f"{where}, layer {plan.name}, set {b}"
+        # the next phase's hidden loads, during these walks: rows no walk here reads
+        ahead = mapping.phases[p + 1].loads if p + 1 < len(mapping.phases) else []
+        for load in (ld for ld in ahead if ld.hidden):
+            written = set(range(load.dst, load.dst + load.count))
+            for walk in phase.walks:
+                base, steps = walk.word["desc"]["slot_base"], walk.word["desc"]["steps"]
+                read = set(range(base * G, (base + steps) * G))
+                assert walk.unit != load.unit or not written & read, \
+                    f"{where}, phase {p}: a hidden load writes rows a walk reads"
+            replay(load)
     if mapping.resident:
         assert all(not phase.loads for phase in mapping.phases[1:]), where
 
@@ -207,9 +230,17 @@ def test_programs_end_every_phase_in_a_sync(case):
     for core in range(cfg.cores):
         program = ops(memory(mapping, "loader", core), load_layout(cfg))
         expected = []
-        for phase in mapping.phases:
-            count = sum(ld.unit // cfg.macros_per_core == core for ld in phase.loads)
+        # per phase its LOAD part's loads and a SYNC; with hide_loads then the next
+        # phase's hidden loads (run during this phase's walks) and a SYNC
+        for p, phase in enumerate(mapping.phases):
+            count = sum(ld.unit // cfg.macros_per_core == core and not ld.hidden
+                        for ld in phase.loads)
             expected += [int(Op.LOAD)] * count + [sync]
+            if cfg.hide_loads:
+                after = mapping.phases[p + 1].loads if p + 1 < len(mapping.phases) else []
+                count = sum(ld.unit // cfg.macros_per_core == core and ld.hidden
+                            for ld in after)
+                expected += [int(Op.LOAD)] * count + [sync]
         assert program == expected, f"{where}, core {core}"
 
 

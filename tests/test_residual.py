@@ -144,8 +144,12 @@ FOUR_LANES = PRESETS["default"].replace(name="four-lanes", cores=1, macros_per_c
                                         act_buffer_words=1024, rows=128)
 
 
-@pytest.mark.parametrize("base,name", [(TWO_UNITS, "resnet"), (FOUR_LANES, "ksplit-wide")],
-                         ids=["two-units-conv-shortcut", "four-lanes-k-splitting"])
+@pytest.mark.parametrize("base,name", [
+    (TWO_UNITS, "resnet"), (FOUR_LANES, "ksplit-wide"),
+    # a writer without S2 .. S4 (K = 2 + 1: the next value 1 mod U): the shortcut data
+    # used in S1's cycle, the offer delayed back onto the unit's slots
+    (TWO_UNITS.replace(name="two-units-k2", writer_stages=2), "resnet")],
+    ids=["two-units-conv-shortcut", "four-lanes-k-splitting", "two-units-writer-stages-2"])
 def test_residual_network_on_the_rtl(base, name):
     """Bit-exact and cycle-exact in Amaranth's simulator; on two units, every shortcut read
     and every offered word comes from the unit whose slot it is (docs/banking.md)."""

@@ -32,7 +32,8 @@ class PhaseCycles:
     layer: int
     cycles: int
     load_cycles: int     # cycles of the LOAD state (macro rows copied from weight SRAMs)
-    walk_cycles: int     # cycles of the WALK state (the units computing)
+    walk_cycles: int     # cycles of the WALK state (the units computing; with hide_loads
+    #                      also the next phase's hidden loads, which may outlast the walks)
 
 
 #: Decoder stages behind the issue stage and before the output register (hw/decoder.py:
@@ -40,17 +41,18 @@ class PhaseCycles:
 #: pad test).
 DECODER_STAGES = 6
 
-#: Register stages of the writer from a lane group's issue to its offer without residual
-#: adds (mars.hw.writer.WRITER_STAGES: S1 lane choice, S2 partial products, S3 product,
-#: S4 clamp inputs, the output register).
+#: Register stages of the writer's full pipeline from a lane group's issue to its offer
+#: without residual adds (mars.hw.writer.WRITER_STAGES: S1 lane choice, S2 partial
+#: products, S3 product, S4 clamp inputs, the output register).
 WRITER_STAGES = 5
 
 
 def writer_latency(cfg) -> int:
     """Cycles from a lane group's issue to its offer (mars.hw.writer.writer_latency):
-    with residual adds the next value 1 (mod U), so that the shortcut read issued with
-    the group and the offer both fall on the unit's slots."""
-    k = WRITER_STAGES
+    the configuration's ``writer_stages``; with residual adds the next value 1 (mod U),
+    so that the shortcut read issued with the group and the offer both fall on the
+    unit's slots."""
+    k = cfg.writer_stages
     return k + (1 - k) % cfg.macros if cfg.residual_adds else k
 
 
@@ -314,13 +316,22 @@ def _programs(mapping, skip_loads: bool) -> tuple[list[list[tuple]], list[list[t
             info = (_walk_info(cfg, plan, walk, fetches[phase.layer]) if plan is not None
                     else _WalkInfo())
             units[walk.unit].append(("walk", walk.steps, walk.pixels, walk.n_valid, info))
-        for ld in phase.loads:
-            loaders[ld.unit // cfg.macros_per_core].append(
-                ("load", 0 if skip_loads else ld.count))
         for program in units:
             program.append(("sync",))
-        for program in loaders:
-            program.append(("sync",))
+    # A loader program segment a SYNC: per phase its LOAD part's loads; with hide_loads
+    # also the next phase's hidden loads, which run during this phase's walks.
+    phases = mapping.phases
+    for p, phase in enumerate(phases):
+        segments = [[ld for ld in phase.loads if not getattr(ld, "hidden", False)]]
+        if cfg.hide_loads:
+            after = phases[p + 1].loads if p + 1 < len(phases) else []
+            segments.append([ld for ld in after if getattr(ld, "hidden", False)])
+        for segment in segments:
+            for ld in segment:
+                loaders[ld.unit // cfg.macros_per_core].append(
+                    ("load", 0 if skip_loads else ld.count))
+            for program in loaders:
+                program.append(("sync",))
     return units, loaders
 
 
@@ -400,7 +411,10 @@ def _pixel_starts(cfg, walk) -> tuple[int, ...] | None:
 def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     """Cycles of every phase of one inference of `mapping` (a `mars.sw.mapper.Mapping`),
     as the top's per-phase counters report them.  `skip_loads`: the weights are already
-    in the macros (a resident mapping after its first inference)."""
+    in the macros (a resident mapping after its first inference).  With the
+    configuration's ``hide_loads`` the loaders run the next phase's hidden loads
+    (`Load.hidden`) during each WALK state, which ends when the units and the loaders
+    wait (hw/controller.py)."""
     cfg = mapping.config
     unit_programs, loader_programs = _programs(mapping, skip_loads)
     fmt = UnitFormat(cfg)
@@ -414,11 +428,13 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     # its decision, the first cycle of the next state, which ignores the waiting flags
     # then (the released blocks still wait).
     go = {"units": False, "loaders": False}
+    hide = bool(cfg.hide_loads)
 
     def state_until(done, *, release_units: bool) -> int:
         """Cycles of one controller state: tick everything until `done()` holds (not in
-        the cycle of the go pulse that started the state), then release the units or the
-        loaders from their SYNC (their go pulse comes the next cycle)."""
+        the cycle of the go pulse that started the state), then release the units (with
+        hide_loads the loaders too) or the loaders from their SYNC (their go pulse comes
+        the next cycle)."""
         cycles = 0
         while True:
             cycles += 1
@@ -428,17 +444,25 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
             for u in units:
                 u.tick(go["units"], clock[0])
             clock[0] += 1
-            go["units"], go["loaders"] = last and release_units, last and not release_units
+            go["units"] = last and release_units
+            go["loaders"] = last and (hide or not release_units)
             if last:
                 return cycles
 
+    def all_loaders() -> bool:
+        return all(ld.waiting for ld in loaders)
+
+    def all_units() -> bool:
+        return all(u.waiting for u in units)
+
     results = []
     for phase in mapping.phases:
-        # LOAD: every loader (and unit) at a SYNC -> release the units; WALK: every unit
-        # back at a SYNC -> release the loaders.
-        load = state_until(lambda: all(ld.waiting for ld in loaders)
-                           and all(u.waiting for u in units), release_units=True)
-        walk = state_until(lambda: all(u.waiting for u in units), release_units=False)
+        # LOAD: every loader (and unit) at a SYNC -> release the units (and, with
+        # hide_loads, the loaders: the next phase's hidden loads); WALK: every unit (and,
+        # with hide_loads, every loader) back at a SYNC -> release the loaders.
+        load = state_until(lambda: all_loaders() and all_units(), release_units=True)
+        walk = state_until(lambda: all_units() and (not hide or all_loaders()),
+                           release_units=False)
         results.append(PhaseCycles(phase.layer, load + walk, load, walk))
     return results
 
