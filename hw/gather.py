@@ -1,14 +1,20 @@
 """A macro unit's activation gather: D decoder payloads in, one macro compute step out.
 
 The D decoders (one per word-line domain) run in step: their payloads are taken together,
-in the cycle all D are valid and stage B is free (or moves on).  The activation memory
+in the cycle all D are there and stage B is free (or moves on).  The activation memory
 holds words of G activations (`mars.contract.banking.Banking`); each domain has ONE read
 port (``act_addr[d]``: a word address with the half as its top bit; data one cycle later
 in ``act_data[d]``).  A lane's element address ``e`` (from the decoder) is field ``e % G``
 of word ``e // G``.
 
-Three stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
+Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
+* **Spare** (stage A): a payload register per domain behind the decoder's output
+  register (a 2-entry skid buffer).  Domain d is ready while its spare is empty, so the
+  decoders' stall comes from one register here and not from the read progress below;
+  a payload that stage B does not take at once waits in the spare, and B takes the
+  spare's payload first, else the decoder's (no cycle added: B keeps a step at least
+  three cycles, so the spare is refilled before B is free again).
 * **Take** (stage B loaded): each domain registers its payload's lane words and fields,
   its unpadded lanes as pending, and which lanes share a word (one compare per pair of
   lanes).  No read yet: the read address comes from registers only.
@@ -68,7 +74,9 @@ class ActivationGather(wiring.Component):
     Members
     -------
     payloads : In(stream.Signature(payload_layout(config))).array(D)
-        The decoders' payloads, one stream per word-line domain; all are taken together.
+        The decoders' payloads, one stream per word-line domain; all are taken into stage
+        B together.  ``ready`` is a register (domain d's spare is empty): it depends on
+        no input of the cycle.
     in_bank : In(region_bits)
         The activation region the walk reads (top bits of every word address).
     act_en : Out(unsigned(D))
@@ -123,18 +131,39 @@ class ActivationGather(wiring.Component):
         # Neither `take` nor `move` looks at the macro's `ready`: C moves on the cycle
         # after the macro took its step, so no path runs from the macro's (and the
         # accumulator's, the writer's) handshake into the decoders and the read ports.
+        # Stage A: a spare payload per domain (a 2-entry skid buffer with the decoder's
+        # output register).  A domain is ready while its spare is empty, so the decoders'
+        # stall (their pipelines' enables) comes from one register here, not from `take`
+        # (the read progress of every domain: `pend` -> `busy_r` -> `move` -> `take`).
+        spare_valid = Signal(D)
+        spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
+        srcs = [Signal(payload_layout(cfg), name=f"src{d}") for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
         m.d.comb += [move.eq(b_valid & ~fresh.any() & ~fetching.any() & ~c_valid),
-                     take.eq(Cat(*(o.valid for o in outs)).all() & (~b_valid | move)),
+                     take.eq(Cat(*(spare_valid[d] | o.valid for d, o in enumerate(outs))).all()
+                             & (~b_valid | move)),
                      request.valid.eq(c_valid)]
-        for o in outs:
-            m.d.comb += o.ready.eq(take)
+        for d, o in enumerate(outs):
+            # B takes the spare's payload if there is one, else the decoder's (no cycle lost
+            # when the spare is empty).  The spare's data follow the decoder's output while
+            # it is empty (a register as their enable); only its valid flag sees `take`.
+            m.d.comb += [o.ready.eq(~spare_valid[d]),
+                         srcs[d].eq(Mux(spare_valid[d], spares[d], o.payload))]
+            with m.If(~spare_valid[d]):
+                m.d.sync += [spares[d].addrs.eq(o.payload.addrs), spares[d].pad.eq(o.payload.pad),
+                             spares[d].slot.eq(o.payload.slot)]
+                if d == 0:
+                    m.d.sync += [spares[d].first.eq(o.payload.first),
+                                 spares[d].last.eq(o.payload.last),
+                                 spares[d].walk_last.eq(o.payload.walk_last)]
+                m.d.sync += spare_valid[d].eq(o.valid & ~take)
+            with m.Elif(take):
+                m.d.sync += spare_valid[d].eq(0)
         with m.If(take):
-            m.d.sync += [b_valid.eq(1), b_side.first.eq(outs[0].payload.first),
-                         b_side.last.eq(outs[0].payload.last),
-                         b_side.walk_last.eq(outs[0].payload.walk_last)]
-            for d, o in enumerate(outs):
-                m.d.sync += [b_slots[d].eq(o.payload.slot), b_pad[d].eq(o.payload.pad)]
+            m.d.sync += [b_valid.eq(1), b_side.first.eq(srcs[0].first),
+                         b_side.last.eq(srcs[0].last), b_side.walk_last.eq(srcs[0].walk_last)]
+            for d, src in enumerate(srcs):
+                m.d.sync += [b_slots[d].eq(src.slot), b_pad[d].eq(src.pad)]
         with m.Elif(move):
             m.d.sync += b_valid.eq(0)
         with m.If(move):
@@ -146,8 +175,8 @@ class ActivationGather(wiring.Component):
         # c_valid is B's finished step.
         with m.If(~c_valid):
             m.d.sync += request.payload.slots.eq(b_slots)
-        for d, o in enumerate(outs):
-            acts = self._domain(m, d, o, take, fetching)
+        for d, src in enumerate(srcs):
+            acts = self._domain(m, d, src, take, fetching)
             with m.If(~c_valid):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
@@ -209,13 +238,12 @@ class ActivationGather(wiring.Component):
             with m.If(served_r[g]):
                 m.d.sync += kept[g].eq(field(g))
         with m.If(take):
-            lane_words = [payload.payload.addrs[g][sh:] if sh < ab else C(0, 1)
-                          for g in range(G)]
-            m.d.sync += [pend.eq(~payload.payload.pad), low.eq(_lowest(~payload.payload.pad)),
+            lane_words = [payload.addrs[g][sh:] if sh < ab else C(0, 1) for g in range(G)]
+            m.d.sync += [pend.eq(~payload.pad), low.eq(_lowest(~payload.pad)),
                          served.eq(0)]
             for g in range(G):
                 m.d.sync += [words[g].eq(lane_words[g]), same[g][g].eq(1),
-                             fields[g].eq(payload.payload.addrs[g][:sh] if sh else 0)]
+                             fields[g].eq(payload.addrs[g][:sh] if sh else 0)]
                 for h in range(g + 1, G):       # one compare per pair of lanes
                     equal = lane_words[g] == lane_words[h]
                     m.d.sync += [same[g][h].eq(equal), same[h][g].eq(equal)]

@@ -322,9 +322,11 @@ class UnitWriter(wiring.Component):
         count = Signal(range(N + L + 1))           # phase + n_valid of the next pixel
         m.d.comb += [base.eq(insn.out_base + pos["pix_addr"]),
                      count.eq((base[:lb] if lb else 0) + insn.n_valid)]
+        next_last_n = Signal.like(last_n)
+        m.d.comb += next_last_n.eq(Mux(count == 0, 0, (count - 1) >> lb))
         with m.If(take):
             m.d.sync += [phase.eq(base[:lb] if lb else 0),
-                         last_n.eq(Mux(count == 0, 0, (count - 1) >> lb)),
+                         last_n.eq(next_last_n),
                          in_bounds.eq(pos["in_bounds"]),
                          pool_max.eq(~pos["first_in_window"] & (insn.pool_k != 1))]
 
@@ -334,9 +336,12 @@ class UnitWriter(wiring.Component):
             delayed = Signal()
             m.d.sync += delayed.eq(slot)
             slot = delayed
-        last_group, ends_word, can, issue = Signal(), Signal(), Signal(), Signal()
+        ends_word, can, issue = Signal(), Signal(), Signal()
+        # `n_grp == last_n`, kept as a register: set one group ahead from compares of
+        # registers, so no comparator lies in front of the issue decision (and behind it
+        # the position counters' enables).
+        last_group = Signal(init=1)
         m.d.comb += [
-            last_group.eq(n_grp == last_n),
             ends_word.eq(last_group | (group[:per_word.bit_length() - 1].all()
                                        if per_word > 1 else 1)),
             can.eq(Mux(insn.acc_out | ends_word | self._adding(), slot, 1)),
@@ -345,11 +350,12 @@ class UnitWriter(wiring.Component):
             advance.eq(issue & last_group),
         ]
         with m.If(issue):
-            m.d.sync += [n_grp.eq(Mux(last_group, 0, n_grp + 1)), group.eq(group + 1)]
+            m.d.sync += [n_grp.eq(Mux(last_group, 0, n_grp + 1)), group.eq(group + 1),
+                         last_group.eq(n_grp + 1 == last_n)]
         with m.If(self.restart):
-            m.d.sync += n_grp.eq(0)
+            m.d.sync += [n_grp.eq(0), last_group.eq(last_n == 0)]
         with m.If(take):                            # after the issue's update: a new pixel
-            m.d.sync += [n_grp.eq(0), group.eq(base >> lb)]
+            m.d.sync += [n_grp.eq(0), group.eq(base >> lb), last_group.eq(next_last_n == 0)]
 
         # -- S1: the group's lanes, in output order -------------------------------------
         s1 = Signal(self._group_layout())

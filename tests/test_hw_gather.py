@@ -5,7 +5,8 @@ compute steps with random stalls (at most two in flight, as the macro holds) and
 markers.  The activation memory holds words of G activations with ONE read port per
 domain, as the top wires it.  Every compute step must carry, per domain, the row slot of
 that domain's payload and its G activations (element ``addrs[g]`` of half ``in_bank``),
-zero where the payload's pad bit is set; the markers must come out in step order.  The
+zero where the payload's pad bit is set; the markers must come out in step order.  Every
+cycle the test also checks that no input of that cycle reaches a decoder's ``ready``.  The
 lanes' addresses are random, so most payloads need several word reads.
 """
 
@@ -74,6 +75,19 @@ def test_steps_carry_slots_and_activations():
             ctx.set(dut.request.ready, int(in_flight < 2 and rng.random() < 0.7))
             ctx.set(dut.side.ready, int(ctx.get(dut.side.valid) and rng.random() < 0.6
                                         and in_flight > 0))
+            # The decoders' `ready` comes from registers (their spares): flipping any
+            # other input of this cycle (a domain's `valid`, the macro's `ready`, the
+            # markers' `ready`) must leave every one as it is (docs/synthesis.md, "The
+            # decoders' ready").
+            readies = [ctx.get(port.ready) for port in dut.payloads]
+            for flipped in [port.valid for port in dut.payloads] + [dut.request.ready,
+                                                                    dut.side.ready]:
+                was = ctx.get(flipped)
+                ctx.set(flipped, 1 - was)
+                seen = [ctx.get(port.ready) for port in dut.payloads]
+                ctx.set(flipped, was)
+                assert seen == readies, \
+                    f"seed {seed}, cycle {cycles}: a decoder's ready follows {flipped.name}"
             if ctx.get(dut.request.valid) and ctx.get(dut.request.ready):
                 step = ctx.get(dut.request.payload)
                 steps.append(([int(step.slots[d]) for d in range(D)],

@@ -88,6 +88,7 @@ class _Walk:
         self.issued = 0
         self.dec = [None] * DECODER_STAGES         # payload positions (None: empty)
         self.out = None
+        self.spare = None                          # gather stage A: the decoders' spare
         self.b = None
         self.b_wait = 0
         self.c = None                              # gather stage C: the offered step
@@ -139,10 +140,12 @@ class _Walk:
         m_adv = not (self.p_item is not None and self.p_item[1] and len(self.results) == 2)
         req_ready = m_adv and ((not self.busy) or last_step)
         # gather: B (words being read) moves into C (offered to the macro) when C is
-        # empty at the start of the cycle; neither looks at the macro's ready
+        # empty at the start of the cycle; neither looks at the macro's ready.  B takes
+        # the spare's payload, else the decoders'; the decoders stall only on a full spare
         move = self.b is not None and self.b_wait == 0 and self.c is None
-        take = self.out is not None and (self.b is None or move)
-        advance = self.out is None or take
+        avail = self.spare if self.spare is not None else self.out
+        take = avail is not None and (self.b is None or move)
+        advance = self.out is None or self.spare is None
         issue = self.active and advance
         accept_req = self.c is not None and req_ready
         acc_accept = result is not None and r_ready
@@ -173,7 +176,11 @@ class _Walk:
             self.c = None
         if move:
             self.c = self.b
-        taken = self.out if take else None
+        taken = avail if take else None
+        if self.spare is None and self.out is not None and not take:
+            self.spare = self.out
+        elif take and self.spare is not None:
+            self.spare = None
         if take:
             self.b = taken
             # one cycle to register the payload, one word read a cycle, the last word
