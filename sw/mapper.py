@@ -704,10 +704,10 @@ def _schedule(works: list[LayerWork], cfg: MarsConfig) -> tuple[bool, list[Layer
     and kept, `Mapping.resident`); otherwise each layer loads its own rows, in as many
     rounds as its block sets need (each at most ``work.row_slots`` row slots a unit).
 
-    With ``hide_loads`` a round's placements start at the lowest row slot where they
-    overlap the fewest slots the unit's walks read in the phase before (none, when the
-    two rounds fit the macro together), so that their loads can run during those walks
-    (`_Allocator` marks them `Load.hidden`)."""
+    With ``hide_loads`` a round's placements are moved, flush with an end of the macro,
+    to where they overlap the fewest slots the unit's walks read in the phase before
+    (none, when the two rounds fit the macro together), so that their loads can run
+    during those walks (`_Allocator` marks them `Load.hidden`)."""
     resident = _is_resident(works, cfg)
     used_by_unit = [0] * cfg.macros          # row slots filled (carried over if resident)
     schedules = []
@@ -746,8 +746,10 @@ def _round_slots(placements: list[Placement], work: LayerWork, cfg: MarsConfig,
 
 def _shift_rounds(works: list[LayerWork], schedules: list[LayerSchedule],
                   cfg: MarsConfig) -> list[LayerSchedule]:
-    """Move each unit's round (as a whole) to the lowest offset where it reads the fewest
-    row slots the unit's previous phase read (`_schedule`, ``hide_loads``)."""
+    """Move each unit's round (as a whole) to the offset where it reads the fewest row
+    slots the unit's previous phase read, flush with an end of the macro (`_schedule`,
+    ``hide_loads``): each round then lies at one end, the next at the other, and two
+    consecutive rounds that fit the macro together read disjoint slots."""
     previous: dict[int, set[int]] = {}      # unit -> slots its walks read in the last phase
     out = []
     for work, schedule in zip(works, schedules):
@@ -758,8 +760,14 @@ def _shift_rounds(works: list[LayerWork], schedules: list[LayerSchedule],
                 slots = _round_slots(placements, work, cfg)
                 size = max(slots) + 1 if slots else 0
                 before = previous.get(u, set())
-                shift = min(range(cfg.row_slots - size + 1),
-                            key=lambda o: (len({s + o for s in slots} & before), o))
+                top = cfg.row_slots - size
+                # Fewest shared slots; then flush with an end of the macro (the top end
+                # first; the bottom with nothing before), so that the free slots stay in
+                # one run and the next round, if the two fit together, finds them: the
+                # lowest free offset after a round at 0 would split them in two.
+                shift = min(range(top + 1),
+                            key=lambda o: (len({s + o for s in slots} & before),
+                                           o not in (0, top), -o if before else o))
                 moved[u] = [dataclasses.replace(p, slot_base=p.slot_base + shift)
                             for p in placements]
                 now[u] = {s + shift for s in slots}
@@ -1005,15 +1013,17 @@ def _pow2_at_least(value: int) -> int:
     return 1 << max(0, (value - 1).bit_length())
 
 
-def _check_depth(what: str, used: int, depth: int, field: str, per_word: int = 1) -> None:
+def _check_depth(what: str, used: int, depth: int, field: str, per_word: int = 1,
+                 other: str = "") -> None:
     """`used` words of `what` fit `depth`, else a `MappingError` naming `field` and the
     smallest power of two that fits (`per_word` field units per word: G for the
-    decoder's tables, whose depth is the field divided by G)."""
+    decoder's tables, whose depth is the field divided by G); `other`: another remedy,
+    appended to the message."""
     if used > depth:
         raise MappingError(
             f"the network needs {used} words of {what}; the configuration has {depth}: "
             f"set {field} to at least {_pow2_at_least(used * per_word)} "
-            f"(it is {depth * per_word})")
+            f"(it is {depth * per_word}){other}")
 
 
 def _check_tables(cfg: MarsConfig, alloc: _Allocator) -> None:
@@ -1067,9 +1077,12 @@ def _programs(cfg: MarsConfig, phases: list[Phase], sync: dict,
     for u, words in programs.items():
         _check_depth(f"program memory (unit {u})", len(words), cfg.program_words,
                      "program_words")
+    # hide_loads: a second SYNC a phase in every loader program (`loader_segments`)
+    other = (f", or hide_loads to false ({len(phases)} of them are its second SYNC a "
+             f"phase)" if cfg.hide_loads else "")
     for core, words in loader_programs.items():
         _check_depth(f"loader program (core {core})", len(words), cfg.program_words,
-                     "program_words")
+                     "program_words", other=other)
     return programs, loader_programs
 
 

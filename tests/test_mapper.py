@@ -38,6 +38,9 @@ CONFIGS = [PRESETS[name] for name in ("tiny", "default", "adc3", "wide8")] + [
     PRESETS["tiny"].replace(name="tiny-r32-hide", rows=32, hide_loads=True),
     PRESETS["tiny"].replace(name="tiny-r32x2-hide", rows=32, macros_per_core=2,
                             hide_loads=True),
+    # rounds of many sizes on 32 row slots, most pairs fitting together (program_words:
+    # its loader programs take two SYNCs a phase)
+    PRESETS["ice40"].replace(name="ice40-hide", hide_loads=True, program_words=64),
 ]
 
 
@@ -210,6 +213,30 @@ def test_each_walk_finds_its_block_sets_rows_in_its_macro(case):
         assert all(not phase.loads for phase in mapping.phases[1:]), where
 
 
+def test_rounds_that_fit_together_hide_their_loads(case):
+    """``hide_loads``: a unit's round whose row slots and those of its round in the phase
+    before fit the macro together (R/G) lands in slots that round does not read, so
+    every one of its loads is hidden (docs/architecture.md, "Hidden reloads")."""
+    mapping, where = case
+    cfg = mapping.config
+    if not cfg.hide_loads or mapping.resident:
+        return
+
+    def extents(phase):
+        read = defaultdict(set)
+        for walk in phase.walks:
+            base, steps = walk.word["desc"]["slot_base"], walk.word["desc"]["steps"]
+            read[walk.unit].update(range(base, base + steps))
+        return {u: max(s) - min(s) + 1 for u, s in read.items()}
+
+    for p in range(1, len(mapping.phases)):
+        before, now = extents(mapping.phases[p - 1]), extents(mapping.phases[p])
+        for load in mapping.phases[p].loads:
+            u = load.unit
+            if before.get(u, 0) + now[u] <= cfg.row_slots:
+                assert load.hidden, f"{where}, phase {p}, unit {u}: {load}"
+
+
 def ops(words, layout):
     field = layout["op"]
     mask = (1 << field.shape.width) - 1
@@ -280,3 +307,22 @@ def test_refusals_name_the_configuration_field():
         network = build(cfg, np.random.default_rng(0), sparsity)
         with pytest.raises(MappingError, match=field):
             map_network(network)
+
+
+def test_a_loader_program_too_long_with_hide_loads_names_it():
+    """``hide_loads`` puts two SYNCs a phase in each loader program: a network whose
+    loader program fits without it can be refused with it, and the message names both
+    remedies (``program_words``, or ``hide_loads`` off), not only the first."""
+    build, sparsity = NETWORKS["dense"]
+    seed = stable_seed("ice40", "dense")
+    plain = PRESETS["ice40"]
+    hide = plain.replace(name="ice40-hide", hide_loads=True)
+    mapping = map_network(build(plain, np.random.default_rng(seed), sparsity))
+    syncs = len(mapping.phases)                # one a phase and core; hide_loads: two
+    words = len(memory(mapping, "loader", 0))
+    assert words <= plain.program_words < words + syncs, f"seed {seed}"
+    with pytest.raises(MappingError) as info:
+        map_network(build(hide, np.random.default_rng(seed), sparsity))
+    message = str(info.value)
+    assert "loader program (core 0" in message and "program_words" in message, message
+    assert "hide_loads" in message and "\n" not in message, message
