@@ -17,10 +17,13 @@ CONFIG = PRESETS["tiny"].replace(name="tiny-2c", cores=2, macros_per_core=1)
 
 
 def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
-        start_when_zero=False):
-    """Run `phases` phases; ``loads[p][c]`` / ``walks[p][u]``: cycles loader c / unit u is
-    busy in phase p (it waits again from the cycle after).  Returns the trace."""
-    dut = Controller(CONFIG)
+        start_when_zero=False, hide=False):
+    """Run `phases` phases; ``loads[k][c]``: cycles loader c is busy in its k-th program
+    segment (it leaves a SYNC on every ``go_loaders``; without ``hide_loads`` segment k is
+    phase k's loads), ``walks[p][u]``: cycles unit u is busy in phase p (each waits again
+    from the cycle after).  With ``hide``, ``hide_loads``: ``go_loaders`` also comes with
+    every ``go_units`` (the next phase's hidden loads).  Returns the trace."""
+    dut = Controller(CONFIG.replace(hide_loads=hide))
     trace = {"phase_end": [], "go_units": [], "go_loaders": [], "done_at": None}
 
     async def testbench(ctx):
@@ -39,7 +42,7 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
-        t, phase = 0, 0                       # t: cycle of the run, 0 = the first LOAD cycle
+        t, phase, seg = 0, 0, 0               # t: cycle of the run, 0 = the first LOAD cycle
         loader_wait_from = list(loads[0])     # loaders run from the first LOAD cycle
         unit_wait_from = [0] * CONFIG.macros  # units start at their first SYNC
         while ctx.get(dut.running):
@@ -49,13 +52,14 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
                                            if t >= w))
             if ctx.get(dut.phase_end):
                 trace["phase_end"].append((t, ctx.get(dut.phase), ctx.get(dut.phase_cycles) + 1))
+                phase += 1
             if ctx.get(dut.go_units):
                 trace["go_units"].append(t)
                 unit_wait_from = [t + 1 + w for w in walks[phase]]
             if ctx.get(dut.go_loaders):
                 trace["go_loaders"].append(t)
-                phase += 1
-                loader_wait_from = [t + 1 + n for n in loads[phase]]
+                seg += 1
+                loader_wait_from = [t + 1 + n for n in loads[seg]]
             await ctx.tick()
             t += 1
             assert t < 500, "the controller hangs"
@@ -100,51 +104,6 @@ def test_one_phase_ready_at_once_and_skip_loads():
     assert trace["total_cycles"] == 6 and trace["done"] == 1
 
 
-def run_hidden(segments: list[list[int]], walks: list[list[int]]):
-    """``hide_loads``: the loaders leave a SYNC on every ``go_loaders``, which comes with
-    every ``go_units`` (the next phase's hidden loads) and at every WALK end but the last
-    (the next phase's own loads); ``segments[k][c]``: cycles loader c is busy in its k-th
-    program segment.  Returns the trace of `run`'s kind."""
-    dut = Controller(CONFIG.replace(hide_loads=True))
-    trace = {"phase_end": [], "go_units": [], "go_loaders": []}
-
-    async def testbench(ctx):
-        ctx.set(dut.control.valid, 1)
-        ctx.set(dut.control.payload, {"addr": 0, "data": len(walks)})
-        await ctx.tick()
-        ctx.set(dut.control.valid, 0)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        t, seg, phase = 0, 0, 0
-        loader_wait_from = list(segments[0])
-        unit_wait_from = [0] * CONFIG.macros
-        while ctx.get(dut.running):
-            ctx.set(dut.loaders_waiting, sum(1 << c for c, w in enumerate(loader_wait_from)
-                                             if t >= w))
-            ctx.set(dut.units_waiting, sum(1 << u for u, w in enumerate(unit_wait_from)
-                                           if t >= w))
-            if ctx.get(dut.phase_end):
-                trace["phase_end"].append((t, ctx.get(dut.phase), ctx.get(dut.phase_cycles) + 1))
-                phase += 1
-            if ctx.get(dut.go_units):
-                trace["go_units"].append(t)
-                unit_wait_from = [t + 1 + w for w in walks[phase]]
-            if ctx.get(dut.go_loaders):
-                trace["go_loaders"].append(t)
-                seg += 1
-                loader_wait_from = [t + 1 + n for n in segments[seg]]
-            await ctx.tick()
-            t += 1
-            assert t < 500, "the controller hangs"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    return trace
-
-
 def test_hidden_loads_run_with_the_walks_hand_counted():
     # Phase 0: the loaders wait from t = 3 and 5: decision at 5, go_units and go_loaders at
     # t = 6 (LOAD: t = 0..5, 6 cycles).  The units walk 4 and 7 cycles (wait from 11 and
@@ -154,7 +113,8 @@ def test_hidden_loads_run_with_the_walks_hand_counted():
     # 29), decision at 30, go_units and go_loaders (the empty hidden segment, 0 cycles:
     # waiting from 32) at 31 (LOAD: 28..30, 3 cycles; the go cycle 28 is ignored).  Units
     # walk 5 and 2 cycles: all wait at 37, the run ends (WALK 31..37, 7 cycles).
-    trace = run_hidden([[3, 5], [2, 20], [1, 0], [0, 0]], [[4, 7], [5, 2]])
+    trace = run(2, [[3, 5], [2, 20], [1, 0], [0, 0]], [[4, 7], [5, 2]], hide=True)
     assert trace["go_units"] == [6, 31]
     assert trace["go_loaders"] == [6, 28, 31]
     assert trace["phase_end"] == [(27, 0, 28), (37, 1, 10)]
+    assert trace["total_cycles"] == 28 + 10 and trace["done"] == 1
