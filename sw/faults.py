@@ -37,7 +37,7 @@ from mars.contract.program import Op, load_layout
 from mars.errors import MarsError
 from mars.sw.golden.accel import accelerator_product
 from mars.sw.golden.network import IntegerNetwork, LayerNode, run_network
-from mars.sw.mapper import Mapping, MappingError, Walk, map_network
+from mars.sw.mapper import Mapping, MappingError, Walk, loader_segments, map_network
 from mars.sw.sparse import words_to_rows
 
 __all__ = ["FaultError", "FaultModel", "FaultMap", "inject_faults", "macro_weights",
@@ -154,24 +154,19 @@ class FaultMap:
 # -- the faulty image ------------------------------------------------------------------------
 
 def _loader_programs(config: MarsConfig, phases) -> dict[int, list[int]]:
-    """Loader program words per core for `phases` (each phase's loads but its hidden
-    ones, then a SYNC; with ``hide_loads`` then the next phase's hidden loads and a SYNC),
-    the format `mars.sw.mapper` emits (checked against the mapper's own words)."""
+    """Loader program words per core for `phases` (the loads of each of the mapper's
+    `loader_segments`, then a SYNC), the format `mars.sw.mapper` emits (checked against
+    the mapper's own words)."""
     layout = load_layout(config)
     programs: dict[int, list[int]] = {core: [] for core in range(config.cores)}
-    for p, phase in enumerate(phases):
-        segments = [[ld for ld in phase.loads if not ld.hidden]]
-        if config.hide_loads:
-            after = phases[p + 1].loads if p + 1 < len(phases) else []
-            segments.append([ld for ld in after if ld.hidden])
-        for segment in segments:
-            for ld in segment:
-                core, j = divmod(ld.unit, config.macros_per_core)
-                programs[core].append(layout.const({
-                    "op": int(Op.LOAD), "unit": j, "src": ld.src, "dst": ld.dst,
-                    "count": ld.count}).as_bits())
-            for core in range(config.cores):
-                programs[core].append(layout.const({"op": int(Op.SYNC)}).as_bits())
+    for segment in loader_segments(config, phases):
+        for ld in segment:
+            core, j = divmod(ld.unit, config.macros_per_core)
+            programs[core].append(layout.const({
+                "op": int(Op.LOAD), "unit": j, "src": ld.src, "dst": ld.dst,
+                "count": ld.count}).as_bits())
+        for core in range(config.cores):
+            programs[core].append(layout.const({"op": int(Op.SYNC)}).as_bits())
     return programs
 
 
