@@ -119,7 +119,7 @@ class ActivationGather(wiring.Component):
         # Stage B: the step being read (its slots, pad masks and markers).
         # Reset-less (hw/regs.py): every payload register below (stages A, B, C, the
         # lanes' words, fields and read data) is loaded with its step and read only under
-        # its valid flag or pending lanes; the flags, `pend`, `served` keep the reset.
+        # its valid flag or pending lanes; the flags, `pend` and `low` keep the reset.
         b_valid = Signal()
         b_slots = Signal(data.ArrayLayout(range(cfg.row_slots), D), reset_less=True)
         b_pad = Signal(data.ArrayLayout(unsigned(cfg.rows_per_step), D), reset_less=True)
@@ -215,7 +215,10 @@ class ActivationGather(wiring.Component):
                         reset_less=True)
         same = Signal(data.ArrayLayout(unsigned(G), G), name=f"same{d}", reset_less=True)
         pend = Signal(G, name=f"pend{d}")        # lanes whose word is not read yet
-        served = Signal(G, name=f"served{d}")    # lanes served by the word on act_data
+        # lanes served by the word on act_data; reset-less: cleared at every take, so a
+        # run's first step sees what a later step sees (the previous step's last match,
+        # which writes only `kept` before the step's own reads overwrite it)
+        served = Signal(G, name=f"served{d}", reset_less=True)
         kept = Signal(data.ArrayLayout(unsigned(Ab), G), name=f"kept{d}", reset_less=True)
         low = Signal(G, name=f"low{d}")          # the lowest pending lane, one-hot (a register)
         word = Signal(word_bits, name=f"word{d}")
@@ -228,7 +231,7 @@ class ActivationGather(wiring.Component):
         # RAM; `served_r` says which lanes it serves.  The step is done once no read is in
         # flight: the last read's word is in data_r.
         data_r = Signal.like(self.act_data[d], name=f"data_r{d}", reset_less=True)
-        served_r = Signal(G, name=f"served_r{d}")
+        served_r = Signal(G, name=f"served_r{d}", reset_less=True)
         busy_r = Signal(name=f"busy_r{d}")
         m.d.sync += [data_r.eq(self.act_data[d]), served_r.eq(served), busy_r.eq(busy)]
         m.d.comb += [fetching[d].eq(busy | busy_r),
