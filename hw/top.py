@@ -130,7 +130,8 @@ class MarsTop(wiring.Component):
         """Each core's weight SRAM, loader and macro units, with their host writes.
 
         Loaders and units are held in reset (program counters at 0) while the controller
-        is idle (``running`` low); their memories keep what the host wrote.
+        is idle (``running`` low); their memories keep what the host wrote.  Only their
+        control state has a reset: one net to every flip-flop that keeps it (hw/regs.py).
         """
         cfg, init = self._config, self._init
         loaders, units = [], []
