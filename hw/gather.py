@@ -117,18 +117,13 @@ class ActivationGather(wiring.Component):
         m = Module()
         outs = list(self.payloads)
         # Stage B: the step being read (its slots, pad masks and markers).
-        # Reset-less (hw/regs.py): every payload register below (stages A, B, C, the
-        # lanes' words, fields and read data) is loaded with its step and read only under
-        # its valid flag or pending lanes; the flags, `pend` and `low` keep the reset.
         b_valid = Signal()
-        b_slots = Signal(data.ArrayLayout(range(cfg.row_slots), D), reset_less=True)
-        b_pad = Signal(data.ArrayLayout(unsigned(cfg.rows_per_step), D), reset_less=True)
-        b_side = Signal(side_layout(), reset_less=True)
+        b_slots = Signal(data.ArrayLayout(range(cfg.row_slots), D))
+        b_pad = Signal(data.ArrayLayout(unsigned(cfg.rows_per_step), D))
+        b_side = Signal(side_layout())
         # Stage C: the finished step offered to the macro (acts masked, from registers).
         request = self.request
         c_valid = Signal()
-        c_step = Signal(request_layout(cfg), reset_less=True)  # drives `request.payload`
-        m.d.comb += request.payload.eq(c_step)
         take = Signal()
         fresh = Signal(2)                    # B was loaded one / two cycles ago
         move = Signal()                      # B's step (every word read) moves into C
@@ -141,8 +136,7 @@ class ActivationGather(wiring.Component):
         # stall (their pipelines' enables) comes from one register here, not from `take`
         # (the read progress of every domain: `pend` -> `busy_r` -> `move` -> `take`).
         spare_valid = Signal(D)
-        spares = [Signal(payload_layout(cfg), name=f"spare{d}", reset_less=True)
-                  for d in range(D)]
+        spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
         srcs = [Signal(payload_layout(cfg), name=f"src{d}") for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
         m.d.comb += [move.eq(b_valid & ~fresh.any() & ~fetching.any() & ~c_valid),
@@ -180,12 +174,12 @@ class ActivationGather(wiring.Component):
         # `move`, which would fan out to all of them): what they hold when `move` sets
         # c_valid is B's finished step.
         with m.If(~c_valid):
-            m.d.sync += c_step.slots.eq(b_slots)
+            m.d.sync += request.payload.slots.eq(b_slots)
         for d, src in enumerate(srcs):
             acts = self._domain(m, d, src, take, fetching)
             with m.If(~c_valid):
                 for g, value in enumerate(acts):
-                    m.d.sync += c_step.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
+                    m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
         m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=6)
         m.d.comb += [side.w_en.eq(move), side.w_data.eq(b_side),
@@ -207,19 +201,12 @@ class ActivationGather(wiring.Component):
         G, Ab, sh = cfg.rows_per_step, cfg.act_bits, bank.group_bits
         ab = DecoderFormat(cfg).addr_bits
         word_bits = max(1, ab - sh)
-        # words, fields, same: loaded at the take, read only while lanes are pending;
-        # kept, data_r: read only for served lanes of the step (padded lanes masked).
-        words = Signal(data.ArrayLayout(unsigned(word_bits), G), name=f"words{d}",
-                       reset_less=True)
-        fields = Signal(data.ArrayLayout(unsigned(max(1, sh)), G), name=f"fields{d}",
-                        reset_less=True)
-        same = Signal(data.ArrayLayout(unsigned(G), G), name=f"same{d}", reset_less=True)
+        words = Signal(data.ArrayLayout(unsigned(word_bits), G), name=f"words{d}")
+        fields = Signal(data.ArrayLayout(unsigned(max(1, sh)), G), name=f"fields{d}")
+        same = Signal(data.ArrayLayout(unsigned(G), G), name=f"same{d}")
         pend = Signal(G, name=f"pend{d}")        # lanes whose word is not read yet
-        # lanes served by the word on act_data; reset-less: cleared at every take, so a
-        # run's first step sees what a later step sees (the previous step's last match,
-        # which writes only `kept` before the step's own reads overwrite it)
-        served = Signal(G, name=f"served{d}", reset_less=True)
-        kept = Signal(data.ArrayLayout(unsigned(Ab), G), name=f"kept{d}", reset_less=True)
+        served = Signal(G, name=f"served{d}")    # lanes served by the word on act_data
+        kept = Signal(data.ArrayLayout(unsigned(Ab), G), name=f"kept{d}")
         low = Signal(G, name=f"low{d}")          # the lowest pending lane, one-hot (a register)
         word = Signal(word_bits, name=f"word{d}")
         match = Signal(G, name=f"match{d}")
@@ -230,8 +217,8 @@ class ActivationGather(wiring.Component):
         # The word read lands in a register (data_r) the cycle after it leaves the block
         # RAM; `served_r` says which lanes it serves.  The step is done once no read is in
         # flight: the last read's word is in data_r.
-        data_r = Signal.like(self.act_data[d], name=f"data_r{d}", reset_less=True)
-        served_r = Signal(G, name=f"served_r{d}", reset_less=True)
+        data_r = Signal.like(self.act_data[d], name=f"data_r{d}")
+        served_r = Signal(G, name=f"served_r{d}")
         busy_r = Signal(name=f"busy_r{d}")
         m.d.sync += [data_r.eq(self.act_data[d]), served_r.eq(served), busy_r.eq(busy)]
         m.d.comb += [fetching[d].eq(busy | busy_r),
