@@ -48,8 +48,9 @@ MAX_RESET_WIDTH = 16
 #: `KEEPS_RESET`).  Measured (this change): 138 of 12,031 bits (1.1 %) on the default
 #: unit, 106 of 4,344 (2.4 %) in the tiny top's unit and loader, 111 of 4,960 (2.2 %)
 #: with residual adds; before it, every bit (100 %).  5 % leaves room for more control
-#: state, not for the wide datapath registers back on the reset (the width check catches any one of them: the default
-#: writer's output word alone is 133 bits, the four decoders' descriptors 4 x 148).
+#: state, not for the wide datapath registers back on the reset (the width check catches
+#: any one of them: the default writer's output word alone is 133 bits, the four
+#: decoders' descriptors 4 x 148).
 MAX_RESET_SHARE = 0.05
 
 
