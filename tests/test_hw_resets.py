@@ -6,9 +6,10 @@ flip-flop that keeps it; before the datapath registers were made reset-less it r
 45,178 of the default top's 50,887 flip-flops and the top did not route
 (docs/synthesis.md, "The run reset").  The first tests count the clocked bits of the
 elaborated Amaranth design (before synthesis: a bit Yosys later finds constant still
-counts); the last runs two different networks back to back on the tiny top in
-Amaranth's simulator, bit-exact and cycle-exact, so that a register made reset-less
-whose old value does matter would show.
+counts); the others run different networks back to back on tiny tops in Amaranth's
+simulator (also after runs cut short mid-walk, or failed, and ended by the domain
+reset), bit-exact and cycle-exact, so that a register made reset-less whose old value
+does matter would show.
 """
 
 from __future__ import annotations
