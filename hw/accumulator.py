@@ -89,13 +89,17 @@ class Accumulator(wiring.Component):
         f = cfg.scale_frac_bits if cfg.scaled_readout else 0
         m = Module()
         result, side, pixel = self.result, self.side.payload, self.pixel
-        accs = Signal(data.ArrayLayout(signed(cfg.acc_bits + f), N))
+        # Reset-less (hw/regs.py): the running sums restart from the bias at a pixel's
+        # first step; the hold register and the spare are read only under their valid.
+        accs = Signal(data.ArrayLayout(signed(cfg.acc_bits + f), N), reset_less=True)
+        hold = Signal(pixel_layout(cfg), reset_less=True)      # drives `pixel.payload`
+        m.d.comb += pixel.payload.eq(hold)
         # The hold register (``pixel``) and a spare behind it: a pixel's last step is
         # taken while the spare is empty, a register, so `result.ready` does not look at
         # the writer's `pixel.ready` (no combinational path from the writer's issue
         # decision into the macro's pipeline advance).  Two entries keep the bypass's
         # pace: a writer-bound walk still drains a pixel every w cycles.
-        spare = Signal(pixel_layout(cfg))
+        spare = Signal(pixel_layout(cfg), reset_less=True)
         spare_valid = Signal()
         accept, push, pop = Signal(), Signal(), Signal()
         m.d.comb += [
@@ -114,20 +118,20 @@ class Accumulator(wiring.Component):
         m.d.comb += new.walk_last.eq(side.walk_last)
         with m.If(pop):
             with m.If(spare_valid):             # the spare moves up, the new pixel behind
-                m.d.sync += pixel.payload.eq(spare)
+                m.d.sync += hold.eq(spare)
                 with m.If(push):
                     m.d.sync += spare.eq(new)
                 with m.Else():
                     m.d.sync += spare_valid.eq(0)
             with m.Elif(push):
-                m.d.sync += pixel.payload.eq(new)
+                m.d.sync += hold.eq(new)
             with m.Else():
                 m.d.sync += pixel.valid.eq(0)
         with m.Elif(push):
             with m.If(pixel.valid):             # the spare is empty (`result.ready`)
                 m.d.sync += [spare.eq(new), spare_valid.eq(1)]
             with m.Else():
-                m.d.sync += [pixel.payload.eq(new), pixel.valid.eq(1)]
+                m.d.sync += [hold.eq(new), pixel.valid.eq(1)]
         with m.If(accept & ~side.last):
             m.d.sync += [accs[n].eq(sums[n]) for n in range(N)]
         return m

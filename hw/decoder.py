@@ -55,6 +55,7 @@ from mars.contract.decoder import (
 )
 
 from .decoder_stages import LaneExpander, WalkIssue, item_layout
+from .regs import valid_register
 
 __all__ = ["SparseDecoder"]
 
@@ -120,17 +121,23 @@ class SparseDecoder(wiring.Component):
         # Stage registers: the markers and the window origin travel with each item
         # (s1: index read; s2: index word registered, checks; s3: k-table read; s4: k-table
         # word registered, lanes L1a; s5: lanes L1b; s6: pad test, addresses).
-        s1, s2, s3, s4, s5, s6 = (Signal(item_layout(cfg), name=f"s{i}")
-                                  for i in range(1, 7))
-        s2_kg = Signal(fmt.kgroup_bits)             # the index word, registered
-        s3_kg = Signal(fmt.kgroup_bits)
-        s4_kg = Signal(fmt.kgroup_bits)
-        s4_entry = Signal(ktable_layout(cfg))       # the k-table word, registered
+        # Reset-less (hw/regs.py): only the stages' valid bits, the checks' results, the
+        # output's valid and the error flags keep the reset; the rest is data that travels
+        # with a valid item, and `prev_kg` is read only after a kept group of the same
+        # pixel (its first step, never a filler, sets it).
+        stages = [valid_register(m, item_layout(cfg), name=f"s{i}") for i in range(1, 7)]
+        s1, s2, s3, s4, s5, s6 = (reg for reg, _, _ in stages)
+        s2_kg = Signal(fmt.kgroup_bits, reset_less=True)    # the index word, registered
+        s3_kg = Signal(fmt.kgroup_bits, reset_less=True)
+        s4_kg = Signal(fmt.kgroup_bits, reset_less=True)
+        s4_entry = Signal(ktable_layout(cfg), reset_less=True)  # the k-table word
+        payload = Signal(payload_layout(cfg), reset_less=True)  # drives `out.payload`
+        m.d.comb += out.payload.eq(payload)
 
         # -- S2: the index word's checks, the k-table read ----------------------------------
         kg = s2_kg
         range_error = s2.valid & ~s2.filler & (kg >= desc.k_groups)
-        prev_kg = Signal(fmt.kgroup_bits)
+        prev_kg = Signal(fmt.kgroup_bits, reset_less=True)
         order_error = s2.valid & ~s2.filler & ~s2.first & (kg <= prev_kg)
         # The checks' results are registered with the item (S3), and the walk is stopped
         # from there: no comparator drives the walk counters' enables.
@@ -155,38 +162,38 @@ class SparseDecoder(wiring.Component):
 
         # -- stage advance and output register ----------------------------------------------
         with m.If(advance):
+            for (_, data_, valid), src in zip(stages, (walk.item, s1, s2, s3, s4, s5)):
+                m.d.sync += [data_.eq(src), valid.eq(src.valid)]
             m.d.sync += [
-                s1.eq(walk.item),
-                s2.eq(s1), s2_kg.eq(index_read.data),
-                s3.eq(s2), s3_kg.eq(Mux(s2.filler, 0, kg)),
+                s2_kg.eq(index_read.data),
+                s3_kg.eq(Mux(s2.filler, 0, kg)),
                 s3_range.eq(range_error), s3_order.eq(order_error),
-                s4.eq(s3), s4.valid.eq(s3.valid & ~kill), s4_kg.eq(s3_kg),
+                stages[3][2].eq(s3.valid & ~kill), s4_kg.eq(s3_kg),
                 s4_entry.eq(ktable_read.data),
-                s5.eq(s4), s6.eq(s5),
                 out.valid.eq(s6.valid),
-                out.payload.slot.eq(s6.slot),
-                out.payload.pad.eq(lanes.pad),
+                payload.slot.eq(s6.slot),
+                payload.pad.eq(lanes.pad),
             ]
             for name in ("first", "last", "walk_first", "walk_last", "filler"):
-                m.d.sync += getattr(out.payload, name).eq(getattr(s6, name))
+                m.d.sync += getattr(payload, name).eq(getattr(s6, name))
             with m.If(s2.valid & ~s2.filler):
                 m.d.sync += prev_kg.eq(kg)
             with m.If(kill):
                 # The bad item and the three issued behind it are dropped; the walk ends.
-                m.d.sync += [s1.valid.eq(0), s2.valid.eq(0), s3.valid.eq(0),
+                m.d.sync += [stages[0][2].eq(0), stages[1][2].eq(0), stages[2][2].eq(0),
                              self.error.index_range.eq(self.error.index_range | s3_range),
                              self.error.index_order.eq(self.error.index_order | s3_order)]
         # A padded lane's address is 0: a synchronous reset of its register, with priority
         # over the enable (the flip-flops' own reset input, no multiplexer).
         for g in range(cfg.rows_per_step):
             with m.If(advance & lanes.pad[g]):
-                m.d.sync += out.payload.addrs[g].eq(0)
+                m.d.sync += payload.addrs[g].eq(0)
             with m.Elif(advance):
-                m.d.sync += out.payload.addrs[g].eq(lanes.addrs[g])
-        s5_kg = Signal(fmt.kgroup_bits)
-        s6_kg = Signal(fmt.kgroup_bits)
+                m.d.sync += payload.addrs[g].eq(lanes.addrs[g])
+        s5_kg = Signal(fmt.kgroup_bits, reset_less=True)
+        s6_kg = Signal(fmt.kgroup_bits, reset_less=True)
         with m.If(advance):
-            m.d.sync += [s5_kg.eq(s4_kg), s6_kg.eq(s5_kg), out.payload.kgroup.eq(s6_kg)]
+            m.d.sync += [s5_kg.eq(s4_kg), s6_kg.eq(s5_kg), payload.kgroup.eq(s6_kg)]
         with m.If(walk.started):
             m.d.sync += [self.error.eq(0), self.error.descriptor.eq(walk.bad)]
         return m

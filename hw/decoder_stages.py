@@ -88,21 +88,26 @@ class WalkIssue(wiring.Component):
         })
 
     def elaborate(self, platform):
-        fmt, desc, item = self._format, self.desc, self.item
+        fmt, item = self._format, self.item
         m = Module()
-        s = Signal(range(fmt.index_depth + 1))
+        # Reset-less (hw/regs.py): the descriptor and the walk counters are all loaded at
+        # the start, and read only while `active` (which keeps the reset) or by the items
+        # issued since.
+        desc = Signal(descriptor_layout(self._config), reset_less=True)  # drives `desc`
+        m.d.comb += self.desc.eq(desc)
+        s = Signal(range(fmt.index_depth + 1), reset_less=True)
         # Output columns and rows still to walk, down to 1 (the last): loaded with out_w
         # and out_h, so that no subtraction is needed at the start.
-        cols_left = Signal(fmt.value_bits)
-        rows_left = Signal(fmt.value_bits)
-        first_pixel = Signal()
-        bx = Signal(signed(fmt.offset_bits))
-        by = Signal(signed(fmt.offset_bits))
+        cols_left = Signal(fmt.value_bits, reset_less=True)
+        rows_left = Signal(fmt.value_bits, reset_less=True)
+        first_pixel = Signal(reset_less=True)
+        bx = Signal(signed(fmt.offset_bits), reset_less=True)
+        by = Signal(signed(fmt.offset_bits), reset_less=True)
         issue = self.active & self.advance
-        index_addr = Signal(fmt.slot_bits)
+        index_addr = Signal(fmt.slot_bits, reset_less=True)
         # steps - 1, registered at the start: the test is then an equality, with no
         # subtraction in front of the counters' enables.
-        last_s = Signal.like(desc.steps)
+        last_s = Signal.like(desc.steps, reset_less=True)
         last_step = s == last_s
         last_col, last_row = cols_left == 1, rows_left == 1
         m.d.comb += [
@@ -245,26 +250,29 @@ class LaneExpander(wiring.Component):
         ab, ob = fmt.addr_bits, fmt.offset_bits
         m = Module()
         sync = m.d.sync
+        # Every register here is reset-less (hw/regs.py): stage data that travels with an
+        # item (the caller's stage registers carry its valid bit), or recomputed from the
+        # descriptor every cycle.
 
         # Per walk (registers recomputed from the descriptor every cycle; a walk's first
         # item reaches stage A four cycles after its start): the multiples k*J modulo the
         # buffer size (k < G), which lanes exist in the last K-group, its index.
-        mult_jump = [Signal(ab, name=f"jump_x{k}") for k in range(G)]
-        lanes_k = Signal(G)
-        last_kg = Signal.like(desc.k_groups)
+        mult_jump = [Signal(ab, name=f"jump_x{k}", reset_less=True) for k in range(G)]
+        lanes_k = Signal(G, reset_less=True)
+        last_kg = Signal.like(desc.k_groups, reset_less=True)
         for k in range(1, G):
             sync += mult_jump[k].eq(_times(desc.row_jump.as_unsigned()[:ab], k, ab))
         sync += [lanes_k.eq(Cat(*(desc.last_lanes > g for g in range(G)))),
                  last_kg.eq(desc.k_groups - 1)]
 
         # -- P: the window's per-pixel values ----------------------------------------------
-        bx_p = Signal(signed(ob))
-        by_p = Signal(signed(ob))
-        cols_p = Signal(signed(ob))                 # P - bx
-        rows_p = Signal(signed(ob))                 # H - by
-        xwin_p = Signal(G)                          # 0 <= bx + q < P, q < G
-        last_p = Signal()
-        filler_p = Signal()
+        bx_p = Signal(signed(ob), reset_less=True)
+        by_p = Signal(signed(ob), reset_less=True)
+        cols_p = Signal(signed(ob), reset_less=True)  # P - bx
+        rows_p = Signal(signed(ob), reset_less=True)  # H - by
+        xwin_p = Signal(G, reset_less=True)           # 0 <= bx + q < P, q < G
+        last_p = Signal(reset_less=True)
+        filler_p = Signal(reset_less=True)
         cols = Signal(signed(ob))
         m.d.comb += cols.eq(desc.row_size - self.bx)
         with m.If(self.advance):
@@ -275,20 +283,21 @@ class LaneExpander(wiring.Component):
 
         # -- A: the group's first K-row; per lane its kernel row and address step ----------
         e = self.entry
-        row_a = Signal(signed(ob))                  # by + kh0
-        rows_a = Signal(signed(ob))                 # H - by - kh0
-        x_a = Signal(signed(ob))                    # bx + p0
-        cols_a = Signal(signed(ob))                 # P - bx - p0
+        row_a = Signal(signed(ob), reset_less=True)   # by + kh0
+        rows_a = Signal(signed(ob), reset_less=True)  # H - by - kh0
+        x_a = Signal(signed(ob), reset_less=True)     # bx + p0
+        cols_a = Signal(signed(ob), reset_less=True)  # P - bx - p0
         wb = max(1, (G - 1).bit_length())
         # w*J of lanes 2 .. G-1 by multipliers, two lanes each (`_PRODUCT_BITS`), when
         # their operands fit; else (G >= 16) multiplexed from the multiples k*J.
         sp = ab + wb
         paired = sp + wb <= _PRODUCT_BITS
-        w_a = [Signal(wb, name=f"w{g}") for g in range(G)]
-        step_a = [Signal(ab, name=f"step{g}") for g in range(G)]      # g + w(g)*J
-        first_a = Signal(G)                         # lane g lies in the first kernel row
-        xlate_a = Signal(G)                         # x test of a lane past the first wrap
-        valid_a = Signal(G)                         # not a filler, not past K
+        w_a = [Signal(wb, name=f"w{g}", reset_less=True) for g in range(G)]
+        step_a = [Signal(ab, name=f"step{g}", reset_less=True)  # g + w(g)*J
+                  for g in range(G)]
+        first_a = Signal(G, reset_less=True)          # lane g lies in the first kernel row
+        xlate_a = Signal(G, reset_less=True)          # x test of a lane past the first wrap
+        valid_a = Signal(G, reset_less=True)          # not a filler, not past K
         with m.If(self.advance):
             sync += [row_a.eq(by_p + e.kh0), rows_a.eq(rows_p - e.kh0),
                      x_a.eq(bx_p + e.p0), cols_a.eq(cols_p - e.p0),
@@ -308,10 +317,10 @@ class LaneExpander(wiring.Component):
                     sync += step_a[g].eq(jump + g)
 
         # -- B: the row's buffer offset, the x and y windows, the pad test -----------------
-        offset_b = Signal(ab)                       # (by + kh0)*P mod the buffer size
-        base_b = Signal(ab)
-        step_b = [Signal(ab, name=f"step_b{g}") for g in range(G)]
-        ok_b = Signal(G)
+        offset_b = Signal(ab, reset_less=True)        # (by + kh0)*P mod the buffer size
+        base_b = Signal(ab, reset_less=True)
+        step_b = [Signal(ab, name=f"step_b{g}", reset_less=True) for g in range(G)]
+        ok_b = Signal(G, reset_less=True)
         ywin = _window(row_a, rows_a, G)            # bit w: input row by + kh0 + w inside
         xwin = _window(x_a, cols_a, G)              # bit g: bx + p0 + g inside the row
         with m.If(self.advance):

@@ -86,19 +86,23 @@ class CoreLoader(wiring.Component):
         m = Module()
         read = self._program(m)
 
+        # Reset-less (hw/regs.py): the instruction and its counters are loaded in DECODE
+        # before COPY reads them (a run starts in FETCH), the row's slot, lane, unit and
+        # data travel with r_valid / w_valid; pc, the state and the valid bits keep it.
         pc = Signal(range(cfg.program_words))
-        insn = Signal(load_layout(cfg))
-        left = Signal(range(cfg.rows + 1))
-        src = Signal.like(self.sram_addr)
-        slot = Signal(range(cfg.row_slots))
-        lane = Signal(range(G))
+        insn = Signal(load_layout(cfg), reset_less=True)
+        left = Signal(range(cfg.rows + 1), reset_less=True)
+        src = Signal.like(self.sram_addr, reset_less=True)
+        slot = Signal(range(cfg.row_slots), reset_less=True)
+        lane = Signal(range(G), reset_less=True)
         # The row read in cycle t is on sram_data in t + 1, registered (with the slot/lane
         # it was read for) and written into the macro in t + 2.
         r_valid, w_valid = Signal(), Signal()
         r_slot, w_slot = Signal.like(slot), Signal.like(slot)
         r_lane, w_lane = Signal.like(lane), Signal.like(lane)
-        r_unit, w_unit = Signal.like(insn.unit), Signal.like(insn.unit)
-        w_data = Signal.like(self.sram_data)
+        r_unit = Signal.like(insn.unit, reset_less=True)
+        w_unit = Signal.like(insn.unit, reset_less=True)
+        w_data = Signal.like(self.sram_data, reset_less=True)
         m.d.comb += [read.addr.eq(pc), self.sram_addr.eq(src)]
         for u, port in enumerate(self.loads):
             m.d.comb += [port.valid.eq(w_valid & (w_unit == u)),

@@ -156,20 +156,27 @@ class CimMacro(wiring.Component):
         # Every register below advances together (``adv``); the only stall is a step's
         # last item that would finish into a full result register and spare, which freezes the
         # whole pipeline (the storage read data included: no read is issued meanwhile).
+        # Reset-less (hw/regs.py): the activations, the read rows and the popcounts
+        # travel with an item and are used only with its valid bit; the accumulators
+        # restart from 0 at a step's first item; the result register and the spare are
+        # read only under their valid.  The items' markers and the counters keep it.
         busy = Signal()
         cycle = Signal(range(steps))
-        acts = Signal.like(self.request.payload.acts)   # shifted left by b per cycle
+        acts = Signal.like(self.request.payload.acts, reset_less=True)  # shifted by b
         item = data.StructLayout({"valid": 1, "first": 1, "last": 1})
         r_item, p_item = Signal(item), Signal(item)     # the items in stages R and P
-        x_r = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(b), G), D))
-        rows_r = Signal(data.ArrayLayout(unsigned(G * Cd), D))
-        accs = Signal(data.ArrayLayout(signed(cfg.psum_bits), cfg.channels_per_macro))
+        x_r = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(b), G), D), reset_less=True)
+        rows_r = Signal(data.ArrayLayout(unsigned(G * Cd), D), reset_less=True)
+        accs = Signal(data.ArrayLayout(signed(cfg.psum_bits), cfg.channels_per_macro),
+                      reset_less=True)
+        result = Signal(result_layout(cfg), reset_less=True)   # drives `result.payload`
+        m.d.comb += self.result.payload.eq(result)
 
         # The result register and a spare behind it: the pipeline stalls only when a
         # step's last item would finish while both are full (registers only), so the
         # accumulator's `ready` reaches the two registers' loads and not `adv`, which
         # enables every pipeline register and makes `request.ready`.
-        spare = Signal(result_layout(cfg))
+        spare = Signal(result_layout(cfg), reset_less=True)
         spare_valid = Signal()
         adv = Signal()
         m.d.comb += adv.eq(~(p_item.valid & p_item.last
@@ -209,7 +216,8 @@ class CimMacro(wiring.Component):
                         value = Mux(p > q_max, q_max, p)
                     else:
                         value = p
-                    reg = Signal(len(Value.cast(value)), name=f"count_{n}_{k}_{j}")
+                    reg = Signal(len(Value.cast(value)), name=f"count_{n}_{k}_{j}",
+                                 reset_less=True)
                     with m.If(adv):
                         m.d.sync += reg.eq(value)
                     counts[n, k, j] = reg
@@ -239,13 +247,13 @@ class CimMacro(wiring.Component):
                      pop.eq(self.result.valid & self.result.ready)]
         with m.If(pop):
             with m.If(spare_valid):             # the spare moves up, the new result behind
-                m.d.sync += self.result.payload.eq(spare)
+                m.d.sync += result.eq(spare)
                 with m.If(push):
                     m.d.sync += [spare[n].eq(v) for n, v in enumerate(next_accs)]
                 with m.Else():
                     m.d.sync += spare_valid.eq(0)
             with m.Elif(push):
-                m.d.sync += [self.result.payload[n].eq(v) for n, v in enumerate(next_accs)]
+                m.d.sync += [result[n].eq(v) for n, v in enumerate(next_accs)]
             with m.Else():
                 m.d.sync += self.result.valid.eq(0)
         with m.Elif(push):
@@ -254,7 +262,7 @@ class CimMacro(wiring.Component):
                 m.d.sync += [spare[n].eq(v) for n, v in enumerate(next_accs)]
             with m.Else():
                 m.d.sync += self.result.valid.eq(1)
-                m.d.sync += [self.result.payload[n].eq(v) for n, v in enumerate(next_accs)]
+                m.d.sync += [result[n].eq(v) for n, v in enumerate(next_accs)]
         with m.If(adv):
             with m.If(busy):
                 m.d.sync += cycle.eq(cycle + 1)

@@ -158,12 +158,18 @@ class UnitSequencer(wiring.Component):
         v1, v2 = Signal(), Signal()
         # The registered block-RAM outputs (one register per memory: no multiplexer
         # between a block RAM's output and its register).
-        q_insn = Signal(CONTROL_WORD_BITS)
-        q_prm = Signal(CONTROL_WORD_BITS)
+        # Reset-less (hw/regs.py): words read only under v2, shadows read only once all
+        # their words are shifted in (DECIDE, FULL), insn/params only from the dispatch
+        # that loads them (every use downstream is under a valid flag).
+        q_insn = Signal(CONTROL_WORD_BITS, reset_less=True)
+        q_prm = Signal(CONTROL_WORD_BITS, reset_less=True)
         q_param = Signal()                              # v2's word is a parameter word
         p1 = Signal()
-        next_insn = Signal(ki * CONTROL_WORD_BITS)      # shadow instruction (shift in)
-        next_params = Signal(kp * CONTROL_WORD_BITS)    # shadow parameter word
+        next_insn = Signal(ki * CONTROL_WORD_BITS, reset_less=True)  # shadow instruction
+        next_params = Signal(kp * CONTROL_WORD_BITS, reset_less=True)  # shadow parameters
+        insn = Signal(instruction_layout(cfg), reset_less=True)       # drives `insn`
+        params = Signal(param_layout(cfg), reset_less=True)           # drives `params`
+        m.d.comb += [self.insn.eq(insn), self.params.eq(params)]
         shadow = data.View(instruction_layout(cfg), next_insn[:insn_bits])
         full = Signal()                                 # the shadow holds a WALK
         syncs = Signal(range(cfg.program_words + 2))    # SYNCs fetched, not yet taken
@@ -230,7 +236,7 @@ class UnitSequencer(wiring.Component):
                 m.next = "SYNC"
             with m.Elif(full):
                 m.d.comb += take.eq(1)
-                m.d.sync += [self.insn.eq(shadow), self.params.eq(next_params),
+                m.d.sync += [insn.eq(shadow), params.eq(next_params),
                              start_pending.eq(-1)]
                 m.next = "START"
             with m.Else():

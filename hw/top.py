@@ -39,6 +39,7 @@ from mars.contract.host import ControlWrite, HostFormat, HostMemory, Region
 from .controller import Controller
 from .host import HostPort
 from .loader import CoreLoader
+from .regs import valid_register
 from .unit import MacroUnit
 from .writer import act_entry_layout, act_write_stage, res_entry_layout, result_write
 
@@ -129,7 +130,8 @@ class MarsTop(wiring.Component):
         """Each core's weight SRAM, loader and macro units, with their host writes.
 
         Loaders and units are held in reset (program counters at 0) while the controller
-        is idle (``running`` low); their memories keep what the host wrote.
+        is idle (``running`` low); their memories keep what the host wrote.  Only their
+        control state has a reset: one net to every flip-flop that keeps it (hw/regs.py).
         """
         cfg, init = self._config, self._init
         loaders, units = [], []
@@ -204,8 +206,10 @@ class MarsTop(wiring.Component):
         an in-place add, which come before the write anyway (docs/banking.md)."""
         entry = Signal(layout, name=name)
         for u, unit in enumerate(units):
-            held = Signal(layout, name=f"{name}{u}")
-            m.d.sync += held.eq(getattr(unit, name))
+            # payload read only under its valid bit, which alone keeps the reset
+            held, payload, valid = valid_register(m, layout, name=f"{name}{u}")
+            offered = getattr(unit, name)
+            m.d.sync += [payload.eq(offered), valid.eq(offered.valid)]
             with m.If(slot_d == u):
                 m.d.comb += entry.eq(held)
         return entry

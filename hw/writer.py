@@ -91,6 +91,7 @@ from mars.contract.banking import Banking
 from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
 from .accumulator import pixel_layout
+from .regs import valid_register
 
 __all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "sc_read_layout",
            "act_write_stage", "result_write"]
@@ -151,15 +152,20 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, co
     write = act.write_port()
     stored = act.read_port(transparent_for=(write,))
     m.d.comb += stored.addr.eq(Mux(entry.valid, entry.addr, host_addr))
-    s1 = Signal.like(entry, name="act_s1")
-    s2 = Signal.like(entry, name="act_s2")
-    old_r = Signal.like(entry.data, name="act_old_r")     # the stored word, registered
+    # Reset-less (hw/regs.py): words, addresses and merges are read only under the
+    # valid bits (s1, s2, wb_valid) or by a merge that a valid bit writes.
+    layout = entry.shape()
+    s1, s1_data, s1_valid = valid_register(m, layout, name="act_s1")
+    s2, s2_data, s2_valid = valid_register(m, layout, name="act_s2")
+    old_r = Signal.like(entry.data, name="act_old_r", reset_less=True)   # stored word
     wb_valid = Signal(name="act_wb_valid")                 # S3: the merge being written
-    wb_addr = Signal.like(entry.addr, name="act_wb_addr")
-    wb_data = Signal.like(entry.data, name="act_wb_data")
-    wb2_data = Signal.like(entry.data, name="act_wb2_data")   # the merge written before
+    wb_addr = Signal.like(entry.addr, name="act_wb_addr", reset_less=True)
+    wb_data = Signal.like(entry.data, name="act_wb_data", reset_less=True)
+    wb2_data = Signal.like(entry.data, name="act_wb2_data",  # the merge written before
+                           reset_less=True)
     near, far = Signal(name="act_bypass1"), Signal(name="act_bypass2")
-    m.d.sync += [s1.eq(entry), s2.eq(s1), old_r.eq(stored.data), wb2_data.eq(wb_data),
+    m.d.sync += [s1_data.eq(entry), s1_valid.eq(entry.valid), s2_data.eq(s1),
+                 s2_valid.eq(s1.valid), old_r.eq(stored.data), wb2_data.eq(wb_data),
                  # the word S1 holds is the one S2 merges (written next) or S3 writes now
                  near.eq(s1.valid & s2.valid & (s1.addr == s2.addr)),
                  far.eq(s1.valid & wb_valid & (s1.addr == wb_addr))]
@@ -300,12 +306,16 @@ class UnitWriter(wiring.Component):
         m = Module()
 
         # -- the pixel issuing: registers set when it is taken (one pixel ahead) --------
+        # Reset-less (hw/regs.py): the pixel registers are loaded at every take, and a
+        # walk's first take (`prime`, after `restart`) comes before any issue (`loaded`);
+        # everything from S1 on is data travelling with the group's valid bit.  The
+        # flags, `n_grp`, `last_group`, the slot delay line and `asm_mask` keep the reset.
         n_grp = Signal(range(N + 2))               # lane group of the pixel issuing now
-        group = Signal(fmt.value_bits + 1)         # its element group (element / L)
-        phase = Signal(max(1, lb))                 # the pixel's channel 0 modulo L
-        last_n = Signal(range(N + 2))              # index of the pixel's last group
-        in_bounds = Signal()                       # inside the pooled map
-        pool_max = Signal()                        # a later pixel of its pooling window
+        group = Signal(fmt.value_bits + 1, reset_less=True)  # its element group (/ L)
+        phase = Signal(max(1, lb), reset_less=True)  # the pixel's channel 0 modulo L
+        last_n = Signal(range(N + 2), reset_less=True)  # index of the pixel's last group
+        in_bounds = Signal(reset_less=True)        # inside the pooled map
+        pool_max = Signal(reset_less=True)         # a later pixel of its pooling window
         advance = Signal()                         # the pixel's last group issues
         prime = Signal()                           # the cycle after a walk's restart
         restart_d = Signal()
@@ -358,17 +368,17 @@ class UnitWriter(wiring.Component):
             m.d.sync += [n_grp.eq(0), group.eq(base >> lb), last_group.eq(next_last_n == 0)]
 
         # -- S1: the group's lanes, in output order -------------------------------------
-        s1 = Signal(self._group_layout())
+        s1, s1_data, s1_valid = valid_register(m, self._group_layout(), name="s1")
         m.d.sync += [
-            s1.valid.eq(issue),
-            s1.max.eq(pool_max),
-            s1.walk_last.eq(issue & last_group & self.pixel.payload.walk_last),
-            s1.ends_word.eq(ends_word),
-            s1.group.eq(group),
+            s1_valid.eq(issue),
+            s1_data.max.eq(pool_max),
+            s1_data.walk_last.eq(issue & last_group & self.pixel.payload.walk_last),
+            s1_data.ends_word.eq(ends_word),
+            s1_data.group.eq(group),
         ]
         lanes = self._select(m, issue, n_grp, phase, in_bounds)
         if cfg.residual_adds:
-            self._shortcut_read(m, issue, advance, n_grp, s1)
+            self._shortcut_read(m, issue, advance, n_grp, s1_data)
             last = self._residual_lanes(m, lanes, s1)
         else:
             last = self._plain_lanes(m, lanes, s1)
@@ -423,12 +433,13 @@ class UnitWriter(wiring.Component):
                         with m.Case(g):
                             m.d.comb += pick.eq(value)
             cur.append(pick)
-        prev = [Signal(lane_layout, name=f"prev{j}") for j in range(L)]
+        prev = [Signal(lane_layout, name=f"prev{j}", reset_less=True) for j in range(L)]
         with m.If(issue):
             m.d.sync += [p.eq(c) for p, c in zip(prev, cur)]
         s1 = []
         for lane in range(L):
-            reg = Signal(data.StructLayout({**fields, "write": 1}), name=f"s1_lane{lane}")
+            reg = Signal(data.StructLayout({**fields, "write": 1}), name=f"s1_lane{lane}",
+                         reset_less=True)
             if lb:
                 with m.Switch(phase):
                     for p in range(L):
@@ -462,8 +473,12 @@ class UnitWriter(wiring.Component):
         group travels beside its lanes' arithmetic; registers where the stage is)."""
         groups = [s1]
         for stage, name in enumerate(("s2", "s3", "s4"), 2):
-            reg = Signal(self._group_layout(), name=name)
-            m.d[self._domain(stage)] += reg.eq(groups[-1])
+            if self.registered(stage):
+                reg, payload, valid = valid_register(m, self._group_layout(), name=name)
+                m.d.sync += [payload.eq(groups[-1]), valid.eq(groups[-1].valid)]
+            else:
+                reg = Signal(self._group_layout(), name=name)
+                m.d.comb += reg.eq(groups[-1])
             groups.append(reg)
         return groups
 
@@ -482,26 +497,29 @@ class UnitWriter(wiring.Component):
         s4_lanes = []
         for lane, r1 in enumerate(s1_lanes):
             # S2: partial products (one MULT18X18D each on ECP5)
-            lo = Signal(unsigned(h + cfg.requant_mult_bits), name=f"s2_lo{lane}")
-            hi = Signal(signed(acc_bits - h + cfg.requant_mult_bits + 1), name=f"s2_hi{lane}")
-            shift2 = Signal.like(r1.shift, name=f"s2_shift{lane}")
-            write2 = Signal(name=f"s2_write{lane}")
-            acc2 = Signal.like(r1.acc, name=f"s2_acc{lane}")
+            # (data of the group in the same stage: reset-less, hw/regs.py)
+            lo = Signal(unsigned(h + cfg.requant_mult_bits), name=f"s2_lo{lane}",
+                        reset_less=True)
+            hi = Signal(signed(acc_bits - h + cfg.requant_mult_bits + 1), name=f"s2_hi{lane}",
+                        reset_less=True)
+            shift2 = Signal.like(r1.shift, name=f"s2_shift{lane}", reset_less=True)
+            write2 = Signal(name=f"s2_write{lane}", reset_less=True)
+            acc2 = Signal.like(r1.acc, name=f"s2_acc{lane}", reset_less=True)
             m.d[s2] += [lo.eq(r1.acc.as_unsigned()[:h] * r1.mult if h else 0),
                          hi.eq(r1.acc[h:].as_signed() * r1.mult),
                          shift2.eq(r1.shift), write2.eq(r1.write), acc2.eq(r1.acc)]
             # S3: the product
-            p = Signal(shape, name=f"s3_product{lane}")
+            p = Signal(shape, name=f"s3_product{lane}", reset_less=True)
             shift3 = Signal.like(shift2, name=f"s3_shift{lane}")
-            write3 = Signal(name=f"s3_write{lane}")
+            write3 = Signal(name=f"s3_write{lane}", reset_less=True)
             acc3 = Signal.like(acc2, name=f"s3_acc{lane}")
             m.d[s3] += [p.eq((hi << h) + lo), shift3.eq(shift2),
                          write3.eq(write2), acc3.eq(acc2)]
             # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
-            neg = Signal(name=f"s4_neg{lane}")
-            over = Signal(name=f"s4_over{lane}")
-            window = Signal(Ab + 1, name=f"s4_window{lane}")
-            write4 = Signal(name=f"s4_write{lane}")
+            neg = Signal(name=f"s4_neg{lane}", reset_less=True)
+            over = Signal(name=f"s4_over{lane}", reset_less=True)
+            window = Signal(Ab + 1, name=f"s4_window{lane}", reset_less=True)
+            write4 = Signal(name=f"s4_write{lane}", reset_less=True)
             acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
             win, ovf = self._clamp_window(m, lane, p, shift3)
             m.d[s4] += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
@@ -569,8 +587,9 @@ class UnitWriter(wiring.Component):
         s4_lanes = []
         for lane, r1 in enumerate(s1_lanes):
             # S2: acc + partial sum, the shortcut value (field sc_sub*L + lane, or lane)
-            total = Signal(signed(acc_bits), name=f"s2_total{lane}")
-            value = Signal(signed(acc_bits + 1), name=f"s2_sc{lane}")
+            # (data of the group in the same stage: reset-less, hw/regs.py)
+            total = Signal(signed(acc_bits), name=f"s2_total{lane}", reset_less=True)
+            value = Signal(signed(acc_bits + 1), name=f"s2_sc{lane}", reset_less=True)
             act_field = Signal(unsigned(Ab), name=f"sc_act{lane}")
             fields = [self.sc_act_data.word_select(k * L + lane, Ab)
                       for k in range(bank.group // L)]
@@ -583,8 +602,8 @@ class UnitWriter(wiring.Component):
             m.d[s2] += [total.eq(r1.acc + Mux(insn.psum, res_lane, 0)),
                          value.eq(Mux(insn.sc_res, res_lane, act_field)), r2.eq(r1)]
             # S3: both products
-            prod = Signal(shape, name=f"s3_product{lane}")
-            sc_prod = Signal(sc_shape, name=f"s3_sc_product{lane}")
+            prod = Signal(shape, name=f"s3_product{lane}", reset_less=True)
+            sc_prod = Signal(sc_shape, name=f"s3_sc_product{lane}", reset_less=True)
             total3 = Signal.like(total, name=f"s3_total{lane}")
             r3 = Signal.like(r1, name=f"s3_lane{lane}")
             m.d[s3] += [prod.eq(total * r2.mult), sc_prod.eq(value * r2.sc_mult),
@@ -594,8 +613,9 @@ class UnitWriter(wiring.Component):
             sc_half = Signal(sc_shape, name=f"sc_half{lane}")
             body = Signal(shape, name=f"body{lane}")
             sc_out = Signal(sc_shape, name=f"sc_rescaled{lane}")
-            rounded = Signal(signed(shape.width + 1), name=f"s4_rounded{lane}")
-            write4 = Signal(name=f"s4_write{lane}")
+            rounded = Signal(signed(shape.width + 1), name=f"s4_rounded{lane}",
+                             reset_less=True)
+            write4 = Signal(name=f"s4_write{lane}", reset_less=True)
             total4 = Signal.like(total, name=f"s4_total{lane}")
             # The rounding constant 2^(S-1) is (1 << S) >> 1, which is 0 for S = 0.
             m.d.comb += [half.eq((Const(1, shape.width) << r3.shift) >> 1),
@@ -626,7 +646,7 @@ class UnitWriter(wiring.Component):
         insn, bank = self.insn, self._banking
         lb, per_word = bank.lane_bits, bank.group // bank.lanes
         width = len(insn.sc_base) + 1
-        sc_pix = Signal(width)
+        sc_pix = Signal(width, reset_less=True)      # cleared by `restart` before use
         sc_group = Signal(width)
         m.d.comb += sc_group.eq(((insn.sc_base + sc_pix) >> lb) + n_grp)
         with m.If(advance):
@@ -649,7 +669,8 @@ class UnitWriter(wiring.Component):
         G, L, Ab = bank.group, bank.lanes, cfg.act_bits
         per_word = G // L
         outs = [lane_out(lane) for lane in range(L)]
-        asm = Signal(unsigned(bank.word_bits))    # fields of the word being assembled
+        # fields of the word being assembled (reset-less: only fields in the mask count)
+        asm = Signal(unsigned(bank.word_bits), reset_less=True)
         asm_mask = Signal(G)
         lanes_q = Cat(*(q for q, _, _ in outs))
         lanes_w = Cat(*(w for _, w, _ in outs))
@@ -669,18 +690,25 @@ class UnitWriter(wiring.Component):
         with m.If(self.restart):
             m.d.sync += asm_mask.eq(0)
         word = s4.group >> (bank.group_bits - bank.lane_bits)
-        e = Signal.like(self.act_entry, name="out_act")
-        r = Signal.like(self.res_entry, name="out_res")
+        # the offered words: only their valid bits keep the reset (hw/regs.py)
+        e, e_data, e_valid = valid_register(m, act_entry_layout(cfg), name="out_act")
+        r, r_data, r_valid = valid_register(m, res_entry_layout(cfg), name="out_res")
         done = Signal(name="out_done")
-        m.d.sync += [e.valid.eq(offer & s4.ends_word),
-                     e.addr.eq(Cat(word[:bank.half_addr_bits], insn.out_bank)),
-                     e.data.eq(merged), e.mask.eq(merged_mask), e.max.eq(s4.max),
-                     r.valid.eq(s4.valid & insn.acc_out), r.addr.eq(s4.group),
-                     r.mask.eq(lanes_w), done.eq(s4.valid & s4.walk_last)]
-        m.d.sync += [r.data[lane].eq(acc) for lane, (_, _, acc) in enumerate(outs)]
-        for _ in range(self.latency - cfg.writer_stages):   # residual adds: in step
-            e2, r2, done2 = Signal.like(e), Signal.like(r), Signal()
-            m.d.sync += [e2.eq(e), r2.eq(r), done2.eq(done)]
+        m.d.sync += [e_valid.eq(offer & s4.ends_word),
+                     e_data.addr.eq(Cat(word[:bank.half_addr_bits], insn.out_bank)),
+                     e_data.data.eq(merged), e_data.mask.eq(merged_mask),
+                     e_data.max.eq(s4.max),
+                     r_valid.eq(s4.valid & insn.acc_out), r_data.addr.eq(s4.group),
+                     r_data.mask.eq(lanes_w), done.eq(s4.valid & s4.walk_last)]
+        m.d.sync += [r_data.data[lane].eq(acc) for lane, (_, _, acc) in enumerate(outs)]
+        for k in range(self.latency - cfg.writer_stages):   # residual adds: in step
+            e2, e2_data, e2_valid = valid_register(m, act_entry_layout(cfg),
+                                                   name=f"out_act_d{k}")
+            r2, r2_data, r2_valid = valid_register(m, res_entry_layout(cfg),
+                                                   name=f"out_res_d{k}")
+            done2 = Signal()
+            m.d.sync += [e2_data.eq(e), e2_valid.eq(e.valid), r2_data.eq(r),
+                         r2_valid.eq(r.valid), done2.eq(done)]
             e, r, done = e2, r2, done2
         m.d.comb += [self.act_entry.eq(e), self.res_entry.eq(r), self.walk_done.eq(done)]
 
@@ -691,13 +719,14 @@ class UnitWriter(wiring.Component):
         offset from ``out_base``), ``in_bounds`` and ``first_in_window``.
         """
         fmt, insn = self._format, self.insn
-        ox = Signal(fmt.value_bits)               # column in the pre-pooling map
-        kx = Signal(fmt.pool_bits)                # position inside the pool window
-        ky = Signal(fmt.pool_bits)
-        px = Signal(fmt.value_bits)               # pooled position
-        py = Signal(fmt.value_bits)
-        row_addr = Signal(fmt.value_bits + 1)     # offset of pooled row py
-        pix_addr = Signal(fmt.value_bits + 1)     # offset of pooled pixel (px, py)
+        # Reset-less (hw/regs.py): `restart` clears them before a walk's first take.
+        ox = Signal(fmt.value_bits, reset_less=True)      # column in the pre-pooling map
+        kx = Signal(fmt.pool_bits, reset_less=True)       # position inside the pool window
+        ky = Signal(fmt.pool_bits, reset_less=True)
+        px = Signal(fmt.value_bits, reset_less=True)      # pooled position
+        py = Signal(fmt.value_bits, reset_less=True)
+        row_addr = Signal(fmt.value_bits + 1, reset_less=True)  # offset of pooled row py
+        pix_addr = Signal(fmt.value_bits + 1, reset_less=True)  # offset of pixel (px, py)
         with m.If(take):
             with m.If(ox == insn.desc.out_w - 1):
                 m.d.sync += [ox.eq(0), kx.eq(0), px.eq(0)]

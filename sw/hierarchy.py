@@ -7,6 +7,8 @@ JSON netlist (``write_json``) by the first `depth` components of that path and c
 resources of `mars.sw.synth.resources` in each group, so that a report can say which
 block takes the LUTs (docs/synthesis.md, "The whole default top").  Cells whose names
 carry no path (Yosys's ``$abc$...`` temporaries) are counted under ``(unnamed)``.
+`reset_fanout` counts, the same way, the ECP5 flip-flops on one reset (LSR) net: how far
+the run reset reaches (docs/synthesis.md, "The run reset").
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UNNAMED", "hierarchy", "hierarchy_lines", "instance_path"]
+__all__ = ["UNNAMED", "hierarchy", "hierarchy_lines", "instance_path", "reset_fanout",
+           "reset_lines"]
 
 #: Group of the cells whose names carry no instance path.
 UNNAMED = "(unnamed)"
@@ -68,6 +71,17 @@ def hierarchy(netlist: Path | str | dict, family: str, depth: int = 3,
     """
     from mars.sw.synth import resources        # late: mars.sw.synth imports this module
 
+    module = _top_module(netlist, top)
+    cells: dict[str, Counter] = defaultdict(Counter)
+    for name, cell in module["cells"].items():
+        if cell["type"] != "$scopeinfo":
+            cells[instance_path(name, depth)][cell["type"]] += 1
+    counts = {path: resources(family, dict(types)) for path, types in cells.items()}
+    return dict(sorted(counts.items(), key=lambda item: (-item[1]["luts"], item[0])))
+
+
+def _top_module(netlist: Path | str | dict, top: str | None) -> dict:
+    """The module `top` of a Yosys JSON netlist, or the one it marks as the top."""
     doc = netlist if isinstance(netlist, dict) else json.loads(Path(netlist).read_text())
     modules = doc.get("modules") if isinstance(doc, dict) else None
     if not isinstance(modules, dict):
@@ -80,12 +94,79 @@ def hierarchy(netlist: Path | str | dict, family: str, depth: int = 3,
         top = tops[0]
     elif top not in modules:
         raise ValueError(f"the netlist has no module {top!r}")
-    cells: dict[str, Counter] = defaultdict(Counter)
-    for name, cell in modules[top]["cells"].items():
-        if cell["type"] != "$scopeinfo":
-            cells[instance_path(name, depth)][cell["type"]] += 1
-    counts = {path: resources(family, dict(types)) for path, types in cells.items()}
-    return dict(sorted(counts.items(), key=lambda item: (-item[1]["luts"], item[0])))
+    return modules[top]
+
+
+def reset_fanout(netlist: Path | str | dict, depth: int = 3, top: str | None = None,
+                 net: str | None = None) -> tuple[str, dict[str, tuple[int, int]]]:
+    """ECP5 flip-flops (``TRELLIS_FF``) on one LSR (set/reset) net, per instance path.
+
+    Parameters
+    ----------
+    netlist, depth, top
+        As for `hierarchy`.
+    net : str, optional
+        A net name of the netlist (e.g. ``rst``); None: the LSR net that reaches the most
+        flip-flops (a constant LSR, no reset, is never chosen).
+
+    Returns
+    -------
+    net : str
+        The net counted (the shortest of its names that is not a Yosys temporary).
+    counts : dict
+        Instance path -> (flip-flops whose LSR is the net, all flip-flops), sorted by
+        decreasing first count.
+
+    Raises
+    ------
+    ValueError
+        As `hierarchy`; also if `net` is not a net of the netlist or no flip-flop has an
+        LSR net.
+    """
+    module = _top_module(netlist, top)
+    names: dict = {}
+    for name, entry in module.get("netnames", {}).items():
+        for bit in entry["bits"]:
+            old = names.get(bit)
+            if old is None or (old.startswith("$"), len(old)) > (name.startswith("$"),
+                                                                  len(name)):
+                names[bit] = name
+    flops = [(cell_name, cell["connections"].get("LSR", ["0"])[0])
+             for cell_name, cell in module["cells"].items() if cell["type"] == "TRELLIS_FF"]
+    if net is None:
+        nets = Counter(bit for _, bit in flops if not isinstance(bit, str))
+        if not nets:
+            raise ValueError("no flip-flop has a reset (LSR) net")
+        bit = nets.most_common(1)[0][0]
+    else:
+        entry = module.get("netnames", {}).get(net)
+        if entry is None:
+            raise ValueError(f"the netlist has no net {net!r}")
+        bit = entry["bits"][0]
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for cell_name, lsr in flops:
+        row = counts[instance_path(cell_name, depth)]
+        row[0] += lsr == bit
+        row[1] += 1
+    rows = sorted(((path, (on, total)) for path, (on, total) in counts.items()),
+                  key=lambda item: (-item[1][0], item[0]))
+    return names.get(bit, str(bit)), dict(rows)
+
+
+def reset_lines(net: str, counts: dict[str, tuple[int, int]], limit: int = 12) -> list[str]:
+    """A Markdown table of `reset_fanout`'s counts: the `limit` paths with the most
+    flip-flops on the net, one row for the rest, and the total."""
+    lines = [f"| instance | FF on `{net}` | FF |", "| --- | ---: | ---: |"]
+    items = list(counts.items())
+    for path, (on, total) in items[:limit]:
+        lines.append(f"| `{path}` | {on} | {total} |")
+    rest = items[limit:]
+    if rest:
+        lines.append(f"| {len(rest)} others | {sum(on for _, (on, _) in rest)} "
+                     f"| {sum(total for _, (_, total) in rest)} |")
+    lines.append(f"| total | {sum(on for on, _ in counts.values())} "
+                 f"| {sum(total for _, total in counts.values())} |")
+    return lines
 
 
 def hierarchy_lines(counts: dict[str, dict[str, Any]], limit: int = 12) -> list[str]:
@@ -109,7 +190,8 @@ def hierarchy_lines(counts: dict[str, dict[str, Any]], limit: int = 12) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mars.sw.hierarchy NETLIST.json [--family F] [--depth N] [--limit N]``:
-    the table of `hierarchy_lines` for a netlist `mars synth --pnr` wrote."""
+    the table of `hierarchy_lines` for a netlist `mars synth --pnr` wrote (with ``--lsr``:
+    `reset_lines`, the ECP5 flip-flops on a reset net, ``--net`` or the busiest)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m mars.sw.hierarchy",
@@ -119,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--limit", type=int, default=12, help="rows before 'others'")
     parser.add_argument("--top", help="the module to read (default: the one marked top)")
+    parser.add_argument("--lsr", action="store_true",
+                        help="ECP5 flip-flops on a reset (LSR) net instead of resources")
+    parser.add_argument("--net", help="with --lsr: the net (default: the busiest LSR net)")
     args = parser.parse_args(argv)
     if not args.netlist.is_file():
         parser.error(f"no netlist at {args.netlist}")
@@ -127,10 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit < 1:
         parser.error(f"--limit must be at least 1, not {args.limit}")
     try:
-        counts = hierarchy(args.netlist, args.family, args.depth, args.top)
+        if args.lsr:
+            net, fanout = reset_fanout(args.netlist, args.depth, args.top, args.net)
+        else:
+            counts = hierarchy(args.netlist, args.family, args.depth, args.top)
     except (ValueError, OSError, TypeError, KeyError) as error:   # JSON errors are ValueErrors
         parser.error(f"{args.netlist}: {error}")
-    print("\n".join(hierarchy_lines(counts, args.limit)))
+    if args.lsr:
+        print("\n".join(reset_lines(net, fanout, args.limit)))
+    else:
+        print("\n".join(hierarchy_lines(counts, args.limit)))
     return 0
 
 

@@ -11,7 +11,15 @@ import random
 
 import pytest
 
-from mars.sw.hierarchy import UNNAMED, hierarchy, hierarchy_lines, instance_path, main
+from mars.sw.hierarchy import (
+    UNNAMED,
+    hierarchy,
+    hierarchy_lines,
+    instance_path,
+    main,
+    reset_fanout,
+    reset_lines,
+)
 from mars.sw.synth import resources
 
 TOP = {"top": "00000000000000000000000000000001"}
@@ -115,3 +123,57 @@ def test_command_checks_limit_and_top(tmp_path, capsys):
     doc["modules"]["top_ooc"]["attributes"] = {}
     path.write_text(json.dumps(doc))
     assert main([str(path), "--top", "top_ooc"]) == 0
+
+
+def _flops(rng: random.Random):
+    """Flip-flops under a few paths, each with a drawn LSR: net bit 7 (``rst``, also named
+    ``$auto$7``), bit 9 (``restart``), or the constant "0"; returns the netlist and the
+    drawn (path, bit) pairs.  Bit 7 is drawn most often."""
+    paths = ["block.u0.seq", "block.u0.writer", "block.u1", "shift_in"]
+    cells, drawn = {}, []
+    for i in range(300):
+        path, bit = rng.choice(paths), rng.choice([7, 7, 7, 9, "0"])
+        name = f"{path}.q{i}_TRELLIS_FF_Q" if "." in path else f"{path}[{i}]_TRELLIS_FF_Q"
+        cells[name] = {"type": "TRELLIS_FF", "connections": {"LSR": [bit], "Q": [100 + i]}}
+        drawn.append((path, bit))
+    cells["block.u0.x_LUT4_Z"] = {"type": "LUT4", "connections": {"Z": [7]}}
+    netnames = {"$auto$7": {"bits": [7]}, "rst": {"bits": [7]}, "restart": {"bits": [9]}}
+    doc = {"modules": {"top_ooc": {"attributes": TOP, "cells": cells, "netnames": netnames}}}
+    return doc, drawn
+
+
+@pytest.mark.parametrize("net", [None, "rst", "restart"])
+def test_reset_fanout_counts_the_drawn_flip_flops(net):
+    doc, drawn = _flops(random.Random(8))
+    name, counts = reset_fanout(doc, 2, net=net)
+    bit = {None: 7, "rst": 7, "restart": 9}[net]
+    assert name == {7: "rst", 9: "restart"}[bit]
+    expect: dict[str, list[int]] = {}
+    for path, lsr in drawn:
+        key = ".".join(path.split(".")[:2]) if "." in path else UNNAMED
+        row = expect.setdefault(key, [0, 0])
+        row[0] += lsr == bit
+        row[1] += 1
+    assert counts == {key: tuple(row) for key, row in expect.items()}
+    on = [c[0] for c in counts.values()]
+    assert on == sorted(on, reverse=True)
+    lines = reset_lines(name, counts, limit=1)
+    assert lines[-1] == (f"| total | {sum(lsr == bit for _, lsr in drawn)} | {len(drawn)} |")
+
+
+def test_reset_fanout_refuses_an_unknown_net_and_the_command_prints_it(tmp_path, capsys):
+    doc, _ = _flops(random.Random(2))
+    with pytest.raises(ValueError, match="no net 'nope'"):
+        reset_fanout(doc, net="nope")
+    for cell in doc["modules"]["top_ooc"]["cells"].values():
+        cell.get("connections", {})["LSR"] = ["0"]
+    with pytest.raises(ValueError, match="no flip-flop has a reset"):
+        reset_fanout(doc)
+    doc, _ = _flops(random.Random(2))
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(doc))
+    assert main([str(path), "--lsr", "--depth", "2", "--limit", "3"]) == 0
+    assert capsys.readouterr().out.splitlines() == reset_lines(*reset_fanout(doc, 2), 3)
+    with pytest.raises(SystemExit) as stop:
+        main([str(path), "--lsr", "--net", "nope"])
+    assert stop.value.code == 2 and "no net 'nope'" in capsys.readouterr().err
