@@ -178,6 +178,25 @@ def test_measure_on_a_reduced_vgg16_against_the_formulas():
     assert f"| vgg16 | 50% | {result['cycles']} |" in lines[2]
 
 
+def test_digits_per_layer_later_inferences_add_up_to_the_steady_count():
+    """The digits network is resident on default: a later inference skips every load.
+    Its per-layer figures add up to the steady cycle model's total, and the table shows
+    both inferences' utilisation."""
+    result = pn.digits_layers()
+    assert result["maps"] and result["resident"]
+    assert sum(r["steady_walk_cycles"] + r["steady_load_cycles"]
+               for r in result["layers"]) == result["steady_cycles"]
+    for row in result["layers"]:
+        assert row["steady_load_cycles"] <= row["load_cycles"]
+        assert row["steady_utilisation"] == pytest.approx(
+            row["ideal"] / (row["steady_walk_cycles"] + row["steady_load_cycles"]))
+    lines = pn.digits_table(result)
+    first = result["layers"][0]
+    assert lines[2].endswith(f"| {first['steady_walk_cycles']} / "
+                             f"{first['steady_load_cycles']} | "
+                             f"{first['steady_utilisation']:.1%} |")
+
+
 def test_a_cell_that_does_not_map_carries_the_mappers_one_line_reason():
     # 64-word buffers hold no 32x32x3 image: the mapper names the field
     network = pn.build_network("vgg16", MARS.replace(name="small", act_buffer_words=64), 0.9,
