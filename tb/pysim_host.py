@@ -9,12 +9,14 @@ a second: enough for the `tiny` top and small networks.
 
 from __future__ import annotations
 
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
+from mars.hw.top import MarsTop
+from mars.sw.host import HostDriver, RecordingTransport, RunStatus, run_inferences
+from mars.sw.host.driver import Pending
 
 from mars.config import MarsConfig
 from mars.contract.host import Status
-from mars.hw.top import MarsTop
-from mars.sw.host import HostDriver, RecordingTransport, RunStatus, run_inferences
 
 __all__ = ["PysimTransport", "run_on_pysim"]
 
@@ -25,7 +27,8 @@ class PysimTransport(RecordingTransport):
     The simulation restarts from reset at every flush, so a session (load, runs, reads)
     must be flushed once, at its end.  ``monitor(ctx, top, cycle)``, if given, is called
     in every cycle of a run (cycle 0: the first cycle after ``start``) to check the top's
-    signals (``top.units``: its `MacroUnit` s).
+    signals (``top.units``: its `MacroUnit` s).  `abort` is one more recorded operation,
+    for tests of what a cut run leaves behind.
     """
 
     def __init__(self, config: MarsConfig, *, monitor=None):
@@ -34,11 +37,24 @@ class PysimTransport(RecordingTransport):
         self._monitor = monitor
         self.cycles = 0
 
+    def abort(self, cycles: int) -> Pending:
+        """Start a run, let it go for `cycles` cycles and, unless the error flag is up, on
+        to the next cycle a unit reads activations (then two more: a walk mid-flight, its
+        items in every stage); answer the status flags it reached (`Status`), then pulse
+        the sync domain's reset (the only way out of a hung run: the controller has no
+        abort).  Reset-less registers keep whatever the run left in them."""
+        answer = Pending()
+        self._ops.append(("A", cycles, answer))
+        return answer
+
     def flush(self) -> None:
         ops = self.take_ops()
         top = MarsTop(self._config)
-        sim = Simulator(top)
-        sim.add_clock(1e-8)
+        m = Module()
+        m.domains.sync = cd = ClockDomain("sync")
+        m.submodules.top = top
+        sim = Simulator(m)
+        sim.add_clock(1e-8, domain="sync")
 
         async def bench(ctx):
             ctx.set(top.host_read.ready, 1)
@@ -58,14 +74,27 @@ class PysimTransport(RecordingTransport):
                 await ctx.tick()
                 ctx.set(top.start, 0)
                 cycles = 0
-                while not ctx.get(top.done) and cycles < arg:
+                while (kind == "A" or not ctx.get(top.done)) and cycles < arg:
                     if self._monitor is not None:
                         self._monitor(ctx, top, cycles)
                     await ctx.tick()
                     cycles += 1
+                if kind == "A" and not ctx.get(top.error):
+                    for _ in range(10_000):
+                        if any(ctx.get(unit.act_en) for unit in top.units):
+                            break
+                        await ctx.tick()
+                    for _ in range(2):
+                        await ctx.tick()
                 status = Status(ctx.get(top.busy) | ctx.get(top.done) << 1
                                 | ctx.get(top.error) << 2)
-                answer.resolve(RunStatus(cycles if ctx.get(top.done) else None, status))
+                if kind == "A":
+                    answer.resolve(status)
+                    ctx.set(cd.rst, 1)
+                    await ctx.tick()
+                    ctx.set(cd.rst, 0)
+                else:
+                    answer.resolve(RunStatus(cycles if ctx.get(top.done) else None, status))
 
         sim.add_testbench(bench)
         sim.run()

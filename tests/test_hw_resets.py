@@ -18,11 +18,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Fragment, Module
-from amaranth.sim import Simulator
-
-from mars.config import PRESETS, ReadoutMode
-from mars.contract import HostMemory, Status
+from amaranth.hdl import Fragment
 from mars.hw.loader import CoreLoader
 from mars.hw.top import MarsTop
 from mars.hw.unit import MacroUnit
@@ -30,12 +26,18 @@ from mars.sw.golden.accel import run_accelerator
 from mars.sw.golden.cycles import network_cycles
 from mars.sw.golden.network import LayerNode
 from mars.sw.host import HostDriver, run_inferences
-from mars.sw.host.driver import Pending, RunStatus
 from mars.sw.mapper import map_network
 from mars.tb.networks import (
-    NETWORKS, RESIDUAL_NETWORKS, random_inputs, residual_config, stable_seed,
+    NETWORKS,
+    RESIDUAL_NETWORKS,
+    random_inputs,
+    residual_config,
+    stable_seed,
 )
 from mars.tb.pysim_host import PysimTransport
+
+from mars.config import PRESETS, ReadoutMode
+from mars.contract import HostMemory, Status
 
 TINY = PRESETS["tiny"]
 
@@ -181,71 +183,6 @@ def build_case(config, name, rng, count=2):
     return network, random_inputs(network, rng, count), map_network(network)
 
 
-class AbortingPysim(PysimTransport):
-    """`PysimTransport` with one more recorded operation: `abort` starts a run, lets it
-    go for a number of cycles and, unless the error flag is up, on to the next cycle a
-    unit reads activations (then two more), answers the status flags it reached, then
-    pulses the sync domain's reset (the only way out of a hung run: the controller has
-    no abort).  The reset-less registers keep whatever the run left in them, mid-walk."""
-
-    def abort(self, cycles: int) -> Pending:
-        answer = Pending()
-        self._ops.append(("A", cycles, answer))
-        return answer
-
-    def flush(self) -> None:
-        ops = self.take_ops()
-        top = MarsTop(self._config)
-        m = Module()
-        m.domains.sync = cd = ClockDomain("sync")
-        m.submodules.top = top
-        sim = Simulator(m)
-        sim.add_clock(1e-8, domain="sync")
-
-        async def bench(ctx):
-            ctx.set(top.host_read.ready, 1)
-            for kind, arg, answer in ops:
-                if kind in "WR":
-                    ctx.set(top.host.payload, top.host.payload.shape().from_bits(arg))
-                    ctx.set(top.host.valid, 1)
-                    await ctx.tick().until(top.host.ready)
-                    ctx.set(top.host.valid, 0)
-                    if kind == "R":
-                        while not ctx.get(top.host_read.valid):
-                            await ctx.tick()
-                        answer.resolve(ctx.get(top.host_read.payload))
-                        await ctx.tick()
-                    continue
-                ctx.set(top.start, 1)
-                await ctx.tick()
-                ctx.set(top.start, 0)
-                cycles = 0
-                while (kind == "A" or not ctx.get(top.done)) and cycles < arg:
-                    await ctx.tick()
-                    cycles += 1
-                if kind == "A" and not ctx.get(top.error):
-                    # on to a cycle where a unit reads activations (a walk mid-flight,
-                    # its items in every stage), then two more
-                    for _ in range(10_000):
-                        if any(ctx.get(unit.act_en) for unit in top.units):
-                            break
-                        await ctx.tick()
-                    for _ in range(2):
-                        await ctx.tick()
-                status = Status(ctx.get(top.busy) | ctx.get(top.done) << 1
-                                | ctx.get(top.error) << 2)
-                if kind == "A":
-                    answer.resolve(status)
-                    ctx.set(cd.rst, 1)
-                    await ctx.tick()
-                    ctx.set(cd.rst, 0)
-                else:
-                    answer.resolve(RunStatus(cycles if ctx.get(top.done) else None, status))
-
-        sim.add_testbench(bench)
-        sim.run()
-
-
 def run_and_expect(driver, network, inputs, mapping, budget=40_000):
     """`run_inferences` of `inputs`, read back, with what the golden and cycle models
     expect (a later input skips the loads when the weights are resident; without
@@ -292,12 +229,12 @@ def test_aborted_and_failed_runs_then_good_ones():
     seed = stable_seed("run-reset", "aborted") % 1000
     rng = np.random.default_rng(seed)
     cnn, odd, mlp = (build_case(TINY, name, rng) for name in ("cnn", "odd", "mlp"))
-    transport = AbortingPysim(TINY)
+    transport = PysimTransport(TINY)
     driver = HostDriver(TINY, transport)
     statuses, results = [], []
 
     def abort(case, cycles, memories=None):
-        network, inputs, mapping = case
+        _, inputs, mapping = case
         driver.set_skip_loads(False)
         driver.load(memories or mapping.memories, mapping.n_phases)
         driver.write_input(inputs[0])
