@@ -154,6 +154,7 @@ def _timing_error(b: Board, routed: Mapping[str, Any], folder: Path, failed: Pat
 def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = None,
                     seed: int = 1, allow_timing_fail: bool = False,
                     clock_mhz: float | None = None, baud: int | None = None,
+                    placer: str | None = None, router: str | None = None,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build the bitstream of board `board_name` into `out` and return its report.
 
@@ -175,6 +176,11 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
         the oscillator, snapped to what its dividers give (`Board.with_clock`).
     baud : int, optional
         The UART's baud rate (the board's if None); the clock must give it within 2 %.
+    placer, router : str, optional
+        nextpnr's placer (``heap``, ``static``, ``sa``) and router (``router1``,
+        ``router2``), after the family's `PLACE_OPTIONS`; nextpnr's defaults (HeAP,
+        router1) if None.  The default top's routing went furthest with ``static`` and
+        ``router2`` (docs/board.md).
     progress : callable, optional
         Receives one line per step.
 
@@ -201,6 +207,8 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     except MarsError as error:
         raise BitstreamError(str(error)) from None
     config = config or b.default_config()
+    options = (*PLACE_OPTIONS[b.family], *(("--placer", placer) if placer else ()),
+               *(("--router", router) if router else ()))
     out = Path(out)
     failed = out.with_name(out.name + ".failed")
     part = PARTS[b.family]
@@ -230,7 +238,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
         routed = place_and_route(
             folder, _TOP, b.family, _NETLIST, freq_mhz=b.clock_mhz, seed=seed,
             extra_args=(spec["constraints_option"], spec["constraints"],
-                        spec["routed_option"], spec["routed"], *PLACE_OPTIONS[b.family]))
+                        spec["routed_option"], spec["routed"], *options))
         seconds["nextpnr"] = routed["seconds"]
         meets = bool(routed["meets_target"])
         fmax = routed["fmax_mhz"]
@@ -257,7 +265,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
             "baud": b.baud,
             "uart_divisor": b.divisor,
             "seed": seed,
-            "nextpnr_options": list(PLACE_OPTIONS[b.family]),
+            "nextpnr_options": list(options),
             "fmax_mhz": fmax,
             "meets_timing": meets,
             "allow_timing_fail": allow_timing_fail,
@@ -274,7 +282,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
             "seconds": seconds,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
-            "command": _command_line(b, config, seed, allow_timing_fail),
+            "command": _command_line(b, config, seed, allow_timing_fail, placer, router),
         }
         (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (folder / "summary.txt").write_text("\n".join(summary_lines(report)) + "\n")
@@ -310,7 +318,8 @@ def _keep(folder: Path, failed: Path) -> None:
         pass
 
 
-def _command_line(b: Board, config: MarsConfig, seed: int, allow: bool) -> str:
+def _command_line(b: Board, config: MarsConfig, seed: int, allow: bool,
+                  placer: str | None = None, router: str | None = None) -> str:
     words = ["mars", "bitstream", "--board", b.name]
     default = BOARDS[b.name]
     if b.clock_hz != default.clock_hz:
@@ -321,6 +330,10 @@ def _command_line(b: Board, config: MarsConfig, seed: int, allow: bool) -> str:
         words += ["--config", config.name if config.name in PRESETS else "CONFIG.json"]
     if seed != 1:
         words += ["--seed", str(seed)]
+    if placer:
+        words += ["--placer", placer]
+    if router:
+        words += ["--router", router]
     if allow:
         words.append("--allow-timing-fail")
     return " ".join(words)
@@ -399,6 +412,11 @@ def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:
                              + "); the clock must give it within 2 %%; mars board run "
                                "--baud must say the same")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed")
+    parser.add_argument("--placer", choices=("heap", "static", "sa"),
+                        help="nextpnr's placer (default: nextpnr's, heap); the default top "
+                             "routed furthest with static and --router router2")
+    parser.add_argument("--router", choices=("router1", "router2"),
+                        help="nextpnr's router (default: nextpnr's, router1)")
     parser.add_argument("--allow-timing-fail", action="store_true",
                         help="write the bitstream even if timing at the board clock is "
                              "not met")
@@ -411,6 +429,7 @@ def run_bitstream_command(args: argparse.Namespace) -> int:
     report = build_bitstream(args.board, out, config=config, seed=args.seed,
                              allow_timing_fail=args.allow_timing_fail,
                              clock_mhz=args.clock, baud=args.baud,
+                             placer=args.placer, router=args.router,
                              progress=lambda line: print(line, flush=True))
     for line in summary_lines(report):
         print(line)

@@ -137,6 +137,19 @@ def test_build_writes_bitstream_report_and_summary(tools, tmp_path):
     assert "3400 logic cells of 5280" in summary and "27 EBR of 30" in summary
 
 
+def test_placer_and_router_reach_nextpnr_after_the_family_options(tools, quick_top,
+                                                                   tmp_path):
+    out = tmp_path / "out"
+    assert main(["bitstream", "--board", "icebreaker", "--out", str(out),
+                 "--placer", "static", "--router", "router2"]) == 0
+    argv = json.loads((out / "nextpnr.argv.json").read_text())
+    assert argv[-5:] == ["--no-promote-ce", "--placer", "static", "--router", "router2"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["nextpnr_options"] == argv[-5:]
+    assert report["command"] == ("mars bitstream --board icebreaker --placer static "
+                                 "--router router2")
+
+
 def test_timing_not_met_is_one_line_exit_2_and_keeps_the_old_output(
         tools, quick_top, tmp_path, capsys):
     out = tmp_path / "out"
