@@ -7,7 +7,9 @@ pointers whose value at the start of a run matters, handshake, error and done fl
 Every other register of those blocks (payloads, descriptors, parameters, instruction
 words, pipeline data, accumulators) is ``reset_less``: its old value from the previous
 run can never reach an output or a control decision before it is rewritten (each block
-says why in a comment beside its registers).  On the ECP5 a reset is the flip-flop's LSR
+says why in a comment beside its registers).  The gather is the exception: it keeps the
+reset on all its registers, since its reset-less version cost the unit 8 to 20 % of its
+Fmax on the gather's `take` path (docs/synthesis.md).  On the ECP5 a reset is the flip-flop's LSR
 input: one net from ``~running`` to every flip-flop that keeps it, and a slice packs
 only flip-flops of one reset, so the fewer the better (docs/synthesis.md, "The run
 reset").  Simulation is unchanged: a reset-less register still starts from its ``init``
