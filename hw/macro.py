@@ -78,9 +78,10 @@ def result_layout(config: MarsConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(config.psum_bits), config.channels_per_macro)
 
 
-def _popcount(bits: list) -> object:
-    """Balanced adder tree over one-bit values (shorter paths than a chain)."""
-    values = list(bits)
+def _sum_tree(values: list) -> object:
+    """Balanced adder tree (popcounts of one-bit values, weighted sums; shorter paths than
+    a chain)."""
+    values = list(values)
     while len(values) > 1:
         paired = [a + b for a, b in zip(values[0::2], values[1::2])]
         values = paired + values[len(paired) * 2:]
@@ -125,48 +126,55 @@ class CimMacro(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         G, Wb, Ab = cfg.rows_per_step, cfg.weight_bits, cfg.act_bits
-        b = cfg.act_bits_per_cycle
         steps = cfg.cycles_per_step
+        Q, r = cfg.macro_read_chunks, cfg.rows_per_read
         m = Module()
 
         D, Cd = cfg.wordline_domains, cfg.cols_per_domain
         n_per_domain = cfg.channels_per_macro // D
 
-        # -- storage: one memory per word-line domain, a row slot per word -------------
+        # -- storage: one memory per word-line domain, G/Q rows a word -------------------
+        # Row-serial (issue 9): a step's rows come out G/Q a cycle over its first Q cycles,
+        # so each domain's array is Q times deeper and Q times narrower than one word per
+        # row slot: on default 32 bits x 256 words, one DP16KD instead of four, and a
+        # quarter of the read wires (docs/macro.md, "Storage").
         read_ports = []
         for d in range(D):
             # ``ram_style = "block"`` makes Yosys's memory_libmap map the array to block
             # RAM (DP16KD, SB_RAM40_4K); left to itself it picks LUT RAM or flip-flops
-            # for the shallow (R/G-word) arrays of the small presets.
-            storage = Memory(shape=unsigned(G * Cd), depth=cfg.row_slots, init=[],
+            # for the shallow arrays of the small presets.
+            storage = Memory(shape=unsigned(r * Cd), depth=cfg.row_slots * Q, init=[],
                              attrs={"ram_style": "block"})
             m.submodules[f"storage{d}"] = storage
             write_port = storage.write_port(granularity=Cd)
             read_ports.append(storage.read_port(domain="sync"))
+            lane = self.write.payload.lane
             m.d.comb += [
-                write_port.addr.eq(self.write.payload.slot),
-                write_port.data.eq(self.write.payload.data[d * Cd:(d + 1) * Cd].replicate(G)),
+                write_port.addr.eq(self.write.payload.slot * Q + lane // r),
+                write_port.data.eq(self.write.payload.data[d * Cd:(d + 1) * Cd].replicate(r)),
             ]
-            for lane in range(G):
-                m.d.comb += write_port.en[lane].eq(
-                    self.write.valid & (self.write.payload.lane == lane))
+            for sub in range(r):
+                m.d.comb += write_port.en[sub].eq(self.write.valid & (lane % r == sub))
         m.d.comb += self.write.ready.eq(1)
 
         # -- compute-step control (stage F: one item per cycle of a step) ----------------
         # Every register below advances together (``adv``); the only stall is a step's
         # last item that would finish into a full result register and spare, which freezes the
         # whole pipeline (the storage read data included: no read is issued meanwhile).
-        # Reset-less (hw/regs.py): the activations, the read rows and the popcounts
-        # travel with an item and are used only with its valid bit; the accumulators
-        # restart from 0 at a step's first item; the result register and the spare are
-        # read only under their valid.  The items' markers and the counters keep it.
+        # Reset-less (hw/regs.py): the activations, the read rows and the counts travel
+        # with an item and are used only with its valid bit; the accumulators restart
+        # from 0 at a step's first item; the result register and the spare are read only
+        # under their valid.  The items' markers and the counters keep it.
         busy = Signal()
         cycle = Signal(range(steps))
-        acts = Signal.like(self.request.payload.acts, reset_less=True)  # shifted by b
+        acts = Signal.like(self.request.payload.acts, reset_less=True)  # shifted by G/Q rows
+        slots = Signal.like(self.request.payload.slots, reset_less=True)
         item = data.StructLayout({"valid": 1, "first": 1, "last": 1})
         r_item, p_item = Signal(item), Signal(item)     # the items in stages R and P
-        x_r = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(b), G), D), reset_less=True)
-        rows_r = Signal(data.ArrayLayout(unsigned(G * Cd), D), reset_less=True)
+        # The item's G/Q rows' activations, all Ab bits (zero for the items after the
+        # step's Q reads: they add nothing).
+        x_r = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(Ab), r), D), reset_less=True)
+        rows_r = Signal(data.ArrayLayout(unsigned(r * Cd), D), reset_less=True)
         accs = Signal(data.ArrayLayout(signed(cfg.psum_bits), cfg.channels_per_macro),
                       reset_less=True)
         result = Signal(result_layout(cfg), reset_less=True)   # drives `result.payload`
@@ -184,63 +192,35 @@ class CimMacro(wiring.Component):
         last = busy & (cycle == steps - 1)
         accept = self.request.valid & self.request.ready
         m.d.comb += self.request.ready.eq(adv & (~busy | last))
-        # The reads are issued as a request is accepted; with `en` low afterwards the read
-        # data holds for the whole step, so the array is read once per step.
+        # Chunk 0 is read as a request is accepted, chunk c + 1 in the step's cycle c; with
+        # `en` low afterwards the last chunk's data holds.  `more` (registers only) and an
+        # accept never coincide: an accept needs an idle front or the step's last cycle.
+        more = Signal()
+        m.d.comb += more.eq(busy & (cycle < Q - 1)) if Q > 1 else more.eq(0)
         for d, read_port in enumerate(read_ports):
             m.d.comb += [
-                read_port.addr.eq(self.request.payload.slots[d]),
-                read_port.en.eq(accept),
+                read_port.addr.eq(Mux(more, slots[d] * Q + cycle + 1,
+                                      self.request.payload.slots[d] * Q)),
+                read_port.en.eq(accept | (adv & more)),
             ]
 
-        # -- stage R: register the storage read and this cycle's b activation bits ----------
-        # -- stage P: AND with the activation bits, popcount over the G rows (registered) ---
-        q_max = cfg.readout_max
-        counts = {}         # (n, k, j) -> registered popcount, or comparator bit (HCiM)
+        # -- stage R: register the storage read and the item's G/Q rows' activations -------
         with m.If(adv):
             m.d.sync += [r_item.valid.eq(busy), r_item.first.eq(cycle == 0),
                          r_item.last.eq(cycle == steps - 1), p_item.eq(r_item)]
             for d in range(D):
                 m.d.sync += rows_r[d].eq(read_ports[d].data)
-                for g in range(G):
-                    m.d.sync += x_r[d][g].eq(acts[d][g][Ab - b:])
-        for n in range(cfg.channels_per_macro):
-            d, col = divmod(n, n_per_domain)
-            rows = [rows_r[d][g * Cd:(g + 1) * Cd] for g in range(G)]
-            for k in range(b):          # k-th bit of this cycle's chunk, weight 2**k
-                x_bit = [x_r[d][g][k] for g in range(G)]
-                for j in range(Wb):
-                    p = _popcount([x_bit[g] & rows[g][col * Wb + j] for g in range(G)])
-                    if cfg.scaled_readout:
-                        value = p >= cfg.readout_threshold      # the comparator bit
-                    elif cfg.readout_mode is ReadoutMode.SATURATING and q_max < G:
-                        value = Mux(p > q_max, q_max, p)
-                    else:
-                        value = p
-                    reg = Signal(len(Value.cast(value)), name=f"count_{n}_{k}_{j}",
-                                 reset_less=True)
-                    with m.If(adv):
-                        m.d.sync += reg.eq(value)
-                    counts[n, k, j] = reg
+                for i in range(r):
+                    m.d.sync += x_r[d][i].eq(Mux(cycle < Q, acts[d][i], 0))
 
-        # -- stage S: weighted sum, Horner shift-add into the accumulators -------------------
-        next_accs = []
-        for n in range(cfg.channels_per_macro):
-            terms = []
-            for k in range(b):
-                for j in range(Wb):
-                    if cfg.scaled_readout:
-                        # the digital unit: add the scale factor (gated to zero when the
-                        # comparator bit is zero)
-                        term = Mux(counts[n, k, j], self.scales[n][j], 0) << k
-                        negate = cfg.readout_mode is ReadoutMode.TERNARY and j == Wb - 1
-                    else:
-                        term = counts[n, k, j] << (j + k)
-                        negate = j == Wb - 1
-                    terms.append(-term if negate else term)
-            contribution = terms[0]
-            for term in terms[1:]:
-                contribution = contribution + term
-            next_accs.append(Mux(p_item.first, 0, accs[n] << b) + contribution)
+        # -- stage P: AND with the activation bits, sums over the item's rows (registered) --
+        # -- stage S: weighted sum into the accumulators -------------------------------------
+        linear = not cfg.scaled_readout and not (
+            cfg.readout_mode is ReadoutMode.SATURATING and cfg.readout_max < G)
+        if linear:
+            next_accs = self._linear(m, adv, r_item, p_item, x_r, rows_r, accs)
+        else:
+            next_accs = self._per_bit_plane(m, adv, r_item, p_item, x_r, rows_r)
 
         push, pop = Signal(), Signal()
         m.d.comb += [push.eq(adv & p_item.valid & p_item.last),
@@ -266,15 +246,97 @@ class CimMacro(wiring.Component):
         with m.If(adv):
             with m.If(busy):
                 m.d.sync += cycle.eq(cycle + 1)
-                for d in range(D):
-                    for g in range(G):
-                        m.d.sync += acts[d][g].eq(acts[d][g] << b)
+                if Q > 1:                       # the next G/Q rows move to the front
+                    for d in range(D):
+                        for g in range(G - r):
+                            m.d.sync += acts[d][g].eq(acts[d][g + r])
             with m.If(last):
                 m.d.sync += busy.eq(0)
-            with m.If(p_item.valid):
-                for n, value in enumerate(next_accs):
-                    m.d.sync += accs[n].eq(value)
+            if linear:
+                with m.If(p_item.valid):
+                    for n, value in enumerate(next_accs):
+                        m.d.sync += accs[n].eq(value)
         with m.If(accept):
-            m.d.sync += [busy.eq(1), cycle.eq(0), acts.eq(self.request.payload.acts)]
+            m.d.sync += [busy.eq(1), cycle.eq(0), acts.eq(self.request.payload.acts),
+                         slots.eq(self.request.payload.slots)]
         return m
 
+    def _row_bits(self, rows_r, n: int, j: int) -> list:
+        """Bit ``j`` of channel ``n``'s weight in each of the item's G/Q rows."""
+        cfg = self._config
+        Cd, Wb = cfg.cols_per_domain, cfg.weight_bits
+        d, col = divmod(n, cfg.channels_per_macro // cfg.wordline_domains)
+        return [rows_r[d][i * Cd + col * Wb + j] for i in range(cfg.rows_per_read)]
+
+    def _linear(self, m, adv, r_item, p_item, x_r, rows_r, accs) -> list:
+        """Exact (and unclamped saturating) readouts: the sum is linear in the rows, so
+        each item adds its G/Q rows' share and the accumulators sum the Q shares.
+
+        P: per channel n and weight bit j, ``t[n][j] = sum_i w_i[j] * x_i`` over the
+        item's rows (the AND of every bit plane with the weight bit, i.e. the popcounts
+        of all Ab bit planes weighted ``2**k`` at once); S: ``acc = (first ? 0 : acc) +
+        sum_j s_j * t[n][j] << j`` (``s_j = -1`` on the sign column): over the step the
+        same sum as docs/macro.md's ``sum_i sum_j 2^i s_j 2^j p[i][j][n]``."""
+        cfg = self._config
+        Wb = cfg.weight_bits
+        t = {}
+        for n in range(cfg.channels_per_macro):
+            d = n // (cfg.channels_per_macro // cfg.wordline_domains)
+            for j in range(Wb):
+                bits = self._row_bits(rows_r, n, j)
+                value = _sum_tree([Mux(w, x_r[d][i], 0) for i, w in enumerate(bits)])
+                reg = Signal(len(Value.cast(value)), name=f"rowsum_{n}_{j}", reset_less=True)
+                with m.If(adv):
+                    m.d.sync += reg.eq(value)
+                t[n, j] = reg
+        next_accs = []
+        for n in range(cfg.channels_per_macro):
+            terms = [(-(t[n, j] << j) if j == Wb - 1 else t[n, j] << j) for j in range(Wb)]
+            next_accs.append(Mux(p_item.first, 0, accs[n]) + _sum_tree(terms))
+        return next_accs
+
+    def _per_bit_plane(self, m, adv, r_item, p_item, x_r, rows_r) -> list:
+        """Clamped saturating and binary/ternary readouts: non-linear in the popcount, so
+        each bit plane's popcount is summed whole before the readout.
+
+        P: per channel n, input bit k and weight bit j, ``cnt = (first ? 0 : cnt) + the
+        popcount over the item's rows``, registered with its readout (the clamp or the
+        comparator bit), which is whole at the step's last item; S (the last item's
+        result): the weighted sum of the Ab x Wb readouts, docs/macro.md's ``y[n]``."""
+        cfg = self._config
+        Wb, Ab, G = cfg.weight_bits, cfg.act_bits, cfg.rows_per_step
+        q_max = cfg.readout_max
+        read = {}
+        for n in range(cfg.channels_per_macro):
+            d = n // (cfg.channels_per_macro // cfg.wordline_domains)
+            for j in range(Wb):
+                bits = self._row_bits(rows_r, n, j)
+                for k in range(Ab):
+                    cnt = Signal(range(G + 1), name=f"count_{n}_{k}_{j}", reset_less=True)
+                    whole = Mux(r_item.first, 0, cnt) + _sum_tree(
+                        [x_r[d][i][k] & w for i, w in enumerate(bits)])
+                    if cfg.scaled_readout:
+                        value = whole >= cfg.readout_threshold      # the comparator bit
+                    else:
+                        value = Mux(whole > q_max, q_max, whole)
+                    reg = Signal(len(Value.cast(value)), name=f"read_{n}_{k}_{j}",
+                                 reset_less=True)
+                    with m.If(adv):
+                        m.d.sync += [cnt.eq(whole), reg.eq(value)]
+                    read[n, k, j] = reg
+        next_accs = []
+        for n in range(cfg.channels_per_macro):
+            terms = []
+            for k in range(Ab):
+                for j in range(Wb):
+                    if cfg.scaled_readout:
+                        # the digital unit: add the scale factor (gated to zero when the
+                        # comparator bit is zero)
+                        term = Mux(read[n, k, j], self.scales[n][j], 0) << k
+                        negate = cfg.readout_mode is ReadoutMode.TERNARY and j == Wb - 1
+                    else:
+                        term = read[n, k, j] << (j + k)
+                        negate = j == Wb - 1
+                    terms.append(-term if negate else term)
+            next_accs.append(_sum_tree(terms))
+        return next_accs

@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,9 @@ class MarsConfig:
     act_bits : int
         Ab, unsigned activation width, applied bit-serially.
     act_bits_per_cycle : int
-        Activation bits the macro model handles per clock cycle (1 is bit-serial, Ab is
-        bit-parallel); must divide Ab.
+        Sets the length of a compute step, Ab / act_bits_per_cycle cycles (1 is
+        bit-serial, Ab bit-parallel); must divide Ab.  The macro reads a step's rows over
+        its first ``macro_read_chunks`` cycles (docs/macro.md).
     readout_bits : int
         Width of the per-column readout (ADC) result.
     readout_mode : ReadoutMode
@@ -379,6 +381,20 @@ class MarsConfig:
     def row_slots(self) -> int:
         """Row groups of G rows in a macro, R/G: the addresses a compute step can name."""
         return self.rows // self.rows_per_step
+
+    @property
+    def macro_read_chunks(self) -> int:
+        """Q, storage reads of one compute step: gcd(G, Ab / act_bits_per_cycle).
+
+        The macro reads a step's G rows row-serially, G/Q of them a cycle over the step's
+        first Q cycles (docs/macro.md, "Storage"), so a storage word is G/Q rows wide and
+        Q times as deep as there are row slots."""
+        return math.gcd(self.rows_per_step, self.cycles_per_step)
+
+    @property
+    def rows_per_read(self) -> int:
+        """G/Q, rows of one storage read (the width of a storage word, in rows)."""
+        return self.rows_per_step // self.macro_read_chunks
 
     @property
     def exact_readout_bits(self) -> int:

@@ -131,7 +131,8 @@ def memory_shapes(config: MarsConfig) -> list[MemoryShape]:
     D, G, U = cfg.wordline_domains, cfg.rows_per_step, cfg.macros
     return [
         MemoryShape("macro storage (a word-line domain)", "cim_macro", D * U,
-                    cfg.row_slots, G * cfg.cols // D, "block", ("rows",)),
+                    cfg.row_slots * cfg.macro_read_chunks, cfg.rows_per_read * cfg.cols // D,
+                    "block", ("rows",)),
         MemoryShape("index memory (a domain)", "sparse_decoder", D * U, dec.index_depth,
                     dec.kgroup_bits, "block", ("weight_sram_rows",)),
         MemoryShape("k-table (a domain)", "sparse_decoder", D * U, dec.max_kgroups,
