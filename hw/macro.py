@@ -5,13 +5,14 @@ columns (D = P at partition skip granularity, 1 at macro granularity).  Each dom
 switches on its own row slot (G consecutive rows) with its own G unsigned Ab-bit
 activations, so the stored groups of different partitions can come from different K-rows.
 A compute step takes a row slot and G activations per domain and returns one signed
-partial sum per output channel (C/Wb of them), computed bit-serially exactly as
+partial sum per output channel (C/Wb of them), computed exactly as
 `mars.sw.golden.macro_step` computes each domain's channels.
 
-Storage is one `amaranth.lib.memory.Memory` per domain, of R/G words of G*C/D bits: a row
-slot is one word, so all G rows of a step come out of a single synchronous read, and
-synthesis maps the arrays to block RAM.  Rows are written one at a time (all C columns,
-every domain) through a write port with C/D-bit granularity.
+Storage is one `amaranth.lib.memory.Memory` per domain, of R/G x Q words of G/Q rows
+(G/Q x C/D bits, ``Q = config.macro_read_chunks = gcd(G, Ab / act_bits_per_cycle)``): a
+step's G rows come out row-serially, G/Q rows a cycle over the step's first Q cycles,
+and synthesis maps the arrays to block RAM.  Rows are written one at a time (all C
+columns, every domain) through a write port with C/D-bit granularity.
 
 Binary/ternary readouts (HCiM): each column's popcount goes through a comparator,
 ``c = [p >= readout_threshold]``, and a digital unit adds the column's scale factor code
@@ -21,14 +22,15 @@ gated to zero (nothing is added).  The result is the scaled sum in units of
 ``2**-scale_frac_bits`` (docs/macro.md).
 
 Pipeline (docs/macro.md): a step occupies the front of the macro for ``Ab /
-act_bits_per_cycle`` cycles (stage F, one item per cycle, reads issued at the accept);
-each item then passes R (the storage read data and the item's b activation bits
-registered), P (AND and popcount over the G rows, or the comparator bit, registered) and
-S (weighted sum and Horner shift-add into the accumulators; the last item of a step
-writes the result register).  The next step is accepted in the last F cycle of the
-current one, so back-to-back steps sustain one step per ``Ab / act_bits_per_cycle``
-cycles; the result appears three cycles after the step's last F cycle (one before the
-pipelining).  The result register has a spare behind it (the pipeline stalls only when
+act_bits_per_cycle`` cycles (stage F, one item per cycle; the first Q items carry G/Q rows
+each, read one a cycle from the accept on); each item then passes R (the storage read
+data and the item's rows' activations, all Ab bits, registered), P (per weight bit the
+sum of the activations of the rows whose bit is set, or for the non-linear readouts the
+running per-bit-plane popcounts and their readout, registered) and S (weighted sum into
+the accumulators; the last item of a step writes the result register).  The next step is
+accepted in the last F cycle of the current one, so back-to-back steps sustain one step
+per ``Ab / act_bits_per_cycle`` cycles; the result appears three cycles after the step's
+last F cycle.  The result register has a spare behind it (the pipeline stalls only when
 both are full), so the `ready` of ``result`` reaches only those two registers: ``adv``
 and ``request.ready`` come from the macro's own registers.  At most five steps are in
 flight (accepted, result not yet taken).
