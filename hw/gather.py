@@ -210,8 +210,11 @@ class ActivationGather(wiring.Component):
         low = Signal(G, name=f"low{d}")          # the lowest pending lane, one-hot (a register)
         word = Signal(word_bits, name=f"word{d}")
         match = Signal(G, name=f"match{d}")
+        # ``busy`` is ``pend.any()`` kept as a register (its next value computed beside
+        # pend's), so `fetching` -> `move` -> `take`, which selects the next value of every
+        # stage-B register, starts at flip-flops (the unit's critical path was
+        # pend -> busy -> take -> served, issue 9).
         busy = Signal(name=f"busy{d}")
-        m.d.comb += busy.eq(pend.any())
         m.d.comb += [word.eq(_or_select(low, [words[g] for g in range(G)])),
                      match.eq(pend & _or_select(low, [same[g] for g in range(G)]))]
         # The word read lands in a register (data_r) the cycle after it leaves the block
@@ -231,7 +234,7 @@ class ActivationGather(wiring.Component):
 
         with m.If(busy):
             m.d.sync += [pend.eq(pend & ~match), low.eq(_lowest(pend & ~match)),
-                         served.eq(match)]
+                         served.eq(match), busy.eq((pend & ~match).any())]
         # Keep the fields each word served (every cycle: data_r and served_r change
         # together, one cycle after the read port's word and `served`).
         for g in range(G):
@@ -240,7 +243,7 @@ class ActivationGather(wiring.Component):
         with m.If(take):
             lane_words = [payload.addrs[g][sh:] if sh < ab else C(0, 1) for g in range(G)]
             m.d.sync += [pend.eq(~payload.pad), low.eq(_lowest(~payload.pad)),
-                         served.eq(0)]
+                         served.eq(0), busy.eq((~payload.pad).any())]
             for g in range(G):
                 m.d.sync += [words[g].eq(lane_words[g]), same[g][g].eq(1),
                              fields[g].eq(payload.addrs[g][:sh] if sh else 0)]
