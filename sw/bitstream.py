@@ -47,7 +47,8 @@ from mars.config import PRESETS, MarsConfig, describe, load_config
 from mars.errors import EnvironmentProblem, MarsError
 from mars.hw.boards import BOARDS, Board, board as find_board
 from mars.sw.files import staging_folder, swap_into_place
-from mars.sw.pnr import PARTS, nextpnr_command, place_and_route
+from mars.sw.pnr import (PARTS, PLACERS, ROUTERS, PnrError, algorithm_args, nextpnr_command,
+                         place_and_route)
 from mars.sw.tools import log_tail, run_tool, yowasp_command
 
 __all__ = ["BitstreamError", "PACKERS", "PLACE_OPTIONS", "build_bitstream", "summary_lines",
@@ -207,8 +208,10 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     except MarsError as error:
         raise BitstreamError(str(error)) from None
     config = config or b.default_config()
-    options = (*PLACE_OPTIONS[b.family], *(("--placer", placer) if placer else ()),
-               *(("--router", router) if router else ()))
+    try:
+        options = (*PLACE_OPTIONS[b.family], *algorithm_args(placer, router))
+    except PnrError as error:
+        raise BitstreamError(str(error)) from None
     out = Path(out)
     failed = out.with_name(out.name + ".failed")
     part = PARTS[b.family]
@@ -412,10 +415,10 @@ def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:
                              + "); the clock must give it within 2 %%; mars board run "
                                "--baud must say the same")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed")
-    parser.add_argument("--placer", choices=("heap", "static", "sa"),
+    parser.add_argument("--placer", choices=PLACERS,
                         help="nextpnr's placer (default: nextpnr's, heap); the default top "
                              "routed furthest with static and --router router2")
-    parser.add_argument("--router", choices=("router1", "router2"),
+    parser.add_argument("--router", choices=ROUTERS,
                         help="nextpnr's router (default: nextpnr's, router1)")
     parser.add_argument("--allow-timing-fail", action="store_true",
                         help="write the bitstream even if timing at the board clock is "

@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from mars.config import PRESETS, load_config
 from mars.errors import MarsError
+from mars.sw.pnr import PLACERS, ROUTERS
 
 __all__ = ["main"]
 
@@ -96,7 +97,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         # flush: the long steps' progress lines must show up at once in a piped log (nox, CI)
         report = run_synth(config, out, families=args.family,
                            progress=lambda line: print(line, flush=True), blocks=args.block,
-                           pnr=args.pnr, freq_mhz=args.freq, seed=args.seed)
+                           pnr=args.pnr, freq_mhz=args.freq, seed=args.seed,
+                           placer=args.placer, router=args.router)
     print(f"wrote {report}")
     return 0
 
@@ -348,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freq", type=float, metavar="MHZ",
                    help="nextpnr clock constraint in MHz (default: 100 on ECP5, 48 on iCE40)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    p.add_argument("--placer", choices=PLACERS,
+                   help="nextpnr's placer (default: nextpnr's, heap); the whole default top "
+                        "routes with static and --router router2")
+    p.add_argument("--router", choices=ROUTERS,
+                   help="nextpnr's router (default: nextpnr's, router1)")
     p.set_defaults(func=_cmd_synth)
 
     from mars.sw.train.command import add_arguments as train_arguments

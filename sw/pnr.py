@@ -23,7 +23,7 @@ from typing import Any
 from mars.errors import MarsError
 from mars.sw.tools import log_tail, run_tool, yowasp_command
 
-__all__ = ["PARTS", "Part", "PnrError", "log_tail", "nextpnr_command", "overflows",
+__all__ = ["PARTS", "PLACERS", "ROUTERS", "Part", "PnrError", "algorithm_args", "log_tail", "nextpnr_command", "overflows",
            "place_and_route", "summarise"]
 
 class PnrError(MarsError, RuntimeError):
@@ -69,6 +69,25 @@ PARTS: dict[str, Part] = {
                   {"bram": ("ICESTORM_RAM",), "dsp": ("ICESTORM_DSP",),
                    "logic_cells": ("ICESTORM_LC",)}),
 }
+
+
+#: nextpnr's placers and routers (``--placer``, ``--router``); its defaults are the first.
+PLACERS = ("heap", "static", "sa")
+ROUTERS = ("router1", "router2")
+
+
+def algorithm_args(placer: str | None = None, router: str | None = None) -> tuple[str, ...]:
+    """nextpnr's ``--placer`` / ``--router`` arguments (none for a None: nextpnr's own).
+
+    Raises
+    ------
+    PnrError
+        If `placer` is not one of `PLACERS` or `router` not one of `ROUTERS`.
+    """
+    for option, value, known in (("placer", placer, PLACERS), ("router", router, ROUTERS)):
+        if value is not None and value not in known:
+            raise PnrError(f"unknown nextpnr {option} {value!r} (one of {', '.join(known)})")
+    return (*(("--placer", placer) if placer else ()), *(("--router", router) if router else ()))
 
 
 def nextpnr_command(family: str) -> list[str]:
@@ -192,7 +211,8 @@ def _does_not_fit(part: Part, text: str) -> str:
 
 def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
                     freq_mhz: float | None = None, seed: int = 1,
-                    extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+                    extra_args: tuple[str, ...] = (), placer: str | None = None,
+                    router: str | None = None) -> dict[str, Any]:
     """Place and route one Yosys netlist with nextpnr and summarise the result.
 
     Parameters
@@ -214,6 +234,8 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         routed output of a board build (``--lpf top.lpf --textcfg top.config``, ``--pcf
         top.pcf --asc top.asc``, `mars.sw.bitstream`).  With them the iCE40 pins are
         not left to nextpnr.
+    placer, router : str, optional
+        nextpnr's placer and router (`algorithm_args`); nextpnr's defaults if None.
 
     Returns
     -------
@@ -242,7 +264,7 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
             "--timing-allow-fail", "--report", report_name, "--log", log_name, "-q"]
     if family == "ice40" and not extra_args:
         args.append("--pcf-allow-unconstrained")   # three data pins, placed by nextpnr
-    args += extra_args
+    args += [*extra_args, *algorithm_args(placer, router)]
     command = nextpnr_command(family)
     start = time.perf_counter()
     run_tool(command, args, tool=part.tool, what=f"on block {name!r} for {family}",

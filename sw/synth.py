@@ -37,7 +37,7 @@ from mars.contract.decoder import DecoderFormat
 from mars.sw.budget import PART_LIMITS, check_fit
 from mars.sw.files import replace_file
 from mars.sw.hierarchy import hierarchy
-from mars.sw.pnr import PARTS, log_tail, place_and_route
+from mars.sw.pnr import PARTS, algorithm_args, log_tail, place_and_route
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "pnr_table", "resources",
            "run_synth", "synthesise_design"]
@@ -196,7 +196,8 @@ def _synth_one(command: list[str], out_dir: Path, name: str, family: str,
 def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = None,
               progress: Callable[[str], None] | None = None,
               blocks: list[str] | None = None, pnr: bool = False,
-              freq_mhz: float | None = None, seed: int = 1) -> Path:
+              freq_mhz: float | None = None, seed: int = 1, placer: str | None = None,
+              router: str | None = None) -> Path:
     """Synthesize every block of `config` for each family and write ``report.json``.
 
     Parameters
@@ -220,6 +221,10 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         Clock constraint for nextpnr in MHz; each part's default (ECP5 100, iCE40 48) if None.
     seed : int
         nextpnr's placer seed.
+    placer, router : str, optional
+        nextpnr's placer (``heap``, ``static``, ``sa``) and router (``router1``,
+        ``router2``); nextpnr's defaults (HeAP, router1) if None.  The whole default top
+        routes only with ``static`` and ``router2`` (docs/synthesis.md).
 
     Returns
     -------
@@ -259,6 +264,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         for name in names:
             for family in chosen:
                 check_fit(config, family, name)
+    algorithms = algorithm_args(placer, router)      # PnrError before any tool runs
     command = _yosys_command()
     version = _yosys_version(command)
     if freq_mhz is not None and not freq_mhz > 0:
@@ -307,9 +313,9 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                 part = PARTS[family]
                 freq = part.freq_mhz if freq_mhz is None else freq_mhz
                 say(f"  {name} {family}: {part.tool} on {part.name} at {freq:g} MHz, "
-                    f"seed {seed} ...")
+                    f"seed {seed}" + "".join(f" {a}" for a in algorithms) + " ...")
                 routed = place_and_route(out_dir, name, family, netlist, freq_mhz=freq,
-                                         seed=seed)
+                                         seed=seed, placer=placer, router=router)
                 result["ooc"] = ooc
                 result["netlist"] = netlist
                 result["pnr"] = routed

@@ -22,7 +22,7 @@ from amaranth.sim import Simulator
 from mars.config import PRESETS
 from mars.hw.ooc import OutOfContext
 from mars.sw.cli import main
-from mars.sw.pnr import PARTS, PnrError, overflows, place_and_route, summarise
+from mars.sw.pnr import PARTS, PnrError, algorithm_args, overflows, place_and_route, summarise
 from mars.sw.synth import pnr_table, run_synth
 
 TINY = PRESETS["tiny"]
@@ -246,6 +246,35 @@ def test_a_missing_nextpnr_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("mars: error: cannot run nextpnr-ice40")
     assert "'cim_macro'" in err and "ice40" in err
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_placer_and_router_reach_nextpnr(family, tmp_path, monkeypatch, capsys):
+    """`--placer` / `--router` end nextpnr's command line; an out-of-context iCE40 block
+    still leaves its three data pins to nextpnr."""
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
+    monkeypatch.setenv("FAKE_CELLS", json.dumps({"LUT4": 3}))
+    argv_file = tmp_path / "argv.json"
+    record = f"import json, sys\njson.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n"
+    monkeypatch.setenv(f"NEXTPNR_{family.upper()}",
+                       _fake(tmp_path, "nextpnr.py", record + "sys.exit(1)\n"))
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", family,
+                   "--pnr", "--out", str(tmp_path / "out"), "--placer", "static",
+                   "--router", "router2"])
+    assert status == 2                          # the stand-in fails after recording
+    argv = json.loads(argv_file.read_text())
+    assert argv[-4:] == ["--placer", "static", "--router", "router2"]
+    assert ("--pcf-allow-unconstrained" in argv) == (family == "ice40")
+    assert "--placer static --router router2 ..." in capsys.readouterr().out
+
+
+def test_an_unknown_placer_is_refused_before_any_tool_runs(tmp_path):
+    with pytest.raises(PnrError,
+                       match=r"unknown nextpnr placer 'fast' \(one of heap, static, sa\)"):
+        run_synth(TINY, tmp_path, families=["ecp5"], blocks=["cim_macro"], pnr=True,
+                  placer="fast")
+    assert algorithm_args() == () and algorithm_args(router="router2") == ("--router",
+                                                                           "router2")
 
 
 def test_bad_clock_is_rejected(tmp_path, monkeypatch):
