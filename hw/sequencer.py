@@ -150,21 +150,28 @@ class UnitSequencer(wiring.Component):
         ki, kp = fmt.insn_chunks, fmt.param_chunks
 
         # -- fetch engine -------------------------------------------------------------------
+        # Two read streams, one per memory, each with its own two-stage read pipeline
+        # (v1: data on the read port, v2: data in the output register).
+        lo, hi = fmt.param_addr_chunks      # stored words of the instruction holding param_addr
+        pa_field = instruction_layout(cfg)["param_addr"]
+        op_field = instruction_layout(cfg)["op"]
+        assert op_field.offset == 0 and op_field.width <= CONTROL_WORD_BITS
         fa = Signal(range(fmt.program_depth))          # next program word to read
+        # first stored word of the instruction after the one being fetched
+        nxt = Signal(range(fmt.program_depth), init=ki % fmt.program_depth)
         pa = Signal(range(fmt.param_depth))            # next parameter word to read
-        issued = Signal(range(max(ki, kp) + 1))        # reads of the current word
-        got = Signal(range(max(ki, kp) + 1))           # stored words shifted in
-        # Read pipeline: v1 = data on the read port, v2 = data in the output register.
-        v1, v2 = Signal(), Signal()
+        i_issued, i_got = Signal(range(ki + 1)), Signal(range(ki + 1))
+        p_issued, p_got = Signal(range(kp + 1)), Signal(range(kp + 1))
+        i_done, p_done = Signal(), Signal()             # every stored word shifted in
+        p_on = Signal()                                 # param_addr is in pa: read on
+        iv1, iv2, pv1, pv2 = Signal(), Signal(), Signal(), Signal()
         # The registered block-RAM outputs (one register per memory: no multiplexer
         # between a block RAM's output and its register).
-        # Reset-less (hw/regs.py): words read only under v2, shadows read only once all
-        # their words are shifted in (DECIDE, FULL), insn/params only from the dispatch
-        # that loads them (every use downstream is under a valid flag).
+        # Reset-less (hw/regs.py): words read only under iv2/pv2, shadows read only once
+        # all their words are shifted in (full), insn/params only from the dispatch that
+        # loads them (every use downstream is under a valid flag).
         q_insn = Signal(CONTROL_WORD_BITS, reset_less=True)
         q_prm = Signal(CONTROL_WORD_BITS, reset_less=True)
-        q_param = Signal()                              # v2's word is a parameter word
-        p1 = Signal()
         next_insn = Signal(ki * CONTROL_WORD_BITS, reset_less=True)  # shadow instruction
         next_params = Signal(kp * CONTROL_WORD_BITS, reset_less=True)  # shadow parameters
         insn = Signal(instruction_layout(cfg), reset_less=True)       # drives `insn`
@@ -174,52 +181,56 @@ class UnitSequencer(wiring.Component):
         full = Signal()                                 # the shadow holds a WALK
         syncs = Signal(range(cfg.program_words + 2))    # SYNCs fetched, not yet taken
         sync_in, sync_out, take = Signal(), Signal(), Signal()
+        m.d.comb += full.eq(i_done & p_done)
+
+        def wrap(addr, depth, step=1):
+            return Mux(addr == depth - step, 0, addr + step)
 
         m.d.comb += [prog_read.addr.eq(fa), param_read.addr.eq(pa)]
-        m.d.sync += [v1.eq(0), v2.eq(v1), q_param.eq(p1),
+        m.d.sync += [iv1.eq(0), iv2.eq(iv1), pv1.eq(0), pv2.eq(pv1),
                      syncs.eq(syncs + sync_in - sync_out)]
-        with m.If(v1 & ~p1):
+        # Instruction stream: its ki stored words, one read a cycle from its first cycle.
+        with m.If(i_issued != ki):
+            m.d.comb += prog_read.en.eq(1)
+            m.d.sync += [iv1.eq(1), fa.eq(wrap(fa, fmt.program_depth)),
+                         i_issued.eq(i_issued + 1)]
+        with m.If(iv1):
             m.d.sync += q_insn.eq(prog_read.data)
-        with m.If(v1 & p1):
-            m.d.sync += q_prm.eq(param_read.data)
-        with m.If(v2 & ~q_param):
+        with m.If(iv2):
             m.d.sync += [next_insn.eq(Cat(next_insn[CONTROL_WORD_BITS:], q_insn)),
-                         got.eq(got + 1)]
-        with m.If(v2 & q_param):
+                         i_got.eq(i_got + 1)]
+            with m.If(i_got == ki - 1):
+                m.d.sync += i_done.eq(1)
+        # A SYNC is recognised from its first stored word (``op`` is its low bits).
+        is_sync = q_insn[:op_field.width] == Op.SYNC
+        # Parameter stream: starts the cycle after the stored word that completes
+        # param_addr is in the output register (the words before it are in the shadow).
+        addr_words = Cat(next_insn[(ki - hi + lo) * CONTROL_WORD_BITS:], q_insn)
+        addr_at = pa_field.offset - lo * CONTROL_WORD_BITS
+        with m.If(iv2 & (i_got == hi) & (~is_sync if hi == 0 else 1)):
+            m.d.sync += [pa.eq(addr_words[addr_at:addr_at + pa_field.width]), p_on.eq(1)]
+        with m.If(p_on & (p_issued != kp)):
+            m.d.comb += param_read.en.eq(1)
+            m.d.sync += [pv1.eq(1), pa.eq(wrap(pa, fmt.param_depth)),
+                         p_issued.eq(p_issued + 1)]
+        with m.If(pv1):
+            m.d.sync += q_prm.eq(param_read.data)
+        with m.If(pv2):
             m.d.sync += [next_params.eq(Cat(next_params[CONTROL_WORD_BITS:], q_prm)),
-                         got.eq(got + 1)]
-
-        def wrap(addr, depth):
-            return Mux(addr == depth - 1, 0, addr + 1)
-
-        with m.FSM(name="fetch"):
-            with m.State("INSN"):
-                with m.If(issued != ki):
-                    m.d.comb += prog_read.en.eq(1)
-                    m.d.sync += [v1.eq(1), p1.eq(0), fa.eq(wrap(fa, fmt.program_depth)),
-                                 issued.eq(issued + 1)]
-                with m.If(v2 & (got == ki - 1)):
-                    m.next = "DECIDE"
-            with m.State("DECIDE"):
-                m.d.sync += [issued.eq(0), got.eq(0)]
-                with m.If(shadow.op == Op.SYNC):
-                    m.d.comb += sync_in.eq(1)
-                    m.next = "INSN"
-                with m.Else():
-                    m.d.sync += pa.eq(shadow.param_addr)
-                    m.next = "PARAM"
-            with m.State("PARAM"):
-                with m.If(issued != kp):
-                    m.d.comb += param_read.en.eq(1)
-                    m.d.sync += [v1.eq(1), p1.eq(1), pa.eq(wrap(pa, fmt.param_depth)),
-                                 issued.eq(issued + 1)]
-                with m.If(v2 & (got == kp - 1)):
-                    m.next = "FULL"
-            with m.State("FULL"):
-                m.d.comb += full.eq(1)
-                with m.If(take):
-                    m.d.sync += [issued.eq(0), got.eq(0)]
-                    m.next = "INSN"
+                         p_got.eq(p_got + 1)]
+            with m.If(p_got == kp - 1):
+                m.d.sync += p_done.eq(1)
+        # A SYNC: count it and fetch the next instruction from the next cycle, dropping the
+        # SYNC's other stored words (read or in flight).
+        with m.If(iv2 & (i_got == 0) & is_sync):
+            m.d.comb += sync_in.eq(1)
+            m.d.sync += [iv1.eq(0), iv2.eq(0), i_issued.eq(0), i_got.eq(0),
+                         fa.eq(nxt), nxt.eq(wrap(nxt, fmt.program_depth, ki))]
+        # The executor takes the WALK: fetch the next instruction from the next cycle.
+        with m.If(take):
+            m.d.sync += [i_issued.eq(0), i_got.eq(0), i_done.eq(0),
+                         p_issued.eq(0), p_got.eq(0), p_done.eq(0), p_on.eq(0),
+                         nxt.eq(wrap(nxt, fmt.program_depth, ki))]
 
         # -- executor -----------------------------------------------------------------------
         start_pending = Signal(cfg.wordline_domains)

@@ -15,8 +15,10 @@ describes them; the sim tests compare the same model with the RTL's own counters
   ready chain") add no cycle: the first pixel meets no full register, and afterwards the
   writer finds the next pixel held whenever it finishes one.
 * A unit's sequencer (hw/sequencer.py): its fetch engine reads the program in order, a
-  SYNC in S = ki + 3 cycles, a WALK with its parameters in F = ki + kp + 5 (ki, kp:
-  stored words of an instruction and of a parameter word); the executor takes the next
+  SYNC in S = 3 cycles (recognised from its first stored word), a WALK with its
+  parameters in F = max(ki + 2, hi + kp + 5) (ki, kp: stored words of an instruction and
+  of a parameter word; the parameter reads start once stored word hi, the last holding
+  ``param_addr``, is registered); the executor takes the next
   instruction in the cycle it is free (walk done, ``go``) if the engine has it, and a
   walk runs from START to the cycle that sees it done (W + 2 cycles).
 * A loader's LOAD state: per LOAD FETCH, DECODE, count + 1 COPY cycles; then FETCH,
@@ -99,9 +101,11 @@ def test_fewer_writer_stages_shorten_every_walk_by_one_cycle_each(writer_stages)
 
 
 def fetch_times(config):
-    """(S, F): cycles the fetch engine takes for a SYNC and for a WALK."""
+    """(S, F): cycles the fetch engine takes for a SYNC and for a WALK (counted in
+    tests/test_hw_sequencer.py, `fetch_times`)."""
     fmt = UnitFormat(config)
-    return fmt.insn_chunks + 3, fmt.insn_chunks + fmt.param_chunks + 5
+    ki, kp, hi = fmt.insn_chunks, fmt.param_chunks, fmt.param_addr_chunks[1]
+    return 3, max(ki + 2, hi + kp + 5)
 
 
 def first_sync_wait(config):
@@ -151,9 +155,9 @@ def test_one_phase_one_unit_counted_by_hand():
     cfg = TINY
     cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
     walks = [walk(0, 2, 3, 3, 4), walk(0, 1, 1, 5, 2)]
-    phase = Phase(0, [Load(0, 0, 0, 8), Load(0, 8, 8, 4)], walks)
+    phase = Phase(0, [Load(0, 0, 0, 2), Load(0, 8, 8, 2)], walks)
     [result] = network_cycles(fake_mapping(cfg, [phase]))
-    load = (8 + 3) + (4 + 3) + 3                # per LOAD: FETCH, DECODE, count+1 COPY
+    load = (2 + 3) + (2 + 3) + 3                # per LOAD: FETCH, DECODE, count+1 COPY
     assert load > first_sync_wait(cfg)          # the loader is the slower one
     W = [walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid) for w in walks]
     S, F = fetch_times(cfg)

@@ -4,8 +4,8 @@ A program of WALKs and SYNCs runs with scripted decoders and writer.  Every deco
 take exactly one descriptor per WALK, carrying the walk's descriptor with its own domain's
 ``index_start`` and ``count``; the parameter word the WALK names must be presented while
 it runs; the sequencer waits at each SYNC until ``go``.  The timing of the first test is
-counted by hand from the fetch engine's rule (a SYNC S = ki + 3 cycles, a WALK
-F = ki + kp + 5 cycles, one instruction ahead of the executor).
+counted by hand from the fetch engine's rule (`fetch_times`), one instruction ahead of the
+executor.
 """
 
 from __future__ import annotations
@@ -107,13 +107,25 @@ def run(program, params, *, ready_prob=1.0, done_delay=(0, 1), go_after=2, seed=
     return trace
 
 
+def fetch_times(fmt):
+    """(S, F) counted by hand for the fetch engine (hw/sequencer.py), from its first read.
+    A SYNC: its first stored word is read (cycle 0), on the read port (1) and registered
+    (2), where its ``op`` shows: S = 3.  A WALK: its ki words are read in cycles 0 ..
+    ki - 1, the last registered in ki + 1 and shifted in (ki + 2); stored word hi, the
+    last holding ``param_addr``, is registered in cycle hi + 2, the kp parameter words are
+    read from hi + 3, the last registered in hi + kp + 4 and shifted in (hi + kp + 5):
+    F = max(ki + 2, hi + kp + 5)."""
+    ki, kp, hi = fmt.insn_chunks, fmt.param_chunks, fmt.param_addr_chunks[1]
+    return 3, max(ki + 2, hi + kp + 5)
+
+
 def test_timing_hand_counted():
     # The engine has WALK0 at F (the executor takes it: START at F + 1) and fetches WALK1
     # from F + 1 (START at 2F + 2; WALK0 is done long before).  WALK1 runs one cycle; the
     # SYNC, fetched from 2F + 2, is there at 2F + S + 2: waiting from 2F + S + 3, go two
     # cycles later (2F + S + 5); WALK2, fetched from 2F + S + 2, starts at 3F + S + 3; the
     # last SYNC is there at 3F + 2S + 3, waited at from 3F + 2S + 4.
-    S, F = FMT.insn_chunks + 3, FMT.insn_chunks + FMT.param_chunks + 5
+    S, F = fetch_times(FMT)
     rng = np.random.default_rng(1)
     program = [walk(rng, TINY, 0), walk(rng, TINY, 1), {"op": Op.SYNC},
                walk(rng, TINY, 2), {"op": Op.SYNC}]
