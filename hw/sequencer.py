@@ -11,20 +11,27 @@ one a cycle.  Every block-RAM output is registered before it is used.
 Two parts run side by side:
 
 * the **fetch engine** reads the program in order, one instruction ahead of the
-  executor.  A SYNC only counts up ``syncs_ahead``; a WALK's instruction and then its
-  parameter word are shifted into the shadow registers, which stay full until the
-  executor takes them.  Cycles per instruction, from the engine's first read: a SYNC
-  ``insn_chunks + 3`` (reads, two cycles of read latency, DECIDE), a WALK
-  ``insn_chunks + param_chunks + 5``.
+  executor, with one read stream per memory (each: read, the word on the read port, the
+  registered word shifted into its shadow register).  An instruction's first stored word
+  holds its ``op`` and ``param_addr`` (`instruction_layout` puts them there).  A SYNC
+  shows in that word once registered: it counts up ``syncs`` and the engine drops the
+  SYNC's other words and reads the next instruction from the next cycle.  A WALK's other
+  instruction words go on being read while its parameter words are read from the cycle
+  after, side by side; the shadows then stay full until the executor takes them.  Cycles
+  per instruction, from the engine's first read (``ki``, ``kp``: ``insn_chunks``,
+  ``param_chunks``): a SYNC 3, a WALK ``max(ki + 2, kp + 5)`` (`fetch_cycles`).
 * the **executor** (NEXT -> START -> RUN, or SYNC) takes the next instruction in the
   cycle it becomes free (``walk_done``, ``go`` at a SYNC, or in NEXT): a counted SYNC
   first, else a full shadow WALK (instruction and parameters copied into ``insn`` and
   ``params``, held unchanged for the whole walk), else it waits in NEXT.
 
 A walk that follows another walk or a SYNC therefore starts the cycle after the previous
-one ends, as long as the engine has had ``insn_chunks + param_chunks + 5`` cycles (plus
-``insn_chunks + 3`` per SYNC in between) to fetch it; the cycle model
-(`mars.sw.golden.cycles`) replays both parts.  See docs/synthesis.md ("Block-RAM budget").
+one ends, as long as the engine has had ``max(ki + 2, kp + 5)`` cycles (plus 3 per SYNC
+in between) to fetch it; at the start of a run (the sequencer leaves reset with the
+loaders) it fetches the start SYNC and the first WALK in ``3 + max(ki + 2, kp + 5)``
+cycles (32 on the default preset), during the LOAD state.  The cycle model
+(`mars.sw.golden.cycles`, `fetch_cycles`) replays both parts.  See docs/synthesis.md
+("Block-RAM budget").
 """
 
 from __future__ import annotations
@@ -152,10 +159,13 @@ class UnitSequencer(wiring.Component):
         # -- fetch engine -------------------------------------------------------------------
         # Two read streams, one per memory, each with its own two-stage read pipeline
         # (v1: data on the read port, v2: data in the output register).
-        lo, hi = fmt.param_addr_chunks      # stored words of the instruction holding param_addr
-        pa_field = instruction_layout(cfg)["param_addr"]
+        # ``op`` and ``param_addr`` lie in an instruction's first stored word
+        # (`instruction_layout`): a SYNC shows in it, and a WALK's parameter reads can
+        # start once it is registered.
         op_field = instruction_layout(cfg)["op"]
-        assert op_field.offset == 0 and op_field.width <= CONTROL_WORD_BITS
+        pa_field = instruction_layout(cfg)["param_addr"]
+        assert op_field.offset == 0
+        assert pa_field.offset + pa_field.width <= CONTROL_WORD_BITS
         fa = Signal(range(fmt.program_depth))          # next program word to read
         # first stored word of the instruction after the one being fetched
         nxt = Signal(range(fmt.program_depth), init=ki % fmt.program_depth)
@@ -201,14 +211,13 @@ class UnitSequencer(wiring.Component):
                          i_got.eq(i_got + 1)]
             with m.If(i_got == ki - 1):
                 m.d.sync += i_done.eq(1)
-        # A SYNC is recognised from its first stored word (``op`` is its low bits).
+        # The first stored word in the output register: a SYNC, or a WALK whose parameter
+        # reads start the next cycle.
+        first = iv2 & (i_got == 0)
         is_sync = q_insn[:op_field.width] == Op.SYNC
-        # Parameter stream: starts the cycle after the stored word that completes
-        # param_addr is in the output register (the words before it are in the shadow).
-        addr_words = Cat(next_insn[(ki - hi + lo) * CONTROL_WORD_BITS:], q_insn)
-        addr_at = pa_field.offset - lo * CONTROL_WORD_BITS
-        with m.If(iv2 & (i_got == hi) & (~is_sync if hi == 0 else 1)):
-            m.d.sync += [pa.eq(addr_words[addr_at:addr_at + pa_field.width]), p_on.eq(1)]
+        with m.If(first & ~is_sync):
+            m.d.sync += [pa.eq(q_insn[pa_field.offset:pa_field.offset + pa_field.width]),
+                         p_on.eq(1)]
         with m.If(p_on & (p_issued != kp)):
             m.d.comb += param_read.en.eq(1)
             m.d.sync += [pv1.eq(1), pa.eq(wrap(pa, fmt.param_depth)),
@@ -222,7 +231,7 @@ class UnitSequencer(wiring.Component):
                 m.d.sync += p_done.eq(1)
         # A SYNC: count it and fetch the next instruction from the next cycle, dropping the
         # SYNC's other stored words (read or in flight).
-        with m.If(iv2 & (i_got == 0) & is_sync):
+        with m.If(first & is_sync):
             m.d.comb += sync_in.eq(1)
             m.d.sync += [iv1.eq(0), iv2.eq(0), i_issued.eq(0), i_got.eq(0),
                          fa.eq(nxt), nxt.eq(wrap(nxt, fmt.program_depth, ki))]

@@ -16,11 +16,12 @@ describes them; the sim tests compare the same model with the RTL's own counters
   writer finds the next pixel held whenever it finishes one.
 * A unit's sequencer (hw/sequencer.py): its fetch engine reads the program in order, a
   SYNC in S = 3 cycles (recognised from its first stored word), a WALK with its
-  parameters in F = max(ki + 2, hi + kp + 5) (ki, kp: stored words of an instruction and
-  of a parameter word; the parameter reads start once stored word hi, the last holding
-  ``param_addr``, is registered); the executor takes the next
-  instruction in the cycle it is free (walk done, ``go``) if the engine has it, and a
-  walk runs from START to the cycle that sees it done (W + 2 cycles).
+  parameters in F = max(ki + 2, kp + 5) (ki, kp: stored words of an instruction and of a
+  parameter word, read side by side from the two memories; the parameter reads start
+  once the instruction's first stored word, which holds ``param_addr``, is registered);
+  the executor takes the next instruction in the cycle it is free (walk done, ``go``) if
+  the engine has it, and a walk runs from START to the cycle that sees it done (W + 2
+  cycles).
 * A loader's LOAD state: per LOAD FETCH, DECODE, count + 1 COPY cycles; then FETCH,
   DECODE, SYNC.  With ``skip_loads`` every count is 0.
 """
@@ -104,8 +105,7 @@ def fetch_times(config):
     """(S, F): cycles the fetch engine takes for a SYNC and for a WALK (counted in
     tests/test_hw_sequencer.py, `fetch_times`)."""
     fmt = UnitFormat(config)
-    ki, kp, hi = fmt.insn_chunks, fmt.param_chunks, fmt.param_addr_chunks[1]
-    return 3, max(ki + 2, hi + kp + 5)
+    return 3, max(fmt.insn_chunks + 2, fmt.param_chunks + 5)
 
 
 def first_sync_wait(config):

@@ -76,14 +76,6 @@ class UnitFormat:
         return -(-instruction_layout(self.config).size // CONTROL_WORD_BITS)
 
     @property
-    def param_addr_chunks(self) -> tuple[int, int]:
-        """(first, last): the stored words of an instruction that hold its ``param_addr``
-        (the sequencer starts reading the parameter word once the last is in)."""
-        field = instruction_layout(self.config)["param_addr"]
-        return (field.offset // CONTROL_WORD_BITS,
-                (field.offset + field.width - 1) // CONTROL_WORD_BITS)
-
-    @property
     def program_depth(self) -> int:
         """Stored words of a unit's program memory: program_words x insn_chunks."""
         return self.config.program_words * self.insn_chunks

@@ -202,16 +202,12 @@ class _Walk:
 
 class _Fetch:
     """A sequencer's fetch engine (hw/sequencer.py): reads the program one instruction
-    ahead of the executor.  A SYNC is recognised from its first stored word: 3 cycles
-    (read, read latency, the output register), then it counts up ``syncs``.  A WALK's
-    ``ki`` instruction words take until cycle ``ki + 2``; its ``kp`` parameter words are
-    read from the cycle after the stored word ``hi`` that completes ``param_addr`` is
-    registered (cycle ``hi + 3``), in until cycle ``hi + kp + 5``; the WALK is ``full``
-    from the later of the two until the executor takes it."""
+    ahead of the executor, an instruction in `fetch_cycles`: a SYNC then counts up
+    ``syncs``, a WALK stays ``full`` until the executor takes it."""
 
-    def __init__(self, program: list[tuple], ki: int, kp: int, hi: int):
+    def __init__(self, program: list[tuple], ki: int, kp: int):
         self.program, self.ki, self.kp = program, ki, kp
-        self.walk_time = fetch_cycles(ki, kp, hi)[1]
+        self.sync_time, self.walk_time = fetch_cycles(ki, kp)
         self.fpc, self.t, self.full, self.syncs = 0, 0, False, 0
 
     def tick(self, take: bool, sync_out: bool) -> None:
@@ -223,7 +219,7 @@ class _Fetch:
             # Past the program's end the RTL reads whatever the memory holds; the run
             # ends at the last SYNC before that could matter.
             sync = self.fpc < len(self.program) and self.program[self.fpc][0] == "sync"
-            if sync and self.t == 2:                      # its first word registered
+            if sync and self.t == self.sync_time - 1:     # its first word registered
                 sync_in, self.fpc, self.t = True, self.fpc + 1, 0
             elif not sync and self.t == self.walk_time - 1:   # every word in
                 self.full = True
@@ -232,28 +228,32 @@ class _Fetch:
         self.syncs += int(sync_in) - int(sync_out)
 
 
-def fetch_cycles(ki: int, kp: int, hi: int) -> tuple[int, int]:
+def fetch_cycles(ki: int, kp: int) -> tuple[int, int]:
     """(S, F): cycles the sequencer's fetch engine (hw/sequencer.py) takes for a SYNC and
-    for a WALK with its parameter word, from its first read: ``ki``, ``kp`` stored words
-    of an instruction and of a parameter word, ``hi`` the last stored word holding
-    ``param_addr`` (`mars.contract.program.UnitFormat.param_addr_chunks`)."""
-    return 3, max(ki + 2, hi + kp + 5)
+    for a WALK with its parameter word, from its first read, for ``ki`` and ``kp`` stored
+    words an instruction and a parameter word.  A SYNC shows in its first stored word
+    (``op``): read, on the read port, registered: S = 3.  A WALK's words are read one a
+    cycle from cycle 0, the last registered in ki + 1 and shifted in (ki + 2); its
+    parameter words from cycle 3 (``param_addr`` is in the first stored word, registered
+    in cycle 2), the last shifted in in kp + 4: the WALK is there from
+    F = max(ki + 2, kp + 5)."""
+    return 3, max(ki + 2, kp + 5)
 
 
 class _Unit:
     """A macro unit's sequencer over its program: ('walk', steps, pixels, n_valid, info)
     or ('sync',); its fetch engine reads ``ki`` words per instruction and ``kp`` per
-    parameter word, the latter once stored word ``hi`` of the instruction is in."""
+    parameter word."""
 
     def __init__(self, program: list[tuple], cps: int, lanes: int, ki: int, kp: int,
-                 hi: int, **walk):
-        self.program, self.ki, self.kp, self.hi = program, ki, kp, hi
+                 **walk):
+        self.program, self.ki, self.kp = program, ki, kp
         self.walk = _Walk(cps, lanes, **walk)
         self.reset()
 
     def reset(self) -> None:
         self.state, self.insn = "NEXT", None
-        self.fetch = _Fetch(self.program, self.ki, self.kp, self.hi)
+        self.fetch = _Fetch(self.program, self.ki, self.kp)
         self.walk.idle()
 
     @property
@@ -432,7 +432,7 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     unit_programs, loader_programs = _programs(mapping, skip_loads)
     fmt = UnitFormat(cfg)
     units = [_Unit(p, cfg.cycles_per_step, fmt.write_lanes, fmt.insn_chunks, fmt.param_chunks,
-                   fmt.param_addr_chunks[1], group=cfg.rows_per_step, slot=u, units=cfg.macros,
+                   group=cfg.rows_per_step, slot=u, units=cfg.macros,
                    latency=writer_latency(cfg))
              for u, p in enumerate(unit_programs)]
     clock = [0]                 # cycles since the run started (the top's write slots)
