@@ -135,11 +135,14 @@ def unit_walk_state(config, L, Ws):
 
 def slotted(cfg, w, t0=None):
     """`walk_cycles` of walk `w` on its unit's write slot, first cycle after START t0; with
-    t0 None, the function of t0 (for `unit_walk_state`)."""
+    t0 None, the function of t0 (for `unit_walk_state`).  Without residual adds the
+    writer's latency is its ``writer_stages``."""
+    assert not cfg.residual_adds
     if t0 is None:
         return lambda t: slotted(cfg, w, t)
     return walk_cycles(cfg.cycles_per_step, lanes_of(cfg), w.steps, w.pixels, w.n_valid,
-                       group=cfg.rows_per_step, slot=w.unit, units=cfg.macros, t0=t0)
+                       group=cfg.rows_per_step, slot=w.unit, units=cfg.macros, t0=t0,
+                       latency=cfg.writer_stages)
 
 
 def fake_mapping(config, phases, resident=False):
@@ -207,18 +210,23 @@ def test_phases_release_every_unit_together():
     assert layer_walk_cycles(fake_mapping(cfg, phases), results) == [e[1] for e in expected]
 
 
-def test_a_unit_with_two_walks_outlasts_two_units_with_one_each():
-    cfg = DEFAULT
-    a, b, b1 = walk(0, 2, 2, 2, 4), walk(0, 1, 3, 3, 9), walk(1, 1, 3, 3, 9)
+@pytest.mark.parametrize("cfg", [DEFAULT, PRESETS["ice40"]], ids=lambda c: c.name)
+def test_a_unit_with_two_walks_outlasts_two_units_with_one_each(cfg):
+    """On default a WALK's fetch is set by its parameter word (F = kp + 5), on ice40 by its
+    instruction (F = ki + 2; one macro unit, so no split)."""
+    n = min(9, cfg.channels_per_macro)
+    a, b, b1 = walk(0, 2, 2, 2, 4), walk(0, 1, 3, 3, n), walk(1, 1, 3, 3, n)
     [same] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b])]))
-    [split] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b1])]))
     L = first_sync_wait(cfg) + 1
     S, F = fetch_times(cfg)
     s_a = S + F + 1
     s_b = max(s_a + slotted(cfg, a, s_a + 1) + 2, s_a + F + 1)    # b starts when a is done
     assert same.walk_cycles == max(s_b + slotted(cfg, b, s_b + 1) + 1, s_b + S) + 1 - L + 1
     assert same.walk_cycles == unit_walk_state(cfg, L, [slotted(cfg, a), slotted(cfg, b)])
-    assert split.walk_cycles == max(unit_walk_state(cfg, L, [slotted(cfg, w)]) for w in (a, b1))
+    if cfg.macros > 1:
+        [split] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b1])]))
+        assert split.walk_cycles == max(unit_walk_state(cfg, L, [slotted(cfg, w)])
+                                        for w in (a, b1))
 
 
 def test_a_mapped_one_layer_network_counted_by_hand():
