@@ -233,10 +233,10 @@ def fetch_cycles(ki: int, kp: int) -> tuple[int, int]:
     for a WALK with its parameter word, from its first read, for ``ki`` and ``kp`` stored
     words an instruction and a parameter word.  A SYNC shows in its first stored word
     (``op``): read, on the read port, registered: S = 3.  A WALK's words are read one a
-    cycle from cycle 0, the last registered in ki + 1 and shifted in (ki + 2); its
-    parameter words from cycle 3 (``param_addr`` is in the first stored word, registered
-    in cycle 2), the last shifted in in kp + 4: the WALK is there from
-    F = max(ki + 2, kp + 5)."""
+    cycle from cycle 0, the last registered in ki + 1 and shifted in (there from ki + 2);
+    its parameter words from cycle 3 (``param_addr`` is in the first stored word,
+    registered in cycle 2), the last registered in kp + 4 (there from kp + 5): the WALK is
+    there from F = max(ki + 2, kp + 5)."""
     return 3, max(ki + 2, kp + 5)
 
 
