@@ -11,20 +11,27 @@ one a cycle.  Every block-RAM output is registered before it is used.
 Two parts run side by side:
 
 * the **fetch engine** reads the program in order, one instruction ahead of the
-  executor.  A SYNC only counts up ``syncs_ahead``; a WALK's instruction and then its
-  parameter word are shifted into the shadow registers, which stay full until the
-  executor takes them.  Cycles per instruction, from the engine's first read: a SYNC
-  ``insn_chunks + 3`` (reads, two cycles of read latency, DECIDE), a WALK
-  ``insn_chunks + param_chunks + 5``.
+  executor, with one read stream per memory (each: read, the word on the read port, the
+  registered word shifted into its shadow register).  An instruction's first stored word
+  holds its ``op`` and ``param_addr`` (`instruction_layout` puts them there).  A SYNC
+  shows in that word once registered: it counts up ``syncs`` and the engine drops the
+  SYNC's other words and reads the next instruction from the next cycle.  A WALK's other
+  instruction words go on being read while its parameter words are read from the cycle
+  after, side by side; the shadows then stay full until the executor takes them.  Cycles
+  per instruction, from the engine's first read (``ki``, ``kp``: ``insn_chunks``,
+  ``param_chunks``): a SYNC 3, a WALK ``max(ki + 2, kp + 5)`` (`fetch_cycles`).
 * the **executor** (NEXT -> START -> RUN, or SYNC) takes the next instruction in the
   cycle it becomes free (``walk_done``, ``go`` at a SYNC, or in NEXT): a counted SYNC
   first, else a full shadow WALK (instruction and parameters copied into ``insn`` and
   ``params``, held unchanged for the whole walk), else it waits in NEXT.
 
 A walk that follows another walk or a SYNC therefore starts the cycle after the previous
-one ends, as long as the engine has had ``insn_chunks + param_chunks + 5`` cycles (plus
-``insn_chunks + 3`` per SYNC in between) to fetch it; the cycle model
-(`mars.sw.golden.cycles`) replays both parts.  See docs/synthesis.md ("Block-RAM budget").
+one ends, as long as the engine has had ``max(ki + 2, kp + 5)`` cycles (plus 3 per SYNC
+in between) to fetch it; at the start of a run (the sequencer leaves reset with the
+loaders) it fetches the start SYNC and the first WALK in ``3 + max(ki + 2, kp + 5)``
+cycles (32 on the default preset), during the LOAD state.  The cycle model
+(`mars.sw.golden.cycles`, `fetch_cycles`) replays both parts.  See docs/synthesis.md
+("Block-RAM budget").
 """
 
 from __future__ import annotations
@@ -150,21 +157,31 @@ class UnitSequencer(wiring.Component):
         ki, kp = fmt.insn_chunks, fmt.param_chunks
 
         # -- fetch engine -------------------------------------------------------------------
+        # Two read streams, one per memory, each with its own two-stage read pipeline
+        # (v1: data on the read port, v2: data in the output register).
+        # ``op`` and ``param_addr`` lie in an instruction's first stored word
+        # (`instruction_layout`): a SYNC shows in it, and a WALK's parameter reads can
+        # start once it is registered.
+        op_field = instruction_layout(cfg)["op"]
+        pa_field = instruction_layout(cfg)["param_addr"]
+        assert op_field.offset == 0
+        assert pa_field.offset + pa_field.width <= CONTROL_WORD_BITS
         fa = Signal(range(fmt.program_depth))          # next program word to read
+        # first stored word of the instruction after the one being fetched
+        nxt = Signal(range(fmt.program_depth), init=ki % fmt.program_depth)
         pa = Signal(range(fmt.param_depth))            # next parameter word to read
-        issued = Signal(range(max(ki, kp) + 1))        # reads of the current word
-        got = Signal(range(max(ki, kp) + 1))           # stored words shifted in
-        # Read pipeline: v1 = data on the read port, v2 = data in the output register.
-        v1, v2 = Signal(), Signal()
+        i_issued, i_got = Signal(range(ki + 1)), Signal(range(ki + 1))
+        p_issued, p_got = Signal(range(kp + 1)), Signal(range(kp + 1))
+        i_done, p_done = Signal(), Signal()             # every stored word shifted in
+        p_on = Signal()                                 # param_addr is in pa: read on
+        iv1, iv2, pv1, pv2 = Signal(), Signal(), Signal(), Signal()
         # The registered block-RAM outputs (one register per memory: no multiplexer
         # between a block RAM's output and its register).
-        # Reset-less (hw/regs.py): words read only under v2, shadows read only once all
-        # their words are shifted in (DECIDE, FULL), insn/params only from the dispatch
-        # that loads them (every use downstream is under a valid flag).
+        # Reset-less (hw/regs.py): words read only under iv2/pv2, shadows read only once
+        # all their words are shifted in (full), insn/params only from the dispatch that
+        # loads them (every use downstream is under a valid flag).
         q_insn = Signal(CONTROL_WORD_BITS, reset_less=True)
         q_prm = Signal(CONTROL_WORD_BITS, reset_less=True)
-        q_param = Signal()                              # v2's word is a parameter word
-        p1 = Signal()
         next_insn = Signal(ki * CONTROL_WORD_BITS, reset_less=True)  # shadow instruction
         next_params = Signal(kp * CONTROL_WORD_BITS, reset_less=True)  # shadow parameters
         insn = Signal(instruction_layout(cfg), reset_less=True)       # drives `insn`
@@ -174,52 +191,55 @@ class UnitSequencer(wiring.Component):
         full = Signal()                                 # the shadow holds a WALK
         syncs = Signal(range(cfg.program_words + 2))    # SYNCs fetched, not yet taken
         sync_in, sync_out, take = Signal(), Signal(), Signal()
+        m.d.comb += full.eq(i_done & p_done)
+
+        def wrap(addr, depth, step=1):
+            return Mux(addr == depth - step, 0, addr + step)
 
         m.d.comb += [prog_read.addr.eq(fa), param_read.addr.eq(pa)]
-        m.d.sync += [v1.eq(0), v2.eq(v1), q_param.eq(p1),
+        m.d.sync += [iv1.eq(0), iv2.eq(iv1), pv1.eq(0), pv2.eq(pv1),
                      syncs.eq(syncs + sync_in - sync_out)]
-        with m.If(v1 & ~p1):
+        # Instruction stream: its ki stored words, one read a cycle from its first cycle.
+        with m.If(i_issued != ki):
+            m.d.comb += prog_read.en.eq(1)
+            m.d.sync += [iv1.eq(1), fa.eq(wrap(fa, fmt.program_depth)),
+                         i_issued.eq(i_issued + 1)]
+        with m.If(iv1):
             m.d.sync += q_insn.eq(prog_read.data)
-        with m.If(v1 & p1):
-            m.d.sync += q_prm.eq(param_read.data)
-        with m.If(v2 & ~q_param):
+        with m.If(iv2):
             m.d.sync += [next_insn.eq(Cat(next_insn[CONTROL_WORD_BITS:], q_insn)),
-                         got.eq(got + 1)]
-        with m.If(v2 & q_param):
+                         i_got.eq(i_got + 1)]
+            with m.If(i_got == ki - 1):
+                m.d.sync += i_done.eq(1)
+        # The first stored word in the output register: a SYNC, or a WALK whose parameter
+        # reads start the next cycle.
+        first = iv2 & (i_got == 0)
+        is_sync = q_insn[:op_field.width] == Op.SYNC
+        with m.If(first & ~is_sync):
+            m.d.sync += [pa.eq(q_insn[pa_field.offset:pa_field.offset + pa_field.width]),
+                         p_on.eq(1)]
+        with m.If(p_on & (p_issued != kp)):
+            m.d.comb += param_read.en.eq(1)
+            m.d.sync += [pv1.eq(1), pa.eq(wrap(pa, fmt.param_depth)),
+                         p_issued.eq(p_issued + 1)]
+        with m.If(pv1):
+            m.d.sync += q_prm.eq(param_read.data)
+        with m.If(pv2):
             m.d.sync += [next_params.eq(Cat(next_params[CONTROL_WORD_BITS:], q_prm)),
-                         got.eq(got + 1)]
-
-        def wrap(addr, depth):
-            return Mux(addr == depth - 1, 0, addr + 1)
-
-        with m.FSM(name="fetch"):
-            with m.State("INSN"):
-                with m.If(issued != ki):
-                    m.d.comb += prog_read.en.eq(1)
-                    m.d.sync += [v1.eq(1), p1.eq(0), fa.eq(wrap(fa, fmt.program_depth)),
-                                 issued.eq(issued + 1)]
-                with m.If(v2 & (got == ki - 1)):
-                    m.next = "DECIDE"
-            with m.State("DECIDE"):
-                m.d.sync += [issued.eq(0), got.eq(0)]
-                with m.If(shadow.op == Op.SYNC):
-                    m.d.comb += sync_in.eq(1)
-                    m.next = "INSN"
-                with m.Else():
-                    m.d.sync += pa.eq(shadow.param_addr)
-                    m.next = "PARAM"
-            with m.State("PARAM"):
-                with m.If(issued != kp):
-                    m.d.comb += param_read.en.eq(1)
-                    m.d.sync += [v1.eq(1), p1.eq(1), pa.eq(wrap(pa, fmt.param_depth)),
-                                 issued.eq(issued + 1)]
-                with m.If(v2 & (got == kp - 1)):
-                    m.next = "FULL"
-            with m.State("FULL"):
-                m.d.comb += full.eq(1)
-                with m.If(take):
-                    m.d.sync += [issued.eq(0), got.eq(0)]
-                    m.next = "INSN"
+                         p_got.eq(p_got + 1)]
+            with m.If(p_got == kp - 1):
+                m.d.sync += p_done.eq(1)
+        # A SYNC: count it and fetch the next instruction from the next cycle, dropping the
+        # SYNC's other stored words (read or in flight).
+        with m.If(first & is_sync):
+            m.d.comb += sync_in.eq(1)
+            m.d.sync += [iv1.eq(0), iv2.eq(0), i_issued.eq(0), i_got.eq(0),
+                         fa.eq(nxt), nxt.eq(wrap(nxt, fmt.program_depth, ki))]
+        # The executor takes the WALK: fetch the next instruction from the next cycle.
+        with m.If(take):
+            m.d.sync += [i_issued.eq(0), i_got.eq(0), i_done.eq(0),
+                         p_issued.eq(0), p_got.eq(0), p_done.eq(0), p_on.eq(0),
+                         nxt.eq(wrap(nxt, fmt.program_depth, ki))]
 
         # -- executor -----------------------------------------------------------------------
         start_pending = Signal(cfg.wordline_domains)

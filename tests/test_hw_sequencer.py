@@ -4,13 +4,14 @@ A program of WALKs and SYNCs runs with scripted decoders and writer.  Every deco
 take exactly one descriptor per WALK, carrying the walk's descriptor with its own domain's
 ``index_start`` and ``count``; the parameter word the WALK names must be presented while
 it runs; the sequencer waits at each SYNC until ``go``.  The timing of the first test is
-counted by hand from the fetch engine's rule (a SYNC S = ki + 3 cycles, a WALK
-F = ki + kp + 5 cycles, one instruction ahead of the executor).
+counted by hand from the fetch engine's rule (`fetch_times`), one instruction ahead of the
+executor.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS
@@ -25,17 +26,21 @@ from mars.contract.program import (
 )
 from mars.hw.sequencer import UnitSequencer
 
+from mars.tb.networks import residual_config
+
 TINY = PRESETS["tiny"]
-D = TINY.wordline_domains
-
-
 FMT = UnitFormat(TINY)
+#: Configurations the sequencer runs on: tiny, where both of a WALK's streams end
+#: together (ki + 2 = kp + 5 = 11), default, where its parameter word is the longer
+#: (24 stored words against 10), and ice40, where its instruction is (7 against 2).
+CONFIGS = [TINY, PRESETS["default"], PRESETS["ice40"]]
 
 
 def walk(rng, config, param_word):
     """A WALK word with random decoder fields (as a dict of instruction_layout fields)
     that names parameter word `param_word` (stored at param_word x param_chunks)."""
-    return {"op": Op.WALK, "param_addr": param_word * FMT.param_chunks,
+    D = config.wordline_domains
+    return {"op": Op.WALK, "param_addr": param_word * UnitFormat(config).param_chunks,
             "index_start": [int(v) for v in rng.integers(0, 32, size=D)],
             "count": [int(v) for v in rng.integers(0, 16, size=D)],
             "desc": {"out_w": int(rng.integers(1, 9)), "out_h": int(rng.integers(1, 9)),
@@ -43,22 +48,29 @@ def walk(rng, config, param_word):
             "n_valid": int(rng.integers(0, config.channels_per_macro + 1))}
 
 
+def sync(rng=None, config=TINY):
+    """A SYNC word: only its ``op`` counts; with `rng`, random other fields."""
+    if rng is None:
+        return {"op": Op.SYNC}
+    return {**walk(rng, config, int(rng.integers(0, config.param_words))), "op": Op.SYNC}
+
+
 def encode(config, words):
     layout = instruction_layout(config)
     return [part for w in words
-            for part in split_word(layout.const(w).as_bits(), FMT.insn_chunks)]
+            for part in split_word(layout.const(w).as_bits(), UnitFormat(config).insn_chunks)]
 
 
 def encode_params(config, words):
     layout = param_layout(config)
     return [part for w in words
-            for part in split_word(layout.const(w).as_bits(), FMT.param_chunks)]
+            for part in split_word(layout.const(w).as_bits(), UnitFormat(config).param_chunks)]
 
 
-def run(program, params, *, ready_prob=1.0, done_delay=(0, 1), go_after=2, seed=0,
-        max_cycles=400):
+def run(program, params, *, config=TINY, ready_prob=1.0, done_delay=(0, 1), go_after=2,
+        seed=0, max_cycles=400):
     """Run until the sequencer has waited at ``len(syncs)`` SYNCs; returns the trace."""
-    config = TINY
+    D = config.wordline_domains
     dut = UnitSequencer(config, program=encode(config, program),
                         params=encode_params(config, params))
     rng = np.random.default_rng(seed)
@@ -107,24 +119,66 @@ def run(program, params, *, ready_prob=1.0, done_delay=(0, 1), go_after=2, seed=
     return trace
 
 
-def test_timing_hand_counted():
+def fetch_times(fmt):
+    """(S, F) counted by hand for the fetch engine (hw/sequencer.py), from its first read.
+    A SYNC: its first stored word is read (cycle 0), on the read port (1) and registered
+    (2), where its ``op`` shows: S = 3.  A WALK: its ki words are read in cycles 0 ..
+    ki - 1, the last registered in ki + 1 and shifted in (ki + 2); its first word, which
+    holds ``param_addr``, is registered in cycle 2, the kp parameter words are read from
+    3, the last registered in kp + 4 and shifted in (kp + 5): F = max(ki + 2, kp + 5)."""
+    return 3, max(fmt.insn_chunks + 2, fmt.param_chunks + 5)
+
+
+def zero_params(config, count):
+    return [[{"bias": 0, "mult": 0, "shift": 0}] * config.channels_per_macro] * count
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_timing_hand_counted(config):
     # The engine has WALK0 at F (the executor takes it: START at F + 1) and fetches WALK1
     # from F + 1 (START at 2F + 2; WALK0 is done long before).  WALK1 runs one cycle; the
     # SYNC, fetched from 2F + 2, is there at 2F + S + 2: waiting from 2F + S + 3, go two
     # cycles later (2F + S + 5); WALK2, fetched from 2F + S + 2, starts at 3F + S + 3; the
-    # last SYNC is there at 3F + 2S + 3, waited at from 3F + 2S + 4.
-    S, F = FMT.insn_chunks + 3, FMT.insn_chunks + FMT.param_chunks + 5
+    # last SYNC is there at 3F + 2S + 3, waited at from 3F + 2S + 4.  The SYNCs' other
+    # fields are random: only their first stored word is read.
+    S, F = fetch_times(UnitFormat(config))
     rng = np.random.default_rng(1)
-    program = [walk(rng, TINY, 0), walk(rng, TINY, 1), {"op": Op.SYNC},
-               walk(rng, TINY, 2), {"op": Op.SYNC}]
-    params = [[{"bias": 0, "mult": 0, "shift": 0}] * TINY.channels_per_macro] * 3
-    trace = run(program, params)
+    program = [walk(rng, config, 0), walk(rng, config, 1), sync(rng, config),
+               walk(rng, config, 2), sync(rng, config)]
+    trace = run(program, zero_params(config, 3), config=config)
     starts = [F + 1, 2 * F + 2, 3 * F + S + 3]
-    for d in range(D):
-        assert [c for c, _ in trace["starts"][d]] == starts
+    for d in range(config.wordline_domains):
+        assert [c for c, _ in trace["starts"][d]] == starts, config.name
     first, second = 2 * F + S + 3, 3 * F + 2 * S + 4
     assert trace["waiting"] == [first, first + 1, first + 2, second, second + 1, second + 2]
     assert [i for i, s in enumerate(trace["starting"]) if s] == starts
+
+
+def test_syncs_in_a_row_take_three_cycles_each():
+    """Four SYNCs, a WALK, a SYNC, each ``go`` at once: SYNC k is counted in cycle
+    kS + S - 1, taken by the executor the next cycle, waited at (one cycle) the cycle
+    after; the WALK, fetched from 4S, is there at 4S + F and starts the cycle after, or
+    the cycle after the last SYNC's go if that is later."""
+    config = TINY
+    S, F = fetch_times(FMT)
+    rng = np.random.default_rng(2)
+    program = [sync(rng) for _ in range(4)] + [walk(rng, config, 0), sync()]
+    trace = run(program, zero_params(config, 1), go_after=0)
+    waits = [k * S + S + 1 for k in range(4)]
+    assert trace["waiting"][:4] == waits
+    start = max(waits[-1] + 1, 4 * S + F + 1)
+    for d in range(config.wordline_domains):
+        assert [c for c, _ in trace["starts"][d]] == [start]
+
+
+def test_op_and_param_addr_lie_in_the_first_stored_word():
+    """The sequencer reads them from an instruction's first stored word (hw/sequencer.py):
+    on every preset, and with residual adds (the widest instruction)."""
+    for config in [*PRESETS.values(), residual_config(PRESETS["mars"])]:
+        layout = instruction_layout(config)
+        assert layout["op"].offset == 0, config.name
+        field = layout["param_addr"]
+        assert field.offset + field.width <= CONTROL_WORD_BITS, config.name
 
 
 def test_split_words_round_trip():
@@ -138,32 +192,44 @@ def test_split_words_round_trip():
         assert join_words(parts) == value, f"seed 3: {bits} bits"
 
 
-def test_descriptors_and_parameters_with_stalls():
+def random_params(rng, config, count):
+    """`count` parameter words with random bias, M and S within their fields."""
+    fmt = UnitFormat(config)
+    acc = 1 << (config.acc_bits - 1)
+    return [[{"bias": int(rng.integers(-acc, acc)),
+              "mult": int(rng.integers(0, 1 << config.requant_mult_bits)),
+              "shift": int(rng.integers(0, 1 << fmt.shift_bits))}
+             for _ in range(config.channels_per_macro)] for _ in range(count)]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_descriptors_and_parameters_with_stalls(config):
     seed = 5
     rng = np.random.default_rng(seed)
-    N = TINY.channels_per_macro
-    params = [[{"bias": int(rng.integers(-1000, 1000)), "mult": int(rng.integers(0, 1 << 16)),
-                "shift": int(rng.integers(0, 40))} for _ in range(N)] for _ in range(6)]
+    D, N = config.wordline_domains, config.channels_per_macro
+    params = random_params(rng, config, min(6, config.param_words))
     program, walks = [], []
     for phase in range(3):
         for _ in range(int(rng.integers(1, 4))):
-            w = walk(rng, TINY, int(rng.integers(0, len(params))))
+            w = walk(rng, config, int(rng.integers(0, len(params))))
             program.append(w)
             walks.append(w)
-        program.append({"op": Op.SYNC})
-    trace = run(program, params, ready_prob=0.4, done_delay=(0, 6), go_after=3, seed=seed)
+        program.append(sync(rng, config))
+    trace = run(program, params, config=config, ready_prob=0.4, done_delay=(0, 6),
+                go_after=3, seed=seed)
+    where = f"{config.name}, seed {seed}"
     for d in range(D):
         got = trace["starts"][d]
-        assert len(got) == len(walks), f"seed {seed}: domain {d} took {len(got)} descriptors"
+        assert len(got) == len(walks), f"{where}: domain {d} took {len(got)} descriptors"
         for i, ((_, desc), w) in enumerate(zip(got, walks)):
             want = {**w["desc"], "index_start": w["index_start"][d], "count": w["count"][d]}
             fields = {k: int(getattr(desc, k)) for k in want}
-            assert fields == want, f"seed {seed}: walk {i}, domain {d}: {fields} != {want}"
+            assert fields == want, f"{where}: walk {i}, domain {d}: {fields} != {want}"
     assert len(trace["params_in_run"]) == len(walks)
     for i, (par, insn, w) in enumerate(zip(trace["params_in_run"], trace["insn_in_run"],
                                            walks)):
         got = [{k: int(getattr(par[n], k)) for k in ("bias", "mult", "shift")}
                for n in range(N)]
-        want = params[w["param_addr"] // FMT.param_chunks]
-        assert got == want, f"seed {seed}: walk {i}: parameters"
-        assert int(insn.n_valid) == w["n_valid"], f"seed {seed}: walk {i}: instruction"
+        want = params[w["param_addr"] // UnitFormat(config).param_chunks]
+        assert got == want, f"{where}: walk {i}: parameters"
+        assert int(insn.n_valid) == w["n_valid"], f"{where}: walk {i}: instruction"

@@ -95,14 +95,16 @@ def instruction_layout(config: MarsConfig) -> data.StructLayout:
     region = unsigned(max(1, (config.act_regions - 1).bit_length()))
     return data.StructLayout({
         "op": unsigned(2),
+        # stored-word address of the first of the parameter word's param_chunks words;
+        # in the first stored word, so that the sequencer reads the parameter word
+        # alongside the instruction's other words (hw/sequencer.py)
+        "param_addr": range(config.param_words * fmt.param_chunks),
         "desc": descriptor_layout(config),          # index_start/count: per domain below
         "index_start": data.ArrayLayout(unsigned(fmt.decoder.slot_bits), D),
         "count": data.ArrayLayout(unsigned(depth_bits), D),
         "in_bank": region,                          # activation region read
         "out_bank": region,                         # activation region written
         "acc_out": 1,                               # raw accumulators to the result memory
-        # stored-word address of the first of the parameter word's param_chunks words
-        "param_addr": range(config.param_words * fmt.param_chunks),
         "n_valid": range(config.channels_per_macro + 1),
         "pool_k": unsigned(fmt.pool_bits),
         "pool_w": unsigned(vb),

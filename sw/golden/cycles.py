@@ -24,7 +24,7 @@ import numpy as np
 from mars.contract.program import UnitFormat
 
 __all__ = ["PhaseCycles", "walk_cycles", "phase_cycles", "network_cycles", "steady_cycles",
-           "layer_walk_cycles", "ideal_cycles"]
+           "layer_walk_cycles", "ideal_cycles", "fetch_cycles"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,11 +202,12 @@ class _Walk:
 
 class _Fetch:
     """A sequencer's fetch engine (hw/sequencer.py): reads the program one instruction
-    ahead of the executor; a SYNC takes ``ki + 3`` cycles and counts up ``syncs``, a WALK
-    ``ki + kp + 5`` cycles and then stays ``full`` until the executor takes it."""
+    ahead of the executor, an instruction in `fetch_cycles`: a SYNC then counts up
+    ``syncs``, a WALK stays ``full`` until the executor takes it."""
 
     def __init__(self, program: list[tuple], ki: int, kp: int):
         self.program, self.ki, self.kp = program, ki, kp
+        self.sync_time, self.walk_time = fetch_cycles(ki, kp)
         self.fpc, self.t, self.full, self.syncs = 0, 0, False, 0
 
     def tick(self, take: bool, sync_out: bool) -> None:
@@ -218,13 +219,25 @@ class _Fetch:
             # Past the program's end the RTL reads whatever the memory holds; the run
             # ends at the last SYNC before that could matter.
             sync = self.fpc < len(self.program) and self.program[self.fpc][0] == "sync"
-            if sync and self.t == self.ki + 2:            # DECIDE of a SYNC
+            if sync and self.t == self.sync_time - 1:     # its first word registered
                 sync_in, self.fpc, self.t = True, self.fpc + 1, 0
-            elif not sync and self.t == self.ki + self.kp + 4:   # last parameter word in
+            elif not sync and self.t == self.walk_time - 1:   # every word in
                 self.full = True
             else:
                 self.t += 1
         self.syncs += int(sync_in) - int(sync_out)
+
+
+def fetch_cycles(ki: int, kp: int) -> tuple[int, int]:
+    """(S, F): cycles the sequencer's fetch engine (hw/sequencer.py) takes for a SYNC and
+    for a WALK with its parameter word, from its first read, for ``ki`` and ``kp`` stored
+    words an instruction and a parameter word.  A SYNC shows in its first stored word
+    (``op``): read, on the read port, registered: S = 3.  A WALK's words are read one a
+    cycle from cycle 0, the last registered in ki + 1 and shifted in (there from ki + 2);
+    its parameter words from cycle 3 (``param_addr`` is in the first stored word,
+    registered in cycle 2), the last registered in kp + 4 (there from kp + 5): the WALK is
+    there from F = max(ki + 2, kp + 5)."""
+    return 3, max(ki + 2, kp + 5)
 
 
 class _Unit:
