@@ -127,20 +127,28 @@ class ActivationGather(wiring.Component):
         take = Signal()
         fresh = Signal(2)                    # B was loaded one / two cycles ago
         move = Signal()                      # B's step (every word read) moves into C
-        fetching = Signal(D)                 # domain d reads, or its last word is in flight
+        busy_any = Signal()                  # some domain reads (its `busy`, a register)
         # Neither `take` nor `move` looks at the macro's `ready`: C moves on the cycle
         # after the macro took its step, so no path runs from the macro's (and the
         # accumulator's, the writer's) handshake into the decoders and the read ports.
         # Stage A: a spare payload per domain (a 2-entry skid buffer with the decoder's
         # output register).  A domain is ready while its spare is empty, so the decoders'
         # stall (their pipelines' enables) comes from one register here, not from `take`
-        # (the read progress of every domain: `pend` -> `busy_r` -> `move` -> `take`).
+        # (the read progress of every domain: `pend` -> `busy` -> `move` -> `take`).
         spare_valid = Signal(D)
         spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
         srcs = [Signal(payload_layout(cfg), name=f"src{d}") for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
-        m.d.comb += [move.eq(b_valid & ~fresh.any() & ~fetching.any() & ~c_valid),
-                     take.eq(Cat(*(spare_valid[d] | o.valid for d, o in enumerate(outs))).all()
+        # `move` is ``b_valid & ~fresh.any() & ~c_valid`` and no domain reading or with its
+        # last word in flight (``busy | busy_r``), kept as a register: its next value from
+        # this cycle's (a take sets `fresh`, a move clears `b_valid`; without a take no
+        # domain starts reading, so next cycle's ``busy | busy_r`` is `busy` now).
+        # `take`, which selects the next value of every stage-B register across the unit,
+        # is then one AND away from flip-flops: the unit's critical path ran from a
+        # domain's `pend` to the central `take` and back out (issue 9).
+        m.d.sync += move.eq(~take & ~move & b_valid & ~fresh[0] & ~busy_any
+                            & ~(c_valid & ~request.ready))
+        m.d.comb += [take.eq(Cat(*(spare_valid[d] | o.valid for d, o in enumerate(outs))).all()
                              & (~b_valid | move)),
                      request.valid.eq(c_valid)]
         for d, o in enumerate(outs):
@@ -175,8 +183,10 @@ class ActivationGather(wiring.Component):
         # c_valid is B's finished step.
         with m.If(~c_valid):
             m.d.sync += request.payload.slots.eq(b_slots)
+        busys = Signal(D)
+        m.d.comb += busy_any.eq(busys.any())
         for d, src in enumerate(srcs):
-            acts = self._domain(m, d, src, take, fetching)
+            acts = self._domain(m, d, src, take, busys)
             with m.If(~c_valid):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
@@ -187,7 +197,7 @@ class ActivationGather(wiring.Component):
                      side.r_en.eq(self.side.ready)]
         return m
 
-    def _domain(self, m, d: int, payload, take, fetching) -> list:
+    def _domain(self, m, d: int, payload, take, busys) -> list:
         """Domain `d`'s word reads; returns its G lanes' activations (before the pad mask).
 
         The take cycle only registers the payload: every lane's word and field, the
@@ -211,7 +221,7 @@ class ActivationGather(wiring.Component):
         word = Signal(word_bits, name=f"word{d}")
         match = Signal(G, name=f"match{d}")
         # ``busy`` is ``pend.any()`` kept as a register (its next value computed beside
-        # pend's), so `fetching` -> `move` -> `take`, which selects the next value of every
+        # pend's), so `move`, which gates `take`, which selects the next value of every
         # stage-B register, starts at flip-flops (the unit's critical path was
         # pend -> busy -> take -> served, issue 9).
         busy = Signal(name=f"busy{d}")
@@ -222,9 +232,8 @@ class ActivationGather(wiring.Component):
         # flight: the last read's word is in data_r.
         data_r = Signal.like(self.act_data[d], name=f"data_r{d}")
         served_r = Signal(G, name=f"served_r{d}")
-        busy_r = Signal(name=f"busy_r{d}")
-        m.d.sync += [data_r.eq(self.act_data[d]), served_r.eq(served), busy_r.eq(busy)]
-        m.d.comb += [fetching[d].eq(busy | busy_r),
+        m.d.sync += [data_r.eq(self.act_data[d]), served_r.eq(served)]
+        m.d.comb += [busys[d].eq(busy),
                      self.act_en[d].eq(busy),
                      self.act_addr[d].eq(Cat(word, self.in_bank))]
         data_word = data_r
