@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
@@ -191,7 +191,11 @@ class ActivationGather(wiring.Component):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
-        m.submodules.side = side = SyncFIFO(width=side_layout().size, depth=6)
+        # Buffered (the head in a register): the accumulator's choice of bias or running
+        # sum hangs off the head's `first`, and an unregistered LUT-RAM read made that a
+        # critical path of the unit (issue 9).  The extra cycle before a written entry is
+        # readable is hidden: its result comes at least Ab/b + 4 cycles after the write.
+        m.submodules.side = side = SyncFIFOBuffered(width=side_layout().size, depth=6)
         m.d.comb += [side.w_en.eq(move), side.w_data.eq(b_side),
                      self.side.valid.eq(side.r_rdy), self.side.payload.eq(side.r_data),
                      side.r_en.eq(self.side.ready)]
