@@ -131,7 +131,17 @@ CORNERS = [
                  readout_threshold=2, scale_bits=5, scale_frac_bits=1),
     TINY.replace(name="ternary-parallel", readout_mode="ternary", readout_threshold=1,
                  act_bits_per_cycle=4, scale_bits=6, scale_frac_bits=0),
+    TINY.replace(name="b2-q2", act_bits_per_cycle=2),                   # 2 cycles, 2 reads
+    # the binary default's read pattern (2 bits a cycle, 2 reads a step) on tiny's size
+    TINY.replace(name="binary-b2", readout_mode="binary", readout_threshold=2,
+                 act_bits_per_cycle=2, scale_bits=7, scale_frac_bits=3),
 ]
+
+#: The corners small enough to simulate in a fraction of a second (the HCiM presets'
+#: 16 channels x Ab x Wb running counts take about a second to build a simulation of):
+#: every test runs these, the big ones only where they add a case.
+SMALL = [config for config in CORNERS if config.cols <= 16]
+HCIM = [config for config in CORNERS if config.name == "hcim"]
 
 
 class Run:
@@ -270,7 +280,8 @@ def test_corners_match_golden_with_gaps_and_stalls(config):
                                   err_msg=f"seed {seed}")
 
 
-@pytest.mark.parametrize("config", CORNERS, ids=lambda c: c.name)
+@pytest.mark.parametrize("config", SMALL + HCIM + [
+    config for config in CORNERS if config.name == "default-binary"], ids=lambda c: c.name)
 def test_extremes_of_psum_range(config):
     """All-max activations on all-min (and all-max, all -1) weights, the scale codes'
     extremes: bit-exact with the golden model, and the extreme steps reach the ends of
@@ -321,7 +332,7 @@ def test_extremes_of_psum_range(config):
         assert hi in ends, f"no step reaches psum_range's high end {hi}: {sorted(ends)}"
 
 
-@pytest.mark.parametrize("config", CORNERS, ids=lambda c: c.name)
+@pytest.mark.parametrize("config", SMALL + HCIM, ids=lambda c: c.name)
 def test_latency_and_throughput(config):
     """docs/macro.md: steps accepted back to back run at one per Ab/b cycles (the next
     step is accepted in the last cycle of the one before, no bubble, also with Q < Ab/b),
@@ -348,8 +359,7 @@ def test_latency_and_throughput(config):
         np.testing.assert_array_equal(np.array(run.taken), accepts + steps + 3)
 
 
-@pytest.mark.parametrize("config", [c for c in CORNERS if c.rows_per_step * c.cols <= 256
-                                    or c.name == "hcim"], ids=lambda c: c.name)
+@pytest.mark.parametrize("config", SMALL + HCIM, ids=lambda c: c.name)
 def test_steps_in_flight_with_result_held(config):
     """docs/macro.md: with the result's `ready` low, the macro takes steps until its
     result register and spare are full: five in flight with one cycle a step, four with
@@ -365,11 +375,10 @@ def test_steps_in_flight_with_result_held(config):
     assert run.max_in_flight == (5 if config.cycles_per_step == 1 else 4)
 
 
-#: The reset tests' cases: each corner with the reset in the last cycle of a step (the
-#: next one's accept) and mid-step (in a chunk read when Q > 1); the big HCiM geometries
-#: (slow in the simulator) mid-step only.
-RESET_CASES = [(config, phase) for config in CORNERS for phase in ("accept", "mid")
-               if phase == "mid" or config.rows_per_step * config.cols <= 256]
+#: The reset tests' cases: each small corner with the reset in the last cycle of a step
+#: (the next one's accept) and mid-step (in a chunk read when Q > 1); hcim mid-step.
+RESET_CASES = [(config, phase) for config in SMALL for phase in ("accept", "mid")] + [
+    (config, "mid") for config in HCIM]
 
 
 @pytest.mark.parametrize(("config", "phase"), RESET_CASES,
@@ -393,10 +402,9 @@ def test_run_reset_mid_step(config, phase):
                                   expect(config, weights, slots, acts, scales))
 
 
-@pytest.mark.parametrize("config", [PRESETS["tiny"], PRESETS["ice40"], CORNERS[3],
-                                    PRESETS["hcim"].replace(name="hcim-skip-macro",
-                                                            skip_granularity="macro")],
-                         ids=lambda c: c.name)
+@pytest.mark.parametrize("config", [PRESETS["tiny"]] + [
+    config for config in SMALL if config.name in ("ice40", "g6-q2", "g3-q3", "binary-b2")],
+    ids=lambda c: c.name)
 def test_row_rewritten_as_a_step_reads_its_slot(config):
     """docs/macro.md, "Storage": a step reads its slot's rows G/Q a cycle, the word of
     rows ``c*G/Q .. (c+1)*G/Q - 1`` in its cycle c (c = 0 in the accept cycle), and a write
