@@ -281,7 +281,8 @@ def test_corners_match_golden_with_gaps_and_stalls(config):
 
 
 @pytest.mark.parametrize("config", SMALL + HCIM + [
-    config for config in CORNERS if config.name == "default-binary"], ids=lambda c: c.name)
+    config for config in CORNERS if config.name == "default-binary"] + [
+    PRESETS["wide8"], PRESETS["adc3"]], ids=lambda c: c.name)
 def test_extremes_of_psum_range(config):
     """All-max activations on all-min (and all-max, all -1) weights, the scale codes'
     extremes: bit-exact with the golden model, and the extreme steps reach the ends of
