@@ -172,16 +172,15 @@ def test_registered_move_and_busy_equal_the_expressions(config):
         ctx.set(dut.in_bank, 1)
         busy_r = [0] * D
         in_flight = 0
+        holding = [False] * D
         for cycle in range(3000):
             reset = rng.random() < 0.01
             ctx.set(rst, int(reset))
-            for port in dut.payloads:
-                if not ctx.get(port.valid) or ctx.get(port.ready):
-                    if rng.random() < 0.7:
-                        ctx.set(port.payload, payload())
-                        ctx.set(port.valid, 1)
-                    else:
-                        ctx.set(port.valid, 0)
+            for d, port in enumerate(dut.payloads):
+                if not holding[d] and rng.random() < 0.7:
+                    ctx.set(port.payload, payload())
+                    holding[d] = True
+                ctx.set(port.valid, int(holding[d]))
             ctx.set(dut.request.ready, int(in_flight < 3 and rng.random() < 0.6))
             ctx.set(dut.side.ready, int(in_flight > 0 and rng.random() < 0.6))
             busy_now = [ctx.get(b) for b in busy]
@@ -198,7 +197,8 @@ def test_registered_move_and_busy_equal_the_expressions(config):
                 busy_r = busy_now
                 in_flight += (ctx.get(dut.request.valid) and ctx.get(dut.request.ready)) \
                     - (ctx.get(dut.side.valid) and ctx.get(dut.side.ready))
-            # a port's valid stays up until taken (a stream), also across a reset
+            for d, port in enumerate(dut.payloads):   # a payload is offered until taken
+                holding[d] = holding[d] and not (ctx.get(port.ready) and not reset)
             await ctx.tick()
             checked["cycles"] += 1
 
