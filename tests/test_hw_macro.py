@@ -158,7 +158,8 @@ def random_scale_codes(rng, config):
 
 
 def simulate(config, weights, slots, acts, *, scales=None, stall_prob=0.0, gap_prob=0.0,
-             seed=0, writes=(), hold_ready=None, before_reset=None, reset_cycle=None):
+             seed=0, writes=(), hold_ready=None, before_reset=None, reset_cycle=None,
+             background=(), wait_at=None):
     """Write `weights` (row by row), then offer the steps with random `valid` gaps and
     take the results with random `ready` stalls, cycle by cycle from one testbench.
     Cycles count from the first one after the weight writes.
@@ -170,6 +171,9 @@ def simulate(config, weights, slots, acts, *, scales=None, stall_prob=0.0, gap_p
         run reset, ``ResetInserter``) high in cycle `reset_cycle`, whatever is in flight;
         the steps `slots`, `acts` are offered from the next cycle on and only their
         results are recorded.
+    background, wait_at: (slot, lane, row) writes issued in order beside the steps, one
+        in most cycles (random gaps) from the first; step `wait_at` and the ones after
+        it are offered only once every one is written.
     """
     cfg = config
     G = cfg.rows_per_step
@@ -210,8 +214,10 @@ def simulate(config, weights, slots, acts, *, scales=None, stall_prob=0.0, gap_p
             ctx.set(rst, 0)
             cycle += 1
         nxt, offered, was_valid = 0, False, False
+        pending = list(background)
         while len(run.results) < len(slots):
-            if not offered and nxt < len(slots) and rng.random() >= gap_prob:
+            may_offer = wait_at is None or nxt < wait_at or not pending
+            if not offered and nxt < len(slots) and may_offer and rng.random() >= gap_prob:
                 ctx.set(dut.request.payload, {"slots": slots[nxt].tolist(),
                                               "acts": acts[nxt].tolist()})
                 offered = True
@@ -225,7 +231,13 @@ def simulate(config, weights, slots, acts, *, scales=None, stall_prob=0.0, gap_p
                 lane, row = writes[nxt]
                 ctx.set(dut.write.payload, {"slot": int(slots[nxt][0]), "lane": lane,
                                             "data": pack_row(row, cfg)})
-            ctx.set(dut.write.valid, int(accept and nxt in writes))
+            background_write = (not (accept and nxt in writes) and pending
+                                and rng.random() < 0.7)
+            if background_write:
+                slot, lane, row = pending.pop(0)
+                ctx.set(dut.write.payload, {"slot": slot, "lane": lane,
+                                            "data": pack_row(row, cfg)})
+            ctx.set(dut.write.valid, int(accept and nxt in writes or bool(background_write)))
             valid = ctx.get(dut.result.valid)
             # a new result is valid from this cycle: none was, or the one before was taken
             if valid and (not was_valid or (run.taken and run.taken[-1] == cycle - 1)):
@@ -439,3 +451,31 @@ def test_row_rewritten_as_a_step_reads_its_slot(config):
             seen = current if lane // r >= 1 else seen
         want.append(expect(config, seen, slots[i:i + 1], acts[i:i + 1], scales)[0])
     np.testing.assert_array_equal(np.array(run.results), np.array(want))
+
+
+@pytest.mark.parametrize("config", [PRESETS["tiny"]] + [
+    config for config in SMALL if config.name in ("ice40", "g6-q2", "g3-q3", "binary-b2",
+                                                  "sat-below-g")], ids=lambda c: c.name)
+def test_rows_written_beside_running_steps(config):
+    """Hidden reloads (docs/architecture.md): rows written into the upper half of the row
+    slots, one in most cycles, while steps on the lower half run with random stalls: those
+    steps are bit-exact with the old contents, and the steps after the writes that read
+    the upper half see every new row (each lane's word and sub-word)."""
+    rng = np.random.default_rng(51)
+    G, D, S = config.rows_per_step, config.wordline_domains, config.row_slots
+    weights = random_weights(rng, config)
+    scales = random_scale_codes(rng, config) if config.scaled_readout else None
+    n_low, n_high = 24, 16
+    slots, acts = random_steps(rng, config, n_low + n_high)
+    slots[:n_low] = rng.integers(0, S // 2, size=(n_low, D))
+    slots[n_low:] = rng.integers(S // 2, S, size=(n_high, D))
+    rows = rng.permutation(np.arange(S // 2 * G, S * G))     # every upper row, any order
+    new = weights.copy()
+    new[rows] = rng.integers(config.weight_min, config.weight_max + 1,
+                             size=(len(rows), config.channels_per_macro))
+    background = [(int(row) // G, int(row) % G, new[row]) for row in rows]
+    run = simulate(config, weights, slots, acts, scales=scales, stall_prob=0.4,
+                   gap_prob=0.2, seed=52, background=background, wait_at=n_low)
+    want = np.concatenate([expect(config, weights, slots[:n_low], acts[:n_low], scales),
+                           expect(config, new, slots[n_low:], acts[n_low:], scales)])
+    np.testing.assert_array_equal(np.array(run.results), want)
