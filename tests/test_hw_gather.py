@@ -13,7 +13,8 @@ lanes' addresses are random, so most payloads need several word reads.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Elaboratable, Module, unsigned
+import pytest
+from amaranth.hdl import Elaboratable, Fragment, Module, ResetInserter, Signal, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
@@ -116,3 +117,93 @@ def test_steps_carry_slots_and_activations():
         assert (slots, acts) == (want_slots, want_acts), f"seed {seed}: step {i}"
     want_markers = [(p["first"], p["last"], p["walk_last"]) for p in payloads[0]]
     assert markers == want_markers, f"seed {seed}: markers"
+
+
+def _signals_by_name(fragment) -> dict:
+    """Every signal assigned in `fragment` (not below it), by name."""
+    found = {}
+    for statements in fragment.statements.values():
+        for statement in statements:
+            for signal in statement._lhs_signals():
+                found[signal.name] = signal
+    return found
+
+
+@pytest.mark.parametrize("config", [TINY, TINY.replace(name="tiny-g2", rows_per_step=2),
+                                    TINY.replace(name="tiny-one-domain",
+                                                 skip_granularity="macro")],
+                         ids=lambda c: c.name)
+def test_registered_move_and_busy_equal_the_expressions(config):
+    """`move` and each domain's `busy` are registers whose next values are computed from
+    the cycle's state (hw/gather.py); in every cycle they must equal what the
+    combinational expressions before gave: ``busy = pend.any()`` and ``move = b_valid &
+    ~fresh.any() & ~c_valid & ~any(busy | busy_r)`` (``busy_r``: busy one cycle before,
+    cleared by the reset).  Random payloads (aligned runs, scattered lanes, all-padding
+    ones), random macro `ready` (also while C is empty) and run resets at random cycles."""
+    seed = 57
+    rng = np.random.default_rng(seed)
+    D, G, words = config.wordline_domains, config.rows_per_step, config.act_buffer_words
+    act = rng.integers(0, 1 << config.act_bits, size=2 * words)
+    rst = Signal()
+    bench = GatherBench(config, act.tolist())
+    top = Module()
+    top.submodules.bench = ResetInserter(rst)(bench)
+    fragment = Fragment.get(top, None)
+    dut_fragment = fragment.find_subfragment("bench").find_subfragment("dut")
+    regs = _signals_by_name(dut_fragment)
+    move, b_valid, c_valid, fresh = (regs[name] for name in ("move", "b_valid", "c_valid",
+                                                               "fresh"))
+    busy = [regs[f"busy{d}"] for d in range(D)]
+    pend = [regs[f"pend{d}"] for d in range(D)]
+    dut = bench.dut
+
+    def payload():
+        kind = rng.integers(0, 3)
+        base = int(rng.integers(0, words // G)) * G
+        addrs = ([base + g for g in range(G)] if kind == 0        # one aligned word
+                 else [int(a) for a in rng.integers(0, words, size=G)])
+        pad = (1 << G) - 1 if rng.random() < 0.15 else int(rng.integers(0, 1 << G))
+        return {"slot": int(rng.integers(0, config.row_slots)), "addrs": addrs, "pad": pad,
+                "first": 0, "last": 0, "walk_last": 0}
+
+    checked = {"cycles": 0, "moves": 0}
+
+    async def testbench(ctx):
+        ctx.set(dut.in_bank, 1)
+        busy_r = [0] * D
+        in_flight = 0
+        holding = [False] * D
+        for cycle in range(3000):
+            reset = rng.random() < 0.01
+            ctx.set(rst, int(reset))
+            for d, port in enumerate(dut.payloads):
+                if not holding[d] and rng.random() < 0.7:
+                    ctx.set(port.payload, payload())
+                    holding[d] = True
+                ctx.set(port.valid, int(holding[d]))
+            ctx.set(dut.request.ready, int(in_flight < 3 and rng.random() < 0.6))
+            ctx.set(dut.side.ready, int(in_flight > 0 and rng.random() < 0.6))
+            busy_now = [ctx.get(b) for b in busy]
+            assert busy_now == [int(ctx.get(p) != 0) for p in pend], \
+                f"seed {seed}, cycle {cycle}: busy != pend.any()"
+            old_move = (ctx.get(b_valid) and not ctx.get(fresh) and not ctx.get(c_valid)
+                        and not any(busy_now) and not any(busy_r))
+            assert ctx.get(move) == int(old_move), \
+                f"seed {seed}, cycle {cycle}: move {ctx.get(move)}, expression {old_move}"
+            checked["moves"] += int(old_move)
+            if reset:
+                busy_r, in_flight = [0] * D, 0
+            else:
+                busy_r = busy_now
+                in_flight += (ctx.get(dut.request.valid) and ctx.get(dut.request.ready)) \
+                    - (ctx.get(dut.side.valid) and ctx.get(dut.side.ready))
+            for d, port in enumerate(dut.payloads):   # a payload is offered until taken
+                holding[d] = holding[d] and not (ctx.get(port.ready) and not reset)
+            await ctx.tick()
+            checked["cycles"] += 1
+
+    sim = Simulator(fragment)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert checked["moves"] > 100, f"seed {seed}: only {checked['moves']} moves"
