@@ -1,6 +1,9 @@
 """Entry points: ``nox -s flow`` (the main job), ``nox -s verilog`` (emit RTL),
-``nox -s tests``, ``nox -s synth``, ``nox -s pnr``, ``nox -s bitstream``, ``nox -s bench``.
+``nox -s tests``, ``nox -s synth``, ``nox -s pnr``, ``nox -s pnr_top``, ``nox -s bitstream``,
+``nox -s bitstream_default``, ``nox -s bench``.
 Positional arguments after ``--`` are passed on (see each session)."""
+
+from pathlib import Path
 
 import nox
 
@@ -77,10 +80,7 @@ def pnr(session: nox.Session) -> None:
 
     One run per block and family, so that a block that does not fit the iCE40UP5K (exit 2,
     the message names what overflowed) does not hide the others; on ECP5 every run must
-    succeed.  The default top is left out: it does not get through Yosys today (its
-    many-ported buffers become 1.6 M cells and Yosys runs out of WebAssembly memory after
-    about 11 minutes, docs/synthesis.md); try it with ``mars synth --pnr --config default
-    --block mars_top --family ecp5`` once the memories are banked.
+    succeed.  The default top takes most of an hour: ``nox -s pnr_top``.
     """
     session.install("-e", ".[synth]")
 
@@ -95,6 +95,30 @@ def pnr(session: nox.Session) -> None:
                 build(config, block, family)
     build("tiny", "mars_top", "ecp5")
     build("tiny", "mars_top", "ice40")
+
+
+@nox.session(python=PYTHON)
+def pnr_top(session: nox.Session) -> None:
+    """The whole default top placed and routed out of context on the LFE5U-85F at 100 MHz
+    with nextpnr's static placer and router2 (the pair that routes it; docs/synthesis.md,
+    "The row-serial macro read"): about an hour on 2 cores.  Report in
+    build/pnr/default-mars_top-ecp5/report.json; ``-- PRESET_OR_JSON`` for another
+    configuration."""
+    session.install("-e", ".[synth]")
+    config = session.posargs[0] if session.posargs else "default"
+    session.run("mars", "synth", "--pnr", "--config", config, "--block", "mars_top",
+                "--family", "ecp5", "--placer", "static", "--router", "router2",
+                "--out", f"build/pnr/{Path(config).stem}-mars_top-ecp5")
+
+
+@nox.session(python=PYTHON)
+def bitstream_default(session: nox.Session) -> None:
+    """The ULX3S bitstream of the default accelerator at 33.33 MHz (static placer and
+    router2; about an hour on 2 cores, docs/board.md) into build/bitstream/ulx3s-default/."""
+    session.install("-e", ".[synth]")
+    session.run("mars", "bitstream", "--board", "ulx3s", "--config", "default",
+                "--clock", "33.333333", "--placer", "static", "--router", "router2",
+                "--out", "build/bitstream/ulx3s-default")
 
 
 @nox.session(python=PYTHON)
