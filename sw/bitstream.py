@@ -51,7 +51,7 @@ from mars.sw.pnr import (PARTS, PLACERS, ROUTERS, PnrError, algorithm_args, next
                          place_and_route)
 from mars.sw.tools import log_tail, run_tool, yowasp_command
 
-__all__ = ["BitstreamError", "PACKERS", "PLACE_OPTIONS", "build_bitstream", "summary_lines",
+__all__ = ["ALGORITHMS", "BitstreamError", "PACKERS", "nextpnr_options", "PLACE_OPTIONS", "build_bitstream", "summary_lines",
            "add_bitstream_arguments", "run_bitstream_command"]
 
 #: Per family: the packer's program name, the YoWASP package and function that run it,
@@ -76,6 +76,15 @@ PACKERS: dict[str, dict[str, str]] = {
 PLACE_OPTIONS: dict[str, tuple[str, ...]] = {
     "ecp5": (),
     "ice40": ("--no-promote-ce",),
+}
+
+#: Per family: nextpnr's placer and router when the build names none (None: nextpnr's own,
+#: HeAP and router1).  ECP5: the static placer and router2, the only pair that routed the
+#: default top (HeAP's placement stayed congested under both routers); on the tiny top
+#: they gave 69.88 MHz at 45 MHz in 115 s (docs/board.md).
+ALGORITHMS: dict[str, tuple[str | None, str | None]] = {
+    "ecp5": ("static", "router2"),
+    "ice40": (None, None),
 }
 
 _TOP = "top"
@@ -152,6 +161,24 @@ def _timing_error(b: Board, routed: Mapping[str, Any], folder: Path, failed: Pat
             f"--allow-timing-fail writes the bitstream anyway:\n{tail}")
 
 
+def nextpnr_options(family: str, placer: str | None = None,
+                    router: str | None = None) -> tuple[str, ...]:
+    """nextpnr's options of a board build on `family`: `PLACE_OPTIONS`, then the placer
+    and router (the family's `ALGORITHMS` where None).
+
+    Raises
+    ------
+    BitstreamError
+        If `placer` or `router` is not one nextpnr has (`mars.sw.pnr.algorithm_args`).
+    """
+    default_placer, default_router = ALGORITHMS[family]
+    try:
+        return (*PLACE_OPTIONS[family],
+                *algorithm_args(placer or default_placer, router or default_router))
+    except PnrError as error:
+        raise BitstreamError(str(error)) from None
+
+
 def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = None,
                     seed: int = 1, allow_timing_fail: bool = False,
                     clock_mhz: float | None = None, baud: int | None = None,
@@ -179,9 +206,8 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
         The UART's baud rate (the board's if None); the clock must give it within 2 %.
     placer, router : str, optional
         nextpnr's placer (``heap``, ``static``, ``sa``) and router (``router1``,
-        ``router2``), after the family's `PLACE_OPTIONS`; nextpnr's defaults (HeAP,
-        router1) if None.  The default top's routing went furthest with ``static`` and
-        ``router2`` (docs/board.md).
+        ``router2``), after the family's `PLACE_OPTIONS`; the family's `ALGORITHMS` if
+        None (ECP5: ``static`` and ``router2``; iCE40: nextpnr's, HeAP and router1).
     progress : callable, optional
         Receives one line per step.
 
@@ -208,10 +234,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     except MarsError as error:
         raise BitstreamError(str(error)) from None
     config = config or b.default_config()
-    try:
-        options = (*PLACE_OPTIONS[b.family], *algorithm_args(placer, router))
-    except PnrError as error:
-        raise BitstreamError(str(error)) from None
+    options = nextpnr_options(b.family, placer, router)
     out = Path(out)
     failed = out.with_name(out.name + ".failed")
     part = PARTS[b.family]
@@ -416,10 +439,11 @@ def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:
                                "--baud must say the same")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed")
     parser.add_argument("--placer", choices=PLACERS,
-                        help="nextpnr's placer (default: nextpnr's, heap); the default top "
-                             "routed furthest with static and --router router2")
+                        help="nextpnr's placer (default: static on ECP5, nextpnr's heap "
+                             "on iCE40)")
     parser.add_argument("--router", choices=ROUTERS,
-                        help="nextpnr's router (default: nextpnr's, router1)")
+                        help="nextpnr's router (default: router2 on ECP5, nextpnr's "
+                             "router1 on iCE40)")
     parser.add_argument("--allow-timing-fail", action="store_true",
                         help="write the bitstream even if timing at the board clock is "
                              "not met")

@@ -150,6 +150,18 @@ def test_placer_and_router_reach_nextpnr_after_the_family_options(tools, quick_t
                                  "--router router2")
 
 
+def test_ecp5_builds_place_with_static_and_route_with_router2_unless_told():
+    """The ECP5 defaults are the pair that routed the default top (docs/board.md); iCE40
+    keeps nextpnr's own; a given placer or router replaces only its half."""
+    assert bitstream.nextpnr_options("ecp5") == ("--placer", "static", "--router", "router2")
+    assert bitstream.nextpnr_options("ecp5", placer="heap") == ("--placer", "heap",
+                                                                "--router", "router2")
+    assert bitstream.nextpnr_options("ecp5", router="router1")[-2:] == ("--router", "router1")
+    assert bitstream.nextpnr_options("ice40") == ("--no-promote-ce",)
+    with pytest.raises(BitstreamError, match="unknown nextpnr router 'fast'"):
+        bitstream.nextpnr_options("ecp5", router="fast")
+
+
 def test_timing_not_met_is_one_line_exit_2_and_keeps_the_old_output(
         tools, quick_top, tmp_path, capsys):
     out = tmp_path / "out"
