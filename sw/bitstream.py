@@ -81,10 +81,12 @@ PLACE_OPTIONS: dict[str, tuple[str, ...]] = {
 #: Per family: nextpnr's placer and router when the build names none (None: nextpnr's own,
 #: HeAP and router1).  ECP5: the static placer and router2, the only pair that routed the
 #: default top (HeAP's placement stayed congested under both routers); on the tiny top
-#: they gave 69.88 MHz at 45 MHz in 115 s (docs/board.md).
+#: they gave 69.88 MHz at 45 MHz in 115 s.  iCE40: the static placer; the `ice40` board
+#: top fills 86 % of the UP5K's logic cells and both placers are at the edge there (HeAP
+#: legalised seed 2, not seed 1; static seeds 1 and 2, not seed 3; docs/board.md).
 ALGORITHMS: dict[str, tuple[str | None, str | None]] = {
     "ecp5": ("static", "router2"),
-    "ice40": (None, None),
+    "ice40": ("static", None),
 }
 
 _TOP = "top"
@@ -207,7 +209,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     placer, router : str, optional
         nextpnr's placer (``heap``, ``static``, ``sa``) and router (``router1``,
         ``router2``), after the family's `PLACE_OPTIONS`; the family's `ALGORITHMS` if
-        None (ECP5: ``static`` and ``router2``; iCE40: nextpnr's, HeAP and router1).
+        None (ECP5: ``static`` and ``router2``; iCE40: ``static`` and nextpnr's router1).
     progress : callable, optional
         Receives one line per step.
 
@@ -439,8 +441,7 @@ def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:
                                "--baud must say the same")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed")
     parser.add_argument("--placer", choices=PLACERS,
-                        help="nextpnr's placer (default: static on ECP5, nextpnr's heap "
-                             "on iCE40)")
+                        help="nextpnr's placer (default: static)")
     parser.add_argument("--router", choices=ROUTERS,
                         help="nextpnr's router (default: router2 on ECP5, nextpnr's "
                              "router1 on iCE40)")

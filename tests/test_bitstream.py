@@ -128,7 +128,7 @@ def test_build_writes_bitstream_report_and_summary(tools, tmp_path):
     assert report["command"] == "mars bitstream --board icebreaker --seed 7"
     # the clock enables stay off the global buffers (docs/board.md), and the report says so
     assert "--no-promote-ce" in json.loads((out / "nextpnr.argv.json").read_text())
-    assert report["nextpnr_options"] == ["--no-promote-ce"]
+    assert report["nextpnr_options"] == ["--no-promote-ce", "--placer", "static"]
     # the real board top went in, with the board's pins
     assert "module top(" in (out / "top.v").read_text()
     assert "set_io uart_0__rx__io 6" in (out / "top.pcf").read_text()
@@ -152,12 +152,13 @@ def test_placer_and_router_reach_nextpnr_after_the_family_options(tools, quick_t
 
 def test_ecp5_builds_place_with_static_and_route_with_router2_unless_told():
     """The ECP5 defaults are the pair that routed the default top (docs/board.md); iCE40
-    keeps nextpnr's own; a given placer or router replaces only its half."""
+    places with the static placer and keeps nextpnr's router; a given placer or router
+    replaces only its half."""
     assert bitstream.nextpnr_options("ecp5") == ("--placer", "static", "--router", "router2")
     assert bitstream.nextpnr_options("ecp5", placer="heap") == ("--placer", "heap",
                                                                 "--router", "router2")
     assert bitstream.nextpnr_options("ecp5", router="router1")[-2:] == ("--router", "router1")
-    assert bitstream.nextpnr_options("ice40") == ("--no-promote-ce",)
+    assert bitstream.nextpnr_options("ice40") == ("--no-promote-ce", "--placer", "static")
     with pytest.raises(BitstreamError, match="unknown nextpnr router 'fast'"):
         bitstream.nextpnr_options("ecp5", router="fast")
 
