@@ -1,0 +1,128 @@
+"""The hard-block floorplan (mars.sw.floorplan) on drawn netlists and the part's site list."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from mars.sw.floorplan import (CELL_SITES, FloorplanError, Site, floorplan, load_sites,
+                               regions, unit_of_cell, unit_owners)
+
+
+def test_unit_of_cell_reads_the_instance_path():
+    assert unit_of_cell("block.unit2.macro.storage0.0.0") == 2
+    assert unit_of_cell("\\mars.unit13.writer.$53[9]_MULT18X18D_P9") == 13
+    assert unit_of_cell("block.act_read4.0.0") is None
+    assert unit_of_cell("unit3") is None                 # a signal named so, not an instance
+    assert unit_of_cell("block.units.x") is None
+
+
+def test_the_ecp5_85f_has_208_block_ram_sites_in_four_rows():
+    sites = load_sites("LFE5U-85F")
+    ebr = sites["EBR"]
+    assert len(ebr) == len({s.name for s in ebr}) == 208   # the part's DP16KD count
+    assert sorted({s.y for s in ebr}) == [22, 46, 70, 82]
+    assert all(Site.parse(s.name) == s for s in ebr)
+
+
+def test_an_unknown_part_is_refused():
+    with pytest.raises(FloorplanError, match="no hard-block site list for LFE5U-25F"):
+        load_sites("LFE5U-25F")
+
+
+@pytest.mark.parametrize("units", [1, 2, 3, 4, 5, 8, 9])
+def test_regions_tile_the_die_once(units):
+    boxes = regions(units, 127, 96)
+    assert len(boxes) == units
+    # Every tile of the die lies in at most one box, and the boxes are near square.
+    for x, y in itertools.product(range(0, 127, 3), range(0, 96, 3)):
+        inside = [b for b in boxes if b[0] <= x < b[2] and b[1] <= y < b[3]]
+        assert len(inside) <= 1
+    for x0, y0, x1, y1 in boxes:
+        assert x1 > x0 and y1 > y0
+
+
+def _netlist(cells: dict[str, dict]) -> dict:
+    return {"modules": {"top": {"attributes": {"top": "1"}, "cells": cells}}}
+
+
+def _cell(kind: str, **ports: list[int]) -> dict:
+    return {"type": kind, "connections": ports, "attributes": {}}
+
+
+def test_owners_follow_the_unit_a_top_level_memory_talks_to():
+    cells = {
+        # Unit 1's gather registers read copy A; unit 0's read copy B.
+        "block.unit1.gather.r_LUT4_Z": _cell("LUT4", A=[10], Z=[11]),
+        "block.unit1.gather.q_TRELLIS_FF_Q": _cell("TRELLIS_FF", DI=[12], Q=[13]),
+        "block.unit0.gather.r_LUT4_Z": _cell("LUT4", A=[20], Z=[21]),
+        # Both copies share the write bus (nets 1, 2), driven from unit 0 and the top.
+        "block.unit0.writer.w_TRELLIS_FF_Q": _cell("TRELLIS_FF", Q=[1]),
+        "block.wbus_TRELLIS_FF_Q": _cell("TRELLIS_FF", Q=[2]),
+        "block.copy_a.0.0": _cell("DP16KD", ADA0=[1], DIA0=[2], ADB0=[11], DOB0=[12]),
+        "block.copy_a.0.1": _cell("DP16KD", ADA0=[1], DIA0=[2], ADB0=[11], DOB0=[30]),
+        "block.copy_b.0.0": _cell("DP16KD", ADA0=[1], DIA0=[2], ADB0=[21]),
+        # Shared: its nets hold top-level cells only (and one unit cell, too few).
+        "block.weights.0.0": _cell("DP16KD", ADB0=[40], DOB0=[41]),
+        "block.loader_TRELLIS_FF_Q": _cell("TRELLIS_FF", Q=[40]),
+        "block.loader_LUT4_Z": _cell("LUT4", A=[41], Z=[42]),
+        "block.loader_LUT4_Z_1": _cell("LUT4", A=[41], Z=[43]),
+        "block.loader_LUT4_Z_2": _cell("LUT4", A=[41], Z=[44]),
+        "block.unit0.loadport_LUT4_Z": _cell("LUT4", A=[40], Z=[45]),
+        "block.unit3.macro.storage.0.0": _cell("DP16KD"),
+    }
+    owners = unit_owners(_netlist(cells)["modules"]["top"], CELL_SITES)
+    assert owners == {"block.copy_a.0.0": 1, "block.copy_a.0.1": 1, "block.copy_b.0.0": 0,
+                      "block.weights.0.0": None, "block.unit3.macro.storage.0.0": 3}
+
+
+def test_floorplan_pins_each_unit_in_its_region_on_distinct_sites():
+    rng = random.Random(7)
+    cells = {}
+    for unit in range(4):
+        for k in range(rng.randrange(10, 30)):
+            cells[f"block.unit{unit}.mem{k}.0.0"] = _cell(rng.choice(["DP16KD", "PDPW16KD"]))
+        cells[f"block.unit{unit}.writer.$5[9]_MULT18X18D_P9"] = _cell("MULT18X18D")
+    cells["block.weights0.0.0"] = _cell("DP16KD")
+    netlist = _netlist(cells)
+    result = floorplan(netlist)
+    pinned = result["pinned"]
+    top = netlist["modules"]["top"]["cells"]
+    boxes = result["regions"]
+    assert result["units"] == 4 and len(boxes) == 4
+    assert len(set(pinned.values())) == len(pinned)              # one cell a site
+    owned = [n for n, c in cells.items() if c["type"] != "MULT18X18D" and "unit" in n]
+    assert sorted(pinned) == sorted(owned)
+    sites = {s.name: s for s in load_sites()["EBR"]}
+    for name, bel in pinned.items():
+        assert top[name]["attributes"]["BEL"] == bel
+        x0, y0, x1, y1 = boxes[unit_of_cell(name)]
+        assert x0 <= sites[bel].x < x1 and y0 <= sites[bel].y < y1   # its own region
+    # No multiplier sites are listed: those are left to the placer, like shared memories.
+    assert "block.weights0.0.0" in result["free"]
+    assert all(n in result["free"] for n in cells if "MULT18X18D" in n)
+    assert "BEL" not in top["block.weights0.0.0"]["attributes"]
+    # Equal inputs give equal plans.
+    assert floorplan(_netlist({n: _cell(c["type"]) for n, c in cells.items()}))["pinned"] == pinned
+
+
+def test_a_region_short_of_sites_spills_to_the_nearest_free_ones():
+    cells = {f"block.unit0.m{k}.0.0": _cell("DP16KD") for k in range(60)}
+    cells["block.unit1.m.0.0"] = _cell("DP16KD")
+    pinned = floorplan(_netlist(cells))["pinned"]
+    assert len(pinned) == 61 and len(set(pinned.values())) == 61
+
+
+def test_more_unit_block_rams_than_the_part_has_are_refused():
+    cells = {f"block.unit{k % 4}.m{k}.0.0": _cell("DP16KD") for k in range(209)}
+    with pytest.raises(FloorplanError, match="209 unit cells need EBR sites, the part has 208"):
+        floorplan(_netlist(cells))
+
+
+def test_a_netlist_without_units_is_left_alone():
+    netlist = _netlist({"block.m.0.0": _cell("DP16KD")})
+    result = floorplan(netlist)
+    assert result["units"] == 0 and result["pinned"] == {}
+    assert "BEL" not in netlist["modules"]["top"]["cells"]["block.m.0.0"]["attributes"]
