@@ -98,7 +98,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         report = run_synth(config, out, families=args.family,
                            progress=lambda line: print(line, flush=True), blocks=args.block,
                            pnr=args.pnr, freq_mhz=args.freq, seed=args.seed,
-                           placer=args.placer, router=args.router)
+                           placer=args.placer, router=args.router,
+                           floorplan=args.floorplan)
     print(f"wrote {report}")
     return 0
 
@@ -355,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "routes with static and --router router2")
     p.add_argument("--router", choices=ROUTERS,
                    help="nextpnr's router (default: nextpnr's, router1)")
+    p.add_argument("--floorplan", action="store_true",
+                   help="ECP5: pin each macro unit's block RAMs to its own region of the die "
+                        "before nextpnr (docs/synthesis.md, \"Floorplanning the units\")")
     p.set_defaults(func=_cmd_synth)
 
     from mars.sw.train.command import add_arguments as train_arguments

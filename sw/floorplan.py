@@ -33,8 +33,8 @@ from typing import Any
 
 from mars.errors import MarsError
 
-__all__ = ["CELL_SITES", "FloorplanError", "Site", "floorplan", "load_sites", "regions",
-           "unit_of_cell", "unit_owners"]
+__all__ = ["CELL_SITES", "FloorplanError", "Site", "floorplan", "floorplan_file",
+           "load_sites", "measure_sites", "regions", "summary", "unit_of_cell", "unit_owners"]
 
 
 class FloorplanError(MarsError, ValueError):
@@ -256,6 +256,35 @@ def floorplan(netlist: dict, *, part: str = "LFE5U-85F", width: int = 127,
         module["cells"][name].setdefault("attributes", {})["BEL"] = bel
     return {"units": units, "regions": [list(box) for box in boxes], "pinned": plan,
             "pinned_by_kind": pinned_by_kind, "free": sorted(free)}
+
+
+def summary(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """What a report keeps of a `floorplan` result: ``units``, ``regions``,
+    ``pinned_by_kind`` and the number of hard-block cells left ``free``."""
+    return {"units": plan["units"], "regions": plan["regions"],
+            "pinned_by_kind": plan["pinned_by_kind"], "free": len(plan["free"])}
+
+
+def floorplan_file(netlist: Path, out: Path, **options: Any) -> dict[str, Any]:
+    """`floorplan` a netlist file into `out` (written whole or not at all: a temporary
+    name, then renamed); returns its `summary`.
+
+    Raises
+    ------
+    FloorplanError
+        As `floorplan`; also if `netlist` is not a Yosys JSON netlist.
+    """
+    from mars.sw.files import replace_file
+
+    try:
+        doc = json.loads(Path(netlist).read_text())
+        plan = floorplan(doc, **options)
+    except (ValueError, KeyError) as error:      # json's errors are ValueErrors
+        if isinstance(error, FloorplanError):
+            raise
+        raise FloorplanError(f"cannot floorplan {netlist}: {error}") from None
+    replace_file(Path(out), json.dumps(doc))
+    return summary(plan)
 
 
 def measure_sites(placed: Path | str | dict, cell_types: Iterable[str] = CELL_SITES) -> list[str]:

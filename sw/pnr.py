@@ -212,7 +212,7 @@ def _does_not_fit(part: Part, text: str) -> str:
 def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
                     freq_mhz: float | None = None, seed: int = 1,
                     extra_args: tuple[str, ...] = (), placer: str | None = None,
-                    router: str | None = None) -> dict[str, Any]:
+                    router: str | None = None, floorplan: bool = False) -> dict[str, Any]:
     """Place and route one Yosys netlist with nextpnr and summarise the result.
 
     Parameters
@@ -236,12 +236,17 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         not left to nextpnr.
     placer, router : str, optional
         nextpnr's placer and router (`algorithm_args`); nextpnr's defaults if None.
+    floorplan : bool
+        ECP5 only: pin each macro unit's block RAMs to its own region of the die first
+        (`mars.sw.floorplan`); nextpnr then reads ``<name>_<family>.floorplan.json``, the
+        netlist with ``BEL`` attributes.  Ignored on iCE40 (``floorplan`` None).
 
     Returns
     -------
     dict
         `summarise`'s figures plus ``part``, ``seed``, ``seconds`` (wall time), ``command``
-        (arguments after the program) and the ``report`` / ``log`` file names.  A design that
+        (arguments after the program), the ``report`` / ``log`` file names and
+        ``floorplan`` (`mars.sw.floorplan.summary` of the plan, None without one).  A design that
         misses the clock constraint is routed anyway (``--timing-allow-fail``):
         ``meets_target`` says whether it met it.
 
@@ -260,6 +265,13 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     report_path, log_path = out_dir / report_name, out_dir / log_name
     for stale in (report_path, log_path):
         stale.unlink(missing_ok=True)
+    plan = None
+    if floorplan and family == "ecp5":
+        from mars.sw.floorplan import floorplan_file
+
+        planned = f"{name}_{family}.floorplan.json"
+        plan = floorplan_file(out_dir / netlist, out_dir / planned)
+        netlist = planned
     args = [*part.args, "--json", netlist, "--freq", f"{freq:g}", "--seed", str(seed),
             "--timing-allow-fail", "--report", report_name, "--log", log_name, "-q"]
     if family == "ice40" and not extra_args:
@@ -274,4 +286,4 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     summary = summarise(family, json.loads(report_path.read_text()),
                         log_path.read_text(errors="replace") if log_path.exists() else "")
     return {"part": part.name, **summary, "seed": seed, "seconds": round(seconds, 3),
-            "command": args, "report": report_name, "log": log_name}
+            "command": args, "report": report_name, "log": log_name, "floorplan": plan}

@@ -197,7 +197,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
               progress: Callable[[str], None] | None = None,
               blocks: list[str] | None = None, pnr: bool = False,
               freq_mhz: float | None = None, seed: int = 1, placer: str | None = None,
-              router: str | None = None) -> Path:
+              router: str | None = None, floorplan: bool = False) -> Path:
     """Synthesize every block of `config` for each family and write ``report.json``.
 
     Parameters
@@ -225,6 +225,9 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         nextpnr's placer (``heap``, ``static``, ``sa``) and router (``router1``,
         ``router2``); nextpnr's defaults (HeAP, router1) if None.  The whole default top
         routes only with ``static`` and ``router2`` (docs/synthesis.md).
+    floorplan : bool
+        On ECP5, pin each macro unit's block RAMs to its own region of the die before
+        nextpnr (`mars.sw.floorplan`; docs/synthesis.md, "Floorplanning the units").
 
     Returns
     -------
@@ -312,10 +315,13 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                     continue
                 part = PARTS[family]
                 freq = part.freq_mhz if freq_mhz is None else freq_mhz
+                planned = floorplan and family == "ecp5"
                 say(f"  {name} {family}: {part.tool} on {part.name} at {freq:g} MHz, "
-                    f"seed {seed}" + "".join(f" {a}" for a in algorithms) + " ...")
+                    f"seed {seed}" + "".join(f" {a}" for a in algorithms)
+                    + (", units floorplanned" if planned else "") + " ...")
                 routed = place_and_route(out_dir, name, family, netlist, freq_mhz=freq,
-                                         seed=seed, placer=placer, router=router)
+                                         seed=seed, placer=placer, router=router,
+                                         floorplan=planned)
                 result["ooc"] = ooc
                 result["netlist"] = netlist
                 result["pnr"] = routed

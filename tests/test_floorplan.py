@@ -126,3 +126,47 @@ def test_a_netlist_without_units_is_left_alone():
     result = floorplan(netlist)
     assert result["units"] == 0 and result["pinned"] == {}
     assert "BEL" not in netlist["modules"]["top"]["cells"]["block.m.0.0"]["attributes"]
+
+
+_RECORDING_NEXTPNR = """\
+import json, shutil, sys
+argv = sys.argv[1:]
+shutil.copy(argv[argv.index("--json") + 1], "seen.json")
+report = argv[argv.index("--report") + 1]
+json.dump({"fmax": {"clk": {"achieved": 120.0, "constraint": 100.0}},
+           "utilization": {"DP16KD": {"used": 3, "available": 208}}}, open(report, "w"))
+open(argv[argv.index("--log") + 1], "w").write("Info: done\\n")
+"""
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_place_and_route_hands_nextpnr_the_floorplanned_netlist(family, tmp_path, monkeypatch):
+    """With ``floorplan`` the ECP5 nextpnr reads a copy of the netlist with the unit's
+    block RAMs pinned (the original is left as it was); iCE40 has no site list and reads
+    the netlist unchanged."""
+    import json
+    import shlex
+    import sys
+
+    from mars.sw.pnr import place_and_route
+
+    tool = tmp_path / "nextpnr.py"
+    tool.write_text(_RECORDING_NEXTPNR)
+    monkeypatch.setenv(f"NEXTPNR_{family.upper()}", shlex.join([sys.executable, str(tool)]))
+    cells = {"block.unit0.m.0.0": _cell("DP16KD"), "block.unit1.m.0.0": _cell("DP16KD"),
+             "block.weights.0.0": _cell("DP16KD")}
+    original = json.dumps(_netlist(cells))
+    (tmp_path / "n.json").write_text(original)
+    result = place_and_route(tmp_path, "top", family, "n.json", floorplan=True)
+    seen = json.loads((tmp_path / "seen.json").read_text())["modules"]["top"]["cells"]
+    assert (tmp_path / "n.json").read_text() == original
+    bels = {name: cell["attributes"].get("BEL") for name, cell in seen.items()}
+    if family == "ecp5":
+        assert result["floorplan"] == {"units": 2, "regions": [list(b) for b in regions(2, 127, 96)],
+                                       "pinned_by_kind": {"EBR": 2}, "free": 1}
+        assert bels["block.weights.0.0"] is None
+        assert bels["block.unit0.m.0.0"] != bels["block.unit1.m.0.0"]
+        assert all(bels[f"block.unit{u}.m.0.0"] in {s.name for s in load_sites()["EBR"]}
+                   for u in (0, 1))
+    else:
+        assert result["floorplan"] is None and set(bels.values()) == {None}
