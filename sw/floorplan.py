@@ -67,7 +67,7 @@ class Site:
 
     @property
     def kind(self) -> str:
-        return re.sub(r"\d+$", "", self.name.rsplit("/", 1)[1])
+        return re.sub(r"_?\d+$", "", self.name.rsplit("/", 1)[1])
 
 
 def load_sites(part: str = "LFE5U-85F") -> dict[str, list[Site]]:

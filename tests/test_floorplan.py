@@ -19,12 +19,15 @@ def test_unit_of_cell_reads_the_instance_path():
     assert unit_of_cell("block.units.x") is None
 
 
-def test_the_ecp5_85f_has_208_block_ram_sites_in_four_rows():
+def test_the_ecp5_85f_sites_are_its_block_rams_and_multipliers():
     sites = load_sites("LFE5U-85F")
-    ebr = sites["EBR"]
-    assert len(ebr) == len({s.name for s in ebr}) == 208   # the part's DP16KD count
+    assert sorted(sites) == ["EBR", "MULT18"]
+    ebr, mult = sites["EBR"], sites["MULT18"]
+    assert len(ebr) == len({s.name for s in ebr}) == 208    # the part's DP16KD count
+    assert len(mult) == len({s.name for s in mult}) == 156  # and its MULT18X18D count
     assert sorted({s.y for s in ebr}) == [22, 46, 70, 82]
-    assert all(Site.parse(s.name) == s for s in ebr)
+    assert sorted({s.y for s in mult}) == [10, 34, 58]
+    assert all(Site.parse(s.name) == s for s in ebr + mult)
 
 
 def test_an_unknown_part_is_refused():
@@ -93,16 +96,16 @@ def test_floorplan_pins_each_unit_in_its_region_on_distinct_sites():
     boxes = result["regions"]
     assert result["units"] == 4 and len(boxes) == 4
     assert len(set(pinned.values())) == len(pinned)              # one cell a site
-    owned = [n for n, c in cells.items() if c["type"] != "MULT18X18D" and "unit" in n]
+    owned = [n for n in cells if "unit" in n]
     assert sorted(pinned) == sorted(owned)
-    sites = {s.name: s for s in load_sites()["EBR"]}
+    assert result["pinned_by_kind"] == {"EBR": len(owned) - 4, "MULT18": 4}
+    sites = {s.name: s for kind in load_sites().values() for s in kind}
     for name, bel in pinned.items():
         assert top[name]["attributes"]["BEL"] == bel
         x0, y0, x1, y1 = boxes[unit_of_cell(name)]
         assert x0 <= sites[bel].x < x1 and y0 <= sites[bel].y < y1   # its own region
-    # No multiplier sites are listed: those are left to the placer, like shared memories.
-    assert "block.weights0.0.0" in result["free"]
-    assert all(n in result["free"] for n in cells if "MULT18X18D" in n)
+    assert result["free"] == ["block.weights0.0.0"]               # shared: the placer's
+    assert all(sites[pinned[n]].kind == ("MULT18" if "MULT" in n else "EBR") for n in pinned)
     assert "BEL" not in top["block.weights0.0.0"]["attributes"]
     # Equal inputs give equal plans.
     assert floorplan(_netlist({n: _cell(c["type"]) for n, c in cells.items()}))["pinned"] == pinned
