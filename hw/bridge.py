@@ -288,7 +288,7 @@ class FrameReceiver(wiring.Component):
         r = SimpleNamespace(
             got=got, crc=crc, buf_w=buffer.write_port(),
             index=Signal(8),          # body bytes received
-            modulo=Signal(8),         # WRITE data bytes received, modulo B
+            modulo=Signal(range(self._data_bytes + 1)),
             timed_out=self._idle_timer(m, got), reject=self._error_counter(m),
             rx_crc=crc16_step(m, crc, rx.payload, "rx_crc"))
         with m.If(req.advance):
@@ -339,7 +339,7 @@ class CommandExecutor(wiring.Component):
         """The executor's registers, the status byte, and the word register's shift/load."""
         r = SimpleNamespace(
             pointer=Signal(8),        # buffer address of the next WRITE data byte
-            lane=Signal(8),           # byte of the current word
+            lane=Signal(range(self._data_bytes + 1)),
             # A WRITE word being assembled, or a READ answer being sent: a plain shift
             # register (bytes enter at the top, leave at the bottom), so each bit costs a
             # flop and at most a 2-input mux instead of a byte-lane decoder.
