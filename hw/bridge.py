@@ -346,7 +346,7 @@ class CommandExecutor(wiring.Component):
             word=Signal(8 * self._data_bytes),
             done_words=Signal(8),
             resp_len=Signal(8),
-            resp=Signal(40),          # RUN / STATUS answer bytes, LSB first
+            flags=Signal(8),
             resp_left=Signal(3),
             tx_crc=Signal(16),
             cycles=Signal(32),
@@ -391,8 +391,7 @@ class CommandExecutor(wiring.Component):
                 with m.Elif(f.cmd == Command.RUN):
                     m.next = "RUN_START"
                 with m.Else():            # STATUS
-                    m.d.sync += [r.resp.eq(Cat(req.errors, req.last_error, r.status)),
-                                 r.resp_left.eq(4), r.resp_len.eq(5)]
+                    m.d.sync += [r.flags.eq(r.status), r.resp_left.eq(4), r.resp_len.eq(5)]
                     m.next = "R_SYNC"
 
     def _write(self, m: Module, r) -> None:
@@ -433,8 +432,7 @@ class CommandExecutor(wiring.Component):
         with m.State("RUN_WAIT"):
             with m.If(self.done | (r.cycles == self.request.fields.budget)):
                 flags = r.status | Mux(self.done, 0, RUN_TIMEOUT_FLAG)
-                m.d.sync += [r.resp.eq(Cat(r.cycles, flags)), r.resp_left.eq(5),
-                             r.resp_len.eq(6)]
+                m.d.sync += [r.flags.eq(flags), r.resp_left.eq(5), r.resp_len.eq(6)]
                 m.next = "R_SYNC"
             with m.Else():
                 m.d.sync += r.cycles.eq(r.cycles + 1)
@@ -481,8 +479,18 @@ class CommandExecutor(wiring.Component):
                 with m.Elif(r.resp_left != 0):
                     m.next = "R_DATA"
         with m.State("R_DATA"):
-            with m.If(self._send(m, r, r.resp[:8], "R_DATA")):
-                m.d.sync += [r.resp.eq(r.resp >> 8), r.resp_left.eq(r.resp_left - 1)]
+            # byte 5 - resp_left of the answer: RUN's five, STATUS's last four
+            answer = Mux(f.cmd == Command.STATUS,
+                         Cat(Const(0, 8), self.request.errors, self.request.last_error,
+                             r.flags),
+                         Cat(r.cycles, r.flags))
+            byte = Signal(8)
+            with m.Switch(r.resp_left):
+                for left in range(1, 6):
+                    with m.Case(left):
+                        m.d.comb += byte.eq(answer.word_select(5 - left, 8))
+            with m.If(self._send(m, r, byte, "R_DATA")):
+                m.d.sync += r.resp_left.eq(r.resp_left - 1)
                 with m.If(r.resp_left == 1):
                     m.next = "R_CRC_HI"
         with m.State("R_CRC_HI"):
