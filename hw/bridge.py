@@ -287,8 +287,10 @@ class FrameReceiver(wiring.Component):
         crc = Signal(16)
         r = SimpleNamespace(
             got=got, crc=crc, buf_w=buffer.write_port(),
-            index=Signal(8),          # body bytes received
-            modulo=Signal(range(self._data_bytes + 1)),
+            index=Signal(8, name="index"),      # body bytes received
+            # WRITE data bytes received, modulo B: a B above data_bytes fails the length
+            # check anyway, so the counter need only count below data_bytes
+            modulo=Signal(range(self._data_bytes + 1), name="modulo"),
             timed_out=self._idle_timer(m, got), reject=self._error_counter(m),
             rx_crc=crc16_step(m, crc, rx.payload, "rx_crc"))
         with m.If(req.advance):
@@ -338,20 +340,25 @@ class CommandExecutor(wiring.Component):
     def _registers(self, m: Module) -> SimpleNamespace:
         """The executor's registers, the status byte, and the word register's shift/load."""
         r = SimpleNamespace(
-            pointer=Signal(8),        # buffer address of the next WRITE data byte
-            lane=Signal(range(self._data_bytes + 1)),
+            # buffer address of the next WRITE data byte
+            pointer=Signal(8, name="pointer"),
+            # byte of the current word: below B <= data_bytes (the receiver checked B)
+            lane=Signal(range(self._data_bytes + 1), name="lane"),
             # A WRITE word being assembled, or a READ answer being sent: a plain shift
             # register (bytes enter at the top, leave at the bottom), so each bit costs a
             # flop and at most a 2-input mux instead of a byte-lane decoder.
-            word=Signal(8 * self._data_bytes),
-            done_words=Signal(8),
-            resp_len=Signal(8),
-            flags=Signal(8),
-            resp_left=Signal(3),
-            tx_crc=Signal(16),
-            cycles=Signal(32),
-            status=Signal(8),
-            shift=Signal(), shift_in=Signal(8), load=Signal(),
+            word=Signal(8 * self._data_bytes, name="word"),
+            done_words=Signal(8, name="done_words"),
+            resp_len=Signal(8, name="resp_len"),
+            # the status byte of a RUN or STATUS answer (`R_DATA` sends the answer's
+            # bytes straight from the cycle counter, the error counter and this)
+            flags=Signal(8, name="flags"),
+            resp_left=Signal(3, name="resp_left"),
+            tx_crc=Signal(16, name="tx_crc"),
+            cycles=Signal(32, name="cycles"),
+            status=Signal(8, name="status"),
+            shift=Signal(name="shift"), shift_in=Signal(8, name="shift_in"),
+            load=Signal(name="load"),
         )
         m.d.comb += [r.status.eq(Cat(self.busy, self.done, self.error)),
                      self.request.body_addr.eq(r.pointer)]
