@@ -16,7 +16,7 @@ accelerator, with the serial pins and the status outputs.
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,8 +37,8 @@ from mars.contract.serial import (
 from .top import MarsTop
 from .uart import UART
 
-__all__ = ["crc16_step", "FRAME", "RequestSignature", "FrameReceiver", "CommandExecutor",
-           "SerialBridge", "BridgedTop", "SerialTop"]
+__all__ = ["crc16_step", "FRAME", "run_budget", "RequestSignature", "FrameReceiver",
+           "CommandExecutor", "SerialBridge", "BridgedTop", "SerialTop"]
 
 _POLY = 0x1021
 
@@ -56,11 +56,19 @@ def crc16_step(m: Module, crc, byte, name: str) -> Signal:
 
 
 #: The request frame's fields as the receiver stores them (bytes of the body; ``offset``
-#: and ``budget`` little-endian), the frame's ``length`` (LEN) and the answer's ``code``.
+#: little-endian), the frame's ``length`` (LEN) and the answer's ``code``.  RUN's budget
+#: (body bytes 1 to 4) is `run_budget` of these: no flops of its own.
 FRAME = data.StructLayout({
     "length": 8, "cmd": 8, "region": 8, "unit": 8, "domain": 8, "offset": 16,
-    "nbytes": 8, "count": 8, "budget": 32, "code": 8,
+    "nbytes": 8, "count": 8, "code": 8,
 })
+
+
+def run_budget(fields) -> Value:
+    """RUN's budget (u32, body bytes 1 to 4, little-endian) from the stored `FRAME`
+    fields: the bytes the receiver stores as region, unit, domain and the offset's low
+    byte (a RUN frame never advances the offset)."""
+    return Cat(fields.region, fields.unit, fields.domain, fields.offset[:8])
 
 
 class RequestSignature(wiring.Signature):
@@ -165,10 +173,6 @@ class FrameReceiver(wiring.Component):
                 m.d.sync += f.nbytes.eq(byte)
             with m.Case(HEADER_BYTES + 1):
                 m.d.sync += f.count.eq(byte)
-        # RUN's budget: bytes 1..4, little-endian.
-        for i in range(4):
-            with m.If(index == i + 1):
-                m.d.sync += f.budget[8 * i:8 * i + 8].eq(byte)
         with m.If(index > HEADER_BYTES):
             m.d.sync += modulo.eq(Mux(modulo + 1 == f.nbytes, 0, modulo + 1))
 
@@ -437,7 +441,7 @@ class CommandExecutor(wiring.Component):
             m.d.sync += r.cycles.eq(0)
             m.next = "RUN_WAIT"
         with m.State("RUN_WAIT"):
-            with m.If(self.done | (r.cycles == self.request.fields.budget)):
+            with m.If(self.done | (r.cycles == run_budget(self.request.fields))):
                 flags = r.status | Mux(self.done, 0, RUN_TIMEOUT_FLAG)
                 m.d.sync += [r.flags.eq(flags), r.resp_left.eq(5), r.resp_len.eq(6)]
                 m.next = "R_SYNC"
