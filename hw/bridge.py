@@ -352,7 +352,7 @@ class CommandExecutor(wiring.Component):
             # register (bytes enter at the top, leave at the bottom), so each bit costs a
             # flop and at most a 2-input mux instead of a byte-lane decoder.
             word=Signal(8 * self._data_bytes, name="word"),
-            done_words=Signal(8, name="done_words"),
+            # the answer's LEN; during a READ's data, 1 + the data bytes still to send
             resp_len=Signal(8, name="resp_len"),
             # the status byte of a RUN or STATUS answer (`R_DATA` sends the answer's
             # bytes straight from the cycle counter, the error counter and this)
@@ -397,7 +397,7 @@ class CommandExecutor(wiring.Component):
                     m.d.sync += [r.pointer.eq(HEADER_BYTES + 1), r.lane.eq(0)]
                     m.next = "W_FETCH"
                 with m.Elif(f.cmd == Command.READ):
-                    m.d.sync += [r.done_words.eq(0), r.resp_len.eq(1 + f.count * f.nbytes)]
+                    m.d.sync += r.resp_len.eq(1 + f.count * f.nbytes)
                     m.next = "R_SYNC"
                 with m.Elif(f.cmd == Command.RUN):
                     m.next = "RUN_START"
@@ -464,11 +464,10 @@ class CommandExecutor(wiring.Component):
         with m.State("RD_SEND"):
             with m.If(self._send(m, r, r.word[:8], "RD_SEND")):
                 m.d.comb += r.shift.eq(1)
-                m.d.sync += r.lane.eq(r.lane + 1)
+                m.d.sync += [r.lane.eq(r.lane + 1), r.resp_len.eq(r.resp_len - 1)]
                 with m.If(r.lane + 1 == f.nbytes):
                     m.d.comb += self.request.advance.eq(1)
-                    m.d.sync += r.done_words.eq(r.done_words + 1)
-                    with m.If(r.done_words + 1 == f.count):
+                    with m.If(r.resp_len == 2):      # the last data byte
                         m.next = "R_CRC_HI"
                     with m.Else():
                         m.next = "RD_ISSUE"
