@@ -352,12 +352,11 @@ class CommandExecutor(wiring.Component):
             # register (bytes enter at the top, leave at the bottom), so each bit costs a
             # flop and at most a 2-input mux instead of a byte-lane decoder.
             word=Signal(8 * self._data_bytes, name="word"),
-            # the answer's LEN; during a READ's data, 1 + the data bytes still to send
+            # the answer's LEN; while data bytes are sent, 1 + the data bytes still to send
             resp_len=Signal(8, name="resp_len"),
             # the status byte of a RUN or STATUS answer (`R_DATA` sends the answer's
             # bytes straight from the cycle counter, the error counter and this)
             flags=Signal(8, name="flags"),
-            resp_left=Signal(3, name="resp_left"),
             tx_crc=Signal(16, name="tx_crc"),
             cycles=Signal(32, name="cycles"),
             status=Signal(8, name="status"),
@@ -391,7 +390,7 @@ class CommandExecutor(wiring.Component):
         with m.State("WAIT"):
             with m.If(req.valid):
                 with m.If(f.code != ErrorCode.OK):
-                    m.d.sync += [r.resp_len.eq(1), r.resp_left.eq(0)]
+                    m.d.sync += r.resp_len.eq(1)
                     m.next = "R_SYNC"
                 with m.Elif(f.cmd == Command.WRITE):
                     m.d.sync += [r.pointer.eq(HEADER_BYTES + 1), r.lane.eq(0)]
@@ -402,7 +401,7 @@ class CommandExecutor(wiring.Component):
                 with m.Elif(f.cmd == Command.RUN):
                     m.next = "RUN_START"
                 with m.Else():            # STATUS
-                    m.d.sync += [r.flags.eq(r.status), r.resp_left.eq(4), r.resp_len.eq(5)]
+                    m.d.sync += [r.flags.eq(r.status), r.resp_len.eq(5)]
                     m.next = "R_SYNC"
 
     def _write(self, m: Module, r) -> None:
@@ -429,7 +428,7 @@ class CommandExecutor(wiring.Component):
             with m.If(self.host.ready):
                 m.d.comb += self.request.advance.eq(1)
                 with m.If(r.pointer == f.length):
-                    m.d.sync += [r.resp_len.eq(1), r.resp_left.eq(0)]
+                    m.d.sync += r.resp_len.eq(1)
                     m.next = "R_SYNC"
                 with m.Else():
                     m.next = "W_FETCH"
@@ -443,7 +442,7 @@ class CommandExecutor(wiring.Component):
         with m.State("RUN_WAIT"):
             with m.If(self.done | (r.cycles == run_budget(self.request.fields))):
                 flags = r.status | Mux(self.done, 0, RUN_TIMEOUT_FLAG)
-                m.d.sync += [r.flags.eq(flags), r.resp_left.eq(5), r.resp_len.eq(6)]
+                m.d.sync += [r.flags.eq(flags), r.resp_len.eq(6)]
                 m.next = "R_SYNC"
             with m.Else():
                 m.d.sync += r.cycles.eq(r.cycles + 1)
@@ -486,22 +485,23 @@ class CommandExecutor(wiring.Component):
                     m.next = "R_CRC_HI"
                 with m.Elif(f.cmd == Command.READ):
                     m.next = "RD_ISSUE"
-                with m.Elif(r.resp_left != 0):
+                with m.Elif(r.resp_len != 1):      # RUN, STATUS
                     m.next = "R_DATA"
         with m.State("R_DATA"):
-            # byte 5 - resp_left of the answer: RUN's five, STATUS's last four
+            # byte 6 - resp_len of the answer: RUN's five (LEN 6), STATUS's last four
+            # (LEN 5)
             answer = Mux(f.cmd == Command.STATUS,
                          Cat(Const(0, 8), self.request.errors, self.request.last_error,
                              r.flags),
                          Cat(r.cycles, r.flags))
-            byte = Signal(8)
-            with m.Switch(r.resp_left):
-                for left in range(1, 6):
+            byte = Signal(8, name="answer_byte")
+            with m.Switch(r.resp_len[:3]):
+                for left in range(2, 7):
                     with m.Case(left):
-                        m.d.comb += byte.eq(answer.word_select(5 - left, 8))
+                        m.d.comb += byte.eq(answer.word_select(6 - left, 8))
             with m.If(self._send(m, r, byte, "R_DATA")):
-                m.d.sync += r.resp_left.eq(r.resp_left - 1)
-                with m.If(r.resp_left == 1):
+                m.d.sync += r.resp_len.eq(r.resp_len - 1)
+                with m.If(r.resp_len == 2):
                     m.next = "R_CRC_HI"
         with m.State("R_CRC_HI"):
             self._send(m, r, r.tx_crc[8:], "R_CRC_LO", covered=False)
