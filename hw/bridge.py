@@ -16,7 +16,7 @@ accelerator, with the serial pins and the status outputs.
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,8 +37,8 @@ from mars.contract.serial import (
 from .top import MarsTop
 from .uart import UART
 
-__all__ = ["crc16_step", "FRAME", "RequestSignature", "FrameReceiver", "CommandExecutor",
-           "SerialBridge", "BridgedTop", "SerialTop"]
+__all__ = ["crc16_step", "FRAME", "run_budget", "RequestSignature", "FrameReceiver",
+           "CommandExecutor", "SerialBridge", "BridgedTop", "SerialTop"]
 
 _POLY = 0x1021
 
@@ -56,11 +56,19 @@ def crc16_step(m: Module, crc, byte, name: str) -> Signal:
 
 
 #: The request frame's fields as the receiver stores them (bytes of the body; ``offset``
-#: and ``budget`` little-endian), the frame's ``length`` (LEN) and the answer's ``code``.
+#: little-endian), the frame's ``length`` (LEN) and the answer's ``code``.  RUN's budget
+#: (body bytes 1 to 4) is `run_budget` of these: no flops of its own.
 FRAME = data.StructLayout({
     "length": 8, "cmd": 8, "region": 8, "unit": 8, "domain": 8, "offset": 16,
-    "nbytes": 8, "count": 8, "budget": 32, "code": 8,
+    "nbytes": 8, "count": 8, "code": 8,
 })
+
+
+def run_budget(fields) -> Value:
+    """RUN's budget (u32, body bytes 1 to 4, little-endian) from the stored `FRAME`
+    fields: the bytes the receiver stores as region, unit, domain and the offset's low
+    byte (a RUN frame never advances the offset)."""
+    return Cat(fields.region, fields.unit, fields.domain, fields.offset[:8])
 
 
 class RequestSignature(wiring.Signature):
@@ -165,10 +173,6 @@ class FrameReceiver(wiring.Component):
                 m.d.sync += f.nbytes.eq(byte)
             with m.Case(HEADER_BYTES + 1):
                 m.d.sync += f.count.eq(byte)
-        # RUN's budget: bytes 1..4, little-endian.
-        for i in range(4):
-            with m.If(index == i + 1):
-                m.d.sync += f.budget[8 * i:8 * i + 8].eq(byte)
         with m.If(index > HEADER_BYTES):
             m.d.sync += modulo.eq(Mux(modulo + 1 == f.nbytes, 0, modulo + 1))
 
@@ -287,8 +291,10 @@ class FrameReceiver(wiring.Component):
         crc = Signal(16)
         r = SimpleNamespace(
             got=got, crc=crc, buf_w=buffer.write_port(),
-            index=Signal(8),          # body bytes received
-            modulo=Signal(8),         # WRITE data bytes received, modulo B
+            index=Signal(8, name="index"),      # body bytes received
+            # WRITE data bytes received, modulo B: a B above data_bytes fails the length
+            # check anyway, so the counter need only count below data_bytes
+            modulo=Signal(range(self._data_bytes + 1), name="modulo"),
             timed_out=self._idle_timer(m, got), reject=self._error_counter(m),
             rx_crc=crc16_step(m, crc, rx.payload, "rx_crc"))
         with m.If(req.advance):
@@ -338,20 +344,24 @@ class CommandExecutor(wiring.Component):
     def _registers(self, m: Module) -> SimpleNamespace:
         """The executor's registers, the status byte, and the word register's shift/load."""
         r = SimpleNamespace(
-            pointer=Signal(8),        # buffer address of the next WRITE data byte
-            lane=Signal(8),           # byte of the current word
+            # buffer address of the next WRITE data byte
+            pointer=Signal(8, name="pointer"),
+            # byte of the current word: below B <= data_bytes (the receiver checked B)
+            lane=Signal(range(self._data_bytes + 1), name="lane"),
             # A WRITE word being assembled, or a READ answer being sent: a plain shift
             # register (bytes enter at the top, leave at the bottom), so each bit costs a
             # flop and at most a 2-input mux instead of a byte-lane decoder.
-            word=Signal(8 * self._data_bytes),
-            done_words=Signal(8),
-            resp_len=Signal(8),
-            resp=Signal(40),          # RUN / STATUS answer bytes, LSB first
-            resp_left=Signal(3),
-            tx_crc=Signal(16),
-            cycles=Signal(32),
-            status=Signal(8),
-            shift=Signal(), shift_in=Signal(8), load=Signal(),
+            word=Signal(8 * self._data_bytes, name="word"),
+            # the answer's LEN; while data bytes are sent, 1 + the data bytes still to send
+            resp_len=Signal(8, name="resp_len"),
+            # the status byte of a RUN or STATUS answer (`R_DATA` sends the answer's
+            # bytes straight from the cycle counter, the error counter and this)
+            flags=Signal(8, name="flags"),
+            tx_crc=Signal(16, name="tx_crc"),
+            cycles=Signal(32, name="cycles"),
+            status=Signal(8, name="status"),
+            shift=Signal(name="shift"), shift_in=Signal(8, name="shift_in"),
+            load=Signal(name="load"),
         )
         m.d.comb += [r.status.eq(Cat(self.busy, self.done, self.error)),
                      self.request.body_addr.eq(r.pointer)]
@@ -380,19 +390,18 @@ class CommandExecutor(wiring.Component):
         with m.State("WAIT"):
             with m.If(req.valid):
                 with m.If(f.code != ErrorCode.OK):
-                    m.d.sync += [r.resp_len.eq(1), r.resp_left.eq(0)]
+                    m.d.sync += r.resp_len.eq(1)
                     m.next = "R_SYNC"
                 with m.Elif(f.cmd == Command.WRITE):
                     m.d.sync += [r.pointer.eq(HEADER_BYTES + 1), r.lane.eq(0)]
                     m.next = "W_FETCH"
                 with m.Elif(f.cmd == Command.READ):
-                    m.d.sync += [r.done_words.eq(0), r.resp_len.eq(1 + f.count * f.nbytes)]
+                    m.d.sync += r.resp_len.eq(1 + f.count * f.nbytes)
                     m.next = "R_SYNC"
                 with m.Elif(f.cmd == Command.RUN):
                     m.next = "RUN_START"
                 with m.Else():            # STATUS
-                    m.d.sync += [r.resp.eq(Cat(req.errors, req.last_error, r.status)),
-                                 r.resp_left.eq(4), r.resp_len.eq(5)]
+                    m.d.sync += [r.flags.eq(r.status), r.resp_len.eq(5)]
                     m.next = "R_SYNC"
 
     def _write(self, m: Module, r) -> None:
@@ -419,7 +428,7 @@ class CommandExecutor(wiring.Component):
             with m.If(self.host.ready):
                 m.d.comb += self.request.advance.eq(1)
                 with m.If(r.pointer == f.length):
-                    m.d.sync += [r.resp_len.eq(1), r.resp_left.eq(0)]
+                    m.d.sync += r.resp_len.eq(1)
                     m.next = "R_SYNC"
                 with m.Else():
                     m.next = "W_FETCH"
@@ -431,10 +440,9 @@ class CommandExecutor(wiring.Component):
             m.d.sync += r.cycles.eq(0)
             m.next = "RUN_WAIT"
         with m.State("RUN_WAIT"):
-            with m.If(self.done | (r.cycles == self.request.fields.budget)):
+            with m.If(self.done | (r.cycles == run_budget(self.request.fields))):
                 flags = r.status | Mux(self.done, 0, RUN_TIMEOUT_FLAG)
-                m.d.sync += [r.resp.eq(Cat(r.cycles, flags)), r.resp_left.eq(5),
-                             r.resp_len.eq(6)]
+                m.d.sync += [r.flags.eq(flags), r.resp_len.eq(6)]
                 m.next = "R_SYNC"
             with m.Else():
                 m.d.sync += r.cycles.eq(r.cycles + 1)
@@ -455,11 +463,10 @@ class CommandExecutor(wiring.Component):
         with m.State("RD_SEND"):
             with m.If(self._send(m, r, r.word[:8], "RD_SEND")):
                 m.d.comb += r.shift.eq(1)
-                m.d.sync += r.lane.eq(r.lane + 1)
+                m.d.sync += [r.lane.eq(r.lane + 1), r.resp_len.eq(r.resp_len - 1)]
                 with m.If(r.lane + 1 == f.nbytes):
                     m.d.comb += self.request.advance.eq(1)
-                    m.d.sync += r.done_words.eq(r.done_words + 1)
-                    with m.If(r.done_words + 1 == f.count):
+                    with m.If(r.resp_len == 2):      # the last data byte
                         m.next = "R_CRC_HI"
                     with m.Else():
                         m.next = "RD_ISSUE"
@@ -478,12 +485,23 @@ class CommandExecutor(wiring.Component):
                     m.next = "R_CRC_HI"
                 with m.Elif(f.cmd == Command.READ):
                     m.next = "RD_ISSUE"
-                with m.Elif(r.resp_left != 0):
+                with m.Elif(r.resp_len != 1):      # RUN, STATUS
                     m.next = "R_DATA"
         with m.State("R_DATA"):
-            with m.If(self._send(m, r, r.resp[:8], "R_DATA")):
-                m.d.sync += [r.resp.eq(r.resp >> 8), r.resp_left.eq(r.resp_left - 1)]
-                with m.If(r.resp_left == 1):
+            # byte 6 - resp_len of the answer: RUN's five (LEN 6), STATUS's last four
+            # (LEN 5)
+            answer = Mux(f.cmd == Command.STATUS,
+                         Cat(Const(0, 8), self.request.errors, self.request.last_error,
+                             r.flags),
+                         Cat(r.cycles, r.flags))
+            byte = Signal(8, name="answer_byte")
+            with m.Switch(r.resp_len[:3]):
+                for left in range(2, 7):
+                    with m.Case(left):
+                        m.d.comb += byte.eq(answer.word_select(6 - left, 8))
+            with m.If(self._send(m, r, byte, "R_DATA")):
+                m.d.sync += r.resp_len.eq(r.resp_len - 1)
+                with m.If(r.resp_len == 2):
                     m.next = "R_CRC_HI"
         with m.State("R_CRC_HI"):
             self._send(m, r, r.tx_crc[8:], "R_CRC_LO", covered=False)

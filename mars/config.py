@@ -634,7 +634,7 @@ PRESETS: dict[str, MarsConfig] = {
     # 185 logic cells fewer; docs/board.md, "The iCEBreaker's placement").
     "ice40": _DEFAULT.replace(
         name="ice40", rows=64, cols=4, partitions=1, rows_per_step=2, readout_bits=2,
-        cores=1, macros_per_core=1, weight_sram_rows=1024, act_buffer_words=256, acc_bits=24,
+        cores=1, macros_per_core=1, weight_sram_rows=1024, act_buffer_words=256, acc_bits=15,
         program_words=32, param_words=32, result_words=16, max_phases=16, writer_stages=2),
     # MARS-like (Sie et al., IEEE TCAD 2022, arXiv 2010.12861): the published four CIM
     # cores and 8-partition macros on the default macro; memories sized for VGG16 and

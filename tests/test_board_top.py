@@ -85,7 +85,7 @@ def test_status_leds_show_every_input_combination():
         assert [leds >> i & 1 for i in range(5)] == want, value
 
 
-@pytest.mark.parametrize("stretch", [1, 4, 11])
+@pytest.mark.parametrize("stretch", [1, 4, 7])
 def test_busy_is_stretched_and_the_heartbeat_blinks(stretch):
     bits = 3
     dut = StatusLeds(("busy", "heartbeat"), stretch=stretch, heartbeat=bits)
@@ -102,10 +102,40 @@ def test_busy_is_stretched_and_the_heartbeat_blinks(stretch):
             await ctx.tick()
 
     simulate(dut, bench)
-    # lit for `stretch` cycles after busy falls, then dark
+    # below 8 cycles exact: lit for `stretch` cycles after busy falls, then dark
     assert busy_led[:stretch] == [1] * stretch and not any(busy_led[stretch:])
     # the top bit of a free-running 3-bit counter: 4 cycles dark, 4 lit (one tick ran)
     assert beat_led == [((n + 1) >> (bits - 1)) & 1 for n in range(len(beat_led))]
+
+
+@pytest.mark.parametrize("stretch, bits", [(8, 3), (11, 3), (100, 8), (100, 3), (64, 12)])
+def test_long_busy_stretch_lasts_between_stretch_and_one_and_a_half_times_it(stretch, bits):
+    """From every phase of the heartbeat counter: lit for n cycles after busy falls,
+    stretch <= n <= 1.5 * stretch, and dark from then until busy rises again."""
+    dut = StatusLeds(("busy",), stretch=stretch, heartbeat=bits)
+    lit = []
+
+    async def bench(ctx):
+        # successive falls 1 cycle further apart: the ticks (at most stretch / 4 apart)
+        # come at every phase
+        for phase in range(stretch // 2 + 1):
+            ctx.set(dut.busy, 1)
+            for _ in range(1 + phase % 3):
+                await ctx.tick()
+            ctx.set(dut.busy, 0)
+            levels = []
+            for _ in range(2 * stretch + 2):
+                levels.append(ctx.get(dut.leds) & 1)
+                await ctx.tick()
+            n = levels.index(0) if 0 in levels else len(levels)
+            assert not any(levels[n:]), (phase, levels)
+            lit.append(n)
+            for _ in range(phase):             # move to another phase of the counter
+                await ctx.tick()
+
+    simulate(dut, bench)
+    assert all(stretch <= n <= 1.5 * stretch for n in lit), lit
+    assert len(set(lit)) > 1 or stretch < 8      # the prescaled stretch depends on phase
 
 
 def test_status_leds_refuse_an_unknown_bit():

@@ -33,11 +33,14 @@ def readout_configs():
                                                     readout_bits=bits)
         yield f"{name}-exact", base.replace(readout_mode="exact",
                                             readout_bits=base.exact_readout_bits)
+        # A scaled sum needs wider accumulators than an exact one (the configuration
+        # check): ice40's 15 bits are sized for its exact readout (docs/board.md).
+        acc_bits = max(base.acc_bits, 24)
         for mode in ("binary", "ternary"):
             for threshold in (1, base.rows_per_step // 2):
                 yield f"{name}-{mode}{threshold}", base.replace(
                     readout_mode=mode, readout_threshold=threshold, scale_bits=10,
-                    scale_frac_bits=2)
+                    scale_frac_bits=2, acc_bits=acc_bits)
 
 
 CONFIGS = dict(readout_configs())

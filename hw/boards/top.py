@@ -5,8 +5,9 @@ board's USB-UART pins, a synchronised reset button and status LEDs.
   synchroniser, then held for `hold` more cycles; also asserted for that long after
   configuration.  Its flops have no reset themselves.
 * `StatusLeds`: one LED per status bit (`mars.hw.boards.STATUS_BITS`); ``busy`` is
-  stretched so that a run of a few microseconds still shows, ``heartbeat`` blinks at about
-  1 Hz while the design is out of reset.
+  stretched so that a run of a few microseconds still shows (counted in ticks of the
+  heartbeat counter: a few flops, not a second counter as wide), ``heartbeat`` blinks at
+  about 1 Hz while the design is out of reset.
 * `BoardCore`: the two above and `SerialTop` under the synchronised reset; pure logic with
   plain ports, so the Amaranth simulator can run it (tests/test_board_top.py).
 * `BoardTop`: `BoardCore` on a platform's pins, with the clock domain (and the ECP5 PLL
@@ -25,7 +26,23 @@ from ..bridge import SerialTop
 from . import STATUS_BITS, Board
 from .pll import ECP5PLL
 
-__all__ = ["ResetSync", "StatusLeds", "BoardCore", "BoardTop", "heartbeat_bits"]
+__all__ = ["ResetSync", "StatusLeds", "BoardCore", "BoardTop", "heartbeat_bits",
+           "stretch_ticks"]
+
+
+def stretch_ticks(stretch: int, heartbeat: int) -> tuple[int, int]:
+    """`StatusLeds`' busy stretch as ``(k, ticks)``: ``ticks`` ticks of ``2**k`` cycles.
+
+    k is the largest with ``2**k <= stretch / 4`` (0 below 8 cycles; at most
+    ``heartbeat - 1``, the counter's bits).  After ``busy`` falls the LED stays lit until the
+    ``ticks``-th tick, which comes ``(ticks - 1) * 2**k + 1`` to ``ticks * 2**k`` cycles
+    later: at least `stretch` and, for k > 0, less than ``stretch + 2**(k + 1)``, at most
+    1.5 times `stretch`.
+    """
+    k = max(0, min((stretch // 4).bit_length() - 1, heartbeat - 1))
+    if k == 0:
+        return 0, stretch
+    return k, -(-(stretch - 1) // (1 << k)) + 1
 
 
 def heartbeat_bits(clock_hz: float) -> int:
@@ -90,7 +107,8 @@ class StatusLeds(wiring.Component):
         The status bit of each LED, from `mars.hw.boards.STATUS_BITS`; ``error_any`` is
         ``error | link_error``.
     stretch : int
-        Cycles ``busy`` stays lit after it falls (at least 1).
+        Cycles ``busy`` stays lit at least after it falls (at least 1): exactly `stretch`
+        below 8, else at most ``stretch // 2`` more (see `stretch_ticks`).
     heartbeat : int
         Width of the heartbeat counter; its top bit is the ``heartbeat`` LED.
 
@@ -114,13 +132,23 @@ class StatusLeds(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        left = Signal(range(self._stretch + 1))
-        with m.If(self.busy):
-            m.d.sync += left.eq(self._stretch)
-        with m.Elif(left != 0):
-            m.d.sync += left.eq(left - 1)
         beat = Signal(self._heartbeat)
         m.d.sync += beat.eq(beat + 1)
+        # The stretch counts ticks of 2**k cycles, a falling edge of the heartbeat
+        # counter's bit k-1 (every cycle for k = 0), instead of cycles in a ~21-bit counter.
+        k, ticks = stretch_ticks(self._stretch, self._heartbeat)
+        tick = Signal()
+        if k == 0:
+            m.d.comb += tick.eq(1)
+        else:
+            before = Signal()
+            m.d.sync += before.eq(beat[k - 1])
+            m.d.comb += tick.eq(before & ~beat[k - 1])
+        left = Signal(range(ticks + 1))
+        with m.If(self.busy):
+            m.d.sync += left.eq(ticks)
+        with m.Elif((left != 0) & tick):
+            m.d.sync += left.eq(left - 1)
         value = {
             "busy": self.busy | (left != 0),
             "done": self.done,
