@@ -20,18 +20,31 @@ Two parts run side by side:
   after, side by side; the shadows then stay full until the executor takes them.  Cycles
   per instruction, from the engine's first read (``ki``, ``kp``: ``insn_chunks``,
   ``param_chunks``): a SYNC 3, a WALK ``max(ki + 2, kp + 5)`` (`fetch_cycles`).
+* the **decoders' early start**: a full shadow WALK's descriptor goes to the decoders
+  (``starts``, from the shadow) as soon as they are free, that is once the current
+  walk's last payload has left their stages, while that walk still drains through the
+  gather, macro, accumulator and writer, or while the unit waits at a SYNC.  Its
+  payloads then wait at the decoders' output (hw/unit.py holds a walk's first payload,
+  ``walk_first``, until ``release``), so the decoders' fill (the start edge, issue and 6
+  stages: 8 cycles) is off the walk's critical path.  The decoders read only the index
+  and k-table memories, which no run writes; a WALK after a SYNC goes to them only while
+  the controller's ``more`` says its phase exists (one SYNC ahead at most), so nothing
+  the engine reads past the program's last SYNC is ever started.
 * the **executor** (NEXT -> START -> RUN, or SYNC) takes the next instruction in the
   cycle it becomes free (``walk_done``, ``go`` at a SYNC, or in NEXT): a counted SYNC
-  first, else a full shadow WALK (instruction and parameters copied into ``insn`` and
-  ``params``, held unchanged for the whole walk), else it waits in NEXT.
+  first, else a full shadow WALK whose descriptor every decoder has taken (instruction
+  and parameters copied into ``insn`` and ``params``, held unchanged for the whole walk;
+  ``release`` set), else it waits in NEXT.  START (one cycle) moves the writer to the
+  walk's origin.
 
 A walk that follows another walk or a SYNC therefore starts the cycle after the previous
 one ends, as long as the engine has had ``max(ki + 2, kp + 5)`` cycles (plus 3 per SYNC
-in between) to fetch it; at the start of a run (the sequencer leaves reset with the
-loaders) it fetches the start SYNC and the first WALK in ``3 + max(ki + 2, kp + 5)``
-cycles (32 on the default preset), during the LOAD state.  The cycle model
-(`mars.sw.golden.cycles`, `fetch_cycles`) replays both parts.  See docs/synthesis.md
-("Block-RAM budget").
+in between) to fetch it, and runs as if its decoders had started 8 cycles before its
+START, or when they took it if that is later; at the start of a run (the sequencer
+leaves reset with the loaders) it fetches the start SYNC and the first WALK in
+``3 + max(ki + 2, kp + 5)`` cycles (32 on the default preset), during the LOAD state.
+The cycle model (`mars.sw.golden.cycles`, `fetch_cycles`) replays all three.  See
+docs/synthesis.md ("Block-RAM budget").
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ D output blocks held by the macro's D word-line domains) over a band of output r
 
 Every stage is a stream with back-pressure; the D decoders are started together and their
 payloads are taken together, so they stay in step (fillers pad the shorter index codes).
+The sequencer starts the decoders on the next walk while the current one drains (or
+while the unit waits at a SYNC); that walk's first payload (``walk_first``) waits at the
+decoders' output until the sequencer has made it the current walk (``release``), since
+the gather, accumulator and writer read the current walk's instruction and parameters.
 The program (``instruction_layout``) holds WALKs and one SYNC at the end of each phase;
 at a SYNC the unit waits, drained, for the controller's ``go``.
 
