@@ -67,6 +67,11 @@ class Controller(wiring.Component):
         Each macro unit waits at a SYNC.
     go_loaders, go_units : Out(1)
         Release every loader / every unit from its SYNC (one cycle; registers).
+    more : Out(1)
+        A register: last cycle the controller was in a LOAD state, or in the WALK state
+        of a phase that is not the run's last.  A unit waiting at a SYNC then knows that
+        the WALK fetched behind it belongs to a phase of the run (hw/sequencer.py: its
+        decoders may start it early); low while idle.
     skip_loads : Out(1)
         The loaders copy nothing (the weights are already in the macros).
     running : Out(1)
@@ -94,6 +99,7 @@ class Controller(wiring.Component):
             "units_waiting": In(config.macros),
             "go_loaders": Out(1),
             "go_units": Out(1),
+            "more": Out(1),
             "skip_loads": Out(1),
             "running": Out(1),
             "done": Out(1),
@@ -131,7 +137,7 @@ class Controller(wiring.Component):
         # The go pulses are registers (one cycle after the decision): the units and loaders
         # sit all over the die, and a path from their waiting flags through this decision
         # into every unit's instruction registers would cross it twice in one cycle.
-        m.d.sync += [self.go_units.eq(0), self.go_loaders.eq(0)]
+        m.d.sync += [self.go_units.eq(0), self.go_loaders.eq(0), self.more.eq(0)]
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 with m.If(self.start & (n_phases != 0)):
@@ -139,7 +145,7 @@ class Controller(wiring.Component):
                                  self.total_cycles.eq(0), self.done.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.sync += count()
+                m.d.sync += [*count(), self.more.eq(1)]
                 # go_loaders is high in this state's first cycle: the loaders still wait
                 with m.If(all_loaders & all_units & ~self.go_loaders):
                     m.d.sync += self.go_units.eq(1)
@@ -147,7 +153,7 @@ class Controller(wiring.Component):
                         m.d.sync += self.go_loaders.eq(1)
                     m.next = "WALK"
             with m.State("WALK"):
-                m.d.sync += count()
+                m.d.sync += [*count(), self.more.eq(phase + 1 != n_phases)]
                 # go_units is high in this state's first cycle: the units still wait
                 walked = all_units & all_loaders if cfg.hide_loads else all_units
                 with m.If(walked & ~self.go_units):

@@ -20,18 +20,31 @@ Two parts run side by side:
   after, side by side; the shadows then stay full until the executor takes them.  Cycles
   per instruction, from the engine's first read (``ki``, ``kp``: ``insn_chunks``,
   ``param_chunks``): a SYNC 3, a WALK ``max(ki + 2, kp + 5)`` (`fetch_cycles`).
+* the **decoders' early start**: a full shadow WALK's descriptor goes to the decoders
+  (``starts``, from the shadow) as soon as they are free, that is once the current
+  walk's last payload has left their stages, while that walk still drains through the
+  gather, macro, accumulator and writer, or while the unit waits at a SYNC.  Its
+  payloads then wait at the decoders' output (hw/unit.py holds a walk's first payload,
+  ``walk_first``, until ``release``), so the decoders' fill (the start edge, issue and 6
+  stages: 8 cycles) is off the walk's critical path.  The decoders read only the index
+  and k-table memories, which no run writes; a WALK after a SYNC goes to them only while
+  the controller's ``more`` says its phase exists (one SYNC ahead at most), so nothing
+  the engine reads past the program's last SYNC is ever started.
 * the **executor** (NEXT -> START -> RUN, or SYNC) takes the next instruction in the
   cycle it becomes free (``walk_done``, ``go`` at a SYNC, or in NEXT): a counted SYNC
-  first, else a full shadow WALK (instruction and parameters copied into ``insn`` and
-  ``params``, held unchanged for the whole walk), else it waits in NEXT.
+  first, else a full shadow WALK whose descriptor every decoder has taken (instruction
+  and parameters copied into ``insn`` and ``params``, held unchanged for the whole walk;
+  ``release`` set), else it waits in NEXT.  START (one cycle) moves the writer to the
+  walk's origin.
 
 A walk that follows another walk or a SYNC therefore starts the cycle after the previous
 one ends, as long as the engine has had ``max(ki + 2, kp + 5)`` cycles (plus 3 per SYNC
-in between) to fetch it; at the start of a run (the sequencer leaves reset with the
-loaders) it fetches the start SYNC and the first WALK in ``3 + max(ki + 2, kp + 5)``
-cycles (32 on the default preset), during the LOAD state.  The cycle model
-(`mars.sw.golden.cycles`, `fetch_cycles`) replays both parts.  See docs/synthesis.md
-("Block-RAM budget").
+in between) to fetch it, and runs as if its decoders had started 8 cycles before its
+START, or when they took it if that is later; at the start of a run (the sequencer
+leaves reset with the loaders) it fetches the start SYNC and the first WALK in
+``3 + max(ki + 2, kp + 5)`` cycles (32 on the default preset), during the LOAD state.
+The cycle model (`mars.sw.golden.cycles`, `fetch_cycles`) replays all three.  See
+docs/synthesis.md ("Block-RAM budget").
 """
 
 from __future__ import annotations
@@ -92,13 +105,23 @@ class UnitSequencer(wiring.Component):
     param_write : In(stream.Signature(memory_write_layout(param_depth, 36 bits)))
         Host writes into the parameter memory (``ready`` always 1).
     starts : Out(stream.Signature(descriptor_layout(config))).array(D)
-        The walk's descriptor for the decoder of each word-line domain; each is offered
-        (``valid``) in START until that decoder takes it.
+        The fetched WALK's descriptor for the decoder of each word-line domain, offered
+        (``valid``) from the shadow as soon as no SYNC, or one SYNC and ``more``, lies
+        between the executor and it, until that decoder takes it.
     starting : Out(1)
-        A walk is being started (high in START until every decoder has taken its
-        descriptor): the writer moves its output position to the walk's origin.
+        A walk is being started (START, the cycle after the executor took it): the
+        writer moves its output position to the walk's origin.
     walk_done : In(1)
         The writer wrote the walk's last pixel: take the next instruction.
+    more : In(1)
+        The phase after the SYNC the unit waits at (or, while it runs, after the
+        current phase) exists: the decoders may start a WALK fetched behind one SYNC
+        (the controller's ``more`` register).
+    release : Out(1)
+        The current walk's first payload may pass from the decoders to the gather (a
+        register: set when the executor takes the WALK, cleared by ``first_passed``).
+    first_passed : In(1)
+        The current walk's first payload passes to the gather this cycle.
     insn : Out(instruction_layout(config))
         The current instruction, a register loaded when the walk is taken.
     params : Out(param_layout(config))
@@ -124,6 +147,9 @@ class UnitSequencer(wiring.Component):
                 config.wordline_domains),
             "starting": Out(1),
             "walk_done": In(1),
+            "more": In(1),
+            "release": Out(1),
+            "first_passed": In(1),
             "insn": Out(instruction_layout(config)),
             "params": Out(param_layout(config)),
         })
@@ -242,22 +268,40 @@ class UnitSequencer(wiring.Component):
                          nxt.eq(wrap(nxt, fmt.program_depth, ki))]
 
         # -- executor -----------------------------------------------------------------------
-        start_pending = Signal(cfg.wordline_domains)
-        m.d.comb += self.starting.eq(start_pending.any())
+        # The decoders take the fetched WALK's descriptor from the shadow as soon as they
+        # are free (a decoder is ready once its previous walk's items have left its
+        # stages), while the current walk drains through the gather, macro, accumulator
+        # and writer: its payloads wait at the decoders' output (hw/unit.py) until the
+        # executor takes the WALK (`release`).  The decoders read only the index and
+        # k-table memories, which no run writes, so the one hazard is a WALK read past the
+        # program's end: across a SYNC only while the controller says its phase exists.
+        taken = Signal(cfg.wordline_domains)            # decoders that took the shadow's
+        in_sync = Signal()
+        ahead_ok = Signal()
+        m.d.comb += ahead_ok.eq(Mux(in_sync, (syncs == 0) & self.more,
+                                    (syncs == 0) | ((syncs == 1) & self.more)))
         for d, start in enumerate(self.starts):
-            m.d.comb += [start.payload.eq(self.insn.desc),
-                         start.payload.index_start.eq(self.insn.index_start[d]),
-                         start.payload.count.eq(self.insn.count[d])]
+            m.d.comb += [start.payload.eq(shadow.desc),
+                         start.payload.index_start.eq(shadow.index_start[d]),
+                         start.payload.count.eq(shadow.count[d]),
+                         start.valid.eq(full & ahead_ok & ~taken[d])]
+            with m.If(start.valid & start.ready):
+                m.d.sync += taken[d].eq(1)
+        release = Signal()
+        m.d.comb += self.release.eq(release)
+        with m.If(self.first_passed):
+            m.d.sync += release.eq(0)
 
         def dispatch():
-            """Take the next instruction: a fetched SYNC, else a fetched WALK."""
+            """Take the next instruction: a fetched SYNC, else a fetched WALK whose
+            descriptor every decoder has taken."""
             with m.If(syncs != 0):
                 m.d.comb += sync_out.eq(1)
                 m.next = "SYNC"
-            with m.Elif(full):
+            with m.Elif(full & taken.all()):
                 m.d.comb += take.eq(1)
-                m.d.sync += [insn.eq(shadow), params.eq(next_params),
-                             start_pending.eq(-1)]
+                m.d.sync += [insn.eq(shadow), params.eq(next_params), taken.eq(0),
+                             release.eq(1)]
                 m.next = "START"
             with m.Else():
                 m.next = "NEXT"
@@ -266,18 +310,13 @@ class UnitSequencer(wiring.Component):
             with m.State("NEXT"):
                 dispatch()
             with m.State("START"):
-                for d, start in enumerate(self.starts):
-                    m.d.comb += start.valid.eq(start_pending[d])
-                    with m.If(start.ready):
-                        m.d.sync += start_pending[d].eq(0)
-                with m.If(~Cat(*(start_pending[d] & ~start.ready
-                                 for d, start in enumerate(self.starts))).any()):
-                    m.next = "RUN"
+                m.d.comb += self.starting.eq(1)
+                m.next = "RUN"
             with m.State("RUN"):
                 with m.If(self.walk_done):
                     dispatch()
             with m.State("SYNC"):
-                m.d.comb += self.waiting.eq(1)
+                m.d.comb += [self.waiting.eq(1), in_sync.eq(1)]
                 with m.If(self.go):
                     dispatch()
         return m

@@ -123,7 +123,8 @@ class MarsTop(wiring.Component):
             m.d.comb += [ctrl.loaders_waiting[c].eq(loader.waiting),
                          loader.go.eq(ctrl.go_loaders), loader.skip.eq(ctrl.skip_loads)]
         for u, unit in enumerate(units):
-            m.d.comb += [ctrl.units_waiting[u].eq(unit.waiting), unit.go.eq(ctrl.go_units)]
+            m.d.comb += [ctrl.units_waiting[u].eq(unit.waiting), unit.go.eq(ctrl.go_units),
+                         unit.more.eq(ctrl.more)]
         return m
 
     def _cores(self, m, port, running) -> tuple[list[CoreLoader], list[MacroUnit]]:

@@ -13,6 +13,10 @@ D output blocks held by the macro's D word-line domains) over a band of output r
 
 Every stage is a stream with back-pressure; the D decoders are started together and their
 payloads are taken together, so they stay in step (fillers pad the shorter index codes).
+The sequencer starts the decoders on the next walk while the current one drains (or
+while the unit waits at a SYNC); that walk's first payload (``walk_first``) waits at the
+decoders' output until the sequencer has made it the current walk (``release``), since
+the gather, accumulator and writer read the current walk's instruction and parameters.
 The program (``instruction_layout``) holds WALKs and one SYNC at the end of each phase;
 at a SYNC the unit waits, drained, for the controller's ``go``.
 
@@ -25,7 +29,7 @@ unit's slot; ``slot_next`` announces it).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,10 +54,15 @@ class MacroUnit(wiring.Component):
     -------
     go : In(1)
         Leave the SYNC the unit waits at.
+    more : In(1)
+        The phase after the next SYNC exists (the controller's ``more``): the decoders
+        may start the WALK fetched behind it (`UnitSequencer`).
     waiting : Out(1)
         Waiting at a SYNC, every write done.
     error : Out(1)
-        A decoder's sticky error flag (bad descriptor or index code).
+        A decoder's error flag (bad descriptor or index code), sticky until the unit's
+        reset: a decoder clears its own flags when it starts the next walk, which may
+        be before the walk with the error has drained.
     load : In(stream.Signature(write_layout(config)))
         Macro row writes from the core loader.
     prog_write, param_write, index_write, ktable_write : In(stream.Signature(...))
@@ -75,6 +84,7 @@ class MacroUnit(wiring.Component):
         domain = {"domain": range(D)}
         super().__init__({
             "go": In(1),
+            "more": In(1),
             "waiting": Out(1),
             "error": Out(1),
             "load": In(stream.Signature(write_layout(config))),
@@ -117,13 +127,20 @@ class MacroUnit(wiring.Component):
         wiring.connect(m, wiring.flipped(self.load), macro.write)
         for d, decoder in enumerate(decoders):
             wiring.connect(m, seq.starts[d], decoder.start)
-            wiring.connect(m, decoder.out, gather.payloads[d])
+            # A walk's first payload waits here until the executor has taken the walk
+            # (its decoders may start while the walk before it drains, hw/sequencer.py).
+            held = decoder.out.payload.walk_first & ~seq.release
+            m.d.comb += [gather.payloads[d].payload.eq(decoder.out.payload),
+                         gather.payloads[d].valid.eq(decoder.out.valid & ~held),
+                         decoder.out.ready.eq(gather.payloads[d].ready & ~held)]
+        out0 = decoders[0].out
+        m.d.comb += seq.first_passed.eq(out0.valid & out0.ready & out0.payload.walk_first)
         wiring.connect(m, gather.request, macro.request)
         wiring.connect(m, macro.result, acc.result)
         wiring.connect(m, gather.side, acc.side)
         wiring.connect(m, acc.pixel, writer.pixel)
         m.d.comb += [
-            seq.go.eq(self.go), self.waiting.eq(seq.waiting),
+            seq.go.eq(self.go), self.waiting.eq(seq.waiting), seq.more.eq(self.more),
             seq.walk_done.eq(writer.walk_done), writer.restart.eq(seq.starting),
             gather.in_bank.eq(seq.insn.in_bank), writer.insn.eq(seq.insn),
             writer.params.eq(seq.params),
@@ -155,6 +172,9 @@ class MacroUnit(wiring.Component):
                                  (self.ktable_write, decoder.ktable_write)):
                 m.d.comb += [target.payload.eq(port.payload.write),
                              target.valid.eq(port.valid & (port.payload.domain == d))]
+        error, seen = Signal(), Signal()
         m.d.comb += [self.index_write.ready.eq(1), self.ktable_write.ready.eq(1),
-                     self.error.eq(Cat(*(dec.error.as_value() for dec in decoders)).any())]
+                     error.eq(Cat(*(dec.error.as_value() for dec in decoders)).any()),
+                     self.error.eq(error | seen)]
+        m.d.sync += seen.eq(seen | error)
         return decoders

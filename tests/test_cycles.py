@@ -19,9 +19,13 @@ describes them; the sim tests compare the same model with the RTL's own counters
   parameters in F = max(ki + 2, kp + 5) (ki, kp: stored words of an instruction and of a
   parameter word, read side by side from the two memories; the parameter reads start
   once the instruction's first stored word, which holds ``param_addr``, is registered);
-  the executor takes the next instruction in the cycle it is free (walk done, ``go``) if
-  the engine has it, and a walk runs from START to the cycle that sees it done (W + 2
-  cycles).
+  the decoders take a fetched WALK's descriptor in the cycle the engine has it, if they
+  are free and no SYNC lies before it (or one, whose next phase exists), and the
+  executor takes the WALK in the cycle it is free (walk done, ``go``) once the decoders
+  have it (the cycle after at the earliest): START the cycle after.  The walk's first
+  payload reaches the decoders' output DECODER_START = 8 cycles after they took the
+  descriptor and waits there until START: the walk then runs as a walk started at
+  v = max(START - 8, the decoders' cycle) would (W from v + 1, done seen at v + W + 1).
 * A loader's LOAD state: per LOAD FETCH, DECODE, count + 1 COPY cycles; then FETCH,
   DECODE, SYNC.  With ``skip_loads`` every count is 0.
 """
@@ -114,21 +118,37 @@ def first_sync_wait(config):
     return fetch_times(config)[0] + 1
 
 
+#: Cycles from the decoders taking a descriptor to its first payload in their output
+#: register: the start edge, issue, the 6 stages (hw/decoder.py).
+DECODER_START = 8
+
+
 def unit_walk_state(config, L, Ws):
     """WALK-state cycles of a unit whose program is SYNC, walks of W = `Ws`, SYNC, in the
     first phase after a LOAD state of `L` cycles, counted event by event: the engine
     fetches the first WALK from S (after the first SYNC), each later instruction from the
-    cycle after the previous WALK was taken; a walk starts the cycle after the executor
-    is free (the WALK state's first cycle, when the registered ``go`` comes, or the cycle
-    that sees the previous walk done) and the engine has it.  A walk's W is a number or, for a unit with write slots, a function of
-    the walk's first cycle after START (`slotted`)."""
+    cycle after the previous WALK was taken.  The decoders take a WALK the cycle the
+    engine has it (the first during the LOAD state, where ``more`` is high); the executor
+    takes it in the first cycle it is free (the WALK state's first cycle, when the
+    registered ``go`` comes, or the cycle that sees the previous walk done) after that:
+    START the cycle after.  A walk's W is a number or, for a unit with write slots, a
+    function of the walk's first cycle after its virtual start v (`slotted`).
+
+    The decoders take the next WALK when the engine has it and they are free; they are
+    free once the walk's last payload is in their output register, at the latest when the
+    gather takes it, and from then the walk needs at least 4 (gather) + 1 + Ab/b (macro)
+    + 2 + 1 + 1 + 4 (writer) > DECODER_START cycles: their being busy never delays the
+    next walk (test_a_long_walks_decoders_never_delay_the_next)."""
     S, F = fetch_times(config)
-    s = max(L + 1, S + F + 1)                 # START of the first walk
+    a = S + F                                 # the decoders take the first WALK
+    s = max(L, a + 1) + 1                     # its START
     for i, W in enumerate(Ws):
-        W = W(s + 1) if callable(W) else W
-        d = s + W + 1                         # the RUN cycle that sees the walk done
+        v = max(s - DECODER_START, a)         # runs as if started (old style) at v
+        W = W(v + 1) if callable(W) else W
+        d = v + W + 1                         # the RUN cycle that sees the walk done
         if i + 1 < len(Ws):
-            s = max(d + 1, s + F + 1)         # the engine fetched the next one from s
+            a = s + F                         # the engine fetched the next one from s
+            s = max(d, a + 1) + 1
     waits = max(d, s + S) + 1                 # the final SYNC, fetched from s
     return waits - L + 1
 
@@ -157,16 +177,20 @@ def walk(unit, steps, rows, out_w, n_valid):
 def test_one_phase_one_unit_counted_by_hand():
     cfg = TINY
     cps, lanes = cfg.cycles_per_step, lanes_of(cfg)
-    walks = [walk(0, 2, 3, 3, 4), walk(0, 1, 1, 5, 2)]
+    walks = [walk(0, 1, 1, 1, 4), walk(0, 1, 1, 5, 2)]
     phase = Phase(0, [Load(0, 0, 0, 2), Load(0, 8, 8, 2)], walks)
     [result] = network_cycles(fake_mapping(cfg, [phase]))
     load = (2 + 3) + (2 + 3) + 3                # per LOAD: FETCH, DECODE, count+1 COPY
     assert load > first_sync_wait(cfg)          # the loader is the slower one
     W = [walk_by_hand(cps, lanes, w.steps, w.pixels, w.n_valid) for w in walks]
     S, F = fetch_times(cfg)
-    # the first walk waits for the engine, the second was fetched while the first ran
-    assert S + F + 1 > load and W[0] + 1 >= F and W[1] + 1 >= S
-    walk_state = (S + F + 1 - load) + (W[0] + 2) + (W[1] + 2) + 1
+    # The first walk waits for the engine: its decoders take it at S + F, START at
+    # S + F + 2, so it runs as if started at S + F.  The second is fetched from
+    # S + F + 2 while the first runs (its decoders, one payload, are free): decoders at
+    # 2F + S + 2, START the cycle after the first is seen done (S + F + W0 + 1), as if
+    # started 8 cycles before.
+    assert S + F + 2 > load and W[0] + 1 >= F + 2 and W[1] + 1 >= S
+    walk_state = (S + F + 2 - load) + W[0] + (W[1] + 2 - DECODER_START) + 1
     assert unit_walk_state(cfg, load, W) == walk_state
     assert (result.load_cycles, result.walk_cycles) == (load, walk_state)
     assert result.cycles == load + walk_state
@@ -195,15 +219,19 @@ def test_phases_release_every_unit_together():
     ]
     results = network_cycles(fake_mapping(cfg, phases))
     load0 = max(max(16, 40) + 3 + 3, first_sync_wait(cfg) + 1)
-    # Phase 1's walks were fetched during phase 0 (S + S + F cycles after the start): they
-    # start the cycle after the WALK state's first cycle t1.
+    # Phase 1's walks were fetched during phase 0 (S + S + F cycles after the start), and
+    # their decoders took them in phase 0's WALK state (the cycle after its go, at their
+    # second SYNC, one SYNC ahead, phase 1 exists): they start (START) the cycle after the
+    # WALK state's first cycle t1 and run as if started DECODER_START cycles earlier.
     S, F = fetch_times(cfg)
     walk0 = max(unit_walk_state(cfg, load0, [slotted(cfg, w)]) for w in (short, long))
     assert 2 * S + F < load0 + walk0
     load1 = 1 + 5 + 3 + 3                       # go_loaders comes in its first cycle
     t1 = load0 + walk0 + load1
     # go_units comes in the WALK state's first cycle t1, START in t1 + 1
-    walk1 = 1 + max(slotted(cfg, w, t1 + 2) for w in phases[1].walks) + 2 + 1
+    assert load0 + 1 <= t1 + 1 - DECODER_START
+    walk1 = 1 + max(slotted(cfg, w, t1 + 2 - DECODER_START) for w in phases[1].walks) + 2 + 1
+    walk1 -= DECODER_START
     expected = [(load0, walk0), (load1, walk1)]
     assert [(r.load_cycles, r.walk_cycles) for r in results] == expected
     assert [r.layer for r in results] == [0, 1]
@@ -215,13 +243,18 @@ def test_a_unit_with_two_walks_outlasts_two_units_with_one_each(cfg):
     """On default a WALK's fetch is set by its parameter word (F = kp + 5), on ice40 by its
     instruction (F = ki + 2; one macro unit, so no split)."""
     n = min(9, cfg.channels_per_macro)
-    a, b, b1 = walk(0, 2, 2, 2, 4), walk(0, 1, 3, 3, n), walk(1, 1, 3, 3, n)
+    a, b, b1 = walk(0, 1, 1, 1, 4), walk(0, 1, 3, 3, n), walk(1, 1, 3, 3, n)
     [same] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b])]))
     L = first_sync_wait(cfg) + 1
     S, F = fetch_times(cfg)
-    s_a = S + F + 1
-    s_b = max(s_a + slotted(cfg, a, s_a + 1) + 2, s_a + F + 1)    # b starts when a is done
-    assert same.walk_cycles == max(s_b + slotted(cfg, b, s_b + 1) + 1, s_b + S) + 1 - L + 1
+    # a: decoders at S + F, START at S + F + 2, runs as if started at S + F; b: fetched
+    # from S + F + 2, its decoders take it when it is there (a's one payload left them
+    # long before), the executor when a is seen done and the decoders have it
+    d_a = S + F + slotted(cfg, a, S + F + 1) + 1
+    a_b = 2 * F + S + 2
+    s_b = max(d_a, a_b + 1) + 1
+    v_b = max(s_b - DECODER_START, a_b)
+    assert same.walk_cycles == max(v_b + slotted(cfg, b, v_b + 1) + 1, s_b + S) + 1 - L + 1
     assert same.walk_cycles == unit_walk_state(cfg, L, [slotted(cfg, a), slotted(cfg, b)])
     if cfg.macros > 1:
         [split] = network_cycles(fake_mapping(cfg, [Phase(0, [], [a, b1])]))
@@ -253,10 +286,10 @@ def test_a_mapped_one_layer_network_counted_by_hand():
     skipped = max(3 * len(phase.loads) + 3, first_sync_wait(cfg) + 1)
     [first] = network_cycles(mapping)
     [steady] = network_cycles(mapping, skip_loads=True)
-    assert (first.load_cycles, first.walk_cycles) == (loads, unit_walk_state(cfg, loads, W)), \
-        f"seed {seed}"
-    assert (steady.load_cycles, steady.walk_cycles) == (skipped,
-                                                        unit_walk_state(cfg, skipped, W))
+    assert (first.load_cycles, first.walk_cycles) == (
+        loads, unit_walk_state(cfg, loads, W)), f"seed {seed}"
+    assert (steady.load_cycles, steady.walk_cycles) == (
+        skipped, unit_walk_state(cfg, skipped, W))
 
 
 # Write slots (docs/banking.md): a lane group that offers a word issues only K = 5 cycles
@@ -288,7 +321,7 @@ def test_extra_word_reads_delay_the_step_by_hand():
 
     def run(cps, pixels, extra):
         w = _Walk(cps, 1)
-        w.start(1, pixels, 1, _WalkInfo(extra=extra))
+        w.begin(1, pixels, 1, _WalkInfo(extra=extra))
         cycles = 1
         w.tick()
         while not w.walk_done():
@@ -338,7 +371,8 @@ def test_hidden_loads_run_with_the_walks(hidden_rows):
     cycles, as in a LOAD state), and phase 1's LOAD state only the empty segment's
     go cycle, FETCH, DECODE and SYNC (4 cycles instead of 1 + (count + 3) + 3)."""
     cfg = TINY.replace(hide_loads=True)
-    w0, w1 = walk(0, 2, 3, 3, 4), walk(0, 1, 2, 3, 2)
+    w0, w1 = walk(0, 1, 1, 1, 4), walk(0, 1, 2, 3, 2)
+    S, F = fetch_times(cfg)
     phases = [Phase(0, [Load(0, 0, 0, 8)], [w0]),
               Phase(1, [Load(0, 8, 8, hidden_rows, hidden=True)], [w1])]
     results = network_cycles(fake_mapping(cfg, phases))
@@ -349,13 +383,34 @@ def test_hidden_loads_run_with_the_walks(hidden_rows):
     assert (walk0 == loader0) == (hidden_rows == 120)     # both limits are reached
     load1 = 1 + 3
     t1 = load0 + walk0 + load1
-    walk1 = 1 + slotted(cfg, w1, t1 + 2) + 2 + 1
+    # w1's decoders took it once fetched (w0's one payload had left them; one SYNC ahead,
+    # phase 1 exists), after w0's START (S + F + 2), the SYNC and w1's fetch: it starts at
+    # t1 + 1 and runs as if started DECODER_START cycles earlier
+    assert (S + F + 2) + S + F <= t1 + 1 - DECODER_START
+    walk1 = 1 + slotted(cfg, w1, t1 + 2 - DECODER_START) + 2 + 1 - DECODER_START
     assert [(r.load_cycles, r.walk_cycles) for r in results] == [(load0, walk0),
                                                                  (load1, walk1)]
     # the same phases without hide_loads: the load runs in phase 1's LOAD state
     serial = network_cycles(fake_mapping(TINY, [
         phases[0], Phase(1, [Load(0, 8, 8, hidden_rows)], [w1])]))
     load1 = 1 + (hidden_rows + 3) + 3
-    walk1 = 1 + slotted(cfg, w1, load0 + units0 + load1 + 2) + 2 + 1
+    walk1 = (1 + slotted(cfg, w1, load0 + units0 + load1 + 2 - DECODER_START) + 2 + 1
+             - DECODER_START)
     assert [(r.load_cycles, r.walk_cycles) for r in serial] == [(load0, units0),
                                                                 (load1, walk1)]
+
+
+@pytest.mark.parametrize("cfg", [TINY, DEFAULT], ids=lambda c: c.name)
+def test_a_long_walks_decoders_never_delay_the_next(cfg):
+    """A one-pixel walk of n steps, then a one-step walk, on one unit: for large n the
+    decoders are busy with the first long after the engine has the second WALK (F cycles
+    after the first's START), yet they take it before the executor could (the first walk
+    drains for more than DECODER_START cycles after its last payload left them): the
+    count of `unit_walk_state`, which ignores them, holds for every n."""
+    S, F = fetch_times(cfg)
+    L = first_sync_wait(cfg) + 1
+    for n in range(1, 13):
+        walks = [walk(0, n, 1, 1, 1), walk(0, 1, 1, 1, 1)]
+        [result] = network_cycles(fake_mapping(cfg, [Phase(0, [], walks)]))
+        W = [slotted(cfg, w) for w in walks]
+        assert result.walk_cycles == unit_walk_state(cfg, L, W), n

@@ -24,7 +24,7 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
     from the cycle after).  With ``hide``, ``hide_loads``: ``go_loaders`` also comes with
     every ``go_units`` (the next phase's hidden loads).  Returns the trace."""
     dut = Controller(CONFIG.replace(hide_loads=hide))
-    trace = {"phase_end": [], "go_units": [], "go_loaders": [], "done_at": None}
+    trace = {"phase_end": [], "go_units": [], "go_loaders": [], "done_at": None, "more": []}
 
     async def testbench(ctx):
         if start_when_zero:                   # phases not written yet: start is ignored
@@ -46,6 +46,7 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
         loader_wait_from = list(loads[0])     # loaders run from the first LOAD cycle
         unit_wait_from = [0] * CONFIG.macros  # units start at their first SYNC
         while ctx.get(dut.running):
+            trace["more"].append(ctx.get(dut.more))
             ctx.set(dut.loaders_waiting, sum(1 << c for c, w in enumerate(loader_wait_from)
                                              if t >= w))
             ctx.set(dut.units_waiting, sum(1 << u for u, w in enumerate(unit_wait_from)
@@ -91,6 +92,10 @@ def test_two_phases_hand_counted():
     assert trace["done_at"] == 23 and trace["done"] == 1
     assert trace["total_cycles"] == 15 + 8
     assert trace["skip_loads"] == 0
+    # `more`: the cycle after a LOAD cycle or a WALK cycle of phase 0 (not the last): high
+    # from t = 1 (t = 0 follows the idle cycle of the start) to t = 19, the first WALK
+    # cycle of phase 1, then low (phase 1 is the last; nothing follows its SYNC).
+    assert trace["more"] == [0] + [1] * 19 + [0] * 3
 
 
 def test_one_phase_ready_at_once_and_skip_loads():

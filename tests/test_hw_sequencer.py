@@ -75,21 +75,25 @@ def run(program, params, *, config=TINY, ready_prob=1.0, done_delay=(0, 1), go_a
                         params=encode_params(config, params))
     rng = np.random.default_rng(seed)
     syncs = sum(w["op"] == Op.SYNC for w in program)
-    trace = {"starts": [[] for _ in range(D)], "waiting": [], "starting": [],
+    trace = {"starts": [[] for _ in range(D)], "waiting": [], "starting": [], "release": [],
              "params_in_run": [], "insn_in_run": []}
 
     async def testbench(ctx):
         cycle, released, wait_since, run_left = 0, 0, None, None
         while released < syncs:
+            # The controller's ``more``: the phase after the SYNC ahead exists (the
+            # unit is in phase `released`; SYNC k ends phase k).
+            ctx.set(dut.more, released + 1 < syncs)
             for d, start in enumerate(dut.starts):
                 ctx.set(start.ready, int(rng.random() < ready_prob))
             taken = [bool(ctx.get(s.valid) and ctx.get(s.ready)) for s in dut.starts]
             for d, start in enumerate(dut.starts):
                 if taken[d]:
                     trace["starts"][d].append((cycle, ctx.get(start.payload)))
-            if any(taken) and run_left is None:
+            # The writer finishes the walk `run_left` cycles after the executor takes it
+            # (START; the decoders may have taken its descriptor long before).
+            if ctx.get(dut.starting) and run_left is None:
                 run_left = int(rng.integers(*done_delay))
-            # The writer finishes the walk `run_left` cycles after the first start.
             done = run_left is not None and run_left == 0 and not ctx.get(dut.starting)
             ctx.set(dut.walk_done, done)
             if done:
@@ -99,6 +103,7 @@ def run(program, params, *, config=TINY, ready_prob=1.0, done_delay=(0, 1), go_a
             elif run_left:
                 run_left -= 1
             trace["starting"].append(ctx.get(dut.starting))
+            trace["release"].append(ctx.get(dut.release))
             waiting = ctx.get(dut.waiting)
             if waiting:
                 trace["waiting"].append(cycle)
@@ -135,30 +140,63 @@ def zero_params(config, count):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
 def test_timing_hand_counted(config):
-    # The engine has WALK0 at F (the executor takes it: START at F + 1) and fetches WALK1
-    # from F + 1 (START at 2F + 2; WALK0 is done long before).  WALK1 runs one cycle; the
-    # SYNC, fetched from 2F + 2, is there at 2F + S + 2: waiting from 2F + S + 3, go two
-    # cycles later (2F + S + 5); WALK2, fetched from 2F + S + 2, starts at 3F + S + 3; the
-    # last SYNC is there at 3F + 2S + 3, waited at from 3F + 2S + 4.  The SYNCs' other
-    # fields are random: only their first stored word is read.
+    # Walks that end the cycle after START.  The engine has WALK0 at F: the decoders
+    # take its descriptor that cycle, the executor takes it the next (F + 1: START at
+    # F + 2) and the engine fetches WALK1 from F + 2: the decoders take it at 2F + 2,
+    # START at 2F + 4 (WALK0 is done long before).  WALK1 runs one cycle; the SYNC,
+    # fetched from 2F + 4, is there at 2F + S + 4: waiting from 2F + S + 5, go two cycles
+    # later (2F + S + 7); WALK2, fetched from 2F + S + 4, is there at 3F + S + 4 (after the
+    # go): decoders then, START at 3F + S + 6; the last SYNC is there at 3F + 2S + 6,
+    # waited at from 3F + 2S + 7.  The SYNCs' other fields are random: only their first
+    # stored word is read.
     S, F = fetch_times(UnitFormat(config))
     rng = np.random.default_rng(1)
     program = [walk(rng, config, 0), walk(rng, config, 1), sync(rng, config),
                walk(rng, config, 2), sync(rng, config)]
     trace = run(program, zero_params(config, 3), config=config)
-    starts = [F + 1, 2 * F + 2, 3 * F + S + 3]
     for d in range(config.wordline_domains):
-        assert [c for c, _ in trace["starts"][d]] == starts, config.name
-    first, second = 2 * F + S + 3, 3 * F + 2 * S + 4
+        assert [c for c, _ in trace["starts"][d]] == [F, 2 * F + 2, 3 * F + S + 4]
+    first, second = 2 * F + S + 5, 3 * F + 2 * S + 7
     assert trace["waiting"] == [first, first + 1, first + 2, second, second + 1, second + 2]
-    assert [i for i, s in enumerate(trace["starting"]) if s] == starts
+    starting = [F + 2, 2 * F + 4, 3 * F + S + 6]
+    assert [i for i, s in enumerate(trace["starting"]) if s] == starting
+    # `release` rises with START and stays (no payload passes here)
+    assert trace["release"][F + 1] == 0 and trace["release"][F + 2] == 1
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_decoders_start_the_next_walk_early_hand_counted(config):
+    """Walks that run R = F + 10 cycles after START: every next WALK's descriptor goes to
+    the decoders as soon as it is fetched, while the walk before it runs, across a SYNC
+    too (``more``), and the executor takes it the cycle its predecessor ends.  WALK0: there
+    at F, decoders then, START at F + 2, done at F + R + 2 = 2F + 12.  WALK1: fetched from
+    F + 2, decoders at 2F + 2, START at 2F + 13, done at 3F + 23.  The SYNC, fetched from
+    2F + 13, is there at 2F + S + 13; WALK2, fetched from then, is there at 3F + S + 13,
+    one SYNC ahead, and its phase exists: decoders then.  Waiting from 3F + 24, go at
+    3F + 26, START at 3F + 27, done at 4F + 37; waiting at the last SYNC from 4F + 38.
+    What the engine reads past that SYNC (zeros: a WALK) never goes to the decoders:
+    ``more`` is low in the last phase."""
+    S, F = fetch_times(UnitFormat(config))
+    R = F + 10
+    rng = np.random.default_rng(4)
+    program = [walk(rng, config, 0), walk(rng, config, 1), sync(rng, config),
+               walk(rng, config, 2), sync(rng, config)]
+    trace = run(program, zero_params(config, 3), config=config, done_delay=(R, R + 1))
+    assert 3 * F + S + 13 < 3 * F + 23             # WALK2 is fetched while WALK1 runs
+    for d in range(config.wordline_domains):
+        assert [c for c, _ in trace["starts"][d]] == [F, 2 * F + 2, 3 * F + S + 13]
+    starting = [F + 2, 2 * F + 13, 3 * F + 27]
+    assert [i for i, s in enumerate(trace["starting"]) if s] == starting
+    first, second = 3 * F + 24, 4 * F + 38
+    assert trace["waiting"] == [first, first + 1, first + 2, second, second + 1, second + 2]
 
 
 def test_syncs_in_a_row_take_three_cycles_each():
     """Four SYNCs, a WALK, a SYNC, each ``go`` at once: SYNC k is counted in cycle
     kS + S - 1, taken by the executor the next cycle, waited at (one cycle) the cycle
-    after; the WALK, fetched from 4S, is there at 4S + F and starts the cycle after, or
-    the cycle after the last SYNC's go if that is later."""
+    after; the WALK, fetched from 4S, is there at 4S + F: the decoders take it then (its
+    phase exists), the executor the cycle after, or the cycle of the last SYNC's go if
+    that is later (START one cycle after)."""
     config = TINY
     S, F = fetch_times(FMT)
     rng = np.random.default_rng(2)
@@ -166,9 +204,10 @@ def test_syncs_in_a_row_take_three_cycles_each():
     trace = run(program, zero_params(config, 1), go_after=0)
     waits = [k * S + S + 1 for k in range(4)]
     assert trace["waiting"][:4] == waits
-    start = max(waits[-1] + 1, 4 * S + F + 1)
     for d in range(config.wordline_domains):
-        assert [c for c, _ in trace["starts"][d]] == [start]
+        assert [c for c, _ in trace["starts"][d]] == [4 * S + F]
+    start = max(waits[-1] + 1, 4 * S + F + 2)
+    assert [i for i, s in enumerate(trace["starting"]) if s] == [start]
 
 
 def test_op_and_param_addr_lie_in_the_first_stored_word():

@@ -84,8 +84,9 @@ class _Walk:
     def idle(self) -> None:
         self.total = self.steps = self.n_valid = 1
         self.info = _WalkInfo()
-        self.active = False
-        self.issued = 0
+        self.active = False                        # the decoders issue (their walk)
+        self.issued = self.d_total = 0
+        self.release = False                       # the walk's first payload may pass
         self.dec = [None] * DECODER_STAGES         # payload positions (None: empty)
         self.out = None
         self.spare = None                          # gather stage A: the decoders' spare
@@ -99,13 +100,31 @@ class _Walk:
         self.n_grp = 0
         self.w_done = [False] * self.latency      # the writer's stages: walk's last group
 
+    def decoders_ready(self) -> bool:
+        """The decoders take a descriptor (no walk issuing, no item in their stages)."""
+        return not self.active and all(item is None for item in self.dec)
+
+    def start_decoders(self, steps: int, pixels: int) -> None:
+        """The decoders take a walk's descriptor at this edge (they issue from the next
+        cycle); its payloads wait at their output until `start` lets the first pass."""
+        self.d_total = steps * pixels
+        self.active = self.d_total > 0
+        self.issued = 0
+
     def start(self, steps: int, pixels: int, n_valid: int,
               info: _WalkInfo | None = None) -> None:
+        """The walk becomes the unit's current one (the executor takes it): the gather,
+        macro, accumulator and writer work on it, and its first payload may pass."""
         self.steps, self.total, self.n_valid = steps, steps * pixels, n_valid
         self.info = info or _WalkInfo()
-        self.active = self.total > 0
-        self.issued = 0
         self.n_grp = 0
+        self.release = True
+
+    def begin(self, steps: int, pixels: int, n_valid: int,
+              info: _WalkInfo | None = None) -> None:
+        """Both at once (`walk_cycles`: one walk on its own)."""
+        self.start_decoders(steps, pixels)
+        self.start(steps, pixels, n_valid, info)
 
     def walk_done(self) -> bool:
         return self.w_done[-1]
@@ -143,9 +162,12 @@ class _Walk:
         # empty at the start of the cycle; neither looks at the macro's ready.  B takes
         # the spare's payload, else the decoders'; the decoders stall only on a full spare
         move = self.b is not None and self.b_wait == 0 and self.c is None
-        avail = self.spare if self.spare is not None else self.out
+        # A walk's first payload (position 0) waits at the decoders' output until the walk
+        # is the unit's current one (hw/unit.py): its decoders may start early.
+        out = self.out if self.out is not None and (self.out or self.release) else None
+        avail = self.spare if self.spare is not None else out
         take = avail is not None and (self.b is None or move)
-        advance = self.out is None or self.spare is None
+        advance = self.out is None or (self.spare is None and out is not None)
         issue = self.active and advance
         accept_req = self.c is not None and req_ready
         acc_accept = result is not None and r_ready
@@ -177,8 +199,10 @@ class _Walk:
         if move:
             self.c = self.b
         taken = avail if take else None
-        if self.spare is None and self.out is not None and not take:
-            self.spare = self.out
+        if self.spare is None and out == 0:
+            self.release = False                   # the first payload passed
+        if self.spare is None and out is not None and not take:
+            self.spare = out
         elif take and self.spare is not None:
             self.spare = None
         if take:
@@ -196,7 +220,7 @@ class _Walk:
             self.dec = [self.issued if issue else None] + self.dec[:-1]
         if issue:
             self.issued += 1
-            if self.issued == self.total:
+            if self.issued == self.d_total:
                 self.active = False
 
 
@@ -243,7 +267,12 @@ def fetch_cycles(ki: int, kp: int) -> tuple[int, int]:
 class _Unit:
     """A macro unit's sequencer over its program: ('walk', steps, pixels, n_valid, info)
     or ('sync',); its fetch engine reads ``ki`` words per instruction and ``kp`` per
-    parameter word."""
+    parameter word.
+
+    The decoders take the fetched WALK's descriptor as soon as they are free (hw/
+    sequencer.py: its payloads then wait at their output until the executor takes the
+    WALK), unless a SYNC lies between the executor and that WALK; across one SYNC they
+    take it too while ``more`` (the controller: the WALK's phase exists)."""
 
     def __init__(self, program: list[tuple], cps: int, lanes: int, ki: int, kp: int,
                  **walk):
@@ -254,29 +283,38 @@ class _Unit:
     def reset(self) -> None:
         self.state, self.insn = "NEXT", None
         self.fetch = _Fetch(self.program, self.ki, self.kp)
+        self.early = False              # the decoders took the fetched WALK's descriptor
         self.walk.idle()
 
     @property
     def waiting(self) -> bool:
         return self.state == "SYNC"
 
-    def tick(self, go: bool, t: int = 0) -> None:
+    def tick(self, go: bool, t: int = 0, more: bool = False) -> None:
         state, fetch = self.state, self.fetch
         done = self.walk.walk_done()
         free = state == "NEXT" or (state == "RUN" and done) or (state == "SYNC" and go)
+        ahead = fetch.syncs + (state == "SYNC")       # SYNCs before the fetched WALK
+        early = (fetch.full and not self.early and self.walk.decoders_ready()
+                 and (ahead == 0 or (ahead == 1 and more)))
         take = sync_out = False
         self.walk.tick(t)
-        if state == "START":            # the decoders take the descriptor at this edge
-            self.walk.start(*self.insn[1:])
+        if state == "START":
             self.state = "RUN"
         if free:                        # dispatch: a fetched SYNC first, else the WALK
             if fetch.syncs:
                 sync_out, self.state = True, "SYNC"
-            elif fetch.full:
+            elif fetch.full and self.early:
                 take, self.state = True, "START"
                 self.insn = fetch.program[fetch.fpc]
+                self.walk.start(*self.insn[1:])
+                self.early = False
             else:
                 self.state = "NEXT"
+        if early:                       # the decoders take the descriptor at this edge
+            insn = fetch.program[fetch.fpc]
+            self.walk.start_decoders(insn[1], insn[2])
+            self.early = True
         fetch.tick(take, sync_out)
 
 
@@ -442,6 +480,10 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     # then (the released blocks still wait).
     go = {"units": False, "loaders": False}
     hide = bool(cfg.hide_loads)
+    # hw/controller.py's ``more`` register: last cycle, the controller was in a LOAD
+    # state or in the WALK state of a phase that is not the run's last.
+    more = [False]
+    ctrl = {"load": True, "phase": 0}
 
     def state_until(done, *, release_units: bool) -> int:
         """Cycles of one controller state: tick everything until `done()` holds (not in
@@ -455,8 +497,9 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
             for ld in loaders:
                 ld.tick(go["loaders"])
             for u in units:
-                u.tick(go["units"], clock[0])
+                u.tick(go["units"], clock[0], more[0])
             clock[0] += 1
+            more[0] = ctrl["load"] or ctrl["phase"] + 1 < len(mapping.phases)
             go["units"] = last and release_units
             go["loaders"] = last and (hide or not release_units)
             if last:
@@ -469,11 +512,14 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
         return all(u.waiting for u in units)
 
     results = []
-    for phase in mapping.phases:
+    for p, phase in enumerate(mapping.phases):
+        ctrl["phase"] = p
         # LOAD: every loader (and unit) at a SYNC -> release the units (and, with
         # hide_loads, the loaders: the next phase's hidden loads); WALK: every unit (and,
         # with hide_loads, every loader) back at a SYNC -> release the loaders.
+        ctrl["load"] = True
         load = state_until(lambda: all_loaders() and all_units(), release_units=True)
+        ctrl["load"] = False
         walk = state_until(lambda: all_units() and (not hide or all_loaders()),
                            release_units=False)
         results.append(PhaseCycles(phase.layer, load + walk, load, walk))
@@ -520,7 +566,7 @@ def walk_cycles(cps: int, lanes: int, steps: int, pixels: int, n_valid: int, *,
     of `units`, whose first cycle after START is cycle `t0` of the run; `latency`: the
     writer's (`writer_latency`)."""
     walk = _Walk(cps, lanes, group=group, slot=slot, units=units, latency=latency)
-    walk.start(steps, pixels, n_valid)
+    walk.begin(steps, pixels, n_valid)
     cycles = 1
     walk.tick(t0)
     while not walk.walk_done():
