@@ -197,13 +197,17 @@ class CimMacro(wiring.Component):
         # Chunk 0 is read as a request is accepted, chunk c + 1 in the step's cycle c; with
         # `en` low afterwards the last chunk's data holds.  `more` (registers only) and an
         # accept never coincide: an accept needs an idle front or the step's last cycle.
+        # The read is enabled whenever a request could be accepted (`request.ready`),
+        # valid or not: an unaccepted read is never used (the front is idle next cycle,
+        # its items invalid), and the enable then comes from the macro's registers only,
+        # not from the gather's offer (docs/synthesis.md, "Registered enables").
         more = Signal()
         m.d.comb += more.eq(busy & (cycle < Q - 1)) if Q > 1 else more.eq(0)
         for d, read_port in enumerate(read_ports):
             m.d.comb += [
                 read_port.addr.eq(Mux(more, slots[d] * Q + cycle + 1,
                                       self.request.payload.slots[d] * Q)),
-                read_port.en.eq(accept | (adv & more)),
+                read_port.en.eq(self.request.ready | (adv & more)),
             ]
 
         # -- stage R: register the storage read and the item's G/Q rows' activations -------
@@ -248,19 +252,28 @@ class CimMacro(wiring.Component):
         with m.If(adv):
             with m.If(busy):
                 m.d.sync += cycle.eq(cycle + 1)
-                if Q > 1:                       # the next G/Q rows move to the front
+            with m.If(last):
+                m.d.sync += busy.eq(0)
+            # The step's activations and slots load whenever a request could be accepted
+            # (`request.ready`), valid or not, else shift: their enable is `adv` (the
+            # macro's registers) and the choice `~busy | last`, so the gather's offer
+            # (`request.valid`) reaches only `busy` and `cycle`, not the N x Ab-bit
+            # enables.  What an unaccepted load writes is never used: the front is
+            # idle until the next accept loads them again.
+            with m.If(~busy | last):
+                m.d.sync += [acts.eq(self.request.payload.acts),
+                             slots.eq(self.request.payload.slots)]
+            if Q > 1:                           # the next G/Q rows move to the front
+                with m.Else():
                     for d in range(D):
                         for g in range(G - r):
                             m.d.sync += acts[d][g].eq(acts[d][g + r])
-            with m.If(last):
-                m.d.sync += busy.eq(0)
             if linear:
                 with m.If(p_item.valid):
                     for n, value in enumerate(next_accs):
                         m.d.sync += accs[n].eq(value)
         with m.If(accept):
-            m.d.sync += [busy.eq(1), cycle.eq(0), acts.eq(self.request.payload.acts),
-                         slots.eq(self.request.payload.slots)]
+            m.d.sync += [busy.eq(1), cycle.eq(0)]
         return m
 
     def _row_bits(self, rows_r, n: int, j: int) -> list:
