@@ -37,6 +37,7 @@ from mars.config import MarsConfig
 
 from .gather import side_layout
 from .macro import result_layout
+from .regs import ring2
 
 __all__ = ["Accumulator", "pixel_layout"]
 
@@ -95,50 +96,31 @@ class Accumulator(wiring.Component):
         # Reset-less (hw/regs.py): the running sums restart from the bias at a pixel's
         # first step; the pixel registers are read only under their full flags.
         accs = Signal(data.ArrayLayout(signed(cfg.acc_bits + f), N), reset_less=True)
-        # Two pixel registers in a ring (write pointer `wp`, read pointer `rp`): a
+        # Two pixel registers in a ring (`ring2`): a
         # pixel's last step is taken while one is empty (`full` a register), so
         # `result.ready` does not look at the writer's `pixel.ready`; and an empty entry
         # loads the new sums every cycle (its enable is its own flag, a register), so the
         # writer's `ready` reaches only the flags and `rp`, not the wide registers' enables
         # (a 497-bit clock enable on default, spread over the die).  Two entries keep the
         # bypass's pace: a writer-bound walk still drains a pixel every w cycles.
-        entries = [Signal(pixel_layout(cfg), name=f"entry{i}", reset_less=True)
-                   for i in range(2)]
-        taken = [Signal(name=f"taken{i}") for i in range(2)]   # entry i holds a pixel
-        wp, rp = Signal(), Signal()
-        full = Signal()                         # both taken, as a register
         accept, push, pop = Signal(), Signal(), Signal()
+        new = Signal(pixel_layout(cfg))
+        payload, valid, full = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels")
         m.d.comb += [
+            pixel.payload.eq(payload),
+            pixel.valid.eq(valid),
             result.ready.eq(~side.last | ~full),
             accept.eq(result.valid & result.ready),
             self.side.ready.eq(accept),
             push.eq(accept & side.last),
             pop.eq(pixel.valid & pixel.ready),
-            pixel.payload.eq(Mux(rp, entries[1], entries[0])),
         ]
         # f > 0: the bias enters in units of 2^-f, the entries take the top bits
         start = [Cat(C(0, f), self.bias[n]).as_signed() if f else self.bias[n]
                  for n in range(N)]
         sums = [Mux(side.first, start[n], accs[n]) + result.payload[n] for n in range(N)]
-        new = Signal(pixel_layout(cfg))
         m.d.comb += [new.accs[n].eq(sums[n][f:]) for n in range(N)]
         m.d.comb += new.walk_last.eq(side.walk_last)
-        for i in range(2):
-            with m.If(~taken[i]):               # empty: follow the new sums
-                m.d.sync += entries[i].eq(new)
-        # The flags' next values; `pixel.valid` (the older entry taken) and `full` are
-        # kept as registers of them (tests/test_hw_accumulator.py checks both against
-        # the flags every cycle).
-        taken_next = [Signal(name=f"taken{i}_next") for i in range(2)]
-        rp_next = Signal()
-        for i in range(2):
-            m.d.comb += taken_next[i].eq((taken[i] & ~(pop & (rp == i)))
-                                         | (push & (wp == i)))
-        m.d.comb += rp_next.eq(rp ^ pop)
-        m.d.sync += [taken[i].eq(taken_next[i]) for i in range(2)]
-        m.d.sync += [rp.eq(rp_next), wp.eq(wp ^ push),
-                     pixel.valid.eq(Mux(rp_next, taken_next[1], taken_next[0])),
-                     full.eq(taken_next[0] & taken_next[1])]
         with m.If(accept & ~side.last):
             m.d.sync += [accs[n].eq(sums[n]) for n in range(N)]
         return m
