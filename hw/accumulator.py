@@ -2,11 +2,14 @@
 
 Every macro result (one signed partial sum per channel) comes with its step's markers
 (`side_layout`).  The first step of a pixel starts from the channel's bias, the others
-add to the running sums; the last step's total moves into the hold register, which the
-writer drains channel by channel (`pixel`), with a spare register behind it.  A pixel's
-last result waits only while the spare is full, so a new pixel's steps overlap the
-previous pixel's writes and the macro's `ready` is a register's (the writer's `ready`
-reaches only the two registers' loads).
+add to the running sums; the last step's total moves into one of two pixel registers
+(a 2-entry FIFO), which the writer drains channel by channel (`pixel`: the older one).  A
+pixel's last result waits only while both are full, so a new pixel's steps overlap the
+previous pixel's writes and the macro's `ready` is a register's.  The wide pixel
+registers' loads look only at their own entry's full flag (an empty entry follows the
+new sums every cycle and keeps them once written), so the writer's `ready` reaches only
+a few flags and the read pointer, not the 2 x N x ``acc_bits`` clock enables
+(docs/synthesis.md, "Registered enables").
 
 Per channel n of a pixel with steps s = 0..S-1: ``acc[n] = bias[n] + sum_s psum_s[n]``,
 in ``acc_bits`` two's complement (wrapping).
@@ -34,6 +37,7 @@ from mars.config import MarsConfig
 
 from .gather import side_layout
 from .macro import result_layout
+from .regs import ring2
 
 __all__ = ["Accumulator", "pixel_layout"]
 
@@ -65,9 +69,9 @@ class Accumulator(wiring.Component):
     bias : In(data.ArrayLayout(signed(acc_bits), channels_per_macro))
         Each channel's bias, held for the walk.
     pixel : Out(stream.Signature(pixel_layout(config)))
-        The hold register: a finished pixel's accumulators.  ``ready`` empties it (the
-        writer raises it as it issues the pixel's last channel); the spare behind it
-        moves up the same cycle.
+        The older full pixel register: a finished pixel's accumulators.  ``ready``
+        empties it (the writer raises it as it issues the pixel's last channel); the
+        other one, if full, is offered the next cycle.
     """
 
     def __init__(self, config: MarsConfig):
@@ -90,48 +94,33 @@ class Accumulator(wiring.Component):
         m = Module()
         result, side, pixel = self.result, self.side.payload, self.pixel
         # Reset-less (hw/regs.py): the running sums restart from the bias at a pixel's
-        # first step; the hold register and the spare are read only under their valid.
+        # first step; the pixel registers are read only under their full flags.
         accs = Signal(data.ArrayLayout(signed(cfg.acc_bits + f), N), reset_less=True)
-        hold = Signal(pixel_layout(cfg), reset_less=True)      # drives `pixel.payload`
-        m.d.comb += pixel.payload.eq(hold)
-        # The hold register (``pixel``) and a spare behind it: a pixel's last step is
-        # taken while the spare is empty, a register, so `result.ready` does not look at
-        # the writer's `pixel.ready` (no combinational path from the writer's issue
-        # decision into the macro's pipeline advance).  Two entries keep the bypass's
-        # pace: a writer-bound walk still drains a pixel every w cycles.
-        spare = Signal(pixel_layout(cfg), reset_less=True)
-        spare_valid = Signal()
+        # Two pixel registers in a ring (`ring2`): a
+        # pixel's last step is taken while one is empty (`full` a register), so
+        # `result.ready` does not look at the writer's `pixel.ready`; and an empty entry
+        # loads the new sums every cycle (its enable is its own flag, a register), so the
+        # writer's `ready` reaches only the flags and `rp`, not the wide registers' enables
+        # (a 497-bit clock enable on default, spread over the die).  Two entries keep the
+        # bypass's pace: a writer-bound walk still drains a pixel every w cycles.
         accept, push, pop = Signal(), Signal(), Signal()
+        new = Signal(pixel_layout(cfg))
+        payload, valid, full = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels")
         m.d.comb += [
-            result.ready.eq(~side.last | ~spare_valid),
+            pixel.payload.eq(payload),
+            pixel.valid.eq(valid),
+            result.ready.eq(~side.last | ~full),
             accept.eq(result.valid & result.ready),
             self.side.ready.eq(accept),
             push.eq(accept & side.last),
             pop.eq(pixel.valid & pixel.ready),
         ]
-        # f > 0: the bias enters in units of 2^-f, the hold register takes the top bits
+        # f > 0: the bias enters in units of 2^-f, the entries take the top bits
         start = [Cat(C(0, f), self.bias[n]).as_signed() if f else self.bias[n]
                  for n in range(N)]
         sums = [Mux(side.first, start[n], accs[n]) + result.payload[n] for n in range(N)]
-        new = Signal(pixel_layout(cfg))
         m.d.comb += [new.accs[n].eq(sums[n][f:]) for n in range(N)]
         m.d.comb += new.walk_last.eq(side.walk_last)
-        with m.If(pop):
-            with m.If(spare_valid):             # the spare moves up, the new pixel behind
-                m.d.sync += hold.eq(spare)
-                with m.If(push):
-                    m.d.sync += spare.eq(new)
-                with m.Else():
-                    m.d.sync += spare_valid.eq(0)
-            with m.Elif(push):
-                m.d.sync += hold.eq(new)
-            with m.Else():
-                m.d.sync += pixel.valid.eq(0)
-        with m.Elif(push):
-            with m.If(pixel.valid):             # the spare is empty (`result.ready`)
-                m.d.sync += [spare.eq(new), spare_valid.eq(1)]
-            with m.Else():
-                m.d.sync += [hold.eq(new), pixel.valid.eq(1)]
         with m.If(accept & ~side.last):
             m.d.sync += [accs[n].eq(sums[n]) for n in range(N)]
         return m

@@ -183,11 +183,11 @@ class LaneExpander(wiring.Component):
     Every range test compares a shared value plus a lane constant below G with a shared
     bound, so it is a *window*: two signed values (the value and the bound minus it)
     give the test for all G constants with no carry chain (`_window`).  The only wide
-    arithmetic per lane is the address: ``w(g)*J`` (lanes 2 .. G-1 two per multiplier,
-    ``J * (w1 + w2 << sp)`` with ``J*w1 < 2**sp``, when that fits `_PRODUCT_BITS`;
-    otherwise, and for lane 1, a multiple of ``J`` selected by ``w(g)`` from registers
-    recomputed from the descriptor every cycle), ``+ g`` and ``+ a0``.  ``(by + kh0)*P``
-    is one more multiplication.  All products are taken modulo the buffer size.
+    arithmetic per lane is the address: ``w(g)*J`` (a multiple of ``J`` selected by
+    ``w(g)`` from registers recomputed from the descriptor every cycle: no multiplier
+    between the lane registers), ``+ g`` and ``+ a0``.  ``(by + kh0)*P`` is one
+    multiplication (its operands both registers of this stage).  All products are taken
+    modulo the buffer size.
 
     * P (inputs ``bx``, ``by``, ``kgroup``, ``filler`` valid): per-pixel values ``P - bx``,
       ``H - by``, the x window of ``bx`` (lanes past the first wrap), whether the group is
@@ -195,9 +195,10 @@ class LaneExpander(wiring.Component):
     * A (one advance later; ``entry`` valid): ``by + kh0``, ``H - by - kh0``, ``bx + p0``,
       ``P - bx - p0``; per lane ``w(g)``, whether it lies in the first kernel row, the x
       test of a lane past the first wrap; lane 1's ``g + w*J`` -> registers;
-    * B: ``(by + kh0)*P``, ``act_base + bx + p0``, the other lanes' ``w(g)*J``; the x and
-      y windows, each lane's pad test -> registers;
-    * C: ``a0``, the multiplied lanes' ``+ g`` beside it, and the addresses,
+    * B: ``(by + kh0)*P``, ``act_base + bx + p0``, the other lanes' ``w(g)*J`` (a
+      (g+1)-way choice of the multiples); the x and y windows, each lane's pad test ->
+      registers;
+    * C: ``a0``, lanes 2 .. G-1's ``+ g`` beside it, and the addresses,
       combinational from the B registers (the caller
       registers them): ``addrs`` and ``pad`` are those of the inputs of three advances
       before ``entry``'s.
@@ -288,10 +289,6 @@ class LaneExpander(wiring.Component):
         x_a = Signal(signed(ob), reset_less=True)     # bx + p0
         cols_a = Signal(signed(ob), reset_less=True)  # P - bx - p0
         wb = max(1, (G - 1).bit_length())
-        # w*J of lanes 2 .. G-1 by multipliers, two lanes each (`_PRODUCT_BITS`), when
-        # their operands fit; else (G >= 16) multiplexed from the multiples k*J.
-        sp = ab + wb
-        paired = sp + wb <= _PRODUCT_BITS
         w_a = [Signal(wb, name=f"w{g}", reset_less=True) for g in range(G)]
         step_a = [Signal(ab, name=f"step{g}", reset_less=True)  # g + w(g)*J
                   for g in range(G)]
@@ -312,7 +309,7 @@ class LaneExpander(wiring.Component):
                     xlate = Mux(e.wraps[i - 1], xwin_p[g - i], xlate)
                 sync += [w_a[g].eq(w), first_a[g].eq(~wraps.any() if g else 1),
                          xlate_a[g].eq(xlate)]
-                if g == 1 or (g and not paired):
+                if g == 1:
                     jump = Array(mult_jump[:g + 1])[w]
                     sync += step_a[g].eq(jump + g)
 
@@ -323,19 +320,23 @@ class LaneExpander(wiring.Component):
         ok_b = Signal(G, reset_less=True)
         ywin = _window(row_a, rows_a, G)            # bit w: input row by + kh0 + w inside
         xwin = _window(x_a, cols_a, G)              # bit g: bx + p0 + g inside the row
+        # The row size as a register of the lanes' own (recomputed every cycle, like the
+        # multiples of J), so the multiplier's operands are both registers beside it,
+        # not the issue stage's descriptor.
+        size_r = Signal(ab, name="row_size", reset_less=True)
+        sync += size_r.eq(desc.row_size[:ab])
         with m.If(self.advance):
-            sync += [offset_b.eq(row_a.as_unsigned()[:ab] * desc.row_size[:ab]),
+            sync += [offset_b.eq(row_a.as_unsigned()[:ab] * size_r),
                      base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])]
-            # w*J of two lanes in one multiplier: J * (w1 + w2 << sp), as J*w1 < 2**sp.
-            jmod = desc.row_jump.as_unsigned()[:ab]
+            # w*J of lanes 2 .. G-1: a (g+1)-way choice of the registered multiples k*J
+            # by w(g), a register (no multiplier between registers: its 3.9 ns and the
+            # routing to and from the DSP row were the unit's critical path; the + g is
+            # added in C, beside a0).
             for g in range(1, G):
-                if g == 1 or not paired:
+                if g == 1:
                     sync += step_b[g].eq(step_a[g])
-                elif g % 2 == 0 and g + 1 < G:
-                    prod = jmod * Cat(w_a[g], Const(0, sp - wb), w_a[g + 1])
-                    sync += [step_b[g].eq(prod[:ab]), step_b[g + 1].eq(prod[sp:sp + ab])]
-                elif g % 2 == 0:
-                    sync += step_b[g].eq(jmod * w_a[g])
+                else:
+                    sync += step_b[g].eq(Array(mult_jump[:g + 1])[w_a[g]])
             for g in range(G):
                 sync += ok_b[g].eq(valid_a[g] & Mux(first_a[g], xwin[g], xlate_a[g])
                                    & ywin.bit_select(w_a[g], 1))
@@ -347,14 +348,10 @@ class LaneExpander(wiring.Component):
         m.d.comb += a0.eq(offset_b + base_b)
         for g in range(G):
             step = Signal(ab, name=f"step_c{g}", attrs={"keep": 1})
-            m.d.comb += step.eq(step_b[g] + g if g >= 2 and paired else step_b[g])
+            m.d.comb += step.eq(step_b[g] + g if g >= 2 else step_b[g])
             m.d.comb += [self.addrs[g].eq(a0 + step),
                          self.pad[g].eq(~ok_b[g])]
         return m
-
-
-#: Operand width of the multipliers the lanes' row steps are packed into (ECP5 MULT18X18D).
-_PRODUCT_BITS = 18
 
 
 def _window(value, room, G: int):

@@ -30,9 +30,10 @@ running per-bit-plane popcounts and their readout, registered) and S (weighted s
 the accumulators; the last item of a step writes the result register).  The next step is
 accepted in the last F cycle of the current one, so back-to-back steps sustain one step
 per ``Ab / act_bits_per_cycle`` cycles; the result appears three cycles after the step's
-last F cycle.  The result register has a spare behind it (the pipeline stalls only when
-both are full), so the `ready` of ``result`` reaches only those two registers: ``adv``
-and ``request.ready`` come from the macro's own registers.  At most five steps are in
+last F cycle.  The results wait in a ring of two registers (the pipeline stalls only when
+both are full; an empty one follows the sums, `mars.hw.regs.ring2`), so the `ready` of
+``result`` reaches only the ring's flags and pointer: ``adv`` and ``request.ready`` come
+from the macro's own registers, and so do the wide registers' enables.  At most five steps are in
 flight (accepted, result not yet taken).
 """
 
@@ -44,6 +45,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig, ReadoutMode
+
+from .regs import ring2
 
 __all__ = ["CimMacro", "write_layout", "request_layout", "result_layout", "scales_layout"]
 
@@ -161,11 +164,11 @@ class CimMacro(wiring.Component):
 
         # -- compute-step control (stage F: one item per cycle of a step) ----------------
         # Every register below advances together (``adv``); the only stall is a step's
-        # last item that would finish into a full result register and spare, which freezes the
+        # last item that would finish into two full result registers, which freezes the
         # whole pipeline (the storage read data included: no read is issued meanwhile).
         # Reset-less (hw/regs.py): the activations, the read rows and the counts travel
         # with an item and are used only with its valid bit; the accumulators restart
-        # from 0 at a step's first item; the result register and the spare are read only
+        # from 0 at a step's first item; the result registers are read only
         # under their valid.  The items' markers and the counters keep it.
         busy = Signal()
         cycle = Signal(range(steps))
@@ -179,31 +182,35 @@ class CimMacro(wiring.Component):
         rows_r = Signal(data.ArrayLayout(unsigned(r * Cd), D), reset_less=True)
         accs = Signal(data.ArrayLayout(signed(cfg.psum_bits), cfg.channels_per_macro),
                       reset_less=True)
-        result = Signal(result_layout(cfg), reset_less=True)   # drives `result.payload`
-        m.d.comb += self.result.payload.eq(result)
 
-        # The result register and a spare behind it: the pipeline stalls only when a
-        # step's last item would finish while both are full (registers only), so the
-        # accumulator's `ready` reaches the two registers' loads and not `adv`, which
-        # enables every pipeline register and makes `request.ready`.
-        spare = Signal(result_layout(cfg), reset_less=True)
-        spare_valid = Signal()
+        # Two result registers in a ring (`ring2`): the pipeline stalls only when a
+        # step's last item would finish while both are full (`full`, a register), so the
+        # accumulator's `ready` reaches neither `adv`, which enables every pipeline
+        # register and makes `request.ready`, nor the result registers' enables (an
+        # empty one follows the sums; the ready moves only the ring's flags and pointer).
+        push, pop = Signal(), Signal()
+        new = Signal(result_layout(cfg))
+        payload, valid, full = ring2(m, result_layout(cfg), new, push, pop, name="results")
+        m.d.comb += [self.result.payload.eq(payload), self.result.valid.eq(valid)]
         adv = Signal()
-        m.d.comb += adv.eq(~(p_item.valid & p_item.last
-                             & self.result.valid & spare_valid))
+        m.d.comb += adv.eq(~(p_item.valid & p_item.last & full))
         last = busy & (cycle == steps - 1)
         accept = self.request.valid & self.request.ready
         m.d.comb += self.request.ready.eq(adv & (~busy | last))
         # Chunk 0 is read as a request is accepted, chunk c + 1 in the step's cycle c; with
         # `en` low afterwards the last chunk's data holds.  `more` (registers only) and an
         # accept never coincide: an accept needs an idle front or the step's last cycle.
+        # The read is enabled whenever a request could be accepted (`request.ready`),
+        # valid or not: an unaccepted read is never used (the front is idle next cycle,
+        # its items invalid), and the enable then comes from the macro's registers only,
+        # not from the gather's offer (docs/synthesis.md, "Registered enables").
         more = Signal()
         m.d.comb += more.eq(busy & (cycle < Q - 1)) if Q > 1 else more.eq(0)
         for d, read_port in enumerate(read_ports):
             m.d.comb += [
                 read_port.addr.eq(Mux(more, slots[d] * Q + cycle + 1,
                                       self.request.payload.slots[d] * Q)),
-                read_port.en.eq(accept | (adv & more)),
+                read_port.en.eq(self.request.ready | (adv & more)),
             ]
 
         # -- stage R: register the storage read and the item's G/Q rows' activations -------
@@ -224,43 +231,34 @@ class CimMacro(wiring.Component):
         else:
             next_accs = self._per_bit_plane(m, adv, r_item, p_item, x_r, rows_r)
 
-        push, pop = Signal(), Signal()
         m.d.comb += [push.eq(adv & p_item.valid & p_item.last),
-                     pop.eq(self.result.valid & self.result.ready)]
-        with m.If(pop):
-            with m.If(spare_valid):             # the spare moves up, the new result behind
-                m.d.sync += result.eq(spare)
-                with m.If(push):
-                    m.d.sync += [spare[n].eq(v) for n, v in enumerate(next_accs)]
-                with m.Else():
-                    m.d.sync += spare_valid.eq(0)
-            with m.Elif(push):
-                m.d.sync += [result[n].eq(v) for n, v in enumerate(next_accs)]
-            with m.Else():
-                m.d.sync += self.result.valid.eq(0)
-        with m.Elif(push):
-            with m.If(self.result.valid):       # the spare is empty (`adv`)
-                m.d.sync += spare_valid.eq(1)
-                m.d.sync += [spare[n].eq(v) for n, v in enumerate(next_accs)]
-            with m.Else():
-                m.d.sync += self.result.valid.eq(1)
-                m.d.sync += [result[n].eq(v) for n, v in enumerate(next_accs)]
+                     pop.eq(self.result.valid & self.result.ready),
+                     *(new[n].eq(v) for n, v in enumerate(next_accs))]
         with m.If(adv):
             with m.If(busy):
                 m.d.sync += cycle.eq(cycle + 1)
-                if Q > 1:                       # the next G/Q rows move to the front
+            with m.If(last):
+                m.d.sync += busy.eq(0)
+            # The step's activations and slots load whenever a request could be accepted
+            # (`request.ready`), valid or not, else shift: their enable is `adv` (the
+            # macro's registers) and the choice `~busy | last`, so the gather's offer
+            # (`request.valid`) reaches only `busy` and `cycle`, not the N x Ab-bit
+            # enables.  What an unaccepted load writes is never used: the front is
+            # idle until the next accept loads them again.
+            with m.If(~busy | last):
+                m.d.sync += [acts.eq(self.request.payload.acts),
+                             slots.eq(self.request.payload.slots)]
+            if Q > 1:                           # the next G/Q rows move to the front
+                with m.Else():
                     for d in range(D):
                         for g in range(G - r):
                             m.d.sync += acts[d][g].eq(acts[d][g + r])
-            with m.If(last):
-                m.d.sync += busy.eq(0)
             if linear:
                 with m.If(p_item.valid):
                     for n, value in enumerate(next_accs):
                         m.d.sync += accs[n].eq(value)
         with m.If(accept):
-            m.d.sync += [busy.eq(1), cycle.eq(0), acts.eq(self.request.payload.acts),
-                         slots.eq(self.request.payload.slots)]
+            m.d.sync += [busy.eq(1), cycle.eq(0)]
         return m
 
     def _row_bits(self, rows_r, n: int, j: int) -> list:

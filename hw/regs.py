@@ -18,9 +18,9 @@ value; only a second run sees the first run's leftovers, where they are never us
 
 from __future__ import annotations
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Mux, Signal
 
-__all__ = ["valid_register"]
+__all__ = ["ring2", "valid_register"]
 
 
 def valid_register(m, layout, *, name: str):
@@ -52,3 +52,55 @@ def valid_register(m, layout, *, name: str):
     valid = Signal(name=f"{name}_valid")
     m.d.comb += [reg.eq(payload), reg.valid.eq(valid)]
     return reg, payload, valid
+
+
+def ring2(m, layout, new, push, pop, *, name: str):
+    """A 2-entry FIFO of wide registers whose clock enables are their own flags.
+
+    An empty entry loads `new` every cycle and keeps it once `push` marks it taken, so the
+    wide registers' enables are registers (``~taken``), not the handshakes: `push` and
+    `pop` reach only the two flags, the pointers and the two output flags.  The consumer
+    reads the older entry through a 2-way choice by the read pointer (a register).
+
+    Parameters
+    ----------
+    m : Module
+    layout : Shape or Layout
+        One entry.
+    new : Value of `layout`
+        The value a push writes (taken in the push's cycle).
+    push : Signal(1)
+        Write `new` this cycle; only while not `full`.
+    pop : Signal(1)
+        The older entry leaves this cycle; only while `valid`.
+
+    Returns
+    -------
+    payload : Value of `layout`
+        The older entry (combinational: a choice of two registers by a register).
+    valid : Signal(1)
+        An entry is taken (a register, reset to 0).
+    full : Signal(1)
+        Both are taken (a register, reset to 0).
+    """
+    entries = [Signal(layout, name=f"{name}_entry{i}", reset_less=True) for i in range(2)]
+    taken = [Signal(name=f"{name}_taken{i}") for i in range(2)]
+    wp, rp = Signal(name=f"{name}_wp"), Signal(name=f"{name}_rp")
+    valid, full = Signal(name=f"{name}_valid"), Signal(name=f"{name}_full")
+    for i in range(2):
+        with m.If(~taken[i]):                   # empty: follow the value a push would write
+            m.d.sync += entries[i].eq(new)
+    # `valid` (the older entry taken) and `full` are registers of the flags' next values,
+    # so that neither is a choice or an AND in front of its consumers.
+    taken_next = [Signal(name=f"{name}_taken{i}_next") for i in range(2)]
+    rp_next = Signal(name=f"{name}_rp_next")
+    for i in range(2):
+        m.d.comb += taken_next[i].eq((taken[i] & ~(pop & (rp == i))) | (push & (wp == i)))
+    m.d.comb += rp_next.eq(rp ^ pop)
+    m.d.sync += [*(taken[i].eq(taken_next[i]) for i in range(2)),
+                 rp.eq(rp_next), wp.eq(wp ^ push),
+                 valid.eq(Mux(rp_next, taken_next[1], taken_next[0])),
+                 full.eq(taken_next[0] & taken_next[1])]
+    payload = Signal(layout, name=f"{name}_out")
+    m.d.comb += payload.eq(Mux(rp, entries[1], entries[0]))
+    return payload, valid, full

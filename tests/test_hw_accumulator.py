@@ -6,7 +6,11 @@ of its steps plus the bias (in ``acc_bits`` two's complement), in order, with it
 ``walk_last`` marker.  Binary/ternary readouts: the sum of the steps is shifted right by
 ``scale_frac_bits`` (floor, Python's ``>>`` on unbounded ints) before the bias is added.
 Every cycle the test also checks that the writer's ``pixel.ready`` does not reach
-``result.ready`` combinationally (the timing cut of docs/synthesis.md, "The ready chain").
+``result.ready`` combinationally (the timing cut of docs/synthesis.md, "The ready chain"),
+and the handshake against a 2-entry FIFO counted in the testbench: ``pixel.valid`` (a
+register since "Registered enables") is high exactly while a finished pixel is held,
+and a pixel's last step is taken exactly while fewer than two are (the hold register and
+spare the ring of two pixel registers replaced: the same cycles).
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ def test_pixel_sums_against_numpy(config, seed):
              for i, p in enumerate(psums) for s in range(len(p))]
     dut = Accumulator(config)
     got, walk_last = [], []
+    held = 0                                    # finished pixels not yet drained
 
     async def testbench(ctx):
+        nonlocal held
         ctx.set(dut.bias, [int(b) for b in bias])
         cycles = 0
         while len(got) < n_pixels:
@@ -66,10 +72,19 @@ def test_pixel_sums_against_numpy(config, seed):
                 seen.append(ctx.get(dut.result.ready))
             assert seen[0] == seen[1], f"seed {seed}: result.ready follows pixel.ready"
             ctx.set(dut.pixel.ready, int(rng.random() < 0.5))
+            assert ctx.get(dut.pixel.valid) == (held > 0), \
+                f"seed {seed}: pixel.valid with {held} pixels held"
+            if offer and queue[0][2]:           # a last step: taken while one is free
+                assert ctx.get(dut.result.ready) == (held < 2), \
+                    f"seed {seed}: result.ready for a last step with {held} held"
+            elif offer:
+                assert ctx.get(dut.result.ready), f"seed {seed}: a middle step waits"
             if offer and ctx.get(dut.result.ready):
                 assert ctx.get(dut.side.ready), "the markers are not popped with the result"
+                held += int(queue[0][2])
                 queue.pop(0)
             if ctx.get(dut.pixel.valid) and ctx.get(dut.pixel.ready):
+                held -= 1
                 pixel = ctx.get(dut.pixel.payload)
                 got.append([int(pixel.accs[n]) for n in range(N)])
                 walk_last.append(int(pixel.walk_last))
