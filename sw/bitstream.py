@@ -185,6 +185,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
                     seed: int = 1, allow_timing_fail: bool = False,
                     clock_mhz: float | None = None, baud: int | None = None,
                     placer: str | None = None, router: str | None = None,
+                    floorplan: bool = False,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build the bitstream of board `board_name` into `out` and return its report.
 
@@ -210,6 +211,10 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
         nextpnr's placer (``heap``, ``static``, ``sa``) and router (``router1``,
         ``router2``), after the family's `PLACE_OPTIONS`; the family's `ALGORITHMS` if
         None (ECP5: ``static`` and ``router2``; iCE40: ``static`` and nextpnr's router1).
+    floorplan : bool
+        ECP5: pin each macro unit's block RAMs and multipliers to its own region of the
+        die before nextpnr (`mars.sw.floorplan`; docs/synthesis.md, "Floorplanning the
+        units"); the report's ``floorplan`` counts the pinned cells.  Ignored on iCE40.
     progress : callable, optional
         Receives one line per step.
 
@@ -266,7 +271,8 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
         routed = place_and_route(
             folder, _TOP, b.family, _NETLIST, freq_mhz=b.clock_mhz, seed=seed,
             extra_args=(spec["constraints_option"], spec["constraints"],
-                        spec["routed_option"], spec["routed"], *options))
+                        spec["routed_option"], spec["routed"], *options),
+            floorplan=floorplan)
         seconds["nextpnr"] = routed["seconds"]
         meets = bool(routed["meets_target"])
         fmax = routed["fmax_mhz"]
@@ -294,6 +300,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
             "uart_divisor": b.divisor,
             "seed": seed,
             "nextpnr_options": list(options),
+            "floorplan": routed["floorplan"],
             "fmax_mhz": fmax,
             "meets_timing": meets,
             "allow_timing_fail": allow_timing_fail,
@@ -310,7 +317,8 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
             "seconds": seconds,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
-            "command": _command_line(b, config, seed, allow_timing_fail, placer, router),
+            "command": _command_line(b, config, seed, allow_timing_fail, placer, router,
+                                     floorplan and b.family == "ecp5"),
         }
         (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (folder / "summary.txt").write_text("\n".join(summary_lines(report)) + "\n")
@@ -347,7 +355,8 @@ def _keep(folder: Path, failed: Path) -> None:
 
 
 def _command_line(b: Board, config: MarsConfig, seed: int, allow: bool,
-                  placer: str | None = None, router: str | None = None) -> str:
+                  placer: str | None = None, router: str | None = None,
+                  floorplan: bool = False) -> str:
     words = ["mars", "bitstream", "--board", b.name]
     default = BOARDS[b.name]
     if b.clock_hz != default.clock_hz:
@@ -362,6 +371,8 @@ def _command_line(b: Board, config: MarsConfig, seed: int, allow: bool,
         words += ["--placer", placer]
     if router:
         words += ["--router", router]
+    if floorplan:
+        words.append("--floorplan")
     if allow:
         words.append("--allow-timing-fail")
     return " ".join(words)
@@ -445,6 +456,10 @@ def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--router", choices=ROUTERS,
                         help="nextpnr's router (default: router2 on ECP5, nextpnr's "
                              "router1 on iCE40)")
+    parser.add_argument("--floorplan", action="store_true",
+                        help="ECP5: pin each macro unit's block RAMs and multipliers to its "
+                             "own region of the die before nextpnr (docs/synthesis.md, "
+                             "\"Floorplanning the units\")")
     parser.add_argument("--allow-timing-fail", action="store_true",
                         help="write the bitstream even if timing at the board clock is "
                              "not met")
@@ -458,6 +473,7 @@ def run_bitstream_command(args: argparse.Namespace) -> int:
                              allow_timing_fail=args.allow_timing_fail,
                              clock_mhz=args.clock, baud=args.baud,
                              placer=args.placer, router=args.router,
+                             floorplan=args.floorplan,
                              progress=lambda line: print(line, flush=True))
     for line in summary_lines(report):
         print(line)

@@ -357,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--router", choices=ROUTERS,
                    help="nextpnr's router (default: nextpnr's, router1)")
     p.add_argument("--floorplan", action="store_true",
-                   help="ECP5: pin each macro unit's block RAMs to its own region of the die "
-                        "before nextpnr (docs/synthesis.md, \"Floorplanning the units\")")
+                   help="ECP5: pin each macro unit's block RAMs and multipliers to its own "
+                        "region of the die before nextpnr (docs/synthesis.md, \"Floorplanning the units\")")
     p.set_defaults(func=_cmd_synth)
 
     from mars.sw.train.command import add_arguments as train_arguments

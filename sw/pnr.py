@@ -237,8 +237,8 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     placer, router : str, optional
         nextpnr's placer and router (`algorithm_args`); nextpnr's defaults if None.
     floorplan : bool
-        ECP5 only: pin each macro unit's block RAMs to its own region of the die first
-        (`mars.sw.floorplan`); nextpnr then reads ``<name>_<family>.floorplan.json``, the
+        ECP5 only: pin each macro unit's block RAMs and multipliers to its own region of
+        the die first (`mars.sw.floorplan`); nextpnr then reads ``<name>_<family>.floorplan.json``, the
         netlist with ``BEL`` attributes.  Ignored on iCE40 (``floorplan`` None).
 
     Returns

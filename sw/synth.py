@@ -226,7 +226,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         ``router2``); nextpnr's defaults (HeAP, router1) if None.  The whole default top
         routes only with ``static`` and ``router2`` (docs/synthesis.md).
     floorplan : bool
-        On ECP5, pin each macro unit's block RAMs to its own region of the die before
+        On ECP5, pin each macro unit's block RAMs and multipliers to its own region of the die before
         nextpnr (`mars.sw.floorplan`; docs/synthesis.md, "Floorplanning the units").
 
     Returns

@@ -286,3 +286,19 @@ def test_a_clock_or_baud_rate_the_board_cannot_make_is_one_line(argv, message, t
     assert not (tmp_path / "o").exists()
     if "outside" in message:        # no clock can fix a rate no USB bridge has
         assert "--clock" not in err
+
+
+def test_floorplan_is_ignored_on_ice40_and_named_on_ecp5(tools, quick_top, tmp_path):
+    """``--floorplan`` pins units only on ECP5 (mars.sw.floorplan has no iCE40 site list):
+    the iCEBreaker build runs as without it and its report says no plan; an ULX3S build's
+    command line keeps the option so that the report reproduces the build."""
+    out = tmp_path / "out"
+    assert main(["bitstream", "--board", "icebreaker", "--out", str(out), "--floorplan"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["floorplan"] is None
+    assert report["command"] == "mars bitstream --board icebreaker"
+    argv = json.loads((out / "nextpnr.argv.json").read_text())
+    assert argv[argv.index("--json") + 1] == "top.netlist.json"
+    ulx3s = bitstream.BOARDS["ulx3s"]
+    assert bitstream._command_line(ulx3s, ulx3s.default_config(), 1, False,
+                                   floorplan=True) == "mars bitstream --board ulx3s --floorplan"
