@@ -243,9 +243,18 @@ class MarsTop(wiring.Component):
         cfg, bank = self._config, Banking(self._config)
         init = self._init.get((HostMemory.ACT, 0, 0), [])
 
-        def copy():
+        def copy(collisions=True):
+            # A unit's copy is never read and written at one address in one cycle: a
+            # phase's walks read region in_bank and write out_bank != in_bank (the
+            # mapper's liveness rule, `mars.sw.mapper._places`; tests/test_mapper.py), and
+            # the next phase reads a word only after it has landed (docs/banking.md).  So
+            # Yosys may leave out the collision logic it otherwise builds around each
+            # DP16KD (`no_rw_check`): a comparator of the broadcast write address with
+            # the unit's read address, and registers, on the die-crossing write path.
+            attrs = {"ram_style": "block"} if collisions else {"ram_style": "block",
+                                                                "no_rw_check": 1}
             return Memory(shape=unsigned(bank.word_bits), depth=bank.words, init=init,
-                          attrs={"ram_style": "block"})
+                          attrs=attrs)
 
         # One copy per read port, each with one write port and one read port (a block
         # RAM): Yosys 0.70 replicates a memory per read port by itself, but aborts on the
@@ -255,7 +264,7 @@ class MarsTop(wiring.Component):
         copies = []
         for u, unit in enumerate(units):
             for d in range(cfg.wordline_domains):
-                m.submodules[f"act_read{len(copies)}"] = mem = copy()
+                m.submodules[f"act_read{len(copies)}"] = mem = copy(collisions=False)
                 copies.append(mem)
                 read = mem.read_port()
                 m.d.comb += [read.addr.eq(unit.act_addr[d]), read.en.eq(unit.act_en[d]),

@@ -169,6 +169,22 @@ def test_no_two_writers_share_an_address_and_each_map_is_written_once(case):
         assert total == Counter(range(out_h * out_w * cout)), f"{where}, layer {plan.name}"
 
 
+def test_no_phase_reads_a_region_it_writes(case):
+    """The gathers of a phase read only regions no walk of that phase writes: the units'
+    read copies of the activation memory are then never read and written at one address
+    in one cycle, which lets Yosys leave out their collision logic (``no_rw_check`` in
+    mars.hw.top).  An in-place add reads its shortcut through the shortcut port, not
+    the gathers, so it is allowed to write the region that port reads."""
+    mapping, where = case
+    regions = 0
+    for i, phase in enumerate(mapping.phases):
+        read = {walk.word["in_bank"] for walk in phase.walks}
+        written = {walk.word["out_bank"] for walk in phase.walks if not walk.word["acc_out"]}
+        regions += len(read) + len(written)
+        assert not read & written, f"{where}, phase {i}: region(s) {read & written}"
+    assert regions, where
+
+
 def test_each_walk_finds_its_block_sets_rows_in_its_macro(case):
     """Replay the LOADs (weight SRAM -> macro rows) phase by phase: when a walk runs, the
     row slots it names hold its block set's packed rows.  A hidden load (``hide_loads``)

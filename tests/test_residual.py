@@ -74,6 +74,13 @@ def _replay(network, mapping) -> None:
         if len(final) < len(walks):         # K-splitting: partial sums in the result memory
             holds[("res", 0)] = f"partial sums of {plan.name}"
         holds[keys.pop()] = out
+    # The units' read copies have no collision logic (no_rw_check, mars.hw.top): no phase
+    # gathers from a region one of its walks writes (the in-place add reads its shortcut
+    # through the shortcut port: tests/test_mapper.py, the same rule on plain networks).
+    for i, phase in enumerate(mapping.phases):
+        read = {w.word["in_bank"] for w in phase.walks}
+        written = {w.word["out_bank"] for w in phase.walks if not w.word["acc_out"]}
+        assert not read & written, f"phase {i} gathers from region(s) {read & written}"
 
 
 @pytest.mark.parametrize("preset", ["tiny", "default", "adc3", "wide8"])
