@@ -269,10 +269,14 @@ class MarsTop(wiring.Component):
                 read = mem.read_port()
                 m.d.comb += [read.addr.eq(unit.act_addr[d]), read.en.eq(unit.act_en[d]),
                              unit.act_data[d].eq(read.data)]
+        # S4 of the write stage: one register per unit's copies, one for the shortcut's.
+        groups = [copies[u * cfg.wordline_domains:(u + 1) * cfg.wordline_domains]
+                  for u in range(len(units))]
         if sc_read is not None:
             # The shortcut's copy: one more read port, for the slot's unit's writer.
             m.submodules[f"act_read{len(copies)}"] = mem = copy()
             copies.append(mem)
+            groups.append([mem])
             read = mem.read_port()
             m.d.comb += [read.addr.eq(sc_read.act_addr), read.en.eq(sc_read.act_en)]
             for unit in units:
@@ -280,7 +284,7 @@ class MarsTop(wiring.Component):
         entry = self._offers(m, units, slot, act_entry_layout(cfg), "act_entry")
         m.d.comb += port.act_data.eq(act_write_stage(
             m, act, entry, host_addr=port.offset, host_data=port.data,
-            host_write=port.region[Region.ACT], copies=copies))
+            host_write=port.region[Region.ACT], copy_groups=groups))
 
     def _result_memory(self, m, port, units: list[MacroUnit], slot, sc_read=None) -> None:
         """The result memory: words of L raw accumulators, one write port (the slot's

@@ -88,6 +88,7 @@ from amaranth.lib.wiring import In, Out
 
 from mars.config import MAX_WRITER_STAGES, MarsConfig
 from mars.contract.banking import Banking
+from mars.contract.netlist import REPLICA
 from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
 from .accumulator import pixel_layout
@@ -125,7 +126,8 @@ def sc_read_layout(config: MarsConfig) -> data.StructLayout:
                               "res_addr": unsigned(bank.result_addr_bits)})
 
 
-def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, copies=()):
+def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
+                    copy_groups=()):
     """The activation memory's write stage: one write port and one read port of `act`.
 
     Four cycles, each ending in registers, so that no path runs from the read port's
@@ -137,8 +139,21 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, co
     * S2: the merge: offered fields replace stored ones, or keep the larger for a later
       pixel of a pooling window (``max``); fields outside ``mask`` keep their stored
       value.  The merge is registered;
-    * S3: the registered merge is written into `act` and every memory in `copies` (the
-      read copies of `act`).
+    * S3: the registered merge is written into `act`;
+    * S4: each group of `copy_groups` (the read copies of `act` beside one unit, say) has
+      its own register of S3's write (enable, address, data, host writes included),
+      placed near its copies, which it writes a cycle after `act`.  One S3 register
+      fanning out over the die to every copy was the floorplanned top's critical path
+      (docs/synthesis.md).  Yosys would merge the identical registers again; their
+      names end in `mars.contract.netlist.REPLICA`, which `mars.sw.synth` marks
+      ``keep``.
+
+    A copy thus holds a word at the edge ending cycle offer + 5 (the top's offer
+    register, S0 .. S4).  The next phase's gathers read no earlier (a gather take in
+    cycle offer + 5 reads at the edge after), with no interlock: phases are separated by
+    the controller's WALK, LOAD, WALK sequence, 7 cycles at the least.  The cycle model
+    measures that gap (`mars.sw.golden.cycles.READ_MARGIN`, `read_margins`);
+    tests/test_mapper.py and tests/test_residual.py check it on every mapping.
 
     The read port is transparent for the write port, so a word written in S0's cycle is
     read new; an offer of a word whose merge is one or two cycles from being written
@@ -178,10 +193,24 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0, co
         keep = ~s2.mask[g] | (s2.max & (old > new))
         m.d.comb += merged.word_select(g, cfg_bits).eq(Mux(keep, old, new))
     m.d.sync += [wb_valid.eq(s2.valid), wb_addr.eq(s2.addr), wb_data.eq(merged)]
-    for port in (write, *(copy.write_port() for copy in copies)):
-        m.d.comb += [port.en.eq(wb_valid | host_write),
-                     port.addr.eq(Mux(wb_valid, wb_addr, host_addr)),
-                     port.data.eq(Mux(wb_valid, wb_data, host_data))]
+    en = Signal(name="act_w_en")
+    addr = Signal.like(entry.addr, name="act_w_addr")
+    word = Signal.like(entry.data, name="act_w_data")
+    m.d.comb += [en.eq(wb_valid | host_write), addr.eq(Mux(wb_valid, wb_addr, host_addr)),
+                 word.eq(Mux(wb_valid, wb_data, host_data))]
+    m.d.comb += [write.en.eq(en), write.addr.eq(addr), write.data.eq(word)]
+    for k, group in enumerate(copy_groups):
+        # S4: reset-less but for the enable (hw/regs.py); `keep` in the netlist attributes
+        # only documents the intent: Yosys merges by cells, see `mars.sw.synth`.
+        en_k = Signal(name=f"act_w{k}_en{REPLICA}", attrs={"keep": 1})
+        addr_k = Signal.like(addr, name=f"act_w{k}_addr{REPLICA}", reset_less=True,
+                             attrs={"keep": 1})
+        word_k = Signal.like(word, name=f"act_w{k}_data{REPLICA}", reset_less=True,
+                             attrs={"keep": 1})
+        m.d.sync += [en_k.eq(en), addr_k.eq(addr), word_k.eq(word)]
+        for copy in group:
+            port = copy.write_port()
+            m.d.comb += [port.en.eq(en_k), port.addr.eq(addr_k), port.data.eq(word_k)]
     return stored.data
 
 

@@ -34,6 +34,7 @@ from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, block, to_verilog
 from mars.hw.ooc import OutOfContext
 from mars.contract.decoder import DecoderFormat
+from mars.contract.netlist import REPLICA
 from mars.sw.budget import PART_LIMITS, check_fit
 from mars.sw.files import replace_file
 from mars.sw.hierarchy import hierarchy
@@ -117,6 +118,12 @@ def _script(name: str, family: str, top: str | None = None, netlist: str | None 
     synth = " ".join([*FAMILIES[family], "-top", top])
     return "; ".join([
         f"read_verilog {top}.v",
+        # Replicated registers (names ending in REPLICA) stay apart: ``opt_merge`` skips
+        # cells marked ``keep``, not wires.  Amaranth's name is an alias of the flip-flop's
+        # own output wire, hence ``%a`` (aliases) before ``%ci1`` (the cells on them).
+        f"hierarchy -top {top}",
+        "proc",
+        f"setattr -set keep 1 w:*{REPLICA}* %a %ci1 t:*dff* %i",
         f"{synth} -run begin:map_luts",
         "splitnets",
         f"{synth} -run map_luts:",

@@ -24,6 +24,7 @@ from mars.contract.program import (
     load_layout,
     param_layout,
 )
+from mars.sw.golden.cycles import READ_MARGIN, network_cycles, read_margins
 from mars.sw.mapper import MappingError, map_network
 from mars.sw.sparse import groups_of
 from mars.tb.networks import NETWORKS, stable_seed
@@ -183,6 +184,17 @@ def test_no_phase_reads_a_region_it_writes(case):
         regions += len(read) + len(written)
         assert not read & written, f"{where}, phase {i}: region(s) {read & written}"
     assert regions, where
+
+
+def test_every_copy_holds_a_word_before_the_next_phase_reads_it(case):
+    """The write stage writes the units' read copies of the activation memory
+    READ_MARGIN cycles after a word's offer (mars.hw.writer.act_write_stage, S4); the
+    next phase's gathers must not read earlier.  Phases are separated by the controller
+    (WALK, LOAD, WALK), not by an interlock, so the cycle model measures the gap."""
+    mapping, where = case
+    margins = read_margins(network_cycles(mapping))
+    assert len(margins) == len(mapping.phases) - 1, where
+    assert min(margins, default=READ_MARGIN) >= READ_MARGIN, f"{where}: {margins}"
 
 
 def test_each_walk_finds_its_block_sets_rows_in_its_macro(case):

@@ -11,7 +11,7 @@ import pytest
 
 from mars.config import PRESETS
 from mars.sw.golden.accel import run_accelerator
-from mars.sw.golden.cycles import network_cycles
+from mars.sw.golden.cycles import READ_MARGIN, network_cycles, read_margins
 from mars.sw.golden.network import FlattenNode, IntegerNetwork, PoolNode
 from mars.sw.layer import LayerGeometry, LayerKind
 from mars.sw.mapper import MappingError, map_network
@@ -81,6 +81,10 @@ def _replay(network, mapping) -> None:
         read = {w.word["in_bank"] for w in phase.walks}
         written = {w.word["out_bank"] for w in phase.walks if not w.word["acc_out"]}
         assert not read & written, f"phase {i} gathers from region(s) {read & written}"
+    # ... and the copies hold a phase's words before the next phase gathers (S4 of the
+    # write stage, READ_MARGIN cycles after the offer; tests/test_mapper.py too).
+    margins = read_margins(network_cycles(mapping))
+    assert min(margins, default=READ_MARGIN) >= READ_MARGIN, margins
 
 
 @pytest.mark.parametrize("preset", ["tiny", "default", "adc3", "wide8"])

