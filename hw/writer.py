@@ -130,9 +130,9 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
                     copy_groups=()):
     """The activation memory's write stage: one write port and one read port of `act`.
 
-    Four cycles, each ending in registers, so that no path runs from the read port's
-    output (a block RAM's clock-to-out) through logic, nor from the merge to the write
-    ports of every copy spread over the die:
+    Four cycles (five for the copies), each ending in registers, so that no path runs
+    from the read port's output (a block RAM's clock-to-out) through logic, nor from the
+    merge to the write ports of every copy spread over the die:
 
     * S0: the offered word (``entry``, `act_entry_layout`) addresses the read port;
     * S1: the stored word is registered as it leaves the read port;
@@ -200,13 +200,11 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
                  word.eq(Mux(wb_valid, wb_data, host_data))]
     m.d.comb += [write.en.eq(en), write.addr.eq(addr), write.data.eq(word)]
     for k, group in enumerate(copy_groups):
-        # S4: reset-less but for the enable (hw/regs.py); `keep` in the netlist attributes
-        # only documents the intent: Yosys merges by cells, see `mars.sw.synth`.
-        en_k = Signal(name=f"act_w{k}_en{REPLICA}", attrs={"keep": 1})
-        addr_k = Signal.like(addr, name=f"act_w{k}_addr{REPLICA}", reset_less=True,
-                             attrs={"keep": 1})
-        word_k = Signal.like(word, name=f"act_w{k}_data{REPLICA}", reset_less=True,
-                             attrs={"keep": 1})
+        # S4: reset-less but for the enable (hw/regs.py); a ``keep`` wire attribute would
+        # not stop Yosys merging them (it merges cells): `mars.sw.synth` marks the cells.
+        en_k = Signal(name=f"act_w{k}_en{REPLICA}")
+        addr_k = Signal.like(addr, name=f"act_w{k}_addr{REPLICA}", reset_less=True)
+        word_k = Signal.like(word, name=f"act_w{k}_data{REPLICA}", reset_less=True)
         m.d.sync += [en_k.eq(en), addr_k.eq(addr), word_k.eq(word)]
         for copy in group:
             port = copy.write_port()
