@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Module, unsigned
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS
 from mars.contract.banking import Banking
-from mars.hw.writer import UnitWriter, act_write_stage, result_write
+from mars.hw.writer import UnitWriter, act_entry_layout, act_write_stage, result_write
 from mars.sw.golden.network import requantise
 
 TINY = PRESETS["tiny"]
@@ -269,3 +269,69 @@ def test_fewer_writer_stages_same_words_sooner(stages):
     assert (full_act == expected).all(), f"seed {seed}"
     assert len(done) == 1 and done[0] == full_done[0] - (5 - stages), \
         f"seed {seed}: walk_done in {done}, the full writer's in {full_done}"
+
+
+class CopiesBench(Elaboratable):
+    """`act_write_stage` alone with two groups of read copies (S4: a register each)."""
+
+    def __init__(self, config):
+        bank = Banking(config)
+        self.entry = Signal(act_entry_layout(config))
+
+        def memory():
+            return Memory(shape=unsigned(bank.word_bits), depth=bank.words, init=[])
+
+        self.act = memory()
+        self.groups = [[memory()], [memory(), memory()]]
+        self.domain = ClockDomain("sync")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.domain
+        m.submodules.act = self.act
+        for k, group in enumerate(self.groups):
+            for j, copy in enumerate(group):
+                m.submodules[f"copy{k}_{j}"] = copy
+        act_write_stage(m, self.act, self.entry, copy_groups=self.groups)
+        return m
+
+
+@pytest.mark.parametrize("reset_at", [None, "S3"])
+def test_every_copy_ends_up_with_the_word_written_into_act(reset_at):
+    """A word offered to the write stage (``entry`` valid in cycle 0, S0) is in `act` at
+    the edge ending cycle 3 (S3) and in every read copy one edge later (S4).  The copies
+    are what the units read, `act` what the host reads and the merges read: they must
+    hold the same words, also when the domain reset comes while a write is in flight (a
+    run cut short: `mars.tb.pysim_host.PysimTransport.abort`).  S3's memory write still
+    happens in the reset cycle (memory contents have no reset), so S4, which repeats it
+    to the copies a cycle later, must not drop it: with a reset on S4's enable the copies
+    miss the word `act` got."""
+    bench = CopiesBench(TINY)
+    addr, word = 5, 0xA5A5 & ((1 << len(bench.entry.data)) - 1)
+    seen = {}
+
+    async def testbench(ctx):
+        ctx.set(bench.entry, {"valid": 1, "addr": addr, "data": word,
+                              "mask": (1 << len(bench.entry.mask)) - 1, "max": 0})
+        await ctx.tick()                              # edge ending cycle 0 (S0)
+        ctx.set(bench.entry.valid, 0)
+        await ctx.tick().repeat(2)                    # S1, S2
+        # cycle 3: S3 writes act at its end (and S4 takes the write)
+        if reset_at == "S3":
+            ctx.set(bench.domain.rst, 1)
+        await ctx.tick()
+        ctx.set(bench.domain.rst, 0)
+        seen["act"] = ctx.get(bench.act.data[addr])
+        seen["copies_early"] = [ctx.get(c.data[addr]) for g in bench.groups for c in g]
+        await ctx.tick().repeat(3)
+        seen["copies"] = [ctx.get(c.data[addr]) for g in bench.groups for c in g]
+
+    sim = Simulator(bench)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert seen["act"] == word
+    if reset_at is None:
+        assert seen["copies_early"] == [0, 0, 0]      # S4: one edge after act
+    assert seen["copies"] == [word] * 3, \
+        f"act holds {word:#x}, the copies {[hex(c) for c in seen['copies']]}"
