@@ -140,16 +140,17 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
       pixel of a pooling window (``max``); fields outside ``mask`` keep their stored
       value.  The merge is registered;
     * S3: the registered merge is written into `act`;
-    * S4: each group of `copy_groups` (the read copies of `act` beside one unit, say) has
-      its own register of S3's write (enable, address, data, host writes included),
-      placed near its copies, which it writes a cycle after `act`.  One S3 register
-      fanning out over the die to every copy was the floorplanned top's critical path
-      (docs/synthesis.md).  Yosys would merge the identical registers again; their
-      names end in `mars.contract.netlist.REPLICA`, which `mars.sw.synth` marks
-      ``keep``.
+    * S4: with more than one group in `copy_groups` (the read copies of `act` beside one
+      unit, say), each group has its own register of S3's write (enable, address, data,
+      host writes included), which the placer can put near the group's copies, and
+      which writes them a cycle after `act`.  One S3 register fanning out over the die
+      to every copy was the floorplanned top's critical path (docs/synthesis.md).
+      Yosys would merge the identical registers again; their names end in
+      `mars.contract.netlist.REPLICA`, which `mars.sw.synth` marks ``keep``.  A single
+      group is written in S3 with `act`.
 
-    A copy thus holds a word at the edge ending cycle offer + 5 (the top's offer
-    register, S0 .. S4).  The next phase's gathers read no earlier (a gather take in
+    A copy thus holds a word at the edge ending cycle offer + 5 at the latest (the top's
+    offer register, S0 .. S4).  The next phase's gathers read no earlier (a gather take in
     cycle offer + 5 reads at the edge after), with no interlock: phases are separated by
     the controller's WALK, LOAD, WALK sequence, 7 cycles at the least.  The cycle model
     measures that gap (`mars.sw.golden.cycles.READ_MARGIN`, `read_margins`);
@@ -199,10 +200,18 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
     m.d.comb += [en.eq(wb_valid | host_write), addr.eq(Mux(wb_valid, wb_addr, host_addr)),
                  word.eq(Mux(wb_valid, wb_data, host_data))]
     m.d.comb += [write.en.eq(en), write.addr.eq(addr), write.data.eq(word)]
+    if len(copy_groups) == 1:
+        # one group (one unit, no shortcut copy): no fanout to split, no S4
+        for copy in copy_groups[0]:
+            port = copy.write_port()
+            m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(word)]
+        return stored.data
     for k, group in enumerate(copy_groups):
-        # S4: reset-less but for the enable (hw/regs.py); a ``keep`` wire attribute would
-        # not stop Yosys merging them (it merges cells): `mars.sw.synth` marks the cells.
-        en_k = Signal(name=f"act_w{k}_en{REPLICA}")
+        # S4, all reset-less, the enable too: S3's write lands in `act` even in a reset
+        # cycle (memories have no reset), so S4 must repeat it to the copies (tests/
+        # test_hw_writer.py).  A ``keep`` wire attribute would not stop Yosys merging
+        # these registers (it merges cells): `mars.sw.synth` marks the cells.
+        en_k = Signal(name=f"act_w{k}_en{REPLICA}", reset_less=True)
         addr_k = Signal.like(addr, name=f"act_w{k}_addr{REPLICA}", reset_less=True)
         word_k = Signal.like(word, name=f"act_w{k}_data{REPLICA}", reset_less=True)
         m.d.sync += [en_k.eq(en), addr_k.eq(addr), word_k.eq(word)]
