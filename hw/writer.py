@@ -199,25 +199,24 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
     word = Signal.like(entry.data, name="act_w_data")
     m.d.comb += [en.eq(wb_valid | host_write), addr.eq(Mux(wb_valid, wb_addr, host_addr)),
                  word.eq(Mux(wb_valid, wb_data, host_data))]
-    m.d.comb += [write.en.eq(en), write.addr.eq(addr), write.data.eq(word)]
-    if len(copy_groups) == 1:
-        # one group (one unit, no shortcut copy): no fanout to split, no S4
-        for copy in copy_groups[0]:
-            port = copy.write_port()
-            m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(word)]
-        return stored.data
+    drives = [((write,), (en, addr, word))]
     for k, group in enumerate(copy_groups):
+        if len(copy_groups) == 1:
+            # one group (one unit, no shortcut copy): no fanout to split, no S4
+            drives.append(([copy.write_port() for copy in group], (en, addr, word)))
+            continue
         # S4, all reset-less, the enable too: S3's write lands in `act` even in a reset
         # cycle (memories have no reset), so S4 must repeat it to the copies (tests/
         # test_hw_writer.py).  A ``keep`` wire attribute would not stop Yosys merging
         # these registers (it merges cells): `mars.sw.synth` marks the cells.
-        en_k = Signal(name=f"act_w{k}_en{REPLICA}", reset_less=True)
-        addr_k = Signal.like(addr, name=f"act_w{k}_addr{REPLICA}", reset_less=True)
-        word_k = Signal.like(word, name=f"act_w{k}_data{REPLICA}", reset_less=True)
-        m.d.sync += [en_k.eq(en), addr_k.eq(addr), word_k.eq(word)]
-        for copy in group:
-            port = copy.write_port()
-            m.d.comb += [port.en.eq(en_k), port.addr.eq(addr_k), port.data.eq(word_k)]
+        replica = (Signal(name=f"act_w{k}_en{REPLICA}", reset_less=True),
+                   Signal.like(addr, name=f"act_w{k}_addr{REPLICA}", reset_less=True),
+                   Signal.like(word, name=f"act_w{k}_data{REPLICA}", reset_less=True))
+        m.d.sync += [r.eq(v) for r, v in zip(replica, (en, addr, word))]
+        drives.append(([copy.write_port() for copy in group], replica))
+    for ports, (en_d, addr_d, word_d) in drives:
+        for port in ports:
+            m.d.comb += [port.en.eq(en_d), port.addr.eq(addr_d), port.data.eq(word_d)]
     return stored.data
 
 
