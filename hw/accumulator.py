@@ -37,7 +37,7 @@ from mars.config import MarsConfig
 
 from .gather import side_layout
 from .macro import result_layout
-from .regs import ring2
+from .regs import SELECT_FANOUT, ring2
 
 __all__ = ["Accumulator", "pixel_layout"]
 
@@ -103,9 +103,12 @@ class Accumulator(wiring.Component):
         # writer's `ready` reaches only the flags and `rp`, not the wide registers' enables
         # (a 497-bit clock enable on default, spread over the die).  Two entries keep the
         # bypass's pace: a writer-bound walk still drains a pixel every w cycles.
-        accept, push, pop = Signal(), Signal(), Signal()
+        accept = Signal()
+        push = Signal()
+        pop = Signal()
         new = Signal(pixel_layout(cfg))
-        payload, valid, full = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels")
+        payload, valid, full = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels",
+                                     fanout=SELECT_FANOUT)
         m.d.comb += [
             pixel.payload.eq(payload),
             pixel.valid.eq(valid),

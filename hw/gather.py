@@ -52,6 +52,7 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
+from mars.contract.netlist import REPLICA
 
 from .macro import request_layout
 
@@ -146,11 +147,29 @@ class ActivationGather(wiring.Component):
         # `take`, which selects the next value of every stage-B register across the unit,
         # is then one AND away from flip-flops: the unit's critical path ran from a
         # domain's `pend` to the central `take` and back out (issue 9).
-        m.d.sync += move.eq(~take & ~move & b_valid & ~fresh[0] & ~busy_any
-                            & ~(c_valid & ~request.ready))
-        m.d.comb += [take.eq(Cat(*(spare_valid[d] | o.valid for d, o in enumerate(outs))).all()
-                             & (~b_valid | move)),
+        move_next = ~take & ~move & b_valid & ~fresh[0] & ~busy_any & ~(c_valid & ~request.ready)
+        m.d.sync += move.eq(move_next)
+        arrived = Cat(*(spare_valid[d] | o.valid for d, o in enumerate(outs))).all()
+        m.d.comb += [take.eq(arrived & (~b_valid | move)),
                      request.valid.eq(c_valid)]
+        # Each domain takes with its own copy of `take`, from its own copies of `b_valid`
+        # and `move` (names ending in REPLICA: synthesis keeps them apart), so that the
+        # one `take` does not fan out to every stage-B register of the unit: placed
+        # beside its domain, each copy drives that domain's registers only (issue 9: the
+        # unit's critical path at one seed ran a domain's spare through `take`, across
+        # the gather and back into another domain's `busy`).
+        takes = []
+        for d in range(D):
+            b_valid_rep = Signal(name=f"b_valid{d}{REPLICA}")
+            move_rep = Signal(name=f"move{d}{REPLICA}")
+            take_d = Signal(name=f"take{d}")
+            m.d.sync += move_rep.eq(move_next)
+            with m.If(take):
+                m.d.sync += b_valid_rep.eq(1)
+            with m.Elif(move):
+                m.d.sync += b_valid_rep.eq(0)
+            m.d.comb += take_d.eq(arrived & (~b_valid_rep | move_rep))
+            takes.append(take_d)
         for d, o in enumerate(outs):
             # B takes the spare's payload if there is one, else the decoder's (no cycle lost
             # when the spare is empty).  The spare's data follow the decoder's output while
@@ -164,13 +183,14 @@ class ActivationGather(wiring.Component):
                     m.d.sync += [spares[d].first.eq(o.payload.first),
                                  spares[d].last.eq(o.payload.last),
                                  spares[d].walk_last.eq(o.payload.walk_last)]
-                m.d.sync += spare_valid[d].eq(o.valid & ~take)
-            with m.Elif(take):
+                m.d.sync += spare_valid[d].eq(o.valid & ~takes[d])
+            with m.Elif(takes[d]):
                 m.d.sync += spare_valid[d].eq(0)
         with m.If(take):
             m.d.sync += [b_valid.eq(1), b_side.first.eq(srcs[0].first),
                          b_side.last.eq(srcs[0].last), b_side.walk_last.eq(srcs[0].walk_last)]
-            for d, src in enumerate(srcs):
+        for d, src in enumerate(srcs):
+            with m.If(takes[d]):
                 m.d.sync += [b_slots[d].eq(src.slot), b_pad[d].eq(src.pad)]
         with m.Elif(move):
             m.d.sync += b_valid.eq(0)
@@ -186,7 +206,7 @@ class ActivationGather(wiring.Component):
         busys = Signal(D)
         m.d.comb += busy_any.eq(busys.any())
         for d, src in enumerate(srcs):
-            acts = self._domain(m, d, src, take, busys)
+            acts = self._domain(m, d, src, takes[d], busys)
             with m.If(~c_valid):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))

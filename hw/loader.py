@@ -97,7 +97,8 @@ class CoreLoader(wiring.Component):
         lane = Signal(range(G), reset_less=True)
         # The row read in cycle t is on sram_data in t + 1, registered (with the slot/lane
         # it was read for) and written into the macro in t + 2.
-        r_valid, w_valid = Signal(), Signal()
+        r_valid = Signal()
+        w_valid = Signal()
         r_slot, w_slot = Signal.like(slot), Signal.like(slot)
         r_lane, w_lane = Signal.like(lane), Signal.like(lane)
         r_unit = Signal.like(insn.unit, reset_less=True)

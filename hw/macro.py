@@ -46,7 +46,7 @@ from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig, ReadoutMode
 
-from .regs import ring2
+from .regs import SELECT_FANOUT, replicas, ring2
 
 __all__ = ["CimMacro", "write_layout", "request_layout", "result_layout", "scales_layout"]
 
@@ -175,7 +175,8 @@ class CimMacro(wiring.Component):
         acts = Signal.like(self.request.payload.acts, reset_less=True)  # shifted by G/Q rows
         slots = Signal.like(self.request.payload.slots, reset_less=True)
         item = data.StructLayout({"valid": 1, "first": 1, "last": 1})
-        r_item, p_item = Signal(item), Signal(item)     # the items in stages R and P
+        r_item = Signal(item)     # the items in stages R and P
+        p_item = Signal(item)
         # The item's G/Q rows' activations, all Ab bits (zero for the items after the
         # step's Q reads: they add nothing).
         x_r = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(Ab), r), D), reset_less=True)
@@ -188,15 +189,30 @@ class CimMacro(wiring.Component):
         # accumulator's `ready` reaches neither `adv`, which enables every pipeline
         # register and makes `request.ready`, nor the result registers' enables (an
         # empty one follows the sums; the ready moves only the ring's flags and pointer).
-        push, pop = Signal(), Signal()
+        push = Signal()
+        pop = Signal()
         new = Signal(result_layout(cfg))
-        payload, valid, full = ring2(m, result_layout(cfg), new, push, pop, name="results")
+        payload, valid, full = ring2(m, result_layout(cfg), new, push, pop, name="results",
+                                     fanout=SELECT_FANOUT)
         m.d.comb += [self.result.payload.eq(payload), self.result.valid.eq(valid)]
         adv = Signal()
         m.d.comb += adv.eq(~(p_item.valid & p_item.last & full))
         last = busy & (cycle == steps - 1)
         accept = self.request.valid & self.request.ready
-        m.d.comb += self.request.ready.eq(adv & (~busy | last))
+        # ``~busy | last`` (the front takes a step now) kept as a register, `free`, from
+        # the next values of `busy` and `cycle`, and a copy per domain for the enables of
+        # its activations and slots (`replicas`): no compare of `cycle` lies in front of
+        # `request.ready` or those enables (issue 9: in the whole top `cycle` -> `last`
+        # -> the slots' enable crossed the unit's quadrant, 14.9 ns of routing).
+        busy_next = Signal()
+        cycle_next = Signal.like(cycle)
+        m.d.comb += [busy_next.eq(Mux(accept, 1, Mux(adv & last, 0, busy))),
+                     cycle_next.eq(Mux(accept, 0, Mux(adv & busy, cycle + 1, cycle)))]
+        free = Signal(init=1)
+        free_next = ~busy_next | (cycle_next == steps - 1)
+        m.d.sync += free.eq(free_next)
+        frees = replicas(m, free, free_next, D, name="free") if D > 1 else [free]
+        m.d.comb += self.request.ready.eq(adv & free)
         # Chunk 0 is read as a request is accepted, chunk c + 1 in the step's cycle c; with
         # `en` low afterwards the last chunk's data holds.  `more` (registers only) and an
         # accept never coincide: an accept needs an idle front or the step's last cycle.
@@ -234,31 +250,26 @@ class CimMacro(wiring.Component):
         m.d.comb += [push.eq(adv & p_item.valid & p_item.last),
                      pop.eq(self.result.valid & self.result.ready),
                      *(new[n].eq(v) for n, v in enumerate(next_accs))]
+        m.d.sync += [busy.eq(busy_next), cycle.eq(cycle_next)]
         with m.If(adv):
-            with m.If(busy):
-                m.d.sync += cycle.eq(cycle + 1)
-            with m.If(last):
-                m.d.sync += busy.eq(0)
             # The step's activations and slots load whenever a request could be accepted
             # (`request.ready`), valid or not, else shift: their enable is `adv` (the
-            # macro's registers) and the choice `~busy | last`, so the gather's offer
-            # (`request.valid`) reaches only `busy` and `cycle`, not the N x Ab-bit
-            # enables.  What an unaccepted load writes is never used: the front is
-            # idle until the next accept loads them again.
-            with m.If(~busy | last):
-                m.d.sync += [acts.eq(self.request.payload.acts),
-                             slots.eq(self.request.payload.slots)]
-            if Q > 1:                           # the next G/Q rows move to the front
-                with m.Else():
-                    for d in range(D):
+            # macro's registers) and the choice `free` (a copy per domain), so the
+            # gather's offer (`request.valid`) reaches only `busy`, `cycle` and `free`,
+            # not the N x Ab-bit enables.  What an unaccepted load writes is never used:
+            # the front is idle until the next accept loads them again.
+            for d in range(D):
+                with m.If(frees[d]):
+                    m.d.sync += [acts[d].eq(self.request.payload.acts[d]),
+                                 slots[d].eq(self.request.payload.slots[d])]
+                if Q > 1:                       # the next G/Q rows move to the front
+                    with m.Else():
                         for g in range(G - r):
                             m.d.sync += acts[d][g].eq(acts[d][g + r])
             if linear:
                 with m.If(p_item.valid):
                     for n, value in enumerate(next_accs):
                         m.d.sync += accs[n].eq(value)
-        with m.If(accept):
-            m.d.sync += [busy.eq(1), cycle.eq(0)]
         return m
 
     def _row_bits(self, rows_r, n: int, j: int) -> list:

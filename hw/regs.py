@@ -18,9 +18,55 @@ value; only a second run sees the first run's leftovers, where they are never us
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux, Signal
+from amaranth.hdl import Cat, Mux, Signal
 
-__all__ = ["ring2", "valid_register"]
+from mars.contract.netlist import REPLICA
+
+__all__ = ["SELECT_FANOUT", "replicas", "ring2", "valid_register"]
+
+#: The most flip-flops a control register (a select or an enable) drives before it is
+#: copied (`replicas`): the default unit spreads over a quarter of an LFE5U-85F, and a
+#: register driving a whole 500-bit hold crossed it in 5 to 10 ns of routing (issue 9,
+#: docs/synthesis.md).  Ours: a quarter to an eighth of the wide holds.
+SELECT_FANOUT = 128
+
+
+def replicas(m, like, value, count: int, *, name: str, enable=None) -> list[Signal]:
+    """`count` copies of a register, each loading `value` (while `enable`, if given).
+
+    A register that selects or enables hundreds of flip-flops spread over a block is one
+    net across the block; each copy drives a share of them and is placed beside it.
+    The names end in `mars.contract.netlist.REPLICA`, which the synthesis script marks
+    ``keep``, so Yosys's ``opt_merge`` does not fold the copies back into one.
+
+    Parameters
+    ----------
+    m : Module
+    like : Signal
+        The register copied: shape, ``init`` and ``reset_less`` are taken from it.
+    value : Value
+        What every copy loads: the copied register's next value (with `enable`, the
+        value it loads under the same enable).
+    count : int
+        Number of copies.
+    name : str
+        The copies are ``{name}{k}{REPLICA}``.
+    enable : Value, optional
+        The copied register's load enable.
+
+    Returns
+    -------
+    list of Signal
+        The copies, equal to the copied register in every cycle.
+    """
+    copies = [Signal.like(like, name=f"{name}{k}{REPLICA}") for k in range(count)]
+    for copy in copies:
+        if enable is None:
+            m.d.sync += copy.eq(value)
+        else:
+            with m.If(enable):
+                m.d.sync += copy.eq(value)
+    return copies
 
 
 def valid_register(m, layout, *, name: str):
@@ -54,7 +100,7 @@ def valid_register(m, layout, *, name: str):
     return reg, payload, valid
 
 
-def ring2(m, layout, new, push, pop, *, name: str):
+def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None):
     """A 2-entry FIFO of wide registers whose clock enables are their own flags.
 
     An empty entry loads `new` every cycle and keeps it once `push` marks it taken, so the
@@ -73,6 +119,12 @@ def ring2(m, layout, new, push, pop, *, name: str):
         Write `new` this cycle; only while not `full`.
     pop : Signal(1)
         The older entry leaves this cycle; only while `valid`.
+
+    fanout : int, optional
+        The most bits of the output one register chooses: the read pointer gets
+        ``ceil(bits / fanout)`` copies (`replicas`), each choosing an equal share of
+        the entry, so that no one register selects all of a wide entry.  One read
+        pointer when not given.
 
     Returns
     -------
@@ -102,5 +154,15 @@ def ring2(m, layout, new, push, pop, *, name: str):
                  valid.eq(Mux(rp_next, taken_next[1], taken_next[0])),
                  full.eq(taken_next[0] & taken_next[1])]
     payload = Signal(layout, name=f"{name}_out")
-    m.d.comb += payload.eq(Mux(rp, entries[1], entries[0]))
+    bits = len(payload.as_value())
+    copies = 1 if fanout is None else -(-bits // fanout)
+    if copies == 1:
+        m.d.comb += payload.eq(Mux(rp, entries[1], entries[0]))
+    else:
+        rps = replicas(m, rp, rp_next, copies, name=f"{name}_rp")
+        flat = [e.as_value() for e in entries]
+        share = -(-bits // copies)
+        m.d.comb += payload.eq(Cat(*(
+            Mux(rps[c], flat[1][c * share:(c + 1) * share], flat[0][c * share:(c + 1) * share])
+            for c in range(copies) if c * share < bits)))
     return payload, valid, full

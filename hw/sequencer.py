@@ -196,11 +196,17 @@ class UnitSequencer(wiring.Component):
         # first stored word of the instruction after the one being fetched
         nxt = Signal(range(fmt.program_depth), init=ki % fmt.program_depth)
         pa = Signal(range(fmt.param_depth))            # next parameter word to read
-        i_issued, i_got = Signal(range(ki + 1)), Signal(range(ki + 1))
-        p_issued, p_got = Signal(range(kp + 1)), Signal(range(kp + 1))
-        i_done, p_done = Signal(), Signal()             # every stored word shifted in
+        i_issued = Signal(range(ki + 1))                # stored words read / shifted in
+        i_got = Signal(range(ki + 1))
+        p_issued = Signal(range(kp + 1))
+        p_got = Signal(range(kp + 1))
+        i_done = Signal()             # every stored word shifted in
+        p_done = Signal()
         p_on = Signal()                                 # param_addr is in pa: read on
-        iv1, iv2, pv1, pv2 = Signal(), Signal(), Signal(), Signal()
+        iv1 = Signal()
+        iv2 = Signal()
+        pv1 = Signal()
+        pv2 = Signal()
         # The registered block-RAM outputs (one register per memory: no multiplexer
         # between a block RAM's output and its register).
         # Reset-less (hw/regs.py): words read only under iv2/pv2, shadows read only once
@@ -216,7 +222,15 @@ class UnitSequencer(wiring.Component):
         shadow = data.View(instruction_layout(cfg), next_insn[:insn_bits])
         full = Signal()                                 # the shadow holds a WALK
         syncs = Signal(range(cfg.program_words + 2))    # SYNCs fetched, not yet taken
-        sync_in, sync_out, take = Signal(), Signal(), Signal()
+        # ``syncs == 0`` and ``syncs == 1`` kept as registers (next values from this
+        # cycle's count and its in/out strobes), so no comparator of the count lies in
+        # front of `take`, which clears the fetch engine's state (issue 9: the unit's
+        # critical path at one seed ran syncs -> compare -> take -> p_done).
+        syncs_zero = Signal(init=1)
+        syncs_one = Signal()
+        sync_in = Signal()
+        sync_out = Signal()
+        take = Signal()
         m.d.comb += full.eq(i_done & p_done)
 
         def wrap(addr, depth, step=1):
@@ -225,6 +239,10 @@ class UnitSequencer(wiring.Component):
         m.d.comb += [prog_read.addr.eq(fa), param_read.addr.eq(pa)]
         m.d.sync += [iv1.eq(0), iv2.eq(iv1), pv1.eq(0), pv2.eq(pv1),
                      syncs.eq(syncs + sync_in - sync_out)]
+        with m.If(sync_in & ~sync_out):
+            m.d.sync += [syncs_zero.eq(0), syncs_one.eq(syncs_zero)]
+        with m.If(sync_out & ~sync_in):
+            m.d.sync += [syncs_zero.eq(syncs_one), syncs_one.eq(syncs == 2)]
         # Instruction stream: its ki stored words, one read a cycle from its first cycle.
         with m.If(i_issued != ki):
             m.d.comb += prog_read.en.eq(1)
@@ -278,8 +296,8 @@ class UnitSequencer(wiring.Component):
         taken = Signal(cfg.wordline_domains)            # decoders that took the shadow's
         in_sync = Signal()
         ahead_ok = Signal()
-        m.d.comb += ahead_ok.eq(Mux(in_sync, (syncs == 0) & self.more,
-                                    (syncs == 0) | ((syncs == 1) & self.more)))
+        m.d.comb += ahead_ok.eq(Mux(in_sync, syncs_zero & self.more,
+                                    syncs_zero | (syncs_one & self.more)))
         for d, start in enumerate(self.starts):
             m.d.comb += [start.payload.eq(shadow.desc),
                          start.payload.index_start.eq(shadow.index_start[d]),
@@ -295,7 +313,7 @@ class UnitSequencer(wiring.Component):
         def dispatch():
             """Take the next instruction: a fetched SYNC, else a fetched WALK whose
             descriptor every decoder has taken."""
-            with m.If(syncs != 0):
+            with m.If(~syncs_zero):
                 m.d.comb += sync_out.eq(1)
                 m.next = "SYNC"
             with m.Elif(full & taken.all()):

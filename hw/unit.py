@@ -172,7 +172,8 @@ class MacroUnit(wiring.Component):
                                  (self.ktable_write, decoder.ktable_write)):
                 m.d.comb += [target.payload.eq(port.payload.write),
                              target.valid.eq(port.valid & (port.payload.domain == d))]
-        error, seen = Signal(), Signal()
+        error = Signal()
+        seen = Signal()
         m.d.comb += [self.index_write.ready.eq(1), self.ktable_write.ready.eq(1),
                      error.eq(Cat(*(dec.error.as_value() for dec in decoders)).any()),
                      self.error.eq(error | seen)]

@@ -92,7 +92,7 @@ from mars.contract.netlist import REPLICA
 from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
 from .accumulator import pixel_layout
-from .regs import valid_register
+from .regs import replicas, valid_register
 
 __all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "sc_read_layout",
            "act_write_stage", "result_write"]
@@ -365,12 +365,16 @@ class UnitWriter(wiring.Component):
         pos = self._position(m, take)
         base = Signal(fmt.value_bits + 1)          # element of the next pixel's channel 0
         count = Signal(range(N + L + 1))           # phase + n_valid of the next pixel
+        # The phase is ``base % L``, from `_position`'s own low-bit counter (``base_lo``),
+        # not from `base`'s adder: `last_group`'s next value then sums lb bits with
+        # n_valid, not the whole address first (issue 9: the unit's critical path at one
+        # seed ran pix_addr -> base -> count -> last_group through three carry chains).
         m.d.comb += [base.eq(insn.out_base + pos["pix_addr"]),
-                     count.eq((base[:lb] if lb else 0) + insn.n_valid)]
+                     count.eq(pos["base_lo"] + insn.n_valid)]
         next_last_n = Signal.like(last_n)
         m.d.comb += next_last_n.eq(Mux(count == 0, 0, (count - 1) >> lb))
         with m.If(take):
-            m.d.sync += [phase.eq(base[:lb] if lb else 0),
+            m.d.sync += [phase.eq(pos["base_lo"]),
                          last_n.eq(next_last_n),
                          in_bounds.eq(pos["in_bounds"]),
                          pool_max.eq(~pos["first_in_window"] & (insn.pool_k != 1))]
@@ -381,7 +385,9 @@ class UnitWriter(wiring.Component):
             delayed = Signal()
             m.d.sync += delayed.eq(slot)
             slot = delayed
-        ends_word, can, issue = Signal(), Signal(), Signal()
+        ends_word = Signal()
+        can = Signal()
+        issue = Signal()
         # `n_grp == last_n`, kept as a register: set one group ahead from compares of
         # registers, so no comparator lies in front of the issue decision (and behind it
         # the position counters' enables).
@@ -394,13 +400,24 @@ class UnitWriter(wiring.Component):
             self.pixel.ready.eq(issue & last_group),
             advance.eq(issue & last_group),
         ]
+        n_grp_next = Signal.like(n_grp)
+        m.d.comb += n_grp_next.eq(n_grp)
+        m.d.sync += n_grp.eq(n_grp_next)
         with m.If(issue):
-            m.d.sync += [n_grp.eq(Mux(last_group, 0, n_grp + 1)), group.eq(group + 1),
-                         last_group.eq(n_grp + 1 == last_n)]
+            m.d.comb += n_grp_next.eq(Mux(last_group, 0, n_grp + 1))
+            m.d.sync += [group.eq(group + 1), last_group.eq(n_grp + 1 == last_n)]
         with m.If(self.restart):
-            m.d.sync += [n_grp.eq(0), last_group.eq(last_n == 0)]
+            m.d.comb += n_grp_next.eq(0)
+            m.d.sync += last_group.eq(last_n == 0)
         with m.If(take):                            # after the issue's update: a new pixel
-            m.d.sync += [n_grp.eq(0), group.eq(base >> lb), last_group.eq(next_last_n == 0)]
+            m.d.comb += n_grp_next.eq(0)
+            m.d.sync += [group.eq(base >> lb), last_group.eq(count <= L)]
+        # `n_grp` and `phase` choose every lane's S1 values (`_select`): a copy of each
+        # per lane (`replicas`), placed beside its lane's choice (issue 9: in the whole
+        # top `n_grp` fanned out over the unit's quadrant, 5.8 ns, into the S1 choice).
+        n_grps = replicas(m, n_grp, n_grp_next, L, name="n_grp") if L > 1 else [n_grp]
+        phases = (replicas(m, phase, pos["base_lo"], L, name="phase", enable=take) if lb
+                  else [phase] * L)
 
         # -- S1: the group's lanes, in output order -------------------------------------
         s1, s1_data, s1_valid = valid_register(m, self._group_layout(), name="s1")
@@ -411,7 +428,7 @@ class UnitWriter(wiring.Component):
             s1_data.ends_word.eq(ends_word),
             s1_data.group.eq(group),
         ]
-        lanes = self._select(m, issue, n_grp, phase, in_bounds)
+        lanes = self._select(m, issue, n_grps, phases, in_bounds)
         if cfg.residual_adds:
             self._shortcut_read(m, issue, advance, n_grp, s1_data)
             last = self._residual_lanes(m, lanes, s1)
@@ -427,9 +444,10 @@ class UnitWriter(wiring.Component):
             return Const(0, 1)
         return self.insn.add | self.insn.psum
 
-    def _select(self, m, issue, n_grp, phase, in_bounds) -> list[Signal]:
+    def _select(self, m, issue, n_grps, phases, in_bounds) -> list[Signal]:
         """S1 of every lane: the accumulator, M and S of channel ``n_grp*L + lane - phase``
-        and whether the lane writes.
+        and whether the lane writes (lane and position j use copy j of `n_grps` and
+        `phases`, the copies of ``n_grp`` and ``phase``).
 
         No lane indexes all N channels: position j of *aligned* group ``n_grp`` (channel
         ``n_grp*L + j``) is an ``N/L``-way choice, the previous group's choice is kept in
@@ -463,6 +481,7 @@ class UnitWriter(wiring.Component):
             if n_groups == 1:
                 m.d.comb += pick.eq(options[0])
             else:
+                n_grp = n_grps[j]
                 with m.Switch(n_grp[:(n_groups - 1).bit_length()] if pow2 else n_grp):
                     for g, value in enumerate(options):
                         with m.Case(g):
@@ -475,6 +494,7 @@ class UnitWriter(wiring.Component):
         for lane in range(L):
             reg = Signal(data.StructLayout({**fields, "write": 1}), name=f"s1_lane{lane}",
                          reset_less=True)
+            n_grp, phase = n_grps[lane], phases[lane]
             if lb:
                 with m.Switch(phase):
                     for p in range(L):
@@ -751,9 +771,10 @@ class UnitWriter(wiring.Component):
         """The output position of the next pixel to be taken, advanced as it is taken.
 
         Returns the signals the pixel registers take: ``pix_addr`` (the pooled position's
-        offset from ``out_base``), ``in_bounds`` and ``first_in_window``.
+        offset from ``out_base``), ``base_lo`` (``(out_base + pix_addr) % L``, a register,
+        0 when L is 1), ``in_bounds`` and ``first_in_window``.
         """
-        fmt, insn = self._format, self.insn
+        fmt, insn, lb = self._format, self.insn, self._banking.lane_bits
         # Reset-less (hw/regs.py): `restart` clears them before a walk's first take.
         ox = Signal(fmt.value_bits, reset_less=True)      # column in the pre-pooling map
         kx = Signal(fmt.pool_bits, reset_less=True)       # position inside the pool window
@@ -762,6 +783,28 @@ class UnitWriter(wiring.Component):
         py = Signal(fmt.value_bits, reset_less=True)
         row_addr = Signal(fmt.value_bits + 1, reset_less=True)  # offset of pooled row py
         pix_addr = Signal(fmt.value_bits + 1, reset_less=True)  # offset of pixel (px, py)
+        # (out_base + row_addr) % L and (out_base + pix_addr) % L, stepped beside them:
+        # lb-bit adds, so the pixel's phase and last group need no full-width add.
+        row_lo = Signal(max(1, lb), reset_less=True)
+        pix_lo = Signal(max(1, lb), reset_less=True)
+
+        def lo(value):
+            return value[:lb] if lb else Const(0, 1)
+
+        def lo_sum(a, b):
+            return (lo(a) + lo(b))[:lb] if lb else Const(0, 1)
+
+        with m.If(take):
+            with m.If(ox == insn.desc.out_w - 1):
+                with m.If(ky == insn.pool_k - 1):
+                    m.d.sync += [row_lo.eq(lo_sum(row_lo, insn.out_row_pitch)),
+                                 pix_lo.eq(lo_sum(row_lo, insn.out_row_pitch))]
+                with m.Else():
+                    m.d.sync += pix_lo.eq(row_lo)
+            with m.Elif(kx == insn.pool_k - 1):
+                m.d.sync += pix_lo.eq(lo_sum(pix_lo, insn.out_pitch))
+        with m.If(self.restart):
+            m.d.sync += [row_lo.eq(lo(insn.out_base)), pix_lo.eq(lo(insn.out_base))]
         with m.If(take):
             with m.If(ox == insn.desc.out_w - 1):
                 m.d.sync += [ox.eq(0), kx.eq(0), px.eq(0)]
@@ -781,6 +824,6 @@ class UnitWriter(wiring.Component):
         with m.If(self.restart):
             m.d.sync += [ox.eq(0), kx.eq(0), ky.eq(0), px.eq(0), py.eq(0),
                          row_addr.eq(0), pix_addr.eq(0)]
-        return {"pix_addr": pix_addr,
+        return {"pix_addr": pix_addr, "base_lo": pix_lo if lb else Const(0, 1),
                 "in_bounds": (px < insn.pool_w) & (py < insn.pool_h),
                 "first_in_window": (kx == 0) & (ky == 0)}
