@@ -18,7 +18,7 @@ value; only a second run sees the first run's leftovers, where they are never us
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Mux, Signal
+from amaranth.hdl import Cat, Mux, Signal, Value
 
 from mars.contract.netlist import REPLICA
 
@@ -154,13 +154,13 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None):
                  valid.eq(Mux(rp_next, taken_next[1], taken_next[0])),
                  full.eq(taken_next[0] & taken_next[1])]
     payload = Signal(layout, name=f"{name}_out")
-    bits = len(payload.as_value())
+    bits = len(Value.cast(payload))
     copies = 1 if fanout is None else -(-bits // fanout)
     if copies == 1:
         m.d.comb += payload.eq(Mux(rp, entries[1], entries[0]))
     else:
         rps = replicas(m, rp, rp_next, copies, name=f"{name}_rp")
-        flat = [e.as_value() for e in entries]
+        flat = [Value.cast(e) for e in entries]
         share = -(-bits // copies)
         m.d.comb += payload.eq(Cat(*(
             Mux(rps[c], flat[1][c * share:(c + 1) * share], flat[0][c * share:(c + 1) * share])
