@@ -33,8 +33,9 @@ Two parts run side by side:
 * the **executor** (NEXT -> START -> RUN, or SYNC) takes the next instruction in the
   cycle it becomes free (``walk_done``, ``go`` at a SYNC, or in NEXT): a counted SYNC
   first, else a full shadow WALK whose descriptor every decoder has taken (instruction
-  and parameters copied into ``insn`` and ``params``, held unchanged for the whole walk;
-  ``release`` set), else it waits in NEXT.  START (one cycle) moves the writer to the
+  and parameters in ``insn`` and ``params``, held unchanged for the whole walk: they
+  follow the shadow between walks, so they hold its words at the take; ``release``
+  set), else it waits in NEXT.  START (one cycle) moves the writer to the
   walk's origin.
 
 A walk that follows another walk or a SYNC therefore starts the cycle after the previous
@@ -49,7 +50,7 @@ docs/synthesis.md ("Block-RAM budget").
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -63,6 +64,8 @@ from mars.contract.program import (
     instruction_layout,
     param_layout,
 )
+
+from .regs import SELECT_FANOUT, replicas
 
 __all__ = ["UnitSequencer", "memory_write_layout", "program_write_layout",
            "param_write_layout"]
@@ -123,9 +126,11 @@ class UnitSequencer(wiring.Component):
     first_passed : In(1)
         The current walk's first payload passes to the gather this cycle.
     insn : Out(instruction_layout(config))
-        The current instruction, a register loaded when the walk is taken.
+        The current instruction: a register holding the walk's instruction from its
+        take to its end (``walk_done``); between walks it follows the fetched words
+        and means nothing.
     params : Out(param_layout(config))
-        The current walk's parameter word, a register loaded with `insn`.
+        The current walk's parameter word, a register held and loaded with `insn`.
     """
 
     def __init__(self, config: MarsConfig, *, program: list | None = None,
@@ -318,13 +323,35 @@ class UnitSequencer(wiring.Component):
                 m.next = "SYNC"
             with m.Elif(full & taken.all()):
                 m.d.comb += take.eq(1)
-                m.d.sync += [insn.eq(shadow), params.eq(next_params), taken.eq(0),
-                             release.eq(1)]
+                m.d.sync += [taken.eq(0), release.eq(1)]
                 m.next = "START"
             with m.Else():
                 m.next = "NEXT"
 
-        with m.FSM(name="seq"):
+        # `insn` and `params` (about 1,200 flip-flops on default) follow the shadow while
+        # the executor is between walks (NEXT, SYNC) and in the cycle its walk ends, and
+        # hold from the take to the walk's end (START, RUN): so they hold the shadow's
+        # words at every take, and their enable is `walk_done` and a register
+        # (`walking`), not the dispatch decision (the controller's `go`, the SYNC count,
+        # the shadow's flags).  What they load between walks is never used: nothing reads
+        # them from one walk's end (its last pixel written: `walk_done`) to the next
+        # walk's take, and the next walk's payloads wait at the decoders until then
+        # (`release`).  A copy of `walking` per share of at most SELECT_FANOUT bits
+        # (`replicas`).  (Issue 9: in the whole top `go` -> the dispatch -> the
+        # parameters' enable crossed a unit's quadrant, 16 ns of routing.)
+        walking = Signal()
+        walking_next = Signal()
+        m.d.sync += walking.eq(walking_next)
+        held = [(Value.cast(insn), Value.cast(shadow)),
+                (Value.cast(params), next_params[:len(Value.cast(params))])]
+        for k, (dst, src) in enumerate(held):
+            shares = -(-len(dst) // SELECT_FANOUT)
+            width = -(-len(dst) // shares)
+            copies = replicas(m, walking, walking_next, shares, name=f"walking{k}_")
+            for c, copy in enumerate(copies):
+                with m.If(~copy | self.walk_done):
+                    m.d.sync += dst[c * width:(c + 1) * width].eq(src[c * width:(c + 1) * width])
+        with m.FSM(name="seq") as fsm:
             with m.State("NEXT"):
                 dispatch()
             with m.State("START"):
@@ -337,4 +364,6 @@ class UnitSequencer(wiring.Component):
                 m.d.comb += [self.waiting.eq(1), in_sync.eq(1)]
                 with m.If(self.go):
                     dispatch()
+        m.d.comb += walking_next.eq(take | fsm.ongoing("START")
+                                    | (fsm.ongoing("RUN") & ~self.walk_done))
         return m
