@@ -794,36 +794,42 @@ class UnitWriter(wiring.Component):
         def lo_sum(a, b):
             return (lo(a) + lo(b))[:lb] if lb else Const(0, 1)
 
+        # `ox == out_w - 1`, `kx == pool_k - 1` and `ky == pool_k - 1` kept as registers
+        # (set with the counters, from compares of registers), so the counters' enables
+        # are `take` and a flag, not `take` and a compare (issue 9: the unit's critical
+        # path at one seed ran the write slot -> issue -> take -> the compares -> the
+        # position counters' enables).
+        ox_last = Signal(reset_less=True)
+        kx_last = Signal(reset_less=True)
+        ky_last = Signal(reset_less=True)
+        pool_one = insn.pool_k == 1
         with m.If(take):
-            with m.If(ox == insn.desc.out_w - 1):
-                with m.If(ky == insn.pool_k - 1):
-                    m.d.sync += [row_lo.eq(lo_sum(row_lo, insn.out_row_pitch)),
+            with m.If(ox_last):
+                m.d.sync += [ox.eq(0), kx.eq(0), px.eq(0),
+                             ox_last.eq(insn.desc.out_w == 1), kx_last.eq(pool_one)]
+                with m.If(ky_last):
+                    m.d.sync += [ky.eq(0), ky_last.eq(pool_one), py.eq(py + 1),
+                                 row_addr.eq(row_addr + insn.out_row_pitch),
+                                 pix_addr.eq(row_addr + insn.out_row_pitch),
+                                 row_lo.eq(lo_sum(row_lo, insn.out_row_pitch)),
                                  pix_lo.eq(lo_sum(row_lo, insn.out_row_pitch))]
                 with m.Else():
-                    m.d.sync += pix_lo.eq(row_lo)
-            with m.Elif(kx == insn.pool_k - 1):
-                m.d.sync += pix_lo.eq(lo_sum(pix_lo, insn.out_pitch))
-        with m.If(self.restart):
-            m.d.sync += [row_lo.eq(lo(insn.out_base)), pix_lo.eq(lo(insn.out_base))]
-        with m.If(take):
-            with m.If(ox == insn.desc.out_w - 1):
-                m.d.sync += [ox.eq(0), kx.eq(0), px.eq(0)]
-                with m.If(ky == insn.pool_k - 1):
-                    m.d.sync += [ky.eq(0), py.eq(py + 1),
-                                 row_addr.eq(row_addr + insn.out_row_pitch),
-                                 pix_addr.eq(row_addr + insn.out_row_pitch)]
-                with m.Else():
-                    m.d.sync += [ky.eq(ky + 1), pix_addr.eq(row_addr)]
+                    m.d.sync += [ky.eq(ky + 1), ky_last.eq(ky + 1 == insn.pool_k - 1),
+                                 pix_addr.eq(row_addr), pix_lo.eq(row_lo)]
             with m.Else():
-                m.d.sync += ox.eq(ox + 1)
-                with m.If(kx == insn.pool_k - 1):
-                    m.d.sync += [kx.eq(0), px.eq(px + 1),
-                                 pix_addr.eq(pix_addr + insn.out_pitch)]
+                m.d.sync += [ox.eq(ox + 1), ox_last.eq(ox + 1 == insn.desc.out_w - 1)]
+                with m.If(kx_last):
+                    m.d.sync += [kx.eq(0), kx_last.eq(pool_one), px.eq(px + 1),
+                                 pix_addr.eq(pix_addr + insn.out_pitch),
+                                 pix_lo.eq(lo_sum(pix_lo, insn.out_pitch))]
                 with m.Else():
-                    m.d.sync += kx.eq(kx + 1)
+                    m.d.sync += [kx.eq(kx + 1), kx_last.eq(kx + 1 == insn.pool_k - 1)]
         with m.If(self.restart):
             m.d.sync += [ox.eq(0), kx.eq(0), ky.eq(0), px.eq(0), py.eq(0),
-                         row_addr.eq(0), pix_addr.eq(0)]
+                         row_addr.eq(0), pix_addr.eq(0),
+                         row_lo.eq(lo(insn.out_base)), pix_lo.eq(lo(insn.out_base)),
+                         ox_last.eq(insn.desc.out_w == 1), kx_last.eq(pool_one),
+                         ky_last.eq(pool_one)]
         return {"pix_addr": pix_addr, "base_lo": pix_lo if lb else Const(0, 1),
                 "in_bounds": (px < insn.pool_w) & (py < insn.pool_h),
                 "first_in_window": (kx == 0) & (ky == 0)}
