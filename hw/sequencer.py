@@ -201,11 +201,14 @@ class UnitSequencer(wiring.Component):
         # first stored word of the instruction after the one being fetched
         nxt = Signal(range(fmt.program_depth), init=ki % fmt.program_depth)
         pa = Signal(range(fmt.param_depth))            # next parameter word to read
-        i_issued = Signal(range(ki + 1))                # stored words read / shifted in
+        # Stored words read / shifted in, and all of them shifted in, per memory.  (One
+        # Signal a line: a tuple assignment can leave a register unnamed in the
+        # Verilog, tests/test_hw_names.py.)
+        i_issued = Signal(range(ki + 1))
         i_got = Signal(range(ki + 1))
         p_issued = Signal(range(kp + 1))
         p_got = Signal(range(kp + 1))
-        i_done = Signal()             # every stored word shifted in
+        i_done = Signal()
         p_done = Signal()
         p_on = Signal()                                 # param_addr is in pa: read on
         iv1 = Signal()
