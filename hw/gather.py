@@ -152,24 +152,28 @@ class ActivationGather(wiring.Component):
         arrived = Cat(*(spare_valid[d] | o.valid for d, o in enumerate(outs))).all()
         m.d.comb += [take.eq(arrived & (~b_valid | move)),
                      request.valid.eq(c_valid)]
-        # Each domain takes with its own copy of `take`, from its own copies of `b_valid`
-        # and `move` (names ending in REPLICA: synthesis keeps them apart), so that the
-        # one `take` does not fan out to every stage-B register of the unit: placed
-        # beside its domain, each copy drives that domain's registers only (issue 9: the
-        # unit's critical path at one seed ran a domain's spare through `take`, across
-        # the gather and back into another domain's `busy`).
-        takes = []
-        for d in range(D):
-            b_valid_rep = Signal(name=f"b_valid{d}{REPLICA}")
-            move_rep = Signal(name=f"move{d}{REPLICA}")
-            take_d = Signal(name=f"take{d}")
+        # Each domain takes with copies of `take` of its own, each from its own copies
+        # of `b_valid` and `move` (names ending in REPLICA: synthesis keeps them apart),
+        # so that the one `take` does not fan out to every stage-B register of the unit:
+        # one copy for the domain's stage-B registers, one for its spare's flag (which
+        # lies at the decoder's output, away from them).  (Issue 9: the unit's critical
+        # path ran a domain's spare through `take`, across the gather and back into
+        # another domain's `busy`; with one copy a domain, from its stage-B registers
+        # back to its spare's flag.)
+        def take_copy(name):
+            b_valid_rep = Signal(name=f"b_valid_{name}{REPLICA}")
+            move_rep = Signal(name=f"move_{name}{REPLICA}")
+            copy = Signal(name=f"take_{name}")
             m.d.sync += move_rep.eq(move_next)
             with m.If(take):
                 m.d.sync += b_valid_rep.eq(1)
             with m.Elif(move):
                 m.d.sync += b_valid_rep.eq(0)
-            m.d.comb += take_d.eq(arrived & (~b_valid_rep | move_rep))
-            takes.append(take_d)
+            m.d.comb += copy.eq(arrived & (~b_valid_rep | move_rep))
+            return copy
+
+        takes = [take_copy(f"b{d}") for d in range(D)]
+        spare_takes = [take_copy(f"spare{d}") for d in range(D)]
         for d, o in enumerate(outs):
             # B takes the spare's payload if there is one, else the decoder's (no cycle lost
             # when the spare is empty).  The spare's data follow the decoder's output while
@@ -183,17 +187,17 @@ class ActivationGather(wiring.Component):
                     m.d.sync += [spares[d].first.eq(o.payload.first),
                                  spares[d].last.eq(o.payload.last),
                                  spares[d].walk_last.eq(o.payload.walk_last)]
-                m.d.sync += spare_valid[d].eq(o.valid & ~takes[d])
-            with m.Elif(takes[d]):
+                m.d.sync += spare_valid[d].eq(o.valid & ~spare_takes[d])
+            with m.Elif(spare_takes[d]):
                 m.d.sync += spare_valid[d].eq(0)
         with m.If(take):
             m.d.sync += [b_valid.eq(1), b_side.first.eq(srcs[0].first),
                          b_side.last.eq(srcs[0].last), b_side.walk_last.eq(srcs[0].walk_last)]
+        with m.Elif(move):
+            m.d.sync += b_valid.eq(0)
         for d, src in enumerate(srcs):
             with m.If(takes[d]):
                 m.d.sync += [b_slots[d].eq(src.slot), b_pad[d].eq(src.pad)]
-        with m.Elif(move):
-            m.d.sync += b_valid.eq(0)
         with m.If(move):
             m.d.sync += c_valid.eq(1)
         with m.Elif(request.ready):
