@@ -52,9 +52,9 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
-from mars.contract.netlist import REPLICA
 
 from .macro import request_layout
+from .regs import replicas
 
 __all__ = ["ActivationGather", "side_layout"]
 
@@ -160,20 +160,15 @@ class ActivationGather(wiring.Component):
         # path ran a domain's spare through `take`, across the gather and back into
         # another domain's `busy`; with one copy a domain, from its stage-B registers
         # back to its spare's flag.)
-        def take_copy(name):
-            b_valid_rep = Signal(name=f"b_valid_{name}{REPLICA}")
-            move_rep = Signal(name=f"move_{name}{REPLICA}")
-            copy = Signal(name=f"take_{name}")
-            m.d.sync += move_rep.eq(move_next)
-            with m.If(take):
-                m.d.sync += b_valid_rep.eq(1)
-            with m.Elif(move):
-                m.d.sync += b_valid_rep.eq(0)
-            m.d.comb += copy.eq(arrived & (~b_valid_rep | move_rep))
-            return copy
-
-        takes = [take_copy(f"b{d}") for d in range(D)]
-        spare_takes = [take_copy(f"spare{d}") for d in range(D)]
+        b_valid_next = Mux(take, 1, Mux(move, 0, b_valid))
+        copies = []
+        for k, (b_valid_k, move_k) in enumerate(zip(
+                replicas(m, b_valid, b_valid_next, 2 * D, name="b_valid"),
+                replicas(m, move, move_next, 2 * D, name="move"))):
+            copy = Signal(name=f"take{k}")
+            m.d.comb += copy.eq(arrived & (~b_valid_k | move_k))
+            copies.append(copy)
+        takes, spare_takes = copies[:D], copies[D:]
         for d, o in enumerate(outs):
             # B takes the spare's payload if there is one, else the decoder's (no cycle lost
             # when the spare is empty).  The spare's data follow the decoder's output while

@@ -22,13 +22,21 @@ from amaranth.hdl import Cat, Mux, Signal, Value
 
 from mars.contract.netlist import REPLICA
 
-__all__ = ["SELECT_FANOUT", "replicas", "ring2", "valid_register"]
+__all__ = ["SELECT_FANOUT", "replicas", "ring2", "shares", "valid_register"]
 
 #: The most flip-flops a control register (a select or an enable) drives before it is
 #: copied (`replicas`): the default unit spreads over a quarter of an LFE5U-85F, and a
 #: register driving a whole 500-bit hold crossed it in 5 to 10 ns of routing (issue 9,
 #: docs/synthesis.md).  Ours: a quarter to an eighth of the wide holds.
 SELECT_FANOUT = 128
+
+
+def shares(width: int, fanout: int) -> list[slice]:
+    """Split `width` bits into ``ceil(width / fanout)`` equal slices (the last may be
+    shorter), one per copy of a register that selects or enables at most `fanout` bits."""
+    count = -(-width // fanout)
+    size = -(-width // count)
+    return [slice(lo, min(lo + size, width)) for lo in range(0, width, size)]
 
 
 def replicas(m, like, value, count: int, *, name: str, enable=None) -> list[Signal]:
@@ -155,14 +163,12 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None):
                  full.eq(taken_next[0] & taken_next[1])]
     payload = Signal(layout, name=f"{name}_out")
     bits = len(Value.cast(payload))
-    copies = 1 if fanout is None else -(-bits // fanout)
-    if copies == 1:
+    parts = [slice(0, bits)] if fanout is None else shares(bits, fanout)
+    if len(parts) == 1:
         m.d.comb += payload.eq(Mux(rp, entries[1], entries[0]))
     else:
-        rps = replicas(m, rp, rp_next, copies, name=f"{name}_rp")
+        rps = replicas(m, rp, rp_next, len(parts), name=f"{name}_rp")
         flat = [Value.cast(e) for e in entries]
-        share = -(-bits // copies)
-        m.d.comb += payload.eq(Cat(*(
-            Mux(rps[c], flat[1][c * share:(c + 1) * share], flat[0][c * share:(c + 1) * share])
-            for c in range(copies) if c * share < bits)))
+        m.d.comb += payload.eq(Cat(*(Mux(rp_c, flat[1][part], flat[0][part])
+                                     for rp_c, part in zip(rps, parts))))
     return payload, valid, full

@@ -65,7 +65,7 @@ from mars.contract.program import (
     param_layout,
 )
 
-from .regs import SELECT_FANOUT, replicas
+from .regs import SELECT_FANOUT, replicas, shares
 
 __all__ = ["UnitSequencer", "memory_write_layout", "program_write_layout",
            "param_write_layout"]
@@ -348,12 +348,11 @@ class UnitSequencer(wiring.Component):
         held = [(Value.cast(insn), Value.cast(shadow)),
                 (Value.cast(params), next_params[:len(Value.cast(params))])]
         for k, (dst, src) in enumerate(held):
-            shares = -(-len(dst) // SELECT_FANOUT)
-            width = -(-len(dst) // shares)
-            copies = replicas(m, walking, walking_next, shares, name=f"walking{k}_")
-            for c, copy in enumerate(copies):
+            parts = shares(len(dst), SELECT_FANOUT)
+            copies = replicas(m, walking, walking_next, len(parts), name=f"walking{k}_")
+            for copy, part in zip(copies, parts):
                 with m.If(~copy | self.walk_done):
-                    m.d.sync += dst[c * width:(c + 1) * width].eq(src[c * width:(c + 1) * width])
+                    m.d.sync += dst[part].eq(src[part])
         with m.FSM(name="seq") as fsm:
             with m.State("NEXT"):
                 dispatch()

@@ -347,7 +347,8 @@ class UnitWriter(wiring.Component):
         # flags, `n_grp`, `last_group`, the slot delay line and `asm_mask` keep the reset.
         n_grp = Signal(range(N + 2))               # lane group of the pixel issuing now
         group = Signal(fmt.value_bits + 1, reset_less=True)  # its element group (/ L)
-        phase = Signal(max(1, lb), reset_less=True)  # the pixel's channel 0 modulo L
+        # the pixel's channel 0 modulo L: only its copies per lane (`phases`, below)
+        phase = Signal(max(1, lb), reset_less=True)
         last_n = Signal(range(N + 2), reset_less=True)  # index of the pixel's last group
         in_bounds = Signal(reset_less=True)        # inside the pooled map
         pool_max = Signal(reset_less=True)         # a later pixel of its pooling window
@@ -374,8 +375,7 @@ class UnitWriter(wiring.Component):
         next_last_n = Signal.like(last_n)
         m.d.comb += next_last_n.eq(Mux(count == 0, 0, (count - 1) >> lb))
         with m.If(take):
-            m.d.sync += [phase.eq(pos["base_lo"]),
-                         last_n.eq(next_last_n),
+            m.d.sync += [last_n.eq(next_last_n),
                          in_bounds.eq(pos["in_bounds"]),
                          pool_max.eq(~pos["first_in_window"] & (insn.pool_k != 1))]
 
@@ -417,7 +417,7 @@ class UnitWriter(wiring.Component):
         # top `n_grp` fanned out over the unit's quadrant, 5.8 ns, into the S1 choice).
         n_grps = replicas(m, n_grp, n_grp_next, L, name="n_grp") if L > 1 else [n_grp]
         phases = (replicas(m, phase, pos["base_lo"], L, name="phase", enable=take) if lb
-                  else [phase] * L)
+                  else [Const(0, 1)] * L)
 
         # -- S1: the group's lanes, in output order -------------------------------------
         s1, s1_data, s1_valid = valid_register(m, self._group_layout(), name="s1")
