@@ -95,7 +95,7 @@ from .accumulator import pixel_layout
 from .regs import replicas, valid_register
 
 __all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "sc_read_layout",
-           "act_write_stage", "result_write"]
+           "act_write_stage", "result_write", "shortcut_read_delay", "writer_latency"]
 
 
 def act_entry_layout(config: MarsConfig) -> data.StructLayout:
@@ -229,26 +229,37 @@ def result_write(m, result, entry) -> None:
                  write.en.eq(Mux(entry.valid, entry.mask, 0))]
 
 
-#: Register stages from a lane group's issue to its offer (S1 .. S4 and the output
+#: Register stages from a lane group's issue to its offer (S0 .. S4 and the output
 #: register) of the full pipeline, without residual adds; a configuration's
-#: ``writer_stages`` may leave out S2 .. S4 (`UnitWriter.registered`), and
+#: ``writer_stages`` may leave out S0 and S2 .. S4 (`UnitWriter.registered`), and
 #: `writer_latency` gives its value.
 WRITER_STAGES = MAX_WRITER_STAGES
+
+#: The least ``writer_stages`` at which stage S<key> is registered: S0 is left out first,
+#: then S2, S3 and S4 (S1 and the output register always are).
+_STAGE_NEEDS = {0: 6, 2: 5, 3: 4, 4: 3}
+
+
+def shortcut_read_delay(config: MarsConfig) -> int:
+    """Cycles from a lane group's issue to its shortcut read (residual adds): 1 when S0 is
+    registered (the read's address and enables are S0 registers), else 0 (the read is
+    issued with the group)."""
+    return int(config.writer_stages >= _STAGE_NEEDS[0])
 
 
 def writer_latency(config: MarsConfig) -> int:
     """Cycles from a lane group's issue to the cycle its word is offered (K).
 
-    ``writer_stages`` (5 for the full pipeline, `WRITER_STAGES`), or with
-    ``residual_adds`` the next value ``1 (mod U)`` (U =
-    ``macros``): the shortcut read is issued with the group, in the cycle before the
-    unit's slot (the top's shortcut port serves the unit whose slot is next), and the word
-    must be offered in a slot of the same unit.  The cycle model
+    ``writer_stages`` (6 for the full pipeline, `WRITER_STAGES`), or with
+    ``residual_adds`` the next value ``1 + d (mod U)`` (U = ``macros``, d =
+    `shortcut_read_delay`): the shortcut read, d cycles after the issue, falls in the
+    cycle before the unit's slot (the top's shortcut port serves the unit whose slot is
+    next), and the word must be offered in a slot of the same unit.  The cycle model
     (`mars.sw.golden.cycles`) uses the same rule.
     """
     k, units = config.writer_stages, config.macros
     if config.residual_adds:
-        k += (1 - k) % units
+        k += (1 + shortcut_read_delay(config) - k) % units
     return k
 
 
@@ -419,18 +430,24 @@ class UnitWriter(wiring.Component):
         phases = (replicas(m, phase, pos["base_lo"], L, name="phase", enable=take) if lb
                   else [Const(0, 1)] * L)
 
-        # -- S1: the group's lanes, in output order -------------------------------------
+        # -- S0 (if registered) and S1: the group's lanes, in output order --------------
+        # The group's values are registered at the issue: in S1, or in S0 with S1 a copy.
         s1, s1_data, s1_valid = valid_register(m, self._group_layout(), name="s1")
+        first, first_data, first_valid = s1, s1_data, s1_valid
+        if self.registered(0):
+            first, first_data, first_valid = valid_register(m, self._group_layout(),
+                                                            name="s0")
+            m.d.sync += [s1_data.eq(first), s1_valid.eq(first_valid)]
         m.d.sync += [
-            s1_valid.eq(issue),
-            s1_data.max.eq(pool_max),
-            s1_data.walk_last.eq(issue & last_group & self.pixel.payload.walk_last),
-            s1_data.ends_word.eq(ends_word),
-            s1_data.group.eq(group),
+            first_valid.eq(issue),
+            first_data.max.eq(pool_max),
+            first_data.walk_last.eq(issue & last_group & self.pixel.payload.walk_last),
+            first_data.ends_word.eq(ends_word),
+            first_data.group.eq(group),
         ]
         lanes = self._select(m, issue, n_grps, phases, in_bounds)
         if cfg.residual_adds:
-            self._shortcut_read(m, issue, advance, n_grp, s1_data)
+            self._shortcut_read(m, issue, advance, n_grp, first_data)
             last = self._residual_lanes(m, lanes, s1)
         else:
             last = self._plain_lanes(m, lanes, s1)
@@ -453,6 +470,10 @@ class UnitWriter(wiring.Component):
         ``n_grp*L + j``) is an ``N/L``-way choice, the previous group's choice is kept in
         a register, and lane l takes position ``l - phase`` of the aligned group or
         ``l - phase + L`` of the previous one (an L-way choice by the pixel's phase).
+        With S0 registered (`registered`) the aligned choice and each lane's write flag
+        are registers of their own, and the L-way choice is made from them a cycle
+        later: no net carries ``n_grp``'s choice to every lane in one cycle (issue 9: the
+        whole top's critical path at seeds 1 and 2, 1.7 ns of logic and 15 ns of routing).
         Returns the S1 registers of the lanes (`data.View` of acc, mult, shift, write and,
         with residual adds, sc_mult and sc_shift).
         """
@@ -487,16 +508,34 @@ class UnitWriter(wiring.Component):
                         with m.Case(g):
                             m.d.comb += pick.eq(value)
             cur.append(pick)
+        staged = self.registered(0)
+        if staged:                                 # S0: the aligned choice, registered
+            aligned = [Signal(lane_layout, name=f"s0_aligned{j}", reset_less=True)
+                       for j in range(L)]
+            with m.If(issue):
+                m.d.sync += [a.eq(c) for a, c in zip(aligned, cur)]
+            cur, before = aligned, aligned         # `prev` follows S0's registers
+        else:
+            before = cur
         prev = [Signal(lane_layout, name=f"prev{j}", reset_less=True) for j in range(L)]
         with m.If(issue):
-            m.d.sync += [p.eq(c) for p, c in zip(prev, cur)]
+            m.d.sync += [p.eq(c) for p, c in zip(prev, before)]
         s1 = []
         for lane in range(L):
             reg = Signal(data.StructLayout({**fields, "write": 1}), name=f"s1_lane{lane}",
                          reset_less=True)
             n_grp, phase = n_grps[lane], phases[lane]
+            write, rotate = reg.write, phase
+            if staged:
+                # the issue's write flag and phase, a cycle on (the phase copies load at
+                # the pixel's last issue, before its last group's rotation)
+                write = Signal(name=f"s0_write{lane}", reset_less=True)
+                m.d.sync += reg.write.eq(write)
+                if lb:
+                    rotate = Signal.like(phase, name=f"s0_phase{lane}", reset_less=True)
+                    m.d.sync += rotate.eq(phase)
             if lb:
-                with m.Switch(phase):
+                with m.Switch(rotate):
                     for p in range(L):
                         src = cur[lane - p] if lane >= p else prev[lane - p + L]
                         with m.Case(p):
@@ -507,16 +546,17 @@ class UnitWriter(wiring.Component):
                              *(reg[n].eq(cur[lane][n]) for n in names)]
             ch = Signal(signed((N + 2 * L).bit_length() + 1), name=f"ch{lane}")
             m.d.comb += ch.eq((n_grp << lb) + lane - phase)
-            m.d.sync += reg.write.eq(in_bounds & (ch >= 0) & (ch < insn.n_valid))
+            m.d.sync += write.eq(in_bounds & (ch >= 0) & (ch < insn.n_valid))
             s1.append(reg)
         return s1
 
     def registered(self, stage: int) -> bool:
-        """Whether stage S`stage` (2, 3 or 4) ends in registers: ``writer_stages`` 5
-        registers all three, 4 leaves out S2 (the product in one stage), 3 also S3 (the
-        product and the clamp window in one), 2 also S4 (S1 to the output register in
-        one); a stage left out is the same logic without its registers."""
-        return self._config.writer_stages >= 7 - stage
+        """Whether stage S`stage` (0, 2, 3 or 4) ends in registers: ``writer_stages`` 6
+        registers all four, 5 leaves out S0 (the aligned choice and the lanes' rotation
+        in one stage, S1), 4 also S2 (the product in one stage), 3 also S3 (the product
+        and the clamp window in one), 2 also S4 (S1 to the output register in one); a
+        stage left out is the same logic without its registers."""
+        return self._config.writer_stages >= _STAGE_NEEDS[stage]
 
     def _domain(self, stage: int) -> str:
         """The domain stage S`stage`'s values are assigned in: ``sync`` if it is
@@ -694,7 +734,8 @@ class UnitWriter(wiring.Component):
         return groups[-1], lane_out
 
     def _shortcut_read(self, m, issue, advance, n_grp, s1) -> None:
-        """The shortcut read of the issuing lane group: element group
+        """The shortcut read of the issuing lane group (`shortcut_read_delay` cycles after
+        its issue; `s1` is the group's first register stage): element group
         ``(sc_base + sc_pix) / L + n_grp``, where ``sc_pix`` (the pixel's offset in the
         shortcut map) steps by ``sc_pitch`` with every pixel, row-major, like the macro's
         pixels (pooling does not change it: the shortcut has the unpooled shape)."""
@@ -710,10 +751,12 @@ class UnitWriter(wiring.Component):
             m.d.sync += sc_pix.eq(0)
         word = sc_group >> (bank.group_bits - lb)
         r = self.sc_read
-        m.d.comb += [r.act_en.eq(issue & insn.add & ~insn.sc_res),
-                     r.res_en.eq(issue & ((insn.add & insn.sc_res) | insn.psum)),
-                     r.act_addr.eq(Cat(word[:bank.half_addr_bits], insn.sc_bank)),
-                     r.res_addr.eq(sc_group)]
+        # issued from S0's registers when S0 is registered (`shortcut_read_delay`)
+        m.d["sync" if shortcut_read_delay(self._config) else "comb"] += [
+            r.act_en.eq(issue & insn.add & ~insn.sc_res),
+            r.res_en.eq(issue & ((insn.add & insn.sc_res) | insn.psum)),
+            r.act_addr.eq(Cat(word[:bank.half_addr_bits], insn.sc_bank)),
+            r.res_addr.eq(sc_group)]
         if per_word > 1:
             m.d.sync += s1.sc_sub.eq(sc_group[:(per_word - 1).bit_length()])
 

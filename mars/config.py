@@ -77,7 +77,7 @@ class SkipGranularity(enum.Enum):
 
 #: The writer's register stages (`MarsConfig.writer_stages`): the full pipeline timed for
 #: the ECP5 at 100 MHz, and the fewest (the lane choice and the output register).
-MAX_WRITER_STAGES = 5
+MAX_WRITER_STAGES = 6
 MIN_WRITER_STAGES = 2
 
 #: Most activation regions: residual networks need 3 (docs/banking.md); each region is a
@@ -163,9 +163,10 @@ class MarsConfig:
         channel in the parameter word (docs/architecture.md, "Residual adds").
     writer_stages : int
         Register stages of each unit's writer from a lane group's issue to its offer,
-        `MIN_WRITER_STAGES` to `MAX_WRITER_STAGES` (5: S1 lane choice, S2 partial
-        products, S3 product, S4 clamp window, the output register; 4 leaves out S2, 3
-        also S3, 2 also S4).  Fewer stages take fewer flip-flops and a slower clock; the
+        `MIN_WRITER_STAGES` to `MAX_WRITER_STAGES` (6: S0 the aligned group's choice,
+        S1 the lanes' rotation, S2 partial products, S3 product, S4 clamp window, the
+        output register; 5 leaves out S0, 4 also S2, 3 also S3, 2 also S4).  Fewer
+        stages take fewer flip-flops and a slower clock; the
         writer's latency, and so the cycle counts, follow (docs/architecture.md,
         "Arithmetic of the writer").
     hide_loads : bool
@@ -208,7 +209,7 @@ class MarsConfig:
     max_phases: int = 64
     act_regions: int = 2
     residual_adds: bool = False
-    writer_stages: int = 5
+    writer_stages: int = MAX_WRITER_STAGES
     hide_loads: bool = False
 
     def __post_init__(self) -> None:
@@ -471,8 +472,10 @@ class MarsConfig:
           ``readout_bits`` is taken as the popcount's width, `exact_readout_bits`;
         - with one partition a partition is the whole macro: ``skip_granularity`` is
           ``partition``;
-        - ``writer_stages`` is left out at `MAX_WRITER_STAGES` and ``hide_loads`` when
-          false: the hardware every configuration had before those fields existed.
+        - ``writer_stages`` is left out at `MAX_WRITER_STAGES` (the full pipeline, which
+          every configuration had before the field existed: its depth changes cycle
+          counts, not arithmetic) and ``hide_loads`` when false: the hardware every
+          configuration had before that field existed.
 
         The defaults and the popcount's width are what the presets already hold, so their
         hashes are the ones they had when every field was hashed.

@@ -34,15 +34,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from mars.config import PRESETS
+from mars.config import MAX_WRITER_STAGES, MIN_WRITER_STAGES, PRESETS
 from mars.contract.program import UnitFormat
 from mars.sw.golden.cycles import layer_walk_cycles, network_cycles, walk_cycles
 from mars.sw.mapper import Load, Phase, Walk
 
 TINY, DEFAULT = PRESETS["tiny"], PRESETS["default"]
-#: Writer stages after a group's issue cycle's register S1 (mars.hw.writer: S2 partial
-#: products, S3 product, S4 clamp inputs, the output register).
-WRITER_EXTRA = 4
+#: Writer stages after a group's issue cycle's register S0 (mars.hw.writer: S1 the lanes'
+#: rotation, S2 partial products, S3 product, S4 clamp inputs, the output register).
+WRITER_EXTRA = 5
 
 
 def lanes_of(config):
@@ -52,25 +52,25 @@ def lanes_of(config):
     return min(n, -(-n // config.cycles_per_step))
 
 
-def walk_by_hand(cps, lanes, steps, pixels, n_valid, writer_stages=5):
-    """`writer_stages` below 5 leave out writer stages after S1 (one cycle each)."""
+def walk_by_hand(cps, lanes, steps, pixels, n_valid, writer_stages=MAX_WRITER_STAGES):
+    """`writer_stages` below the full pipeline leave out writer stages (one cycle each)."""
     P = max(cps, 3)                       # cycles between two steps the gather offers
     T, w = (steps - 1) * P + cps, -(-n_valid // lanes)
-    first = 7 + 4 + 1 + T + 2 + 1 + w + WRITER_EXTRA - (5 - writer_stages)
+    first = 7 + 4 + 1 + T + 2 + 1 + w + WRITER_EXTRA - (MAX_WRITER_STAGES - writer_stages)
     return first + (pixels - 1) * max(steps * P, w)
 
 
 # (cycles per step, lanes, steps, pixels, valid channels): counted on paper.
 HAND = [
-    ((1, 1, 1, 1, 1), 21),      # 7+4+1+1+2+1+1+4: one payload through every stage
-    ((1, 4, 1, 1, 4), 21),      # four channels in one writer cycle
-    ((4, 1, 1, 1, 1), 24),      # the macro takes Ab/b = 4 cycles a step
-    ((1, 1, 2, 3, 1), 24 + 2 * 6),  # gather-bound (Ab/b = 1): a pixel every 2 x 3 cycles
-    ((4, 1, 2, 3, 1), 28 + 2 * 8),  # macro-bound: a pixel every 2 x 4 cycles
-    ((1, 1, 1, 3, 4), 24 + 2 * 4),  # writer-bound: a pixel every 4 cycles
+    ((1, 1, 1, 1, 1), 22),      # 7+4+1+1+2+1+1+5: one payload through every stage
+    ((1, 4, 1, 1, 4), 22),      # four channels in one writer cycle
+    ((4, 1, 1, 1, 1), 25),      # the macro takes Ab/b = 4 cycles a step
+    ((1, 1, 2, 3, 1), 25 + 2 * 6),  # gather-bound (Ab/b = 1): a pixel every 2 x 3 cycles
+    ((4, 1, 2, 3, 1), 29 + 2 * 8),  # macro-bound: a pixel every 2 x 4 cycles
+    ((1, 1, 1, 3, 4), 25 + 2 * 4),  # writer-bound: a pixel every 4 cycles
     # writer-bound and long: the accumulator's hold register and spare and the macro's
     # result register and spare fill and the macro stalls, the writer still never waits
-    ((1, 1, 1, 8, 12), 32 + 7 * 12),    # 7+4+1+1+2+1+12+4, then a pixel every 12 cycles
+    ((1, 1, 1, 8, 12), 33 + 7 * 12),    # 7+4+1+1+2+1+12+5, then a pixel every 12 cycles
 ]
 
 
@@ -90,7 +90,7 @@ def test_walk_cycles_formula_over_a_grid():
                         assert walk_cycles(*args) == walk_by_hand(*args), args
 
 
-@pytest.mark.parametrize("writer_stages", [2, 3, 4])
+@pytest.mark.parametrize("writer_stages", range(MIN_WRITER_STAGES, MAX_WRITER_STAGES))
 def test_fewer_writer_stages_shorten_every_walk_by_one_cycle_each(writer_stages):
     """A writer with fewer stages offers each group that many cycles sooner; the pace
     (a pixel every max(steps x P, w) cycles) does not change."""
@@ -102,7 +102,7 @@ def test_fewer_writer_stages_shorten_every_walk_by_one_cycle_each(writer_stages)
                         args = (cps, lanes, steps, pixels, n_valid)
                         got = walk_cycles(*args, latency=writer_stages)
                         assert got == walk_by_hand(*args, writer_stages), args
-                        assert got == walk_cycles(*args) - (5 - writer_stages), args
+                        assert got == walk_cycles(*args) - (MAX_WRITER_STAGES - writer_stages), args
 
 
 def fetch_times(config):
@@ -292,17 +292,17 @@ def test_a_mapped_one_layer_network_counted_by_hand():
         skipped, unit_walk_state(cfg, skipped, W))
 
 
-# Write slots (docs/banking.md): a lane group that offers a word issues only K = 5 cycles
-# (the writer's latency) before its unit's slot, (t + 5) % U == slot, i.e. (t + 1) % 4 ==
+# Write slots (docs/banking.md): a lane group that offers a word issues only K = 6 cycles
+# (the writer's latency) before its unit's slot, (t + 6) % U == slot, i.e. (t + 2) % 4 ==
 # slot for U = 4.  One pixel, cps 1, 4 lanes, G = 8, U = 4.
 # Without slots the group(s) issue at ticks 16 (and 17): 7 and 8 behind the 3-stage decoder,
 # 6 more behind the 6-stage decoder and the macro's stages R and P (docs/decoder.md,
 # docs/macro.md), 3 more behind the gather's payload, word and offer registers.  With slots
-# the word-ending group waits for the next cycle i >= its tick with (i + 1) % 4 == slot;
-# the walk ends at i + 5.
+# the word-ending group waits for the next cycle i >= its tick with (i + 2) % 4 == slot;
+# the walk ends at i + 6.
 SLOTS = [
-    ((4, 0), 24), ((4, 1), 21), ((4, 2), 22), ((4, 3), 23),   # one group, ends the word
-    ((8, 0), 24), ((8, 1), 25), ((8, 2), 22), ((8, 3), 23),   # 2nd group ends it (tick 17)
+    ((4, 0), 24), ((4, 1), 25), ((4, 2), 22), ((4, 3), 23),   # one group, ends the word
+    ((8, 0), 24), ((8, 1), 25), ((8, 2), 26), ((8, 3), 23),   # 2nd group ends it (tick 17)
 ]
 
 
@@ -314,8 +314,8 @@ def test_write_slots_counted_by_hand(args, cycles):
 
 def test_extra_word_reads_delay_the_step_by_hand():
     """A payload whose lanes lie in 3 words takes 2 more gather cycles (mars.hw.gather):
-    one pixel, one step, cps 1: 21 + 2 cycles; a second pixel's 3 reads hide behind the
-    first pixel's macro step only when the step is long enough (cps 4: 24 + 4 + 1: one
+    one pixel, one step, cps 1: 22 + 2 cycles; a second pixel's 3 reads hide behind the
+    first pixel's macro step only when the step is long enough (cps 4: 25 + 4 + 1: one
     of them does not)."""
     from mars.sw.golden.cycles import _Walk, _WalkInfo
 
@@ -329,20 +329,20 @@ def test_extra_word_reads_delay_the_step_by_hand():
             cycles += 1
         return cycles
 
-    assert run(1, 1, (2,)) == 21 + 2
-    assert run(4, 2, (0, 2)) == 24 + 4 + 1
-    assert run(4, 2, (2, 2)) == 24 + 2 + 4 + 1
+    assert run(1, 1, (2,)) == 22 + 2
+    assert run(4, 2, (0, 2)) == 25 + 4 + 1
+    assert run(4, 2, (2, 2)) == 25 + 2 + 4 + 1
 
 
 
-@pytest.mark.parametrize("stages", [2, 3, 4, 5])
+@pytest.mark.parametrize("stages", range(MIN_WRITER_STAGES, MAX_WRITER_STAGES + 1))
 @pytest.mark.parametrize("macros", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("residual", [False, True])
 def test_writer_latency_agrees_with_the_rtl(macros, residual, stages):
-    """The model's writer latency is the RTL's (mars.hw.writer): ``writer_stages`` (5
-    by default), with residual adds the next value 1 modulo U, so that the shortcut
-    read issued with a lane group falls in the cycle before a slot of its unit (the
-    top's shortcut port)."""
+    """The model's writer latency is the RTL's (mars.hw.writer): ``writer_stages`` (6
+    by default), with residual adds the next value 1 + d modulo U, so that the shortcut
+    read, d cycles after a lane group's issue (1 with S0 registered, at 6 stages), falls
+    in the cycle before a slot of its unit (the top's shortcut port)."""
     from mars.hw.writer import writer_latency as rtl_latency
     from mars.sw.golden.cycles import writer_latency
 
@@ -354,10 +354,11 @@ def test_writer_latency_agrees_with_the_rtl(macros, residual, stages):
     assert k == rtl_latency(cfg)
     assert k >= stages
     if residual:
-        assert k % macros == 1 % macros and k - macros < stages
+        d = 1 if stages == MAX_WRITER_STAGES else 0
+        assert k % macros == (1 + d) % macros and k - macros < stages
     else:
         assert k == stages
-    if stages == 5:
+    if stages == MAX_WRITER_STAGES:
         assert k == writer_latency(TINY.replace(name="u", macros_per_core=macros,
                                                 residual_adds=residual))
 

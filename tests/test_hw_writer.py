@@ -21,7 +21,7 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from mars.config import PRESETS
+from mars.config import MAX_WRITER_STAGES, MIN_WRITER_STAGES, PRESETS
 from mars.contract.banking import Banking
 from mars.hw.writer import UnitWriter, act_entry_layout, act_write_stage, result_write
 from mars.sw.golden.network import requantise
@@ -235,12 +235,13 @@ def test_default_lanes_full_range_against_numpy():
     assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"
 
 
-@pytest.mark.parametrize("stages", [2, 3, 4])
+@pytest.mark.parametrize("stages", range(MIN_WRITER_STAGES, MAX_WRITER_STAGES))
 def test_fewer_writer_stages_same_words_sooner(stages):
-    """``writer_stages`` below 5 (stages left out, `UnitWriter.registered`): the same
-    words as NumPy's, each offered only ``latency + slot_delay`` cycles after a slot
-    announcement (`run_walk` checks it), and ``walk_done`` 5 - stages cycles sooner than
-    the full writer's on the same walk and slots."""
+    """``writer_stages`` below the full pipeline (stages left out,
+    `UnitWriter.registered`): the same words as NumPy's, each offered only ``latency +
+    slot_delay`` cycles after a slot announcement (`run_walk` checks it), and
+    ``walk_done`` MAX_WRITER_STAGES - stages cycles sooner than the full writer's on the
+    same walk and slots."""
     base, seed = TWO_LANES, 200 + stages
     config = base.replace(name=f"stages{stages}", writer_stages=stages)
     rng = np.random.default_rng(seed)
@@ -267,7 +268,7 @@ def test_fewer_writer_stages_same_words_sooner(stages):
     differ = np.flatnonzero(act != expected)
     assert differ.size == 0, f"seed {seed}: {differ.size} elements differ"
     assert (full_act == expected).all(), f"seed {seed}"
-    assert len(done) == 1 and done[0] == full_done[0] - (5 - stages), \
+    assert len(done) == 1 and done[0] == full_done[0] - (MAX_WRITER_STAGES - stages), \
         f"seed {seed}: walk_done in {done}, the full writer's in {full_done}"
 
 

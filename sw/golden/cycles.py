@@ -57,18 +57,20 @@ READ_MARGIN = 5
 DECODER_STAGES = 6
 
 #: Register stages of the writer's full pipeline from a lane group's issue to its offer
-#: without residual adds (mars.hw.writer.WRITER_STAGES: S1 lane choice, S2 partial
-#: products, S3 product, S4 clamp inputs, the output register).
-WRITER_STAGES = 5
+#: without residual adds (mars.hw.writer.WRITER_STAGES: S0 aligned choice, S1 the lanes'
+#: rotation, S2 partial products, S3 product, S4 clamp inputs, the output register).
+WRITER_STAGES = 6
 
 
 def writer_latency(cfg) -> int:
     """Cycles from a lane group's issue to its offer (mars.hw.writer.writer_latency):
-    the configuration's ``writer_stages``; with residual adds the next value 1 (mod U),
-    so that the shortcut read issued with the group and the offer both fall on the
-    unit's slots."""
+    the configuration's ``writer_stages``; with residual adds the next value 1 + d
+    (mod U), so that the shortcut read, d cycles after the issue (1 with S0 registered,
+    ``writer_stages`` 6; else 0), falls in the cycle before the unit's slot and the
+    offer in the slot."""
     k = cfg.writer_stages
-    return k + (1 - k) % cfg.macros if cfg.residual_adds else k
+    d = 1 if k >= 6 else 0
+    return k + (1 + d - k) % cfg.macros if cfg.residual_adds else k
 
 
 @dataclasses.dataclass(frozen=True)
