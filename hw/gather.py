@@ -44,7 +44,7 @@ never overflows.
 
 from __future__ import annotations
 
-from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -54,7 +54,7 @@ from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
 
 from .macro import request_layout
-from .regs import replicas
+from .regs import SELECT_FANOUT, replicas, shares
 
 __all__ = ["ActivationGather", "side_layout"]
 
@@ -169,12 +169,23 @@ class ActivationGather(wiring.Component):
             m.d.comb += copy.eq(arrived & (~b_valid_k | move_k))
             copies.append(copy)
         takes, spare_takes = copies[:D], copies[D:]
+        spare_next = Signal(D)
+        m.d.comb += spare_next.eq(spare_valid)
+        m.d.sync += spare_valid.eq(spare_next)
+        parts = shares(len(Value.cast(srcs[0])), SELECT_FANOUT)
         for d, o in enumerate(outs):
             # B takes the spare's payload if there is one, else the decoder's (no cycle lost
             # when the spare is empty).  The spare's data follow the decoder's output while
             # it is empty (a register as their enable); only its valid flag sees `take`.
+            # The choice is made by copies of the flag, each for a share of the payload
+            # (`replicas`): the one flag crossed the domain's lanes, 10 ns of routing into
+            # the lane-word compares in the whole top (issue 9).
+            chooses = replicas(m, spare_valid[d], spare_next[d], len(parts),
+                               name=f"spare_valid{d}_")
+            spare_bits, out_bits = Value.cast(spares[d]), Value.cast(o.payload)
             m.d.comb += [o.ready.eq(~spare_valid[d]),
-                         srcs[d].eq(Mux(spare_valid[d], spares[d], o.payload))]
+                         srcs[d].eq(Cat(*(Mux(c, spare_bits[part], out_bits[part])
+                                          for c, part in zip(chooses, parts))))]
             with m.If(~spare_valid[d]):
                 m.d.sync += [spares[d].addrs.eq(o.payload.addrs), spares[d].pad.eq(o.payload.pad),
                              spares[d].slot.eq(o.payload.slot)]
@@ -182,9 +193,9 @@ class ActivationGather(wiring.Component):
                     m.d.sync += [spares[d].first.eq(o.payload.first),
                                  spares[d].last.eq(o.payload.last),
                                  spares[d].walk_last.eq(o.payload.walk_last)]
-                m.d.sync += spare_valid[d].eq(o.valid & ~spare_takes[d])
+                m.d.comb += spare_next[d].eq(o.valid & ~spare_takes[d])
             with m.Elif(spare_takes[d]):
-                m.d.sync += spare_valid[d].eq(0)
+                m.d.comb += spare_next[d].eq(0)
         with m.If(take):
             m.d.sync += [b_valid.eq(1), b_side.first.eq(srcs[0].first),
                          b_side.last.eq(srcs[0].last), b_side.walk_last.eq(srcs[0].walk_last)]

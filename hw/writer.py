@@ -8,17 +8,18 @@ i holding channel ``i*L + l - phase`` (lanes outside ``[0, n_valid)`` write noth
 aligned layout (``out_base`` and the pitches multiples of L) has phase 0 and
 ``ceil(n_valid / L)`` groups, as before banking.
 
-A lane group goes through five register stages from its issue to its offer (K =
+A lane group goes through six register stages from its issue to its offer (K =
 `writer_latency`, docs/synthesis.md, "Timing the unit's blocks"), one group a cycle; a
-configuration's ``writer_stages`` below 5 leaves out S2's registers (4), also S3's (3)
-and also S4's (2): the same logic for a slower clock (`UnitWriter.registered`):
+configuration's ``writer_stages`` below 6 leaves out S0's registers (5), also S2's (4),
+S3's (3) and S4's (2): the same logic for a slower clock (`UnitWriter.registered`):
 
 * issue: the pixel's registers (taken one pixel ahead: its element group, phase, last
   group index, bounds and pooling flag) decide whether the group issues now;
-* S1: each lane's accumulator, M and S.  No lane indexes all N channels: position j of
-  the *aligned* group ``n_grp`` (channel ``n_grp*L + j``) is an N/L-way choice, the
-  previous group's choice is kept, and lane l takes position ``l - phase`` of the one or
-  ``l - phase + L`` of the other (an L-way choice);
+* S0: position j of the *aligned* group ``n_grp`` (channel ``n_grp*L + j``), an
+  N/L-way choice of the accumulator, M and S, and each lane's write flag;
+* S1: each lane's accumulator, M and S.  No lane indexes all N channels: the previous
+  group's S0 is kept, and lane l takes position ``l - phase`` of the one or ``l - phase
+  + L`` of the other (an L-way choice);
 * S2: the product ``acc * M`` in two halves (the accumulator's low 16 bits unsigned and
   its high bits signed, one 18 x 18 multiplier each);
 * S3: their sum, the product p (and the mask of the bits at or above ``S + Ab``);
@@ -54,7 +55,8 @@ last layer) and waits for the slot the same way.
 docs/architecture.md, "Residual adds").  Every lane group then waits for the unit's slot
 like a result group, and in its issue cycle the writer reads the shortcut's lane group
 through the top's shortcut read port (`sc_read`, one port per memory, taken by the unit
-whose slot is next; so K is 1 modulo U here, `writer_latency`): element ``sc_base + pixel *
+whose slot is next), from S0's registers when S0 is registered (`shortcut_read_delay` d =
+1, else 0; K is 1 + d modulo U here, `writer_latency`): element ``sc_base + pixel *
 sc_pitch + channel`` of activation region ``sc_bank``, or of the result memory (raw
 accumulators of a conv shortcut) with ``sc_res``.  The data arrives in S1; S2 adds the
 partial sum and picks the shortcut's field, S3 takes both products, S4 both rescales and

@@ -99,7 +99,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                            progress=lambda line: print(line, flush=True), blocks=args.block,
                            pnr=args.pnr, freq_mhz=args.freq, seed=args.seed,
                            placer=args.placer, router=args.router,
-                           floorplan=args.floorplan)
+                           floorplan=args.floorplan, keep_routed=args.keep_routed)
     print(f"wrote {report}")
     return 0
 
@@ -359,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--floorplan", action="store_true",
                    help="ECP5: pin each macro unit's block RAMs and multipliers to its own "
                         "region of the die before nextpnr (docs/synthesis.md, \"Floorplanning the units\")")
+    p.add_argument("--keep-routed", action="store_true",
+                   help="keep nextpnr's routed netlist (<block>_<family>.routed.json) and "
+                        "record where each instance's cells lie (python -m mars.sw.placement)")
     p.set_defaults(func=_cmd_synth)
 
     from mars.sw.train.command import add_arguments as train_arguments

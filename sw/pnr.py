@@ -212,7 +212,8 @@ def _does_not_fit(part: Part, text: str) -> str:
 def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
                     freq_mhz: float | None = None, seed: int = 1,
                     extra_args: tuple[str, ...] = (), placer: str | None = None,
-                    router: str | None = None, floorplan: bool = False) -> dict[str, Any]:
+                    router: str | None = None, floorplan: bool = False,
+                    keep_routed: bool = False) -> dict[str, Any]:
     """Place and route one Yosys netlist with nextpnr and summarise the result.
 
     Parameters
@@ -240,13 +241,18 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         ECP5 only: pin each macro unit's block RAMs and multipliers to its own region of
         the die first (`mars.sw.floorplan`); nextpnr then reads ``<name>_<family>.floorplan.json``, the
         netlist with ``BEL`` attributes.  Ignored on iCE40 (``floorplan`` None).
+    keep_routed : bool
+        Also write the routed netlist, ``<name>_<family>.routed.json`` (nextpnr's
+        ``--write``: every cell's ``NEXTPNR_BEL``), and summarise where each instance's
+        cells lie (``placement``: `mars.sw.placement.spread`, three names deep).
 
     Returns
     -------
     dict
         `summarise`'s figures plus ``part``, ``seed``, ``seconds`` (wall time), ``command``
         (arguments after the program), the ``report`` / ``log`` file names and
-        ``floorplan`` (`mars.sw.floorplan.summary` of the plan, None without one).  A design that
+        ``floorplan`` (`mars.sw.floorplan.summary` of the plan, None without one), and with
+        `keep_routed` ``routed`` (the file name) and ``placement``.  A design that
         misses the clock constraint is routed anyway (``--timing-allow-fail``):
         ``meets_target`` says whether it met it.
 
@@ -262,8 +268,9 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     part = PARTS[family]
     freq = part.freq_mhz if freq_mhz is None else float(freq_mhz)
     report_name, log_name = f"{name}_{family}.pnr.json", f"{name}_{family}.pnr.log"
+    routed_name = f"{name}_{family}.routed.json"
     report_path, log_path = out_dir / report_name, out_dir / log_name
-    for stale in (report_path, log_path):
+    for stale in (report_path, log_path, out_dir / routed_name):
         stale.unlink(missing_ok=True)
     plan = None
     if floorplan and family == "ecp5":
@@ -276,7 +283,8 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
             "--timing-allow-fail", "--report", report_name, "--log", log_name, "-q"]
     if family == "ice40" and not extra_args:
         args.append("--pcf-allow-unconstrained")   # three data pins, placed by nextpnr
-    args += [*extra_args, *algorithm_args(placer, router)]
+    args += [*extra_args, *(("--write", routed_name) if keep_routed else ()),
+             *algorithm_args(placer, router)]
     command = nextpnr_command(family)
     start = time.perf_counter()
     run_tool(command, args, tool=part.tool, what=f"on block {name!r} for {family}",
@@ -285,5 +293,11 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     seconds = time.perf_counter() - start
     summary = summarise(family, json.loads(report_path.read_text()),
                         log_path.read_text(errors="replace") if log_path.exists() else "")
+    kept = {}
+    if keep_routed:
+        from mars.sw.placement import spread
+
+        kept = {"routed": routed_name, "placement": spread(out_dir / routed_name)}
     return {"part": part.name, **summary, "seed": seed, "seconds": round(seconds, 3),
-            "command": args, "report": report_name, "log": log_name, "floorplan": plan}
+            "command": args, "report": report_name, "log": log_name, "floorplan": plan,
+            **kept}

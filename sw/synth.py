@@ -204,7 +204,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
               progress: Callable[[str], None] | None = None,
               blocks: list[str] | None = None, pnr: bool = False,
               freq_mhz: float | None = None, seed: int = 1, placer: str | None = None,
-              router: str | None = None, floorplan: bool = False) -> Path:
+              router: str | None = None, floorplan: bool = False,
+              keep_routed: bool = False) -> Path:
     """Synthesize every block of `config` for each family and write ``report.json``.
 
     Parameters
@@ -235,6 +236,9 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     floorplan : bool
         On ECP5, pin each macro unit's block RAMs and multipliers to its own region of the die before
         nextpnr (`mars.sw.floorplan`; docs/synthesis.md, "Floorplanning the units").
+    keep_routed : bool
+        Keep nextpnr's routed netlist (``<block>_<family>.routed.json``) and record where
+        each instance's cells lie (``pnr.placement``, `mars.sw.placement.spread`).
 
     Returns
     -------
@@ -279,6 +283,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     version = _yosys_version(command)
     if freq_mhz is not None and not freq_mhz > 0:
         raise SynthError(f"--freq must be a positive clock frequency in MHz, not {freq_mhz}")
+    if keep_routed and not pnr:
+        raise SynthError("--keep-routed keeps nextpnr's routed netlist: it needs --pnr")
     say(f"synthesizing {len(names)} block(s) of {config.name} ({config.short_hash}) "
         f"for {', '.join(chosen)} with {_short_version(version)}"
         + (" and placing and routing them out of context" if pnr else ""))
@@ -328,7 +334,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                     + (", units floorplanned" if planned else "") + " ...")
                 routed = place_and_route(out_dir, name, family, netlist, freq_mhz=freq,
                                          seed=seed, placer=placer, router=router,
-                                         floorplan=planned)
+                                         floorplan=planned, keep_routed=keep_routed)
                 result["ooc"] = ooc
                 result["netlist"] = netlist
                 result["pnr"] = routed
