@@ -1,7 +1,7 @@
 """Where nextpnr placed each instance: the spread of its cells over the die.
 
 Why: the whole default top's clock is set by routing, not logic (docs/synthesis.md, "The
-writer's S0 and where a unit's cells lie"): a path of 2 LUTs can take 15 ns when its
+writer's S0, and where a unit's cells lie"): a path of 2 LUTs can take 15 ns when its
 cells lie 40 tiles apart.  Whether a unit stays in its region, and how far each of its
 blocks reaches, is what decides the next step, and only the placed netlist says it.
 
