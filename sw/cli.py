@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "region of the die before nextpnr (docs/synthesis.md, \"Floorplanning the units\")")
     p.add_argument("--keep-routed", action="store_true",
                    help="keep nextpnr's routed netlist (<block>_<family>.routed.json) and "
-                        "record where each instance's cells lie (python -m mars.sw.placement)")
+                        "record where each instance's cells lie (python -m mars.sw.hierarchy ROUTED.json --placement)")
     p.set_defaults(func=_cmd_synth)
 
     from mars.sw.train.command import add_arguments as train_arguments

@@ -191,7 +191,9 @@ def hierarchy_lines(counts: dict[str, dict[str, Any]], limit: int = 12) -> list[
 def main(argv: list[str] | None = None) -> int:
     """``python -m mars.sw.hierarchy NETLIST.json [--family F] [--depth N] [--limit N]``:
     the table of `hierarchy_lines` for a netlist `mars synth --pnr` wrote (with ``--lsr``:
-    `reset_lines`, the ECP5 flip-flops on a reset net, ``--net`` or the busiest)."""
+    `reset_lines`, the ECP5 flip-flops on a reset net, ``--net`` or the busiest; with
+    ``--placement``, of a routed netlist ``--keep-routed`` kept:
+    `mars.sw.placement.spread_lines`, instances of ``--min-cells`` or more)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m mars.sw.hierarchy",
@@ -204,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lsr", action="store_true",
                         help="ECP5 flip-flops on a reset (LSR) net instead of resources")
     parser.add_argument("--net", help="with --lsr: the net (default: the busiest LSR net)")
+    parser.add_argument("--placement", action="store_true",
+                        help="where each instance's cells lie, from a routed netlist "
+                             "(mars synth --pnr --keep-routed)")
+    parser.add_argument("--min-cells", type=int, default=50,
+                        help="with --placement: leave out instances with fewer cells")
     args = parser.parse_args(argv)
     if not args.netlist.is_file():
         parser.error(f"no netlist at {args.netlist}")
@@ -212,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit < 1:
         parser.error(f"--limit must be at least 1, not {args.limit}")
     try:
+        if args.placement:
+            from mars.sw.placement import spread, spread_lines
+
+            print("\n".join(spread_lines(spread(args.netlist, args.depth, args.top),
+                                          args.min_cells)))
+            return 0
         if args.lsr:
             net, fanout = reset_fanout(args.netlist, args.depth, args.top, args.net)
         else:

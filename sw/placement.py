@@ -12,7 +12,7 @@ by instance path (`mars.sw.hierarchy.instance_path`: ``block.unit0.writer`` at d
 and each group's X and Y are summarised by their 10th, 50th and 90th percentiles; the
 10-90 % width is the distance across which most of an instance's nets run.
 
-    python -m mars.sw.placement build/synth/default/mars_top_ecp5.routed.json --depth 3
+    python -m mars.sw.hierarchy build/synth/default/mars_top_ecp5.routed.json --placement
 """
 
 from __future__ import annotations
@@ -101,31 +101,3 @@ def spread_lines(counts: dict[str, dict[str, Any]], min_cells: int = 1) -> list[
                      f"| {x[2] - x[0]:.0f} x {y[2] - y[0]:.0f} |")
     return lines
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mars.sw.placement ROUTED.json [--depth N] [--min-cells N]``: the table
-    of `spread_lines` for a netlist nextpnr wrote (``mars synth --pnr --keep-routed``)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m mars.sw.placement",
-                                     description=main.__doc__.split("\n")[1].strip())
-    parser.add_argument("placed", type=Path)
-    parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--min-cells", type=int, default=50,
-                        help="leave out instances with fewer placed cells")
-    parser.add_argument("--top", help="the module to read (default: the one marked top)")
-    args = parser.parse_args(argv)
-    if not args.placed.is_file():
-        parser.error(f"no placed netlist at {args.placed}")
-    if args.depth < 1:
-        parser.error(f"--depth must be at least 1, not {args.depth}")
-    try:
-        counts = spread(args.placed, args.depth, args.top)
-    except (ValueError, OSError, TypeError, KeyError) as error:   # JSON errors are ValueErrors
-        parser.error(f"{args.placed}: {error}")
-    print("\n".join(spread_lines(counts, args.min_cells)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

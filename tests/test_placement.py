@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from mars.sw.hierarchy import UNNAMED
-from mars.sw.placement import main, spread, spread_lines
+from mars.sw.hierarchy import main
+from mars.sw.placement import spread, spread_lines
 
 TOP = {"top": "00000000000000000000000000000001"}
 BOXES = {"block.unit0.writer": (0, 40, 0, 30), "block.unit0.gather": (20, 60, 10, 45),
@@ -78,12 +79,16 @@ def test_lines_give_widths_and_leave_out_small_instances():
                for line in lines)
 
 
-def test_an_unplaced_netlist_is_refused():
+def _unplaced():
     placed, _ = _placed(1)
     for cell in placed["modules"]["top"]["cells"].values():
         cell["attributes"].pop("NEXTPNR_BEL", None)
+    return placed
+
+
+def test_an_unplaced_netlist_is_refused():
     with pytest.raises(ValueError, match="not a placed netlist"):
-        spread(placed)
+        spread(_unplaced())
     with pytest.raises(ValueError, match="depth"):
         spread(_placed(1)[0], depth=0)
 
@@ -92,16 +97,18 @@ def test_command_line_prints_the_table_and_refuses_bad_input(tmp_path, capsys):
     placed, _ = _placed(2)
     path = tmp_path / "routed.json"
     path.write_text(json.dumps(placed))
-    assert main([str(path), "--min-cells", "1"]) == 0
+    assert main([str(path), "--placement", "--min-cells", "1"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| instance | cells |") and "| block.unit0.gather |" in out
-    for argv, why in (([str(tmp_path / "none.json")], "no placed netlist"),
-                      ([str(path), "--depth", "0"], "--depth must be at least 1")):
+    for argv, why in (([str(tmp_path / "none.json"), "--placement"], "no netlist at"),
+                      ([str(path), "--placement", "--depth", "0"], "--depth must be at least 1")):
         with pytest.raises(SystemExit) as stop:
             main(argv)
         assert stop.value.code == 2
         assert why in capsys.readouterr().err
-    path.write_text("{not json")
-    with pytest.raises(SystemExit) as stop:
-        main([str(path)])
-    assert stop.value.code == 2
+    for text, why in (("{not json", "routed.json"), (json.dumps(_unplaced()), "not a placed")):
+        path.write_text(text)
+        with pytest.raises(SystemExit) as stop:
+            main([str(path), "--placement"])
+        assert stop.value.code == 2
+        assert why in capsys.readouterr().err

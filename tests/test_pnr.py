@@ -248,10 +248,9 @@ def test_a_missing_nextpnr_is_one_line(tmp_path, monkeypatch, capsys):
     assert "'cim_macro'" in err and "ice40" in err
 
 
-@pytest.mark.parametrize("family", ["ecp5", "ice40"])
-def test_placer_and_router_reach_nextpnr(family, tmp_path, monkeypatch, capsys):
-    """`--placer` / `--router` end nextpnr's command line; an out-of-context iCE40 block
-    still leaves its three data pins to nextpnr."""
+def _nextpnr_argv(family, tmp_path, monkeypatch, options):
+    """nextpnr's arguments for the tiny macro with `options` (a stand-in records them and
+    fails, so `mars synth` ends with status 2)."""
     monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
     monkeypatch.setenv("FAKE_CELLS", json.dumps({"LUT4": 3}))
     argv_file = tmp_path / "argv.json"
@@ -259,10 +258,17 @@ def test_placer_and_router_reach_nextpnr(family, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(f"NEXTPNR_{family.upper()}",
                        _fake(tmp_path, "nextpnr.py", record + "sys.exit(1)\n"))
     status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", family,
-                   "--pnr", "--out", str(tmp_path / "out"), "--placer", "static",
-                   "--router", "router2"])
+                   "--pnr", "--out", str(tmp_path / "out"), *options])
     assert status == 2                          # the stand-in fails after recording
-    argv = json.loads(argv_file.read_text())
+    return json.loads(argv_file.read_text())
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_placer_and_router_reach_nextpnr(family, tmp_path, monkeypatch, capsys):
+    """`--placer` / `--router` end nextpnr's command line; an out-of-context iCE40 block
+    still leaves its three data pins to nextpnr."""
+    argv = _nextpnr_argv(family, tmp_path, monkeypatch,
+                         ["--placer", "static", "--router", "router2"])
     assert argv[-4:] == ["--placer", "static", "--router", "router2"]
     assert ("--pcf-allow-unconstrained" in argv) == (family == "ice40")
     assert "--placer static --router router2 ..." in capsys.readouterr().out
@@ -272,16 +278,7 @@ def test_placer_and_router_reach_nextpnr(family, tmp_path, monkeypatch, capsys):
 def test_keep_routed_asks_nextpnr_for_the_routed_netlist(family, tmp_path, monkeypatch):
     """``--keep-routed`` adds nextpnr's ``--write <block>_<family>.routed.json`` and
     leaves the iCE40's unconstrained pins as they were."""
-    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
-    monkeypatch.setenv("FAKE_CELLS", json.dumps({"LUT4": 3}))
-    argv_file = tmp_path / "argv.json"
-    record = f"import json, sys\njson.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n"
-    monkeypatch.setenv(f"NEXTPNR_{family.upper()}",
-                       _fake(tmp_path, "nextpnr.py", record + "sys.exit(1)\n"))
-    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", family,
-                   "--pnr", "--keep-routed", "--out", str(tmp_path / "out")])
-    assert status == 2                          # the stand-in fails after recording
-    argv = json.loads(argv_file.read_text())
+    argv = _nextpnr_argv(family, tmp_path, monkeypatch, ["--keep-routed"])
     at = argv.index("--write")
     assert argv[at + 1] == f"cim_macro_{family}.routed.json"
     assert ("--pcf-allow-unconstrained" in argv) == (family == "ice40")
