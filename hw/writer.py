@@ -752,13 +752,20 @@ class UnitWriter(wiring.Component):
         with m.If(self.restart):
             m.d.sync += sc_pix.eq(0)
         word = sc_group >> (bank.group_bits - lb)
-        r = self.sc_read
-        # issued from S0's registers when S0 is registered (`shortcut_read_delay`)
-        m.d["sync" if shortcut_read_delay(self._config) else "comb"] += [
-            r.act_en.eq(issue & insn.add & ~insn.sc_res),
-            r.res_en.eq(issue & ((insn.add & insn.sc_res) | insn.psum)),
-            r.act_addr.eq(Cat(word[:bank.half_addr_bits], insn.sc_bank)),
-            r.res_addr.eq(sc_group)]
+        read = Signal.like(self.sc_read, name="sc_read_next")
+        m.d.comb += [read.act_en.eq(issue & insn.add & ~insn.sc_res),
+                     read.res_en.eq(issue & ((insn.add & insn.sc_res) | insn.psum)),
+                     read.act_addr.eq(Cat(word[:bank.half_addr_bits], insn.sc_bank)),
+                     read.res_addr.eq(sc_group)]
+        if shortcut_read_delay(self._config):
+            # issued from S0's registers: only the enables keep the reset (hw/regs.py)
+            enables = Signal(2, name="s0_sc_en")
+            addrs = Signal.like(read, name="s0_sc_read", reset_less=True)
+            m.d.sync += [enables.eq(Cat(read.act_en, read.res_en)), addrs.eq(read)]
+            m.d.comb += [self.sc_read.eq(addrs), self.sc_read.act_en.eq(enables[0]),
+                         self.sc_read.res_en.eq(enables[1])]
+        else:
+            m.d.comb += self.sc_read.eq(read)
         if per_word > 1:
             m.d.sync += s1.sc_sub.eq(sc_group[:(per_word - 1).bit_length()])
 
