@@ -69,7 +69,7 @@ def writer_latency(cfg) -> int:
     ``writer_stages`` 6; else 0), falls in the cycle before the unit's slot and the
     offer in the slot."""
     k = cfg.writer_stages
-    d = 1 if k >= 6 else 0
+    d = 1 if k >= WRITER_STAGES else 0
     return k + (1 + d - k) % cfg.macros if cfg.residual_adds else k
 
 
