@@ -72,6 +72,11 @@ class Controller(wiring.Component):
         of a phase that is not the run's last.  A unit waiting at a SYNC then knows that
         the WALK fetched behind it belongs to a phase of the run (hw/sequencer.py: its
         decoders may start it early); low while idle.
+    more_next : Out(1)
+        `more`'s next value (one LUT from the state and a register): each unit keeps
+        its own copy of `more` beside its sequencer (hw/unit.py), so that no net from
+        here crosses the die in front of the decoders' start.  (The phase count is
+        written while idle: `more_next` would see a write during a run a cycle late.)
     skip_loads : Out(1)
         The loaders copy nothing (the weights are already in the macros).
     running : Out(1)
@@ -100,6 +105,7 @@ class Controller(wiring.Component):
             "go_loaders": Out(1),
             "go_units": Out(1),
             "more": Out(1),
+            "more_next": Out(1),
             "skip_loads": Out(1),
             "running": Out(1),
             "done": Out(1),
@@ -137,15 +143,20 @@ class Controller(wiring.Component):
         # The go pulses are registers (one cycle after the decision): the units and loaders
         # sit all over the die, and a path from their waiting flags through this decision
         # into every unit's instruction registers would cross it twice in one cycle.
-        m.d.sync += [self.go_units.eq(0), self.go_loaders.eq(0), self.more.eq(0)]
-        with m.FSM(name="ctrl"):
+        m.d.sync += [self.go_units.eq(0), self.go_loaders.eq(0),
+                     self.more.eq(self.more_next)]
+        # Not the last phase: a register (phase changes only as a LOAD state starts, at
+        # least a cycle before the WALK state that reads it).
+        not_last = Signal()
+        m.d.sync += not_last.eq(phase + 1 != n_phases)
+        with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start & (n_phases != 0)):
                     m.d.sync += [self.running.eq(1), phase.eq(0), phase_cycles.eq(0),
                                  self.total_cycles.eq(0), self.done.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.sync += [*count(), self.more.eq(1)]
+                m.d.sync += count()
                 # go_loaders is high in this state's first cycle: the loaders still wait
                 with m.If(all_loaders & all_units & ~self.go_loaders):
                     m.d.sync += self.go_units.eq(1)
@@ -153,7 +164,7 @@ class Controller(wiring.Component):
                         m.d.sync += self.go_loaders.eq(1)
                     m.next = "WALK"
             with m.State("WALK"):
-                m.d.sync += [*count(), self.more.eq(phase + 1 != n_phases)]
+                m.d.sync += count()
                 # go_units is high in this state's first cycle: the units still wait
                 walked = all_units & all_loaders if cfg.hide_loads else all_units
                 with m.If(walked & ~self.go_units):
@@ -165,4 +176,5 @@ class Controller(wiring.Component):
                     with m.Else():
                         m.d.sync += self.go_loaders.eq(1)
                         m.next = "LOAD"
+        m.d.comb += self.more_next.eq(fsm.ongoing("LOAD") | (fsm.ongoing("WALK") & not_last))
         return m

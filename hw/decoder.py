@@ -30,9 +30,10 @@ lanes that start a kernel row); see `mars.contract.decoder`, `LaneExpander` and
 docs/decoder.md.
 
 Errors (sticky, cleared when the next walk starts; ``error`` is a struct of flags):
-``descriptor`` (rejected at start: nothing is emitted), ``index_range`` (an index word
-``>= k_groups``) and ``index_order`` (an index word not above the previous one of the
-same pixel).  An index error is caught before its payload is emitted; the walk stops
+``descriptor`` (checked in a register loaded at the start, set the cycle after it: the
+walk's first step is dropped as it is issued, so nothing is emitted), ``index_range``
+(an index word ``>= k_groups``) and ``index_order`` (an index word not above the
+previous one of the same pixel).  An index error is caught before its payload is emitted; the walk stops
 there, so the output carries the payloads before the bad entry and nothing after it.
 """
 
@@ -143,6 +144,7 @@ class SparseDecoder(wiring.Component):
         # from there: no comparator drives the walk counters' enables.
         s3_range = Signal()
         s3_order = Signal()
+        index_kill = Signal()
         kill = Signal()
         wiring.connect(m, wiring.flipped(self.start), walk.start)
         m.d.comb += [
@@ -150,7 +152,8 @@ class SparseDecoder(wiring.Component):
             walk.in_flight.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
                               | s6.valid),
             index_read.addr.eq(walk.index_addr), index_read.en.eq(advance),
-            kill.eq(s3.valid & (s3_range | s3_order)),
+            index_kill.eq(s3.valid & (s3_range | s3_order)),
+            kill.eq(index_kill | walk.reject),
             ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler, 0, kg)),
             ktable_read.en.eq(advance),
             # -- S3 .. S6: lane expansion (stages P, A, B, C), pad test, addresses
@@ -179,10 +182,13 @@ class SparseDecoder(wiring.Component):
             with m.If(s2.valid & ~s2.filler):
                 m.d.sync += prev_kg.eq(kg)
             with m.If(kill):
-                # The bad item and the three issued behind it are dropped; the walk ends.
-                m.d.sync += [stages[0][2].eq(0), stages[1][2].eq(0), stages[2][2].eq(0),
-                             self.error.index_range.eq(self.error.index_range | s3_range),
-                             self.error.index_order.eq(self.error.index_order | s3_order)]
+                # The bad item and the three issued behind it are dropped (a rejected
+                # descriptor's: its first step, issued now); the walk ends.
+                m.d.sync += [stages[0][2].eq(0), stages[1][2].eq(0), stages[2][2].eq(0)]
+            with m.If(index_kill):
+                m.d.sync += [
+                    self.error.index_range.eq(self.error.index_range | s3_range),
+                    self.error.index_order.eq(self.error.index_order | s3_order)]
         # A padded lane's address is 0: a synchronous reset of its register, with priority
         # over the enable (the flip-flops' own reset input, no multiplexer).
         for g in range(cfg.rows_per_step):
@@ -194,8 +200,10 @@ class SparseDecoder(wiring.Component):
         s6_kg = Signal(fmt.kgroup_bits, reset_less=True)
         with m.If(advance):
             m.d.sync += [s5_kg.eq(s4_kg), s6_kg.eq(s5_kg), payload.kgroup.eq(s6_kg)]
-        with m.If(walk.started):
-            m.d.sync += [self.error.eq(0), self.error.descriptor.eq(walk.bad)]
+        with m.If(walk.rejected):
+            m.d.sync += self.error.descriptor.eq(1)
+        with m.If(walk.started):            # after: a start clears what came before
+            m.d.sync += self.error.eq(0)
         return m
 
     def _memories(self, m):

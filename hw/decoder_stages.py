@@ -66,9 +66,24 @@ class WalkIssue(wiring.Component):
         depth; a filler's word is not used).
     started : Out(1)
         A walk starts this cycle (the start handshake).
-    bad : Out(1)
-        The descriptor offered on ``start`` is invalid (out of the memories' range, an
-        empty map, more kept groups than groups, ...).
+    reject : Out(1)
+        The active walk's descriptor is invalid (out of the memories' range, an empty
+        map, more kept groups than groups, ...), a register from the cycle after the
+        start: with ``advance`` the caller drops the step issued in that cycle (the
+        walk's first: nothing was issued before) and the walk ends (``stop`` must then
+        be high too).
+    rejected : Out(1)
+        The descriptor taken on ``start`` the cycle before was invalid (a one-cycle
+        pulse, also for a walk with no steps): the caller's error flag.
+
+    The start handshake drives only ``active``'s next value: the descriptor and the
+    counters follow ``start.payload`` while no walk is active (the descriptor while
+    nothing is in flight either), so they hold the offered words at the start, and the
+    descriptor check is a register loaded with them (``_invalid``).  No comparator, and
+    no enable of the ~200 descriptor and counter flip-flops, lies behind the handshake
+    (issue 9: the start's ``valid``, from the sequencer's shadow and the controller's
+    ``more``, through the check into ``active`` and the counters' enables was the
+    critical path of the unit at one seed and of the whole top, docs/synthesis.md).
     """
 
     def __init__(self, config: MarsConfig):
@@ -84,15 +99,16 @@ class WalkIssue(wiring.Component):
             "item": Out(item_layout(config)),
             "index_addr": Out(unsigned(fmt.slot_bits)),
             "started": Out(1),
-            "bad": Out(1),
+            "reject": Out(1),
+            "rejected": Out(1),
         })
 
     def elaborate(self, platform):
         fmt, item = self._format, self.item
         m = Module()
-        # Reset-less (hw/regs.py): the descriptor and the walk counters are all loaded at
-        # the start, and read only while `active` (which keeps the reset) or by the items
-        # issued since.
+        # Reset-less (hw/regs.py): the descriptor, its check and the walk counters hold
+        # what was offered at the start, and are read only while `active` (which keeps
+        # the reset) or by the items issued since.
         desc = Signal(descriptor_layout(self._config), reset_less=True)  # drives `desc`
         m.d.comb += self.desc.eq(desc)
         s = Signal(range(fmt.index_depth + 1), reset_less=True)
@@ -141,16 +157,25 @@ class WalkIssue(wiring.Component):
                 m.d.sync += [s.eq(s + 1), index_addr.eq(index_addr + 1)]
 
         new = self.start.payload
+        bad = Signal(reset_less=True)       # _invalid(desc), loaded with desc
+        fresh = Signal()                    # a walk started last cycle
         m.d.comb += [
-            self.bad.eq(self._invalid(new)),
             self.start.ready.eq(~self.active & ~self.in_flight),
             self.started.eq(self.start.valid & self.start.ready),
+            self.reject.eq(self.active & bad),
+            self.rejected.eq(fresh & bad),
         ]
+        m.d.sync += fresh.eq(self.started)
         with m.If(self.started):
-            m.d.sync += [desc.eq(new), self.active.eq(~self.bad & (new.steps != 0)),
-                         last_s.eq(new.steps - 1), s.eq(0), first_pixel.eq(1),
+            m.d.sync += self.active.eq(new.steps != 0)
+        # While no walk is active the counters follow the offered descriptor; the
+        # descriptor and its check also wait for the last walk's items to leave.
+        with m.If(~self.active):
+            m.d.sync += [last_s.eq(new.steps - 1), s.eq(0), first_pixel.eq(1),
                          cols_left.eq(new.out_w), rows_left.eq(new.out_h),
                          bx.eq(new.bx0), by.eq(new.by0), index_addr.eq(new.index_start)]
+        with m.If(self.start.ready):
+            m.d.sync += [desc.eq(new), bad.eq(self._invalid(new))]
         return m
 
     def _invalid(self, new):

@@ -124,7 +124,7 @@ class MarsTop(wiring.Component):
                          loader.go.eq(ctrl.go_loaders), loader.skip.eq(ctrl.skip_loads)]
         for u, unit in enumerate(units):
             m.d.comb += [ctrl.units_waiting[u].eq(unit.waiting), unit.go.eq(ctrl.go_units),
-                         unit.more.eq(ctrl.more)]
+                         unit.more_next.eq(ctrl.more_next)]
         return m
 
     def _cores(self, m, port, running) -> tuple[list[CoreLoader], list[MacroUnit]]:

@@ -54,9 +54,12 @@ class MacroUnit(wiring.Component):
     -------
     go : In(1)
         Leave the SYNC the unit waits at.
-    more : In(1)
-        The phase after the next SYNC exists (the controller's ``more``): the decoders
-        may start the WALK fetched behind it (`UnitSequencer`).
+    more_next : In(1)
+        The controller's ``more_next``: the next value of its ``more`` (the phase after
+        the next SYNC exists: the decoders may start the WALK fetched behind it,
+        `UnitSequencer`).  The unit registers its own copy of ``more`` beside the
+        sequencer (it drives the decoders' start; the controller's register lay a
+        quadrant away, issue 9).
     waiting : Out(1)
         Waiting at a SYNC, every write done.
     error : Out(1)
@@ -84,7 +87,7 @@ class MacroUnit(wiring.Component):
         domain = {"domain": range(D)}
         super().__init__({
             "go": In(1),
-            "more": In(1),
+            "more_next": In(1),
             "waiting": Out(1),
             "error": Out(1),
             "load": In(stream.Signature(write_layout(config))),
@@ -122,6 +125,8 @@ class MacroUnit(wiring.Component):
         m.submodules.writer = writer = UnitWriter(cfg)
         decoders = self._decoders(m)
 
+        more = Signal()         # the controller's `more`, a copy beside the sequencer
+        m.d.sync += more.eq(self.more_next)
         wiring.connect(m, wiring.flipped(self.prog_write), seq.prog_write)
         wiring.connect(m, wiring.flipped(self.param_write), seq.param_write)
         wiring.connect(m, wiring.flipped(self.load), macro.write)
@@ -140,7 +145,7 @@ class MacroUnit(wiring.Component):
         wiring.connect(m, gather.side, acc.side)
         wiring.connect(m, acc.pixel, writer.pixel)
         m.d.comb += [
-            seq.go.eq(self.go), self.waiting.eq(seq.waiting), seq.more.eq(self.more),
+            seq.go.eq(self.go), self.waiting.eq(seq.waiting), seq.more.eq(more),
             seq.walk_done.eq(writer.walk_done), writer.restart.eq(seq.starting),
             gather.in_bank.eq(seq.insn.in_bank), writer.insn.eq(seq.insn),
             writer.params.eq(seq.params),

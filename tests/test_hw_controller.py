@@ -24,7 +24,8 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
     from the cycle after).  With ``hide``, ``hide_loads``: ``go_loaders`` also comes with
     every ``go_units`` (the next phase's hidden loads).  Returns the trace."""
     dut = Controller(CONFIG.replace(hide_loads=hide))
-    trace = {"phase_end": [], "go_units": [], "go_loaders": [], "done_at": None, "more": []}
+    trace = {"phase_end": [], "go_units": [], "go_loaders": [], "done_at": None, "more": [],
+             "more_next": []}
 
     async def testbench(ctx):
         if start_when_zero:                   # phases not written yet: start is ignored
@@ -47,6 +48,7 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
         unit_wait_from = [0] * CONFIG.macros  # units start at their first SYNC
         while ctx.get(dut.running):
             trace["more"].append(ctx.get(dut.more))
+            trace["more_next"].append(ctx.get(dut.more_next))
             ctx.set(dut.loaders_waiting, sum(1 << c for c, w in enumerate(loader_wait_from)
                                              if t >= w))
             ctx.set(dut.units_waiting, sum(1 << u for u, w in enumerate(unit_wait_from)
@@ -72,6 +74,8 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+    # `more_next` (what each unit's own copy of `more` loads) is `more` a cycle early.
+    assert trace["more_next"][:-1] == trace["more"][1:]
     return trace
 
 

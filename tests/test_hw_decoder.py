@@ -34,11 +34,14 @@ def payload_dict(const, config) -> dict:
 
 
 def run_decoder(config, walks, *, index=(), ktable=(), write_index=(), write_ktable=(),
-                ready_prob=1.0, seed=0, max_cycles=20000):
+                ready_prob=1.0, seed=0, max_cycles=20000, overlap=False):
     """Load memories, run `walks` (descriptors) back to back, collect payloads.
 
     Returns (payloads, error flags after each walk, cycles from first start to last
     payload).  `write_*` are written through the write ports before the first walk.
+    With `overlap` each walk is offered as soon as the one before it has started (the
+    decoder takes it once its stages are empty, while the last payload may still wait
+    at the output, as in a unit); the flags are then read after the last walk only.
     """
     dut = SparseDecoder(config, index_init=list(index), ktable_init=list(ktable))
     rng = np.random.default_rng(seed)
@@ -57,13 +60,15 @@ def run_decoder(config, walks, *, index=(), ktable=(), write_index=(), write_kta
             await ctx.tick()
         ctx.set(dut.ktable_write.valid, 0)
         cycles = 0
-        for desc in walks:
+        for i, desc in enumerate(walks):
             ctx.set(dut.start.payload, desc)
             ctx.set(dut.start.valid, 1)
             await ctx.tick().until(dut.start.ready)
             timing.setdefault("start", cycles)
             ctx.set(dut.start.valid, 0)
             await ctx.tick()
+            if overlap and i < len(walks) - 1:
+                continue
             while ctx.get(dut.busy):
                 await ctx.tick()
                 cycles += 1
@@ -223,6 +228,28 @@ def test_bad_descriptor_is_rejected(change):
                                  ktable=ktable_words(geometry, config))
     assert got == []
     assert errors == [{"descriptor": 1, "index_range": 0, "index_order": 0}]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bad_descriptor_behind_a_stalled_output(seed):
+    """A bad descriptor taken while the walk before it still holds its last payload at
+    the output (nothing advances): nothing of it is emitted, whenever the output moves;
+    the good walk after it clears the flag."""
+    config = TINY
+    geometry = LAYERS[1]
+    kept = [0, 1, 2]
+    good = descriptor(geometry, config, count=len(kept))
+    bad = {**good, "k_groups": 0}
+    expected = decoder_walk(geometry, np.array(kept), config).payloads()
+    kt = ktable_words(geometry, config)
+    got, errors, _ = run_decoder(config, [good, bad], index=kept, ktable=kt,
+                                 ready_prob=0.3, seed=seed, overlap=True)
+    assert got == expected
+    assert errors == [{"descriptor": 1, "index_range": 0, "index_order": 0}]
+    got, errors, _ = run_decoder(config, [good, bad, good], index=kept, ktable=kt,
+                                 ready_prob=0.3, seed=seed, overlap=True)
+    assert got == expected + expected
+    assert errors == [{"descriptor": 0, "index_range": 0, "index_order": 0}]
 
 
 def test_empty_walk_emits_nothing():
