@@ -41,7 +41,6 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
@@ -55,6 +54,7 @@ from mars.contract.decoder import (
     payload_layout,
 )
 
+from .bram import block_ram
 from .decoder_stages import LaneExpander, WalkIssue, item_layout
 from .regs import valid_register
 
@@ -209,13 +209,15 @@ class SparseDecoder(wiring.Component):
     def _memories(self, m):
         """The index and k-table memories with their write ports; returns the read ports.
 
-        Block RAM; see hw/macro.py for why ``ram_style`` is needed.
+        Block RAM without collision logic (`block_ram`): the memories are written only
+        while no walk reads them (the host writes while the accelerator is idle), and a
+        read issued with no walk in flight carries no item, so its data is never used.
         """
         fmt = self._format
-        index_mem = Memory(shape=unsigned(fmt.kgroup_bits), depth=fmt.index_depth,
-                           init=self._index_init, attrs={"ram_style": "block"})
-        ktable_mem = Memory(shape=unsigned(fmt.ktable_bits), depth=fmt.max_kgroups,
-                            init=self._ktable_init, attrs={"ram_style": "block"})
+        index_mem = block_ram(unsigned(fmt.kgroup_bits), fmt.index_depth,
+                              init=self._index_init, collision_free=True)
+        ktable_mem = block_ram(unsigned(fmt.ktable_bits), fmt.max_kgroups,
+                               init=self._ktable_init, collision_free=True)
         m.submodules.index_mem = index_mem
         m.submodules.ktable_mem = ktable_mem
         for mem, port, depth in ((index_mem, self.index_write, fmt.index_depth),

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
 from mars.contract.program import Op, load_layout
 
+from .bram import block_ram
 from .macro import write_layout
 
 __all__ = ["CoreLoader"]
@@ -146,10 +146,14 @@ class CoreLoader(wiring.Component):
         return m
 
     def _program(self, m):
-        """The program memory with the host's write port; returns its read port."""
-        program = Memory(shape=unsigned(load_layout(self._config).size),
-                         depth=self._config.program_words, init=self._init,
-                         attrs={"ram_style": "block"})
+        """The program memory with the host's write port; returns its read port.
+
+        Block RAM without collision logic (`block_ram`): the host writes it while the
+        accelerator is idle, when the loader is held in reset (FETCH, so no read is
+        decoded); a run only reads it."""
+        program = block_ram(unsigned(load_layout(self._config).size),
+                            self._config.program_words, init=self._init,
+                            collision_free=True)
         m.submodules.prog_mem = program
         write = program.write_port()
         m.d.comb += [write.addr.eq(self.prog_write.payload.addr),

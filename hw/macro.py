@@ -41,11 +41,11 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig, ReadoutMode
 
+from .bram import block_ram
 from .regs import SELECT_FANOUT, replicas, ring2
 
 __all__ = ["CimMacro", "write_layout", "request_layout", "result_layout", "scales_layout"]
@@ -145,11 +145,12 @@ class CimMacro(wiring.Component):
         # quarter of the read wires (docs/macro.md, "Storage").
         read_ports = []
         for d in range(D):
-            # ``ram_style = "block"`` makes Yosys's memory_libmap map the array to block
-            # RAM (DP16KD, SB_RAM40_4K); left to itself it picks LUT RAM or flip-flops
-            # for the shallow arrays of the small presets.
-            storage = Memory(shape=unsigned(r * Cd), depth=cfg.row_slots * Q, init=[],
-                             attrs={"ram_style": "block"})
+            # Block RAM without collision logic (`block_ram`): the loader writes a row
+            # slot only while no walk reads it (a LOAD state, when every unit waits at
+            # its SYNC, or a hidden load into slots the phase's walks leave alone:
+            # `mars.sw.mapper`, tests/test_mapper.py), and a read with no step accepted
+            # is never used (below).
+            storage = block_ram(unsigned(r * Cd), cfg.row_slots * Q, collision_free=True)
             m.submodules[f"storage{d}"] = storage
             write_port = storage.write_port(granularity=Cd)
             read_ports.append(storage.read_port(domain="sync"))

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
@@ -65,6 +64,7 @@ from mars.contract.program import (
     param_layout,
 )
 
+from .bram import block_ram
 from .regs import SELECT_FANOUT, replicas, shares
 
 __all__ = ["UnitSequencer", "memory_write_layout", "program_write_layout",
@@ -165,14 +165,19 @@ class UnitSequencer(wiring.Component):
 
     def _memories(self, m):
         """The program and parameter memories with the host's write ports; returns their
-        read ports."""
+        read ports.
+
+        Block RAM without collision logic (`block_ram`): the host writes them while the
+        accelerator is idle, when the unit is held in reset and its fetch engine's
+        valid flags (``iv1``, ``pv1`` ...) are low, so no read data of those cycles is
+        used; a run only reads them."""
         fmt = self._format
         ports = []
         for name, depth, init, port in (
                 ("prog_mem", fmt.program_depth, self._program, self.prog_write),
                 ("params", fmt.param_depth, self._params, self.param_write)):
-            mem = Memory(shape=unsigned(CONTROL_WORD_BITS), depth=depth, init=init,
-                         attrs={"ram_style": "block"})
+            mem = block_ram(unsigned(CONTROL_WORD_BITS), depth, init=init,
+                            collision_free=True)
             m.submodules[name] = mem
             write = mem.write_port()
             m.d.comb += [write.addr.eq(port.payload.addr), write.data.eq(port.payload.data),

@@ -36,6 +36,7 @@ from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.host import ControlWrite, HostFormat, HostMemory, Region
 
+from .bram import block_ram
 from .controller import Controller
 from .host import HostPort
 from .loader import CoreLoader
@@ -140,9 +141,11 @@ class MarsTop(wiring.Component):
             loader = CoreLoader(cfg, init=init.get((HostMemory.LOADER, c, 0)))
             m.submodules[f"loader{c}"] = ResetInserter(~running)(loader)
             loaders.append(loader)
-            sram = Memory(shape=unsigned(cfg.cols), depth=cfg.weight_sram_rows,
-                          init=init.get((HostMemory.WEIGHTS, c, 0), []),
-                          attrs={"ram_style": "block"})
+            # The host writes the weight SRAM while the accelerator is idle (the loader
+            # held in reset reads nothing), so Yosys may leave out its collision logic.
+            sram = block_ram(unsigned(cfg.cols), cfg.weight_sram_rows,
+                             init=init.get((HostMemory.WEIGHTS, c, 0), []),
+                             collision_free=True)
             m.submodules[f"weights{c}"] = sram
             sw = sram.write_port()
             sr = sram.read_port()
@@ -249,12 +252,10 @@ class MarsTop(wiring.Component):
             # mapper's liveness rule, `mars.sw.mapper._places`; tests/test_mapper.py), and
             # the next phase reads a word only after it has landed (docs/banking.md).  So
             # Yosys may leave out the collision logic it otherwise builds around each
-            # DP16KD (`no_rw_check`): a comparator of the broadcast write address with
+            # DP16KD (`block_ram`): a comparator of the broadcast write address with
             # the unit's read address, and registers, on the die-crossing write path.
-            attrs = {"ram_style": "block"} if collisions else {"ram_style": "block",
-                                                                "no_rw_check": 1}
-            return Memory(shape=unsigned(bank.word_bits), depth=bank.words, init=init,
-                          attrs=attrs)
+            return block_ram(unsigned(bank.word_bits), bank.words, init=init,
+                             collision_free=not collisions)
 
         # One copy per read port, each with one write port and one read port (a block
         # RAM): Yosys 0.70 replicates a memory per read port by itself, but aborts on the

