@@ -33,8 +33,9 @@ Errors (sticky, cleared when the next walk starts; ``error`` is a struct of flag
 ``descriptor`` (checked in a register loaded at the start, set the cycle after it: the
 walk's first step is dropped as it is issued, so nothing is emitted), ``index_range``
 (an index word ``>= k_groups``) and ``index_order`` (an index word not above the
-previous one of the same pixel).  An index error is caught before its payload is emitted; the walk stops
-there, so the output carries the payloads before the bad entry and nothing after it.
+previous one of the same pixel).  An index error is caught before its payload is
+emitted; the walk stops there, so the output carries the payloads before the bad entry
+and nothing after it.
 """
 
 from __future__ import annotations
