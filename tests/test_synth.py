@@ -192,9 +192,10 @@ def test_collision_free_block_ram_has_no_collision_logic(tmp_path, collision_fre
         assert result["ff"] >= width, result
 
 
-def _block_rams(text: str) -> dict[str, bool]:
+def _block_rams(text: str) -> dict[str, list[bool]]:
     """Every memory declared with ``ram_style = "block"`` in Verilog `text`: name ->
-    whether it carries ``no_rw_check`` (its attributes precede its declaration)."""
+    whether each declaration of that name carries ``no_rw_check`` (its attributes
+    precede it)."""
     found = {}
     declaration = r"((?:\s*\(\*[^*]*\*\))*)\s*reg\s+(?:\[[^\]]+\]\s+)?(\S+)\s*\[[^\]]+\];"
     for match in re.finditer(declaration, text):
