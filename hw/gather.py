@@ -1,11 +1,13 @@
 """A macro unit's activation gather: D decoder payloads in, one macro compute step out.
 
-The D decoders (one per word-line domain) run in step: their payloads are taken together,
-in the cycle all D are there and stage B is free (or moves on).  The activation memory
-holds words of G activations (`mars.contract.banking.Banking`); each domain has ONE read
-port (``act_addr[d]``: a word address with the half as its top bit; data one cycle later
-in ``act_data[d]``).  A lane's element address ``e`` (from the decoder) is field ``e % G``
-of word ``e // G``.
+The D decoders (one per word-line domain) run in step: they share one descriptor but for
+their index codes, which fillers pad to the same length, so their payloads arrive in the
+same cycles (tests/test_hw_decoder.py checks it).  Each domain takes its payload when it
+is there and stage B is free (or moves on), so all D are taken together without an AND
+over the domains.  The activation memory holds words of G activations
+(`mars.contract.banking.Banking`); each domain has ONE read port (``act_addr[d]``: a word
+address with the half as its top bit; data one cycle later in ``act_data[d]``).  A lane's
+element address ``e`` (from the decoder) is field ``e % G`` of word ``e // G``.
 
 Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
@@ -75,9 +77,10 @@ class ActivationGather(wiring.Component):
     Members
     -------
     payloads : In(stream.Signature(payload_layout(config))).array(D)
-        The decoders' payloads, one stream per word-line domain; all are taken into stage
-        B together.  ``ready`` is a register (domain d's spare is empty): it depends on
-        no input of the cycle.
+        The decoders' payloads, one stream per word-line domain, valid in the same
+        cycles (the decoders run in step); all are taken into stage B together.  Stage
+        B's valid and markers follow domain 0.  ``ready`` is a register (domain d's spare
+        is empty): it depends on no input of the cycle.
     in_bank : In(region_bits)
         The activation region the walk reads (top bits of every word address).
     act_en : Out(unsigned(D))
@@ -149,8 +152,15 @@ class ActivationGather(wiring.Component):
         # domain's `pend` to the central `take` and back out (issue 9).
         move_next = ~take & ~move & b_valid & ~fresh[0] & ~busy_any & ~(c_valid & ~request.ready)
         m.d.sync += move.eq(move_next)
-        arrived = Cat(*(spare_valid[d] | o.valid for d, o in enumerate(outs))).all()
-        m.d.comb += [take.eq(arrived & (~b_valid | move)),
+        # Domain d's payload is there (in its spare or at its decoder's output).  The D
+        # decoders run in step (one descriptor, the same steps; hw/unit.py), so every
+        # domain's payload arrives in the same cycle and each domain takes on its own
+        # arrival: no AND over the domains, whose decoders lie across the die, runs into
+        # the takes (issue 9: the unit's critical path ran from a domain's spare to that
+        # AND and back into another domain's stage B, 8 of its 10 ns routing).  The
+        # central `take` (stage B's valid and markers) follows domain 0.
+        avail = [spare_valid[d] | o.valid for d, o in enumerate(outs)]
+        m.d.comb += [take.eq(avail[0] & (~b_valid | move)),
                      request.valid.eq(c_valid)]
         # Each domain takes with copies of `take` of its own, each from its own copies
         # of `b_valid` and `move` (names ending in REPLICA: synthesis keeps them apart),
@@ -166,7 +176,7 @@ class ActivationGather(wiring.Component):
                 replicas(m, b_valid, b_valid_next, 2 * D, name="b_valid"),
                 replicas(m, move, move_next, 2 * D, name="move"))):
             copy = Signal(name=f"take{k}")
-            m.d.comb += copy.eq(arrived & (~b_valid_k | move_k))
+            m.d.comb += copy.eq(avail[k % D] & (~b_valid_k | move_k))
             copies.append(copy)
         takes, spare_takes = copies[:D], copies[D:]
         spare_next = Signal(D)

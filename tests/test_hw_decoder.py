@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS, MarsConfig
@@ -250,6 +251,73 @@ def test_bad_descriptor_behind_a_stalled_output(seed):
                                  ready_prob=0.3, seed=seed, overlap=True)
     assert got == expected + expected
     assert errors == [{"descriptor": 0, "index_range": 0, "index_order": 0}]
+
+
+@pytest.mark.parametrize("config", [TINY, ODD], ids=lambda c: c.name)
+def test_decoders_of_a_block_set_stay_in_step(config):
+    """The D decoders of a unit share one descriptor but for their index code (start,
+    count: how many K-groups each block keeps; fillers pad them to the same ``steps``).
+    Started in the same cycle and stalled by the same ``ready``, they must offer their
+    payloads and take their next descriptor in the same cycles, whatever their codes
+    (the activation gather takes each domain's payload on its own arrival, hw/gather.py).
+    Walks back to back (each offered as soon as the one before started), random stalls."""
+    rng = np.random.default_rng(11)
+    fmt = DecoderFormat(config)
+    D = 3
+    index, ktable, walks = [[] for _ in range(D)], [], []
+    for n, geometry in enumerate(LAYERS):
+        KG = -(-geometry.k // config.rows_per_step)
+        kept = [random_kept(rng, KG, density) for density in (0.6, 0.3, 0.0)]
+        steps = max(len(k) for k in kept) + (n % 2)
+        base_k = len(ktable)
+        ktable += ktable_words(geometry, config)
+        act_base = int(rng.integers(0, config.act_buffer_words))
+        walks.append([descriptor(geometry, config, count=len(kept[d]), steps=steps,
+                                 act_base=act_base, ktable_base=base_k,
+                                 index_start=len(index[d]), slot_base=0)
+                      for d in range(D)])
+        for d in range(D):
+            index[d] += kept[d].tolist()
+    assert len(ktable) <= fmt.max_kgroups
+    assert all(len(code) <= fmt.index_depth for code in index)
+    m = Module()
+    duts = [SparseDecoder(config, index_init=index[d], ktable_init=ktable) for d in range(D)]
+    for d, dut in enumerate(duts):
+        m.submodules[f"decoder{d}"] = dut
+    checked = {"cycles": 0, "payloads": 0}
+
+    async def testbench(ctx):
+        walk = 0
+        while walk < len(walks) or any(ctx.get(dut.busy) for dut in duts):
+            offer = walk < len(walks)
+            ready = int(rng.random() < 0.6)
+            for d, dut in enumerate(duts):
+                if offer:
+                    ctx.set(dut.start.payload, walks[walk][d])
+                ctx.set(dut.start.valid, int(offer))
+                ctx.set(dut.out.ready, ready)
+            starts = [ctx.get(dut.start.ready) for dut in duts]
+            valids = [ctx.get(dut.out.valid) for dut in duts]
+            firsts = [ctx.get(dut.out.payload.walk_first) for dut in duts]
+            cycle = checked["cycles"]
+            assert len(set(starts)) == 1, f"cycle {cycle}: start.ready {starts}"
+            assert len(set(valids)) == 1, f"cycle {cycle}: out.valid {valids}"
+            assert not valids[0] or len(set(firsts)) == 1, f"cycle {cycle}: walk_first"
+            checked["payloads"] += valids[0] & ready
+            walk += int(offer and starts[0])
+            await ctx.tick()
+            checked["cycles"] += 1
+            assert checked["cycles"] < 20000, "the decoders hang"
+        flags = [{k: int(getattr(ctx.get(dut.error), k))
+                  for k in ("descriptor", "index_range", "index_order")} for dut in duts]
+        assert all(not any(f.values()) for f in flags), flags
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert checked["payloads"] == sum(w[0]["steps"] * g.out_h * g.out_w
+                                      for w, g in zip(walks, LAYERS))
 
 
 def test_empty_walk_emits_nothing():

@@ -1,8 +1,8 @@
 """Amaranth-simulator test of a macro unit's activation gather (`mars.hw.gather`).
 
-Random decoder payloads arrive on the D streams with random gaps; the macro side takes
-compute steps with random stalls (at most two in flight, as the macro holds) and pops the
-markers.  The activation memory holds words of G activations with ONE read port per
+Random decoder payloads arrive on the D streams with random gaps, in step (all D in the
+same cycle, as the unit's decoders offer them); the macro side takes compute steps with
+random stalls (at most two in flight, as the macro holds) and pops the markers.  The activation memory holds words of G activations with ONE read port per
 domain, as the top wires it.  Every compute step must carry, per domain, the row slot of
 that domain's payload and its G activations (element ``addrs[g]`` of half ``in_bank``),
 zero where the payload's pad bit is set; the markers must come out in step order.  Every
@@ -67,10 +67,13 @@ def test_steps_carry_slots_and_activations():
         holding = [False] * D
         cycles = 0
         while len(markers) < n:
-            for d, port in enumerate(dut.payloads):
-                if not holding[d] and offered[d] < n and rng.random() < 0.6:
+            # The decoders run in step (hw/unit.py): all D offer their next payload in
+            # the same cycle, and the gather takes them in the same cycle.
+            if not any(holding) and offered[0] < n and rng.random() < 0.6:
+                for d, port in enumerate(dut.payloads):
                     ctx.set(port.payload, payloads[d][offered[d]])
-                    holding[d] = True
+                holding = [True] * D
+            for d, port in enumerate(dut.payloads):
                 ctx.set(port.valid, holding[d])
             in_flight = len(steps) - len(markers)
             ctx.set(dut.request.ready, int(in_flight < 2 and rng.random() < 0.7))
@@ -81,6 +84,8 @@ def test_steps_carry_slots_and_activations():
             # markers' `ready`) must leave every one as it is (docs/synthesis.md, "The
             # decoders' ready").
             readies = [ctx.get(port.ready) for port in dut.payloads]
+            assert len(set(readies)) == 1, \
+                f"seed {seed}, cycle {cycles}: the domains fall out of step: ready {readies}"
             for flipped in [port.valid for port in dut.payloads] + [dut.request.ready,
                                                                     dut.side.ready]:
                 was = ctx.get(flipped)
@@ -176,11 +181,12 @@ def test_registered_move_and_busy_equal_the_expressions(config):
         for cycle in range(3000):
             reset = rng.random() < 0.01
             ctx.set(rst, int(reset))
-            for d, port in enumerate(dut.payloads):
-                if not holding[d] and rng.random() < 0.7:
+            if not any(holding) and rng.random() < 0.7:     # in step, as in the unit
+                for port in dut.payloads:
                     ctx.set(port.payload, payload())
-                    holding[d] = True
-                ctx.set(port.valid, int(holding[d]))
+                holding = [True] * D
+            for port in dut.payloads:
+                ctx.set(port.valid, int(holding[0]))
             ctx.set(dut.request.ready, int(in_flight < 3 and rng.random() < 0.6))
             ctx.set(dut.side.ready, int(in_flight > 0 and rng.random() < 0.6))
             busy_now = [ctx.get(b) for b in busy]
@@ -197,8 +203,10 @@ def test_registered_move_and_busy_equal_the_expressions(config):
                 busy_r = busy_now
                 in_flight += (ctx.get(dut.request.valid) and ctx.get(dut.request.ready)) \
                     - (ctx.get(dut.side.valid) and ctx.get(dut.side.ready))
-            for d, port in enumerate(dut.payloads):   # a payload is offered until taken
-                holding[d] = holding[d] and not (ctx.get(port.ready) and not reset)
+            readies = [ctx.get(port.ready) for port in dut.payloads]
+            assert len(set(readies)) == 1, f"seed {seed}, cycle {cycle}: ready {readies}"
+            # a payload is offered until taken
+            holding = [h and not (readies[0] and not reset) for h in holding]
             await ctx.tick()
             checked["cycles"] += 1
 
