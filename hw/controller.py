@@ -80,7 +80,11 @@ class Controller(wiring.Component):
     skip_loads : Out(1)
         The loaders copy nothing (the weights are already in the macros).
     running : Out(1)
-        A run is in progress.
+        A run is in progress (a register).
+    running_next : Out(1)
+        `running`'s next value (a LUT from the state and the inputs): the top keeps a
+        copy of `running` beside each loader and unit for its run reset (hw/top.py), so
+        that no one net from here drives the reset of every block on the die.
     done : Out(1)
         The last run finished (cleared by the next start).
     phase : Out(range(max_phases + 1))
@@ -108,6 +112,7 @@ class Controller(wiring.Component):
             "more_next": Out(1),
             "skip_loads": Out(1),
             "running": Out(1),
+            "running_next": Out(1),
             "done": Out(1),
             "phase": Out(range(config.max_phases + 1)),
             "phase_cycles": Out(unsigned(32)),
@@ -144,7 +149,8 @@ class Controller(wiring.Component):
         # sit all over the die, and a path from their waiting flags through this decision
         # into every unit's instruction registers would cross it twice in one cycle.
         m.d.sync += [self.go_units.eq(0), self.go_loaders.eq(0),
-                     self.more.eq(self.more_next)]
+                     self.more.eq(self.more_next), self.running.eq(self.running_next)]
+        m.d.comb += self.running_next.eq(self.running)
         # Not the last phase: a register (phase changes only as a LOAD state starts, at
         # least a cycle before the WALK state that reads it).
         not_last = Signal()
@@ -152,7 +158,8 @@ class Controller(wiring.Component):
         with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start & (n_phases != 0)):
-                    m.d.sync += [self.running.eq(1), phase.eq(0), phase_cycles.eq(0),
+                    m.d.comb += self.running_next.eq(1)
+                    m.d.sync += [phase.eq(0), phase_cycles.eq(0),
                                  self.total_cycles.eq(0), self.done.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
@@ -171,7 +178,8 @@ class Controller(wiring.Component):
                     m.d.comb += self.phase_end.eq(1)
                     m.d.sync += [phase.eq(phase + 1), phase_cycles.eq(0)]
                     with m.If(phase + 1 == n_phases):
-                        m.d.sync += [self.done.eq(1), self.running.eq(0)]
+                        m.d.comb += self.running_next.eq(0)
+                        m.d.sync += self.done.eq(1)
                         m.next = "IDLE"
                     with m.Else():
                         m.d.sync += self.go_loaders.eq(1)

@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.host import ControlWrite, HostFormat, HostMemory, Region
+from mars.contract.netlist import REPLICA
 
 from .bram import block_ram
 from .controller import Controller
@@ -96,7 +97,7 @@ class MarsTop(wiring.Component):
         m.submodules.controller = ctrl = Controller(cfg, phases=self._init.get("phases", 0))
         wiring.connect(m, wiring.flipped(self.host), port.host)
         wiring.connect(m, port.host_read, wiring.flipped(self.host_read))
-        loaders, units = self._cores(m, port, ctrl.running)
+        loaders, units = self._cores(m, port, ctrl.running_next)
         self.units = units              # for testbenches that watch the units' ports
         slot = self._slots(m, ctrl.running, units)
         sc_read = self._shortcut_read(m, units, slot) if cfg.residual_adds else None
@@ -128,18 +129,34 @@ class MarsTop(wiring.Component):
                          unit.more_next.eq(ctrl.more_next)]
         return m
 
-    def _cores(self, m, port, running) -> tuple[list[CoreLoader], list[MacroUnit]]:
-        """Each core's weight SRAM, loader and macro units, with their host writes.
+    @staticmethod
+    def _run_reset(m, running_next, name: str) -> Signal:
+        """A block's run reset: its own register, high while the controller is idle.
 
         Loaders and units are held in reset (program counters at 0) while the controller
         is idle (``running`` low); their memories keep what the host wrote.  Only their
-        control state has a reset: one net to every flip-flop that keeps it (hw/regs.py).
+        control state has a reset (hw/regs.py), but in the default top that is thousands
+        of flip-flops over the whole die.  Each block's reset comes from a copy of
+        ``~running`` of its own (loading ``~running_next``; a ``keep`` name, so Yosys
+        does not merge the copies), which the placer puts inside the block: the one net
+        from the controller to every block's LSR inputs was the whole top's critical
+        path, 13 ns of routing (issue 9, docs/synthesis.md "The run reset").  The copy
+        equals ``~running`` in every cycle (1 from the top's reset, like ``running``'s
+        0), so no cycle changes.
         """
+        idle = Signal(init=1, name=f"{name}_idle{REPLICA}")
+        m.d.sync += idle.eq(~running_next)
+        return idle
+
+    def _cores(self, m, port, running_next) -> tuple[list[CoreLoader], list[MacroUnit]]:
+        """Each core's weight SRAM, loader and macro units, with their host writes; each
+        loader and unit held in reset while idle (`_run_reset`)."""
         cfg, init = self._config, self._init
         loaders, units = [], []
         for c in range(cfg.cores):
             loader = CoreLoader(cfg, init=init.get((HostMemory.LOADER, c, 0)))
-            m.submodules[f"loader{c}"] = ResetInserter(~running)(loader)
+            idle = self._run_reset(m, running_next, f"loader{c}")
+            m.submodules[f"loader{c}"] = ResetInserter(idle)(loader)
             loaders.append(loader)
             # The host writes the weight SRAM while the accelerator is idle (the loader
             # held in reset reads nothing), so Yosys may leave out its collision logic.
@@ -157,12 +174,12 @@ class MarsTop(wiring.Component):
                          loader.prog_write.payload.addr.eq(port.offset),
                          loader.prog_write.payload.data.eq(port.data)]
             for j in range(cfg.macros_per_core):
-                unit = self._unit(m, port, c * cfg.macros_per_core + j, running)
+                unit = self._unit(m, port, c * cfg.macros_per_core + j, running_next)
                 wiring.connect(m, loader.loads[j], unit.load)
                 units.append(unit)
         return loaders, units
 
-    def _unit(self, m, port, u: int, running) -> MacroUnit:
+    def _unit(self, m, port, u: int, running_next) -> MacroUnit:
         """Macro unit `u` with its memories' initial contents and host writes."""
         init, D = self._init, self._config.wordline_domains
         unit = MacroUnit(self._config, init={
@@ -170,7 +187,8 @@ class MarsTop(wiring.Component):
             "params": init.get((HostMemory.PARAMS, u, 0), []),
             **{("index", d): init.get((HostMemory.INDEX, u, d)) for d in range(D)},
             **{("ktable", d): init.get((HostMemory.KTABLE, u, d)) for d in range(D)}})
-        m.submodules[f"unit{u}"] = ResetInserter(~running)(unit)
+        idle = self._run_reset(m, running_next, f"unit{u}")
+        m.submodules[f"unit{u}"] = ResetInserter(idle)(unit)
         for target, region in ((unit.prog_write, Region.PROGRAM),
                                (unit.param_write, Region.PARAMS)):
             m.d.comb += [target.valid.eq(port.region[region] & port.unit[u]),

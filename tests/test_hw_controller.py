@@ -25,7 +25,7 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
     every ``go_units`` (the next phase's hidden loads).  Returns the trace."""
     dut = Controller(CONFIG.replace(hide_loads=hide))
     trace = {"phase_end": [], "go_units": [], "go_loaders": [], "done_at": None, "more": [],
-             "more_next": []}
+             "more_next": [], "running": [], "running_next": []}
 
     async def testbench(ctx):
         if start_when_zero:                   # phases not written yet: start is ignored
@@ -70,10 +70,21 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
         trace["done"] = ctx.get(dut.done)
         trace["total_cycles"] = ctx.get(dut.total_cycles)
 
+    async def watch_running(ctx):          # at every clock edge, from the first
+        async for _clk, _rst, running, running_next in ctx.tick().sample(
+                dut.running, dut.running_next):
+            trace["running"].append(running)
+            trace["running_next"].append(running_next)
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
+    sim.add_process(watch_running)
     sim.run()
+    # `running_next` (what the top's copies of `running` beside each block load) is
+    # `running` a cycle early, from the idle cycles before the start to the end.
+    assert trace["running_next"][:-1] == trace["running"][1:]
+    assert 0 in trace["running"] and 1 in trace["running"]
     # `more_next` (what each unit's own copy of `more` loads) is `more` a cycle early.
     assert trace["more_next"][:-1] == trace["more"][1:]
     return trace
