@@ -1,7 +1,7 @@
 """Which registers keep the run reset, and a register whose ``valid`` bit alone keeps it.
 
 The top holds every core loader and macro unit in reset while the controller is idle
-(``ResetInserter(~running)``, hw/top.py), so each run starts from the same control state.
+(`run_reset`, hw/top.py and hw/unit.py), so each run starts from the same control state.
 Only control state needs that reset: valid and full flags, state machines, counters and
 pointers whose value at the start of a run matters, handshake, error and done flags.
 Every other register of those blocks (payloads, descriptors, parameters, instruction
@@ -10,19 +10,19 @@ run can never reach an output or a control decision before it is rewritten (each
 says why in a comment beside its registers).  The gather is the exception: it keeps the
 reset on all its registers, since its reset-less version cost the unit 8 to 20 % of its
 Fmax on the gather's `take` path (docs/synthesis.md).  On the ECP5 a reset is the flip-flop's LSR
-input: one net from ``~running`` to every flip-flop that keeps it, and a slice packs
-only flip-flops of one reset, so the fewer the better (docs/synthesis.md, "The run
-reset").  Simulation is unchanged: a reset-less register still starts from its ``init``
+input: one net from a block's copy of ``~running`` to every flip-flop that keeps it, and
+a slice packs only flip-flops of one reset, so the fewer the better (docs/synthesis.md,
+"The run reset").  Simulation is unchanged: a reset-less register still starts from its ``init``
 value; only a second run sees the first run's leftovers, where they are never used.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Mux, Signal, Value
+from amaranth.hdl import Cat, Mux, ResetInserter, Signal, Value
 
 from mars.contract.netlist import REPLICA
 
-__all__ = ["SELECT_FANOUT", "replicas", "ring2", "shares", "valid_register"]
+__all__ = ["SELECT_FANOUT", "replicas", "ring2", "run_reset", "shares", "valid_register"]
 
 #: The most flip-flops a control register (a select or an enable) drives before it is
 #: copied (`replicas`): the default unit spreads over a quarter of an LFE5U-85F, and a
@@ -75,6 +75,38 @@ def replicas(m, like, value, count: int, *, name: str, enable=None) -> list[Sign
             with m.If(enable):
                 m.d.sync += copy.eq(value)
     return copies
+
+
+def run_reset(m, block, idle_next, *, name: str) -> Signal:
+    """Add `block` to `m` as submodule `name`, held in reset while the controller is idle.
+
+    The reset is a copy of ``~running`` of the block's own: a register loading
+    `idle_next` (the controller's ``~running_next``), 1 from the domain's reset like
+    ``~running``, so it equals ``~running`` in every cycle and no cycle changes.  Its
+    name ends in `mars.contract.netlist.REPLICA` (``keep``: Yosys does not merge the
+    copies), and the placer puts it beside the flip-flops it resets.  One net from the
+    controller's ``running`` to the LSR input of every flip-flop that keeps the run reset
+    was the whole default top's critical path: 13 ns of routing across the die (issue 9,
+    docs/synthesis.md "The run reset"); `idle_next` reaches only a register per block.
+
+    Parameters
+    ----------
+    m : Module
+    block : Elaboratable
+    idle_next : Value(1)
+        The next cycle is idle: ``~running_next`` (`mars.hw.controller.Controller`).
+    name : str
+        The submodule's name; the copy is ``{name}_idle{REPLICA}``.
+
+    Returns
+    -------
+    Signal(1)
+        The copy (high while idle), for registers of `m` itself that keep the run reset.
+    """
+    idle = Signal(init=1, name=f"{name}_idle{REPLICA}")
+    m.d.sync += idle.eq(idle_next)
+    m.submodules[name] = ResetInserter(idle)(block)
+    return idle
 
 
 def valid_register(m, layout, *, name: str):

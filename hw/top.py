@@ -27,7 +27,7 @@ what it costs.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -35,13 +35,12 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.host import ControlWrite, HostFormat, HostMemory, Region
-from mars.contract.netlist import REPLICA
 
 from .bram import block_ram
 from .controller import Controller
 from .host import HostPort
 from .loader import CoreLoader
-from .regs import valid_register
+from .regs import run_reset, valid_register
 from .unit import MacroUnit
 from .writer import act_entry_layout, act_write_stage, res_entry_layout, result_write
 
@@ -129,34 +128,19 @@ class MarsTop(wiring.Component):
                          unit.more_next.eq(ctrl.more_next)]
         return m
 
-    @staticmethod
-    def _run_reset(m, running_next, name: str) -> Signal:
-        """A block's run reset: its own register, high while the controller is idle.
+    def _cores(self, m, port, running_next) -> tuple[list[CoreLoader], list[MacroUnit]]:
+        """Each core's weight SRAM, loader and macro units, with their host writes.
 
         Loaders and units are held in reset (program counters at 0) while the controller
-        is idle (``running`` low); their memories keep what the host wrote.  Only their
-        control state has a reset (hw/regs.py), but in the default top that is thousands
-        of flip-flops over the whole die.  Each block's reset comes from a copy of
-        ``~running`` of its own (loading ``~running_next``; a ``keep`` name, so Yosys
-        does not merge the copies), which the placer puts inside the block: the one net
-        from the controller to every block's LSR inputs was the whole top's critical
-        path, 13 ns of routing (issue 9, docs/synthesis.md "The run reset").  The copy
-        equals ``~running`` in every cycle (1 from the top's reset, like ``running``'s
-        0), so no cycle changes.
+        is idle; their memories keep what the host wrote.  Each loader, and each block of
+        a unit (`MacroUnit`), takes that reset from a copy of ``~running`` of its own
+        (`run_reset`).
         """
-        idle = Signal(init=1, name=f"{name}_idle{REPLICA}")
-        m.d.sync += idle.eq(~running_next)
-        return idle
-
-    def _cores(self, m, port, running_next) -> tuple[list[CoreLoader], list[MacroUnit]]:
-        """Each core's weight SRAM, loader and macro units, with their host writes; each
-        loader and unit held in reset while idle (`_run_reset`)."""
         cfg, init = self._config, self._init
         loaders, units = [], []
         for c in range(cfg.cores):
             loader = CoreLoader(cfg, init=init.get((HostMemory.LOADER, c, 0)))
-            idle = self._run_reset(m, running_next, f"loader{c}")
-            m.submodules[f"loader{c}"] = ResetInserter(idle)(loader)
+            run_reset(m, loader, ~running_next, name=f"loader{c}")
             loaders.append(loader)
             # The host writes the weight SRAM while the accelerator is idle (the loader
             # held in reset reads nothing), so Yosys may leave out its collision logic.
@@ -187,8 +171,8 @@ class MarsTop(wiring.Component):
             "params": init.get((HostMemory.PARAMS, u, 0), []),
             **{("index", d): init.get((HostMemory.INDEX, u, d)) for d in range(D)},
             **{("ktable", d): init.get((HostMemory.KTABLE, u, d)) for d in range(D)}})
-        idle = self._run_reset(m, running_next, f"unit{u}")
-        m.submodules[f"unit{u}"] = ResetInserter(idle)(unit)
+        m.submodules[f"unit{u}"] = unit
+        m.d.comb += unit.idle_next.eq(~running_next)
         for target, region in ((unit.prog_write, Region.PROGRAM),
                                (unit.param_write, Region.PARAMS)):
             m.d.comb += [target.valid.eq(port.region[region] & port.unit[u]),

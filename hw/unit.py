@@ -36,11 +36,13 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import index_write_layout, ktable_write_layout
+from mars.contract.netlist import REPLICA
 
 from .accumulator import Accumulator
 from .decoder import SparseDecoder
 from .gather import ActivationGather
 from .macro import CimMacro, write_layout
+from .regs import run_reset
 from .sequencer import UnitSequencer, param_write_layout, program_write_layout
 from .writer import UnitWriter, act_entry_layout, res_entry_layout, sc_read_layout
 
@@ -60,11 +62,17 @@ class MacroUnit(wiring.Component):
         `UnitSequencer`).  The unit registers its own copy of ``more`` beside the
         sequencer (it drives the decoders' start; the controller's register lay a
         quadrant away, issue 9).
+    idle_next : In(1)
+        The controller's ``~running_next``: the next cycle is idle.  The unit is held in
+        reset while idle (its memories keep their contents): each of its blocks takes
+        that reset from a copy of ``~running`` of its own (`mars.hw.regs.run_reset`),
+        high from the domain's reset until the cycle after ``idle_next`` falls.  Low
+        (never idle) when the unit stands alone.
     waiting : Out(1)
         Waiting at a SYNC, every write done.
     error : Out(1)
         A decoder's error flag (bad descriptor or index code), sticky until the unit's
-        reset: a decoder clears its own flags when it starts the next walk, which may
+        run reset: a decoder clears its own flags when it starts the next walk, which may
         be before the walk with the error has drained.
     load : In(stream.Signature(write_layout(config)))
         Macro row writes from the core loader.
@@ -88,6 +96,7 @@ class MacroUnit(wiring.Component):
         super().__init__({
             "go": In(1),
             "more_next": In(1),
+            "idle_next": In(1),
             "waiting": Out(1),
             "error": Out(1),
             "load": In(stream.Signature(write_layout(config))),
@@ -117,12 +126,15 @@ class MacroUnit(wiring.Component):
     def elaborate(self, platform):
         cfg, init = self._config, self._init
         m = Module()
-        m.submodules.sequencer = seq = UnitSequencer(
-            cfg, program=init.get("program", []), params=init.get("params", []))
-        m.submodules.macro = macro = CimMacro(cfg)
-        m.submodules.gather = gather = ActivationGather(cfg)
-        m.submodules.accumulator = acc = Accumulator(cfg)
-        m.submodules.writer = writer = UnitWriter(cfg)
+        seq = UnitSequencer(cfg, program=init.get("program", []),
+                            params=init.get("params", []))
+        macro, gather = CimMacro(cfg), ActivationGather(cfg)
+        acc, writer = Accumulator(cfg), UnitWriter(cfg)
+        # Each block held in reset while idle by a copy of ~running of its own, placed
+        # beside it (`run_reset`): the blocks of a unit spread over a quarter of the die.
+        for name, block in (("sequencer", seq), ("macro", macro), ("gather", gather),
+                            ("accumulator", acc), ("writer", writer)):
+            run_reset(m, block, self.idle_next, name=name)
         decoders = self._decoders(m)
 
         more = Signal()         # the controller's `more`, a copy beside the sequencer
@@ -172,7 +184,7 @@ class MacroUnit(wiring.Component):
                                   ktable_init=init.get(("ktable", d)))
                     for d in range(self._config.wordline_domains)]
         for d, decoder in enumerate(decoders):
-            m.submodules[f"decoder{d}"] = decoder
+            run_reset(m, decoder, self.idle_next, name=f"decoder{d}")
             for port, target in ((self.index_write, decoder.index_write),
                                  (self.ktable_write, decoder.ktable_write)):
                 m.d.comb += [target.payload.eq(port.payload.write),
@@ -182,5 +194,6 @@ class MacroUnit(wiring.Component):
         m.d.comb += [self.index_write.ready.eq(1), self.ktable_write.ready.eq(1),
                      error.eq(Cat(*(dec.error.as_value() for dec in decoders)).any()),
                      self.error.eq(error | seen)]
-        m.d.sync += seen.eq(seen | error)
+        idle = Signal(init=1, name=f"error_idle{REPLICA}")   # `seen`'s run reset
+        m.d.sync += [idle.eq(self.idle_next), seen.eq(~idle & (seen | error))]
         return decoders
