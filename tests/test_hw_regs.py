@@ -3,6 +3,8 @@
 `ring2` with a read pointer split into copies (``fanout``) must be the same FIFO as with
 one pointer: both are driven with the same random pushes, pops and values and compared
 in every cycle with each other and with a Python deque (the independent expectation).
+`run_reset` must hold a block in reset in exactly the cycles the register it copies
+(``running``) is low, as a Python counter model says.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, unsigned
 from amaranth.sim import Simulator
 
 from mars.contract.netlist import REPLICA
-from mars.hw.regs import replicas, ring2
+from mars.hw.regs import replicas, ring2, run_reset
 
 BITS = 37
 
@@ -102,3 +104,50 @@ def test_replicas_follow_the_register_and_carry_the_replica_name():
     sim.run()
     assert [c.name for c in bench.copies] == [f"sel{k}{REPLICA}" for k in range(3)]
     assert all(c.init == 5 for c in bench.copies)
+
+
+def test_run_reset_holds_the_block_exactly_while_running_is_low():
+    class Counter(Elaboratable):
+        def __init__(self):
+            self.count = Signal(8)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += self.count.eq(self.count + 1)
+            return m
+
+    class Bench(Elaboratable):
+        def __init__(self):
+            self.running_next = Signal()
+            self.running = Signal()             # the controller's register
+            self.block = Counter()
+
+        def elaborate(self, platform):
+            m = Module()
+            m.domains.sync = ClockDomain()
+            m.d.sync += self.running.eq(self.running_next)
+            self.idle = run_reset(m, self.block, ~self.running_next, name="block")
+            return m
+
+    bench = Bench()
+    rng = random.Random(3)
+    held = []
+
+    async def testbench(ctx):
+        count = 0
+        for t in range(300):
+            running = ctx.get(bench.running)
+            assert ctx.get(bench.idle) == 1 - running          # the copy is ~running
+            assert ctx.get(bench.block.count) == count
+            held.append(not running)
+            # long idle and running stretches with single-cycle flips between them
+            ctx.set(bench.running_next, running ^ (rng.random() < 0.15))
+            await ctx.tick()
+            count = 0 if not running else (count + 1) % 256     # reset while ~running
+
+    sim = Simulator(bench)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert True in held and False in held
+    assert bench.idle.name == f"block_idle{REPLICA}" and bench.idle.init == 1

@@ -1,15 +1,15 @@
 """The run reset (hw/regs.py): only control state of the loaders and macro units keeps it.
 
 The top holds every core loader and macro unit in reset between runs
-(``ResetInserter(~running)``).  On the ECP5 that reset is one net to the LSR pin of every
-flip-flop that keeps it; before the datapath registers were made reset-less it reached
-45,178 of the default top's 50,887 flip-flops and the top did not route
-(docs/synthesis.md, "The run reset").  The first tests count the clocked bits of the
-elaborated Amaranth design (before synthesis: a bit Yosys later finds constant still
-counts); the others run different networks back to back on tiny tops in Amaranth's
-simulator (also after runs cut short mid-walk, or failed, and ended by the domain
-reset), bit-exact and cycle-exact, so that a register made reset-less whose old value
-does matter would show.
+(``ResetInserter`` of a copy of ``~running`` per block, `mars.hw.regs.run_reset`).  On
+the ECP5 that reset is a net to the LSR pin of every flip-flop that keeps it; before the
+datapath registers were made reset-less it reached 45,178 of the default top's 50,887
+flip-flops and the top did not route (docs/synthesis.md, "The run reset").  The first
+tests count the clocked bits of the elaborated Amaranth design (before synthesis: a bit
+Yosys later finds constant still counts); the others run different networks back to back
+on tiny tops in Amaranth's simulator (also after runs cut short mid-walk, or failed, and
+ended by the domain reset), bit-exact and cycle-exact, so that a register made
+reset-less whose old value does matter would show.
 """
 
 from __future__ import annotations
