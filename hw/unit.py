@@ -146,7 +146,7 @@ class MacroUnit(wiring.Component):
             wiring.connect(m, seq.starts[d], decoder.start)
             # A walk's first payload waits here until the executor has taken the walk
             # (its decoders may start while the walk before it drains, hw/sequencer.py).
-            held = decoder.out.payload.walk_first & ~seq.release
+            held = decoder.out.payload.walk_first & ~seq.release[d]
             m.d.comb += [gather.payloads[d].payload.eq(decoder.out.payload),
                          gather.payloads[d].valid.eq(decoder.out.valid & ~held),
                          decoder.out.ready.eq(gather.payloads[d].ready & ~held)]

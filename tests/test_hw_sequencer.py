@@ -103,7 +103,9 @@ def run(program, params, *, config=TINY, ready_prob=1.0, done_delay=(0, 1), go_a
             elif run_left:
                 run_left -= 1
             trace["starting"].append(ctx.get(dut.starting))
-            trace["release"].append(ctx.get(dut.release))
+            copies = ctx.get(dut.release)       # one copy per domain, all equal
+            assert copies in (0, (1 << config.wordline_domains) - 1), copies
+            trace["release"].append(copies & 1)
             waiting = ctx.get(dut.waiting)
             if waiting:
                 trace["waiting"].append(cycle)
