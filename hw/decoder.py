@@ -54,6 +54,7 @@ from mars.contract.decoder import (
     ktable_write_layout,
     payload_layout,
 )
+from mars.contract.netlist import REPLICA
 
 from .bram import block_ram
 from .decoder_stages import LaneExpander, WalkIssue, item_layout
@@ -118,8 +119,6 @@ class SparseDecoder(wiring.Component):
         m.submodules.issue = walk = WalkIssue(cfg)
         m.submodules.lanes = lanes = LaneExpander(cfg)
         desc, out = walk.desc, self.out
-        advance = Signal()
-        m.d.comb += advance.eq(~out.valid | out.ready)
         # Stage registers: the markers and the window origin travel with each item
         # (s1: index read; s2: index word registered, checks; s3: k-table read; s4: k-table
         # word registered, lanes L1a; s5: lanes L1b; s6: pad test, addresses).
@@ -129,6 +128,21 @@ class SparseDecoder(wiring.Component):
         # pixel (its first step, never a filler, sets it).
         stages = [valid_register(m, item_layout(cfg), name=f"s{i}") for i in range(1, 7)]
         s1, s2, s3, s4, s5, s6 = (reg for reg, _, _ in stages)
+        # The stages advance when the output register is free: ``~out.valid | out.ready``.
+        # That enables about a thousand flip-flops spread over the decoder, so it is
+        # computed three times, each from its own copy of `out.valid` (names ending in
+        # REPLICA: kept apart), for the walk counters and index read (`walk_adv`), the
+        # lane expander (`lane_adv`) and the stage and output registers (`advance`):
+        # no one net spans the decoder (issue 9: in the whole top the one `advance` and
+        # the walk counters' enable behind it took 10 ns of routing).  The copies load
+        # what `out.valid` loads, under their own (equal) advance, so they equal it.
+        walk_adv, lane_adv, advance = (Signal(name=f"{name}_adv")
+                                       for name in ("walk", "lane", "stage"))
+        for name, adv in (("walk", walk_adv), ("lane", lane_adv), ("stage", advance)):
+            valid = Signal(name=f"out_valid_{name}{REPLICA}")
+            m.d.comb += adv.eq(~valid | out.ready)
+            with m.If(adv):
+                m.d.sync += valid.eq(s6.valid)
         s2_kg = Signal(fmt.kgroup_bits, reset_less=True)    # the index word, registered
         s3_kg = Signal(fmt.kgroup_bits, reset_less=True)
         s4_kg = Signal(fmt.kgroup_bits, reset_less=True)
@@ -149,16 +163,16 @@ class SparseDecoder(wiring.Component):
         kill = Signal()
         wiring.connect(m, wiring.flipped(self.start), walk.start)
         m.d.comb += [
-            walk.advance.eq(advance), walk.stop.eq(kill),
+            walk.advance.eq(walk_adv), walk.stop.eq(kill),
             walk.in_flight.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
                               | s6.valid),
-            index_read.addr.eq(walk.index_addr), index_read.en.eq(advance),
+            index_read.addr.eq(walk.index_addr), index_read.en.eq(walk_adv),
             index_kill.eq(s3.valid & (s3_range | s3_order)),
             kill.eq(index_kill | walk.reject),
             ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler, 0, kg)),
             ktable_read.en.eq(advance),
             # -- S3 .. S6: lane expansion (stages P, A, B, C), pad test, addresses
-            lanes.desc.eq(desc), lanes.advance.eq(advance),
+            lanes.desc.eq(desc), lanes.advance.eq(lane_adv),
             lanes.bx.eq(s3.bx), lanes.by.eq(s3.by), lanes.kgroup.eq(s3_kg),
             lanes.filler.eq(s3.filler), lanes.entry.eq(s4_entry),
             self.busy.eq(walk.active | walk.in_flight | out.valid),
