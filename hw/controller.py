@@ -21,8 +21,13 @@ flags in that cycle (the released blocks still wait), so each release costs one 
 (two a phase; `mars.sw.golden.cycles` counts them).
 
 The phase's cycle count runs from the first cycle of its LOAD part to the cycle its WALK
-part ends, both included; ``total_cycles`` counts the whole run.  While idle, ``running``
-is low and the top holds the loaders and units in reset.  See docs/architecture.md
+part ends, both included; ``total_cycles`` counts the whole run.  After the last phase
+ends the controller spends one cycle in FINISH (counted nowhere: the units and loaders
+all wait) before ``running`` falls and ``done`` rises, so that ``running_next`` depends
+only on the controller's own registers and ``start``, not on the units' waiting flags
+(issue 9: the units' flags -> the end decision -> every block's copy of ``~running``
+crossed the die twice in one cycle).  While idle, ``running`` is low and the top holds
+the loaders and units in reset.  See docs/architecture.md
 ("Phases and weights").
 """
 
@@ -80,13 +85,15 @@ class Controller(wiring.Component):
     skip_loads : Out(1)
         The loaders copy nothing (the weights are already in the macros).
     running : Out(1)
-        A run is in progress (a register).
+        A run is in progress (a register), until the cycle after the last phase ends.
     running_next : Out(1)
-        `running`'s next value (a LUT from the state and the inputs): the top keeps a
-        copy of `running` beside each loader and unit for its run reset (hw/top.py), so
-        that no one net from here drives the reset of every block on the die.
+        `running`'s next value (a LUT from the state, the phase count and ``start``):
+        each loader and each block of a unit keeps a copy of ``~running`` for its run
+        reset (`mars.hw.regs.run_reset`), so that no one net from here drives the
+        reset of every block on the die.
     done : Out(1)
-        The last run finished (cleared by the next start).
+        The last run finished (cleared by the next start); rises with ``running``'s
+        fall, one cycle after the last phase ends.
     phase : Out(range(max_phases + 1))
         The current phase (a register; 0 at the start of a run).
     phase_cycles : Out(unsigned(32))
@@ -178,11 +185,13 @@ class Controller(wiring.Component):
                     m.d.comb += self.phase_end.eq(1)
                     m.d.sync += [phase.eq(phase + 1), phase_cycles.eq(0)]
                     with m.If(phase + 1 == n_phases):
-                        m.d.comb += self.running_next.eq(0)
-                        m.d.sync += self.done.eq(1)
-                        m.next = "IDLE"
+                        m.next = "FINISH"
                     with m.Else():
                         m.d.sync += self.go_loaders.eq(1)
                         m.next = "LOAD"
+            with m.State("FINISH"):
+                m.d.comb += self.running_next.eq(0)
+                m.d.sync += self.done.eq(1)
+                m.next = "IDLE"
         m.d.comb += self.more_next.eq(fsm.ongoing("LOAD") | (fsm.ongoing("WALK") & not_last))
         return m

@@ -99,18 +99,19 @@ def test_two_phases_hand_counted():
     # (WALK: t = 6..14, 9 cycles): 15 cycles, and go_loaders at t = 15.
     # Phase 1 (from t = 15): loaders busy 2 and 1 cycles from t = 16 -> all wait at 18,
     # go_units at t = 19; units busy 1 and 2 cycles from t = 20 -> all wait at t = 22, the
-    # end: 8 cycles.
+    # end: 8 cycles.  FINISH at t = 23 (counted in no phase), idle and done from t = 24.
     trace = run(2, loads=[[3, 5], [2, 1]], walks=[[4, 7], [1, 2]])
     assert trace["go_units"] == [6, 19]
     assert trace["go_loaders"] == [15]                  # not after the last phase
     assert trace["phase_end"] == [(14, 0, 15), (22, 1, 8)]
-    assert trace["done_at"] == 23 and trace["done"] == 1
+    assert trace["done_at"] == 24 and trace["done"] == 1
     assert trace["total_cycles"] == 15 + 8
     assert trace["skip_loads"] == 0
     # `more`: the cycle after a LOAD cycle or a WALK cycle of phase 0 (not the last): high
     # from t = 1 (t = 0 follows the idle cycle of the start) to t = 19, the first WALK
-    # cycle of phase 1, then low (phase 1 is the last; nothing follows its SYNC).
-    assert trace["more"] == [0] + [1] * 19 + [0] * 3
+    # cycle of phase 1, then low (phase 1 is the last; nothing follows its SYNC) to the
+    # FINISH cycle.
+    assert trace["more"] == [0] + [1] * 19 + [0] * 4
 
 
 def test_one_phase_ready_at_once_and_skip_loads():
