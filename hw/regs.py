@@ -22,7 +22,8 @@ from amaranth.hdl import Cat, Mux, ResetInserter, Signal, Value
 
 from mars.contract.netlist import REPLICA
 
-__all__ = ["SELECT_FANOUT", "replicas", "ring2", "run_reset", "shares", "valid_register"]
+__all__ = ["SELECT_FANOUT", "idle_copy", "replicas", "ring2", "run_reset", "shares",
+           "valid_register"]
 
 #: The most flip-flops a control register (a select or an enable) drives before it is
 #: copied (`replicas`): the default unit spreads over a quarter of an LFE5U-85F, and a
@@ -101,11 +102,19 @@ def run_reset(m, block, idle_next, *, name: str) -> Signal:
     Returns
     -------
     Signal(1)
-        The copy (high while idle), for registers of `m` itself that keep the run reset.
+        The copy (high while idle).
     """
+    idle = idle_copy(m, idle_next, name=name)
+    m.submodules[name] = ResetInserter(idle)(block)
+    return idle
+
+
+def idle_copy(m, idle_next, *, name: str) -> Signal:
+    """A copy of ``~running`` (``{name}_idle{REPLICA}``): a register loading `idle_next`,
+    1 from the domain's reset; the reset of `run_reset`, or of a register of `m` that
+    keeps the run reset on its own."""
     idle = Signal(init=1, name=f"{name}_idle{REPLICA}")
     m.d.sync += idle.eq(idle_next)
-    m.submodules[name] = ResetInserter(idle)(block)
     return idle
 
 

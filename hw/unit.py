@@ -36,13 +36,12 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import index_write_layout, ktable_write_layout
-from mars.contract.netlist import REPLICA
 
 from .accumulator import Accumulator
 from .decoder import SparseDecoder
 from .gather import ActivationGather
 from .macro import CimMacro, write_layout
-from .regs import run_reset
+from .regs import idle_copy, run_reset
 from .sequencer import UnitSequencer, param_write_layout, program_write_layout
 from .writer import UnitWriter, act_entry_layout, res_entry_layout, sc_read_layout
 
@@ -194,6 +193,6 @@ class MacroUnit(wiring.Component):
         m.d.comb += [self.index_write.ready.eq(1), self.ktable_write.ready.eq(1),
                      error.eq(Cat(*(dec.error.as_value() for dec in decoders)).any()),
                      self.error.eq(error | seen)]
-        idle = Signal(init=1, name=f"error_idle{REPLICA}")   # `seen`'s run reset
-        m.d.sync += [idle.eq(self.idle_next), seen.eq(~idle & (seen | error))]
+        idle = idle_copy(m, self.idle_next, name="error")    # `seen`'s run reset
+        m.d.sync += seen.eq(~idle & (seen | error))
         return decoders

@@ -2,8 +2,9 @@
 
 Random decoder payloads arrive on the D streams with random gaps, in step (all D in the
 same cycle, as the unit's decoders offer them); the macro side takes compute steps with
-random stalls (at most two in flight, as the macro holds) and pops the markers.  The activation memory holds words of G activations with ONE read port per
-domain, as the top wires it.  Every compute step must carry, per domain, the row slot of
+random stalls (at most two in flight, as the macro holds) and pops the markers.  The
+activation memory holds words of G activations with ONE read port per domain, as the top
+wires it.  Every compute step must carry, per domain, the row slot of
 that domain's payload and its G activations (element ``addrs[g]`` of half ``in_bank``),
 zero where the payload's pad bit is set; the markers must come out in step order.  Every
 cycle the test also checks that no input of that cycle reaches a decoder's ``ready``.  The
