@@ -33,7 +33,7 @@ the loaders and units in reset.  See docs/architecture.md
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -87,7 +87,8 @@ class Controller(wiring.Component):
     running : Out(1)
         A run is in progress (a register), until the cycle after the last phase ends.
     running_next : Out(1)
-        `running`'s next value (a LUT from the state, the phase count and ``start``):
+        `running`'s next value (one LUT: ``running``, a FINISH flag, a phase-count-set
+        flag and ``start``):
         each loader and each block of a unit keeps a copy of ``~running`` for its run
         reset (`mars.hw.regs.run_reset`), so that no one net from here drives the
         reset of every block on the die.
@@ -140,8 +141,12 @@ class Controller(wiring.Component):
         phase, phase_cycles = self.phase, self.phase_cycles
         control = self.control
         m.d.comb += control.ready.eq(1)
+        # n_phases != 0 as a register of its own, loaded with the phase count: `start`
+        # then meets one flip-flop, not a wide compare, on its way to `running_next`.
+        phases_set = Signal(init=self._phases != 0)
         with m.If(control.valid & (control.payload.addr == ControlWrite.PHASES)):
-            m.d.sync += n_phases.eq(control.payload.data)
+            m.d.sync += [n_phases.eq(control.payload.data),
+                         phases_set.eq(control.payload.data != 0)]
         with m.If(control.valid & (control.payload.addr == ControlWrite.SKIP_LOADS)):
             m.d.sync += self.skip_loads.eq(control.payload.data[0])
 
@@ -157,15 +162,21 @@ class Controller(wiring.Component):
         # into every unit's instruction registers would cross it twice in one cycle.
         m.d.sync += [self.go_units.eq(0), self.go_loaders.eq(0),
                      self.more.eq(self.more_next), self.running.eq(self.running_next)]
-        m.d.comb += self.running_next.eq(self.running)
+        # `running` is high exactly outside IDLE, and `finishing` exactly in FINISH (a
+        # register set on the way in): `running_next` is one LUT of three flip-flops and
+        # `start`, not a decode of the FSM's state, in front of the 42 copies of
+        # ``~running`` across the die (issue 9).  The FSM below makes the same decisions.
+        finishing = Signal()
+        m.d.sync += finishing.eq(0)
+        m.d.comb += self.running_next.eq(Mux(self.running, ~finishing,
+                                             self.start & phases_set))
         # Not the last phase: a register (phase changes only as a LOAD state starts, at
         # least a cycle before the WALK state that reads it).
         not_last = Signal()
         m.d.sync += not_last.eq(phase + 1 != n_phases)
         with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
-                with m.If(self.start & (n_phases != 0)):
-                    m.d.comb += self.running_next.eq(1)
+                with m.If(self.start & phases_set):
                     m.d.sync += [phase.eq(0), phase_cycles.eq(0),
                                  self.total_cycles.eq(0), self.done.eq(0)]
                     m.next = "LOAD"
@@ -185,12 +196,12 @@ class Controller(wiring.Component):
                     m.d.comb += self.phase_end.eq(1)
                     m.d.sync += [phase.eq(phase + 1), phase_cycles.eq(0)]
                     with m.If(phase + 1 == n_phases):
+                        m.d.sync += finishing.eq(1)
                         m.next = "FINISH"
                     with m.Else():
                         m.d.sync += self.go_loaders.eq(1)
                         m.next = "LOAD"
             with m.State("FINISH"):
-                m.d.comb += self.running_next.eq(0)
                 m.d.sync += self.done.eq(1)
                 m.next = "IDLE"
         m.d.comb += self.more_next.eq(fsm.ongoing("LOAD") | (fsm.ongoing("WALK") & not_last))
