@@ -27,6 +27,8 @@ what it costs.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
@@ -35,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.host import ControlWrite, HostFormat, HostMemory, Region
+from mars.contract.netlist import REPLICA
 
 from .bram import block_ram
 from .controller import Controller
@@ -45,6 +48,16 @@ from .unit import MacroUnit
 from .writer import act_entry_layout, act_write_stage, res_entry_layout, result_write
 
 __all__ = ["MarsTop"]
+
+
+class HostWrite(NamedTuple):
+    """A host write as one core or unit receives it (`MarsTop._host_copy`): region
+    strobes (bit ``Region.X``, only that consumer's), domain, offset and data."""
+
+    region: Signal
+    domain: Signal
+    offset: Signal
+    data: Signal
 
 
 class MarsTop(wiring.Component):
@@ -67,8 +80,14 @@ class MarsTop(wiring.Component):
     start : In(1)
         Pulse: run the programs from the start (the phase count the host wrote).
     busy, done, error : Out(1)
-        Running; finished (until the next start); a decoder reported an error.
+        Running (from the cycle after ``start``, `START_LATENCY`); finished (until the
+        cycle after the next start); a decoder reported an error.
     """
+
+    #: Cycles from a ``start`` pulse to the first cycle of the run (its first LOAD cycle,
+    #: cycle 0 of the write slots): ``start`` is registered once, beside the host's writes
+    #: (`_host_copy`), and the controller leaves IDLE the cycle after it sees it.
+    START_LATENCY = 2
 
     def __init__(self, config: MarsConfig, *, init: dict | None = None):
         self._config = config
@@ -97,6 +116,14 @@ class MarsTop(wiring.Component):
         wiring.connect(m, wiring.flipped(self.host), port.host)
         wiring.connect(m, port.host_read, wiring.flipped(self.host_read))
         loaders, units = self._cores(m, port, ctrl.running_next)
+        # `start` waits one cycle, as the host's writes do on their way to the cores and
+        # units (`_host_copy`): a run then starts exactly when it did before those writes
+        # were registered, relative to the last write, and the memories that rely on no
+        # read colliding with a host write (`block_ram`) still have none.  For that cycle
+        # the status already says busy, not done, so a host that polls right after its
+        # start never reads the last run's done.
+        start = Signal()
+        m.d.sync += start.eq(self.start)
         self.units = units              # for testbenches that watch the units' ports
         slot = self._slots(m, ctrl.running, units)
         sc_read = self._shortcut_read(m, units, slot) if cfg.residual_adds else None
@@ -114,8 +141,8 @@ class MarsTop(wiring.Component):
                                   & (port.offset < len(ControlWrite))),
             ctrl.control.payload.addr.eq(port.offset),
             ctrl.control.payload.data.eq(port.data),
-            ctrl.start.eq(self.start),
-            self.busy.eq(ctrl.running), self.done.eq(ctrl.done),
+            ctrl.start.eq(start),
+            self.busy.eq(ctrl.running | start), self.done.eq(ctrl.done & ~start),
             self.error.eq(Cat(*(u.error for u in units)).any()),
             port.status.eq(Cat(self.busy, self.done, self.error)),
             port.total_cycles.eq(ctrl.total_cycles),
@@ -139,6 +166,7 @@ class MarsTop(wiring.Component):
         cfg, init = self._config, self._init
         loaders, units = [], []
         for c in range(cfg.cores):
+            write = self._host_copy(m, port, port.unit[c], name=f"core{c}")
             loader = CoreLoader(cfg, init=init.get((HostMemory.LOADER, c, 0)))
             run_reset(m, loader, ~running_next, name=f"loader{c}")
             loaders.append(loader)
@@ -150,13 +178,13 @@ class MarsTop(wiring.Component):
             m.submodules[f"weights{c}"] = sram
             sw = sram.write_port()
             sr = sram.read_port()
-            m.d.comb += [sw.addr.eq(port.offset), sw.data.eq(port.data),
-                         sw.en.eq(port.region[Region.WEIGHTS] & port.unit[c]),
+            m.d.comb += [sw.addr.eq(write.offset), sw.data.eq(write.data),
+                         sw.en.eq(write.region[Region.WEIGHTS]),
                          sr.addr.eq(loader.sram_addr), sr.en.eq(loader.sram_en),
                          loader.sram_data.eq(sr.data),
-                         loader.prog_write.valid.eq(port.region[Region.LOADER] & port.unit[c]),
-                         loader.prog_write.payload.addr.eq(port.offset),
-                         loader.prog_write.payload.data.eq(port.data)]
+                         loader.prog_write.valid.eq(write.region[Region.LOADER]),
+                         loader.prog_write.payload.addr.eq(write.offset),
+                         loader.prog_write.payload.data.eq(write.data)]
             for j in range(cfg.macros_per_core):
                 unit = self._unit(m, port, c * cfg.macros_per_core + j, running_next)
                 wiring.connect(m, loader.loads[j], unit.load)
@@ -173,18 +201,43 @@ class MarsTop(wiring.Component):
             **{("ktable", d): init.get((HostMemory.KTABLE, u, d)) for d in range(D)}})
         m.submodules[f"unit{u}"] = unit
         m.d.comb += unit.idle_next.eq(~running_next)
+        write = self._host_copy(m, port, port.unit[u], name=f"unit{u}")
         for target, region in ((unit.prog_write, Region.PROGRAM),
                                (unit.param_write, Region.PARAMS)):
-            m.d.comb += [target.valid.eq(port.region[region] & port.unit[u]),
-                         target.payload.addr.eq(port.offset),
-                         target.payload.data.eq(port.data)]
+            m.d.comb += [target.valid.eq(write.region[region]),
+                         target.payload.addr.eq(write.offset),
+                         target.payload.data.eq(write.data)]
         for target, region in ((unit.index_write, Region.INDEX),
                                (unit.ktable_write, Region.KTABLE)):
-            m.d.comb += [target.valid.eq(port.region[region] & port.unit[u]),
-                         target.payload.domain.eq(port.domain),
-                         target.payload.write.addr.eq(port.offset),
-                         target.payload.write.data.eq(port.data)]
+            m.d.comb += [target.valid.eq(write.region[region]),
+                         target.payload.domain.eq(write.domain),
+                         target.payload.write.addr.eq(write.offset),
+                         target.payload.write.data.eq(write.data)]
         return unit
+
+    @staticmethod
+    def _host_copy(m, port, selected, *, name: str) -> HostWrite:
+        """The host's write, registered for one core or unit (`selected`: its strobe of
+        the unit field): the region strobes (ANDed with `selected`), domain, offset and
+        data a cycle after the host port decoded them.
+
+        The host port sits in one place and the cores' and units' memories (weight SRAM,
+        loader program, sequencer program and parameters, every decoder's index and
+        k-table) all over the die: written straight from the port, its offset reached
+        the far k-tables' write address through 12.5 ns of routing, the whole top's
+        critical path (issue 9, docs/synthesis.md).  Each copy sits beside its consumer;
+        the names end in `mars.contract.netlist.REPLICA` so Yosys keeps every copy (the
+        offsets and data of all copies are equal).  The top delays ``start`` by the same
+        cycle.  Only the strobes keep the reset."""
+        strobe = Signal(len(port.region), name=f"{name}_host_strobe{REPLICA}")
+        domain = Signal.like(port.domain, name=f"{name}_host_domain{REPLICA}",
+                             reset_less=True)
+        offset = Signal.like(port.offset, name=f"{name}_host_offset{REPLICA}",
+                             reset_less=True)
+        data = Signal.like(port.data, name=f"{name}_host_data{REPLICA}", reset_less=True)
+        m.d.sync += [strobe.eq(port.region & selected.replicate(len(port.region))),
+                     domain.eq(port.domain), offset.eq(port.offset), data.eq(port.data)]
+        return HostWrite(region=strobe, domain=domain, offset=offset, data=data)
 
     def _slots(self, m, running, units: list[MacroUnit]):
         """The write slot counter: unit ``t mod U`` owns the write stages in cycle t of a

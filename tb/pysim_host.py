@@ -26,9 +26,9 @@ class PysimTransport(RecordingTransport):
 
     The simulation restarts from reset at every flush, so a session (load, runs, reads)
     must be flushed once, at its end.  ``monitor(ctx, top, cycle)``, if given, is called
-    in every cycle of a run (cycle 0: the first cycle after ``start``) to check the top's
-    signals (``top.units``: its `MacroUnit` s).  `abort` is one more recorded operation,
-    for tests of what a cut run leaves behind.
+    in every cycle of a run (cycle 0: the run's first, `MarsTop.START_LATENCY` cycles
+    after ``start``) to check the top's signals (``top.units``: its `MacroUnit` s).
+    `abort` is one more recorded operation, for tests of what a cut run leaves behind.
     """
 
     def __init__(self, config: MarsConfig, *, monitor=None):
@@ -73,6 +73,8 @@ class PysimTransport(RecordingTransport):
                 ctx.set(top.start, 1)
                 await ctx.tick()
                 ctx.set(top.start, 0)
+                for _ in range(MarsTop.START_LATENCY - 1):      # to the run's cycle 0
+                    await ctx.tick()
                 cycles = 0
                 while (kind == "A" or not ctx.get(top.done)) and cycles < arg:
                     if self._monitor is not None:

@@ -94,7 +94,8 @@ TWO_UNITS = TINY.replace(name="tiny-two-units", macros_per_core=2, act_buffer_wo
 def test_two_units_share_the_write_ports_bit_and_cycle_exact(name):
     """Bit-exact and cycle-exact on two units, and in every cycle of the run at most one
     unit offers a word to the activation and result write stages: the unit whose slot it
-    is (cycle t of the run: unit t mod U; the run's first cycle is the one after start)."""
+    is (cycle t of the run: unit t mod U; the run's first cycle comes
+    `MarsTop.START_LATENCY` cycles after start)."""
     config, seed = TWO_UNITS, stable_seed("two-units", name)
     build, sparsity = NETWORKS[name]
     rng = np.random.default_rng(seed)
@@ -118,3 +119,56 @@ def test_two_units_share_the_write_ports_bit_and_cycle_exact(name):
     wrong = [(t, u) for t, u in offers if t % config.macros != u]
     assert not wrong, f"seed {seed}: offers outside their slot {wrong[:5]}"
     assert len({t for t, _ in offers}) == len(offers), f"seed {seed}: two offers in a cycle"
+
+
+def test_status_after_start_is_busy_until_done():
+    """From the cycle after a ``start`` pulse until the run ends the top says busy and not
+    done (also when the last run left done high), and a status read accepted in the
+    start's own cycle answers busy: a host that polls right after its start never takes
+    the last run's done for this run's (`MarsTop.START_LATENCY`).  Both runs take the
+    cycle model's count."""
+    from amaranth.hdl import Module
+    from amaranth.sim import Simulator
+
+    from mars.contract import ControlRead, HostFormat, Region
+    from mars.hw.top import MarsTop
+
+    _network, _inputs, mapping = tiny_mlp(SEED)
+    top = MarsTop(TINY, init={**mapping.memories, "phases": mapping.n_phases})
+    m = Module()
+    m.submodules.top = top
+    fmt = HostFormat(TINY)
+    expected = sum(p.cycles for p in network_cycles(mapping))
+    runs = []
+
+    async def bench(ctx):
+        ctx.set(top.host_read.ready, 1)
+        for run in range(2):
+            ctx.set(top.start, 1)
+            ctx.set(top.host.valid, 1)
+            ctx.set(top.host.payload, fmt.layout().const(
+                {"write": 0, "region": Region.CONTROL, "offset": ControlRead.STATUS}))
+            await ctx.tick()
+            ctx.set(top.start, 0)
+            ctx.set(top.host.valid, 0)
+            flags, answer, cycles = [], None, 0
+            while not ctx.get(top.done):
+                flags.append((ctx.get(top.busy), ctx.get(top.done)))
+                if ctx.get(top.host_read.valid) and answer is None:
+                    answer = Status(ctx.get(top.host_read.payload))
+                await ctx.tick()
+                cycles += 1
+                assert cycles < 10 * expected, "no done"
+            runs.append((set(flags), answer, cycles, ctx.get(top.busy)))
+            for _ in range(3):
+                await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for flags, answer, cycles, busy_at_done in runs:
+        assert flags == {(1, 0)} and answer == Status.BUSY and busy_at_done == 0
+        # counted from the cycle after start: the rest of the start latency, every
+        # phase's cycles, and the FINISH cycle before done
+        assert cycles == MarsTop.START_LATENCY - 1 + expected + 1
