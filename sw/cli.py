@@ -99,7 +99,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                            progress=lambda line: print(line, flush=True), blocks=args.block,
                            pnr=args.pnr, freq_mhz=args.freq, seed=args.seed,
                            placer=args.placer, router=args.router,
-                           floorplan=args.floorplan, keep_routed=args.keep_routed)
+                           floorplan=args.floorplan, keep_routed=args.keep_routed,
+                           slow_nets=args.slow_nets)
     print(f"wrote {report}")
     return 0
 
@@ -362,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-routed", action="store_true",
                    help="keep nextpnr's routed netlist (<block>_<family>.routed.json) and "
                         "record where each instance's cells lie (python -m mars.sw.hierarchy ROUTED.json --placement)")
+    p.add_argument("--slow-nets", type=int, default=0, metavar="N",
+                   help="record the N nets whose sinks are reached latest (nextpnr "
+                        "--detailed-timing-report) in report.json and print the first 10")
     p.set_defaults(func=_cmd_synth)
 
     from mars.sw.train.command import add_arguments as train_arguments

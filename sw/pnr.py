@@ -23,8 +23,8 @@ from typing import Any
 from mars.errors import MarsError
 from mars.sw.tools import log_tail, run_tool, yowasp_command
 
-__all__ = ["PARTS", "PLACERS", "ROUTERS", "Part", "PnrError", "algorithm_args", "log_tail", "nextpnr_command", "overflows",
-           "place_and_route", "summarise"]
+__all__ = ["PARTS", "PLACERS", "ROUTERS", "Part", "PnrError", "algorithm_args", "log_tail",
+           "nextpnr_command", "overflows", "place_and_route", "slow_nets", "summarise"]
 
 class PnrError(MarsError, RuntimeError):
     """nextpnr failed or the design does not fit the part; the message names the tool, the
@@ -204,6 +204,42 @@ def summarise(family: str, report: Mapping[str, Any], log_text: str = "") -> dic
     return summary
 
 
+def slow_nets(report: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
+    """The `count` nets whose sinks are reached latest in a nextpnr run.
+
+    nextpnr reports one critical path per clock; a design that misses its target by a
+    little usually has hundreds of failing endpoints.  Every net's sinks with their
+    arrival times name the rest: the nets reached latest are the last steps of the
+    slowest paths, and their drivers say what to register, copy or floorplan next
+    (issue 9, docs/synthesis.md).
+
+    Parameters
+    ----------
+    report : Mapping
+        nextpnr's ``--report`` JSON written with ``--detailed-timing-report``: its
+        ``detailed_net_timings`` list one net each (``net``, ``driver`` cell, ``port``,
+        ``endpoints`` with ``delay`` = [min, max]: the arrival time in ns at that sink,
+        from the launching clock edge, clock-to-out and routing included).
+    count : int
+        How many nets to keep.
+
+    Returns
+    -------
+    list of dict
+        ``net``, ``driver`` (``cell.port``), ``sinks`` and ``arrival_ns`` (the latest
+        sink's arrival), latest first; ties by net name.  Empty when the report has no
+        ``detailed_net_timings``.
+    """
+    nets = []
+    for net in report.get("detailed_net_timings", []):
+        arrivals = [float(end["delay"][1]) for end in net.get("endpoints", [])]
+        if arrivals:
+            nets.append({"net": net["net"], "driver": f"{net['driver']}.{net['port']}",
+                         "sinks": len(arrivals), "arrival_ns": round(max(arrivals), 3)})
+    nets.sort(key=lambda net: (-net["arrival_ns"], net["net"]))
+    return nets[:count]
+
+
 def _does_not_fit(part: Part, text: str) -> str:
     over = overflows(text)
     return f"; does not fit {part.name}: {', '.join(over)}" if over else ""
@@ -213,7 +249,7 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
                     freq_mhz: float | None = None, seed: int = 1,
                     extra_args: tuple[str, ...] = (), placer: str | None = None,
                     router: str | None = None, floorplan: bool = False,
-                    keep_routed: bool = False) -> dict[str, Any]:
+                    keep_routed: bool = False, slow: int = 0) -> dict[str, Any]:
     """Place and route one Yosys netlist with nextpnr and summarise the result.
 
     Parameters
@@ -245,6 +281,10 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         Also write the routed netlist, ``<name>_<family>.routed.json`` (nextpnr's
         ``--write``: every cell's ``NEXTPNR_BEL``), and summarise where each instance's
         cells lie (``placement``: `mars.sw.placement.spread`, three names deep).
+    slow : int
+        If positive, ask nextpnr for every net's arrival times (``--detailed-timing-report``:
+        the report grows to tens of MB on the whole default top) and record the `slow` nets
+        reached latest (``slow_nets``: `slow_nets`).
 
     Returns
     -------
@@ -252,7 +292,8 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         `summarise`'s figures plus ``part``, ``seed``, ``seconds`` (wall time), ``command``
         (arguments after the program), the ``report`` / ``log`` file names and
         ``floorplan`` (`mars.sw.floorplan.summary` of the plan, None without one), and with
-        `keep_routed` ``routed`` (the file name) and ``placement``.  A design that
+        `keep_routed` ``routed`` (the file name) and ``placement``, with `slow`
+        ``slow_nets``.  A design that
         misses the clock constraint is routed anyway (``--timing-allow-fail``):
         ``meets_target`` says whether it met it.
 
@@ -283,6 +324,8 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
             "--timing-allow-fail", "--report", report_name, "--log", log_name, "-q"]
     if family == "ice40" and not extra_args:
         args.append("--pcf-allow-unconstrained")   # three data pins, placed by nextpnr
+    if slow > 0:
+        args.append("--detailed-timing-report")
     args += [*extra_args, *(("--write", routed_name) if keep_routed else ()),
              *algorithm_args(placer, router)]
     command = nextpnr_command(family)
@@ -291,8 +334,11 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
              cwd=out_dir, error=PnrError, log=log_path, outputs=(report_path,),
              why=lambda text: _does_not_fit(part, text))
     seconds = time.perf_counter() - start
-    summary = summarise(family, json.loads(report_path.read_text()),
+    raw = json.loads(report_path.read_text())
+    summary = summarise(family, raw,
                         log_path.read_text(errors="replace") if log_path.exists() else "")
+    if slow > 0:
+        summary["slow_nets"] = slow_nets(raw, slow)
     kept = {}
     if keep_routed:
         from mars.sw.placement import spread

@@ -205,7 +205,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
               blocks: list[str] | None = None, pnr: bool = False,
               freq_mhz: float | None = None, seed: int = 1, placer: str | None = None,
               router: str | None = None, floorplan: bool = False,
-              keep_routed: bool = False) -> Path:
+              keep_routed: bool = False, slow_nets: int = 0) -> Path:
     """Synthesize every block of `config` for each family and write ``report.json``.
 
     Parameters
@@ -239,6 +239,9 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     keep_routed : bool
         Keep nextpnr's routed netlist (``<block>_<family>.routed.json``) and record where
         each instance's cells lie (``pnr.placement``, `mars.sw.placement.spread`).
+    slow_nets : int
+        If positive, record the `slow_nets` nets whose sinks are reached latest
+        (``pnr.slow_nets``, `mars.sw.pnr.slow_nets`) and print the first few.
 
     Returns
     -------
@@ -285,6 +288,10 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         raise SynthError(f"--freq must be a positive clock frequency in MHz, not {freq_mhz}")
     if keep_routed and not pnr:
         raise SynthError("--keep-routed keeps nextpnr's routed netlist: it needs --pnr")
+    if slow_nets and not pnr:
+        raise SynthError("--slow-nets lists nextpnr's arrival times: it needs --pnr")
+    if slow_nets < 0:
+        raise SynthError(f"--slow-nets must be a number of nets, 0 or more, not {slow_nets}")
     say(f"synthesizing {len(names)} block(s) of {config.name} ({config.short_hash}) "
         f"for {', '.join(chosen)} with {_short_version(version)}"
         + (" and placing and routing them out of context" if pnr else ""))
@@ -334,11 +341,15 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                     + (", units floorplanned" if planned else "") + " ...")
                 routed = place_and_route(out_dir, name, family, netlist, freq_mhz=freq,
                                          seed=seed, placer=placer, router=router,
-                                         floorplan=planned, keep_routed=keep_routed)
+                                         floorplan=planned, keep_routed=keep_routed,
+                                         slow=slow_nets)
                 result["ooc"] = ooc
                 result["netlist"] = netlist
                 result["pnr"] = routed
                 say(f"  {name} {family}: {_pnr_line(routed)}")
+                for net in routed.get("slow_nets", [])[:SLOW_NETS_SHOWN]:
+                    say(f"    arrival {net['arrival_ns']:.2f} ns, {net['sinks']} sinks: "
+                        f"{net['net']} (from {net['driver']})")
 
     report = {
         "config": config.name,
@@ -359,6 +370,10 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                          f"(report {report_path}; per-instance counts under 'hierarchy')")
     return report_path
 
+
+#: Nets of ``pnr.slow_nets`` printed after a block's place-and-route line (all of them are
+#: in the report).
+SLOW_NETS_SHOWN = 10
 
 #: Instance names kept in a report's ``hierarchy`` (``block.unit0.writer``).
 HIERARCHY_DEPTH = 3

@@ -22,7 +22,15 @@ from amaranth.sim import Simulator
 from mars.config import PRESETS
 from mars.hw.ooc import OutOfContext
 from mars.sw.cli import main
-from mars.sw.pnr import PARTS, PnrError, algorithm_args, overflows, place_and_route, summarise
+from mars.sw.pnr import (
+    PARTS,
+    PnrError,
+    algorithm_args,
+    overflows,
+    place_and_route,
+    slow_nets,
+    summarise,
+)
 from mars.sw.synth import pnr_table, run_synth
 
 TINY = PRESETS["tiny"]
@@ -145,6 +153,22 @@ def test_summary_without_clocked_paths():
     summary = summarise("ecp5", {"fmax": {}, "utilization": {}, "critical_paths": []})
     assert summary["fmax_mhz"] is None and summary["critical_path"] is None
     assert summary["luts"] == 0 and summary["bram"] == 0
+
+
+def test_slow_nets_are_the_latest_sinks_first():
+    def net(name, *arrivals):
+        return {"net": name, "driver": f"{name}_FF", "port": "Q", "event": "posedge clk",
+                "sources": [], "endpoints": [{"cell": f"s{k}", "port": "A", "event": "",
+                                              "delay": [t / 2, t]}
+                                             for k, t in enumerate(arrivals)]}
+    report = {"detailed_net_timings": [net("early", 1.0, 0.5), net("late", 9.0, 1.0, 2.0),
+                                       net("mid", 4.0), net("dangling"), net("tie", 4.0)]}
+    assert slow_nets(report, 3) == [
+        {"net": "late", "driver": "late_FF.Q", "sinks": 3, "arrival_ns": 9.0},
+        {"net": "mid", "driver": "mid_FF.Q", "sinks": 1, "arrival_ns": 4.0},
+        {"net": "tie", "driver": "tie_FF.Q", "sinks": 1, "arrival_ns": 4.0}]
+    assert [n["net"] for n in slow_nets(report, 10)] == ["late", "mid", "tie", "early"]
+    assert slow_nets({"fmax": {}}, 5) == []
 
 
 def test_overflows_name_what_exceeds_the_part():
@@ -292,6 +316,22 @@ def test_keep_routed_without_pnr_is_one_line(tmp_path, capsys):
     assert err.strip() == "mars: error: --keep-routed keeps nextpnr's routed netlist: it needs --pnr"
 
 
+def test_slow_nets_ask_nextpnr_for_every_net_timing(tmp_path, monkeypatch):
+    argv = _nextpnr_argv("ecp5", tmp_path, monkeypatch, ["--slow-nets", "4"])
+    assert "--detailed-timing-report" in argv
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--slow-nets", "3"], "--slow-nets lists nextpnr's arrival times: it needs --pnr"),
+    (["--pnr", "--slow-nets", "-1"], "--slow-nets must be a number of nets, 0 or more, not -1"),
+])
+def test_bad_slow_nets_is_one_line(options, message, tmp_path, capsys):
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ecp5",
+                   *options, "--out", str(tmp_path / "out")])
+    assert status == 2
+    assert capsys.readouterr().err.strip() == f"mars: error: {message}"
+
+
 def test_an_unknown_placer_is_refused_before_any_tool_runs(tmp_path):
     with pytest.raises(PnrError,
                        match=r"unknown nextpnr placer 'fast' \(one of heap, static, sa\)"):
@@ -317,7 +357,7 @@ def routed_macro(tmp_path_factory):
     out = tmp_path_factory.mktemp("pnr_tiny")
     lines: list[str] = []
     path = run_synth(TINY, out, progress=lines.append, blocks=["cim_macro"], pnr=True,
-                     keep_routed=True)
+                     keep_routed=True, slow_nets=3)
     return path, json.loads(path.read_text()), lines
 
 
@@ -361,6 +401,13 @@ def test_routed_macro_agrees_with_yosys(routed_macro, family):
     assert where["cells"] >= routed["ff"] + routed["bram"]
     assert 0 <= where["x"][0] <= where["x"][1] <= where["x"][2] < 200
     assert 0 <= where["y"][0] <= where["y"][1] <= where["y"][2] < 200
+    # the nets reached latest: latest first, none later than the critical path's end
+    nets = routed["slow_nets"]
+    assert len(nets) == 3 and all(n["sinks"] >= 1 for n in nets)
+    arrivals = [n["arrival_ns"] for n in nets]
+    assert arrivals == sorted(arrivals, reverse=True)
+    assert 0 < arrivals[-1] and arrivals[0] <= routed["critical_path"]["delay_ns"]
+    assert any(line.startswith("    arrival ") and nets[0]["net"] in line for line in lines)
 
 
 @pytest.mark.synth
