@@ -43,7 +43,7 @@ from .bram import block_ram
 from .controller import Controller
 from .host import HostPort
 from .loader import CoreLoader
-from .regs import run_reset, valid_register
+from .regs import idle_copy, run_reset, valid_register
 from .unit import MacroUnit
 from .writer import act_entry_layout, act_write_stage, res_entry_layout, result_write
 
@@ -125,7 +125,7 @@ class MarsTop(wiring.Component):
         start = Signal()
         m.d.sync += start.eq(self.start)
         self.units = units              # for testbenches that watch the units' ports
-        slot = self._slots(m, ctrl.running, units)
+        slot = self._slots(m, ctrl.running, ~ctrl.running_next, units)
         sc_read = self._shortcut_read(m, units, slot) if cfg.residual_adds else None
         # The units' offered words are registered at the unit boundary; the write stages
         # take the word the slot's unit offered the cycle before (`slot_d`).
@@ -239,20 +239,30 @@ class MarsTop(wiring.Component):
                      domain.eq(port.domain), offset.eq(port.offset), data.eq(port.data)]
         return HostWrite(region=strobe, domain=domain, offset=offset, data=data)
 
-    def _slots(self, m, running, units: list[MacroUnit]):
+    def _slots(self, m, running, idle_next, units: list[MacroUnit]):
         """The write slot counter: unit ``t mod U`` owns the write stages in cycle t of a
         run (t = 0 in the first cycle ``running`` is high); each unit is told the cycle
-        before its slot (``slot_next``)."""
+        before its slot (``slot_next``).
+
+        The write stages read the counter here; each unit compares a copy of its own,
+        beside it (``slot{u}_replica``, held at 0 by its own copy of ``~running``,
+        `idle_copy`), so no net from one counter crosses the die into four writers."""
         U = len(units)
+
+        def counter(slot, idle):
+            with m.If(idle):
+                m.d.sync += slot.eq(0)
+            with m.Elif(slot == U - 1):
+                m.d.sync += slot.eq(0)
+            with m.Else():
+                m.d.sync += slot.eq(slot + 1)
+
         slot = Signal(range(max(2, U)))
-        with m.If(~running):
-            m.d.sync += slot.eq(0)
-        with m.Elif(slot == U - 1):
-            m.d.sync += slot.eq(0)
-        with m.Else():
-            m.d.sync += slot.eq(slot + 1)
+        counter(slot, ~running)
         for u, unit in enumerate(units):
-            m.d.comb += unit.slot_next.eq(slot == (u - 1) % U)
+            own = Signal.like(slot, name=f"slot{u}{REPLICA}")
+            counter(own, idle_copy(m, idle_next, name=f"slot{u}"))
+            m.d.comb += unit.slot_next.eq(own == (u - 1) % U)
         return slot
 
     @staticmethod
