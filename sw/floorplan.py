@@ -12,7 +12,9 @@ around, to a compact region per unit keeps each unit together without touching t
 `floorplan` reads a Yosys JSON netlist, finds the unit of each hard-block cell (from the
 instance path ``...unit<k>....`` in its name, else from the cells it shares nets with),
 splits the die into one rectangle per unit and writes ``BEL`` attributes: each unit's
-cells on the free sites of its rectangle nearest the rectangle's centre.  Cells that
+cells on the free sites of its rectangle nearest the rectangle's centre, one block at a
+time, so that a block's cells (a macro's storage, a decoder's memories and multiplier)
+lie side by side.  Cells that
 belong to no unit (loaders, weight SRAMs, controller, host) are left to the placer.
 
 The site lists of a part (`SITES`) were read off nextpnr itself: a design that fills every
@@ -34,7 +36,7 @@ from typing import Any
 from mars.errors import MarsError
 
 __all__ = ["CELL_SITES", "FloorplanError", "Site", "floorplan", "floorplan_file",
-           "load_sites", "measure_sites", "regions", "summary", "unit_of_cell", "unit_owners"]
+           "group_of_cell", "load_sites", "measure_sites", "regions", "summary", "unit_of_cell", "unit_owners"]
 
 
 class FloorplanError(MarsError, ValueError):
@@ -176,27 +178,57 @@ def _inside(site: Site, box: tuple[float, float, float, float]) -> bool:
     return x0 <= site.x < x1 and y0 <= site.y < y1
 
 
+def group_of_cell(name: str) -> str:
+    """The block a hard-block cell belongs to, for keeping its cells together: the
+    instance path down to the unit's child (``block.unit1.decoder0.index_mem.0.0`` ->
+    ``block.unit1.decoder0``), or for a cell outside every unit the memory it was cut
+    from (``block.act_read5.0.1`` -> ``block.act_read5``)."""
+    parts = name.lstrip("\\").split(".")
+    for k, part in enumerate(parts[:-1]):
+        if _UNIT.match(part):
+            return ".".join(parts[:k + 2]) if k + 2 < len(parts) else _memory_of(name)
+    return _memory_of(name)
+
+
 def _assign(cells: Sequence[str], owners: Mapping[str, int | None], sites: Sequence[Site],
-            boxes: Sequence[tuple[float, float, float, float]], kind: str) -> dict[str, str]:
-    """Each unit's cells of one site kind onto the free sites nearest its box's centre,
-    its own box's sites first (cells sorted by name, so equal inputs give equal plans)."""
+            boxes: Sequence[tuple[float, float, float, float]], kind: str,
+            placed: Mapping[str, list[Site]]) -> dict[str, str]:
+    """Each unit's cells of one site kind onto free sites of its box (then the nearest
+    outside it), one block at a time (`group_of_cell`): the unit's own blocks before the
+    top's copies kept for it (the activation memory's), the largest first, from the
+    free site nearest the block's sites of the kinds already assigned (`placed`, group ->
+    sites; the box's centre for a block that has none), each further cell on the free
+    site nearest the block's sites so far.  Cells sorted by name, so equal inputs give
+    equal plans.
+
+    Assigning cell by cell in order of distance from the centre (sessions 10 to 15) put
+    one block's cells on alternate sides of it: the default top's macro storage 39 tiles
+    apart, and the macro's logic between them (issue 9, docs/synthesis.md)."""
     owned = [name for name in cells if owners.get(name) is not None]
     if len(owned) > len(sites):
         raise FloorplanError(f"{len(owned)} unit cells need {kind} sites, the part has "
                              f"{len(sites)}")
     free = set(sites)
     plan: dict[str, str] = {}
-    by_unit: dict[int, list[str]] = defaultdict(list)
+    by_unit: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for name in sorted(owned):
-        by_unit[owners[name]].append(name)
+        by_unit[owners[name]][group_of_cell(name)].append(name)
     for unit in sorted(by_unit):
         box = boxes[unit % len(boxes)]
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        ranked = sorted(free, key=lambda s: (not _inside(s, box),
-                                             abs(s.x - cx) + abs(s.y - cy), s))
-        for name, site in zip(by_unit[unit], ranked):
-            plan[name] = site.name
-            free.discard(site)
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        groups = by_unit[unit]
+        # the unit's own blocks nearest the centre, the top's per-unit copies around them
+        for group in sorted(groups, key=lambda g: (unit_of_cell(groups[g][0]) is None,
+                                                   -len(groups[g]), g)):
+            near = list(placed.get(group, []))
+            for name in groups[group]:
+                cx, cy = (centre if not near else
+                          (sum(s.x for s in near) / len(near), sum(s.y for s in near) / len(near)))
+                site = min(free, key=lambda s: (not _inside(s, box),
+                                                abs(s.x - cx) + abs(s.y - cy), s))
+                plan[name] = site.name
+                free.discard(site)
+                near.append(site)
     return plan
 
 
@@ -245,13 +277,17 @@ def floorplan(netlist: dict, *, part: str = "LFE5U-85F", width: int = 127,
             by_kind[CELL_SITES[cell["type"]]].append(name)
     free = [name for name, owner in owners.items() if owner is None]
     pinned_by_kind = {}
-    for kind, cells in sorted(by_kind.items()):
+    placed: dict[str, list[Site]] = defaultdict(list)    # group -> its pinned sites
+    every = {site.name: site for kind_sites in sites.values() for site in kind_sites}
+    for kind, cells in sorted(by_kind.items()):          # EBR, then MULT18 beside them
         if kind not in sites:
             free += [name for name in cells if owners[name] is not None]
             continue
-        kind_plan = _assign(cells, owners, sites[kind], boxes, kind)
+        kind_plan = _assign(cells, owners, sites[kind], boxes, kind, placed)
         pinned_by_kind[kind] = len(kind_plan)
         plan.update(kind_plan)
+        for name, bel in kind_plan.items():
+            placed[group_of_cell(name)].append(every[bel])
     for name, bel in plan.items():
         module["cells"][name].setdefault("attributes", {})["BEL"] = bel
     return {"units": units, "regions": [list(box) for box in boxes], "pinned": plan,

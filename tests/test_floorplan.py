@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from mars.sw.floorplan import (CELL_SITES, FloorplanError, Site, floorplan, load_sites,
-                               regions, unit_of_cell, unit_owners)
+from mars.sw.floorplan import (CELL_SITES, FloorplanError, Site, floorplan, group_of_cell,
+                               load_sites, regions, unit_of_cell, unit_owners)
 
 
 def test_unit_of_cell_reads_the_instance_path():
@@ -17,6 +17,11 @@ def test_unit_of_cell_reads_the_instance_path():
     assert unit_of_cell("block.act_read4.0.0") is None
     assert unit_of_cell("unit3") is None                 # a signal named so, not an instance
     assert unit_of_cell("block.units.x") is None
+    assert group_of_cell("block.unit2.macro.storage0.0.0") == "block.unit2.macro"
+    assert group_of_cell("block.unit0.decoder3.lanes.$215[9]_MULT18X18D_P9") == \
+        "block.unit0.decoder3"
+    assert group_of_cell("block.act_read5.0.1") == "block.act_read5"     # a top-level copy
+    assert group_of_cell("block.unit1.mem.0.0") == "block.unit1.mem"
 
 
 def test_the_ecp5_85f_sites_are_its_block_rams_and_multipliers():
@@ -109,6 +114,47 @@ def test_floorplan_pins_each_unit_in_its_region_on_distinct_sites():
     assert "BEL" not in top["block.weights0.0.0"]["attributes"]
     # Equal inputs give equal plans.
     assert floorplan(_netlist({n: _cell(c["type"]) for n, c in cells.items()}))["pinned"] == pinned
+
+
+def test_each_block_s_hard_blocks_lie_side_by_side():
+    """A unit like the default one (a macro's four storage memories, four decoders with two
+    memories and a multiplier each, a sequencer's two memories, the writer's eight
+    multipliers) and the top's activation copies kept for it: every block's block RAMs sit
+    in one row of sites with no other block's between them, and each decoder's multiplier
+    lies above or below its memories (within a site pitch in x)."""
+    cells = {f"block.unit0.macro.storage{k}.0.0": _cell("DP16KD") for k in range(4)}
+    for d in range(4):
+        cells[f"block.unit0.decoder{d}.index_mem.0.0"] = _cell("DP16KD")
+        cells[f"block.unit0.decoder{d}.ktable_mem.0.0"] = _cell("DP16KD")
+        cells[f"block.unit0.decoder{d}.lanes.$215[9]_MULT18X18D_P9"] = _cell("MULT18X18D")
+    cells["block.unit0.sequencer.prog_mem.0.0"] = _cell("DP16KD")
+    cells["block.unit0.sequencer.params.0.0"] = _cell("DP16KD")
+    for k in range(8):
+        cells[f"block.unit0.writer.${k}[9]_MULT18X18D_P9"] = _cell("MULT18X18D")
+    for k in range(1, 4):                                  # units 1-3: one memory each
+        cells[f"block.unit{k}.macro.storage0.0.0"] = _cell("DP16KD")
+    pinned = floorplan(_netlist(cells))["pinned"]
+    sites = {s.name: s for kind in load_sites().values() for s in kind}
+    groups = {}
+    for name, bel in pinned.items():
+        if name.startswith("block.unit0.") and "MULT" not in name:
+            groups.setdefault(group_of_cell(name), []).append(sites[bel])
+    assert set(groups) == {"block.unit0.macro", "block.unit0.sequencer",
+                           *(f"block.unit0.decoder{d}" for d in range(4))}
+    for group, where in groups.items():
+        assert len({s.y for s in where}) == 1, group               # one row
+        lo, hi = min(s.x for s in where), max(s.x for s in where)
+        between = [other for other, w in groups.items() if other != group
+                   for s in w if s.y == where[0].y and lo < s.x < hi]
+        assert not between, (group, between)                       # nothing in between
+    rows = {}
+    for site in load_sites()["EBR"]:
+        rows.setdefault(site.y, set()).add(site.x)
+    pitch = max(b - a for xs in rows.values() for a, b in zip(sorted(xs), sorted(xs)[1:]))
+    for d in range(4):
+        mult = sites[pinned[f"block.unit0.decoder{d}.lanes.$215[9]_MULT18X18D_P9"]]
+        mean = sum(s.x for s in groups[f"block.unit0.decoder{d}"]) / 2
+        assert abs(mult.x - mean) <= pitch, d
 
 
 def test_a_region_short_of_sites_spills_to_the_nearest_free_ones():
