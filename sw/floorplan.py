@@ -36,7 +36,8 @@ from typing import Any
 from mars.errors import MarsError
 
 __all__ = ["CELL_SITES", "FloorplanError", "Site", "floorplan", "floorplan_file",
-           "group_of_cell", "load_sites", "measure_sites", "regions", "summary", "unit_of_cell", "unit_owners"]
+           "group_of_cell", "load_sites", "measure_sites", "regions", "summary",
+           "unit_of_cell", "unit_owners"]
 
 
 class FloorplanError(MarsError, ValueError):
