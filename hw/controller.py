@@ -22,13 +22,14 @@ flags in that cycle (the released blocks still wait), so each release costs one 
 
 The phase's cycle count runs from the first cycle of its LOAD part to the cycle its WALK
 part ends, both included; ``total_cycles`` counts the whole run.  After the last phase
-ends the controller spends one cycle in FINISH (counted nowhere: the units and loaders
-all wait) before ``running`` falls and ``done`` rises, so that ``running_next`` depends
-only on the controller's own registers and ``start``, not on the units' waiting flags
-(issue 9: the units' flags -> the end decision -> every block's copy of ``~running``
-crossed the die twice in one cycle).  While idle, ``running`` is low and the top holds
-the loaders and units in reset.  See docs/architecture.md
-("Phases and weights").
+ends the controller spends `FINISH_CYCLES` cycles in FINISH and FINISH2 (counted nowhere:
+the units and loaders all wait) before ``running`` falls and ``done`` rises, so that
+``running`` is known two cycles ahead (``running_early``) from the controller's own
+registers and ``start``, never from the units' waiting flags (issue 9: the units' flags
+-> the end decision -> every block's copy of ``~running`` crossed the die twice in one
+cycle).  A run starts two cycles after ``start`` (`START_LATENCY`).  While idle,
+``running`` is low and the top holds the loaders and units in reset.  See
+docs/architecture.md ("Phases and weights").
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ class Controller(wiring.Component):
         Host writes of the phase count (``addr`` `ControlWrite.PHASES`) and of
         ``skip_loads`` (`ControlWrite.SKIP_LOADS`, bit 0); ``ready`` is always 1.
     start : In(1)
-        Start a run (ignored while running or while the phase count is 0).
+        Start a run `START_LATENCY` cycles later (ignored while the phase count is 0,
+        and while a run is in progress up to its last cycle: a start in a run's last
+        cycle starts the next run one idle cycle later).
     loaders_waiting : In(cores)
         Each core loader waits at a SYNC.
     units_waiting : In(macros)
@@ -85,16 +88,20 @@ class Controller(wiring.Component):
     skip_loads : Out(1)
         The loaders copy nothing (the weights are already in the macros).
     running : Out(1)
-        A run is in progress (a register), until the cycle after the last phase ends.
+        A run is in progress (a register), until `FINISH_CYCLES` cycles after the last
+        phase ends.
     running_next : Out(1)
-        `running`'s next value (one LUT: ``running``, a FINISH flag, a phase-count-set
-        flag and ``start``):
-        each loader and each block of a unit keeps a copy of ``~running`` for its run
-        reset (`mars.hw.regs.run_reset`), so that no one net from here drives the
-        reset of every block on the die.
+        `running`'s next value (a register).  High with ``running`` low only in the
+        cycle after an accepted ``start``.
+    running_early : Out(1)
+        `running_next`'s next value, `running` two cycles ahead (one LUT: `running_next`,
+        a FINISH flag, a phase-count-set flag and ``start``).  The top registers it once
+        per loader and unit, and each of those feeds the copies of ``~running`` its
+        blocks take their run reset from (`mars.hw.regs.run_reset`): no one net from here
+        reaches every block on the die.
     done : Out(1)
         The last run finished (cleared by the next start); rises with ``running``'s
-        fall, one cycle after the last phase ends.
+        fall.
     phase : Out(range(max_phases + 1))
         The current phase (a register; 0 at the start of a run).
     phase_cycles : Out(unsigned(32))
@@ -105,6 +112,11 @@ class Controller(wiring.Component):
     total_cycles : Out(unsigned(32))
         Cycles of the current (or last) run.
     """
+
+    #: Cycles from a ``start`` to the run's first cycle (its first LOAD cycle).
+    START_LATENCY = 2
+    #: Cycles after the last phase's end before ``running`` falls and ``done`` rises.
+    FINISH_CYCLES = 2
 
     def __init__(self, config: MarsConfig, *, phases: int = 0):
         self._config = config
@@ -121,6 +133,7 @@ class Controller(wiring.Component):
             "skip_loads": Out(1),
             "running": Out(1),
             "running_next": Out(1),
+            "running_early": Out(1),
             "done": Out(1),
             "phase": Out(range(config.max_phases + 1)),
             "phase_cycles": Out(unsigned(32)),
@@ -162,21 +175,26 @@ class Controller(wiring.Component):
         # into every unit's instruction registers would cross it twice in one cycle.
         m.d.sync += [self.go_units.eq(0), self.go_loaders.eq(0),
                      self.more.eq(self.more_next), self.running.eq(self.running_next)]
-        # `running` is high exactly outside IDLE, and `finishing` exactly in FINISH (a
-        # register set on the way in): `running_next` is one LUT of three flip-flops and
-        # `start`, not a decode of the FSM's state, in front of the 42 copies of
-        # ``~running`` across the die (issue 9).  The FSM below makes the same decisions.
+        # `running` two cycles ahead (`running_early`), then once ahead (`running_next`),
+        # then itself: a shift of registers.  `running_early` is one LUT of two
+        # flip-flops, `phases_set` and `start`; the top copies it into a register per
+        # unit and loader, each of which feeds that consumer's own copies of ``~running``
+        # (`mars.hw.regs.run_reset`): two short hops, not one net from here to 50 copies
+        # across the die (issue 9: 10 ns of routing to the farthest).  `running` is high
+        # exactly outside IDLE, so `running_next` is high in IDLE only in the cycle a run
+        # starts, and `finishing` exactly in FINISH (set on the way in): FINISH2 follows,
+        # so that the fall of `running` is known two cycles ahead.
         finishing = Signal()
-        m.d.sync += finishing.eq(0)
-        m.d.comb += self.running_next.eq(Mux(self.running, ~finishing,
-                                             self.start & phases_set))
+        m.d.sync += [finishing.eq(0), self.running_next.eq(self.running_early)]
+        m.d.comb += self.running_early.eq(Mux(self.running_next, ~finishing,
+                                              self.start & phases_set))
         # Not the last phase: a register (phase changes only as a LOAD state starts, at
         # least a cycle before the WALK state that reads it).
         not_last = Signal()
         m.d.sync += not_last.eq(phase + 1 != n_phases)
         with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
-                with m.If(self.start & phases_set):
+                with m.If(self.running_next):         # `start` and phases, last cycle
                     m.d.sync += [phase.eq(0), phase_cycles.eq(0),
                                  self.total_cycles.eq(0), self.done.eq(0)]
                     m.next = "LOAD"
@@ -202,6 +220,8 @@ class Controller(wiring.Component):
                         m.d.sync += self.go_loaders.eq(1)
                         m.next = "LOAD"
             with m.State("FINISH"):
+                m.next = "FINISH2"
+            with m.State("FINISH2"):
                 m.d.sync += self.done.eq(1)
                 m.next = "IDLE"
         m.d.comb += self.more_next.eq(fsm.ongoing("LOAD") | (fsm.ongoing("WALK") & not_last))

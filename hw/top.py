@@ -85,9 +85,9 @@ class MarsTop(wiring.Component):
     """
 
     #: Cycles from a ``start`` pulse to the first cycle of the run (its first LOAD cycle,
-    #: cycle 0 of the write slots): ``start`` is registered once, beside the host's writes
-    #: (`_host_copy`), and the controller leaves IDLE the cycle after it sees it.
-    START_LATENCY = 2
+    #: cycle 0 of the write slots): one more than the host's writes take to reach the
+    #: cores and units (`_host_copy`), as without those registers.
+    START_LATENCY = Controller.START_LATENCY
 
     def __init__(self, config: MarsConfig, *, init: dict | None = None):
         self._config = config
@@ -115,17 +115,9 @@ class MarsTop(wiring.Component):
         m.submodules.controller = ctrl = Controller(cfg, phases=self._init.get("phases", 0))
         wiring.connect(m, wiring.flipped(self.host), port.host)
         wiring.connect(m, port.host_read, wiring.flipped(self.host_read))
-        loaders, units = self._cores(m, port, ctrl.running_next)
-        # `start` waits one cycle, as the host's writes do on their way to the cores and
-        # units (`_host_copy`): a run then starts exactly when it did before those writes
-        # were registered, relative to the last write, and the memories that rely on no
-        # read colliding with a host write (`block_ram`) still have none.  For that cycle
-        # the status already says busy, not done, so a host that polls right after its
-        # start never reads the last run's done.
-        start = Signal()
-        m.d.sync += start.eq(self.start)
+        loaders, units = self._cores(m, port, ctrl.running_early)
         self.units = units              # for testbenches that watch the units' ports
-        slot = self._slots(m, ctrl.running, ~ctrl.running_next, units)
+        slot = self._slots(m, ctrl.running, units)
         sc_read = self._shortcut_read(m, units, slot) if cfg.residual_adds else None
         # The units' offered words are registered at the unit boundary; the write stages
         # take the word the slot's unit offered the cycle before (`slot_d`).
@@ -141,8 +133,15 @@ class MarsTop(wiring.Component):
                                   & (port.offset < len(ControlWrite))),
             ctrl.control.payload.addr.eq(port.offset),
             ctrl.control.payload.data.eq(port.data),
-            ctrl.start.eq(start),
-            self.busy.eq(ctrl.running | start), self.done.eq(ctrl.done & ~start),
+            # A run starts START_LATENCY cycles after `start`, one cycle later than the
+            # host's writes reach the memories, so it starts after the host's last write
+            # as it did before those writes were registered: the memories that rely on
+            # no read meeting a host write (`block_ram`) still meet none.  In the cycle
+            # between, the status already says busy, not done: a host that polls right
+            # after its start never reads the last run's done.
+            ctrl.start.eq(self.start),
+            self.busy.eq(ctrl.running | ctrl.running_next),
+            self.done.eq(ctrl.done & ~ctrl.running_next),
             self.error.eq(Cat(*(u.error for u in units)).any()),
             port.status.eq(Cat(self.busy, self.done, self.error)),
             port.total_cycles.eq(ctrl.total_cycles),
@@ -155,20 +154,22 @@ class MarsTop(wiring.Component):
                          unit.more_next.eq(ctrl.more_next)]
         return m
 
-    def _cores(self, m, port, running_next) -> tuple[list[CoreLoader], list[MacroUnit]]:
+    def _cores(self, m, port, running_early) -> tuple[list[CoreLoader], list[MacroUnit]]:
         """Each core's weight SRAM, loader and macro units, with their host writes.
 
         Loaders and units are held in reset (program counters at 0) while the controller
         is idle; their memories keep what the host wrote.  Each loader, and each block of
         a unit (`MacroUnit`), takes that reset from a copy of ``~running`` of its own
-        (`run_reset`).
+        (`run_reset`), which loads the loader's or unit's own copy of the controller's
+        ``running_next`` (`_running_copy`).
         """
         cfg, init = self._config, self._init
         loaders, units = [], []
         for c in range(cfg.cores):
             write = self._host_copy(m, port, port.unit[c], name=f"core{c}")
             loader = CoreLoader(cfg, init=init.get((HostMemory.LOADER, c, 0)))
-            run_reset(m, loader, ~running_next, name=f"loader{c}")
+            run_reset(m, loader, ~self._running_copy(m, running_early, f"loader{c}"),
+                      name=f"loader{c}")
             loaders.append(loader)
             # The host writes the weight SRAM while the accelerator is idle (the loader
             # held in reset reads nothing), so Yosys may leave out its collision logic.
@@ -186,12 +187,12 @@ class MarsTop(wiring.Component):
                          loader.prog_write.payload.addr.eq(write.offset),
                          loader.prog_write.payload.data.eq(write.data)]
             for j in range(cfg.macros_per_core):
-                unit = self._unit(m, port, c * cfg.macros_per_core + j, running_next)
+                unit = self._unit(m, port, c * cfg.macros_per_core + j, running_early)
                 wiring.connect(m, loader.loads[j], unit.load)
                 units.append(unit)
         return loaders, units
 
-    def _unit(self, m, port, u: int, running_next) -> MacroUnit:
+    def _unit(self, m, port, u: int, running_early) -> MacroUnit:
         """Macro unit `u` with its memories' initial contents and host writes."""
         init, D = self._init, self._config.wordline_domains
         unit = MacroUnit(self._config, init={
@@ -200,7 +201,7 @@ class MarsTop(wiring.Component):
             **{("index", d): init.get((HostMemory.INDEX, u, d)) for d in range(D)},
             **{("ktable", d): init.get((HostMemory.KTABLE, u, d)) for d in range(D)}})
         m.submodules[f"unit{u}"] = unit
-        m.d.comb += unit.idle_next.eq(~running_next)
+        m.d.comb += unit.idle_next.eq(~self._running_copy(m, running_early, f"unit{u}"))
         write = self._host_copy(m, port, port.unit[u], name=f"unit{u}")
         for target, region in ((unit.prog_write, Region.PROGRAM),
                                (unit.param_write, Region.PARAMS)):
@@ -214,6 +215,16 @@ class MarsTop(wiring.Component):
                          target.payload.write.addr.eq(write.offset),
                          target.payload.write.data.eq(write.data)]
         return unit
+
+    @staticmethod
+    def _running_copy(m, running_early, name: str) -> Signal:
+        """A loader's or unit's own copy of the controller's ``running_next``: a register
+        loading ``running_early`` (``{name}_running_next{REPLICA}``).  The copies of
+        ``~running`` of its blocks load from it; the controller's net reaches six of
+        these, not every block's copy (issue 9, `Controller.running_early`)."""
+        copy = Signal(name=f"{name}_running_next{REPLICA}")
+        m.d.sync += copy.eq(running_early)
+        return copy
 
     @staticmethod
     def _host_copy(m, port, selected, *, name: str) -> HostWrite:
@@ -239,14 +250,15 @@ class MarsTop(wiring.Component):
                      domain.eq(port.domain), offset.eq(port.offset), data.eq(port.data)]
         return HostWrite(region=strobe, domain=domain, offset=offset, data=data)
 
-    def _slots(self, m, running, idle_next, units: list[MacroUnit]):
+    def _slots(self, m, running, units: list[MacroUnit]):
         """The write slot counter: unit ``t mod U`` owns the write stages in cycle t of a
         run (t = 0 in the first cycle ``running`` is high); each unit is told the cycle
         before its slot (``slot_next``).
 
         The write stages read the counter here; each unit compares a copy of its own,
-        beside it (``slot{u}_replica``, held at 0 by its own copy of ``~running``,
-        `idle_copy`), so no net from one counter crosses the die into four writers."""
+        beside it (``slot{u}_replica``, held at 0 by a copy of ``~running`` loading the
+        unit's ``idle_next``, `idle_copy`), so no net from one counter crosses the die
+        into four writers."""
         U = len(units)
 
         def counter(slot, idle):
@@ -261,7 +273,7 @@ class MarsTop(wiring.Component):
         counter(slot, ~running)
         for u, unit in enumerate(units):
             own = Signal.like(slot, name=f"slot{u}{REPLICA}")
-            counter(own, idle_copy(m, idle_next, name=f"slot{u}"))
+            counter(own, idle_copy(m, unit.idle_next, name=f"slot{u}"))
             m.d.comb += unit.slot_next.eq(own == (u - 1) % U)
         return slot
 

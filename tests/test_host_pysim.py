@@ -131,6 +131,7 @@ def test_status_after_start_is_busy_until_done():
     from amaranth.sim import Simulator
 
     from mars.contract import ControlRead, HostFormat, Region
+    from mars.hw.controller import Controller
     from mars.hw.top import MarsTop
 
     _network, _inputs, mapping = tiny_mlp(SEED)
@@ -170,5 +171,5 @@ def test_status_after_start_is_busy_until_done():
     for flags, answer, cycles, busy_at_done in runs:
         assert flags == {(1, 0)} and answer == Status.BUSY and busy_at_done == 0
         # counted from the cycle after start: the rest of the start latency, every
-        # phase's cycles, and the FINISH cycle before done
-        assert cycles == MarsTop.START_LATENCY - 1 + expected + 1
+        # phase's cycles, and the FINISH cycles before done
+        assert cycles == MarsTop.START_LATENCY - 1 + expected + Controller.FINISH_CYCLES

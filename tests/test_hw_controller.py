@@ -51,6 +51,9 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
+        for _ in range(Controller.START_LATENCY - 1):       # to the run's first cycle
+            assert not ctx.get(dut.running)
+            await ctx.tick()
         t, phase, seg = 0, 0, 0               # t: cycle of the run, 0 = the first LOAD cycle
         loader_wait_from = list(loads[0])     # loaders run from the first LOAD cycle
         unit_wait_from = [0] * CONFIG.macros  # units start at their first SYNC
@@ -79,10 +82,11 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
         trace["total_cycles"] = ctx.get(dut.total_cycles)
 
     async def watch_running(ctx):          # at every clock edge, from the first
-        async for _clk, _rst, running, running_next in ctx.tick().sample(
-                dut.running, dut.running_next):
+        async for _clk, _rst, running, running_next, early in ctx.tick().sample(
+                dut.running, dut.running_next, dut.running_early):
             trace["running"].append(running)
             trace["running_next"].append(running_next)
+            trace.setdefault("running_early", []).append(early)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -92,6 +96,7 @@ def run(phases: int, loads: list[list[int]], walks: list[list[int]], *, skip=0,
     # `running_next` (what the top's copies of `running` beside each block load) is
     # `running` a cycle early, from the idle cycles before the start to the end.
     assert trace["running_next"][:-1] == trace["running"][1:]
+    assert trace["running_early"][:-1] == trace["running_next"][1:]
     assert 0 in trace["running"] and 1 in trace["running"]
     # `more_next` (what each unit's own copy of `more` loads) is `more` a cycle early.
     assert trace["more_next"][:-1] == trace["more"][1:]
@@ -107,19 +112,20 @@ def test_two_phases_hand_counted():
     # (WALK: t = 6..14, 9 cycles): 15 cycles, and go_loaders at t = 15.
     # Phase 1 (from t = 15): loaders busy 2 and 1 cycles from t = 16 -> all wait at 18,
     # go_units at t = 19; units busy 1 and 2 cycles from t = 20 -> all wait at t = 22, the
-    # end: 8 cycles.  FINISH at t = 23 (counted in no phase), idle and done from t = 24.
+    # end: 8 cycles.  FINISH and FINISH2 at t = 23, 24 (counted in no phase), idle and
+    # done from t = 25.
     trace = run(2, loads=[[3, 5], [2, 1]], walks=[[4, 7], [1, 2]])
     assert trace["go_units"] == [6, 19]
     assert trace["go_loaders"] == [15]                  # not after the last phase
     assert trace["phase_end"] == [(14, 0, 15), (22, 1, 8)]
-    assert trace["done_at"] == 24 and trace["done"] == 1
+    assert trace["done_at"] == 25 and trace["done"] == 1
     assert trace["total_cycles"] == 15 + 8
     assert trace["skip_loads"] == 0
     # `more`: the cycle after a LOAD cycle or a WALK cycle of phase 0 (not the last): high
     # from t = 1 (t = 0 follows the idle cycle of the start) to t = 19, the first WALK
     # cycle of phase 1, then low (phase 1 is the last; nothing follows its SYNC) to the
-    # FINISH cycle.
-    assert trace["more"] == [0] + [1] * 19 + [0] * 4
+    # FINISH2 cycle.
+    assert trace["more"] == [0] + [1] * 19 + [0] * 5
 
 
 def test_one_phase_ready_at_once_and_skip_loads():
@@ -147,3 +153,33 @@ def test_hidden_loads_run_with_the_walks_hand_counted():
     assert trace["go_loaders"] == [6, 28, 31]
     assert trace["phase_end"] == [(27, 0, 28), (37, 1, 10)]
     assert trace["total_cycles"] == 28 + 10 and trace["done"] == 1
+
+
+def test_a_start_in_the_last_cycle_of_a_run_starts_the_next():
+    """``start`` is ignored while a run is in progress, up to its last cycle (FINISH2,
+    ``running`` high, ``running_next`` low): held high through a run, it starts the next
+    run after exactly one idle cycle.  Units and loaders always wait."""
+    dut = Controller(CONFIG, phases=1)
+    seen = []
+
+    async def testbench(ctx):
+        ctx.set(dut.loaders_waiting, 0b11)
+        ctx.set(dut.units_waiting, 0b11)
+        ctx.set(dut.start, 1)
+        last_seen = False
+        for _ in range(40):
+            running, running_next = ctx.get(dut.running), ctx.get(dut.running_next)
+            seen.append(running)
+            await ctx.tick()
+            if last_seen:
+                ctx.set(dut.start, 0)       # the start of the last cycle was taken
+            last_seen = last_seen or (running and not running_next)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    trace = "".join(map(str, seen))
+    runs = [r for r in trace.strip("0").split("0") if r]
+    assert len(runs) == 2 and runs[0] == runs[1], trace       # two equal runs
+    assert runs[0] + "0" + runs[1] in trace, trace            # one idle cycle apart
