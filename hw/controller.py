@@ -155,7 +155,7 @@ class Controller(wiring.Component):
         control = self.control
         m.d.comb += control.ready.eq(1)
         # n_phases != 0 as a register of its own, loaded with the phase count: `start`
-        # then meets one flip-flop, not a wide compare, on its way to `running_next`.
+        # then meets one flip-flop, not a wide compare, on its way to `running_early`.
         phases_set = Signal(init=self._phases != 0)
         with m.If(control.valid & (control.payload.addr == ControlWrite.PHASES)):
             m.d.sync += [n_phases.eq(control.payload.data),
@@ -179,8 +179,8 @@ class Controller(wiring.Component):
         # then itself: a shift of registers.  `running_early` is one LUT of two
         # flip-flops, `phases_set` and `start`; the top copies it into a register per
         # unit and loader, each of which feeds that consumer's own copies of ``~running``
-        # (`mars.hw.regs.run_reset`): two short hops, not one net from here to 50 copies
-        # across the die (issue 9: 10 ns of routing to the farthest).  `running` is high
+        # (`mars.hw.regs.run_reset`): two short hops, not one net from here to every
+        # copy (issue 9: 84 sinks, the farthest 10 ns of routing away).  `running` is high
         # exactly outside IDLE, so `running_next` is high in IDLE only in the cycle a run
         # starts, and `finishing` exactly in FINISH (set on the way in): FINISH2 follows,
         # so that the fall of `running` is known two cycles ahead.

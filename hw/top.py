@@ -238,8 +238,8 @@ class MarsTop(wiring.Component):
         the far k-tables' write address through 12.5 ns of routing, the whole top's
         critical path (issue 9, docs/synthesis.md).  Each copy sits beside its consumer;
         the names end in `mars.contract.netlist.REPLICA` so Yosys keeps every copy (the
-        offsets and data of all copies are equal).  The top delays ``start`` by the same
-        cycle.  Only the strobes keep the reset."""
+        offsets and data of all copies are equal).  A run starts a cycle later to match
+        (`Controller.START_LATENCY`).  Only the strobes keep the reset."""
         strobe = Signal(len(port.region), name=f"{name}_host_strobe{REPLICA}")
         domain = Signal.like(port.domain, name=f"{name}_host_domain{REPLICA}",
                              reset_less=True)
