@@ -1,8 +1,8 @@
 """A macro unit's accumulator: sums a pixel's compute steps, starting from the bias.
 
 Every macro result (one signed partial sum per channel) comes with its step's markers
-(`side_layout`).  The first step of a pixel starts from the channel's bias, the others
-add to the running sums; the last step's total moves into one of two pixel registers
+(`side_layout`).  The first step of a pixel (the run's first, or the one after a pixel's
+last step) starts from the channel's bias, the others add to the running sums; the last step's total moves into one of two pixel registers
 (a 2-entry FIFO), which the writer drains channel by channel (`pixel`: the older one).  A
 pixel's last result waits only while both are full, so a new pixel's steps overlap the
 previous pixel's writes and the macro's `ready` is a register's.  The wide pixel
@@ -37,7 +37,7 @@ from mars.config import MarsConfig
 
 from .gather import side_layout
 from .macro import result_layout
-from .regs import SELECT_FANOUT, ring2
+from .regs import SELECT_FANOUT, replicas, ring2, shares
 
 __all__ = ["Accumulator", "pixel_layout"]
 
@@ -121,7 +121,17 @@ class Accumulator(wiring.Component):
         # f > 0: the bias enters in units of 2^-f, the entries take the top bits
         start = [Cat(C(0, f), self.bias[n]).as_signed() if f else self.bias[n]
                  for n in range(N)]
-        sums = [Mux(side.first, start[n], accs[n]) + result.payload[n] for n in range(N)]
+        # A pixel's first step (`first`: the run's first, or the one after a last step)
+        # is a register of the accumulator's own, one copy per SELECT_FANOUT bits of
+        # running sums (`replicas`), each beside its channels' adders: one marker
+        # register chose bias or running sum at the head of every channel's carry
+        # chain, hundreds of LUTs, and was the whole top's critical path (issue 9:
+        # 8.7 ns of routing, docs/synthesis.md).  It keeps the run reset (1 at a run's
+        # start, `mars.hw.regs`).
+        copies = len(shares(N * len(accs[0]), SELECT_FANOUT))
+        firsts = replicas(m, Signal(init=1), side.last, copies, name="first", enable=accept)
+        sums = [Mux(firsts[n * copies // N], start[n], accs[n]) + result.payload[n]
+                for n in range(N)]
         m.d.comb += [new.accs[n].eq(sums[n][f:]) for n in range(N)]
         m.d.comb += new.walk_last.eq(side.walk_last)
         with m.If(accept & ~side.last):

@@ -34,12 +34,14 @@ docs/architecture.md ("Phases and weights").
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
 from mars.contract.host import ControlWrite
+
+from .regs import replicas
 
 __all__ = ["Controller", "control_write_layout"]
 
@@ -85,8 +87,10 @@ class Controller(wiring.Component):
         its own copy of `more` beside its sequencer (hw/unit.py), so that no net from
         here crosses the die in front of the decoders' start.  (The phase count is
         written while idle: `more_next` would see a write during a run a cycle late.)
-    skip_loads : Out(1)
-        The loaders copy nothing (the weights are already in the macros).
+    skip_loads : Out(cores)
+        The loaders copy nothing (the weights are already in the macros): one register
+        per core loader (bit c for loader c, all equal), each placed beside its loader
+        (one register reached the loaders in 10.8 ns of routing, issue 9).
     running : Out(1)
         A run is in progress (a register), until `FINISH_CYCLES` cycles after the last
         phase ends.
@@ -130,7 +134,7 @@ class Controller(wiring.Component):
             "go_units": Out(1),
             "more": Out(1),
             "more_next": Out(1),
-            "skip_loads": Out(1),
+            "skip_loads": Out(config.cores),
             "running": Out(1),
             "running_next": Out(1),
             "running_early": Out(1),
@@ -160,8 +164,10 @@ class Controller(wiring.Component):
         with m.If(control.valid & (control.payload.addr == ControlWrite.PHASES)):
             m.d.sync += [n_phases.eq(control.payload.data),
                          phases_set.eq(control.payload.data != 0)]
-        with m.If(control.valid & (control.payload.addr == ControlWrite.SKIP_LOADS)):
-            m.d.sync += self.skip_loads.eq(control.payload.data[0])
+        skip_write = control.valid & (control.payload.addr == ControlWrite.SKIP_LOADS)
+        m.d.comb += self.skip_loads.eq(Cat(*replicas(
+            m, Signal(), control.payload.data[0], cfg.cores, name="skip_loads",
+            enable=skip_write)))
 
         all_loaders = self.loaders_waiting.all()
         all_units = self.units_waiting.all()

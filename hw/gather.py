@@ -34,7 +34,7 @@ Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
   at most every other cycle, which the macro's ``Ab/b`` cycles a step hide (``Ab/b`` >=
   2 on every preset).
 
-The markers (first/last step of a pixel, last step of the walk) travel beside C and the
+The markers (last step of a pixel, last step of the walk) travel beside C and the
 macro in a small FIFO, written as a step moves into C (not as the macro accepts it: no
 path from the macro's ``ready`` into the FIFO) and read (``side.ready``) as the
 accumulator takes the step's result: C and the macro keep steps in order, so the FIFO's
@@ -62,8 +62,11 @@ __all__ = ["ActivationGather", "side_layout"]
 
 
 def side_layout() -> data.StructLayout:
-    """The markers of one compute step: first and last step of its pixel, last of the walk."""
-    return data.StructLayout({"first": 1, "last": 1, "walk_last": 1})
+    """The markers of one compute step: last step of its pixel, last of the walk.
+
+    A pixel's first step is the one after a last step (or the run's first): the
+    accumulator keeps that as a register of its own (`mars.hw.accumulator`)."""
+    return data.StructLayout({"last": 1, "walk_last": 1})
 
 
 class ActivationGather(wiring.Component):
@@ -200,15 +203,14 @@ class ActivationGather(wiring.Component):
                 m.d.sync += [spares[d].addrs.eq(o.payload.addrs), spares[d].pad.eq(o.payload.pad),
                              spares[d].slot.eq(o.payload.slot)]
                 if d == 0:
-                    m.d.sync += [spares[d].first.eq(o.payload.first),
-                                 spares[d].last.eq(o.payload.last),
+                    m.d.sync += [spares[d].last.eq(o.payload.last),
                                  spares[d].walk_last.eq(o.payload.walk_last)]
                 m.d.comb += spare_next[d].eq(o.valid & ~spare_takes[d])
             with m.Elif(spare_takes[d]):
                 m.d.comb += spare_next[d].eq(0)
         with m.If(take):
-            m.d.sync += [b_valid.eq(1), b_side.first.eq(srcs[0].first),
-                         b_side.last.eq(srcs[0].last), b_side.walk_last.eq(srcs[0].walk_last)]
+            m.d.sync += [b_valid.eq(1), b_side.last.eq(srcs[0].last),
+                         b_side.walk_last.eq(srcs[0].walk_last)]
         with m.Elif(move):
             m.d.sync += b_valid.eq(0)
         for d, src in enumerate(srcs):
@@ -231,9 +233,9 @@ class ActivationGather(wiring.Component):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
-        # Buffered (the head in a register): the accumulator's choice of bias or running
-        # sum hangs off the head's `first`, and an unregistered LUT-RAM read made that a
-        # critical path of the unit (issue 9).  The extra cycle before a written entry is
+        # Buffered (the head in a register): the accumulator's `ready` and its pixel
+        # registers' push hang off the head's `last`, and an unregistered LUT-RAM read
+        # behind its (then) `first` was a critical path of the unit (issue 9).  The extra cycle before a written entry is
         # readable is hidden: its result comes at least Ab/b + 4 cycles after the write.
         m.submodules.side = side = SyncFIFOBuffered(width=side_layout().size, depth=6)
         m.d.comb += [side.w_en.eq(move), side.w_data.eq(b_side),

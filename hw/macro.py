@@ -39,14 +39,14 @@ flight (accepted, result not yet taken).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig, ReadoutMode
 
 from .bram import block_ram
-from .regs import SELECT_FANOUT, replicas, ring2
+from .regs import SELECT_FANOUT, replicas, ring2, shares
 
 __all__ = ["CimMacro", "write_layout", "request_layout", "result_layout", "scales_layout"]
 
@@ -243,10 +243,23 @@ class CimMacro(wiring.Component):
         # -- stage S: weighted sum into the accumulators -------------------------------------
         linear = not cfg.scaled_readout and not (
             cfg.readout_mode is ReadoutMode.SATURATING and cfg.readout_max < G)
+        # The items' `first` chooses 0 or the running sum at the head of every
+        # channel's adder (stage S in `_linear`, stage P's counts in `_per_bit_plane`):
+        # one copy of it per SELECT_FANOUT bits of those registers (`replicas`), each
+        # beside its channels' adders, where one register crossed the macro's hundreds
+        # of carry chains (issue 9: the whole top's critical path, 6 ns of routing,
+        # docs/synthesis.md).  Copy c serves channel n when ``c == n * copies // N``.
+        N = cfg.channels_per_macro
         if linear:
-            next_accs = self._linear(m, adv, r_item, p_item, x_r, rows_r, accs)
+            copies = len(shares(N * cfg.psum_bits, SELECT_FANOUT))
+            firsts = replicas(m, Signal(), r_item.first, copies, name="p_first", enable=adv)
+            next_accs = self._linear(m, adv, firsts, x_r, rows_r, accs)
         else:
-            next_accs = self._per_bit_plane(m, adv, r_item, p_item, x_r, rows_r)
+            count_bits = Shape.cast(range(G + 1)).width
+            copies = len(shares(N * cfg.act_bits * cfg.weight_bits * count_bits,
+                                SELECT_FANOUT))
+            firsts = replicas(m, Signal(), cycle == 0, copies, name="r_first", enable=adv)
+            next_accs = self._per_bit_plane(m, adv, firsts, x_r, rows_r)
 
         m.d.comb += [push.eq(adv & p_item.valid & p_item.last),
                      pop.eq(self.result.valid & self.result.ready),
@@ -280,7 +293,7 @@ class CimMacro(wiring.Component):
         d, col = divmod(n, cfg.channels_per_macro // cfg.wordline_domains)
         return [rows_r[d][i * Cd + col * Wb + j] for i in range(cfg.rows_per_read)]
 
-    def _linear(self, m, adv, r_item, p_item, x_r, rows_r, accs) -> list:
+    def _linear(self, m, adv, firsts, x_r, rows_r, accs) -> list:
         """Exact (and unclamped saturating) readouts: the sum is linear in the rows, so
         each item adds its G/Q rows' share and the accumulators sum the Q shares.
 
@@ -304,10 +317,11 @@ class CimMacro(wiring.Component):
         next_accs = []
         for n in range(cfg.channels_per_macro):
             terms = [(-(t[n, j] << j) if j == Wb - 1 else t[n, j] << j) for j in range(Wb)]
-            next_accs.append(Mux(p_item.first, 0, accs[n]) + _sum_tree(terms))
+            first = firsts[n * len(firsts) // cfg.channels_per_macro]
+            next_accs.append(Mux(first, 0, accs[n]) + _sum_tree(terms))
         return next_accs
 
-    def _per_bit_plane(self, m, adv, r_item, p_item, x_r, rows_r) -> list:
+    def _per_bit_plane(self, m, adv, firsts, x_r, rows_r) -> list:
         """Clamped saturating and binary/ternary readouts: non-linear in the popcount, so
         each bit plane's popcount is summed whole before the readout.
 
@@ -323,9 +337,10 @@ class CimMacro(wiring.Component):
             d = n // (cfg.channels_per_macro // cfg.wordline_domains)
             for j in range(Wb):
                 bits = self._row_bits(rows_r, n, j)
+                first = firsts[n * len(firsts) // cfg.channels_per_macro]
                 for k in range(Ab):
                     cnt = Signal(range(G + 1), name=f"count_{n}_{k}_{j}", reset_less=True)
-                    whole = Mux(r_item.first, 0, cnt) + _sum_tree(
+                    whole = Mux(first, 0, cnt) + _sum_tree(
                         [x_r[d][i][k] & w for i, w in enumerate(bits)])
                     if cfg.scaled_readout:
                         value = whole >= cfg.readout_threshold      # the comparator bit

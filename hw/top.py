@@ -148,7 +148,7 @@ class MarsTop(wiring.Component):
         ]
         for c, loader in enumerate(loaders):
             m.d.comb += [ctrl.loaders_waiting[c].eq(loader.waiting),
-                         loader.go.eq(ctrl.go_loaders), loader.skip.eq(ctrl.skip_loads)]
+                         loader.go.eq(ctrl.go_loaders), loader.skip.eq(ctrl.skip_loads[c])]
         for u, unit in enumerate(units):
             m.d.comb += [ctrl.units_waiting[u].eq(unit.waiting), unit.go.eq(ctrl.go_units),
                          unit.more_next.eq(ctrl.more_next)]

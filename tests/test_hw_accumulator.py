@@ -46,7 +46,7 @@ def test_pixel_sums_against_numpy(config, seed):
     bias = rng.integers(-(1 << (config.acc_bits - 1)), 1 << (config.acc_bits - 1), size=N)
     f = config.scale_frac_bits if config.scaled_readout else 0
     expected = [wrap(bias + (p.sum(axis=0) >> f), config.acc_bits) for p in psums]
-    queue = [(p[s], s == 0, s == len(p) - 1, i == n_pixels - 1 and s == len(p) - 1)
+    queue = [(p[s], s == len(p) - 1, i == n_pixels - 1 and s == len(p) - 1)
              for i, p in enumerate(psums) for s in range(len(p))]
     dut = Accumulator(config)
     got, walk_last = [], []
@@ -59,9 +59,9 @@ def test_pixel_sums_against_numpy(config, seed):
         while len(got) < n_pixels:
             offer = bool(queue) and rng.random() < 0.7
             if offer:
-                psum, first, last, wl = queue[0]
+                psum, last, wl = queue[0]
                 ctx.set(dut.result.payload, [int(v) for v in psum])
-                ctx.set(dut.side.payload, {"first": first, "last": last, "walk_last": wl})
+                ctx.set(dut.side.payload, {"last": last, "walk_last": wl})
             ctx.set(dut.result.valid, offer)
             ctx.set(dut.side.valid, offer)
             # the macro's `ready` comes from registers: the writer's `ready` of this
@@ -74,14 +74,14 @@ def test_pixel_sums_against_numpy(config, seed):
             ctx.set(dut.pixel.ready, int(rng.random() < 0.5))
             assert ctx.get(dut.pixel.valid) == (held > 0), \
                 f"seed {seed}: pixel.valid with {held} pixels held"
-            if offer and queue[0][2]:           # a last step: taken while one is free
+            if offer and queue[0][1]:           # a last step: taken while one is free
                 assert ctx.get(dut.result.ready) == (held < 2), \
                     f"seed {seed}: result.ready for a last step with {held} held"
             elif offer:
                 assert ctx.get(dut.result.ready), f"seed {seed}: a middle step waits"
             if offer and ctx.get(dut.result.ready):
                 assert ctx.get(dut.side.ready), "the markers are not popped with the result"
-                held += int(queue[0][2])
+                held += int(queue[0][1])
                 queue.pop(0)
             if ctx.get(dut.pixel.valid) and ctx.get(dut.pixel.ready):
                 held -= 1

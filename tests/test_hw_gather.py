@@ -101,7 +101,7 @@ def test_steps_carry_slots_and_activations():
                               [[int(step.acts[d][g]) for g in range(G)] for d in range(D)]))
             if ctx.get(dut.side.valid) and ctx.get(dut.side.ready):
                 side = ctx.get(dut.side.payload)
-                markers.append((int(side.first), int(side.last), int(side.walk_last)))
+                markers.append((int(side.last), int(side.walk_last)))
             for d, port in enumerate(dut.payloads):
                 if holding[d] and ctx.get(port.ready):
                     holding[d] = False
@@ -121,7 +121,7 @@ def test_steps_carry_slots_and_activations():
                       else int(act[in_bank * words + payloads[d][i]["addrs"][g]])
                       for g in range(G)] for d in range(D)]
         assert (slots, acts) == (want_slots, want_acts), f"seed {seed}: step {i}"
-    want_markers = [(p["first"], p["last"], p["walk_last"]) for p in payloads[0]]
+    want_markers = [(p["last"], p["walk_last"]) for p in payloads[0]]
     assert markers == want_markers, f"seed {seed}: markers"
 
 
