@@ -1,15 +1,16 @@
 """A macro unit's accumulator: sums a pixel's compute steps, starting from the bias.
 
 Every macro result (one signed partial sum per channel) comes with its step's markers
-(`side_layout`).  The first step of a pixel (the run's first, or the one after a pixel's
-last step) starts from the channel's bias, the others add to the running sums; the last step's total moves into one of two pixel registers
-(a 2-entry FIFO), which the writer drains channel by channel (`pixel`: the older one).  A
-pixel's last result waits only while both are full, so a new pixel's steps overlap the
-previous pixel's writes and the macro's `ready` is a register's.  The wide pixel
-registers' loads look only at their own entry's full flag (an empty entry follows the
-new sums every cycle and keeps them once written), so the writer's `ready` reaches only
-a few flags and the read pointer, not the 2 x N x ``acc_bits`` clock enables
-(docs/synthesis.md, "Registered enables").
+(`side_layout`).  The first step of a pixel (the run's first, or the one after a
+pixel's last step) starts from the channel's bias, the others add to the running sums;
+the last step's total moves into one of two pixel registers (a 2-entry FIFO), which the
+writer drains channel by channel (`pixel`: the older one).  A pixel's last result waits
+only while both are full, so a new pixel's steps overlap the previous pixel's writes
+and the macro's `ready` is a register's.  The wide pixel registers' loads look only at
+their own entry's full flag (an empty entry follows the new sums every cycle and keeps
+them once written), so the writer's `ready` reaches only a few flags and the read
+pointer, not the 2 x N x ``acc_bits`` clock enables (docs/synthesis.md, "Registered
+enables").
 
 Per channel n of a pixel with steps s = 0..S-1: ``acc[n] = bias[n] + sum_s psum_s[n]``,
 in ``acc_bits`` two's complement (wrapping).

@@ -235,8 +235,9 @@ class ActivationGather(wiring.Component):
 
         # Buffered (the head in a register): the accumulator's `ready` and its pixel
         # registers' push hang off the head's `last`, and an unregistered LUT-RAM read
-        # behind its (then) `first` was a critical path of the unit (issue 9).  The extra cycle before a written entry is
-        # readable is hidden: its result comes at least Ab/b + 4 cycles after the write.
+        # behind its (then) `first` was a critical path of the unit (issue 9).  The
+        # extra cycle before a written entry is readable is hidden: its result comes at
+        # least Ab/b + 4 cycles after the write.
         m.submodules.side = side = SyncFIFOBuffered(width=side_layout().size, depth=6)
         m.d.comb += [side.w_en.eq(move), side.w_data.eq(b_side),
                      self.side.valid.eq(side.r_rdy), self.side.payload.eq(side.r_data),

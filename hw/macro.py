@@ -16,10 +16,10 @@ columns, every domain) through a write port with C/D-bit granularity.
 
 Binary/ternary readouts (HCiM): each column's popcount goes through a comparator,
 ``c = [p >= readout_threshold]``, and a digital unit adds the column's scale factor code
-(input `scales`, held by the macro unit for a whole walk: its parameter word) where ``c`` is one: ``+a[n, j]``,
-or for ternary ``-a[n, j]`` on the sign column; where ``c`` is zero the adder input is
-gated to zero (nothing is added).  The result is the scaled sum in units of
-``2**-scale_frac_bits`` (docs/macro.md).
+(input `scales`, held by the macro unit for a whole walk: its parameter word) where
+``c`` is one: ``+a[n, j]``, or for ternary ``-a[n, j]`` on the sign column; where ``c``
+is zero the adder input is gated to zero (nothing is added).  The result is the scaled
+sum in units of ``2**-scale_frac_bits`` (docs/macro.md).
 
 Pipeline (docs/macro.md): a step occupies the front of the macro for ``Ab /
 act_bits_per_cycle`` cycles (stage F, one item per cycle; the first Q items carry G/Q rows
