@@ -7,20 +7,21 @@ where both its region's and its unit's strobes are high (the top does that AND).
 regions that belong to no unit (CONTROL, ACT) use the region strobe alone.
 
 A read (``write`` = 0) of the activation, result or cycle memories, or of the control
-registers (offset 0: status, 1: total cycles) is answered on ``host_read`` two cycles after
-it is accepted: the memories' host read ports are addressed by ``offset`` in the cycle of
-the request, and the answer is registered.  One read is outstanding at a time
+registers (offset 0: status, 1: total cycles) is answered on ``host_read``
+`READ_LATENCY` (3) cycles after it is accepted: the memories' host read ports are
+addressed by ``offset`` in the cycle of the request, the top registers their data beside
+them, and the answer is registered.  One read is outstanding at a time
 (``host.ready`` is low until the answer is taken).  See docs/architecture.md ("Host port").
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
-from mars.contract.host import ControlRead, HostFormat, Region
+from mars.contract.host import READ_LATENCY, ControlRead, HostFormat, Region
 
 __all__ = ["HostPort"]
 
@@ -51,7 +52,8 @@ class HostPort(wiring.Component):
     result_data : In(signed(acc_bits))
     cycles_data : In(unsigned(32))
         The host read ports of the activation, result and cycle memories (addressed by
-        ``offset``, data one cycle later).
+        ``offset``), registered: the data of the address offered in cycle t, in cycle
+        t + 2.
     status : In(3)
         busy, done and error (bits 0, 1, 2), read at CONTROL offset 0.
     total_cycles : In(unsigned(32))
@@ -91,21 +93,23 @@ class HostPort(wiring.Component):
         for u in range(len(self.unit)):
             m.d.comb += self.unit[u].eq(hp.unit == u)
 
-        # A read's sources are addressed in the cycle it is accepted (their data comes the
-        # next cycle, `read_pending`), and the chosen answer is registered before it is
-        # offered (`host_read.valid` two cycles after the request): no path runs from a
-        # block RAM's output through the answer multiplexer out of the accelerator.
-        read_pending = Signal()
+        # A read's sources are addressed in the cycle it is accepted, their data is
+        # registered beside them the next cycle (`pending[0]`) and arrives here the cycle
+        # after (`pending[1]`), and the chosen answer is registered before it is offered
+        # (`host_read.valid` READ_LATENCY cycles after the request): no path runs from a
+        # block RAM's output through this multiplexer, nor out of the accelerator.
+        pending = [Signal(name=f"read_pending{i}") for i in range(READ_LATENCY - 1)]
         read_region = Signal(4)
         read_offset = Signal.like(hp.offset)
         answer_valid = Signal()
         answer = Signal.like(self.host_read.payload)
-        m.d.comb += host.ready.eq(~read_pending & ~answer_valid)
+        m.d.comb += host.ready.eq(~Cat(*pending).any() & ~answer_valid)
+        m.d.sync += [pending[0].eq(host.valid & ~hp.write & host.ready),
+                     *(later.eq(earlier) for earlier, later in zip(pending, pending[1:]))]
         with m.If(host.valid & ~hp.write & host.ready):
-            m.d.sync += [read_pending.eq(1), read_region.eq(hp.region),
-                         read_offset.eq(hp.offset)]
-        with m.If(read_pending):
-            m.d.sync += [read_pending.eq(0), answer_valid.eq(1), answer.eq(Mux(
+            m.d.sync += [read_region.eq(hp.region), read_offset.eq(hp.offset)]
+        with m.If(pending[-1]):
+            m.d.sync += [answer_valid.eq(1), answer.eq(Mux(
                 read_region == Region.ACT, self.act_data, Mux(
                     read_region == Region.RESULT, self.result_data.as_unsigned(), Mux(
                         read_region == Region.CYCLES, self.cycles_data, Mux(

@@ -380,12 +380,17 @@ class MarsTop(wiring.Component):
             m.d.comb += [read.addr.eq(sc_read.res_addr), read.en.eq(sc_read.res_en)]
             for unit in units:
                 m.d.comb += unit.sc_res_data.eq(read.data)
+        # The host's read: the word registered as it leaves the block RAM (`HostPort`:
+        # READ_LATENCY), then its field chosen by the offset's low bits, kept as long.
         host_read = result.read_port()
-        field = Signal(max(1, bank.lane_bits))
-        m.d.sync += field.eq(port.offset[:bank.lane_bits] if bank.lane_bits else 0)
+        word = Signal.like(host_read.data, name="result_host_word", reset_less=True)
+        fields = [Signal(max(1, bank.lane_bits), name=f"result_host_field{i}",
+                         reset_less=True) for i in range(2)]
+        m.d.sync += [word.eq(host_read.data), fields[1].eq(fields[0]),
+                     fields[0].eq(port.offset[:bank.lane_bits] if bank.lane_bits else 0)]
         m.d.comb += [host_read.addr.eq(port.offset >> bank.lane_bits),
-                     port.result_data.eq(host_read.data.word_select(field, acc)
-                                         if bank.lane_bits else host_read.data)]
+                     port.result_data.eq(word.word_select(fields[1], acc)
+                                         if bank.lane_bits else word)]
 
     def _cycle_memory(self, m, port, ctrl) -> None:
         """The per-phase cycle counts, written by the controller, read by the host."""
@@ -394,6 +399,8 @@ class MarsTop(wiring.Component):
         self.memories[HostMemory.CYCLES] = cycles
         write = cycles.write_port()
         host_read = cycles.read_port()
+        data = Signal.like(host_read.data, name="cycles_host_word", reset_less=True)
+        m.d.sync += data.eq(host_read.data)       # registered: `HostPort`, READ_LATENCY
         m.d.comb += [write.addr.eq(ctrl.phase), write.data.eq(ctrl.phase_cycles + 1),
                      write.en.eq(ctrl.phase_end),
-                     host_read.addr.eq(port.offset), port.cycles_data.eq(host_read.data)]
+                     host_read.addr.eq(port.offset), port.cycles_data.eq(data)]

@@ -162,9 +162,10 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
     read new; an offer of a word whose merge is one or two cycles from being written
     (back-to-back pooled pixels of one word) merges with that merge instead of its stale
     read (registered address matches).  While nothing is offered the host's address
-    reads (answer one cycle later: the returned data) and, with ``host_write``, writes
-    in the same cycle through the same ports (the host writes only while the accelerator
-    is idle, when no merge is in flight).
+    reads and, with ``host_write``, writes in the same cycle through the same ports (the
+    host writes only while the accelerator is idle, when no merge is in flight).  The
+    returned value, the host's answer, is S1's register of the stored word: the word the
+    host's address read in cycle t, in cycle t + 2 (`mars.hw.host.HostPort`).
     """
     cfg_bits = len(entry.data) // len(entry.mask)
     write = act.write_port()
@@ -219,7 +220,7 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
     for ports, (en_d, addr_d, word_d) in drives:
         for port in ports:
             m.d.comb += [port.en.eq(en_d), port.addr.eq(addr_d), port.data.eq(word_d)]
-    return stored.data
+    return old_r
 
 
 def result_write(m, result, entry) -> None:

@@ -64,6 +64,10 @@ class PysimTransport(RecordingTransport):
                     ctx.set(top.host.valid, 1)
                     await ctx.tick().until(top.host.ready)
                     ctx.set(top.host.valid, 0)
+                    # A payload without `valid` means nothing: scramble it, so that a
+                    # read whose answer still looks at the offset fails here.
+                    shape = top.host.payload.shape()
+                    ctx.set(top.host.payload, shape.from_bits(~arg % (1 << shape.size)))
                     if kind == "R":
                         while not ctx.get(top.host_read.valid):
                             await ctx.tick()

@@ -20,8 +20,11 @@ from .program import CONTROL_WORD_BITS, UnitFormat, load_layout
 __all__ = ["Region", "ControlWrite", "ControlRead", "Status", "Scope", "HostMemory",
            "HostFormat", "READ_LATENCY"]
 
-#: Cycles from a host read request to its answer on ``host_read``.
-READ_LATENCY = 1
+#: Cycles from an accepted host read request to its answer on ``host_read``: the
+#: memories' host read ports are addressed in the request's cycle (1), their data is
+#: registered beside them (2: no block RAM's clock-to-out runs through the answer's
+#: multiplexer, issue 9), and the chosen answer is registered (3) (`mars.hw.host`).
+READ_LATENCY = 3
 
 
 class Region(enum.IntEnum):
@@ -172,7 +175,7 @@ class HostFormat:
 
     A host word (`layout`) is ``{write, region, unit, domain, offset, data}``: ``offset``
     reaches the deepest memory, ``data`` the widest word (at least 32 bits, the cycle
-    counters).  Reads answer ``data_bits`` wide on ``host_read``, `READ_LATENCY` cycle later.
+    counters).  Reads answer ``data_bits`` wide on ``host_read``, `READ_LATENCY` cycles later.
     """
 
     def __init__(self, config: MarsConfig):
