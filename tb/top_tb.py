@@ -108,10 +108,10 @@ class CocotbTransport(RecordingTransport):
         for op in ops:
             if op[0] == "W":
                 await self._send(op[1])
-                dut.host__valid.value = 0
+                self._idle(op[1])
             elif op[0] == "R":
                 await self._send(op[1])
-                dut.host__valid.value = 0
+                self._idle(op[1])
                 while True:
                     await ReadOnly()
                     if dut.host_read__valid.value == 1:
@@ -128,6 +128,13 @@ class CocotbTransport(RecordingTransport):
                     for i, value in enumerate(values):
                         array[offset + i].value = value
                 await RisingEdge(dut.clk)
+
+    def _idle(self, word: int) -> None:
+        """Drop ``valid`` and scramble the payload: without ``valid`` it means nothing,
+        and a read whose answer still looked at the offset would fail."""
+        dut = self._dut
+        dut.host__valid.value = 0
+        dut.host__payload.value = ~word % (1 << len(dut.host__payload))
 
     async def _send(self, word: int) -> None:
         dut = self._dut

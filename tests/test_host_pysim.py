@@ -22,16 +22,23 @@ TINY = PRESETS["tiny"]
 SEED = 11
 
 
-def tiny_mlp(seed):
+#: Two accumulators per result word (the writer's lanes): the host reads a field of a
+#: registered word, chosen by the request's offset kept beside it (hw/top.py).
+TWO_LANES = TINY.replace(name="tiny-2lanes", act_bits_per_cycle=2)
+
+
+def tiny_mlp(seed, config=TINY):
     build, sparsity = NETWORKS["mlp"]
     rng = np.random.default_rng(seed)
-    network = build(TINY, rng, sparsity)
+    network = build(config, rng, sparsity)
     return network, random_inputs(network, rng, 2), map_network(network)
 
 
-def test_network_bit_exact_and_cycle_exact():
-    network, inputs, mapping = tiny_mlp(SEED)
-    driver = HostDriver(TINY, PysimTransport(TINY))
+@pytest.mark.parametrize("config", [TINY, TWO_LANES], ids=lambda c: c.name)
+def test_network_bit_exact_and_cycle_exact(config):
+    assert Banking(config).lane_bits == (config is TWO_LANES)
+    network, inputs, mapping = tiny_mlp(SEED, config)
+    driver = HostDriver(config, PysimTransport(config))
     h, w, c = mapping.output_shape
     answers = run_inferences(driver, inputs, memories=mapping.memories,
                              phases=mapping.n_phases, resident=mapping.resident,
