@@ -108,7 +108,7 @@ class Accumulator(wiring.Component):
         push = Signal()
         pop = Signal()
         new = Signal(pixel_layout(cfg))
-        payload, valid, full = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels",
+        payload, valid, full, _ = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels",
                                      fanout=SELECT_FANOUT)
         m.d.comb += [
             pixel.payload.eq(payload),

@@ -193,11 +193,22 @@ class CimMacro(wiring.Component):
         push = Signal()
         pop = Signal()
         new = Signal(result_layout(cfg))
-        payload, valid, full = ring2(m, result_layout(cfg), new, push, pop, name="results",
-                                     fanout=SELECT_FANOUT)
+        payload, valid, full, full_next = ring2(m, result_layout(cfg), new, push, pop,
+                                                name="results", fanout=SELECT_FANOUT)
         m.d.comb += [self.result.payload.eq(payload), self.result.valid.eq(valid)]
-        adv = Signal()
-        m.d.comb += adv.eq(~(p_item.valid & p_item.last & full))
+        # ``adv = ~(p_item.valid & p_item.last & full)`` kept as a register, from the next
+        # values of `p_item` and `full`, with a copy per word-line domain for the enables
+        # of its wide registers (`advs`: front, stages R and P) and one for its
+        # channels' accumulators (`acc_ens`: ``adv & p_item.valid``).  As a LUT of three
+        # registers it enabled some 700 flip-flops spread over the macro: in the whole
+        # top, 8.9 ns of routing into the accumulators' enable (issue 9,
+        # docs/synthesis.md, session 18).  1 from the reset, as `p_item.valid` is 0.
+        adv = Signal(init=1)
+        p_valid_next = Mux(adv, r_item.valid, p_item.valid)
+        adv_next = ~(p_valid_next & Mux(adv, r_item.last, p_item.last) & full_next)
+        m.d.sync += adv.eq(adv_next)
+        advs = replicas(m, adv, adv_next, D, name="adv")
+        acc_ens = replicas(m, Signal(), adv_next & p_valid_next, D, name="acc_en")
         last = busy & (cycle == steps - 1)
         accept = self.request.valid & self.request.ready
         # ``~busy | last`` (the front takes a step now) kept as a register, `free`, from
@@ -234,7 +245,8 @@ class CimMacro(wiring.Component):
         with m.If(adv):
             m.d.sync += [r_item.valid.eq(busy), r_item.first.eq(cycle == 0),
                          r_item.last.eq(cycle == steps - 1), p_item.eq(r_item)]
-            for d in range(D):
+        for d in range(D):
+            with m.If(advs[d]):
                 m.d.sync += rows_r[d].eq(read_ports[d].data)
                 for i in range(r):
                     m.d.sync += x_r[d][i].eq(Mux(cycle < Q, acts[d][i], 0))
@@ -253,26 +265,26 @@ class CimMacro(wiring.Component):
         if linear:
             copies = len(shares(N * cfg.psum_bits, SELECT_FANOUT))
             firsts = replicas(m, Signal(), r_item.first, copies, name="p_first", enable=adv)
-            next_accs = self._linear(m, adv, firsts, x_r, rows_r, accs)
+            next_accs = self._linear(m, advs, firsts, x_r, rows_r, accs)
         else:
             count_bits = Shape.cast(range(G + 1)).width
             copies = len(shares(N * cfg.act_bits * cfg.weight_bits * count_bits,
                                 SELECT_FANOUT))
             firsts = replicas(m, Signal(), cycle == 0, copies, name="r_first", enable=adv)
-            next_accs = self._per_bit_plane(m, adv, firsts, x_r, rows_r)
+            next_accs = self._per_bit_plane(m, advs, firsts, x_r, rows_r)
 
         m.d.comb += [push.eq(adv & p_item.valid & p_item.last),
                      pop.eq(self.result.valid & self.result.ready),
                      *(new[n].eq(v) for n, v in enumerate(next_accs))]
         m.d.sync += [busy.eq(busy_next), cycle.eq(cycle_next)]
-        with m.If(adv):
-            # The step's activations and slots load whenever a request could be accepted
-            # (`request.ready`), valid or not, else shift: their enable is `adv` (the
-            # macro's registers) and the choice `free` (a copy per domain), so the
-            # gather's offer (`request.valid`) reaches only `busy`, `cycle` and `free`,
-            # not the N x Ab-bit enables.  What an unaccepted load writes is never used:
-            # the front is idle until the next accept loads them again.
-            for d in range(D):
+        # The step's activations and slots load whenever a request could be accepted
+        # (`request.ready`), valid or not, else shift: their enable is `adv` (a copy per
+        # domain) and the choice `free` (a copy per domain), so the gather's offer
+        # (`request.valid`) reaches only `busy`, `cycle` and `free`, not the N x Ab-bit
+        # enables.  What an unaccepted load writes is never used: the front is idle
+        # until the next accept loads them again.
+        for d in range(D):
+            with m.If(advs[d]):
                 with m.If(frees[d]):
                     m.d.sync += [acts[d].eq(self.request.payload.acts[d]),
                                  slots[d].eq(self.request.payload.slots[d])]
@@ -280,10 +292,10 @@ class CimMacro(wiring.Component):
                     with m.Else():
                         for g in range(G - r):
                             m.d.sync += acts[d][g].eq(acts[d][g + r])
-            if linear:
-                with m.If(p_item.valid):
-                    for n, value in enumerate(next_accs):
-                        m.d.sync += accs[n].eq(value)
+        if linear:
+            for n, value in enumerate(next_accs):
+                with m.If(acc_ens[n // n_per_domain]):
+                    m.d.sync += accs[n].eq(value)
         return m
 
     def _row_bits(self, rows_r, n: int, j: int) -> list:
@@ -293,35 +305,45 @@ class CimMacro(wiring.Component):
         d, col = divmod(n, cfg.channels_per_macro // cfg.wordline_domains)
         return [rows_r[d][i * Cd + col * Wb + j] for i in range(cfg.rows_per_read)]
 
-    def _linear(self, m, adv, firsts, x_r, rows_r, accs) -> list:
+    def _linear(self, m, advs, firsts, x_r, rows_r, accs) -> list:
         """Exact (and unclamped saturating) readouts: the sum is linear in the rows, so
         each item adds its G/Q rows' share and the accumulators sum the Q shares.
 
         P: per channel n and weight bit j, ``t[n][j] = sum_i w_i[j] * x_i`` over the
         item's rows (the AND of every bit plane with the weight bit, i.e. the popcounts
-        of all Ab bit planes weighted ``2**k`` at once); S: ``acc = (first ? 0 : acc) +
-        sum_j s_j * t[n][j] << j`` (``s_j = -1`` on the sign column): over the step the
-        same sum as docs/macro.md's ``sum_i sum_j 2^i s_j 2^j p[i][j][n]``."""
+        of all Ab bit planes weighted ``2**k`` at once), and at once the weighted sums of
+        the weight bits in pairs, ``u[n][p] = sum_{j in {2p, 2p+1}} s_j * t[n][j] << j``
+        (``s_j = -1`` on the sign column), registered; S: ``acc = (first ? 0 : acc) +
+        sum_p u[n][p]``: over the step the same sum as docs/macro.md's
+        ``sum_i sum_j 2^i s_j 2^j p[i][j][n]``.  The pairs split the adder levels
+        evenly between P and S (2 and 2 on default, was 1 and 3: S's carry chains into
+        the accumulators were among the whole top's latest paths, issue 9)."""
         cfg = self._config
-        Wb = cfg.weight_bits
-        t = {}
-        for n in range(cfg.channels_per_macro):
-            d = n // (cfg.channels_per_macro // cfg.wordline_domains)
-            for j in range(Wb):
-                bits = self._row_bits(rows_r, n, j)
-                value = _sum_tree([Mux(w, x_r[d][i], 0) for i, w in enumerate(bits)])
-                reg = Signal(len(Value.cast(value)), name=f"rowsum_{n}_{j}", reset_less=True)
-                with m.If(adv):
-                    m.d.sync += reg.eq(value)
-                t[n, j] = reg
+        Wb, N = cfg.weight_bits, cfg.channels_per_macro
         next_accs = []
-        for n in range(cfg.channels_per_macro):
-            terms = [(-(t[n, j] << j) if j == Wb - 1 else t[n, j] << j) for j in range(Wb)]
-            first = firsts[n * len(firsts) // cfg.channels_per_macro]
-            next_accs.append(Mux(first, 0, accs[n]) + _sum_tree(terms))
+        for n in range(N):
+            d = n // (N // cfg.wordline_domains)
+            pairs = []
+            for p in range(0, Wb, 2):
+                plus, minus = [], []
+                for j in range(p, min(p + 2, Wb)):
+                    bits = self._row_bits(rows_r, n, j)
+                    t = _sum_tree([Mux(w, x_r[d][i], 0) for i, w in enumerate(bits)])
+                    (minus if j == Wb - 1 else plus).append(t << j)
+                if not minus:
+                    value = _sum_tree(plus)
+                else:
+                    value = _sum_tree(plus) - minus[0] if plus else -minus[0]
+                reg = Signal(Value.cast(value).shape(), name=f"pairsum_{n}_{p // 2}",
+                             reset_less=True)
+                with m.If(advs[d]):
+                    m.d.sync += reg.eq(value)
+                pairs.append(reg)
+            first = firsts[n * len(firsts) // N]
+            next_accs.append(Mux(first, 0, accs[n]) + _sum_tree(pairs))
         return next_accs
 
-    def _per_bit_plane(self, m, adv, firsts, x_r, rows_r) -> list:
+    def _per_bit_plane(self, m, advs, firsts, x_r, rows_r) -> list:
         """Clamped saturating and binary/ternary readouts: non-linear in the popcount, so
         each bit plane's popcount is summed whole before the readout.
 
@@ -348,7 +370,7 @@ class CimMacro(wiring.Component):
                         value = Mux(whole > q_max, q_max, whole)
                     reg = Signal(len(Value.cast(value)), name=f"read_{n}_{k}_{j}",
                                  reset_less=True)
-                    with m.If(adv):
+                    with m.If(advs[d]):
                         m.d.sync += [cnt.eq(whole), reg.eq(value)]
                     read[n, k, j] = reg
         next_accs = []

@@ -183,6 +183,9 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None):
         An entry is taken (a register, reset to 0).
     full : Signal(1)
         Both are taken (a register, reset to 0).
+    full_next : Value(1)
+        The value `full` takes at the next clock edge (from this cycle's `push` and
+        `pop`): for registers that copy an enable computed from `full` (hw/macro.py).
     """
     entries = [Signal(layout, name=f"{name}_entry{i}", reset_less=True) for i in range(2)]
     taken = [Signal(name=f"{name}_taken{i}") for i in range(2)]
@@ -197,11 +200,12 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None):
     rp_next = Signal(name=f"{name}_rp_next")
     for i in range(2):
         m.d.comb += taken_next[i].eq((taken[i] & ~(pop & (rp == i))) | (push & (wp == i)))
-    m.d.comb += rp_next.eq(rp ^ pop)
+    full_next = Signal(name=f"{name}_full_next")
+    m.d.comb += [rp_next.eq(rp ^ pop), full_next.eq(taken_next[0] & taken_next[1])]
     m.d.sync += [*(taken[i].eq(taken_next[i]) for i in range(2)),
                  rp.eq(rp_next), wp.eq(wp ^ push),
                  valid.eq(Mux(rp_next, taken_next[1], taken_next[0])),
-                 full.eq(taken_next[0] & taken_next[1])]
+                 full.eq(full_next)]
     payload = Signal(layout, name=f"{name}_out")
     bits = len(Value.cast(payload))
     parts = [slice(0, bits)] if fanout is None else shares(bits, fanout)
@@ -212,4 +216,4 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None):
         flat = [Value.cast(e) for e in entries]
         m.d.comb += payload.eq(Cat(*(Mux(rp_c, flat[1][part], flat[0][part])
                                      for rp_c, part in zip(rps, parts))))
-    return payload, valid, full
+    return payload, valid, full, full_next

@@ -2,7 +2,8 @@
 
 `ring2` with a read pointer split into copies (``fanout``) must be the same FIFO as with
 one pointer: both are driven with the same random pushes, pops and values and compared
-in every cycle with each other and with a Python deque (the independent expectation).
+in every cycle with each other and with a Python deque (the independent expectation),
+and its `full_next` must be the deque's fullness after the cycle's push and pop.
 `run_reset` must hold a block in reset in exactly the cycles the register it copies
 (``running``) is low, as a Python counter model says.
 """
@@ -28,15 +29,16 @@ class RingBench(Elaboratable):
         self.new = Signal(BITS)
         self.push, self.pop = Signal(), Signal()
         self.out = Signal(BITS)
-        self.valid, self.full = Signal(), Signal()
+        self.valid, self.full, self.full_next = Signal(), Signal(), Signal()
         self.copies = []
 
     def elaborate(self, platform):
         m = Module()
         m.domains.sync = ClockDomain()
-        out, valid, full = ring2(m, unsigned(BITS), self.new, self.push, self.pop,
-                                 name="ring", fanout=self.fanout)
-        m.d.comb += [self.out.eq(out), self.valid.eq(valid), self.full.eq(full)]
+        out, valid, full, full_next = ring2(m, unsigned(BITS), self.new, self.push,
+                                            self.pop, name="ring", fanout=self.fanout)
+        m.d.comb += [self.out.eq(out), self.valid.eq(valid), self.full.eq(full),
+                     self.full_next.eq(full_next)]
         return m
 
 
@@ -59,6 +61,8 @@ def test_ring_with_copied_read_pointer_is_the_same_fifo(fanout):
             ctx.set(bench.new, value)
             ctx.set(bench.push, push)
             ctx.set(bench.pop, pop)
+            expected_next = len(model) + push - pop == 2
+            assert ctx.get(bench.full_next) == expected_next
             await ctx.tick()
             if pop:
                 model.popleft()
