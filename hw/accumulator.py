@@ -36,9 +36,9 @@ from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
 
-from .gather import side_layout
+from .gather import side_copies, side_layout
 from .macro import result_layout
-from .regs import SELECT_FANOUT, replicas, ring2, shares
+from .regs import SELECT_FANOUT, replicas, ring2
 
 __all__ = ["Accumulator", "pixel_layout"]
 
@@ -64,9 +64,10 @@ class Accumulator(wiring.Component):
     -------
     result : In(stream.Signature(result_layout(config)))
         The macro's partial sums, one payload per compute step.
-    side : In(stream.Signature(side_layout()))
+    side : In(stream.Signature(side_layout(config)))
         The markers of the step whose result is offered on ``result``; popped (``ready``)
-        with it.  Its ``valid`` is not looked at: every result has its markers.
+        with it.  Its ``valid`` is not looked at: every result has its markers.  Its
+        ``last_copies`` (each equal to ``last``) enable the running sums, a share each.
     bias : In(data.ArrayLayout(signed(acc_bits), channels_per_macro))
         Each channel's bias, held for the walk.
     pixel : Out(stream.Signature(pixel_layout(config)))
@@ -79,7 +80,7 @@ class Accumulator(wiring.Component):
         self._config = config
         super().__init__({
             "result": In(stream.Signature(result_layout(config))),
-            "side": In(stream.Signature(side_layout())),
+            "side": In(stream.Signature(side_layout(config))),
             "bias": In(data.ArrayLayout(signed(config.acc_bits), config.channels_per_macro)),
             "pixel": Out(stream.Signature(pixel_layout(config))),
         })
@@ -129,12 +130,16 @@ class Accumulator(wiring.Component):
         # chain, hundreds of LUTs, and was the whole top's critical path (issue 9:
         # 8.7 ns of routing, docs/synthesis.md).  It keeps the run reset (1 at a run's
         # start, `mars.hw.regs`).
-        copies = len(shares(N * len(accs[0]), SELECT_FANOUT))
+        copies = len(side_copies(cfg))
         firsts = replicas(m, Signal(init=1), side.last, copies, name="first", enable=accept)
         sums = [Mux(firsts[n * copies // N], start[n], accs[n]) + result.payload[n]
                 for n in range(N)]
         m.d.comb += [new.accs[n].eq(sums[n][f:]) for n in range(N)]
         m.d.comb += new.walk_last.eq(side.walk_last)
-        with m.If(accept & ~side.last):
-            m.d.sync += [accs[n].eq(sums[n]) for n in range(N)]
+        # ``accept & ~last`` is ``result.valid & ~last``; each share of the running sums
+        # takes the gather's copy of `last` made for it (`side_copies`), so that no one
+        # LUT enables all N x acc_bits of them.
+        for n in range(N):
+            with m.If(result.valid & ~side.last_copies[n * copies // N]):
+                m.d.sync += accs[n].eq(sums[n])
         return m

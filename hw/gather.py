@@ -48,7 +48,6 @@ from __future__ import annotations
 
 from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
@@ -56,17 +55,34 @@ from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
 
 from .macro import request_layout
-from .regs import SELECT_FANOUT, replicas, shares
+from .regs import SELECT_FANOUT, queue, replicas, shares
 
-__all__ = ["ActivationGather", "side_layout"]
+__all__ = ["ActivationGather", "marker_layout", "side_copies", "side_layout"]
 
 
-def side_layout() -> data.StructLayout:
+def marker_layout() -> data.StructLayout:
     """The markers of one compute step: last step of its pixel, last of the walk.
 
     A pixel's first step is the one after a last step (or the run's first): the
     accumulator keeps that as a register of its own (`mars.hw.accumulator`)."""
     return data.StructLayout({"last": 1, "walk_last": 1})
+
+
+def side_copies(config: MarsConfig) -> list[slice]:
+    """The shares of the accumulator's running sums (``channels_per_macro`` x
+    (``acc_bits`` + the scaled readouts' ``scale_frac_bits``) bits, flattened) that one
+    copy of a marker or flag serves (`mars.hw.regs.shares` at SELECT_FANOUT); channel n
+    lies in share ``n * len(shares) // channels_per_macro``.  4 on default."""
+    f = config.scale_frac_bits if config.scaled_readout else 0
+    return shares(config.channels_per_macro * (config.acc_bits + f), SELECT_FANOUT)
+
+
+def side_layout(config: MarsConfig) -> data.StructLayout:
+    """`marker_layout` and ``last_copies``: `last` once per share of the accumulator's
+    running sums (`side_copies`), each bit equal to `last`, for the enables of that
+    share's registers."""
+    fields = {name: field.shape for name, field in marker_layout()}
+    return data.StructLayout({**fields, "last_copies": len(side_copies(config))})
 
 
 class ActivationGather(wiring.Component):
@@ -95,9 +111,9 @@ class ActivationGather(wiring.Component):
     request : Out(stream.Signature(request_layout(config)))
         Compute steps for the macro: a row slot and G activations per domain, padded lanes
         zero.
-    side : Out(stream.Signature(side_layout()))
+    side : Out(stream.Signature(side_layout(config)))
         The markers of the oldest step the macro accepted and whose result was not yet
-        taken; ``ready`` pops it (with the macro's result).
+        taken; ``ready`` pops it (with the macro's result).  Every field is a register.
     """
 
     def __init__(self, config: MarsConfig):
@@ -111,7 +127,7 @@ class ActivationGather(wiring.Component):
             "act_addr": Out(data.ArrayLayout(unsigned(bank.word_addr_bits), D)),
             "act_data": In(data.ArrayLayout(unsigned(bank.word_bits), D)),
             "request": Out(stream.Signature(request_layout(config))),
-            "side": Out(stream.Signature(side_layout())),
+            "side": Out(stream.Signature(side_layout(config))),
         })
 
     @property
@@ -127,7 +143,7 @@ class ActivationGather(wiring.Component):
         b_valid = Signal()
         b_slots = Signal(data.ArrayLayout(range(cfg.row_slots), D))
         b_pad = Signal(data.ArrayLayout(unsigned(cfg.rows_per_step), D))
-        b_side = Signal(side_layout())
+        b_side = Signal(marker_layout())
         # Stage C: the finished step offered to the macro (acts masked, from registers).
         request = self.request
         c_valid = Signal()
@@ -233,15 +249,21 @@ class ActivationGather(wiring.Component):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
 
-        # Buffered (the head in a register): the accumulator's `ready` and its pixel
-        # registers' push hang off the head's `last`, and an unregistered LUT-RAM read
-        # behind its (then) `first` was a critical path of the unit (issue 9).  The
-        # extra cycle before a written entry is readable is hidden: its result comes at
-        # least Ab/b + 4 cycles after the write.
-        m.submodules.side = side = SyncFIFOBuffered(width=side_layout().size, depth=6)
-        m.d.comb += [side.w_en.eq(move), side.w_data.eq(b_side),
-                     self.side.valid.eq(side.r_rdy), self.side.payload.eq(side.r_data),
-                     side.r_en.eq(self.side.ready)]
+        # The head in a register: the accumulator's `ready` and its pixel registers'
+        # push hang off the head's `last`, and an unregistered LUT-RAM read behind its
+        # (then) `first` was a critical path of the unit (issue 9).  The head's `last`
+        # also has a copy per share of the accumulator's running sums (`side_copies`),
+        # loaded with its next value (`queue`): one register of `last` enabled all
+        # N x acc_bits of them, through one LUT, and was 58 to 103 of the whole top's
+        # late sinks (issue 9, docs/synthesis.md, session 18).
+        head, valid, head_next = queue(m, marker_layout(), b_side, move,
+                                       self.side.ready & self.side.valid, 6, name="side")
+        lasts = replicas(m, Signal(), head_next.last, len(side_copies(cfg)),
+                         name="side_last")
+        m.d.comb += [self.side.valid.eq(valid),
+                     self.side.payload.last.eq(head.last),
+                     self.side.payload.walk_last.eq(head.walk_last),
+                     self.side.payload.last_copies.eq(Cat(*lasts))]
         return m
 
     def _domain(self, m, d: int, payload, take, busys) -> list:

@@ -22,8 +22,8 @@ from amaranth.hdl import Cat, Mux, ResetInserter, Signal, Value
 
 from mars.contract.netlist import REPLICA
 
-__all__ = ["SELECT_FANOUT", "idle_copy", "replicas", "ring2", "run_reset", "shares",
-           "valid_register"]
+__all__ = ["SELECT_FANOUT", "idle_copy", "queue", "replicas", "ring2", "run_reset",
+           "shares", "valid_register"]
 
 #: The most flip-flops a control register (a select or an enable) drives before it is
 #: copied (`replicas`): the default unit spreads over a quarter of an LFE5U-85F, and a
@@ -217,3 +217,56 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None):
         m.d.comb += payload.eq(Cat(*(Mux(rp_c, flat[1][part], flat[0][part])
                                      for rp_c, part in zip(rps, parts))))
     return payload, valid, full, full_next
+
+
+def queue(m, layout, new, push, pop, depth: int, *, name: str):
+    """A FIFO of `depth` registers whose head is a register, with the head's next value.
+
+    Entry 0 is the head; a pop moves every entry down one place and a push writes the
+    entry after the last one kept.  Amaranth's `SyncFIFOBuffered` also keeps its head in a
+    register, but does not give the head's next value, which the caller needs to copy the
+    head (`replicas`) for the enables of registers spread over a block (hw/gather.py).
+    Meant for a few narrow entries: every entry is a register and a 2-way choice.
+
+    Parameters
+    ----------
+    m : Module
+    layout : Shape or Layout
+        One entry.
+    new : Value of `layout`
+        The value a push writes.
+    push : Value(1)
+        Write `new` this cycle; never while `depth` entries are kept and none pops (the
+        caller guarantees it: nothing is checked).
+    pop : Value(1)
+        The head leaves this cycle; only while `valid`.
+    depth : int
+        Entries, at least 1.
+    name : str
+        The registers are ``{name}_entry{i}``, ``{name}_count`` and ``{name}_valid``.
+
+    Returns
+    -------
+    head : Signal of `layout`
+        The oldest entry (a register).
+    valid : Signal(1)
+        An entry is kept (a register, reset to 0).
+    head_next : Signal of `layout`
+        The value `head` takes at the next clock edge.
+    """
+    entries = [Signal(layout, name=f"{name}_entry{i}") for i in range(depth)]
+    nexts = [Signal(layout, name=f"{name}_entry{i}_next") for i in range(depth)]
+    count = Signal(range(depth + 1), name=f"{name}_count")
+    valid = Signal(name=f"{name}_valid")
+    at = Signal.like(count, name=f"{name}_at")      # where a push writes
+    m.d.comb += at.eq(count - pop)
+    for i in range(depth):
+        kept = Value.cast(entries[i])
+        if i + 1 < depth:                           # a pop moves the next one here
+            kept = Mux(pop, Value.cast(entries[i + 1]), kept)
+        m.d.comb += nexts[i].eq(Mux(push & (at == i), new, kept))
+        m.d.sync += entries[i].eq(nexts[i])
+    count_next = Signal.like(count, name=f"{name}_count_next")
+    m.d.comb += count_next.eq(count + push - pop)
+    m.d.sync += [count.eq(count_next), valid.eq(count_next != 0)]
+    return entries[0], valid, nexts[0]

@@ -61,7 +61,9 @@ def test_pixel_sums_against_numpy(config, seed):
             if offer:
                 psum, last, wl = queue[0]
                 ctx.set(dut.result.payload, [int(v) for v in psum])
-                ctx.set(dut.side.payload, {"last": last, "walk_last": wl})
+                copies = len(dut.side.payload.last_copies)     # each equal to `last`
+                ctx.set(dut.side.payload, {"last": last, "walk_last": wl,
+                                           "last_copies": (1 << copies) - 1 if last else 0})
             ctx.set(dut.result.valid, offer)
             ctx.set(dut.side.valid, offer)
             # the macro's `ready` comes from registers: the writer's `ready` of this

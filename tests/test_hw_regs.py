@@ -3,7 +3,8 @@
 `ring2` with a read pointer split into copies (``fanout``) must be the same FIFO as with
 one pointer: both are driven with the same random pushes, pops and values and compared
 in every cycle with each other and with a Python deque (the independent expectation),
-and its `full_next` must be the deque's fullness after the cycle's push and pop.
+and its `full_next` must be the deque's fullness after the cycle's push and pop.  `queue`
+must be a FIFO too (against a deque, to every depth), its `head_next` the next head.
 `run_reset` must hold a block in reset in exactly the cycles the register it copies
 (``running``) is low, as a Python counter model says.
 """
@@ -18,7 +19,7 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, unsigned
 from amaranth.sim import Simulator
 
 from mars.contract.netlist import REPLICA
-from mars.hw.regs import replicas, ring2, run_reset
+from mars.hw.regs import queue, replicas, ring2, run_reset
 
 BITS = 37
 
@@ -155,3 +156,50 @@ def test_run_reset_holds_the_block_exactly_while_running_is_low():
     sim.run()
     assert True in held and False in held
     assert bench.idle.name == f"block_idle{REPLICA}" and bench.idle.init == 1
+
+
+@pytest.mark.parametrize("depth", [1, 2, 6])
+def test_queue_is_a_fifo_and_gives_the_next_head(depth):
+    class Bench(Elaboratable):
+        def __init__(self):
+            self.new, self.push, self.pop = Signal(5), Signal(), Signal()
+
+        def elaborate(self, platform):
+            m = Module()
+            m.domains.sync = ClockDomain()
+            self.head, self.valid, self.head_next = queue(
+                m, unsigned(5), self.new, self.push, self.pop, depth, name="q")
+            return m
+
+    bench = Bench()
+    rng = random.Random(depth)
+    seen = []
+
+    async def testbench(ctx):
+        model = deque()
+        for _ in range(500):
+            assert ctx.get(bench.valid) == (len(model) > 0)
+            if model:
+                assert ctx.get(bench.head) == model[0]
+            # pushes and pops in bursts, so that the queue fills up and drains
+            bias = 0.8 if (len(seen) // 40) % 2 else 0.2
+            pop = bool(model) and rng.random() < 1 - bias
+            push = (len(model) < depth or pop) and rng.random() < bias
+            value = rng.getrandbits(5)
+            ctx.set(bench.new, value)
+            ctx.set(bench.push, push)
+            ctx.set(bench.pop, pop)
+            if pop:
+                model.popleft()
+            if push:
+                model.append(value)
+            if model:
+                assert ctx.get(bench.head_next) == model[0]
+            await ctx.tick()
+            seen.append(len(model))
+
+    sim = Simulator(bench)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert set(range(depth + 1)) <= set(seen)   # every fill level visited
