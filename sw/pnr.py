@@ -24,7 +24,8 @@ from mars.errors import MarsError
 from mars.sw.tools import log_tail, run_tool, yowasp_command
 
 __all__ = ["PARTS", "PLACERS", "ROUTERS", "Part", "PnrError", "algorithm_args", "log_tail",
-           "nextpnr_command", "overflows", "place_and_route", "slow_nets", "summarise"]
+           "late_sinks", "nextpnr_command", "overflows", "place_and_route", "slow_nets",
+           "summarise"]
 
 class PnrError(MarsError, RuntimeError):
     """nextpnr failed or the design does not fit the part; the message names the tool, the
@@ -204,6 +205,27 @@ def summarise(family: str, report: Mapping[str, Any], log_text: str = "") -> dic
     return summary
 
 
+def _sink_arrivals(net: Mapping[str, Any]) -> dict[tuple[str, str], float]:
+    """One arrival per sink (cell, port) of a ``detailed_net_timings`` entry: the earliest
+    of the sink's listed ones; LSR (set/reset) pins left out.
+
+    nextpnr lists a sink once per launch domain that reaches it, and its JSON does not
+    say which entry is which.  Out of context the wrapper's asynchronous ``rst`` pin is a
+    second launch domain, whose untimed route to a far sink is the later entry; keeping
+    the earlier one gives lists whose latest net is nextpnr's own critical path (checked
+    on 5 runs of the whole default top, issue 9, docs/synthesis.md, session 17).  The
+    pin alone reaches the LSR inputs of the flip-flops that keep only the domain reset,
+    so an LSR pin's arrival says nothing about the clock."""
+    sinks: dict[tuple[str, str], float] = {}
+    for end in net.get("endpoints", []):
+        key = (str(end.get("cell")), str(end.get("port")))
+        if key[1] == "LSR":
+            continue
+        arrival = float(end["delay"][1])
+        sinks[key] = min(sinks.get(key, arrival), arrival)
+    return sinks
+
+
 def slow_nets(report: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
     """The `count` nets whose sinks are reached latest in a nextpnr run.
 
@@ -211,33 +233,66 @@ def slow_nets(report: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
     little usually has hundreds of failing endpoints.  Every net's sinks with their
     arrival times name the rest: the nets reached latest are the last steps of the
     slowest paths, and their drivers say what to register, copy or floorplan next
-    (issue 9, docs/synthesis.md).
+    (issue 9, docs/synthesis.md).  A sink listed more than once (once per launch domain)
+    counts with its earliest arrival, and LSR pins are left out (`_sink_arrivals`).
 
     Parameters
     ----------
     report : Mapping
         nextpnr's ``--report`` JSON written with ``--detailed-timing-report``: its
         ``detailed_net_timings`` list one net each (``net``, ``driver`` cell, ``port``,
-        ``endpoints`` with ``delay`` = [min, max]: the arrival time in ns at that sink,
-        from the launching clock edge, clock-to-out and routing included).
+        ``endpoints`` with ``cell``, ``port`` and ``delay`` = [min, max]: the arrival time
+        in ns at that sink, from the launching clock edge, clock-to-out and routing
+        included).
     count : int
         How many nets to keep.
 
     Returns
     -------
     list of dict
-        ``net``, ``driver`` (``cell.port``), ``sinks`` and ``arrival_ns`` (the latest
-        sink's arrival), latest first; ties by net name.  Empty when the report has no
-        ``detailed_net_timings``.
+        ``net``, ``driver`` (``cell.port``), ``sinks`` (distinct cell and port) and
+        ``arrival_ns`` (the latest sink's arrival), latest first; ties by net name.
+        Empty when the report has no ``detailed_net_timings``; a net whose only sinks
+        are LSR pins is left out.
     """
     nets = []
     for net in report.get("detailed_net_timings", []):
-        arrivals = [float(end["delay"][1]) for end in net.get("endpoints", [])]
+        arrivals = _sink_arrivals(net)
         if arrivals:
             nets.append({"net": net["net"], "driver": f"{net['driver']}.{net['port']}",
-                         "sinks": len(arrivals), "arrival_ns": round(max(arrivals), 3)})
+                         "sinks": len(arrivals),
+                         "arrival_ns": round(max(arrivals.values()), 3)})
     nets.sort(key=lambda net: (-net["arrival_ns"], net["net"]))
     return nets[:count]
+
+
+def late_sinks(report: Mapping[str, Any], after_ns: float) -> dict[str, Any]:
+    """How many sinks a nextpnr run reaches after `after_ns`, and on how many nets.
+
+    The count says how far a design is from its target where the critical path alone
+    does not: one late path and two thousand late sinks need different work (issue 9,
+    docs/synthesis.md).  Each sink counts once, with its earliest arrival, and LSR pins
+    are left out (`_sink_arrivals`).
+
+    Parameters
+    ----------
+    report : Mapping
+        As for `slow_nets`.
+    after_ns : float
+        The threshold in ns (`place_and_route` uses the clock period).
+
+    Returns
+    -------
+    dict
+        ``after_ns``, ``sinks`` and ``nets``; both counts 0 when the report has no
+        ``detailed_net_timings``.
+    """
+    sinks = nets = 0
+    for net in report.get("detailed_net_timings", []):
+        late = [t for t in _sink_arrivals(net).values() if t > after_ns]
+        sinks += len(late)
+        nets += bool(late)
+    return {"after_ns": round(after_ns, 3), "sinks": sinks, "nets": nets}
 
 
 def _does_not_fit(part: Part, text: str) -> str:
@@ -284,7 +339,8 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     slow : int
         If positive, ask nextpnr for every net's arrival times (``--detailed-timing-report``:
         the report grows to tens of MB on the whole default top) and record the `slow` nets
-        reached latest (``slow_nets``: `slow_nets`).
+        reached latest (``slow_nets``: `slow_nets`) and how many sinks arrive after the
+        clock period (``late_sinks``: `late_sinks`).
 
     Returns
     -------
@@ -293,7 +349,7 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         (arguments after the program), the ``report`` / ``log`` file names and
         ``floorplan`` (`mars.sw.floorplan.summary` of the plan, None without one), and with
         `keep_routed` ``routed`` (the file name) and ``placement``, with `slow`
-        ``slow_nets``.  A design that
+        ``slow_nets`` and ``late_sinks``.  A design that
         misses the clock constraint is routed anyway (``--timing-allow-fail``):
         ``meets_target`` says whether it met it.
 
@@ -339,6 +395,7 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
                         log_path.read_text(errors="replace") if log_path.exists() else "")
     if slow > 0:
         summary["slow_nets"] = slow_nets(raw, slow)
+        summary["late_sinks"] = late_sinks(raw, 1000.0 / freq)
     kept = {}
     if keep_routed:
         from mars.sw.placement import spread

@@ -241,7 +241,9 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         each instance's cells lie (``pnr.placement``, `mars.sw.placement.spread`).
     slow_nets : int
         If positive, record the `slow_nets` nets whose sinks are reached latest
-        (``pnr.slow_nets``, `mars.sw.pnr.slow_nets`) and print the first few.
+        (``pnr.slow_nets``, `mars.sw.pnr.slow_nets`) and print the first few, and
+        count the sinks reached after the clock period (``pnr.late_sinks``,
+        `mars.sw.pnr.late_sinks`).
 
     Returns
     -------
@@ -350,6 +352,10 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                 for net in routed.get("slow_nets", [])[:SLOW_NETS_SHOWN]:
                     say(f"    arrival {net['arrival_ns']:.2f} ns, {net['sinks']} sinks: "
                         f"{net['net']} (from {net['driver']})")
+                if "late_sinks" in routed:
+                    late = routed["late_sinks"]
+                    say(f"    {late['sinks']} sinks on {late['nets']} nets arrive after "
+                        f"{late['after_ns']:g} ns (the clock period)")
 
     report = {
         "config": config.name,

@@ -26,6 +26,7 @@ from mars.sw.pnr import (
     PARTS,
     PnrError,
     algorithm_args,
+    late_sinks,
     overflows,
     place_and_route,
     slow_nets,
@@ -169,6 +170,32 @@ def test_slow_nets_are_the_latest_sinks_first():
         {"net": "tie", "driver": "tie_FF.Q", "sinks": 1, "arrival_ns": 4.0}]
     assert [n["net"] for n in slow_nets(report, 10)] == ["late", "mid", "tie", "early"]
     assert slow_nets({"fmax": {}}, 5) == []
+
+
+def _listed(name, *ends):
+    """A net of nextpnr's detailed timing report with the given (cell, port, arrival)."""
+    return {"net": name, "driver": f"{name}_FF", "port": "Q", "event": "posedge clk",
+            "sources": [], "endpoints": [{"cell": cell, "port": port, "event": "",
+                                          "delay": [t / 2, t]} for cell, port, t in ends]}
+
+
+def test_a_sink_listed_per_launch_domain_counts_once_with_its_earliest_arrival():
+    # "far" is listed twice (the clock's arrival 3.0, the reset pin's 12.0): it counts
+    # once, at 3.0; a net whose only late entry is such a second listing is not late.
+    # LSR pins (c, and the reset-only net) are left out.
+    report = {"detailed_net_timings": [
+        _listed("shared", ("far", "A", 12.0), ("far", "A", 3.0), ("near", "B", 4.0)),
+        _listed("real", ("a", "A", 10.5), ("b", "CE", 11.0), ("b", "CE", 10.2),
+                ("c", "LSR", 13.0)),
+        _listed("reset", ("d", "LSR", 15.0))]}
+    assert slow_nets(report, 5) == [
+        {"net": "real", "driver": "real_FF.Q", "sinks": 2, "arrival_ns": 10.5},
+        {"net": "shared", "driver": "shared_FF.Q", "sinks": 2, "arrival_ns": 4.0}]
+    # after 10 ns: a (10.5) and b (10.2, its earlier entry); c's LSR pin is left out
+    assert late_sinks(report, 10.0) == {"after_ns": 10.0, "sinks": 2, "nets": 1}
+    assert late_sinks(report, 10.3) == {"after_ns": 10.3, "sinks": 1, "nets": 1}
+    assert late_sinks(report, 2.0) == {"after_ns": 2.0, "sinks": 4, "nets": 2}
+    assert late_sinks({"fmax": {}}, 10.0) == {"after_ns": 10.0, "sinks": 0, "nets": 0}
 
 
 def test_overflows_name_what_exceeds_the_part():
