@@ -372,12 +372,19 @@ class UnitWriter(wiring.Component):
         loaded = Signal()                          # the pixel registers are the walk's
         m.d.sync += restart_d.eq(self.restart)
         m.d.comb += prime.eq(restart_d & ~self.restart)
-        with m.If(prime):
-            m.d.sync += loaded.eq(1)
-        with m.If(self.restart):
-            m.d.sync += loaded.eq(0)
+        loaded_next = Mux(self.restart, 0, Mux(prime, 1, loaded))
+        m.d.sync += loaded.eq(loaded_next)
+        # `issue` and `take` enable hundreds of flip-flops in three places: each lane's S0
+        # and `prev` choices (`issue`), the position counters (`take`) and the rest.
+        # Lane j's `issue` and the counters' `take` are LUTs of their own, each from its
+        # own copy of `loaded` (and of `last_group`): otherwise one LUT each drove the
+        # lanes' and the counters' enables across the writer (issue 9: 34 and 25 to 26 of
+        # the whole top's late sinks, docs/synthesis.md, session 18).  The copies differ
+        # by name only (`replicas`: kept apart), so Yosys cannot merge the LUTs.
+        loadeds = replicas(m, loaded, loaded_next, L + 1, name="loaded")
         take = advance | prime
-        pos = self._position(m, take)
+        take_pos = Signal()
+        pos = self._position(m, take_pos)
         base = Signal(fmt.value_bits + 1)          # element of the next pixel's channel 0
         count = Signal(range(N + L + 1))           # phase + n_valid of the next pixel
         # The phase is ``base % L``, from `_position`'s own low-bit counter (``base_lo``),
@@ -415,17 +422,24 @@ class UnitWriter(wiring.Component):
             advance.eq(issue & last_group),
         ]
         n_grp_next = Signal.like(n_grp)
-        m.d.comb += n_grp_next.eq(n_grp)
-        m.d.sync += n_grp.eq(n_grp_next)
+        last_group_next = Signal()
+        m.d.comb += [n_grp_next.eq(n_grp), last_group_next.eq(last_group)]
+        m.d.sync += [n_grp.eq(n_grp_next), last_group.eq(last_group_next)]
         with m.If(issue):
-            m.d.comb += n_grp_next.eq(Mux(last_group, 0, n_grp + 1))
-            m.d.sync += [group.eq(group + 1), last_group.eq(n_grp + 1 == last_n)]
+            m.d.comb += [n_grp_next.eq(Mux(last_group, 0, n_grp + 1)),
+                         last_group_next.eq(n_grp + 1 == last_n)]
+            m.d.sync += group.eq(group + 1)
         with m.If(self.restart):
-            m.d.comb += n_grp_next.eq(0)
-            m.d.sync += last_group.eq(last_n == 0)
+            m.d.comb += [n_grp_next.eq(0), last_group_next.eq(last_n == 0)]
         with m.If(take):                            # after the issue's update: a new pixel
-            m.d.comb += n_grp_next.eq(0)
-            m.d.sync += [group.eq(base >> lb), last_group.eq(count <= L)]
+            m.d.comb += [n_grp_next.eq(0), last_group_next.eq(count <= L)]
+            m.d.sync += group.eq(base >> lb)
+        last_group_pos = replicas(m, last_group, last_group_next, 1, name="last_group")[0]
+        m.d.comb += take_pos.eq((self.pixel.valid & can & loadeds[L] & last_group_pos)
+                                | prime)
+        issues = [Signal(name=f"issue{j}") for j in range(L)]
+        m.d.comb += [issue_j.eq(self.pixel.valid & can & loaded_j)
+                     for issue_j, loaded_j in zip(issues, loadeds)]
         # `n_grp` and `phase` choose every lane's S1 values (`_select`): a copy of each
         # per lane (`replicas`), placed beside its lane's choice (issue 9: in the whole
         # top `n_grp` fanned out over the unit's quadrant, 5.8 ns, into the S1 choice).
@@ -448,7 +462,7 @@ class UnitWriter(wiring.Component):
             first_data.ends_word.eq(ends_word),
             first_data.group.eq(group),
         ]
-        lanes = self._select(m, issue, n_grps, phases, in_bounds)
+        lanes = self._select(m, issues, n_grps, phases, in_bounds)
         if cfg.residual_adds:
             self._shortcut_read(m, issue, advance, n_grp, first_data)
             last = self._residual_lanes(m, lanes, s1)
@@ -464,10 +478,10 @@ class UnitWriter(wiring.Component):
             return Const(0, 1)
         return self.insn.add | self.insn.psum
 
-    def _select(self, m, issue, n_grps, phases, in_bounds) -> list[Signal]:
+    def _select(self, m, issues, n_grps, phases, in_bounds) -> list[Signal]:
         """S1 of every lane: the accumulator, M and S of channel ``n_grp*L + lane - phase``
-        and whether the lane writes (lane and position j use copy j of `n_grps` and
-        `phases`, the copies of ``n_grp`` and ``phase``).
+        and whether the lane writes (lane and position j use copy j of `n_grps`,
+        `phases` and `issues`, the copies of ``n_grp``, ``phase`` and ``issue``).
 
         No lane indexes all N channels: position j of *aligned* group ``n_grp`` (channel
         ``n_grp*L + j``) is an ``N/L``-way choice, the previous group's choice is kept in
@@ -515,14 +529,16 @@ class UnitWriter(wiring.Component):
         if staged:                                 # S0: the aligned choice, registered
             aligned = [Signal(lane_layout, name=f"s0_aligned{j}", reset_less=True)
                        for j in range(L)]
-            with m.If(issue):
-                m.d.sync += [a.eq(c) for a, c in zip(aligned, cur)]
+            for a, c, issue_j in zip(aligned, cur, issues):
+                with m.If(issue_j):
+                    m.d.sync += a.eq(c)
             cur, before = aligned, aligned         # `prev` follows S0's registers
         else:
             before = cur
         prev = [Signal(lane_layout, name=f"prev{j}", reset_less=True) for j in range(L)]
-        with m.If(issue):
-            m.d.sync += [p.eq(c) for p, c in zip(prev, before)]
+        for p, c, issue_j in zip(prev, before, issues):
+            with m.If(issue_j):
+                m.d.sync += p.eq(c)
         s1 = []
         for lane in range(L):
             reg = Signal(data.StructLayout({**fields, "write": 1}), name=f"s1_lane{lane}",
