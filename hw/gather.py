@@ -201,7 +201,11 @@ class ActivationGather(wiring.Component):
         spare_next = Signal(D)
         m.d.comb += spare_next.eq(spare_valid)
         m.d.sync += spare_valid.eq(spare_next)
-        parts = shares(len(Value.cast(srcs[0])), SELECT_FANOUT)
+        # A copy per 32 bits (a quarter of SELECT_FANOUT): the choice's users, the lane
+        # words and their compares, spread over the domain's lanes, and one copy for
+        # the 125-bit default payload lay 26 tiles from its far sinks (issue 9: the
+        # whole top's critical path at seed 2 in sessions 17 and 18, docs/synthesis.md).
+        parts = shares(len(Value.cast(srcs[0])), SELECT_FANOUT // 4)
         for d, o in enumerate(outs):
             # B takes the spare's payload if there is one, else the decoder's (no cycle lost
             # when the spare is empty).  The spare's data follow the decoder's output while

@@ -261,15 +261,22 @@ class CimMacro(wiring.Component):
         # beside its channels' adders, where one register crossed the macro's hundreds
         # of carry chains (issue 9: the whole top's critical path, 6 ns of routing,
         # docs/synthesis.md).  Copy c serves channel n when ``c == n * copies // N``.
+        # The count is a multiple of D, so that every copy serves channels of one
+        # word-line domain only: a domain's datapath gathers around its storage, and a
+        # copy shared by two domains lay 9.9 ns of routing from its far sinks (issue 9,
+        # session 18).
         N = cfg.channels_per_macro
+
+        def per_domain(bits: int) -> int:               # at most one per channel
+            return min(D * -(-len(shares(bits, SELECT_FANOUT)) // D), N)
+
         if linear:
-            copies = len(shares(N * cfg.psum_bits, SELECT_FANOUT))
+            copies = per_domain(N * cfg.psum_bits)
             firsts = replicas(m, Signal(), r_item.first, copies, name="p_first", enable=adv)
             next_accs = self._linear(m, advs, firsts, x_r, rows_r, accs)
         else:
             count_bits = Shape.cast(range(G + 1)).width
-            copies = len(shares(N * cfg.act_bits * cfg.weight_bits * count_bits,
-                                SELECT_FANOUT))
+            copies = per_domain(N * cfg.act_bits * cfg.weight_bits * count_bits)
             firsts = replicas(m, Signal(), cycle == 0, copies, name="r_first", enable=adv)
             next_accs = self._per_bit_plane(m, advs, firsts, x_r, rows_r)
 
