@@ -26,8 +26,9 @@ act_bits_per_cycle`` cycles (stage F, one item per cycle; the first Q items carr
 each, read one a cycle from the accept on); each item then passes R (the storage read
 data and the item's rows' activations, all Ab bits, registered), P (per pair of weight
 bits the weighted sum of the activations of the rows whose bit is set, or for the
-non-linear readouts the running per-bit-plane popcounts and their readout, registered) and S (weighted sum into
-the accumulators; the last item of a step writes the result register).  The next step is
+non-linear readouts the running per-bit-plane popcounts and their readout, registered)
+and S (weighted sum into the accumulators; the last item of a step writes the result
+register).  The next step is
 accepted in the last F cycle of the current one, so back-to-back steps sustain one step
 per ``Ab / act_bits_per_cycle`` cycles; the result appears three cycles after the step's
 last F cycle.  The results wait in a ring of two registers (the pipeline stalls only when
