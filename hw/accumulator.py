@@ -69,8 +69,7 @@ class Accumulator(wiring.Component):
         with it.  Its ``valid`` is not looked at: every result has its markers.  Its
         ``last_copies`` (each equal to ``last``) enable the running sums, a share each.
     bias : In(data.ArrayLayout(signed(acc_bits), channels_per_macro))
-        Each channel's bias, held for the walk from at least one cycle before its first
-        result is offered (the accumulator registers it).
+        Each channel's bias, held for the walk.
     pixel : Out(stream.Signature(pixel_layout(config)))
         The older full pixel register: a finished pixel's accumulators.  ``ready``
         empties it (the writer raises it as it issues the pixel's last channel); the
@@ -121,16 +120,12 @@ class Accumulator(wiring.Component):
             push.eq(accept & side.last),
             pop.eq(pixel.valid & pixel.ready),
         ]
-        # The bias a cycle late, in registers of the accumulator's own beside its adders:
-        # the sequencer's parameter word lies across the unit, and its bias bits ran
-        # into the bias-or-sum choice at the head of every channel's carry chain (issue
-        # 9: some of the whole top's latest sinks, docs/synthesis.md, session 18).  A
-        # walk's first result comes at least ten cycles after the walk's parameters do
-        # (the gather, the macro's pipeline), so the copy holds them by then.
-        bias = Signal.like(self.bias, reset_less=True)
-        m.d.sync += bias.eq(self.bias)
-        # f > 0: the bias enters in units of 2^-f, the entries take the top bits
-        start = [Cat(C(0, f), bias[n]).as_signed() if f else bias[n] for n in range(N)]
+        # f > 0: the bias enters in units of 2^-f, the entries take the top bits.  (A
+        # registered copy of the bias beside the adders, 512 flip-flops on default, was
+        # tried in session 18: the accumulators' late sinks in the whole top went from
+        # 466 and 674 to 856 and 1,025 at seeds 1 and 2, docs/synthesis.md.)
+        start = [Cat(C(0, f), self.bias[n]).as_signed() if f else self.bias[n]
+                 for n in range(N)]
         # A pixel's first step (`first`: the run's first, or the one after a last step)
         # is a register of the accumulator's own, one copy per SELECT_FANOUT bits of
         # running sums (`replicas`), each beside its channels' adders: one marker

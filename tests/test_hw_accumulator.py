@@ -55,7 +55,6 @@ def test_pixel_sums_against_numpy(config, seed):
     async def testbench(ctx):
         nonlocal held
         ctx.set(dut.bias, [int(b) for b in bias])
-        await ctx.tick()                        # the bias is held from a cycle before
         cycles = 0
         while len(got) < n_pixels:
             offer = bool(queue) and rng.random() < 0.7
