@@ -1,9 +1,10 @@
 """A macro unit's accumulator: sums a pixel's compute steps, starting from the bias.
 
 Every macro result (one signed partial sum per channel) comes with its step's markers
-(`side_layout`).  The first step of a pixel (the run's first, or the one after a
-pixel's last step) starts from the channel's bias, the others add to the running sums;
-the last step's total moves into one of two pixel registers (a 2-entry FIFO), which the
+(`side_layout`).  Every step adds to the running sums, which hold the channel's bias
+before a pixel's first step (the run's first, or the one after a pixel's last step):
+a last step reloads them with the bias, and between pixels they follow it.  The last
+step's total moves into one of two pixel registers (a 2-entry FIFO), which the
 writer drains channel by channel (`pixel`: the older one).  A pixel's last result waits
 only while both are full, so a new pixel's steps overlap the previous pixel's writes
 and the macro's `ready` is a register's.  The wide pixel registers' loads look only at
@@ -69,7 +70,10 @@ class Accumulator(wiring.Component):
         with it.  Its ``valid`` is not looked at: every result has its markers.  Its
         ``last_copies`` (each equal to ``last``) enable the running sums, a share each.
     bias : In(data.ArrayLayout(signed(acc_bits), channels_per_macro))
-        Each channel's bias, held for the walk.
+        Each channel's bias, held from at least one cycle before a walk's first result
+        is offered until its last result is taken (the sequencer's ``params`` change
+        only between walks, and a walk's first result reaches the accumulator cycles
+        after its take).
     pixel : Out(stream.Signature(pixel_layout(config)))
         The older full pixel register: a finished pixel's accumulators.  ``ready``
         empties it (the writer raises it as it issues the pixel's last channel); the
@@ -120,29 +124,33 @@ class Accumulator(wiring.Component):
             push.eq(accept & side.last),
             pop.eq(pixel.valid & pixel.ready),
         ]
-        # f > 0: the bias enters in units of 2^-f, the entries take the top bits.  (A
-        # registered copy of the bias beside the adders, 512 flip-flops on default, was
-        # tried in session 18: the accumulators' late sinks in the whole top went from
-        # 466 and 674 to 856 and 1,025 at seeds 1 and 2, docs/synthesis.md.)
+        # f > 0: the bias enters in units of 2^-f, the entries take the top bits.
         start = [Cat(C(0, f), self.bias[n]).as_signed() if f else self.bias[n]
                  for n in range(N)]
-        # A pixel's first step (`first`: the run's first, or the one after a last step)
-        # is a register of the accumulator's own, one copy per SELECT_FANOUT bits of
-        # running sums (`replicas`), each beside its channels' adders: one marker
-        # register chose bias or running sum at the head of every channel's carry
-        # chain, hundreds of LUTs, and was the whole top's critical path (issue 9:
-        # 8.7 ns of routing, docs/synthesis.md).  It keeps the run reset (1 at a run's
-        # start, `mars.hw.regs`).
+        # The running sums hold the bias between pixels, so the adder is always
+        # running sum + partial sum: a pixel's last step loads them with the bias, and
+        # while `first` (the run's start, or after a last step) and no step is taken
+        # they follow it.  The bias thus reaches the running sums through a LUT, not
+        # through the carry chains (issue 9: bias -> first's choice -> carry chain was
+        # 595 of the whole top's 1,502 late sinks at seed 1, docs/synthesis.md); it must
+        # hold from a cycle before a walk's first step (see the class docstring).
+        # `first` is a register of the accumulator's own, a copy per SELECT_FANOUT bits
+        # (`replicas`); it keeps the run reset (1 at a run's start, `mars.hw.regs`).  (A
+        # registered copy of the bias beside the adders, session 18, doubled the
+        # accumulators' late sinks.)
         copies = len(side_copies(cfg))
         firsts = replicas(m, Signal(init=1), side.last, copies, name="first", enable=accept)
-        sums = [Mux(firsts[n * copies // N], start[n], accs[n]) + result.payload[n]
-                for n in range(N)]
+        sums = [accs[n] + result.payload[n] for n in range(N)]
         m.d.comb += [new.accs[n].eq(sums[n][f:]) for n in range(N)]
         m.d.comb += new.walk_last.eq(side.walk_last)
         # ``accept & ~last`` is ``result.valid & ~last``; each share of the running sums
         # takes the gather's copy of `last` made for it (`side_copies`), so that no one
-        # LUT enables all N x acc_bits of them.
+        # LUT selects or enables all N x acc_bits of them.
         for n in range(N):
-            with m.If(result.valid & ~side.last_copies[n * copies // N]):
+            k = n * copies // N
+            middle = result.valid & ~side.last_copies[k]
+            with m.If(middle):
                 m.d.sync += accs[n].eq(sums[n])
+            with m.Elif(firsts[k] | accept):          # a pixel's end, or between pixels
+                m.d.sync += accs[n].eq(start[n])
         return m

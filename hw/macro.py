@@ -170,13 +170,14 @@ class CimMacro(wiring.Component):
         # whole pipeline (the storage read data included: no read is issued meanwhile).
         # Reset-less (hw/regs.py): the activations, the read rows and the counts travel
         # with an item and are used only with its valid bit; the accumulators restart
-        # from 0 at a step's first item; the result registers are read only
+        # from 0 (a step's last item and every empty slot clear them); the result
+        # registers are read only
         # under their valid.  The items' markers and the counters keep it.
         busy = Signal()
         cycle = Signal(range(steps))
         acts = Signal.like(self.request.payload.acts, reset_less=True)  # shifted by G/Q rows
         slots = Signal.like(self.request.payload.slots, reset_less=True)
-        item = data.StructLayout({"valid": 1, "first": 1, "last": 1})
+        item = data.StructLayout({"valid": 1, "last": 1})
         r_item = Signal(item)     # the items in stages R and P
         p_item = Signal(item)
         # The item's G/Q rows' activations, all Ab bits (zero for the items after the
@@ -200,7 +201,7 @@ class CimMacro(wiring.Component):
         # ``adv = ~(p_item.valid & p_item.last & full)`` kept as a register, from the next
         # values of `p_item` and `full`, with a copy per word-line domain for the enables
         # of its wide registers (`advs`: front, stages R and P) and one for its
-        # channels' accumulators (`acc_ens`: ``adv & p_item.valid``).  As a LUT of three
+        # channels' accumulators (`acc_ens`).  As a LUT of three
         # registers it enabled some 700 flip-flops spread over the macro: in the whole
         # top, 8.9 ns of routing into the accumulators' enable (issue 9,
         # docs/synthesis.md, session 18).  1 from the reset, as `p_item.valid` is 0.
@@ -209,7 +210,7 @@ class CimMacro(wiring.Component):
         adv_next = ~(p_valid_next & Mux(adv, r_item.last, p_item.last) & full_next)
         m.d.sync += adv.eq(adv_next)
         advs = replicas(m, adv, adv_next, D, name="adv")
-        acc_ens = replicas(m, Signal(), adv_next & p_valid_next, D, name="acc_en")
+        acc_ens = replicas(m, adv, adv_next, D, name="acc_en")
         last = busy & (cycle == steps - 1)
         accept = self.request.valid & self.request.ready
         # ``~busy | last`` (the front takes a step now) kept as a register, `free`, from
@@ -244,7 +245,7 @@ class CimMacro(wiring.Component):
 
         # -- stage R: register the storage read and the item's G/Q rows' activations -------
         with m.If(adv):
-            m.d.sync += [r_item.valid.eq(busy), r_item.first.eq(cycle == 0),
+            m.d.sync += [r_item.valid.eq(busy),
                          r_item.last.eq(cycle == steps - 1), p_item.eq(r_item)]
         for d in range(D):
             with m.If(advs[d]):
@@ -256,30 +257,37 @@ class CimMacro(wiring.Component):
         # -- stage S: weighted sum into the accumulators -------------------------------------
         linear = not cfg.scaled_readout and not (
             cfg.readout_mode is ReadoutMode.SATURATING and cfg.readout_max < G)
-        # The items' `first` chooses 0 or the running sum at the head of every
-        # channel's adder (stage S in `_linear`, stage P's counts in `_per_bit_plane`):
-        # one copy of it per SELECT_FANOUT bits of those registers (`replicas`), each
-        # beside its channels' adders, where one register crossed the macro's hundreds
-        # of carry chains (issue 9: the whole top's critical path, 6 ns of routing,
-        # docs/synthesis.md).  Copy c serves channel n when ``c == n * copies // N``.
-        # The count is a multiple of D, so that every copy serves channels of one
-        # word-line domain only: a domain's datapath gathers around its storage, and a
-        # copy shared by two domains lay 9.9 ns of routing from its far sinks (issue 9,
-        # session 18).
+        # The running sums start every step from 0: a step's last item, and every
+        # empty slot, clear them (``mid``: a valid item that is not its step's last), so
+        # each adder is running sum + the item's share, and 0-or-sum is chosen after
+        # the carry chain, in front of the register, where the `first` of a step chose
+        # between 0 and the running sum at the head of hundreds of carry chains (issue 9:
+        # the whole top's critical paths, 6 to 10 ns of routing before the chain,
+        # docs/synthesis.md, sessions 16 to 19).  A copy of ``mid`` per SELECT_FANOUT
+        # bits of those registers (`replicas`); copy c serves channel n when
+        # ``c == n * copies // N``.  The count is a multiple of D, so that every copy
+        # serves channels of one word-line domain only: a domain's datapath gathers
+        # around its storage (a copy shared by two domains lay 9.9 ns of routing from
+        # its far sinks, session 18).
         N = cfg.channels_per_macro
 
         def per_domain(bits: int) -> int:               # at most one per channel
             return min(D * -(-len(shares(bits, SELECT_FANOUT)) // D), N)
 
         if linear:
+            # stage S's: the item in P, from its next value (the register is loaded
+            # every cycle, as `adv`)
             copies = per_domain(N * cfg.psum_bits)
-            firsts = replicas(m, Signal(), r_item.first, copies, name="p_first", enable=adv)
-            next_accs = self._linear(m, advs, firsts, x_r, rows_r, accs)
+            p_last_next = Mux(adv, r_item.last, p_item.last)
+            mids = replicas(m, Signal(), p_valid_next & ~p_last_next, copies, name="p_mid")
+            next_accs = self._linear(m, advs, x_r, rows_r, accs)
         else:
+            # stage P's counts: the item in R
             count_bits = Shape.cast(range(G + 1)).width
             copies = per_domain(N * cfg.act_bits * cfg.weight_bits * count_bits)
-            firsts = replicas(m, Signal(), cycle == 0, copies, name="r_first", enable=adv)
-            next_accs = self._per_bit_plane(m, advs, firsts, x_r, rows_r)
+            mids = replicas(m, Signal(), busy & (cycle != steps - 1), copies, name="r_mid",
+                            enable=adv)
+            next_accs = self._per_bit_plane(m, advs, mids, x_r, rows_r)
 
         m.d.comb += [push.eq(adv & p_item.valid & p_item.last),
                      pop.eq(self.result.valid & self.result.ready),
@@ -303,7 +311,7 @@ class CimMacro(wiring.Component):
         if linear:
             for n, value in enumerate(next_accs):
                 with m.If(acc_ens[n // n_per_domain]):
-                    m.d.sync += accs[n].eq(value)
+                    m.d.sync += accs[n].eq(Mux(mids[n * copies // N], value, 0))
         return m
 
     def _row_bits(self, rows_r, n: int, j: int) -> list:
@@ -313,7 +321,7 @@ class CimMacro(wiring.Component):
         d, col = divmod(n, cfg.channels_per_macro // cfg.wordline_domains)
         return [rows_r[d][i * Cd + col * Wb + j] for i in range(cfg.rows_per_read)]
 
-    def _linear(self, m, advs, firsts, x_r, rows_r, accs) -> list:
+    def _linear(self, m, advs, x_r, rows_r, accs) -> list:
         """Exact (and unclamped saturating) readouts: the sum is linear in the rows, so
         each item adds its G/Q rows' share and the accumulators sum the Q shares.
 
@@ -321,9 +329,9 @@ class CimMacro(wiring.Component):
         item's rows (the AND of every bit plane with the weight bit, i.e. the popcounts
         of all Ab bit planes weighted ``2**k`` at once), and at once the weighted sums of
         the weight bits in pairs, ``u[n][p] = sum_{j in {2p, 2p+1}} s_j * t[n][j] << j``
-        (``s_j = -1`` on the sign column), registered; S: ``acc = (first ? 0 : acc) +
-        sum_p u[n][p]``: over the step the same sum as docs/macro.md's
-        ``sum_i sum_j 2^i s_j 2^j p[i][j][n]``.  The pairs split the adder levels
+        (``s_j = -1`` on the sign column), registered; S: ``acc + sum_p u[n][p]``
+        (``acc`` is 0 at a step's first item): over the step the same sum as
+        docs/macro.md's ``sum_i sum_j 2^i s_j 2^j p[i][j][n]``.  The pairs split the adder levels
         evenly between P and S (2 and 2 on default, was 1 and 3: S's carry chains into
         the accumulators were among the whole top's latest paths, issue 9)."""
         cfg = self._config
@@ -347,16 +355,16 @@ class CimMacro(wiring.Component):
                 with m.If(advs[d]):
                     m.d.sync += reg.eq(value)
                 pairs.append(reg)
-            first = firsts[n * len(firsts) // N]
-            next_accs.append(Mux(first, 0, accs[n]) + _sum_tree(pairs))
+            next_accs.append(accs[n] + _sum_tree(pairs))
         return next_accs
 
-    def _per_bit_plane(self, m, advs, firsts, x_r, rows_r) -> list:
+    def _per_bit_plane(self, m, advs, mids, x_r, rows_r) -> list:
         """Clamped saturating and binary/ternary readouts: non-linear in the popcount, so
         each bit plane's popcount is summed whole before the readout.
 
-        P: per channel n, input bit k and weight bit j, ``cnt = (first ? 0 : cnt) + the
-        popcount over the item's rows``, registered with its readout (the clamp or the
+        P: per channel n, input bit k and weight bit j, ``whole = cnt + the popcount
+        over the item's rows``, registered with its readout; ``cnt`` takes ``whole``,
+        or 0 after a step's last item or an empty slot (``mids``), (the clamp or the
         comparator bit), which is whole at the step's last item; S (the last item's
         result): the weighted sum of the Ab x Wb readouts, docs/macro.md's ``y[n]``."""
         cfg = self._config
@@ -367,10 +375,10 @@ class CimMacro(wiring.Component):
             d = n // (cfg.channels_per_macro // cfg.wordline_domains)
             for j in range(Wb):
                 bits = self._row_bits(rows_r, n, j)
-                first = firsts[n * len(firsts) // cfg.channels_per_macro]
+                mid = mids[n * len(mids) // cfg.channels_per_macro]
                 for k in range(Ab):
                     cnt = Signal(range(G + 1), name=f"count_{n}_{k}_{j}", reset_less=True)
-                    whole = Mux(first, 0, cnt) + _sum_tree(
+                    whole = cnt + _sum_tree(
                         [x_r[d][i][k] & w for i, w in enumerate(bits)])
                     if cfg.scaled_readout:
                         value = whole >= cfg.readout_threshold      # the comparator bit
@@ -379,7 +387,7 @@ class CimMacro(wiring.Component):
                     reg = Signal(len(Value.cast(value)), name=f"read_{n}_{k}_{j}",
                                  reset_less=True)
                     with m.If(advs[d]):
-                        m.d.sync += [cnt.eq(whole), reg.eq(value)]
+                        m.d.sync += [cnt.eq(Mux(mid, whole, 0)), reg.eq(value)]
                     read[n, k, j] = reg
         next_accs = []
         for n in range(cfg.channels_per_macro):

@@ -2,9 +2,11 @@
 
 Random partial sums, pixels of 1 to 5 compute steps, random gaps on the macro side and
 random back-pressure from the writer; every pixel that comes out must equal the NumPy sum
-of its steps plus the bias (in ``acc_bits`` two's complement), in order, with its
-``walk_last`` marker.  Binary/ternary readouts: the sum of the steps is shifted right by
-``scale_frac_bits`` (floor, Python's ``>>`` on unbounded ints) before the bias is added.
+of its steps plus its walk's bias (in ``acc_bits`` two's complement), in order, with its
+``walk_last`` marker.  Three walks, each with its own bias, set one to three cycles before
+the walk's first step (the bias's contract).  Binary/ternary readouts: the sum of the
+steps is shifted right by ``scale_frac_bits`` (floor, Python's ``>>`` on unbounded ints)
+before the bias is added.
 Every cycle the test also checks that the writer's ``pixel.ready`` does not reach
 ``result.ready`` combinationally (the timing cut of docs/synthesis.md, "The ready chain"),
 and the handshake against a 2-entry FIFO counted in the testbench: ``pixel.valid`` (a
@@ -40,13 +42,19 @@ def wrap(values: np.ndarray, bits: int) -> np.ndarray:
 def test_pixel_sums_against_numpy(config, seed):
     rng = np.random.default_rng(seed)
     N, P = config.channels_per_macro, config.psum_bits
-    n_pixels = 40
+    n_pixels, n_walks = 40, 3
     steps = rng.integers(1, 6, size=n_pixels)
+    walk_of = np.sort(rng.integers(0, n_walks, size=n_pixels))
+    walk_of[:n_walks] = np.arange(n_walks)      # every walk has a pixel
+    walk_of.sort()
     psums = [rng.integers(-(1 << (P - 1)), 1 << (P - 1), size=(s, N)) for s in steps]
-    bias = rng.integers(-(1 << (config.acc_bits - 1)), 1 << (config.acc_bits - 1), size=N)
+    biases = rng.integers(-(1 << (config.acc_bits - 1)), 1 << (config.acc_bits - 1),
+                          size=(n_walks, N))
     f = config.scale_frac_bits if config.scaled_readout else 0
-    expected = [wrap(bias + (p.sum(axis=0) >> f), config.acc_bits) for p in psums]
-    queue = [(p[s], s == len(p) - 1, i == n_pixels - 1 and s == len(p) - 1)
+    expected = [wrap(biases[w] + (p.sum(axis=0) >> f), config.acc_bits)
+                for w, p in zip(walk_of, psums)]
+    ends = [bool(i == n_pixels - 1 or walk_of[i + 1] != walk_of[i]) for i in range(n_pixels)]
+    queue = [(p[s], s == len(p) - 1, ends[i] and s == len(p) - 1, walk_of[i])
              for i, p in enumerate(psums) for s in range(len(p))]
     dut = Accumulator(config)
     got, walk_last = [], []
@@ -54,12 +62,19 @@ def test_pixel_sums_against_numpy(config, seed):
 
     async def testbench(ctx):
         nonlocal held
-        ctx.set(dut.bias, [int(b) for b in bias])
+        walk, offer_from = 0, int(rng.integers(1, 4))
+        ctx.set(dut.bias, [int(b) for b in biases[0]])
         cycles = 0
         while len(got) < n_pixels:
-            offer = bool(queue) and rng.random() < 0.7
+            if queue and queue[0][3] != walk:
+                # a new walk's bias: set after the previous walk's last step was taken,
+                # at least one cycle before the new walk's first step (the contract)
+                walk = queue[0][3]
+                ctx.set(dut.bias, [int(b) for b in biases[walk]])
+                offer_from = cycles + int(rng.integers(1, 4))
+            offer = bool(queue) and cycles >= offer_from and rng.random() < 0.7
             if offer:
-                psum, last, wl = queue[0]
+                psum, last, wl, _ = queue[0]
                 ctx.set(dut.result.payload, [int(v) for v in psum])
                 copies = len(dut.side.payload.last_copies)     # each equal to `last`
                 ctx.set(dut.side.payload, {"last": last, "walk_last": wl,
@@ -100,4 +115,4 @@ def test_pixel_sums_against_numpy(config, seed):
     sim.run()
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e.tolist(), f"seed {seed}: pixel {i}: got {g}, want {e.tolist()}"
-    assert walk_last == [0] * (n_pixels - 1) + [1], f"seed {seed}: walk_last {walk_last}"
+    assert walk_last == [int(e) for e in ends], f"seed {seed}: walk_last {walk_last}"
