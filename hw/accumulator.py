@@ -71,9 +71,10 @@ class Accumulator(wiring.Component):
         ``last_copies`` (each equal to ``last``) enable the running sums, a share each.
     bias : In(data.ArrayLayout(signed(acc_bits), channels_per_macro))
         Each channel's bias, held from at least one cycle before a walk's first result
-        is offered until its last result is taken (the sequencer's ``params`` change
-        only between walks, and a walk's first result reaches the accumulator cycles
-        after its take).
+        is offered until its last result is taken, and a run's first result offered
+        at least a cycle after the run reset (the running sums follow the bias in
+        between; the sequencer's ``params`` change only between walks, and a walk's
+        first result reaches the accumulator cycles after its take).
     pixel : Out(stream.Signature(pixel_layout(config)))
         The older full pixel register: a finished pixel's accumulators.  ``ready``
         empties it (the writer raises it as it issues the pixel's last channel); the
@@ -99,8 +100,8 @@ class Accumulator(wiring.Component):
         f = cfg.scale_frac_bits if cfg.scaled_readout else 0
         m = Module()
         result, side, pixel = self.result, self.side.payload, self.pixel
-        # Reset-less (hw/regs.py): the running sums restart from the bias at a pixel's
-        # first step; the pixel registers are read only under their full flags.
+        # Reset-less (hw/regs.py): the running sums are loaded with the bias before a
+        # pixel's first step; the pixel registers are read only under their full flags.
         accs = Signal(data.ArrayLayout(signed(cfg.acc_bits + f), N), reset_less=True)
         # Two pixel registers in a ring (`ring2`): a
         # pixel's last step is taken while one is empty (`full` a register), so
@@ -129,11 +130,12 @@ class Accumulator(wiring.Component):
                  for n in range(N)]
         # The running sums hold the bias between pixels, so the adder is always
         # running sum + partial sum: a pixel's last step loads them with the bias, and
-        # while `first` (the run's start, or after a last step) and no step is taken
-        # they follow it.  The bias thus reaches the running sums through a LUT, not
-        # through the carry chains (issue 9: bias -> first's choice -> carry chain was
-        # 595 of the whole top's 1,502 late sinks at seed 1, docs/synthesis.md); it must
-        # hold from a cycle before a walk's first step (see the class docstring).
+        # so does every cycle of `first` (the run's start, or after a last step) with no
+        # middle step taken, so they follow it.  The bias thus reaches the running sums
+        # through a LUT, not through the carry chains (issue 9: bias -> first's choice
+        # -> carry chain was 595 of the whole top's 1,502 late sinks at seed 1,
+        # docs/synthesis.md); it must hold from a cycle before a walk's first step (see
+        # the class docstring).
         # `first` is a register of the accumulator's own, a copy per SELECT_FANOUT bits
         # (`replicas`); it keeps the run reset (1 at a run's start, `mars.hw.regs`).  (A
         # registered copy of the bias beside the adders, session 18, doubled the

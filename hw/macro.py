@@ -331,9 +331,9 @@ class CimMacro(wiring.Component):
         the weight bits in pairs, ``u[n][p] = sum_{j in {2p, 2p+1}} s_j * t[n][j] << j``
         (``s_j = -1`` on the sign column), registered; S: ``acc + sum_p u[n][p]``
         (``acc`` is 0 at a step's first item): over the step the same sum as
-        docs/macro.md's ``sum_i sum_j 2^i s_j 2^j p[i][j][n]``.  The pairs split the adder levels
-        evenly between P and S (2 and 2 on default, was 1 and 3: S's carry chains into
-        the accumulators were among the whole top's latest paths, issue 9)."""
+        docs/macro.md's ``sum_i sum_j 2^i s_j 2^j p[i][j][n]``.  The pairs split the
+        adder levels evenly between P and S (2 and 2 on default, was 1 and 3: S's carry
+        chains into the accumulators were among the whole top's latest paths, issue 9)."""
         cfg = self._config
         Wb, N = cfg.weight_bits, cfg.channels_per_macro
         next_accs = []
@@ -363,10 +363,11 @@ class CimMacro(wiring.Component):
         each bit plane's popcount is summed whole before the readout.
 
         P: per channel n, input bit k and weight bit j, ``whole = cnt + the popcount
-        over the item's rows``, registered with its readout; ``cnt`` takes ``whole``,
-        or 0 after a step's last item or an empty slot (``mids``), (the clamp or the
-        comparator bit), which is whole at the step's last item; S (the last item's
-        result): the weighted sum of the Ab x Wb readouts, docs/macro.md's ``y[n]``."""
+        over the item's rows``, whose readout (the clamp or the comparator bit) is
+        registered and is the step's at its last item; ``cnt`` takes ``whole`` of an
+        item in mid-step, 0 of a step's last item or an empty slot (``mids``); S (the
+        last item's result): the weighted sum of the Ab x Wb readouts, docs/macro.md's
+        ``y[n]``."""
         cfg = self._config
         Wb, Ab, G = cfg.weight_bits, cfg.act_bits, cfg.rows_per_step
         q_max = cfg.readout_max

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS, ReadoutMode
@@ -116,3 +117,59 @@ def test_pixel_sums_against_numpy(config, seed):
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e.tolist(), f"seed {seed}: pixel {i}: got {g}, want {e.tolist()}"
     assert walk_last == [int(e) for e in ends], f"seed {seed}: walk_last {walk_last}"
+
+
+@pytest.mark.parametrize("config", [TINY, TERNARY], ids=["acc32", "ternary-shift"])
+def test_run_reset_mid_pixel(config):
+    """A run reset in the middle of a pixel drops it: the next pixels start from the new
+    walk's bias, offered from the second cycle after the reset (the contract: the
+    running sums follow the bias for a cycle after it)."""
+    rng = np.random.default_rng(21)
+    N, P = config.channels_per_macro, config.psum_bits
+    f = config.scale_frac_bits if config.scaled_readout else 0
+    old, new = (rng.integers(-(1 << 20), 1 << 20, size=N) for _ in range(2))
+    aborted = rng.integers(-(1 << (P - 1)), 1 << (P - 1), size=(2, N))
+    pixels = [rng.integers(-(1 << (P - 1)), 1 << (P - 1), size=(s, N)) for s in (1, 3)]
+    expected = [wrap(new + (p.sum(axis=0) >> f), config.acc_bits).tolist() for p in pixels]
+    rst = Signal()
+    dut = Accumulator(config)
+    top = ResetInserter({"sync": rst})(dut)
+    got = []
+
+    async def offer(ctx, psum, last, walk_last=False):
+        ctx.set(dut.result.payload, [int(v) for v in psum])
+        copies = len(dut.side.payload.last_copies)
+        ctx.set(dut.side.payload, {"last": last, "walk_last": walk_last,
+                                   "last_copies": (1 << copies) - 1 if last else 0})
+        ctx.set(dut.result.valid, 1)
+        ctx.set(dut.side.valid, 1)
+        assert ctx.get(dut.result.ready), "a step waits with no pixel held"
+        await ctx.tick()
+        ctx.set(dut.result.valid, 0)
+        ctx.set(dut.side.valid, 0)
+
+    async def testbench(ctx):
+        ctx.set(dut.pixel.ready, 0)             # the two pixels wait in the pixel registers
+        ctx.set(dut.bias, [int(b) for b in old])
+        await ctx.tick()
+        for psum in aborted:                    # two middle steps of a pixel, then reset
+            await offer(ctx, psum, last=False)
+        ctx.set(rst, 1)
+        await ctx.tick()
+        ctx.set(rst, 0)
+        ctx.set(dut.bias, [int(b) for b in new])
+        await ctx.tick()                        # the cycle the contract asks for
+        for i, p in enumerate(pixels):
+            for s, psum in enumerate(p):
+                await offer(ctx, psum, last=s == len(p) - 1, walk_last=i == len(pixels) - 1)
+        ctx.set(dut.pixel.ready, 1)
+        for _ in range(4):
+            if ctx.get(dut.pixel.valid):
+                got.append([int(v) for v in ctx.get(dut.pixel.payload).accs])
+            await ctx.tick()
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == expected, f"got {got}, want {expected}"
