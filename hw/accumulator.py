@@ -41,7 +41,11 @@ from .gather import side_copies, side_layout
 from .macro import result_layout
 from .regs import SELECT_FANOUT, replicas, ring2
 
-__all__ = ["Accumulator", "pixel_layout"]
+__all__ = ["Accumulator", "BIAS_LEAD", "pixel_layout"]
+
+#: Cycles the bias must hold before a walk's first result (`Accumulator.bias`): one for
+#: its register beside the running sums, one for the running sums themselves.
+BIAS_LEAD = 2
 
 
 def pixel_layout(config: MarsConfig) -> data.StructLayout:
@@ -70,11 +74,12 @@ class Accumulator(wiring.Component):
         with it.  Its ``valid`` is not looked at: every result has its markers.  Its
         ``last_copies`` (each equal to ``last``) enable the running sums, a share each.
     bias : In(data.ArrayLayout(signed(acc_bits), channels_per_macro))
-        Each channel's bias, held from at least one cycle before a walk's first result
-        is offered until its last result is taken, and a run's first result offered
-        at least a cycle after the run reset (the running sums follow the bias in
-        between; the sequencer's ``params`` change only between walks, and a walk's
-        first result reaches the accumulator cycles after its take).
+        Each channel's bias, held from at least `BIAS_LEAD` cycles before a walk's
+        first result is offered until its last result is taken, and a run's first
+        result offered at least `BIAS_LEAD` cycles after the run reset (the bias is
+        registered, and the running sums follow that register in between; the
+        sequencer's ``params`` change only between walks, and a walk's first result
+        reaches the accumulator cycles after its take).
     pixel : Out(stream.Signature(pixel_layout(config)))
         The older full pixel register: a finished pixel's accumulators.  ``ready``
         empties it (the writer raises it as it issues the pixel's last channel); the
@@ -125,21 +130,26 @@ class Accumulator(wiring.Component):
             push.eq(accept & side.last),
             pop.eq(pixel.valid & pixel.ready),
         ]
+        # The bias, registered beside the running sums: the sequencer's parameter
+        # registers lie across the unit, and their route into the running sums' load LUTs
+        # was 188 and 156 of the whole top's late sinks at seeds 1 and 2 (issue 9,
+        # docs/synthesis.md); so the bias must hold BIAS_LEAD cycles before a walk's
+        # first result.  Reset-less (hw/regs.py): it follows `bias` every cycle.
+        bias = Signal.like(self.bias, name="bias_held", reset_less=True)
+        m.d.sync += bias.eq(self.bias)
         # f > 0: the bias enters in units of 2^-f, the entries take the top bits.
-        start = [Cat(C(0, f), self.bias[n]).as_signed() if f else self.bias[n]
-                 for n in range(N)]
+        start = [Cat(C(0, f), bias[n]).as_signed() if f else bias[n] for n in range(N)]
         # The running sums hold the bias between pixels, so the adder is always
         # running sum + partial sum: a pixel's last step loads them with the bias, and
         # so does every cycle of `first` (the run's start, or after a last step) with no
         # middle step taken, so they follow it.  The bias thus reaches the running sums
         # through a LUT, not through the carry chains (issue 9: bias -> first's choice
         # -> carry chain was 595 of the whole top's 1,502 late sinks at seed 1,
-        # docs/synthesis.md); it must hold from a cycle before a walk's first step (see
-        # the class docstring).
+        # docs/synthesis.md).
         # `first` is a register of the accumulator's own, a copy per SELECT_FANOUT bits
         # (`replicas`); it keeps the run reset (1 at a run's start, `mars.hw.regs`).  (A
-        # registered copy of the bias beside the adders, session 18, doubled the
-        # accumulators' late sinks.)
+        # registered copy of the bias in front of the carry chains' choice, session 18,
+        # doubled the accumulators' late sinks; the copy above feeds only the load LUTs.)
         copies = len(side_copies(cfg))
         firsts = replicas(m, Signal(init=1), side.last, copies, name="first", enable=accept)
         sums = [accs[n] + result.payload[n] for n in range(N)]

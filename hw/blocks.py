@@ -67,11 +67,13 @@ def block(name: str) -> Block:
         raise KeyError(f"unknown block {name!r} (blocks: {', '.join(BLOCKS)})") from None
 
 
-def to_verilog(name: str, config: MarsConfig) -> str:
+def to_verilog(name: str, config: MarsConfig, platform=None) -> str:
     """Verilog text of block `name` for `config`.
 
     Source-location attributes are left out so that the text depends only on the
-    configuration, not on where the repository is checked out.
+    configuration, not on where the repository is checked out.  `platform` is passed to
+    ``elaborate``: None (the default) for simulation and any synthesis tool, or a
+    `mars.hw.dsp.Target` whose family's primitives may then be instantiated (hw/dsp.py).
     """
     component = block(name).build(config)
-    return verilog.convert(component, name=name, emit_src=False)
+    return verilog.convert(component, name=name, emit_src=False, platform=platform)

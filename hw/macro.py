@@ -207,7 +207,8 @@ class CimMacro(wiring.Component):
         # docs/synthesis.md, session 18).  1 from the reset, as `p_item.valid` is 0.
         adv = Signal(init=1)
         p_valid_next = Mux(adv, r_item.valid, p_item.valid)
-        adv_next = ~(p_valid_next & Mux(adv, r_item.last, p_item.last) & full_next)
+        p_last_next = Mux(adv, r_item.last, p_item.last)
+        adv_next = ~(p_valid_next & p_last_next & full_next)
         m.d.sync += adv.eq(adv_next)
         advs = replicas(m, adv, adv_next, D, name="adv")
         acc_ens = replicas(m, adv, adv_next, D, name="acc_en")
@@ -278,7 +279,6 @@ class CimMacro(wiring.Component):
             # stage S's: the item in P, from its next value (the register is loaded
             # every cycle, as `adv`)
             copies = per_domain(N * cfg.psum_bits)
-            p_last_next = Mux(adv, r_item.last, p_item.last)
             mids = replicas(m, Signal(), p_valid_next & ~p_last_next, copies, name="p_mid")
             next_accs = self._linear(m, advs, x_r, rows_r, accs)
         else:

@@ -94,6 +94,7 @@ from mars.contract.netlist import REPLICA
 from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
 from .accumulator import pixel_layout
+from .dsp import registered_product
 from .regs import replicas, valid_register
 
 __all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "sc_read_layout",
@@ -462,12 +463,12 @@ class UnitWriter(wiring.Component):
             first_data.ends_word.eq(ends_word),
             first_data.group.eq(group),
         ]
-        lanes = self._select(m, issues, n_grps, phases, in_bounds)
+        lanes, nexts = self._select(m, issues, n_grps, phases, in_bounds)
         if cfg.residual_adds:
             self._shortcut_read(m, issue, advance, n_grp, first_data)
             last = self._residual_lanes(m, lanes, s1)
         else:
-            last = self._plain_lanes(m, lanes, s1)
+            last = self._plain_lanes(m, lanes, nexts, s1, platform)
         self._words(m, *last)
         return m
 
@@ -478,7 +479,7 @@ class UnitWriter(wiring.Component):
             return Const(0, 1)
         return self.insn.add | self.insn.psum
 
-    def _select(self, m, issues, n_grps, phases, in_bounds) -> list[Signal]:
+    def _select(self, m, issues, n_grps, phases, in_bounds) -> tuple[list, list]:
         """S1 of every lane: the accumulator, M and S of channel ``n_grp*L + lane - phase``
         and whether the lane writes (lane and position j use copy j of `n_grps`,
         `phases` and `issues`, the copies of ``n_grp``, ``phase`` and ``issue``).
@@ -492,7 +493,8 @@ class UnitWriter(wiring.Component):
         later: no net carries ``n_grp``'s choice to every lane in one cycle (issue 9: the
         whole top's critical path at seeds 1 and 2, 1.7 ns of logic and 15 ns of routing).
         Returns the S1 registers of the lanes (`data.View` of acc, mult, shift, write and,
-        with residual adds, sc_mult and sc_shift).
+        with residual adds, sc_mult and sc_shift) and the values they load (without
+        write), in lane order.
         """
         cfg, insn = self._config, self.insn
         N, L, lb = cfg.channels_per_macro, self._format.write_lanes, self._banking.lane_bits
@@ -539,7 +541,7 @@ class UnitWriter(wiring.Component):
         for p, c, issue_j in zip(prev, before, issues):
             with m.If(issue_j):
                 m.d.sync += p.eq(c)
-        s1 = []
+        s1, nexts = [], []
         for lane in range(L):
             reg = Signal(data.StructLayout({**fields, "write": 1}), name=f"s1_lane{lane}",
                          reset_less=True)
@@ -553,21 +555,24 @@ class UnitWriter(wiring.Component):
                 if lb:
                     rotate = Signal.like(phase, name=f"s0_phase{lane}", reset_less=True)
                     m.d.sync += rotate.eq(phase)
+            # the lane's S1 values as they are loaded (`_plain_lanes` registers them again
+            # at the multiplier's inputs)
+            nxt = Signal(lane_layout, name=f"s1_next{lane}")
             if lb:
                 with m.Switch(rotate):
                     for p in range(L):
                         src = cur[lane - p] if lane >= p else prev[lane - p + L]
                         with m.Case(p):
-                            m.d.sync += [reg.acc.eq(src.acc),
-                                         *(reg[n].eq(src[n]) for n in names)]
+                            m.d.comb += nxt.eq(src)
             else:
-                m.d.sync += [reg.acc.eq(cur[lane].acc),
-                             *(reg[n].eq(cur[lane][n]) for n in names)]
+                m.d.comb += nxt.eq(cur[lane])
+            m.d.sync += [reg.acc.eq(nxt.acc), *(reg[n].eq(nxt[n]) for n in names)]
+            nexts.append(nxt)
             ch = Signal(signed((N + 2 * L).bit_length() + 1), name=f"ch{lane}")
             m.d.comb += ch.eq((n_grp << lb) + lane - phase)
             m.d.sync += write.eq(in_bounds & (ch >= 0) & (ch < insn.n_valid))
             s1.append(reg)
-        return s1
+        return s1, nexts
 
     def registered(self, stage: int) -> bool:
         """Whether stage S`stage` (0, 2, 3 or 4) ends in registers: ``writer_stages`` 6
@@ -596,12 +601,16 @@ class UnitWriter(wiring.Component):
             groups.append(reg)
         return groups
 
-    def _plain_lanes(self, m, s1_lanes, s1):
+    def _plain_lanes(self, m, s1_lanes, s1_nexts, s1, platform):
         """S2 .. S4 without residual adds: the product in two DSP halves (S2), their sum
         (S3), then only what the clamp needs (S4): the sign, whether ``floor(p / 2^S)``
         reaches 2^Ab, and the Ab + 1 bits from bit S - 1 (the rounding bit and the low Ab
         bits of ``p >> S``).  Returns the S4 group register and a function of the OUT
-        stage giving each lane's (value, write, acc)."""
+        stage giving each lane's (value, write, acc).
+
+        With S2 registered each half is a `mars.hw.dsp.registered_product` of the lane's
+        S1 values (`s1_nexts`): its operand registers are copies of S1's, its product
+        register is S2's, both inside the MULT18X18D on the ECP5 (hw/dsp.py)."""
         cfg = self._config
         Ab, acc_bits = cfg.act_bits, cfg.acc_bits
         shape = self._product_shape()
@@ -612,16 +621,23 @@ class UnitWriter(wiring.Component):
         for lane, r1 in enumerate(s1_lanes):
             # S2: partial products (one MULT18X18D each on ECP5)
             # (data of the group in the same stage: reset-less, hw/regs.py)
-            lo = Signal(unsigned(h + cfg.requant_mult_bits), name=f"s2_lo{lane}",
-                        reset_less=True)
-            hi = Signal(signed(acc_bits - h + cfg.requant_mult_bits + 1), name=f"s2_hi{lane}",
-                        reset_less=True)
             shift2 = Signal.like(r1.shift, name=f"s2_shift{lane}", reset_less=True)
             write2 = Signal(name=f"s2_write{lane}", reset_less=True)
             acc2 = Signal.like(r1.acc, name=f"s2_acc{lane}", reset_less=True)
-            m.d[s2] += [lo.eq(r1.acc.as_unsigned()[:h] * r1.mult if h else 0),
-                         hi.eq(r1.acc[h:].as_signed() * r1.mult),
-                         shift2.eq(r1.shift), write2.eq(r1.write), acc2.eq(r1.acc)]
+            m.d[s2] += [shift2.eq(r1.shift), write2.eq(r1.write), acc2.eq(r1.acc)]
+            if self.registered(2):
+                n1 = s1_nexts[lane]
+                lo = (registered_product(m, n1.acc.as_unsigned()[:h], n1.mult,
+                                         platform=platform, name=f"s2_lo{lane}")
+                      if h else Const(0, 1))
+                hi = registered_product(m, n1.acc[h:].as_signed(), n1.mult,
+                                        platform=platform, name=f"s2_hi{lane}")
+            else:
+                lo = Signal(unsigned(h + cfg.requant_mult_bits), name=f"s2_lo{lane}")
+                hi = Signal(signed(acc_bits - h + cfg.requant_mult_bits + 1),
+                            name=f"s2_hi{lane}")
+                m.d.comb += [lo.eq(r1.acc.as_unsigned()[:h] * r1.mult if h else 0),
+                             hi.eq(r1.acc[h:].as_signed() * r1.mult)]
             # S3: the product
             p = Signal(shape, name=f"s3_product{lane}", reset_less=True)
             shift3 = Signal.like(shift2, name=f"s3_shift{lane}")

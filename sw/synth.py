@@ -32,6 +32,7 @@ from amaranth.back import verilog
 from mars.errors import MarsError
 from mars.config import MarsConfig
 from mars.hw.blocks import BLOCKS, block, to_verilog
+from mars.hw.dsp import Target
 from mars.hw.ooc import OutOfContext
 from mars.contract.decoder import DecoderFormat
 from mars.contract.netlist import REPLICA
@@ -117,7 +118,7 @@ def _script(name: str, family: str, top: str | None = None, netlist: str | None 
     top = top or name
     synth = " ".join([*FAMILIES[family], "-top", top])
     return "; ".join([
-        f"read_verilog {top}.v",
+        f"read_verilog {top}_{family}.v",
         # Replicated registers (names ending in REPLICA) stay apart: ``opt_merge`` skips
         # cells marked ``keep``, not wires.  Amaranth's name is an alias of the flip-flop's
         # own output wire, hence ``%a`` (aliases) before ``%ci1`` (the cells on them).
@@ -234,8 +235,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         ``router2``); nextpnr's defaults (HeAP, router1) if None.  The whole default top
         routes only with ``static`` and ``router2`` (docs/synthesis.md).
     floorplan : bool
-        On ECP5, pin each macro unit's block RAMs and multipliers to its own region of the die before
-        nextpnr (`mars.sw.floorplan`; docs/synthesis.md, "Floorplanning the units").
+        On ECP5, pin each macro unit's block RAMs and multipliers to its own region of the
+        die before nextpnr (`mars.sw.floorplan`; docs/synthesis.md, "Floorplanning the units").
     keep_routed : bool
         Keep nextpnr's routed netlist (``<block>_<family>.routed.json``) and record where
         each instance's cells lie (``pnr.placement``, `mars.sw.placement.spread`).
@@ -302,19 +303,20 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     not_placed: list[str] = []
     for name in names:
         ooc = None
-        if pnr:
-            wrapper = OutOfContext(block(name).build(config))
-            top = f"{name}_ooc"
-            (out_dir / f"{top}.v").write_text(
-                verilog.convert(wrapper, name=top, emit_src=False))
-            ooc = {"top": top, "in_bits": wrapper.in_bits, "out_bits": wrapper.out_bits}
-        else:
-            (out_dir / f"{name}.v").write_text(to_verilog(name, config))
         needed = STORAGE_BITS[name](config) if name in STORAGE_BITS else None
         results[name] = {}
         for family in chosen:
+            # elaborated for the family: it may instantiate the family's DSP (hw/dsp.py)
+            target = Target(family)
             if pnr:
+                wrapper = OutOfContext(block(name).build(config))
+                top = f"{name}_ooc"
+                (out_dir / f"{top}_{family}.v").write_text(
+                    verilog.convert(wrapper, name=top, emit_src=False, platform=target))
+                ooc = {"top": top, "in_bits": wrapper.in_bits, "out_bits": wrapper.out_bits}
                 say(f"  {name} {family}: Yosys ...")
+            else:
+                (out_dir / f"{name}_{family}.v").write_text(to_verilog(name, config, target))
             netlist = f"{name}_{family}.netlist.json" if pnr else None
             result = _synth_one(command, out_dir, name, family, needed,
                                 top=ooc and ooc["top"], netlist=netlist)

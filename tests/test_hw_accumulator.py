@@ -3,10 +3,10 @@
 Random partial sums, pixels of 1 to 5 compute steps, random gaps on the macro side and
 random back-pressure from the writer; every pixel that comes out must equal the NumPy sum
 of its steps plus its walk's bias (in ``acc_bits`` two's complement), in order, with its
-``walk_last`` marker.  Three walks, each with its own bias, set one to three cycles before
-the walk's first step (the bias's contract).  Binary/ternary readouts: the sum of the
-steps is shifted right by ``scale_frac_bits`` (floor, Python's ``>>`` on unbounded ints)
-before the bias is added.
+``walk_last`` marker.  Three walks, each with its own bias, set `BIAS_LEAD` to two more
+cycles before the walk's first step (the bias's contract; a cycle less fails).
+Binary/ternary readouts: the sum of the steps is shifted right by ``scale_frac_bits``
+(floor, Python's ``>>`` on unbounded ints) before the bias is added.
 Every cycle the test also checks that the writer's ``pixel.ready`` does not reach
 ``result.ready`` combinationally (the timing cut of docs/synthesis.md, "The ready chain"),
 and the handshake against a 2-entry FIFO counted in the testbench: ``pixel.valid`` (a
@@ -23,7 +23,7 @@ from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS, ReadoutMode
-from mars.hw.accumulator import Accumulator
+from mars.hw.accumulator import BIAS_LEAD, Accumulator
 
 TINY = PRESETS["tiny"]
 TERNARY = TINY.replace(name="tiny-tern", readout_mode=ReadoutMode.TERNARY, scale_frac_bits=3)
@@ -41,6 +41,25 @@ def wrap(values: np.ndarray, bits: int) -> np.ndarray:
     (TERNARY.replace(acc_bits=27), 14),
 ], ids=["acc32", "acc12-wraps", "ternary-shift", "ternary-acc27-wraps"])
 def test_pixel_sums_against_numpy(config, seed):
+    got, expected, walk_last, ends = _walks(config, seed, BIAS_LEAD, slack=3)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert g == e.tolist(), f"seed {seed}: pixel {i}: got {g}, want {e.tolist()}"
+    assert walk_last == [int(e) for e in ends], f"seed {seed}: walk_last {walk_last}"
+
+
+def test_bias_set_a_cycle_late_is_wrong():
+    """The contract is tight: a bias set only BIAS_LEAD - 1 cycles before a walk's first
+    step misses a walk's first pixel."""
+    got, expected, _, _ = _walks(TINY, 11, BIAS_LEAD - 1, slack=1)
+    assert len(got) == len(expected)
+    assert any(g != e.tolist() for g, e in zip(got, expected))
+
+
+def _walks(config, seed: int, lead: int, slack: int):
+    """Three walks of random pixels through the accumulator, each walk's bias set `lead`
+    plus 0 to `slack` - 1 cycles before its first step may be offered.  Returns the
+    pixels taken, the NumPy pixels, the ``walk_last`` markers taken and the expected
+    ones."""
     rng = np.random.default_rng(seed)
     N, P = config.channels_per_macro, config.psum_bits
     n_pixels, n_walks = 40, 3
@@ -63,16 +82,16 @@ def test_pixel_sums_against_numpy(config, seed):
 
     async def testbench(ctx):
         nonlocal held
-        walk, offer_from = 0, int(rng.integers(1, 4))
+        walk, offer_from = 0, lead + int(rng.integers(0, slack))
         ctx.set(dut.bias, [int(b) for b in biases[0]])
         cycles = 0
         while len(got) < n_pixels:
             if queue and queue[0][3] != walk:
                 # a new walk's bias: set after the previous walk's last step was taken,
-                # at least one cycle before the new walk's first step (the contract)
+                # at least BIAS_LEAD cycles before the new walk's first step (the contract)
                 walk = queue[0][3]
                 ctx.set(dut.bias, [int(b) for b in biases[walk]])
-                offer_from = cycles + int(rng.integers(1, 4))
+                offer_from = cycles + lead + int(rng.integers(0, slack))
             offer = bool(queue) and cycles >= offer_from and rng.random() < 0.7
             if offer:
                 psum, last, wl, _ = queue[0]
@@ -114,16 +133,15 @@ def test_pixel_sums_against_numpy(config, seed):
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    for i, (g, e) in enumerate(zip(got, expected)):
-        assert g == e.tolist(), f"seed {seed}: pixel {i}: got {g}, want {e.tolist()}"
-    assert walk_last == [int(e) for e in ends], f"seed {seed}: walk_last {walk_last}"
+    return got, expected, walk_last, ends
 
 
 @pytest.mark.parametrize("config", [TINY, TERNARY], ids=["acc32", "ternary-shift"])
 def test_run_reset_mid_pixel(config):
     """A run reset in the middle of a pixel drops it: the next pixels start from the new
-    walk's bias, offered from the second cycle after the reset (the contract: the
-    running sums follow the bias for a cycle after it)."""
+    walk's bias, set in the cycle after the reset and held `BIAS_LEAD` cycles before the
+    first step (the contract: the bias is registered, the running sums follow the
+    register)."""
     rng = np.random.default_rng(21)
     N, P = config.channels_per_macro, config.psum_bits
     f = config.scale_frac_bits if config.scaled_readout else 0
@@ -158,7 +176,8 @@ def test_run_reset_mid_pixel(config):
         await ctx.tick()
         ctx.set(rst, 0)
         ctx.set(dut.bias, [int(b) for b in new])
-        await ctx.tick()                        # the cycle the contract asks for
+        for _ in range(BIAS_LEAD):              # the cycles the contract asks for
+            await ctx.tick()
         for i, p in enumerate(pixels):
             for s, psum in enumerate(p):
                 await offer(ctx, psum, last=s == len(p) - 1, walk_last=i == len(pixels) - 1)

@@ -49,8 +49,8 @@ def test_report_describes_the_run(tiny_report):
     assert set(report["blocks"]) == set(UNITS)
     for name, per_family in report["blocks"].items():
         assert set(per_family) == set(FAMILIES)
-        assert (path.parent / f"{name}.v").is_file()
         for family, result in per_family.items():
+            assert (path.parent / f"{name}_{family}.v").is_file()
             assert (path.parent / result["log"]).is_file()
             assert result["seconds"] > 0
             assert any(f"{name} {family}:" in line for line in lines)
