@@ -21,7 +21,9 @@ S3's (3) and S4's (2): the same logic for a slower clock (`UnitWriter.registered
   group's S0 is kept, and lane l takes position ``l - phase`` of the one or ``l - phase
   + L`` of the other (an L-way choice);
 * S2: the product ``acc * M`` in two halves (the accumulator's low 16 bits unsigned and
-  its high bits signed, one 18 x 18 multiplier each);
+  its high bits signed, one 18 x 18 multiplier each; on the ECP5 a MULT18X18D whose
+  input registers hold copies of S1's values and whose output register is S2's,
+  `mars.hw.dsp.registered_product`);
 * S3: their sum, the product p (and the mask of the bits at or above ``S + Ab``);
 * S4: only what the clamp needs (docs/architecture.md, "Arithmetic of the writer";
   docs/model-package.md)::

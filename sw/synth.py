@@ -106,19 +106,22 @@ def _short_version(version: str) -> str:
     return head + ")" if head.count("(") > head.count(")") else head
 
 
-def _script(name: str, family: str, top: str | None = None, netlist: str | None = None) -> str:
+def _script(name: str, family: str, top: str | None = None, netlist: str | None = None,
+            source: str | None = None) -> str:
     """The Yosys script for one block and family.
 
     ``splitnets`` before LUT mapping works around a Yosys assertion in ABC9's reintegration
     (``count_id(wire->name) == 0``, YosysHQ/yosys#4349) that Amaranth's Verilog triggers;
-    it only splits multi-bit wires and changes no logic.  `top` is the Verilog module (and
-    file stem) to synthesise, `name` by default; `netlist` names a JSON netlist to write
-    for nextpnr.
+    it only splits multi-bit wires and changes no logic.  `top` is the Verilog module to
+    synthesise, `name` by default; `source` the Verilog file, ``<top>_<family>.v`` by
+    default (elaborated for the family); `netlist` names a JSON netlist to write for
+    nextpnr.
     """
     top = top or name
+    source = source or f"{top}_{family}.v"
     synth = " ".join([*FAMILIES[family], "-top", top])
     return "; ".join([
-        f"read_verilog {top}_{family}.v",
+        f"read_verilog {source}",
         # Replicated registers (names ending in REPLICA) stay apart: ``opt_merge`` skips
         # cells marked ``keep``, not wires.  Amaranth's name is an alias of the flip-flop's
         # own output wire, hence ``%a`` (aliases) before ``%ci1`` (the cells on them).
@@ -173,13 +176,13 @@ def _read_cells(stat_path: Path, top: str) -> dict[str, int]:
 
 def _synth_one(command: list[str], out_dir: Path, name: str, family: str,
                storage_bits: int | None, top: str | None = None,
-               netlist: str | None = None) -> dict[str, Any]:
+               netlist: str | None = None, source: str | None = None) -> dict[str, Any]:
     log = out_dir / f"{name}_{family}.log"
     stat_path = out_dir / f"{name}_{family}.stat.json"
     stale_files = [log, stat_path, *([out_dir / netlist] if netlist else [])]
     for stale in stale_files:
         stale.unlink(missing_ok=True)
-    script = _script(name, family, top, netlist)
+    script = _script(name, family, top, netlist, source)
     start = time.perf_counter()
     done = subprocess.run([*command, "-q", "-l", log.name, "-p", script], cwd=out_dir,
                           capture_output=True, text=True, check=False)
@@ -455,7 +458,8 @@ def synthesise_design(out_dir: Path, top: str, family: str, netlist: str) -> dic
     """
     command = _yosys_command()
     version = _yosys_version(command)
-    result = _synth_one(command, Path(out_dir), top, family, None, top=top, netlist=netlist)
+    result = _synth_one(command, Path(out_dir), top, family, None, top=top, netlist=netlist,
+                        source=f"{top}.v")
     result.pop("storage_bits")
     result.pop("bram_bits")
     return {**result, "yosys": version}
