@@ -43,9 +43,9 @@ from .regs import SELECT_FANOUT, replicas, ring2
 
 __all__ = ["Accumulator", "BIAS_LEAD", "pixel_layout"]
 
-#: Cycles the bias must hold before a walk's first result (`Accumulator.bias`): one for
-#: its register beside the running sums, one for the running sums themselves.
-BIAS_LEAD = 2
+#: Cycles the bias must hold before a walk's first result (`Accumulator.bias`): two for
+#: its registers on the way to the running sums, one for the running sums themselves.
+BIAS_LEAD = 3
 
 
 def pixel_layout(config: MarsConfig) -> data.StructLayout:
@@ -134,9 +134,12 @@ class Accumulator(wiring.Component):
         # registers lie across the unit, and their route into the running sums' load LUTs
         # was 188 and 156 of the whole top's late sinks at seeds 1 and 2 (issue 9,
         # docs/synthesis.md); so the bias must hold BIAS_LEAD cycles before a walk's
-        # first result.  Reset-less (hw/regs.py): it follows `bias` every cycle.
+        # first result.  Two registers in series: with one, the placer kept it near the
+        # sequencer and its route into the load LUTs was still 138 late sinks (session 21);
+        # two split the way.  Reset-less (hw/regs.py): they follow `bias` every cycle.
+        bias_way = Signal.like(self.bias, name="bias_way", reset_less=True)
         bias = Signal.like(self.bias, name="bias_held", reset_less=True)
-        m.d.sync += bias.eq(self.bias)
+        m.d.sync += [bias_way.eq(self.bias), bias.eq(bias_way)]
         # f > 0: the bias enters in units of 2^-f, the entries take the top bits.
         start = [Cat(C(0, f), bias[n]).as_signed() if f else bias[n] for n in range(N)]
         # The running sums hold the bias between pixels, so the adder is always
