@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mars.errors import MarsError
+from mars.sw.hierarchy import instance_path
 from mars.sw.tools import log_tail, run_tool, yowasp_command
 
 __all__ = ["PARTS", "PLACERS", "ROUTERS", "Part", "PnrError", "algorithm_args", "log_tail",
@@ -71,6 +73,9 @@ PARTS: dict[str, Part] = {
                    "logic_cells": ("ICESTORM_LC",)}),
 }
 
+
+#: Instance names kept when late sinks are counted per instance (``block.unit0.writer``).
+INSTANCE_DEPTH = 3
 
 #: nextpnr's placers and routers (``--placer``, ``--router``); its defaults are the first.
 PLACERS = ("heap", "static", "sa")
@@ -266,13 +271,16 @@ def slow_nets(report: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
     return nets[:count]
 
 
-def late_sinks(report: Mapping[str, Any], after_ns: float) -> dict[str, Any]:
-    """How many sinks a nextpnr run reaches after `after_ns`, and on how many nets.
+def late_sinks(report: Mapping[str, Any], after_ns: float,
+               depth: int = INSTANCE_DEPTH) -> dict[str, Any]:
+    """How many sinks a nextpnr run reaches after `after_ns`, on how many nets, and in
+    which instances.
 
     The count says how far a design is from its target where the critical path alone
     does not: one late path and two thousand late sinks need different work (issue 9,
-    docs/synthesis.md).  Each sink counts once, with its earliest arrival, and LSR pins
-    are left out (`_sink_arrivals`).
+    docs/synthesis.md); the count per instance says which block to pipeline next.  Each
+    sink counts once, with its earliest arrival, and LSR pins are left out
+    (`_sink_arrivals`).
 
     Parameters
     ----------
@@ -280,19 +288,27 @@ def late_sinks(report: Mapping[str, Any], after_ns: float) -> dict[str, Any]:
         As for `slow_nets`.
     after_ns : float
         The threshold in ns (`place_and_route` uses the clock period).
+    depth : int
+        Instance names kept for ``by_instance`` (`mars.sw.hierarchy.instance_path`:
+        ``block.unit0.accumulator`` is depth 3).
 
     Returns
     -------
     dict
-        ``after_ns``, ``sinks`` and ``nets``; both counts 0 when the report has no
-        ``detailed_net_timings``.
+        ``after_ns``, ``sinks``, ``nets`` and ``by_instance`` (late sinks per instance
+        path of the sink cell, most first, ties by name); counts 0 and ``by_instance``
+        empty when the report has no ``detailed_net_timings``.
     """
     sinks = nets = 0
+    where: Counter[str] = Counter()
     for net in report.get("detailed_net_timings", []):
-        late = [t for t in _sink_arrivals(net).values() if t > after_ns]
+        late = [cell for (cell, _), t in _sink_arrivals(net).items() if t > after_ns]
         sinks += len(late)
         nets += bool(late)
-    return {"after_ns": round(after_ns, 3), "sinks": sinks, "nets": nets}
+        where.update(instance_path(cell, depth) for cell in late)
+    by_instance = dict(sorted(where.items(), key=lambda item: (-item[1], item[0])))
+    return {"after_ns": round(after_ns, 3), "sinks": sinks, "nets": nets,
+            "by_instance": by_instance}
 
 
 def _does_not_fit(part: Part, text: str) -> str:

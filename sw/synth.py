@@ -361,6 +361,9 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                     late = routed["late_sinks"]
                     say(f"    {late['sinks']} sinks on {late['nets']} nets arrive after "
                         f"{late['after_ns']:g} ns (the clock period)")
+                    where = list(late.get("by_instance", {}).items())[:SLOW_NETS_SHOWN]
+                    if where:
+                        say("    most in: " + ", ".join(f"{path} {n}" for path, n in where))
 
     report = {
         "config": config.name,

@@ -192,10 +192,35 @@ def test_a_sink_listed_per_launch_domain_counts_once_with_its_earliest_arrival()
         {"net": "real", "driver": "real_FF.Q", "sinks": 2, "arrival_ns": 10.5},
         {"net": "shared", "driver": "shared_FF.Q", "sinks": 2, "arrival_ns": 4.0}]
     # after 10 ns: a (10.5) and b (10.2, its earlier entry); c's LSR pin is left out
-    assert late_sinks(report, 10.0) == {"after_ns": 10.0, "sinks": 2, "nets": 1}
-    assert late_sinks(report, 10.3) == {"after_ns": 10.3, "sinks": 1, "nets": 1}
-    assert late_sinks(report, 2.0) == {"after_ns": 2.0, "sinks": 4, "nets": 2}
-    assert late_sinks({"fmax": {}}, 10.0) == {"after_ns": 10.0, "sinks": 0, "nets": 0}
+    def counts(after_ns):
+        late = late_sinks(report, after_ns)
+        return late["sinks"], late["nets"], late["after_ns"]
+    assert counts(10.0) == (2, 1, 10.0)
+    assert counts(10.3) == (1, 1, 10.3)
+    assert counts(2.0) == (4, 2, 2.0)
+    assert late_sinks({"fmax": {}}, 10.0) == {"after_ns": 10.0, "sinks": 0, "nets": 0,
+                                              "by_instance": {}}
+
+
+def test_late_sinks_are_counted_per_instance_of_the_sink():
+    # Sinks in unit0's accumulator (3, one of them too early), unit1's writer (1), the
+    # top (a name without an instance) and a Yosys temporary: the per-instance counts
+    # add up to the total, most first, and each sink counts once.
+    ends = [("block.unit0.accumulator.accs[0]_FF", "M", 11.0),
+            ("block.unit0.accumulator.accs[1]_FF", "M", 12.0),
+            ("block.unit0.accumulator.first0_replica_FF", "CE", 9.0),
+            ("block.unit1.writer.grp_FF", "M", 10.5),
+            ("block.go_FF", "M", 10.1),
+            ("$abc$1_LUT4", "A", 13.0),
+            ("block.unit0.accumulator.accs[1]_FF", "M", 12.5)]
+    late = late_sinks({"detailed_net_timings": [_listed("n", *ends)]}, 10.0)
+    assert late["by_instance"] == {"block.unit0.accumulator": 2, "(unnamed)": 1,
+                                   "block": 1, "block.unit1.writer": 1}
+    assert list(late["by_instance"]) == ["block.unit0.accumulator", "(unnamed)", "block",
+                                         "block.unit1.writer"]
+    assert sum(late["by_instance"].values()) == late["sinks"] == 5
+    assert late_sinks({"detailed_net_timings": [_listed("n", *ends)]}, 10.0,
+                      depth=2)["by_instance"]["block.unit0"] == 2
 
 
 def test_overflows_name_what_exceeds_the_part():
