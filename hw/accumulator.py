@@ -43,9 +43,9 @@ from .regs import SELECT_FANOUT, replicas, ring2
 
 __all__ = ["Accumulator", "BIAS_LEAD", "pixel_layout"]
 
-#: Cycles the bias must hold before a walk's first result (`Accumulator.bias`): two for
-#: its registers on the way to the running sums, one for the running sums themselves.
-BIAS_LEAD = 3
+#: Cycles the bias must hold before a walk's first result (`Accumulator.bias`): one for
+#: its register beside the running sums, one for the running sums themselves.
+BIAS_LEAD = 2
 
 
 def pixel_layout(config: MarsConfig) -> data.StructLayout:
@@ -69,6 +69,9 @@ class Accumulator(wiring.Component):
     -------
     result : In(stream.Signature(result_layout(config)))
         The macro's partial sums, one payload per compute step.
+    result_valid_copies : In(len(side_copies(config)))
+        Each bit equal to ``result.valid`` in every cycle (the macro's copies, one per
+        share of the running sums): they select and enable that share.
     side : In(stream.Signature(side_layout(config)))
         The markers of the step whose result is offered on ``result``; popped (``ready``)
         with it.  Its ``valid`` is not looked at: every result has its markers.  Its
@@ -90,6 +93,7 @@ class Accumulator(wiring.Component):
         self._config = config
         super().__init__({
             "result": In(stream.Signature(result_layout(config))),
+            "result_valid_copies": In(len(side_copies(config))),
             "side": In(stream.Signature(side_layout(config))),
             "bias": In(data.ArrayLayout(signed(config.acc_bits), config.channels_per_macro)),
             "pixel": Out(stream.Signature(pixel_layout(config))),
@@ -119,8 +123,9 @@ class Accumulator(wiring.Component):
         push = Signal()
         pop = Signal()
         new = Signal(pixel_layout(cfg))
-        payload, valid, full, _ = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels",
-                                     fanout=SELECT_FANOUT)
+        ring = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels",
+                     fanout=SELECT_FANOUT)
+        payload, valid, full = ring.payload, ring.valid, ring.full
         m.d.comb += [
             pixel.payload.eq(payload),
             pixel.valid.eq(valid),
@@ -134,12 +139,9 @@ class Accumulator(wiring.Component):
         # registers lie across the unit, and their route into the running sums' load LUTs
         # was 188 and 156 of the whole top's late sinks at seeds 1 and 2 (issue 9,
         # docs/synthesis.md); so the bias must hold BIAS_LEAD cycles before a walk's
-        # first result.  Two registers in series: with one, the placer kept it near the
-        # sequencer and its route into the load LUTs was still 138 late sinks (session 21);
-        # two split the way.  Reset-less (hw/regs.py): they follow `bias` every cycle.
-        bias_way = Signal.like(self.bias, name="bias_way", reset_less=True)
+        # first result.  Reset-less (hw/regs.py): it follows `bias` every cycle.
         bias = Signal.like(self.bias, name="bias_held", reset_less=True)
-        m.d.sync += [bias_way.eq(self.bias), bias.eq(bias_way)]
+        m.d.sync += bias.eq(self.bias)
         # f > 0: the bias enters in units of 2^-f, the entries take the top bits.
         start = [Cat(C(0, f), bias[n]).as_signed() if f else bias[n] for n in range(N)]
         # The running sums hold the bias between pixels, so the adder is always
@@ -159,13 +161,15 @@ class Accumulator(wiring.Component):
         m.d.comb += [new.accs[n].eq(sums[n][f:]) for n in range(N)]
         m.d.comb += new.walk_last.eq(side.walk_last)
         # ``accept & ~last`` is ``result.valid & ~last``; each share of the running sums
-        # takes the gather's copy of `last` made for it (`side_copies`), so that no one
-        # LUT selects or enables all N x acc_bits of them.
+        # takes the gather's copy of `last` and the macro's copy of `result.valid` made
+        # for it (`side_copies`), so that no one register or LUT selects or enables all
+        # N x acc_bits of them (one `valid` register did: session 22).
         for n in range(N):
             k = n * copies // N
-            middle = result.valid & ~side.last_copies[k]
-            with m.If(middle):
+            valid_k, last_k = self.result_valid_copies[k], side.last_copies[k]
+            accept_k = valid_k & (~last_k | ~full)                    # = accept
+            with m.If(valid_k & ~last_k):
                 m.d.sync += accs[n].eq(sums[n])
-            with m.Elif(firsts[k] | accept):          # a pixel's end, or between pixels
+            with m.Elif(firsts[k] | accept_k):        # a pixel's end, or between pixels
                 m.d.sync += accs[n].eq(start[n])
         return m

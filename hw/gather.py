@@ -54,7 +54,7 @@ from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
 
-from .macro import request_layout
+from .macro import request_layout, result_shares
 from .regs import SELECT_FANOUT, queue, replicas, shares
 
 __all__ = ["ActivationGather", "marker_layout", "side_copies", "side_layout"]
@@ -69,12 +69,9 @@ def marker_layout() -> data.StructLayout:
 
 
 def side_copies(config: MarsConfig) -> list[slice]:
-    """The shares of the accumulator's running sums (``channels_per_macro`` x
-    (``acc_bits`` + the scaled readouts' ``scale_frac_bits``) bits, flattened) that one
-    copy of a marker or flag serves (`mars.hw.regs.shares` at SELECT_FANOUT); channel n
-    lies in share ``n * len(shares) // channels_per_macro``.  4 on default."""
-    f = config.scale_frac_bits if config.scaled_readout else 0
-    return shares(config.channels_per_macro * (config.acc_bits + f), SELECT_FANOUT)
+    """The shares of the accumulator's running sums that one copy of a marker serves:
+    the macro's `result_shares` (its ``result.valid`` is copied per share too)."""
+    return result_shares(config)
 
 
 def side_layout(config: MarsConfig) -> data.StructLayout:

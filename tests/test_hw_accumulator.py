@@ -100,6 +100,8 @@ def _walks(config, seed: int, lead: int, slack: int):
                 ctx.set(dut.side.payload, {"last": last, "walk_last": wl,
                                            "last_copies": (1 << copies) - 1 if last else 0})
             ctx.set(dut.result.valid, offer)
+            every = (1 << len(dut.result_valid_copies)) - 1       # each equal to `valid`
+            ctx.set(dut.result_valid_copies, every if offer else 0)
             ctx.set(dut.side.valid, offer)
             # the macro's `ready` comes from registers: the writer's `ready` of this
             # cycle must not reach it (no combinational path through two blocks)
@@ -160,10 +162,12 @@ def test_run_reset_mid_pixel(config):
         ctx.set(dut.side.payload, {"last": last, "walk_last": walk_last,
                                    "last_copies": (1 << copies) - 1 if last else 0})
         ctx.set(dut.result.valid, 1)
+        ctx.set(dut.result_valid_copies, (1 << copies) - 1)
         ctx.set(dut.side.valid, 1)
         assert ctx.get(dut.result.ready), "a step waits with no pixel held"
         await ctx.tick()
         ctx.set(dut.result.valid, 0)
+        ctx.set(dut.result_valid_copies, 0)
         ctx.set(dut.side.valid, 0)
 
     async def testbench(ctx):
