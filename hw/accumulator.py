@@ -1,7 +1,12 @@
 """A macro unit's accumulator: sums a pixel's compute steps, starting from the bias.
 
 Every macro result (one signed partial sum per channel) comes with its step's markers
-(`side_layout`).  Every step adds to the running sums, which hold the channel's bias
+(`marker_layout`).  Both are registered first (stage S, beside the running sums): the
+macro's result registers lie by its adder trees, a unit's width away, and the read
+pointer's choice between them, routed across the unit straight into the adders of the
+running sums, was the whole top's critical path (issue 9, docs/synthesis.md, session 23).
+S loads whenever it does not hold a pixel's last step that waits for a pixel register,
+so it costs one cycle of latency, not throughput.  Every step adds to the running sums, which hold the channel's bias
 before a pixel's first step (the run's first, or the one after a pixel's last step):
 a last step reloads them with the bias, and between pixels they follow it.  The last
 step's total moves into one of two pixel registers (a 2-entry FIFO), which the
@@ -37,15 +42,25 @@ from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
 
-from .gather import side_copies, side_layout
+from .gather import marker_layout
 from .macro import result_layout
-from .regs import SELECT_FANOUT, replicas, ring2
+from .regs import SELECT_FANOUT, replicas, ring2, shares
 
-__all__ = ["Accumulator", "BIAS_LEAD", "pixel_layout"]
+__all__ = ["Accumulator", "BIAS_LEAD", "pixel_layout", "sum_shares"]
 
-#: Cycles the bias must hold before a walk's first result (`Accumulator.bias`): one for
-#: its register beside the running sums, one for the running sums themselves.
-BIAS_LEAD = 2
+#: Cycles the bias must hold before a walk's first result is offered (`Accumulator.bias`):
+#: one for its register beside the running sums; the running sums load it in the cycle
+#: the result moves into stage S.
+BIAS_LEAD = 1
+
+
+def sum_shares(config: MarsConfig) -> list[slice]:
+    """The shares of the running sums (``channels_per_macro`` x (``acc_bits`` + the
+    scaled readouts' ``scale_frac_bits``) bits, flattened) that one copy of a handshake
+    flag selects and enables (`mars.hw.regs.shares` at SELECT_FANOUT); channel n lies in
+    share ``n * len(shares) // channels_per_macro``.  4 on default."""
+    f = config.scale_frac_bits if config.scaled_readout else 0
+    return shares(config.channels_per_macro * (config.acc_bits + f), SELECT_FANOUT)
 
 
 def pixel_layout(config: MarsConfig) -> data.StructLayout:
@@ -68,14 +83,11 @@ class Accumulator(wiring.Component):
     Members
     -------
     result : In(stream.Signature(result_layout(config)))
-        The macro's partial sums, one payload per compute step.
-    result_valid_copies : In(len(side_copies(config)))
-        Each bit equal to ``result.valid`` in every cycle (the macro's copies, one per
-        share of the running sums): they select and enable that share.
-    side : In(stream.Signature(side_layout(config)))
+        The macro's partial sums, one payload per compute step.  ``ready`` is a LUT of
+        stage S's registers and the pixel registers' ``full`` (not of ``pixel.ready``).
+    side : In(stream.Signature(marker_layout()))
         The markers of the step whose result is offered on ``result``; popped (``ready``)
-        with it.  Its ``valid`` is not looked at: every result has its markers.  Its
-        ``last_copies`` (each equal to ``last``) enable the running sums, a share each.
+        with it.  Its ``valid`` is not looked at: every result has its markers.
     bias : In(data.ArrayLayout(signed(acc_bits), channels_per_macro))
         Each channel's bias, held from at least `BIAS_LEAD` cycles before a walk's
         first result is offered until its last result is taken, and a run's first
@@ -93,8 +105,7 @@ class Accumulator(wiring.Component):
         self._config = config
         super().__init__({
             "result": In(stream.Signature(result_layout(config))),
-            "result_valid_copies": In(len(side_copies(config))),
-            "side": In(stream.Signature(side_layout(config))),
+            "side": In(stream.Signature(marker_layout())),
             "bias": In(data.ArrayLayout(signed(config.acc_bits), config.channels_per_macro)),
             "pixel": Out(stream.Signature(pixel_layout(config))),
         })
@@ -119,22 +130,51 @@ class Accumulator(wiring.Component):
         # writer's `ready` reaches only the flags and `rp`, not the wide registers' enables
         # (a 497-bit clock enable on default, spread over the die).  Two entries keep the
         # bypass's pace: a writer-bound walk still drains a pixel every w cycles.
-        accept = Signal()
         push = Signal()
         pop = Signal()
         new = Signal(pixel_layout(cfg))
         ring = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels",
                      fanout=SELECT_FANOUT)
-        payload, valid, full = ring.payload, ring.valid, ring.full
+        full = ring.full
+
+        # Stage S: the step's partial sums and markers, registered beside the running
+        # sums.  It holds (`hold`) only a pixel's last step while both pixel registers
+        # are full; else it loads the offered step (or nothing) every cycle.  Its flags
+        # and the pixel registers' `full` have a copy per share of the running sums
+        # (`replicas` of their next values), so that each share's enables and choices
+        # are LUTs of registers beside it: one `valid` register did that for all
+        # N x acc_bits of them, across the accumulator (session 22).
+        copies = len(sum_shares(cfg))
+        s_psums = Signal(result_layout(cfg), name="s_psums", reset_less=True)
+        s_valid, s_last = Signal(name="s_valid"), Signal(name="s_last")
+        s_walk_last = Signal(name="s_walk_last")
+        hold = s_valid & s_last & full
+        load = Signal()
+        accept = Signal()                       # S's step adds to the running sums
+        s_valid_next = Mux(load, result.valid, s_valid)
+        s_last_next = Mux(load, side.last, s_last)
         m.d.comb += [
-            pixel.payload.eq(payload),
-            pixel.valid.eq(valid),
-            result.ready.eq(~side.last | ~full),
-            accept.eq(result.valid & result.ready),
-            self.side.ready.eq(accept),
-            push.eq(accept & side.last),
+            load.eq(~hold),
+            accept.eq(s_valid & ~hold),
+            result.ready.eq(load),
+            self.side.ready.eq(result.valid & load),
+            push.eq(accept & s_last),
+            pixel.payload.eq(ring.payload),
+            pixel.valid.eq(ring.valid),
             pop.eq(pixel.valid & pixel.ready),
         ]
+        m.d.sync += [s_valid.eq(s_valid_next), s_last.eq(s_last_next)]
+        with m.If(load):
+            m.d.sync += s_walk_last.eq(side.walk_last)
+        valids = replicas(m, s_valid, s_valid_next, copies, name="s_valid")
+        lasts = replicas(m, s_last, s_last_next, copies, name="s_last")
+        fulls = replicas(m, full, ring.full_next, copies, name="pixels_full")
+        share = [n * copies // N for n in range(N)]
+        for n in range(N):
+            k = share[n]
+            with m.If(~(valids[k] & lasts[k] & fulls[k])):                # = load
+                m.d.sync += s_psums[n].eq(result.payload[n])
+
         # The bias, registered beside the running sums: the sequencer's parameter
         # registers lie across the unit, and their route into the running sums' load LUTs
         # was 188 and 156 of the whole top's late sinks at seeds 1 and 2 (issue 9,
@@ -147,29 +187,23 @@ class Accumulator(wiring.Component):
         # The running sums hold the bias between pixels, so the adder is always
         # running sum + partial sum: a pixel's last step loads them with the bias, and
         # so does every cycle of `first` (the run's start, or after a last step) with no
-        # middle step taken, so they follow it.  The bias thus reaches the running sums
+        # middle step in S, so they follow it.  The bias thus reaches the running sums
         # through a LUT, not through the carry chains (issue 9: bias -> first's choice
         # -> carry chain was 595 of the whole top's 1,502 late sinks at seed 1,
         # docs/synthesis.md).
-        # `first` is a register of the accumulator's own, a copy per SELECT_FANOUT bits
-        # (`replicas`); it keeps the run reset (1 at a run's start, `mars.hw.regs`).  (A
+        # `first` is a register of the accumulator's own, a copy per share (`replicas`);
+        # it keeps the run reset (1 at a run's start, `mars.hw.regs`).  (A
         # registered copy of the bias in front of the carry chains' choice, session 18,
         # doubled the accumulators' late sinks; the copy above feeds only the load LUTs.)
-        copies = len(side_copies(cfg))
-        firsts = replicas(m, Signal(init=1), side.last, copies, name="first", enable=accept)
-        sums = [accs[n] + result.payload[n] for n in range(N)]
+        firsts = replicas(m, Signal(init=1), s_last, copies, name="first", enable=accept)
+        sums = [accs[n] + s_psums[n] for n in range(N)]
         m.d.comb += [new.accs[n].eq(sums[n][f:]) for n in range(N)]
-        m.d.comb += new.walk_last.eq(side.walk_last)
-        # ``accept & ~last`` is ``result.valid & ~last``; each share of the running sums
-        # takes the gather's copy of `last` and the macro's copy of `result.valid` made
-        # for it (`side_copies`), so that no one register or LUT selects or enables all
-        # N x acc_bits of them (one `valid` register did: session 22).
+        m.d.comb += new.walk_last.eq(s_walk_last)
         for n in range(N):
-            k = n * copies // N
-            valid_k, last_k = self.result_valid_copies[k], side.last_copies[k]
-            accept_k = valid_k & (~last_k | ~full)                    # = accept
-            with m.If(valid_k & ~last_k):
+            k = share[n]
+            with m.If(valids[k] & ~lasts[k]):                             # a middle step
                 m.d.sync += accs[n].eq(sums[n])
-            with m.Elif(firsts[k] | accept_k):        # a pixel's end, or between pixels
+            # a pixel's end taken, or between pixels
+            with m.Elif(firsts[k] | (valids[k] & ~fulls[k])):
                 m.d.sync += accs[n].eq(start[n])
         return m

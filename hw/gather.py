@@ -54,10 +54,10 @@ from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
 
-from .macro import request_layout, result_shares
+from .macro import request_layout
 from .regs import SELECT_FANOUT, queue, replicas, shares
 
-__all__ = ["ActivationGather", "marker_layout", "side_copies", "side_layout"]
+__all__ = ["ActivationGather", "marker_layout"]
 
 
 def marker_layout() -> data.StructLayout:
@@ -66,20 +66,6 @@ def marker_layout() -> data.StructLayout:
     A pixel's first step is the one after a last step (or the run's first): the
     accumulator keeps that as a register of its own (`mars.hw.accumulator`)."""
     return data.StructLayout({"last": 1, "walk_last": 1})
-
-
-def side_copies(config: MarsConfig) -> list[slice]:
-    """The shares of the accumulator's running sums that one copy of a marker serves:
-    the macro's `result_shares` (its ``result.valid`` is copied per share too)."""
-    return result_shares(config)
-
-
-def side_layout(config: MarsConfig) -> data.StructLayout:
-    """`marker_layout` and ``last_copies``: `last` once per share of the accumulator's
-    running sums (`side_copies`), each bit equal to `last`, for the enables of that
-    share's registers."""
-    fields = {name: field.shape for name, field in marker_layout()}
-    return data.StructLayout({**fields, "last_copies": len(side_copies(config))})
 
 
 class ActivationGather(wiring.Component):
@@ -108,7 +94,7 @@ class ActivationGather(wiring.Component):
     request : Out(stream.Signature(request_layout(config)))
         Compute steps for the macro: a row slot and G activations per domain, padded lanes
         zero.
-    side : Out(stream.Signature(side_layout(config)))
+    side : Out(stream.Signature(marker_layout()))
         The markers of the oldest step the macro accepted and whose result was not yet
         taken; ``ready`` pops it (with the macro's result).  Every field is a register.
     """
@@ -124,7 +110,7 @@ class ActivationGather(wiring.Component):
             "act_addr": Out(data.ArrayLayout(unsigned(bank.word_addr_bits), D)),
             "act_data": In(data.ArrayLayout(unsigned(bank.word_bits), D)),
             "request": Out(stream.Signature(request_layout(config))),
-            "side": Out(stream.Signature(side_layout(config))),
+            "side": Out(stream.Signature(marker_layout())),
         })
 
     @property
@@ -252,19 +238,11 @@ class ActivationGather(wiring.Component):
 
         # The head in a register: the accumulator's `ready` and its pixel registers'
         # push hang off the head's `last`, and an unregistered LUT-RAM read behind its
-        # (then) `first` was a critical path of the unit (issue 9).  The head's `last`
-        # also has a copy per share of the accumulator's running sums (`side_copies`),
-        # loaded with its next value (`queue`): one register of `last` enabled all
-        # N x acc_bits of them, through one LUT, and was 58 to 103 of the whole top's
-        # late sinks (issue 9, docs/synthesis.md, session 18).
-        head, valid, head_next = queue(m, marker_layout(), b_side, move,
-                                       self.side.ready & self.side.valid, 6, name="side")
-        lasts = replicas(m, Signal(), head_next.last, len(side_copies(cfg)),
-                         name="side_last")
-        m.d.comb += [self.side.valid.eq(valid),
-                     self.side.payload.last.eq(head.last),
-                     self.side.payload.walk_last.eq(head.walk_last),
-                     self.side.payload.last_copies.eq(Cat(*lasts))]
+        # (then) `first` was a critical path of the unit (issue 9).  (The accumulator
+        # registers the markers again, beside its running sums: stage S.)
+        head, valid, _ = queue(m, marker_layout(), b_side, move,
+                               self.side.ready & self.side.valid, 6, name="side")
+        m.d.comb += [self.side.valid.eq(valid), self.side.payload.eq(head)]
         return m
 
     def _domain(self, m, d: int, payload, take, busys) -> list:

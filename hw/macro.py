@@ -40,7 +40,7 @@ flight (accepted, result not yet taken).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,7 +49,7 @@ from mars.config import MarsConfig, ReadoutMode
 from .bram import block_ram
 from .regs import SELECT_FANOUT, replicas, ring2, shares
 
-__all__ = ["CimMacro", "write_layout", "request_layout", "result_layout", "result_shares",
+__all__ = ["CimMacro", "write_layout", "request_layout", "result_layout",
            "scales_layout"]
 
 
@@ -85,16 +85,6 @@ def result_layout(config: MarsConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(config.psum_bits), config.channels_per_macro)
 
 
-def result_shares(config: MarsConfig) -> list[slice]:
-    """The shares of the accumulator's running sums (``channels_per_macro`` x
-    (``acc_bits`` + the scaled readouts' ``scale_frac_bits``) bits, flattened) that one
-    copy of a handshake flag enables (`mars.hw.regs.shares` at SELECT_FANOUT): the
-    macro's `result_valid_copies` and the gather's ``last_copies``; channel n lies in
-    share ``n * len(shares) // channels_per_macro``.  4 on default."""
-    f = config.scale_frac_bits if config.scaled_readout else 0
-    return shares(config.channels_per_macro * (config.acc_bits + f), SELECT_FANOUT)
-
-
 def _sum_tree(values: list) -> object:
     """Balanced adder tree (popcounts of one-bit values, weighted sums; shorter paths than
     a chain)."""
@@ -121,9 +111,6 @@ class CimMacro(wiring.Component):
         Compute steps: a row slot and G activations per word-line domain.
     result : Out(stream.Signature(result_layout(config)))
         Partial sums, one payload per accepted request, in order.
-    result_valid_copies : Out(len(result_shares(config)))
-        Each bit equal to ``result.valid`` in every cycle: a register each, for the
-        enables of one share of the accumulator's running sums (`result_shares`).
     scales : In(scales_layout(config))
         Binary/ternary readouts only: the column scale factor codes, stable during a step.
     """
@@ -134,7 +121,6 @@ class CimMacro(wiring.Component):
             "write": In(stream.Signature(write_layout(config))),
             "request": In(stream.Signature(request_layout(config))),
             "result": Out(stream.Signature(result_layout(config))),
-            "result_valid_copies": Out(len(result_shares(config))),
         }
         if config.scaled_readout:
             members["scales"] = In(scales_layout(config))
@@ -210,14 +196,10 @@ class CimMacro(wiring.Component):
         push = Signal()
         pop = Signal()
         new = Signal(result_layout(cfg))
-        # `valid` has a copy per share of the accumulator's running sums: one register
-        # drove the select and enable LUTs of all N x acc_bits of them, across the
-        # accumulator (issue 9, docs/synthesis.md, session 22).
         ring = ring2(m, result_layout(cfg), new, push, pop, name="results",
-                     fanout=SELECT_FANOUT, valid_copies=len(result_shares(cfg)))
+                     fanout=SELECT_FANOUT)
         full, full_next = ring.full, ring.full_next
-        m.d.comb += [self.result.payload.eq(ring.payload), self.result.valid.eq(ring.valid),
-                     self.result_valid_copies.eq(Cat(*ring.valid_copies))]
+        m.d.comb += [self.result.payload.eq(ring.payload), self.result.valid.eq(ring.valid)]
         # ``adv = ~(p_item.valid & p_item.last & full)`` kept as a register, from the next
         # values of `p_item` and `full`, with a copy per word-line domain for the enables
         # of its wide registers (`advs`: front, stages R and P) and one for its

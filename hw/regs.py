@@ -157,11 +157,9 @@ class Ring(NamedTuple):
     valid: Signal
     full: Signal
     full_next: Value
-    valid_copies: list[Signal]
 
 
-def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None,
-          valid_copies: int = 0) -> Ring:
+def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None) -> Ring:
     """A 2-entry FIFO of wide registers whose clock enables are their own flags.
 
     An empty entry loads `new` every cycle and keeps it once `push` marks it taken, so the
@@ -186,9 +184,6 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None,
         ``ceil(bits / fanout)`` copies (`replicas`), each choosing an equal share of
         the entry, so that no one register selects all of a wide entry.  One read
         pointer when not given.
-    valid_copies : int
-        Copies of `valid` (`replicas`) to return, for a consumer whose wide registers
-        are enabled by the handshake a share each.
 
     Returns
     -------
@@ -201,8 +196,6 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None,
     full_next : Value(1)
         The value `full` takes at the next clock edge (from this cycle's `push` and
         `pop`): for registers that copy an enable computed from `full` (hw/macro.py).
-    valid_copies : list of Signal
-        `valid_copies` registers, each equal to `valid` in every cycle.
     """
     entries = [Signal(layout, name=f"{name}_entry{i}", reset_less=True) for i in range(2)]
     taken = [Signal(name=f"{name}_taken{i}") for i in range(2)]
@@ -223,7 +216,6 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None,
                  valid_next.eq(Mux(rp_next, taken_next[1], taken_next[0]))]
     m.d.sync += [*(taken[i].eq(taken_next[i]) for i in range(2)),
                  rp.eq(rp_next), wp.eq(wp ^ push), valid.eq(valid_next), full.eq(full_next)]
-    copies = replicas(m, valid, valid_next, valid_copies, name=f"{name}_valid")
     payload = Signal(layout, name=f"{name}_out")
     bits = len(Value.cast(payload))
     parts = [slice(0, bits)] if fanout is None else shares(bits, fanout)
@@ -234,7 +226,7 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None,
         flat = [Value.cast(e) for e in entries]
         m.d.comb += payload.eq(Cat(*(Mux(rp_c, flat[1][part], flat[0][part])
                                      for rp_c, part in zip(rps, parts))))
-    return Ring(payload, valid, full, full_next, copies)
+    return Ring(payload, valid, full, full_next)
 
 
 def queue(m, layout, new, push, pop, depth: int, *, name: str):

@@ -153,7 +153,6 @@ class MacroUnit(wiring.Component):
         m.d.comb += seq.first_passed.eq(out0.valid & out0.ready & out0.payload.walk_first)
         wiring.connect(m, gather.request, macro.request)
         wiring.connect(m, macro.result, acc.result)
-        m.d.comb += acc.result_valid_copies.eq(macro.result_valid_copies)
         wiring.connect(m, gather.side, acc.side)
         wiring.connect(m, acc.pixel, writer.pixel)
         m.d.comb += [

@@ -4,15 +4,15 @@ Random partial sums, pixels of 1 to 5 compute steps, random gaps on the macro si
 random back-pressure from the writer; every pixel that comes out must equal the NumPy sum
 of its steps plus its walk's bias (in ``acc_bits`` two's complement), in order, with its
 ``walk_last`` marker.  Three walks, each with its own bias, set `BIAS_LEAD` to two more
-cycles before the walk's first step (the bias's contract; a cycle less fails).
+cycles before the walk's first step is offered (the bias's contract; a cycle less fails).
 Binary/ternary readouts: the sum of the steps is shifted right by ``scale_frac_bits``
 (floor, Python's ``>>`` on unbounded ints) before the bias is added.
 Every cycle the test also checks that the writer's ``pixel.ready`` does not reach
 ``result.ready`` combinationally (the timing cut of docs/synthesis.md, "The ready chain"),
-and the handshake against a 2-entry FIFO counted in the testbench: ``pixel.valid`` (a
-register since "Registered enables") is high exactly while a finished pixel is held,
-and a pixel's last step is taken exactly while fewer than two are (the hold register and
-spare the ring of two pixel registers replaced: the same cycles).
+and the handshake against a model kept in the testbench, stage S (one step registered)
+in front of a 2-entry FIFO of pixels: ``pixel.valid`` (a register since "Registered
+enables") is high exactly while a finished pixel is held, and ``result.ready`` is low
+exactly while S holds a pixel's last step and two pixels are held.
 """
 
 from __future__ import annotations
@@ -79,9 +79,10 @@ def _walks(config, seed: int, lead: int, slack: int):
     dut = Accumulator(config)
     got, walk_last = [], []
     held = 0                                    # finished pixels not yet drained
+    s_last = None                               # stage S: its step's `last` (None: empty)
 
     async def testbench(ctx):
-        nonlocal held
+        nonlocal held, s_last
         walk, offer_from = 0, lead + int(rng.integers(0, slack))
         ctx.set(dut.bias, [int(b) for b in biases[0]])
         cycles = 0
@@ -96,12 +97,8 @@ def _walks(config, seed: int, lead: int, slack: int):
             if offer:
                 psum, last, wl, _ = queue[0]
                 ctx.set(dut.result.payload, [int(v) for v in psum])
-                copies = len(dut.side.payload.last_copies)     # each equal to `last`
-                ctx.set(dut.side.payload, {"last": last, "walk_last": wl,
-                                           "last_copies": (1 << copies) - 1 if last else 0})
+                ctx.set(dut.side.payload, {"last": last, "walk_last": wl})
             ctx.set(dut.result.valid, offer)
-            every = (1 << len(dut.result_valid_copies)) - 1       # each equal to `valid`
-            ctx.set(dut.result_valid_copies, every if offer else 0)
             ctx.set(dut.side.valid, offer)
             # the macro's `ready` comes from registers: the writer's `ready` of this
             # cycle must not reach it (no combinational path through two blocks)
@@ -113,15 +110,15 @@ def _walks(config, seed: int, lead: int, slack: int):
             ctx.set(dut.pixel.ready, int(rng.random() < 0.5))
             assert ctx.get(dut.pixel.valid) == (held > 0), \
                 f"seed {seed}: pixel.valid with {held} pixels held"
-            if offer and queue[0][1]:           # a last step: taken while one is free
-                assert ctx.get(dut.result.ready) == (held < 2), \
-                    f"seed {seed}: result.ready for a last step with {held} held"
-            elif offer:
-                assert ctx.get(dut.result.ready), f"seed {seed}: a middle step waits"
-            if offer and ctx.get(dut.result.ready):
-                assert ctx.get(dut.side.ready), "the markers are not popped with the result"
-                held += int(queue[0][1])
-                queue.pop(0)
+            # S holds its step only if it is a pixel's last and both pixels are held
+            hold = bool(s_last) and held == 2
+            assert ctx.get(dut.result.ready) == (not hold), \
+                f"seed {seed}: result.ready with S {s_last} and {held} pixels held"
+            assert ctx.get(dut.side.ready) == (offer and not hold), \
+                f"seed {seed}: the markers are not popped with the result"
+            held += int(bool(s_last) and not hold)  # S's last step into a pixel register
+            if not hold:
+                s_last = queue.pop(0)[1] if offer else None
             if ctx.get(dut.pixel.valid) and ctx.get(dut.pixel.ready):
                 held -= 1
                 pixel = ctx.get(dut.pixel.payload)
@@ -158,16 +155,12 @@ def test_run_reset_mid_pixel(config):
 
     async def offer(ctx, psum, last, walk_last=False):
         ctx.set(dut.result.payload, [int(v) for v in psum])
-        copies = len(dut.side.payload.last_copies)
-        ctx.set(dut.side.payload, {"last": last, "walk_last": walk_last,
-                                   "last_copies": (1 << copies) - 1 if last else 0})
+        ctx.set(dut.side.payload, {"last": last, "walk_last": walk_last})
         ctx.set(dut.result.valid, 1)
-        ctx.set(dut.result_valid_copies, (1 << copies) - 1)
         ctx.set(dut.side.valid, 1)
         assert ctx.get(dut.result.ready), "a step waits with no pixel held"
         await ctx.tick()
         ctx.set(dut.result.valid, 0)
-        ctx.set(dut.result_valid_copies, 0)
         ctx.set(dut.side.valid, 0)
 
     async def testbench(ctx):

@@ -101,9 +101,6 @@ def test_steps_carry_slots_and_activations():
                               [[int(step.acts[d][g]) for g in range(G)] for d in range(D)]))
             if ctx.get(dut.side.valid):
                 side = ctx.get(dut.side.payload)
-                copies = len(dut.side.payload.last_copies)
-                assert int(side.last_copies) == ((1 << copies) - 1 if side.last else 0), \
-                    f"seed {seed}, cycle {cycles}: a copy of the head's `last` differs"
                 if ctx.get(dut.side.ready):
                     markers.append((int(side.last), int(side.walk_last)))
             for d, port in enumerate(dut.payloads):

@@ -113,6 +113,7 @@ class _Walk:
         self.busy, self.cyc, self.cur = False, 0, None
         self.r_item = self.p_item = None           # macro stages R, P: (step, last)
         self.results = []                          # macro: result register, its spare
+        self.s = None                              # accumulator stage S: its step
         self.hold = []                             # accumulator: (pixel, walk's last) x 2
         self.n_grp = 0
         self.w_done = [False] * self.latency      # the writer's stages: walk's last group
@@ -167,13 +168,14 @@ class _Walk:
         # -- combinational ------------------------------------------------------------
         last_step = self.busy and self.cyc == self.cps - 1
         result = self.results[0] if self.results else None
-        is_last = result is not None and result % self.steps == self.steps - 1
+        s_last = self.s is not None and self.s % self.steps == self.steps - 1
         w_issue, w_group_last = self._writer_issue(t)
         w_last = w_issue and w_group_last
-        # The accumulator takes a pixel's last step while its spare is empty, the macro
-        # stalls only when a step's last item would finish into a full result register
-        # and a full spare: both from registers (no ready runs through two blocks).
-        r_ready = (not is_last) or len(self.hold) < 2
+        # The accumulator's stage S holds a pixel's last step while both pixel registers
+        # are full, else takes the macro's older result (if any); the macro stalls only
+        # when a step's last item would finish into a full result register and a full
+        # spare: both from registers (no ready runs through two blocks).
+        s_hold = s_last and len(self.hold) == 2
         m_adv = not (self.p_item is not None and self.p_item[1] and len(self.results) == 2)
         req_ready = m_adv and ((not self.busy) or last_step)
         # gather: B (words being read) moves into C (offered to the macro) when C is
@@ -192,7 +194,7 @@ class _Walk:
         advance = self.out is None or (self.spare is None and out is not None)
         issue = self.active and advance
         accept_req = self.c is not None and req_ready
-        acc_accept = result is not None and r_ready
+        acc_accept = self.s is not None and not s_hold   # S's step adds to the sums
 
         # -- registers: writer, accumulator ----------------------------------------------
         self.w_done = [w_last and self.hold[0][1]] + self.w_done[:-1]
@@ -200,10 +202,12 @@ class _Walk:
             self.n_grp = 0 if w_group_last else self.n_grp + 1
         if w_last:
             self.hold.pop(0)
-        if acc_accept and is_last:
-            self.hold.append((result // self.steps, result == self.total - 1))
+        if acc_accept and s_last:
+            self.hold.append((self.s // self.steps, self.s == self.total - 1))
+        if not s_hold:
+            self.s = result
         # -- macro ------------------------------------------------------------------------
-        if acc_accept:
+        if result is not None and not s_hold:
             self.results.pop(0)
         if m_adv:
             if self.p_item is not None and self.p_item[1]:
