@@ -6,13 +6,13 @@ macro's result registers lie by its adder trees, a unit's width away, and the re
 pointer's choice between them, routed across the unit straight into the adders of the
 running sums, was the whole top's critical path (issue 9, docs/synthesis.md, session 23).
 S loads whenever it does not hold a pixel's last step that waits for a pixel register,
-so it costs one cycle of latency, not throughput.  Every step adds to the running sums, which hold the channel's bias
-before a pixel's first step (the run's first, or the one after a pixel's last step):
-a last step reloads them with the bias, and between pixels they follow it.  The last
-step's total moves into one of two pixel registers (a 2-entry FIFO), which the
-writer drains channel by channel (`pixel`: the older one).  A pixel's last result waits
-only while both are full, so a new pixel's steps overlap the previous pixel's writes
-and the macro's `ready` is a register's.  The wide pixel registers' loads look only at
+so it costs one cycle of latency, not throughput.  Every step adds to the running sums,
+which hold the channel's bias before a pixel's first step (the run's first, or the one
+after a pixel's last step): a last step reloads them with the bias, and between pixels
+they follow it.  The last step's total moves into one of two pixel registers (a 2-entry
+FIFO), which the writer drains channel by channel (`pixel`: the older one).  A pixel's
+last step waits in S only while both are full, so a new pixel's steps overlap the
+previous pixel's writes and the macro's `ready` is a LUT of registers.  The wide pixel registers' loads look only at
 their own entry's full flag (an empty entry follows the new sums every cycle and keeps
 them once written), so the writer's `ready` reaches only a few flags and the read
 pointer, not the 2 x N x ``acc_bits`` clock enables (docs/synthesis.md, "Registered
