@@ -40,7 +40,7 @@ flight (accepted, result not yet taken).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -183,7 +183,6 @@ class CimMacro(wiring.Component):
         p_item = Signal(item)
         # The item's G/Q rows' activations, all Ab bits (zero for the items after the
         # step's Q reads: they add nothing).
-        x_r = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(Ab), r), D), reset_less=True)
         rows_r = Signal(data.ArrayLayout(unsigned(r * Cd), D), reset_less=True)
         accs = Signal(data.ArrayLayout(signed(cfg.psum_bits), cfg.channels_per_macro),
                       reset_less=True)
@@ -253,8 +252,16 @@ class CimMacro(wiring.Component):
         for d in range(D):
             with m.If(advs[d]):
                 m.d.sync += rows_r[d].eq(read_ports[d].data)
-                for i in range(r):
-                    m.d.sync += x_r[d][i].eq(Mux(cycle < Q, acts[d][i], 0))
+        # The item's activations (row i's Ab bits at ``i * Ab``), a copy per channel
+        # (`replicas`), beside the channel's AND and popcounts: one register per domain
+        # fed every channel of the domain, across the macro, and was the whole top's
+        # critical path (issue 9, docs/synthesis.md, session 23: 6.8 ns of routing, its
+        # sinks 26 tiles away on average, the storage reads' 11).
+        x_r = []                                        # per channel
+        for d in range(D):
+            x_next = Cat(*(Mux(cycle < Q, acts[d][i], 0) for i in range(r)))
+            x_r += replicas(m, Signal(r * Ab, reset_less=True), x_next, n_per_domain,
+                            name=f"x_r{d}_", enable=advs[d])
 
         # -- stage P: AND with the activation bits, sums over the item's rows (registered) --
         # -- stage S: weighted sum into the accumulators -------------------------------------
@@ -337,7 +344,7 @@ class CimMacro(wiring.Component):
         adder levels evenly between P and S (2 and 2 on default, was 1 and 3: S's carry
         chains into the accumulators were among the whole top's latest paths, issue 9)."""
         cfg = self._config
-        Wb, N = cfg.weight_bits, cfg.channels_per_macro
+        Wb, Ab, N = cfg.weight_bits, cfg.act_bits, cfg.channels_per_macro
         next_accs = []
         for n in range(N):
             d = n // (N // cfg.wordline_domains)
@@ -346,7 +353,8 @@ class CimMacro(wiring.Component):
                 plus, minus = [], []
                 for j in range(p, min(p + 2, Wb)):
                     bits = self._row_bits(rows_r, n, j)
-                    t = _sum_tree([Mux(w, x_r[d][i], 0) for i, w in enumerate(bits)])
+                    t = _sum_tree([Mux(w, x_r[n][i * Ab:(i + 1) * Ab], 0)
+                                   for i, w in enumerate(bits)])
                     (minus if j == Wb - 1 else plus).append(t << j)
                 if not minus:
                     value = _sum_tree(plus)
@@ -382,7 +390,7 @@ class CimMacro(wiring.Component):
                 for k in range(Ab):
                     cnt = Signal(range(G + 1), name=f"count_{n}_{k}_{j}", reset_less=True)
                     whole = cnt + _sum_tree(
-                        [x_r[d][i][k] & w for i, w in enumerate(bits)])
+                        [x_r[n][i * Ab + k] & w for i, w in enumerate(bits)])
                     if cfg.scaled_readout:
                         value = whole >= cfg.readout_threshold      # the comparator bit
                     else:
