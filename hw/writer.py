@@ -405,10 +405,10 @@ class UnitWriter(wiring.Component):
 
         # -- issue: a lane group a cycle, words and reads only K cycles before the slot --
         slot = self.slot_next
-        for _ in range(self.slot_delay):
+        for _ in range(self.slot_delay):           # at least one register
             delayed = Signal()
             m.d.sync += delayed.eq(slot)
-            slot = delayed
+            slot_before, slot = slot, delayed
         ends_word = Signal()
         can = Signal()
         issue = Signal()
@@ -426,23 +426,41 @@ class UnitWriter(wiring.Component):
         ]
         n_grp_next = Signal.like(n_grp)
         last_group_next = Signal()
-        m.d.comb += [n_grp_next.eq(n_grp), last_group_next.eq(last_group)]
-        m.d.sync += [n_grp.eq(n_grp_next), last_group.eq(last_group_next)]
+        group_next = Signal.like(group)
+        m.d.comb += [n_grp_next.eq(n_grp), last_group_next.eq(last_group),
+                     group_next.eq(group)]
+        m.d.sync += [n_grp.eq(n_grp_next), last_group.eq(last_group_next),
+                     group.eq(group_next)]
         with m.If(issue):
             m.d.comb += [n_grp_next.eq(Mux(last_group, 0, n_grp + 1)),
-                         last_group_next.eq(n_grp + 1 == last_n)]
-            m.d.sync += group.eq(group + 1)
+                         last_group_next.eq(n_grp + 1 == last_n),
+                         group_next.eq(group + 1)]
         with m.If(self.restart):
             m.d.comb += [n_grp_next.eq(0), last_group_next.eq(last_n == 0)]
         with m.If(take):                            # after the issue's update: a new pixel
-            m.d.comb += [n_grp_next.eq(0), last_group_next.eq(count <= L)]
-            m.d.sync += group.eq(base >> lb)
-        last_group_pos = replicas(m, last_group, last_group_next, 1, name="last_group")[0]
-        m.d.comb += take_pos.eq((self.pixel.valid & can & loadeds[L] & last_group_pos)
+            m.d.comb += [n_grp_next.eq(0), last_group_next.eq(count <= L),
+                         group_next.eq(base >> lb)]
+        # Lane j's `can` (copy L: the counters') is a LUT of copies of its own of `can`'s
+        # registers (`replicas`), beside the lane: one `can` LUT drove the L + 1 issue
+        # LUTs, and those the lanes' S0 enables, across the writer (issue 9: 100 of the
+        # whole top's late sinks, the LUT 21 tiles from its sinks on average,
+        # docs/synthesis.md, session 23).  The copy of ``acc_out | adding`` is a cycle
+        # late: the instruction changes only in a START cycle or when no walk runs, and
+        # no group issues then or in the cycle after (`loaded` is low from `restart`
+        # until the cycle after `prime`; before a START the walk has drained).
+        sub = per_word.bit_length() - 1            # group bits of the lane group in a word
+        slots = replicas(m, slot, slot_before, L + 1, name="slot")
+        last_groups = replicas(m, last_group, last_group_next, L + 1, name="last_group")
+        subs = (replicas(m, Signal(sub), group_next[:sub], L + 1, name="group_lo") if sub
+                else [Const(1, 1)] * (L + 1))      # one group a word: every group ends one
+        alls = replicas(m, Signal(), insn.acc_out | self._adding(), L + 1, name="wait_all")
+        cans = [Mux(all_k | last_k | sub_k.all(), slot_k, 1)
+                for slot_k, last_k, sub_k, all_k in zip(slots, last_groups, subs, alls)]
+        m.d.comb += take_pos.eq((self.pixel.valid & cans[L] & loadeds[L] & last_groups[L])
                                 | prime)
         issues = [Signal(name=f"issue{j}") for j in range(L)]
-        m.d.comb += [issue_j.eq(self.pixel.valid & can & loaded_j)
-                     for issue_j, loaded_j in zip(issues, loadeds)]
+        m.d.comb += [issue_j.eq(self.pixel.valid & can_j & loaded_j)
+                     for issue_j, can_j, loaded_j in zip(issues, cans, loadeds)]
         # `n_grp` and `phase` choose every lane's S1 values (`_select`): a copy of each
         # per lane (`replicas`), placed beside its lane's choice (issue 9: in the whole
         # top `n_grp` fanned out over the unit's quadrant, 5.8 ns, into the S1 choice).

@@ -174,12 +174,17 @@ def test_requantise_relu_pool_against_numpy(case):
     assert len(done) == 1, f"seed {seed}: walk_done high in cycles {done}"
 
 
-def test_acc_out_writes_raw_accumulators():
-    """The last layer: raw accumulators to the result memory, activations untouched."""
-    config, seed = TWO_LANES, 7
+@pytest.mark.parametrize("config, seed, n_valid", [
+    (TWO_LANES, 7, 3),
+    # 2 lane groups a word: a group that ends no word still waits for the slot
+    (PRESETS["default"], 8, 13),
+], ids=["two-lanes", "default"])
+def test_acc_out_writes_raw_accumulators(config, seed, n_valid):
+    """The last layer: raw accumulators to the result memory, activations untouched;
+    every lane group is offered in the unit's slot."""
     rng = np.random.default_rng(seed)
     N = config.channels_per_macro
-    out_h, out_w, n_valid = 1, 3, 3
+    out_h, out_w = 1, 3
     accs = rng.integers(-(1 << 30), 1 << 30, size=(out_h, out_w, N))
     act_init = rng.integers(0, 1 << config.act_bits, size=2 * config.act_buffer_words)
     insn = insn_for(config, out_w=out_w, pool_k=1, pool_w=out_w, pool_h=out_h,
