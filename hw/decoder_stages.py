@@ -17,6 +17,8 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.decoder import DecoderFormat, descriptor_layout, ktable_layout
 
+from .dsp import registered_product
+
 __all__ = ["item_layout", "WalkIssue", "LaneExpander"]
 
 
@@ -319,8 +321,10 @@ class LaneExpander(wiring.Component):
         first_a = Signal(G, reset_less=True)          # lane g lies in the first kernel row
         xlate_a = Signal(G, reset_less=True)          # x test of a lane past the first wrap
         valid_a = Signal(G, reset_less=True)          # not a filler, not past K
+        row_next = Signal.like(row_a, name="row_next")
+        m.d.comb += row_next.eq(by_p + e.kh0)
         with m.If(self.advance):
-            sync += [row_a.eq(by_p + e.kh0), rows_a.eq(rows_p - e.kh0),
+            sync += [row_a.eq(row_next), rows_a.eq(rows_p - e.kh0),
                      x_a.eq(bx_p + e.p0), cols_a.eq(cols_p - e.p0),
                      valid_a.eq(Mux(filler_p, 0, Mux(last_p, lanes_k, (1 << G) - 1)))]
             for g in range(G):
@@ -338,7 +342,7 @@ class LaneExpander(wiring.Component):
                     sync += step_a[g].eq(jump + g)
 
         # -- B: the row's buffer offset, the x and y windows, the pad test -----------------
-        offset_b = Signal(ab, reset_less=True)        # (by + kh0)*P mod the buffer size
+        offset_b = Signal(ab)                         # (by + kh0)*P mod the buffer size
         base_b = Signal(ab, reset_less=True)
         step_b = [Signal(ab, name=f"step_b{g}", reset_less=True) for g in range(G)]
         # The windows are registered here and the pad test made in C: window, lane select
@@ -349,14 +353,17 @@ class LaneExpander(wiring.Component):
         first_b = Signal(G, reset_less=True)
         xlate_b = Signal(G, reset_less=True)
         valid_b = Signal(G, reset_less=True)
-        # The row size as a register of the lanes' own (recomputed every cycle, like the
-        # multiples of J), so the multiplier's operands are both registers beside it,
-        # not the issue stage's descriptor.
-        size_r = Signal(ab, name="row_size", reset_less=True)
-        sync += size_r.eq(desc.row_size[:ab])
+        # The row offset on a DSP with its own registers (`registered_product` under
+        # `advance`): its input registers are copies of A's ``row_a`` and of the row size,
+        # its output register is B's offset.  Fabric registers around the multiplier put
+        # a route to the DSP row and one back on the path (22 of the whole top's late
+        # sinks at 05caebc, docs/synthesis.md).
+        product = registered_product(m, row_next.as_unsigned()[:ab], desc.row_size[:ab],
+                                     platform=platform, name="offset_b",
+                                     enable=self.advance)
+        m.d.comb += offset_b.eq(product[:ab])
         with m.If(self.advance):
-            sync += [offset_b.eq(row_a.as_unsigned()[:ab] * size_r),
-                     base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])]
+            sync += base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])
             # w*J of lanes 2 .. G-1: a (g+1)-way choice of the registered multiples k*J
             # by w(g), a register (no multiplier between registers: its 3.9 ns and the
             # routing to and from the DSP row were the unit's critical path; the + g is

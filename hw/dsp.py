@@ -50,7 +50,8 @@ def fits_dsp(a: Value, b: Value) -> bool:
     return max(_signed_bits(a), _signed_bits(b)) <= DSP_SIGNED_BITS
 
 
-def registered_product(m, a: Value, b: Value, *, platform, name: str) -> Signal:
+def registered_product(m, a: Value, b: Value, *, platform, name: str,
+                       enable: Value | None = None) -> Signal:
     """``a * b``, registered at the operands and at the product (latency 2 cycles).
 
     Parameters
@@ -65,6 +66,11 @@ def registered_product(m, a: Value, b: Value, *, platform, name: str) -> Signal:
         DSPs where it can).
     name : str
         Stem of the registers' names (``<name>_a``, ``<name>_b``, ``<name>``).
+    enable : Value(1), optional
+        The clock enable of all three registers (the DSP's CE0): with it, the product
+        register is the product of the operands the last enabled edge but one loaded,
+        so the pair is two stages of a pipeline that advances under `enable`
+        (hw/decoder_stages.py).  Always enabled when not given.
 
     Returns
     -------
@@ -74,6 +80,7 @@ def registered_product(m, a: Value, b: Value, *, platform, name: str) -> Signal:
         this uses with no reset (RST0 low, GSR disabled).
     """
     product = Signal((a * b).shape(), name=name, reset_less=True)
+    ce = Const(1, 1) if enable is None else enable
     if getattr(platform, "family", None) == "ecp5" and fits_dsp(a, b):
         wide = [Signal(signed(DSP_SIGNED_BITS), name=f"{name}_{port.lower()}")
                 for port in "AB"]
@@ -89,10 +96,11 @@ def registered_product(m, a: Value, b: Value, *, platform, name: str) -> Signal:
             p_REG_PIPELINE_CLK="NONE", p_GSR="DISABLED", p_RESETMODE="SYNC",
             i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1),
             i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
-            i_CLK0=ClockSignal("sync"), i_CE0=Const(1, 1), i_RST0=Const(0, 1),
+            i_CLK0=ClockSignal("sync"), i_CE0=ce, i_RST0=Const(0, 1),
             **ports)
         return product
     a_reg = Signal(a.shape(), name=f"{name}_a", reset_less=True)
     b_reg = Signal(b.shape(), name=f"{name}_b", reset_less=True)
-    m.d.sync += [a_reg.eq(a), b_reg.eq(b), product.eq(a_reg * b_reg)]
+    with m.If(ce):
+        m.d.sync += [a_reg.eq(a), b_reg.eq(b), product.eq(a_reg * b_reg)]
     return product

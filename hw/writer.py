@@ -161,10 +161,15 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
     measures that gap (`mars.sw.golden.cycles.READ_MARGIN`, `read_margins`);
     tests/test_mapper.py and tests/test_residual.py check it on every mapping.
 
-    The read port is transparent for the write port, so a word written in S0's cycle is
-    read new; an offer of a word whose merge is one or two cycles from being written
-    (back-to-back pooled pixels of one word) merges with that merge instead of its stale
-    read (registered address matches).  While nothing is offered the host's address
+    An offer of a word that a merge writes in S0's, S1's or S2's cycle (pooled pixels of
+    one word, back to back or nearly) merges with that merge instead of its stale read
+    (registered address matches).  The read port is not transparent: Amaranth writes a
+    transparent port as an address register and an asynchronous read, and Yosys's
+    ``memory_dff`` then merges S1's register into the block RAM as its read register,
+    so that the merge started at the block RAM's clock-to-out (5.8 ns on an ECP5; the
+    whole top's critical path at 05caebc, docs/synthesis.md).  The write in S0's cycle
+    is bypassed instead, and S1 chooses between the two older merges, so that S2's
+    choice stays three-way.  While nothing is offered the host's address
     reads and, with ``host_write``, writes in the same cycle through the same ports (the
     host writes only while the accelerator is idle, when no merge is in flight).  The
     returned value, the host's answer, is S1's register of the stored word: the word the
@@ -172,7 +177,7 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
     """
     cfg_bits = len(entry.data) // len(entry.mask)
     write = act.write_port()
-    stored = act.read_port(transparent_for=(write,))
+    stored = act.read_port()
     m.d.comb += stored.addr.eq(Mux(entry.valid, entry.addr, host_addr))
     # Reset-less (hw/regs.py): words, addresses and merges are read only under the
     # valid bits (s1, s2, wb_valid) or by a merge that a valid bit writes.
@@ -183,16 +188,24 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
     wb_valid = Signal(name="act_wb_valid")                 # S3: the merge being written
     wb_addr = Signal.like(entry.addr, name="act_wb_addr", reset_less=True)
     wb_data = Signal.like(entry.data, name="act_wb_data", reset_less=True)
-    wb2_data = Signal.like(entry.data, name="act_wb2_data",  # the merge written before
-                           reset_less=True)
+    # the merge written the cycle before (in S1's cycle: S0's write, which the read missed)
+    wb2_valid = Signal(name="act_wb2_valid")
+    wb2_addr = Signal.like(entry.addr, name="act_wb2_addr", reset_less=True)
+    wb2_data = Signal.like(entry.data, name="act_wb2_data", reset_less=True)
+    alt = Signal.like(entry.data, name="act_old_alt", reset_less=True)
     near, far = Signal(name="act_bypass1"), Signal(name="act_bypass2")
+    # the word S1 holds is the one S3 writes now (newer) or wrote in S0's cycle
+    now = Signal(name="act_wb_match")
+    m.d.comb += now.eq(wb_valid & (s1.addr == wb_addr))
     m.d.sync += [s1_data.eq(entry), s1_valid.eq(entry.valid), s2_data.eq(s1),
-                 s2_valid.eq(s1.valid), old_r.eq(stored.data), wb2_data.eq(wb_data),
-                 # the word S1 holds is the one S2 merges (written next) or S3 writes now
+                 s2_valid.eq(s1.valid), old_r.eq(stored.data), wb2_valid.eq(wb_valid),
+                 wb2_addr.eq(wb_addr), wb2_data.eq(wb_data),
+                 alt.eq(Mux(now, wb_data, wb2_data)),
+                 # ... or the one S2 merges, written next
                  near.eq(s1.valid & s2.valid & (s1.addr == s2.addr)),
-                 far.eq(s1.valid & wb_valid & (s1.addr == wb_addr))]
+                 far.eq(s1.valid & (now | (wb2_valid & (s1.addr == wb2_addr))))]
     old_word = Signal.like(entry.data, name="act_old")
-    m.d.comb += old_word.eq(Mux(near, wb_data, Mux(far, wb2_data, old_r)))
+    m.d.comb += old_word.eq(Mux(near, wb_data, Mux(far, alt, old_r)))
     merged = Signal(len(entry.data), name="act_merged")
     for g in range(len(entry.mask)):
         old = old_word.word_select(g, cfg_bits)

