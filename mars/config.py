@@ -154,8 +154,8 @@ class MarsConfig:
         macro rows, then computes (docs/architecture.md).
     act_regions : int
         Regions of the activation memory, ``act_buffer_words`` activations each, 2 to
-        `MAX_ACT_REGIONS` (2: the ping-pong halves; more keep the shortcut of a residual block live while its body
-        runs, docs/banking.md).
+        `MAX_ACT_REGIONS` (2: the ping-pong halves; more keep the shortcut of a residual
+        block live while its body runs, docs/banking.md).
     residual_adds : bool
         The writers fuse residual adds and add stored partial sums (K-splitting: a block
         set keeping more groups than R/G is split over several walks): a shortcut read

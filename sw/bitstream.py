@@ -51,8 +51,9 @@ from mars.sw.pnr import (PARTS, PLACERS, ROUTERS, PnrError, algorithm_args, next
                          place_and_route)
 from mars.sw.tools import log_tail, run_tool, yowasp_command
 
-__all__ = ["ALGORITHMS", "BitstreamError", "PACKERS", "nextpnr_options", "PLACE_OPTIONS", "build_bitstream", "summary_lines",
-           "add_bitstream_arguments", "run_bitstream_command"]
+__all__ = ["ALGORITHMS", "BitstreamError", "PACKERS", "nextpnr_options", "PLACE_OPTIONS",
+           "build_bitstream", "summary_lines", "add_bitstream_arguments",
+           "run_bitstream_command"]
 
 #: Per family: the packer's program name, the YoWASP package and function that run it,
 #: the routed file nextpnr writes (and its option) and the bitstream file.
@@ -228,10 +229,10 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     EnvironmentProblem
         A tool is missing or cannot be started.
     BitstreamError
-        Unknown board, a clock or baud rate the board cannot make, a tool that fails or cannot run, a design that does not fit the
-        part, timing not met (without `allow_timing_fail`), an output that cannot be
-        written.  The earlier output is left as it was; the failed build's files are in
-        ``<out>.failed/``.
+        Unknown board, a clock or baud rate the board cannot make, a tool that fails or
+        cannot run, a design that does not fit the part, timing not met (without
+        `allow_timing_fail`), an output that cannot be written.  The earlier output is left
+        as it was; the failed build's files are in ``<out>.failed/``.
     """
     from mars.sw.synth import synthesise_design   # Amaranth and the generators: load late
 

@@ -128,7 +128,7 @@ def top_buffer_shapes(config: MarsConfig) -> list[MemoryShape]:
 def memory_shapes(config: MarsConfig) -> list[MemoryShape]:
     """Every memory of the top, unit and core ones with their copies across the top."""
     cfg, fmt, dec = config, UnitFormat(config), DecoderFormat(config)
-    D, G, U = cfg.wordline_domains, cfg.rows_per_step, cfg.macros
+    D, U = cfg.wordline_domains, cfg.macros
     return [
         MemoryShape("macro storage (a word-line domain)", "cim_macro", D * U,
                     cfg.row_slots * cfg.macro_read_chunks, cfg.rows_per_read * cfg.cols // D,

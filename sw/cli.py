@@ -359,10 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="nextpnr's router (default: nextpnr's, router1)")
     p.add_argument("--floorplan", action="store_true",
                    help="ECP5: pin each macro unit's block RAMs and multipliers to its own "
-                        "region of the die before nextpnr (docs/synthesis.md, \"Floorplanning the units\")")
+                        "region of the die before nextpnr (docs/synthesis.md, "
+                        "\"Floorplanning the units\")")
     p.add_argument("--keep-routed", action="store_true",
                    help="keep nextpnr's routed netlist (<block>_<family>.routed.json) and "
-                        "record where each instance's cells lie (python -m mars.sw.hierarchy ROUTED.json --placement)")
+                        "record where each instance's cells lie "
+                        "(python -m mars.sw.hierarchy ROUTED.json --placement)")
     p.add_argument("--slow-nets", type=int, default=0, metavar="N",
                    help="record the N nets whose sinks are reached latest (nextpnr "
                         "--detailed-timing-report) in report.json and print the first 10")

@@ -329,7 +329,8 @@ def measure_sites(placed: Path | str | dict, cell_types: Iterable[str] = CELL_SI
     sorted: run on a design that fills every site of a kind, the part's site list."""
     from mars.sw.hierarchy import _top_module
 
-    module = _top_module(placed if isinstance(placed, dict) else json.loads(Path(placed).read_text()), None)
+    netlist = placed if isinstance(placed, dict) else json.loads(Path(placed).read_text())
+    module = _top_module(netlist, None)
     types = set(cell_types)
     return sorted(cell["attributes"]["NEXTPNR_BEL"] for cell in module["cells"].values()
                   if cell["type"] in types and "NEXTPNR_BEL" in cell.get("attributes", {}))

@@ -17,7 +17,6 @@ and each group's X and Y are summarised by their 10th, 50th and 90th percentiles
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from pathlib import Path

@@ -346,8 +346,9 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         nextpnr's placer and router (`algorithm_args`); nextpnr's defaults if None.
     floorplan : bool
         ECP5 only: pin each macro unit's block RAMs and multipliers to its own region of
-        the die first (`mars.sw.floorplan`); nextpnr then reads ``<name>_<family>.floorplan.json``, the
-        netlist with ``BEL`` attributes.  Ignored on iCE40 (``floorplan`` None).
+        the die first (`mars.sw.floorplan`); nextpnr then reads
+        ``<name>_<family>.floorplan.json``, the netlist with ``BEL`` attributes.  Ignored
+        on iCE40 (``floorplan`` None).
     keep_routed : bool
         Also write the routed netlist, ``<name>_<family>.routed.json`` (nextpnr's
         ``--write``: every cell's ``NEXTPNR_BEL``), and summarise where each instance's

@@ -1,8 +1,8 @@
 """Unit tests of `mars.config`: validation, derived values, JSON, content hash, loading.
 
 Every expectation here is computed independently of the code under test: validity by a
-predicate written from the rules in docs/configuration.md / the MarsConfig docstring, derived widths by
-brute force, hashes only ever compared with other hashes.
+predicate written from the rules in docs/configuration.md / the MarsConfig docstring,
+derived widths by brute force, hashes only ever compared with other hashes.
 """
 
 from __future__ import annotations

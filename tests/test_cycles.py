@@ -3,17 +3,17 @@
 The counts follow the blocks' state machines as docs/architecture.md ("Cycle model")
 describes them; the sim tests compare the same model with the RTL's own counters.
 
-* A walk, from the cycle after its START to its last write: 7 (decoder: issue, 6 stages
-  with the output register) + 4 (gather: the payload registered, its word read, the word
-  registered, the offer register C) + 1 (the macro takes the request) + T (the first
-  pixel's macro steps, T = (steps - 1) x P + Ab/b, P = max(Ab/b, 3): the gather takes a
-  payload at most every third cycle) + 2 (the macro's R and P stages) + 2 (accumulator:
-  its stage S, then the running sums) + w (writer: w = ceil(valid channels / write lanes)) + 4 (the writer's stages S2, S3,
-  S4 and its output register after S1), then one pixel every max(steps x P, w) cycles:
-  the macro and the writer overlap, the slower one sets the pace.  The spares behind the
-  macro's result register and the accumulator's hold register (docs/synthesis.md, "The
-  ready chain") add no cycle: the first pixel meets no full register, and afterwards the
-  writer finds the next pixel held whenever it finishes one.
+* A walk, from the cycle after its START to its last write: 7 (decoder: issue, 6 stages with
+  the output register) + 4 (gather: the payload registered, its word read, the word
+  registered, the offer register C) + 1 (the macro takes the request) + T (the first pixel's
+  macro steps, T = (steps - 1) x P + Ab/b, P = max(Ab/b, 3): the gather takes a payload at
+  most every third cycle) + 2 (the macro's R and P stages) + 2 (accumulator: its stage S,
+  then the running sums) + w (writer: w = ceil(valid channels / write lanes)) + 4 (the
+  writer's stages S2, S3, S4 and its output register after S1), then one pixel every
+  max(steps x P, w) cycles: the macro and the writer overlap, the slower one sets the
+  pace.  The spares behind the macro's result register and the accumulator's hold register
+  (docs/synthesis.md, "The ready chain") add no cycle: the first pixel meets no full
+  register, and afterwards the writer finds the next pixel held whenever it finishes one.
 * A unit's sequencer (hw/sequencer.py): its fetch engine reads the program in order, a
   SYNC in S = 3 cycles (recognised from its first stored word), a WALK with its
   parameters in F = max(ki + 2, kp + 5) (ki, kp: stored words of an instruction and of a

@@ -132,7 +132,7 @@ def test_one_stuck_cell_is_in_one_macro_only():
     clean = walk_weights(words, plan.packed, 0)
     np.testing.assert_array_equal(clean, network.layers[0].weight[:len(clean)])
     # lane 0 of the first kept K-group of block 0 (domain 0), channel 0, bit 1
-    G, Wb = DEFAULT.rows_per_step, DEFAULT.weight_bits
+    G = DEFAULT.rows_per_step
     kg = int(plan.packed.index_codes[0][0])
     row = walk.word["desc"]["slot_base"] * G
     old = int(clean[0, kg * G])

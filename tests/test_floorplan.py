@@ -211,7 +211,8 @@ def test_place_and_route_hands_nextpnr_the_floorplanned_netlist(family, tmp_path
     assert (tmp_path / "n.json").read_text() == original
     bels = {name: cell["attributes"].get("BEL") for name, cell in seen.items()}
     if family == "ecp5":
-        assert result["floorplan"] == {"units": 2, "regions": [list(b) for b in regions(2, 127, 96)],
+        assert result["floorplan"] == {"units": 2,
+                                       "regions": [list(b) for b in regions(2, 127, 96)],
                                        "pinned_by_kind": {"EBR": 2}, "free": 1}
         assert bels["block.weights.0.0"] is None
         assert bels["block.unit0.m.0.0"] != bels["block.unit1.m.0.0"]

@@ -43,8 +43,9 @@ def twos(value: int, width: int) -> int:
 
 
 def brief_step(x, w, config):
-    """docs/macro.md ("Arithmetic"), literally: p[i][j] = popcount_g(x_bit_i AND w_bit_j), q = readout(p),
-    y = sum_i sum_j 2^i * (j == Wb-1 ? -2^j : 2^j) * q.  `x` has G ints, `w` G rows of N."""
+    """docs/macro.md ("Arithmetic"), literally: p[i][j] = popcount_g(x_bit_i AND w_bit_j),
+    q = readout(p), y = sum_i sum_j 2^i * (j == Wb-1 ? -2^j : 2^j) * q.  `x` has G ints,
+    `w` G rows of N."""
     G, Ab, Wb = config.rows_per_step, config.act_bits, config.weight_bits
     saturating = config.readout_mode is ReadoutMode.SATURATING
     out = []

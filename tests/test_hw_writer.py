@@ -5,8 +5,8 @@ G-activation words behind the write stage the top uses (`act_write_stage`: read,
 write) and a result memory of L-accumulator words (`result_write`).  The write slot
 (``slot_next``) comes at random, and the bench checks that a word is only ever offered
 ``latency + slot_delay`` cycles after a cycle with ``slot_next`` (the writer issues a
-group that will offer a word only ``slot_delay`` cycles after such a cycle).  The expectation is computed
-independently with NumPy: the requantisation of the golden model
+group that will offer a word only ``slot_delay`` cycles after such a cycle).  The
+expectation is computed independently with NumPy: the requantisation of the golden model
 (`mars.sw.golden.network.requantise`, the formula of docs/model-package.md, whose clamp at
 0 is the ReLU), then max pooling over k x k windows (floor), placed at element
 ``out_base + py * out_row_pitch + px * out_pitch + ch`` (element e: field e % G of word

@@ -365,7 +365,8 @@ def test_keep_routed_without_pnr_is_one_line(tmp_path, capsys):
                    "--keep-routed", "--out", str(tmp_path / "out")])
     assert status == 2
     err = capsys.readouterr().err
-    assert err.strip() == "mars: error: --keep-routed keeps nextpnr's routed netlist: it needs --pnr"
+    assert err.strip() == ("mars: error: --keep-routed keeps nextpnr's routed netlist: "
+                           "it needs --pnr")
 
 
 def test_slow_nets_ask_nextpnr_for_every_net_timing(tmp_path, monkeypatch):

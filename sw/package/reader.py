@@ -508,7 +508,6 @@ def load_package(path: Path | str, *, check_sparse: bool = True) -> ModelPackage
         raise (where / "classes").error(f"{output_doc['classes']}, the last layer has "
                                         f"{last.geometry.cout} output channels")
     sparsity = manifest.get("sparsity", {})
-    layers = [n for n in nodes if isinstance(n, LayerNode)]
     for key, want in (("group_rows", config.rows_per_step),
                       ("group_channels", config.channels_per_group)):
         if key in sparsity and sparsity[key] != want:

@@ -354,8 +354,8 @@ def fit_column_scales(qnet: QNetwork, images: torch.Tensor) -> None:
 def check_fits(nodes: list[Node], config: MarsConfig) -> None:
     """Before training, what no trained weights can change: every layer must fit the
     sparse decoder of `config` (its k-table and the activation buffer its input map is
-    read from), and a residual add needs ``residual_adds``; `SparseExportError` names the node and the
-    configuration field (the mapper checks the rest, which depends on the kept groups,
+    read from), and a residual add needs ``residual_adds``; `SparseExportError` names the
+    node and the configuration field (the mapper checks the rest, which depends on the kept groups,
     after training: `check_maps`)."""
     from mars.sw.sparse import DecoderLimitError, ktable_words
 
@@ -399,7 +399,8 @@ def summary_table(result: TrainResult, nodes: list[Node]) -> str:
     lines.append("")
     lines.append(f"accuracy on {result.test_images} test images:  float "
                  f"{100 * result.float_accuracy:.2f} %   QAT (fake-quant) "
-                 f"{100 * result.qat_accuracy:.2f} %   integer {100 * result.integer_accuracy:.2f} %"
+                 f"{100 * result.qat_accuracy:.2f} %   "
+                 f"integer {100 * result.integer_accuracy:.2f} %"
                  f"   (fake-quant/integer predictions agree on "
                  f"{100 * result.agreement:.2f} %)")
     secs = result.seconds
