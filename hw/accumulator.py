@@ -133,8 +133,10 @@ class Accumulator(wiring.Component):
         push = Signal()
         pop = Signal()
         new = Signal(pixel_layout(cfg))
+        # A read pointer copy per channel's 32 bits: one per 128 lay with the writer's
+        # `pop`, 35 tiles from the registers it chose (issue 9, docs/synthesis.md).
         ring = ring2(m, pixel_layout(cfg), new, push, pop, name="pixels",
-                     fanout=SELECT_FANOUT)
+                     fanout=SELECT_FANOUT // 4)
         full = ring.full
 
         # Stage S: the step's partial sums and markers, registered beside the running

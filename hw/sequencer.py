@@ -116,6 +116,9 @@ class UnitSequencer(wiring.Component):
         writer moves its output position to the walk's origin.
     walk_done : In(1)
         The writer wrote the walk's last pixel: take the next instruction.
+    walk_done_next : In(1)
+        The value `walk_done` takes at the next clock edge (the writer's register's next
+        value): the enables of `insn` and `params` are registers made from it.
     more : In(1)
         The phase after the SYNC the unit waits at (or, while it runs, after the
         current phase) exists: the decoders may start a WALK fetched behind one SYNC
@@ -154,6 +157,7 @@ class UnitSequencer(wiring.Component):
                 config.wordline_domains),
             "starting": Out(1),
             "walk_done": In(1),
+            "walk_done_next": In(1),
             "more": In(1),
             "release": Out(config.wordline_domains),
             "first_passed": In(1),
@@ -348,15 +352,17 @@ class UnitSequencer(wiring.Component):
 
         # `insn` and `params` (about 1,200 flip-flops on default) follow the shadow while
         # the executor is between walks (NEXT, SYNC) and in the cycle its walk ends, and
-        # hold from the take to the walk's end (START, RUN): so they hold the shadow's
-        # words at every take, and their enable is `walk_done` and a register
-        # (`walking`), not the dispatch decision (the controller's `go`, the SYNC count,
-        # the shadow's flags).  What they load between walks is never used: nothing reads
-        # them from one walk's end (its last pixel written: `walk_done`) to the next
-        # walk's take, and the next walk's payloads wait at the decoders until then
-        # (`release`).  A copy of `walking` per share of at most SELECT_FANOUT bits
-        # (`replicas`).  (Issue 9: in the whole top `go` -> the dispatch -> the
-        # parameters' enable crossed a unit's quadrant, 16 ns of routing.)
+        # hold from the take to the walk's end (START, RUN): so they hold the shadow's words
+        # at every take, and their enable is a register (``~(walking & ~walk_done)``, from
+        # the next values of both), not the dispatch decision (the controller's `go`, the
+        # SYNC count, the shadow's flags).  What they load between walks is never used:
+        # nothing reads them from one walk's end (its last pixel written: `walk_done`) to
+        # the next walk's take, and the next walk's payloads wait at the decoders until then
+        # (`release`).  A copy of the enable per share of at most SELECT_FANOUT bits
+        # (`replicas`).  (Issue 9: in the whole top `go` -> the dispatch -> the parameters'
+        # enable crossed a unit's quadrant, 16 ns of routing; at 05caebc the writer's
+        # `walk_done` register lay 39 tiles from the LUT that made a share's enable from it
+        # and a copy of `walking`, 20 of the whole top's late sinks.)
         walking = Signal()
         walking_next = Signal()
         m.d.sync += walking.eq(walking_next)
@@ -364,9 +370,10 @@ class UnitSequencer(wiring.Component):
                 (Value.cast(params), next_params[:len(Value.cast(params))])]
         for k, (dst, src) in enumerate(held):
             parts = shares(len(dst), SELECT_FANOUT)
-            copies = replicas(m, walking, walking_next, len(parts), name=f"walking{k}_")
+            copies = replicas(m, walking, walking_next & ~self.walk_done_next, len(parts),
+                              name=f"holding{k}_")
             for copy, part in zip(copies, parts):
-                with m.If(~copy | self.walk_done):
+                with m.If(~copy):                  # ~(walking & ~walk_done)
                     m.d.sync += dst[part].eq(src[part])
         with m.FSM(name="seq") as fsm:
             with m.State("NEXT"):

@@ -157,7 +157,8 @@ class MacroUnit(wiring.Component):
         wiring.connect(m, acc.pixel, writer.pixel)
         m.d.comb += [
             seq.go.eq(self.go), self.waiting.eq(seq.waiting), seq.more.eq(more),
-            seq.walk_done.eq(writer.walk_done), writer.restart.eq(seq.starting),
+            seq.walk_done.eq(writer.walk_done), seq.walk_done_next.eq(writer.walk_done_next),
+            writer.restart.eq(seq.starting),
             gather.in_bank.eq(seq.insn.in_bank), writer.insn.eq(seq.insn),
             writer.params.eq(seq.params),
             self.act_en.eq(gather.act_en), self.act_addr.eq(gather.act_addr),

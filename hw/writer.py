@@ -86,7 +86,7 @@ written (floor pooling).  Channel ch of pooled position (px, py) is element
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring, stream
 from amaranth.lib.wiring import In, Out
 
@@ -97,7 +97,7 @@ from mars.contract.program import UnitFormat, instruction_layout, param_layout
 
 from .accumulator import pixel_layout
 from .dsp import registered_product
-from .regs import replicas, valid_register
+from .regs import SELECT_FANOUT, replicas, shares, valid_register
 
 __all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "sc_read_layout",
            "act_write_stage", "result_write", "shortcut_read_delay", "writer_latency"]
@@ -310,6 +310,9 @@ class UnitWriter(wiring.Component):
         K cycles ahead (`writer_latency`).
     walk_done : Out(1)
         The walk's last word is offered this cycle (a register).
+    walk_done_next : Out(1)
+        The value `walk_done` takes at the next clock edge (for registers that copy an
+        enable computed from it: hw/sequencer.py).
     act_entry : Out(act_entry_layout(config))
         The word offered this cycle (only in this unit's slot; a register).
     res_entry : Out(res_entry_layout(config))
@@ -338,6 +341,7 @@ class UnitWriter(wiring.Component):
             "restart": In(1),
             "slot_next": In(1),
             "walk_done": Out(1),
+            "walk_done_next": Out(1),
             "act_entry": Out(act_entry_layout(config)),
             "res_entry": Out(res_entry_layout(config)),
             **({"sc_read": Out(sc_read_layout(config)),
@@ -496,7 +500,7 @@ class UnitWriter(wiring.Component):
             first_data.ends_word.eq(ends_word),
             first_data.group.eq(group),
         ]
-        lanes, nexts = self._select(m, issues, n_grps, phases, in_bounds)
+        lanes, nexts = self._select(m, issues, n_grp, n_grp_next, n_grps, phases, in_bounds)
         if cfg.residual_adds:
             self._shortcut_read(m, issue, advance, n_grp, first_data)
             last = self._residual_lanes(m, lanes, s1)
@@ -512,10 +516,12 @@ class UnitWriter(wiring.Component):
             return Const(0, 1)
         return self.insn.add | self.insn.psum
 
-    def _select(self, m, issues, n_grps, phases, in_bounds) -> tuple[list, list]:
+    def _select(self, m, issues, n_grp, n_grp_next, n_grps, phases,
+                in_bounds) -> tuple[list, list]:
         """S1 of every lane: the accumulator, M and S of channel ``n_grp*L + lane - phase``
-        and whether the lane writes (lane and position j use copy j of `n_grps`,
-        `phases` and `issues`, the copies of ``n_grp``, ``phase`` and ``issue``).
+        and whether the lane writes (lane j uses copy j of `n_grps`, `phases` and
+        `issues`, the copies of ``n_grp``, ``phase`` and ``issue``; position j's choice
+        copies of its own of `n_grp`, whose next value is `n_grp_next`).
 
         No lane indexes all N channels: position j of *aligned* group ``n_grp`` (channel
         ``n_grp*L + j``) is an ``N/L``-way choice, the previous group's choice is kept in
@@ -554,11 +560,18 @@ class UnitWriter(wiring.Component):
             if n_groups == 1:
                 m.d.comb += pick.eq(options[0])
             else:
-                n_grp = n_grps[j]
-                with m.Switch(n_grp[:(n_groups - 1).bit_length()] if pow2 else n_grp):
-                    for g, value in enumerate(options):
-                        with m.Case(g):
-                            m.d.comb += pick.eq(value)
+                # A copy of `n_grp` per share of the position's bits (`replicas`): one
+                # copy a position chose its ~50 bits, whose options lie with N/L
+                # channels' pixel registers across the accumulator, 47 tiles from the
+                # copy (issue 9: 48 of the whole top's late sinks at 05caebc).
+                parts = shares(len(Value.cast(pick)), SELECT_FANOUT // 8)
+                copies = replicas(m, n_grp, n_grp_next, len(parts), name=f"n_grp{j}_")
+                flat, bits = [Value.cast(v) for v in options], Value.cast(pick)
+                for copy, part in zip(copies, parts):
+                    with m.Switch(copy[:(n_groups - 1).bit_length()] if pow2 else copy):
+                        for g, value in enumerate(flat):
+                            with m.Case(g):
+                                m.d.comb += bits[part].eq(value[part])
             cur.append(pick)
         staged = self.registered(0)
         if staged:                                 # S0: the aligned choice, registered
@@ -867,12 +880,13 @@ class UnitWriter(wiring.Component):
         e, e_data, e_valid = valid_register(m, act_entry_layout(cfg), name="out_act")
         r, r_data, r_valid = valid_register(m, res_entry_layout(cfg), name="out_res")
         done = Signal(name="out_done")
+        done_next = s4.valid & s4.walk_last
         m.d.sync += [e_valid.eq(offer & s4.ends_word),
                      e_data.addr.eq(Cat(word[:bank.half_addr_bits], insn.out_bank)),
                      e_data.data.eq(merged), e_data.mask.eq(merged_mask),
                      e_data.max.eq(s4.max),
                      r_valid.eq(s4.valid & insn.acc_out), r_data.addr.eq(s4.group),
-                     r_data.mask.eq(lanes_w), done.eq(s4.valid & s4.walk_last)]
+                     r_data.mask.eq(lanes_w), done.eq(done_next)]
         m.d.sync += [r_data.data[lane].eq(acc) for lane, (_, _, acc) in enumerate(outs)]
         for k in range(self.latency - cfg.writer_stages):   # residual adds: in step
             e2, e2_data, e2_valid = valid_register(m, act_entry_layout(cfg),
@@ -882,8 +896,9 @@ class UnitWriter(wiring.Component):
             done2 = Signal()
             m.d.sync += [e2_data.eq(e), e2_valid.eq(e.valid), r2_data.eq(r),
                          r2_valid.eq(r.valid), done2.eq(done)]
-            e, r, done = e2, r2, done2
-        m.d.comb += [self.act_entry.eq(e), self.res_entry.eq(r), self.walk_done.eq(done)]
+            e, r, done, done_next = e2, r2, done2, done
+        m.d.comb += [self.act_entry.eq(e), self.res_entry.eq(r), self.walk_done.eq(done),
+                     self.walk_done_next.eq(done_next)]
 
     def _position(self, m, take) -> dict:
         """The output position of the next pixel to be taken, advanced as it is taken.

@@ -76,10 +76,11 @@ def run(program, params, *, config=TINY, ready_prob=1.0, done_delay=(0, 1), go_a
     rng = np.random.default_rng(seed)
     syncs = sum(w["op"] == Op.SYNC for w in program)
     trace = {"starts": [[] for _ in range(D)], "waiting": [], "starting": [], "release": [],
-             "params_in_run": [], "insn_in_run": []}
+             "params_in_run": [], "insn_in_run": [], "params_at_start": [],
+             "insn_at_start": []}
 
     async def testbench(ctx):
-        cycle, released, wait_since, run_left = 0, 0, None, None
+        cycle, released, wait_since, done_at = 0, 0, None, None
         while released < syncs:
             # The controller's ``more``: the phase after the SYNC ahead exists (the
             # unit is in phase `released`; SYNC k ends phase k).
@@ -90,19 +91,23 @@ def run(program, params, *, config=TINY, ready_prob=1.0, done_delay=(0, 1), go_a
             for d, start in enumerate(dut.starts):
                 if taken[d]:
                     trace["starts"][d].append((cycle, ctx.get(start.payload)))
-            # The writer finishes the walk `run_left` cycles after the executor takes it
-            # (START; the decoders may have taken its descriptor long before).
-            if ctx.get(dut.starting) and run_left is None:
-                run_left = int(rng.integers(*done_delay))
-            done = run_left is not None and run_left == 0 and not ctx.get(dut.starting)
+            # The writer finishes the walk a random number of cycles (at least one) after
+            # the executor takes it (START; the decoders may have taken its descriptor
+            # long before).  Like the writer's register, `walk_done` is announced a cycle
+            # ahead (`walk_done_next`).
+            if ctx.get(dut.starting) and done_at is None:
+                done_at = cycle + max(int(rng.integers(*done_delay)), 1)
+            done = done_at == cycle
             ctx.set(dut.walk_done, done)
+            ctx.set(dut.walk_done_next, done_at == cycle + 1)
             if done:
                 trace["params_in_run"].append(ctx.get(dut.params))
                 trace["insn_in_run"].append(ctx.get(dut.insn))
-                run_left = None
-            elif run_left:
-                run_left -= 1
+                done_at = None
             trace["starting"].append(ctx.get(dut.starting))
+            if ctx.get(dut.starting):       # the writer reads both at its restart
+                trace["params_at_start"].append(ctx.get(dut.params))
+                trace["insn_at_start"].append(ctx.get(dut.insn))
             copies = ctx.get(dut.release)       # one copy per domain, all equal
             assert copies in (0, (1 << config.wordline_domains) - 1), copies
             trace["release"].append(copies & 1)
@@ -243,8 +248,12 @@ def random_params(rng, config, count):
              for _ in range(config.channels_per_macro)] for _ in range(count)]
 
 
+@pytest.mark.parametrize("done_delay", [(0, 6), (20, 40)], ids=["short", "long"])
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
-def test_descriptors_and_parameters_with_stalls(config):
+def test_descriptors_and_parameters_with_stalls(config, done_delay):
+    """Every walk runs with its own descriptors, parameters and instruction.  Short walks
+    end before the next WALK is fetched; long ones after it, so the executor takes it in
+    the cycle the walk ends (`insn` and `params` must load the shadow in that cycle)."""
     seed = 5
     rng = np.random.default_rng(seed)
     D, N = config.wordline_domains, config.channels_per_macro
@@ -256,8 +265,8 @@ def test_descriptors_and_parameters_with_stalls(config):
             program.append(w)
             walks.append(w)
         program.append(sync(rng, config))
-    trace = run(program, params, config=config, ready_prob=0.4, done_delay=(0, 6),
-                go_after=3, seed=seed)
+    trace = run(program, params, config=config, ready_prob=0.4, done_delay=done_delay,
+                go_after=3, seed=seed, max_cycles=1000)
     where = f"{config.name}, seed {seed}"
     for d in range(D):
         got = trace["starts"][d]
@@ -266,11 +275,12 @@ def test_descriptors_and_parameters_with_stalls(config):
             want = {**w["desc"], "index_start": w["index_start"][d], "count": w["count"][d]}
             fields = {k: int(getattr(desc, k)) for k in want}
             assert fields == want, f"{where}: walk {i}, domain {d}: {fields} != {want}"
-    assert len(trace["params_in_run"]) == len(walks)
-    for i, (par, insn, w) in enumerate(zip(trace["params_in_run"], trace["insn_in_run"],
-                                           walks)):
-        got = [{k: int(getattr(par[n], k)) for k in ("bias", "mult", "shift")}
-               for n in range(N)]
-        want = params[w["param_addr"] // UnitFormat(config).param_chunks]
-        assert got == want, f"{where}: walk {i}: parameters"
-        assert int(insn.n_valid) == w["n_valid"], f"{where}: walk {i}: instruction"
+    for when in ("at_start", "in_run"):
+        assert len(trace[f"params_{when}"]) == len(walks)
+        for i, (par, insn, w) in enumerate(zip(trace[f"params_{when}"],
+                                               trace[f"insn_{when}"], walks)):
+            got = [{k: int(getattr(par[n], k)) for k in ("bias", "mult", "shift")}
+                   for n in range(N)]
+            want = params[w["param_addr"] // UnitFormat(config).param_chunks]
+            assert got == want, f"{where}: walk {i}, {when}: parameters"
+            assert int(insn.n_valid) == w["n_valid"], f"{where}: walk {i}, {when}: instruction"

@@ -73,7 +73,10 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
         assert not offered or announced[0], f"seed {seed}: offer outside the slot"
         if ctx.get(dut.walk_done):
             done_cycles.append(cycle)
+        done_next = ctx.get(dut.walk_done_next)
         await ctx.tick()
+        # the sequencer copies an enable made from it (hw/sequencer.py)
+        assert ctx.get(dut.walk_done) == done_next, f"seed {seed}: walk_done_next"
         announced[:] = announced[1:] + [bool(rng.random() < slot_prob)]
         ctx.set(dut.slot_next, announced[-1])
 
