@@ -123,11 +123,15 @@ class WalkIssue(wiring.Component):
         by = Signal(signed(fmt.offset_bits), reset_less=True)
         issue = self.active & self.advance
         index_addr = Signal(fmt.slot_bits, reset_less=True)
-        # steps - 1, registered at the start: the test is then an equality, with no
-        # subtraction in front of the counters' enables.
+        # steps - 1, registered at the start, for the step counter's last-step test.
         last_s = Signal.like(desc.steps, reset_less=True)
-        last_step = s == last_s
-        last_col, last_row = cols_left == 1, rows_left == 1
+        # ``s == last_s``, ``cols_left == 1`` and ``rows_left == 1`` kept as registers,
+        # loaded with the counters from compares of registers: as compares they lay in
+        # front of the counters' and the window origin's enables (issue 9: 35 of the
+        # whole top's late sinks at f0f1f31, docs/synthesis.md).
+        last_step = Signal(name="last_step", reset_less=True)
+        last_col = Signal(name="last_col", reset_less=True)
+        last_row = Signal(name="last_row", reset_less=True)
         m.d.comb += [
             item.valid.eq(issue),
             item.first.eq(s == 0),
@@ -146,17 +150,22 @@ class WalkIssue(wiring.Component):
             m.d.sync += self.active.eq(0)
         with m.If(issue & ~self.stop):
             with m.If(last_step):
-                m.d.sync += [s.eq(0), index_addr.eq(desc.index_start), first_pixel.eq(0)]
+                m.d.sync += [s.eq(0), index_addr.eq(desc.index_start), first_pixel.eq(0),
+                             last_step.eq(last_s == 0)]
                 with m.If(last_col):
-                    m.d.sync += [cols_left.eq(desc.out_w), bx.eq(desc.bx0)]
+                    m.d.sync += [cols_left.eq(desc.out_w), bx.eq(desc.bx0),
+                                 last_col.eq(desc.out_w == 1)]
                     with m.If(last_row):
                         m.d.sync += self.active.eq(0)
                     with m.Else():
-                        m.d.sync += [rows_left.eq(rows_left - 1), by.eq(by + desc.step_y)]
+                        m.d.sync += [rows_left.eq(rows_left - 1), by.eq(by + desc.step_y),
+                                     last_row.eq(rows_left == 2)]
                 with m.Else():
-                    m.d.sync += [cols_left.eq(cols_left - 1), bx.eq(bx + desc.step_x)]
+                    m.d.sync += [cols_left.eq(cols_left - 1), bx.eq(bx + desc.step_x),
+                                 last_col.eq(cols_left == 2)]
             with m.Else():
-                m.d.sync += [s.eq(s + 1), index_addr.eq(index_addr + 1)]
+                m.d.sync += [s.eq(s + 1), index_addr.eq(index_addr + 1),
+                             last_step.eq(s + 1 == last_s)]
 
         new = self.start.payload
         bad = Signal(reset_less=True)       # _invalid(desc), loaded with desc
@@ -175,7 +184,9 @@ class WalkIssue(wiring.Component):
         with m.If(~self.active):
             m.d.sync += [last_s.eq(new.steps - 1), s.eq(0), first_pixel.eq(1),
                          cols_left.eq(new.out_w), rows_left.eq(new.out_h),
-                         bx.eq(new.bx0), by.eq(new.by0), index_addr.eq(new.index_start)]
+                         bx.eq(new.bx0), by.eq(new.by0), index_addr.eq(new.index_start),
+                         last_step.eq(new.steps == 1), last_col.eq(new.out_w == 1),
+                         last_row.eq(new.out_h == 1)]
         with m.If(self.start.ready):
             m.d.sync += [desc.eq(new), bad.eq(self._invalid(new))]
         return m

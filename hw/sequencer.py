@@ -112,8 +112,8 @@ class UnitSequencer(wiring.Component):
         (``valid``) from the shadow as soon as no SYNC, or one SYNC and ``more``, lies
         between the executor and it, until that decoder takes it.
     starting : Out(1)
-        A walk is being started (START, the cycle after the executor took it): the
-        writer moves its output position to the walk's origin.
+        A walk is being started (START, the cycle after the executor took it; a
+        register): the writer moves its output position to the walk's origin.
     walk_done : In(1)
         The writer wrote the walk's last pixel: take the next instruction.
     walk_done_next : In(1)
@@ -379,7 +379,6 @@ class UnitSequencer(wiring.Component):
             with m.State("NEXT"):
                 dispatch()
             with m.State("START"):
-                m.d.comb += self.starting.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(self.walk_done):
@@ -388,6 +387,12 @@ class UnitSequencer(wiring.Component):
                 m.d.comb += [self.waiting.eq(1), in_sync.eq(1)]
                 with m.If(self.go):
                     dispatch()
+        # `starting` (START) as a register of its own, loaded with the take: decoded from
+        # the state it lay 18 tiles from the writer's position counters, whose enables
+        # it is part of (issue 9, docs/synthesis.md, session 24).
+        starting = Signal(name="starting_r")
+        m.d.sync += starting.eq(take)
+        m.d.comb += self.starting.eq(starting)
         m.d.comb += walking_next.eq(take | fsm.ongoing("START")
                                     | (fsm.ongoing("RUN") & ~self.walk_done))
         return m
