@@ -127,6 +127,12 @@ class MarsTop(wiring.Component):
         self._result_memory(m, port, units, slot_d, sc_read)
         self._cycle_memory(m, port, ctrl)
 
+        # The status's error bit a cycle late, registered: the OR of the units' flags
+        # crosses the die, and ran on through the host's read choice (issue 9: the whole
+        # top's critical path at 9e67c99, docs/synthesis.md).  A decoder's error ends no
+        # run at once (its walk drains first), so a status that says done says the error.
+        error_r = Signal(name="error_r")
+        m.d.sync += error_r.eq(self.error)
         m.d.comb += [
             # Writes past the control registers are ignored.
             ctrl.control.valid.eq(port.region[Region.CONTROL]
@@ -143,7 +149,7 @@ class MarsTop(wiring.Component):
             self.busy.eq(ctrl.running | ctrl.running_next),
             self.done.eq(ctrl.done & ~ctrl.running_next),
             self.error.eq(Cat(*(u.error for u in units)).any()),
-            port.status.eq(Cat(self.busy, self.done, self.error)),
+            port.status.eq(Cat(self.busy, self.done, error_r)),
             port.total_cycles.eq(ctrl.total_cycles),
         ]
         for c, loader in enumerate(loaders):
