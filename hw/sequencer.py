@@ -102,7 +102,7 @@ class UnitSequencer(wiring.Component):
     go : In(1)
         Leave the SYNC the sequencer waits at.
     waiting : Out(1)
-        Waiting at a SYNC.
+        Waiting at a SYNC (a register).
     prog_write : In(stream.Signature(memory_write_layout(program_depth, 36 bits)))
         Host writes into the program memory (``ready`` always 1).
     param_write : In(stream.Signature(memory_write_layout(param_depth, 36 bits)))
@@ -384,7 +384,7 @@ class UnitSequencer(wiring.Component):
                 with m.If(self.walk_done):
                     dispatch()
             with m.State("SYNC"):
-                m.d.comb += [self.waiting.eq(1), in_sync.eq(1)]
+                m.d.comb += in_sync.eq(1)
                 with m.If(self.go):
                     dispatch()
         # `starting` (START) as a register of its own, loaded with the take: decoded from
@@ -393,6 +393,11 @@ class UnitSequencer(wiring.Component):
         starting = Signal(name="starting_r")
         m.d.sync += starting.eq(take)
         m.d.comb += self.starting.eq(starting)
+        # `waiting` (SYNC) likewise, loaded when the state goes to or stays in SYNC: the
+        # controller ANDs every unit's across the die into its phase's enable (issue 9).
+        waiting = Signal(name="waiting_r")
+        m.d.sync += waiting.eq(sync_out | (in_sync & ~self.go))
+        m.d.comb += self.waiting.eq(waiting)
         m.d.comb += walking_next.eq(take | fsm.ongoing("START")
                                     | (fsm.ongoing("RUN") & ~self.walk_done))
         return m
