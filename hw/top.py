@@ -320,9 +320,9 @@ class MarsTop(wiring.Component):
         halves, ONE write port and a read port per word-line domain of every unit plus
         one for the write stage and the host.
 
-        The write stage takes the word of the slot's unit, reads the stored word (the
-        read port is transparent for the write port, so back-to-back updates of one word
-        are exact) and writes the merge the next cycle: the offered fields replace the
+        The write stage takes the word of the slot's unit, reads the stored word (with
+        bypasses of the merges written since, so back-to-back updates of one word are
+        exact: `act_write_stage`) and writes the merge: the offered fields replace the
         stored ones (or keep the larger, for a later pixel of a pooling window).  The
         host writes words through the same write port and reads through the same read
         port while the accelerator is idle."""
