@@ -363,15 +363,14 @@ class UnitSequencer(wiring.Component):
         # enable crossed a unit's quadrant, 16 ns of routing; at 05caebc the writer's
         # `walk_done` register lay 39 tiles from the LUT that made a share's enable from it
         # and a copy of `walking`, 20 of the whole top's late sinks.)
-        walking = Signal()
+        # (`walking`: START, or RUN before the walk's end; only its next value is needed)
         walking_next = Signal()
-        m.d.sync += walking.eq(walking_next)
+        holding_next = walking_next & ~self.walk_done_next
         held = [(Value.cast(insn), Value.cast(shadow)),
                 (Value.cast(params), next_params[:len(Value.cast(params))])]
         for k, (dst, src) in enumerate(held):
             parts = shares(len(dst), SELECT_FANOUT)
-            copies = replicas(m, walking, walking_next & ~self.walk_done_next, len(parts),
-                              name=f"holding{k}_")
+            copies = replicas(m, Signal(), holding_next, len(parts), name=f"holding{k}_")
             for copy, part in zip(copies, parts):
                 with m.If(~copy):                  # ~(walking & ~walk_done)
                     m.d.sync += dst[part].eq(src[part])
