@@ -57,10 +57,12 @@ BIAS_LEAD = 1
 def sum_shares(config: MarsConfig) -> list[slice]:
     """The shares of the running sums (``channels_per_macro`` x (``acc_bits`` + the
     scaled readouts' ``scale_frac_bits``) bits, flattened) that one copy of a handshake
-    flag selects and enables (`mars.hw.regs.shares` at SELECT_FANOUT); channel n lies in
-    share ``n * len(shares) // channels_per_macro``.  4 on default."""
+    flag selects and enables (`mars.hw.regs.shares` at a quarter of SELECT_FANOUT);
+    channel n lies in share ``n * len(shares) // channels_per_macro``.  16 on default:
+    with 4, a share's select LUT lay 21 tiles from its far running sums (issue 9: the
+    whole top's critical path at d31e33c, seed 2, and 47 late sinks at seed 1)."""
     f = config.scale_frac_bits if config.scaled_readout else 0
-    return shares(config.channels_per_macro * (config.acc_bits + f), SELECT_FANOUT)
+    return shares(config.channels_per_macro * (config.acc_bits + f), SELECT_FANOUT // 4)
 
 
 def pixel_layout(config: MarsConfig) -> data.StructLayout:
@@ -146,7 +148,7 @@ class Accumulator(wiring.Component):
         # (`replicas` of their next values), so that each share's enables and choices
         # are LUTs of registers beside it: one `valid` register did that for all
         # N x acc_bits of them, across the accumulator (session 22).
-        copies = len(sum_shares(cfg))
+        copies = min(len(sum_shares(cfg)), N)     # a share holds whole channels
         s_psums = Signal(result_layout(cfg), name="s_psums", reset_less=True)
         s_valid, s_last = Signal(name="s_valid"), Signal(name="s_last")
         s_walk_last = Signal(name="s_walk_last")

@@ -148,7 +148,12 @@ class WalkIssue(wiring.Component):
         ]
         with m.If(self.advance & self.stop):
             m.d.sync += self.active.eq(0)
-        with m.If(issue & ~self.stop):
+        # The counters step on every issue, `stop` or not: a stopped walk is over (its
+        # `active` cleared above) and the counters follow the next offered descriptor
+        # from the next cycle, so their values after a stop are never read.  `stop` (the
+        # index checks, the descriptor check) is then not in front of their ~80 clock
+        # enables (issue 9: 38 of the whole top's late sinks at d31e33c, seed 1).
+        with m.If(issue):
             with m.If(last_step):
                 m.d.sync += [s.eq(0), index_addr.eq(desc.index_start), first_pixel.eq(0),
                              last_step.eq(last_s == 0)]
@@ -168,7 +173,13 @@ class WalkIssue(wiring.Component):
                              last_step.eq(s + 1 == last_s)]
 
         new = self.start.payload
-        bad = Signal(reset_less=True)       # _invalid(desc), loaded with desc
+        # _invalid(desc), loaded with desc: one register per check, ORed where read (the
+        # OR behind the checks' carry chains put 3 LUT levels more on the path from the
+        # sequencer's shadow: issue 9, 11.5 ns at d31e33c, seed 1).
+        checks = self._invalid(new)
+        bad_checks = Signal(len(checks), reset_less=True)
+        bad = Signal()
+        m.d.comb += bad.eq(bad_checks.any())
         fresh = Signal()                    # a walk started last cycle
         m.d.comb += [
             self.start.ready.eq(~self.active & ~self.in_flight),
@@ -188,19 +199,19 @@ class WalkIssue(wiring.Component):
                          last_step.eq(new.steps == 1), last_col.eq(new.out_w == 1),
                          last_row.eq(new.out_h == 1)]
         with m.If(self.start.ready):
-            m.d.sync += [desc.eq(new), bad.eq(self._invalid(new))]
+            m.d.sync += [desc.eq(new), bad_checks.eq(Cat(*checks))]
         return m
 
-    def _invalid(self, new):
-        """A descriptor the memories cannot serve, or that describes nothing."""
+    def _invalid(self, new) -> list:
+        """The checks of a descriptor the memories cannot serve, or that describes
+        nothing: it is invalid if any holds."""
         fmt, G = self._format, self._config.rows_per_step
-        return ((new.k_groups == 0) | (new.count > new.k_groups)
-                | (new.ktable_base + new.k_groups > fmt.max_kgroups)
-                | (new.last_lanes == 0) | (new.last_lanes > G)
-                | (new.steps < new.count)
-                | (new.index_start + new.count > fmt.index_depth)
-                | (new.slot_base + new.steps > fmt.index_depth)
-                | (new.out_h == 0) | (new.out_w == 0))
+        return [(new.k_groups == 0) | (new.count > new.k_groups),
+                new.ktable_base + new.k_groups > fmt.max_kgroups,
+                (new.last_lanes == 0) | (new.last_lanes > G) | (new.steps < new.count),
+                new.index_start + new.count > fmt.index_depth,
+                new.slot_base + new.steps > fmt.index_depth,
+                (new.out_h == 0) | (new.out_w == 0)]
 
 
 class LaneExpander(wiring.Component):

@@ -288,7 +288,8 @@ class MarsTop(wiring.Component):
         """The word the units offer a write stage: each unit's `name` registered at its
         boundary (a register beside the unit, not a path across the die from its writer's
         arithmetic into a shared memory), then the one of the unit whose slot was the
-        previous cycle (`slot_d`).  Every write lands one cycle later than offered; no
+        previous cycle (`slot_d`).  Every write lands a cycle later than offered (the
+        activation memory's two: `_activation_memory` registers the choice again); no
         read of a walk depends on a write of the same phase except the shortcut reads of
         an in-place add, which come before the write anyway (docs/banking.md)."""
         entry = Signal(layout, name=name)
@@ -365,7 +366,15 @@ class MarsTop(wiring.Component):
             m.d.comb += [read.addr.eq(sc_read.act_addr), read.en.eq(sc_read.act_en)]
             for unit in units:
                 m.d.comb += unit.sc_act_data.eq(read.data)
-        entry = self._offers(m, units, slot, act_entry_layout(cfg), "act_entry")
+        offer = self._offers(m, units, slot, act_entry_layout(cfg), "act_entry")
+        # The slot's offer registered once more, beside the write stage: the four units'
+        # offer registers lie across the die, and their choice by `slot_d` ran on into
+        # the block RAM's read address and Yosys's register of its top address bit (issue
+        # 9: the whole top's critical path at d31e33c, seed 1, 11.9 ns, 9.6 of them
+        # routing).  The write lands a cycle later (READ_MARGIN; no cycle count changes).
+        entry, entry_data, entry_valid = valid_register(m, act_entry_layout(cfg),
+                                                        name="act_offer")
+        m.d.sync += [entry_data.eq(offer), entry_valid.eq(offer.valid)]
         m.d.comb += port.act_data.eq(act_write_stage(
             m, act, entry, host_addr=port.offset, host_data=port.data,
             host_write=port.region[Region.ACT], copy_groups=groups))

@@ -154,9 +154,10 @@ def act_write_stage(m, act, entry, *, host_addr=0, host_data=0, host_write=0,
       `mars.contract.netlist.REPLICA`, which `mars.sw.synth` marks ``keep``.  A single
       group is written in S3 with `act`.
 
-    A copy thus holds a word at the edge ending cycle offer + 5 at the latest (the top's
-    offer register, S0 .. S4).  The next phase's gathers read no earlier (a gather take in
-    cycle offer + 5 reads at the edge after), with no interlock: phases are separated by
+    A copy thus holds a word at the edge ending cycle offer + 6 at the latest (the top's
+    offer register, its register of the slot's offer, S0 .. S4).  The next phase's
+    gathers read no earlier (a gather take in cycle offer + 6 reads at the edge after),
+    with no interlock: phases are separated by
     the controller's WALK, LOAD, WALK sequence, 7 cycles at the least.  The cycle model
     measures that gap (`mars.sw.golden.cycles.READ_MARGIN`, `read_margins`);
     tests/test_mapper.py and tests/test_residual.py check it on every mapping.
@@ -479,9 +480,23 @@ class UnitWriter(wiring.Component):
         m.d.comb += [issue_j.eq(self.pixel.valid & can_j & loaded_j)
                      for issue_j, can_j, loaded_j in zip(issues, cans, loadeds)]
         # `n_grp` and `phase` choose every lane's S1 values (`_select`): a copy of each
-        # per lane (`replicas`), placed beside its lane's choice (issue 9: in the whole
-        # top `n_grp` fanned out over the unit's quadrant, 5.8 ns, into the S1 choice).
-        n_grps = replicas(m, n_grp, n_grp_next, L, name="n_grp") if L > 1 else [n_grp]
+        # per lane, placed beside its lane's choice (issue 9: in the whole top `n_grp`
+        # fanned out over the unit's quadrant, 5.8 ns, into the S1 choice).  Each copy of
+        # `n_grp` counts by itself, from lane j's `issue` and `last_group` copies: loaded
+        # with `n_grp_next`, the ~20 copies of a writer hung off one LUT cone of the
+        # counters' copies, up to 30 tiles from them (issue 9: 60 of the whole top's late
+        # sinks at d31e33c, seed 1).  Their next value is `n_grp_next`'s: 0 at a restart,
+        # at `prime` and at the issue of a pixel's last group, + 1 at its other issues.
+        clear = Signal()
+        m.d.comb += clear.eq(self.restart | prime)
+
+        def group_copy(j: int, name: str) -> Signal:
+            copy = Signal.like(n_grp, name=f"{name}{REPLICA}")
+            m.d.sync += copy.eq(Mux(clear | (issues[j] & last_groups[j]), 0,
+                                    Mux(issues[j], copy + 1, copy)))
+            return copy
+
+        n_grps = [group_copy(j, f"n_grp{j}") for j in range(L)] if L > 1 else [n_grp]
         phases = (replicas(m, phase, pos["base_lo"], L, name="phase", enable=take) if lb
                   else [Const(0, 1)] * L)
 
@@ -500,7 +515,7 @@ class UnitWriter(wiring.Component):
             first_data.ends_word.eq(ends_word),
             first_data.group.eq(group),
         ]
-        lanes, nexts = self._select(m, issues, n_grp, n_grp_next, n_grps, phases, in_bounds)
+        lanes, nexts = self._select(m, issues, n_grps, group_copy, phases, in_bounds)
         if cfg.residual_adds:
             self._shortcut_read(m, issue, advance, n_grp, first_data)
             last = self._residual_lanes(m, lanes, s1)
@@ -516,12 +531,13 @@ class UnitWriter(wiring.Component):
             return Const(0, 1)
         return self.insn.add | self.insn.psum
 
-    def _select(self, m, issues, n_grp, n_grp_next, n_grps, phases,
+    def _select(self, m, issues, n_grps, group_copy, phases,
                 in_bounds) -> tuple[list, list]:
         """S1 of every lane: the accumulator, M and S of channel ``n_grp*L + lane - phase``
         and whether the lane writes (lane j uses copy j of `n_grps`, `phases` and
         `issues`, the copies of ``n_grp``, ``phase`` and ``issue``; position j's choice
-        copies of its own of `n_grp`, whose next value is `n_grp_next`).
+        copies of its own of `n_grp`, ``group_copy(j, name)``, counting from lane j's
+        issue).
 
         No lane indexes all N channels: position j of *aligned* group ``n_grp`` (channel
         ``n_grp*L + j``) is an ``N/L``-way choice, the previous group's choice is kept in
@@ -565,7 +581,7 @@ class UnitWriter(wiring.Component):
                 # channels' pixel registers across the accumulator, 47 tiles from the
                 # copy (issue 9: 48 of the whole top's late sinks at 05caebc).
                 parts = shares(len(Value.cast(pick)), SELECT_FANOUT // 8)
-                copies = replicas(m, n_grp, n_grp_next, len(parts), name=f"n_grp{j}_")
+                copies = [group_copy(j, f"n_grp{j}_{k}") for k in range(len(parts))]
                 flat, bits = [Value.cast(v) for v in options], Value.cast(pick)
                 for copy, part in zip(copies, parts):
                     with m.Switch(copy[:(n_groups - 1).bit_length()] if pow2 else copy):

@@ -46,10 +46,11 @@ class PhaseCycles:
 
 #: Cycles from a word's offer (its writer's output register) to the first gather take
 #: that may read it from the units' read copies of the activation memory: the top's
-#: offer register, the write stage's S0 .. S3 and the copies' S4 register write it at the
-#: edge ending cycle offer + 5 (mars.hw.writer.act_write_stage); a payload taken in
-#: cycle T has its word read at the edge ending T + 1.
-READ_MARGIN = 5
+#: offer register, its register of the slot's offer, the write stage's S0 .. S3 and the
+#: copies' S4 register write it at the edge ending cycle offer + 6
+#: (mars.hw.writer.act_write_stage); a payload taken in cycle T has its word read at the
+#: edge ending T + 1.
+READ_MARGIN = 6
 
 #: Decoder stages behind the issue stage and before the output register (hw/decoder.py:
 #: index read, index word + checks, k-table read, k-table word + lanes L1a, lanes L1b,
