@@ -20,7 +20,8 @@ any logic uses it)::
     S4:    k-table word (p0, kh0, wraps) registered -> the group's first K-row, each
            lane's kernel row w(g) (lane stage A)
     S5:    -> row offset and w(g)*J (multipliers), the window tests (lane stage B)
-    S6:    -> addresses (lane stage C)
+    S6:    -> the row's first address a0, each lane's step, the pad test (lane stage C)
+    S7:    -> addresses a0 + step (lane stage D)
     out:   registered payload
 
 The lane arithmetic needs no divider and few carry chains: software puts the per-layer
@@ -121,13 +122,14 @@ class SparseDecoder(wiring.Component):
         desc, out = walk.desc, self.out
         # Stage registers: the markers and the window origin travel with each item
         # (s1: index read; s2: index word registered, checks; s3: k-table read; s4: k-table
-        # word registered, lanes L1a; s5: lanes L1b; s6: pad test, addresses).
+        # word registered, lanes L1a; s5: lanes L1b; s6: a0, steps, pad test; s7:
+        # addresses).
         # Reset-less (hw/regs.py): only the stages' valid bits, the checks' results, the
         # output's valid and the error flags keep the reset; the rest is data that travels
         # with a valid item, and `prev_kg` is read only after a kept group of the same
         # pixel (its first step, never a filler, sets it).
-        stages = [valid_register(m, item_layout(cfg), name=f"s{i}") for i in range(1, 7)]
-        s1, s2, s3, s4, s5, s6 = (reg for reg, _, _ in stages)
+        stages = [valid_register(m, item_layout(cfg), name=f"s{i}") for i in range(1, 8)]
+        s1, s2, s3, s4, s5, s6, s7 = (reg for reg, _, _ in stages)
         # The stages advance when the output register is free: ``~out.valid | out.ready``.
         # That enables about a thousand flip-flops spread over the decoder, so it is
         # computed three times, each from its own copy of `out.valid` (names ending in
@@ -142,7 +144,7 @@ class SparseDecoder(wiring.Component):
             valid = Signal(name=f"out_valid_{name}{REPLICA}")
             m.d.comb += adv.eq(~valid | out.ready)
             with m.If(adv):
-                m.d.sync += valid.eq(s6.valid)
+                m.d.sync += valid.eq(s7.valid)
         s2_kg = Signal(fmt.kgroup_bits, reset_less=True)    # the index word, registered
         s3_kg = Signal(fmt.kgroup_bits, reset_less=True)
         s4_kg = Signal(fmt.kgroup_bits, reset_less=True)
@@ -165,13 +167,13 @@ class SparseDecoder(wiring.Component):
         m.d.comb += [
             walk.advance.eq(walk_adv), walk.stop.eq(kill),
             walk.in_flight.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
-                              | s6.valid),
+                              | s6.valid | s7.valid),
             index_read.addr.eq(walk.index_addr), index_read.en.eq(walk_adv),
             index_kill.eq(s3.valid & (s3_range | s3_order)),
             kill.eq(index_kill | walk.reject),
             ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler, 0, kg)),
             ktable_read.en.eq(advance),
-            # -- S3 .. S6: lane expansion (stages P, A, B, C), pad test, addresses
+            # -- S3 .. S7: lane expansion (stages P, A, B, C, D), pad test, addresses
             lanes.desc.eq(desc), lanes.advance.eq(lane_adv),
             lanes.bx.eq(s3.bx), lanes.by.eq(s3.by), lanes.kgroup.eq(s3_kg),
             lanes.filler.eq(s3.filler), lanes.entry.eq(s4_entry),
@@ -180,7 +182,7 @@ class SparseDecoder(wiring.Component):
 
         # -- stage advance and output register ----------------------------------------------
         with m.If(advance):
-            for (_, data_, valid), src in zip(stages, (walk.item, s1, s2, s3, s4, s5)):
+            for (_, data_, valid), src in zip(stages, (walk.item, s1, s2, s3, s4, s5, s6)):
                 m.d.sync += [data_.eq(src), valid.eq(src.valid)]
             m.d.sync += [
                 s2_kg.eq(index_read.data),
@@ -188,12 +190,12 @@ class SparseDecoder(wiring.Component):
                 s3_range.eq(range_error), s3_order.eq(order_error),
                 stages[3][2].eq(s3.valid & ~kill), s4_kg.eq(s3_kg),
                 s4_entry.eq(ktable_read.data),
-                out.valid.eq(s6.valid),
-                payload.slot.eq(s6.slot),
+                out.valid.eq(s7.valid),
+                payload.slot.eq(s7.slot),
                 payload.pad.eq(lanes.pad),
             ]
             for name in ("first", "last", "walk_first", "walk_last", "filler"):
-                m.d.sync += getattr(payload, name).eq(getattr(s6, name))
+                m.d.sync += getattr(payload, name).eq(getattr(s7, name))
             with m.If(s2.valid & ~s2.filler):
                 m.d.sync += prev_kg.eq(kg)
             with m.If(kill):
@@ -213,8 +215,10 @@ class SparseDecoder(wiring.Component):
                 m.d.sync += payload.addrs[g].eq(lanes.addrs[g])
         s5_kg = Signal(fmt.kgroup_bits, reset_less=True)
         s6_kg = Signal(fmt.kgroup_bits, reset_less=True)
+        s7_kg = Signal(fmt.kgroup_bits, reset_less=True)
         with m.If(advance):
-            m.d.sync += [s5_kg.eq(s4_kg), s6_kg.eq(s5_kg), payload.kgroup.eq(s6_kg)]
+            m.d.sync += [s5_kg.eq(s4_kg), s6_kg.eq(s5_kg), s7_kg.eq(s6_kg),
+                         payload.kgroup.eq(s7_kg)]
         with m.If(walk.rejected):
             m.d.sync += self.error.descriptor.eq(1)
         with m.If(walk.started):            # after: a start clears what came before

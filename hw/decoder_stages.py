@@ -215,7 +215,7 @@ class WalkIssue(wiring.Component):
 
 
 class LaneExpander(wiring.Component):
-    """Lane expansion over four pipeline stages: a K-group's G lanes, their pad tests and
+    """Lane expansion over five pipeline stages: a K-group's G lanes, their pad tests and
     addresses.
 
     A lane g of the K-group lies ``w(g) = popcount(wraps[:g])`` kernel rows below the
@@ -246,10 +246,11 @@ class LaneExpander(wiring.Component):
       test of a lane past the first wrap; lane 1's ``g + w*J`` -> registers;
     * B: ``(by + kh0)*P``, ``act_base + bx + p0``, the other lanes' ``w(g)*J`` (a
       (g+1)-way choice of the multiples); the x and y windows -> registers;
-    * C: ``a0``, lanes 2 .. G-1's ``+ g`` beside it, the addresses, and each lane's pad
-      test (its window bits, selected by ``w(g)``), combinational from the B registers
-      (the caller registers them): ``addrs`` and ``pad`` are those of the inputs of three
-      advances before ``entry``'s.
+    * C: ``a0``, lanes 2 .. G-1's ``+ g`` beside it, and each lane's pad test (its
+      window bits, selected by ``w(g)``) -> registers;
+    * D: the addresses ``a0 + step``, combinational from the C registers (the caller
+      registers them): ``addrs`` and ``pad`` are those of the inputs of four advances
+      before ``entry``'s.
 
     Parameters
     ----------
@@ -399,17 +400,24 @@ class LaneExpander(wiring.Component):
                      first_b.eq(first_a), xlate_b.eq(xlate_a), valid_b.eq(valid_a)]
             sync += [w_b[g].eq(w_a[g]) for g in range(G)]
 
-        # -- C: addresses ------------------------------------------------------------------
-        # A product's + g is added here, beside a0, not behind the multiplier: two carry
-        # chains in series, as for a0 + step.
-        a0 = Signal(ab)
-        m.d.comb += a0.eq(offset_b + base_b)
+        # -- C: a0, each lane's step (+ g), the pad test -> registers ----------------------
+        # a0 and the steps are registered, and D adds them: a0 = offset + base and
+        # a0 + step were two carry chains in series behind the DSP's output register
+        # (issue 9: 20 of the whole top's late sinks at d31e33c, seed 2).
+        a0_c = Signal(ab, name="a0_c", reset_less=True)
+        step_c = [Signal(ab, name=f"step_c{g}", reset_less=True) for g in range(G)]
+        pad_c = Signal(G, reset_less=True)
+        with m.If(self.advance):
+            sync += a0_c.eq(offset_b + base_b)
+            for g in range(G):
+                xok = Mux(first_b[g], xwin_b[g], xlate_b[g])
+                ok = valid_b[g] & xok & ywin_b.bit_select(w_b[g], 1)
+                sync += [step_c[g].eq(step_b[g] + g if g >= 2 else step_b[g]),
+                         pad_c[g].eq(~ok)]
+
+        # -- D: addresses ------------------------------------------------------------------
         for g in range(G):
-            step = Signal(ab, name=f"step_c{g}", attrs={"keep": 1})
-            m.d.comb += step.eq(step_b[g] + g if g >= 2 else step_b[g])
-            xok = Mux(first_b[g], xwin_b[g], xlate_b[g])
-            ok = valid_b[g] & xok & ywin_b.bit_select(w_b[g], 1)
-            m.d.comb += [self.addrs[g].eq(a0 + step), self.pad[g].eq(~ok)]
+            m.d.comb += [self.addrs[g].eq(a0_c + step_c[g]), self.pad[g].eq(pad_c[g])]
         return m
 
 

@@ -53,9 +53,9 @@ class PhaseCycles:
 READ_MARGIN = 6
 
 #: Decoder stages behind the issue stage and before the output register (hw/decoder.py:
-#: index read, index word + checks, k-table read, k-table word + lanes L1a, lanes L1b,
-#: pad test).
-DECODER_STAGES = 6
+#: index read, index word + checks, k-table read, k-table word + lanes P/A, lanes B,
+#: lanes C (a0, steps, pad test), lanes D (addresses)).
+DECODER_STAGES = 7
 
 #: Register stages of the writer's full pipeline from a lane group's issue to its offer
 #: without residual adds (mars.hw.writer.WRITER_STAGES: S0 aligned choice, S1 the lanes'
