@@ -19,7 +19,7 @@ Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
   three cycles, so the spare is refilled before B is free again).
 * **Take** (stage B loaded): each domain registers its payload's lane words and fields,
   its unpadded lanes as pending, and which lanes share a word (one compare per pair of
-  lanes).  No read yet: the read address comes from registers only.
+  lanes, made on the decoder's output register and kept with the spare's payload).  No read yet: the read address comes from registers only.
 * **Reads** (stage B): each cycle a domain with lanes pending reads the word of its lowest
   pending lane; every pending lane in that word is served by it, and the fields already
   fetched are kept in registers.  A K-group that is one aligned run of G channels (and an
@@ -189,6 +189,13 @@ class ActivationGather(wiring.Component):
         # the 125-bit default payload lay 26 tiles from its far sinks (issue 9: the
         # whole top's critical path at seed 2 in sessions 17 and 18, docs/synthesis.md).
         parts = shares(len(Value.cast(srcs[0])), SELECT_FANOUT // 4)
+        # Which lanes share a word (one bit per pair of lanes), compared on the decoder's
+        # output register and kept with the spare: the take then chooses registered or
+        # freshly compared bits, with no choice in front of the compare (issue 9: choice
+        # and compare were 16 to 20 of the whole top's late sinks at d31e33c).
+        pairs = [(g, h) for g in range(cfg.rows_per_step)
+                 for h in range(g + 1, cfg.rows_per_step)]
+        src_sames = []
         for d, o in enumerate(outs):
             # B takes the spare's payload if there is one, else the decoder's (no cycle lost
             # when the spare is empty).  The spare's data follow the decoder's output while
@@ -196,13 +203,20 @@ class ActivationGather(wiring.Component):
             # The choice is made by copies of the flag, each for a share of the payload
             # (`replicas`): the one flag crossed the domain's lanes, 10 ns of routing into
             # the lane-word compares in the whole top (issue 9).
-            chooses = replicas(m, spare_valid[d], spare_next[d], len(parts),
-                               name=f"spare_valid{d}_")
+            *chooses, choose_same = replicas(m, spare_valid[d], spare_next[d],
+                                             len(parts) + 1, name=f"spare_valid{d}_")
             spare_bits, out_bits = Value.cast(spares[d]), Value.cast(o.payload)
             m.d.comb += [o.ready.eq(~spare_valid[d]),
                          srcs[d].eq(Cat(*(Mux(c, spare_bits[part], out_bits[part])
                                           for c, part in zip(chooses, parts))))]
+            words = [self._lane_word(o.payload.addrs[g]) for g in range(cfg.rows_per_step)]
+            out_same = Cat(*(words[g] == words[h] for g, h in pairs))
+            spare_same = Signal(len(pairs), name=f"spare_same{d}")
+            src_same = Signal(len(pairs), name=f"src_same{d}")
+            m.d.comb += src_same.eq(Mux(choose_same, spare_same, out_same))
+            src_sames.append(src_same)
             with m.If(~spare_valid[d]):
+                m.d.sync += spare_same.eq(out_same)
                 m.d.sync += [spares[d].addrs.eq(o.payload.addrs), spares[d].pad.eq(o.payload.pad),
                              spares[d].slot.eq(o.payload.slot)]
                 if d == 0:
@@ -231,7 +245,7 @@ class ActivationGather(wiring.Component):
         busys = Signal(D)
         m.d.comb += busy_any.eq(busys.any())
         for d, src in enumerate(srcs):
-            acts = self._domain(m, d, src, takes[d], busys)
+            acts = self._domain(m, d, src, src_sames[d], pairs, takes[d], busys)
             with m.If(~c_valid):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
@@ -245,7 +259,12 @@ class ActivationGather(wiring.Component):
         m.d.comb += [self.side.valid.eq(valid), self.side.payload.eq(head)]
         return m
 
-    def _domain(self, m, d: int, payload, take, busys) -> list:
+    def _lane_word(self, addr) -> Value:
+        """The activation word of a lane's element address (its field cut off)."""
+        sh, ab = self._banking.group_bits, DecoderFormat(self._config).addr_bits
+        return addr[sh:] if sh < ab else C(0, 1)
+
+    def _domain(self, m, d: int, payload, src_same, pairs, take, busys) -> list:
         """Domain `d`'s word reads; returns its G lanes' activations (before the pad mask).
 
         The take cycle only registers the payload: every lane's word and field, the
@@ -298,15 +317,14 @@ class ActivationGather(wiring.Component):
             with m.If(served_r[g]):
                 m.d.sync += kept[g].eq(field(g))
         with m.If(take):
-            lane_words = [payload.addrs[g][sh:] if sh < ab else C(0, 1) for g in range(G)]
             m.d.sync += [pend.eq(~payload.pad), low.eq(_lowest(~payload.pad)),
                          served.eq(0), busy.eq((~payload.pad).any())]
             for g in range(G):
-                m.d.sync += [words[g].eq(lane_words[g]), same[g][g].eq(1),
+                m.d.sync += [words[g].eq(self._lane_word(payload.addrs[g])),
+                             same[g][g].eq(1),
                              fields[g].eq(payload.addrs[g][:sh] if sh else 0)]
-                for h in range(g + 1, G):       # one compare per pair of lanes
-                    equal = lane_words[g] == lane_words[h]
-                    m.d.sync += [same[g][h].eq(equal), same[h][g].eq(equal)]
+            for i, (g, h) in enumerate(pairs):  # the lanes' words equal (`src_same`)
+                m.d.sync += [same[g][h].eq(src_same[i]), same[h][g].eq(src_same[i])]
         return [Mux(served_r[g], field(g), kept[g]) for g in range(G)]
 
 

@@ -177,8 +177,9 @@ def test_one_group_per_cycle():
     assert len(got) == n
     assert timing["last_out"] - timing["first_out"] == n - 1
     # latency (docs/decoder.md): issue, index read, index word register + checks, k-table
-    # read, k-table word register + lanes L1a, lanes L1b, pad test, output register
-    assert timing["first_out"] - timing["first_start"] == 8
+    # read, k-table word register + lanes P/A, lanes B, lanes C (a0, steps, pad test),
+    # lanes D (addresses), output register
+    assert timing["first_out"] - timing["first_start"] == 9
 
 
 def bad_walk(config, kept, *, k_groups_geometry=LAYERS[1]):
