@@ -617,23 +617,30 @@ class UnitWriter(wiring.Component):
                          reset_less=True)
             n_grp, phase = n_grps[lane], phases[lane]
             write, rotate = reg.write, phase
-            if staged:
-                # the issue's write flag and phase, a cycle on (the phase copies load at
-                # the pixel's last issue, before its last group's rotation)
-                write = Signal(name=f"s0_write{lane}", reset_less=True)
-                m.d.sync += reg.write.eq(write)
-                if lb:
-                    rotate = Signal.like(phase, name=f"s0_phase{lane}", reset_less=True)
-                    m.d.sync += rotate.eq(phase)
             # the lane's S1 values as they are loaded (`_plain_lanes` registers them again
             # at the multiplier's inputs)
             nxt = Signal(lane_layout, name=f"s1_next{lane}")
+            parts = shares(len(Value.cast(nxt)), SELECT_FANOUT // 8)
+            rotates = [rotate] * len(parts)
+            if staged:
+                # the issue's write flag and phase, a cycle on (the phase copies load at
+                # the pixel's last issue, before its last group's rotation); a copy of
+                # the phase per 16 bits of the lane (`replicas`): one register chose all
+                # of them, 6.4 ns of routing into the multipliers' operands (issue 9:
+                # the whole top's critical path at 1434093, seed 1)
+                write = Signal(name=f"s0_write{lane}", reset_less=True)
+                m.d.sync += reg.write.eq(write)
+                if lb:
+                    rotates = replicas(m, Signal.like(phase, reset_less=True), phase,
+                                       len(parts), name=f"s0_phase{lane}_")
             if lb:
-                with m.Switch(rotate):
-                    for p in range(L):
-                        src = cur[lane - p] if lane >= p else prev[lane - p + L]
-                        with m.Case(p):
-                            m.d.comb += nxt.eq(src)
+                bits = Value.cast(nxt)
+                for rotate_k, part in zip(rotates, parts):
+                    with m.Switch(rotate_k):
+                        for p in range(L):
+                            src = cur[lane - p] if lane >= p else prev[lane - p + L]
+                            with m.Case(p):
+                                m.d.comb += bits[part].eq(Value.cast(src)[part])
             else:
                 m.d.comb += nxt.eq(cur[lane])
             m.d.sync += [reg.acc.eq(nxt.acc), *(reg[n].eq(nxt[n]) for n in names)]
