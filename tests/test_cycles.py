@@ -25,7 +25,7 @@ describes them; the sim tests compare the same model with the RTL's own counters
   have it (the cycle after at the earliest): START the cycle after.  The walk's first
   payload reaches the decoders' output DECODER_START = 9 cycles after they took the
   descriptor and waits there until START: the walk then runs as a walk started at
-  v = max(START - 8, the decoders' cycle) would (W from v + 1, done seen at v + W + 1).
+  v = max(START - DECODER_START, the decoders' cycle) would (W from v + 1, done seen at v + W + 1).
 * A loader's LOAD state: per LOAD FETCH, DECODE, count + 1 COPY cycles; then FETCH,
   DECODE, SYNC.  With ``skip_loads`` every count is 0.
 """
