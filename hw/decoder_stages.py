@@ -10,7 +10,7 @@ The index check (S1) and the stage registers stay in `SparseDecoder`, which join
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,8 +18,12 @@ from mars.config import MarsConfig
 from mars.contract.decoder import DecoderFormat, descriptor_layout, ktable_layout
 
 from .dsp import registered_product
+from .regs import SELECT_FANOUT, replicas, shares
 
-__all__ = ["item_layout", "WalkIssue", "LaneExpander"]
+__all__ = ["ADVANCE_COPIES", "item_layout", "WalkIssue", "LaneExpander"]
+
+#: Copies of the lane expander's advance (`LaneExpander`): one per stage group.
+ADVANCE_COPIES = 3
 
 
 def item_layout(config: MarsConfig) -> data.StructLayout:
@@ -49,10 +53,12 @@ class WalkIssue(wiring.Component):
     Members
     -------
     start : In(stream.Signature(descriptor_layout(config)))
-        Starts a walk; ``ready`` while no walk is active and ``in_flight`` is low.
-        A walk whose descriptor is invalid (``bad``) or has no steps issues nothing.
-    in_flight : In(1)
-        Items are still in the stages behind this one: no new walk may start.
+        Starts a walk; ``ready`` (a register) while no walk is active and no item is
+        in the stages behind this one.  A walk whose descriptor is invalid (``bad``) or
+        has no steps issues nothing.
+    in_flight_next : In(1)
+        Items will be in the stages behind this one in the next cycle: the next value
+        of the OR of their valid bits (no new walk may start while any are).
     advance : In(1)
         The pipeline advances this cycle (its output register is free).
     stop : In(1)
@@ -93,7 +99,7 @@ class WalkIssue(wiring.Component):
         self._format = fmt = DecoderFormat(config)
         super().__init__({
             "start": In(stream.Signature(descriptor_layout(config))),
-            "in_flight": In(1),
+            "in_flight_next": In(1),
             "advance": In(1),
             "stop": In(1),
             "desc": Out(descriptor_layout(config)),
@@ -146,8 +152,12 @@ class WalkIssue(wiring.Component):
             # a register.  Fillers read whatever word it names: their index word is unused.
             self.index_addr.eq(index_addr),
         ]
+        # `active` through its next value, which `start.ready`'s register also loads.
+        active_next = Signal()
+        m.d.comb += active_next.eq(self.active)
+        m.d.sync += self.active.eq(active_next)
         with m.If(self.advance & self.stop):
-            m.d.sync += self.active.eq(0)
+            m.d.comb += active_next.eq(0)
         # The counters step on every issue, `stop` or not: a stopped walk is over (its
         # `active` cleared above) and the counters follow the next offered descriptor
         # from the next cycle, so their values after a stop are never read.  `stop` (the
@@ -161,7 +171,7 @@ class WalkIssue(wiring.Component):
                     m.d.sync += [cols_left.eq(desc.out_w), bx.eq(desc.bx0),
                                  last_col.eq(desc.out_w == 1)]
                     with m.If(last_row):
-                        m.d.sync += self.active.eq(0)
+                        m.d.comb += active_next.eq(0)
                     with m.Else():
                         m.d.sync += [rows_left.eq(rows_left - 1), by.eq(by + desc.step_y),
                                      last_row.eq(rows_left == 2)]
@@ -181,15 +191,22 @@ class WalkIssue(wiring.Component):
         bad = Signal()
         m.d.comb += bad.eq(bad_checks.any())
         fresh = Signal()                    # a walk started last cycle
+        # ``~active & ~in_flight`` as registers loaded with its next value: the LUT of
+        # the stage valids lay in front of the descriptor's ~200 clock enables (issue 9:
+        # 11 of the whole top's late sinks at c66e847, seed 2).  A copy per share of at
+        # most SELECT_FANOUT // 2 flip-flops (`replicas`).
+        ready_next = ~active_next & ~self.in_flight_next
+        ready = Signal(init=1)
+        m.d.sync += ready.eq(ready_next)
         m.d.comb += [
-            self.start.ready.eq(~self.active & ~self.in_flight),
+            self.start.ready.eq(ready),
             self.started.eq(self.start.valid & self.start.ready),
             self.reject.eq(self.active & bad),
             self.rejected.eq(fresh & bad),
         ]
         m.d.sync += fresh.eq(self.started)
         with m.If(self.started):
-            m.d.sync += self.active.eq(new.steps != 0)
+            m.d.comb += active_next.eq(new.steps != 0)
         # While no walk is active the counters follow the offered descriptor; the
         # descriptor and its check also wait for the last walk's items to leave.
         with m.If(~self.active):
@@ -198,8 +215,13 @@ class WalkIssue(wiring.Component):
                          bx.eq(new.bx0), by.eq(new.by0), index_addr.eq(new.index_start),
                          last_step.eq(new.steps == 1), last_col.eq(new.out_w == 1),
                          last_row.eq(new.out_h == 1)]
-        with m.If(self.start.ready):
-            m.d.sync += [desc.eq(new), bad_checks.eq(Cat(*checks))]
+        loaded = [(Value.cast(desc), Value.cast(new)), (bad_checks, Cat(*checks))]
+        for k, (dst, src) in enumerate(loaded):
+            parts = shares(len(dst), SELECT_FANOUT // 2)
+            copies = replicas(m, ready, ready_next, len(parts), name=f"ready{k}_")
+            for copy, part in zip(copies, parts):
+                with m.If(copy):
+                    m.d.sync += dst[part].eq(src[part])
         return m
 
     def _invalid(self, new) -> list:
@@ -261,8 +283,11 @@ class LaneExpander(wiring.Component):
     -------
     desc : In(descriptor_layout(config))
         The walk's descriptor.
-    advance : In(1)
-        The pipeline advances: every stage register takes its inputs.
+    advance : In(ADVANCE_COPIES)
+        The pipeline advances: every stage register takes its inputs.  Equal copies of
+        one enable, from registers of their own: bit 0 enables stages P and A, bit 1
+        stage B (and the row offset's DSP), bit 2 stage C (issue 9: one net enabled the
+        ~470 flip-flops, 45 of the whole top's late sinks at c66e847, seed 1).
     bx, by : In(signed(offset_bits))
         The window origin of the item one stage before its k-table word: column of its
         left edge (elements), row of its top edge (input rows).
@@ -285,7 +310,7 @@ class LaneExpander(wiring.Component):
         G = config.rows_per_step
         super().__init__({
             "desc": In(descriptor_layout(config)),
-            "advance": In(1),
+            "advance": In(ADVANCE_COPIES),
             "bx": In(signed(fmt.offset_bits)),
             "by": In(signed(fmt.offset_bits)),
             "kgroup": In(unsigned(fmt.kgroup_bits)),
@@ -300,6 +325,7 @@ class LaneExpander(wiring.Component):
         ab, ob = fmt.addr_bits, fmt.offset_bits
         m = Module()
         sync = m.d.sync
+        adv_pa, adv_b, adv_c = self.advance
         # Every register here is reset-less (hw/regs.py): stage data that travels with an
         # item (the caller's stage registers carry its valid bit), or recomputed from the
         # descriptor every cycle.
@@ -325,7 +351,7 @@ class LaneExpander(wiring.Component):
         filler_p = Signal(reset_less=True)
         cols = Signal(signed(ob))
         m.d.comb += cols.eq(desc.row_size - self.bx)
-        with m.If(self.advance):
+        with m.If(adv_pa):
             sync += [bx_p.eq(self.bx), by_p.eq(self.by), cols_p.eq(cols),
                      rows_p.eq(desc.in_h - self.by),
                      xwin_p.eq(_window(self.bx, cols, G)),
@@ -346,7 +372,7 @@ class LaneExpander(wiring.Component):
         valid_a = Signal(G, reset_less=True)          # not a filler, not past K
         row_next = Signal.like(row_a, name="row_next")
         m.d.comb += row_next.eq(by_p + e.kh0)
-        with m.If(self.advance):
+        with m.If(adv_pa):
             sync += [row_a.eq(row_next), rows_a.eq(rows_p - e.kh0),
                      x_a.eq(bx_p + e.p0), cols_a.eq(cols_p - e.p0),
                      valid_a.eq(Mux(filler_p, 0, Mux(last_p, lanes_k, (1 << G) - 1)))]
@@ -383,9 +409,9 @@ class LaneExpander(wiring.Component):
         # sinks at 05caebc, docs/synthesis.md).
         product = registered_product(m, row_next.as_unsigned()[:ab], desc.row_size[:ab],
                                      platform=platform, name="offset_b",
-                                     enable=self.advance)
+                                     enable=adv_b)
         m.d.comb += offset_b.eq(product[:ab])
-        with m.If(self.advance):
+        with m.If(adv_b):
             sync += base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])
             # w*J of lanes 2 .. G-1: a (g+1)-way choice of the registered multiples k*J
             # by w(g), a register (no multiplier between registers: its 3.9 ns and the
@@ -407,7 +433,7 @@ class LaneExpander(wiring.Component):
         a0_c = Signal(ab, name="a0_c", reset_less=True)
         step_c = [Signal(ab, name=f"step_c{g}", reset_less=True) for g in range(G)]
         pad_c = Signal(G, reset_less=True)
-        with m.If(self.advance):
+        with m.If(adv_c):
             sync += a0_c.eq(offset_b + base_b)
             for g in range(G):
                 xok = Mux(first_b[g], xwin_b[g], xlate_b[g])

@@ -270,14 +270,26 @@ class UnitSequencer(wiring.Component):
         with m.If(iv1):
             m.d.sync += q_insn.eq(prog_read.data)
         with m.If(iv2):
-            m.d.sync += [next_insn.eq(Cat(next_insn[CONTROL_WORD_BITS:], q_insn)),
-                         i_got.eq(i_got + 1)]
+            m.d.sync += i_got.eq(i_got + 1)
             with m.If(i_got == ki - 1):
                 m.d.sync += i_done.eq(1)
         # The first stored word in the output register: a SYNC, or a WALK whose parameter
         # reads start the next cycle.
         first = iv2 & (i_got == 0)
         is_sync = q_insn[:op_field.width] == Op.SYNC
+        # The shadows shift a word in under copies of iv2 / pv2, one per share of at
+        # most SELECT_FANOUT flip-flops (`replicas`): pv2 alone enabled the 864 of the
+        # default's parameter shadow (issue 9: 29 of the whole top's late sinks at
+        # c66e847, seed 2).  The copies load what iv2 / pv2 load.
+        iv2_next = Mux(first & is_sync, 0, iv1)
+        for shadow_bits, word, valid_next, name in ((next_insn, q_insn, iv2_next, "iv2_"),
+                                                   (next_params, q_prm, pv1, "pv2_")):
+            shifted = Cat(shadow_bits[CONTROL_WORD_BITS:], word)
+            parts = shares(len(shadow_bits), SELECT_FANOUT)
+            copies = replicas(m, Signal(), valid_next, len(parts), name=name)
+            for copy, part in zip(copies, parts):
+                with m.If(copy):
+                    m.d.sync += shadow_bits[part].eq(shifted[part])
         with m.If(first & ~is_sync):
             m.d.sync += [pa.eq(q_insn[pa_field.offset:pa_field.offset + pa_field.width]),
                          p_on.eq(1)]
@@ -288,8 +300,7 @@ class UnitSequencer(wiring.Component):
         with m.If(pv1):
             m.d.sync += q_prm.eq(param_read.data)
         with m.If(pv2):
-            m.d.sync += [next_params.eq(Cat(next_params[CONTROL_WORD_BITS:], q_prm)),
-                         p_got.eq(p_got + 1)]
+            m.d.sync += p_got.eq(p_got + 1)
             with m.If(p_got == kp - 1):
                 m.d.sync += p_done.eq(1)
         # A SYNC: count it and fetch the next instruction from the next cycle, dropping the

@@ -728,7 +728,12 @@ class UnitWriter(wiring.Component):
             window = Signal(Ab + 1, name=f"s4_window{lane}", reset_less=True)
             write4 = Signal(name=f"s4_write{lane}", reset_less=True)
             acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
-            win, ovf = self._clamp_window(m, lane, p, shift3)
+            # The coarse and the fine choice of the clamp window each take a copy of the
+            # shift (issue 9: s3_shift -> the window's 8-way choices was the whole top's
+            # critical path at c66e847, seed 2, a 4.2 ns route).
+            shifts = (replicas(m, shift3, shift2, 2, name=f"s3_shift{lane}_")
+                      if self.registered(3) else [shift3, shift3])
+            win, ovf = self._clamp_window(m, lane, p, *shifts)
             m.d[s4] += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
                          write4.eq(write3), acc4.eq(acc3)]
             s4_lanes.append((neg, over, window, write4, acc4))
@@ -746,7 +751,7 @@ class UnitWriter(wiring.Component):
             return q, write, acc
         return groups[-1], lane_out
 
-    def _clamp_window(self, m, lane: int, p, shift):
+    def _clamp_window(self, m, lane: int, p, shift, fine_shift):
         """What the clamp needs of the product p shifted right by S: the Ab + 1 bits
         from bit S - 1 (bit -1 reads 0) and whether any bit at or above S + Ab is set.
 
@@ -755,6 +760,7 @@ class UnitWriter(wiring.Component):
         whether any bit of u from 8a + 8 + Ab up is set (the suffix ORs, chosen by a);
         the fine step takes Ab + 1 bits from bit b of the coarse ones and ORs those at
         or above b + Ab + 1.  Far fewer LUTs than a full shifter of the product.
+        ``fine_shift`` equals ``shift`` (a copy that b is read from).
         """
         Ab = self._config.act_bits
         u = Cat(Const(0, 1), p.as_unsigned())
@@ -763,7 +769,7 @@ class UnitWriter(wiring.Component):
         steps = 1 << (len(shift) - fb)             # coarse positions
         coarse = Signal(span, name=f"s4_coarse{lane}")
         sticky = Signal(name=f"s4_sticky{lane}")
-        a, b = shift[fb:], shift[:fb]
+        a, b = shift[fb:], fine_shift[:fb]
         with m.Switch(a):
             for k in range(steps):
                 lo = k << fb
@@ -966,34 +972,47 @@ class UnitWriter(wiring.Component):
         ox_last = Signal(reset_less=True)
         kx_last = Signal(reset_less=True)
         ky_last = Signal(reset_less=True)
+        # ``ox_last & ky_last`` (the take ends a pooled row) as a register of its own, so
+        # the pooled row's counters' enable is one LUT of `take` (issue 9: `take` -> the
+        # ky enable -> the py enable, two routes across the writer, 13 of the whole top's
+        # late sinks at c66e847, seeds 1 and 2).  The flags are loaded through their next
+        # values, which it also loads.
+        row_last = Signal(reset_less=True)
+        ox_last_next = Signal()
+        ky_last_next = Signal()
+        m.d.comb += [ox_last_next.eq(ox_last), ky_last_next.eq(ky_last)]
+        m.d.sync += [ox_last.eq(ox_last_next), ky_last.eq(ky_last_next),
+                     row_last.eq(ox_last_next & ky_last_next)]
         pool_one = insn.pool_k == 1
         with m.If(take):
             with m.If(ox_last):
-                m.d.sync += [ox.eq(0), kx.eq(0), px.eq(0),
-                             ox_last.eq(insn.desc.out_w == 1), kx_last.eq(pool_one)]
-                with m.If(ky_last):
-                    m.d.sync += [ky.eq(0), ky_last.eq(pool_one), py.eq(py + 1),
-                                 row_addr.eq(row_addr + insn.out_row_pitch),
-                                 pix_addr.eq(row_addr + insn.out_row_pitch),
-                                 row_lo.eq(lo_sum(row_lo, insn.out_row_pitch)),
-                                 pix_lo.eq(lo_sum(row_lo, insn.out_row_pitch))]
-                with m.Else():
-                    m.d.sync += [ky.eq(ky + 1), ky_last.eq(ky + 1 == insn.pool_k - 1),
-                                 pix_addr.eq(row_addr), pix_lo.eq(row_lo)]
+                m.d.sync += [ox.eq(0), kx.eq(0), px.eq(0), kx_last.eq(pool_one)]
+                m.d.comb += ox_last_next.eq(insn.desc.out_w == 1)
+                with m.If(~ky_last):
+                    m.d.sync += [ky.eq(ky + 1), pix_addr.eq(row_addr), pix_lo.eq(row_lo)]
+                    m.d.comb += ky_last_next.eq(ky + 1 == insn.pool_k - 1)
             with m.Else():
-                m.d.sync += [ox.eq(ox + 1), ox_last.eq(ox + 1 == insn.desc.out_w - 1)]
+                m.d.sync += ox.eq(ox + 1)
+                m.d.comb += ox_last_next.eq(ox + 1 == insn.desc.out_w - 1)
                 with m.If(kx_last):
                     m.d.sync += [kx.eq(0), kx_last.eq(pool_one), px.eq(px + 1),
                                  pix_addr.eq(pix_addr + insn.out_pitch),
                                  pix_lo.eq(lo_sum(pix_lo, insn.out_pitch))]
                 with m.Else():
                     m.d.sync += [kx.eq(kx + 1), kx_last.eq(kx + 1 == insn.pool_k - 1)]
+        with m.If(take & row_last):
+            m.d.sync += [ky.eq(0), py.eq(py + 1),
+                         row_addr.eq(row_addr + insn.out_row_pitch),
+                         pix_addr.eq(row_addr + insn.out_row_pitch),
+                         row_lo.eq(lo_sum(row_lo, insn.out_row_pitch)),
+                         pix_lo.eq(lo_sum(row_lo, insn.out_row_pitch))]
+            m.d.comb += ky_last_next.eq(pool_one)
         with m.If(self.restart):
             m.d.sync += [ox.eq(0), kx.eq(0), ky.eq(0), px.eq(0), py.eq(0),
                          row_addr.eq(0), pix_addr.eq(0),
                          row_lo.eq(lo(insn.out_base)), pix_lo.eq(lo(insn.out_base)),
-                         ox_last.eq(insn.desc.out_w == 1), kx_last.eq(pool_one),
-                         ky_last.eq(pool_one)]
+                         kx_last.eq(pool_one)]
+            m.d.comb += [ox_last_next.eq(insn.desc.out_w == 1), ky_last_next.eq(pool_one)]
         return {"pix_addr": pix_addr, "base_lo": pix_lo if lb else Const(0, 1),
                 "in_bounds": (px < insn.pool_w) & (py < insn.pool_h),
                 "first_in_window": (kx == 0) & (ky == 0)}
