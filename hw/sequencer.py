@@ -369,18 +369,19 @@ class UnitSequencer(wiring.Component):
         # SYNC count, the shadow's flags).  What they load between walks is never used:
         # nothing reads them from one walk's end (its last pixel written: `walk_done`) to
         # the next walk's take, and the next walk's payloads wait at the decoders until then
-        # (`release`).  A copy of the enable per share of at most SELECT_FANOUT bits
-        # (`replicas`).  (Issue 9: in the whole top `go` -> the dispatch -> the parameters'
-        # enable crossed a unit's quadrant, 16 ns of routing; at 05caebc the writer's
-        # `walk_done` register lay 39 tiles from the LUT that made a share's enable from it
-        # and a copy of `walking`, 20 of the whole top's late sinks.)
+        # (`release`).  A copy of the enable per share of at most SELECT_FANOUT // 2 bits
+        # (`replicas`; per 128, a copy's far sinks were 10.9 ns late at c66e847, seed 1).
+        # (Issue 9: in the whole top `go` -> the dispatch -> the parameters' enable crossed
+        # a unit's quadrant, 16 ns of routing; at 05caebc the writer's `walk_done` register
+        # lay 39 tiles from the LUT that made a share's enable from it and a copy of
+        # `walking`, 20 of the whole top's late sinks.)
         # (`walking`: START, or RUN before the walk's end; only its next value is needed)
         walking_next = Signal()
         holding_next = walking_next & ~self.walk_done_next
         held = [(Value.cast(insn), Value.cast(shadow)),
                 (Value.cast(params), next_params[:len(Value.cast(params))])]
         for k, (dst, src) in enumerate(held):
-            parts = shares(len(dst), SELECT_FANOUT)
+            parts = shares(len(dst), SELECT_FANOUT // 2)
             copies = replicas(m, Signal(), holding_next, len(parts), name=f"holding{k}_")
             for copy, part in zip(copies, parts):
                 with m.If(~copy):                  # ~(walking & ~walk_done)

@@ -402,7 +402,7 @@ class UnitWriter(wiring.Component):
         # lanes' and the counters' enables across the writer (issue 9: 34 and 25 to 26 of
         # the whole top's late sinks, docs/synthesis.md, session 18).  The copies differ
         # by name only (`replicas`: kept apart), so Yosys cannot merge the LUTs.
-        loadeds = replicas(m, loaded, loaded_next, L + 1, name="loaded")
+        loadeds = replicas(m, loaded, loaded_next, L + 2, name="loaded")
         take = advance | prime
         take_pos = Signal()
         pos = self._position(m, take_pos)
@@ -439,8 +439,8 @@ class UnitWriter(wiring.Component):
                                        if per_word > 1 else 1)),
             can.eq(Mux(insn.acc_out | ends_word | self._adding(), slot, 1)),
             issue.eq(self.pixel.valid & can & loaded),
-            self.pixel.ready.eq(issue & last_group),
-            advance.eq(issue & last_group),
+            # ``issue & last_group``: at a pixel's last group `can` is the slot (below)
+            advance.eq(self.pixel.valid & slot & loaded & last_group),
         ]
         n_grp_next = Signal.like(n_grp)
         last_group_next = Signal()
@@ -467,15 +467,24 @@ class UnitWriter(wiring.Component):
         # no group issues then or in the cycle after (`loaded` is low from `restart`
         # until the cycle after `prime`; before a START the walk has drained).
         sub = per_word.bit_length() - 1            # group bits of the lane group in a word
-        slots = replicas(m, slot, slot_before, L + 1, name="slot")
-        last_groups = replicas(m, last_group, last_group_next, L + 1, name="last_group")
+        slots = replicas(m, slot, slot_before, L + 2, name="slot")
+        last_groups = replicas(m, last_group, last_group_next, L + 2, name="last_group")
         subs = (replicas(m, Signal(sub), group_next[:sub], L + 1, name="group_lo") if sub
                 else [Const(1, 1)] * (L + 1))      # one group a word: every group ends one
         alls = replicas(m, Signal(), insn.acc_out | self._adding(), L + 1, name="wait_all")
         cans = [Mux(all_k | last_k | sub_k.all(), slot_k, 1)
                 for slot_k, last_k, sub_k, all_k in zip(slots, last_groups, subs, alls)]
-        m.d.comb += take_pos.eq((self.pixel.valid & cans[L] & loadeds[L] & last_groups[L])
-                                | prime)
+        # A pixel's last group ends a word, so it issues in its slot: `can` is the slot
+        # there, and the take and the pixel's pop (``advance``) are ANDs of four
+        # registers, copies L and L + 1 (issue 9: through `can`, the accumulator's pixel
+        # ring's pop, behind it its 33 pointer and flag copies, and the position
+        # counters' enables were 4 LUTs deep, 13 + 13 of the whole top's late sinks at
+        # c66e847, seed 2).
+        m.d.comb += [
+            take_pos.eq((self.pixel.valid & slots[L] & loadeds[L] & last_groups[L]) | prime),
+            self.pixel.ready.eq(self.pixel.valid & slots[L + 1] & loadeds[L + 1]
+                                & last_groups[L + 1]),
+        ]
         issues = [Signal(name=f"issue{j}") for j in range(L)]
         m.d.comb += [issue_j.eq(self.pixel.valid & can_j & loaded_j)
                      for issue_j, can_j, loaded_j in zip(issues, cans, loadeds)]
