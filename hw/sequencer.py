@@ -123,11 +123,12 @@ class UnitSequencer(wiring.Component):
         The phase after the SYNC the unit waits at (or, while it runs, after the
         current phase) exists: the decoders may start a WALK fetched behind one SYNC
         (the controller's ``more`` register).
-    release : Out(D)
+    release : Out(2 * D)
         The current walk's first payload may pass from the decoders to the gather (a
         register: set when the executor takes the WALK, cleared by ``first_passed``):
-        one equal copy per word-line domain, placed beside its decoder, whose whole
-        pipeline's advance it gates (hw/unit.py).
+        equal copies, two per word-line domain d: bit d beside its decoder, whose whole
+        pipeline's advance it gates, bit D + d beside the gather's take of domain d
+        (hw/unit.py).
     first_passed : In(1)
         The current walk's first payload passes to the gather this cycle.
     insn : Out(instruction_layout(config))
@@ -159,7 +160,7 @@ class UnitSequencer(wiring.Component):
             "walk_done": In(1),
             "walk_done_next": In(1),
             "more": In(1),
-            "release": Out(config.wordline_domains),
+            "release": Out(2 * config.wordline_domains),
             "first_passed": In(1),
             "insn": Out(instruction_layout(config)),
             "params": Out(param_layout(config)),
@@ -335,16 +336,18 @@ class UnitSequencer(wiring.Component):
                          start.valid.eq(full & ahead_ok & ~taken[d])]
             with m.If(start.valid & start.ready):
                 m.d.sync += taken[d].eq(1)
-        # `release` as the register's next value, one copy per domain (`replicas`):
-        # each gates its decoder's stage advance, a net to about a thousand clock
+        # `release` as the register's next value, two copies per domain (`replicas`):
+        # one gates its decoder's stage advance, a net to about a thousand clock
         # enables spread over the decoder (issue 9: from one register in the whole top,
-        # sequencer -> decoder took 2.8 ns of a 14.4 ns critical path).
+        # sequencer -> decoder took 2.8 ns of a 14.4 ns critical path), the other the
+        # gather's take of the domain (one copy for both lay 2.9 ns of routing from the
+        # gather: the whole top's critical path at c66e847, seed 1).
         release = Signal()
         release_next = Signal()
         m.d.comb += release_next.eq(release)
         m.d.sync += release.eq(release_next)
         m.d.comb += self.release.eq(Cat(*replicas(m, release, release_next,
-                                                   cfg.wordline_domains, name="release")))
+                                                   2 * cfg.wordline_domains, name="release")))
         with m.If(self.first_passed):
             m.d.comb += release_next.eq(0)
 
