@@ -10,7 +10,7 @@ The index check (S1) and the stage registers stay in `SparseDecoder`, which join
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,9 +53,9 @@ class WalkIssue(wiring.Component):
     Members
     -------
     start : In(stream.Signature(descriptor_layout(config)))
-        Starts a walk; ``ready`` (a register) while no walk is active and no item is
-        in the stages behind this one.  A walk whose descriptor is invalid (``bad``) or
-        has no steps issues nothing.
+        Starts a walk; ``ready`` (from registers) while no walk is active and no item
+        is in the stages behind this one, except in the cycle after a start.  A walk
+        whose descriptor is invalid (``bad``) or has no steps issues nothing.
     in_flight_next : In(1)
         Items will be in the stages behind this one in the next cycle: the next value
         of the OR of their valid bits (no new walk may start while any are).
@@ -84,14 +84,15 @@ class WalkIssue(wiring.Component):
         The descriptor taken on ``start`` the cycle before was invalid (a one-cycle
         pulse, also for a walk with no steps): the caller's error flag.
 
-    The start handshake drives only ``active``'s next value: the descriptor and the
-    counters follow ``start.payload`` while no walk is active (the descriptor while
-    nothing is in flight either), so they hold the offered words at the start, and the
-    descriptor check is a register loaded with them (``_invalid``).  No comparator, and
-    no enable of the ~200 descriptor and counter flip-flops, lies behind the handshake
-    (issue 9: the start's ``valid``, from the sequencer's shadow and the controller's
-    ``more``, through the check into ``active`` and the counters' enables was the
-    critical path of the unit at one seed and of the whole top, docs/synthesis.md).
+    The start handshake drives only ``active``'s and ``fresh``'s next values: the
+    descriptor and the counters follow ``start.payload`` while no walk is active (the
+    descriptor while nothing is in flight either), so they hold the offered words at the
+    start, and the descriptor check is a register loaded with them (``_invalid``). No
+    comparator, and no enable of the ~200 descriptor and counter flip-flops, lies behind
+    the handshake (issue 9: the start's ``valid``, from the sequencer's shadow and the
+    controller's ``more``, through the check into ``active`` and the counters' enables
+    was the critical path of the unit at one seed and of the whole top,
+    docs/synthesis.md).
     """
 
     def __init__(self, config: MarsConfig):
@@ -117,7 +118,12 @@ class WalkIssue(wiring.Component):
         # Reset-less (hw/regs.py): the descriptor, its check and the walk counters hold
         # what was offered at the start, and are read only while `active` (which keeps
         # the reset) or by the items issued since.
-        desc = Signal(descriptor_layout(self._config), reset_less=True)  # drives `desc`
+        new = self.start.payload
+        checks = self._invalid(new)
+        # The descriptor and its check (`_invalid`) in one register, loaded together.
+        layout = descriptor_layout(self._config)
+        held = Signal(layout.size + len(checks), name="desc_held", reset_less=True)
+        desc = data.View(layout, held[:layout.size])       # drives `desc`
         m.d.comb += self.desc.eq(desc)
         s = Signal(range(fmt.index_depth + 1), reset_less=True)
         # Output columns and rows still to walk, down to 1 (the last): loaded with out_w
@@ -152,12 +158,12 @@ class WalkIssue(wiring.Component):
             # a register.  Fillers read whatever word it names: their index word is unused.
             self.index_addr.eq(index_addr),
         ]
-        # `active` through its next value, which `start.ready`'s register also loads.
-        active_next = Signal()
-        m.d.comb += active_next.eq(self.active)
-        m.d.sync += self.active.eq(active_next)
+        # `active` through its next value without a start (`active_kept`), which
+        # `start.ready`'s register also loads.
+        active_kept = Signal()
+        m.d.comb += active_kept.eq(self.active)
         with m.If(self.advance & self.stop):
-            m.d.comb += active_next.eq(0)
+            m.d.comb += active_kept.eq(0)
         # The counters step on every issue, `stop` or not: a stopped walk is over (its
         # `active` cleared above) and the counters follow the next offered descriptor
         # from the next cycle, so their values after a stop are never read.  `stop` (the
@@ -171,7 +177,7 @@ class WalkIssue(wiring.Component):
                     m.d.sync += [cols_left.eq(desc.out_w), bx.eq(desc.bx0),
                                  last_col.eq(desc.out_w == 1)]
                     with m.If(last_row):
-                        m.d.comb += active_next.eq(0)
+                        m.d.comb += active_kept.eq(0)
                     with m.Else():
                         m.d.sync += [rows_left.eq(rows_left - 1), by.eq(by + desc.step_y),
                                      last_row.eq(rows_left == 2)]
@@ -182,31 +188,31 @@ class WalkIssue(wiring.Component):
                 m.d.sync += [s.eq(s + 1), index_addr.eq(index_addr + 1),
                              last_step.eq(s + 1 == last_s)]
 
-        new = self.start.payload
         # _invalid(desc), loaded with desc: one register per check, ORed where read (the
         # OR behind the checks' carry chains put 3 LUT levels more on the path from the
         # sequencer's shadow: issue 9, 11.5 ns at d31e33c, seed 1).
-        checks = self._invalid(new)
-        bad_checks = Signal(len(checks), reset_less=True)
+        bad_checks = held[layout.size:]
         bad = Signal()
         m.d.comb += bad.eq(bad_checks.any())
         fresh = Signal()                    # a walk started last cycle
-        # ``~active & ~in_flight`` as registers loaded with its next value: the LUT of
-        # the stage valids lay in front of the descriptor's ~200 clock enables (issue 9:
-        # 11 of the whole top's late sinks at c66e847, seed 2).  A copy per share of at
-        # most SELECT_FANOUT // 2 flip-flops (`replicas`).
-        ready_next = ~active_next & ~self.in_flight_next
-        ready = Signal(init=1)
-        m.d.sync += ready.eq(ready_next)
+        # ``~active & ~in_flight`` from registers: `idle`, loaded with its next value as
+        # if no walk started, and `fresh`: the cycle after a start is never ready (one
+        # cycle early after a walk with no steps, which no descriptor follows so soon:
+        # the sequencer fetches the next for several cycles).  The LUT of the stage
+        # valids lay in front of the descriptor's ~200 clock enables (issue 9: 11 of the
+        # whole top's late sinks at c66e847, seed 2), and the start handshake from the
+        # sequencer in front of the register (5 at f7e9270, 11.3 ns).  A copy of both
+        # per share of at most SELECT_FANOUT // 2 flip-flops (`replicas`).
+        idle_next = ~active_kept & ~self.in_flight_next
+        idle = Signal(init=1)
+        m.d.sync += [idle.eq(idle_next), fresh.eq(self.started),
+                     self.active.eq(Mux(self.started, new.steps != 0, active_kept))]
         m.d.comb += [
-            self.start.ready.eq(ready),
+            self.start.ready.eq(idle & ~fresh),
             self.started.eq(self.start.valid & self.start.ready),
             self.reject.eq(self.active & bad),
             self.rejected.eq(fresh & bad),
         ]
-        m.d.sync += fresh.eq(self.started)
-        with m.If(self.started):
-            m.d.comb += active_next.eq(new.steps != 0)
         # While no walk is active the counters follow the offered descriptor; the
         # descriptor and its check also wait for the last walk's items to leave.
         with m.If(~self.active):
@@ -215,13 +221,18 @@ class WalkIssue(wiring.Component):
                          bx.eq(new.bx0), by.eq(new.by0), index_addr.eq(new.index_start),
                          last_step.eq(new.steps == 1), last_col.eq(new.out_w == 1),
                          last_row.eq(new.out_h == 1)]
-        loaded = [(Value.cast(desc), Value.cast(new)), (bad_checks, Cat(*checks))]
-        for k, (dst, src) in enumerate(loaded):
-            parts = shares(len(dst), SELECT_FANOUT // 2)
-            copies = replicas(m, ready, ready_next, len(parts), name=f"ready{k}_")
-            for copy, part in zip(copies, parts):
-                with m.If(copy):
-                    m.d.sync += dst[part].eq(src[part])
+        parts = shares(len(held), SELECT_FANOUT // 2)
+        src = Cat(new, *checks)
+        # The copies are reset-less (hw/regs.py): loaded every cycle, they equal `idle`
+        # and `fresh` from the second cycle after a run reset, and no start comes before
+        # the sequencer has fetched a WALK, several cycles later.
+        idles = replicas(m, Signal(init=1, reset_less=True), idle_next, len(parts),
+                         name="idle")
+        freshes = replicas(m, Signal(reset_less=True), self.started, len(parts),
+                           name="fresh")
+        for idle_k, fresh_k, part in zip(idles, freshes, parts):
+            with m.If(idle_k & ~fresh_k):
+                m.d.sync += held[part].eq(src[part])
         return m
 
     def _invalid(self, new) -> list:

@@ -140,10 +140,11 @@ class ActivationGather(wiring.Component):
         # Neither `take` nor `move` looks at the macro's `ready`: C moves on the cycle
         # after the macro took its step, so no path runs from the macro's (and the
         # accumulator's, the writer's) handshake into the decoders and the read ports.
-        # Stage A: a spare payload register per domain, which stage B takes from.  A
-        # domain is ready while its spare is empty, so the decoders' stall (their
-        # pipelines' enables) comes from one register here, not from `take` (the read
-        # progress of every domain: `pend` -> `busy` -> `move` -> `take`).
+        # Stage A: an arrival register and a spare payload register per domain, which
+        # stage B takes from.  A domain is ready while its arrival register is empty,
+        # so the decoders' stall (their pipelines' enables) comes from one register
+        # here, not from `take` (the read progress of every domain: `pend` -> `busy` ->
+        # `move` -> `take`).
         spare_valid = Signal(D)
         spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
@@ -187,33 +188,46 @@ class ActivationGather(wiring.Component):
         m.d.comb += spare_next.eq(spare_valid)
         m.d.sync += spare_valid.eq(spare_next)
         # Which lanes share a word (one bit per pair of lanes) and which lanes read a
-        # word (`_reads`) are computed on the decoder's output register and kept with
-        # the spare, so stage B takes them from registers and its word-read loop runs on
-        # the reading lanes alone (issue 9: the lane-word compare, the spare-or-decoder
-        # choice and the loop's `pend` -> `low` chain were 14 to 20 of the whole top's
-        # late sinks at c66e847, seeds 1 and 2).
+        # word (`_reads`) are computed between the arrival register and the spare and
+        # kept with the spare, so stage B takes them from registers and its word-read
+        # loop runs on the reading lanes alone (issue 9: the lane-word compare behind
+        # the route from the decoder, the spare-or-decoder choice and the loop's
+        # `pend` -> `low` chain were 14 to 40 of the whole top's late sinks at c66e847
+        # and f7e9270, and f7e9270's critical path at seed 2: 7.1 ns of routing from the
+        # decoder's output register into the compare).
         pairs = [(g, h) for g in range(cfg.rows_per_step)
                  for h in range(g + 1, cfg.rows_per_step)]
         spare_sames, spare_reads = [], []
+        arrived_valid = Signal(D)
         for d, o in enumerate(outs):
-            # The spare's data follow the decoder's output while it is empty (a register
-            # as their enable) and hold what they loaded; only its valid flag sees `take`.
-            words = [self._lane_word(o.payload.addrs[g]) for g in range(cfg.rows_per_step)]
-            out_same = Cat(*(words[g] == words[h] for g, h in pairs))
+            # The arrival register and the spare each follow the stage before while empty
+            # (a register as their enable) and hold what they loaded; only the spare's
+            # valid flag sees `take`.  The spare's data take two copies of its flag.
+            arrived = Signal(payload_layout(cfg), name=f"arrived{d}")
+            m.d.comb += o.ready.eq(~arrived_valid[d])
+            with m.If(~arrived_valid[d]):
+                m.d.sync += [arrived.eq(o.payload), arrived_valid[d].eq(o.valid)]
+            with m.Elif(~spare_valid[d]):               # moves into the spare
+                m.d.sync += arrived_valid[d].eq(0)
+            words = [self._lane_word(arrived.addrs[g]) for g in range(cfg.rows_per_step)]
+            same = Cat(*(words[g] == words[h] for g, h in pairs))
             spare_same = Signal(len(pairs), name=f"spare_same{d}")
             spare_read = Signal(cfg.rows_per_step, name=f"spare_reads{d}")
             spare_sames.append(spare_same)
             spare_reads.append(spare_read)
-            m.d.comb += o.ready.eq(~spare_valid[d])
-            with m.If(~spare_valid[d]):
-                m.d.sync += [spare_same.eq(out_same),
-                             spare_read.eq(_reads(~o.payload.pad, out_same, pairs))]
-                m.d.sync += [spares[d].addrs.eq(o.payload.addrs), spares[d].pad.eq(o.payload.pad),
-                             spares[d].slot.eq(o.payload.slot)]
+            fields_empty, lanes_empty = replicas(m, Signal(init=1), ~spare_next[d], 2,
+                                                 name=f"spare_empty{d}_")
+            with m.If(fields_empty):
+                m.d.sync += [spares[d].addrs.eq(arrived.addrs), spares[d].pad.eq(arrived.pad),
+                             spares[d].slot.eq(arrived.slot)]
                 if d == 0:
-                    m.d.sync += [spares[d].last.eq(o.payload.last),
-                                 spares[d].walk_last.eq(o.payload.walk_last)]
-                m.d.comb += spare_next[d].eq(o.valid)
+                    m.d.sync += [spares[d].last.eq(arrived.last),
+                                 spares[d].walk_last.eq(arrived.walk_last)]
+            with m.If(lanes_empty):
+                m.d.sync += [spare_same.eq(same),
+                             spare_read.eq(_reads(~arrived.pad, same, pairs))]
+            with m.If(~spare_valid[d]):
+                m.d.comb += spare_next[d].eq(arrived_valid[d])
             with m.Elif(spare_takes[d]):
                 m.d.comb += spare_next[d].eq(0)
         with m.If(take):

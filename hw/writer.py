@@ -729,8 +729,14 @@ class UnitWriter(wiring.Component):
             shift3 = Signal.like(shift2, name=f"s3_shift{lane}")
             write3 = Signal(name=f"s3_write{lane}", reset_less=True)
             acc3 = Signal.like(acc2, name=f"s3_acc{lane}")
+            # The bits of p at or above S + Ab (the clamp's overflow), a mask registered
+            # beside the product: the overflow is then one AND-OR of registers, where a
+            # choice of OR-ed product bits by the shift was the whole top's critical path
+            # (issue 9: f7e9270, seed 1, 12.2 ns).
+            mask = Signal(len(p), name=f"s3_mask{lane}", reset_less=True)
             m.d[s3] += [p.eq((hi << h) + lo), shift3.eq(shift2),
-                         write3.eq(write2), acc3.eq(acc2)]
+                         write3.eq(write2), acc3.eq(acc2),
+                         mask.eq(Cat(*(shift2 + Ab <= i for i in range(len(p)))))]
             # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
             neg = Signal(name=f"s4_neg{lane}", reset_less=True)
             over = Signal(name=f"s4_over{lane}", reset_less=True)
@@ -742,8 +748,9 @@ class UnitWriter(wiring.Component):
             # critical path at c66e847, seed 2, a 4.2 ns route).
             shifts = (replicas(m, shift3, shift2, 2, name=f"s3_shift{lane}_")
                       if self.registered(3) else [shift3, shift3])
-            win, ovf = self._clamp_window(m, lane, p, *shifts)
-            m.d[s4] += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
+            win = self._clamp_window(m, lane, p, *shifts)
+            m.d[s4] += [neg.eq(p[-1]), over.eq((p.as_unsigned() & mask).any()),
+                         window.eq(win),
                          write4.eq(write3), acc4.eq(acc3)]
             s4_lanes.append((neg, over, window, write4, acc4))
 
@@ -762,14 +769,12 @@ class UnitWriter(wiring.Component):
 
     def _clamp_window(self, m, lane: int, p, shift, fine_shift):
         """What the clamp needs of the product p shifted right by S: the Ab + 1 bits
-        from bit S - 1 (bit -1 reads 0) and whether any bit at or above S + Ab is set.
+        from bit S - 1 (bit -1 reads 0).
 
         With ``u = p << 1`` (so that bit S - 1 of p is bit S of u) and S = 8a + b: the
-        coarse step takes the 8 + Ab bits of u from bit 8a (an 8-way choice by a) and
-        whether any bit of u from 8a + 8 + Ab up is set (the suffix ORs, chosen by a);
-        the fine step takes Ab + 1 bits from bit b of the coarse ones and ORs those at
-        or above b + Ab + 1.  Far fewer LUTs than a full shifter of the product.
-        ``fine_shift`` equals ``shift`` (a copy that b is read from).
+        coarse step takes the 8 + Ab bits of u from bit 8a (an 8-way choice by a), the
+        fine step Ab + 1 bits from bit b of those.  Far fewer LUTs than a full shifter of
+        the product.  ``fine_shift`` equals ``shift`` (a copy that b is read from).
         """
         Ab = self._config.act_bits
         u = Cat(Const(0, 1), p.as_unsigned())
@@ -777,23 +782,19 @@ class UnitWriter(wiring.Component):
         span = (1 << fb) + Ab                      # coarse bits kept
         steps = 1 << (len(shift) - fb)             # coarse positions
         coarse = Signal(span, name=f"s4_coarse{lane}")
-        sticky = Signal(name=f"s4_sticky{lane}")
         a, b = shift[fb:], fine_shift[:fb]
         with m.Switch(a):
             for k in range(steps):
                 lo = k << fb
                 bits = [u[i] if i < len(u) else Const(0, 1) for i in range(lo, lo + span)]
-                rest = u[lo + span:] if lo + span < len(u) else Const(0, 1)
                 with m.Case(k):
-                    m.d.comb += [coarse.eq(Cat(*bits)), sticky.eq(rest.any())]
+                    m.d.comb += coarse.eq(Cat(*bits))
         window = Signal(Ab + 1, name=f"s4_fine{lane}")
-        above = Signal(name=f"s4_above{lane}")
         with m.Switch(b):
             for k in range(1 << fb):
                 with m.Case(k):
-                    high = coarse[k + Ab + 1:] if k + Ab + 1 < span else Const(0, 1)
-                    m.d.comb += [window.eq(coarse[k:k + Ab + 1]), above.eq(high.any())]
-        return window, sticky | above
+                    m.d.comb += window.eq(coarse[k:k + Ab + 1])
+        return window
 
     def _residual_lanes(self, m, s1_lanes, s1):
         """S2 .. S4 with residual adds (docs/architecture.md, "Residual adds"): the
