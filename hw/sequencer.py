@@ -276,8 +276,16 @@ class UnitSequencer(wiring.Component):
                 m.d.sync += i_done.eq(1)
         # The first stored word in the output register: a SYNC, or a WALK whose parameter
         # reads start the next cycle.
-        first = iv2 & (i_got == 0)
-        is_sync = q_insn[:op_field.width] == Op.SYNC
+        # ``i_got == 0`` and the SYNC decode of the registered word kept as registers
+        # (`got_none`, loaded from its next value; `is_sync`, loaded with the word), so
+        # a SYNC's recognition is one LUT of registers in front of the fetch pointers'
+        # enables (issue 9: 5 to 8 of the whole top's late sinks at c66e847 and f7e9270).
+        got_none = Signal(init=1)
+        is_sync = Signal()
+        first = iv2 & got_none
+        with m.If(iv1):
+            m.d.sync += is_sync.eq(prog_read.data[:op_field.width] == Op.SYNC)
+        m.d.sync += got_none.eq(take | (first & is_sync) | (got_none & ~iv2))
         # The shadows shift a word in under copies of iv2 / pv2, one per share of at
         # most SELECT_FANOUT flip-flops (`replicas`): pv2 alone enabled the 864 of the
         # default's parameter shadow (issue 9: 29 of the whole top's late sinks at
