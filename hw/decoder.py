@@ -212,7 +212,8 @@ class SparseDecoder(wiring.Component):
                 m.d.sync += prev_kg.eq(kg)
             with m.If(kill):
                 # The bad item and the three issued behind it are dropped (a rejected
-                # descriptor's: its first step, issued now); the walk ends.
+                # descriptor's: its first two steps, in S1 and issued now); the walk
+                # ends.
                 m.d.sync += [stages[0][2].eq(0), stages[1][2].eq(0), stages[2][2].eq(0)]
             with m.If(index_kill):
                 m.d.sync += [

@@ -76,18 +76,18 @@ class WalkIssue(wiring.Component):
         A walk starts this cycle (the start handshake).
     reject : Out(1)
         The active walk's descriptor is invalid (out of the memories' range, an empty
-        map, more kept groups than groups, ...), a register from the cycle after the
-        start: with ``advance`` the caller drops the step issued in that cycle (the
-        walk's first: nothing was issued before) and the walk ends (``stop`` must then
-        be high too).
+        map, more kept groups than groups, ...), registers from the second cycle after
+        the start: with ``advance`` the caller drops the step issued in that cycle and
+        the one in S1 (the walk's first two: nothing was issued before) and the walk
+        ends (``stop`` must then be high too).
     rejected : Out(1)
-        The descriptor taken on ``start`` the cycle before was invalid (a one-cycle
+        The descriptor taken on ``start`` two cycles before was invalid (a one-cycle
         pulse, also for a walk with no steps): the caller's error flag.
 
     The start handshake drives only ``active``'s and ``fresh``'s next values: the
     descriptor and the counters follow ``start.payload`` while no walk is active (the
     descriptor while nothing is in flight either), so they hold the offered words at the
-    start, and the descriptor check is a register loaded with them (``_invalid``). No
+    start, and the descriptor check is a register loaded from them (``_invalid``). No
     comparator, and no enable of the ~200 descriptor and counter flip-flops, lies behind
     the handshake (issue 9: the start's ``valid``, from the sequencer's shadow and the
     controller's ``more``, through the check into ``active`` and the counters' enables
@@ -119,11 +119,9 @@ class WalkIssue(wiring.Component):
         # what was offered at the start, and are read only while `active` (which keeps
         # the reset) or by the items issued since.
         new = self.start.payload
-        checks = self._invalid(new)
-        # The descriptor and its check (`_invalid`) in one register, loaded together.
         layout = descriptor_layout(self._config)
-        held = Signal(layout.size + len(checks), name="desc_held", reset_less=True)
-        desc = data.View(layout, held[:layout.size])       # drives `desc`
+        held = Signal(layout.size, name="desc_held", reset_less=True)
+        desc = data.View(layout, held)                      # drives `desc`
         m.d.comb += self.desc.eq(desc)
         s = Signal(range(fmt.index_depth + 1), reset_less=True)
         # Output columns and rows still to walk, down to 1 (the last): loaded with out_w
@@ -188,30 +186,39 @@ class WalkIssue(wiring.Component):
                 m.d.sync += [s.eq(s + 1), index_addr.eq(index_addr + 1),
                              last_step.eq(s + 1 == last_s)]
 
-        # _invalid(desc), loaded with desc: one register per check, ORed where read (the
-        # OR behind the checks' carry chains put 3 LUT levels more on the path from the
-        # sequencer's shadow: issue 9, 11.5 ns at d31e33c, seed 1).
-        bad_checks = held[layout.size:]
+        # _invalid(desc) from the held descriptor, a cycle after it is loaded: one
+        # register per check, ORed where read (the OR behind the checks' carry chains
+        # put 3 LUT levels more on the path from the sequencer's shadow: issue 9, 11.5 ns
+        # at d31e33c, seed 1), cleared by a start so that they hold a walk's own checks
+        # from its second cycle on.  Checked on the offered words instead, the carry
+        # chains sat behind the route from the sequencer's shadow (2 to 4 of the whole
+        # top's late sinks at f7e9270, 11.1 ns).  A bad walk is then stopped a cycle
+        # later: its first two issued steps are in S1 and S2 and are dropped with it.
+        checks = self._invalid(desc)
+        bad_checks = Signal(len(checks), reset_less=True)
+        m.d.sync += bad_checks.eq(Mux(self.started, 0, Cat(*checks)))
         bad = Signal()
         m.d.comb += bad.eq(bad_checks.any())
         fresh = Signal()                    # a walk started last cycle
+        fresh2 = Signal()                   # ... the cycle before
         # ``~active & ~in_flight`` from registers: `idle`, loaded with its next value as
-        # if no walk started, and `fresh`: the cycle after a start is never ready (one
-        # cycle early after a walk with no steps, which no descriptor follows so soon:
-        # the sequencer fetches the next for several cycles).  The LUT of the stage
+        # if no walk started, and `fresh` / `fresh2`: the two cycles after a start are
+        # never ready (early only after a walk with no steps, which no descriptor follows
+        # so soon: the sequencer fetches the next for several cycles; a start while
+        # `rejected` pulses would clear its flag).  The LUT of the stage
         # valids lay in front of the descriptor's ~200 clock enables (issue 9: 11 of the
         # whole top's late sinks at c66e847, seed 2), and the start handshake from the
         # sequencer in front of the register (5 at f7e9270, 11.3 ns).  A copy of both
         # per share of at most SELECT_FANOUT // 2 flip-flops (`replicas`).
         idle_next = ~active_kept & ~self.in_flight_next
         idle = Signal(init=1)
-        m.d.sync += [idle.eq(idle_next), fresh.eq(self.started),
+        m.d.sync += [idle.eq(idle_next), fresh.eq(self.started), fresh2.eq(fresh),
                      self.active.eq(Mux(self.started, new.steps != 0, active_kept))]
         m.d.comb += [
-            self.start.ready.eq(idle & ~fresh),
+            self.start.ready.eq(idle & ~fresh & ~fresh2),
             self.started.eq(self.start.valid & self.start.ready),
             self.reject.eq(self.active & bad),
-            self.rejected.eq(fresh & bad),
+            self.rejected.eq(fresh2 & bad),
         ]
         # While no walk is active the counters follow the offered descriptor; the
         # descriptor and its check also wait for the last walk's items to leave.
@@ -222,7 +229,7 @@ class WalkIssue(wiring.Component):
                          last_step.eq(new.steps == 1), last_col.eq(new.out_w == 1),
                          last_row.eq(new.out_h == 1)]
         parts = shares(len(held), SELECT_FANOUT // 2)
-        src = Cat(new, *checks)
+        src = new.as_value()
         # The copies are reset-less (hw/regs.py): loaded every cycle, they equal `idle`
         # and `fresh` from the second cycle after a run reset, and no start comes before
         # the sequencer has fetched a WALK, several cycles later.

@@ -283,6 +283,43 @@ def writer_latency(config: MarsConfig) -> int:
     return k
 
 
+def _threshold_mask(shift: Value, offset: int, width: int) -> Value:
+    """The `width`-bit mask whose bit i is ``shift + offset <= i`` (unsigned `shift`).
+
+    Built from equalities of the shift's high and low parts (``S = 8a + b``: bit i with
+    ``j = i - offset`` is ``a < j // 8  |  a == j // 8 & b <= j % 8``), one LUT a bit
+    behind a few shared decodes.  Written as ``shift + offset <= i`` per bit, Yosys maps
+    an adder and a carry-chain comparator for every bit (issue 9: the writer's clamp
+    mask, +500 to +900 LUTs a writer at 7696174, and the whole top's router2 run no
+    longer converged).
+    """
+    fb = min(3, len(shift))
+    a, b = shift[fb:], shift[:fb]
+    step = 1 << fb
+    a_values = 1 << len(a)
+
+    def a_is(k):
+        return a == k if len(a) else Const(int(k == 0), 1)
+
+    def any_of(terms):
+        return Cat(*terms).any() if terms else Const(0, 1)
+
+    bits = []
+    for i in range(width):
+        j = i - offset
+        if j < 0:
+            bits.append(Const(0, 1))
+            continue
+        q, r = divmod(j, step)
+        below = any_of([a_is(k) for k in range(min(q, a_values))])
+        if q >= a_values:
+            bits.append(Const(1, 1))
+            continue
+        low = any_of([b == v for v in range(r + 1)])
+        bits.append(below | (a_is(q) & low))
+    return Cat(*bits)
+
+
 class UnitWriter(wiring.Component):
     """The writer of one macro unit; see the module docstring.
 
@@ -736,7 +773,7 @@ class UnitWriter(wiring.Component):
             mask = Signal(len(p), name=f"s3_mask{lane}", reset_less=True)
             m.d[s3] += [p.eq((hi << h) + lo), shift3.eq(shift2),
                          write3.eq(write2), acc3.eq(acc2),
-                         mask.eq(Cat(*(shift2 + Ab <= i for i in range(len(p)))))]
+                         mask.eq(_threshold_mask(shift2, Ab, len(p)))]
             # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
             neg = Signal(name=f"s4_neg{lane}", reset_less=True)
             over = Signal(name=f"s4_over{lane}", reset_less=True)
