@@ -58,7 +58,7 @@ from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
 
 from .macro import request_layout
-from .regs import queue, replicas
+from .regs import SELECT_FANOUT, queue, replicas, shares
 
 __all__ = ["ActivationGather", "marker_layout"]
 
@@ -146,7 +146,14 @@ class ActivationGather(wiring.Component):
         # here, not from `take` (the read progress of every domain: `pend` -> `busy` ->
         # `move` -> `take`).
         spare_valid = Signal(D)
-        spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
+        # Stage A's data registers are reset-less (hw/regs.py), unlike the rest of the
+        # gather: each is loaded every cycle while its flag says empty, and read only
+        # under the flag.  With the run reset they were 1,000 of a gather's 2,200
+        # flip-flops on its reset copy's LSR net, the most overused net of the whole
+        # top's most congested region (issue 9: unit 3's gather and decoders at
+        # b0379bb, seed 2: router2 no longer converged).
+        spares = [Signal(payload_layout(cfg), name=f"spare{d}", reset_less=True)
+                  for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
         # `move` is ``b_valid & ~fresh.any() & ~c_valid`` and no domain reading or with its
         # last word in flight (``busy | busy_r``), kept as a register: its next value from
@@ -203,16 +210,27 @@ class ActivationGather(wiring.Component):
             # The arrival register and the spare each follow the stage before while empty
             # (a register as their enable) and hold what they loaded; only the spare's
             # valid flag sees `take`.  The spare's data take two copies of its flag.
-            arrived = Signal(payload_layout(cfg), name=f"arrived{d}")
-            m.d.comb += o.ready.eq(~arrived_valid[d])
-            with m.If(~arrived_valid[d]):
-                m.d.sync += [arrived.eq(o.payload), arrived_valid[d].eq(o.valid)]
-            with m.Elif(~spare_valid[d]):               # moves into the spare
-                m.d.sync += arrived_valid[d].eq(0)
+            # The decoder's `ready` is a copy of the flag of its own (REPLICA), placed by
+            # the decoder's stage enables, and the payload register's enable one copy per
+            # share of at most SELECT_FANOUT bits: the one flag drove the decoder's five
+            # advance LUTs and the register's enables across the unit (issue 9: 5 of the
+            # whole top's late sinks at f7e9270, 11.1 ns).
+            arrived = Signal(payload_layout(cfg), name=f"arrived{d}", reset_less=True)
+            valid_next = Mux(~arrived_valid[d], o.valid,
+                             Mux(~spare_valid[d], 0, arrived_valid[d]))
+            m.d.sync += arrived_valid[d].eq(valid_next)
+            ready_copy, = replicas(m, Signal(), valid_next, 1, name=f"arrived{d}_ready")
+            m.d.comb += o.ready.eq(~ready_copy)
+            flat, offered = arrived.as_value(), o.payload.as_value()
+            parts = shares(len(flat), SELECT_FANOUT)
+            for full, part in zip(replicas(m, Signal(), valid_next, len(parts),
+                                           name=f"arrived{d}_full"), parts):
+                with m.If(~full):
+                    m.d.sync += flat[part].eq(offered[part])
             words = [self._lane_word(arrived.addrs[g]) for g in range(cfg.rows_per_step)]
             same = Cat(*(words[g] == words[h] for g, h in pairs))
-            spare_same = Signal(len(pairs), name=f"spare_same{d}")
-            spare_read = Signal(cfg.rows_per_step, name=f"spare_reads{d}")
+            spare_same = Signal(len(pairs), name=f"spare_same{d}", reset_less=True)
+            spare_read = Signal(cfg.rows_per_step, name=f"spare_reads{d}", reset_less=True)
             spare_sames.append(spare_same)
             spare_reads.append(spare_read)
             fields_empty, lanes_empty = replicas(m, Signal(init=1), ~spare_next[d], 2,
