@@ -290,8 +290,8 @@ def _threshold_mask(shift: Value, offset: int, width: int) -> Value:
     ``j = i - offset`` is ``a < j // 8  |  a == j // 8 & b <= j % 8``), one LUT a bit
     behind a few shared decodes.  Written as ``shift + offset <= i`` per bit, Yosys maps
     an adder and a carry-chain comparator for every bit (issue 9: the writer's clamp
-    mask, +500 to +900 LUTs a writer at 7696174, and the whole top's router2 run no
-    longer converged).
+    mask, +540 to +914 LUTs a writer at 89bec46 against f7e9270, and the whole top's
+    router2 run no longer converged).
     """
     fb = min(3, len(shift))
     a, b = shift[fb:], shift[:fb]
@@ -311,10 +311,10 @@ def _threshold_mask(shift: Value, offset: int, width: int) -> Value:
             bits.append(Const(0, 1))
             continue
         q, r = divmod(j, step)
-        below = any_of([a_is(k) for k in range(min(q, a_values))])
-        if q >= a_values:
+        if q >= a_values:                   # past the largest shift
             bits.append(Const(1, 1))
             continue
+        below = any_of([a_is(k) for k in range(q)])
         low = any_of([b == v for v in range(r + 1)])
         bits.append(below | (a_is(q) & low))
     return Cat(*bits)
