@@ -290,8 +290,8 @@ def _threshold_mask(shift: Value, offset: int, width: int) -> Value:
     ``j = i - offset`` is ``a < j // 8  |  a == j // 8 & b <= j % 8``), one LUT a bit
     behind a few shared decodes.  Written as ``shift + offset <= i`` per bit, Yosys maps
     an adder and a carry-chain comparator for every bit (issue 9: the writer's clamp
-    mask, +540 to +914 LUTs a writer at 89bec46 against f7e9270, and the whole top's
-    router2 run no longer converged).
+    mask, +540 to +914 LUTs and up to 384 carry cells a writer at 89bec46 against
+    f7e9270, docs/synthesis.md).
     """
     fb = min(3, len(shift))
     a, b = shift[fb:], shift[:fb]
