@@ -151,7 +151,8 @@ class ActivationGather(wiring.Component):
         # under the flag.  With the run reset they were 1,000 of a gather's 2,200
         # flip-flops on its reset copy's LSR net, the most overused net of the whole
         # top's most congested region (issue 9: unit 3's gather and decoders at
-        # b0379bb, seed 2: router2 no longer converged).
+        # b0379bb, seed 2, where router2 no longer converged; this alone did not make
+        # it converge again, docs/synthesis.md).
         spares = [Signal(payload_layout(cfg), name=f"spare{d}", reset_less=True)
                   for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))

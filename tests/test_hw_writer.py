@@ -23,7 +23,13 @@ from amaranth.sim import Simulator
 
 from mars.config import MAX_WRITER_STAGES, MIN_WRITER_STAGES, PRESETS
 from mars.contract.banking import Banking
-from mars.hw.writer import UnitWriter, act_entry_layout, act_write_stage, result_write
+from mars.hw.writer import (
+    UnitWriter,
+    _threshold_mask,
+    act_entry_layout,
+    act_write_stage,
+    result_write,
+)
 from mars.sw.golden.network import requantise
 
 TINY = PRESETS["tiny"]
@@ -351,7 +357,6 @@ def test_every_copy_ends_up_with_the_word_written_into_act(reset_at):
 def test_threshold_mask_exhaustive(shift_bits, offset, width):
     """The clamp's overflow mask (`_threshold_mask`): bit i is ``shift + offset <= i``,
     for every shift value, against Python's comparison."""
-    from mars.hw.writer import _threshold_mask
     shift = Signal(shift_bits)
     mask = Signal(width)
     m = Module()
