@@ -58,11 +58,9 @@ def sum_shares(config: MarsConfig) -> list[slice]:
     """The shares of the running sums (``channels_per_macro`` x (``acc_bits`` + the
     scaled readouts' ``scale_frac_bits``) bits, flattened) that one copy of a handshake
     flag selects and enables (`mars.hw.regs.shares` at a quarter of SELECT_FANOUT);
-    the accumulator keeps ``min(len(shares), channels_per_macro)`` copies (a copy serves
-    whole channels), channel n served by copy ``n * copies // channels_per_macro``.
-    16 on default: with 4, a share's select LUT lay 21 tiles from its far running sums
-    (issue 9: the whole top's critical path at d31e33c, seed 2, and 47 late sinks at
-    seed 1)."""
+    channel n lies in share ``n * len(shares) // channels_per_macro``.  16 on default:
+    with 4, a share's select LUT lay 21 tiles from its far running sums (issue 9: the
+    whole top's critical path at d31e33c, seed 2, and 47 late sinks at seed 1)."""
     f = config.scale_frac_bits if config.scaled_readout else 0
     return shares(config.channels_per_macro * (config.acc_bits + f), SELECT_FANOUT // 4)
 

@@ -41,7 +41,7 @@ and nothing after it.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,7 +58,7 @@ from mars.contract.decoder import (
 from mars.contract.netlist import REPLICA
 
 from .bram import block_ram
-from .decoder_stages import ADVANCE_COPIES, LaneExpander, WalkIssue, item_layout
+from .decoder_stages import LaneExpander, WalkIssue, item_layout
 from .regs import valid_register
 
 __all__ = ["SparseDecoder"]
@@ -138,16 +138,13 @@ class SparseDecoder(wiring.Component):
         # no one net spans the decoder (issue 9: in the whole top the one `advance` and
         # the walk counters' enable behind it took 10 ns of routing).  The copies load
         # what `out.valid` loads, under their own (equal) advance, so they equal it.
-        # The lane expander's is three such copies, one per stage group (ADVANCE_COPIES).
-        names = ["walk", "stage", *(f"lane{k}" for k in range(ADVANCE_COPIES))]
-        advs = {name: Signal(name=f"{name}_adv") for name in names}
-        for name, adv in advs.items():
+        walk_adv, lane_adv, advance = (Signal(name=f"{name}_adv")
+                                       for name in ("walk", "lane", "stage"))
+        for name, adv in (("walk", walk_adv), ("lane", lane_adv), ("stage", advance)):
             valid = Signal(name=f"out_valid_{name}{REPLICA}")
             m.d.comb += adv.eq(~valid | out.ready)
             with m.If(adv):
                 m.d.sync += valid.eq(s7.valid)
-        walk_adv, advance = advs["walk"], advs["stage"]
-        lane_adv = Cat(*(advs[f"lane{k}"] for k in range(ADVANCE_COPIES)))
         s2_kg = Signal(fmt.kgroup_bits, reset_less=True)    # the index word, registered
         s3_kg = Signal(fmt.kgroup_bits, reset_less=True)
         s4_kg = Signal(fmt.kgroup_bits, reset_less=True)
@@ -166,20 +163,11 @@ class SparseDecoder(wiring.Component):
         s3_order = Signal()
         index_kill = Signal()
         kill = Signal()
-        in_flight = Signal()
         wiring.connect(m, wiring.flipped(self.start), walk.start)
         m.d.comb += [
             walk.advance.eq(walk_adv), walk.stop.eq(kill),
-            in_flight.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid | s6.valid
-                         | s7.valid),
-            # The next value of `in_flight`, as the stage registers below load it: an
-            # advance moves every item on (the issued one into s1, s7's into the output
-            # register) and a kill drops s1 .. s3's.
-            walk.in_flight_next.eq(Mux(advance,
-                                       Mux(kill, s4.valid | s5.valid | s6.valid,
-                                           walk.active | s1.valid | s2.valid | s3.valid
-                                           | s4.valid | s5.valid | s6.valid),
-                                       in_flight)),
+            walk.in_flight.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
+                              | s6.valid | s7.valid),
             index_read.addr.eq(walk.index_addr), index_read.en.eq(walk_adv),
             index_kill.eq(s3.valid & (s3_range | s3_order)),
             kill.eq(index_kill | walk.reject),
@@ -189,7 +177,7 @@ class SparseDecoder(wiring.Component):
             lanes.desc.eq(desc), lanes.advance.eq(lane_adv),
             lanes.bx.eq(s3.bx), lanes.by.eq(s3.by), lanes.kgroup.eq(s3_kg),
             lanes.filler.eq(s3.filler), lanes.entry.eq(s4_entry),
-            self.busy.eq(walk.active | in_flight | out.valid),
+            self.busy.eq(walk.active | walk.in_flight | out.valid),
         ]
 
         # -- stage advance and output register ----------------------------------------------
@@ -212,8 +200,7 @@ class SparseDecoder(wiring.Component):
                 m.d.sync += prev_kg.eq(kg)
             with m.If(kill):
                 # The bad item and the three issued behind it are dropped (a rejected
-                # descriptor's: its first two steps, in S1 and issued now); the walk
-                # ends.
+                # descriptor's: its first step, issued now); the walk ends.
                 m.d.sync += [stages[0][2].eq(0), stages[1][2].eq(0), stages[2][2].eq(0)]
             with m.If(index_kill):
                 m.d.sync += [

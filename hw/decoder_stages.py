@@ -18,12 +18,8 @@ from mars.config import MarsConfig
 from mars.contract.decoder import DecoderFormat, descriptor_layout, ktable_layout
 
 from .dsp import registered_product
-from .regs import SELECT_FANOUT, replicas, shares
 
-__all__ = ["ADVANCE_COPIES", "item_layout", "WalkIssue", "LaneExpander"]
-
-#: Copies of the lane expander's advance (`LaneExpander`): one per stage group.
-ADVANCE_COPIES = 3
+__all__ = ["item_layout", "WalkIssue", "LaneExpander"]
 
 
 def item_layout(config: MarsConfig) -> data.StructLayout:
@@ -53,12 +49,10 @@ class WalkIssue(wiring.Component):
     Members
     -------
     start : In(stream.Signature(descriptor_layout(config)))
-        Starts a walk; ``ready`` (from registers) while no walk is active and no item
-        is in the stages behind this one, except in the cycle after a start.  A walk
-        whose descriptor is invalid (``bad``) or has no steps issues nothing.
-    in_flight_next : In(1)
-        Items will be in the stages behind this one in the next cycle: the next value
-        of the OR of their valid bits (no new walk may start while any are).
+        Starts a walk; ``ready`` while no walk is active and ``in_flight`` is low.
+        A walk whose descriptor is invalid (``bad``) or has no steps issues nothing.
+    in_flight : In(1)
+        Items are still in the stages behind this one: no new walk may start.
     advance : In(1)
         The pipeline advances this cycle (its output register is free).
     stop : In(1)
@@ -76,23 +70,22 @@ class WalkIssue(wiring.Component):
         A walk starts this cycle (the start handshake).
     reject : Out(1)
         The active walk's descriptor is invalid (out of the memories' range, an empty
-        map, more kept groups than groups, ...), registers from the second cycle after
-        the start: with ``advance`` the caller drops the step issued in that cycle and
-        the one in S1 (the walk's first two: nothing was issued before) and the walk
-        ends (``stop`` must then be high too).
+        map, more kept groups than groups, ...), a register from the cycle after the
+        start: with ``advance`` the caller drops the step issued in that cycle (the
+        walk's first: nothing was issued before) and the walk ends (``stop`` must then
+        be high too).
     rejected : Out(1)
-        The descriptor taken on ``start`` two cycles before was invalid (a one-cycle
+        The descriptor taken on ``start`` the cycle before was invalid (a one-cycle
         pulse, also for a walk with no steps): the caller's error flag.
 
-    The start handshake drives only ``active``'s and ``fresh``'s next values: the
-    descriptor and the counters follow ``start.payload`` while no walk is active (the
-    descriptor while nothing is in flight either), so they hold the offered words at the
-    start, and the descriptor check is a register loaded from them (``_invalid``). No
-    comparator, and no enable of the ~200 descriptor and counter flip-flops, lies behind
-    the handshake (issue 9: the start's ``valid``, from the sequencer's shadow and the
-    controller's ``more``, through the check into ``active`` and the counters' enables
-    was the critical path of the unit at one seed and of the whole top,
-    docs/synthesis.md).
+    The start handshake drives only ``active``'s next value: the descriptor and the
+    counters follow ``start.payload`` while no walk is active (the descriptor while
+    nothing is in flight either), so they hold the offered words at the start, and the
+    descriptor check is a register loaded with them (``_invalid``).  No comparator, and
+    no enable of the ~200 descriptor and counter flip-flops, lies behind the handshake
+    (issue 9: the start's ``valid``, from the sequencer's shadow and the controller's
+    ``more``, through the check into ``active`` and the counters' enables was the
+    critical path of the unit at one seed and of the whole top, docs/synthesis.md).
     """
 
     def __init__(self, config: MarsConfig):
@@ -100,7 +93,7 @@ class WalkIssue(wiring.Component):
         self._format = fmt = DecoderFormat(config)
         super().__init__({
             "start": In(stream.Signature(descriptor_layout(config))),
-            "in_flight_next": In(1),
+            "in_flight": In(1),
             "advance": In(1),
             "stop": In(1),
             "desc": Out(descriptor_layout(config)),
@@ -118,10 +111,7 @@ class WalkIssue(wiring.Component):
         # Reset-less (hw/regs.py): the descriptor, its check and the walk counters hold
         # what was offered at the start, and are read only while `active` (which keeps
         # the reset) or by the items issued since.
-        new = self.start.payload
-        layout = descriptor_layout(self._config)
-        held = Signal(layout.size, name="desc_held", reset_less=True)
-        desc = data.View(layout, held)                      # drives `desc`
+        desc = Signal(descriptor_layout(self._config), reset_less=True)  # drives `desc`
         m.d.comb += self.desc.eq(desc)
         s = Signal(range(fmt.index_depth + 1), reset_less=True)
         # Output columns and rows still to walk, down to 1 (the last): loaded with out_w
@@ -156,12 +146,8 @@ class WalkIssue(wiring.Component):
             # a register.  Fillers read whatever word it names: their index word is unused.
             self.index_addr.eq(index_addr),
         ]
-        # `active` through its next value without a start (`active_kept`), which
-        # `start.ready`'s register also loads.
-        active_kept = Signal()
-        m.d.comb += active_kept.eq(self.active)
         with m.If(self.advance & self.stop):
-            m.d.comb += active_kept.eq(0)
+            m.d.sync += self.active.eq(0)
         # The counters step on every issue, `stop` or not: a stopped walk is over (its
         # `active` cleared above) and the counters follow the next offered descriptor
         # from the next cycle, so their values after a stop are never read.  `stop` (the
@@ -175,7 +161,7 @@ class WalkIssue(wiring.Component):
                     m.d.sync += [cols_left.eq(desc.out_w), bx.eq(desc.bx0),
                                  last_col.eq(desc.out_w == 1)]
                     with m.If(last_row):
-                        m.d.comb += active_kept.eq(0)
+                        m.d.sync += self.active.eq(0)
                     with m.Else():
                         m.d.sync += [rows_left.eq(rows_left - 1), by.eq(by + desc.step_y),
                                      last_row.eq(rows_left == 2)]
@@ -186,40 +172,24 @@ class WalkIssue(wiring.Component):
                 m.d.sync += [s.eq(s + 1), index_addr.eq(index_addr + 1),
                              last_step.eq(s + 1 == last_s)]
 
-        # _invalid(desc) from the held descriptor, a cycle after it is loaded: one
-        # register per check, ORed where read (the OR behind the checks' carry chains
-        # put 3 LUT levels more on the path from the sequencer's shadow: issue 9, 11.5 ns
-        # at d31e33c, seed 1), cleared by a start so that they hold a walk's own checks
-        # from its second cycle on.  Checked on the offered words instead, the carry
-        # chains sat behind the route from the sequencer's shadow (2 to 4 of the whole
-        # top's late sinks at f7e9270, 11.1 ns).  A bad walk is then stopped a cycle
-        # later: its first two issued steps are in S1 and S2 and are dropped with it.
-        checks = self._invalid(desc)
+        new = self.start.payload
+        # _invalid(desc), loaded with desc: one register per check, ORed where read (the
+        # OR behind the checks' carry chains put 3 LUT levels more on the path from the
+        # sequencer's shadow: issue 9, 11.5 ns at d31e33c, seed 1).
+        checks = self._invalid(new)
         bad_checks = Signal(len(checks), reset_less=True)
-        m.d.sync += bad_checks.eq(Mux(self.started, 0, Cat(*checks)))
         bad = Signal()
         m.d.comb += bad.eq(bad_checks.any())
         fresh = Signal()                    # a walk started last cycle
-        fresh2 = Signal()                   # ... the cycle before
-        # ``~active & ~in_flight`` from registers: `idle`, loaded with its next value as
-        # if no walk started, and `fresh` / `fresh2`: the two cycles after a start are
-        # never ready (early only after a walk with no steps, which no descriptor follows
-        # so soon: the sequencer fetches the next for several cycles; a start while
-        # `rejected` pulses would clear its flag).  The LUT of the stage
-        # valids lay in front of the descriptor's ~200 clock enables (issue 9: 11 of the
-        # whole top's late sinks at c66e847, seed 2), and the start handshake from the
-        # sequencer in front of the register (5 at f7e9270, 11.3 ns).  A copy of both
-        # per share of at most SELECT_FANOUT // 2 flip-flops (`replicas`).
-        idle_next = ~active_kept & ~self.in_flight_next
-        idle = Signal(init=1)
-        m.d.sync += [idle.eq(idle_next), fresh.eq(self.started), fresh2.eq(fresh),
-                     self.active.eq(Mux(self.started, new.steps != 0, active_kept))]
         m.d.comb += [
-            self.start.ready.eq(idle & ~fresh & ~fresh2),
+            self.start.ready.eq(~self.active & ~self.in_flight),
             self.started.eq(self.start.valid & self.start.ready),
             self.reject.eq(self.active & bad),
-            self.rejected.eq(fresh2 & bad),
+            self.rejected.eq(fresh & bad),
         ]
+        m.d.sync += fresh.eq(self.started)
+        with m.If(self.started):
+            m.d.sync += self.active.eq(new.steps != 0)
         # While no walk is active the counters follow the offered descriptor; the
         # descriptor and its check also wait for the last walk's items to leave.
         with m.If(~self.active):
@@ -228,18 +198,8 @@ class WalkIssue(wiring.Component):
                          bx.eq(new.bx0), by.eq(new.by0), index_addr.eq(new.index_start),
                          last_step.eq(new.steps == 1), last_col.eq(new.out_w == 1),
                          last_row.eq(new.out_h == 1)]
-        parts = shares(len(held), SELECT_FANOUT // 2)
-        src = new.as_value()
-        # The copies are reset-less (hw/regs.py): loaded every cycle, they equal `idle`
-        # and `fresh` from the second cycle after a run reset, and no start comes before
-        # the sequencer has fetched a WALK, several cycles later.
-        idles = replicas(m, Signal(init=1, reset_less=True), idle_next, len(parts),
-                         name="idle")
-        freshes = replicas(m, Signal(reset_less=True), self.started, len(parts),
-                           name="fresh")
-        for idle_k, fresh_k, part in zip(idles, freshes, parts):
-            with m.If(idle_k & ~fresh_k):
-                m.d.sync += held[part].eq(src[part])
+        with m.If(self.start.ready):
+            m.d.sync += [desc.eq(new), bad_checks.eq(Cat(*checks))]
         return m
 
     def _invalid(self, new) -> list:
@@ -301,11 +261,8 @@ class LaneExpander(wiring.Component):
     -------
     desc : In(descriptor_layout(config))
         The walk's descriptor.
-    advance : In(ADVANCE_COPIES)
-        The pipeline advances: every stage register takes its inputs.  Equal copies of
-        one enable, from registers of their own: bit 0 enables stages P and A, bit 1
-        stage B (and the row offset's DSP), bit 2 stage C (issue 9: one net enabled the
-        ~470 flip-flops, 45 of the whole top's late sinks at c66e847, seed 1).
+    advance : In(1)
+        The pipeline advances: every stage register takes its inputs.
     bx, by : In(signed(offset_bits))
         The window origin of the item one stage before its k-table word: column of its
         left edge (elements), row of its top edge (input rows).
@@ -328,7 +285,7 @@ class LaneExpander(wiring.Component):
         G = config.rows_per_step
         super().__init__({
             "desc": In(descriptor_layout(config)),
-            "advance": In(ADVANCE_COPIES),
+            "advance": In(1),
             "bx": In(signed(fmt.offset_bits)),
             "by": In(signed(fmt.offset_bits)),
             "kgroup": In(unsigned(fmt.kgroup_bits)),
@@ -343,7 +300,6 @@ class LaneExpander(wiring.Component):
         ab, ob = fmt.addr_bits, fmt.offset_bits
         m = Module()
         sync = m.d.sync
-        adv_pa, adv_b, adv_c = self.advance
         # Every register here is reset-less (hw/regs.py): stage data that travels with an
         # item (the caller's stage registers carry its valid bit), or recomputed from the
         # descriptor every cycle.
@@ -369,7 +325,7 @@ class LaneExpander(wiring.Component):
         filler_p = Signal(reset_less=True)
         cols = Signal(signed(ob))
         m.d.comb += cols.eq(desc.row_size - self.bx)
-        with m.If(adv_pa):
+        with m.If(self.advance):
             sync += [bx_p.eq(self.bx), by_p.eq(self.by), cols_p.eq(cols),
                      rows_p.eq(desc.in_h - self.by),
                      xwin_p.eq(_window(self.bx, cols, G)),
@@ -390,7 +346,7 @@ class LaneExpander(wiring.Component):
         valid_a = Signal(G, reset_less=True)          # not a filler, not past K
         row_next = Signal.like(row_a, name="row_next")
         m.d.comb += row_next.eq(by_p + e.kh0)
-        with m.If(adv_pa):
+        with m.If(self.advance):
             sync += [row_a.eq(row_next), rows_a.eq(rows_p - e.kh0),
                      x_a.eq(bx_p + e.p0), cols_a.eq(cols_p - e.p0),
                      valid_a.eq(Mux(filler_p, 0, Mux(last_p, lanes_k, (1 << G) - 1)))]
@@ -427,9 +383,9 @@ class LaneExpander(wiring.Component):
         # sinks at 05caebc, docs/synthesis.md).
         product = registered_product(m, row_next.as_unsigned()[:ab], desc.row_size[:ab],
                                      platform=platform, name="offset_b",
-                                     enable=adv_b)
+                                     enable=self.advance)
         m.d.comb += offset_b.eq(product[:ab])
-        with m.If(adv_b):
+        with m.If(self.advance):
             sync += base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])
             # w*J of lanes 2 .. G-1: a (g+1)-way choice of the registered multiples k*J
             # by w(g), a register (no multiplier between registers: its 3.9 ns and the
@@ -451,7 +407,7 @@ class LaneExpander(wiring.Component):
         a0_c = Signal(ab, name="a0_c", reset_less=True)
         step_c = [Signal(ab, name=f"step_c{g}", reset_less=True) for g in range(G)]
         pad_c = Signal(G, reset_less=True)
-        with m.If(adv_c):
+        with m.If(self.advance):
             sync += a0_c.eq(offset_b + base_b)
             for g in range(G):
                 xok = Mux(first_b[g], xwin_b[g], xlate_b[g])

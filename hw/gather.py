@@ -12,19 +12,16 @@ element address ``e`` (from the decoder) is field ``e % G`` of word ``e // G``.
 Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
 * **Spare** (stage A): a payload register per domain behind the decoder's output
-  register, loaded while it is empty.  Domain d is ready while its spare is empty, so
-  the decoders' stall comes from one register here and not from the read progress
-  below.  Stage B takes only from the spare: what B needs of a payload besides its
-  fields is computed on the decoder's output register and kept with it, which lanes
-  share a word (one compare per pair of lanes) and which lanes read one (the lowest
-  unpadded lane of each word).  A payload thus reaches B a cycle after it leaves the
-  decoder (a walk's first payload pays that cycle; after it the decoders run ahead: B
-  keeps a step at least three cycles, so the spare is refilled before B is free).
+  register (a 2-entry skid buffer).  Domain d is ready while its spare is empty, so the
+  decoders' stall comes from one register here and not from the read progress below;
+  a payload that stage B does not take at once waits in the spare, and B takes the
+  spare's payload first, else the decoder's (no cycle added: B keeps a step at least
+  three cycles, so the spare is refilled before B is free again).
 * **Take** (stage B loaded): each domain registers its payload's lane words and fields,
-  its unpadded lanes, its reading lanes as pending and the lanes' shared words.  No
-  read yet: the read address comes from registers only.
+  its unpadded lanes as pending, and which lanes share a word (one compare per pair of
+  lanes, made on the decoder's output register and kept with the spare's payload).  No read yet: the read address comes from registers only.
 * **Reads** (stage B): each cycle a domain with lanes pending reads the word of its lowest
-  pending lane; every unpadded lane in that word is served by it, and the fields already
+  pending lane; every pending lane in that word is served by it, and the fields already
   fetched are kept in registers.  A K-group that is one aligned run of G channels (and an
   all-padding one) is one read; others (layers whose channel count is not a multiple of
   G) take a read per distinct word.  Step B is done ``max_d(distinct words of domain d,
@@ -140,21 +137,13 @@ class ActivationGather(wiring.Component):
         # Neither `take` nor `move` looks at the macro's `ready`: C moves on the cycle
         # after the macro took its step, so no path runs from the macro's (and the
         # accumulator's, the writer's) handshake into the decoders and the read ports.
-        # Stage A: an arrival register and a spare payload register per domain, which
-        # stage B takes from.  A domain is ready while its arrival register is empty,
-        # so the decoders' stall (their pipelines' enables) comes from one register
-        # here, not from `take` (the read progress of every domain: `pend` -> `busy` ->
-        # `move` -> `take`).
+        # Stage A: a spare payload per domain (a 2-entry skid buffer with the decoder's
+        # output register).  A domain is ready while its spare is empty, so the decoders'
+        # stall (their pipelines' enables) comes from one register here, not from `take`
+        # (the read progress of every domain: `pend` -> `busy` -> `move` -> `take`).
         spare_valid = Signal(D)
-        # Stage A's data registers are reset-less (hw/regs.py), unlike the rest of the
-        # gather: each is loaded every cycle while its flag says empty, and read only
-        # under the flag.  With the run reset they were 1,000 of a gather's 2,200
-        # flip-flops on its reset copy's LSR net, the most overused net of the whole
-        # top's most congested region (issue 9: unit 3's gather and decoders at
-        # b0379bb, seed 2, where router2 no longer converged; this alone did not make
-        # it converge again, docs/synthesis.md).
-        spares = [Signal(payload_layout(cfg), name=f"spare{d}", reset_less=True)
-                  for d in range(D)]
+        spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
+        srcs = [Signal(payload_layout(cfg), name=f"src{d}") for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
         # `move` is ``b_valid & ~fresh.any() & ~c_valid`` and no domain reading or with its
         # last word in flight (``busy | busy_r``), kept as a register: its next value from
@@ -165,14 +154,14 @@ class ActivationGather(wiring.Component):
         # domain's `pend` to the central `take` and back out (issue 9).
         move_next = ~take & ~move & b_valid & ~fresh[0] & ~busy_any & ~(c_valid & ~request.ready)
         m.d.sync += move.eq(move_next)
-        # Domain d's payload is there (in its spare).  The D decoders run in step (one
-        # descriptor, the same steps; hw/unit.py), so every domain's payload arrives in
-        # the same cycle and each domain takes on its own arrival: no AND over the
-        # domains, whose decoders lie across the die, runs into the takes (issue 9: the
-        # unit's critical path ran from a domain's spare to that AND and back into
-        # another domain's stage B, 8 of its 10 ns routing).  The central `take` (stage
-        # B's valid and markers) follows domain 0.
-        avail = [spare_valid[d] for d in range(D)]
+        # Domain d's payload is there (in its spare or at its decoder's output).  The D
+        # decoders run in step (one descriptor, the same steps; hw/unit.py), so every
+        # domain's payload arrives in the same cycle and each domain takes on its own
+        # arrival: no AND over the domains, whose decoders lie across the die, runs into
+        # the takes (issue 9: the unit's critical path ran from a domain's spare to that
+        # AND and back into another domain's stage B, 8 of its 10 ns routing).  The
+        # central `take` (stage B's valid and markers) follows domain 0.
+        avail = [spare_valid[d] | o.valid for d, o in enumerate(outs)]
         m.d.comb += [take.eq(avail[0] & (~b_valid | move)),
                      request.valid.eq(c_valid)]
         # Each domain takes with copies of `take` of its own, each from its own copies
@@ -195,68 +184,55 @@ class ActivationGather(wiring.Component):
         spare_next = Signal(D)
         m.d.comb += spare_next.eq(spare_valid)
         m.d.sync += spare_valid.eq(spare_next)
-        # Which lanes share a word (one bit per pair of lanes) and which lanes read a
-        # word (`_reads`) are computed between the arrival register and the spare and
-        # kept with the spare, so stage B takes them from registers and its word-read
-        # loop runs on the reading lanes alone (issue 9: the lane-word compare behind
-        # the route from the decoder, the spare-or-decoder choice and the loop's
-        # `pend` -> `low` chain were 14 to 40 of the whole top's late sinks at c66e847
-        # and f7e9270, and f7e9270's critical path at seed 2: 7.1 ns of routing from the
-        # decoder's output register into the compare).
+        # A copy per 32 bits (a quarter of SELECT_FANOUT): the choice's users, the lane
+        # words and their compares, spread over the domain's lanes, and one copy for
+        # the 125-bit default payload lay 26 tiles from its far sinks (issue 9: the
+        # whole top's critical path at seed 2 in sessions 17 and 18, docs/synthesis.md).
+        parts = shares(len(Value.cast(srcs[0])), SELECT_FANOUT // 4)
+        # Which lanes share a word (one bit per pair of lanes), compared on the decoder's
+        # output register and kept with the spare: the take then chooses registered or
+        # freshly compared bits, with no choice in front of the compare (issue 9: choice
+        # and compare were 16 to 20 of the whole top's late sinks at d31e33c).
         pairs = [(g, h) for g in range(cfg.rows_per_step)
                  for h in range(g + 1, cfg.rows_per_step)]
-        spare_sames, spare_reads = [], []
-        arrived_valid = Signal(D)
+        src_sames = []
         for d, o in enumerate(outs):
-            # The arrival register and the spare each follow the stage before while empty
-            # (a register as their enable) and hold what they loaded; only the spare's
-            # valid flag sees `take`.  The spare's data take two copies of its flag.
-            # The decoder's `ready` is a copy of the flag of its own (REPLICA), placed by
-            # the decoder's stage enables, and the payload register's enable one copy per
-            # share of at most SELECT_FANOUT bits: the one flag drove the decoder's five
-            # advance LUTs and the register's enables across the unit (issue 9: 5 of the
-            # whole top's late sinks at f7e9270, 11.1 ns).
-            arrived = Signal(payload_layout(cfg), name=f"arrived{d}", reset_less=True)
-            valid_next = Mux(~arrived_valid[d], o.valid,
-                             Mux(~spare_valid[d], 0, arrived_valid[d]))
-            m.d.sync += arrived_valid[d].eq(valid_next)
-            ready_copy, = replicas(m, Signal(), valid_next, 1, name=f"arrived{d}_ready")
-            m.d.comb += o.ready.eq(~ready_copy)
-            flat, offered = arrived.as_value(), o.payload.as_value()
-            parts = shares(len(flat), SELECT_FANOUT)
-            for full, part in zip(replicas(m, Signal(), valid_next, len(parts),
-                                           name=f"arrived{d}_full"), parts):
-                with m.If(~full):
-                    m.d.sync += flat[part].eq(offered[part])
-            words = [self._lane_word(arrived.addrs[g]) for g in range(cfg.rows_per_step)]
-            same = Cat(*(words[g] == words[h] for g, h in pairs))
-            spare_same = Signal(len(pairs), name=f"spare_same{d}", reset_less=True)
-            spare_read = Signal(cfg.rows_per_step, name=f"spare_reads{d}", reset_less=True)
-            spare_sames.append(spare_same)
-            spare_reads.append(spare_read)
-            fields_empty, lanes_empty = replicas(m, Signal(init=1), ~spare_next[d], 2,
-                                                 name=f"spare_empty{d}_")
-            with m.If(fields_empty):
-                m.d.sync += [spares[d].addrs.eq(arrived.addrs), spares[d].pad.eq(arrived.pad),
-                             spares[d].slot.eq(arrived.slot)]
-                if d == 0:
-                    m.d.sync += [spares[d].last.eq(arrived.last),
-                                 spares[d].walk_last.eq(arrived.walk_last)]
-            with m.If(lanes_empty):
-                m.d.sync += [spare_same.eq(same),
-                             spare_read.eq(_reads(~arrived.pad, same, pairs))]
+            # B takes the spare's payload if there is one, else the decoder's (no cycle lost
+            # when the spare is empty).  The spare's data follow the decoder's output while
+            # it is empty (a register as their enable); only its valid flag sees `take`.
+            # The choice is made by copies of the flag, each for a share of the payload
+            # (`replicas`): the one flag crossed the domain's lanes, 10 ns of routing into
+            # the lane-word compares in the whole top (issue 9).
+            *chooses, choose_same = replicas(m, spare_valid[d], spare_next[d],
+                                             len(parts) + 1, name=f"spare_valid{d}_")
+            spare_bits, out_bits = Value.cast(spares[d]), Value.cast(o.payload)
+            m.d.comb += [o.ready.eq(~spare_valid[d]),
+                         srcs[d].eq(Cat(*(Mux(c, spare_bits[part], out_bits[part])
+                                          for c, part in zip(chooses, parts))))]
+            words = [self._lane_word(o.payload.addrs[g]) for g in range(cfg.rows_per_step)]
+            out_same = Cat(*(words[g] == words[h] for g, h in pairs))
+            spare_same = Signal(len(pairs), name=f"spare_same{d}")
+            src_same = Signal(len(pairs), name=f"src_same{d}")
+            m.d.comb += src_same.eq(Mux(choose_same, spare_same, out_same))
+            src_sames.append(src_same)
             with m.If(~spare_valid[d]):
-                m.d.comb += spare_next[d].eq(arrived_valid[d])
+                m.d.sync += spare_same.eq(out_same)
+                m.d.sync += [spares[d].addrs.eq(o.payload.addrs), spares[d].pad.eq(o.payload.pad),
+                             spares[d].slot.eq(o.payload.slot)]
+                if d == 0:
+                    m.d.sync += [spares[d].last.eq(o.payload.last),
+                                 spares[d].walk_last.eq(o.payload.walk_last)]
+                m.d.comb += spare_next[d].eq(o.valid & ~spare_takes[d])
             with m.Elif(spare_takes[d]):
                 m.d.comb += spare_next[d].eq(0)
         with m.If(take):
-            m.d.sync += [b_valid.eq(1), b_side.last.eq(spares[0].last),
-                         b_side.walk_last.eq(spares[0].walk_last)]
+            m.d.sync += [b_valid.eq(1), b_side.last.eq(srcs[0].last),
+                         b_side.walk_last.eq(srcs[0].walk_last)]
         with m.Elif(move):
             m.d.sync += b_valid.eq(0)
-        for d, spare in enumerate(spares):
+        for d, src in enumerate(srcs):
             with m.If(takes[d]):
-                m.d.sync += [b_slots[d].eq(spare.slot), b_pad[d].eq(spare.pad)]
+                m.d.sync += [b_slots[d].eq(src.slot), b_pad[d].eq(src.pad)]
         with m.If(move):
             m.d.sync += c_valid.eq(1)
         with m.Elif(request.ready):
@@ -268,9 +244,8 @@ class ActivationGather(wiring.Component):
             m.d.sync += request.payload.slots.eq(b_slots)
         busys = Signal(D)
         m.d.comb += busy_any.eq(busys.any())
-        for d, spare in enumerate(spares):
-            acts = self._domain(m, d, spare, spare_sames[d], spare_reads[d], pairs,
-                                takes[d], busys)
+        for d, src in enumerate(srcs):
+            acts = self._domain(m, d, src, src_sames[d], pairs, takes[d], busys)
             with m.If(~c_valid):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
@@ -289,18 +264,16 @@ class ActivationGather(wiring.Component):
         sh, ab = self._banking.group_bits, DecoderFormat(self._config).addr_bits
         return addr[sh:] if sh < ab else C(0, 1)
 
-    def _domain(self, m, d: int, payload, spare_same, spare_read, pairs, take,
-                busys) -> list:
+    def _domain(self, m, d: int, payload, src_same, pairs, take, busys) -> list:
         """Domain `d`'s word reads; returns its G lanes' activations (before the pad mask).
 
         The take cycle only registers the payload: every lane's word and field, the
-        unpadded lanes, which lanes share a word (``same[g]``: the lanes whose word
-        equals lane g's) and, as pending, the lanes that read a word (`_reads`: the
-        lowest unpadded lane of each word).  Each later cycle with lanes pending reads
-        the word of the lowest one (``low``, a one-hot register kept with ``pend``), and
-        every unpadded lane that shares it is served: the read address is a one-hot
-        select of registers, and the next ``pend``/``low`` a mask and a lowest-bit pick
-        of ``pend`` alone, with no address compare and no row select."""
+        unpadded lanes as pending, and which lanes share a word (``same[g]``: the lanes
+        whose word equals lane g's).  Each later cycle with lanes pending reads the word
+        of the lowest one (``low``, a one-hot register kept with ``pend``), and every
+        pending lane that shares it is served: the read address is a one-hot select of
+        registers, and the next ``pend``/``low`` a row select, a mask and a lowest-bit
+        pick, with no address compare."""
         cfg, bank = self._config, self._banking
         G, Ab, sh = cfg.rows_per_step, cfg.act_bits, bank.group_bits
         ab = DecoderFormat(cfg).addr_bits
@@ -308,20 +281,19 @@ class ActivationGather(wiring.Component):
         words = Signal(data.ArrayLayout(unsigned(word_bits), G), name=f"words{d}")
         fields = Signal(data.ArrayLayout(unsigned(max(1, sh)), G), name=f"fields{d}")
         same = Signal(data.ArrayLayout(unsigned(G), G), name=f"same{d}")
-        unpad = Signal(G, name=f"unpad{d}")      # lanes not padded
-        pend = Signal(G, name=f"pend{d}")        # reading lanes whose word is not read yet
+        pend = Signal(G, name=f"pend{d}")        # lanes whose word is not read yet
         served = Signal(G, name=f"served{d}")    # lanes served by the word on act_data
         kept = Signal(data.ArrayLayout(unsigned(Ab), G), name=f"kept{d}")
         low = Signal(G, name=f"low{d}")          # the lowest pending lane, one-hot (a register)
         word = Signal(word_bits, name=f"word{d}")
-        rest = Signal(G, name=f"rest{d}")
+        match = Signal(G, name=f"match{d}")
         # ``busy`` is ``pend.any()`` kept as a register (its next value computed beside
         # pend's), so `move`, which gates `take`, which selects the next value of every
         # stage-B register, starts at flip-flops (the unit's critical path was
         # pend -> busy -> take -> served, issue 9).
         busy = Signal(name=f"busy{d}")
         m.d.comb += [word.eq(_or_select(low, [words[g] for g in range(G)])),
-                     rest.eq(pend & ~low)]
+                     match.eq(pend & _or_select(low, [same[g] for g in range(G)]))]
         # The word read lands in a register (data_r) the cycle after it leaves the block
         # RAM; `served_r` says which lanes it serves.  The step is done once no read is in
         # flight: the last read's word is in data_r.
@@ -336,39 +308,24 @@ class ActivationGather(wiring.Component):
         def field(g):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
-        # A read serves its lane's whole word: the lanes above it in that word read none
-        # (`_reads`), so the next pending lane is the next reading lane.
         with m.If(busy):
-            m.d.sync += [pend.eq(rest), low.eq(_lowest(rest)), busy.eq(rest.any()),
-                         served.eq(unpad & _or_select(low, [same[g] for g in range(G)]))]
+            m.d.sync += [pend.eq(pend & ~match), low.eq(_lowest(pend & ~match)),
+                         served.eq(match), busy.eq((pend & ~match).any())]
         # Keep the fields each word served (every cycle: data_r and served_r change
         # together, one cycle after the read port's word and `served`).
         for g in range(G):
             with m.If(served_r[g]):
                 m.d.sync += kept[g].eq(field(g))
         with m.If(take):
-            m.d.sync += [pend.eq(spare_read), low.eq(_lowest(spare_read)),
-                         unpad.eq(~payload.pad), served.eq(0), busy.eq(spare_read.any())]
+            m.d.sync += [pend.eq(~payload.pad), low.eq(_lowest(~payload.pad)),
+                         served.eq(0), busy.eq((~payload.pad).any())]
             for g in range(G):
                 m.d.sync += [words[g].eq(self._lane_word(payload.addrs[g])),
                              same[g][g].eq(1),
                              fields[g].eq(payload.addrs[g][:sh] if sh else 0)]
-            for i, (g, h) in enumerate(pairs):  # the lanes' words equal (`spare_same`)
-                m.d.sync += [same[g][h].eq(spare_same[i]), same[h][g].eq(spare_same[i])]
+            for i, (g, h) in enumerate(pairs):  # the lanes' words equal (`src_same`)
+                m.d.sync += [same[g][h].eq(src_same[i]), same[h][g].eq(src_same[i])]
         return [Mux(served_r[g], field(g), kept[g]) for g in range(G)]
-
-
-def _reads(unpadded, same, pairs):
-    """The lanes that read a word: each unpadded lane no lower unpadded lane shares its
-    word with (``same[i]``: the lanes of ``pairs[i]`` share a word).  A word's reading lane
-    is the lowest of its lanes, so reading the lowest pending reading lane serves every
-    lane of its word at once."""
-    G = len(unpadded)
-    sharers = [[] for _ in range(G)]
-    for i, (g, h) in enumerate(pairs):
-        sharers[h].append(unpadded[g] & same[i])
-    return Cat(*(unpadded[h] & ~Cat(*sharers[h]).any() if sharers[h] else unpadded[h]
-                 for h in range(G)))
 
 
 def _lowest(bits):

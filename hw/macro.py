@@ -200,10 +200,9 @@ class CimMacro(wiring.Component):
         full_next = ring.full_next
         m.d.comb += [self.result.payload.eq(ring.payload), self.result.valid.eq(ring.valid)]
         # ``adv = ~(p_item.valid & p_item.last & full)`` kept as a register, from the next
-        # values of `p_item` and `full`, with copies per word-line domain for the enables
-        # of its wide registers (`advs`: front and stage R; `pair_ens`: stage P; one for
-        # both drove ~140 flip-flops, 7 of the whole top's late sinks at f7e9270) and
-        # one for its channels' accumulators (`acc_ens`).  As a LUT of three
+        # values of `p_item` and `full`, with a copy per word-line domain for the enables
+        # of its wide registers (`advs`: front, stages R and P) and one for its
+        # channels' accumulators (`acc_ens`).  As a LUT of three
         # registers it enabled some 700 flip-flops spread over the macro: in the whole
         # top, 8.9 ns of routing into the accumulators' enable (issue 9,
         # docs/synthesis.md, session 18).  1 from the reset, as `p_item.valid` is 0.
@@ -214,7 +213,6 @@ class CimMacro(wiring.Component):
         m.d.sync += adv.eq(adv_next)
         advs = replicas(m, adv, adv_next, D, name="adv")
         acc_ens = replicas(m, adv, adv_next, D, name="acc_en")
-        pair_ens = replicas(m, adv, adv_next, D, name="pair_en")
         last = busy & (cycle == steps - 1)
         accept = self.request.valid & self.request.ready
         # ``~busy | last`` (the front takes a step now) kept as a register, `free`, from
@@ -291,14 +289,14 @@ class CimMacro(wiring.Component):
             # every cycle, as `adv`)
             copies = per_domain(N * cfg.psum_bits)
             mids = replicas(m, Signal(), p_valid_next & ~p_last_next, copies, name="p_mid")
-            next_accs = self._linear(m, pair_ens, x_r, rows_r, accs)
+            next_accs = self._linear(m, advs, x_r, rows_r, accs)
         else:
             # stage P's counts: the item in R
             count_bits = Shape.cast(range(G + 1)).width
             copies = per_domain(N * cfg.act_bits * cfg.weight_bits * count_bits)
             mids = replicas(m, Signal(), busy & (cycle != steps - 1), copies, name="r_mid",
                             enable=adv)
-            next_accs = self._per_bit_plane(m, pair_ens, mids, x_r, rows_r)
+            next_accs = self._per_bit_plane(m, advs, mids, x_r, rows_r)
 
         m.d.comb += [push.eq(adv & p_item.valid & p_item.last),
                      pop.eq(self.result.valid & self.result.ready),

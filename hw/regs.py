@@ -180,10 +180,10 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None) ->
         The older entry leaves this cycle; only while `valid`.
 
     fanout : int, optional
-        The most bits of the output one register chooses or enables: the read pointer
-        and each entry's flag get ``ceil(bits / fanout)`` copies (`replicas`), each
-        choosing or enabling an equal share of the entry, so that no one register
-        selects all of a wide entry.  One of each when not given.
+        The most bits of the output one register chooses: the read pointer gets
+        ``ceil(bits / fanout)`` copies (`replicas`), each choosing an equal share of
+        the entry, so that no one register selects all of a wide entry.  One read
+        pointer when not given.
 
     Returns
     -------
@@ -201,8 +201,9 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None) ->
     taken = [Signal(name=f"{name}_taken{i}") for i in range(2)]
     wp, rp = Signal(name=f"{name}_wp"), Signal(name=f"{name}_rp")
     valid, full = Signal(name=f"{name}_valid"), Signal(name=f"{name}_full")
-    bits = len(Value.cast(entries[0]))
-    parts = [slice(0, bits)] if fanout is None else shares(bits, fanout)
+    for i in range(2):
+        with m.If(~taken[i]):                   # empty: follow the value a push would write
+            m.d.sync += entries[i].eq(new)
     # `valid` (the older entry taken) and `full` are registers of the flags' next values,
     # so that neither is a choice or an AND in front of its consumers.
     taken_next = [Signal(name=f"{name}_taken{i}_next") for i in range(2)]
@@ -215,17 +216,9 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None) ->
                  valid_next.eq(Mux(rp_next, taken_next[1], taken_next[0]))]
     m.d.sync += [*(taken[i].eq(taken_next[i]) for i in range(2)),
                  rp.eq(rp_next), wp.eq(wp ^ push), valid.eq(valid_next), full.eq(full_next)]
-    # An empty entry follows the value a push would write.  With `fanout`, each share of
-    # it under a copy of its flag (issue 9: the macro's one `taken` flag enabled its
-    # whole result entry, 8 of the whole top's late sinks at c66e847, seed 2).
-    for i in range(2):
-        flags = ([taken[i]] if len(parts) == 1 else
-                 replicas(m, taken[i], taken_next[i], len(parts), name=f"{name}_taken{i}_"))
-        flat = Value.cast(entries[i])
-        for flag, part in zip(flags, parts):
-            with m.If(~flag):
-                m.d.sync += flat[part].eq(Value.cast(new)[part])
     payload = Signal(layout, name=f"{name}_out")
+    bits = len(Value.cast(payload))
+    parts = [slice(0, bits)] if fanout is None else shares(bits, fanout)
     if len(parts) == 1:
         m.d.comb += payload.eq(Mux(rp, entries[1], entries[0]))
     else:

@@ -123,12 +123,11 @@ class UnitSequencer(wiring.Component):
         The phase after the SYNC the unit waits at (or, while it runs, after the
         current phase) exists: the decoders may start a WALK fetched behind one SYNC
         (the controller's ``more`` register).
-    release : Out(2 * D)
+    release : Out(D)
         The current walk's first payload may pass from the decoders to the gather (a
         register: set when the executor takes the WALK, cleared by ``first_passed``):
-        equal copies, two per word-line domain d: bit d beside its decoder, whose whole
-        pipeline's advance it gates, bit D + d beside the gather's take of domain d
-        (hw/unit.py).
+        one equal copy per word-line domain, placed beside its decoder, whose whole
+        pipeline's advance it gates (hw/unit.py).
     first_passed : In(1)
         The current walk's first payload passes to the gather this cycle.
     insn : Out(instruction_layout(config))
@@ -160,7 +159,7 @@ class UnitSequencer(wiring.Component):
             "walk_done": In(1),
             "walk_done_next": In(1),
             "more": In(1),
-            "release": Out(2 * config.wordline_domains),
+            "release": Out(config.wordline_domains),
             "first_passed": In(1),
             "insn": Out(instruction_layout(config)),
             "params": Out(param_layout(config)),
@@ -271,34 +270,14 @@ class UnitSequencer(wiring.Component):
         with m.If(iv1):
             m.d.sync += q_insn.eq(prog_read.data)
         with m.If(iv2):
-            m.d.sync += i_got.eq(i_got + 1)
+            m.d.sync += [next_insn.eq(Cat(next_insn[CONTROL_WORD_BITS:], q_insn)),
+                         i_got.eq(i_got + 1)]
             with m.If(i_got == ki - 1):
                 m.d.sync += i_done.eq(1)
         # The first stored word in the output register: a SYNC, or a WALK whose parameter
         # reads start the next cycle.
-        # ``i_got == 0`` and the SYNC decode of the registered word kept as registers
-        # (`got_none`, loaded from its next value; `is_sync`, loaded with the word), so
-        # a SYNC's recognition is one LUT of registers in front of the fetch pointers'
-        # enables (issue 9: 5 to 8 of the whole top's late sinks at c66e847 and f7e9270).
-        got_none = Signal(init=1)
-        is_sync = Signal()
-        first = iv2 & got_none
-        with m.If(iv1):
-            m.d.sync += is_sync.eq(prog_read.data[:op_field.width] == Op.SYNC)
-        m.d.sync += got_none.eq(take | (first & is_sync) | (got_none & ~iv2))
-        # The shadows shift a word in under copies of iv2 / pv2, one per share of at
-        # most SELECT_FANOUT flip-flops (`replicas`): pv2 alone enabled the 864 of the
-        # default's parameter shadow (issue 9: 29 of the whole top's late sinks at
-        # c66e847, seed 2).  The copies load what iv2 / pv2 load.
-        iv2_next = Mux(first & is_sync, 0, iv1)
-        for shadow_bits, word, valid_next, name in ((next_insn, q_insn, iv2_next, "iv2_"),
-                                                   (next_params, q_prm, pv1, "pv2_")):
-            shifted = Cat(shadow_bits[CONTROL_WORD_BITS:], word)
-            parts = shares(len(shadow_bits), SELECT_FANOUT)
-            copies = replicas(m, Signal(), valid_next, len(parts), name=name)
-            for copy, part in zip(copies, parts):
-                with m.If(copy):
-                    m.d.sync += shadow_bits[part].eq(shifted[part])
+        first = iv2 & (i_got == 0)
+        is_sync = q_insn[:op_field.width] == Op.SYNC
         with m.If(first & ~is_sync):
             m.d.sync += [pa.eq(q_insn[pa_field.offset:pa_field.offset + pa_field.width]),
                          p_on.eq(1)]
@@ -309,7 +288,8 @@ class UnitSequencer(wiring.Component):
         with m.If(pv1):
             m.d.sync += q_prm.eq(param_read.data)
         with m.If(pv2):
-            m.d.sync += p_got.eq(p_got + 1)
+            m.d.sync += [next_params.eq(Cat(next_params[CONTROL_WORD_BITS:], q_prm)),
+                         p_got.eq(p_got + 1)]
             with m.If(p_got == kp - 1):
                 m.d.sync += p_done.eq(1)
         # A SYNC: count it and fetch the next instruction from the next cycle, dropping the
@@ -344,18 +324,16 @@ class UnitSequencer(wiring.Component):
                          start.valid.eq(full & ahead_ok & ~taken[d])]
             with m.If(start.valid & start.ready):
                 m.d.sync += taken[d].eq(1)
-        # `release` as the register's next value, two copies per domain (`replicas`):
-        # one gates its decoder's stage advance, a net to about a thousand clock
+        # `release` as the register's next value, one copy per domain (`replicas`):
+        # each gates its decoder's stage advance, a net to about a thousand clock
         # enables spread over the decoder (issue 9: from one register in the whole top,
-        # sequencer -> decoder took 2.8 ns of a 14.4 ns critical path), the other the
-        # gather's take of the domain (one copy for both lay 2.9 ns of routing from the
-        # gather: the whole top's critical path at c66e847, seed 1).
+        # sequencer -> decoder took 2.8 ns of a 14.4 ns critical path).
         release = Signal()
         release_next = Signal()
         m.d.comb += release_next.eq(release)
         m.d.sync += release.eq(release_next)
         m.d.comb += self.release.eq(Cat(*replicas(m, release, release_next,
-                                                   2 * cfg.wordline_domains, name="release")))
+                                                   cfg.wordline_domains, name="release")))
         with m.If(self.first_passed):
             m.d.comb += release_next.eq(0)
 
@@ -380,19 +358,18 @@ class UnitSequencer(wiring.Component):
         # SYNC count, the shadow's flags).  What they load between walks is never used:
         # nothing reads them from one walk's end (its last pixel written: `walk_done`) to
         # the next walk's take, and the next walk's payloads wait at the decoders until then
-        # (`release`).  A copy of the enable per share of at most SELECT_FANOUT // 2 bits
-        # (`replicas`; per 128, a copy's far sinks were 10.9 ns late at c66e847, seed 1).
-        # (Issue 9: in the whole top `go` -> the dispatch -> the parameters' enable crossed
-        # a unit's quadrant, 16 ns of routing; at 05caebc the writer's `walk_done` register
-        # lay 39 tiles from the LUT that made a share's enable from it and a copy of
-        # `walking`, 20 of the whole top's late sinks.)
+        # (`release`).  A copy of the enable per share of at most SELECT_FANOUT bits
+        # (`replicas`).  (Issue 9: in the whole top `go` -> the dispatch -> the parameters'
+        # enable crossed a unit's quadrant, 16 ns of routing; at 05caebc the writer's
+        # `walk_done` register lay 39 tiles from the LUT that made a share's enable from it
+        # and a copy of `walking`, 20 of the whole top's late sinks.)
         # (`walking`: START, or RUN before the walk's end; only its next value is needed)
         walking_next = Signal()
         holding_next = walking_next & ~self.walk_done_next
         held = [(Value.cast(insn), Value.cast(shadow)),
                 (Value.cast(params), next_params[:len(Value.cast(params))])]
         for k, (dst, src) in enumerate(held):
-            parts = shares(len(dst), SELECT_FANOUT // 2)
+            parts = shares(len(dst), SELECT_FANOUT)
             copies = replicas(m, Signal(), holding_next, len(parts), name=f"holding{k}_")
             for copy, part in zip(copies, parts):
                 with m.If(~copy):                  # ~(walking & ~walk_done)

@@ -141,19 +141,14 @@ class MacroUnit(wiring.Component):
         wiring.connect(m, wiring.flipped(self.prog_write), seq.prog_write)
         wiring.connect(m, wiring.flipped(self.param_write), seq.param_write)
         wiring.connect(m, wiring.flipped(self.load), macro.write)
-        D = cfg.wordline_domains
         for d, decoder in enumerate(decoders):
             wiring.connect(m, seq.starts[d], decoder.start)
             # A walk's first payload waits here until the executor has taken the walk
             # (its decoders may start while the walk before it drains, hw/sequencer.py).
-            # (Each side with its own copy of `release`: bit d for the decoder, D + d
-            # for the gather.)
-            walk_first = decoder.out.payload.walk_first
+            held = decoder.out.payload.walk_first & ~seq.release[d]
             m.d.comb += [gather.payloads[d].payload.eq(decoder.out.payload),
-                         gather.payloads[d].valid.eq(
-                             decoder.out.valid & ~(walk_first & ~seq.release[D + d])),
-                         decoder.out.ready.eq(gather.payloads[d].ready
-                                              & ~(walk_first & ~seq.release[d]))]
+                         gather.payloads[d].valid.eq(decoder.out.valid & ~held),
+                         decoder.out.ready.eq(gather.payloads[d].ready & ~held)]
         out0 = decoders[0].out
         m.d.comb += seq.first_passed.eq(out0.valid & out0.ready & out0.payload.walk_first)
         wiring.connect(m, gather.request, macro.request)

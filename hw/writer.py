@@ -283,43 +283,6 @@ def writer_latency(config: MarsConfig) -> int:
     return k
 
 
-def _threshold_mask(shift: Value, offset: int, width: int) -> Value:
-    """The `width`-bit mask whose bit i is ``shift + offset <= i`` (unsigned `shift`).
-
-    Built from equalities of the shift's high and low parts (``S = 8a + b``: bit i with
-    ``j = i - offset`` is ``a < j // 8  |  a == j // 8 & b <= j % 8``), one LUT a bit
-    behind a few shared decodes.  Written as ``shift + offset <= i`` per bit, Yosys maps
-    an adder and a carry-chain comparator for every bit (issue 9: the writer's clamp
-    mask, +540 to +914 LUTs and up to 384 carry cells a writer at 89bec46 against
-    f7e9270, docs/synthesis.md).
-    """
-    fb = min(3, len(shift))
-    a, b = shift[fb:], shift[:fb]
-    step = 1 << fb
-    a_values = 1 << len(a)
-
-    def a_is(k):
-        return a == k if len(a) else Const(int(k == 0), 1)
-
-    def any_of(terms):
-        return Cat(*terms).any() if terms else Const(0, 1)
-
-    bits = []
-    for i in range(width):
-        j = i - offset
-        if j < 0:
-            bits.append(Const(0, 1))
-            continue
-        q, r = divmod(j, step)
-        if q >= a_values:                   # past the largest shift
-            bits.append(Const(1, 1))
-            continue
-        below = any_of([a_is(k) for k in range(q)])
-        low = any_of([b == v for v in range(r + 1)])
-        bits.append(below | (a_is(q) & low))
-    return Cat(*bits)
-
-
 class UnitWriter(wiring.Component):
     """The writer of one macro unit; see the module docstring.
 
@@ -439,7 +402,7 @@ class UnitWriter(wiring.Component):
         # lanes' and the counters' enables across the writer (issue 9: 34 and 25 to 26 of
         # the whole top's late sinks, docs/synthesis.md, session 18).  The copies differ
         # by name only (`replicas`: kept apart), so Yosys cannot merge the LUTs.
-        loadeds = replicas(m, loaded, loaded_next, L + 2, name="loaded")
+        loadeds = replicas(m, loaded, loaded_next, L + 1, name="loaded")
         take = advance | prime
         take_pos = Signal()
         pos = self._position(m, take_pos)
@@ -476,8 +439,8 @@ class UnitWriter(wiring.Component):
                                        if per_word > 1 else 1)),
             can.eq(Mux(insn.acc_out | ends_word | self._adding(), slot, 1)),
             issue.eq(self.pixel.valid & can & loaded),
-            # ``issue & last_group``: at a pixel's last group `can` is the slot (below)
-            advance.eq(self.pixel.valid & slot & loaded & last_group),
+            self.pixel.ready.eq(issue & last_group),
+            advance.eq(issue & last_group),
         ]
         n_grp_next = Signal.like(n_grp)
         last_group_next = Signal()
@@ -504,24 +467,15 @@ class UnitWriter(wiring.Component):
         # no group issues then or in the cycle after (`loaded` is low from `restart`
         # until the cycle after `prime`; before a START the walk has drained).
         sub = per_word.bit_length() - 1            # group bits of the lane group in a word
-        slots = replicas(m, slot, slot_before, L + 2, name="slot")
-        last_groups = replicas(m, last_group, last_group_next, L + 2, name="last_group")
+        slots = replicas(m, slot, slot_before, L + 1, name="slot")
+        last_groups = replicas(m, last_group, last_group_next, L + 1, name="last_group")
         subs = (replicas(m, Signal(sub), group_next[:sub], L + 1, name="group_lo") if sub
                 else [Const(1, 1)] * (L + 1))      # one group a word: every group ends one
         alls = replicas(m, Signal(), insn.acc_out | self._adding(), L + 1, name="wait_all")
         cans = [Mux(all_k | last_k | sub_k.all(), slot_k, 1)
                 for slot_k, last_k, sub_k, all_k in zip(slots, last_groups, subs, alls)]
-        # A pixel's last group ends a word, so it issues in its slot: `can` is the slot
-        # there, and the take and the pixel's pop (``advance``) are ANDs of four
-        # registers, copies L and L + 1 (issue 9: through `can`, the accumulator's pixel
-        # ring's pop, behind it its 33 pointer and flag copies, and the position
-        # counters' enables were 4 LUTs deep, 13 + 13 of the whole top's late sinks at
-        # c66e847, seed 2).
-        m.d.comb += [
-            take_pos.eq((self.pixel.valid & slots[L] & loadeds[L] & last_groups[L]) | prime),
-            self.pixel.ready.eq(self.pixel.valid & slots[L + 1] & loadeds[L + 1]
-                                & last_groups[L + 1]),
-        ]
+        m.d.comb += take_pos.eq((self.pixel.valid & cans[L] & loadeds[L] & last_groups[L])
+                                | prime)
         issues = [Signal(name=f"issue{j}") for j in range(L)]
         m.d.comb += [issue_j.eq(self.pixel.valid & can_j & loaded_j)
                      for issue_j, can_j, loaded_j in zip(issues, cans, loadeds)]
@@ -766,28 +720,16 @@ class UnitWriter(wiring.Component):
             shift3 = Signal.like(shift2, name=f"s3_shift{lane}")
             write3 = Signal(name=f"s3_write{lane}", reset_less=True)
             acc3 = Signal.like(acc2, name=f"s3_acc{lane}")
-            # The bits of p at or above S + Ab (the clamp's overflow), a mask registered
-            # beside the product: the overflow is then one AND-OR of registers, where a
-            # choice of OR-ed product bits by the shift was the whole top's critical path
-            # (issue 9: f7e9270, seed 1, 12.2 ns).
-            mask = Signal(len(p), name=f"s3_mask{lane}", reset_less=True)
             m.d[s3] += [p.eq((hi << h) + lo), shift3.eq(shift2),
-                         write3.eq(write2), acc3.eq(acc2),
-                         mask.eq(_threshold_mask(shift2, Ab, len(p)))]
+                         write3.eq(write2), acc3.eq(acc2)]
             # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
             neg = Signal(name=f"s4_neg{lane}", reset_less=True)
             over = Signal(name=f"s4_over{lane}", reset_less=True)
             window = Signal(Ab + 1, name=f"s4_window{lane}", reset_less=True)
             write4 = Signal(name=f"s4_write{lane}", reset_less=True)
             acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
-            # The coarse and the fine choice of the clamp window each take a copy of the
-            # shift (issue 9: s3_shift -> the window's 8-way choices was the whole top's
-            # critical path at c66e847, seed 2, a 4.2 ns route).
-            shifts = (replicas(m, shift3, shift2, 2, name=f"s3_shift{lane}_")
-                      if self.registered(3) else [shift3, shift3])
-            win = self._clamp_window(m, lane, p, *shifts)
-            m.d[s4] += [neg.eq(p[-1]), over.eq((p.as_unsigned() & mask).any()),
-                         window.eq(win),
+            win, ovf = self._clamp_window(m, lane, p, shift3)
+            m.d[s4] += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
                          write4.eq(write3), acc4.eq(acc3)]
             s4_lanes.append((neg, over, window, write4, acc4))
 
@@ -804,14 +746,15 @@ class UnitWriter(wiring.Component):
             return q, write, acc
         return groups[-1], lane_out
 
-    def _clamp_window(self, m, lane: int, p, shift, fine_shift):
+    def _clamp_window(self, m, lane: int, p, shift):
         """What the clamp needs of the product p shifted right by S: the Ab + 1 bits
-        from bit S - 1 (bit -1 reads 0).
+        from bit S - 1 (bit -1 reads 0) and whether any bit at or above S + Ab is set.
 
         With ``u = p << 1`` (so that bit S - 1 of p is bit S of u) and S = 8a + b: the
-        coarse step takes the 8 + Ab bits of u from bit 8a (an 8-way choice by a), the
-        fine step Ab + 1 bits from bit b of those.  Far fewer LUTs than a full shifter of
-        the product.  ``fine_shift`` equals ``shift`` (a copy that b is read from).
+        coarse step takes the 8 + Ab bits of u from bit 8a (an 8-way choice by a) and
+        whether any bit of u from 8a + 8 + Ab up is set (the suffix ORs, chosen by a);
+        the fine step takes Ab + 1 bits from bit b of the coarse ones and ORs those at
+        or above b + Ab + 1.  Far fewer LUTs than a full shifter of the product.
         """
         Ab = self._config.act_bits
         u = Cat(Const(0, 1), p.as_unsigned())
@@ -819,19 +762,23 @@ class UnitWriter(wiring.Component):
         span = (1 << fb) + Ab                      # coarse bits kept
         steps = 1 << (len(shift) - fb)             # coarse positions
         coarse = Signal(span, name=f"s4_coarse{lane}")
-        a, b = shift[fb:], fine_shift[:fb]
+        sticky = Signal(name=f"s4_sticky{lane}")
+        a, b = shift[fb:], shift[:fb]
         with m.Switch(a):
             for k in range(steps):
                 lo = k << fb
                 bits = [u[i] if i < len(u) else Const(0, 1) for i in range(lo, lo + span)]
+                rest = u[lo + span:] if lo + span < len(u) else Const(0, 1)
                 with m.Case(k):
-                    m.d.comb += coarse.eq(Cat(*bits))
+                    m.d.comb += [coarse.eq(Cat(*bits)), sticky.eq(rest.any())]
         window = Signal(Ab + 1, name=f"s4_fine{lane}")
+        above = Signal(name=f"s4_above{lane}")
         with m.Switch(b):
             for k in range(1 << fb):
                 with m.Case(k):
-                    m.d.comb += window.eq(coarse[k:k + Ab + 1])
-        return window
+                    high = coarse[k + Ab + 1:] if k + Ab + 1 < span else Const(0, 1)
+                    m.d.comb += [window.eq(coarse[k:k + Ab + 1]), above.eq(high.any())]
+        return window, sticky | above
 
     def _residual_lanes(self, m, s1_lanes, s1):
         """S2 .. S4 with residual adds (docs/architecture.md, "Residual adds"): the
@@ -1019,47 +966,34 @@ class UnitWriter(wiring.Component):
         ox_last = Signal(reset_less=True)
         kx_last = Signal(reset_less=True)
         ky_last = Signal(reset_less=True)
-        # ``ox_last & ky_last`` (the take ends a pooled row) as a register of its own, so
-        # the pooled row's counters' enable is one LUT of `take` (issue 9: `take` -> the
-        # ky enable -> the py enable, two routes across the writer, 13 of the whole top's
-        # late sinks at c66e847, seeds 1 and 2).  The flags are loaded through their next
-        # values, which it also loads.
-        row_last = Signal(reset_less=True)
-        ox_last_next = Signal()
-        ky_last_next = Signal()
-        m.d.comb += [ox_last_next.eq(ox_last), ky_last_next.eq(ky_last)]
-        m.d.sync += [ox_last.eq(ox_last_next), ky_last.eq(ky_last_next),
-                     row_last.eq(ox_last_next & ky_last_next)]
         pool_one = insn.pool_k == 1
         with m.If(take):
             with m.If(ox_last):
-                m.d.sync += [ox.eq(0), kx.eq(0), px.eq(0), kx_last.eq(pool_one)]
-                m.d.comb += ox_last_next.eq(insn.desc.out_w == 1)
-                with m.If(~ky_last):
-                    m.d.sync += [ky.eq(ky + 1), pix_addr.eq(row_addr), pix_lo.eq(row_lo)]
-                    m.d.comb += ky_last_next.eq(ky + 1 == insn.pool_k - 1)
+                m.d.sync += [ox.eq(0), kx.eq(0), px.eq(0),
+                             ox_last.eq(insn.desc.out_w == 1), kx_last.eq(pool_one)]
+                with m.If(ky_last):
+                    m.d.sync += [ky.eq(0), ky_last.eq(pool_one), py.eq(py + 1),
+                                 row_addr.eq(row_addr + insn.out_row_pitch),
+                                 pix_addr.eq(row_addr + insn.out_row_pitch),
+                                 row_lo.eq(lo_sum(row_lo, insn.out_row_pitch)),
+                                 pix_lo.eq(lo_sum(row_lo, insn.out_row_pitch))]
+                with m.Else():
+                    m.d.sync += [ky.eq(ky + 1), ky_last.eq(ky + 1 == insn.pool_k - 1),
+                                 pix_addr.eq(row_addr), pix_lo.eq(row_lo)]
             with m.Else():
-                m.d.sync += ox.eq(ox + 1)
-                m.d.comb += ox_last_next.eq(ox + 1 == insn.desc.out_w - 1)
+                m.d.sync += [ox.eq(ox + 1), ox_last.eq(ox + 1 == insn.desc.out_w - 1)]
                 with m.If(kx_last):
                     m.d.sync += [kx.eq(0), kx_last.eq(pool_one), px.eq(px + 1),
                                  pix_addr.eq(pix_addr + insn.out_pitch),
                                  pix_lo.eq(lo_sum(pix_lo, insn.out_pitch))]
                 with m.Else():
                     m.d.sync += [kx.eq(kx + 1), kx_last.eq(kx + 1 == insn.pool_k - 1)]
-        with m.If(take & row_last):
-            m.d.sync += [ky.eq(0), py.eq(py + 1),
-                         row_addr.eq(row_addr + insn.out_row_pitch),
-                         pix_addr.eq(row_addr + insn.out_row_pitch),
-                         row_lo.eq(lo_sum(row_lo, insn.out_row_pitch)),
-                         pix_lo.eq(lo_sum(row_lo, insn.out_row_pitch))]
-            m.d.comb += ky_last_next.eq(pool_one)
         with m.If(self.restart):
             m.d.sync += [ox.eq(0), kx.eq(0), ky.eq(0), px.eq(0), py.eq(0),
                          row_addr.eq(0), pix_addr.eq(0),
                          row_lo.eq(lo(insn.out_base)), pix_lo.eq(lo(insn.out_base)),
-                         kx_last.eq(pool_one)]
-            m.d.comb += [ox_last_next.eq(insn.desc.out_w == 1), ky_last_next.eq(pool_one)]
+                         ox_last.eq(insn.desc.out_w == 1), kx_last.eq(pool_one),
+                         ky_last.eq(pool_one)]
         return {"pix_addr": pix_addr, "base_lo": pix_lo if lb else Const(0, 1),
                 "in_bounds": (px < insn.pool_w) & (py < insn.pool_h),
                 "first_in_window": (kx == 0) & (ky == 0)}

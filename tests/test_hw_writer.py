@@ -23,13 +23,7 @@ from amaranth.sim import Simulator
 
 from mars.config import MAX_WRITER_STAGES, MIN_WRITER_STAGES, PRESETS
 from mars.contract.banking import Banking
-from mars.hw.writer import (
-    UnitWriter,
-    _threshold_mask,
-    act_entry_layout,
-    act_write_stage,
-    result_write,
-)
+from mars.hw.writer import UnitWriter, act_entry_layout, act_write_stage, result_write
 from mars.sw.golden.network import requantise
 
 TINY = PRESETS["tiny"]
@@ -350,27 +344,3 @@ def test_every_copy_ends_up_with_the_word_written_into_act(reset_at):
         assert seen["copies_early"] == [0, 0, 0]      # S4: one edge after act
     assert seen["copies"] == [word] * 3, \
         f"act holds {word:#x}, the copies {[hex(c) for c in seen['copies']]}"
-
-
-@pytest.mark.parametrize("shift_bits, offset, width", [
-    (1, 0, 5), (3, 4, 12), (4, 8, 30), (6, 8, 50), (6, 4, 72), (7, 8, 40)])
-def test_threshold_mask_exhaustive(shift_bits, offset, width):
-    """The clamp's overflow mask (`_threshold_mask`): bit i is ``shift + offset <= i``,
-    for every shift value, against Python's comparison."""
-    shift = Signal(shift_bits)
-    mask = Signal(width)
-    m = Module()
-    m.d.comb += mask.eq(_threshold_mask(shift, offset, width))
-    sim = Simulator(m)
-    got = {}
-
-    async def bench(ctx):
-        for value in range(1 << shift_bits):
-            ctx.set(shift, value)
-            got[value] = ctx.get(mask)
-
-    sim.add_testbench(bench)
-    sim.run()
-    for value, bits in got.items():
-        want = sum(1 << i for i in range(width) if value + offset <= i)
-        assert bits == want, f"shift {value}: {bits:0{width}b}, want {want:0{width}b}"

@@ -107,8 +107,7 @@ class _Walk:
         self.release = False                       # the walk's first payload may pass
         self.dec = [None] * DECODER_STAGES         # payload positions (None: empty)
         self.out = None
-        self.arrived = None                        # gather stage A: arrival register,
-        self.spare = None                          # then the spare (B takes from it)
+        self.spare = None                          # gather stage A: the decoders' spare
         self.b = None
         self.b_wait = 0
         self.c = None                              # gather stage C: the offered step
@@ -182,20 +181,18 @@ class _Walk:
         req_ready = m_adv and ((not self.busy) or last_step)
         # gather: B (words being read) moves into C (offered to the macro) when C is
         # empty at the start of the cycle; neither looks at the macro's ready.  B takes
-        # the spare's payload (stage A: an arrival register loaded from the decoders'
-        # output while empty, then the spare, loaded from it while empty); the decoders
-        # stall only on a full arrival register
+        # the spare's payload, else the decoders'; the decoders stall only on a full spare
         move = self.b is not None and self.b_wait == 0 and self.c is None
         # A walk's first payload (position 0) waits at the decoders' output until the walk
         # is the unit's current one (hw/unit.py): its decoders may start early.
         out = self.out if self.out is not None and (self.out or self.release) else None
-        avail = self.spare
+        avail = self.spare if self.spare is not None else out
         take = avail is not None and (self.b is None or move)
         if take and self.first_gather is None:
             self.first_gather = t
         if self.w_done[-1]:
             self.last_offer = t                    # a walk's last word is offered now
-        advance = self.out is None or (self.arrived is None and out is not None)
+        advance = self.out is None or (self.spare is None and out is not None)
         issue = self.active and advance
         accept_req = self.c is not None and req_ready
         acc_accept = self.s is not None and not s_hold   # S's step adds to the sums
@@ -229,15 +226,12 @@ class _Walk:
         if move:
             self.c = self.b
         taken = avail if take else None
-        if self.arrived is None and out == 0:
+        if self.spare is None and out == 0:
             self.release = False                   # the first payload passed
-        arrived = self.arrived
-        if take:
+        if self.spare is None and out is not None and not take:
+            self.spare = out
+        elif take and self.spare is not None:
             self.spare = None
-        elif self.spare is None and arrived is not None:
-            self.spare, self.arrived = arrived, None
-        if arrived is None:
-            self.arrived = out
         if take:
             self.b = taken
             # one cycle to register the payload, one word read a cycle, the last word
