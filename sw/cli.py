@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from mars.config import PRESETS, load_config
 from mars.errors import MarsError
+from mars.sw.congestion import ROUTE_PATIENCE
 from mars.sw.pnr import PLACERS, ROUTERS
 
 __all__ = ["main"]
@@ -100,7 +101,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                            pnr=args.pnr, freq_mhz=args.freq, seed=args.seed,
                            placer=args.placer, router=args.router,
                            floorplan=args.floorplan, keep_routed=args.keep_routed,
-                           slow_nets=args.slow_nets)
+                           slow_nets=args.slow_nets, route_patience=args.route_patience,
+                           heatmap=args.router2_heatmap)
     print(f"wrote {report}")
     return 0
 
@@ -368,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-nets", type=int, default=0, metavar="N",
                    help="record the N nets whose sinks are reached latest (nextpnr "
                         "--detailed-timing-report) in report.json and print the first 10")
+    p.add_argument("--route-patience", type=int, default=ROUTE_PATIENCE, metavar="N",
+                   help="router2: stop nextpnr with an error when N iterations pass without "
+                        "a new lowest count of overused wires (it does not converge); "
+                        "0: never stop it")
+    p.add_argument("--router2-heatmap", action="store_true",
+                   help="router2: write its congestion per iteration under OUT/heatmap/, "
+                        "record where it lies per instance in report.json and draw "
+                        "<block>_<family>.congestion.png")
     p.set_defaults(func=_cmd_synth)
 
     from mars.sw.train.command import add_arguments as train_arguments

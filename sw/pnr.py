@@ -14,6 +14,7 @@ run in: every path passed is relative to the output folder, which is the working
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -22,6 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from mars.errors import MarsError
+from mars.sw.congestion import (
+    HEATMAP_DIR,
+    ROUTE_PATIENCE,
+    RouterWatch,
+    congestion,
+    heatmap_prefix,
+    plot_congestion,
+    router2_iterations,
+)
 from mars.sw.hierarchy import instance_path
 from mars.sw.tools import log_tail, run_tool, yowasp_command
 
@@ -73,6 +83,9 @@ PARTS: dict[str, Part] = {
                    "logic_cells": ("ICESTORM_LC",)}),
 }
 
+
+#: Seconds between two looks at router2's progress in nextpnr's log (`RouterWatch`).
+ROUTER_POLL_S = 5.0
 
 #: Instance names kept when late sinks are counted per instance (``block.unit0.writer``).
 INSTANCE_DEPTH = 3
@@ -311,6 +324,38 @@ def late_sinks(report: Mapping[str, Any], after_ns: float,
             "by_instance": by_instance}
 
 
+class _Stopper:
+    """`RouterWatch` for `run_tool`, adding (with the heatmap) the most congested instances
+    of router2's best iteration to the reason, and drawing that iteration."""
+
+    def __init__(self, watch: RouterWatch, out_dir: Path, prefix: str, heatmap: bool,
+                 name: str) -> None:
+        self.watch, self.out_dir, self.prefix = watch, out_dir, prefix
+        self.heatmap, self.name = heatmap, name
+
+    def __call__(self) -> str:
+        reason = self.watch()
+        if not reason or not self.heatmap:
+            return reason
+        best = self.watch.best_iteration
+        where = congestion(self.out_dir, self.prefix, best, top=4)
+        if where:
+            reason += f"; most overused at iteration {best}: " + ", ".join(
+                f"{path} {uses}" for path, uses in where["by_instance"].items())
+        png = _plot(self.out_dir, self.prefix, best, self.name)
+        return reason + (f"; map {png}" if png else "")
+
+
+def _plot(out_dir: Path, prefix: str, iteration: int, name: str) -> str:
+    """Draw one iteration's congestion as ``<prefix>.congestion.png``; its name relative
+    to `out_dir`, or '' if there was nothing to draw."""
+    png = f"{Path(prefix).name}.congestion.png"
+    drawn = plot_congestion(out_dir / f"{prefix}_congestion_by_coordinate_{iteration}.csv",
+                            out_dir / png,
+                            f"{name}: router2's overused wires, iteration {iteration}")
+    return png if drawn else ""
+
+
 def _does_not_fit(part: Part, text: str) -> str:
     over = overflows(text)
     return f"; does not fit {part.name}: {', '.join(over)}" if over else ""
@@ -320,7 +365,9 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
                     freq_mhz: float | None = None, seed: int = 1,
                     extra_args: tuple[str, ...] = (), placer: str | None = None,
                     router: str | None = None, floorplan: bool = False,
-                    keep_routed: bool = False, slow: int = 0) -> dict[str, Any]:
+                    keep_routed: bool = False, slow: int = 0,
+                    route_patience: int = ROUTE_PATIENCE,
+                    heatmap: bool = False) -> dict[str, Any]:
     """Place and route one Yosys netlist with nextpnr and summarise the result.
 
     Parameters
@@ -358,6 +405,16 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         the report grows to tens of MB on the whole default top) and record the `slow` nets
         reached latest (``slow_nets``: `slow_nets`) and how many sinks arrive after the
         clock period (``late_sinks``: `late_sinks`).
+    route_patience : int
+        router2 only: stop nextpnr when router2 has gone this many iterations without a
+        new lowest count of overused wires (`mars.sw.congestion.RouterWatch`); 0 never
+        stops it.
+    heatmap : bool
+        router2 only: write router2's congestion files per iteration under
+        ``heatmap/`` (``--router2-heatmap``), record ``congestion`` (overused wire-uses of
+        the first iteration by instance, `mars.sw.congestion.congestion`) and draw
+        ``<name>_<family>.congestion.png``; if router2 is stopped, the error names the
+        most congested instances of its best iteration and draws that one.
 
     Returns
     -------
@@ -368,14 +425,16 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         `keep_routed` ``routed`` (the file name) and ``placement``, with `slow`
         ``slow_nets`` and ``late_sinks``.  A design that
         misses the clock constraint is routed anyway (``--timing-allow-fail``):
-        ``meets_target`` says whether it met it.
+        ``meets_target`` says whether it met it.  With router2, ``router2`` holds its
+        iterations and overused wires per iteration; with `heatmap`, ``congestion``.
 
     Raises
     ------
     EnvironmentProblem
         If nextpnr cannot be started (`mars.sw.tools.run_tool`).
     PnrError
-        If nextpnr fails or the design does not fit the part.
+        If nextpnr fails, the design does not fit the part, or router2 does not converge
+        (`route_patience`).
     """
     import json
 
@@ -399,17 +458,33 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         args.append("--pcf-allow-unconstrained")   # three data pins, placed by nextpnr
     if slow > 0:
         args.append("--detailed-timing-report")
+    prefix = heatmap_prefix(name, family)
+    if heatmap and router == "router2":
+        shutil.rmtree(out_dir / HEATMAP_DIR, ignore_errors=True)   # an earlier run's files
+        (out_dir / HEATMAP_DIR).mkdir()
+        args += ["--router2-heatmap", prefix]
     args += [*extra_args, *(("--write", routed_name) if keep_routed else ()),
              *algorithm_args(placer, router)]
+    if route_patience < 0:
+        raise PnrError(f"route patience must be 0 (none) or more iterations, "
+                       f"not {route_patience}")
+    watch = (_Stopper(RouterWatch(log_path, route_patience), out_dir, prefix, heatmap, name)
+             if route_patience and router == "router2" else None)
     command = nextpnr_command(family)
     start = time.perf_counter()
     run_tool(command, args, tool=part.tool, what=f"on block {name!r} for {family}",
              cwd=out_dir, error=PnrError, log=log_path, outputs=(report_path,),
-             why=lambda text: _does_not_fit(part, text))
+             why=lambda text: _does_not_fit(part, text), watch=watch,
+             poll_s=ROUTER_POLL_S)
     seconds = time.perf_counter() - start
     raw = json.loads(report_path.read_text())
-    summary = summarise(family, raw,
-                        log_path.read_text(errors="replace") if log_path.exists() else "")
+    log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    summary = summarise(family, raw, log_text)
+    if router == "router2":
+        summary["router2"] = [list(step) for step in router2_iterations(log_text)]
+    if heatmap and router == "router2":
+        first = congestion(out_dir, prefix, 1)
+        summary["congestion"] = {**first, "map": _plot(out_dir, prefix, 1, name)} if first else {}
     if slow > 0:
         summary["slow_nets"] = slow_nets(raw, slow)
         summary["late_sinks"] = late_sinks(raw, 1000.0 / freq)

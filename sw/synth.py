@@ -37,6 +37,7 @@ from mars.hw.ooc import OutOfContext
 from mars.contract.decoder import DecoderFormat
 from mars.contract.netlist import REPLICA
 from mars.sw.budget import PART_LIMITS, check_fit
+from mars.sw.congestion import ROUTE_PATIENCE
 from mars.sw.files import replace_file
 from mars.sw.hierarchy import hierarchy
 from mars.sw.pnr import PARTS, algorithm_args, log_tail, place_and_route
@@ -209,7 +210,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
               blocks: list[str] | None = None, pnr: bool = False,
               freq_mhz: float | None = None, seed: int = 1, placer: str | None = None,
               router: str | None = None, floorplan: bool = False,
-              keep_routed: bool = False, slow_nets: int = 0) -> Path:
+              keep_routed: bool = False, slow_nets: int = 0,
+              route_patience: int = ROUTE_PATIENCE, heatmap: bool = False) -> Path:
     """Synthesize every block of `config` for each family and write ``report.json``.
 
     Parameters
@@ -248,6 +250,12 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         (``pnr.slow_nets``, `mars.sw.pnr.slow_nets`) and print the first few, and
         count the sinks reached after the clock period (``pnr.late_sinks``,
         `mars.sw.pnr.late_sinks`).
+    route_patience : int
+        With router2: stop nextpnr (`mars.sw.pnr.PnrError`) after this many iterations
+        without a new lowest count of overused wires; 0 never stops it.
+    heatmap : bool
+        With router2: write its congestion per iteration and record where the first
+        iteration's overused wires lie (``pnr.congestion``; `mars.sw.pnr.place_and_route`).
 
     Returns
     -------
@@ -298,6 +306,12 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         raise SynthError("--slow-nets lists nextpnr's arrival times: it needs --pnr")
     if slow_nets < 0:
         raise SynthError(f"--slow-nets must be a number of nets, 0 or more, not {slow_nets}")
+    if route_patience < 0:
+        raise SynthError(f"--route-patience must be a number of iterations, 0 (none) or "
+                         f"more, not {route_patience}")
+    if heatmap and not (pnr and router == "router2"):
+        raise SynthError("--router2-heatmap is router2's congestion map: it needs --pnr "
+                         "and --router router2")
     say(f"synthesizing {len(names)} block(s) of {config.name} ({config.short_hash}) "
         f"for {', '.join(chosen)} with {_short_version(version)}"
         + (" and placing and routing them out of context" if pnr else ""))
@@ -349,7 +363,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                 routed = place_and_route(out_dir, name, family, netlist, freq_mhz=freq,
                                          seed=seed, placer=placer, router=router,
                                          floorplan=planned, keep_routed=keep_routed,
-                                         slow=slow_nets)
+                                         slow=slow_nets, route_patience=route_patience,
+                                         heatmap=heatmap)
                 result["ooc"] = ooc
                 result["netlist"] = netlist
                 result["pnr"] = routed

@@ -8,7 +8,9 @@
 * it exits nonzero, or an output it must write is missing: the caller's error class,
   ``TOOL failed WHAT (exit N[, log LOG])[WHY]: LAST ERROR LINE`` and then the tail of its
   log (`log_tail`) on the following lines (``killed by SIGTERM`` instead of ``exit N``
-  when a signal ended it: someone or something else stopped it).
+  when a signal ended it: someone or something else stopped it);
+* a watcher the caller passes says it will not finish (router2 that does not converge):
+  it is terminated, ``TOOL stopped WHAT (REASON, log LOG)`` and the log's tail.
 
 `yowasp_command` is the command line of a YoWASP tool (a child process of this interpreter)
 unless an environment variable names another.  YoWASP tools see only the directory tree
@@ -92,9 +94,32 @@ def last_error_line(text: str) -> str:
     return ""
 
 
+def _run(argv: list[str], cwd: Path, watch: Callable[[], str] | None,
+         poll_s: float) -> tuple[subprocess.CompletedProcess, str]:
+    """Run `argv`; with `watch`, ask it every `poll_s` seconds whether to stop the run
+    (a non-empty reason: the process is terminated).  Returns the run and the reason."""
+    if watch is None:
+        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+                              check=False), ""
+    with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        stop = ""
+        while True:
+            try:
+                # communicate() again after a timeout loses no output (Python's docs)
+                out, err = process.communicate(timeout=poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                stop = stop or watch()
+                if stop:
+                    process.terminate()
+        return subprocess.CompletedProcess(argv, process.returncode, out, err), stop
+
+
 def run_tool(command: Sequence[str], args: Sequence[str], *, tool: str, what: str,
              cwd: Path, error: type[MarsError] = MarsError, log: Path | None = None,
-             outputs: Sequence[Path] = (), why: Callable[[str], str] | None = None
+             outputs: Sequence[Path] = (), why: Callable[[str], str] | None = None,
+             watch: Callable[[], str] | None = None, poll_s: float = 5.0
              ) -> subprocess.CompletedProcess:
     """Run ``command + args`` in `cwd`, capturing its output as text.
 
@@ -120,6 +145,12 @@ def run_tool(command: Sequence[str], args: Sequence[str], *, tool: str, what: st
     why : callable, optional
         Given the log's and the output's text, returns a reason to append to the first line
         (``"; does not fit PART: DP16KD 300/208"``) or ``""``.
+    watch : callable, optional
+        Called every `poll_s` seconds while the tool runs; a non-empty return value is why
+        the run will not finish (`mars.sw.congestion.RouterWatch`): the tool is terminated
+        and `error` raised with that reason.
+    poll_s : float
+        Seconds between calls of `watch`.
 
     Returns
     -------
@@ -132,15 +163,19 @@ def run_tool(command: Sequence[str], args: Sequence[str], *, tool: str, what: st
         The program cannot be started.
     error
         It exited nonzero or left an output unwritten: the first line names `tool`, `what`,
-        the exit status, the log and its last error line; the log's tail follows.
+        the exit status, the log and its last error line; the log's tail follows.  Or
+        `watch` stopped it: the first line names `tool`, `what`, the reason and the log.
     """
     command = list(command)
     try:
-        done = subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True,
-                              check=False)
+        done, stopped = _run([*command, *args], cwd, watch, poll_s)
     except OSError as problem:
         raise EnvironmentProblem(f"cannot run {tool} ({shlex.join(command)}) {what}: "
                                  f"{problem.strerror or problem}") from None
+    where = f", log {log}" if log is not None else ""
+    if stopped and done.returncode != 0:     # (0: it finished as it was stopped)
+        raise error(f"{tool} stopped {what} ({stopped}{where})\n"
+                    + log_tail(log, done.stdout + done.stderr, done.stderr))
     missing = [path for path in outputs if not path.exists()]
     if done.returncode == 0 and not missing:
         return done
@@ -150,7 +185,6 @@ def run_tool(command: Sequence[str], args: Sequence[str], *, tool: str, what: st
     if done.returncode == 0:
         reason += f"; it wrote no {', '.join(path.name for path in missing)}"
     last = last_error_line(log_text + "\n" + done.stderr) or last_error_line(full)
-    where = f", log {log}" if log is not None else ""
     status = f"exit {done.returncode}"
     if done.returncode < 0:               # POSIX: killed by a signal (not its own failure)
         try:

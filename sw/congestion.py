@@ -1,0 +1,184 @@
+"""router2's progress and congestion: stopping a route that does not converge, and where
+its overused wires lie.
+
+nextpnr's router2 (common/router2.cc, after CRoute: Vercruyce et al., FCCM 2019) routes
+every net, lets nets share wires, and raises the cost of shared ("overused") wires each
+iteration until none is left.  It has no iteration limit: on a design that is too
+congested the count of overused wires reaches a lowest value and then climbs for hours
+(docs/synthesis.md: the whole default top at b0379bb bottomed out at 516 overused wires at
+iteration 34 and was at 4,855 by iteration 68).  `RouterWatch` reads nextpnr's log while it
+runs and says when to stop it: after `patience` iterations without a new lowest count.
+
+With ``--router2-heatmap PREFIX`` router2 writes per iteration
+``PREFIX_congestion_by_net_<i>.csv`` (``net,overused wire-uses``) and
+``PREFIX_congestion_by_coordinate_<i>.csv`` (one row per tile column x, one value per
+tile row y).  `congestion` sums the first by instance path (``block.unit3.gather``) and
+`plot_congestion` draws the second.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mars.sw.hierarchy import instance_path
+
+__all__ = ["HEATMAP_DIR", "ROUTE_PATIENCE", "RouterWatch", "congestion", "heatmap_prefix",
+           "plot_congestion", "router2_iterations"]
+
+#: router2's line after each iteration (nextpnr common/router2.cc, ``log_info``).
+_ITERATION = re.compile(r"\biter=(\d+) wires=\d+ overused=(\d+)\b")
+
+#: Iterations router2 may run without a new lowest count of overused wires before it is
+#: stopped.  The whole default top's routes that converged set a new lowest count every
+#: few iterations to the end; the three that diverged went 20 to 40 iterations past their
+#: lowest count while it grew 10- to 15-fold (docs/synthesis.md, "router2's patience").
+ROUTE_PATIENCE = 30
+
+#: Folder (inside the output folder) of router2's heatmap files.
+HEATMAP_DIR = "heatmap"
+
+#: Instance names kept when overused wire-uses are summed (``block.unit3.gather``).
+CONGESTION_DEPTH = 3
+
+
+def router2_iterations(log_text: str) -> list[tuple[int, int]]:
+    """``(iteration, overused wires)`` of each of router2's iteration lines in `log_text`."""
+    return [(int(m[1]), int(m[2])) for m in _ITERATION.finditer(log_text)]
+
+
+@dataclass
+class RouterWatch:
+    """Follows router2 in nextpnr's log; called, returns why to stop it, or ``""``.
+
+    `mars.sw.tools.run_tool` calls it every few seconds while nextpnr runs.  It reads only
+    what the log gained since the last call (whole lines).
+
+    Attributes
+    ----------
+    log : Path
+        nextpnr's ``--log`` file (it may not exist yet).
+    patience : int
+        Iterations without a new lowest count of overused wires that stop the route
+        (at least 1).
+    best, best_iteration, last, last_iteration : int
+        The lowest count so far and its iteration, and the latest ones (-1 before the first
+        iteration).
+    """
+
+    log: Path
+    patience: int = ROUTE_PATIENCE
+    best: int = -1
+    best_iteration: int = -1
+    last: int = -1
+    last_iteration: int = -1
+    _offset: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.patience < 1:
+            raise ValueError(f"patience must be 1 or more iterations, not {self.patience}")
+
+    def _new_lines(self) -> str:
+        try:
+            with open(self.log, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return ""
+        end = chunk.rfind(b"\n") + 1          # a line still being written waits
+        self._offset += end
+        return chunk[:end].decode(errors="replace")
+
+    def __call__(self) -> str:
+        for iteration, overused in router2_iterations(self._new_lines()):
+            if iteration < self.last_iteration:      # router2 restarted (e.g. a second
+                self.best = self.best_iteration = -1  # routing pass): count afresh
+            self.last, self.last_iteration = overused, iteration
+            if self.best < 0 or overused < self.best:
+                self.best, self.best_iteration = overused, iteration
+        if self.best > 0 and self.last_iteration - self.best_iteration >= self.patience:
+            return (f"router2 does not converge: {self.best} overused wires at their "
+                    f"lowest at iteration {self.best_iteration}, {self.last} at iteration "
+                    f"{self.last_iteration} ({self.patience} iterations without a new low)")
+        return ""
+
+
+def heatmap_prefix(name: str, family: str) -> str:
+    """``--router2-heatmap``'s prefix for a block, relative to the output folder."""
+    return f"{HEATMAP_DIR}/{name}_{family}"
+
+
+def _heatmap_file(out_dir: Path, prefix: str, kind: str, iteration: int) -> Path:
+    return out_dir / f"{prefix}_congestion_by_{kind}_{iteration}.csv"
+
+
+def congestion(out_dir: Path, prefix: str, iteration: int, top: int = 12) -> dict[str, Any]:
+    """Overused wire-uses of one router2 iteration, summed by instance path.
+
+    Parameters
+    ----------
+    out_dir : Path
+        nextpnr's working folder.
+    prefix : str
+        The ``--router2-heatmap`` prefix, relative to `out_dir` (`heatmap_prefix`).
+    iteration : int
+        The iteration (1 is the first).
+    top : int
+        How many instances to keep, most congested first.
+
+    Returns
+    -------
+    dict
+        ``iteration``, ``wire_uses`` (the sum over all nets), ``by_instance`` (instance
+        path, `CONGESTION_DEPTH` names, to its wire-uses; the `top` largest) and the
+        ``by_net`` / ``by_coordinate`` file names; empty if the net file is missing.
+    """
+    by_net = _heatmap_file(out_dir, prefix, "net", iteration)
+    if not by_net.exists():
+        return {}
+    where: Counter[str] = Counter()
+    with open(by_net, newline="") as handle:
+        for row in csv.reader(handle):
+            if len(row) >= 2 and row[1].strip().isdigit() and int(row[1]) > 0:
+                where[instance_path(row[0], CONGESTION_DEPTH)] += int(row[1])
+    ranked = sorted(where.items(), key=lambda item: (-item[1], item[0]))[:top]
+    coordinate = _heatmap_file(out_dir, prefix, "coordinate", iteration)
+    return {"iteration": iteration, "wire_uses": sum(where.values()),
+            "by_instance": dict(ranked), "by_net": str(by_net.relative_to(out_dir)),
+            "by_coordinate": str(coordinate.relative_to(out_dir))}
+
+
+def plot_congestion(coordinate_csv: Path, png: Path, title: str) -> bool:
+    """Draw a ``congestion_by_coordinate`` file as an image of the die (x right, y down, as
+    nextpnr-ecp5 numbers its tiles); returns False (nothing written) if the file is
+    missing or empty."""
+    if not coordinate_csv.exists():
+        return False
+    with open(coordinate_csv, newline="") as handle:
+        columns = [[int(v) for v in row if v.strip()] for row in csv.reader(handle)]
+    columns = [column for column in columns if column]
+    if not columns:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")                      # files only, no display
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.array([column + [0] * (max(map(len, columns)) - len(column))
+                     for column in columns]).T       # rows are y, columns x
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    image = ax.imshow(grid, cmap="inferno", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="overused wire-uses per tile")
+    ax.set_xlabel("tile x")
+    ax.set_ylabel("tile y")
+    ax.set_title(title)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return True

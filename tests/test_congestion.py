@@ -1,0 +1,212 @@
+"""Tests of router2's watch and congestion summary (`mars.sw.congestion`) and of their use
+in `mars synth --pnr` (``--route-patience``, ``--router2-heatmap``), with a stand-in
+nextpnr that writes router2's iteration lines and heatmap files as the real one does."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+
+import pytest
+
+import mars.sw.pnr as pnr
+from mars.sw.cli import main
+from mars.sw.congestion import RouterWatch, congestion, router2_iterations
+from test_pnr import FAKE_YOSYS, _fake  # the stand-in Yosys (tests/ is on sys.path)
+
+# The stand-in: router2's line per iteration (the format of nextpnr's common/router2.cc),
+# with --router2-heatmap the two files per iteration (written before the line, as router2
+# does); then, if the last count is not 0, it runs on (up to a minute) like a router2 that
+# does not converge, else it writes a report and ends.
+FAKE_ROUTER2 = """\
+import json, os, sys, time
+argv = sys.argv[1:]
+log = open(argv[argv.index("--log") + 1], "w")
+counts = json.loads(os.environ["FAKE_OVERUSED"])
+nets = json.loads(os.environ.get("FAKE_NETS", "{}"))
+prefix = argv[argv.index("--router2-heatmap") + 1] if "--router2-heatmap" in argv else None
+log.write("Info: Routing globals...\\nInfo: Running router2...\\n")
+for i, n in enumerate(counts, 1):
+    if prefix:
+        with open(f"{prefix}_congestion_by_net_{i}.csv", "w") as f:
+            for net, uses in nets.get(str(i), {}).items():
+                f.write(f"{net},{uses}\\n")
+        with open(f"{prefix}_congestion_by_coordinate_{i}.csv", "w") as f:
+            for x in range(7):
+                f.write("".join(f"{(x * y + i) % 5}," for y in range(4)) + "\\n")
+    log.write(f"Info:     iter={i} wires={9000 + i} overused={n} overuse={3 * n} "
+              "archfail=NA\\n")
+    log.flush()
+if counts[-1]:
+    time.sleep(60)
+    sys.exit(0)
+json.dump({"fmax": {}, "utilization": {}, "critical_paths": []},
+          open(argv[argv.index("--report") + 1], "w"))
+"""
+
+INSTANCES = ["block.unit0.gather", "block.unit3.gather", "block.unit3.decoder2",
+             "block.unit1.writer", "block.loader"]
+
+
+def _nets(rng):
+    """Overused wire-uses of random nets in random instances, and their sums per instance
+    (the independent expectation)."""
+    nets, sums = {}, Counter()
+    for k in range(40):
+        where = rng.choice(INSTANCES)
+        uses = rng.randrange(0, 50)
+        nets[f"{where}.sig{k}[{rng.randrange(8)}]"] = uses
+        if uses:
+            sums[where] += uses
+    return nets, sums
+
+
+def _run(tmp_path, monkeypatch, counts, nets_by_iteration, options):
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
+    monkeypatch.setenv("FAKE_CELLS", json.dumps({"LUT4": 3}))
+    monkeypatch.setenv("NEXTPNR_ECP5", _fake(tmp_path, "nextpnr.py", FAKE_ROUTER2))
+    monkeypatch.setenv("FAKE_OVERUSED", json.dumps(counts))
+    monkeypatch.setenv("FAKE_NETS", json.dumps(nets_by_iteration))
+    monkeypatch.setattr(pnr, "ROUTER_POLL_S", 0.05)
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ecp5",
+                   "--pnr", "--router", "router2", "--out", str(out), *options])
+    return status, out, time.perf_counter() - start
+
+
+def test_a_route_that_does_not_converge_is_stopped_with_where_it_is_congested(
+        tmp_path, monkeypatch, capsys):
+    seed = 20261206
+    rng = random.Random(seed)
+    patience = rng.randrange(4, 9)
+    best_at = rng.randrange(3, 10)
+    falling = sorted(rng.sample(range(200, 5000), best_at), reverse=True)
+    best = falling[-1]
+    counts = falling + [best + rng.randrange(1, 3000) for _ in range(patience + 3)]
+    nets, sums = _nets(rng)
+    status, out, seconds = _run(tmp_path, monkeypatch, counts, {str(best_at): nets},
+                                ["--route-patience", str(patience), "--router2-heatmap"])
+    assert status == 2, f"seed {seed}"
+    assert seconds < 30                       # stopped, not waited out (the stand-in: 60 s)
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]
+    assert first.startswith("mars: error: nextpnr-ecp5 stopped on block 'cim_macro' for "
+                            "ecp5 (router2 does not converge: ")
+    assert f"{best} overused wires at their lowest at iteration {best_at}, " in first
+    assert f"({patience} iterations without a new low)" in first
+    top = sorted(sums.items(), key=lambda item: (-item[1], item[0]))[:4]
+    assert (f"most overused at iteration {best_at}: "
+            + ", ".join(f"{path} {uses}" for path, uses in top)) in first, f"seed {seed}"
+    assert "map cim_macro_ecp5.congestion.png" in first
+    assert (out / "cim_macro_ecp5.congestion.png").stat().st_size > 0
+    assert "Traceback" not in err and not (out / "report.json").exists()
+
+
+def test_a_route_that_converges_runs_to_the_end_and_reports_its_iterations(
+        tmp_path, monkeypatch, capsys):
+    seed = 61206
+    rng = random.Random(seed)
+    patience = 5
+    # a plateau of patience - 1 iterations before each new low: never stopped
+    counts = []
+    for level in sorted(rng.sample(range(1, 3000), 6), reverse=True) + [0]:
+        counts += [level] + ([level + rng.randrange(1, 9) for _ in range(patience - 1)]
+                             if level else [])
+    nets, sums = _nets(rng)
+    status, out, _ = _run(tmp_path, monkeypatch, counts, {"1": nets},
+                          ["--route-patience", str(patience), "--router2-heatmap"])
+    assert status == 0, capsys.readouterr().err
+    routed = json.loads((out / "report.json").read_text())["blocks"]["cim_macro"]["ecp5"]["pnr"]
+    assert routed["router2"] == [[i, n] for i, n in enumerate(counts, 1)]
+    assert routed["congestion"]["iteration"] == 1
+    assert routed["congestion"]["wire_uses"] == sum(sums.values())
+    assert routed["congestion"]["by_instance"] == dict(
+        sorted(sums.items(), key=lambda item: (-item[1], item[0])))
+    assert (out / routed["congestion"]["map"]).stat().st_size > 0
+
+
+def test_patience_zero_never_stops_and_without_the_heatmap_no_files(tmp_path, monkeypatch):
+    counts = [50, 10, 0]
+    status, out, _ = _run(tmp_path, monkeypatch, counts, {}, ["--route-patience", "0"])
+    assert status == 0
+    routed = json.loads((out / "report.json").read_text())["blocks"]["cim_macro"]["ecp5"]["pnr"]
+    assert routed["router2"] == [[1, 50], [2, 10], [3, 0]] and "congestion" not in routed
+    assert not (out / "heatmap").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--pnr", "--route-patience", "-2"],
+     "--route-patience must be a number of iterations, 0 (none) or more, not -2"),
+    (["--pnr", "--router2-heatmap"],
+     "--router2-heatmap is router2's congestion map: it needs --pnr and --router router2"),
+    (["--router", "router2", "--router2-heatmap"],
+     "--router2-heatmap is router2's congestion map: it needs --pnr and --router router2"),
+])
+def test_bad_route_options_are_one_line(options, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ecp5",
+                   *options, "--out", str(tmp_path / "out")])
+    assert status == 2
+    assert capsys.readouterr().err.strip() == f"mars: error: {message}"
+
+
+def _line(i, n):
+    return f"Info:     iter={i} wires={100 * i} overused={n} overuse={n + 7} archfail=NA\n"
+
+
+def test_the_watch_stops_exactly_after_patience_iterations_without_a_new_low(tmp_path):
+    """Fed one line at a time, some split across two writes: it stops at the first
+    iteration that is `patience` past the lowest count, found by brute force."""
+    seed = 5
+    rng = random.Random(seed)
+    counts = [rng.randrange(1, 30) for _ in range(80)]    # ties at the lowest count
+    log = tmp_path / "pnr.log"
+    log.write_text("Info: Running router2...\n")
+    patience = 7
+    watch = RouterWatch(log, patience)
+    stopped_at = None
+    with open(log, "a") as handle:
+        for i, n in enumerate(counts, 1):
+            line = _line(i, n)
+            cut = rng.randrange(len(line))
+            handle.write(line[:cut])
+            handle.flush()
+            assert watch() == "" or stopped_at      # a half line is not read
+            handle.write(line[cut:])
+            handle.flush()
+            if watch() and stopped_at is None:
+                stopped_at = i
+    expected = next(i for i in range(1, len(counts) + 1)
+                    if i - (counts.index(min(counts[:i])) + 1) >= patience)
+    assert stopped_at == expected, f"seed {seed}"
+    assert watch.best == min(counts) and watch.last_iteration == len(counts)
+
+
+def test_the_watch_counts_afresh_when_router2_restarts_and_not_at_zero(tmp_path):
+    log = tmp_path / "pnr.log"
+    first = [_line(i, n) for i, n in enumerate([5, 1, 9, 9, 9, 9], 1)]
+    log.write_text("".join(first + [_line(1, 30), _line(2, 20)]))
+    watch = RouterWatch(log, 3)
+    assert watch() == ""                    # the second pass's iteration 2 is its lowest
+    assert (watch.best, watch.best_iteration) == (20, 2)
+    log.write_text("".join(_line(i, 0) for i in range(1, 9)))
+    assert RouterWatch(log, 3)() == ""      # nothing overused: routed, not stuck
+    assert RouterWatch(tmp_path / "missing.log", 3)() == ""
+    log.write_text("".join(_line(i, n) for i, n in enumerate([5, 1, 9, 1, 9, 9], 1)))
+    assert "lowest at iteration 2, 9 at iteration 6" in RouterWatch(log, 4)()  # a tie: no low
+    with pytest.raises(ValueError, match="patience must be 1 or more"):
+        RouterWatch(log, 0)
+
+
+def test_router2_lines_parse_with_and_without_timing_failures():
+    text = ("Info:     iter=3 wires=17 overused=4 overuse=9 archfail=NA\n"
+            "Info:     iter=4 wires=18 overused=0 overuse=0 tmgfail=2 archfail=NA\n"
+            "Info: [ 1234,  5678) |   12   34   56 |   1   2   3|\n")
+    assert router2_iterations(text) == [(3, 4), (4, 0)]
+
+
+def test_congestion_of_a_missing_iteration_is_empty(tmp_path):
+    assert congestion(tmp_path, "heatmap/x_ecp5", 3) == {}
