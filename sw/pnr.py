@@ -438,6 +438,9 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     """
     import json
 
+    if route_patience < 0:
+        raise PnrError(f"route patience must be 0 (none) or more iterations, "
+                       f"not {route_patience}")
     part = PARTS[family]
     freq = part.freq_mhz if freq_mhz is None else float(freq_mhz)
     report_name, log_name = f"{name}_{family}.pnr.json", f"{name}_{family}.pnr.log"
@@ -465,9 +468,6 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         args += ["--router2-heatmap", prefix]
     args += [*extra_args, *(("--write", routed_name) if keep_routed else ()),
              *algorithm_args(placer, router)]
-    if route_patience < 0:
-        raise PnrError(f"route patience must be 0 (none) or more iterations, "
-                       f"not {route_patience}")
     watch = (_Stopper(RouterWatch(log_path, route_patience), out_dir, prefix, heatmap, name)
              if route_patience and router == "router2" else None)
     command = nextpnr_command(family)
