@@ -461,15 +461,18 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         args.append("--pcf-allow-unconstrained")   # three data pins, placed by nextpnr
     if slow > 0:
         args.append("--detailed-timing-report")
+    args += [*extra_args, *(("--write", routed_name) if keep_routed else ()),
+             *algorithm_args(placer, router)]
+    # the router nextpnr runs: `router`, or one among a board build's `extra_args`
+    routers = [value for option, value in zip(args, args[1:]) if option == "--router"]
+    router2 = bool(routers) and routers[-1] == "router2"
     prefix = heatmap_prefix(name, family)
-    if heatmap and router == "router2":
+    if heatmap and router2:
         shutil.rmtree(out_dir / HEATMAP_DIR, ignore_errors=True)   # an earlier run's files
         (out_dir / HEATMAP_DIR).mkdir()
         args += ["--router2-heatmap", prefix]
-    args += [*extra_args, *(("--write", routed_name) if keep_routed else ()),
-             *algorithm_args(placer, router)]
     watch = (_Stopper(RouterWatch(log_path, route_patience), out_dir, prefix, heatmap, name)
-             if route_patience and router == "router2" else None)
+             if route_patience and router2 else None)
     command = nextpnr_command(family)
     start = time.perf_counter()
     run_tool(command, args, tool=part.tool, what=f"on block {name!r} for {family}",
@@ -480,9 +483,9 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     raw = json.loads(report_path.read_text())
     log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
     summary = summarise(family, raw, log_text)
-    if router == "router2":
+    if router2:
         summary["router2"] = [list(step) for step in router2_iterations(log_text)]
-    if heatmap and router == "router2":
+    if heatmap and router2:
         first = congestion(out_dir, prefix, 1)
         summary["congestion"] = {**first, "map": _plot(out_dir, prefix, 1, name)} if first else {}
     if slow > 0:

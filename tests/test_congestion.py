@@ -128,6 +128,20 @@ def test_a_route_that_converges_runs_to_the_end_and_reports_its_iterations(
     assert (out / routed["congestion"]["map"]).stat().st_size > 0
 
 
+def test_a_board_build_naming_router2_among_its_options_is_watched(tmp_path, monkeypatch):
+    """`mars bitstream` passes its placer and router among nextpnr's other options
+    (`mars.sw.bitstream.nextpnr_options`): the last ``--router`` given is the one watched."""
+    monkeypatch.setenv("NEXTPNR_ECP5", _fake(tmp_path, "nextpnr.py", FAKE_ROUTER2))
+    monkeypatch.setenv("FAKE_OVERUSED", json.dumps([90, 40, 41, 42, 43, 44]))
+    monkeypatch.setattr(pnr, "ROUTER_POLL_S", 0.05)
+    (tmp_path / "top.json").write_text("{}")
+    with pytest.raises(pnr.PnrError, match=r"nextpnr-ecp5 stopped on block 'top' for ecp5 "
+                       r"\(router2 does not converge: 40 overused wires at their lowest at "
+                       r"iteration 2, 44 at iteration 6 \(4 iterations without a new low\)"):
+        pnr.place_and_route(tmp_path, "top", "ecp5", "top.json", route_patience=4,
+                            extra_args=("--router", "router1", "--router", "router2"))
+
+
 def test_patience_zero_never_stops_and_without_the_heatmap_no_files(tmp_path, monkeypatch):
     counts = [50, 10, 0]
     status, out, _ = _run(tmp_path, monkeypatch, counts, {}, ["--route-patience", "0"])
