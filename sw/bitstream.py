@@ -46,6 +46,7 @@ from typing import Any
 from mars.config import PRESETS, MarsConfig, describe, load_config
 from mars.errors import EnvironmentProblem, MarsError
 from mars.hw.boards import BOARDS, Board, board as find_board
+from mars.sw.congestion import ROUTE_PATIENCE, add_route_patience_argument
 from mars.sw.files import staging_folder, swap_into_place
 from mars.sw.pnr import (PARTS, PLACERS, ROUTERS, PnrError, algorithm_args, nextpnr_command,
                          place_and_route)
@@ -186,7 +187,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
                     seed: int = 1, allow_timing_fail: bool = False,
                     clock_mhz: float | None = None, baud: int | None = None,
                     placer: str | None = None, router: str | None = None,
-                    floorplan: bool = False,
+                    floorplan: bool = False, route_patience: int = ROUTE_PATIENCE,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build the bitstream of board `board_name` into `out` and return its report.
 
@@ -216,6 +217,9 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
         ECP5: pin each macro unit's block RAMs and multipliers to its own region of the
         die before nextpnr (`mars.sw.floorplan`; docs/synthesis.md, "Floorplanning the
         units"); the report's ``floorplan`` counts the pinned cells.  Ignored on iCE40.
+    route_patience : int
+        With router2: stop nextpnr (`mars.sw.pnr.PnrError`) after this many iterations
+        without a new lowest count of overused wires; 0 never stops it.
     progress : callable, optional
         Receives one line per step.
 
@@ -229,9 +233,10 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
     EnvironmentProblem
         A tool is missing or cannot be started.
     BitstreamError
-        Unknown board, a clock or baud rate the board cannot make, a tool that fails or
-        cannot run, a design that does not fit the part, timing not met (without
-        `allow_timing_fail`), an output that cannot be written.  The earlier output is left
+        Unknown board, a clock or baud rate the board cannot make, a negative
+        `route_patience`, a tool that fails or cannot run, a design that does not fit the
+        part, timing not met (without `allow_timing_fail`), an output that cannot be
+        written.  The earlier output is left
         as it was; the failed build's files are in ``<out>.failed/``.
     """
     from mars.sw.synth import synthesise_design   # Amaranth and the generators: load late
@@ -243,6 +248,9 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
         raise BitstreamError(str(error)) from None
     config = config or b.default_config()
     options = nextpnr_options(b.family, placer, router)
+    if route_patience < 0:
+        raise BitstreamError(f"--route-patience must be a number of iterations, 0 (none) "
+                             f"or more, not {route_patience}")
     out = Path(out)
     failed = out.with_name(out.name + ".failed")
     part = PARTS[b.family]
@@ -273,7 +281,7 @@ def build_bitstream(board_name: str, out: Path, *, config: MarsConfig | None = N
             folder, _TOP, b.family, _NETLIST, freq_mhz=b.clock_mhz, seed=seed,
             extra_args=(spec["constraints_option"], spec["constraints"],
                         spec["routed_option"], spec["routed"], *options),
-            floorplan=floorplan)
+            floorplan=floorplan, route_patience=route_patience)
         seconds["nextpnr"] = routed["seconds"]
         meets = bool(routed["meets_target"])
         fmax = routed["fmax_mhz"]
@@ -461,6 +469,7 @@ def add_bitstream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ECP5: pin each macro unit's block RAMs and multipliers to its "
                              "own region of the die before nextpnr (docs/synthesis.md, "
                              "\"Floorplanning the units\")")
+    add_route_patience_argument(parser)
     parser.add_argument("--allow-timing-fail", action="store_true",
                         help="write the bitstream even if timing at the board clock is "
                              "not met")
@@ -474,7 +483,7 @@ def run_bitstream_command(args: argparse.Namespace) -> int:
                              allow_timing_fail=args.allow_timing_fail,
                              clock_mhz=args.clock, baud=args.baud,
                              placer=args.placer, router=args.router,
-                             floorplan=args.floorplan,
+                             floorplan=args.floorplan, route_patience=args.route_patience,
                              progress=lambda line: print(line, flush=True))
     for line in summary_lines(report):
         print(line)

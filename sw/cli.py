@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from mars.config import PRESETS, load_config
 from mars.errors import MarsError
-from mars.sw.congestion import ROUTE_PATIENCE
+from mars.sw.congestion import add_route_patience_argument
 from mars.sw.pnr import PLACERS, ROUTERS
 
 __all__ = ["main"]
@@ -370,10 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-nets", type=int, default=0, metavar="N",
                    help="record the N nets whose sinks are reached latest (nextpnr "
                         "--detailed-timing-report) in report.json and print the first 10")
-    p.add_argument("--route-patience", type=int, default=ROUTE_PATIENCE, metavar="N",
-                   help="router2: stop nextpnr with an error when N iterations pass without "
-                        "a new lowest count of overused wires (it does not converge); "
-                        "0: never stop it")
+    add_route_patience_argument(p)
     p.add_argument("--router2-heatmap", action="store_true",
                    help="router2: write its congestion per iteration under OUT/heatmap/, "
                         "record where it lies per instance in report.json and draw "

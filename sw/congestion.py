@@ -10,14 +10,17 @@ iteration 34 and was at 4,855 by iteration 68).  `RouterWatch` reads nextpnr's l
 runs and says when to stop it: after `patience` iterations without a new lowest count.
 
 With ``--router2-heatmap PREFIX`` router2 writes per iteration
-``PREFIX_congestion_by_net_<i>.csv`` (``net,overused wire-uses``) and
-``PREFIX_congestion_by_coordinate_<i>.csv`` (one row per tile column x, one value per
-tile row y).  `congestion` sums the first by instance path (``block.unit3.gather``) and
+``PREFIX_congestion_by_net_<i>.csv`` (``net,uses``: over the net's overused wires, the
+other nets each shares it with) and ``PREFIX_congestion_by_coordinate_<i>.csv`` (one row
+per tile column x, one value per tile row y: over the tile's overused wires, the nets on
+each).  A wire two nets share counts 1 for each net in the first and 2 in the second.
+`congestion` sums the first by instance path (``block.unit3.gather``) and
 `plot_congestion` draws the second.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import re
 from collections import Counter
@@ -27,8 +30,8 @@ from typing import Any
 
 from mars.sw.hierarchy import instance_path
 
-__all__ = ["HEATMAP_DIR", "ROUTE_PATIENCE", "RouterWatch", "congestion", "heatmap_prefix",
-           "plot_congestion", "router2_iterations"]
+__all__ = ["HEATMAP_DIR", "ROUTE_PATIENCE", "RouterWatch", "add_route_patience_argument",
+           "congestion", "heatmap_prefix", "plot_congestion", "router2_iterations"]
 
 #: router2's line after each iteration (nextpnr common/router2.cc, ``log_info``).
 _ITERATION = re.compile(r"\biter=(\d+) wires=\d+ overused=(\d+)\b")
@@ -44,6 +47,14 @@ HEATMAP_DIR = "heatmap"
 
 #: Instance names kept when overused wire-uses are summed (``block.unit3.gather``).
 CONGESTION_DEPTH = 3
+
+
+def add_route_patience_argument(parser: argparse.ArgumentParser) -> None:
+    """``--route-patience N`` (``mars synth --pnr``, ``mars bitstream``)."""
+    parser.add_argument("--route-patience", type=int, default=ROUTE_PATIENCE, metavar="N",
+                        help="router2: stop nextpnr with an error when N iterations pass "
+                             "without a new lowest count of overused wires (it does not "
+                             "converge); 0: never stop it")
 
 
 def router2_iterations(log_text: str) -> list[tuple[int, int]]:
@@ -117,7 +128,8 @@ def _heatmap_file(out_dir: Path, prefix: str, kind: str, iteration: int) -> Path
 
 
 def congestion(out_dir: Path, prefix: str, iteration: int, top: int = 12) -> dict[str, Any]:
-    """Overused wire-uses of one router2 iteration, summed by instance path.
+    """Overused wire-uses of one router2 iteration (each net's uses of wires beyond their
+    capacity, the ``by_net`` file), summed by instance path.
 
     Parameters
     ----------
@@ -141,10 +153,10 @@ def congestion(out_dir: Path, prefix: str, iteration: int, top: int = 12) -> dic
     if not by_net.exists():
         return {}
     where: Counter[str] = Counter()
-    with open(by_net, newline="") as handle:
-        for row in csv.reader(handle):
-            if len(row) >= 2 and row[1].strip().isdigit() and int(row[1]) > 0:
-                where[instance_path(row[0], CONGESTION_DEPTH)] += int(row[1])
+    for line in by_net.read_text(errors="replace").splitlines():
+        net, _, uses = line.rpartition(",")        # router2 does not quote a net's name
+        if net and uses.strip().isdigit() and int(uses) > 0:
+            where[instance_path(net, CONGESTION_DEPTH)] += int(uses)
     ranked = sorted(where.items(), key=lambda item: (-item[1], item[0]))[:top]
     coordinate = _heatmap_file(out_dir, prefix, "coordinate", iteration)
     return {"iteration": iteration, "wire_uses": sum(where.values()),
@@ -173,7 +185,7 @@ def plot_congestion(coordinate_csv: Path, png: Path, title: str) -> bool:
                      for column in columns]).T       # rows are y, columns x
     fig, ax = plt.subplots(figsize=(8, 6.5))
     image = ax.imshow(grid, cmap="inferno", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="overused wire-uses per tile")
+    fig.colorbar(image, ax=ax, label="nets on overused wires, per tile")
     ax.set_xlabel("tile x")
     ax.set_ylabel("tile y")
     ax.set_title(title)

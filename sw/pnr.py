@@ -14,7 +14,6 @@ run in: every path passed is relative to the output folder, which is the working
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -325,25 +324,30 @@ def late_sinks(report: Mapping[str, Any], after_ns: float,
 
 
 class _Stopper:
-    """`RouterWatch` for `run_tool`, adding (with the heatmap) the most congested instances
-    of router2's best iteration to the reason, and drawing that iteration."""
+    """`RouterWatch` for `run_tool`; once it has stopped nextpnr, `explain` adds (with the
+    heatmap) the most congested instances of router2's best iteration and draws it."""
 
     def __init__(self, watch: RouterWatch, out_dir: Path, prefix: str, heatmap: bool,
                  name: str) -> None:
         self.watch, self.out_dir, self.prefix = watch, out_dir, prefix
         self.heatmap, self.name = heatmap, name
+        self.reason = ""
 
     def __call__(self) -> str:
-        reason = self.watch()
-        if not reason or not self.heatmap:
-            return reason
+        self.reason = self.watch()
+        return self.reason
+
+    def explain(self) -> str:
+        """'' unless the watch stopped nextpnr and the heatmap is on (run after the stop,
+        so reading and drawing never keep nextpnr running)."""
+        if not self.reason or not self.heatmap:
+            return ""
         best = self.watch.best_iteration
         where = congestion(self.out_dir, self.prefix, best, top=4)
-        if where:
-            reason += f"; most overused at iteration {best}: " + ", ".join(
-                f"{path} {uses}" for path, uses in where["by_instance"].items())
+        text = (f"; most overused at iteration {best}: " + ", ".join(
+            f"{path} {uses}" for path, uses in where["by_instance"].items())) if where else ""
         png = _plot(self.out_dir, self.prefix, best, self.name)
-        return reason + (f"; map {png}" if png else "")
+        return text + (f"; map {self.out_dir / png}" if png else "")
 
 
 def _plot(out_dir: Path, prefix: str, iteration: int, name: str) -> str:
@@ -446,7 +450,9 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     report_name, log_name = f"{name}_{family}.pnr.json", f"{name}_{family}.pnr.log"
     routed_name = f"{name}_{family}.routed.json"
     report_path, log_path = out_dir / report_name, out_dir / log_name
-    for stale in (report_path, log_path, out_dir / routed_name):
+    png = out_dir / f"{Path(heatmap_prefix(name, family)).name}.congestion.png"
+    for stale in (report_path, log_path, out_dir / routed_name, png,
+                  *out_dir.glob(f"{heatmap_prefix(name, family)}_congestion_by_*")):
         stale.unlink(missing_ok=True)
     plan = None
     if floorplan and family == "ecp5":
@@ -468,8 +474,7 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     router2 = bool(routers) and routers[-1] == "router2"
     prefix = heatmap_prefix(name, family)
     if heatmap and router2:
-        shutil.rmtree(out_dir / HEATMAP_DIR, ignore_errors=True)   # an earlier run's files
-        (out_dir / HEATMAP_DIR).mkdir()
+        (out_dir / HEATMAP_DIR).mkdir(exist_ok=True)
         args += ["--router2-heatmap", prefix]
     watch = (_Stopper(RouterWatch(log_path, route_patience), out_dir, prefix, heatmap, name)
              if route_patience and router2 else None)
@@ -477,7 +482,8 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     start = time.perf_counter()
     run_tool(command, args, tool=part.tool, what=f"on block {name!r} for {family}",
              cwd=out_dir, error=PnrError, log=log_path, outputs=(report_path,),
-             why=lambda text: _does_not_fit(part, text), watch=watch,
+             why=lambda text: _does_not_fit(part, text) + (watch.explain() if watch else ""),
+             watch=watch,
              poll_s=ROUTER_POLL_S)
     seconds = time.perf_counter() - start
     raw = json.loads(report_path.read_text())

