@@ -7,7 +7,8 @@ iteration until none is left.  It has no iteration limit: on a design that is to
 congested the count of overused wires reaches a lowest value and then climbs for hours
 (docs/synthesis.md: the whole default top at b0379bb bottomed out at 516 overused wires at
 iteration 34 and was at 4,855 by iteration 68).  `RouterWatch` reads nextpnr's log while it
-runs and says when to stop it: after `patience` iterations without a new lowest count.
+runs and says when to stop it: after `patience` iterations without a new lowest count,
+once the count has grown well past that lowest one (`RouterWatch.grown`).
 
 With ``--router2-heatmap PREFIX`` router2 writes per iteration
 ``PREFIX_congestion_by_net_<i>.csv`` (``net,uses``: over the net's overused wires, the
@@ -37,9 +38,11 @@ __all__ = ["HEATMAP_DIR", "ROUTE_PATIENCE", "RouterWatch", "add_route_patience_a
 _ITERATION = re.compile(r"\biter=(\d+) wires=\d+ overused=(\d+)\b")
 
 #: Iterations router2 may run without a new lowest count of overused wires before it is
-#: stopped.  The whole default top's routes that converged set a new lowest count every
-#: few iterations to the end; the three that diverged went 20 to 40 iterations past their
-#: lowest count while it grew 10- to 15-fold (docs/synthesis.md, "router2's patience").
+#: stopped (if the count has also grown: `RouterWatch.grown`).  The whole default top's
+#: routes that converged (c66e847, session 27) went at most 8 to 13 iterations without a
+#: new low, all of them in their last iterations, on a handful of wires; the five that did
+#: not converge (session 26) were stopped by hand 19 to 46 iterations past their lowest
+#: count, by then 5- to 16-fold (docs/synthesis.md, "router2 that does not converge").
 ROUTE_PATIENCE = 30
 
 #: Folder (inside the output folder) of router2's heatmap files.
@@ -74,8 +77,8 @@ class RouterWatch:
     log : Path
         nextpnr's ``--log`` file (it may not exist yet).
     patience : int
-        Iterations without a new lowest count of overused wires that stop the route
-        (at least 1).
+        Iterations without a new lowest count of overused wires that stop the route, if
+        the count has also `grown` (at least 1).
     best, best_iteration, last, last_iteration : int
         The lowest count so far and its iteration, and the latest ones (-1 before the first
         iteration).
@@ -104,6 +107,14 @@ class RouterWatch:
         self._offset += end
         return chunk[:end].decode(errors="replace")
 
+    @staticmethod
+    def grown(best: int, last: int) -> bool:
+        """The count has grown well past its lowest: more than twice it and by more than
+        100.  A route that converges can hold a few wires for many iterations at its end
+        (2 wires for 14 iterations and more, c66e847 seed 1 with ``--tmg-ripup``) and is
+        not stopped for that; one that does not grows from hundreds to thousands."""
+        return last > max(2 * best, best + 100)
+
     def __call__(self) -> str:
         for iteration, overused in router2_iterations(self._new_lines()):
             if iteration < self.last_iteration:      # router2 restarted (e.g. a second
@@ -111,7 +122,8 @@ class RouterWatch:
             self.last, self.last_iteration = overused, iteration
             if self.best < 0 or overused < self.best:
                 self.best, self.best_iteration = overused, iteration
-        if self.best > 0 and self.last_iteration - self.best_iteration >= self.patience:
+        if (self.best > 0 and self.last_iteration - self.best_iteration >= self.patience
+                and self.grown(self.best, self.last)):
             return (f"router2 does not converge: {self.best} overused wires at their "
                     f"lowest at iteration {self.best_iteration}, {self.last} at iteration "
                     f"{self.last_iteration} ({self.patience} iterations without a new low)")

@@ -88,7 +88,9 @@ def test_a_route_that_does_not_converge_is_stopped_with_where_it_is_congested(
     best_at = rng.randrange(3, 10)
     falling = sorted(rng.sample(range(200, 5000), best_at), reverse=True)
     best = falling[-1]
-    counts = falling + [best + rng.randrange(1, 3000) for _ in range(patience + 3)]
+    # grown past max(2 * best, best + 100) by the time the patience runs out
+    counts = falling + [max(2 * best, best + 100) + rng.randrange(1, 3000)
+                        for _ in range(patience + 3)]
     nets, sums = _nets(rng)
     status, out, seconds = _run(tmp_path, monkeypatch, counts, {str(best_at): nets},
                                 ["--route-patience", str(patience), "--router2-heatmap"])
@@ -135,20 +137,20 @@ def test_a_board_build_naming_router2_among_its_options_is_watched(tmp_path, mon
     """`mars bitstream` passes its placer and router among nextpnr's other options
     (`mars.sw.bitstream.nextpnr_options`): the last ``--router`` given is the one watched."""
     monkeypatch.setenv("NEXTPNR_ECP5", _fake(tmp_path, "nextpnr.py", FAKE_ROUTER2))
-    monkeypatch.setenv("FAKE_OVERUSED", json.dumps([90, 40, 41, 42, 43, 44]))
+    monkeypatch.setenv("FAKE_OVERUSED", json.dumps([900, 400, 410, 420, 430, 1000]))
     monkeypatch.setattr(pnr, "ROUTER_POLL_S", 0.05)
     (tmp_path / "top.json").write_text("{}")
     with pytest.raises(pnr.PnrError, match=r"nextpnr-ecp5 stopped on block 'top' for ecp5 "
-                       r"\(router2 does not converge: 40 overused wires at their lowest at "
-                       r"iteration 2, 44 at iteration 6 \(4 iterations without a new low\)"):
+                       r"\(router2 does not converge: 400 overused wires at their lowest at "
+                       r"iteration 2, 1000 at iteration 6 \(4 iterations without a new low\)"):
         pnr.place_and_route(tmp_path, "top", "ecp5", "top.json", route_patience=4,
                             extra_args=("--router", "router1", "--router", "router2"))
 
 
 def test_patience_zero_never_stops_and_without_the_heatmap_no_files(tmp_path, monkeypatch):
-    """35 iterations without a new low, seen as they come: the default patience (30) would
-    stop them, 0 does not."""
-    counts = [50, 10] + [11] * 35 + [0]
+    """35 iterations without a new low, grown tenfold, seen as they come: the default
+    patience (30) would stop them, 0 does not."""
+    counts = [500, 100] + [1000] * 35 + [0]
     status, out, _ = _run(tmp_path, monkeypatch, counts, {}, ["--route-patience", "0"],
                           pause=0.02)
     assert status == 0
@@ -178,12 +180,27 @@ def _line(i, n):
     return f"Info:     iter={i} wires={100 * i} overused={n} overuse={n + 7} archfail=NA\n"
 
 
-def test_the_watch_stops_exactly_after_patience_iterations_without_a_new_low(tmp_path):
+def _first_stop(counts, patience):
+    """Brute force: the first iteration at which `patience` iterations have passed since
+    the lowest count so far (its first occurrence) and the count has grown past twice it
+    and by more than 100; None if there is none."""
+    for i in range(1, len(counts) + 1):
+        low = min(counts[:i])
+        if (low > 0 and i - (counts.index(low) + 1) >= patience
+                and counts[i - 1] > max(2 * low, low + 100)):
+            return i
+    return None
+
+
+def test_the_watch_stops_exactly_when_the_rule_says(tmp_path):
     """Fed one line at a time, some split across two writes: it stops at the first
-    iteration that is `patience` past the lowest count, found by brute force."""
+    iteration the rule names, found by brute force over every prefix."""
     seed = 5
     rng = random.Random(seed)
-    counts = [rng.randrange(1, 30) for _ in range(80)]    # ties at the lowest count
+    # a fall, a long stretch above it with ties at the lowest count, then growth
+    counts = ([rng.randrange(150, 400) for _ in range(10)] + [120]
+              + [rng.choice([120, 130, 200, 239, 241]) for _ in range(30)]
+              + [rng.randrange(200, 900) for _ in range(30)])
     log = tmp_path / "pnr.log"
     log.write_text("Info: Running router2...\n")
     patience = 7
@@ -200,24 +217,37 @@ def test_the_watch_stops_exactly_after_patience_iterations_without_a_new_low(tmp
             handle.flush()
             if watch() and stopped_at is None:
                 stopped_at = i
-    expected = next(i for i in range(1, len(counts) + 1)
-                    if i - (counts.index(min(counts[:i])) + 1) >= patience)
-    assert stopped_at == expected, f"seed {seed}"
+    expected = _first_stop(counts, patience)
+    assert expected is not None and stopped_at == expected, f"seed {seed}"
     assert watch.best == min(counts) and watch.last_iteration == len(counts)
+
+
+def test_a_route_holding_a_few_wires_for_long_is_not_stopped(tmp_path):
+    """The end of a route that converges: a handful of wires for many iterations."""
+    log = tmp_path / "pnr.log"
+    counts = [900, 300, 40, 5, 2] + [2, 3, 4, 2, 5] * 20 + [1, 0]
+    watch = RouterWatch(log, 5)
+    with open(log, "w") as handle:
+        for i, n in enumerate(counts, 1):
+            handle.write(_line(i, n))
+            handle.flush()
+            assert watch() == "", f"stopped at iteration {i}"
+    assert _first_stop(counts, 5) is None
 
 
 def test_the_watch_counts_afresh_when_router2_restarts_and_not_at_zero(tmp_path):
     log = tmp_path / "pnr.log"
-    first = [_line(i, n) for i, n in enumerate([5, 1, 9, 9, 9, 9], 1)]
-    log.write_text("".join(first + [_line(1, 30), _line(2, 20)]))
+    first = [_line(i, n) for i, n in enumerate([500, 100, 900, 900, 900, 900], 1)]
+    log.write_text("".join(first + [_line(1, 300), _line(2, 200)]))
     watch = RouterWatch(log, 3)
     assert watch() == ""                    # the second pass's iteration 2 is its lowest
-    assert (watch.best, watch.best_iteration) == (20, 2)
+    assert (watch.best, watch.best_iteration) == (200, 2)
     log.write_text("".join(_line(i, 0) for i in range(1, 9)))
     assert RouterWatch(log, 3)() == ""      # nothing overused: routed, not stuck
     assert RouterWatch(tmp_path / "missing.log", 3)() == ""
-    log.write_text("".join(_line(i, n) for i, n in enumerate([5, 1, 9, 1, 9, 9], 1)))
-    assert "lowest at iteration 2, 9 at iteration 6" in RouterWatch(log, 4)()  # a tie: no low
+    log.write_text("".join(_line(i, n) for i, n in enumerate([500, 100, 900, 100, 900, 901],
+                                                               1)))
+    assert "lowest at iteration 2, 901 at iteration 6" in RouterWatch(log, 4)()  # tie: no low
     with pytest.raises(ValueError, match="patience must be 1 or more"):
         RouterWatch(log, 0)
 
