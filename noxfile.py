@@ -102,7 +102,8 @@ def pnr_top(session: nox.Session) -> None:
     """The whole default top placed and routed out of context on the LFE5U-85F at 100 MHz
     with nextpnr's static placer and router2 (the pair that routes it; docs/synthesis.md,
     "The row-serial macro read") and each unit's hard blocks pinned to its own quadrant
-    ("Floorplanning the units"): about an hour on 2 cores; stopped with an error if router2
+    ("Floorplanning the units"), with nextpnr's timing-driven rip-up: about an hour on 2
+    cores; stopped with an error if router2
     does not converge, naming where it is congested.  Report in
     build/pnr/default-mars_top-ecp5/report.json; ``-- PRESET_OR_JSON`` for another
     configuration."""
@@ -110,7 +111,7 @@ def pnr_top(session: nox.Session) -> None:
     config = session.posargs[0] if session.posargs else "default"
     session.run("mars", "synth", "--pnr", "--config", config, "--block", "mars_top",
                 "--family", "ecp5", "--placer", "static", "--router", "router2",
-                "--floorplan", "--router2-heatmap",
+                "--floorplan", "--tmg-ripup", "--router2-heatmap",
                 "--out", f"build/pnr/{Path(config).stem}-mars_top-ecp5")
 
 

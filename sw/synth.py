@@ -203,7 +203,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
               freq_mhz: float | None = None, seed: int = 1, placer: str | None = None,
               router: str | None = None, floorplan: bool = False,
               keep_routed: bool = False, slow_nets: int = 0,
-              route_patience: int = ROUTE_PATIENCE, heatmap: bool = False) -> Path:
+              route_patience: int = ROUTE_PATIENCE, heatmap: bool = False,
+              tmg_ripup: bool = False) -> Path:
     """Synthesize every block of `config` for each family and write ``report.json``.
 
     Parameters
@@ -248,6 +249,9 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     heatmap : bool
         With router2: write its congestion per iteration and record where the first
         iteration's overused wires lie (``pnr.congestion``; `mars.sw.pnr.place_and_route`).
+    tmg_ripup : bool
+        nextpnr's timing-driven rip-up after routing (``--tmg-ripup``,
+        `mars.sw.pnr.place_and_route`).
 
     Returns
     -------
@@ -301,6 +305,8 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
     if route_patience < 0:
         raise SynthError(f"--route-patience must be a number of iterations, 0 (none) or "
                          f"more, not {route_patience}")
+    if tmg_ripup and not pnr:
+        raise SynthError("--tmg-ripup is nextpnr's timing-driven rip-up: it needs --pnr")
     if heatmap and not (pnr and router == "router2"):
         raise SynthError("--router2-heatmap is router2's congestion map: it needs --pnr "
                          "and --router router2")
@@ -358,7 +364,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                                          seed=seed, placer=placer, router=router,
                                          floorplan=planned, keep_routed=keep_routed,
                                          slow=slow_nets, route_patience=route_patience,
-                                         heatmap=heatmap)
+                                         heatmap=heatmap, tmg_ripup=tmg_ripup)
                 result["ooc"] = ooc
                 result["netlist"] = netlist
                 result["pnr"] = routed

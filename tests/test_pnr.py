@@ -369,6 +369,19 @@ def test_keep_routed_without_pnr_is_one_line(tmp_path, capsys):
                            "it needs --pnr")
 
 
+def test_tmg_ripup_reaches_nextpnr(tmp_path, monkeypatch):
+    argv = _nextpnr_argv("ecp5", tmp_path, monkeypatch, ["--tmg-ripup"])
+    assert argv.count("--tmg-ripup") == 1
+
+
+def test_tmg_ripup_without_pnr_is_one_line(tmp_path, capsys):
+    status = main(["synth", "--config", "tiny", "--block", "cim_macro", "--family", "ecp5",
+                   "--tmg-ripup", "--out", str(tmp_path / "out")])
+    assert status == 2
+    assert capsys.readouterr().err.strip() == ("mars: error: --tmg-ripup is nextpnr's "
+                                               "timing-driven rip-up: it needs --pnr")
+
+
 def test_slow_nets_ask_nextpnr_for_every_net_timing(tmp_path, monkeypatch):
     argv = _nextpnr_argv("ecp5", tmp_path, monkeypatch, ["--slow-nets", "4"])
     assert "--detailed-timing-report" in argv
