@@ -103,10 +103,9 @@ def pnr_top(session: nox.Session) -> None:
     with nextpnr's static placer and router2 (the pair that routes it; docs/synthesis.md,
     "The row-serial macro read") and each unit's hard blocks pinned to its own quadrant
     ("Floorplanning the units"), with nextpnr's timing-driven rip-up: about an hour on 2
-    cores; stopped with an error if router2
-    does not converge, naming where it is congested.  Report in
-    build/pnr/default-mars_top-ecp5/report.json; ``-- PRESET_OR_JSON`` for another
-    configuration."""
+    cores; stopped with an error if router2 does not converge, naming where it is
+    congested.  Report in build/pnr/default-mars_top-ecp5/report.json; ``--
+    PRESET_OR_JSON`` for another configuration."""
     session.install("-e", ".[synth]")
     config = session.posargs[0] if session.posargs else "default"
     session.run("mars", "synth", "--pnr", "--config", config, "--block", "mars_top",
