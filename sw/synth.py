@@ -359,6 +359,7 @@ def run_synth(config: MarsConfig, out_dir: Path, families: list[str] | None = No
                 planned = floorplan and family == "ecp5"
                 say(f"  {name} {family}: {part.tool} on {part.name} at {freq:g} MHz, "
                     f"seed {seed}" + "".join(f" {a}" for a in algorithms)
+                    + (" --tmg-ripup" if tmg_ripup else "")
                     + (", units floorplanned" if planned else "") + " ...")
                 routed = place_and_route(out_dir, name, family, netlist, freq_mhz=freq,
                                          seed=seed, placer=placer, router=router,
