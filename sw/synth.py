@@ -425,9 +425,11 @@ def _pnr_line(routed: Mapping[str, Any]) -> str:
     timing = "no clocked path" if fmax is None else (
         f"Fmax {fmax:.1f} MHz ({'meets' if routed['meets_target'] else 'misses'} "
         f"{routed['target_mhz']:g})")
+    iterations = routed.get("router2") or []
     return (f"{_or_dash(routed['luts'])} LUT, {_or_dash(routed['ff'])} FF, "
             f"{routed['bram']} BRAM, {routed['dsp']} DSP, {timing} "
-            f"in {routed['seconds']:.1f} s")
+            f"in {routed['seconds']:.1f} s"
+            + (f" ({len(iterations)} router2 iterations)" if iterations else ""))
 
 
 def _or_dash(value: Any) -> str:

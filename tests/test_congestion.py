@@ -123,7 +123,9 @@ def test_a_route_that_converges_runs_to_the_end_and_reports_its_iterations(
     nets, sums = _nets(rng)
     status, out, _ = _run(tmp_path, monkeypatch, counts, {"1": nets},
                           ["--route-patience", str(patience), "--router2-heatmap"], pause=0.1)
-    assert status == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    assert f"({len(counts)} router2 iterations)" in printed.out
     routed = json.loads((out / "report.json").read_text())["blocks"]["cim_macro"]["ecp5"]["pnr"]
     assert routed["router2"] == [[i, n] for i, n in enumerate(counts, 1)]
     assert routed["congestion"]["iteration"] == 1
