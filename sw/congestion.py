@@ -8,7 +8,8 @@ congested the count of overused wires reaches a lowest value and then climbs for
 (docs/synthesis.md: the whole default top at b0379bb bottomed out at 516 overused wires at
 iteration 34 and was at 4,855 by iteration 68).  `RouterWatch` reads nextpnr's log while it
 runs and says when to stop it: after `patience` iterations without a new lowest count,
-once the count has grown well past that lowest one (`RouterWatch.grown`).
+once the count has grown well past that lowest one (`RouterWatch.grown`), or after
+`STALL_FACTOR` times as many whatever the count.
 
 With ``--router2-heatmap PREFIX`` router2 writes per iteration
 ``PREFIX_congestion_by_net_<i>.csv`` (``net,uses``: over the net's overused wires, the
@@ -45,6 +46,12 @@ _ITERATION = re.compile(r"\biter=(\d+) wires=\d+ overused=(\d+)\b")
 #: count, by then 5- to 16-fold (docs/synthesis.md, "router2 that does not converge").
 ROUTE_PATIENCE = 30
 
+#: A count that has not grown is stopped after this many times the patience without a new
+#: low: with ``--tmg-ripup`` router2 can hold a dozen wires for hundreds of iterations, the
+#: timing rip-up undoing what the congestion step resolved (c66e847 seed 2, session 27:
+#: 11 to 16 wires from iteration 92 to 300 and more, a new low every 10 to 80 iterations).
+STALL_FACTOR = 4
+
 #: Folder (inside the output folder) of router2's heatmap files.
 HEATMAP_DIR = "heatmap"
 
@@ -78,7 +85,8 @@ class RouterWatch:
         nextpnr's ``--log`` file (it may not exist yet).
     patience : int
         Iterations without a new lowest count of overused wires that stop the route, if
-        the count has also `grown` (at least 1).
+        the count has also `grown`; `STALL_FACTOR` times as many stop it in any case (at
+        least 1).
     best, best_iteration, last, last_iteration : int
         The lowest count so far and its iteration, and the latest ones (-1 before the first
         iteration).
@@ -122,11 +130,12 @@ class RouterWatch:
             self.last, self.last_iteration = overused, iteration
             if self.best < 0 or overused < self.best:
                 self.best, self.best_iteration = overused, iteration
-        if (self.best > 0 and self.last_iteration - self.best_iteration >= self.patience
-                and self.grown(self.best, self.last)):
+        since = self.last_iteration - self.best_iteration
+        if self.best > 0 and since >= self.patience and (
+                self.grown(self.best, self.last) or since >= STALL_FACTOR * self.patience):
             return (f"router2 does not converge: {self.best} overused wires at their "
                     f"lowest at iteration {self.best_iteration}, {self.last} at iteration "
-                    f"{self.last_iteration} ({self.patience} iterations without a new low)")
+                    f"{self.last_iteration} ({since} iterations without a new low)")
         return ""
 
 

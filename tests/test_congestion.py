@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections import Counter
 
@@ -101,7 +102,8 @@ def test_a_route_that_does_not_converge_is_stopped_with_where_it_is_congested(
     assert first.startswith("mars: error: nextpnr-ecp5 stopped on block 'cim_macro' for "
                             "ecp5 (router2 does not converge: ")
     assert f"{best} overused wires at their lowest at iteration {best_at}, " in first
-    assert f"({patience} iterations without a new low)" in first
+    since = re.search(r"\((\d+) iterations without a new low\)", first)
+    assert since and int(since[1]) >= patience
     top = sorted(sums.items(), key=lambda item: (-item[1], item[0]))[:4]
     assert (f"most overused at iteration {best_at}: "
             + ", ".join(f"{path} {uses}" for path, uses in top)) in first, f"seed {seed}"
@@ -185,11 +187,12 @@ def _line(i, n):
 def _first_stop(counts, patience):
     """Brute force: the first iteration at which `patience` iterations have passed since
     the lowest count so far (its first occurrence) and the count has grown past twice it
-    and by more than 100; None if there is none."""
+    and by more than 100, or 4 x `patience` iterations have; None if there is none."""
     for i in range(1, len(counts) + 1):
         low = min(counts[:i])
-        if (low > 0 and i - (counts.index(low) + 1) >= patience
-                and counts[i - 1] > max(2 * low, low + 100)):
+        since = i - (counts.index(low) + 1)
+        if low > 0 and since >= patience and (counts[i - 1] > max(2 * low, low + 100)
+                                              or since >= 4 * patience):
             return i
     return None
 
@@ -224,10 +227,11 @@ def test_the_watch_stops_exactly_when_the_rule_says(tmp_path):
     assert watch.best == min(counts) and watch.last_iteration == len(counts)
 
 
-def test_a_route_holding_a_few_wires_for_long_is_not_stopped(tmp_path):
-    """The end of a route that converges: a handful of wires for many iterations."""
+def test_a_route_holding_a_few_wires_for_long_is_not_stopped_until_it_stalls(tmp_path):
+    """The end of a route that converges: a handful of wires for many iterations, a new low
+    now and then; stopped only after 4 x the patience without one."""
     log = tmp_path / "pnr.log"
-    counts = [900, 300, 40, 5, 2] + [2, 3, 4, 2, 5] * 20 + [1, 0]
+    counts = [900, 300, 40, 5, 2] + [2, 3, 4, 2, 5] * 3 + [1] + [3, 4, 2, 1] * 4 + [0]
     watch = RouterWatch(log, 5)
     with open(log, "w") as handle:
         for i, n in enumerate(counts, 1):
@@ -235,6 +239,13 @@ def test_a_route_holding_a_few_wires_for_long_is_not_stopped(tmp_path):
             handle.flush()
             assert watch() == "", f"stopped at iteration {i}"
     assert _first_stop(counts, 5) is None
+    low_at = counts.index(1) + 1
+    stalled = counts[:-1] + [3] * (low_at + 20 - (len(counts) - 1))   # 20 = 4 x 5 after
+    assert _first_stop(stalled, 5) == len(stalled)
+    log.write_text("".join(_line(i, n) for i, n in enumerate(stalled[:-1], 1)))
+    assert RouterWatch(log, 5)() == ""
+    log.write_text("".join(_line(i, n) for i, n in enumerate(stalled, 1)))
+    assert "(20 iterations without a new low)" in RouterWatch(log, 5)()
 
 
 def test_the_watch_counts_afresh_when_router2_restarts_and_not_at_zero(tmp_path):
