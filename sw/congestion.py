@@ -40,16 +40,16 @@ _ITERATION = re.compile(r"\biter=(\d+) wires=\d+ overused=(\d+)\b")
 
 #: Iterations router2 may run without a new lowest count of overused wires before it is
 #: stopped (if the count has also grown: `RouterWatch.grown`).  The whole default top's
-#: routes that converged (c66e847, session 27) went at most 8 to 13 iterations without a
-#: new low, all of them in their last iterations, on a handful of wires; the five that did
-#: not converge (session 26) were stopped by hand 19 to 46 iterations past their lowest
-#: count, by then 5- to 16-fold (docs/synthesis.md, "router2 that does not converge").
+#: routes that converged (c66e847, session 27; four runs) went at most 8 to 17 iterations
+#: without a new low, all of them at their end, on one or two wires; the five that did not
+#: converge (session 26) were stopped by hand 26 to 46 iterations past their lowest count,
+#: by then 4.6- to 16-fold (docs/synthesis.md, "router2 that does not converge").
 ROUTE_PATIENCE = 30
 
 #: A count that has not grown is stopped after this many times the patience without a new
 #: low: with ``--tmg-ripup`` router2 can hold a dozen wires for hundreds of iterations, the
 #: timing rip-up undoing what the congestion step resolved (c66e847 seed 2, session 27:
-#: 11 to 16 wires from iteration 92 to 300 and more, a new low every 10 to 80 iterations).
+#: 5 to 16 wires from iteration 92 to 409, its last new low at 262; stopped by hand).
 STALL_FACTOR = 4
 
 #: Folder (inside the output folder) of router2's heatmap files.
