@@ -265,6 +265,20 @@ def test_the_watch_counts_afresh_when_router2_restarts_and_not_at_zero(tmp_path)
         RouterWatch(log, 0)
 
 
+def test_a_legal_route_that_the_rip_up_keeps_rerouting_is_stopped(tmp_path):
+    """With --tmg-ripup at an unreachable clock router2 iterates on a legal route (0
+    overused wires) forever: stopped after 4 x the patience; a route that stops at its
+    first 0 (or a little after it) is not."""
+    log = tmp_path / "pnr.log"
+    counts = [900, 40, 3, 1, 0, 1, 0] + [0] * 18
+    log.write_text("".join(_line(i, n) for i, n in enumerate(counts[:-1], 1)))
+    assert RouterWatch(log, 5)() == ""                  # legal at 5, 19 iterations on
+    log.write_text("".join(_line(i, n) for i, n in enumerate(counts, 1)))
+    reason = RouterWatch(log, 5)()
+    assert reason.startswith("router2 does not finish: the route is legal since iteration 5, "
+                             "and 20 iterations later")
+
+
 def test_router2_lines_parse_with_and_without_timing_failures():
     text = ("Info:     iter=3 wires=17 overused=4 overuse=9 archfail=NA\n"
             "Info:     iter=4 wires=18 overused=0 overuse=0 tmgfail=2 archfail=NA\n"
