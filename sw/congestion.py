@@ -33,7 +33,8 @@ from typing import Any
 from mars.sw.hierarchy import instance_path
 
 __all__ = ["HEATMAP_DIR", "ROUTE_PATIENCE", "RouterWatch", "add_route_patience_argument",
-           "congestion", "heatmap_prefix", "plot_congestion", "router2_iterations"]
+           "congestion", "heatmap_prefix", "map_name", "plot_congestion",
+           "router2_iterations"]
 
 #: router2's line after each iteration (nextpnr common/router2.cc, ``log_info``).
 _ITERATION = re.compile(r"\biter=(\d+) wires=\d+ overused=(\d+)\b")
@@ -153,6 +154,12 @@ class RouterWatch:
                     f"lowest at iteration {self.best_iteration}, {self.last} at iteration "
                     f"{self.last_iteration} ({since} iterations without a new low)")
         return ""
+
+
+def map_name(prefix: str) -> str:
+    """The congestion map's file name for a heatmap prefix, in the output folder
+    (``heatmap/x_ecp5`` -> ``x_ecp5.congestion.png``)."""
+    return f"{Path(prefix).name}.congestion.png"
 
 
 def heatmap_prefix(name: str, family: str) -> str:

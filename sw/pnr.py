@@ -28,6 +28,7 @@ from mars.sw.congestion import (
     RouterWatch,
     congestion,
     heatmap_prefix,
+    map_name,
     plot_congestion,
     router2_iterations,
 )
@@ -353,7 +354,7 @@ class _Stopper:
 def _plot(out_dir: Path, prefix: str, iteration: int, name: str) -> str:
     """Draw one iteration's congestion as ``<prefix>.congestion.png``; its name relative
     to `out_dir`, or '' if there was nothing to draw."""
-    png = f"{Path(prefix).name}.congestion.png"
+    png = map_name(prefix)
     drawn = plot_congestion(out_dir / f"{prefix}_congestion_by_coordinate_{iteration}.csv",
                             out_dir / png,
                             f"{name}: router2's overused wires, iteration {iteration}")
@@ -454,9 +455,9 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     report_name, log_name = f"{name}_{family}.pnr.json", f"{name}_{family}.pnr.log"
     routed_name = f"{name}_{family}.routed.json"
     report_path, log_path = out_dir / report_name, out_dir / log_name
-    png = out_dir / f"{Path(heatmap_prefix(name, family)).name}.congestion.png"
-    for stale in (report_path, log_path, out_dir / routed_name, png,
-                  *out_dir.glob(f"{heatmap_prefix(name, family)}_congestion_by_*")):
+    prefix = heatmap_prefix(name, family)
+    for stale in (report_path, log_path, out_dir / routed_name, out_dir / map_name(prefix),
+                  *out_dir.glob(f"{prefix}_congestion_by_*")):
         stale.unlink(missing_ok=True)
     plan = None
     if floorplan and family == "ecp5":
@@ -476,7 +477,6 @@ def place_and_route(out_dir: Path, name: str, family: str, netlist: str, *,
     # the router nextpnr runs: `router`, or one among a board build's `extra_args`
     routers = [value for option, value in zip(args, args[1:]) if option == "--router"]
     router2 = bool(routers) and routers[-1] == "router2"
-    prefix = heatmap_prefix(name, family)
     if heatmap and router2:
         (out_dir / HEATMAP_DIR).mkdir(exist_ok=True)
         args += ["--router2-heatmap", prefix]
