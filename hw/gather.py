@@ -56,7 +56,7 @@ from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
 
 from .macro import request_layout
-from .regs import SELECT_FANOUT, queue, replicas, shares
+from .regs import SELECT_FANOUT, queue, replicas, run_reset, shares
 
 __all__ = ["ActivationGather", "marker_layout"]
 
@@ -98,6 +98,11 @@ class ActivationGather(wiring.Component):
     side : Out(stream.Signature(marker_layout()))
         The markers of the oldest step the macro accepted and whose result was not yet
         taken; ``ready`` pops it (with the macro's result).  Every field is a register.
+    idle_next : In(1)
+        The next cycle is idle (the controller's ``~running_next``): the gather holds
+        itself in its run reset, in parts (`mars.hw.regs.run_reset` per part), instead
+        of being wrapped in one.  Its copies are 1 from the domain's reset, so the
+        gather is held for the cycle after one even while this input is 0.
     """
 
     def __init__(self, config: MarsConfig):
@@ -112,6 +117,7 @@ class ActivationGather(wiring.Component):
             "act_data": In(data.ArrayLayout(unsigned(bank.word_bits), D)),
             "request": Out(stream.Signature(request_layout(config))),
             "side": Out(stream.Signature(marker_layout())),
+            "idle_next": In(1),
         })
 
     @property
@@ -121,7 +127,17 @@ class ActivationGather(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         D = cfg.wordline_domains
-        m = Module()
+        # The run reset in parts, each from a copy of ~running of its own (`run_reset`):
+        # stage B's flags, stage C and the markers in `m`, each domain's spare and lane
+        # registers in ``lanes[d]``.  One copy for all 1,648 flip-flops that keep it was
+        # one LUT (the copy ORed with the domain's reset) driving their LSR pins across
+        # the gather: the default top's worst path at seed 1 with the rip-up, 9.9 ns of
+        # routing at seed 3 without (issue 9, docs/synthesis.md "The gather's run reset").
+        top, m = Module(), Module()
+        lanes = [Module() for _ in range(D)]
+        run_reset(top, m, self.idle_next, name="stage")
+        for d, part in enumerate(lanes):
+            run_reset(top, part, self.idle_next, name=f"domain{d}")
         outs = list(self.payloads)
         # Stage B: the step being read (its slots, pad masks and markers).
         b_valid = Signal()
@@ -135,6 +151,7 @@ class ActivationGather(wiring.Component):
         fresh = Signal(2)                    # B was loaded one / two cycles ago
         move = Signal()                      # B's step (every word read) moves into C
         busy_any = Signal()                  # some domain reads (its `busy`, a register)
+        busys = [Signal(name=f"reads{d}") for d in range(D)]   # domain d's `busy`
         # Neither `take` nor `move` looks at the macro's `ready`: C moves on the cycle
         # after the macro took its step, so no path runs from the macro's (and the
         # accumulator's, the writer's) handshake into the decoders and the read ports.
@@ -142,7 +159,7 @@ class ActivationGather(wiring.Component):
         # output register).  A domain is ready while its spare is empty, so the decoders'
         # stall (their pipelines' enables) comes from one register here, not from `take`
         # (the read progress of every domain: `pend` -> `busy` -> `move` -> `take`).
-        spare_valid = Signal(D)
+        spare_valid = [Signal(name=f"spare_valid{d}") for d in range(D)]
         spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
         srcs = [Signal(payload_layout(cfg), name=f"src{d}") for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
@@ -182,9 +199,7 @@ class ActivationGather(wiring.Component):
             m.d.comb += copy.eq(avail[k % D] & (~b_valid_k | move_k))
             copies.append(copy)
         takes, spare_takes = copies[:D], copies[D:]
-        spare_next = Signal(D)
-        m.d.comb += spare_next.eq(spare_valid)
-        m.d.sync += spare_valid.eq(spare_next)
+        spare_next = [Signal(name=f"spare_next{d}") for d in range(D)]
         # A copy per 32 bits (a quarter of SELECT_FANOUT): the choice's users, the lane
         # words and their compares, spread over the domain's lanes, and one copy for
         # the 125-bit default payload lay 26 tiles from its far sinks (issue 9: the
@@ -197,35 +212,37 @@ class ActivationGather(wiring.Component):
         pairs = [(g, h) for g in range(cfg.rows_per_step)
                  for h in range(g + 1, cfg.rows_per_step)]
         src_sames = []
-        for d, o in enumerate(outs):
+        for d, (o, dm) in enumerate(zip(outs, lanes)):
+            dm.d.comb += spare_next[d].eq(spare_valid[d])
+            dm.d.sync += spare_valid[d].eq(spare_next[d])
             # B takes the spare's payload if there is one, else the decoder's (no cycle lost
             # when the spare is empty).  The spare's data follow the decoder's output while
             # it is empty (a register as their enable); only its valid flag sees `take`.
             # The choice is made by copies of the flag, each for a share of the payload
             # (`replicas`): the one flag crossed the domain's lanes, 10 ns of routing into
             # the lane-word compares in the whole top (issue 9).
-            *chooses, choose_same = replicas(m, spare_valid[d], spare_next[d],
+            *chooses, choose_same = replicas(dm, spare_valid[d], spare_next[d],
                                              len(parts) + 1, name=f"spare_valid{d}_")
             spare_bits, out_bits = Value.cast(spares[d]), Value.cast(o.payload)
-            m.d.comb += [o.ready.eq(~spare_valid[d]),
-                         srcs[d].eq(Cat(*(Mux(c, spare_bits[part], out_bits[part])
-                                          for c, part in zip(chooses, parts))))]
+            dm.d.comb += [o.ready.eq(~spare_valid[d]),
+                          srcs[d].eq(Cat(*(Mux(c, spare_bits[part], out_bits[part])
+                                           for c, part in zip(chooses, parts))))]
             words = [self._lane_word(o.payload.addrs[g]) for g in range(cfg.rows_per_step)]
             out_same = Cat(*(words[g] == words[h] for g, h in pairs))
             spare_same = Signal(len(pairs), name=f"spare_same{d}")
             src_same = Signal(len(pairs), name=f"src_same{d}")
-            m.d.comb += src_same.eq(Mux(choose_same, spare_same, out_same))
+            dm.d.comb += src_same.eq(Mux(choose_same, spare_same, out_same))
             src_sames.append(src_same)
-            with m.If(~spare_valid[d]):
-                m.d.sync += spare_same.eq(out_same)
-                m.d.sync += [spares[d].addrs.eq(o.payload.addrs), spares[d].pad.eq(o.payload.pad),
-                             spares[d].slot.eq(o.payload.slot)]
+            with dm.If(~spare_valid[d]):
+                dm.d.sync += spare_same.eq(out_same)
+                dm.d.sync += [spares[d].addrs.eq(o.payload.addrs),
+                              spares[d].pad.eq(o.payload.pad), spares[d].slot.eq(o.payload.slot)]
                 if d == 0:
-                    m.d.sync += [spares[d].last.eq(o.payload.last),
-                                 spares[d].walk_last.eq(o.payload.walk_last)]
-                m.d.comb += spare_next[d].eq(o.valid & ~spare_takes[d])
-            with m.Elif(spare_takes[d]):
-                m.d.comb += spare_next[d].eq(0)
+                    dm.d.sync += [spares[d].last.eq(o.payload.last),
+                                  spares[d].walk_last.eq(o.payload.walk_last)]
+                dm.d.comb += spare_next[d].eq(o.valid & ~spare_takes[d])
+            with dm.Elif(spare_takes[d]):
+                dm.d.comb += spare_next[d].eq(0)
         with m.If(take):
             m.d.sync += [b_valid.eq(1), b_side.last.eq(srcs[0].last),
                          b_side.walk_last.eq(srcs[0].walk_last)]
@@ -243,10 +260,11 @@ class ActivationGather(wiring.Component):
         # c_valid is B's finished step.
         with m.If(~c_valid):
             m.d.sync += request.payload.slots.eq(b_slots)
-        busys = Signal(D)
-        m.d.comb += busy_any.eq(busys.any())
+        m.d.comb += busy_any.eq(Cat(*busys).any())
         for d, src in enumerate(srcs):
-            acts = self._domain(m, d, src, src_sames[d], pairs, takes[d], busys)
+            acts, word = self._domain(lanes[d], d, src, src_sames[d], pairs, takes[d], busys)
+            m.d.comb += [self.act_en[d].eq(busys[d]),
+                         self.act_addr[d].eq(Cat(word, self.in_bank))]
             with m.If(~c_valid):
                 for g, value in enumerate(acts):
                     m.d.sync += request.payload.acts[d][g].eq(Mux(b_pad[d][g], 0, value))
@@ -258,15 +276,16 @@ class ActivationGather(wiring.Component):
         head, valid, _ = queue(m, marker_layout(), b_side, move,
                                self.side.ready & self.side.valid, 6, name="side")
         m.d.comb += [self.side.valid.eq(valid), self.side.payload.eq(head)]
-        return m
+        return top
 
     def _lane_word(self, addr) -> Value:
         """The activation word of a lane's element address (its field cut off)."""
         sh, ab = self._banking.group_bits, DecoderFormat(self._config).addr_bits
         return addr[sh:] if sh < ab else C(0, 1)
 
-    def _domain(self, m, d: int, payload, src_same, pairs, take, busys) -> list:
-        """Domain `d`'s word reads; returns its G lanes' activations (before the pad mask).
+    def _domain(self, m, d: int, payload, src_same, pairs, take, busys) -> tuple[list, Value]:
+        """Domain `d`'s word reads, in `m` (its part of the run reset); returns its G
+        lanes' activations (before the pad mask) and the word it reads (when ``busys[d]``).
 
         The take cycle only registers the payload: every lane's word and field, the
         unpadded lanes as pending, and which lanes share a word (``same[g]``: the lanes
@@ -301,9 +320,7 @@ class ActivationGather(wiring.Component):
         data_r = Signal.like(self.act_data[d], name=f"data_r{d}")
         served_r = Signal(G, name=f"served_r{d}")
         m.d.sync += [data_r.eq(self.act_data[d]), served_r.eq(served)]
-        m.d.comb += [busys[d].eq(busy),
-                     self.act_en[d].eq(busy),
-                     self.act_addr[d].eq(Cat(word, self.in_bank))]
+        m.d.comb += busys[d].eq(busy)
         data_word = data_r
 
         def field(g):
@@ -326,7 +343,7 @@ class ActivationGather(wiring.Component):
                              fields[g].eq(payload.addrs[g][:sh] if sh else 0)]
             for i, (g, h) in enumerate(pairs):  # the lanes' words equal (`src_same`)
                 m.d.sync += [same[g][h].eq(src_same[i]), same[h][g].eq(src_same[i])]
-        return [Mux(served_r[g], field(g), kept[g]) for g in range(G)]
+        return [Mux(served_r[g], field(g), kept[g]) for g in range(G)], word
 
 
 def _lowest(bits):

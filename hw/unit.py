@@ -131,9 +131,11 @@ class MacroUnit(wiring.Component):
         acc, writer = Accumulator(cfg), UnitWriter(cfg)
         # Each block held in reset while idle by a copy of ~running of its own, placed
         # beside it (`run_reset`): the blocks of a unit spread over a quarter of the die.
-        for name, block in (("sequencer", seq), ("macro", macro), ("gather", gather),
+        # The gather, whose every register keeps it, takes a copy per part itself.
+        for name, block in (("sequencer", seq), ("macro", macro),
                             ("accumulator", acc), ("writer", writer)):
             run_reset(m, block, self.idle_next, name=name)
+        m.submodules.gather = gather
         decoders = self._decoders(m)
 
         more = Signal()         # the controller's `more`, a copy beside the sequencer
@@ -159,7 +161,8 @@ class MacroUnit(wiring.Component):
             seq.go.eq(self.go), self.waiting.eq(seq.waiting), seq.more.eq(more),
             seq.walk_done.eq(writer.walk_done), seq.walk_done_next.eq(writer.walk_done_next),
             writer.restart.eq(seq.starting),
-            gather.in_bank.eq(seq.insn.in_bank), writer.insn.eq(seq.insn),
+            gather.in_bank.eq(seq.insn.in_bank), gather.idle_next.eq(self.idle_next),
+            writer.insn.eq(seq.insn),
             writer.params.eq(seq.params),
             self.act_en.eq(gather.act_en), self.act_addr.eq(gather.act_addr),
             gather.act_data.eq(self.act_data),

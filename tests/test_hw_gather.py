@@ -127,12 +127,15 @@ def test_steps_carry_slots_and_activations():
 
 
 def _signals_by_name(fragment) -> dict:
-    """Every signal assigned in `fragment` (not below it), by name."""
+    """Every signal assigned in `fragment` or below it (the gather's run-reset parts), by
+    name."""
     found = {}
     for statements in fragment.statements.values():
         for statement in statements:
             for signal in statement._lhs_signals():
                 found[signal.name] = signal
+    for sub, _name, _src in fragment.subfragments:
+        found.update(_signals_by_name(sub))
     return found
 
 
