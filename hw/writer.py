@@ -434,10 +434,16 @@ class UnitWriter(wiring.Component):
         # registers, so no comparator lies in front of the issue decision (and behind it
         # the position counters' enables).
         last_group = Signal(init=1)
+        # ``acc_out | adding`` from copies a cycle late (`replicas`, below): copy L + 1 for
+        # the pop of the accumulator's pixel register.  The instruction's `acc_out` (the
+        # sequencer's register) ran through `can` and the pop into the accumulator's
+        # `full` copies: the whole top's worst path at seed 3 with the rip-up (issue 9,
+        # docs/synthesis.md).
+        alls = replicas(m, Signal(), insn.acc_out | self._adding(), L + 2, name="wait_all")
         m.d.comb += [
             ends_word.eq(last_group | (group[:per_word.bit_length() - 1].all()
                                        if per_word > 1 else 1)),
-            can.eq(Mux(insn.acc_out | ends_word | self._adding(), slot, 1)),
+            can.eq(Mux(alls[L + 1] | ends_word, slot, 1)),
             issue.eq(self.pixel.valid & can & loaded),
             self.pixel.ready.eq(issue & last_group),
             advance.eq(issue & last_group),
@@ -471,7 +477,6 @@ class UnitWriter(wiring.Component):
         last_groups = replicas(m, last_group, last_group_next, L + 1, name="last_group")
         subs = (replicas(m, Signal(sub), group_next[:sub], L + 1, name="group_lo") if sub
                 else [Const(1, 1)] * (L + 1))      # one group a word: every group ends one
-        alls = replicas(m, Signal(), insn.acc_out | self._adding(), L + 1, name="wait_all")
         cans = [Mux(all_k | last_k | sub_k.all(), slot_k, 1)
                 for slot_k, last_k, sub_k, all_k in zip(slots, last_groups, subs, alls)]
         m.d.comb += take_pos.eq((self.pixel.valid & cans[L] & loadeds[L] & last_groups[L])
