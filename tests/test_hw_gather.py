@@ -64,6 +64,7 @@ def test_steps_carry_slots_and_activations():
 
     async def testbench(ctx):
         ctx.set(dut.in_bank, in_bank)
+        await ctx.tick()    # the gather's run-reset copies hold it the cycle after a reset
         offered = [0] * D                    # next payload index per domain
         holding = [False] * D
         cycles = 0
@@ -220,3 +221,79 @@ def test_registered_move_and_busy_equal_the_expressions(config):
     sim.add_testbench(testbench)
     sim.run()
     assert checked["moves"] > 100, f"seed {seed}: only {checked['moves']} moves"
+
+
+@pytest.mark.parametrize("seed", [5, 17, 40])
+def test_an_idle_cycle_leaves_no_trace(seed):
+    """`idle_next` holds the gather in its run reset, a copy of ~running per part
+    (hw/gather.py).  Gather A is interrupted by one idle cycle mid-walk (a domain reading,
+    its spare full, steps in C and in the marker FIFO); gather B was idle from the start.
+    From the cycle after A's reset on, fed the same inputs, both must give the same
+    outputs in every cycle: a part left out of the run reset (its state from before the
+    idle cycle kept) shows."""
+    config = TINY
+    rng = np.random.default_rng(seed)
+    D, G, words = config.wordline_domains, config.rows_per_step, config.act_buffer_words
+    act = rng.integers(0, 1 << config.act_bits, size=2 * words).tolist()
+    benches = GatherBench(config, act), GatherBench(config, act)
+    top = Module()
+    top.submodules.a, top.submodules.b = benches
+    a, b = (bench.dut for bench in benches)
+
+    def payload():
+        return {"slot": int(rng.integers(0, config.row_slots)),
+                "addrs": [int(x) for x in rng.integers(0, words, size=G)],
+                "pad": int(rng.integers(0, 1 << G)) & ~1,       # lane 0 read: a busy domain
+                "first": 0, "last": int(rng.integers(0, 2)), "walk_last": 0}
+
+    def outputs(dut, ctx) -> tuple:
+        request, side = ctx.get(dut.request.valid), ctx.get(dut.side.valid)
+        act_en = ctx.get(dut.act_en)
+        return ([ctx.get(port.ready) for port in dut.payloads], act_en,
+                [ctx.get(dut.act_addr[d]) if act_en >> d & 1 else None for d in range(D)],
+                request, ctx.get(dut.request.payload).as_value().value if request else None,
+                side, ctx.get(dut.side.payload).as_value().value if side else None)
+
+    seen = {"compared": 0, "steps": 0}
+
+    async def testbench(ctx):
+        for dut in (a, b):
+            ctx.set(dut.in_bank, 1)
+            ctx.set(dut.idle_next, 1)
+        idle_at, holding, in_flight = None, False, 0
+        for cycle in range(700):
+            if idle_at is None and cycle > 30 and ctx.get(a.act_en) and in_flight \
+                    and not ctx.get(a.payloads[0].ready) and ctx.get(a.request.valid):
+                idle_at = cycle                 # mid-walk: A's idle cycle follows
+            ctx.set(a.idle_next, int(cycle == idle_at))
+            ctx.set(b.idle_next, int(idle_at is None or cycle <= idle_at))
+            if not holding and rng.random() < 0.6:
+                for d in range(D):
+                    for dut in (a, b):
+                        ctx.set(dut.payloads[d].payload, payload() if dut is a else
+                                ctx.get(a.payloads[d].payload))
+                holding = True
+            ready = int(in_flight < 3 and rng.random() < 0.6)
+            pop = int(in_flight > 0 and rng.random() < 0.6)
+            for dut in (a, b):
+                for port in dut.payloads:
+                    ctx.set(port.valid, int(holding))
+                ctx.set(dut.request.ready, ready)
+                ctx.set(dut.side.ready, pop)
+            if idle_at is not None and cycle >= idle_at + 2:
+                assert outputs(a, ctx) == outputs(b, ctx), \
+                    f"seed {seed}, cycle {cycle}: A (idle at {idle_at}) differs from a fresh gather"
+                seen["compared"] += 1
+                seen["steps"] += ctx.get(a.request.valid) & ready
+            if idle_at is not None and cycle == idle_at + 1:
+                holding, in_flight = False, 0   # what A held is gone
+            else:
+                in_flight += (ctx.get(a.request.valid) & ready) - (ctx.get(a.side.valid) & pop)
+                holding = holding and not ctx.get(a.payloads[0].ready)
+            await ctx.tick()
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert seen["compared"] > 300 and seen["steps"] > 20, f"seed {seed}: {seen}"
