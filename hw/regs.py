@@ -9,7 +9,8 @@ words, pipeline data, accumulators) is ``reset_less``: its old value from the pr
 run can never reach an output or a control decision before it is rewritten (each block
 says why in a comment beside its registers).  The gather is the exception: it keeps the
 reset on all its registers, since its reset-less version cost the unit 8 to 20 % of its
-Fmax on the gather's `take` path (docs/synthesis.md).  On the ECP5 a reset is the flip-flop's LSR
+Fmax on the gather's `take` path (docs/synthesis.md); it takes it in parts, a copy per
+word-line domain and one for its stages (hw/gather.py).  On the ECP5 a reset is the flip-flop's LSR
 input: one net from a block's copy of ``~running`` to every flip-flop that keeps it, and
 a slice packs only flip-flops of one reset, so the fewer the better (docs/synthesis.md,
 "The run reset").  Simulation is unchanged: a reset-less register still starts from its ``init``
