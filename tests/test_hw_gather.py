@@ -268,10 +268,10 @@ def test_an_idle_cycle_leaves_no_trace(seed):
             ctx.set(a.idle_next, int(cycle == idle_at))
             ctx.set(b.idle_next, int(idle_at is None or cycle <= idle_at))
             if not holding and rng.random() < 0.6:
-                for d in range(D):
-                    for dut in (a, b):
-                        ctx.set(dut.payloads[d].payload, payload() if dut is a else
-                                ctx.get(a.payloads[d].payload))
+                offers = [payload() for _ in range(D)]
+                for dut in (a, b):
+                    for port, offer in zip(dut.payloads, offers):
+                        ctx.set(port.payload, offer)
                 holding = True
             ready = int(in_flight < 3 and rng.random() < 0.6)
             pop = int(in_flight > 0 and rng.random() < 0.6)
