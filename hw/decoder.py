@@ -132,15 +132,18 @@ class SparseDecoder(wiring.Component):
         s1, s2, s3, s4, s5, s6, s7 = (reg for reg, _, _ in stages)
         # The stages advance when the output register is free: ``~out.valid | out.ready``.
         # That enables about a thousand flip-flops spread over the decoder, so it is
-        # computed three times, each from its own copy of `out.valid` (names ending in
+        # computed four times, each from its own copy of `out.valid` (names ending in
         # REPLICA: kept apart), for the walk counters and index read (`walk_adv`), the
-        # lane expander (`lane_adv`) and the stage and output registers (`advance`):
-        # no one net spans the decoder (issue 9: in the whole top the one `advance` and
-        # the walk counters' enable behind it took 10 ns of routing).  The copies load
+        # lane expander (`lane_adv`), the stage registers (`advance`) and the output
+        # register (`out_adv`, with the padded lanes' clears): no one net spans the
+        # decoder (issue 9: in the whole top the one `advance` and the walk counters'
+        # enable behind it took 10 ns of routing; with the output register on the stages'
+        # copy, a hop of 15 tiles, 5.5 ns, into a padded lane's clear).  The copies load
         # what `out.valid` loads, under their own (equal) advance, so they equal it.
-        walk_adv, lane_adv, advance = (Signal(name=f"{name}_adv")
-                                       for name in ("walk", "lane", "stage"))
-        for name, adv in (("walk", walk_adv), ("lane", lane_adv), ("stage", advance)):
+        walk_adv, lane_adv, advance, out_adv = (Signal(name=f"{name}_adv")
+                                                for name in ("walk", "lane", "stage", "out"))
+        for name, adv in (("walk", walk_adv), ("lane", lane_adv), ("stage", advance),
+                          ("out", out_adv)):
             valid = Signal(name=f"out_valid_{name}{REPLICA}")
             m.d.comb += adv.eq(~valid | out.ready)
             with m.If(adv):
@@ -190,12 +193,7 @@ class SparseDecoder(wiring.Component):
                 s3_range.eq(range_error), s3_order.eq(order_error),
                 stages[3][2].eq(s3.valid & ~kill), s4_kg.eq(s3_kg),
                 s4_entry.eq(ktable_read.data),
-                out.valid.eq(s7.valid),
-                payload.slot.eq(s7.slot),
-                payload.pad.eq(lanes.pad),
             ]
-            for name in ("first", "last", "walk_first", "walk_last", "filler"):
-                m.d.sync += getattr(payload, name).eq(getattr(s7, name))
             with m.If(s2.valid & ~s2.filler):
                 m.d.sync += prev_kg.eq(kg)
             with m.If(kill):
@@ -206,19 +204,23 @@ class SparseDecoder(wiring.Component):
                 m.d.sync += [
                     self.error.index_range.eq(self.error.index_range | s3_range),
                     self.error.index_order.eq(self.error.index_order | s3_order)]
-        # A padded lane's address is 0: a synchronous reset of its register, with priority
-        # over the enable (the flip-flops' own reset input, no multiplexer).
-        for g in range(cfg.rows_per_step):
-            with m.If(advance & lanes.pad[g]):
-                m.d.sync += payload.addrs[g].eq(0)
-            with m.Elif(advance):
-                m.d.sync += payload.addrs[g].eq(lanes.addrs[g])
         s5_kg = Signal(fmt.kgroup_bits, reset_less=True)
         s6_kg = Signal(fmt.kgroup_bits, reset_less=True)
         s7_kg = Signal(fmt.kgroup_bits, reset_less=True)
         with m.If(advance):
-            m.d.sync += [s5_kg.eq(s4_kg), s6_kg.eq(s5_kg), s7_kg.eq(s6_kg),
-                         payload.kgroup.eq(s7_kg)]
+            m.d.sync += [s5_kg.eq(s4_kg), s6_kg.eq(s5_kg), s7_kg.eq(s6_kg)]
+        with m.If(out_adv):
+            m.d.sync += [out.valid.eq(s7.valid), payload.slot.eq(s7.slot),
+                         payload.pad.eq(lanes.pad), payload.kgroup.eq(s7_kg)]
+            for name in ("first", "last", "walk_first", "walk_last", "filler"):
+                m.d.sync += getattr(payload, name).eq(getattr(s7, name))
+        # A padded lane's address is 0: a synchronous reset of its register, with priority
+        # over the enable (the flip-flops' own reset input, no multiplexer).
+        for g in range(cfg.rows_per_step):
+            with m.If(out_adv & lanes.pad[g]):
+                m.d.sync += payload.addrs[g].eq(0)
+            with m.Elif(out_adv):
+                m.d.sync += payload.addrs[g].eq(lanes.addrs[g])
         with m.If(walk.rejected):
             m.d.sync += self.error.descriptor.eq(1)
         with m.If(walk.started):            # after: a start clears what came before
