@@ -99,6 +99,10 @@ from .accumulator import pixel_layout
 from .dsp import registered_product
 from .regs import SELECT_FANOUT, replicas, shares, valid_register
 
+# Coarse bits of the clamp window per copy of the shift's high part (`_shift_selects`):
+# each bit is an 8-way multiplexer, four LUTs on the copy's low bit.
+CLAMP_SELECT_FANOUT = 6
+
 __all__ = ["UnitWriter", "act_entry_layout", "res_entry_layout", "sc_read_layout",
            "act_write_stage", "result_write", "shortcut_read_delay", "writer_latency"]
 
@@ -733,7 +737,8 @@ class UnitWriter(wiring.Component):
             window = Signal(Ab + 1, name=f"s4_window{lane}", reset_less=True)
             write4 = Signal(name=f"s4_write{lane}", reset_less=True)
             acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
-            win, ovf = self._clamp_window(m, lane, p, shift3)
+            win, ovf = self._clamp_window(m, lane, p, self._shift_selects(m, lane, shift2,
+                                                                          shift3))
             m.d[s4] += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
                          write4.eq(write3), acc4.eq(acc3)]
             s4_lanes.append((neg, over, window, write4, acc4))
@@ -751,7 +756,33 @@ class UnitWriter(wiring.Component):
             return q, write, acc
         return groups[-1], lane_out
 
-    def _clamp_window(self, m, lane: int, p, shift):
+    def _clamp_parts(self, shift_bits: int) -> tuple[int, int, list[slice]]:
+        """The clamp window's split of the shift S = 8a + b (`_clamp_window`): the fine
+        step's bit count (b), the coarse bits kept, and the shares of those bits that
+        each take their own copy of a (`_shift_selects`)."""
+        fb = min(3, shift_bits)
+        span = (1 << fb) + self._config.act_bits
+        return fb, span, shares(span, CLAMP_SELECT_FANOUT)
+
+    def _shift_selects(self, m, lane: int, shift2, shift3) -> tuple[list, Value, Value]:
+        """The clamp window's selects: a for each coarse share, a for the sticky OR and
+        b for the fine step, each from its own copy of S3's shift when S3 is registered
+        (`replicas`, loading what `shift3` loads).  With one register, bit 0 of a fed
+        the 49 LUTs of a lane's coarse multiplexers, and its route branched 8 ways at
+        one wire: nextpnr's ECP5 model adds a delay per branch that router2 does not
+        see while it routes (issue 9, docs/synthesis.md: seed 3's worst path at
+        080b079, 2.08 ns of routing within one tile)."""
+        fb, _, parts = self._clamp_parts(len(shift3))
+        if not self.registered(3):
+            return [shift3[fb:]] * len(parts), shift3[fb:], shift3[:fb]
+        a_like = Signal(len(shift3) - fb, reset_less=True)
+        b_like = Signal(fb, reset_less=True)
+        *coarse, sticky = replicas(m, a_like, shift2[fb:], len(parts) + 1,
+                                   name=f"s3_shift_a{lane}_")
+        fine, = replicas(m, b_like, shift2[:fb], 1, name=f"s3_shift_b{lane}_")
+        return coarse, sticky, fine
+
+    def _clamp_window(self, m, lane: int, p, selects):
         """What the clamp needs of the product p shifted right by S: the Ab + 1 bits
         from bit S - 1 (bit -1 reads 0) and whether any bit at or above S + Ab is set.
 
@@ -760,22 +791,31 @@ class UnitWriter(wiring.Component):
         whether any bit of u from 8a + 8 + Ab up is set (the suffix ORs, chosen by a);
         the fine step takes Ab + 1 bits from bit b of the coarse ones and ORs those at
         or above b + Ab + 1.  Far fewer LUTs than a full shifter of the product.
+        `selects` is `_shift_selects`'s (a per coarse share, a for the sticky OR, b).
         """
         Ab = self._config.act_bits
+        coarse_sels, sticky_sel, b = selects
         u = Cat(Const(0, 1), p.as_unsigned())
-        fb = min(3, len(shift))                    # fine shift bits
-        span = (1 << fb) + Ab                      # coarse bits kept
-        steps = 1 << (len(shift) - fb)             # coarse positions
+        fb, span, parts = self._clamp_parts(len(sticky_sel) + len(b))
+        steps = 1 << len(sticky_sel)               # coarse positions
+
+        def coarse_bits(k: int, part: slice) -> Value:
+            lo = k << fb
+            return Cat(*(u[i] if i < len(u) else Const(0, 1)
+                         for i in range(lo + part.start, lo + part.stop)))
+
         coarse = Signal(span, name=f"s4_coarse{lane}")
+        for a, part in zip(coarse_sels, parts):
+            with m.Switch(a):
+                for k in range(steps):
+                    with m.Case(k):
+                        m.d.comb += coarse[part].eq(coarse_bits(k, part))
         sticky = Signal(name=f"s4_sticky{lane}")
-        a, b = shift[fb:], shift[:fb]
-        with m.Switch(a):
+        with m.Switch(sticky_sel):
             for k in range(steps):
-                lo = k << fb
-                bits = [u[i] if i < len(u) else Const(0, 1) for i in range(lo, lo + span)]
-                rest = u[lo + span:] if lo + span < len(u) else Const(0, 1)
+                lo = (k << fb) + span
                 with m.Case(k):
-                    m.d.comb += [coarse.eq(Cat(*bits)), sticky.eq(rest.any())]
+                    m.d.comb += sticky.eq(u[lo:].any() if lo < len(u) else 0)
         window = Signal(Ab + 1, name=f"s4_fine{lane}")
         above = Signal(name=f"s4_above{lane}")
         with m.Switch(b):
