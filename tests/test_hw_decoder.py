@@ -150,6 +150,25 @@ def test_walks_match_golden(config):
         assert g == e, f"payload {i}"
 
 
+@pytest.mark.parametrize("geometry", [
+    LayerGeometry("conv", 4, 5, 1, 4, 3, 3, 1, 1),     # one channel: a lane per column
+    LayerGeometry("conv", 4, 4, 2, 4, 2, 2, 1, 1),
+], ids=["3x3-cin1", "2x2-cin2"])
+def test_each_pixels_first_step_has_its_own_x_window(geometry):
+    """Dense walks whose first K-group spans several kernel columns, so that the step
+    opening a pixel (and a row) is padded at the right edge by its own window origin;
+    the layers above pass with the x window's ``row_size - bx`` taken one item late."""
+    rng = np.random.default_rng(7)
+    kept = np.arange(-(-geometry.k // TINY.rows_per_step))
+    act_base = int(rng.integers(0, TINY.act_buffer_words))
+    walk = descriptor(geometry, TINY, count=len(kept), act_base=act_base)
+    expected = decoder_walk(geometry, kept, TINY, act_base=act_base).payloads()
+    got, errors, _ = run_decoder(TINY, [walk], index=kept.tolist(),
+                                 ktable=ktable_words(geometry, TINY), ready_prob=0.7)
+    assert not any(errors[0].values())
+    assert got == expected
+
+
 def test_write_ports_load_the_memories():
     """The same walk with memories loaded through the write ports instead of init."""
     config = TINY
