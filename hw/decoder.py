@@ -41,7 +41,7 @@ and nothing after it.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,7 +58,7 @@ from mars.contract.decoder import (
 from mars.contract.netlist import REPLICA
 
 from .bram import block_ram
-from .decoder_stages import LANE_ADVANCES, LaneExpander, WalkIssue, item_layout
+from .decoder_stages import LaneExpander, WalkIssue, item_layout
 from .regs import valid_register
 
 __all__ = ["SparseDecoder"]
@@ -132,29 +132,24 @@ class SparseDecoder(wiring.Component):
         s1, s2, s3, s4, s5, s6, s7 = (reg for reg, _, _ in stages)
         # The stages advance when the output register is free: ``~out.valid | out.ready``.
         # That enables about a thousand flip-flops spread over the decoder, so it is
-        # computed once per share of those, each from its own copy of `out.valid` (names
-        # ending in REPLICA: kept apart): the walk counters and index read (`walk_adv`),
-        # each share of the lane expander's stages (`lane_advs`), the stage registers
-        # (`advance`) and the output register (`out_adv`, with the padded lanes'
-        # clears): no one net spans the decoder (issue 9: in the whole top the one
-        # `advance` and the walk counters' enable behind it took 10 ns of routing; with
-        # the output register on the stages' copy, a hop of 15 tiles, 5.5 ns, into a
-        # padded lane's clear).  The copies load what `out.valid` loads, under their own
-        # (equal) advance, so they equal it.
-        names = ["walk", *(f"lane{k}" for k in range(LANE_ADVANCES)), "stage", "out"]
-        advs = [Signal(name=f"{name}_adv") for name in names]
-        for name, adv in zip(names, advs):
+        # computed four times, each from its own copy of `out.valid` (names ending in
+        # REPLICA: kept apart), for the walk counters and index read (`walk_adv`), the
+        # lane expander (`lane_adv`), the stage registers (`advance`) and the output
+        # register (`out_adv`, with the padded lanes' clears): no one net spans the
+        # decoder (issue 9: in the whole top the one `advance` and the walk counters'
+        # enable behind it took 10 ns of routing; with the output register on the stages'
+        # copy, a hop of 15 tiles, 5.5 ns, into a padded lane's clear).  The copies load
+        # what `out.valid` loads, under their own (equal) advance, so they equal it.
+        walk_adv, lane_adv, advance, out_adv = (Signal(name=f"{name}_adv")
+                                                for name in ("walk", "lane", "stage", "out"))
+        for name, adv in (("walk", walk_adv), ("lane", lane_adv), ("stage", advance),
+                          ("out", out_adv)):
             valid = Signal(name=f"out_valid_{name}{REPLICA}")
             m.d.comb += adv.eq(~valid | out.ready)
             with m.If(adv):
                 m.d.sync += valid.eq(s7.valid)
-        walk_adv, *lane_advs, advance, out_adv = advs
         s2_kg = Signal(fmt.kgroup_bits, reset_less=True)    # the index word, registered
         s3_kg = Signal(fmt.kgroup_bits, reset_less=True)
-        # ``row_size - bx`` of the item in S3, for the lane expander's x window (its
-        # carry chain and the window behind it were one stage: a recurring late path of
-        # the whole top, issue 9).  The descriptor holds while items are in flight.
-        s3_cols = Signal.like(s3.bx, name="s3_cols", reset_less=True)
         s4_kg = Signal(fmt.kgroup_bits, reset_less=True)
         s4_entry = Signal(ktable_layout(cfg), reset_less=True)  # the k-table word
         payload = Signal(payload_layout(cfg), reset_less=True)  # drives `out.payload`
@@ -182,9 +177,8 @@ class SparseDecoder(wiring.Component):
             ktable_read.addr.eq(desc.ktable_base + Mux(s2.filler, 0, kg)),
             ktable_read.en.eq(advance),
             # -- S3 .. S7: lane expansion (stages P, A, B, C, D), pad test, addresses
-            lanes.desc.eq(desc), lanes.advance.eq(Cat(*lane_advs)),
-            lanes.bx.eq(s3.bx), lanes.by.eq(s3.by), lanes.cols.eq(s3_cols),
-            lanes.kgroup.eq(s3_kg),
+            lanes.desc.eq(desc), lanes.advance.eq(lane_adv),
+            lanes.bx.eq(s3.bx), lanes.by.eq(s3.by), lanes.kgroup.eq(s3_kg),
             lanes.filler.eq(s3.filler), lanes.entry.eq(s4_entry),
             self.busy.eq(walk.active | walk.in_flight | out.valid),
         ]
@@ -195,7 +189,7 @@ class SparseDecoder(wiring.Component):
                 m.d.sync += [data_.eq(src), valid.eq(src.valid)]
             m.d.sync += [
                 s2_kg.eq(index_read.data),
-                s3_kg.eq(Mux(s2.filler, 0, kg)), s3_cols.eq(desc.row_size - s2.bx),
+                s3_kg.eq(Mux(s2.filler, 0, kg)),
                 s3_range.eq(range_error), s3_order.eq(order_error),
                 stages[3][2].eq(s3.valid & ~kill), s4_kg.eq(s3_kg),
                 s4_entry.eq(ktable_read.data),

@@ -19,10 +19,7 @@ from mars.contract.decoder import DecoderFormat, descriptor_layout, ktable_layou
 
 from .dsp import registered_product
 
-__all__ = ["item_layout", "WalkIssue", "LaneExpander", "LANE_ADVANCES"]
-
-# Copies of the stage advance a `LaneExpander` takes, one per share of its stages.
-LANE_ADVANCES = 3
+__all__ = ["item_layout", "WalkIssue", "LaneExpander"]
 
 
 def item_layout(config: MarsConfig) -> data.StructLayout:
@@ -264,18 +261,11 @@ class LaneExpander(wiring.Component):
     -------
     desc : In(descriptor_layout(config))
         The walk's descriptor.
-    advance : In(LANE_ADVANCES)
-        The pipeline advances: every stage register takes its inputs.  Equal copies of
-        one enable, each for a share of the stages (P and A; B with the row offset's DSP;
-        C): one net enabled all of a lane expander's ~450 clock enables (issue 9: the
-        copies keep each net small, whose route nextpnr's router2 times without the
-        delay each branch adds; docs/synthesis.md).
+    advance : In(1)
+        The pipeline advances: every stage register takes its inputs.
     bx, by : In(signed(offset_bits))
         The window origin of the item one stage before its k-table word: column of its
         left edge (elements), row of its top edge (input rows).
-    cols : In(signed(offset_bits))
-        ``row_size - bx`` of the same item, registered by the caller: the subtraction's
-        carry chain in front of the x window was a recurring late path (issue 9).
     kgroup : In(unsigned(kgroup_bits))
         That item's K-group (to find the last one).
     filler : In(1)
@@ -295,10 +285,9 @@ class LaneExpander(wiring.Component):
         G = config.rows_per_step
         super().__init__({
             "desc": In(descriptor_layout(config)),
-            "advance": In(LANE_ADVANCES),
+            "advance": In(1),
             "bx": In(signed(fmt.offset_bits)),
             "by": In(signed(fmt.offset_bits)),
-            "cols": In(signed(fmt.offset_bits)),
             "kgroup": In(unsigned(fmt.kgroup_bits)),
             "filler": In(1),
             "entry": In(ktable_layout(config)),
@@ -334,9 +323,9 @@ class LaneExpander(wiring.Component):
         xwin_p = Signal(G, reset_less=True)           # 0 <= bx + q < P, q < G
         last_p = Signal(reset_less=True)
         filler_p = Signal(reset_less=True)
-        adv_pa, adv_b, adv_c = (self.advance[k] for k in range(LANE_ADVANCES))
-        cols = self.cols
-        with m.If(adv_pa):
+        cols = Signal(signed(ob))
+        m.d.comb += cols.eq(desc.row_size - self.bx)
+        with m.If(self.advance):
             sync += [bx_p.eq(self.bx), by_p.eq(self.by), cols_p.eq(cols),
                      rows_p.eq(desc.in_h - self.by),
                      xwin_p.eq(_window(self.bx, cols, G)),
@@ -357,7 +346,7 @@ class LaneExpander(wiring.Component):
         valid_a = Signal(G, reset_less=True)          # not a filler, not past K
         row_next = Signal.like(row_a, name="row_next")
         m.d.comb += row_next.eq(by_p + e.kh0)
-        with m.If(adv_pa):
+        with m.If(self.advance):
             sync += [row_a.eq(row_next), rows_a.eq(rows_p - e.kh0),
                      x_a.eq(bx_p + e.p0), cols_a.eq(cols_p - e.p0),
                      valid_a.eq(Mux(filler_p, 0, Mux(last_p, lanes_k, (1 << G) - 1)))]
@@ -394,9 +383,9 @@ class LaneExpander(wiring.Component):
         # sinks at 05caebc, docs/synthesis.md).
         product = registered_product(m, row_next.as_unsigned()[:ab], desc.row_size[:ab],
                                      platform=platform, name="offset_b",
-                                     enable=adv_b)
+                                     enable=self.advance)
         m.d.comb += offset_b.eq(product[:ab])
-        with m.If(adv_b):
+        with m.If(self.advance):
             sync += base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])
             # w*J of lanes 2 .. G-1: a (g+1)-way choice of the registered multiples k*J
             # by w(g), a register (no multiplier between registers: its 3.9 ns and the
@@ -418,7 +407,7 @@ class LaneExpander(wiring.Component):
         a0_c = Signal(ab, name="a0_c", reset_less=True)
         step_c = [Signal(ab, name=f"step_c{g}", reset_less=True) for g in range(G)]
         pad_c = Signal(G, reset_less=True)
-        with m.If(adv_c):
+        with m.If(self.advance):
             sync += a0_c.eq(offset_b + base_b)
             for g in range(G):
                 xok = Mux(first_b[g], xwin_b[g], xlate_b[g])
