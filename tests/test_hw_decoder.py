@@ -156,8 +156,9 @@ def test_walks_match_golden(config):
 ], ids=["3x3-cin1", "2x2-cin2"])
 def test_each_pixels_first_step_has_its_own_x_window(geometry):
     """Dense walks whose first K-group spans several kernel columns, so that the step
-    opening a pixel (and a row) is padded at the right edge by its own window origin;
-    the layers above pass with the x window's ``row_size - bx`` taken one item late."""
+    opening a pixel (and a row) is padded at the right edge by its own window origin
+    (the layers above still pass with a register of ``row_size - bx`` one item late,
+    tried in session 30, docs/synthesis.md)."""
     rng = np.random.default_rng(7)
     kept = np.arange(-(-geometry.k // TINY.rows_per_step))
     act_base = int(rng.integers(0, TINY.act_buffer_words))
