@@ -179,8 +179,7 @@ class ActivationGather(wiring.Component):
         # the takes (issue 9: the unit's critical path ran from a domain's spare to that
         # AND and back into another domain's stage B, 8 of its 10 ns routing).  The
         # central `take` (stage B's valid and markers) follows domain 0.
-        avail = [spare_valid[d] | o.valid for d, o in enumerate(outs)]
-        m.d.comb += [take.eq(avail[0] & (~b_valid | move)),
+        m.d.comb += [take.eq((spare_valid[0] | outs[0].valid) & (~b_valid | move)),
                      request.valid.eq(c_valid)]
         # Each domain takes with copies of `take` of its own, each from its own copies
         # of `b_valid` and `move` (names ending in REPLICA: synthesis keeps them apart),
@@ -190,16 +189,23 @@ class ActivationGather(wiring.Component):
         # path ran a domain's spare through `take`, across the gather and back into
         # another domain's `busy`; with one copy a domain, from its stage-B registers
         # back to its spare's flag.)
+        # Each copy also has a copy of the spare's flag of its own, so that it is one LUT
+        # of four flip-flops: a shared ``spare_valid | valid`` LUT sat 14 tiles from the
+        # domain's `pend` registers on the whole top's critical path at seed 1 (issue 9,
+        # 90f3d6d: spare_valid0 -> that OR -> take -> reads0 -> pend0's enable).
+        spare_next = [Signal(name=f"spare_next{d}") for d in range(D)]
+        spare_flags = [replicas(lanes[d], spare_valid[d], spare_next[d], 2,
+                                name=f"spare_valid{d}_take") for d in range(D)]
         b_valid_next = Mux(take, 1, Mux(move, 0, b_valid))
         copies = []
         for k, (b_valid_k, move_k) in enumerate(zip(
                 replicas(m, b_valid, b_valid_next, 2 * D, name="b_valid"),
                 replicas(m, move, move_next, 2 * D, name="move"))):
             copy = Signal(name=f"take{k}")
-            m.d.comb += copy.eq(avail[k % D] & (~b_valid_k | move_k))
+            spare_k = spare_flags[k % D][k // D]
+            m.d.comb += copy.eq((spare_k | outs[k % D].valid) & (~b_valid_k | move_k))
             copies.append(copy)
         takes, spare_takes = copies[:D], copies[D:]
-        spare_next = [Signal(name=f"spare_next{d}") for d in range(D)]
         # A copy per 32 bits (a quarter of SELECT_FANOUT): the choice's users, the lane
         # words and their compares, spread over the domain's lanes, and one copy for
         # the 125-bit default payload lay 26 tiles from its far sinks (issue 9: the
