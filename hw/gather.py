@@ -332,17 +332,22 @@ class ActivationGather(wiring.Component):
         def field(g):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
-        with m.If(busy):
-            m.d.sync += [pend.eq(pend & ~match), low.eq(_lowest(pend & ~match)),
-                         served.eq(match), busy.eq((pend & ~match).any())]
+        # A take and a read never fall in one cycle (B takes only when empty or moving,
+        # and it moves only once no domain reads), so `busy`, a register, chooses the next
+        # values and `take` reaches only these registers' enables: with the take's priority
+        # it also selected every bit's next value (issue 9: spare flag -> take -> pend was
+        # the whole top's critical path at 90f3d6d, seed 1).
+        nxt = Signal(G, name=f"pend_next{d}")
+        m.d.comb += nxt.eq(Mux(busy, pend & ~match, ~payload.pad))
+        with m.If(busy | take):
+            m.d.sync += [pend.eq(nxt), low.eq(_lowest(nxt)),
+                         served.eq(Mux(busy, match, 0)), busy.eq(nxt.any())]
         # Keep the fields each word served (every cycle: data_r and served_r change
         # together, one cycle after the read port's word and `served`).
         for g in range(G):
             with m.If(served_r[g]):
                 m.d.sync += kept[g].eq(field(g))
         with m.If(take):
-            m.d.sync += [pend.eq(~payload.pad), low.eq(_lowest(~payload.pad)),
-                         served.eq(0), busy.eq((~payload.pad).any())]
             for g in range(G):
                 m.d.sync += [words[g].eq(self._lane_word(payload.addrs[g])),
                              same[g][g].eq(1),
