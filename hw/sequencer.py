@@ -86,6 +86,18 @@ def param_write_layout(config: MarsConfig) -> data.StructLayout:
     return memory_write_layout(UnitFormat(config).param_depth, unsigned(CONTROL_WORD_BITS))
 
 
+def _shift_in(m, shadow: Signal, word: Value, like: Signal, like_next: Value, *,
+              name: str) -> None:
+    """Shift `word` into the top of `shadow` (its oldest word drops out at the bottom) in
+    each cycle the register `like` is 1, enabled by copies of `like` (`replicas`, each
+    loading `like_next`, its next value), one per share of at most SELECT_FANOUT bits."""
+    shifted = Cat(shadow[len(word):], word)
+    parts = shares(len(shadow), SELECT_FANOUT)
+    for copy, part in zip(replicas(m, like, like_next, len(parts), name=name), parts):
+        with m.If(copy):
+            m.d.sync += shadow[part].eq(shifted[part])
+
+
 class UnitSequencer(wiring.Component):
     """The program sequencer of one macro unit; see the module docstring.
 
@@ -270,14 +282,19 @@ class UnitSequencer(wiring.Component):
         with m.If(iv1):
             m.d.sync += q_insn.eq(prog_read.data)
         with m.If(iv2):
-            m.d.sync += [next_insn.eq(Cat(next_insn[CONTROL_WORD_BITS:], q_insn)),
-                         i_got.eq(i_got + 1)]
+            m.d.sync += i_got.eq(i_got + 1)
             with m.If(i_got == ki - 1):
                 m.d.sync += i_done.eq(1)
         # The first stored word in the output register: a SYNC, or a WALK whose parameter
         # reads start the next cycle.
         first = iv2 & (i_got == 0)
         is_sync = q_insn[:op_field.width] == Op.SYNC
+        # The shadows shift in a stored word under a copy of `iv2` / `pv2` per share of
+        # at most SELECT_FANOUT bits (`replicas`, `_shift_in`): the one `pv2` enabled
+        # the 869 flip-flops of the default shadow parameters, a net across the unit
+        # among the whole top's latest (issue 9: 9.96 ns at 9c391f5, seed 1).
+        # (A SYNC's first word clears iv2, so its copies load that too.)
+        _shift_in(m, next_insn, q_insn, iv2, iv1 & ~(first & is_sync), name="iv2_")
         with m.If(first & ~is_sync):
             m.d.sync += [pa.eq(q_insn[pa_field.offset:pa_field.offset + pa_field.width]),
                          p_on.eq(1)]
@@ -287,9 +304,9 @@ class UnitSequencer(wiring.Component):
                          p_issued.eq(p_issued + 1)]
         with m.If(pv1):
             m.d.sync += q_prm.eq(param_read.data)
+        _shift_in(m, next_params, q_prm, pv2, pv1, name="pv2_")   # pv2 is pv1 delayed
         with m.If(pv2):
-            m.d.sync += [next_params.eq(Cat(next_params[CONTROL_WORD_BITS:], q_prm)),
-                         p_got.eq(p_got + 1)]
+            m.d.sync += p_got.eq(p_got + 1)
             with m.If(p_got == kp - 1):
                 m.d.sync += p_done.eq(1)
         # A SYNC: count it and fetch the next instruction from the next cycle, dropping the

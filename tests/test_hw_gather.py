@@ -22,6 +22,7 @@ from amaranth.sim import Simulator
 from mars.config import PRESETS
 from mars.contract.banking import Banking
 from mars.hw.gather import ActivationGather
+from mars.tb.fragments import signals_by_name
 
 # A small activation memory keeps the simulation quick.
 TINY = PRESETS["tiny"].replace(name="tiny-small-act", act_buffer_words=256)
@@ -127,19 +128,6 @@ def test_steps_carry_slots_and_activations():
     assert markers == want_markers, f"seed {seed}: markers"
 
 
-def _signals_by_name(fragment) -> dict:
-    """Every signal assigned in `fragment` or below it (the gather's run-reset parts), by
-    name."""
-    found = {}
-    for statements in fragment.statements.values():
-        for statement in statements:
-            for signal in statement._lhs_signals():
-                found[signal.name] = signal
-    for sub, _name, _src in fragment.subfragments:
-        found.update(_signals_by_name(sub))
-    return found
-
-
 @pytest.mark.parametrize("config", [TINY, TINY.replace(name="tiny-g2", rows_per_step=2),
                                     TINY.replace(name="tiny-one-domain",
                                                  skip_granularity="macro")],
@@ -161,7 +149,7 @@ def test_registered_move_and_busy_equal_the_expressions(config):
     top.submodules.bench = ResetInserter(rst)(bench)
     fragment = Fragment.get(top, None)
     dut_fragment = fragment.find_subfragment("bench").find_subfragment("dut")
-    regs = _signals_by_name(dut_fragment)
+    regs = signals_by_name(dut_fragment)
     move, b_valid, c_valid, fresh = (regs[name] for name in ("move", "b_valid", "c_valid",
                                                                "fresh"))
     busy = [regs[f"busy{d}"] for d in range(D)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from mars.config import PRESETS
@@ -24,7 +25,9 @@ from mars.contract.program import (
     param_layout,
     split_word,
 )
+from mars.contract.netlist import REPLICA
 from mars.hw.sequencer import UnitSequencer
+from mars.tb.fragments import signals_by_name
 
 from mars.tb.networks import residual_config
 
@@ -79,9 +82,20 @@ def run(program, params, *, config=TINY, ready_prob=1.0, done_delay=(0, 1), go_a
              "params_in_run": [], "insn_in_run": [], "params_at_start": [],
              "insn_at_start": []}
 
+    # The read-valid flags' copies (each enables a share of a shadow) and the flag.
+    fragment = Fragment.get(dut, None)
+    regs = signals_by_name(fragment)
+    flag_copies = {flag: [s for name, s in regs.items()
+                          if name.startswith(f"{flag}_") and name.endswith(REPLICA)]
+                   for flag in ("iv2", "pv2")}
+    assert all(flag_copies.values()), sorted(regs)
+
     async def testbench(ctx):
         cycle, released, wait_since, done_at = 0, 0, None, None
         while released < syncs:
+            for flag, flag_regs in flag_copies.items():
+                assert [ctx.get(c) for c in flag_regs] == \
+                    [ctx.get(regs[flag])] * len(flag_regs), f"cycle {cycle}: {flag}"
             # The controller's ``more``: the phase after the SYNC ahead exists (the
             # unit is in phase `released`; SYNC k ends phase k).
             ctx.set(dut.more, released + 1 < syncs)
@@ -124,7 +138,7 @@ def run(program, params, *, config=TINY, ready_prob=1.0, done_delay=(0, 1), go_a
             cycle += 1
             assert cycle < max_cycles, f"seed {seed}: the sequencer hangs"
 
-    sim = Simulator(dut)
+    sim = Simulator(fragment)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
