@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import index_write_layout, ktable_write_layout
+from mars.contract.netlist import REPLICA
 
 from .accumulator import Accumulator
 from .decoder import SparseDecoder
@@ -138,7 +139,11 @@ class MacroUnit(wiring.Component):
         m.submodules.gather = gather
         decoders = self._decoders(m)
 
-        more = Signal()         # the controller's `more`, a copy beside the sequencer
+        # The controller's `more`, a copy beside the sequencer.  Named as a copy (REPLICA:
+        # kept) since the units' copies load one `more_next`, and Yosys merged them into
+        # unit 0's: at 9c391f5, seed 3, the whole top's critical path ran from it across
+        # the die into unit 2's sequencer and a decoder's start (3.5 ns to the first LUT).
+        more = Signal(name=f"more{REPLICA}")
         m.d.sync += more.eq(self.more_next)
         wiring.connect(m, wiring.flipped(self.prog_write), seq.prog_write)
         wiring.connect(m, wiring.flipped(self.param_write), seq.param_write)
