@@ -41,7 +41,7 @@ and nothing after it.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,9 +53,7 @@ from mars.contract.decoder import (
     index_write_layout,
     ktable_layout,
     ktable_write_layout,
-    lane_pairs,
     payload_layout,
-    word_shift,
 )
 from mars.contract.netlist import REPLICA
 
@@ -223,15 +221,6 @@ class SparseDecoder(wiring.Component):
                 m.d.sync += payload.addrs[g].eq(0)
             with m.Elif(out_adv):
                 m.d.sync += payload.addrs[g].eq(lanes.addrs[g])
-        # Which unpadded lanes share an activation word (`shared_words`), compared here on
-        # the lane expander's addresses and registered with them: the gather's compare on
-        # this output register lay on the whole top's critical path (issue 9: 9c391f5,
-        # seed 1, out.payload -> a 9-bit compare -> the gather's `same`, 8.4 ns routing).
-        sh, pad = word_shift(cfg), lanes.pad
-        with m.If(out_adv):
-            m.d.sync += payload.same.eq(Cat(*(
-                ~pad[g] & ~pad[h] & (lanes.addrs[g][sh:] == lanes.addrs[h][sh:])
-                for g, h in lane_pairs(cfg.rows_per_step))))
         with m.If(walk.rejected):
             m.d.sync += self.error.descriptor.eq(1)
         with m.If(walk.started):            # after: a start clears what came before

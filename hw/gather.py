@@ -18,9 +18,9 @@ Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
   spare's payload first, else the decoder's (no cycle added: B keeps a step at least
   three cycles, so the spare is refilled before B is free again).
 * **Take** (stage B loaded): each domain registers its payload's lane words and fields,
-  its unpadded lanes as pending, and which lanes share a word (the payload's ``same``
-  bits, compared in the decoder, `mars.contract.decoder.shared_words`).  No read yet:
-  the read address comes from registers only.
+  its unpadded lanes as pending, and which lanes share a word (one compare per pair of
+  lanes, made on the decoder's output register and kept with the spare's payload).  No
+  read yet: the read address comes from registers only.
 * **Reads** (stage B): each cycle a domain with lanes pending reads the word of its lowest
   pending lane; every pending lane in that word is served by it, and the fields already
   fetched are kept in registers.  A K-group that is one aligned run of G channels (and an
@@ -53,7 +53,7 @@ from amaranth.lib.wiring import In, Out
 
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
-from mars.contract.decoder import DecoderFormat, lane_pairs, payload_layout, word_shift
+from mars.contract.decoder import DecoderFormat, payload_layout
 
 from .macro import request_layout
 from .regs import SELECT_FANOUT, queue, replicas, run_reset, shares
@@ -108,8 +108,6 @@ class ActivationGather(wiring.Component):
     def __init__(self, config: MarsConfig):
         self._config = config
         self._banking = bank = Banking(config)
-        # The payload's `same` bits compare above `word_shift` bits: a word's G fields.
-        assert word_shift(config) == bank.group_bits
         D = config.wordline_domains
         super().__init__({
             "payloads": In(stream.Signature(payload_layout(config))).array(D),
@@ -213,11 +211,13 @@ class ActivationGather(wiring.Component):
         # the 125-bit default payload lay 26 tiles from its far sinks (issue 9: the
         # whole top's critical path at seed 2 in sessions 17 and 18, docs/synthesis.md).
         parts = shares(len(Value.cast(srcs[0])), SELECT_FANOUT // 4)
-        # Which lanes share a word (one bit per pair of lanes) comes with the payload: the
-        # decoder compares the lanes' words before its output register (issue 9: the
-        # compare here, on that register, was 16 to 20 of the whole top's late sinks at
-        # d31e33c, and with the take's choice behind it the critical path at 9c391f5).
-        pairs = lane_pairs(cfg.rows_per_step)
+        # Which lanes share a word (one bit per pair of lanes), compared on the decoder's
+        # output register and kept with the spare: the take then chooses registered or
+        # freshly compared bits, with no choice in front of the compare (issue 9: choice
+        # and compare were 16 to 20 of the whole top's late sinks at d31e33c).
+        pairs = [(g, h) for g in range(cfg.rows_per_step)
+                 for h in range(g + 1, cfg.rows_per_step)]
+        src_sames = []
         for d, (o, dm) in enumerate(zip(outs, lanes)):
             dm.d.comb += spare_next[d].eq(spare_valid[d])
             dm.d.sync += spare_valid[d].eq(spare_next[d])
@@ -227,15 +227,21 @@ class ActivationGather(wiring.Component):
             # The choice is made by copies of the flag, each for a share of the payload
             # (`replicas`): the one flag crossed the domain's lanes, 10 ns of routing into
             # the lane-word compares in the whole top (issue 9).
-            chooses = replicas(dm, spare_valid[d], spare_next[d], len(parts),
-                               name=f"spare_valid{d}_")
+            *chooses, choose_same = replicas(dm, spare_valid[d], spare_next[d],
+                                             len(parts) + 1, name=f"spare_valid{d}_")
             spare_bits, out_bits = Value.cast(spares[d]), Value.cast(o.payload)
             dm.d.comb += [o.ready.eq(~spare_valid[d]),
                           srcs[d].eq(Cat(*(Mux(c, spare_bits[part], out_bits[part])
                                            for c, part in zip(chooses, parts))))]
+            words = [self._lane_word(o.payload.addrs[g]) for g in range(cfg.rows_per_step)]
+            out_same = Cat(*(words[g] == words[h] for g, h in pairs))
+            spare_same = Signal(len(pairs), name=f"spare_same{d}")
+            src_same = Signal(len(pairs), name=f"src_same{d}")
+            dm.d.comb += src_same.eq(Mux(choose_same, spare_same, out_same))
+            src_sames.append(src_same)
             with dm.If(~spare_valid[d]):
-                dm.d.sync += [spares[d].same.eq(o.payload.same),
-                              spares[d].addrs.eq(o.payload.addrs),
+                dm.d.sync += spare_same.eq(out_same)
+                dm.d.sync += [spares[d].addrs.eq(o.payload.addrs),
                               spares[d].pad.eq(o.payload.pad), spares[d].slot.eq(o.payload.slot)]
                 if d == 0:
                     dm.d.sync += [spares[d].last.eq(o.payload.last),
@@ -262,7 +268,7 @@ class ActivationGather(wiring.Component):
             m.d.sync += request.payload.slots.eq(b_slots)
         m.d.comb += busy_any.eq(Cat(*busys).any())
         for d, src in enumerate(srcs):
-            acts, word = self._domain(lanes[d], d, src, pairs, takes[d], busys)
+            acts, word = self._domain(lanes[d], d, src, src_sames[d], pairs, takes[d], busys)
             m.d.comb += [self.act_en[d].eq(busys[d]),
                          self.act_addr[d].eq(Cat(word, self.in_bank))]
             with m.If(~c_valid):
@@ -283,7 +289,7 @@ class ActivationGather(wiring.Component):
         sh, ab = self._banking.group_bits, DecoderFormat(self._config).addr_bits
         return addr[sh:] if sh < ab else C(0, 1)
 
-    def _domain(self, m, d: int, payload, pairs, take, busys) -> tuple[list, Value]:
+    def _domain(self, m, d: int, payload, src_same, pairs, take, busys) -> tuple[list, Value]:
         """Domain `d`'s word reads, in `m` (its part of the run reset); returns its G
         lanes' activations (before the pad mask) and the word it reads (when ``busys[d]``).
 
@@ -346,8 +352,8 @@ class ActivationGather(wiring.Component):
                 m.d.sync += [words[g].eq(self._lane_word(payload.addrs[g])),
                              same[g][g].eq(1),
                              fields[g].eq(payload.addrs[g][:sh] if sh else 0)]
-            for i, (g, h) in enumerate(pairs):  # both unpadded, one word (`shared_words`)
-                m.d.sync += [same[g][h].eq(payload.same[i]), same[h][g].eq(payload.same[i])]
+            for i, (g, h) in enumerate(pairs):  # the lanes' words equal (`src_same`)
+                m.d.sync += [same[g][h].eq(src_same[i]), same[h][g].eq(src_same[i])]
         return [Mux(served_r[g], field(g), kept[g]) for g in range(G)], word
 
 

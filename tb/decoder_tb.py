@@ -68,7 +68,7 @@ def payload_dict(const, config: MarsConfig) -> dict:
             "addrs": [int(const.addrs[g]) for g in range(G)], "pad": int(const.pad),
             "first": int(const.first), "last": int(const.last),
             "walk_first": int(const.walk_first), "walk_last": int(const.walk_last),
-            "filler": int(const.filler), "same": int(const.same)}
+            "filler": int(const.filler)}
 
 
 def random_layer(rng: np.random.Generator, config: MarsConfig) -> LayerGeometry:

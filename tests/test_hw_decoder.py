@@ -31,7 +31,7 @@ def payload_dict(const, config) -> dict:
             "addrs": [int(const.addrs[g]) for g in range(G)], "pad": int(const.pad),
             "first": int(const.first), "last": int(const.last),
             "walk_first": int(const.walk_first), "walk_last": int(const.walk_last),
-            "filler": int(const.filler), "same": int(const.same)}
+            "filler": int(const.filler)}
 
 
 def run_decoder(config, walks, *, index=(), ktable=(), write_index=(), write_ktable=(),
@@ -351,9 +351,8 @@ def test_empty_walk_emits_nothing():
 def test_payload_layout_matches_software_fields():
     layout = payload_layout(TINY)
     fmt = DecoderFormat(TINY)
-    G = TINY.rows_per_step
-    assert layout.size == (fmt.slot_bits + fmt.kgroup_bits + G * (fmt.addr_bits + 1) + 5
-                           + G * (G - 1) // 2)     # `same`: a bit per pair of lanes
+    assert layout.size == (fmt.slot_bits + fmt.kgroup_bits + TINY.rows_per_step
+                           * (fmt.addr_bits + 1) + 5)
 
 
 def random_geometry(rng, config):

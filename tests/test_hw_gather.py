@@ -21,7 +21,6 @@ from amaranth.sim import Simulator
 
 from mars.config import PRESETS
 from mars.contract.banking import Banking
-from mars.contract.decoder import shared_words
 from mars.hw.gather import ActivationGather
 from mars.tb.fragments import signals_by_name
 
@@ -49,31 +48,20 @@ class GatherBench(Elaboratable):
         return m
 
 
-def with_same(payload: dict, config) -> dict:
-    """`payload` with the ``same`` bits a decoder gives it (`shared_words`)."""
-    return {**payload, "same": shared_words(payload["addrs"], payload["pad"], config)}
-
-
 def test_steps_carry_slots_and_activations():
     seed, config = 31, TINY
     rng = np.random.default_rng(seed)
     D, G, words = config.wordline_domains, config.rows_per_step, config.act_buffer_words
     act = rng.integers(0, 1 << config.act_bits, size=2 * words)
     in_bank, n = 1, 60
-
-    def addrs():        # scattered, or within a few words (lanes that share one)
-        base = 0 if rng.random() < 0.5 else int(rng.integers(0, words - 2 * G))
-        span = words if base == 0 else 2 * G
-        return [base + int(a) for a in rng.integers(0, span, size=G)]
-
-    payloads = [[with_same({"slot": int(rng.integers(0, config.row_slots)), "addrs": addrs(),
-                            "pad": int(rng.integers(0, 1 << G)),
-                            "first": int(rng.integers(0, 2)), "last": int(rng.integers(0, 2)),
-                            "walk_last": int(rng.integers(0, 2))}, config)
+    payloads = [[{"slot": int(rng.integers(0, config.row_slots)),
+                  "addrs": [int(a) for a in rng.integers(0, words, size=G)],
+                  "pad": int(rng.integers(0, 1 << G)), "first": int(rng.integers(0, 2)),
+                  "last": int(rng.integers(0, 2)), "walk_last": int(rng.integers(0, 2))}
                  for _ in range(n)] for _ in range(D)]
     bench = GatherBench(config, act.tolist())
     dut = bench.dut
-    steps, markers, reads = [], [], [0] * D
+    steps, markers = [], []
 
     async def testbench(ctx):
         ctx.set(dut.in_bank, in_bank)
@@ -82,8 +70,6 @@ def test_steps_carry_slots_and_activations():
         holding = [False] * D
         cycles = 0
         while len(markers) < n:
-            act_en = ctx.get(dut.act_en)
-            reads[:] = [r + (act_en >> d & 1) for d, r in enumerate(reads)]
             # The decoders run in step (hw/unit.py): all D offer their next payload in
             # the same cycle, and the gather takes them in the same cycle.
             if not any(holding) and offered[0] < n and rng.random() < 0.6:
@@ -140,12 +126,6 @@ def test_steps_carry_slots_and_activations():
         assert (slots, acts) == (want_slots, want_acts), f"seed {seed}: step {i}"
     want_markers = [(p["last"], p["walk_last"]) for p in payloads[0]]
     assert markers == want_markers, f"seed {seed}: markers"
-    # One read per distinct word of a payload's unpadded lanes (`same`: lanes that share
-    # a word are served by one read).
-    sh = Banking(config).group_bits
-    want_reads = [sum(len({p["addrs"][g] >> sh for g in range(G) if not p["pad"] >> g & 1})
-                      for p in payloads[d]) for d in range(D)]
-    assert reads == want_reads, f"seed {seed}: reads per domain"
 
 
 @pytest.mark.parametrize("config", [TINY, TINY.replace(name="tiny-g2", rows_per_step=2),
@@ -182,8 +162,8 @@ def test_registered_move_and_busy_equal_the_expressions(config):
         addrs = ([base + g for g in range(G)] if kind == 0        # one aligned word
                  else [int(a) for a in rng.integers(0, words, size=G)])
         pad = (1 << G) - 1 if rng.random() < 0.15 else int(rng.integers(0, 1 << G))
-        return with_same({"slot": int(rng.integers(0, config.row_slots)), "addrs": addrs,
-                          "pad": pad, "first": 0, "last": 0, "walk_last": 0}, config)
+        return {"slot": int(rng.integers(0, config.row_slots)), "addrs": addrs, "pad": pad,
+                "first": 0, "last": 0, "walk_last": 0}
 
     checked = {"cycles": 0, "moves": 0}
 
@@ -249,11 +229,10 @@ def test_an_idle_cycle_leaves_no_trace(seed):
     a, b = (bench.dut for bench in benches)
 
     def payload():
-        return with_same({"slot": int(rng.integers(0, config.row_slots)),
-                          "addrs": [int(x) for x in rng.integers(0, words, size=G)],
-                          "pad": int(rng.integers(0, 1 << G)) & ~1,  # lane 0 read: busy
-                          "first": 0, "last": int(rng.integers(0, 2)), "walk_last": 0},
-                         config)
+        return {"slot": int(rng.integers(0, config.row_slots)),
+                "addrs": [int(x) for x in rng.integers(0, words, size=G)],
+                "pad": int(rng.integers(0, 1 << G)) & ~1,       # lane 0 read: a busy domain
+                "first": 0, "last": int(rng.integers(0, 2)), "walk_last": 0}
 
     def outputs(dut, ctx) -> tuple:
         request, side = ctx.get(dut.request.valid), ctx.get(dut.side.valid)

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mars.config import PRESETS, MarsConfig
-from mars.contract.decoder import shared_words
 from mars.sw.golden import decoder_walk
 from mars.sw.layer import LayerGeometry
 from mars.sw.sparse import (
@@ -80,8 +79,7 @@ def brute_force(config, geometry, kept, steps, act_base):
                 out.append({"slot": s, "kgroup": int(kept[s]) if s < len(kept) else 0,
                             "addrs": addrs, "pad": pad, "first": int(s == 0),
                             "last": int(s == steps - 1), "walk_first": int(i == 0),
-                            "walk_last": int(i == n - 1), "filler": int(s >= len(kept)),
-                            "same": shared_words(addrs, pad, config)})
+                            "walk_last": int(i == n - 1), "filler": int(s >= len(kept))})
     return out
 
 
@@ -120,8 +118,7 @@ def rtl_arithmetic(desc, index, ktable, config):
                 out.append({"slot": desc["slot_base"] + s, "kgroup": kg, "addrs": addrs,
                             "pad": pad, "first": int(s == 0),
                             "last": int(s == desc["steps"] - 1), "walk_first": int(i == 0),
-                            "walk_last": int(i == n - 1), "filler": int(filler),
-                            "same": shared_words(addrs, pad, config)})
+                            "walk_last": int(i == n - 1), "filler": int(filler)})
             bx += desc["step_x"]
         by += desc["step_y"]
     return out

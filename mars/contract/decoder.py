@@ -46,8 +46,7 @@ from mars.errors import MarsError
 from mars.contract.layer import LayerGeometry
 
 __all__ = ["DecoderLimitError", "DecoderFormat", "ktable_words", "ktable_fields",
-           "descriptor", "descriptor_fields", "payload_fields", "lane_pairs", "word_shift",
-           "shared_words",
+           "descriptor", "descriptor_fields", "payload_fields",
            "descriptor_layout", "payload_layout", "error_layout", "index_write_layout",
            "ktable_write_layout", "ktable_layout"]
 
@@ -258,43 +257,13 @@ def descriptor_fields(config: MarsConfig) -> list[tuple[str, int, bool]]:
 
 def payload_fields(config: MarsConfig) -> list[tuple[str, int, int]]:
     """Fields of one decoder output payload in order (LSB first): (name, bits, count);
-    ``count`` > 1 is an array of that many elements (the G lane addresses).  ``same``
-    has a bit per pair of lanes (`lane_pairs`, `shared_words`)."""
+    ``count`` > 1 is an array of that many elements (the G lane addresses)."""
     fmt = DecoderFormat(config)
     G = config.rows_per_step
     return [("slot", fmt.slot_bits, 1), ("kgroup", fmt.kgroup_bits, 1),
             ("addrs", fmt.addr_bits, G), ("pad", G, 1),
             ("first", 1, 1), ("last", 1, 1), ("walk_first", 1, 1), ("walk_last", 1, 1),
-            ("filler", 1, 1), ("same", len(lane_pairs(G)), 1)]
-
-
-def lane_pairs(G: int) -> list[tuple[int, int]]:
-    """The pairs of lanes ``(g, h)``, ``g < h < G``, in the order of the payload's
-    ``same`` bits (bit i: pair i)."""
-    return [(g, h) for g in range(G) for h in range(g + 1, G)]
-
-
-def word_shift(config: MarsConfig) -> int:
-    """Low address bits that pick an activation within its word: ``ceil(log2 G)`` (the
-    activation memory holds words of G activations, `mars.contract.banking.Banking`;
-    G is a power of two wherever a gather reads them)."""
-    return (config.rows_per_step - 1).bit_length()
-
-
-def shared_words(addrs, pad: int, config: MarsConfig) -> int:
-    """The payload's ``same`` field: bit i is set when both lanes of pair i
-    (`lane_pairs`) are unpadded and their addresses lie in one activation word (equal
-    above the low `word_shift` bits).  The gather reads such lanes with one word read;
-    the decoder computes the bits beside the addresses, so that no compare lies between
-    its output register and the gather's (issue 9, docs/synthesis.md, session 32).
-
-    `addrs`: the G lane addresses; `pad`: the padding mask (bit g = lane g)."""
-    sh = word_shift(config)
-    bits = 0
-    for i, (g, h) in enumerate(lane_pairs(config.rows_per_step)):
-        unpadded = not (pad >> g & 1 or pad >> h & 1)
-        bits |= int(unpadded and int(addrs[g]) >> sh == int(addrs[h]) >> sh) << i
-    return bits
+            ("filler", 1, 1)]
 
 
 def _descriptor_values(geometry: LayerGeometry, config: MarsConfig) -> dict[str, int]:

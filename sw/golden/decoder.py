@@ -11,10 +11,7 @@ one payload per kept group:
   at this pixel, with `LayerGeometry.im2col` giving the HWC offset; ``pad[g]`` is set (and
   the address is 0) when that input is zero padding or ``k >= K``;
 * ``first``/``last``: first/last payload of the pixel; ``walk_first``/``walk_last``:
-  first/last payload of the whole walk;
-* ``same``: a bit per pair of lanes (`mars.contract.decoder.lane_pairs`), set when both
-  are unpadded and their addresses lie in one activation word (equal but for the low
-  `word_shift` bits).
+  first/last payload of the whole walk.
 
 With ``steps`` larger than the number of kept groups, each pixel is followed by fillers
 (``filler`` set, K-group 0, every lane padding) up to ``steps`` payloads, which keeps the
@@ -29,7 +26,6 @@ import dataclasses
 import numpy as np
 
 from mars.config import MarsConfig
-from mars.contract.decoder import lane_pairs, word_shift
 from mars.sw.layer import LayerGeometry
 
 __all__ = ["DecoderTrace", "decoder_walk"]
@@ -48,7 +44,6 @@ class DecoderTrace:
     walk_first: np.ndarray
     walk_last: np.ndarray
     filler: np.ndarray
-    same: np.ndarray        # (n,) the ``same`` bit masks (Python integers)
 
     def __len__(self) -> int:
         return len(self.slot)
@@ -66,7 +61,7 @@ class DecoderTrace:
              "addrs": [int(a) for a in self.addrs[i]], "pad": masks[i],
              "first": int(self.first[i]), "last": int(self.last[i]),
              "walk_first": int(self.walk_first[i]), "walk_last": int(self.walk_last[i]),
-             "filler": int(self.filler[i]), "same": int(self.same[i])}
+             "filler": int(self.filler[i])}
             for i in range(len(self))
         ]
 
@@ -126,12 +121,7 @@ def decoder_walk(geometry: LayerGeometry, kept, config: MarsConfig, *,
     kgroup = np.zeros((len(pixels), steps), dtype=np.int64)
     kgroup[:, :count] = kept
     index = np.arange(n)
-    addrs, pad = addrs.reshape(n, G), pad.reshape(n, G)
-    # Python integers (object arrays): G = 16 has 120 pairs, more bits than an int64.
-    word, same = addrs >> word_shift(config), np.zeros(n, dtype=object)
-    for i, (g, h) in enumerate(lane_pairs(G)):
-        same |= (~pad[:, g] & ~pad[:, h] & (word[:, g] == word[:, h])).astype(object) << i
     return DecoderTrace(
-        slot=slot_base + s, kgroup=kgroup.reshape(n), addrs=addrs, pad=pad,
-        first=s == 0, last=s == steps - 1, walk_first=index == 0, walk_last=index == n - 1,
-        filler=s >= count, same=same)
+        slot=slot_base + s, kgroup=kgroup.reshape(n), addrs=addrs.reshape(n, G),
+        pad=pad.reshape(n, G), first=s == 0, last=s == steps - 1,
+        walk_first=index == 0, walk_last=index == n - 1, filler=s >= count)
