@@ -54,14 +54,19 @@ def test_steps_carry_slots_and_activations():
     D, G, words = config.wordline_domains, config.rows_per_step, config.act_buffer_words
     act = rng.integers(0, 1 << config.act_bits, size=2 * words)
     in_bank, n = 1, 60
-    payloads = [[{"slot": int(rng.integers(0, config.row_slots)),
-                  "addrs": [int(a) for a in rng.integers(0, words, size=G)],
+
+    def addrs():        # scattered, or within a few words (lanes that share one)
+        base = 0 if rng.random() < 0.5 else int(rng.integers(0, words - 2 * G))
+        span = words if base == 0 else 2 * G
+        return [base + int(a) for a in rng.integers(0, span, size=G)]
+
+    payloads = [[{"slot": int(rng.integers(0, config.row_slots)), "addrs": addrs(),
                   "pad": int(rng.integers(0, 1 << G)), "first": int(rng.integers(0, 2)),
                   "last": int(rng.integers(0, 2)), "walk_last": int(rng.integers(0, 2))}
                  for _ in range(n)] for _ in range(D)]
     bench = GatherBench(config, act.tolist())
     dut = bench.dut
-    steps, markers = [], []
+    steps, markers, reads = [], [], [0] * D
 
     async def testbench(ctx):
         ctx.set(dut.in_bank, in_bank)
@@ -70,6 +75,8 @@ def test_steps_carry_slots_and_activations():
         holding = [False] * D
         cycles = 0
         while len(markers) < n:
+            act_en = ctx.get(dut.act_en)
+            reads[:] = [r + (act_en >> d & 1) for d, r in enumerate(reads)]
             # The decoders run in step (hw/unit.py): all D offer their next payload in
             # the same cycle, and the gather takes them in the same cycle.
             if not any(holding) and offered[0] < n and rng.random() < 0.6:
@@ -126,6 +133,12 @@ def test_steps_carry_slots_and_activations():
         assert (slots, acts) == (want_slots, want_acts), f"seed {seed}: step {i}"
     want_markers = [(p["last"], p["walk_last"]) for p in payloads[0]]
     assert markers == want_markers, f"seed {seed}: markers"
+    # One read per distinct word of a payload's unpadded lanes (lanes that share a word
+    # are served by one read).
+    sh = Banking(config).group_bits
+    want_reads = [sum(len({p["addrs"][g] >> sh for g in range(G) if not p["pad"] >> g & 1})
+                      for p in payloads[d]) for d in range(D)]
+    assert reads == want_reads, f"seed {seed}: reads per domain"
 
 
 @pytest.mark.parametrize("config", [TINY, TINY.replace(name="tiny-g2", rows_per_step=2),
