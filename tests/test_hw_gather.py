@@ -56,9 +56,10 @@ def test_steps_carry_slots_and_activations():
     in_bank, n = 1, 60
 
     def addrs():        # scattered, or within a few words (lanes that share one)
-        base = 0 if rng.random() < 0.5 else int(rng.integers(0, words - 2 * G))
-        span = words if base == 0 else 2 * G
-        return [base + int(a) for a in rng.integers(0, span, size=G)]
+        if rng.random() < 0.5:
+            return [int(a) for a in rng.integers(0, words, size=G)]
+        base = int(rng.integers(0, words - 2 * G))
+        return [base + int(a) for a in rng.integers(0, 2 * G, size=G)]
 
     payloads = [[{"slot": int(rng.integers(0, config.row_slots)), "addrs": addrs(),
                   "pad": int(rng.integers(0, 1 << G)), "first": int(rng.integers(0, 2)),
@@ -76,7 +77,8 @@ def test_steps_carry_slots_and_activations():
         cycles = 0
         while len(markers) < n:
             act_en = ctx.get(dut.act_en)
-            reads[:] = [r + (act_en >> d & 1) for d, r in enumerate(reads)]
+            for d in range(D):
+                reads[d] += act_en >> d & 1
             # The decoders run in step (hw/unit.py): all D offer their next payload in
             # the same cycle, and the gather takes them in the same cycle.
             if not any(holding) and offered[0] < n and rng.random() < 0.6:
