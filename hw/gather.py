@@ -12,22 +12,24 @@ element address ``e`` (from the decoder) is field ``e % G`` of word ``e // G``.
 Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
 * **Spare** (stage A): a payload register per domain behind the decoder's output
-  register (a 2-entry skid buffer).  Domain d is ready while its spare is empty, so the
-  decoders' stall comes from one register here and not from the read progress below;
-  a payload that stage B does not take at once waits in the spare, and B takes the
-  spare's payload first, else the decoder's (no cycle added: B keeps a step at least
-  three cycles, so the spare is refilled before B is free again).
+  register, loaded whenever it is empty; stage B takes from it only.  Domain d is ready
+  while its spare is empty, so the decoders' stall comes from one register here and not
+  from the read progress below.  It costs each walk one cycle (its first payload passes
+  the spare) and nothing after: B keeps a step at least three cycles and the spare is
+  refilled two cycles after B takes it.  In exchange the take's lane-word compares read
+  registers of the gather, not the decoder's output register across the die (issue 9,
+  docs/synthesis.md "Stage A always").
 * **Take** (stage B loaded): each domain registers its payload's lane words and fields,
-  its unpadded lanes as pending, and which lanes share a word (one compare per pair of
-  lanes, made on the decoder's output register and kept with the spare's payload).  No
-  read yet: the read address comes from registers only.
-* **Reads** (stage B): each cycle a domain with lanes pending reads the word of its lowest
-  pending lane; every pending lane in that word is served by it, and the fields already
-  fetched are kept in registers.  A K-group that is one aligned run of G channels (and an
-  all-padding one) is one read; others (layers whose channel count is not a multiple of
-  G) take a read per distinct word.  Step B is done ``max_d(distinct words of domain d,
-  at least 1) + 1`` cycles after the take (`mars.sw.golden.cycles` counts them from the
-  same rule).
+  which unpadded lanes share each lane's word (one compare per pair of lanes, on the
+  spare's registers) and, as pending, its *leaders*: the unpadded lanes that share their
+  word with no lower unpadded lane.  No read yet: the read address comes from registers
+  only.
+* **Reads** (stage B): each cycle a domain with leaders pending reads the word of its
+  lowest one, which serves every lane sharing it; the fields already fetched are kept in
+  registers.  A K-group that is one aligned run of G channels (and an all-padding one) is
+  one read; others (layers whose channel count is not a multiple of G) take a read per
+  distinct word.  Step B is done ``max_d(distinct words of domain d, at least 1) + 1``
+  cycles after the take (`mars.sw.golden.cycles` counts them from the same rule).
 * **Offer** (stage C): the finished step moves into a register, padded lanes forced to 0,
   and is offered to the macro.  C is loaded only when it was empty at the start of the
   cycle, so no path runs from the macro's ``ready`` (and the accumulator's and the
@@ -56,7 +58,7 @@ from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
 
 from .macro import request_layout
-from .regs import SELECT_FANOUT, queue, replicas, run_reset, shares
+from .regs import queue, replicas, run_reset
 
 __all__ = ["ActivationGather", "marker_layout"]
 
@@ -161,7 +163,6 @@ class ActivationGather(wiring.Component):
         # (the read progress of every domain: `pend` -> `busy` -> `move` -> `take`).
         spare_valid = [Signal(name=f"spare_valid{d}") for d in range(D)]
         spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
-        srcs = [Signal(payload_layout(cfg), name=f"src{d}") for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
         # `move` is ``b_valid & ~fresh.any() & ~c_valid`` and no domain reading or with its
         # last word in flight (``busy | busy_r``), kept as a register: its next value from
@@ -172,27 +173,24 @@ class ActivationGather(wiring.Component):
         # domain's `pend` to the central `take` and back out (issue 9).
         move_next = ~take & ~move & b_valid & ~fresh[0] & ~busy_any & ~(c_valid & ~request.ready)
         m.d.sync += move.eq(move_next)
-        # Domain d's payload is there (in its spare or at its decoder's output).  The D
-        # decoders run in step (one descriptor, the same steps; hw/unit.py), so every
-        # domain's payload arrives in the same cycle and each domain takes on its own
-        # arrival: no AND over the domains, whose decoders lie across the die, runs into
-        # the takes (issue 9: the unit's critical path ran from a domain's spare to that
-        # AND and back into another domain's stage B, 8 of its 10 ns routing).  The
-        # central `take` (stage B's valid and markers) follows domain 0.
-        m.d.comb += [take.eq((spare_valid[0] | outs[0].valid) & (~b_valid | move)),
+        # Domain d's payload is in its spare.  The D decoders run in step (one descriptor,
+        # the same steps; hw/unit.py), so every domain's spare fills in the same cycle and
+        # each domain takes on its own: no AND over the domains, whose decoders lie across
+        # the die, runs into the takes (issue 9: the unit's critical path ran from a
+        # domain's spare to that AND and back into another domain's stage B, 8 of its 10 ns
+        # routing).  The central `take` (stage B's valid and markers) follows domain 0.
+        m.d.comb += [take.eq(spare_valid[0] & (~b_valid | move)),
                      request.valid.eq(c_valid)]
         # Each domain takes with copies of `take` of its own, each from its own copies
-        # of `b_valid` and `move` (names ending in REPLICA: synthesis keeps them apart),
-        # so that the one `take` does not fan out to every stage-B register of the unit:
-        # one copy for the domain's stage-B registers, one for its spare's flag (which
-        # lies at the decoder's output, away from them).  (Issue 9: the unit's critical
-        # path ran a domain's spare through `take`, across the gather and back into
-        # another domain's `busy`; with one copy a domain, from its stage-B registers
-        # back to its spare's flag.)
-        # Each copy also has a copy of the spare's flag of its own, so that it is one LUT
-        # of four flip-flops: a shared ``spare_valid | valid`` LUT sat 14 tiles from the
-        # domain's `pend` registers on the whole top's critical path at seed 1 (issue 9,
-        # 90f3d6d: spare_valid0 -> that OR -> take -> reads0 -> pend0's enable).
+        # of `b_valid`, `move` and the spare's flag (names ending in REPLICA: synthesis
+        # keeps them apart), so that the one `take` does not fan out to every stage-B
+        # register of the unit: one copy for the domain's stage-B registers, one for its
+        # spare's flag (which lies at the decoder's output, away from them); each copy is
+        # one LUT of three flip-flops.  (Issue 9: the unit's critical path ran a domain's
+        # spare through `take`, across the gather and back into another domain's `busy`;
+        # with one copy a domain, from its stage-B registers back to its spare's flag; a
+        # shared flag sat 14 tiles from the domain's `pend` registers on the whole top's
+        # critical path at 90f3d6d, seed 1.)
         spare_next = [Signal(name=f"spare_next{d}") for d in range(D)]
         spare_flags = [replicas(lanes[d], spare_valid[d], spare_next[d], 2,
                                 name=f"spare_valid{d}_take") for d in range(D)]
@@ -202,59 +200,33 @@ class ActivationGather(wiring.Component):
                 replicas(m, b_valid, b_valid_next, 2 * D, name="b_valid"),
                 replicas(m, move, move_next, 2 * D, name="move"))):
             copy = Signal(name=f"take{k}")
-            spare_k = spare_flags[k % D][k // D]
-            m.d.comb += copy.eq((spare_k | outs[k % D].valid) & (~b_valid_k | move_k))
+            m.d.comb += copy.eq(spare_flags[k % D][k // D] & (~b_valid_k | move_k))
             copies.append(copy)
         takes, spare_takes = copies[:D], copies[D:]
-        # A copy per 32 bits (a quarter of SELECT_FANOUT): the choice's users, the lane
-        # words and their compares, spread over the domain's lanes, and one copy for
-        # the 125-bit default payload lay 26 tiles from its far sinks (issue 9: the
-        # whole top's critical path at seed 2 in sessions 17 and 18, docs/synthesis.md).
-        parts = shares(len(Value.cast(srcs[0])), SELECT_FANOUT // 4)
-        # Which lanes share a word (one bit per pair of lanes), compared on the decoder's
-        # output register and kept with the spare: the take then chooses registered or
-        # freshly compared bits, with no choice in front of the compare (issue 9: choice
-        # and compare were 16 to 20 of the whole top's late sinks at d31e33c).
-        pairs = [(g, h) for g in range(cfg.rows_per_step)
-                 for h in range(g + 1, cfg.rows_per_step)]
-        src_sames = []
         for d, (o, dm) in enumerate(zip(outs, lanes)):
-            dm.d.comb += spare_next[d].eq(spare_valid[d])
+            # Stage A: the spare loads the decoder's payload whenever it is empty (its
+            # flag, a register, is the data's enable; only the flag sees `take`).  B takes
+            # from the spare only, so the lane-word compares (`_domain`) read registers of
+            # the gather: on the decoder's output register, across the die from the
+            # gather, they were the whole top's most frequent late path (issue 9,
+            # docs/synthesis.md "Stage A always": 5.2 ns of routing before the compare).
+            dm.d.comb += [spare_next[d].eq(spare_valid[d]), o.ready.eq(~spare_valid[d])]
             dm.d.sync += spare_valid[d].eq(spare_next[d])
-            # B takes the spare's payload if there is one, else the decoder's (no cycle lost
-            # when the spare is empty).  The spare's data follow the decoder's output while
-            # it is empty (a register as their enable); only its valid flag sees `take`.
-            # The choice is made by copies of the flag, each for a share of the payload
-            # (`replicas`): the one flag crossed the domain's lanes, 10 ns of routing into
-            # the lane-word compares in the whole top (issue 9).
-            *chooses, choose_same = replicas(dm, spare_valid[d], spare_next[d],
-                                             len(parts) + 1, name=f"spare_valid{d}_")
-            spare_bits, out_bits = Value.cast(spares[d]), Value.cast(o.payload)
-            dm.d.comb += [o.ready.eq(~spare_valid[d]),
-                          srcs[d].eq(Cat(*(Mux(c, spare_bits[part], out_bits[part])
-                                           for c, part in zip(chooses, parts))))]
-            words = [self._lane_word(o.payload.addrs[g]) for g in range(cfg.rows_per_step)]
-            out_same = Cat(*(words[g] == words[h] for g, h in pairs))
-            spare_same = Signal(len(pairs), name=f"spare_same{d}")
-            src_same = Signal(len(pairs), name=f"src_same{d}")
-            dm.d.comb += src_same.eq(Mux(choose_same, spare_same, out_same))
-            src_sames.append(src_same)
             with dm.If(~spare_valid[d]):
-                dm.d.sync += spare_same.eq(out_same)
                 dm.d.sync += [spares[d].addrs.eq(o.payload.addrs),
                               spares[d].pad.eq(o.payload.pad), spares[d].slot.eq(o.payload.slot)]
                 if d == 0:
                     dm.d.sync += [spares[d].last.eq(o.payload.last),
                                   spares[d].walk_last.eq(o.payload.walk_last)]
-                dm.d.comb += spare_next[d].eq(o.valid & ~spare_takes[d])
+                dm.d.comb += spare_next[d].eq(o.valid)
             with dm.Elif(spare_takes[d]):
                 dm.d.comb += spare_next[d].eq(0)
         with m.If(take):
-            m.d.sync += [b_valid.eq(1), b_side.last.eq(srcs[0].last),
-                         b_side.walk_last.eq(srcs[0].walk_last)]
+            m.d.sync += [b_valid.eq(1), b_side.last.eq(spares[0].last),
+                         b_side.walk_last.eq(spares[0].walk_last)]
         with m.Elif(move):
             m.d.sync += b_valid.eq(0)
-        for d, src in enumerate(srcs):
+        for d, src in enumerate(spares):
             with m.If(takes[d]):
                 m.d.sync += [b_slots[d].eq(src.slot), b_pad[d].eq(src.pad)]
         with m.If(move):
@@ -267,8 +239,8 @@ class ActivationGather(wiring.Component):
         with m.If(~c_valid):
             m.d.sync += request.payload.slots.eq(b_slots)
         m.d.comb += busy_any.eq(Cat(*busys).any())
-        for d, src in enumerate(srcs):
-            acts, word = self._domain(lanes[d], d, src, src_sames[d], pairs, takes[d], busys)
+        for d, src in enumerate(spares):
+            acts, word = self._domain(lanes[d], d, src, takes[d], busys)
             m.d.comb += [self.act_en[d].eq(busys[d]),
                          self.act_addr[d].eq(Cat(word, self.in_bank))]
             with m.If(~c_valid):
@@ -289,17 +261,22 @@ class ActivationGather(wiring.Component):
         sh, ab = self._banking.group_bits, DecoderFormat(self._config).addr_bits
         return addr[sh:] if sh < ab else C(0, 1)
 
-    def _domain(self, m, d: int, payload, src_same, pairs, take, busys) -> tuple[list, Value]:
+    def _domain(self, m, d: int, payload, take, busys) -> tuple[list, Value]:
         """Domain `d`'s word reads, in `m` (its part of the run reset); returns its G
         lanes' activations (before the pad mask) and the word it reads (when ``busys[d]``).
 
-        The take cycle only registers the payload: every lane's word and field, the
-        unpadded lanes as pending, and which lanes share a word (``same[g]``: the lanes
-        whose word equals lane g's).  Each later cycle with lanes pending reads the word
-        of the lowest one (``low``, a one-hot register kept with ``pend``), and every
-        pending lane that shares it is served: the read address is a one-hot select of
-        registers, and the next ``pend``/``low`` a row select, a mask and a lowest-bit
-        pick, with no address compare."""
+        The take cycle registers the spare's payload: every lane's word and field, which
+        unpadded lanes share a word with each lane (``same[g]``, from one compare per pair
+        of lanes on the spare's registers) and, as pending, the *leaders*: the unpadded
+        lanes that share their word with no lower unpadded lane.  The leaders are the
+        words to read, one a cycle, lowest first (``low``, a one-hot register kept with
+        ``pend``); the word of leader g serves the lanes of ``same[g]``.  This reads the
+        same words in the same order as "read the lowest pending lane's word and serve
+        every pending lane in it": the lowest unserved lane is always a leader.  A read
+        cycle's next ``pend``/``low`` are a mask and a lowest-bit pick of registers (no
+        row select in the loop: issue 9, ``busy``/``low`` were 5 of the whole top's 40
+        latest nets at f434e78 seed 3); the read address is a one-hot select of
+        registers; no address compare lies behind the take."""
         cfg, bank = self._config, self._banking
         G, Ab, sh = cfg.rows_per_step, cfg.act_bits, bank.group_bits
         ab = DecoderFormat(cfg).addr_bits
@@ -307,19 +284,17 @@ class ActivationGather(wiring.Component):
         words = Signal(data.ArrayLayout(unsigned(word_bits), G), name=f"words{d}")
         fields = Signal(data.ArrayLayout(unsigned(max(1, sh)), G), name=f"fields{d}")
         same = Signal(data.ArrayLayout(unsigned(G), G), name=f"same{d}")
-        pend = Signal(G, name=f"pend{d}")        # lanes whose word is not read yet
+        pend = Signal(G, name=f"pend{d}")        # leaders whose word is not read yet
         served = Signal(G, name=f"served{d}")    # lanes served by the word on act_data
         kept = Signal(data.ArrayLayout(unsigned(Ab), G), name=f"kept{d}")
-        low = Signal(G, name=f"low{d}")          # the lowest pending lane, one-hot (a register)
+        low = Signal(G, name=f"low{d}")          # the lowest pending leader, one-hot
         word = Signal(word_bits, name=f"word{d}")
-        match = Signal(G, name=f"match{d}")
         # ``busy`` is ``pend.any()`` kept as a register (its next value computed beside
         # pend's), so `move`, which gates `take`, which selects the next value of every
         # stage-B register, starts at flip-flops (the unit's critical path was
         # pend -> busy -> take -> served, issue 9).
         busy = Signal(name=f"busy{d}")
-        m.d.comb += [word.eq(_or_select(low, [words[g] for g in range(G)])),
-                     match.eq(pend & _or_select(low, [same[g] for g in range(G)]))]
+        m.d.comb += word.eq(_or_select(low, [words[g] for g in range(G)]))
         # The word read lands in a register (data_r) the cycle after it leaves the block
         # RAM; `served_r` says which lanes it serves.  The step is done once no read is in
         # flight: the last read's word is in data_r.
@@ -332,16 +307,27 @@ class ActivationGather(wiring.Component):
         def field(g):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
+        # Which unpadded lanes share lane g's word (the compares of the spare's words).
+        unpadded = ~payload.pad
+        lane_words = [self._lane_word(payload.addrs[g]) for g in range(G)]
+        equal = {(g, h): lane_words[g] == lane_words[h]
+                 for g in range(G) for h in range(G) if g < h}
+        shares_word = [[unpadded[h] & equal[min(g, h), max(g, h)] if h != g else C(1, 1)
+                        for h in range(G)] for g in range(G)]
+        leaders = Cat(*(unpadded[g] & ~Cat(*shares_word[g][:g]).any() if g else unpadded[0]
+                        for g in range(G)))
         # A take and a read never fall in one cycle (B takes only when empty or moving,
         # and it moves only once no domain reads), so `busy`, a register, chooses the next
         # values and `take` reaches only these registers' enables: with the take's priority
         # it also selected every bit's next value (issue 9: spare flag -> take -> pend was
-        # the whole top's critical path at 90f3d6d, seed 1).
-        nxt = Signal(G, name=f"pend_next{d}")
-        m.d.comb += nxt.eq(Mux(busy, pend & ~match, ~payload.pad))
+        # the whole top's critical path at 90f3d6d, seed 1).  The lowest leader is the
+        # lowest unpadded lane.
+        rest = pend & ~low
         with m.If(busy | take):
-            m.d.sync += [pend.eq(nxt), low.eq(_lowest(nxt)),
-                         served.eq(Mux(busy, match, 0)), busy.eq(nxt.any())]
+            m.d.sync += [pend.eq(Mux(busy, rest, leaders)),
+                         low.eq(Mux(busy, _lowest(rest), _lowest(unpadded))),
+                         served.eq(Mux(busy, _or_select(low, [same[g] for g in range(G)]), 0)),
+                         busy.eq(Mux(busy, rest.any(), unpadded.any()))]
         # Keep the fields each word served (every cycle: data_r and served_r change
         # together, one cycle after the read port's word and `served`).
         for g in range(G):
@@ -349,11 +335,8 @@ class ActivationGather(wiring.Component):
                 m.d.sync += kept[g].eq(field(g))
         with m.If(take):
             for g in range(G):
-                m.d.sync += [words[g].eq(self._lane_word(payload.addrs[g])),
-                             same[g][g].eq(1),
+                m.d.sync += [words[g].eq(lane_words[g]), same[g].eq(Cat(*shares_word[g])),
                              fields[g].eq(payload.addrs[g][:sh] if sh else 0)]
-            for i, (g, h) in enumerate(pairs):  # the lanes' words equal (`src_same`)
-                m.d.sync += [same[g][h].eq(src_same[i]), same[h][g].eq(src_same[i])]
         return [Mux(served_r[g], field(g), kept[g]) for g in range(G)], word
 
 

@@ -181,12 +181,13 @@ class _Walk:
         req_ready = m_adv and ((not self.busy) or last_step)
         # gather: B (words being read) moves into C (offered to the macro) when C is
         # empty at the start of the cycle; neither looks at the macro's ready.  B takes
-        # the spare's payload, else the decoders'; the decoders stall only on a full spare
+        # from the spare (stage A) only, which loads the decoders' payload while empty;
+        # the decoders stall only on a full spare
         move = self.b is not None and self.b_wait == 0 and self.c is None
         # A walk's first payload (position 0) waits at the decoders' output until the walk
         # is the unit's current one (hw/unit.py): its decoders may start early.
         out = self.out if self.out is not None and (self.out or self.release) else None
-        avail = self.spare if self.spare is not None else out
+        avail = self.spare
         take = avail is not None and (self.b is None or move)
         if take and self.first_gather is None:
             self.first_gather = t
@@ -228,9 +229,9 @@ class _Walk:
         taken = avail if take else None
         if self.spare is None and out == 0:
             self.release = False                   # the first payload passed
-        if self.spare is None and out is not None and not take:
-            self.spare = out
-        elif take and self.spare is not None:
+        if self.spare is None and out is not None:
+            self.spare = out                       # stage A loads while empty
+        elif take:
             self.spare = None
         if take:
             self.b = taken
