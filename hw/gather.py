@@ -163,6 +163,9 @@ class ActivationGather(wiring.Component):
         # (the read progress of every domain: `pend` -> `busy` -> `move` -> `take`).
         spare_valid = [Signal(name=f"spare_valid{d}") for d in range(D)]
         spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
+        # The spare has held its payload since the cycle before (its compares are
+        # registered, `_domain`): B takes only then.
+        ripe = [Signal(name=f"ripe{d}") for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
         # `move` is ``b_valid & ~fresh.any() & ~c_valid`` and no domain reading or with its
         # last word in flight (``busy | busy_r``), kept as a register: its next value from
@@ -179,10 +182,10 @@ class ActivationGather(wiring.Component):
         # the die, runs into the takes (issue 9: the unit's critical path ran from a
         # domain's spare to that AND and back into another domain's stage B, 8 of its 10 ns
         # routing).  The central `take` (stage B's valid and markers) follows domain 0.
-        m.d.comb += [take.eq(spare_valid[0] & (~b_valid | move)),
+        m.d.comb += [take.eq(ripe[0] & (~b_valid | move)),
                      request.valid.eq(c_valid)]
         # Each domain takes with copies of `take` of its own, each from its own copies
-        # of `b_valid`, `move` and the spare's flag (names ending in REPLICA: synthesis
+        # of `b_valid`, `move` and `ripe` (names ending in REPLICA: synthesis
         # keeps them apart), so that the one `take` does not fan out to every stage-B
         # register of the unit: one copy for the domain's stage-B registers, one for its
         # spare's flag (which lies at the decoder's output, away from them); each copy is
@@ -192,15 +195,16 @@ class ActivationGather(wiring.Component):
         # shared flag sat 14 tiles from the domain's `pend` registers on the whole top's
         # critical path at 90f3d6d, seed 1.)
         spare_next = [Signal(name=f"spare_next{d}") for d in range(D)]
-        spare_flags = [replicas(lanes[d], spare_valid[d], spare_next[d], 2,
-                                name=f"spare_valid{d}_take") for d in range(D)]
+        ripe_next = [spare_valid[d] & spare_next[d] for d in range(D)]
+        ripe_flags = [replicas(lanes[d], ripe[d], ripe_next[d], 2, name=f"ripe{d}_take")
+                      for d in range(D)]
         b_valid_next = Mux(take, 1, Mux(move, 0, b_valid))
         copies = []
         for k, (b_valid_k, move_k) in enumerate(zip(
                 replicas(m, b_valid, b_valid_next, 2 * D, name="b_valid"),
                 replicas(m, move, move_next, 2 * D, name="move"))):
             copy = Signal(name=f"take{k}")
-            m.d.comb += copy.eq(spare_flags[k % D][k // D] & (~b_valid_k | move_k))
+            m.d.comb += copy.eq(ripe_flags[k % D][k // D] & (~b_valid_k | move_k))
             copies.append(copy)
         takes, spare_takes = copies[:D], copies[D:]
         for d, (o, dm) in enumerate(zip(outs, lanes)):
@@ -211,7 +215,7 @@ class ActivationGather(wiring.Component):
             # gather, they were the whole top's most frequent late path (issue 9,
             # docs/synthesis.md "Stage A always": 5.2 ns of routing before the compare).
             dm.d.comb += [spare_next[d].eq(spare_valid[d]), o.ready.eq(~spare_valid[d])]
-            dm.d.sync += spare_valid[d].eq(spare_next[d])
+            dm.d.sync += [spare_valid[d].eq(spare_next[d]), ripe[d].eq(ripe_next[d])]
             with dm.If(~spare_valid[d]):
                 dm.d.sync += [spares[d].addrs.eq(o.payload.addrs),
                               spares[d].pad.eq(o.payload.pad), spares[d].slot.eq(o.payload.slot)]
@@ -307,14 +311,19 @@ class ActivationGather(wiring.Component):
         def field(g):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
-        # Which unpadded lanes share lane g's word (the compares of the spare's words).
+        # Which unpadded lanes share lane g's word: the compares of the spare's words,
+        # registered every cycle (``near[g][h]``, h != g), so the take reads registers
+        # (B takes a spare only the cycle after it loaded, `ripe`).  The compare and the
+        # leaders' OR behind it in one cycle, into `pend`, were the whole top's critical
+        # path (issue 9, 233fcf6 seeds 1 and 3: 11 of the 18 latest nets).
         unpadded = ~payload.pad
         lane_words = [self._lane_word(payload.addrs[g]) for g in range(G)]
-        equal = {(g, h): lane_words[g] == lane_words[h]
-                 for g in range(G) for h in range(G) if g < h}
-        shares_word = [[unpadded[h] & equal[min(g, h), max(g, h)] if h != g else C(1, 1)
-                        for h in range(G)] for g in range(G)]
-        leaders = Cat(*(unpadded[g] & ~Cat(*shares_word[g][:g]).any() if g else unpadded[0]
+        near = Signal(data.ArrayLayout(unsigned(G), G), name=f"near{d}", reset_less=True)
+        m.d.sync += [near[g][h].eq(unpadded[h] & (lane_words[g] == lane_words[h]))
+                     for g in range(G) for h in range(G) if g != h]
+        shares_word = [Cat(*(near[g][h] if h != g else C(1, 1) for h in range(G)))
+                       for g in range(G)]
+        leaders = Cat(*(unpadded[g] & ~near[g][:g].any() if g else unpadded[0]
                         for g in range(G)))
         # A take and a read never fall in one cycle (B takes only when empty or moving,
         # and it moves only once no domain reads), so `busy`, a register, chooses the next
@@ -335,7 +344,7 @@ class ActivationGather(wiring.Component):
                 m.d.sync += kept[g].eq(field(g))
         with m.If(take):
             for g in range(G):
-                m.d.sync += [words[g].eq(lane_words[g]), same[g].eq(Cat(*shares_word[g])),
+                m.d.sync += [words[g].eq(lane_words[g]), same[g].eq(shares_word[g]),
                              fields[g].eq(payload.addrs[g][:sh] if sh else 0)]
         return [Mux(served_r[g], field(g), kept[g]) for g in range(G)], word
 
