@@ -12,18 +12,19 @@ element address ``e`` (from the decoder) is field ``e % G`` of word ``e // G``.
 Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
 * **Spare** (stage A): a payload register per domain behind the decoder's output
-  register, loaded whenever it is empty; stage B takes from it only.  Domain d is ready
-  while its spare is empty, so the decoders' stall comes from one register here and not
-  from the read progress below.  It costs each walk one cycle (its first payload passes
-  the spare) and nothing after: B keeps a step at least three cycles and the spare is
-  refilled two cycles after B takes it.  In exchange the take's lane-word compares read
-  registers of the gather, not the decoder's output register across the die (issue 9,
-  docs/synthesis.md "Stage A always").
+  register, loaded whenever it is empty, and its lane-word compares (one per pair of
+  lanes, on the spare's registers) registered the cycle after; stage B takes from it
+  only, once it is *ripe* (held since the cycle before).  Domain d is ready while its
+  spare is empty, so the decoders' stall comes from one register here and not from the
+  read progress below.  It costs each walk two cycles (its first payload passes the spare
+  and waits for its compares) and nothing after: B keeps a step at least three cycles and
+  the spare is ripe again three cycles after B takes it.  In exchange the compares read
+  registers of the gather, not the decoder's output register across the die, and the
+  take reads their registers (issue 9, docs/synthesis.md "Stage A always").
 * **Take** (stage B loaded): each domain registers its payload's lane words and fields,
-  which unpadded lanes share each lane's word (one compare per pair of lanes, on the
-  spare's registers) and, as pending, its *leaders*: the unpadded lanes that share their
-  word with no lower unpadded lane.  No read yet: the read address comes from registers
-  only.
+  which unpadded lanes share each lane's word and, as pending, its *leaders*: the
+  unpadded lanes that share their word with no lower unpadded lane.  No read yet: the
+  read address comes from registers only.
 * **Reads** (stage B): each cycle a domain with leaders pending reads the word of its
   lowest one, which serves every lane sharing it; the fields already fetched are kept in
   registers.  A K-group that is one aligned run of G channels (and an all-padding one) is
@@ -270,9 +271,9 @@ class ActivationGather(wiring.Component):
         lanes' activations (before the pad mask) and the word it reads (when ``busys[d]``).
 
         The take cycle registers the spare's payload: every lane's word and field, which
-        unpadded lanes share a word with each lane (``same[g]``, from one compare per pair
-        of lanes on the spare's registers) and, as pending, the *leaders*: the unpadded
-        lanes that share their word with no lower unpadded lane.  The leaders are the
+        unpadded lanes share a word with each lane (``same[g]``, from ``near``: the
+        compares of the spare's words, registered the cycle before) and, as pending, the
+        *leaders*: the unpadded lanes that share their word with no lower unpadded lane.  The leaders are the
         words to read, one a cycle, lowest first (``low``, a one-hot register kept with
         ``pend``); the word of leader g serves the lanes of ``same[g]``.  This reads the
         same words in the same order as "read the lowest pending lane's word and serve

@@ -211,10 +211,15 @@ def ring2(m, layout, new, push, pop, *, name: str, fanout: int | None = None) ->
     rp_next = Signal(name=f"{name}_rp_next")
     for i in range(2):
         m.d.comb += taken_next[i].eq((taken[i] & ~(pop & (rp == i))) | (push & (wp == i)))
+    # `full` and `valid` next from the entry count (full: 2, valid: at least 1; a push
+    # only while not full, a pop only while valid): one LUT each behind `push` and `pop`,
+    # not the flags' next values and a choice by the pointers.  `full_next` reaches the
+    # copies of `full` across the accumulator behind the writer's `ready` (issue 9: the
+    # whole top's critical path at 233fcf6 seed 3, 3.0 ns to the farthest copy).
     full_next = Signal(name=f"{name}_full_next")
     valid_next = Signal(name=f"{name}_valid_next")
-    m.d.comb += [rp_next.eq(rp ^ pop), full_next.eq(taken_next[0] & taken_next[1]),
-                 valid_next.eq(Mux(rp_next, taken_next[1], taken_next[0]))]
+    m.d.comb += [rp_next.eq(rp ^ pop), full_next.eq(~pop & (full | (valid & push))),
+                 valid_next.eq(full | push | (valid & ~pop))]
     m.d.sync += [*(taken[i].eq(taken_next[i]) for i in range(2)),
                  rp.eq(rp_next), wp.eq(wp ^ push), valid.eq(valid_next), full.eq(full_next)]
     payload = Signal(layout, name=f"{name}_out")
