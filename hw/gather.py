@@ -273,9 +273,10 @@ class ActivationGather(wiring.Component):
         The take cycle registers the spare's payload: every lane's word and field, which
         unpadded lanes share a word with each lane (``same[g]``, from ``near``: the
         compares of the spare's words, registered the cycle before) and, as pending, the
-        *leaders*: the unpadded lanes that share their word with no lower unpadded lane.  The leaders are the
-        words to read, one a cycle, lowest first (``low``, a one-hot register kept with
-        ``pend``); the word of leader g serves the lanes of ``same[g]``.  This reads the
+        *leaders*: the unpadded lanes that share their word with no lower unpadded lane.
+        The leaders are the words to read, one a cycle, lowest first (``low``, a one-hot
+        register kept with ``pend``); the word of leader g serves the lanes of
+        ``same[g]``.  This reads the
         same words in the same order as "read the lowest pending lane's word and serve
         every pending lane in it": the lowest unserved lane is always a leader.  A read
         cycle's next ``pend``/``low`` are a mask and a lowest-bit pick of registers (no
@@ -316,7 +317,8 @@ class ActivationGather(wiring.Component):
         # registered every cycle (``near[g][h]``, h != g), so the take reads registers
         # (B takes a spare only the cycle after it loaded, `ripe`).  The compare and the
         # leaders' OR behind it in one cycle, into `pend`, were the whole top's critical
-        # path (issue 9, 233fcf6 seeds 1 and 3: 11 of the 18 latest nets).
+        # path at 233fcf6 seed 1 and 11 of the 15 nets after 10 ns at seeds 1 and 3
+        # (issue 9).
         unpadded = ~payload.pad
         lane_words = [self._lane_word(payload.addrs[g]) for g in range(G)]
         near = Signal(data.ArrayLayout(unsigned(G), G), name=f"near{d}", reset_less=True)
