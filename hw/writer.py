@@ -449,8 +449,8 @@ class UnitWriter(wiring.Component):
                                        if per_word > 1 else 1)),
             can.eq(Mux(alls[L + 1] | ends_word, slot, 1)),
             issue.eq(self.pixel.valid & can & loaded),
-            self.pixel.ready.eq(issue & last_group),
-            advance.eq(issue & last_group),
+            self.pixel.ready.eq(advance),
+            advance.eq(self.pixel.valid & slot & loaded & last_group),
         ]
         n_grp_next = Signal.like(n_grp)
         last_group_next = Signal()
@@ -483,8 +483,15 @@ class UnitWriter(wiring.Component):
                 else [Const(1, 1)] * (L + 1))      # one group a word: every group ends one
         cans = [Mux(all_k | last_k | sub_k.all(), slot_k, 1)
                 for slot_k, last_k, sub_k, all_k in zip(slots, last_groups, subs, alls)]
-        m.d.comb += take_pos.eq((self.pixel.valid & cans[L] & loadeds[L] & last_groups[L])
-                                | prime)
+        # A pixel's last group ends a word, so it issues only in the slot: its issue is
+        # ``valid & slot & loaded & last_group``, an AND of registers, with no `can` LUT
+        # in front (issue 9: can -> issue -> last group's issue into the `n_grp` copies'
+        # resets, 3 LUTs and 8.4 ns of routing, was the whole top's critical path at
+        # f434e78 seed 3 and b96f798 seeds 1 and 3; the same `can` ran into the
+        # accumulator's pop at 233fcf6 seed 3).
+        ends = [self.pixel.valid & slot_k & loaded_k & last_k
+                for slot_k, loaded_k, last_k in zip(slots, loadeds, last_groups)]
+        m.d.comb += take_pos.eq(ends[L] | prime)
         issues = [Signal(name=f"issue{j}") for j in range(L)]
         m.d.comb += [issue_j.eq(self.pixel.valid & can_j & loaded_j)
                      for issue_j, can_j, loaded_j in zip(issues, cans, loadeds)]
@@ -501,8 +508,7 @@ class UnitWriter(wiring.Component):
 
         def group_copy(j: int, name: str) -> Signal:
             copy = Signal.like(n_grp, name=f"{name}{REPLICA}")
-            m.d.sync += copy.eq(Mux(clear | (issues[j] & last_groups[j]), 0,
-                                    Mux(issues[j], copy + 1, copy)))
+            m.d.sync += copy.eq(Mux(clear | ends[j], 0, Mux(issues[j], copy + 1, copy)))
             return copy
 
         n_grps = [group_copy(j, f"n_grp{j}") for j in range(L)] if L > 1 else [n_grp]
