@@ -438,16 +438,16 @@ class UnitWriter(wiring.Component):
         # registers, so no comparator lies in front of the issue decision (and behind it
         # the position counters' enables).
         last_group = Signal(init=1)
-        # ``acc_out | adding`` from copies a cycle late (`replicas`, below): copy L + 1 for
-        # the pop of the accumulator's pixel register.  The instruction's `acc_out` (the
+        # ``acc_out | adding`` from copies a cycle late (`replicas`, below): copy L for the
+        # central `can` (S0's valid and markers).  The instruction's `acc_out` (the
         # sequencer's register) ran through `can` and the pop into the accumulator's
         # `full` copies: the whole top's worst path at seed 3 with the rip-up (issue 9,
         # docs/synthesis.md).
-        alls = replicas(m, Signal(), insn.acc_out | self._adding(), L + 2, name="wait_all")
+        alls = replicas(m, Signal(), insn.acc_out | self._adding(), L + 1, name="wait_all")
         m.d.comb += [
             ends_word.eq(last_group | (group[:per_word.bit_length() - 1].all()
                                        if per_word > 1 else 1)),
-            can.eq(Mux(alls[L + 1] | ends_word, slot, 1)),
+            can.eq(Mux(alls[L] | ends_word, slot, 1)),
             issue.eq(self.pixel.valid & can & loaded),
             self.pixel.ready.eq(advance),
             advance.eq(self.pixel.valid & slot & loaded & last_group),
@@ -468,7 +468,7 @@ class UnitWriter(wiring.Component):
         with m.If(take):                            # after the issue's update: a new pixel
             m.d.comb += [n_grp_next.eq(0), last_group_next.eq(count <= L),
                          group_next.eq(base >> lb)]
-        # Lane j's `can` (copy L: the counters') is a LUT of copies of its own of `can`'s
+        # Lane j's `can` is a LUT of copies of its own of `can`'s
         # registers (`replicas`), beside the lane: one `can` LUT drove the L + 1 issue
         # LUTs, and those the lanes' S0 enables, across the writer (issue 9: 100 of the
         # whole top's late sinks, the LUT 21 tiles from its sinks on average,
@@ -479,9 +479,9 @@ class UnitWriter(wiring.Component):
         sub = per_word.bit_length() - 1            # group bits of the lane group in a word
         slots = replicas(m, slot, slot_before, L + 1, name="slot")
         last_groups = replicas(m, last_group, last_group_next, L + 1, name="last_group")
-        subs = (replicas(m, Signal(sub), group_next[:sub], L + 1, name="group_lo") if sub
-                else [Const(1, 1)] * (L + 1))      # one group a word: every group ends one
-        cans = [Mux(all_k | last_k | sub_k.all(), slot_k, 1)
+        subs = (replicas(m, Signal(sub), group_next[:sub], L, name="group_lo") if sub
+                else [Const(1, 1)] * L)            # one group a word: every group ends one
+        cans = [Mux(all_k | last_k | sub_k.all(), slot_k, 1)     # lanes only (zip: L)
                 for slot_k, last_k, sub_k, all_k in zip(slots, last_groups, subs, alls)]
         # A pixel's last group ends a word, so it issues only in the slot: its issue is
         # ``valid & slot & loaded & last_group``, an AND of registers, with no `can` LUT
@@ -489,6 +489,7 @@ class UnitWriter(wiring.Component):
         # resets, 3 LUTs and 8.4 ns of routing, was the whole top's critical path at
         # f434e78 seed 3 and b96f798 seeds 1 and 3; the same `can` ran into the
         # accumulator's pop at 233fcf6 seed 3).
+        # Copy L of `slot`, `loaded` and `last_group` is the position counters'.
         ends = [self.pixel.valid & slot_k & loaded_k & last_k
                 for slot_k, loaded_k, last_k in zip(slots, loadeds, last_groups)]
         m.d.comb += take_pos.eq(ends[L] | prime)

@@ -270,7 +270,6 @@ def test_an_idle_cycle_leaves_no_trace(seed):
             if idle_at is None and cycle > 30 and ctx.get(a.act_en) and in_flight \
                     and not ctx.get(a.payloads[0].ready) and ctx.get(a.request.valid):
                 idle_at = cycle                 # mid-walk: A's idle cycle follows
-                print("IDLE_AT", cycle)
             ctx.set(a.idle_next, int(cycle == idle_at))
             ctx.set(b.idle_next, int(idle_at is None or cycle <= idle_at))
             if not holding and rng.random() < 0.6:
