@@ -740,13 +740,17 @@ class UnitWriter(wiring.Component):
                          write3.eq(write2), acc3.eq(acc2)]
             # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
             neg = Signal(name=f"s4_neg{lane}", reset_less=True)
-            over = Signal(name=f"s4_over{lane}", reset_less=True)
+            # The two overflow terms registered apart and ORed in the output stage, whose
+            # clamp LUT reads them anyway: one LUT level off S4's deepest path (issue 9:
+            # p -> coarse choice -> fine OR -> `over` was 10.06 ns on the whole top at
+            # d6346c9, seed 3).
+            over = Signal(2, name=f"s4_over{lane}", reset_less=True)
             window = Signal(Ab + 1, name=f"s4_window{lane}", reset_less=True)
             write4 = Signal(name=f"s4_write{lane}", reset_less=True)
             acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
-            win, ovf = self._clamp_window(m, lane, p, self._shift_selects(m, lane, shift2,
+            win, sticky, above = self._clamp_window(m, lane, p, self._shift_selects(m, lane, shift2,
                                                                           shift3))
-            m.d[s4] += [neg.eq(p[-1]), over.eq(ovf), window.eq(win),
+            m.d[s4] += [neg.eq(p[-1]), over.eq(Cat(sticky, above)), window.eq(win),
                          write4.eq(write3), acc4.eq(acc3)]
             s4_lanes.append((neg, over, window, write4, acc4))
 
@@ -756,7 +760,7 @@ class UnitWriter(wiring.Component):
             q = Signal(unsigned(Ab), name=f"q{lane}")
             with m.If(neg):
                 m.d.comb += q.eq(0)
-            with m.Elif(over | (t == cfg.act_max)):
+            with m.Elif(over.any() | (t == cfg.act_max)):
                 m.d.comb += q.eq(cfg.act_max)
             with m.Else():
                 m.d.comb += q.eq(t + rb)
@@ -799,6 +803,8 @@ class UnitWriter(wiring.Component):
         the fine step takes Ab + 1 bits from bit b of the coarse ones and ORs those at
         or above b + Ab + 1.  Far fewer LUTs than a full shifter of the product.
         `selects` is `_shift_selects`'s (a per coarse share, a for the sticky OR, b).
+        Returns the window and the two overflow terms (coarse, fine): any bit at or
+        above S + Ab is set iff either is.
         """
         Ab = self._config.act_bits
         coarse_sels, sticky_sel, b = selects
@@ -830,7 +836,7 @@ class UnitWriter(wiring.Component):
                 with m.Case(k):
                     high = coarse[k + Ab + 1:] if k + Ab + 1 < span else Const(0, 1)
                     m.d.comb += [window.eq(coarse[k:k + Ab + 1]), above.eq(high.any())]
-        return window, sticky | above
+        return window, sticky, above
 
     def _residual_lanes(self, m, s1_lanes, s1):
         """S2 .. S4 with residual adds (docs/architecture.md, "Residual adds"): the
