@@ -86,6 +86,9 @@ written (floor pooling).  Channel ch of pooled position (px, py) is element
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring, stream
 from amaranth.lib.wiring import In, Out
@@ -507,7 +510,13 @@ class UnitWriter(wiring.Component):
         clear = Signal()
         m.d.comb += clear.eq(self.restart | prime)
 
-        def group_copy(j: int, name: str) -> Signal:
+        def group_copy(j: int, name: str, onehot: int = 0) -> Signal:
+            if onehot:
+                # ``1 << (n_grp % onehot)`` (`onehot` a power of two): rotated at each issue
+                copy = Signal(onehot, init=1, name=f"{name}{REPLICA}")
+                m.d.sync += copy.eq(Mux(clear | ends[j], 1,
+                                        Mux(issues[j], copy.rotate_left(1), copy)))
+                return copy
             copy = Signal.like(n_grp, name=f"{name}{REPLICA}")
             m.d.sync += copy.eq(Mux(clear | ends[j], 0, Mux(issues[j], copy + 1, copy)))
             return copy
@@ -596,11 +605,21 @@ class UnitWriter(wiring.Component):
                 # copy a position chose its ~50 bits, whose options lie with N/L
                 # channels' pixel registers across the accumulator, 47 tiles from the
                 # copy (issue 9: 48 of the whole top's late sinks at 05caebc).
+                # With a power-of-two count the copies are one-hot (the low bits of
+                # n_grp decoded as they count), so each option's select is a register
+                # and not a decode LUT in front of the pixel registers' choice (issue
+                # 9: n_grp -> decode -> ring entry choice -> `s0_aligned` was 10.01 ns
+                # on the whole top at d6346c9, seed 1).
                 parts = shares(len(Value.cast(pick)), SELECT_FANOUT // 8)
-                copies = [group_copy(j, f"n_grp{j}_{k}") for k in range(len(parts))]
+                copies = [group_copy(j, f"n_grp{j}_{k}", onehot=n_groups if pow2 else 0)
+                          for k in range(len(parts))]
                 flat, bits = [Value.cast(v) for v in options], Value.cast(pick)
                 for copy, part in zip(copies, parts):
-                    with m.Switch(copy[:(n_groups - 1).bit_length()] if pow2 else copy):
+                    if pow2:
+                        m.d.comb += bits[part].eq(functools.reduce(operator.or_, (
+                            Mux(copy[g], value[part], 0) for g, value in enumerate(flat))))
+                        continue
+                    with m.Switch(copy):
                         for g, value in enumerate(flat):
                             with m.Case(g):
                                 m.d.comb += bits[part].eq(value[part])
