@@ -57,7 +57,6 @@ from amaranth.lib.wiring import In, Out
 from mars.config import MarsConfig
 from mars.contract.banking import Banking
 from mars.contract.decoder import DecoderFormat, payload_layout
-from mars.contract.netlist import REPLICA
 
 from .macro import request_layout
 from .regs import queue, replicas, run_reset
@@ -130,7 +129,7 @@ class ActivationGather(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._config
-        D, G = cfg.wordline_domains, cfg.rows_per_step
+        D = cfg.wordline_domains
         # The run reset in parts, each from a copy of ~running of its own (`run_reset`):
         # stage B's flags, stage C and the markers in `m`, each domain's spare and lane
         # registers in ``lanes[d]``.  One copy for all 1,648 flip-flops that keep it was
@@ -168,15 +167,6 @@ class ActivationGather(wiring.Component):
         # The spare has held its payload since the cycle before (its compares are
         # registered, `_domain`): B takes only then.
         ripe = [Signal(name=f"ripe{d}") for d in range(D)]
-        # The compares' own copy of the spare's lane words and padding (names ending in
-        # REPLICA: synthesis keeps them apart from the spare).  The spare lies between
-        # the decoder's output register and stage B; the copy lies at the compares, so
-        # the long wire from the decoder ends at a flip-flop (issue 9: spare -> compare ->
-        # `near` was 9.8 to 10.04 ns on the whole top at b96f798, 191.7 MHz alone).
-        words_layout = data.ArrayLayout(unsigned(self._word_bits), G)
-        near_words = [Signal(words_layout, name=f"near_words{d}{REPLICA}", reset_less=True)
-                      for d in range(D)]
-        near_pad = [Signal(G, name=f"near_pad{d}{REPLICA}", reset_less=True) for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
         # `move` is ``b_valid & ~fresh.any() & ~c_valid`` and no domain reading or with its
         # last word in flight (``busy | busy_r``), kept as a register: its next value from
@@ -229,10 +219,7 @@ class ActivationGather(wiring.Component):
             dm.d.sync += [spare_valid[d].eq(spare_next[d]), ripe[d].eq(ripe_next[d])]
             with dm.If(~spare_valid[d]):
                 dm.d.sync += [spares[d].addrs.eq(o.payload.addrs),
-                              spares[d].pad.eq(o.payload.pad), spares[d].slot.eq(o.payload.slot),
-                              near_words[d].eq(Cat(*(self._lane_word(o.payload.addrs[g])
-                                                     for g in range(G)))),
-                              near_pad[d].eq(o.payload.pad)]
+                              spares[d].pad.eq(o.payload.pad), spares[d].slot.eq(o.payload.slot)]
                 if d == 0:
                     dm.d.sync += [spares[d].last.eq(o.payload.last),
                                   spares[d].walk_last.eq(o.payload.walk_last)]
@@ -258,8 +245,7 @@ class ActivationGather(wiring.Component):
             m.d.sync += request.payload.slots.eq(b_slots)
         m.d.comb += busy_any.eq(Cat(*busys).any())
         for d, src in enumerate(spares):
-            acts, word = self._domain(lanes[d], d, src, (near_words[d], near_pad[d]),
-                                      takes[d], busys)
+            acts, word = self._domain(lanes[d], d, src, takes[d], busys)
             m.d.comb += [self.act_en[d].eq(busys[d]),
                          self.act_addr[d].eq(Cat(word, self.in_bank))]
             with m.If(~c_valid):
@@ -280,16 +266,9 @@ class ActivationGather(wiring.Component):
         sh, ab = self._banking.group_bits, DecoderFormat(self._config).addr_bits
         return addr[sh:] if sh < ab else C(0, 1)
 
-    @property
-    def _word_bits(self) -> int:
-        """Bits of a lane's activation word address (at least 1)."""
-        sh, ab = self._banking.group_bits, DecoderFormat(self._config).addr_bits
-        return max(1, ab - sh)
-
-    def _domain(self, m, d: int, payload, near_src, take, busys) -> tuple[list, Value]:
+    def _domain(self, m, d: int, payload, take, busys) -> tuple[list, Value]:
         """Domain `d`'s word reads, in `m` (its part of the run reset); returns its G
         lanes' activations (before the pad mask) and the word it reads (when ``busys[d]``).
-        `near_src` is the compares' copy of the spare's lane words and padding.
 
         The take cycle registers the spare's payload: every lane's word and field, which
         unpadded lanes share a word with each lane (``same[g]``, from ``near``: the
@@ -306,7 +285,8 @@ class ActivationGather(wiring.Component):
         registers; no address compare lies behind the take."""
         cfg, bank = self._config, self._banking
         G, Ab, sh = cfg.rows_per_step, cfg.act_bits, bank.group_bits
-        word_bits = self._word_bits
+        ab = DecoderFormat(cfg).addr_bits
+        word_bits = max(1, ab - sh)
         words = Signal(data.ArrayLayout(unsigned(word_bits), G), name=f"words{d}")
         fields = Signal(data.ArrayLayout(unsigned(max(1, sh)), G), name=f"fields{d}")
         same = Signal(data.ArrayLayout(unsigned(G), G), name=f"same{d}")
@@ -341,9 +321,8 @@ class ActivationGather(wiring.Component):
         # (issue 9).
         unpadded = ~payload.pad
         lane_words = [self._lane_word(payload.addrs[g]) for g in range(G)]
-        near_words, near_pad = near_src
         near = Signal(data.ArrayLayout(unsigned(G), G), name=f"near{d}", reset_less=True)
-        m.d.sync += [near[g][h].eq(~near_pad[h] & (near_words[g] == near_words[h]))
+        m.d.sync += [near[g][h].eq(unpadded[h] & (lane_words[g] == lane_words[h]))
                      for g in range(G) for h in range(G) if g != h]
         shares_word = [Cat(*(near[g][h] if h != g else C(1, 1) for h in range(G)))
                        for g in range(G)]
