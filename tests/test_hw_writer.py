@@ -15,9 +15,11 @@ e // G, `mars.contract.banking`).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, unsigned
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
@@ -31,8 +33,34 @@ TINY = PRESETS["tiny"]
 TWO_LANES = TINY.replace(name="two-lanes", act_bits_per_cycle=2)
 
 
+class CollisionPoisoned:
+    """A memory as a block RAM without collision logic (`mars.hw.bram.block_ram` with
+    ``collision_free``, as the top's `act`) answers it: a read of the word written in
+    the same cycle returns garbage, here the stored word inverted.  A write stage that
+    used such a read would write wrong words; ``collisions`` is high the cycle such a
+    read's data arrives, so that a test can count them (the ports are made in
+    `act_write_stage`'s order: the write port first)."""
+
+    def __init__(self, m, memory):
+        self._m, self._memory, self._write = m, memory, None
+        self.collisions = Signal()
+
+    def write_port(self, **kwargs):
+        self._write = self._memory.write_port(**kwargs)
+        return self._write
+
+    def read_port(self):
+        m, port, write = self._m, self._memory.read_port(), self._write
+        proxy = SimpleNamespace(addr=Signal.like(port.addr), data=Signal.like(port.data))
+        m.d.comb += [port.addr.eq(proxy.addr),
+                     proxy.data.eq(Mux(self.collisions, ~port.data, port.data))]
+        m.d.sync += self.collisions.eq(write.en & (write.addr == proxy.addr))
+        return proxy
+
+
 class WriterBench(Elaboratable):
-    """The writer with the activation and result memories of the top around it."""
+    """The writer with the activation and result memories of the top around it (the
+    activation memory's same-cycle collisions poisoned: `CollisionPoisoned`)."""
 
     def __init__(self, config, act_init):
         self.config = config
@@ -42,20 +70,25 @@ class WriterBench(Elaboratable):
                           init=bank.pack(act_init))
         self.result = Memory(shape=unsigned(bank.lanes * config.acc_bits),
                              depth=bank.result_depth, init=[])
+        self.collisions = None
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut, m.submodules.act, m.submodules.result = \
             self.dut, self.act, self.result
-        act_write_stage(m, self.act, self.dut.act_entry)
+        poisoned = CollisionPoisoned(m, self.act)
+        self.collisions = poisoned.collisions
+        act_write_stage(m, poisoned, self.dut.act_entry)
         result_write(m, self.result, self.dut.res_entry)
         return m
 
 
 def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
-             slot_prob=0.5):
+             slot_prob=0.5, stats=None):
     """Offer the pixels `accs` (out_h, out_w, N) of one walk; return the activation memory
-    and the result memory (as elements) and the cycles in which ``walk_done`` was high."""
+    and the result memory (as elements) and the cycles in which ``walk_done`` was high.
+    With a dict `stats`, its ``collisions`` counts the write stage's reads that met a
+    write of their word (`CollisionPoisoned`)."""
     bench = WriterBench(config, act_init)
     dut, bank = bench.dut, bench.banking
     rng = np.random.default_rng(seed)
@@ -73,6 +106,8 @@ def run_walk(config, accs, insn, mult, shift, act_init, *, seed, gap_prob=0.3,
         assert not offered or announced[0], f"seed {seed}: offer outside the slot"
         if ctx.get(dut.walk_done):
             done_cycles.append(cycle)
+        if stats is not None:
+            stats["collisions"] = stats.get("collisions", 0) + ctx.get(bench.collisions)
         done_next = ctx.get(dut.walk_done_next)
         await ctx.tick()
         # the sequencer copies an enable made from it (hw/sequencer.py)
@@ -160,7 +195,12 @@ def test_requantise_relu_pool_against_numpy(case):
     insn = insn_for(config, out_w=out_w, pool_k=k, pool_w=pool_w, pool_h=pool_h,
                     n_valid=n_valid, out_base=out_base, out_pitch=out_pitch,
                     out_row_pitch=row_pitch, out_bank=bank)
-    act, _, done = run_walk(config, accs, insn, mult, shift, act_init.tolist(), seed=seed)
+    stats = {}
+    act, _, done = run_walk(config, accs, insn, mult, shift, act_init.tolist(), seed=seed,
+                            stats=stats)
+    # The write stage reads words that a merge writes in the same cycle (pooled pixels
+    # of one word): those reads return garbage here, as on the chip (`CollisionPoisoned`).
+    assert stats["collisions"] > 0, f"seed {seed}: no read met a write of its word"
 
     q = requantise(accs, mult, shift, Ab)                        # (out_h, out_w, N)
     assert ((q >= 0) & (q < 1 << Ab)).all()
