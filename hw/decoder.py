@@ -58,7 +58,7 @@ from mars.contract.decoder import (
 from mars.contract.netlist import REPLICA
 
 from .bram import block_ram
-from .decoder_stages import LaneExpander, WalkIssue, item_layout
+from .decoder_stages import LANE_STAGES, LaneExpander, WalkIssue, item_layout
 from .regs import valid_register
 
 __all__ = ["SparseDecoder"]
@@ -140,10 +140,14 @@ class SparseDecoder(wiring.Component):
         # enable behind it took 10 ns of routing; with the output register on the stages'
         # copy, a hop of 15 tiles, 5.5 ns, into a padded lane's clear).  The copies load
         # what `out.valid` loads, under their own (equal) advance, so they equal it.
-        walk_adv, lane_adv, advance, out_adv = (Signal(name=f"{name}_adv")
-                                                for name in ("walk", "lane", "stage", "out"))
-        for name, adv in (("walk", walk_adv), ("lane", lane_adv), ("stage", advance),
-                          ("out", out_adv)):
+        # The lane expander's ~440 enables take a copy per stage of its own (`LaneExpander`,
+        # `LANE_STAGES`): with one, its LUT's net was 9.9 ns late on the whole top at
+        # d6346c9, seed 1 (issue 9).
+        walk_adv, advance, out_adv = (Signal(name=f"{name}_adv")
+                                      for name in ("walk", "stage", "out"))
+        lane_adv = Signal(LANE_STAGES, name="lane_adv")
+        for name, adv in (("walk", walk_adv), ("stage", advance), ("out", out_adv),
+                          *((f"lane{i}", lane_adv[i]) for i in range(LANE_STAGES))):
             valid = Signal(name=f"out_valid_{name}{REPLICA}")
             m.d.comb += adv.eq(~valid | out.ready)
             with m.If(adv):

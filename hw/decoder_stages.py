@@ -19,7 +19,11 @@ from mars.contract.decoder import DecoderFormat, descriptor_layout, ktable_layou
 
 from .dsp import registered_product
 
-__all__ = ["item_layout", "WalkIssue", "LaneExpander"]
+__all__ = ["item_layout", "WalkIssue", "LaneExpander", "LANE_STAGES"]
+
+#: Register stages of `LaneExpander` (P, A, B, C), each enabled by its own copy of the
+#: decoder's advance.
+LANE_STAGES = 4
 
 
 def item_layout(config: MarsConfig) -> data.StructLayout:
@@ -267,8 +271,10 @@ class LaneExpander(wiring.Component):
     -------
     desc : In(descriptor_layout(config))
         The walk's descriptor.
-    advance : In(1)
-        The pipeline advances: every stage register takes its inputs.
+    advance : In(LANE_STAGES)
+        The pipeline advances: every stage register takes its inputs.  All bits are
+        equal; bit i enables stage i's registers (P, A, B, C), so that no one net
+        enables all of them (the caller's copies of one flag).
     bx, by : In(signed(offset_bits))
         The window origin of the item one stage before its k-table word: column of its
         left edge (elements), row of its top edge (input rows).
@@ -291,7 +297,7 @@ class LaneExpander(wiring.Component):
         G = config.rows_per_step
         super().__init__({
             "desc": In(descriptor_layout(config)),
-            "advance": In(1),
+            "advance": In(LANE_STAGES),
             "bx": In(signed(fmt.offset_bits)),
             "by": In(signed(fmt.offset_bits)),
             "kgroup": In(unsigned(fmt.kgroup_bits)),
@@ -329,9 +335,10 @@ class LaneExpander(wiring.Component):
         xwin_p = Signal(G, reset_less=True)           # 0 <= bx + q < P, q < G
         last_p = Signal(reset_less=True)
         filler_p = Signal(reset_less=True)
+        adv_p, adv_a, adv_b, adv_c = self.advance
         cols = Signal(signed(ob))
         m.d.comb += cols.eq(desc.row_size - self.bx)
-        with m.If(self.advance):
+        with m.If(adv_p):
             sync += [bx_p.eq(self.bx), by_p.eq(self.by), cols_p.eq(cols),
                      rows_p.eq(desc.in_h - self.by),
                      xwin_p.eq(_window(self.bx, cols, G)),
@@ -352,7 +359,7 @@ class LaneExpander(wiring.Component):
         valid_a = Signal(G, reset_less=True)          # not a filler, not past K
         row_next = Signal.like(row_a, name="row_next")
         m.d.comb += row_next.eq(by_p + e.kh0)
-        with m.If(self.advance):
+        with m.If(adv_a):
             sync += [row_a.eq(row_next), rows_a.eq(rows_p - e.kh0),
                      x_a.eq(bx_p + e.p0), cols_a.eq(cols_p - e.p0),
                      valid_a.eq(Mux(filler_p, 0, Mux(last_p, lanes_k, (1 << G) - 1)))]
@@ -389,9 +396,9 @@ class LaneExpander(wiring.Component):
         # sinks at 05caebc, docs/synthesis.md).
         product = registered_product(m, row_next.as_unsigned()[:ab], desc.row_size[:ab],
                                      platform=platform, name="offset_b",
-                                     enable=self.advance)
+                                     enable=adv_b)
         m.d.comb += offset_b.eq(product[:ab])
-        with m.If(self.advance):
+        with m.If(adv_b):
             sync += base_b.eq(desc.act_base + x_a.as_unsigned()[:ab])
             # w*J of lanes 2 .. G-1: a (g+1)-way choice of the registered multiples k*J
             # by w(g), a register (no multiplier between registers: its 3.9 ns and the
@@ -413,7 +420,7 @@ class LaneExpander(wiring.Component):
         a0_c = Signal(ab, name="a0_c", reset_less=True)
         step_c = [Signal(ab, name=f"step_c{g}", reset_less=True) for g in range(G)]
         pad_c = Signal(G, reset_less=True)
-        with m.If(self.advance):
+        with m.If(adv_c):
             sync += a0_c.eq(offset_b + base_b)
             for g in range(G):
                 xok = Mux(first_b[g], xwin_b[g], xlate_b[g])
