@@ -767,8 +767,8 @@ class UnitWriter(wiring.Component):
             window = Signal(Ab + 1, name=f"s4_window{lane}", reset_less=True)
             write4 = Signal(name=f"s4_write{lane}", reset_less=True)
             acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
-            win, sticky, above = self._clamp_window(m, lane, p, self._shift_selects(m, lane, shift2,
-                                                                          shift3))
+            selects = self._shift_selects(m, lane, shift2, shift3)
+            win, sticky, above = self._clamp_window(m, lane, p, selects)
             m.d[s4] += [neg.eq(p[-1]), over.eq(Cat(sticky, above)), window.eq(win),
                          write4.eq(write3), acc4.eq(acc3)]
             s4_lanes.append((neg, over, window, write4, acc4))
