@@ -319,14 +319,26 @@ class ActivationGather(wiring.Component):
         # leaders' OR behind it in one cycle, into `pend`, were the whole top's critical
         # path at 233fcf6 seed 1 and 11 of the 15 nets after 10 ns at seeds 1 and 3
         # (issue 9).
+        # Registered in halves (`halves`: a pair of lanes' bit for each half of their
+        # words), ANDed with the pad at the take: the 9-bit equality and the pad term in
+        # one cycle were 4 to 5 LUTs from the spare, the last paths over 10 ns of the whole
+        # top at f282df4 (seed 1: 99.86 MHz, 8.6 ns of routing; issue 9).  The spare holds
+        # its payload until taken, so the take reads the halves of its words.
         unpadded = ~payload.pad
         lane_words = [self._lane_word(payload.addrs[g]) for g in range(G)]
-        near = Signal(data.ArrayLayout(unsigned(G), G), name=f"near{d}", reset_less=True)
-        m.d.sync += [near[g][h].eq(unpadded[h] & (lane_words[g] == lane_words[h]))
-                     for g in range(G) for h in range(G) if g != h]
+        pairs = {(g, h): i for i, (g, h) in enumerate(
+            (g, h) for g in range(G) for h in range(g + 1, G))}
+        cut = (len(lane_words[0]) + 1) // 2
+        parts = [slice(0, cut), slice(cut, None)] if len(lane_words[0]) > 1 else [slice(0, 1)]
+        halves = Signal(data.ArrayLayout(unsigned(len(parts)), len(pairs)),
+                        name=f"halves{d}", reset_less=True)
+        m.d.sync += [halves[i][k].eq(lane_words[g][part] == lane_words[h][part])
+                     for (g, h), i in pairs.items() for k, part in enumerate(parts)]
+        near = [[unpadded[h] & halves[pairs[min(g, h), max(g, h)]].all() if h != g else None
+                 for h in range(G)] for g in range(G)]
         shares_word = [Cat(*(near[g][h] if h != g else C(1, 1) for h in range(G)))
                        for g in range(G)]
-        leaders = Cat(*(unpadded[g] & ~near[g][:g].any() if g else unpadded[0]
+        leaders = Cat(*(unpadded[g] & ~Cat(*near[g][:g]).any() if g else unpadded[0]
                         for g in range(G)))
         # A take and a read never fall in one cycle (B takes only when empty or moving,
         # and it moves only once no domain reads), so `busy`, a register, chooses the next
