@@ -24,7 +24,8 @@ S3's (3) and S4's (2): the same logic for a slower clock (`UnitWriter.registered
   its high bits signed, one 18 x 18 multiplier each; on the ECP5 a MULT18X18D whose
   input registers hold copies of S1's values and whose output register is S2's,
   `mars.hw.dsp.registered_product`);
-* S3: their sum, the product p (and the mask of the bits at or above ``S + Ab``);
+* S3: their sum, the product p, and the clamp window's coarse step (the 8 + Ab bits of
+  ``p << 1`` from bit 8a, S = 8a + b);
 * S4: only what the clamp needs (docs/architecture.md, "Arithmetic of the writer";
   docs/model-package.md)::
 
@@ -715,10 +716,10 @@ class UnitWriter(wiring.Component):
 
     def _plain_lanes(self, m, s1_lanes, s1_nexts, s1, platform):
         """S2 .. S4 without residual adds: the product in two DSP halves (S2), their sum
-        (S3), then only what the clamp needs (S4): the sign, whether ``floor(p / 2^S)``
-        reaches 2^Ab, and the Ab + 1 bits from bit S - 1 (the rounding bit and the low Ab
-        bits of ``p >> S``).  Returns the S4 group register and a function of the OUT
-        stage giving each lane's (value, write, acc).
+        and the clamp window's coarse step (S3), then only what the clamp needs (S4): the
+        sign, whether ``floor(p / 2^S)`` reaches 2^Ab, and the Ab + 1 bits from bit S - 1
+        (the rounding bit and the low Ab bits of ``p >> S``).  Returns the S4 group
+        register and a function of the OUT stage giving each lane's (value, write, acc).
 
         With S2 registered each half is a `mars.hw.dsp.registered_product` of the lane's
         S1 values (`s1_nexts`): its operand registers are copies of S1's, its product
