@@ -13,13 +13,11 @@ Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
 * **Spare** (stage A): a payload register per domain behind the decoder's output
   register, loaded whenever it is empty, and its lane-word compares (one per pair of
-  lanes, in halves, on the spare's registers) registered the cycle after; stage B takes
-  from it only, once it is *ripe* (held since the cycle before, and for a walk's first
-  payload, the walk the unit's current one: ``release``).  Domain d is ready while its
+  lanes, on the spare's registers) registered the cycle after; stage B takes from it
+  only, once it is *ripe* (held since the cycle before).  Domain d is ready while its
   spare is empty, so the decoders' stall comes from one register here and not from the
-  read progress below.  It costs a walk whose first payload arrives after its release
-  two cycles (the payload passes the spare and waits for its compares), one that waited
-  for its release one cycle, and nothing after: B keeps a step at least three cycles and
+  read progress below.  It costs each walk two cycles (its first payload passes the spare
+  and waits for its compares) and nothing after: B keeps a step at least three cycles and
   the spare is ripe again three cycles after B takes it.  In exchange the compares read
   registers of the gather, not the decoder's output register across the die, and the
   take reads their registers (issue 9, docs/synthesis.md "Stage A always").
@@ -103,17 +101,6 @@ class ActivationGather(wiring.Component):
     side : Out(stream.Signature(marker_layout()))
         The markers of the oldest step the macro accepted and whose result was not yet
         taken; ``ready`` pops it (with the macro's result).  Every field is a register.
-    release : In(D)
-        The walk whose first payload (``walk_first``) a domain's spare holds is the unit's
-        current one (the sequencer's ``release``, one copy per domain): until then B does
-        not take it.  The payload waits in the spare, not at the decoders' output, so the
-        decoders' stage advance (``~out.valid | out.ready``, about a thousand enables)
-        sees only the spare's flag (issue 9: at f282df4, seed 3, the whole top's critical
-        path ran from a release copy through a decoder's advance into a padded lane's
-        clear).
-    first_taken : Out(1)
-        Stage B took the current walk's first payload in the cycle before (a register):
-        the sequencer clears ``release``.
     idle_next : In(1)
         The next cycle is idle (the controller's ``~running_next``): the gather holds
         itself in its run reset, in parts (`mars.hw.regs.run_reset` per part), instead
@@ -133,8 +120,6 @@ class ActivationGather(wiring.Component):
             "act_data": In(data.ArrayLayout(unsigned(bank.word_bits), D)),
             "request": Out(stream.Signature(request_layout(config))),
             "side": Out(stream.Signature(marker_layout())),
-            "release": In(D),
-            "first_taken": Out(1),
             "idle_next": In(1),
         })
 
@@ -211,10 +196,7 @@ class ActivationGather(wiring.Component):
         # shared flag sat 14 tiles from the domain's `pend` registers on the whole top's
         # critical path at 90f3d6d, seed 1.)
         spare_next = [Signal(name=f"spare_next{d}") for d in range(D)]
-        # A walk's first payload is ripe only once the walk is the unit's current one
-        # (`release`): a register of the sequencer's, one copy a domain.
-        ripe_next = [spare_valid[d] & spare_next[d]
-                     & (~spares[d].walk_first | self.release[d]) for d in range(D)]
+        ripe_next = [spare_valid[d] & spare_next[d] for d in range(D)]
         ripe_flags = [replicas(lanes[d], ripe[d], ripe_next[d], 2, name=f"ripe{d}_take")
                       for d in range(D)]
         b_valid_next = Mux(take, 1, Mux(move, 0, b_valid))
@@ -237,17 +219,13 @@ class ActivationGather(wiring.Component):
             dm.d.sync += [spare_valid[d].eq(spare_next[d]), ripe[d].eq(ripe_next[d])]
             with dm.If(~spare_valid[d]):
                 dm.d.sync += [spares[d].addrs.eq(o.payload.addrs),
-                              spares[d].pad.eq(o.payload.pad), spares[d].slot.eq(o.payload.slot),
-                              spares[d].walk_first.eq(o.payload.walk_first)]
+                              spares[d].pad.eq(o.payload.pad), spares[d].slot.eq(o.payload.slot)]
                 if d == 0:
                     dm.d.sync += [spares[d].last.eq(o.payload.last),
                                   spares[d].walk_last.eq(o.payload.walk_last)]
                 dm.d.comb += spare_next[d].eq(o.valid)
             with dm.Elif(spare_takes[d]):
                 dm.d.comb += spare_next[d].eq(0)
-        # Registered: release clears a cycle after the take, before the spare (empty the
-        # cycle after a take) can hold the next walk's first payload and be ripe.
-        m.d.sync += self.first_taken.eq(take & spares[0].walk_first)
         with m.If(take):
             m.d.sync += [b_valid.eq(1), b_side.last.eq(spares[0].last),
                          b_side.walk_last.eq(spares[0].walk_last)]
@@ -293,18 +271,18 @@ class ActivationGather(wiring.Component):
         lanes' activations (before the pad mask) and the word it reads (when ``busys[d]``).
 
         The take cycle registers the spare's payload: every lane's word and field, which
-        unpadded lanes share a word with each lane (``same[g]``, from ``halves``, the
-        compares of the spare's words in halves, registered the cycle before, and its
-        pad) and, as pending, the *leaders*: the unpadded lanes that share their word
-        with no lower unpadded lane.  The leaders are the words to read, one a cycle,
-        lowest first (``low``, a one-hot register kept with ``pend``); the word of leader
-        g serves the lanes of ``same[g]``.  This reads the same words in the same order as
-        "read the lowest pending lane's word and serve every pending lane in it": the
-        lowest unserved lane is always a leader.  A read cycle's next ``pend``/``low``
-        are a mask and a lowest-bit pick of registers (no row select in the loop: issue
-        9, ``busy``/``low`` were 5 of the whole top's 40 latest nets at f434e78 seed 3);
-        the read address is a one-hot select of registers; no address compare lies
-        behind the take."""
+        unpadded lanes share a word with each lane (``same[g]``, from ``near``: the
+        compares of the spare's words, registered the cycle before) and, as pending, the
+        *leaders*: the unpadded lanes that share their word with no lower unpadded lane.
+        The leaders are the words to read, one a cycle, lowest first (``low``, a one-hot
+        register kept with ``pend``); the word of leader g serves the lanes of
+        ``same[g]``.  This reads the
+        same words in the same order as "read the lowest pending lane's word and serve
+        every pending lane in it": the lowest unserved lane is always a leader.  A read
+        cycle's next ``pend``/``low`` are a mask and a lowest-bit pick of registers (no
+        row select in the loop: issue 9, ``busy``/``low`` were 5 of the whole top's 40
+        latest nets at f434e78 seed 3); the read address is a one-hot select of
+        registers; no address compare lies behind the take."""
         cfg, bank = self._config, self._banking
         G, Ab, sh = cfg.rows_per_step, cfg.act_bits, bank.group_bits
         ab = DecoderFormat(cfg).addr_bits
@@ -335,32 +313,20 @@ class ActivationGather(wiring.Component):
         def field(g):
             return data_word.word_select(fields[g], Ab) if sh else data_word[:Ab]
 
-        # Which unpadded lanes share lane g's word (``near[g][h]``, h != g): the compares
-        # of the spare's words, registered every cycle, so the take reads registers (B
-        # takes a spare only the cycle after it loaded, `ripe`).  The compare and the
+        # Which unpadded lanes share lane g's word: the compares of the spare's words,
+        # registered every cycle (``near[g][h]``, h != g), so the take reads registers
+        # (B takes a spare only the cycle after it loaded, `ripe`).  The compare and the
         # leaders' OR behind it in one cycle, into `pend`, were the whole top's critical
-        # path at 233fcf6 seed 1 and 11 of the 15 nets after 10 ns at seeds 1 and 3.  The
-        # compares are registered in halves (``halves``: a pair of lanes' bit for each
-        # half of their words) and ANDed with the pad at the take: the whole 9-bit
-        # equality with the pad term, registered as ``near``, was 4 to 5 LUTs from the
-        # spare, the last paths over 10 ns at f282df4 (seed 1: 99.86 MHz, 8.6 ns of
-        # routing; issue 9).  The spare holds its payload until taken, so the take reads
-        # the halves of its words and its pad.
+        # path at 233fcf6 seed 1 and 11 of the 15 nets after 10 ns at seeds 1 and 3
+        # (issue 9).
         unpadded = ~payload.pad
         lane_words = [self._lane_word(payload.addrs[g]) for g in range(G)]
-        pairs = {(g, h): i for i, (g, h) in enumerate(
-            (g, h) for g in range(G) for h in range(g + 1, G))}
-        cut = (len(lane_words[0]) + 1) // 2
-        parts = [slice(0, cut), slice(cut, None)] if len(lane_words[0]) > 1 else [slice(0, 1)]
-        halves = Signal(data.ArrayLayout(unsigned(len(parts)), len(pairs)),
-                        name=f"halves{d}", reset_less=True)
-        m.d.sync += [halves[i][k].eq(lane_words[g][part] == lane_words[h][part])
-                     for (g, h), i in pairs.items() for k, part in enumerate(parts)]
-        near = [[unpadded[h] & halves[pairs[min(g, h), max(g, h)]].all() if h != g else None
-                 for h in range(G)] for g in range(G)]
+        near = Signal(data.ArrayLayout(unsigned(G), G), name=f"near{d}", reset_less=True)
+        m.d.sync += [near[g][h].eq(unpadded[h] & (lane_words[g] == lane_words[h]))
+                     for g in range(G) for h in range(G) if g != h]
         shares_word = [Cat(*(near[g][h] if h != g else C(1, 1) for h in range(G)))
                        for g in range(G)]
-        leaders = Cat(*(unpadded[g] & ~Cat(*near[g][:g]).any() if g else unpadded[0]
+        leaders = Cat(*(unpadded[g] & ~near[g][:g].any() if g else unpadded[0]
                         for g in range(G)))
         # A take and a read never fall in one cycle (B takes only when empty or moving,
         # and it moves only once no domain reads), so `busy`, a register, chooses the next

@@ -24,13 +24,12 @@ Two parts run side by side:
   (``starts``, from the shadow) as soon as they are free, that is once the current
   walk's last payload has left their stages, while that walk still drains through the
   gather, macro, accumulator and writer, or while the unit waits at a SYNC.  Its
-  payloads then wait (the gather holds a walk's first payload, ``walk_first``, in its
-  spare until ``release``; the rest queue behind it), so the decoders' fill (the start
-  edge, issue and 6 stages: 8 cycles) is off the walk's critical path.  The decoders
-  read only the index and k-table memories, which no run writes; a WALK after a SYNC
-  goes to them only while the controller's ``more`` says its phase exists (one SYNC
-  ahead at most), so nothing the engine reads past the program's last SYNC is ever
-  started.
+  payloads then wait at the decoders' output (hw/unit.py holds a walk's first payload,
+  ``walk_first``, until ``release``), so the decoders' fill (the start edge, issue and 6
+  stages: 8 cycles) is off the walk's critical path.  The decoders read only the index
+  and k-table memories, which no run writes; a WALK after a SYNC goes to them only while
+  the controller's ``more`` says its phase exists (one SYNC ahead at most), so nothing
+  the engine reads past the program's last SYNC is ever started.
 * the **executor** (NEXT -> START -> RUN, or SYNC) takes the next instruction in the
   cycle it becomes free (``walk_done``, ``go`` at a SYNC, or in NEXT): a counted SYNC
   first, else a full shadow WALK whose descriptor every decoder has taken (instruction
@@ -137,11 +136,12 @@ class UnitSequencer(wiring.Component):
         current phase) exists: the decoders may start a WALK fetched behind one SYNC
         (the controller's ``more`` register).
     release : Out(D)
-        The gather may take the current walk's first payload from its spare (a register:
-        set when the executor takes the WALK, cleared by ``first_passed``): one equal
-        copy per word-line domain, for that domain's spare (mars.hw.gather).
+        The current walk's first payload may pass from the decoders to the gather (a
+        register: set when the executor takes the WALK, cleared by ``first_passed``):
+        one equal copy per word-line domain, placed beside its decoder, whose whole
+        pipeline's advance it gates (hw/unit.py).
     first_passed : In(1)
-        The gather took the current walk's first payload (the cycle before).
+        The current walk's first payload passes to the gather this cycle.
     insn : Out(instruction_layout(config))
         The current instruction: a register holding the walk's instruction from its
         take to its end (``walk_done``); between walks it follows the fetched words
@@ -325,8 +325,8 @@ class UnitSequencer(wiring.Component):
         # The decoders take the fetched WALK's descriptor from the shadow as soon as they
         # are free (a decoder is ready once its previous walk's items have left its
         # stages), while the current walk drains through the gather, macro, accumulator
-        # and writer: its first payload waits in the gather's spare (mars.hw.gather) until
-        # the executor takes the WALK (`release`).  The decoders read only the index and
+        # and writer: its payloads wait at the decoders' output (hw/unit.py) until the
+        # executor takes the WALK (`release`).  The decoders read only the index and
         # k-table memories, which no run writes, so the one hazard is a WALK read past the
         # program's end: across a SYNC only while the controller says its phase exists.
         taken = Signal(cfg.wordline_domains)            # decoders that took the shadow's
@@ -341,11 +341,10 @@ class UnitSequencer(wiring.Component):
                          start.valid.eq(full & ahead_ok & ~taken[d])]
             with m.If(start.valid & start.ready):
                 m.d.sync += taken[d].eq(1)
-        # `release` as the register's next value, one copy per domain (`replicas`), for
-        # that domain's part of the gather (issue 9: when it gated the decoders' stage
-        # advance, from one register sequencer -> decoder took 2.8 ns of a 14.4 ns
-        # critical path; with a copy a domain, release -> advance -> a padded lane's
-        # clear was the whole top's at f282df4, seed 3).
+        # `release` as the register's next value, one copy per domain (`replicas`):
+        # each gates its decoder's stage advance, a net to about a thousand clock
+        # enables spread over the decoder (issue 9: from one register in the whole top,
+        # sequencer -> decoder took 2.8 ns of a 14.4 ns critical path).
         release = Signal()
         release_next = Signal()
         m.d.comb += release_next.eq(release)

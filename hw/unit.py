@@ -14,9 +14,9 @@ D output blocks held by the macro's D word-line domains) over a band of output r
 Every stage is a stream with back-pressure; the D decoders are started together and their
 payloads are taken together, so they stay in step (fillers pad the shorter index codes).
 The sequencer starts the decoders on the next walk while the current one drains (or
-while the unit waits at a SYNC); that walk's first payload (``walk_first``) waits in the
-gather's spare until the sequencer has made it the current walk (``release``), since the
-gather, accumulator and writer read the current walk's instruction and parameters.
+while the unit waits at a SYNC); that walk's first payload (``walk_first``) waits at the
+decoders' output until the sequencer has made it the current walk (``release``), since
+the gather, accumulator and writer read the current walk's instruction and parameters.
 The program (``instruction_layout``) holds WALKs and one SYNC at the end of each phase;
 at a SYNC the unit waits, drained, for the controller's ``go``.
 
@@ -150,11 +150,14 @@ class MacroUnit(wiring.Component):
         wiring.connect(m, wiring.flipped(self.load), macro.write)
         for d, decoder in enumerate(decoders):
             wiring.connect(m, seq.starts[d], decoder.start)
-            # A walk's first payload waits in the gather's spare until the executor has
-            # taken the walk (its decoders may start while the walk before it drains,
-            # hw/sequencer.py): the gather reads `release`.
-            wiring.connect(m, decoder.out, gather.payloads[d])
-        m.d.comb += [gather.release.eq(seq.release), seq.first_passed.eq(gather.first_taken)]
+            # A walk's first payload waits here until the executor has taken the walk
+            # (its decoders may start while the walk before it drains, hw/sequencer.py).
+            held = decoder.out.payload.walk_first & ~seq.release[d]
+            m.d.comb += [gather.payloads[d].payload.eq(decoder.out.payload),
+                         gather.payloads[d].valid.eq(decoder.out.valid & ~held),
+                         decoder.out.ready.eq(gather.payloads[d].ready & ~held)]
+        out0 = decoders[0].out
+        m.d.comb += seq.first_passed.eq(out0.valid & out0.ready & out0.payload.walk_first)
         wiring.connect(m, gather.request, macro.request)
         wiring.connect(m, macro.result, acc.result)
         wiring.connect(m, gather.side, acc.side)

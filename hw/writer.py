@@ -24,8 +24,7 @@ S3's (3) and S4's (2): the same logic for a slower clock (`UnitWriter.registered
   its high bits signed, one 18 x 18 multiplier each; on the ECP5 a MULT18X18D whose
   input registers hold copies of S1's values and whose output register is S2's,
   `mars.hw.dsp.registered_product`);
-* S3: their sum, the product p, and the clamp window's coarse step (the 8 + Ab bits of
-  ``p << 1`` from bit 8a, S = 8a + b);
+* S3: their sum, the product p (and the mask of the bits at or above ``S + Ab``);
 * S4: only what the clamp needs (docs/architecture.md, "Arithmetic of the writer";
   docs/model-package.md)::
 
@@ -716,10 +715,10 @@ class UnitWriter(wiring.Component):
 
     def _plain_lanes(self, m, s1_lanes, s1_nexts, s1, platform):
         """S2 .. S4 without residual adds: the product in two DSP halves (S2), their sum
-        and the clamp window's coarse step (S3), then only what the clamp needs (S4): the
-        sign, whether ``floor(p / 2^S)`` reaches 2^Ab, and the Ab + 1 bits from bit S - 1
-        (the rounding bit and the low Ab bits of ``p >> S``).  Returns the S4 group
-        register and a function of the OUT stage giving each lane's (value, write, acc).
+        (S3), then only what the clamp needs (S4): the sign, whether ``floor(p / 2^S)``
+        reaches 2^Ab, and the Ab + 1 bits from bit S - 1 (the rounding bit and the low Ab
+        bits of ``p >> S``).  Returns the S4 group register and a function of the OUT
+        stage giving each lane's (value, write, acc).
 
         With S2 registered each half is a `mars.hw.dsp.registered_product` of the lane's
         S1 values (`s1_nexts`): its operand registers are copies of S1's, its product
@@ -751,22 +750,13 @@ class UnitWriter(wiring.Component):
                             name=f"s2_hi{lane}")
                 m.d.comb += [lo.eq(r1.acc.as_unsigned()[:h] * r1.mult if h else 0),
                              hi.eq(r1.acc[h:].as_signed() * r1.mult)]
-            # S3: the product and the clamp window's coarse step (its 8 + Ab bits from bit
-            # 8a of the product shifted left by one, `_coarse_window`), so that S4 keeps
-            # only the fine step (issue 9: the coarse and fine choices in one stage, from
-            # S3's shift copies into `s4_window`, were the whole top's critical path at
-            # 698dd2f, seed 1: 95.1 MHz, 4 LUT levels and a wide multiplexer)
-            selects = self._shift_selects(m, lane, r1.shift, shift2)
-            product = Signal(shape, name=f"s3_sum{lane}")
-            m.d.comb += product.eq((hi << h) + lo)
+            # S3: the product
             p = Signal(shape, name=f"s3_product{lane}", reset_less=True)
-            coarse = Signal(self._clamp_parts(len(shift2))[1], name=f"s3_coarse{lane}",
-                            reset_less=True)
             shift3 = Signal.like(shift2, name=f"s3_shift{lane}")
             write3 = Signal(name=f"s3_write{lane}", reset_less=True)
             acc3 = Signal.like(acc2, name=f"s3_acc{lane}")
-            m.d[s3] += [p.eq(product), coarse.eq(self._coarse_window(m, lane, product, selects)),
-                         shift3.eq(shift2), write3.eq(write2), acc3.eq(acc2)]
+            m.d[s3] += [p.eq((hi << h) + lo), shift3.eq(shift2),
+                         write3.eq(write2), acc3.eq(acc2)]
             # S4: sign, overflow, window (bit S-1 .. S+Ab-1; bit -1 is 0 for S = 0)
             neg = Signal(name=f"s4_neg{lane}", reset_less=True)
             # The two overflow terms registered apart and ORed in the output stage, whose
@@ -777,7 +767,8 @@ class UnitWriter(wiring.Component):
             window = Signal(Ab + 1, name=f"s4_window{lane}", reset_less=True)
             write4 = Signal(name=f"s4_write{lane}", reset_less=True)
             acc4 = Signal.like(acc3, name=f"s4_acc{lane}")
-            win, sticky, above = self._fine_window(m, lane, p, coarse, selects)
+            selects = self._shift_selects(m, lane, shift2, shift3)
+            win, sticky, above = self._clamp_window(m, lane, p, selects)
             m.d[s4] += [neg.eq(p[-1]), over.eq(Cat(sticky, above)), window.eq(win),
                          write4.eq(write3), acc4.eq(acc3)]
             s4_lanes.append((neg, over, window, write4, acc4))
@@ -803,68 +794,54 @@ class UnitWriter(wiring.Component):
         span = (1 << fb) + self._config.act_bits
         return fb, span, shares(span, CLAMP_SELECT_FANOUT)
 
-    def _shift_selects(self, m, lane: int, shift1, shift2) -> tuple[list, Value, Value]:
-        """The clamp window's selects: a for each coarse share (S3's coarse step: S2's
-        shift), a for the sticky OR and b for the fine step (S4: S3's shift), each from
-        its own copy of its stage's shift register when that stage is registered
-        (`replicas`, loading what the stage's `shift` loads: `shift1`, `shift2`).  With
-        one register, bit 0 of a fed the 49 LUTs of a lane's coarse multiplexers, and its
-        route branched 8 ways at one wire: nextpnr's ECP5 model adds a delay per branch
-        that router2 does not see while it routes (issue 9, docs/synthesis.md: seed 3's
-        worst path at 080b079, 2.08 ns of routing within one tile)."""
-        fb, _, parts = self._clamp_parts(len(shift2))
-        a_like = Signal(len(shift2) - fb, reset_less=True)
-        b_like = Signal(fb, reset_less=True)
-        if self.registered(2):
-            coarse = replicas(m, a_like, shift1[fb:], len(parts), name=f"s2_shift_a{lane}_")
-        else:
-            coarse = [shift2[fb:]] * len(parts)
+    def _shift_selects(self, m, lane: int, shift2, shift3) -> tuple[list, Value, Value]:
+        """The clamp window's selects: a for each coarse share, a for the sticky OR and
+        b for the fine step, each from its own copy of S3's shift when S3 is registered
+        (`replicas`, loading what `shift3` loads).  With one register, bit 0 of a fed
+        the 49 LUTs of a lane's coarse multiplexers, and its route branched 8 ways at
+        one wire: nextpnr's ECP5 model adds a delay per branch that router2 does not
+        see while it routes (issue 9, docs/synthesis.md: seed 3's worst path at
+        080b079, 2.08 ns of routing within one tile)."""
+        fb, _, parts = self._clamp_parts(len(shift3))
         if not self.registered(3):
-            return coarse, shift2[fb:], shift2[:fb]
-        sticky, = replicas(m, a_like, shift2[fb:], 1, name=f"s3_shift_a{lane}_")
+            return [shift3[fb:]] * len(parts), shift3[fb:], shift3[:fb]
+        a_like = Signal(len(shift3) - fb, reset_less=True)
+        b_like = Signal(fb, reset_less=True)
+        *coarse, sticky = replicas(m, a_like, shift2[fb:], len(parts) + 1,
+                                   name=f"s3_shift_a{lane}_")
         fine, = replicas(m, b_like, shift2[:fb], 1, name=f"s3_shift_b{lane}_")
         return coarse, sticky, fine
 
-    def _coarse_window(self, m, lane: int, p, selects) -> Value:
-        """The clamp window's coarse step (`_fine_window` has the whole scheme): the
-        8 + Ab bits of ``u = p << 1`` from bit 8a (an 8-way choice by a, one copy of a
-        per share of the bits; `selects` is `_shift_selects`'s)."""
+    def _clamp_window(self, m, lane: int, p, selects):
+        """What the clamp needs of the product p shifted right by S: the Ab + 1 bits
+        from bit S - 1 (bit -1 reads 0) and whether any bit at or above S + Ab is set.
+
+        With ``u = p << 1`` (so that bit S - 1 of p is bit S of u) and S = 8a + b: the
+        coarse step takes the 8 + Ab bits of u from bit 8a (an 8-way choice by a) and
+        whether any bit of u from 8a + 8 + Ab up is set (the suffix ORs, chosen by a);
+        the fine step takes Ab + 1 bits from bit b of the coarse ones and ORs those at
+        or above b + Ab + 1.  Far fewer LUTs than a full shifter of the product.
+        `selects` is `_shift_selects`'s (a per coarse share, a for the sticky OR, b).
+        Returns the window and the two overflow terms (coarse, fine): any bit at or
+        above S + Ab is set iff either is.
+        """
+        Ab = self._config.act_bits
         coarse_sels, sticky_sel, b = selects
-        fb, span, parts = self._clamp_parts(len(sticky_sel) + len(b))
         u = Cat(Const(0, 1), p.as_unsigned())
-        steps = 1 << len(coarse_sels[0])           # coarse positions
+        fb, span, parts = self._clamp_parts(len(sticky_sel) + len(b))
+        steps = 1 << len(sticky_sel)               # coarse positions
 
         def coarse_bits(k: int, part: slice) -> Value:
             lo = k << fb
             return Cat(*(u[i] if i < len(u) else Const(0, 1)
                          for i in range(lo + part.start, lo + part.stop)))
 
-        coarse = Signal(span, name=f"s3_coarse_next{lane}")
+        coarse = Signal(span, name=f"s4_coarse{lane}")
         for a, part in zip(coarse_sels, parts):
             with m.Switch(a):
                 for k in range(steps):
                     with m.Case(k):
                         m.d.comb += coarse[part].eq(coarse_bits(k, part))
-        return coarse
-
-    def _fine_window(self, m, lane: int, p, coarse, selects):
-        """What the clamp needs of the product p shifted right by S: the Ab + 1 bits
-        from bit S - 1 (bit -1 reads 0) and whether any bit at or above S + Ab is set.
-
-        With ``u = p << 1`` (so that bit S - 1 of p is bit S of u) and S = 8a + b: the
-        coarse step (`_coarse_window`, one stage before) takes the 8 + Ab bits of u from
-        bit 8a, `coarse`, and this one whether any bit of u from 8a + 8 + Ab up is set
-        (the suffix ORs, chosen by a); the fine step takes Ab + 1 bits from bit b of the
-        coarse ones and ORs those at or above b + Ab + 1.  Far fewer LUTs than a full
-        shifter of the product.  `selects` is `_shift_selects`'s (a per coarse share, a
-        for the sticky OR, b).  Returns the window and the two overflow terms (coarse,
-        fine): any bit at or above S + Ab is set iff either is.
-        """
-        Ab = self._config.act_bits
-        _, sticky_sel, b = selects
-        u = Cat(Const(0, 1), p.as_unsigned())
-        fb, span, _ = self._clamp_parts(len(sticky_sel) + len(b))
-        steps = 1 << len(sticky_sel)               # coarse positions
         sticky = Signal(name=f"s4_sticky{lane}")
         with m.Switch(sticky_sel):
             for k in range(steps):

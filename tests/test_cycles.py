@@ -25,10 +25,8 @@ describes them; the sim tests compare the same model with the RTL's own counters
   executor takes the WALK in the cycle it is free (walk done, ``go``) once the decoders
   have it (the cycle after at the earliest): START the cycle after.  The walk's first
   payload reaches the decoders' output DECODER_START = 9 cycles after they took the
-  descriptor and waits in the gather's spare (stage A, its compares registered) until
-  START: stage B takes it the cycle after (``release`` is a register), a cycle sooner
-  than a payload arriving then, so the walk runs as a walk started at
-  v = max(START - 9, the decoders' cycle) would (W from v + 1, done seen at v + W + 1).
+  descriptor and waits there until START: the walk then runs as a walk started at
+  v = max(START - 8, the decoders' cycle) would (W from v + 1, done seen at v + W + 1).
 * A loader's LOAD state: per LOAD FETCH, DECODE, count + 1 COPY cycles; then FETCH,
   DECODE, SYNC.  With ``skip_loads`` every count is 0.
 """
@@ -124,10 +122,6 @@ def first_sync_wait(config):
 #: Cycles from the decoders taking a descriptor to its first payload in their output
 #: register: the start edge, issue, the 7 stages (hw/decoder.py).
 DECODER_START = 9
-#: A walk whose first payload waited in the gather's spare for its ``release`` runs as if
-#: started (decoders and executor together) START_LEAD cycles before the cycle after its
-#: START: one more than DECODER_START, as the spare and its compares are passed already.
-START_LEAD = DECODER_START + 1
 
 
 def unit_walk_state(config, L, Ws):
@@ -150,7 +144,7 @@ def unit_walk_state(config, L, Ws):
     a = S + F                                 # the decoders take the first WALK
     s = max(L, a + 1) + 1                     # its START
     for i, W in enumerate(Ws):
-        v = max(s - START_LEAD, a)         # runs as if started (old style) at v
+        v = max(s - DECODER_START, a)         # runs as if started (old style) at v
         W = W(v + 1) if callable(W) else W
         d = v + W + 1                         # the RUN cycle that sees the walk done
         if i + 1 < len(Ws):
@@ -195,9 +189,9 @@ def test_one_phase_one_unit_counted_by_hand():
     # S + F + 2, so it runs as if started at S + F.  The second is fetched from
     # S + F + 2 while the first runs (its decoders, one payload, are free): decoders at
     # 2F + S + 2, START the cycle after the first is seen done (S + F + W0 + 1), as if
-    # started 9 cycles before.
+    # started 8 cycles before.
     assert S + F + 2 > load and W[0] + 1 >= F + 2 and W[1] + 1 >= S
-    walk_state = (S + F + 2 - load) + W[0] + (W[1] + 2 - START_LEAD) + 1
+    walk_state = (S + F + 2 - load) + W[0] + (W[1] + 2 - DECODER_START) + 1
     assert unit_walk_state(cfg, load, W) == walk_state
     assert (result.load_cycles, result.walk_cycles) == (load, walk_state)
     assert result.cycles == load + walk_state
@@ -229,16 +223,16 @@ def test_phases_release_every_unit_together():
     # Phase 1's walks were fetched during phase 0 (S + S + F cycles after the start), and
     # their decoders took them in phase 0's WALK state (the cycle after its go, at their
     # second SYNC, one SYNC ahead, phase 1 exists): they start (START) the cycle after the
-    # WALK state's first cycle t1 and run as if started START_LEAD cycles earlier.
+    # WALK state's first cycle t1 and run as if started DECODER_START cycles earlier.
     S, F = fetch_times(cfg)
     walk0 = max(unit_walk_state(cfg, load0, [slotted(cfg, w)]) for w in (short, long))
     assert 2 * S + F < load0 + walk0
     load1 = 1 + 5 + 3 + 3                       # go_loaders comes in its first cycle
     t1 = load0 + walk0 + load1
     # go_units comes in the WALK state's first cycle t1, START in t1 + 1
-    assert load0 + 1 <= t1 + 1 - START_LEAD
-    walk1 = 1 + max(slotted(cfg, w, t1 + 2 - START_LEAD) for w in phases[1].walks) + 2 + 1
-    walk1 -= START_LEAD
+    assert load0 + 1 <= t1 + 1 - DECODER_START
+    walk1 = 1 + max(slotted(cfg, w, t1 + 2 - DECODER_START) for w in phases[1].walks) + 2 + 1
+    walk1 -= DECODER_START
     expected = [(load0, walk0), (load1, walk1)]
     assert [(r.load_cycles, r.walk_cycles) for r in results] == expected
     assert [r.layer for r in results] == [0, 1]
@@ -260,7 +254,7 @@ def test_a_unit_with_two_walks_outlasts_two_units_with_one_each(cfg):
     d_a = S + F + slotted(cfg, a, S + F + 1) + 1
     a_b = 2 * F + S + 2
     s_b = max(d_a, a_b + 1) + 1
-    v_b = max(s_b - START_LEAD, a_b)
+    v_b = max(s_b - DECODER_START, a_b)
     assert same.walk_cycles == max(v_b + slotted(cfg, b, v_b + 1) + 1, s_b + S) + 1 - L + 1
     assert same.walk_cycles == unit_walk_state(cfg, L, [slotted(cfg, a), slotted(cfg, b)])
     if cfg.macros > 1:
@@ -394,17 +388,17 @@ def test_hidden_loads_run_with_the_walks(hidden_rows):
     t1 = load0 + walk0 + load1
     # w1's decoders took it once fetched (w0's one payload had left them; one SYNC ahead,
     # phase 1 exists), after w0's START (S + F + 2), the SYNC and w1's fetch: it starts at
-    # t1 + 1 and runs as if started START_LEAD cycles earlier
-    assert (S + F + 2) + S + F <= t1 + 1 - START_LEAD
-    walk1 = 1 + slotted(cfg, w1, t1 + 2 - START_LEAD) + 2 + 1 - START_LEAD
+    # t1 + 1 and runs as if started DECODER_START cycles earlier
+    assert (S + F + 2) + S + F <= t1 + 1 - DECODER_START
+    walk1 = 1 + slotted(cfg, w1, t1 + 2 - DECODER_START) + 2 + 1 - DECODER_START
     assert [(r.load_cycles, r.walk_cycles) for r in results] == [(load0, walk0),
                                                                  (load1, walk1)]
     # the same phases without hide_loads: the load runs in phase 1's LOAD state
     serial = network_cycles(fake_mapping(TINY, [
         phases[0], Phase(1, [Load(0, 8, 8, hidden_rows)], [w1])]))
     load1 = 1 + (hidden_rows + 3) + 3
-    walk1 = (1 + slotted(cfg, w1, load0 + units0 + load1 + 2 - START_LEAD) + 2 + 1
-             - START_LEAD)
+    walk1 = (1 + slotted(cfg, w1, load0 + units0 + load1 + 2 - DECODER_START) + 2 + 1
+             - DECODER_START)
     assert [(r.load_cycles, r.walk_cycles) for r in serial] == [(load0, units0),
                                                                 (load1, walk1)]
 

@@ -104,7 +104,7 @@ class _Walk:
         self.info = _WalkInfo()
         self.active = False                        # the decoders issue (their walk)
         self.issued = self.d_total = 0
-        self.release = False                       # the gather may take its first payload
+        self.release = False                       # the walk's first payload may pass
         self.dec = [None] * DECODER_STAGES         # payload positions (None: empty)
         self.out = None
         self.spare = None                          # gather stage A: the decoders' spare
@@ -127,8 +127,7 @@ class _Walk:
 
     def start_decoders(self, steps: int, pixels: int) -> None:
         """The decoders take a walk's descriptor at this edge (they issue from the next
-        cycle); its first payload waits in the gather's spare until `start` lets stage B
-        take it."""
+        cycle); its payloads wait at their output until `start` lets the first pass."""
         self.d_total = steps * pixels
         self.active = self.d_total > 0
         self.issued = 0
@@ -136,7 +135,7 @@ class _Walk:
     def start(self, steps: int, pixels: int, n_valid: int,
               info: _WalkInfo | None = None) -> None:
         """The walk becomes the unit's current one (the executor takes it): the gather,
-        macro, accumulator and writer work on it, and its first payload may be taken."""
+        macro, accumulator and writer work on it, and its first payload may pass."""
         self.steps, self.total, self.n_valid = steps, steps * pixels, n_valid
         self.info = info or _WalkInfo()
         self.n_grp = 0
@@ -187,16 +186,16 @@ class _Walk:
         # at the earliest (`ripe`); the spare loads while empty, the decoders stall only
         # on a full spare
         move = self.b is not None and self.b_wait == 0 and self.c is None
-        # A walk's first payload (position 0) waits in the spare until the walk is the
-        # unit's current one (`release`, mars.hw.gather): its decoders may start early.
-        out = self.out
+        # A walk's first payload (position 0) waits at the decoders' output until the walk
+        # is the unit's current one (hw/unit.py): its decoders may start early.
+        out = self.out if self.out is not None and (self.out or self.release) else None
         avail = self.spare if self.ripe else None   # held since the cycle before
         take = avail is not None and (self.b is None or move)
         if take and self.first_gather is None:
             self.first_gather = t
         if self.w_done[-1]:
             self.last_offer = t                    # a walk's last word is offered now
-        advance = self.out is None or self.spare is None
+        advance = self.out is None or (self.spare is None and out is not None)
         issue = self.active and advance
         accept_req = self.c is not None and req_ready
         acc_accept = self.s is not None and not s_hold   # S's step adds to the sums
@@ -230,15 +229,14 @@ class _Walk:
         if move:
             self.c = self.b
         taken = avail if take else None
+        if self.spare is None and out == 0:
+            self.release = False                   # the first payload passed
         if self.spare is None and out is not None:
             self.spare, self.ripe = out, False     # stage A loads while empty
         elif take:
             self.spare, self.ripe = None, False
         elif self.spare is not None:
-            # its compares are registered; a walk's first payload also needs `release`
-            self.ripe = self.spare != 0 or self.release
-        if take and taken == 0:
-            self.release = False                   # the first payload taken
+            self.ripe = True                       # its compares are registered
         if take:
             self.b = taken
             # one cycle to register the payload, one word read a cycle, the last word
