@@ -13,16 +13,14 @@ Four stages (docs/banking.md, docs/synthesis.md "Timing the unit's blocks"):
 
 * **Spare** (stage A): a payload register per domain behind the decoder's output
   register, loaded whenever it is empty, and its lane-word compares (one per pair of
-  lanes, on the spare's registers) in two registered stages (halves of the words, then
-  their AND with the pad); stage B takes from it only, once it is *ripe* (held since two
-  cycles before).  Domain d is ready while its spare is empty, so the decoders' stall
-  comes from one register here and not from the read progress below.  It costs each
-  walk three cycles (its first payload passes the spare and waits for its compares); the
-  spare is ripe again four cycles after B takes it, which the macro's ``Ab/b`` cycles a
-  step hide when they are 4 or more (`mars.sw.golden.cycles` counts it).  In exchange the
-  compares read registers of the gather, not the decoder's output register across the
-  die, and the take reads their registers (issue 9, docs/synthesis.md "Stage A
-  always").
+  lanes, on the spare's registers) registered the cycle after; stage B takes from it
+  only, once it is *ripe* (held since the cycle before).  Domain d is ready while its
+  spare is empty, so the decoders' stall comes from one register here and not from the
+  read progress below.  It costs each walk two cycles (its first payload passes the spare
+  and waits for its compares) and nothing after: B keeps a step at least three cycles and
+  the spare is ripe again three cycles after B takes it.  In exchange the compares read
+  registers of the gather, not the decoder's output register across the die, and the
+  take reads their registers (issue 9, docs/synthesis.md "Stage A always").
 * **Take** (stage B loaded): each domain registers its payload's lane words and fields,
   which unpadded lanes share each lane's word and, as pending, its *leaders*: the
   unpadded lanes that share their word with no lower unpadded lane.  No read yet: the
@@ -166,11 +164,9 @@ class ActivationGather(wiring.Component):
         # (the read progress of every domain: `pend` -> `busy` -> `move` -> `take`).
         spare_valid = [Signal(name=f"spare_valid{d}") for d in range(D)]
         spares = [Signal(payload_layout(cfg), name=f"spare{d}") for d in range(D)]
-        # The spare has held its payload since two cycles before (its compares are
-        # registered in two stages, `_domain`): B takes only then.  ``held[d]``:
-        # held since the cycle before.
+        # The spare has held its payload since the cycle before (its compares are
+        # registered, `_domain`): B takes only then.
         ripe = [Signal(name=f"ripe{d}") for d in range(D)]
-        held = [Signal(name=f"held{d}") for d in range(D)]
         m.d.sync += fresh.eq(Cat(take, fresh[0]))
         # `move` is ``b_valid & ~fresh.any() & ~c_valid`` and no domain reading or with its
         # last word in flight (``busy | busy_r``), kept as a register: its next value from
@@ -200,7 +196,7 @@ class ActivationGather(wiring.Component):
         # shared flag sat 14 tiles from the domain's `pend` registers on the whole top's
         # critical path at 90f3d6d, seed 1.)
         spare_next = [Signal(name=f"spare_next{d}") for d in range(D)]
-        ripe_next = [spare_valid[d] & spare_next[d] & held[d] for d in range(D)]
+        ripe_next = [spare_valid[d] & spare_next[d] for d in range(D)]
         ripe_flags = [replicas(lanes[d], ripe[d], ripe_next[d], 2, name=f"ripe{d}_take")
                       for d in range(D)]
         b_valid_next = Mux(take, 1, Mux(move, 0, b_valid))
@@ -220,8 +216,7 @@ class ActivationGather(wiring.Component):
             # gather, they were the whole top's most frequent late path (issue 9,
             # docs/synthesis.md "Stage A always": 5.2 ns of routing before the compare).
             dm.d.comb += [spare_next[d].eq(spare_valid[d]), o.ready.eq(~spare_valid[d])]
-            dm.d.sync += [spare_valid[d].eq(spare_next[d]), ripe[d].eq(ripe_next[d]),
-                          held[d].eq(spare_valid[d] & spare_next[d])]
+            dm.d.sync += [spare_valid[d].eq(spare_next[d]), ripe[d].eq(ripe_next[d])]
             with dm.If(~spare_valid[d]):
                 dm.d.sync += [spares[d].addrs.eq(o.payload.addrs),
                               spares[d].pad.eq(o.payload.pad), spares[d].slot.eq(o.payload.slot)]
@@ -277,7 +272,7 @@ class ActivationGather(wiring.Component):
 
         The take cycle registers the spare's payload: every lane's word and field, which
         unpadded lanes share a word with each lane (``same[g]``, from ``near``: the
-        compares of the spare's words, registered in the two cycles before) and, as pending, the
+        compares of the spare's words, registered the cycle before) and, as pending, the
         *leaders*: the unpadded lanes that share their word with no lower unpadded lane.
         The leaders are the words to read, one a cycle, lowest first (``low``, a one-hot
         register kept with ``pend``); the word of leader g serves the lanes of
@@ -320,29 +315,15 @@ class ActivationGather(wiring.Component):
 
         # Which unpadded lanes share lane g's word: the compares of the spare's words,
         # registered every cycle (``near[g][h]``, h != g), so the take reads registers
-        # (B takes a spare only two cycles after it loaded, `ripe`).  The compare and the
+        # (B takes a spare only the cycle after it loaded, `ripe`).  The compare and the
         # leaders' OR behind it in one cycle, into `pend`, were the whole top's critical
         # path at 233fcf6 seed 1 and 11 of the 15 nets after 10 ns at seeds 1 and 3
         # (issue 9).
-        # The compare runs over two cycles: each pair of lanes' words
-        # compared in halves, registered (`halves`, a pair's bit for each half), then
-        # ANDed with the pad into ``near``.  In one cycle its 9-bit equality and pad term
-        # were 4 to 5 LUTs from the spare, the last paths over 10 ns of the whole top at
-        # f282df4 (seed 1: 99.86 MHz, 8.6 ns of routing; issue 9).  The spare holds its
-        # payload until taken, so both stages read the same words and pad.
         unpadded = ~payload.pad
         lane_words = [self._lane_word(payload.addrs[g]) for g in range(G)]
-        pairs = [(g, h) for g in range(G) for h in range(g + 1, G)]
-        cut = (len(lane_words[0]) + 1) // 2
-        parts = [slice(0, cut), slice(cut, None)] if len(lane_words[0]) > 1 else [slice(0, 1)]
-        halves = Signal(data.ArrayLayout(unsigned(len(parts)), len(pairs)),
-                        name=f"halves{d}", reset_less=True)
-        m.d.sync += [halves[i][k].eq(lane_words[g][part] == lane_words[h][part])
-                     for i, (g, h) in enumerate(pairs) for k, part in enumerate(parts)]
         near = Signal(data.ArrayLayout(unsigned(G), G), name=f"near{d}", reset_less=True)
-        for i, (g, h) in enumerate(pairs):
-            m.d.sync += [near[g][h].eq(unpadded[h] & halves[i].all()),
-                         near[h][g].eq(unpadded[g] & halves[i].all())]
+        m.d.sync += [near[g][h].eq(unpadded[h] & (lane_words[g] == lane_words[h]))
+                     for g in range(G) for h in range(G) if g != h]
         shares_word = [Cat(*(near[g][h] if h != g else C(1, 1) for h in range(G)))
                        for g in range(G)]
         leaders = Cat(*(unpadded[g] & ~near[g][:g].any() if g else unpadded[0]

@@ -62,11 +62,6 @@ DECODER_STAGES = 7
 #: rotation, S2 partial products, S3 product, S4 clamp inputs, the output register).
 WRITER_STAGES = 6
 
-#: Cycles the gather's spare (stage A) holds a payload before stage B may take it: its
-#: lane-word compares are registered in two stages (mars.hw.gather: word halves, then
-#: their AND with the pad).
-SPARE_RIPE = 2
-
 
 def writer_latency(cfg) -> int:
     """Cycles from a lane group's issue to its offer (mars.hw.writer.writer_latency):
@@ -113,7 +108,7 @@ class _Walk:
         self.dec = [None] * DECODER_STAGES         # payload positions (None: empty)
         self.out = None
         self.spare = None                          # gather stage A: the decoders' spare
-        self.held = 0                              # cycles the spare has held it (capped)
+        self.ripe = False                          # the spare held since the cycle before
         self.b = None
         self.b_wait = 0
         self.c = None                              # gather stage C: the offered step
@@ -187,14 +182,14 @@ class _Walk:
         req_ready = m_adv and ((not self.busy) or last_step)
         # gather: B (words being read) moves into C (offered to the macro) when C is
         # empty at the start of the cycle; neither looks at the macro's ready.  B takes
-        # from the spare (stage A) only, SPARE_RIPE cycles after it loaded the decoders'
-        # payload at the earliest (`ripe`); the spare loads while empty, the decoders stall only
+        # from the spare (stage A) only, the cycle after it loaded the decoders' payload
+        # at the earliest (`ripe`); the spare loads while empty, the decoders stall only
         # on a full spare
         move = self.b is not None and self.b_wait == 0 and self.c is None
         # A walk's first payload (position 0) waits at the decoders' output until the walk
         # is the unit's current one (hw/unit.py): its decoders may start early.
         out = self.out if self.out is not None and (self.out or self.release) else None
-        avail = self.spare if self.held >= SPARE_RIPE else None   # its compares done
+        avail = self.spare if self.ripe else None   # held since the cycle before
         take = avail is not None and (self.b is None or move)
         if take and self.first_gather is None:
             self.first_gather = t
@@ -237,11 +232,11 @@ class _Walk:
         if self.spare is None and out == 0:
             self.release = False                   # the first payload passed
         if self.spare is None and out is not None:
-            self.spare, self.held = out, 0         # stage A loads while empty
+            self.spare, self.ripe = out, False     # stage A loads while empty
         elif take:
-            self.spare, self.held = None, 0
+            self.spare, self.ripe = None, False
         elif self.spare is not None:
-            self.held = min(self.held + 1, SPARE_RIPE)   # a stage of its compares done
+            self.ripe = True                       # its compares are registered
         if take:
             self.b = taken
             # one cycle to register the payload, one word read a cycle, the last word
